@@ -1,0 +1,263 @@
+//! Entry hashes: quilt3's `sha2-256-chunked` (the default) and legacy `SHA256`.
+//!
+//! `sha2-256-chunked` splits a file into chunks (8 MiB, doubled while there
+//! would be more than 10,000 of them), hashes each chunk with SHA-256 and stores
+//! the standard base64 of SHA-256 over the concatenated chunk digests. Because
+//! chunks are independent, one large file is hashed on every core.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+/// Hash type name of quilt3's default chunked SHA-256.
+pub const SHA2_256_CHUNKED: &str = "sha2-256-chunked";
+/// Hash type name of the legacy whole-file SHA-256 (hex).
+pub const SHA256: &str = "SHA256";
+
+const MIN_CHUNK: u64 = 8 * 1024 * 1024;
+const MAX_CHUNKS: u64 = 10_000;
+/// Read size while hashing: bounds memory per hashing thread.
+const READ_BUF: usize = 1024 * 1024;
+
+/// The `hash` object of a manifest entry: `{"type": ..., "value": ...}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct EntryHash {
+    /// Hash type, for example `sha2-256-chunked`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Encoded digest (base64 for chunked, hex for `SHA256`).
+    pub value: String,
+}
+
+impl EntryHash {
+    /// A `sha2-256-chunked` hash from its raw 32-byte digest.
+    pub fn chunked(digest: [u8; 32]) -> Self {
+        EntryHash { kind: SHA2_256_CHUNKED.into(), value: BASE64.encode(digest) }
+    }
+
+    /// The raw digest as lowercase hex, used to name content-addressed blobs.
+    /// `None` for hash types Sheaf does not address blobs by.
+    pub fn blob_hex(&self) -> Option<String> {
+        match self.kind.as_str() {
+            SHA2_256_CHUNKED => {
+                let raw = BASE64.decode(&self.value).ok()?;
+                (raw.len() == 32).then(|| hex::encode(raw))
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether Sheaf can check data against this hash type.
+    pub fn is_verifiable(&self) -> bool {
+        matches!(self.kind.as_str(), SHA2_256_CHUNKED | SHA256)
+    }
+}
+
+impl std::fmt::Display for EntryHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.kind, self.value)
+    }
+}
+
+/// Chunk size quilt3 uses for a file of `size` bytes.
+pub fn chunk_size(size: u64) -> u64 {
+    let mut chunk = MIN_CHUNK;
+    while size.div_ceil(chunk) > MAX_CHUNKS {
+        chunk *= 2;
+    }
+    chunk
+}
+
+/// Incremental hasher for data whose total size is known up front (a file
+/// being downloaded). Feeds bytes in any slice sizes; checks the size too.
+pub struct StreamHasher {
+    inner: Inner,
+    expected_size: u64,
+    seen: u64,
+}
+
+enum Inner {
+    Chunked { chunk: u64, in_chunk: u64, current: Sha256, digests: Sha256 },
+    Whole(Sha256),
+}
+
+impl StreamHasher {
+    /// A hasher producing the same hash type as `like`, for `size` bytes.
+    /// Returns `None` for hash types that cannot be computed.
+    pub fn new(like: &EntryHash, size: u64) -> Option<Self> {
+        let inner = match like.kind.as_str() {
+            SHA2_256_CHUNKED => Inner::Chunked {
+                chunk: chunk_size(size),
+                in_chunk: 0,
+                current: Sha256::new(),
+                digests: Sha256::new(),
+            },
+            SHA256 => Inner::Whole(Sha256::new()),
+            _ => return None,
+        };
+        Some(StreamHasher { inner, expected_size: size, seen: 0 })
+    }
+
+    /// A `sha2-256-chunked` hasher for `size` bytes.
+    pub fn chunked(size: u64) -> Self {
+        Self::new(&EntryHash { kind: SHA2_256_CHUNKED.into(), value: String::new() }, size)
+            .expect("chunked is supported")
+    }
+
+    /// Feeds the next bytes.
+    pub fn update(&mut self, mut data: &[u8]) {
+        self.seen += data.len() as u64;
+        match &mut self.inner {
+            Inner::Whole(h) => h.update(data),
+            Inner::Chunked { chunk, in_chunk, current, digests } => {
+                while !data.is_empty() {
+                    let room = (*chunk - *in_chunk) as usize;
+                    let take = room.min(data.len());
+                    current.update(&data[..take]);
+                    *in_chunk += take as u64;
+                    data = &data[take..];
+                    if *in_chunk == *chunk {
+                        digests.update(std::mem::take(current).finalize());
+                        *in_chunk = 0;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Bytes fed so far.
+    pub fn bytes_seen(&self) -> u64 {
+        self.seen
+    }
+
+    /// The hash of everything fed, or `Err(bytes_seen)` when that differs from
+    /// the size given at construction.
+    pub fn finish(self) -> Result<EntryHash, u64> {
+        if self.seen != self.expected_size {
+            return Err(self.seen);
+        }
+        Ok(match self.inner {
+            Inner::Whole(h) => EntryHash { kind: SHA256.into(), value: hex::encode(h.finalize()) },
+            Inner::Chunked { in_chunk, current, mut digests, .. } => {
+                if in_chunk > 0 {
+                    digests.update(current.finalize());
+                }
+                EntryHash::chunked(digests.finalize().into())
+            }
+        })
+    }
+}
+
+/// Hashes a local file with `sha2-256-chunked`, its chunks in parallel on the
+/// rayon pool, reading through a bounded buffer per chunk. Returns the size
+/// hashed and the hash.
+pub fn hash_file_chunked(path: &Path) -> io::Result<(u64, EntryHash)> {
+    let file = File::open(path)?;
+    let size = file.metadata()?.len();
+    let chunk = chunk_size(size);
+    let chunks = size.div_ceil(chunk);
+    let digests: Vec<[u8; 32]> = (0..chunks)
+        .into_par_iter()
+        .map(|i| {
+            let start = i * chunk;
+            let end = (start + chunk).min(size);
+            hash_range(&file, start, end)
+        })
+        .collect::<io::Result<_>>()?;
+    let mut top = Sha256::new();
+    for d in &digests {
+        top.update(d);
+    }
+    Ok((size, EntryHash::chunked(top.finalize().into())))
+}
+
+/// Hashes a local file with the hash type of `like` (for verifying).
+pub fn hash_file_like(path: &Path, like: &EntryHash) -> io::Result<(u64, Option<EntryHash>)> {
+    match like.kind.as_str() {
+        SHA2_256_CHUNKED => hash_file_chunked(path).map(|(s, h)| (s, Some(h))),
+        SHA256 => {
+            let file = File::open(path)?;
+            let size = file.metadata()?.len();
+            let digest = hash_range(&file, 0, size)?;
+            Ok((size, Some(EntryHash { kind: SHA256.into(), value: hex::encode(digest) })))
+        }
+        _ => Ok((std::fs::metadata(path)?.len(), None)),
+    }
+}
+
+fn hash_range(file: &File, start: u64, end: u64) -> io::Result<[u8; 32]> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; READ_BUF.min((end - start) as usize).max(1)];
+    let mut pos = start;
+    while pos < end {
+        let want = buf.len().min((end - pos) as usize);
+        let n = file.read_at(&mut buf[..want], pos)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "file shrank while it was being hashed",
+            ));
+        }
+        hasher.update(&buf[..n]);
+        pos += n as u64;
+    }
+    Ok(hasher.finalize().into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn vectors_from_quilt3() {
+        let mut h = StreamHasher::chunked(13);
+        h.update(b"Hello, World!");
+        assert_eq!(h.finish().unwrap().value, "BCp9ZKWB7y7pg/IQWIAcw1ZjtwXmxV9i+o4PGOzHCYk=");
+
+        let empty = StreamHasher::chunked(0).finish().unwrap();
+        assert_eq!(empty.value, "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=");
+
+        let like = EntryHash { kind: SHA256.into(), value: String::new() };
+        let mut h = StreamHasher::new(&like, 13).unwrap();
+        h.update(b"Hello, World!");
+        assert_eq!(
+            h.finish().unwrap().value,
+            "dffd6021bb2bd5b0af676290809ec3a53191dd81c7f70a4b28688a362182986f"
+        );
+    }
+
+    #[test]
+    fn chunk_size_doubles_past_ten_thousand_chunks() {
+        assert_eq!(chunk_size(0), MIN_CHUNK);
+        assert_eq!(chunk_size(MIN_CHUNK * MAX_CHUNKS), MIN_CHUNK);
+        assert_eq!(chunk_size(MIN_CHUNK * MAX_CHUNKS + 1), 2 * MIN_CHUNK);
+    }
+
+    #[test]
+    fn parallel_file_hash_equals_streaming_hash_across_chunks() {
+        let data: Vec<u8> = (0..(MIN_CHUNK as usize * 2 + 12345)).map(|i| (i * 31 % 251) as u8).collect();
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(&data).unwrap();
+        let (size, parallel) = hash_file_chunked(f.path()).unwrap();
+        assert_eq!(size, data.len() as u64);
+        let mut streaming = StreamHasher::chunked(data.len() as u64);
+        for piece in data.chunks(777_777) {
+            streaming.update(piece);
+        }
+        assert_eq!(streaming.finish().unwrap(), parallel);
+    }
+
+    #[test]
+    fn size_mismatch_is_reported() {
+        let mut h = StreamHasher::chunked(10);
+        h.update(b"short");
+        assert_eq!(h.finish().unwrap_err(), 5);
+    }
+}

@@ -1,0 +1,314 @@
+//! Package manifests in quilt3's JSONL format, and their top hashes.
+//!
+//! This layer does no I/O: it parses, builds, encodes and hashes manifests.
+//! A manifest is a header line followed by entry lines and folder-metadata
+//! lines. Everything read is kept, including header keys and entry fields
+//! Sheaf does not know, so a read/write round trip loses nothing.
+
+pub mod hash;
+pub mod json;
+pub mod key;
+
+use hash::EntryHash;
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+/// Errors in a manifest's content.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A line is not valid JSON or lacks a required field.
+    #[error("manifest line {line}: {message}")]
+    Parse {
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A logical key that could escape an install directory or is malformed.
+    #[error("invalid logical key {key:?}: {reason}")]
+    InvalidKey {
+        /// The key as written.
+        key: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// Two entries with the same logical key.
+    #[error("duplicate logical key {0:?}")]
+    DuplicateKey(String),
+}
+
+/// One file of a package.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    /// Path inside the package, `/`-separated, validated.
+    pub logical_key: String,
+    /// Where the bytes live (URLs: `file://`, `s3://`, ...). Not hashed.
+    pub physical_keys: Vec<String>,
+    /// Size in bytes.
+    pub size: u64,
+    /// Content hash.
+    pub hash: EntryHash,
+    /// Entry metadata (quilt3 keeps user metadata under `user_meta`).
+    pub meta: Value,
+    /// Fields Sheaf does not interpret, kept for round trips.
+    pub extra: Map<String, Value>,
+}
+
+/// A folder-metadata line: `{"logical_key": "dir/", "meta": {...}}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DirMeta {
+    /// Folder key, ending with `/`.
+    pub logical_key: String,
+    /// The folder's metadata.
+    pub meta: Value,
+    /// Fields Sheaf does not interpret.
+    pub extra: Map<String, Value>,
+}
+
+/// A line after the header, in file order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Line {
+    /// A file.
+    Entry(Entry),
+    /// Folder metadata.
+    Dir(DirMeta),
+}
+
+/// A parsed or newly built manifest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Manifest {
+    /// The header object, as read or built (`version`, `message`, `user_meta`, ...).
+    pub header: Map<String, Value>,
+    /// Entries and folder lines in file order.
+    pub lines: Vec<Line>,
+}
+
+impl Manifest {
+    /// Builds a new manifest the way quilt3's `build` does: header
+    /// `{"version": "v0", "message": ..., "user_meta": ...}` and entries in walk
+    /// order. Keys must already be valid and unique.
+    pub fn build(message: Option<String>, user_meta: Option<Map<String, Value>>, mut entries: Vec<Entry>) -> Result<Self, Error> {
+        let mut header = Map::new();
+        header.insert("version".into(), json!("v0"));
+        header.insert("message".into(), message.map(Value::String).unwrap_or(Value::Null));
+        if let Some(meta) = user_meta {
+            header.insert("user_meta".into(), Value::Object(meta));
+        }
+        entries.sort_by(|a, b| key::walk_order(&a.logical_key, &b.logical_key));
+        for pair in entries.windows(2) {
+            if pair[0].logical_key == pair[1].logical_key {
+                return Err(Error::DuplicateKey(pair[0].logical_key.clone()));
+            }
+        }
+        for e in &entries {
+            key::validate(&e.logical_key)
+                .map_err(|reason| Error::InvalidKey { key: e.logical_key.clone(), reason })?;
+        }
+        Ok(Manifest { header, lines: entries.into_iter().map(Line::Entry).collect() })
+    }
+
+    /// Parses JSONL manifest bytes, validating every logical key.
+    pub fn parse(bytes: &[u8]) -> Result<Self, Error> {
+        let text = std::str::from_utf8(bytes)
+            .map_err(|e| Error::Parse { line: 0, message: format!("not UTF-8: {e}") })?;
+        let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+        let (_, first) = lines.next().ok_or(Error::Parse { line: 1, message: "empty manifest".into() })?;
+        let header = match parse_object(first, 1)? {
+            h if h.contains_key("logical_key") => {
+                return Err(Error::Parse { line: 1, message: "first line must be the header".into() });
+            }
+            h => h,
+        };
+        let mut out = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (i, text) in lines {
+            let line_no = i + 1;
+            let obj = parse_object(text, line_no)?;
+            let line = parse_line(obj, line_no)?;
+            if let Line::Entry(e) = &line
+                && !seen.insert(e.logical_key.clone())
+            {
+                return Err(Error::DuplicateKey(e.logical_key.clone()));
+            }
+            out.push(line);
+        }
+        Ok(Manifest { header, lines: out })
+    }
+
+    /// Encodes the manifest as quilt3 writes it: one JSON object per line,
+    /// `\n`-terminated, UTF-8, Python's default separators.
+    pub fn to_jsonl(&self) -> Vec<u8> {
+        let mut out = json::encode(&Value::Object(self.header.clone()), json::Style::ManifestLine);
+        out.push('\n');
+        for line in &self.lines {
+            out.push_str(&json::encode(&line.to_json(), json::Style::ManifestLine));
+            out.push('\n');
+        }
+        out.into_bytes()
+    }
+
+    /// The top hash (64 lowercase hex characters), computed exactly as quilt3's
+    /// `Package.top_hash`: SHA-256 over the canonical JSON of the header, then
+    /// of `{hash, logical_key, meta, size}` for every entry in order.
+    pub fn top_hash(&self) -> String {
+        let mut hasher = Sha256::new();
+        hasher.update(json::encode(&Value::Object(self.header.clone()), json::Style::Canonical));
+        for e in self.entries() {
+            let meta = if e.meta.is_null() { Value::Object(Map::new()) } else { e.meta.clone() };
+            let part = json!({
+                "hash": {"type": e.hash.kind, "value": e.hash.value},
+                "logical_key": e.logical_key,
+                "meta": meta,
+                "size": e.size,
+            });
+            hasher.update(json::encode(&part, json::Style::Canonical));
+        }
+        hex::encode(hasher.finalize())
+    }
+
+    /// File entries in order.
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.lines.iter().filter_map(|l| match l {
+            Line::Entry(e) => Some(e),
+            Line::Dir(_) => None,
+        })
+    }
+
+    /// The commit message: `None` when null or absent.
+    pub fn message(&self) -> Option<&str> {
+        self.header.get("message").and_then(Value::as_str)
+    }
+
+    /// Package-level user metadata, if any.
+    pub fn user_meta(&self) -> Option<&Value> {
+        self.header.get("user_meta")
+    }
+
+    /// Total size of all entries in bytes.
+    pub fn total_size(&self) -> u64 {
+        self.entries().map(|e| e.size).sum()
+    }
+}
+
+impl Line {
+    fn to_json(&self) -> Value {
+        let mut obj = Map::new();
+        match self {
+            Line::Entry(e) => {
+                obj.insert("logical_key".into(), json!(e.logical_key));
+                obj.insert("physical_keys".into(), json!(e.physical_keys));
+                obj.insert("size".into(), json!(e.size));
+                obj.insert("hash".into(), json!({"type": e.hash.kind, "value": e.hash.value}));
+                obj.insert("meta".into(), e.meta.clone());
+                obj.extend(e.extra.clone());
+            }
+            Line::Dir(d) => {
+                obj.insert("logical_key".into(), json!(d.logical_key));
+                obj.insert("meta".into(), d.meta.clone());
+                obj.extend(d.extra.clone());
+            }
+        }
+        Value::Object(obj)
+    }
+}
+
+fn parse_object(text: &str, line: usize) -> Result<Map<String, Value>, Error> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(Error::Parse { line, message: "not a JSON object".into() }),
+        Err(e) => Err(Error::Parse { line, message: e.to_string() }),
+    }
+}
+
+fn parse_line(mut obj: Map<String, Value>, line: usize) -> Result<Line, Error> {
+    let bad = |message: &str| Error::Parse { line, message: message.to_string() };
+    let logical_key = match obj.remove("logical_key") {
+        Some(Value::String(k)) => k,
+        _ => return Err(bad("missing string \"logical_key\"")),
+    };
+    let meta = obj.remove("meta").unwrap_or(Value::Null);
+    if !obj.contains_key("physical_keys") && !obj.contains_key("hash") {
+        key::validate_dir(&logical_key).map_err(|reason| Error::InvalidKey { key: logical_key.clone(), reason })?;
+        return Ok(Line::Dir(DirMeta { logical_key, meta, extra: obj }));
+    }
+    key::validate(&logical_key).map_err(|reason| Error::InvalidKey { key: logical_key.clone(), reason })?;
+    let physical_keys = match obj.remove("physical_keys") {
+        Some(Value::Array(keys)) => keys
+            .into_iter()
+            .map(|k| k.as_str().map(str::to_owned).ok_or_else(|| bad("physical_keys must be strings")))
+            .collect::<Result<Vec<_>, _>>()?,
+        _ => return Err(bad("missing array \"physical_keys\"")),
+    };
+    let size = obj.remove("size").and_then(|s| s.as_u64()).ok_or_else(|| bad("missing integer \"size\""))?;
+    let hash: EntryHash = obj
+        .remove("hash")
+        .and_then(|h| serde_json::from_value(h).ok())
+        .ok_or_else(|| bad("missing \"hash\" object with \"type\" and \"value\""))?;
+    Ok(Line::Entry(Entry { logical_key, physical_keys, size, hash, meta, extra: obj }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(key: &str, size: u64, value: &str) -> Entry {
+        Entry {
+            logical_key: key.into(),
+            physical_keys: vec![format!("file:///tmp/{key}")],
+            size,
+            hash: EntryHash { kind: hash::SHA2_256_CHUNKED.into(), value: value.into() },
+            meta: json!({}),
+            extra: Map::new(),
+        }
+    }
+
+    #[test]
+    fn header_only_vector_from_quilt3() {
+        let m = Manifest::parse(br#"{"version": "v0", "message": null}"#).unwrap();
+        assert_eq!(m.top_hash(), "2a5a67156ca9238c14d12042db51c5b52260fdd5511b61ea89b58929d6e1769b");
+        let built = Manifest::build(None, None, vec![]).unwrap();
+        assert_eq!(built.top_hash(), m.top_hash());
+    }
+
+    #[test]
+    fn null_empty_and_absent_messages_differ() {
+        let null = Manifest::parse(br#"{"version": "v0", "message": null}"#).unwrap().top_hash();
+        let empty = Manifest::parse(br#"{"version": "v0", "message": ""}"#).unwrap().top_hash();
+        let absent = Manifest::parse(br#"{"version": "v0"}"#).unwrap().top_hash();
+        assert_ne!(null, empty);
+        assert_ne!(null, absent);
+        assert_ne!(empty, absent);
+    }
+
+    #[test]
+    fn round_trip_keeps_unknown_keys_and_folder_lines() {
+        let text = concat!(
+            "{\"version\": \"v0\", \"message\": \"hé\", \"custom\": [1, 2.5], \"user_meta\": {\"z\": 1e+16}}\n",
+            "{\"logical_key\": \"a/\", \"meta\": {\"x\": 1}}\n",
+            "{\"logical_key\": \"a/b.txt\", \"physical_keys\": [\"file:///x\"], \"size\": 3, ",
+            "\"hash\": {\"type\": \"sha2-256-chunked\", \"value\": \"abc=\"}, \"meta\": {}, \"future\": true}\n",
+        );
+        let m = Manifest::parse(text.as_bytes()).unwrap();
+        assert_eq!(String::from_utf8(m.to_jsonl()).unwrap(), text);
+        assert_eq!(Manifest::parse(&m.to_jsonl()).unwrap().top_hash(), m.top_hash());
+    }
+
+    #[test]
+    fn build_sorts_in_walk_order_and_refuses_bad_keys() {
+        let m = Manifest::build(None, None, vec![entry("b.txt", 1, "x"), entry("B", 1, "y"), entry("a/b", 1, "z")]).unwrap();
+        let keys: Vec<_> = m.entries().map(|e| e.logical_key.as_str()).collect();
+        assert_eq!(keys, ["B", "a/b", "b.txt"]);
+        assert!(matches!(Manifest::build(None, None, vec![entry("../x", 1, "x")]), Err(Error::InvalidKey { .. })));
+        assert!(matches!(
+            Manifest::build(None, None, vec![entry("x", 1, "x"), entry("x", 1, "x")]),
+            Err(Error::DuplicateKey(_))
+        ));
+    }
+
+    #[test]
+    fn parse_refuses_traversal_keys() {
+        let text = "{\"version\": \"v0\"}\n{\"logical_key\": \"../../etc/passwd\", \"physical_keys\": [\"file:///etc/passwd\"], \"size\": 1, \"hash\": {\"type\": \"SHA256\", \"value\": \"00\"}, \"meta\": {}}\n";
+        let err = Manifest::parse(text.as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("../../etc/passwd"), "{err}");
+    }
+}

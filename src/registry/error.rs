@@ -1,0 +1,91 @@
+//! The registry layer's error type. Every message names the package, hash,
+//! path or URL at fault; the CLI maps variants to exit codes and the server
+//! will map them to gRPC status codes, each in one place.
+
+use crate::manifest;
+
+/// Errors from registry operations.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request itself is malformed (bad name, reference, key or option).
+    #[error("{0}")]
+    Invalid(String),
+    /// A package, revision, tag, path or object does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// A hash prefix matches more than one revision.
+    #[error("hash prefix {prefix} of {package} is ambiguous; it matches {}", candidates.join(", "))]
+    Ambiguous {
+        /// The package asked for.
+        package: String,
+        /// The prefix given.
+        prefix: String,
+        /// Every matching top hash.
+        candidates: Vec<String>,
+    },
+    /// Data does not match the hash the manifest records.
+    #[error("{what}: content does not match its hash (expected {expected}, got {actual})")]
+    Integrity {
+        /// The file or manifest at fault.
+        what: String,
+        /// Hash (or size) recorded in the manifest.
+        expected: String,
+        /// Hash (or size) of the bytes found.
+        actual: String,
+    },
+    /// A physical key points outside the locations the reader may read.
+    #[error("physical key {physical_key} is outside the locations this registry may read; refused")]
+    Forbidden {
+        /// The refused key.
+        physical_key: String,
+    },
+    /// A tag already points elsewhere, or a similar write conflict.
+    #[error("{0}")]
+    Conflict(String),
+    /// A manifest is malformed.
+    #[error("manifest {top_hash}: {source}")]
+    Manifest {
+        /// The manifest's name (top hash) or file.
+        top_hash: String,
+        /// What is wrong with it.
+        source: manifest::Error,
+    },
+    /// The object store failed.
+    #[error("{context}: {source}")]
+    Storage {
+        /// What was being done.
+        context: String,
+        /// The store's error.
+        source: object_store::Error,
+    },
+    /// A local file operation failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The local path.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// Result with the registry [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn invalid(msg: impl Into<String>) -> Self {
+        Error::Invalid(msg.into())
+    }
+
+    pub(crate) fn io(path: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+
+    /// Wraps a store error; a store "not found" becomes [`Error::NotFound`]
+    /// naming `context`.
+    pub(crate) fn storage(context: impl Into<String>, source: object_store::Error) -> Self {
+        match source {
+            object_store::Error::NotFound { .. } => Error::NotFound(context.into()),
+            source => Error::Storage { context: context.into(), source },
+        }
+    }
+}

@@ -1,0 +1,298 @@
+//! `install` (download a revision or part of it, verifying every byte) and
+//! `verify` (check a local folder against a revision).
+
+use super::{Error, IO_CONCURRENCY, PackageRef, Registry, Result};
+use crate::manifest::hash::{self, StreamHasher};
+use crate::manifest::{Entry, key};
+use crate::progress::Progress;
+use futures::stream::{self, StreamExt, TryStreamExt};
+use serde::Serialize;
+use std::collections::HashSet;
+use std::io::ErrorKind;
+use std::path::{Path as FsPath, PathBuf};
+use tokio::io::AsyncWriteExt;
+
+/// The outcome of an install.
+#[derive(Debug, Clone, Serialize)]
+pub struct InstallReport {
+    /// The installed revision.
+    pub top_hash: String,
+    /// Files the selection holds.
+    pub files: usize,
+    /// Bytes the selection holds.
+    pub bytes: u64,
+    /// Files downloaded.
+    pub downloaded_files: usize,
+    /// Bytes downloaded.
+    pub downloaded_bytes: u64,
+    /// Files already present with the right hash.
+    pub skipped_files: usize,
+}
+
+/// The outcome of a verify.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    /// The revision checked against.
+    pub top_hash: String,
+    /// Entries checked.
+    pub checked: usize,
+    /// Entries with no file in the folder.
+    pub missing: Vec<String>,
+    /// Files whose size or hash differs.
+    pub modified: Vec<String>,
+    /// Files in the folder that are not in the revision.
+    pub extra: Vec<String>,
+    /// Entries whose hash type Sheaf cannot compute (only their size was checked).
+    pub unverifiable: Vec<String>,
+    /// Whether the folder matches (extra files count unless allowed).
+    pub ok: bool,
+}
+
+/// The entries `r.subpath` selects, each with its path relative to the
+/// install folder (quilt3 strips the sub-path: `sub/a.txt` installs as `a.txt`).
+fn select<'m>(r: &PackageRef, top_hash: &str, entries: impl Iterator<Item = &'m Entry>) -> Result<Vec<(&'m Entry, String)>> {
+    let selected: Vec<(&Entry, String)> = match &r.subpath {
+        None => entries.map(|e| (e, e.logical_key.clone())).collect(),
+        Some(sub) => entries
+            .filter(|e| key::is_under(&e.logical_key, sub))
+            .map(|e| {
+                let rel = match e.logical_key.strip_prefix(sub.as_str()).and_then(|s| s.strip_prefix('/')) {
+                    Some(rest) => rest.to_owned(),
+                    // The sub-path names a single file.
+                    None => e.logical_key.rsplit('/').next().unwrap_or(&e.logical_key).to_owned(),
+                };
+                (e, rel)
+            })
+            .collect(),
+    };
+    if let (Some(sub), true) = (&r.subpath, selected.is_empty()) {
+        return Err(Error::NotFound(format!("path {sub} in {}@{top_hash}", r.package)));
+    }
+    Ok(selected)
+}
+
+/// The file path for `rel` under `dest`, creating parent folders. Refuses to
+/// pass through anything but real directories, so a symlink planted in `dest`
+/// cannot redirect a write outside it. `rel` is an already validated key.
+fn prepare_target(dest: &FsPath, rel: &str) -> Result<PathBuf> {
+    let mut path = dest.to_path_buf();
+    let segments: Vec<&str> = rel.split('/').collect();
+    for segment in &segments[..segments.len() - 1] {
+        path.push(segment);
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(Error::invalid(format!(
+                    "{}: exists and is not a directory (symlinks are not followed); cannot install {rel}",
+                    path.display()
+                )));
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                std::fs::create_dir(&path).map_err(|e| Error::io(path.display().to_string(), e))?;
+            }
+            Err(e) => return Err(Error::io(path.display().to_string(), e)),
+        }
+    }
+    path.push(segments[segments.len() - 1]);
+    Ok(path)
+}
+
+/// Whether `path` is a regular file (not a symlink) matching the entry.
+fn already_present(path: &FsPath, entry: &Entry) -> bool {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_file() && m.len() == entry.size => {
+            matches!(hash::hash_file_like(path, &entry.hash), Ok((_, Some(h))) if h == entry.hash)
+        }
+        _ => false,
+    }
+}
+
+impl Registry {
+    /// Installs the revision (or the part `r.subpath` selects) into `dest`.
+    pub async fn install(&self, r: &PackageRef, dest: &FsPath, progress: &dyn Progress) -> Result<InstallReport> {
+        let (top_hash, manifest) = self.load(r).await?;
+        let selected = select(r, &top_hash, manifest.entries())?;
+        std::fs::create_dir_all(dest).map_err(|e| Error::io(dest.display().to_string(), e))?;
+        let total: u64 = selected.iter().map(|(e, _)| e.size).sum();
+        progress.start("installing", total);
+        let outcomes: Vec<bool> = stream::iter(selected.iter())
+            .map(|(entry, rel)| async move {
+                let dest = dest.to_path_buf();
+                let (entry_c, rel_c) = ((*entry).clone(), rel.clone());
+                let (target, present) = tokio::task::spawn_blocking(move || {
+                    let target = prepare_target(&dest, &rel_c)?;
+                    let present = already_present(&target, &entry_c);
+                    Ok::<_, Error>((target, present))
+                })
+                .await
+                .expect("install task panicked")?;
+                if present {
+                    progress.advance(entry.size);
+                    return Ok(false);
+                }
+                self.download(entry, &target, progress).await?;
+                Ok::<_, Error>(true)
+            })
+            .buffer_unordered(IO_CONCURRENCY)
+            .try_collect()
+            .await?;
+        progress.finish();
+        let downloaded: Vec<&Entry> = selected.iter().zip(&outcomes).filter(|(_, d)| **d).map(|((e, _), _)| *e).collect();
+        Ok(InstallReport {
+            top_hash,
+            files: selected.len(),
+            bytes: total,
+            downloaded_files: downloaded.len(),
+            downloaded_bytes: downloaded.iter().map(|e| e.size).sum(),
+            skipped_files: selected.len() - downloaded.len(),
+        })
+    }
+
+    /// Streams an entry into `target` through a temporary file, hashing as it
+    /// goes; only verified data is renamed into place.
+    async fn download(&self, entry: &Entry, target: &FsPath, progress: &dyn Progress) -> Result<()> {
+        let name = target.file_name().and_then(|n| n.to_str()).unwrap_or("entry");
+        let tmp = target.with_file_name(format!(".{name}.sheaf-partial-{}", std::process::id()));
+        let result = async {
+            let mut hasher = StreamHasher::new(&entry.hash, entry.size);
+            let mut file = tokio::fs::File::create(&tmp).await.map_err(|e| Error::io(tmp.display().to_string(), e))?;
+            let mut body = self.open_entry(entry).await?;
+            while let Some(chunk) = body.try_next().await? {
+                if let Some(h) = hasher.as_mut() {
+                    h.update(&chunk);
+                }
+                file.write_all(&chunk).await.map_err(|e| Error::io(tmp.display().to_string(), e))?;
+                progress.advance(chunk.len() as u64);
+            }
+            file.flush().await.map_err(|e| Error::io(tmp.display().to_string(), e))?;
+            let what = format!("{} ({})", entry.logical_key, entry.physical_keys.first().map(String::as_str).unwrap_or(""));
+            match hasher.map(StreamHasher::finish) {
+                Some(Ok(h)) if h == entry.hash => {}
+                Some(Ok(h)) => return Err(Error::Integrity { what, expected: entry.hash.to_string(), actual: h.to_string() }),
+                Some(Err(size)) => {
+                    return Err(Error::Integrity {
+                        what,
+                        expected: format!("{} bytes", entry.size),
+                        actual: format!("{size} bytes"),
+                    });
+                }
+                // A hash type Sheaf cannot compute: at least check the size.
+                None => {
+                    let size = file.metadata().await.map_err(|e| Error::io(tmp.display().to_string(), e))?.len();
+                    if size != entry.size {
+                        return Err(Error::Integrity {
+                            what,
+                            expected: format!("{} bytes", entry.size),
+                            actual: format!("{size} bytes"),
+                        });
+                    }
+                }
+            }
+            tokio::fs::rename(&tmp, target).await.map_err(|e| Error::io(target.display().to_string(), e))
+        }
+        .await;
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(&tmp).await;
+        }
+        result
+    }
+
+    /// Checks that `dir` holds exactly the revision's files (or the part
+    /// `r.subpath` selects).
+    pub async fn verify(&self, r: &PackageRef, dir: &FsPath, extra_files_ok: bool, progress: &dyn Progress) -> Result<VerifyReport> {
+        let (top_hash, manifest) = self.load(r).await?;
+        let selected: Vec<(Entry, String)> =
+            select(r, &top_hash, manifest.entries())?.into_iter().map(|(e, rel)| (e.clone(), rel)).collect();
+        if !dir.is_dir() {
+            return Err(Error::NotFound(format!("directory {}", dir.display())));
+        }
+        let total: u64 = selected.iter().map(|(e, _)| e.size).sum();
+        progress.start("verifying", total);
+        let dir_buf = dir.to_path_buf();
+        let checks: Vec<(String, Check)> = stream::iter(selected.iter().cloned())
+            .map(|(entry, rel)| {
+                let path = dir_buf.join(&rel);
+                async move {
+                    let check = tokio::task::spawn_blocking(move || check_file(&path, &entry)).await.expect("verify task panicked");
+                    Ok::<_, Error>((rel, check))
+                }
+            })
+            .buffer_unordered(2)
+            .inspect_ok(|(_, c)| progress.advance(c.bytes))
+            .try_collect()
+            .await?;
+        progress.finish();
+        let expected: HashSet<&str> = selected.iter().map(|(_, rel)| rel.as_str()).collect();
+        let extra = tokio::task::spawn_blocking({
+            let dir = dir.to_path_buf();
+            let expected: HashSet<String> = expected.iter().map(|s| s.to_string()).collect();
+            move || list_extra(&dir, &expected)
+        })
+        .await
+        .expect("listing task panicked")?;
+        let mut report = VerifyReport {
+            top_hash,
+            checked: checks.len(),
+            missing: vec![],
+            modified: vec![],
+            extra,
+            unverifiable: vec![],
+            ok: false,
+        };
+        for (rel, check) in checks {
+            match check.verdict {
+                Verdict::Ok => {}
+                Verdict::Missing => report.missing.push(rel),
+                Verdict::Modified => report.modified.push(rel),
+                Verdict::Unverifiable => report.unverifiable.push(rel),
+            }
+        }
+        report.missing.sort();
+        report.modified.sort();
+        report.unverifiable.sort();
+        report.ok = report.missing.is_empty() && report.modified.is_empty() && (extra_files_ok || report.extra.is_empty());
+        Ok(report)
+    }
+}
+
+enum Verdict {
+    Ok,
+    Missing,
+    Modified,
+    Unverifiable,
+}
+
+struct Check {
+    verdict: Verdict,
+    bytes: u64,
+}
+
+fn check_file(path: &FsPath, entry: &Entry) -> Check {
+    let verdict = match std::fs::metadata(path) {
+        Err(_) => Verdict::Missing,
+        Ok(m) if !m.is_file() => Verdict::Missing,
+        Ok(m) if m.len() != entry.size => Verdict::Modified,
+        Ok(_) => match hash::hash_file_like(path, &entry.hash) {
+            Ok((_, Some(h))) if h == entry.hash => Verdict::Ok,
+            Ok((_, None)) => Verdict::Unverifiable,
+            _ => Verdict::Modified,
+        },
+    };
+    Check { verdict, bytes: entry.size }
+}
+
+fn list_extra(dir: &FsPath, expected: &HashSet<String>) -> Result<Vec<String>> {
+    let mut extra = Vec::new();
+    for item in walkdir::WalkDir::new(dir).follow_links(true).sort_by_file_name() {
+        let item = item.map_err(|e| Error::io(dir.display().to_string(), e.into()))?;
+        if !item.file_type().is_file() {
+            continue;
+        }
+        let rel = item.path().strip_prefix(dir).expect("under dir");
+        let rel = rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
+        if !expected.contains(&rel) {
+            extra.push(rel);
+        }
+    }
+    Ok(extra)
+}

@@ -1,0 +1,231 @@
+//! A package registry on any object store, in quilt3's layout (version 1):
+//!
+//! ```text
+//! .quilt/packages/<top_hash>                          manifests (JSONL)
+//! .quilt/named_packages/<owner>/<name>/latest         pointer to the newest revision
+//! .quilt/named_packages/<owner>/<name>/<unix_seconds> one pointer per pushed revision
+//! .sheaf/blobs/<hex sha2-256-chunked digest>          content-addressed file data
+//! .sheaf/tags/<owner>/<name>/<tag>                    named tags (Sheaf extension)
+//! ```
+//!
+//! quilt3 reads and writes the `.quilt` part; it ignores `.sheaf`. Manifests
+//! reference blobs through absolute physical keys, as quilt3 requires.
+
+mod diff;
+mod error;
+mod install;
+mod location;
+mod names;
+mod pointers;
+mod push;
+
+pub use diff::Diff;
+pub use error::{Error, Result};
+pub use install::{InstallReport, VerifyReport};
+pub use location::{Location, ReadPolicy};
+pub use names::{PackageName, PackageRef, Revision, validate_tag};
+pub use pointers::{DeleteReport, PackageSummary, RevisionInfo};
+pub use push::{PushOptions, PushReport};
+
+use crate::manifest::{Entry, Manifest};
+use bytes::Bytes;
+use futures::stream::{BoxStream, StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{GetOptions, ObjectStore, ObjectStoreExt, PutMode, PutPayload};
+use std::sync::Arc;
+
+const MANIFESTS: &str = ".quilt/packages";
+const NAMED: &str = ".quilt/named_packages";
+const BLOBS: &str = ".sheaf/blobs";
+const TAGS: &str = ".sheaf/tags";
+const LOCKS: &str = ".sheaf/locks";
+
+/// How many object-store requests one operation keeps in flight.
+const IO_CONCURRENCY: usize = 8;
+
+/// A registry: an object-store location plus the policy for reading physical
+/// keys that point outside it.
+#[derive(Clone)]
+pub struct Registry {
+    location: Location,
+    store: Arc<dyn ObjectStore>,
+    policy: ReadPolicy,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").field("url", &self.location.url.as_str()).finish()
+    }
+}
+
+impl Registry {
+    /// Opens the registry at `spec` (a path or URL, see [`Location::parse`]).
+    /// Physical keys outside it are followed ([`ReadPolicy::AllowAll`]); a
+    /// server should call [`Registry::with_policy`].
+    pub fn open(spec: &str) -> Result<Self> {
+        let location = Location::parse(spec)?;
+        let store = location.open()?;
+        Ok(Registry { location, store, policy: ReadPolicy::AllowAll })
+    }
+
+    /// Restricts which physical keys outside the registry may be read.
+    pub fn with_policy(mut self, policy: ReadPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The registry's root URL.
+    pub fn url(&self) -> &url::Url {
+        &self.location.url
+    }
+
+    pub(crate) fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    fn manifest_path(top_hash: &str) -> Path {
+        Path::from(MANIFESTS).join(top_hash)
+    }
+
+    fn named_dir(pkg: &PackageName) -> Path {
+        Path::from(NAMED).join(pkg.owner.as_str()).join(pkg.name.as_str())
+    }
+
+    fn latest_path(pkg: &PackageName) -> Path {
+        Self::named_dir(pkg).join("latest")
+    }
+
+    fn tags_dir(pkg: &PackageName) -> Path {
+        Path::from(TAGS).join(pkg.owner.as_str()).join(pkg.name.as_str())
+    }
+
+    fn blob_path(hex: &str) -> Path {
+        Path::from(BLOBS).join(hex)
+    }
+
+    /// Reads and parses the manifest named `top_hash`, checking that its
+    /// content really hashes to that name.
+    pub async fn read_manifest(&self, top_hash: &str) -> Result<Manifest> {
+        let what = format!("manifest {top_hash} in {}", self.url());
+        let bytes = self.get_bytes(&Self::manifest_path(top_hash), &what).await?;
+        let manifest = Manifest::parse(&bytes).map_err(|source| Error::Manifest { top_hash: top_hash.into(), source })?;
+        let actual = manifest.top_hash();
+        if actual != top_hash {
+            return Err(Error::Integrity { what: format!("manifest {top_hash}"), expected: top_hash.into(), actual });
+        }
+        Ok(manifest)
+    }
+
+    /// The message of a revision, read from its manifest's first line only.
+    async fn read_message(&self, top_hash: &str) -> Result<Option<String>> {
+        let path = Self::manifest_path(top_hash);
+        let what = format!("manifest {top_hash}");
+        let head = match self.store.get_range(&path, 0..64 * 1024).await {
+            Ok(b) => b,
+            Err(object_store::Error::NotFound { .. }) => return Err(Error::NotFound(what)),
+            // A short manifest: ranges past the end are refused by some stores.
+            Err(_) => self.get_bytes(&path, &what).await?,
+        };
+        let first = head.split(|b| *b == b'\n').next().unwrap_or_default();
+        Ok(serde_json::from_slice::<serde_json::Value>(first)
+            .ok()
+            .and_then(|h| h.get("message").and_then(|m| m.as_str()).map(str::to_owned)))
+    }
+
+    /// Writes a manifest under its top hash unless it is already there.
+    async fn write_manifest(&self, manifest: &Manifest, top_hash: &str) -> Result<()> {
+        let payload = PutPayload::from(manifest.to_jsonl());
+        match self.store.put_opts(&Self::manifest_path(top_hash), payload, PutMode::Create.into()).await {
+            Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
+            Err(e) => Err(Error::storage(format!("writing manifest {top_hash} to {}", self.url()), e)),
+        }
+    }
+
+    async fn get_bytes(&self, path: &Path, what: &str) -> Result<Bytes> {
+        let result = self.store.get(path).await.map_err(|e| Error::storage(what, e))?;
+        result.bytes().await.map_err(|e| Error::storage(what, e))
+    }
+
+    /// Resolves a reference to a full top hash: the latest pointer, a tag, or a
+    /// hash prefix (6+ characters, unique among the package's revisions, else
+    /// among all manifests of the registry).
+    pub async fn resolve(&self, pkg: &PackageName, revision: &Revision) -> Result<String> {
+        match revision {
+            Revision::Latest => self
+                .read_pointer(&Self::latest_path(pkg))
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("package {pkg} in {}", self.url()))),
+            Revision::Tag(tag) => self
+                .read_pointer(&Self::tags_dir(pkg).join(tag.as_str()))
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("tag {tag} of {pkg}"))),
+            Revision::Hash(prefix) if prefix.len() == 64 => {
+                match self.store.head(&Self::manifest_path(prefix)).await {
+                    Ok(_) => Ok(prefix.clone()),
+                    Err(e) => Err(Error::storage(format!("revision {prefix} of {pkg}"), e)),
+                }
+            }
+            Revision::Hash(prefix) => {
+                let mut own: Vec<String> =
+                    self.pointed_hashes(pkg).await?.into_iter().filter(|h| h.starts_with(prefix.as_str())).collect();
+                if own.is_empty() {
+                    own = self.manifests_with_prefix(prefix).await?;
+                }
+                own.sort();
+                own.dedup();
+                match own.len() {
+                    0 => Err(Error::NotFound(format!("revision {prefix} of {pkg}"))),
+                    1 => Ok(own.pop().unwrap()),
+                    _ => Err(Error::Ambiguous { package: pkg.to_string(), prefix: prefix.clone(), candidates: own }),
+                }
+            }
+        }
+    }
+
+    /// Resolves a reference and reads its manifest.
+    pub async fn load(&self, r: &PackageRef) -> Result<(String, Manifest)> {
+        let top_hash = self.resolve(&r.package, &r.revision).await?;
+        let manifest = self.read_manifest(&top_hash).await?;
+        Ok((top_hash, manifest))
+    }
+
+    async fn manifests_with_prefix(&self, prefix: &str) -> Result<Vec<String>> {
+        let dir = Path::from(MANIFESTS);
+        self.store
+            .list(Some(&dir))
+            .try_filter_map(|meta| {
+                let name = meta.location.filename().unwrap_or_default().to_owned();
+                futures::future::ready(Ok(name.starts_with(prefix).then_some(name)))
+            })
+            .try_collect()
+            .await
+            .map_err(|e| Error::storage(format!("listing manifests in {}", self.url()), e))
+    }
+
+    /// Streams the bytes of an entry from wherever its physical key points,
+    /// subject to the read policy. Keys inside the registry, and keys naming a
+    /// Sheaf blob of this entry's hash in a copy of this registry, are read
+    /// from the registry itself.
+    pub async fn open_entry(&self, entry: &Entry) -> Result<BoxStream<'static, Result<Bytes>>> {
+        let physical_key = entry
+            .physical_keys
+            .first()
+            .ok_or_else(|| Error::invalid(format!("entry {} has no physical key", entry.logical_key)))?;
+        let root = format!("{}/", self.url());
+        let blob_suffix = entry.hash.blob_hex().map(|hex| format!("/{BLOBS}/{hex}"));
+        let (store, path, version) = if let Some(rel) = physical_key.strip_prefix(&root) {
+            let path = Path::from_url_path(rel)
+                .map_err(|e| Error::invalid(format!("physical key {physical_key}: {e}")))?;
+            (self.store.clone(), path, None)
+        } else if let Some(suffix) = blob_suffix.filter(|s| physical_key.ends_with(s.as_str())) {
+            (self.store.clone(), Path::from(&suffix[1..]), None)
+        } else {
+            let r = location::resolve_external(physical_key, &self.policy)?;
+            (r.store, r.path, r.version)
+        };
+        let what = format!("data of {} at {physical_key}", entry.logical_key);
+        let options = GetOptions { version, ..Default::default() };
+        let result = store.get_opts(&path, options).await.map_err(|e| Error::storage(what.clone(), e))?;
+        Ok(result.into_stream().map_err(move |e| Error::storage(what.clone(), e)).boxed())
+    }
+}

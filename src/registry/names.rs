@@ -1,0 +1,162 @@
+//! Package names (`owner/name`), tags, and references to a revision
+//! (`owner/name[/SUBPATH][@HASH_PREFIX|:TAG]`).
+
+use super::Error;
+use crate::manifest::key;
+use std::fmt;
+use std::str::FromStr;
+
+/// Shortest hash prefix accepted, as in quilt3.
+pub const MIN_HASH_PREFIX: usize = 6;
+
+/// A validated package name, `owner/name`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PackageName {
+    /// The owner (user or team) part.
+    pub owner: String,
+    /// The package part.
+    pub name: String,
+}
+
+fn valid_part(part: &str) -> bool {
+    !part.is_empty()
+        && !part.starts_with('.')
+        && part.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+impl FromStr for PackageName {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s.split_once('/') {
+            Some((owner, name)) if valid_part(owner) && valid_part(name) => {
+                Ok(PackageName { owner: owner.into(), name: name.into() })
+            }
+            _ => Err(Error::invalid(format!(
+                "invalid package name {s:?}: expected OWNER/NAME using letters, digits, '_', '-' and '.'"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for PackageName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.owner, self.name)
+    }
+}
+
+/// Validates a tag name: letters, digits, `_`, `-`, `.`; not `latest`, which
+/// always means the package's latest pointer.
+pub fn validate_tag(tag: &str) -> Result<(), Error> {
+    if tag == "latest" {
+        return Err(Error::invalid("\"latest\" is reserved: it always names the newest revision"));
+    }
+    if !valid_part(tag) {
+        return Err(Error::invalid(format!(
+            "invalid tag {tag:?}: use letters, digits, '_', '-' and '.', not starting with '.'"
+        )));
+    }
+    Ok(())
+}
+
+/// Which revision of a package a reference means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revision {
+    /// The `latest` pointer.
+    Latest,
+    /// A full top hash or a prefix of at least six hex characters.
+    Hash(String),
+    /// A named tag (`:v1`); `:latest` is [`Revision::Latest`].
+    Tag(String),
+}
+
+impl fmt::Display for Revision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Revision::Latest => write!(f, ":latest"),
+            Revision::Hash(h) => write!(f, "@{h}"),
+            Revision::Tag(t) => write!(f, ":{t}"),
+        }
+    }
+}
+
+/// `owner/name[/SUBPATH][@HASH_PREFIX|:TAG]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackageRef {
+    /// The package.
+    pub package: PackageName,
+    /// A path inside the package (file or folder), if given.
+    pub subpath: Option<String>,
+    /// The revision.
+    pub revision: Revision,
+}
+
+impl FromStr for PackageRef {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let (rest, revision) = if let Some((rest, hash)) = s.rsplit_once('@') {
+            let hash = hash.to_ascii_lowercase();
+            if hash.len() < MIN_HASH_PREFIX || hash.len() > 64 || !hash.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(Error::invalid(format!(
+                    "invalid revision in {s:?}: a hash must be {MIN_HASH_PREFIX} to 64 hex characters"
+                )));
+            }
+            (rest, Revision::Hash(hash))
+        } else if let Some((rest, tag)) = s.rsplit_once(':').filter(|(_, t)| !t.contains('/')) {
+            if tag == "latest" {
+                (rest, Revision::Latest)
+            } else {
+                validate_tag(tag)?;
+                (rest, Revision::Tag(tag.to_owned()))
+            }
+        } else {
+            (s, Revision::Latest)
+        };
+        let mut parts = rest.splitn(3, '/');
+        let (owner, name) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        let package: PackageName = format!("{owner}/{name}").parse()?;
+        let subpath = match parts.next().map(|p| p.trim_end_matches('/')) {
+            None | Some("") => None,
+            Some(p) => {
+                key::validate(p).map_err(|why| Error::invalid(format!("invalid path {p:?} in {s:?}: {why}")))?;
+                Some(p.to_owned())
+            }
+        };
+        Ok(PackageRef { package, subpath, revision })
+    }
+}
+
+impl fmt::Display for PackageRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.package)?;
+        if let Some(p) = &self.subpath {
+            write!(f, "/{p}")?;
+        }
+        if self.revision != Revision::Latest {
+            write!(f, "{}", self.revision)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refs_parse() {
+        let r: PackageRef = "team/data/images/train@ABCDEF12".parse().unwrap();
+        assert_eq!(r.package.to_string(), "team/data");
+        assert_eq!(r.subpath.as_deref(), Some("images/train"));
+        assert_eq!(r.revision, Revision::Hash("abcdef12".into()));
+        let r: PackageRef = "team/data:v1".parse().unwrap();
+        assert_eq!(r.revision, Revision::Tag("v1".into()));
+        assert_eq!(r.subpath, None);
+        let r: PackageRef = "team/data:latest".parse().unwrap();
+        assert_eq!(r.revision, Revision::Latest);
+        assert!("team/data@abc".parse::<PackageRef>().is_err());
+        assert!("team".parse::<PackageRef>().is_err());
+        assert!("team/../x".parse::<PackageRef>().is_err());
+        assert!("team/data/../../etc".parse::<PackageRef>().is_err());
+        assert!("../x/y".parse::<PackageRef>().is_err());
+    }
+}

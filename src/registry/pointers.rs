@@ -1,0 +1,345 @@
+//! Named pointers: quilt3's `latest` and timestamp pointers, Sheaf's tags, and
+//! the operations over them (list, log, tag, delete).
+//!
+//! `latest` only ever moves by compare-and-swap: a conditional put on stores
+//! that support it (S3, memory) and an OS file lock around a read and an
+//! atomic rename on local disk, where object_store has no conditional update.
+
+use super::{Error, IO_CONCURRENCY, LOCKS, NAMED, PackageName, Registry, Result, names::validate_tag};
+use futures::stream::{self, StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
+use serde::Serialize;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A package and its latest revision.
+#[derive(Debug, Clone, Serialize)]
+pub struct PackageSummary {
+    /// `owner/name`.
+    pub name: String,
+    /// Top hash `latest` points at, if the pointer exists.
+    pub latest: Option<String>,
+}
+
+/// One pushed revision of a package.
+#[derive(Debug, Clone, Serialize)]
+pub struct RevisionInfo {
+    /// The revision's top hash.
+    pub top_hash: String,
+    /// Unix seconds of the push (the timestamp pointer's name).
+    pub timestamp: u64,
+    /// Commit message, if any.
+    pub message: Option<String>,
+    /// Tags pointing at this revision (including `latest`).
+    pub tags: Vec<String>,
+}
+
+/// What `delete` removed.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeleteReport {
+    /// Pointers and tags removed.
+    pub removed_pointers: usize,
+    /// Where `latest` points now (`None` if the package is gone).
+    pub latest: Option<String>,
+}
+
+fn is_top_hash(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// A held lock on a package's pointers (local registries only); released on drop.
+struct PointerLock(Option<std::fs::File>);
+
+impl Registry {
+    /// Reads a pointer file; `None` when it does not exist.
+    pub(crate) async fn read_pointer(&self, path: &Path) -> Result<Option<String>> {
+        Ok(self.read_pointer_versioned(path).await?.map(|(h, _)| h))
+    }
+
+    async fn read_pointer_versioned(&self, path: &Path) -> Result<Option<(String, UpdateVersion)>> {
+        let result = match self.store().get(path).await {
+            Ok(r) => r,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(Error::storage(format!("pointer {path} in {}", self.url()), e)),
+        };
+        let version = UpdateVersion { e_tag: result.meta.e_tag.clone(), version: result.meta.version.clone() };
+        let bytes = result.bytes().await.map_err(|e| Error::storage(format!("pointer {path}"), e))?;
+        let hash = String::from_utf8_lossy(&bytes).trim().to_ascii_lowercase();
+        if !is_top_hash(&hash) {
+            return Err(Error::Integrity {
+                what: format!("pointer {path} in {}", self.url()),
+                expected: "a 64-character top hash".into(),
+                actual: format!("{hash:?}"),
+            });
+        }
+        Ok(Some((hash, version)))
+    }
+
+    /// Every top hash the package's pointers and tags name.
+    pub(crate) async fn pointed_hashes(&self, pkg: &PackageName) -> Result<Vec<String>> {
+        let mut hashes: Vec<String> = self.timestamp_pointers(pkg).await?.into_iter().map(|(_, h)| h).collect();
+        hashes.extend(self.read_pointer(&Self::latest_path(pkg)).await?);
+        hashes.extend(self.tags(pkg).await?.into_iter().map(|(_, h)| h));
+        Ok(hashes)
+    }
+
+    /// `(unix_seconds, top_hash)` for every timestamp pointer, newest first.
+    async fn timestamp_pointers(&self, pkg: &PackageName) -> Result<Vec<(u64, String)>> {
+        let dir = Self::named_dir(pkg);
+        let list = self
+            .store()
+            .list_with_delimiter(Some(&dir))
+            .await
+            .map_err(|e| Error::storage(format!("listing revisions of {pkg}"), e))?;
+        let stamps: Vec<(u64, Path)> = list
+            .objects
+            .into_iter()
+            .filter_map(|o| o.location.filename().and_then(|n| n.parse::<u64>().ok()).map(|t| (t, o.location.clone())))
+            .collect();
+        let mut out: Vec<(u64, String)> = stream::iter(stamps)
+            .map(|(t, path)| async move { Ok::<_, Error>(self.read_pointer(&path).await?.map(|h| (t, h))) })
+            .buffer_unordered(IO_CONCURRENCY)
+            .try_filter_map(|x| async move { Ok(x) })
+            .try_collect()
+            .await?;
+        out.sort_by(|a, b| b.cmp(a));
+        Ok(out)
+    }
+
+    /// All packages that have pointers, with their latest revision, sorted.
+    pub async fn list_packages(&self) -> Result<Vec<PackageSummary>> {
+        let root = Path::from(NAMED);
+        let owners = self
+            .store()
+            .list_with_delimiter(Some(&root))
+            .await
+            .map_err(|e| Error::storage(format!("listing packages in {}", self.url()), e))?;
+        let mut names = Vec::new();
+        for owner in owners.common_prefixes {
+            let packages = self
+                .store()
+                .list_with_delimiter(Some(&owner))
+                .await
+                .map_err(|e| Error::storage(format!("listing packages under {owner}"), e))?;
+            for p in packages.common_prefixes {
+                let (Some(o), Some(n)) = (owner.filename(), p.filename()) else { continue };
+                if let Ok(name) = format!("{o}/{n}").parse::<PackageName>() {
+                    names.push(name);
+                }
+            }
+        }
+        names.sort();
+        stream::iter(names)
+            .map(|name| async move {
+                let latest = self.read_pointer(&Self::latest_path(&name)).await?;
+                Ok(PackageSummary { name: name.to_string(), latest })
+            })
+            .buffered(IO_CONCURRENCY)
+            .try_collect()
+            .await
+    }
+
+    /// The package's revisions, newest first, with messages and tags.
+    pub async fn revisions(&self, pkg: &PackageName) -> Result<Vec<RevisionInfo>> {
+        let stamps = self.timestamp_pointers(pkg).await?;
+        let latest = self.read_pointer(&Self::latest_path(pkg)).await?;
+        if stamps.is_empty() && latest.is_none() {
+            return Err(Error::NotFound(format!("package {pkg} in {}", self.url())));
+        }
+        let tags = self.tags(pkg).await?;
+        stream::iter(stamps)
+            .map(|(timestamp, top_hash)| {
+                let mut names: Vec<String> = tags.iter().filter(|(_, h)| *h == top_hash).map(|(t, _)| t.clone()).collect();
+                if latest.as_deref() == Some(top_hash.as_str()) {
+                    names.insert(0, "latest".into());
+                }
+                async move {
+                    let message = self.read_message(&top_hash).await?;
+                    Ok(RevisionInfo { top_hash, timestamp, message, tags: names })
+                }
+            })
+            .buffered(IO_CONCURRENCY)
+            .try_collect()
+            .await
+    }
+
+    /// The package's tags, `(tag, top_hash)`, sorted by tag.
+    pub async fn tags(&self, pkg: &PackageName) -> Result<Vec<(String, String)>> {
+        let dir = Self::tags_dir(pkg);
+        let list = self
+            .store()
+            .list_with_delimiter(Some(&dir))
+            .await
+            .map_err(|e| Error::storage(format!("listing tags of {pkg}"), e))?;
+        let mut tags: Vec<(String, String)> = stream::iter(list.objects)
+            .map(|o| async move {
+                let tag = o.location.filename().unwrap_or_default().to_owned();
+                Ok::<_, Error>(self.read_pointer(&o.location).await?.map(|h| (tag, h)))
+            })
+            .buffer_unordered(IO_CONCURRENCY)
+            .try_filter_map(|x| async move { Ok(x) })
+            .try_collect()
+            .await?;
+        tags.sort();
+        Ok(tags)
+    }
+
+    /// Points `tag` at `top_hash` (which must exist). An existing tag pointing
+    /// elsewhere is a conflict unless `force`.
+    pub async fn tag(&self, pkg: &PackageName, top_hash: &str, tag: &str, force: bool) -> Result<()> {
+        validate_tag(tag)?;
+        self.store()
+            .head(&Self::manifest_path(top_hash))
+            .await
+            .map_err(|e| Error::storage(format!("revision {top_hash} of {pkg}"), e))?;
+        let path = Self::tags_dir(pkg).join(tag);
+        let mode = if force { PutMode::Overwrite } else { PutMode::Create };
+        match self.store().put_opts(&path, PutPayload::from(top_hash.to_owned()), mode.into()).await {
+            Ok(_) => Ok(()),
+            Err(object_store::Error::AlreadyExists { .. }) => match self.read_pointer(&path).await? {
+                Some(existing) if existing == top_hash => Ok(()),
+                existing => Err(Error::Conflict(format!(
+                    "tag {tag} of {pkg} already points at {}; pass --force to move it",
+                    existing.unwrap_or_default()
+                ))),
+            },
+            Err(e) => Err(Error::storage(format!("writing tag {tag} of {pkg}"), e)),
+        }
+    }
+
+    /// Records a pushed revision: a create-only timestamp pointer (the next free
+    /// second if two pushes land in the same one), then `latest` by CAS.
+    /// Returns where `latest` pointed before.
+    pub(crate) async fn record_revision(&self, pkg: &PackageName, top_hash: &str) -> Result<Option<String>> {
+        let dir = Self::named_dir(pkg);
+        let mut secs = now_secs();
+        loop {
+            let path = dir.clone().join(secs.to_string());
+            let payload = PutPayload::from(top_hash.to_owned());
+            match self.store().put_opts(&path, payload, PutMode::Create.into()).await {
+                Ok(_) => break,
+                Err(object_store::Error::AlreadyExists { .. }) => {
+                    if self.read_pointer(&path).await?.as_deref() == Some(top_hash) {
+                        break;
+                    }
+                    secs += 1;
+                }
+                Err(e) => return Err(Error::storage(format!("writing revision pointer of {pkg}"), e)),
+            }
+        }
+        self.swap_latest(pkg, |_| Some(top_hash.to_owned())).await
+    }
+
+    /// Moves (or removes, when `next` returns `None`) the `latest` pointer by
+    /// compare-and-swap; `next` gets the current value and may be called again
+    /// if another writer got there first. Returns the value replaced.
+    async fn swap_latest(&self, pkg: &PackageName, next: impl Fn(Option<&str>) -> Option<String>) -> Result<Option<String>> {
+        let path = Self::latest_path(pkg);
+        let _lock = self.lock_pointers(pkg).await?;
+        let conditional = _lock.0.is_none();
+        for attempt in 0..64u32 {
+            let current = self.read_pointer_versioned(&path).await?;
+            let old = current.as_ref().map(|(h, _)| h.clone());
+            let Some(new) = next(old.as_deref()) else {
+                if old.is_some() {
+                    self.store()
+                        .delete(&path)
+                        .await
+                        .map_err(|e| Error::storage(format!("removing latest of {pkg}"), e))?;
+                }
+                return Ok(old);
+            };
+            if old.as_deref() == Some(new.as_str()) {
+                return Ok(old);
+            }
+            let mode = match (conditional, current) {
+                (false, _) => PutMode::Overwrite, // serialized by the OS lock
+                (true, None) => PutMode::Create,
+                (true, Some((_, version))) => PutMode::Update(version),
+            };
+            let opts = PutOptions { mode, ..Default::default() };
+            match self.store().put_opts(&path, PutPayload::from(new), opts).await {
+                Ok(_) => return Ok(old),
+                Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
+                    tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt + 1))).await;
+                }
+                Err(e) => return Err(Error::storage(format!("moving latest of {pkg}"), e)),
+            }
+        }
+        Err(Error::Conflict(format!("gave up moving latest of {pkg}: too many concurrent writers")))
+    }
+
+    /// On a local registry, takes an exclusive OS lock for the package's
+    /// pointers (released if the process dies). Elsewhere a no-op: those stores
+    /// use conditional puts.
+    async fn lock_pointers(&self, pkg: &PackageName) -> Result<PointerLock> {
+        let Some(root) = self.location.local_root.clone() else { return Ok(PointerLock(None)) };
+        let dir = root.join(LOCKS).join(&pkg.owner);
+        let file = dir.join(format!("{}.lock", pkg.name));
+        tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display().to_string(), e))?;
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&file)
+                .map_err(|e| Error::io(file.display().to_string(), e))?;
+            f.lock().map_err(|e| Error::io(file.display().to_string(), e))?;
+            Ok(PointerLock(Some(f)))
+        })
+        .await
+        .expect("lock task panicked")
+    }
+
+    /// Deletes pointers only; manifests and blobs stay (revisions are
+    /// immutable). Without `top_hash` the whole package disappears from
+    /// listings; with it, that revision's pointers and tags go and `latest`
+    /// falls back to the newest remaining revision.
+    pub async fn delete(&self, pkg: &PackageName, top_hash: Option<&str>) -> Result<DeleteReport> {
+        let stamps = self.timestamp_pointers(pkg).await?;
+        let tags = self.tags(pkg).await?;
+        let latest = self.read_pointer(&Self::latest_path(pkg)).await?;
+        if stamps.is_empty() && latest.is_none() && tags.is_empty() {
+            return Err(Error::NotFound(format!("package {pkg} in {}", self.url())));
+        }
+        let doomed = |h: &str| top_hash.is_none_or(|t| t == h);
+        if let Some(t) = top_hash
+            && !stamps.iter().any(|(_, h)| h == t)
+            && latest.as_deref() != Some(t)
+            && !tags.iter().any(|(_, h)| h == t)
+        {
+            return Err(Error::NotFound(format!("revision {t} of {pkg}")));
+        }
+        let mut paths: Vec<Path> = stamps
+            .iter()
+            .filter(|(_, h)| doomed(h))
+            .map(|(t, _)| Self::named_dir(pkg).join(t.to_string()))
+            .collect();
+        paths.extend(tags.iter().filter(|(_, h)| doomed(h)).map(|(t, _)| Self::tags_dir(pkg).join(t.as_str())));
+        let removed = paths.len();
+        stream::iter(paths)
+            .map(|p| async move {
+                match self.store().delete(&p).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                    Err(e) => Err(Error::storage(format!("deleting pointer {p}"), e)),
+                }
+            })
+            .buffer_unordered(IO_CONCURRENCY)
+            .try_collect::<Vec<()>>()
+            .await?;
+        let fallback = stamps.iter().find(|(_, h)| !doomed(h)).map(|(_, h)| h.clone());
+        let old = self
+            .swap_latest(pkg, |current| match current {
+                Some(c) if !doomed(c) => Some(c.to_owned()),
+                _ => fallback.clone(),
+            })
+            .await?;
+        let latest = self.read_pointer(&Self::latest_path(pkg)).await?;
+        let removed = removed + usize::from(old.is_some() && old != latest);
+        Ok(DeleteReport { removed_pointers: removed, latest })
+    }
+}

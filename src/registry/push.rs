@@ -1,0 +1,246 @@
+//! `push`: a local folder becomes a new immutable revision.
+//!
+//! Order of writes, so that a crash at any moment leaves either the old or the
+//! new revision visible and never a manifest pointing at missing data:
+//! blobs (content-addressed, each written atomically), then the manifest, then
+//! the timestamp pointer, then `latest` by compare-and-swap.
+
+use super::{Error, IO_CONCURRENCY, PackageName, Registry, Result};
+use crate::manifest::hash::{self, EntryHash, StreamHasher};
+use crate::manifest::{Entry, Manifest, key};
+use crate::progress::Progress;
+use futures::stream::{self, StreamExt, TryStreamExt};
+use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
+use rayon::prelude::*;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::path::{Path as FsPath, PathBuf};
+use tokio::io::AsyncReadExt;
+
+/// Files at most this large are uploaded in one put; larger ones in parts.
+const SINGLE_PUT_MAX: u64 = 16 * 1024 * 1024;
+/// Part size of multipart uploads (S3 needs at least 5 MiB).
+const PART_SIZE: usize = 16 * 1024 * 1024;
+
+/// What to record with a pushed revision.
+#[derive(Debug, Clone, Default)]
+pub struct PushOptions {
+    /// Commit message (`null` in the manifest when `None`, as quilt3 writes).
+    pub message: Option<String>,
+    /// Package-level metadata (the header's `user_meta`).
+    pub user_meta: Option<Map<String, Value>>,
+}
+
+/// The outcome of a push.
+#[derive(Debug, Clone, Serialize)]
+pub struct PushReport {
+    /// `owner/name`.
+    pub package: String,
+    /// The new revision's top hash.
+    pub top_hash: String,
+    /// Files in the revision.
+    pub files: usize,
+    /// Bytes in the revision.
+    pub bytes: u64,
+    /// Blobs uploaded (the rest were already in the registry).
+    pub uploaded_files: usize,
+    /// Bytes uploaded.
+    pub uploaded_bytes: u64,
+    /// `latest` already pointed at this exact revision: nothing was written.
+    pub unchanged: bool,
+    /// Where `latest` pointed before.
+    pub previous: Option<String>,
+}
+
+struct LocalFile {
+    path: PathBuf,
+    key: String,
+    size: u64,
+}
+
+impl Registry {
+    /// Pushes the folder `dir` as a new revision of `pkg`.
+    pub async fn push(&self, pkg: &PackageName, dir: &FsPath, opts: &PushOptions, progress: &dyn Progress) -> Result<PushReport> {
+        let root = dir.to_path_buf();
+        let files = tokio::task::spawn_blocking(move || scan(&root)).await.expect("scan task panicked")?;
+        let total: u64 = files.iter().map(|f| f.size).sum();
+
+        progress.start("hashing", total);
+        let hashed = hash_all(files, progress).await?;
+        progress.finish();
+
+        let entries: Vec<Entry> = hashed
+            .iter()
+            .map(|(f, h)| Entry {
+                logical_key: f.key.clone(),
+                physical_keys: vec![self.location.url_of(&Self::blob_path(&h.blob_hex().expect("chunked hash")))],
+                size: f.size,
+                hash: h.clone(),
+                meta: Value::Object(Map::new()),
+                extra: Map::new(),
+            })
+            .collect();
+        let manifest = Manifest::build(opts.message.clone(), opts.user_meta.clone(), entries)
+            .map_err(|source| Error::Manifest { top_hash: format!("being built from {}", dir.display()), source })?;
+        let top_hash = manifest.top_hash();
+        let mut report = PushReport {
+            package: pkg.to_string(),
+            top_hash: top_hash.clone(),
+            files: hashed.len(),
+            bytes: total,
+            uploaded_files: 0,
+            uploaded_bytes: 0,
+            unchanged: false,
+            previous: None,
+        };
+        let latest = self.read_pointer(&Self::latest_path(pkg)).await?;
+        if latest.as_deref() == Some(top_hash.as_str()) {
+            report.unchanged = true;
+            report.previous = latest;
+            return Ok(report);
+        }
+
+        // One upload per distinct blob, even if several files share content.
+        let mut blobs: Vec<(LocalFile, EntryHash)> = hashed;
+        blobs.sort_by(|a, b| a.1.value.cmp(&b.1.value));
+        blobs.dedup_by(|a, b| a.1 == b.1);
+        let missing: Vec<(LocalFile, EntryHash)> = stream::iter(blobs)
+            .map(|(f, h)| async move {
+                let path = Self::blob_path(&h.blob_hex().expect("chunked hash"));
+                match self.store().head(&path).await {
+                    Ok(_) => Ok(None),
+                    Err(object_store::Error::NotFound { .. }) => Ok(Some((f, h))),
+                    Err(e) => Err(Error::storage(format!("checking blob of {} in {}", f.key, self.url()), e)),
+                }
+            })
+            .buffer_unordered(IO_CONCURRENCY)
+            .try_filter_map(|x| async move { Ok(x) })
+            .try_collect()
+            .await?;
+
+        report.uploaded_files = missing.len();
+        report.uploaded_bytes = missing.iter().map(|(f, _)| f.size).sum();
+        progress.start("uploading", report.uploaded_bytes);
+        stream::iter(missing)
+            .map(|(f, h)| async move { self.upload_blob(&f, &h, progress).await })
+            .buffer_unordered(4)
+            .try_collect::<Vec<()>>()
+            .await?;
+        progress.finish();
+
+        self.write_manifest(&manifest, &top_hash).await?;
+        report.previous = self.record_revision(pkg, &top_hash).await?;
+        Ok(report)
+    }
+
+    /// Uploads one file as a blob, re-hashing what is sent so that a file
+    /// changed since it was hashed is never stored under the old hash.
+    async fn upload_blob(&self, file: &LocalFile, expected: &EntryHash, progress: &dyn Progress) -> Result<()> {
+        let path = Self::blob_path(&expected.blob_hex().expect("chunked hash"));
+        let io_err = |e| Error::io(file.path.display().to_string(), e);
+        let changed = |actual: String| Error::Integrity {
+            what: format!("{} changed while it was being pushed", file.path.display()),
+            expected: expected.value.clone(),
+            actual,
+        };
+        let context = || format!("uploading {} to {}", file.key, self.url());
+        if file.size <= SINGLE_PUT_MAX {
+            let data = tokio::fs::read(&file.path).await.map_err(io_err)?;
+            let mut hasher = StreamHasher::chunked(file.size);
+            hasher.update(&data);
+            match hasher.finish() {
+                Ok(h) if h == *expected => {}
+                Ok(h) => return Err(changed(h.value)),
+                Err(size) => return Err(changed(format!("{size} bytes instead of {}", file.size))),
+            }
+            self.store().put(&path, PutPayload::from(data)).await.map_err(|e| Error::storage(context(), e))?;
+            progress.advance(file.size);
+            return Ok(());
+        }
+        let upload = self.store().put_multipart(&path).await.map_err(|e| Error::storage(context(), e))?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+        let mut hasher = StreamHasher::chunked(file.size);
+        let mut reader = tokio::fs::File::open(&file.path).await.map_err(io_err)?;
+        let mut buf = vec![0u8; 1024 * 1024];
+        let result: Result<()> = async {
+            loop {
+                let n = reader.read(&mut buf).await.map_err(io_err)?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+                writer.wait_for_capacity(4).await.map_err(|e| Error::storage(context(), e))?;
+                writer.write(&buf[..n]);
+                progress.advance(n as u64);
+            }
+            Ok(())
+        }
+        .await;
+        let verdict = result.and_then(|()| match hasher.finish() {
+            Ok(h) if h == *expected => Ok(()),
+            Ok(h) => Err(changed(h.value)),
+            Err(size) => Err(changed(format!("{size} bytes instead of {}", file.size))),
+        });
+        match verdict {
+            Ok(()) => writer.finish().await.map(|_| ()).map_err(|e| Error::storage(context(), e)),
+            Err(e) => {
+                let _ = writer.abort().await;
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Lists the regular files under `root` (following symlinks) with their
+/// logical keys, refusing names that cannot be keys.
+fn scan(root: &FsPath) -> Result<Vec<LocalFile>> {
+    let meta = std::fs::metadata(root).map_err(|e| Error::io(root.display().to_string(), e))?;
+    if !meta.is_dir() {
+        return Err(Error::invalid(format!("{} is not a directory", root.display())));
+    }
+    let mut files = Vec::new();
+    for item in walkdir::WalkDir::new(root).follow_links(true).sort_by_file_name() {
+        let item = item.map_err(|e| {
+            let path = e.path().map(|p| p.display().to_string()).unwrap_or_else(|| root.display().to_string());
+            Error::io(path, e.into())
+        })?;
+        if !item.file_type().is_file() {
+            continue;
+        }
+        let rel = item.path().strip_prefix(root).expect("walkdir stays under root");
+        let key = rel
+            .components()
+            .map(|c| c.as_os_str().to_str())
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| Error::invalid(format!("{}: file names must be UTF-8", item.path().display())))?
+            .join("/");
+        key::validate(&key).map_err(|why| Error::invalid(format!("{}: cannot be a logical key: {why}", item.path().display())))?;
+        let size = item.metadata().map_err(|e| Error::io(item.path().display().to_string(), e.into()))?.len();
+        files.push(LocalFile { path: item.path().to_path_buf(), key, size });
+    }
+    Ok(files)
+}
+
+/// Hashes every file with `sha2-256-chunked` on all cores.
+async fn hash_all(files: Vec<LocalFile>, progress: &dyn Progress) -> Result<Vec<(LocalFile, EntryHash)>> {
+    // rayon runs on its own threads; progress is reported through a channel
+    // so the caller's `&dyn Progress` never crosses into them.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+    let work = tokio::task::spawn_blocking(move || {
+        files
+            .into_par_iter()
+            .map(|f| {
+                let (size, h) = hash::hash_file_chunked(&f.path).map_err(|e| Error::io(f.path.display().to_string(), e))?;
+                if size != f.size {
+                    return Err(Error::invalid(format!("{} changed size while it was being hashed", f.path.display())));
+                }
+                let _ = tx.send(size);
+                Ok((f, h))
+            })
+            .collect::<Result<Vec<_>>>()
+    });
+    while let Some(n) = rx.recv().await {
+        progress.advance(n);
+    }
+    work.await.expect("hashing task panicked")
+}
