@@ -6,6 +6,7 @@
 //! The CLI holds no logic of its own; the Flight server will call the same
 //! library.
 
+pub mod demo;
 pub mod manifest;
 pub mod progress;
 pub mod registry;

@@ -91,6 +91,8 @@ pub enum Command {
         /// OWNER/NAME[@HASH_PREFIX]
         reference: String,
     },
+    /// Push the demo package (demo/weather) into the registry and show it.
+    Demo,
     /// Print the sha2-256-chunked hash of files, as quilt3 computes it.
     Hash {
         /// Files to hash.

@@ -278,6 +278,25 @@ async fn dispatch(cli: Cli) -> Result<u8, Error> {
                 )
             });
         }
+        Command::Demo => {
+            let dir = std::env::temp_dir().join(format!("sheaf-demo-{}", std::process::id()));
+            sheaf::demo::write_demo_files(&dir).map_err(|e| Error::Io { path: dir.display().to_string(), source: e })?;
+            let package: PackageName = sheaf::demo::DEMO_PACKAGE.parse()?;
+            let opts = PushOptions { message: Some("Sheaf demo data".into()), user_meta: None };
+            let pushed = registry.push(&package, &dir, &opts, &progress).await;
+            let _ = std::fs::remove_dir_all(&dir);
+            let report = pushed?;
+            emit(json, &report, || {
+                format!(
+                    "{} is in {} at {}\ntry: sheaf browse {}   or   sheaf install {} --dest ./weather",
+                    report.package,
+                    registry.url(),
+                    report.top_hash,
+                    report.package,
+                    report.package
+                )
+            });
+        }
         Command::Hash { .. } => unreachable!("handled above"),
     }
     Ok(codes::OK)
