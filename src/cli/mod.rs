@@ -85,15 +85,13 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
 }
 
-/// Prints `value` as JSON, or `human` otherwise.
+/// Prints `value` as JSON, or `human` otherwise. A closed stdout (as in
+/// `sheaf browse x | head -1`) is not an error.
 fn emit<T: Serialize>(json: bool, value: &T, human: impl FnOnce() -> String) {
-    if json {
-        println!("{}", serde_json::to_string_pretty(value).expect("serializable"));
-    } else {
-        let text = human();
-        if !text.is_empty() {
-            println!("{text}");
-        }
+    use std::io::Write;
+    let text = if json { serde_json::to_string_pretty(value).expect("serializable") } else { human() };
+    if !text.is_empty() {
+        let _ = writeln!(std::io::stdout().lock(), "{text}");
     }
 }
 
@@ -280,7 +278,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Error> {
         }
         Command::Demo => {
             let dir = std::env::temp_dir().join(format!("sheaf-demo-{}", std::process::id()));
-            sheaf::demo::write_demo_files(&dir).map_err(|e| Error::Io { path: dir.display().to_string(), source: e })?;
+            sheaf::demo::write_demo_files(&dir).map_err(|e| Error::io(dir.display().to_string(), e))?;
             let package: PackageName = sheaf::demo::DEMO_PACKAGE.parse()?;
             let opts = PushOptions { message: Some("Sheaf demo data".into()), user_meta: None };
             let pushed = registry.push(&package, &dir, &opts, &progress).await;
@@ -311,7 +309,7 @@ async fn hash_files(files: &[PathBuf], json: bool) -> Result<u8, Error> {
             .map(|f| {
                 hash::hash_file_chunked(f)
                     .map(|(size, h)| (f.display().to_string(), size, h))
-                    .map_err(|e| Error::Io { path: f.display().to_string(), source: e })
+                    .map_err(|e| Error::io(f.display().to_string(), e))
             })
             .collect::<Result<Vec<_>, _>>()
     })

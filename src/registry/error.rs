@@ -76,8 +76,13 @@ impl Error {
         Error::Invalid(msg.into())
     }
 
-    pub(crate) fn io(path: impl Into<String>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+    /// Wraps a local I/O error; a missing file or folder becomes
+    /// [`Error::NotFound`] naming the path.
+    pub fn io(path: impl Into<String>, source: std::io::Error) -> Self {
+        match source.kind() {
+            std::io::ErrorKind::NotFound => Error::NotFound(path.into()),
+            _ => Error::Io { path: path.into(), source },
+        }
     }
 
     /// Wraps a store error; a store "not found" becomes [`Error::NotFound`]

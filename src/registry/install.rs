@@ -87,9 +87,13 @@ fn prepare_target(dest: &FsPath, rel: &str) -> Result<PathBuf> {
                     path.display()
                 )));
             }
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                std::fs::create_dir(&path).map_err(|e| Error::io(path.display().to_string(), e))?;
-            }
+            Err(e) if e.kind() == ErrorKind::NotFound => match std::fs::create_dir(&path) {
+                Ok(()) => {}
+                // Another download of the same install created it first; it
+                // must still be a real directory.
+                Err(e) if e.kind() == ErrorKind::AlreadyExists && std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) => {}
+                Err(e) => return Err(Error::io(path.display().to_string(), e)),
+            },
             Err(e) => return Err(Error::io(path.display().to_string(), e)),
         }
     }
@@ -151,11 +155,10 @@ impl Registry {
     /// Streams an entry into `target` through a temporary file, hashing as it
     /// goes; only verified data is renamed into place.
     async fn download(&self, entry: &Entry, target: &FsPath, progress: &dyn Progress) -> Result<()> {
-        let name = target.file_name().and_then(|n| n.to_str()).unwrap_or("entry");
-        let tmp = target.with_file_name(format!(".{name}.sheaf-partial-{}", std::process::id()));
+        let (mut file, guard) = PartialFile::create(target).await?;
+        let tmp = guard.path.clone();
         let result = async {
             let mut hasher = StreamHasher::new(&entry.hash, entry.size);
-            let mut file = tokio::fs::File::create(&tmp).await.map_err(|e| Error::io(tmp.display().to_string(), e))?;
             let mut body = self.open_entry(entry).await?;
             while let Some(chunk) = body.try_next().await? {
                 if let Some(h) = hasher.as_mut() {
@@ -191,8 +194,8 @@ impl Registry {
             tokio::fs::rename(&tmp, target).await.map_err(|e| Error::io(target.display().to_string(), e))
         }
         .await;
-        if result.is_err() {
-            let _ = tokio::fs::remove_file(&tmp).await;
+        if result.is_ok() {
+            guard.disarm();
         }
         result
     }
@@ -252,6 +255,42 @@ impl Registry {
         report.unverifiable.sort();
         report.ok = report.missing.is_empty() && report.modified.is_empty() && (extra_files_ok || report.extra.is_empty());
         Ok(report)
+    }
+}
+
+/// A download in progress: created exclusively (never through an existing
+/// file or symlink), and removed when dropped unless disarmed, so a failed
+/// or cancelled install leaves nothing behind.
+struct PartialFile {
+    path: PathBuf,
+    armed: bool,
+}
+
+impl PartialFile {
+    async fn create(target: &FsPath) -> Result<(tokio::fs::File, PartialFile)> {
+        let name = target.file_name().and_then(|n| n.to_str()).unwrap_or("entry");
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        for attempt in 0..8u32 {
+            let path = target.with_file_name(format!(".{name}.sheaf-partial-{}-{nanos:x}-{attempt}", std::process::id()));
+            match tokio::fs::OpenOptions::new().write(true).create_new(true).open(&path).await {
+                Ok(file) => return Ok((file, PartialFile { path, armed: true })),
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(Error::io(path.display().to_string(), e)),
+            }
+        }
+        Err(Error::invalid(format!("{}: cannot create a temporary file beside it", target.display())))
+    }
+
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for PartialFile {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 

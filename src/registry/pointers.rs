@@ -5,7 +5,7 @@
 //! that support it (S3, memory) and an OS file lock around a read and an
 //! atomic rename on local disk, where object_store has no conditional update.
 
-use super::{Error, IO_CONCURRENCY, LOCKS, NAMED, PackageName, Registry, Result, names::validate_tag};
+use super::{Error, IO_CONCURRENCY, LOCKS, NAMED, PackageName, TAGS, Registry, Result, names::validate_tag};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
@@ -295,6 +295,19 @@ impl Registry {
         .expect("lock task panicked")
     }
 
+    /// On local disk, removes the package's pointer and tag folders once they
+    /// are empty (object stores have no folders): quilt3 lists packages by
+    /// folder, so an empty one would still show up.
+    fn prune_empty_folders(&self, pkg: &PackageName) {
+        let Some(root) = &self.location.local_root else { return };
+        for base in [NAMED, TAGS] {
+            let owner = root.join(base).join(&pkg.owner);
+            // remove_dir only succeeds on empty folders, which is the point.
+            let _ = std::fs::remove_dir(owner.join(&pkg.name));
+            let _ = std::fs::remove_dir(&owner);
+        }
+    }
+
     /// Deletes pointers only; manifests and blobs stay (revisions are
     /// immutable). Without `top_hash` the whole package disappears from
     /// listings; with it, that revision's pointers and tags go and `latest`
@@ -340,6 +353,7 @@ impl Registry {
             .await?;
         let latest = self.read_pointer(&Self::latest_path(pkg)).await?;
         let removed = removed + usize::from(old.is_some() && old != latest);
+        self.prune_empty_folders(pkg);
         Ok(DeleteReport { removed_pointers: removed, latest })
     }
 }
