@@ -2,13 +2,15 @@
 //!
 //! Data flows one way through the modules:
 //! [`manifest`] (format and hashing, no I/O) -> [`registry`] (packages on an
-//! object store: push, install, verify, pointers) -> the `sheaf` CLI.
-//! The CLI holds no logic of its own; the Flight server will call the same
-//! library.
+//! object store: push, install, verify, pointers) -> [`query`] (dataset URIs,
+//! planning, DataFusion scans, sampling) -> [`flight`] (the Arrow Flight
+//! service) -> the `sheaf` CLI. The CLI and the server call the same library.
 
 pub mod demo;
+pub mod flight;
 pub mod manifest;
 pub mod progress;
+pub mod query;
 pub mod registry;
 
 pub use registry::{Error, PackageName, PackageRef, ReadPolicy, Registry, Result, Revision};

@@ -93,6 +93,32 @@ pub enum Command {
     },
     /// Push the demo package (demo/weather) into the registry and show it.
     Demo,
+    /// Serve the registry's tables over Arrow Flight (gRPC).
+    Serve {
+        /// Address to listen on; port 0 picks a free port (the bound address
+        /// is printed on stdout).
+        #[arg(long, default_value = "127.0.0.1:50051", env = "SHEAF_LISTEN")]
+        listen: std::net::SocketAddr,
+        /// Location (grpc://host:port) written into endpoints; repeat to
+        /// spread endpoints across several servers. Default: none, meaning
+        /// "the server you asked".
+        #[arg(long)]
+        advertise: Vec<String>,
+        /// A location outside the registry that manifests' physical keys may
+        /// point into (path or URL); repeat for several. The registry itself
+        /// is always allowed; nothing else is read.
+        #[arg(long)]
+        allow: Vec<String>,
+        /// Push the demo package first, so there is something to read.
+        #[arg(long)]
+        demo: bool,
+        /// Requests handled at once; more are refused with UNAVAILABLE.
+        #[arg(long, default_value_t = 256)]
+        max_concurrent_requests: usize,
+        /// Log as JSON lines (default: human-readable). Level from RUST_LOG.
+        #[arg(long)]
+        log_json: bool,
+    },
     /// Print the sha2-256-chunked hash of files, as quilt3 computes it.
     Hash {
         /// Files to hash.

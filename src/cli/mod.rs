@@ -10,8 +10,10 @@ use bar::Bar;
 use serde::Serialize;
 use serde_json::{Value, json};
 use sheaf::manifest::{hash, key};
+use sheaf::flight;
+use sheaf::query::Engine;
 use sheaf::registry::{PushOptions, Registry};
-use sheaf::{Error, PackageName, PackageRef, Revision};
+use sheaf::{Error, PackageName, PackageRef, ReadPolicy, Revision};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, UNIX_EPOCH};
@@ -277,13 +279,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Error> {
             });
         }
         Command::Demo => {
-            let dir = std::env::temp_dir().join(format!("sheaf-demo-{}", std::process::id()));
-            sheaf::demo::write_demo_files(&dir).map_err(|e| Error::io(dir.display().to_string(), e))?;
-            let package: PackageName = sheaf::demo::DEMO_PACKAGE.parse()?;
-            let opts = PushOptions { message: Some("Sheaf demo data".into()), user_meta: None };
-            let pushed = registry.push(&package, &dir, &opts, &progress).await;
-            let _ = std::fs::remove_dir_all(&dir);
-            let report = pushed?;
+            let report = push_demo(&registry, &progress).await?;
             emit(json, &report, || {
                 format!(
                     "{} is in {} at {}\ntry: sheaf browse {}   or   sheaf install {} --dest ./weather",
@@ -295,9 +291,48 @@ async fn dispatch(cli: Cli) -> Result<u8, Error> {
                 )
             });
         }
+        Command::Serve { listen, advertise, allow, demo, max_concurrent_requests, log_json } => {
+            init_logging(log_json);
+            if demo {
+                let report = push_demo(&registry, &sheaf::progress::NoProgress).await?;
+                tracing::info!(package = %report.package, top_hash = %report.top_hash, "demo package ready");
+            }
+            let policy = ReadPolicy::allow_list(&allow)?;
+            let url = registry.url().to_string();
+            let engine = std::sync::Arc::new(Engine::new(registry.with_policy(policy)));
+            let (incoming, bound) =
+                flight::bind(listen).map_err(|e| Error::Invalid(format!("cannot listen on {listen}: {e}")))?;
+            let options = flight::ServeOptions { listen, advertise, max_concurrent_requests, ..Default::default() };
+            // Scripts and tests read this line to learn the port.
+            emit(json, &json!({"listening": format!("grpc://{bound}"), "registry": url}), || {
+                format!("sheaf: serving {url} on grpc://{bound}")
+            });
+            tracing::info!(listen = %bound, registry = %url, "serving");
+            flight::serve(engine, incoming, &options, flight::shutdown_signal())
+                .await
+                .map_err(|e| Error::Invalid(format!("server failed: {e}")))?;
+        }
         Command::Hash { .. } => unreachable!("handled above"),
     }
     Ok(codes::OK)
+}
+
+/// Pushes the demo package (files written to a temporary folder).
+async fn push_demo(registry: &Registry, progress: &dyn sheaf::progress::Progress) -> Result<sheaf::registry::PushReport, Error> {
+    let dir = std::env::temp_dir().join(format!("sheaf-demo-{}", std::process::id()));
+    sheaf::demo::write_demo_files(&dir).map_err(|e| Error::io(dir.display().to_string(), e))?;
+    let package: PackageName = sheaf::demo::DEMO_PACKAGE.parse()?;
+    let opts = PushOptions { message: Some("Sheaf demo data".into()), user_meta: None };
+    let pushed = registry.push(&package, &dir, &opts, progress).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    pushed
+}
+
+/// Structured logs on stderr; level from RUST_LOG (default info).
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if json { builder.json().try_init() } else { builder.try_init() };
 }
 
 async fn hash_files(files: &[PathBuf], json: bool) -> Result<u8, Error> {

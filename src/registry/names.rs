@@ -92,29 +92,22 @@ pub struct PackageRef {
 
 impl FromStr for PackageRef {
     type Err = Error;
+
+    /// Accepts the revision after the name or at the very end:
+    /// `owner/name@abc123/sub/path` and `owner/name/sub/path@abc123` mean the same.
     fn from_str(s: &str) -> Result<Self, Error> {
-        let (rest, revision) = if let Some((rest, hash)) = s.rsplit_once('@') {
-            let hash = hash.to_ascii_lowercase();
-            if hash.len() < MIN_HASH_PREFIX || hash.len() > 64 || !hash.chars().all(|c| c.is_ascii_hexdigit()) {
-                return Err(Error::invalid(format!(
-                    "invalid revision in {s:?}: a hash must be {MIN_HASH_PREFIX} to 64 hex characters"
-                )));
-            }
-            (rest, Revision::Hash(hash))
-        } else if let Some((rest, tag)) = s.rsplit_once(':').filter(|(_, t)| !t.contains('/')) {
-            if tag == "latest" {
-                (rest, Revision::Latest)
-            } else {
-                validate_tag(tag)?;
-                (rest, Revision::Tag(tag.to_owned()))
-            }
+        let mut parts = s.splitn(3, '/');
+        let (owner, second, rest) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next());
+        let (name, revision, subpath) = if let Some((name, rev)) = split_revision(second, s)? {
+            (name, rev, rest.map(str::to_owned))
         } else {
-            (s, Revision::Latest)
+            match rest.map(|r| split_revision(r, s)).transpose()?.flatten() {
+                Some((sub, rev)) => (second, rev, Some(sub.to_owned())),
+                None => (second, Revision::Latest, rest.map(str::to_owned)),
+            }
         };
-        let mut parts = rest.splitn(3, '/');
-        let (owner, name) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
         let package: PackageName = format!("{owner}/{name}").parse()?;
-        let subpath = match parts.next().map(|p| p.trim_end_matches('/')) {
+        let subpath = match subpath.as_deref().map(|p| p.trim_end_matches('/')) {
             None | Some("") => None,
             Some(p) => {
                 key::validate(p).map_err(|why| Error::invalid(format!("invalid path {p:?} in {s:?}: {why}")))?;
@@ -122,6 +115,28 @@ impl FromStr for PackageRef {
             }
         };
         Ok(PackageRef { package, subpath, revision })
+    }
+}
+
+/// Splits a trailing `@HASH_PREFIX` or `:TAG` off `text`; `None` when it has
+/// neither. `whole` is the full reference, for error messages.
+fn split_revision<'a>(text: &'a str, whole: &str) -> Result<Option<(&'a str, Revision)>, Error> {
+    if let Some((rest, hash)) = text.rsplit_once('@') {
+        let hash = hash.to_ascii_lowercase();
+        if hash.len() < MIN_HASH_PREFIX || hash.len() > 64 || !hash.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(Error::invalid(format!(
+                "invalid revision in {whole:?}: a hash must be {MIN_HASH_PREFIX} to 64 hex characters"
+            )));
+        }
+        return Ok(Some((rest, Revision::Hash(hash))));
+    }
+    match text.rsplit_once(':').filter(|(_, t)| !t.contains('/')) {
+        Some((rest, "latest")) => Ok(Some((rest, Revision::Latest))),
+        Some((rest, tag)) => {
+            validate_tag(tag)?;
+            Ok(Some((rest, Revision::Tag(tag.to_owned()))))
+        }
+        None => Ok(None),
     }
 }
 
@@ -158,5 +173,10 @@ mod tests {
         assert!("team/../x".parse::<PackageRef>().is_err());
         assert!("team/data/../../etc".parse::<PackageRef>().is_err());
         assert!("../x/y".parse::<PackageRef>().is_err());
+        let early: PackageRef = "team/data@abcdef12/images/train".parse().unwrap();
+        assert_eq!(early, "team/data/images/train@abcdef12".parse::<PackageRef>().unwrap());
+        let early: PackageRef = "team/data:v1/x.csv".parse().unwrap();
+        assert_eq!(early.revision, Revision::Tag("v1".into()));
+        assert_eq!(early.subpath.as_deref(), Some("x.csv"));
     }
 }

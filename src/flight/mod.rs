@@ -1,0 +1,103 @@
+//! The Arrow Flight server: `sheaf serve`.
+//!
+//! Cross-cutting concerns are tower layers around the service, not code in
+//! the handlers: a request timeout (until the response starts; streams are
+//! not cut), a global concurrency limit with load shedding, and gRPC health.
+//! Errors become gRPC status codes in one place ([`status`]).
+
+mod actions;
+mod service;
+pub mod status;
+
+pub use service::{SheafFlight, descriptor_uri};
+
+use crate::query::Engine;
+use arrow_flight::flight_service_server::FlightServiceServer;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+
+/// How to run the server.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Address to listen on (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// Locations written into endpoints, spread across them; empty means
+    /// "this server".
+    pub advertise: Vec<String>,
+    /// Requests handled at once; more are refused with UNAVAILABLE.
+    pub max_concurrent_requests: usize,
+    /// Time allowed until a response starts.
+    pub request_timeout: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            listen: ([127, 0, 0, 1], 50051).into(),
+            advertise: Vec::new(),
+            max_concurrent_requests: 256,
+            request_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Largest message accepted from clients (DoPut batches).
+const MAX_DECODING_MESSAGE: usize = 256 * 1024 * 1024;
+
+/// Binds the listening socket; returns it with the address actually bound.
+pub fn bind(addr: SocketAddr) -> std::io::Result<(TcpIncoming, SocketAddr)> {
+    let incoming = TcpIncoming::bind(addr)?.with_nodelay(Some(true));
+    let local = incoming.local_addr()?;
+    Ok((incoming, local))
+}
+
+/// Serves `engine` on `incoming` until `shutdown` completes, then lets
+/// running requests finish.
+pub async fn serve(
+    engine: Arc<Engine>,
+    incoming: TcpIncoming,
+    options: &ServeOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), tonic::transport::Error> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<FlightServiceServer<SheafFlight>>().await;
+    let flight = FlightServiceServer::new(SheafFlight::new(engine, options.advertise.clone()))
+        .max_decoding_message_size(MAX_DECODING_MESSAGE)
+        .max_encoding_message_size(usize::MAX);
+    let layers = tower::ServiceBuilder::new()
+        .load_shed()
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(options.max_concurrent_requests));
+    Server::builder()
+        .timeout(options.request_timeout)
+        .initial_stream_window_size(Some(2 * 1024 * 1024))
+        .initial_connection_window_size(Some(8 * 1024 * 1024))
+        .layer(layers)
+        .add_service(health_service)
+        .add_service(flight)
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => futures::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing running requests");
+}

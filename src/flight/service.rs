@@ -1,0 +1,231 @@
+//! The Arrow Flight service: RPCs over the query engine.
+
+use super::actions;
+use crate::query::{Compression, DatasetUri, Engine, Plan, proto, table};
+use arrow::ipc::CompressionType;
+use arrow::ipc::writer::IpcWriteOptions;
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::error::FlightError;
+use arrow_flight::flight_descriptor::DescriptorType;
+use arrow_flight::flight_service_server::FlightService;
+use arrow_flight::{
+    Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest,
+    HandshakeResponse, PollInfo, PutResult, SchemaAsIpc, SchemaResult, Ticket,
+};
+use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
+use prost::Message;
+use serde_json::json;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tonic::{Request, Response, Status, Streaming};
+
+/// Sheaf's Flight service.
+pub struct SheafFlight {
+    engine: Arc<Engine>,
+    advertise: Vec<String>,
+    next_location: AtomicUsize,
+}
+
+impl SheafFlight {
+    /// A service over `engine`; endpoint locations are spread across
+    /// `advertise` (empty: endpoints name no location, meaning "this server").
+    pub fn new(engine: Arc<Engine>, advertise: Vec<String>) -> Self {
+        SheafFlight { engine, advertise, next_location: AtomicUsize::new(0) }
+    }
+
+    fn flight_info(&self, plan: &Plan, descriptor: FlightDescriptor) -> Result<FlightInfo, Status> {
+        let start = self.next_location.fetch_add(plan.tickets.len().max(1), Ordering::Relaxed);
+        let endpoints = plan.tickets.iter().enumerate().map(|(i, t)| {
+            let endpoint = FlightEndpoint::new().with_ticket(Ticket::new(t.encode_to_vec()));
+            match self.advertise.len() {
+                0 => endpoint,
+                n => endpoint.with_location(self.advertise[(start + i) % n].clone()),
+            }
+        });
+        let app_metadata = json!({
+            "package": plan.uri.package.to_string(),
+            "top_hash": plan.top_hash,
+            "path": plan.uri.path,
+            "pinned_uri": plan.uri.to_string(),
+        });
+        let info = FlightInfo::new()
+            .try_with_schema(&plan.schema)
+            .map_err(|e| Status::internal(format!("encoding the schema: {e}")))?
+            .with_descriptor(descriptor)
+            .with_endpoints(endpoints.collect())
+            .with_total_records(plan.total_rows.map_or(-1, |r| r as i64))
+            .with_total_bytes(plan.total_bytes.map_or(-1, |b| b as i64))
+            .with_ordered(true)
+            .with_app_metadata(app_metadata.to_string().into_bytes());
+        Ok(info)
+    }
+}
+
+/// The dataset URI a descriptor names: a CMD descriptor holds the URI as
+/// UTF-8; a PATH descriptor holds it as one element, or as segments joined
+/// with `/`.
+pub fn descriptor_uri(d: &FlightDescriptor) -> Result<DatasetUri, Status> {
+    let text = match d.r#type() {
+        DescriptorType::Cmd => {
+            String::from_utf8(d.cmd.to_vec()).map_err(|_| Status::invalid_argument("the CMD descriptor is not UTF-8"))?
+        }
+        DescriptorType::Path => d.path.join("/"),
+        DescriptorType::Unknown => return Err(Status::invalid_argument("descriptor type is neither CMD nor PATH")),
+    };
+    Ok(DatasetUri::parse(&text)?)
+}
+
+/// Simple glob: `*` matches any run of characters.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == text;
+    }
+    let mut rest = text;
+    for (i, part) in parts.iter().enumerate() {
+        if i == 0 {
+            let Some(r) = rest.strip_prefix(part) else { return false };
+            rest = r;
+        } else if i == parts.len() - 1 {
+            return rest.ends_with(part);
+        } else {
+            match rest.find(part) {
+                Some(pos) => rest = &rest[pos + part.len()..],
+                None => return false,
+            }
+        }
+    }
+    true
+}
+
+fn compression(c: Compression) -> Option<CompressionType> {
+    match c {
+        Compression::None => None,
+        Compression::Zstd => Some(CompressionType::ZSTD),
+        Compression::Lz4 => Some(CompressionType::LZ4_FRAME),
+    }
+}
+
+#[tonic::async_trait]
+impl FlightService for SheafFlight {
+    type HandshakeStream = BoxStream<'static, Result<HandshakeResponse, Status>>;
+    type ListFlightsStream = BoxStream<'static, Result<FlightInfo, Status>>;
+    type DoGetStream = BoxStream<'static, Result<FlightData, Status>>;
+    type DoPutStream = BoxStream<'static, Result<PutResult, Status>>;
+    type DoActionStream = BoxStream<'static, Result<arrow_flight::Result, Status>>;
+    type ListActionsStream = BoxStream<'static, Result<ActionType, Status>>;
+    type DoExchangeStream = BoxStream<'static, Result<FlightData, Status>>;
+
+    async fn handshake(
+        &self,
+        _request: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<Response<Self::HandshakeStream>, Status> {
+        Err(Status::unimplemented("no handshake: send `authorization: Bearer <token>` headers if a token is needed"))
+    }
+
+    async fn list_flights(&self, request: Request<Criteria>) -> Result<Response<Self::ListFlightsStream>, Status> {
+        let pattern = String::from_utf8_lossy(&request.get_ref().expression).trim().to_owned();
+        let pattern = if pattern.is_empty() { "*".to_owned() } else { pattern };
+        let packages = self.engine.registry().list_packages().await?;
+        let mut infos = Vec::new();
+        for p in packages.into_iter().filter(|p| glob_match(&pattern, &p.name)) {
+            let Some(top_hash) = p.latest else { continue };
+            let manifest = self.engine.manifest(&top_hash).await?;
+            for (path, _) in table::list(&manifest) {
+                let uri = DatasetUri::parse(&format!("{}@{top_hash}/{path}", p.name))?;
+                // A table that cannot be planned (say, an unreadable file) is
+                // left out of the listing, not allowed to fail it.
+                match self.engine.plan(&uri).await {
+                    Ok(plan) => infos.push(self.flight_info(&plan, FlightDescriptor::new_cmd(uri.to_string()))),
+                    Err(e) => tracing::warn!(uri = %uri, error = %e, "table left out of ListFlights"),
+                }
+            }
+        }
+        Ok(Response::new(stream::iter(infos).boxed()))
+    }
+
+    async fn get_flight_info(&self, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+        let descriptor = request.into_inner();
+        let uri = descriptor_uri(&descriptor)?;
+        let plan = self.engine.plan(&uri).await?;
+        tracing::info!(uri = %plan.uri, endpoints = plan.tickets.len(), rows = ?plan.total_rows, "GetFlightInfo");
+        Ok(Response::new(self.flight_info(&plan, descriptor)?))
+    }
+
+    async fn poll_flight_info(&self, _request: Request<FlightDescriptor>) -> Result<Response<PollInfo>, Status> {
+        Err(Status::unimplemented("PollFlightInfo: planning is immediate, use GetFlightInfo"))
+    }
+
+    async fn get_schema(&self, request: Request<FlightDescriptor>) -> Result<Response<SchemaResult>, Status> {
+        let uri = descriptor_uri(request.get_ref())?;
+        let plan = self.engine.plan(&uri).await?;
+        let options = IpcWriteOptions::default();
+        let result: SchemaResult = SchemaAsIpc::new(&plan.schema, &options)
+            .try_into()
+            .map_err(|e: arrow::error::ArrowError| Status::internal(format!("encoding the schema: {e}")))?;
+        Ok(Response::new(result))
+    }
+
+    async fn do_get(&self, request: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
+        let ticket = proto::Ticket::decode(request.get_ref().ticket.clone())
+            .map_err(|e| Status::invalid_argument(format!("not a Sheaf ticket: {e}")))?;
+        let what = format!("{}@{}/{} partition {}", ticket.package, ticket.top_hash, ticket.path, ticket.partition);
+        let compression = Compression::parse(ticket.query.as_ref().map(|q| q.compression.as_str()).unwrap_or(""))?;
+        let options = IpcWriteOptions::default()
+            .try_with_compression(self::compression(compression))
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let (schema, batches) = self.engine.execute(ticket).await?;
+        tracing::info!(ticket = %what, "DoGet");
+        let flight = FlightDataEncoderBuilder::new()
+            .with_schema(schema)
+            .with_options(options)
+            .build(batches.map_err(|e| FlightError::Tonic(Box::new(Status::from(e)))))
+            .map_err(|e| match e {
+                FlightError::Tonic(status) => *status,
+                other => Status::internal(other.to_string()),
+            });
+        Ok(Response::new(flight.boxed()))
+    }
+
+    async fn do_put(&self, _request: Request<Streaming<FlightData>>) -> Result<Response<Self::DoPutStream>, Status> {
+        Err(Status::unimplemented("DoPut is not implemented yet; push files with `sheaf push`"))
+    }
+
+    async fn do_exchange(
+        &self,
+        _request: Request<Streaming<FlightData>>,
+    ) -> Result<Response<Self::DoExchangeStream>, Status> {
+        Err(Status::unimplemented("DoExchange is not supported"))
+    }
+
+    async fn do_action(&self, request: Request<Action>) -> Result<Response<Self::DoActionStream>, Status> {
+        let action = request.into_inner();
+        let body = actions::run(&self.engine, &action.r#type, &action.body).await?;
+        let result = arrow_flight::Result::new(body.to_string().into_bytes());
+        Ok(Response::new(stream::once(async { Ok(result) }).boxed()))
+    }
+
+    async fn list_actions(&self, _request: Request<Empty>) -> Result<Response<Self::ListActionsStream>, Status> {
+        let types: Vec<Result<ActionType, Status>> = actions::ACTIONS
+            .iter()
+            .map(|(name, description)| Ok(ActionType { r#type: (*name).into(), description: (*description).into() }))
+            .collect();
+        Ok(Response::new(stream::iter(types).boxed()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_match;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("*", "a/b"));
+        assert!(glob_match("team/*", "team/x"));
+        assert!(!glob_match("team/*", "other/x"));
+        assert!(glob_match("*/weather", "demo/weather"));
+        assert!(glob_match("d*o/w*r", "demo/weather"));
+        assert!(glob_match("demo/weather", "demo/weather"));
+        assert!(!glob_match("demo/weathe", "demo/weather"));
+    }
+}

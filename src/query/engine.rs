@@ -1,0 +1,533 @@
+//! Planning and executing reads of package tables.
+
+use super::proto::{Query, Slice, Ticket};
+use super::shape::{Projector, Selector};
+use super::sources::{self, BATCH_ROWS};
+use super::table::{self, Format, Table};
+use super::{DatasetUri, Error, sample};
+use crate::manifest::{Entry, Manifest};
+use crate::registry::{Registry, Revision};
+use arrow::array::{ArrayRef, BinaryBuilder, RecordBatch, StringArray, UInt64Array};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::DFSchema;
+use datafusion::datasource::physical_plan::{FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::datasource::physical_plan::parquet::{ParquetAccessPlan, RowGroupAccess};
+use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
+use parquet::arrow::arrow_reader::ArrowReaderMetadata;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Uncompressed bytes per endpoint when the client does not ask for a
+/// partition count: large tables spread over several endpoints.
+const TARGET_PARTITION_BYTES: u64 = 64 * 1024 * 1024;
+/// Entries kept in each of the engine's caches (manifests, Parquet footers).
+const CACHE_ENTRIES: usize = 4096;
+
+/// A planned read: what GetFlightInfo returns.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The URI with its revision pinned to the resolved top hash.
+    pub uri: DatasetUri,
+    /// The resolved revision.
+    pub top_hash: String,
+    /// Schema of the batches every endpoint returns.
+    pub schema: SchemaRef,
+    /// Rows of the result: exact for plain reads and exact-count samples,
+    /// an estimate under a fractional sample, `None` under a filter.
+    pub total_rows: Option<u64>,
+    /// Uncompressed bytes of the table read (before filters), when known.
+    pub total_bytes: Option<u64>,
+    /// One ticket per endpoint, in canonical order.
+    pub tickets: Vec<Ticket>,
+}
+
+/// Plans and executes reads over one registry. Caches manifests and Parquet
+/// footers by content hash: both are immutable.
+pub struct Engine {
+    registry: Registry,
+    manifests: Mutex<HashMap<String, Arc<Manifest>>>,
+    footers: Mutex<HashMap<String, Arc<ArrowReaderMetadata>>>,
+}
+
+/// A column plan: which file columns to read, the filter, the output.
+struct Prepared {
+    /// Indices of the file columns read (output and filter columns).
+    needed: Vec<usize>,
+    /// Schema of the batches holding just those columns.
+    needed_schema: SchemaRef,
+    /// The filter bound to the needed columns.
+    filter: Option<Arc<dyn PhysicalExpr>>,
+    /// The filter bound to the full file schema (for Parquet pruning).
+    file_filter: Option<Arc<dyn PhysicalExpr>>,
+    /// Output columns and casts.
+    projector: Projector,
+}
+
+/// The data layout of a table, from which partitions are cut.
+enum Layout {
+    /// Parquet parts: per part, `(rows, uncompressed bytes)` of each row group.
+    Parquet(Vec<Vec<(u64, u64)>>),
+    /// Read whole, by one endpoint; row count known for the manifest table.
+    Sequential(Option<u64>),
+}
+
+fn manifest_schema(with_content: bool) -> SchemaRef {
+    let mut fields = vec![
+        Field::new("logical_key", DataType::Utf8, false),
+        Field::new("size", DataType::UInt64, false),
+        Field::new("hash_type", DataType::Utf8, false),
+        Field::new("hash", DataType::Utf8, false),
+        Field::new("meta", DataType::Utf8, false),
+    ];
+    if with_content {
+        fields.push(Field::new("content", DataType::Binary, false));
+    }
+    Arc::new(Schema::new(fields))
+}
+
+fn session() -> SessionContext {
+    // One partition per plan keeps rows in file order.
+    SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1).with_batch_size(BATCH_ROWS))
+}
+
+fn cache_put<V>(cache: &Mutex<HashMap<String, V>>, key: String, value: V) {
+    let mut cache = cache.lock().expect("cache poisoned");
+    if cache.len() >= CACHE_ENTRIES {
+        cache.clear();
+    }
+    cache.insert(key, value);
+}
+
+impl Engine {
+    /// An engine over `registry` (whose read policy applies to every read).
+    pub fn new(registry: Registry) -> Self {
+        Engine { registry, manifests: Default::default(), footers: Default::default() }
+    }
+
+    /// The registry read from.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// A revision's manifest, cached.
+    pub async fn manifest(&self, top_hash: &str) -> Result<Arc<Manifest>, Error> {
+        if let Some(m) = self.manifests.lock().expect("cache poisoned").get(top_hash) {
+            return Ok(m.clone());
+        }
+        let m = Arc::new(self.registry.read_manifest(top_hash).await?);
+        cache_put(&self.manifests, top_hash.to_owned(), m.clone());
+        Ok(m)
+    }
+
+    async fn footer(&self, entry: &Entry) -> Result<Arc<ArrowReaderMetadata>, Error> {
+        let key = entry.hash.to_string();
+        if let Some(m) = self.footers.lock().expect("cache poisoned").get(&key) {
+            return Ok(m.clone());
+        }
+        let m = Arc::new(sources::parquet_metadata(&self.registry, entry).await?);
+        cache_put(&self.footers, key, m.clone());
+        Ok(m)
+    }
+
+    /// The schema and layout of a table. Parquet parts must share a schema.
+    async fn describe(&self, table: &Table, content: bool) -> Result<(SchemaRef, Layout), Error> {
+        match table.format {
+            Format::Manifest => Ok((manifest_schema(content), Layout::Sequential(Some(table.entries.len() as u64)))),
+            Format::Parquet => {
+                let footers: Vec<Arc<ArrowReaderMetadata>> =
+                    stream::iter(&table.entries).then(|e| self.footer(e)).try_collect().await?;
+                let schema = footers[0].schema().clone();
+                for (entry, footer) in table.entries.iter().zip(&footers).skip(1) {
+                    if footer.schema().fields() != schema.fields() {
+                        return Err(Error::invalid(format!(
+                            "part {} of table {} has a different schema from {}",
+                            entry.logical_key, table.path, table.entries[0].logical_key
+                        )));
+                    }
+                }
+                let layout = footers
+                    .iter()
+                    .map(|f| {
+                        f.metadata().row_groups().iter().map(|rg| (rg.num_rows() as u64, rg.total_byte_size() as u64)).collect()
+                    })
+                    .collect();
+                Ok((schema, Layout::Parquet(layout)))
+            }
+            format => {
+                let entry = &table.entries[0];
+                let data = sources::read_whole(&self.registry, entry).await?;
+                let (schema, _) = sources::open_sequential(format, data, &entry.logical_key)?;
+                Ok((schema, Layout::Sequential(None)))
+            }
+        }
+    }
+
+    fn prepare(&self, schema: &SchemaRef, query: &Query, table: &str) -> Result<Prepared, Error> {
+        let ctx = session();
+        let parse = |schema: &SchemaRef| -> Result<Option<(Expr, Arc<dyn PhysicalExpr>)>, Error> {
+            if query.filter.trim().is_empty() {
+                return Ok(None);
+            }
+            let df_schema = DFSchema::try_from(schema.as_ref().clone()).map_err(|e| Error::engine("schema", e))?;
+            let expr = ctx
+                .parse_sql_expr(&query.filter, &df_schema)
+                .map_err(|e| Error::invalid(format!("invalid filter {:?} on {table}: {e}", query.filter)))?;
+            let physical = ctx
+                .create_physical_expr(expr.clone(), &df_schema)
+                .map_err(|e| Error::invalid(format!("invalid filter {:?} on {table}: {e}", query.filter)))?;
+            if physical.data_type(schema).ok() != Some(DataType::Boolean) {
+                return Err(Error::invalid(format!("filter {:?} on {table} is not a boolean expression", query.filter)));
+            }
+            Ok(Some((expr, physical)))
+        };
+        let full = parse(schema)?;
+        // Check output columns against the full schema for a clear error.
+        Projector::new(schema, &query.columns, table)?;
+        let mut needed: Vec<usize> = if query.columns.is_empty() {
+            (0..schema.fields().len()).collect()
+        } else {
+            query.columns.iter().map(|c| schema.index_of(c).expect("checked")).collect()
+        };
+        if let Some((expr, _)) = &full {
+            for col in expr.column_refs() {
+                let i = schema.index_of(&col.name).map_err(|_| Error::invalid(format!("unknown column {:?} in {table}", col.name)))?;
+                needed.push(i);
+            }
+        }
+        needed.sort_unstable();
+        needed.dedup();
+        let needed_schema = Arc::new(schema.project(&needed).map_err(|e| Error::engine("projecting", e))?);
+        let filter = parse(&needed_schema)?.map(|(_, p)| p);
+        let columns: Vec<String> = if query.columns.is_empty() {
+            schema.fields().iter().map(|f| f.name().clone()).collect()
+        } else {
+            query.columns.clone()
+        };
+        let projector = Projector::new(&needed_schema, &columns, table)?;
+        Ok(Prepared { needed, needed_schema, filter, file_filter: full.map(|(_, p)| p), projector })
+    }
+
+    /// Plans a read: resolves the revision, checks columns and filter, and
+    /// cuts the table into endpoints.
+    pub async fn plan(&self, uri: &DatasetUri) -> Result<Plan, Error> {
+        let top_hash = self.registry.resolve(&uri.package, &uri.revision).await?;
+        let manifest = self.manifest(&top_hash).await?;
+        let name = format!("{}@{}", uri.package, &top_hash[..12]);
+        let table = table::find(&manifest, &uri.path, &name)?;
+        let (schema, layout) = self.describe(&table, uri.query.content).await?;
+        let table_name = if uri.path.is_empty() { format!("the manifest of {name}") } else { format!("{} in {name}", uri.path) };
+        let q = &uri.query;
+        let mut query = Query {
+            columns: q.columns.clone(),
+            filter: q.filter.clone().unwrap_or_default(),
+            limit: q.limit,
+            sample_threshold: None,
+            seed: q.seed,
+            compression: q.compression.as_str().to_owned(),
+            content: q.content,
+        };
+        let prepared = self.prepare(&schema, &query, &table_name)?;
+        let table_rows = match &layout {
+            Layout::Parquet(parts) => Some(parts.iter().flatten().map(|(r, _)| r).sum::<u64>()),
+            Layout::Sequential(rows) => *rows,
+        };
+        query.sample_threshold = match (q.sample, q.sample_rows) {
+            (Some(f), _) => sample::threshold_for_fraction(f),
+            (None, Some(n)) => {
+                let total = table_rows.ok_or_else(|| {
+                    Error::invalid(format!("sample_rows needs a table whose row count is known ({table_name} is {})", table.format.name()))
+                })?;
+                sample::threshold_for_count(q.seed, total, n)
+            }
+            (None, None) => None,
+        };
+        let mut total_rows = match (table_rows, q.sample, q.sample_rows) {
+            (Some(t), Some(f), _) => Some((t as f64 * f).round() as u64),
+            (Some(t), None, Some(n)) => Some(n.min(t)),
+            (t, _, _) => t,
+        };
+        if query.filter.is_empty() {
+            if let (Some(t), Some(l)) = (total_rows, q.limit) {
+                total_rows = Some(t.min(l));
+            }
+        } else {
+            total_rows = None;
+        }
+        let base = Ticket {
+            package: uri.package.to_string(),
+            top_hash: top_hash.clone(),
+            path: table.path.clone(),
+            query: Some(query),
+            slices: vec![],
+            partition: 0,
+        };
+        let (tickets, total_bytes) = match &layout {
+            Layout::Sequential(_) => (vec![base], None),
+            Layout::Parquet(parts) => {
+                // A limit is global: one endpoint reads in order and stops early.
+                let wanted = if q.limit.is_some() { Some(1) } else { q.partitions };
+                let groups = partition(&table.entries, parts, wanted);
+                let bytes = parts.iter().flatten().map(|(_, b)| b).sum();
+                let tickets = groups
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, slices)| Ticket { slices, partition: i as u32, ..base.clone() })
+                    .collect();
+                (tickets, Some(bytes))
+            }
+        };
+        Ok(Plan {
+            uri: uri.pinned(&top_hash),
+            top_hash,
+            schema: prepared.projector.schema().clone(),
+            total_rows,
+            total_bytes,
+            tickets,
+        })
+    }
+
+    /// Streams the rows of one endpoint. The ticket is self-contained: it is
+    /// re-validated against the pinned revision, so any client may redeem it
+    /// any number of times.
+    pub async fn execute(&self, ticket: Ticket) -> Result<(SchemaRef, BoxStream<'static, Result<RecordBatch, Error>>), Error> {
+        let package = ticket.package.parse().map_err(|e: crate::registry::Error| Error::invalid(format!("bad ticket: {e}")))?;
+        // Checks that the revision exists and is readable.
+        let top_hash = self.registry.resolve(&package, &Revision::Hash(ticket.top_hash.clone())).await?;
+        let manifest = self.manifest(&top_hash).await?;
+        let name = format!("{package}@{}", &top_hash[..12]);
+        let query = ticket.query.clone().unwrap_or_default();
+        let table = table::find(&manifest, &ticket.path, &name)?;
+        let (schema, _) = self.describe(&table, query.content).await?;
+        let prepared = self.prepare(&schema, &query, &name)?;
+        let out_schema = prepared.projector.schema().clone();
+        let selector = Selector {
+            sample: None,
+            position: 0,
+            filter: prepared.filter.clone(),
+            remaining: query.limit,
+        };
+        let stream = match table.format {
+            Format::Parquet => self.parquet_stream(&table, &ticket.slices, &query, schema, &prepared).await?,
+            Format::Manifest => manifest_stream(&table, &query, self.registry.clone()),
+            format => {
+                let entry = &table.entries[0];
+                let data = sources::read_whole(&self.registry, entry).await?;
+                let (_, batches) = sources::open_sequential(format, data, &entry.logical_key)?;
+                let needed = prepared.needed.clone();
+                let key = entry.logical_key.clone();
+                let sampled = sample_sequential(&query);
+                stream::iter(batches)
+                    .map(move |b| {
+                        b.map_err(|e| Error::invalid(format!("reading {key}: {e}")))
+                            .and_then(|b| b.project(&needed).map_err(|e| Error::engine("projecting", e)))
+                    })
+                    .scan(sampled, |s, b| {
+                        // Sampling by position needs every row, before filters.
+                        futures::future::ready(Some(b.and_then(|b| s.select(b))))
+                    })
+                    .boxed()
+            }
+        };
+        Ok((out_schema, shape(stream, selector, prepared.projector)))
+    }
+
+    async fn parquet_stream(
+        &self,
+        table: &Table,
+        slices: &[Slice],
+        query: &Query,
+        file_schema: SchemaRef,
+        prepared: &Prepared,
+    ) -> Result<BoxStream<'static, Result<RecordBatch, Error>>, Error> {
+        let ctx = session();
+        let mut streams = Vec::with_capacity(slices.len());
+        for (i, slice) in slices.iter().enumerate() {
+            let entry = table
+                .entries
+                .iter()
+                .find(|e| e.logical_key == slice.logical_key)
+                .ok_or_else(|| Error::invalid(format!("bad ticket: {} is not a part of {}", slice.logical_key, table.path)))?;
+            let footer = self.footer(entry).await?;
+            let row_groups = footer.metadata().row_groups();
+            if slice.row_group_end as usize > row_groups.len() || slice.row_group_start > slice.row_group_end {
+                return Err(Error::invalid(format!("bad ticket: row groups out of range for {}", entry.logical_key)));
+            }
+            let mut access = ParquetAccessPlan::new_none(row_groups.len());
+            let mut first = slice.first_row;
+            for rg in slice.row_group_start as usize..slice.row_group_end as usize {
+                let rows = row_groups[rg].num_rows() as usize;
+                match query.sample_threshold {
+                    None => access.set(rg, RowGroupAccess::Scan),
+                    Some(t) => access.set(rg, RowGroupAccess::Selection(sample::row_selection(query.seed, t, first, rows))),
+                }
+                first += rows as u64;
+            }
+            let located = self.registry.locate(entry).await?;
+            let url = format!("sheaf-part-{i}://data");
+            ctx.register_object_store(&url::Url::parse(&url).expect("valid URL"), located.store);
+            let mut source = ParquetSource::new(file_schema.clone())
+                .with_enable_page_index(true)
+                .with_bloom_filter_on_read(true)
+                .with_pushdown_filters(true);
+            if let Some(p) = &prepared.file_filter {
+                source = source.with_predicate(p.clone());
+            }
+            let file = PartitionedFile::new(located.path.to_string(), entry.size).with_extension(access);
+            let config = FileScanConfigBuilder::new(ObjectStoreUrl::parse(&url).expect("valid URL"), Arc::new(source))
+                .with_file(file)
+                .with_projection_indices(Some(prepared.needed.clone()))
+                .map_err(|e| Error::engine("planning the scan", e))?
+                .with_limit(if query.filter.is_empty() { query.limit.map(|l| l as usize) } else { None })
+                .build();
+            let plan: Arc<dyn ExecutionPlan> = DataSourceExec::from_data_source(config);
+            let what = format!("reading {}", entry.logical_key);
+            let s = plan.execute(0, ctx.task_ctx()).map_err(|e| Error::engine(what.clone(), e))?;
+            let needed_schema = prepared.needed_schema.clone();
+            streams.push(
+                s.map_err(move |e| Error::engine(what.clone(), e))
+                    .and_then(move |b| {
+                        // The scan may return its own field metadata; adopt the planned schema.
+                        let r = RecordBatch::try_new(needed_schema.clone(), b.columns().to_vec())
+                            .map_err(|e| Error::engine("assembling a batch", e));
+                        futures::future::ready(r)
+                    })
+                    .boxed(),
+            );
+        }
+        Ok(stream::iter(streams).flatten().boxed())
+    }
+}
+
+fn sample_sequential(query: &Query) -> Selector {
+    Selector { sample: query.sample_threshold.map(|t| (query.seed, t)), position: 0, filter: None, remaining: None }
+}
+
+/// Applies filter, limit and projection, and stops pulling input once the
+/// limit is reached (dropping the input cancels its work).
+fn shape(
+    input: BoxStream<'static, Result<RecordBatch, Error>>,
+    selector: Selector,
+    projector: Projector,
+) -> BoxStream<'static, Result<RecordBatch, Error>> {
+    stream::unfold((input, selector, projector), |(mut input, mut selector, projector)| async move {
+        loop {
+            if selector.done() {
+                return None;
+            }
+            match input.next().await? {
+                Err(e) => return Some((Err(e), (input, selector, projector))),
+                Ok(batch) => {
+                    let out = selector.select(batch).and_then(|b| projector.project(&b));
+                    match out {
+                        Ok(b) if b.num_rows() == 0 => continue,
+                        other => return Some((other, (input, selector, projector))),
+                    }
+                }
+            }
+        }
+    })
+    .boxed()
+}
+
+/// The manifest table: entries in batches; sampling, filter and limit apply
+/// before any content is fetched, so `content=true` with a filter downloads
+/// only the selected files.
+fn manifest_stream(table: &Table, query: &Query, registry: Registry) -> BoxStream<'static, Result<RecordBatch, Error>> {
+    let base_schema = manifest_schema(false);
+    let entries: Arc<Vec<Entry>> = Arc::new(table.entries.clone());
+    let chunks: Vec<(usize, usize)> = (0..entries.len()).step_by(1024).map(|s| (s, (s + 1024).min(entries.len()))).collect();
+    let with_content = query.content;
+    let base = {
+        let entries = entries.clone();
+        stream::iter(chunks).map(move |(start, end)| {
+            let slice = &entries[start..end];
+            let columns: Vec<ArrayRef> = vec![
+                Arc::new(StringArray::from_iter_values(slice.iter().map(|e| e.logical_key.as_str()))),
+                Arc::new(UInt64Array::from_iter_values(slice.iter().map(|e| e.size))),
+                Arc::new(StringArray::from_iter_values(slice.iter().map(|e| e.hash.kind.as_str()))),
+                Arc::new(StringArray::from_iter_values(slice.iter().map(|e| e.hash.value.as_str()))),
+                Arc::new(StringArray::from_iter_values(slice.iter().map(|e| e.meta.to_string()))),
+            ];
+            RecordBatch::try_new(base_schema.clone(), columns).map_err(|e| Error::engine("building the manifest table", e))
+        })
+    };
+    let sampled = sample_sequential(query);
+    let selected = base.scan(sampled, |s, b| futures::future::ready(Some(b.and_then(|b| s.select(b)))));
+    if !with_content {
+        return selected.boxed();
+    }
+    let by_key: Arc<HashMap<String, Entry>> = Arc::new(entries.iter().map(|e| (e.logical_key.clone(), e.clone())).collect());
+    selected
+        .and_then(move |batch| {
+            let registry = registry.clone();
+            let by_key = by_key.clone();
+            async move {
+                let keys = batch.column(0).as_any().downcast_ref::<StringArray>().expect("logical_key is Utf8").clone();
+                let mut content = BinaryBuilder::new();
+                for key in keys.iter().flatten() {
+                    let entry = by_key.get(key).expect("key from this manifest");
+                    let data = sources::read_whole(&registry, entry).await?;
+                    content.append_value(&data);
+                }
+                let mut columns = batch.columns().to_vec();
+                columns.push(Arc::new(content.finish()));
+                RecordBatch::try_new(manifest_schema(true), columns).map_err(|e| Error::engine("building the manifest table", e))
+            }
+        })
+        .boxed()
+}
+
+/// Cuts Parquet row groups into endpoints: `wanted` of them (as equal in rows
+/// as row groups allow) or, by default, about `TARGET_PARTITION_BYTES` each.
+/// Each endpoint's slices are contiguous and in table order.
+fn partition(parts: &[Entry], layout: &[Vec<(u64, u64)>], wanted: Option<u32>) -> Vec<Vec<Slice>> {
+    // Flatten: (part, row group, first row, rows, bytes before, bytes).
+    let mut groups = Vec::new();
+    let (mut first, mut offset) = (0u64, 0u64);
+    for (p, rgs) in layout.iter().enumerate() {
+        for (g, &(rows, bytes)) in rgs.iter().enumerate() {
+            groups.push((p, g, first, rows, offset, bytes));
+            first += rows;
+            offset += bytes;
+        }
+    }
+    let (total_rows, total_bytes) = (first, offset);
+    let count = match wanted {
+        Some(n) => (n as usize).min(groups.len().max(1)),
+        None => (total_bytes.div_ceil(TARGET_PARTITION_BYTES) as usize).clamp(1, groups.len().max(1)),
+    };
+    let mut out: Vec<Vec<Slice>> = vec![Vec::new(); count];
+    // Assign each group by its midpoint (in rows when a count was asked for,
+    // else in bytes), so partitions stay contiguous and balanced.
+    let share = |start: u64, len: u64, total: u64| ((start as u128 * 2 + len as u128) * count as u128 / (total as u128 * 2)) as usize;
+    for &(p, g, first_row, rows, before, bytes) in &groups {
+        let idx = match wanted {
+            Some(_) if total_rows > 0 => share(first_row, rows, total_rows),
+            _ if total_bytes > 0 => share(before, bytes, total_bytes),
+            _ => 0,
+        }
+        .min(count - 1);
+        let slices = &mut out[idx];
+        match slices.last_mut() {
+            Some(last) if last.logical_key == parts[p].logical_key && last.row_group_end as usize == g => last.row_group_end += 1,
+            _ => slices.push(Slice {
+                logical_key: parts[p].logical_key.clone(),
+                row_group_start: g as u32,
+                row_group_end: g as u32 + 1,
+                first_row,
+            }),
+        }
+    }
+    out.retain(|s| !s.is_empty());
+    if out.is_empty() {
+        out.push(Vec::new());
+    }
+    out
+}

@@ -1,0 +1,27 @@
+//! Reading the tables inside packages: dataset URIs, table discovery,
+//! planning (schema, row counts, partitions) and execution (DataFusion scans
+//! with projection, filters, limits and reproducible sampling).
+//!
+//! Planning turns a [`DatasetUri`] into a [`Plan`] whose endpoints carry
+//! self-contained [`proto::Ticket`]s; executing a ticket streams Arrow record
+//! batches. For a pinned revision the same URI always yields the same rows in
+//! the same order, and the ordered union of the endpoints equals one stream.
+
+mod engine;
+mod error;
+mod shape;
+mod sources;
+
+pub mod sample;
+pub mod table;
+pub mod uri;
+
+/// The wire messages of `proto/sheaf.proto`.
+pub mod proto {
+    #![allow(missing_docs)]
+    include!(concat!(env!("OUT_DIR"), "/sheaf.v1.rs"));
+}
+
+pub use engine::{Engine, Plan};
+pub use error::Error;
+pub use uri::{Compression, DatasetUri, QuerySpec};

@@ -1,0 +1,254 @@
+//! Dataset URIs: how a client names a slice of a table.
+//!
+//! ```text
+//! sheaf://OWNER/NAME[@HASH_PREFIX|:TAG][/PATH][?PARAM=VALUE&...]
+//! ```
+//!
+//! Parameters (values percent-encoded; `+` is a plus sign, not a space):
+//! `columns=a,b`, `filter=<SQL expression>`, `limit=N`, `sample=F` (0..=1),
+//! `sample_rows=N`, `seed=S`, `partitions=N`, `compression=zstd|lz4`,
+//! `content=true` (manifest table only). Unknown parameters are an error.
+
+use super::Error;
+use crate::registry::{PackageName, PackageRef, Revision};
+use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
+use std::fmt;
+
+/// URI scheme of dataset URIs.
+pub const SCHEME: &str = "sheaf://";
+
+/// IPC body compression a client asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compression {
+    /// No compression (the default: every client decodes it).
+    #[default]
+    None,
+    /// Zstandard.
+    Zstd,
+    /// LZ4 frame.
+    Lz4,
+}
+
+impl Compression {
+    /// The wire name (`""`, `zstd`, `lz4`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::None => "",
+            Compression::Zstd => "zstd",
+            Compression::Lz4 => "lz4",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Result<Self, Error> {
+        match s {
+            "" | "none" => Ok(Compression::None),
+            "zstd" => Ok(Compression::Zstd),
+            "lz4" => Ok(Compression::Lz4),
+            other => Err(Error::invalid(format!("compression must be zstd or lz4, not {other:?}"))),
+        }
+    }
+}
+
+/// The query part of a dataset URI.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QuerySpec {
+    /// Columns to return, in order; empty for all.
+    pub columns: Vec<String>,
+    /// SQL filter expression.
+    pub filter: Option<String>,
+    /// Row limit.
+    pub limit: Option<u64>,
+    /// Fraction of rows to keep (0..=1).
+    pub sample: Option<f64>,
+    /// Exact number of rows to keep.
+    pub sample_rows: Option<u64>,
+    /// Sampling seed.
+    pub seed: u64,
+    /// Requested number of partitions (endpoints).
+    pub partitions: Option<u32>,
+    /// IPC compression.
+    pub compression: Compression,
+    /// Manifest table: include file contents.
+    pub content: bool,
+}
+
+/// A parsed dataset URI.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatasetUri {
+    /// The package.
+    pub package: PackageName,
+    /// The revision asked for.
+    pub revision: Revision,
+    /// Table path inside the package; empty for the manifest table.
+    pub path: String,
+    /// What to read.
+    pub query: QuerySpec,
+}
+
+impl DatasetUri {
+    /// Parses `sheaf://OWNER/NAME[@REV][/PATH][?QUERY]`; the `sheaf://` prefix
+    /// is optional.
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        let bad = |msg: String| Error::invalid(format!("invalid dataset URI {text:?}: {msg}"));
+        let rest = text.strip_prefix(SCHEME).unwrap_or(text);
+        let (location, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let location = percent_decode_str(location).decode_utf8().map_err(|e| bad(e.to_string()))?;
+        let r: PackageRef = location.parse().map_err(|e: crate::registry::Error| bad(e.to_string()))?;
+        let mut spec = QuerySpec::default();
+        let mut seen = std::collections::HashSet::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let value = percent_decode_str(value).decode_utf8().map_err(|e| bad(e.to_string()))?.into_owned();
+            if !seen.insert(key.to_owned()) {
+                return Err(bad(format!("parameter {key} given twice")));
+            }
+            let number = |what: &str| -> Result<u64, Error> {
+                value.parse().map_err(|_| bad(format!("{what} must be a non-negative integer, not {value:?}")))
+            };
+            match key {
+                "columns" => {
+                    spec.columns = value.split(',').map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned).collect();
+                }
+                "filter" => spec.filter = Some(value.clone()).filter(|f| !f.trim().is_empty()),
+                "limit" => spec.limit = Some(number("limit")?),
+                "sample" => {
+                    let f: f64 = value.parse().map_err(|_| bad(format!("sample must be a number, not {value:?}")))?;
+                    if !(0.0..=1.0).contains(&f) {
+                        return Err(bad(format!("sample must be between 0 and 1, not {value}")));
+                    }
+                    spec.sample = Some(f);
+                }
+                "sample_rows" => spec.sample_rows = Some(number("sample_rows")?),
+                "seed" => spec.seed = number("seed")?,
+                "partitions" => {
+                    let n = number("partitions")?;
+                    if n == 0 || n > 100_000 {
+                        return Err(bad(format!("partitions must be between 1 and 100000, not {n}")));
+                    }
+                    spec.partitions = Some(n as u32);
+                }
+                "compression" => spec.compression = Compression::parse(&value).map_err(|e| bad(e.to_string()))?,
+                "content" => {
+                    spec.content = match value.as_str() {
+                        "true" | "1" | "" => true,
+                        "false" | "0" => false,
+                        other => return Err(bad(format!("content must be true or false, not {other:?}"))),
+                    }
+                }
+                other => {
+                    return Err(bad(format!(
+                        "unknown parameter {other:?} (known: columns, filter, limit, sample, sample_rows, seed, partitions, compression, content)"
+                    )));
+                }
+            }
+        }
+        if spec.sample.is_some() && spec.sample_rows.is_some() {
+            return Err(bad("give sample or sample_rows, not both".into()));
+        }
+        if spec.content && r.subpath.is_some() {
+            return Err(bad("content=true applies to the manifest table (a URI without a path)".into()));
+        }
+        Ok(DatasetUri { package: r.package, revision: r.revision, path: r.subpath.unwrap_or_default(), query: spec })
+    }
+
+    /// The same URI with the revision pinned to `top_hash`.
+    pub fn pinned(&self, top_hash: &str) -> DatasetUri {
+        DatasetUri { revision: Revision::Hash(top_hash.to_owned()), ..self.clone() }
+    }
+}
+
+/// Characters escaped in query values: controls, space and the URI's own
+/// delimiters.
+const VALUE: &AsciiSet = &CONTROLS.add(b' ').add(b'&').add(b'=').add(b'%').add(b'#').add(b'+').add(b'"').add(b'?');
+
+impl fmt::Display for DatasetUri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{SCHEME}{}", self.package)?;
+        if self.revision != Revision::Latest {
+            write!(f, "{}", self.revision)?;
+        }
+        if !self.path.is_empty() {
+            write!(f, "/{}", self.path)?;
+        }
+        let q = &self.query;
+        let mut params: Vec<(&str, String)> = Vec::new();
+        if !q.columns.is_empty() {
+            params.push(("columns", q.columns.join(",")));
+        }
+        if let Some(v) = &q.filter {
+            params.push(("filter", v.clone()));
+        }
+        if let Some(v) = q.limit {
+            params.push(("limit", v.to_string()));
+        }
+        if let Some(v) = q.sample {
+            params.push(("sample", v.to_string()));
+        }
+        if let Some(v) = q.sample_rows {
+            params.push(("sample_rows", v.to_string()));
+        }
+        if q.seed != 0 {
+            params.push(("seed", q.seed.to_string()));
+        }
+        if let Some(v) = q.partitions {
+            params.push(("partitions", v.to_string()));
+        }
+        if q.compression != Compression::None {
+            params.push(("compression", q.compression.as_str().into()));
+        }
+        if q.content {
+            params.push(("content", "true".into()));
+        }
+        for (i, (k, v)) in params.iter().enumerate() {
+            write!(f, "{}{k}={}", if i == 0 { '?' } else { '&' }, utf8_percent_encode(v, VALUE))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_prints_back() {
+        let text = "sheaf://team/data@abcdef12/tables/x.parquet?columns=a,b&filter=a%20%3E%203%20AND%20b%20%3D%20%27x%2By%27&limit=10&sample=0.5&seed=7&partitions=4";
+        let u = DatasetUri::parse(text).unwrap();
+        assert_eq!(u.package.to_string(), "team/data");
+        assert_eq!(u.revision, Revision::Hash("abcdef12".into()));
+        assert_eq!(u.path, "tables/x.parquet");
+        assert_eq!(u.query.columns, ["a", "b"]);
+        assert_eq!(u.query.filter.as_deref(), Some("a > 3 AND b = 'x+y'"));
+        assert_eq!(u.query.limit, Some(10));
+        assert_eq!(u.query.sample, Some(0.5));
+        assert_eq!(u.query.partitions, Some(4));
+        assert_eq!(DatasetUri::parse(&u.to_string()).unwrap(), u);
+    }
+
+    #[test]
+    fn rejects_unknown_and_bad_parameters() {
+        for bad in [
+            "sheaf://t/d/x?colums=a",
+            "sheaf://t/d/x?limit=-1",
+            "sheaf://t/d/x?sample=2",
+            "sheaf://t/d/x?sample=0.1&sample_rows=3",
+            "sheaf://t/d/x?partitions=0",
+            "sheaf://t/d/x?limit=1&limit=2",
+            "sheaf://t/d/x?compression=gzip",
+            "sheaf://t@abc/x",
+            "sheaf://nopackage",
+        ] {
+            let err = DatasetUri::parse(bad).unwrap_err();
+            assert!(err.to_string().contains("invalid dataset URI"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn manifest_table_has_empty_path() {
+        let u = DatasetUri::parse("t/d:v1?content=true").unwrap();
+        assert_eq!(u.path, "");
+        assert_eq!(u.revision, Revision::Tag("v1".into()));
+        assert!(u.query.content);
+    }
+}
