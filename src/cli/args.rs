@@ -119,6 +119,24 @@ pub enum Command {
         #[arg(long)]
         log_json: bool,
     },
+    /// Read a dataset from a Sheaf server into a file (Parquet, Arrow IPC or
+    /// CSV, by the extension of --out).
+    Get {
+        /// sheaf://OWNER/NAME[@HASH|:TAG]/PATH[?columns=..&filter=..&...]
+        uri: String,
+        /// Server URL.
+        #[arg(long, default_value = "grpc://127.0.0.1:50051", env = "SHEAF_SERVER")]
+        server: String,
+        /// Output file: .parquet, .arrow/.feather/.ipc, .arrows or .csv.
+        #[arg(long)]
+        out: PathBuf,
+        /// Bearer token sent with every call.
+        #[arg(long, env = "SHEAF_TOKEN")]
+        token: Option<String>,
+        /// Endpoints read at once.
+        #[arg(long, default_value_t = 4)]
+        parallelism: usize,
+    },
     /// Print the sha2-256-chunked hash of files, as quilt3 computes it.
     Hash {
         /// Files to hash.

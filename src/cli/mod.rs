@@ -3,6 +3,7 @@
 
 mod args;
 mod bar;
+mod get;
 
 pub use args::Cli;
 use args::Command;
@@ -87,11 +88,11 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
 }
 
-/// Prints `value` as JSON, or `human` otherwise. A closed stdout (as in
-/// `sheaf browse x | head -1`) is not an error.
+/// Prints `value` as one line of JSON, or `human` otherwise. A closed stdout
+/// (as in `sheaf browse x | head -1`) is not an error.
 fn emit<T: Serialize>(json: bool, value: &T, human: impl FnOnce() -> String) {
     use std::io::Write;
-    let text = if json { serde_json::to_string_pretty(value).expect("serializable") } else { human() };
+    let text = if json { serde_json::to_string(value).expect("serializable") } else { human() };
     if !text.is_empty() {
         let _ = writeln!(std::io::stdout().lock(), "{text}");
     }
@@ -111,8 +112,25 @@ fn human_bytes(n: u64) -> String {
 
 async fn dispatch(cli: Cli) -> Result<u8, Error> {
     let json = cli.json;
-    if let Command::Hash { files } = &cli.command {
-        return hash_files(files, json).await;
+    match &cli.command {
+        Command::Hash { files } => return hash_files(files, json).await,
+        Command::Get { uri, server, out, token, parallelism } => {
+            return match get::get(server, token.clone(), uri, out, *parallelism).await {
+                Ok(report) => {
+                    emit(json, &report, || format!("{} rows of {} -> {}", report.rows, report.pinned_uri, report.out));
+                    Ok(codes::OK)
+                }
+                Err((code, message)) => {
+                    if json {
+                        eprintln!("{}", json!({"error": {"code": code, "message": message}}));
+                    } else {
+                        eprintln!("sheaf: error: {message}");
+                    }
+                    Ok(code)
+                }
+            };
+        }
+        _ => {}
     }
     let registry = Registry::open(&cli.registry.unwrap_or_else(default_registry))?;
     let progress = Bar::new(json);
@@ -312,7 +330,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Error> {
                 .await
                 .map_err(|e| Error::Invalid(format!("server failed: {e}")))?;
         }
-        Command::Hash { .. } => unreachable!("handled above"),
+        Command::Hash { .. } | Command::Get { .. } => unreachable!("handled above"),
     }
     Ok(codes::OK)
 }
@@ -331,7 +349,11 @@ async fn push_demo(registry: &Registry, progress: &dyn sheaf::progress::Progress
 /// Structured logs on stderr; level from RUST_LOG (default info).
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none());
     let _ = if json { builder.json().try_init() } else { builder.try_init() };
 }
 

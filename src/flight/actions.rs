@@ -83,8 +83,8 @@ pub async fn run(engine: &Engine, action: &str, body: &[u8]) -> Result<Value, St
             let tables: Vec<Value> = table::list(&manifest)
                 .into_iter()
                 .map(|(path, format)| {
-                    let uri = DatasetUri::parse(&format!("{}@{top_hash}/{path}", r.package)).map(|u| u.to_string());
-                    json!({"path": path, "format": format.name(), "uri": uri.unwrap_or_default()})
+                    let uri = DatasetUri::table(&r.package, &top_hash, &path).to_string();
+                    json!({"path": path, "format": format.name(), "uri": uri})
                 })
                 .collect();
             Ok(json!({"package": r.package.to_string(), "top_hash": top_hash, "tables": tables}))

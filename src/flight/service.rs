@@ -131,8 +131,9 @@ impl FlightService for SheafFlight {
         for p in packages.into_iter().filter(|p| glob_match(&pattern, &p.name)) {
             let Some(top_hash) = p.latest else { continue };
             let manifest = self.engine.manifest(&top_hash).await?;
+            let package = p.name.parse()?;
             for (path, _) in table::list(&manifest) {
-                let uri = DatasetUri::parse(&format!("{}@{top_hash}/{path}", p.name))?;
+                let uri = DatasetUri::table(&package, &top_hash, &path);
                 // A table that cannot be planned (say, an unreadable file) is
                 // left out of the listing, not allowed to fail it.
                 match self.engine.plan(&uri).await {

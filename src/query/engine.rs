@@ -127,7 +127,9 @@ impl Engine {
     }
 
     async fn footer(&self, entry: &Entry) -> Result<Arc<ArrowReaderMetadata>, Error> {
-        let key = entry.hash.to_string();
+        // Keyed by physical key too: whether data may be read depends on
+        // where it is, so a cached footer must never skip the read policy.
+        let key = format!("{} {}", entry.hash, entry.physical_keys.first().map(String::as_str).unwrap_or(""));
         if let Some(m) = self.footers.lock().expect("cache poisoned").get(&key) {
             return Ok(m.clone());
         }
@@ -167,6 +169,18 @@ impl Engine {
                 Ok((schema, Layout::Sequential(None)))
             }
         }
+    }
+
+    /// Rows of a whole-file table, by reading it.
+    async fn count_rows(&self, table: &Table) -> Result<u64, Error> {
+        let entry = &table.entries[0];
+        let data = sources::read_whole(&self.registry, entry).await?;
+        let (_, batches) = sources::open_sequential(table.format, data, &entry.logical_key)?;
+        let mut rows = 0u64;
+        for b in batches {
+            rows += b.map_err(|e| Error::invalid(format!("reading {}: {e}", entry.logical_key)))?.num_rows() as u64;
+        }
+        Ok(rows)
     }
 
     fn prepare(&self, schema: &SchemaRef, query: &Query, table: &str) -> Result<Prepared, Error> {
@@ -236,15 +250,15 @@ impl Engine {
         let prepared = self.prepare(&schema, &query, &table_name)?;
         let table_rows = match &layout {
             Layout::Parquet(parts) => Some(parts.iter().flatten().map(|(r, _)| r).sum::<u64>()),
-            Layout::Sequential(rows) => *rows,
+            Layout::Sequential(Some(rows)) => Some(*rows),
+            // Whole-file tables are counted only when an exact sample needs it.
+            Layout::Sequential(None) if q.sample_rows.is_some() => Some(self.count_rows(&table).await?),
+            Layout::Sequential(None) => None,
         };
         query.sample_threshold = match (q.sample, q.sample_rows) {
             (Some(f), _) => sample::threshold_for_fraction(f),
             (None, Some(n)) => {
-                let total = table_rows.ok_or_else(|| {
-                    Error::invalid(format!("sample_rows needs a table whose row count is known ({table_name} is {})", table.format.name()))
-                })?;
-                sample::threshold_for_count(q.seed, total, n)
+                sample::threshold_for_count(q.seed, table_rows.expect("counted for sample_rows"), n)
             }
             (None, None) => None,
         };
@@ -315,7 +329,21 @@ impl Engine {
         };
         let stream = match table.format {
             Format::Parquet => self.parquet_stream(&table, &ticket.slices, &query, schema, &prepared).await?,
-            Format::Manifest => manifest_stream(&table, &query, self.registry.clone()),
+            Format::Manifest => {
+                // Rows are chosen on the entry columns, before any content is
+                // fetched; then the output columns are projected.
+                let base = self.prepare(&manifest_schema(false), &Query { columns: vec![], ..query.clone() }, &name)?;
+                let selector = Selector {
+                    sample: query.sample_threshold.map(|t| (query.seed, t)),
+                    position: 0,
+                    filter: base.filter,
+                    remaining: query.limit,
+                };
+                let projector = Projector::new(&schema, &query.columns, &name)?;
+                let out_schema = projector.schema().clone();
+                let rows = manifest_stream(&table, selector, query.content, self.registry.clone());
+                return Ok((out_schema, rows.and_then(move |b| futures::future::ready(projector.project(&b))).boxed()));
+            }
             format => {
                 let entry = &table.entries[0];
                 let data = sources::read_whole(&self.registry, entry).await?;
@@ -409,41 +437,45 @@ fn sample_sequential(query: &Query) -> Selector {
     Selector { sample: query.sample_threshold.map(|t| (query.seed, t)), position: 0, filter: None, remaining: None }
 }
 
-/// Applies filter, limit and projection, and stops pulling input once the
-/// limit is reached (dropping the input cancels its work).
-fn shape(
+/// Applies the selector (sample, filter, limit) and stops pulling input once
+/// the limit is reached (dropping the input cancels its work).
+fn select_rows(
     input: BoxStream<'static, Result<RecordBatch, Error>>,
     selector: Selector,
-    projector: Projector,
 ) -> BoxStream<'static, Result<RecordBatch, Error>> {
-    stream::unfold((input, selector, projector), |(mut input, mut selector, projector)| async move {
+    stream::unfold((input, selector), |(mut input, mut selector)| async move {
         loop {
             if selector.done() {
                 return None;
             }
             match input.next().await? {
-                Err(e) => return Some((Err(e), (input, selector, projector))),
-                Ok(batch) => {
-                    let out = selector.select(batch).and_then(|b| projector.project(&b));
-                    match out {
-                        Ok(b) if b.num_rows() == 0 => continue,
-                        other => return Some((other, (input, selector, projector))),
-                    }
-                }
+                Err(e) => return Some((Err(e), (input, selector))),
+                Ok(batch) => match selector.select(batch) {
+                    Ok(b) if b.num_rows() == 0 => continue,
+                    other => return Some((other, (input, selector))),
+                },
             }
         }
     })
     .boxed()
 }
 
-/// The manifest table: entries in batches; sampling, filter and limit apply
-/// before any content is fetched, so `content=true` with a filter downloads
-/// only the selected files.
-fn manifest_stream(table: &Table, query: &Query, registry: Registry) -> BoxStream<'static, Result<RecordBatch, Error>> {
+/// Selects rows, then projects the output columns.
+fn shape(
+    input: BoxStream<'static, Result<RecordBatch, Error>>,
+    selector: Selector,
+    projector: Projector,
+) -> BoxStream<'static, Result<RecordBatch, Error>> {
+    select_rows(input, selector).and_then(move |b| futures::future::ready(projector.project(&b))).boxed()
+}
+
+/// The manifest table: entries in batches of 1024. `selector` (sampling,
+/// filter, limit) runs on the entry columns, so `content=true` downloads
+/// only the selected files and stops at the limit.
+fn manifest_stream(table: &Table, selector: Selector, with_content: bool, registry: Registry) -> BoxStream<'static, Result<RecordBatch, Error>> {
     let base_schema = manifest_schema(false);
     let entries: Arc<Vec<Entry>> = Arc::new(table.entries.clone());
     let chunks: Vec<(usize, usize)> = (0..entries.len()).step_by(1024).map(|s| (s, (s + 1024).min(entries.len()))).collect();
-    let with_content = query.content;
     let base = {
         let entries = entries.clone();
         stream::iter(chunks).map(move |(start, end)| {
@@ -458,8 +490,7 @@ fn manifest_stream(table: &Table, query: &Query, registry: Registry) -> BoxStrea
             RecordBatch::try_new(base_schema.clone(), columns).map_err(|e| Error::engine("building the manifest table", e))
         })
     };
-    let sampled = sample_sequential(query);
-    let selected = base.scan(sampled, |s, b| futures::future::ready(Some(b.and_then(|b| s.select(b)))));
+    let selected = select_rows(base.boxed(), selector);
     if !with_content {
         return selected.boxed();
     }

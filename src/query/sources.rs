@@ -12,7 +12,7 @@ use bytes::Bytes;
 use futures::TryStreamExt;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
-use object_store::ObjectMeta;
+use object_store::{ObjectMeta, ObjectStoreExt};
 use std::io::Cursor;
 use std::sync::Arc;
 
@@ -33,7 +33,18 @@ pub async fn parquet_metadata(registry: &Registry, entry: &Entry) -> Result<Arro
         version: located.version,
     };
     let unreadable = |e: &dyn std::fmt::Display| Error::invalid(format!("{} is not a readable Parquet file: {e}", entry.logical_key));
-    let footer = DFParquetMetadata::new(located.store.as_ref(), &meta).fetch_metadata().await.map_err(|e| unreadable(&e))?;
+    let footer = match DFParquetMetadata::new(located.store.as_ref(), &meta).fetch_metadata().await {
+        Ok(footer) => footer,
+        // Tell a missing or unreachable object (NOT_FOUND, UNAVAILABLE) from
+        // bytes that are not Parquet (INVALID_ARGUMENT).
+        Err(e) => {
+            let what = format!("data of {} at {}", entry.logical_key, entry.physical_keys.first().map(String::as_str).unwrap_or(""));
+            return Err(match located.store.head(&meta.location).await {
+                Err(store_error) => crate::registry::Error::storage(what, store_error).into(),
+                Ok(_) => unreadable(&e),
+            });
+        }
+    };
     ArrowReaderMetadata::try_new(footer, ArrowReaderOptions::new()).map_err(|e| unreadable(&e))
 }
 

@@ -93,8 +93,17 @@ impl DatasetUri {
         let bad = |msg: String| Error::invalid(format!("invalid dataset URI {text:?}: {msg}"));
         let rest = text.strip_prefix(SCHEME).unwrap_or(text);
         let (location, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let location = percent_decode_str(location).decode_utf8().map_err(|e| bad(e.to_string()))?;
+        // Package and revision are split off the raw text; the path is decoded
+        // after, so an encoded '@', ':' or '?' in a path stays part of it.
         let r: PackageRef = location.parse().map_err(|e: crate::registry::Error| bad(e.to_string()))?;
+        let path = match &r.subpath {
+            None => String::new(),
+            Some(raw) => {
+                let path = percent_decode_str(raw).decode_utf8().map_err(|e| bad(e.to_string()))?.into_owned();
+                crate::manifest::key::validate(&path).map_err(|why| bad(format!("path {path:?}: {why}")))?;
+                path
+            }
+        };
         let mut spec = QuerySpec::default();
         let mut seen = std::collections::HashSet::new();
         for pair in query.split('&').filter(|p| !p.is_empty()) {
@@ -149,7 +158,17 @@ impl DatasetUri {
         if spec.content && r.subpath.is_some() {
             return Err(bad("content=true applies to the manifest table (a URI without a path)".into()));
         }
-        Ok(DatasetUri { package: r.package, revision: r.revision, path: r.subpath.unwrap_or_default(), query: spec })
+        Ok(DatasetUri { package: r.package, revision: r.revision, path, query: spec })
+    }
+
+    /// The URI of a whole table of a pinned revision (no query).
+    pub fn table(package: &PackageName, top_hash: &str, path: &str) -> DatasetUri {
+        DatasetUri {
+            package: package.clone(),
+            revision: Revision::Hash(top_hash.to_owned()),
+            path: path.to_owned(),
+            query: QuerySpec::default(),
+        }
     }
 
     /// The same URI with the revision pinned to `top_hash`.
@@ -157,6 +176,10 @@ impl DatasetUri {
         DatasetUri { revision: Revision::Hash(top_hash.to_owned()), ..self.clone() }
     }
 }
+
+/// Characters escaped in paths: the URI's delimiters and the revision marks,
+/// so any logical key round-trips (`/` stays literal).
+const PATH: &AsciiSet = &CONTROLS.add(b' ').add(b'%').add(b'?').add(b'#').add(b'@').add(b':').add(b'"').add(b'<').add(b'>').add(b'`').add(b'{').add(b'}');
 
 /// Characters escaped in query values: controls, space and the URI's own
 /// delimiters.
@@ -169,7 +192,7 @@ impl fmt::Display for DatasetUri {
             write!(f, "{}", self.revision)?;
         }
         if !self.path.is_empty() {
-            write!(f, "/{}", self.path)?;
+            write!(f, "/{}", utf8_percent_encode(&self.path, PATH))?;
         }
         let q = &self.query;
         let mut params: Vec<(&str, String)> = Vec::new();
@@ -241,6 +264,17 @@ mod tests {
         ] {
             let err = DatasetUri::parse(bad).unwrap_err();
             assert!(err.to_string().contains("invalid dataset URI"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn odd_paths_round_trip() {
+        for path in ["odd dir/pct %41.csv", "odd dir/q?mark.parquet", "a@deadbeef/x:v1.csv", "é/😀#1.parquet"] {
+            let u = DatasetUri::table(&"t/d".parse().unwrap(), &"a".repeat(64), path);
+            let back = DatasetUri::parse(&u.to_string()).unwrap();
+            assert_eq!(back.path, path, "{u}");
+            let latest = DatasetUri { revision: Revision::Latest, ..u };
+            assert_eq!(DatasetUri::parse(&latest.to_string()).unwrap().path, path, "{latest}");
         }
     }
 

@@ -87,7 +87,7 @@ impl Error {
 
     /// Wraps a store error; a store "not found" becomes [`Error::NotFound`]
     /// naming `context`.
-    pub(crate) fn storage(context: impl Into<String>, source: object_store::Error) -> Self {
+    pub fn storage(context: impl Into<String>, source: object_store::Error) -> Self {
         match source {
             object_store::Error::NotFound { .. } => Error::NotFound(context.into()),
             source => Error::Storage { context: context.into(), source },

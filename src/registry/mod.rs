@@ -39,6 +39,7 @@ const NAMED: &str = ".quilt/named_packages";
 const BLOBS: &str = ".sheaf/blobs";
 const TAGS: &str = ".sheaf/tags";
 const LOCKS: &str = ".sheaf/locks";
+const TMP: &str = ".sheaf/tmp";
 
 /// How many object-store requests one operation keeps in flight.
 const IO_CONCURRENCY: usize = 8;
@@ -140,11 +141,45 @@ impl Registry {
 
     /// Writes a manifest under its top hash unless it is already there.
     async fn write_manifest(&self, manifest: &Manifest, top_hash: &str) -> Result<()> {
-        let payload = PutPayload::from(manifest.to_jsonl());
-        match self.store.put_opts(&Self::manifest_path(top_hash), payload, PutMode::Create.into()).await {
+        match self.put_small(&Self::manifest_path(top_hash), manifest.to_jsonl(), PutMode::Create).await {
             Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
             Err(e) => Err(Error::storage(format!("writing manifest {top_hash} to {}", self.url()), e)),
         }
+    }
+
+    /// Writes a small object (manifest, pointer, tag) atomically. On local
+    /// disk the bytes are staged under `.sheaf/tmp` and linked (create) or
+    /// renamed (overwrite) into place: object_store would stage them beside
+    /// the target, and a kill could then leave `latest#1` in a folder whose
+    /// every file quilt3 lists.
+    pub(crate) async fn put_small(&self, path: &Path, bytes: Vec<u8>, mode: PutMode) -> Result<(), object_store::Error> {
+        let Some(root) = self.location.local_root.clone() else {
+            return self.store.put_opts(path, PutPayload::from(bytes), mode.into()).await.map(|_| ());
+        };
+        let target = path.parts().fold(root.clone(), |p, part| p.join(part.as_ref()));
+        let staging = root.join(TMP);
+        let create = matches!(mode, PutMode::Create);
+        let key = path.to_string();
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            std::fs::create_dir_all(&staging)?;
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let tmp = staging.join(format!("{}-{n}", std::process::id()));
+            std::fs::write(&tmp, &bytes)?;
+            std::fs::File::open(&tmp)?.sync_all()?;
+            let result = if create { std::fs::hard_link(&tmp, &target) } else { std::fs::rename(&tmp, &target) };
+            let _ = std::fs::remove_file(&tmp);
+            result
+        })
+        .await
+        .expect("write task panicked")
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => object_store::Error::AlreadyExists { path: key, source: Box::new(e) },
+            _ => object_store::Error::Generic { store: "LocalFileSystem", source: Box::new(e) },
+        })
     }
 
     async fn get_bytes(&self, path: &Path, what: &str) -> Result<Bytes> {

@@ -8,7 +8,7 @@
 use super::{Error, IO_CONCURRENCY, LOCKS, NAMED, PackageName, TAGS, Registry, Result, names::validate_tag};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
+use object_store::{ObjectStoreExt, PutMode, UpdateVersion};
 use serde::Serialize;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -198,7 +198,7 @@ impl Registry {
             .map_err(|e| Error::storage(format!("revision {top_hash} of {pkg}"), e))?;
         let path = Self::tags_dir(pkg).join(tag);
         let mode = if force { PutMode::Overwrite } else { PutMode::Create };
-        match self.store().put_opts(&path, PutPayload::from(top_hash.to_owned()), mode.into()).await {
+        match self.put_small(&path, top_hash.as_bytes().to_vec(), mode).await {
             Ok(_) => Ok(()),
             Err(object_store::Error::AlreadyExists { .. }) => match self.read_pointer(&path).await? {
                 Some(existing) if existing == top_hash => Ok(()),
@@ -219,8 +219,7 @@ impl Registry {
         let mut secs = now_secs();
         loop {
             let path = dir.clone().join(secs.to_string());
-            let payload = PutPayload::from(top_hash.to_owned());
-            match self.store().put_opts(&path, payload, PutMode::Create.into()).await {
+            match self.put_small(&path, top_hash.as_bytes().to_vec(), PutMode::Create).await {
                 Ok(_) => break,
                 Err(object_store::Error::AlreadyExists { .. }) => {
                     if self.read_pointer(&path).await?.as_deref() == Some(top_hash) {
@@ -261,8 +260,7 @@ impl Registry {
                 (true, None) => PutMode::Create,
                 (true, Some((_, version))) => PutMode::Update(version),
             };
-            let opts = PutOptions { mode, ..Default::default() };
-            match self.store().put_opts(&path, PutPayload::from(new), opts).await {
+            match self.put_small(&path, new.into_bytes(), mode).await {
                 Ok(_) => return Ok(old),
                 Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
                     tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt + 1))).await;

@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 # Imported first: isolates quilt3 (XDG_* and metrics) before anything imports it.
-from sheaf_testlib import BUCKET, QUILT_HOME, Sheaf, base_env, free_port, make_tree
+from sheaf_testlib import (BUCKET, LIVE_SERVERS, QUILT_HOME, Sheaf, base_env, free_port, make_tree, start_server,
+                           write_tree)
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -144,3 +145,111 @@ def moto(tmp_path_factory):
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+# --------------------------------------------------------------------------
+# Arrow Flight (`sheaf serve`)
+# --------------------------------------------------------------------------
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    rep = yield
+    setattr(item, f"rep_{rep.when}", rep)
+    return rep
+
+
+@pytest.fixture(autouse=True)
+def _dump_server_logs(request):
+    """When a test fails, print what every running `sheaf serve` logged during
+    it (shown under "Captured stdout teardown")."""
+    if not LIVE_SERVERS:
+        yield
+        return
+    marks = {id(s): s.log_size() for s in LIVE_SERVERS}
+    yield
+    rep = getattr(request.node, "rep_call", None) or getattr(request.node, "rep_setup", None)
+    if rep is not None and rep.failed:
+        for s in list(LIVE_SERVERS):
+            print(f"\n----- stderr of sheaf serve at {s.url} (registry {s.registry}) during this test -----")
+            print(s.stderr(marks.get(id(s), 0))[-20000:])
+
+
+@pytest.fixture
+def flight_server(request, tmp_path):
+    """Starts `sheaf --registry REGISTRY serve --listen 127.0.0.1:0 ARGS...`;
+    call as flight_server(registry, *args, json_out=False). Returns a
+    sheaf_testlib.FlightServer (`.client` is a pyarrow FlightClient). Every
+    server is stopped with SIGTERM at teardown; on failure its stderr is printed."""
+    servers = []
+
+    def start(registry, *args, **kw):
+        kw.setdefault("log_dir", tmp_path / "serve-logs")
+        server = start_server(registry, *args, **kw)
+        servers.append(server)
+        return server
+
+    yield start
+    failed = getattr(getattr(request.node, "rep_call", None), "failed", False)
+    for server in servers:
+        code = server.stop()
+        if failed:
+            print(f"\n----- sheaf serve at {server.url} exited {code}; stderr -----\n{server.stderr()[-20000:]}")
+
+
+@pytest.fixture(scope="session")
+def flight_data(tmp_path_factory):
+    """One server (with --demo) over a registry holding every kind of table:
+    t/tables (types.parquet, a 3-part Parquet folder, CSV, TSV, JSON lines,
+    Arrow IPC file and stream), t/big (a >64 MiB Parquet table, a single 24 MB
+    IPC batch, a 5 MiB binary cell) and t/blob (a 5 MiB file)."""
+    import flight_testlib as fl
+
+    root = tmp_path_factory.mktemp("flight")
+    registry = root / "registry"
+    registry.mkdir()
+    sheaf = Sheaf(str(registry))
+
+    src = root / "tables"
+    fl.write_parquet(src / "data" / "types.parquet", fl.types_table(), row_group_size=2000)
+    for key, table in fl.parts_tables().items():
+        fl.write_parquet(src / key, table, row_group_size=400)
+    write_tree(src, {
+        "parts/_SUCCESS": b"",
+        "parts/notes.txt": b"not a part\n",
+        "csv/data.csv": fl.csv_text(20_000, ",").encode(),
+        "csv/data.tsv": fl.csv_text(3_000, "\t").encode(),
+        "json/data.jsonl": fl.jsonl_text(5_000).encode(),
+        "README.md": b"# t/tables\n",
+    })
+    fl.write_ipc_file(src / "ipc" / "data.arrow", fl.ipc_table())
+    fl.write_ipc_stream(src / "ipc" / "data.arrows", fl.ipc_table())
+
+    big = root / "big"
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    ids = pa.array(range(4_000_000), pa.int64())
+    fl.write_parquet(big / "big" / "numbers.parquet",
+                     pa.table({"id": ids, "f": pc.multiply(ids.cast(pa.float64()), 0.5), "g": pc.multiply(ids, 3)}),
+                     row_group_size=400_000)
+    one = pa.table({"id": pa.array(range(3_000_000), pa.int64())})
+    fl.write_ipc_file(big / "big" / "one_batch.arrow", one, max_chunksize=None)
+    cell = fl.big_cell_table()
+    fl.write_parquet(big / "big" / "cell.parquet", cell)
+
+    blob_src = root / "blob"
+    write_tree(blob_src, {"blob.bin": fl.blob_bytes(), "small.txt": b"small\n"})
+
+    sheaf.push("t/tables", src, "-m", "tables")
+    sheaf.push("t/big", big, "-m", "big")
+    sheaf.push("t/blob", blob_src, "-m", "blob")
+    server = start_server(registry, "--demo", log_dir=root / "serve-logs")
+    try:
+        demo = root / "demo"
+        sheaf.json("install", "demo/weather", "--dest", demo)
+        data = fl.FlightData(server=server, registry=registry, src=src, big=big, blob_src=blob_src, demo=demo)
+        for pkg in ("t/tables", "t/big", "t/blob", "demo/weather"):
+            data.tops[pkg] = sheaf.json("log", pkg)[0]["top_hash"]
+        yield data
+    finally:
+        server.stop()

@@ -18,6 +18,7 @@ import json
 import os
 import random
 import re
+import select
 import socket
 import subprocess
 import tempfile
@@ -274,3 +275,157 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# --------------------------------------------------------------------------
+# Arrow Flight (`sheaf serve`), read with pyarrow as the client
+# --------------------------------------------------------------------------
+
+# Servers started by the tests and still running; conftest dumps the stderr of
+# each into the report of a failed test.
+LIVE_SERVERS: list["FlightServer"] = []
+
+SERVE_LINE = re.compile(r"^sheaf: serving (?P<registry>\S+) on (?P<url>grpc://127\.0\.0\.1:\d+)\s*$")
+
+
+def pyarrow_flight():
+    """pyarrow.flight, or a test failure saying how to install it."""
+    try:
+        import pyarrow.flight as flight
+    except ImportError as e:  # pragma: no cover - environment problem
+        pytest.fail(f"pyarrow is required for the Flight tests but cannot be imported: {e}. "
+                    "Install it with `pip install -r tests/python/requirements.txt`.")
+    return flight
+
+
+class FlightServer:
+    """A running `sheaf serve`: its URL, its log and a pyarrow client."""
+
+    def __init__(self, proc: subprocess.Popen, url: str, first_line: str, log_path: Path, registry: str):
+        self.proc = proc
+        self.url = url
+        self.first_line = first_line
+        self.log_path = log_path
+        self.registry = registry
+        self.stdout_head = first_line  # everything read from stdout at start-up
+        self.json = None               # the start-up JSON object under --json
+        self._clients = []
+        self.client = self.connect()
+
+    def connect(self, url: str | None = None):
+        """A new pyarrow FlightClient (closed when the server stops)."""
+        flight = pyarrow_flight()
+        client = flight.FlightClient(url or self.url)
+        self._clients.append(client)
+        return client
+
+    def stderr(self, start: int = 0) -> str:
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(start)
+                return f.read().decode(errors="replace")
+        except OSError as e:
+            return f"[cannot read {self.log_path}: {e}]"
+
+    def log_size(self) -> int:
+        try:
+            return self.log_path.stat().st_size
+        except OSError:
+            return 0
+
+    def stop(self, timeout: float = 20) -> int:
+        """SIGTERM, then wait (kill after `timeout`). Returns the exit code."""
+        for c in self._clients:
+            try:
+                c.close()
+            except Exception:
+                pass
+        self._clients.clear()
+        if self in LIVE_SERVERS:
+            LIVE_SERVERS.remove(self)
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stdout:
+            self.proc.stdout.close()
+        return self.proc.returncode
+
+
+def start_server(registry, *args, json_out: bool = False, env: dict[str, str] | None = None,
+                 log_dir: Path | None = None, listen: str = "127.0.0.1:0", timeout: float = 60) -> FlightServer:
+    """Starts `sheaf --registry REGISTRY [--json] serve --listen LISTEN ARGS...`
+    and waits for the first stdout line, which names the bound port."""
+    if not SHEAF_BIN.is_file():
+        pytest.fail(f"sheaf binary not found at {SHEAF_BIN}: build it (cargo build --release) or set SHEAF_BIN")
+    cmd = [str(SHEAF_BIN), "--registry", str(registry)]
+    if json_out:
+        cmd.append("--json")
+    cmd += ["serve", "--listen", listen, *map(str, args)]
+    full_env = base_env()
+    full_env.setdefault("RUST_LOG", "info")
+    full_env["NO_COLOR"] = "1"  # plain logs in the failure reports
+    full_env.update(env or {})
+    log_dir = Path(log_dir or tempfile.mkdtemp(prefix="sheaf-serve-"))
+    log_dir.mkdir(parents=True, exist_ok=True)
+    fd, log_name = tempfile.mkstemp(prefix="serve-", suffix=".stderr", dir=log_dir)
+    os.close(fd)
+    log_path = Path(log_name)
+    with open(log_path, "wb") as logf:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=logf, env=full_env)
+    out = b""
+    deadline = time.monotonic() + timeout
+
+    def complete() -> bool:
+        if b"\n" not in out:
+            return False
+        if not json_out:
+            return True
+        try:  # --json: a whole JSON document (it may span several lines)
+            json.JSONDecoder().raw_decode(out.decode(errors="replace").lstrip())
+            return True
+        except ValueError:
+            return False
+
+    while not complete():
+        remaining = deadline - time.monotonic()
+        chunk = None
+        if remaining > 0:
+            ready, _, _ = select.select([proc.stdout], [], [], min(remaining, 0.5))
+            if not ready:
+                continue
+            chunk = os.read(proc.stdout.fileno(), 4096)
+            out += chunk
+        if not chunk:  # timed out or end of output
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            pytest.fail(f"`{' '.join(cmd)}` did not print its listening line within {timeout}s "
+                        f"(exit {proc.returncode}).\nstdout so far: {out!r}\nstderr:\n"
+                        f"{log_path.read_text(errors='replace')}")
+    line = out.split(b"\n", 1)[0].decode()
+    if json_out:
+        doc, _ = json.JSONDecoder().raw_decode(out.decode().lstrip())
+        url = doc.get("listening") if isinstance(doc, dict) else None
+        if not url:
+            proc.kill()
+            proc.wait()
+            pytest.fail(f"--json serve's first output is not {{\"listening\": ...}}: {out!r}")
+        server_json = doc
+    else:
+        m = SERVE_LINE.match(line)
+        if not m:
+            proc.kill()
+            proc.wait()
+            pytest.fail(f"serve's first line should be `sheaf: serving <registry> on grpc://127.0.0.1:PORT`, "
+                        f"got {line!r}\nstderr:\n{log_path.read_text(errors='replace')}")
+        url = m["url"]
+        server_json = None
+    server = FlightServer(proc, url, out.split(b"\n", 1)[0].decode(), log_path, str(registry))
+    server.stdout_head = out.decode(errors="replace")
+    server.json = server_json
+    LIVE_SERVERS.append(server)
+    return server

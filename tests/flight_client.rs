@@ -1,0 +1,131 @@
+//! The Rust client crate and `sheaf get` against a real server on loopback
+//! (started in-process over a `memory://` registry).
+
+use arrow::array::{Array, Float64Array, Int64Array, RecordBatch, StringArray};
+use arrow::compute::concat_batches;
+use futures::TryStreamExt;
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::file::properties::WriterProperties;
+use sheaf::progress::NoProgress;
+use sheaf::query::Engine;
+use sheaf::registry::PushOptions;
+use sheaf::{Registry, flight};
+use sheaf_client::Client;
+use std::sync::Arc;
+
+const ROWS: i64 = 30_000;
+
+fn table() -> RecordBatch {
+    let ids: Vec<i64> = (0..ROWS).collect();
+    RecordBatch::try_from_iter([
+        ("id", Arc::new(Int64Array::from(ids.clone())) as Arc<dyn Array>),
+        ("name", Arc::new(StringArray::from_iter_values(ids.iter().map(|i| format!("row-{i}"))))),
+        ("x", Arc::new(Float64Array::from_iter_values(ids.iter().map(|i| *i as f64 / 7.0)))),
+    ])
+    .unwrap()
+}
+
+/// Pushes a package with a 3-row-group Parquet table and serves it; returns
+/// the server URL and the source folder (kept alive).
+async fn start() -> (String, tempfile::TempDir, tokio::sync::oneshot::Sender<()>) {
+    let src = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(src.path().join("t")).unwrap();
+    let props = WriterProperties::builder().set_max_row_group_row_count(Some(10_000)).build();
+    let file = std::fs::File::create(src.path().join("t/data.parquet")).unwrap();
+    let mut w = ArrowWriter::try_new(file, table().schema(), Some(props)).unwrap();
+    w.write(&table()).unwrap();
+    w.close().unwrap();
+    let registry = Registry::open(&format!("memory://client-{}", std::process::id())).unwrap();
+    registry.push(&"t/p".parse().unwrap(), src.path(), &PushOptions::default(), &NoProgress).await.unwrap();
+    let engine = Arc::new(Engine::new(registry));
+    let (incoming, addr) = flight::bind(([127, 0, 0, 1], 0).into()).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let options = flight::ServeOptions::default();
+        flight::serve(engine, incoming, &options, async {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+    });
+    (format!("grpc://{addr}"), src, stop)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_lists_plans_and_reads_in_parallel() {
+    let (url, _src, _stop) = start().await;
+    let client = Client::connect(&url).await.unwrap();
+
+    let packages = client.list_packages(None).await.unwrap();
+    assert_eq!(packages[0]["name"], "t/p");
+    let top_hash = client.resolve("t/p").await.unwrap();
+    assert_eq!(top_hash.len(), 64);
+    let tables = client.list_tables("t/p").await.unwrap();
+    assert!(tables.iter().any(|t| t["path"] == "t/data.parquet"));
+
+    let dataset = client.dataset("sheaf://t/p/t/data.parquet?partitions=3").await.unwrap();
+    assert_eq!(dataset.info.endpoint.len(), 3);
+    assert_eq!(dataset.total_rows(), Some(ROWS as u64));
+    assert_eq!(dataset.top_hash, top_hash);
+    let batches: Vec<RecordBatch> = client.read(&dataset, 3).try_collect().await.unwrap();
+    let all = concat_batches(&dataset.schema, &batches).unwrap();
+    assert_eq!(all, table(), "the ordered union of endpoints equals the table");
+
+    // Tickets are reusable: the same endpoint twice gives the same rows.
+    let e = &dataset.info.endpoint[1];
+    let once: Vec<RecordBatch> = client.read_endpoint(e).await.unwrap().try_collect().await.unwrap();
+    let twice: Vec<RecordBatch> = client.read_endpoint(e).await.unwrap().try_collect().await.unwrap();
+    assert_eq!(once, twice);
+
+    // Projection, filter and a pinned revision.
+    let uri = format!("sheaf://t/p@{}/t/data.parquet?columns=name&filter=id%20%3C%205", &top_hash[..10]);
+    let (d, batches) = client.read_all(&uri).await.unwrap();
+    let names = concat_batches(&d.schema, &batches).unwrap();
+    assert_eq!(names.num_columns(), 1);
+    assert_eq!(names.num_rows(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_errors_carry_codes_and_names() {
+    let (url, _src, _stop) = start().await;
+    let client = Client::connect(&url).await.unwrap();
+    let err = client.dataset("sheaf://t/p/missing.parquet").await.unwrap_err();
+    assert_eq!(err.code(), Some(tonic::Code::NotFound));
+    assert!(err.to_string().contains("missing.parquet"), "{err}");
+    let err = client.dataset("sheaf://t/p/t/data.parquet?columns=nope").await.unwrap_err();
+    assert_eq!(err.code(), Some(tonic::Code::InvalidArgument));
+    assert!(err.to_string().contains("nope"), "{err}");
+    let err = Client::connect("grpc://127.0.0.1:1").await.err().expect("nothing listens on port 1");
+    assert!(err.to_string().contains("127.0.0.1:1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sheaf_get_writes_parquet_and_reports_errors() {
+    let (url, _src, _stop) = start().await;
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = out_dir.path().join("slice.parquet");
+    let bin = env!("CARGO_BIN_EXE_sheaf");
+    let run = |args: Vec<String>| async move { tokio::process::Command::new(bin).args(args).output().await.unwrap() };
+    let ok = run(vec![
+        "get".into(),
+        "sheaf://t/p/t/data.parquet?columns=id,x&filter=id%20%3E%3D%2029990".into(),
+        "--server".into(),
+        url.clone(),
+        "--out".into(),
+        out.display().to_string(),
+    ])
+    .await;
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&out).unwrap()).unwrap().build().unwrap();
+    let batches: Vec<RecordBatch> = reader.collect::<Result<_, _>>().unwrap();
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    assert_eq!(rows, 10);
+    assert_eq!(batches[0].schema().fields().len(), 2);
+
+    let missing = out_dir.path().join("missing.csv");
+    let bad = run(vec!["get".into(), "sheaf://t/nothing/x".into(), "--server".into(), url, "--out".into(), missing.display().to_string()]).await;
+    assert_eq!(bad.status.code(), Some(3), "not found is exit code 3");
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("t/nothing"));
+    assert!(!missing.exists(), "no output file on failure");
+}
