@@ -54,6 +54,15 @@ pub struct Engine {
     registry: Registry,
     manifests: Mutex<HashMap<String, Arc<Manifest>>>,
     footers: Mutex<HashMap<String, Arc<ArrowReaderMetadata>>>,
+    /// Inferred schemas of whole-file tables (reading them is a full read).
+    schemas: Mutex<HashMap<String, SchemaRef>>,
+}
+
+/// Cache key of an entry's derived data. The physical key is part of it:
+/// whether data may be read depends on where it is, so a cached result must
+/// never skip the read policy.
+fn data_key(entry: &Entry) -> String {
+    format!("{} {}", entry.hash, entry.physical_keys.first().map(String::as_str).unwrap_or(""))
 }
 
 /// A column plan: which file columns to read, the filter, the output.
@@ -108,7 +117,7 @@ fn cache_put<V>(cache: &Mutex<HashMap<String, V>>, key: String, value: V) {
 impl Engine {
     /// An engine over `registry` (whose read policy applies to every read).
     pub fn new(registry: Registry) -> Self {
-        Engine { registry, manifests: Default::default(), footers: Default::default() }
+        Engine { registry, manifests: Default::default(), footers: Default::default(), schemas: Default::default() }
     }
 
     /// The registry read from.
@@ -127,9 +136,7 @@ impl Engine {
     }
 
     async fn footer(&self, entry: &Entry) -> Result<Arc<ArrowReaderMetadata>, Error> {
-        // Keyed by physical key too: whether data may be read depends on
-        // where it is, so a cached footer must never skip the read policy.
-        let key = format!("{} {}", entry.hash, entry.physical_keys.first().map(String::as_str).unwrap_or(""));
+        let key = data_key(entry);
         if let Some(m) = self.footers.lock().expect("cache poisoned").get(&key) {
             return Ok(m.clone());
         }
@@ -164,8 +171,13 @@ impl Engine {
             }
             format => {
                 let entry = &table.entries[0];
+                let key = data_key(entry);
+                if let Some(schema) = self.schemas.lock().expect("cache poisoned").get(&key) {
+                    return Ok((schema.clone(), Layout::Sequential(None)));
+                }
                 let data = sources::read_whole(&self.registry, entry).await?;
                 let (schema, _) = sources::open_sequential(format, data, &entry.logical_key)?;
+                cache_put(&self.schemas, key, schema.clone());
                 Ok((schema, Layout::Sequential(None)))
             }
         }
