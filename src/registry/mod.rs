@@ -271,16 +271,15 @@ impl Registry {
             .first()
             .ok_or_else(|| Error::invalid(format!("entry {} has no physical key", entry.logical_key)))?;
         let root = format!("{}/", self.url());
-        let (store, path, version) = if let Some(rel) = physical_key.strip_prefix(&root) {
+        let inside = |path| Resolved { store: self.store.clone(), path, version: None };
+        if let Some(rel) = physical_key.strip_prefix(&root) {
             let path = Path::from_url_path(rel)
                 .map_err(|e| Error::invalid(format!("physical key {physical_key}: {e}")))?;
-            (self.store.clone(), path, None)
-        } else if let Some(blob) = self.own_blob(entry).await {
-            (self.store.clone(), blob, None)
-        } else {
-            let r = location::resolve_external(physical_key, &self.policy)?;
-            (r.store, r.path, r.version)
-        };
-        Ok(Resolved { store, path, version })
+            return Ok(inside(path));
+        }
+        if let Some(blob) = self.own_blob(entry).await {
+            return Ok(inside(blob));
+        }
+        location::resolve_external(physical_key, &self.policy)
     }
 }
