@@ -9,6 +9,7 @@
 pub mod demo;
 pub mod flight;
 pub mod manifest;
+pub mod metrics;
 pub mod progress;
 pub mod query;
 pub mod registry;

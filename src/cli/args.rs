@@ -115,6 +115,11 @@ pub enum Command {
         /// Requests handled at once; more are refused with UNAVAILABLE.
         #[arg(long, default_value_t = 256)]
         max_concurrent_requests: usize,
+        /// MiB of memory for encoded DoGet streams, so a repeated read of a
+        /// ticket is sent from memory (pinned revisions never change); 0 turns
+        /// the cache off.
+        #[arg(long, default_value_t = 2048, env = "SHEAF_CACHE_MIB")]
+        cache_mib: u64,
         /// Log as JSON lines (default: human-readable). Level from RUST_LOG.
         #[arg(long)]
         log_json: bool,

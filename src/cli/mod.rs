@@ -309,7 +309,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Error> {
                 )
             });
         }
-        Command::Serve { listen, advertise, allow, demo, max_concurrent_requests, log_json } => {
+        Command::Serve { listen, advertise, allow, demo, max_concurrent_requests, cache_mib, log_json } => {
             init_logging(log_json);
             if demo {
                 let report = push_demo(&registry, &sheaf::progress::NoProgress).await?;
@@ -320,7 +320,13 @@ async fn dispatch(cli: Cli) -> Result<u8, Error> {
             let engine = std::sync::Arc::new(Engine::new(registry.with_policy(policy)));
             let (incoming, bound) =
                 flight::bind(listen).map_err(|e| Error::Invalid(format!("cannot listen on {listen}: {e}")))?;
-            let options = flight::ServeOptions { listen, advertise, max_concurrent_requests, ..Default::default() };
+            let options = flight::ServeOptions {
+                listen,
+                advertise,
+                max_concurrent_requests,
+                cache_bytes: cache_mib << 20,
+                ..Default::default()
+            };
             // Scripts and tests read this line to learn the port.
             emit(json, &json!({"listening": format!("grpc://{bound}"), "registry": url}), || {
                 format!("sheaf: serving {url} on grpc://{bound}")

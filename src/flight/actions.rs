@@ -15,6 +15,7 @@ pub const ACTIONS: &[(&str, &str)] = &[
     ("browse", r#"A revision's entries. Body: {"ref": "owner/name[@hash|:tag]", "prefix": "dir/"} (prefix optional)."#),
     ("resolve", r#"Resolve a reference to a full top hash. Body: {"ref": "owner/name[@hash|:tag]"}."#),
     ("list_tables", r#"The tables of a revision with their dataset URIs. Body: {"ref": "owner/name[@hash|:tag]"}."#),
+    ("metrics", "The server's cumulative counters: bytes read from storage, rows scanned, DoGet streams, rows, batches and bytes sent, DoPut commits. No body."),
 ];
 
 #[derive(Deserialize, Default)]
@@ -89,6 +90,7 @@ pub async fn run(engine: &Engine, action: &str, body: &[u8]) -> Result<Value, St
                 .collect();
             Ok(json!({"package": r.package.to_string(), "top_hash": top_hash, "tables": tables}))
         }
+        "metrics" => Ok(json!(crate::metrics::snapshot())),
         other => {
             let known: Vec<&str> = ACTIONS.iter().map(|(n, _)| *n).collect();
             Err(Status::invalid_argument(format!("unknown action {other:?}; known: {}", known.join(", "))))

@@ -6,6 +6,8 @@
 //! Errors become gRPC status codes in one place ([`status`]).
 
 mod actions;
+pub mod cache;
+pub mod grpc;
 mod service;
 pub mod status;
 
@@ -32,6 +34,8 @@ pub struct ServeOptions {
     pub max_concurrent_requests: usize,
     /// Time allowed until a response starts.
     pub request_timeout: Duration,
+    /// Memory for encoded DoGet streams answered again from memory (0: off).
+    pub cache_bytes: u64,
 }
 
 impl Default for ServeOptions {
@@ -41,6 +45,7 @@ impl Default for ServeOptions {
             advertise: Vec::new(),
             max_concurrent_requests: 256,
             request_timeout: Duration::from_secs(60),
+            cache_bytes: 2 << 30,
         }
     }
 }
@@ -65,9 +70,11 @@ pub async fn serve(
 ) -> Result<(), tonic::transport::Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<FlightServiceServer<SheafFlight>>().await;
-    let flight = FlightServiceServer::new(SheafFlight::new(engine, options.advertise.clone()))
-        .max_decoding_message_size(MAX_DECODING_MESSAGE)
-        .max_encoding_message_size(usize::MAX);
+    let cache = cache::StreamCache::new(options.cache_bytes);
+    let flight = Arc::new(SheafFlight::new(engine, options.advertise.clone(), cache));
+    let flight = grpc::FlightRoutes::new(flight, |generated| {
+        generated.max_decoding_message_size(MAX_DECODING_MESSAGE).max_encoding_message_size(usize::MAX)
+    });
     let layers = tower::ServiceBuilder::new()
         .load_shed()
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(options.max_concurrent_requests));
@@ -80,6 +87,21 @@ pub async fn serve(
         .add_service(flight)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
+}
+
+/// Tunes glibc's allocator for a server that allocates and frees large
+/// Arrow buffers all the time: without it every read pays ~100k page faults
+/// and the trimming of freed memory (measured: about half of DoGet's CPU).
+/// Large buffers stay in the heap (mmap threshold 32 MiB) and freed memory
+/// is not returned to the OS after every read (trim threshold 4 GiB).
+/// Call once at start-up, before threads start.
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; called before other threads exist.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

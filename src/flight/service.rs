@@ -1,7 +1,9 @@
 //! The Arrow Flight service: RPCs over the query engine.
 
 use super::actions;
-use crate::query::{Compression, DatasetUri, Engine, Plan, proto, table};
+use super::cache::{StreamCache, message_bytes};
+use crate::metrics;
+use crate::query::{Compression, DatasetUri, Engine, Plan, ReadStats, proto, table};
 use arrow::ipc::CompressionType;
 use arrow::ipc::writer::IpcWriteOptions;
 use arrow_flight::encode::FlightDataEncoderBuilder;
@@ -12,25 +14,159 @@ use arrow_flight::{
     Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest,
     HandshakeResponse, PollInfo, PutResult, SchemaAsIpc, SchemaResult, Ticket,
 };
+use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use prost::Message;
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
 use tonic::{Request, Response, Status, Streaming};
+
+/// Record batches decoded ahead of the encoder, so decoding (one task) and
+/// encoding and sending (the connection's task) run on both cores.
+const READ_AHEAD_BATCHES: usize = 4;
 
 /// Sheaf's Flight service.
 pub struct SheafFlight {
     engine: Arc<Engine>,
     advertise: Vec<String>,
     next_location: AtomicUsize,
+    cache: Arc<StreamCache>,
+}
+
+/// Counts what one DoGet sent, and logs it when the stream ends.
+struct Tally {
+    what: String,
+    started: Instant,
+    cached: bool,
+    rows: u64,
+    batches: u64,
+    bytes: u64,
+    stats: Option<Arc<ReadStats>>,
+}
+
+impl Tally {
+    fn message(&mut self, m: &FlightData) {
+        let bytes = message_bytes(m);
+        self.bytes += bytes;
+        metrics::BYTES_SENT.add(bytes);
+        if let Some(rows) = batch_rows(m) {
+            self.batches += 1;
+            self.rows += rows;
+            metrics::BATCHES_SENT.add(1);
+            metrics::ROWS_SENT.add(rows);
+        }
+    }
+
+    fn finish(&self, error: Option<&Status>) {
+        let (rows_scanned, bytes_scanned) =
+            self.stats.as_ref().map_or((0, 0), |s| (s.rows_scanned(), s.bytes_scanned()));
+        let elapsed_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        match error {
+            None => tracing::info!(ticket = %self.what, cached = self.cached, rows_sent = self.rows, batches_sent = self.batches,
+                bytes_sent = self.bytes, rows_scanned, bytes_scanned, elapsed_ms, "DoGet finished"),
+            Some(e) => tracing::warn!(ticket = %self.what, rows_sent = self.rows, code = ?e.code(), error = %e.message(),
+                elapsed_ms, "DoGet failed"),
+        }
+    }
+}
+
+/// Rows of a record-batch message (None for schema and other messages).
+fn batch_rows(m: &FlightData) -> Option<u64> {
+    let message = arrow::ipc::root_as_message(&m.data_header).ok()?;
+    Some(message.header_as_record_batch()?.length().max(0) as u64)
+}
+
+/// Runs `batches` on its own task, up to [`READ_AHEAD_BATCHES`] ahead of the
+/// consumer. Dropping the returned stream (the client went away) ends the
+/// task and with it the read.
+fn read_ahead<T: Send + 'static>(mut batches: BoxStream<'static, T>) -> BoxStream<'static, T> {
+    let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD_BATCHES);
+    tokio::spawn(async move {
+        while let Some(item) = batches.next().await {
+            if tx.send(item).await.is_err() {
+                break;
+            }
+        }
+    });
+    receiver_stream(rx)
+}
+
+fn receiver_stream<T: Send + 'static>(rx: tokio::sync::mpsc::Receiver<T>) -> BoxStream<'static, T> {
+    stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed()
 }
 
 impl SheafFlight {
     /// A service over `engine`; endpoint locations are spread across
     /// `advertise` (empty: endpoints name no location, meaning "this server").
-    pub fn new(engine: Arc<Engine>, advertise: Vec<String>) -> Self {
-        SheafFlight { engine, advertise, next_location: AtomicUsize::new(0) }
+    /// Repeated reads are answered from `cache`.
+    pub fn new(engine: Arc<Engine>, advertise: Vec<String>, cache: Arc<StreamCache>) -> Self {
+        SheafFlight { engine, advertise, next_location: AtomicUsize::new(0), cache }
+    }
+
+    /// The encoded messages of a DoGet: from the cache when this ticket was
+    /// read before, else executed, encoded and recorded for the cache.
+    pub async fn messages(&self, ticket_bytes: Bytes) -> Result<BoxStream<'static, Result<FlightData, Status>>, Status> {
+        let ticket = proto::Ticket::decode(ticket_bytes.clone())
+            .map_err(|e| Status::invalid_argument(format!("not a Sheaf ticket: {e}")))?;
+        let what = format!("{}@{}/{} partition {}", ticket.package, ticket.top_hash, ticket.path, ticket.partition);
+        metrics::DO_GET.add(1);
+        let mut tally =
+            Tally { what, started: Instant::now(), cached: false, rows: 0, batches: 0, bytes: 0, stats: None };
+        if let Some(cached) = self.cache.get(&ticket_bytes) {
+            metrics::DO_GET_CACHED.add(1);
+            tally.cached = true;
+            tracing::debug!(ticket = %tally.what, "DoGet from the cache");
+            let sent = stream::unfold((0, tally), move |(i, mut tally)| {
+                let next = cached.get(i).map(|m| {
+                    tally.message(m);
+                    m.clone()
+                });
+                if next.is_none() {
+                    tally.finish(None);
+                }
+                futures::future::ready(next.map(|m| (Ok(m), (i + 1, tally))))
+            });
+            return Ok(sent.boxed());
+        }
+        let compression = Compression::parse(ticket.query.as_ref().map(|q| q.compression.as_str()).unwrap_or(""))?;
+        let options = IpcWriteOptions::default()
+            .try_with_compression(self::compression(compression))
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let execution = self.engine.execute(ticket).await?;
+        tally.stats = Some(execution.stats.clone());
+        tracing::debug!(ticket = %tally.what, "DoGet");
+        let batches = read_ahead(execution.batches.map_err(|e| FlightError::Tonic(Box::new(Status::from(e)))).boxed());
+        let encoded = FlightDataEncoderBuilder::new()
+            .with_schema(execution.schema)
+            .with_options(options)
+            .build(batches)
+            .map_err(|e| match e {
+                FlightError::Tonic(status) => *status,
+                other => Status::internal(other.to_string()),
+            });
+        let recording = self.cache.record(ticket_bytes.to_vec());
+        let sent = stream::unfold(Some((encoded.boxed(), recording, tally)), |state| async move {
+            let (mut encoded, mut recording, mut tally) = state?;
+            match encoded.next().await {
+                Some(Ok(m)) => {
+                    tally.message(&m);
+                    recording.push(&m);
+                    Some((Ok(m), Some((encoded, recording, tally))))
+                }
+                Some(Err(status)) => {
+                    tally.finish(Some(&status));
+                    Some((Err(status), None))
+                }
+                None => {
+                    tally.finish(None);
+                    recording.finish();
+                    None
+                }
+            }
+        });
+        Ok(sent.boxed())
     }
 
     fn flight_info(&self, plan: &Plan, descriptor: FlightDescriptor) -> Result<FlightInfo, Status> {
@@ -167,25 +303,10 @@ impl FlightService for SheafFlight {
         Ok(Response::new(result))
     }
 
+    /// DoGet through tonic's codec. The server mounts [`super::grpc`]'s
+    /// copy-free framing in front of it; both send [`SheafFlight::messages`].
     async fn do_get(&self, request: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
-        let ticket = proto::Ticket::decode(request.get_ref().ticket.clone())
-            .map_err(|e| Status::invalid_argument(format!("not a Sheaf ticket: {e}")))?;
-        let what = format!("{}@{}/{} partition {}", ticket.package, ticket.top_hash, ticket.path, ticket.partition);
-        let compression = Compression::parse(ticket.query.as_ref().map(|q| q.compression.as_str()).unwrap_or(""))?;
-        let options = IpcWriteOptions::default()
-            .try_with_compression(self::compression(compression))
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let (schema, batches) = self.engine.execute(ticket).await?;
-        tracing::info!(ticket = %what, "DoGet");
-        let flight = FlightDataEncoderBuilder::new()
-            .with_schema(schema)
-            .with_options(options)
-            .build(batches.map_err(|e| FlightError::Tonic(Box::new(Status::from(e)))))
-            .map_err(|e| match e {
-                FlightError::Tonic(status) => *status,
-                other => Status::internal(other.to_string()),
-            });
-        Ok(Response::new(flight.boxed()))
+        Ok(Response::new(self.messages(request.into_inner().ticket).await?))
     }
 
     async fn do_put(&self, _request: Request<Streaming<FlightData>>) -> Result<Response<Self::DoPutStream>, Status> {

@@ -22,6 +22,7 @@ use datafusion::datasource::physical_plan::parquet::{ParquetAccessPlan, RowGroup
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use parquet::arrow::arrow_reader::ArrowReaderMetadata;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Uncompressed bytes per endpoint when the client does not ask for a
@@ -46,6 +47,44 @@ pub struct Plan {
     pub total_bytes: Option<u64>,
     /// One ticket per endpoint, in canonical order.
     pub tickets: Vec<Ticket>,
+}
+
+/// Work done by one read, filled in while its stream runs (complete once
+/// the stream has ended). Also added to the process-wide
+/// [`crate::metrics`] counters.
+#[derive(Debug, Default)]
+pub struct ReadStats {
+    rows_scanned: AtomicU64,
+    bytes_scanned: AtomicU64,
+}
+
+impl ReadStats {
+    fn add(&self, rows: u64, bytes: u64) {
+        self.rows_scanned.fetch_add(rows, Ordering::Relaxed);
+        self.bytes_scanned.fetch_add(bytes, Ordering::Relaxed);
+        crate::metrics::ROWS_SCANNED.add(rows);
+    }
+
+    /// Rows decoded from storage before filters.
+    pub fn rows_scanned(&self) -> u64 {
+        self.rows_scanned.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of table data read from storage (Parquet: the column chunks and
+    /// pages fetched; whole-file tables: the file).
+    pub fn bytes_scanned(&self) -> u64 {
+        self.bytes_scanned.load(Ordering::Relaxed)
+    }
+}
+
+/// A running read: its schema, its batches, and what it has done so far.
+pub struct Execution {
+    /// Schema of every batch.
+    pub schema: SchemaRef,
+    /// The rows, in canonical order.
+    pub batches: BoxStream<'static, Result<RecordBatch, Error>>,
+    /// Figures of the read, final once `batches` has ended.
+    pub stats: Arc<ReadStats>,
 }
 
 /// Plans and executes reads over one registry. Caches manifests and Parquet
@@ -322,7 +361,8 @@ impl Engine {
     /// Streams the rows of one endpoint. The ticket is self-contained: it is
     /// re-validated against the pinned revision, so any client may redeem it
     /// any number of times.
-    pub async fn execute(&self, ticket: Ticket) -> Result<(SchemaRef, BoxStream<'static, Result<RecordBatch, Error>>), Error> {
+    pub async fn execute(&self, ticket: Ticket) -> Result<Execution, Error> {
+        let stats = Arc::new(ReadStats::default());
         let package: crate::registry::PackageName =
             ticket.package.parse().map_err(|e: crate::registry::Error| Error::invalid(format!("bad ticket: {e}")))?;
         let top_hash = ticket.top_hash.clone();
@@ -345,7 +385,7 @@ impl Engine {
             remaining: query.limit,
         };
         let stream = match table.format {
-            Format::Parquet => self.parquet_stream(&table, &ticket.slices, &query, schema, &prepared).await?,
+            Format::Parquet => self.parquet_stream(&table, &ticket.slices, &query, schema, &prepared, &stats).await?,
             Format::Manifest => {
                 // Rows are chosen on the entry columns, before any content is
                 // fetched; then the output columns are projected.
@@ -358,19 +398,24 @@ impl Engine {
                 };
                 let projector = Projector::new(&schema, &query.columns, &name)?;
                 let out_schema = projector.schema().clone();
+                stats.add(table.entries.len() as u64, 0);
                 let rows = manifest_stream(&table, selector, query.content, self.registry.clone());
-                return Ok((out_schema, rows.and_then(move |b| futures::future::ready(projector.project(&b))).boxed()));
+                let batches = rows.and_then(move |b| futures::future::ready(projector.project(&b))).boxed();
+                return Ok(Execution { schema: out_schema, batches, stats });
             }
             format => {
                 let entry = &table.entries[0];
                 let data = sources::read_whole(&self.registry, entry).await?;
+                stats.add(0, data.len() as u64);
                 let (_, batches) = sources::open_sequential(format, data, &entry.logical_key)?;
                 let needed = prepared.needed.clone();
                 let key = entry.logical_key.clone();
                 let sampled = sample_sequential(&query);
+                let counted = stats.clone();
                 stream::iter(batches)
                     .map(move |b| {
                         b.map_err(|e| Error::invalid(format!("reading {key}: {e}")))
+                            .inspect(|b| counted.add(b.num_rows() as u64, 0))
                             .and_then(|b| b.project(&needed).map_err(|e| Error::engine("projecting", e)))
                     })
                     .scan(sampled, |s, b| {
@@ -380,7 +425,7 @@ impl Engine {
                     .boxed()
             }
         };
-        Ok((out_schema, shape(stream, selector, prepared.projector)))
+        Ok(Execution { schema: out_schema, batches: shape(stream, selector, prepared.projector), stats })
     }
 
     async fn parquet_stream(
@@ -390,6 +435,7 @@ impl Engine {
         query: &Query,
         file_schema: SchemaRef,
         prepared: &Prepared,
+        stats: &Arc<ReadStats>,
     ) -> Result<BoxStream<'static, Result<RecordBatch, Error>>, Error> {
         let ctx = session();
         let mut streams = Vec::with_capacity(slices.len());
@@ -435,14 +481,28 @@ impl Engine {
             let what = format!("reading {}", entry.logical_key);
             let s = plan.execute(0, ctx.task_ctx()).map_err(|e| Error::engine(what.clone(), e))?;
             let needed_schema = prepared.needed_schema.clone();
+            // Rows out of the scan are counted as they pass; once it has
+            // ended, its metrics add the rows the pushed-down filter decoded
+            // and dropped, and the bytes it fetched.
+            let (stats, scan, counted) = (stats.clone(), plan.clone(), stats.clone());
+            let account = stream::once(async move {
+                if let Some(m) = scan.metrics() {
+                    let get = |name: &str| m.sum_by_name(name).map_or(0, |v| v.as_usize() as u64);
+                    stats.add(get("pushdown_rows_pruned"), get("bytes_scanned"));
+                }
+                None
+            })
+            .filter_map(futures::future::ready);
             streams.push(
                 s.map_err(move |e| Error::engine(what.clone(), e))
+                    .inspect_ok(move |b| counted.add(b.num_rows() as u64, 0))
                     .and_then(move |b| {
                         // The scan may return its own field metadata; adopt the planned schema.
                         let r = RecordBatch::try_new(needed_schema.clone(), b.columns().to_vec())
                             .map_err(|e| Error::engine("assembling a batch", e));
                         futures::future::ready(r)
                     })
+                    .chain(account)
                     .boxed(),
             );
         }

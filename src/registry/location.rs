@@ -3,6 +3,7 @@
 //! store and path, subject to a [`ReadPolicy`].
 
 use super::Error;
+use super::metered::Metered;
 use object_store::aws::AmazonS3Builder;
 use object_store::azure::MicrosoftAzureBuilder;
 use object_store::gcp::GoogleCloudStorageBuilder;
@@ -77,7 +78,7 @@ impl Location {
             std::fs::create_dir_all(root).map_err(|e| Error::io(root.display().to_string(), e))?;
             let store = LocalFileSystem::new_with_prefix(root)
                 .map_err(|e| Error::storage(format!("opening registry {}", self.url), e))?;
-            return Ok(Arc::new(store));
+            return Ok(Metered::wrap(Arc::new(store)));
         }
         let (store, prefix) = open_bucket(&self.url)?;
         Ok(if prefix.as_ref().is_empty() { store } else { Arc::new(PrefixStore::new(store, prefix)) })
@@ -119,7 +120,7 @@ fn open_bucket(url: &Url) -> Result<(Arc<dyn ObjectStore>, Path), Error> {
     if let Some(store) = stores.get(&cache_key) {
         return Ok((store.clone(), prefix));
     }
-    let built: Arc<dyn ObjectStore> = match url.scheme() {
+    let built: Arc<dyn ObjectStore> = Metered::wrap(match url.scheme() {
         "memory" => Arc::new(InMemory::new()),
         "s3" => Arc::new(
             AmazonS3Builder::from_env()
@@ -140,7 +141,7 @@ fn open_bucket(url: &Url) -> Result<(Arc<dyn ObjectStore>, Path), Error> {
                 .map_err(|e| Error::storage(format!("configuring Azure for {url}"), e))?,
         ),
         other => return Err(Error::invalid(format!("unsupported scheme {other:?} in {url}"))),
-    };
+    });
     stores.insert(cache_key, built.clone());
     Ok((built, prefix))
 }
@@ -240,7 +241,7 @@ pub(crate) fn resolve_external(physical_key: &str, policy: &ReadPolicy) -> Resul
                 .map_err(|_| Error::invalid(format!("physical key {physical_key} is not a local path")))?;
             let path = Path::from_absolute_path(&path)
                 .map_err(|e| Error::invalid(format!("physical key {physical_key}: {e}")))?;
-            Ok(Resolved { store: Arc::new(LocalFileSystem::new()), path, version: None })
+            Ok(Resolved { store: Metered::wrap(Arc::new(LocalFileSystem::new())), path, version: None })
         }
         "s3" | "gs" | "az" | "memory" => {
             let (store, path) = open_bucket(&url)?;

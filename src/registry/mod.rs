@@ -15,6 +15,7 @@ mod diff;
 mod error;
 mod install;
 mod location;
+mod metered;
 mod names;
 mod pointers;
 mod push;
