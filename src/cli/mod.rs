@@ -43,7 +43,7 @@ pub fn exit_code(e: &Error) -> u8 {
         Error::Invalid(_) | Error::Ambiguous { .. } | Error::Manifest { .. } => codes::INVALID,
         Error::NotFound(_) => codes::NOT_FOUND,
         Error::Integrity { .. } => codes::INTEGRITY,
-        Error::Conflict(_) => codes::CONFLICT,
+        Error::Conflict(_) | Error::Moved { .. } => codes::CONFLICT,
         Error::Forbidden { .. } => codes::FORBIDDEN,
         Error::Storage { .. } | Error::Io { .. } => codes::FAILURE,
     }
@@ -56,7 +56,7 @@ fn error_kind(e: &Error) -> &'static str {
         Error::Manifest { .. } => "bad_manifest",
         Error::NotFound(_) => "not_found",
         Error::Integrity { .. } => "integrity",
-        Error::Conflict(_) => "conflict",
+        Error::Conflict(_) | Error::Moved { .. } => "conflict",
         Error::Forbidden { .. } => "forbidden",
         Error::Storage { .. } => "storage",
         Error::Io { .. } => "io",

@@ -8,6 +8,7 @@
 mod actions;
 pub mod cache;
 pub mod grpc;
+mod put;
 mod service;
 pub mod status;
 

@@ -201,14 +201,18 @@ impl SheafFlight {
 /// UTF-8; a PATH descriptor holds it as one element, or as segments joined
 /// with `/`.
 pub fn descriptor_uri(d: &FlightDescriptor) -> Result<DatasetUri, Status> {
-    let text = match d.r#type() {
+    Ok(DatasetUri::parse(&descriptor_text(d)?)?)
+}
+
+/// The URI text of a descriptor (CMD: UTF-8; PATH: segments joined by `/`).
+pub fn descriptor_text(d: &FlightDescriptor) -> Result<String, Status> {
+    match d.r#type() {
         DescriptorType::Cmd => {
-            String::from_utf8(d.cmd.to_vec()).map_err(|_| Status::invalid_argument("the CMD descriptor is not UTF-8"))?
+            String::from_utf8(d.cmd.to_vec()).map_err(|_| Status::invalid_argument("the CMD descriptor is not UTF-8"))
         }
-        DescriptorType::Path => d.path.join("/"),
-        DescriptorType::Unknown => return Err(Status::invalid_argument("descriptor type is neither CMD nor PATH")),
-    };
-    Ok(DatasetUri::parse(&text)?)
+        DescriptorType::Path => Ok(d.path.join("/")),
+        DescriptorType::Unknown => Err(Status::invalid_argument("descriptor type is neither CMD nor PATH")),
+    }
 }
 
 /// Simple glob: `*` matches any run of characters.
@@ -309,8 +313,19 @@ impl FlightService for SheafFlight {
         Ok(Response::new(self.messages(request.into_inner().ticket).await?))
     }
 
-    async fn do_put(&self, _request: Request<Streaming<FlightData>>) -> Result<Response<Self::DoPutStream>, Status> {
-        Err(Status::unimplemented("DoPut is not implemented yet; push files with `sheaf push`"))
+    /// Uploads an Arrow stream as a Parquet table (see [`super::put`]). The
+    /// response starts at once and carries one result when the revision is
+    /// committed, so a long upload is not cut by the request timeout.
+    async fn do_put(&self, request: Request<Streaming<FlightData>>) -> Result<Response<Self::DoPutStream>, Status> {
+        let engine = self.engine.clone();
+        let messages = request.into_inner();
+        let result = stream::once(async move {
+            let body = super::put::put(&engine, messages).await.inspect_err(|e| {
+                tracing::warn!(code = ?e.code(), error = %e.message(), "DoPut failed; nothing committed");
+            })?;
+            Ok(PutResult { app_metadata: body.to_string().into_bytes().into() })
+        });
+        Ok(Response::new(result.boxed()))
     }
 
     async fn do_exchange(

@@ -3,7 +3,8 @@
 //! unknown package, hash, tag or path -> NOT_FOUND; bad URI, filter, column
 //! or ambiguous hash prefix -> INVALID_ARGUMENT (with the parser's message);
 //! a physical key outside the allowed locations -> PERMISSION_DENIED; data
-//! not matching its hash -> DATA_LOSS; storage failure -> UNAVAILABLE.
+//! not matching its hash -> DATA_LOSS; storage failure -> UNAVAILABLE; a
+//! write based on a revision that is no longer latest -> ABORTED.
 
 use crate::query;
 use crate::registry;
@@ -19,6 +20,7 @@ pub fn from_registry(e: &registry::Error) -> Status {
         E::Integrity { .. } => Status::data_loss(msg),
         E::Forbidden { .. } => Status::permission_denied(msg),
         E::Conflict(_) => Status::already_exists(msg),
+        E::Moved { .. } => Status::aborted(msg),
         E::Storage { .. } | E::Io { .. } => Status::unavailable(msg),
     }
 }

@@ -107,6 +107,36 @@ impl Manifest {
         Ok(Manifest { header, lines: entries.into_iter().map(Line::Entry).collect() })
     }
 
+    /// A new revision of this manifest: `changes` replace the entries with
+    /// the same logical key or are added (in walk order); the header is kept
+    /// (user metadata, unknown fields) but for its `message`.
+    pub fn with_changes(&self, changes: Vec<Entry>, message: Option<String>) -> Result<Self, Error> {
+        let mut header = self.header.clone();
+        header.insert("message".into(), message.map(Value::String).unwrap_or(Value::Null));
+        let mut by_key: std::collections::HashMap<String, Entry> = std::collections::HashMap::new();
+        for e in changes {
+            key::validate(&e.logical_key).map_err(|reason| Error::InvalidKey { key: e.logical_key.clone(), reason })?;
+            if let Some(dup) = by_key.insert(e.logical_key.clone(), e) {
+                return Err(Error::DuplicateKey(dup.logical_key));
+            }
+        }
+        let mut lines: Vec<Line> = self
+            .lines
+            .iter()
+            .map(|line| match line {
+                Line::Entry(e) => Line::Entry(by_key.remove(&e.logical_key).unwrap_or_else(|| e.clone())),
+                dir => dir.clone(),
+            })
+            .collect();
+        lines.extend(by_key.into_values().map(Line::Entry));
+        let key_of = |l: &Line| match l {
+            Line::Entry(e) => e.logical_key.clone(),
+            Line::Dir(d) => d.logical_key.clone(),
+        };
+        lines.sort_by(|a, b| key::walk_order(&key_of(a), &key_of(b)));
+        Ok(Manifest { header, lines })
+    }
+
     /// Parses JSONL manifest bytes, validating every logical key.
     pub fn parse(bytes: &[u8]) -> Result<Self, Error> {
         let text = std::str::from_utf8(bytes)

@@ -24,4 +24,4 @@ pub mod proto {
 
 pub use engine::{Engine, Execution, Plan, ReadStats};
 pub use error::Error;
-pub use uri::{Compression, DatasetUri, QuerySpec};
+pub use uri::{Compression, DatasetUri, PutTarget, QuerySpec};

@@ -91,27 +91,10 @@ impl DatasetUri {
     /// is optional.
     pub fn parse(text: &str) -> Result<Self, Error> {
         let bad = |msg: String| Error::invalid(format!("invalid dataset URI {text:?}: {msg}"));
-        let rest = text.strip_prefix(SCHEME).unwrap_or(text);
-        let (location, query) = rest.split_once('?').unwrap_or((rest, ""));
-        // Package and revision are split off the raw text; the path is decoded
-        // after, so an encoded '@', ':' or '?' in a path stays part of it.
-        let r: PackageRef = location.parse().map_err(|e: crate::registry::Error| bad(e.to_string()))?;
-        let path = match &r.subpath {
-            None => String::new(),
-            Some(raw) => {
-                let path = percent_decode_str(raw).decode_utf8().map_err(|e| bad(e.to_string()))?.into_owned();
-                crate::manifest::key::validate(&path).map_err(|why| bad(format!("path {path:?}: {why}")))?;
-                path
-            }
-        };
+        let (r, path, params) = split_uri(text).map_err(bad)?;
         let mut spec = QuerySpec::default();
-        let mut seen = std::collections::HashSet::new();
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let value = percent_decode_str(value).decode_utf8().map_err(|e| bad(e.to_string()))?.into_owned();
-            if !seen.insert(key.to_owned()) {
-                return Err(bad(format!("parameter {key} given twice")));
-            }
+        for (key, value) in params {
+            let key = key.as_str();
             let number = |what: &str| -> Result<u64, Error> {
                 value.parse().map_err(|_| bad(format!("{what} must be a non-negative integer, not {value:?}")))
             };
@@ -174,6 +157,70 @@ impl DatasetUri {
     /// The same URI with the revision pinned to `top_hash`.
     pub fn pinned(&self, top_hash: &str) -> DatasetUri {
         DatasetUri { revision: Revision::Hash(top_hash.to_owned()), ..self.clone() }
+    }
+}
+
+/// Splits `sheaf://OWNER/NAME[@REV][/PATH][?QUERY]` (the scheme is
+/// optional) into the package reference, the decoded path (empty when there
+/// is none) and the decoded parameters, refusing a parameter given twice.
+fn split_uri(text: &str) -> Result<(PackageRef, String, Vec<(String, String)>), String> {
+    let rest = text.strip_prefix(SCHEME).unwrap_or(text);
+    let (location, query) = rest.split_once('?').unwrap_or((rest, ""));
+    // Package and revision are split off the raw text; the path is decoded
+    // after, so an encoded '@', ':' or '?' in a path stays part of it.
+    let r: PackageRef = location.parse().map_err(|e: crate::registry::Error| e.to_string())?;
+    let path = match &r.subpath {
+        None => String::new(),
+        Some(raw) => {
+            let path = percent_decode_str(raw).decode_utf8().map_err(|e| e.to_string())?.into_owned();
+            crate::manifest::key::validate(&path).map_err(|why| format!("path {path:?}: {why}"))?;
+            path
+        }
+    };
+    let mut params = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = percent_decode_str(value).decode_utf8().map_err(|e| e.to_string())?.into_owned();
+        if !seen.insert(key.to_owned()) {
+            return Err(format!("parameter {key} given twice"));
+        }
+        params.push((key.to_owned(), value));
+    }
+    Ok((r, path, params))
+}
+
+/// Where DoPut writes: `sheaf://OWNER/NAME[@HASH_PREFIX|:TAG]/PATH.parquet[?message=TEXT]`.
+/// With a revision, the write is based on exactly that revision and fails if
+/// `latest` has moved; without one it lands on whatever is latest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PutTarget {
+    /// The package (created by the first write).
+    pub package: PackageName,
+    /// The revision the write is based on.
+    pub revision: Revision,
+    /// The logical key written: a `.parquet` path.
+    pub path: String,
+    /// The new revision's message.
+    pub message: Option<String>,
+}
+
+impl PutTarget {
+    /// Parses a DoPut descriptor's URI.
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        let bad = |msg: String| Error::invalid(format!("invalid DoPut URI {text:?}: {msg}"));
+        let (r, path, params) = split_uri(text).map_err(bad)?;
+        if path.is_empty() || !path.to_ascii_lowercase().ends_with(".parquet") {
+            return Err(bad("DoPut writes a Parquet table: the path must end with .parquet".into()));
+        }
+        let mut message = None;
+        for (key, value) in params {
+            match key.as_str() {
+                "message" => message = Some(value),
+                other => return Err(bad(format!("unknown parameter {other:?} for DoPut (known: message)"))),
+            }
+        }
+        Ok(PutTarget { package: r.package, revision: r.revision, path, message })
     }
 }
 
@@ -275,6 +322,20 @@ mod tests {
             assert_eq!(back.path, path, "{u}");
             let latest = DatasetUri { revision: Revision::Latest, ..u };
             assert_eq!(DatasetUri::parse(&latest.to_string()).unwrap().path, path, "{latest}");
+        }
+    }
+
+    #[test]
+    fn put_targets() {
+        let t = PutTarget::parse("sheaf://t/d:v1/out/x.parquet?message=hello%20world").unwrap();
+        assert_eq!(t.package.to_string(), "t/d");
+        assert_eq!(t.revision, Revision::Tag("v1".into()));
+        assert_eq!(t.path, "out/x.parquet");
+        assert_eq!(t.message.as_deref(), Some("hello world"));
+        assert_eq!(PutTarget::parse("t/d/x.parquet").unwrap().revision, Revision::Latest);
+        for bad in ["sheaf://t/d", "sheaf://t/d/x.csv", "sheaf://t/d/x.parquet?limit=3", "sheaf://t/d/../x.parquet"] {
+            let err = PutTarget::parse(bad).unwrap_err().to_string();
+            assert!(err.contains("invalid DoPut URI"), "{bad}: {err}");
         }
     }
 

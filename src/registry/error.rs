@@ -42,6 +42,16 @@ pub enum Error {
     /// A tag already points elsewhere, or a similar write conflict.
     #[error("{0}")]
     Conflict(String),
+    /// A write based on one revision found `latest` at another.
+    #[error("latest of {package} is {actual}, not {expected} that this write was based on; read the new revision and retry")]
+    Moved {
+        /// `owner/name`.
+        package: String,
+        /// The revision the write was based on.
+        expected: String,
+        /// Where `latest` points now.
+        actual: String,
+    },
     /// A manifest is malformed.
     #[error("manifest {top_hash}: {source}")]
     Manifest {

@@ -11,6 +11,7 @@
 //! quilt3 reads and writes the `.quilt` part; it ignores `.sheaf`. Manifests
 //! reference blobs through absolute physical keys, as quilt3 requires.
 
+mod commit;
 mod diff;
 mod error;
 mod install;
@@ -20,6 +21,7 @@ mod names;
 mod pointers;
 mod push;
 
+pub use commit::{Base, CommitReport};
 pub use diff::Diff;
 pub use error::{Error, Result};
 pub use install::{InstallReport, VerifyReport};

@@ -215,6 +215,37 @@ impl Registry {
     /// second if two pushes land in the same one), then `latest` by CAS.
     /// Returns where `latest` pointed before.
     pub(crate) async fn record_revision(&self, pkg: &PackageName, top_hash: &str) -> Result<Option<String>> {
+        self.write_timestamp_pointer(pkg, top_hash).await?;
+        self.swap_latest(pkg, |_| Some(top_hash.to_owned())).await
+    }
+
+    /// Moves `latest` from `expected` (`None`: the package has no revision
+    /// yet) to `top_hash` by compare-and-swap, then records the timestamp
+    /// pointer. Fails with [`Error::Moved`] if `latest` is elsewhere.
+    pub(crate) async fn advance_latest(&self, pkg: &PackageName, expected: Option<&str>, top_hash: &str) -> Result<()> {
+        let previous = self
+            .swap_latest(pkg, |current| {
+                if current == expected || current == Some(top_hash) {
+                    Some(top_hash.to_owned())
+                } else {
+                    // Returning the current value leaves it and writes nothing.
+                    current.map(str::to_owned)
+                }
+            })
+            .await?;
+        if previous.as_deref() != expected && previous.as_deref() != Some(top_hash) {
+            return Err(Error::Moved {
+                package: pkg.to_string(),
+                expected: expected.unwrap_or("(no revision)").to_owned(),
+                actual: previous.unwrap_or_else(|| "(no revision)".to_owned()),
+            });
+        }
+        self.write_timestamp_pointer(pkg, top_hash).await
+    }
+
+    /// Writes a create-only timestamp pointer to `top_hash` (the next free
+    /// second if another revision took this one).
+    async fn write_timestamp_pointer(&self, pkg: &PackageName, top_hash: &str) -> Result<()> {
         let dir = Self::named_dir(pkg);
         let mut secs = now_secs();
         loop {
@@ -230,7 +261,7 @@ impl Registry {
                 Err(e) => return Err(Error::storage(format!("writing revision pointer of {pkg}"), e)),
             }
         }
-        self.swap_latest(pkg, |_| Some(top_hash.to_owned())).await
+        Ok(())
     }
 
     /// Moves (or removes, when `next` returns `None`) the `latest` pointer by

@@ -52,10 +52,10 @@ pub struct PushReport {
     pub previous: Option<String>,
 }
 
-struct LocalFile {
-    path: PathBuf,
-    key: String,
-    size: u64,
+pub(super) struct LocalFile {
+    pub(super) path: PathBuf,
+    pub(super) key: String,
+    pub(super) size: u64,
 }
 
 impl Registry {
@@ -100,7 +100,18 @@ impl Registry {
             return Ok(report);
         }
 
-        // One upload per distinct blob, even if several files share content.
+        let (files, bytes) = self.upload_missing(hashed, progress).await?;
+        report.uploaded_files = files;
+        report.uploaded_bytes = bytes;
+
+        self.write_manifest(&manifest, &top_hash).await?;
+        report.previous = self.record_revision(pkg, &top_hash).await?;
+        Ok(report)
+    }
+
+    /// Uploads the blobs the registry does not hold yet (one upload per
+    /// distinct content). Returns how many files and bytes were uploaded.
+    pub(super) async fn upload_missing(&self, hashed: Vec<(LocalFile, EntryHash)>, progress: &dyn Progress) -> Result<(usize, u64)> {
         let mut blobs: Vec<(LocalFile, EntryHash)> = hashed;
         blobs.sort_by(|a, b| a.1.value.cmp(&b.1.value));
         blobs.dedup_by(|a, b| a.1 == b.1);
@@ -117,20 +128,15 @@ impl Registry {
             .try_filter_map(|x| async move { Ok(x) })
             .try_collect()
             .await?;
-
-        report.uploaded_files = missing.len();
-        report.uploaded_bytes = missing.iter().map(|(f, _)| f.size).sum();
-        progress.start("uploading", report.uploaded_bytes);
+        let counts = (missing.len(), missing.iter().map(|(f, _)| f.size).sum());
+        progress.start("uploading", counts.1);
         stream::iter(missing)
             .map(|(f, h)| async move { self.upload_blob(&f, &h, progress).await })
             .buffer_unordered(4)
             .try_collect::<Vec<()>>()
             .await?;
         progress.finish();
-
-        self.write_manifest(&manifest, &top_hash).await?;
-        report.previous = self.record_revision(pkg, &top_hash).await?;
-        Ok(report)
+        Ok(counts)
     }
 
     /// Uploads one file as a blob, re-hashing what is sent so that a file
@@ -222,7 +228,7 @@ fn scan(root: &FsPath) -> Result<Vec<LocalFile>> {
 }
 
 /// Hashes every file with `sha2-256-chunked` on all cores.
-async fn hash_all(files: Vec<LocalFile>, progress: &dyn Progress) -> Result<Vec<(LocalFile, EntryHash)>> {
+pub(super) async fn hash_all(files: Vec<LocalFile>, progress: &dyn Progress) -> Result<Vec<(LocalFile, EntryHash)>> {
     // rayon runs on its own threads; progress is reported through a channel
     // so the caller's `&dyn Progress` never crosses into them.
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u64>();

@@ -1,0 +1,87 @@
+//! DoPut: an Arrow stream becomes a Parquet table in a new revision.
+//!
+//! The stream is written to a temporary Parquet file as it arrives (memory
+//! stays bounded by the writer's row group), then committed with
+//! [`crate::registry::Registry::commit`]. Nothing is visible until the
+//! stream has ended successfully and `latest` has moved; a stream that fails
+//! or is cancelled leaves no revision behind.
+
+use super::service::descriptor_text;
+use crate::query::{DatasetUri, Engine, PutTarget};
+use crate::registry::{Base, Revision};
+use arrow_flight::FlightData;
+use arrow_flight::decode::FlightRecordBatchStream;
+use arrow_flight::error::FlightError;
+use futures::stream::{self, StreamExt, TryStreamExt};
+use parquet::arrow::AsyncArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use serde_json::{Value, json};
+use tonic::{Status, Streaming};
+
+fn stream_error(e: FlightError) -> Status {
+    match e {
+        FlightError::Tonic(status) => *status,
+        other => Status::invalid_argument(format!("the uploaded stream is not valid Arrow IPC: {other}")),
+    }
+}
+
+/// Receives one DoPut and commits it; returns the JSON put result.
+pub async fn put(engine: &Engine, mut messages: Streaming<FlightData>) -> Result<Value, Status> {
+    let first = messages.message().await?.ok_or_else(|| Status::invalid_argument("DoPut received no messages"))?;
+    let descriptor = first
+        .flight_descriptor
+        .clone()
+        .ok_or_else(|| Status::invalid_argument("the first DoPut message must carry the flight descriptor"))?;
+    let target = PutTarget::parse(&descriptor_text(&descriptor)?)?;
+    let registry = engine.registry();
+    let base = match &target.revision {
+        Revision::Latest => Base::Latest,
+        revision => Base::Exactly(registry.resolve(&target.package, revision).await?),
+    };
+    let what = format!("{}/{}", target.package, target.path);
+
+    let flight = stream::once(futures::future::ready(Ok(first))).chain(messages.map_err(|s| FlightError::Tonic(Box::new(s))));
+    let mut batches = FlightRecordBatchStream::new_from_flight_data(flight);
+    let first_batch = batches.try_next().await.map_err(stream_error)?;
+    let schema = batches
+        .schema()
+        .cloned()
+        .ok_or_else(|| Status::invalid_argument(format!("DoPut to {what}: the stream carries no schema")))?;
+    let temp = tempfile::Builder::new()
+        .prefix("sheaf-put-")
+        .suffix(".parquet")
+        .tempfile()
+        .map_err(|e| Status::unavailable(format!("DoPut to {what}: cannot create a temporary file: {e}")))?;
+    let file = temp.reopen().map_err(|e| Status::unavailable(format!("DoPut to {what}: {e}")))?;
+    let properties = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("valid level")))
+        .build();
+    let write_error = |e: parquet::errors::ParquetError| Status::invalid_argument(format!("DoPut to {what}: writing Parquet: {e}"));
+    let mut writer = AsyncArrowWriter::try_new(tokio::fs::File::from_std(file), schema, Some(properties)).map_err(write_error)?;
+    let mut rows = 0u64;
+    if let Some(batch) = first_batch {
+        rows += batch.num_rows() as u64;
+        writer.write(&batch).await.map_err(write_error)?;
+    }
+    while let Some(batch) = batches.try_next().await.map_err(stream_error)? {
+        rows += batch.num_rows() as u64;
+        writer.write(&batch).await.map_err(write_error)?;
+    }
+    writer.close().await.map_err(write_error)?;
+
+    let message = target.message.clone().or_else(|| Some(format!("put {}", target.path)));
+    let report = registry.commit(&target.package, vec![(target.path.clone(), temp.path().to_path_buf())], &base, message).await?;
+    crate::metrics::DO_PUT.add(1);
+    tracing::info!(package = %report.package, path = %target.path, rows, bytes = report.bytes, top_hash = %report.top_hash,
+        previous = ?report.previous, "DoPut committed");
+    Ok(json!({
+        "package": report.package,
+        "top_hash": report.top_hash,
+        "previous": report.previous,
+        "path": target.path,
+        "rows": rows,
+        "bytes": report.bytes,
+        "uri": DatasetUri::table(&target.package, &report.top_hash, &target.path).to_string(),
+    }))
+}

@@ -1,0 +1,99 @@
+//! `commit`: local files added to a package as one new revision, on top of
+//! its latest revision (the server's DoPut path; `push` replaces a whole
+//! package from a folder instead).
+//!
+//! Order of writes, as for push: blobs, then the manifest, then `latest` by
+//! compare-and-swap from the base revision, then the timestamp pointer. Until
+//! `latest` moves nothing is visible, and a failure before leaves only
+//! content-addressed blobs and an unreferenced manifest behind.
+
+use super::push::{LocalFile, hash_all};
+use super::{Error, PackageName, Registry, Result};
+use crate::manifest::{Entry, Manifest};
+use crate::progress::NoProgress;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::path::PathBuf;
+
+/// Which revision a commit builds on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Base {
+    /// Whatever is latest when the commit lands: a concurrent writer's
+    /// revision is built upon (the commit is re-applied to it).
+    Latest,
+    /// Exactly this revision: if `latest` has moved, the commit fails with
+    /// [`Error::Moved`] (optimistic concurrency).
+    Exactly(String),
+}
+
+/// The outcome of a commit.
+#[derive(Debug, Clone, Serialize)]
+pub struct CommitReport {
+    /// `owner/name`.
+    pub package: String,
+    /// The new revision.
+    pub top_hash: String,
+    /// The revision it was built on (`None` for a new package).
+    pub previous: Option<String>,
+    /// Logical keys written.
+    pub keys: Vec<String>,
+    /// Bytes of the files written.
+    pub bytes: u64,
+}
+
+/// Attempts when other writers keep moving `latest` under a [`Base::Latest`] commit.
+const ATTEMPTS: usize = 16;
+
+impl Registry {
+    /// Adds (or replaces) `files`, given as `(logical key, local file)`, on
+    /// top of `base`, as one new revision with `message`.
+    pub async fn commit(
+        &self,
+        pkg: &PackageName,
+        files: Vec<(String, PathBuf)>,
+        base: &Base,
+        message: Option<String>,
+    ) -> Result<CommitReport> {
+        let mut local = Vec::with_capacity(files.len());
+        for (key, path) in files {
+            crate::manifest::key::validate(&key).map_err(|why| Error::invalid(format!("{key:?} cannot be a logical key: {why}")))?;
+            let size = tokio::fs::metadata(&path).await.map_err(|e| Error::io(path.display().to_string(), e))?.len();
+            local.push(LocalFile { path, key, size });
+        }
+        let hashed = hash_all(local, &NoProgress).await?;
+        let entries: Vec<Entry> = hashed
+            .iter()
+            .map(|(f, h)| Entry {
+                logical_key: f.key.clone(),
+                physical_keys: vec![self.location.url_of(&Self::blob_path(&h.blob_hex().expect("chunked hash")))],
+                size: f.size,
+                hash: h.clone(),
+                meta: Value::Object(Map::new()),
+                extra: Map::new(),
+            })
+            .collect();
+        let keys = entries.iter().map(|e| e.logical_key.clone()).collect();
+        let bytes = entries.iter().map(|e| e.size).sum();
+        self.upload_missing(hashed, &NoProgress).await?;
+
+        for attempt in 1..=ATTEMPTS {
+            let previous = match base {
+                Base::Latest => self.read_pointer(&Self::latest_path(pkg)).await?,
+                Base::Exactly(h) => Some(h.clone()),
+            };
+            let manifest = match &previous {
+                Some(h) => self.read_manifest(h).await?.with_changes(entries.clone(), message.clone()),
+                None => Manifest::build(message.clone(), None, entries.clone()),
+            }
+            .map_err(|source| Error::Manifest { top_hash: format!("being committed to {pkg}"), source })?;
+            let top_hash = manifest.top_hash();
+            self.write_manifest(&manifest, &top_hash).await?;
+            match self.advance_latest(pkg, previous.as_deref(), &top_hash).await {
+                Ok(()) => return Ok(CommitReport { package: pkg.to_string(), top_hash, previous, keys, bytes }),
+                Err(Error::Moved { .. }) if *base == Base::Latest && attempt < ATTEMPTS => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+}

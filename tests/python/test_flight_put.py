@@ -1,0 +1,199 @@
+"""DoPut: an Arrow stream uploaded with pyarrow becomes a Parquet table in a
+new revision, atomically: nothing is visible until the stream has ended
+successfully, and a failed, invalid or conflicting upload commits nothing."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pyarrow as pa
+import pyarrow.flight as flight
+import pyarrow.parquet as pq
+import pytest
+
+import flight_testlib as fl
+from flight_testlib import OPTIONS, assert_same, hydrate, uri
+from sheaf_testlib import HEX64, Sheaf
+
+
+def put(client, target: str, table: pa.Table, chunk: int = 10_000) -> dict:
+    writer, reader = client.do_put(flight.FlightDescriptor.for_command(target), table.schema, OPTIONS)
+    writer.write_table(table, max_chunksize=chunk)
+    writer.done_writing()
+    result = reader.read()
+    writer.close()
+    assert result is not None, "DoPut returned no result"
+    return json.loads(result.to_pybytes())
+
+
+def revisions(client, package: str) -> list[dict]:
+    return fl.action(client, "list_revisions", {"package": package})
+
+
+def latest(client, package: str) -> str:
+    return fl.action(client, "resolve", {"ref": package})["top_hash"]
+
+
+@pytest.fixture
+def server(registry, flight_server):
+    return flight_server(registry, "--demo")
+
+
+def test_put_creates_a_package_and_reads_back(server, registry):
+    c = server.client
+    table = fl.types_table(20_000)
+    result = put(c, "sheaf://up/new/data/types.parquet?message=first%20upload", table)
+    assert result["package"] == "up/new"
+    assert HEX64.match(result["top_hash"])
+    assert result["previous"] is None
+    assert result["rows"] == table.num_rows
+    assert result["path"] == "data/types.parquet"
+    assert result["uri"] == f"sheaf://up/new@{result['top_hash']}/data/types.parquet"
+    got = fl.read(c, result["uri"])
+    assert_same(got, hydrate(table))
+    revs = revisions(c, "up/new")
+    assert len(revs) == 1 and revs[0]["top_hash"] == result["top_hash"]
+    assert revs[0]["message"] == "first upload"
+    # The registry stays consistent: installed files match their hashes.
+    sheaf = Sheaf(str(registry))
+    dest = registry.parent / "installed"
+    sheaf.ok("install", "up/new", "--dest", str(dest))
+    sheaf.ok("verify", "up/new", "--dir", str(dest))
+    assert pq.read_table(dest / "data" / "types.parquet").num_rows == table.num_rows
+
+
+def test_put_onto_an_existing_package_keeps_its_other_files(server):
+    c = server.client
+    before = latest(c, "demo/weather")
+    before_tables = {t["path"] for t in fl.action(c, "list_tables", {"ref": "demo/weather"})["tables"]}
+    table = pa.table({"x": pa.array(range(1000), pa.int64())})
+    result = put(c, "sheaf://demo/weather/uploads/x.parquet", table)
+    assert result["previous"] == before
+    assert latest(c, "demo/weather") == result["top_hash"]
+    after_tables = {t["path"] for t in fl.action(c, "list_tables", {"ref": "demo/weather"})["tables"]}
+    assert before_tables | {"uploads/x.parquet", "uploads"} == after_tables
+    # Tables of the previous revision read the same in the new one.
+    assert_same(fl.read(c, uri("demo/weather", "tables/readings.parquet")),
+                fl.read(c, uri("demo/weather", "tables/readings.parquet", rev="@" + before)))
+    assert revisions(c, "demo/weather")[0]["message"] == "put uploads/x.parquet"
+
+
+def test_put_replaces_a_table_and_the_old_revision_stays_readable(server):
+    c = server.client
+    one = pa.table({"v": pa.array([1, 2, 3], pa.int64())})
+    two = pa.table({"v": pa.array([4, 5], pa.int64()), "w": pa.array(["a", "b"])})
+    r1 = put(c, "sheaf://up/rep/t.parquet", one)
+    r2 = put(c, "sheaf://up/rep/t.parquet", two)
+    assert r2["previous"] == r1["top_hash"]
+    assert_same(fl.read(c, uri("up/rep", "t.parquet")), two)
+    assert_same(fl.read(c, r1["uri"]), one)
+
+
+def test_put_based_on_a_pinned_revision_fails_if_latest_moved(server):
+    c = server.client
+    t = pa.table({"v": pa.array([1], pa.int64())})
+    r1 = put(c, "sheaf://up/cas/a.parquet", t)
+    # Based on the current latest: fine.
+    r2 = put(c, f"sheaf://up/cas@{r1['top_hash']}/b.parquet", t)
+    assert r2["previous"] == r1["top_hash"]
+    # Based on r1 again, now stale: ABORTED, nothing written.
+    with pytest.raises(flight.FlightError) as e:
+        put(c, f"sheaf://up/cas@{r1['top_hash'][:12]}/c.parquet", t)
+    assert "aborted" in str(e.value).lower(), str(e.value)
+    assert "latest of up/cas" in str(e.value) and r2["top_hash"] in str(e.value)
+    assert latest(c, "up/cas") == r2["top_hash"]
+    assert len(revisions(c, "up/cas")) == 2
+
+
+NOT_FOUND = (pa.ArrowKeyError, "not found error")
+INVALID_ARGUMENT = (pa.ArrowInvalid, "invalid argument error")
+
+
+@pytest.mark.parametrize("target, code, words", [
+    ("sheaf://up/bad/x.csv", INVALID_ARGUMENT, ".parquet"),
+    ("sheaf://up/bad/x.parquet?limit=3", INVALID_ARGUMENT, "unknown parameter"),
+    ("sheaf://up/bad", INVALID_ARGUMENT, ".parquet"),
+    ("sheaf://up/bad/../x.parquet", INVALID_ARGUMENT, "x.parquet"),
+    ("sheaf://demo/weather:nosuchtag/x.parquet", NOT_FOUND, "nosuchtag"),
+    (f"sheaf://demo/weather@{'0' * 64}/x.parquet", NOT_FOUND, "0" * 64),
+])
+def test_bad_targets_commit_nothing(server, target, code, words):
+    c = server.client
+    before = fl.action(c, "list_packages")
+    exc_type, phrase = code
+    with pytest.raises(exc_type) as e:
+        put(c, target, pa.table({"v": [1]}))
+    assert phrase in str(e.value).lower() and words in str(e.value), str(e.value)
+    assert fl.action(c, "list_packages") == before
+
+
+def test_a_cancelled_upload_commits_nothing(server):
+    """The client sends part of a stream and goes away: no revision."""
+    c = server.client
+    table = pa.table({"v": pa.array(range(100_000), pa.int64())})
+    writer, reader = c.do_put(flight.FlightDescriptor.for_command("sheaf://up/cancel/t.parquet"), table.schema, OPTIONS)
+    writer.write_table(table.slice(0, 50_000), max_chunksize=10_000)
+    c.close()  # no done_writing: the call is cancelled
+    c2 = server.connect()
+    assert all(p["name"] != "up/cancel" for p in fl.action(c2, "list_packages"))
+
+
+def test_an_empty_stream_with_a_schema_is_an_empty_table(server):
+    c = server.client
+    schema = pa.schema([("a", pa.int64()), ("b", pa.string())])
+    result = put(c, "sheaf://up/empty/t.parquet", schema.empty_table())
+    assert result["rows"] == 0
+    got = fl.read(c, result["uri"])
+    assert got.num_rows == 0 and got.schema.names == ["a", "b"]
+
+
+def test_large_upload_in_many_batches(server, tmp_path):
+    """Several hundred MB of row data would be slow here; 3M rows over many
+    batches and messages larger than gRPC's default 4 MiB are enough."""
+    c = server.client
+    n = 3_000_000
+    table = pa.table({"id": pa.array(range(n), pa.int64()), "f": pa.array([float(i) / 3 for i in range(n)])})
+    result = put(c, "sheaf://up/big/t.parquet", table, chunk=700_000)  # ~11 MB messages
+    assert result["rows"] == n
+    got = fl.read(c, result["uri"])
+    assert got.num_rows == n
+    assert_same(got, table)
+
+
+def test_concurrent_puts_to_one_package_all_land(server):
+    """Eight clients put different tables at once: each lands in a revision
+    of its own and the final latest holds all eight."""
+    errors = []
+
+    def one(i):
+        try:
+            c = server.connect()
+            put(c, f"sheaf://up/many/t{i}.parquet", pa.table({"i": pa.array([i] * 100, pa.int64())}))
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    c = server.client
+    paths = {t["path"] for t in fl.action(c, "list_tables", {"ref": "up/many"})["tables"]}
+    assert {f"t{i}.parquet" for i in range(8)} <= paths
+    assert len(revisions(c, "up/many")) == 8
+    for i in range(8):
+        assert fl.read(c, uri("up/many", f"t{i}.parquet")).column("i").to_pylist() == [i] * 100
+
+
+def test_put_file_is_quilt3_readable(server, registry, quilt3, tmp_path):
+    """The revision DoPut writes is an ordinary quilt3 package revision."""
+    c = server.client
+    table = pa.table({"v": pa.array(range(10), pa.int64())})
+    result = put(c, "sheaf://up/q3/t.parquet", table)
+    pkg = quilt3.Package.browse("up/q3", registry=registry.as_uri(), top_hash=result["top_hash"])
+    assert pkg.top_hash == result["top_hash"]
+    dest = tmp_path / "q3.parquet"
+    pkg["t.parquet"].fetch(str(dest))
+    assert pq.read_table(dest).equals(table)
