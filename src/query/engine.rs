@@ -214,8 +214,7 @@ impl Engine {
                 if let Some(schema) = self.schemas.lock().expect("cache poisoned").get(&key) {
                     return Ok((schema.clone(), Layout::Sequential(None)));
                 }
-                let data = sources::read_whole(&self.registry, entry).await?;
-                let (schema, _) = sources::open_sequential(format, data, &entry.logical_key)?;
+                let schema = sources::sequential_schema(&self.registry, entry, format).await?;
                 cache_put(&self.schemas, key, schema.clone());
                 Ok((schema, Layout::Sequential(None)))
             }
@@ -223,15 +222,9 @@ impl Engine {
     }
 
     /// Rows of a whole-file table, by reading it.
-    async fn count_rows(&self, table: &Table) -> Result<u64, Error> {
-        let entry = &table.entries[0];
-        let data = sources::read_whole(&self.registry, entry).await?;
-        let (_, batches) = sources::open_sequential(table.format, data, &entry.logical_key)?;
-        let mut rows = 0u64;
-        for b in batches {
-            rows += b.map_err(|e| Error::invalid(format!("reading {}: {e}", entry.logical_key)))?.num_rows() as u64;
-        }
-        Ok(rows)
+    async fn count_rows(&self, table: &Table, schema: SchemaRef) -> Result<u64, Error> {
+        let batches = sources::read_sequential(&self.registry, &table.entries[0], table.format, schema).await?;
+        batches.try_fold(0u64, |rows, b| futures::future::ready(Ok(rows + b.num_rows() as u64))).await
     }
 
     fn prepare(&self, schema: &SchemaRef, query: &Query, table: &str) -> Result<Prepared, Error> {
@@ -303,7 +296,7 @@ impl Engine {
             Layout::Parquet(parts) => Some(parts.iter().flatten().map(|(r, _)| r).sum::<u64>()),
             Layout::Sequential(Some(rows)) => Some(*rows),
             // Whole-file tables are counted only when an exact sample needs it.
-            Layout::Sequential(None) if q.sample_rows.is_some() => Some(self.count_rows(&table).await?),
+            Layout::Sequential(None) if q.sample_rows.is_some() => Some(self.count_rows(&table, schema.clone()).await?),
             Layout::Sequential(None) => None,
         };
         query.sample_threshold = match (q.sample, q.sample_rows) {
@@ -405,18 +398,15 @@ impl Engine {
             }
             format => {
                 let entry = &table.entries[0];
-                let data = sources::read_whole(&self.registry, entry).await?;
-                stats.add(0, data.len() as u64);
-                let (_, batches) = sources::open_sequential(format, data, &entry.logical_key)?;
+                stats.add(0, entry.size);
+                let batches = sources::read_sequential(&self.registry, entry, format, schema.clone()).await?;
                 let needed = prepared.needed.clone();
-                let key = entry.logical_key.clone();
                 let sampled = sample_sequential(&query);
                 let counted = stats.clone();
-                stream::iter(batches)
-                    .map(move |b| {
-                        b.map_err(|e| Error::invalid(format!("reading {key}: {e}")))
-                            .inspect(|b| counted.add(b.num_rows() as u64, 0))
-                            .and_then(|b| b.project(&needed).map_err(|e| Error::engine("projecting", e)))
+                batches
+                    .and_then(move |b| {
+                        counted.add(b.num_rows() as u64, 0);
+                        futures::future::ready(b.project(&needed).map_err(|e| Error::engine("projecting", e)))
                     })
                     .scan(sampled, |s, b| {
                         // Sampling by position needs every row, before filters.

@@ -227,12 +227,13 @@ def test_unimplemented_rpcs(flight_data):
     d = flight.FlightDescriptor.for_command(uri(T, "parts"))
     schema = pa.schema([("a", pa.int64())])
 
+    # DoPut exists (test_flight_put.py); a put to a folder is refused.
     def put():
         writer, _ = c.do_put(d, schema, OPTIONS)
         writer.write_table(pa.table({"a": [1, 2]}))
         writer.close()
 
-    expect(UNIMPLEMENTED, put)
+    expect(INVALID_ARGUMENT, put, ".parquet")
 
     def exchange():
         writer, reader = c.do_exchange(d, OPTIONS)

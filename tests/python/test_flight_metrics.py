@@ -163,3 +163,30 @@ def test_cached_and_uncached_reads_agree_for_every_query(server, sorted_table):
         expected = fl.read(cold.client, u)
         fl.read(s.client, u)
         assert_same(fl.read(s.client, u), expected, str(q))
+
+
+def test_whole_file_tables_stream_and_stop_early(flight_server, tmp_path):
+    """CSV, JSON lines and Arrow IPC files are decoded as they are read, not
+    loaded whole: a limit stops the read after a few batches."""
+    from sheaf_testlib import Sheaf
+    n = 300_000
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "big.csv").write_text("id,name\n" + "".join(f"{i},n{i}\n" for i in range(n)))
+    (src / "big.jsonl").write_text("".join(f'{{"id": {i}, "name": "n{i}"}}\n' for i in range(n)))
+    table = pa.table({"id": pa.array(range(n), pa.int64())})
+    fl.write_ipc_file(src / "big.arrow", table, max_chunksize=8192)
+    fl.write_ipc_stream(src / "big.arrows", table, max_chunksize=8192)
+    registry = tmp_path / "registry"
+    Sheaf(str(registry)).push("m/files", src)
+    s = flight_server(registry, "--cache-mib", "0")
+    for path in ("big.csv", "big.jsonl", "big.arrow", "big.arrows"):
+        fl.info(s.client, uri("m/files", path))  # plans (infers the schema) first
+        before = metrics(s.client)
+        got = fl.read(s.client, uri("m/files", path, limit=5, columns="id"))
+        d = delta(before, metrics(s.client))
+        assert got.column("id").to_pylist() == [0, 1, 2, 3, 4], path
+        assert 0 < d["rows_scanned"] <= 8 * 8192, (path, d)
+        # And a full read still returns every row, in order.
+        full = fl.read(s.client, uri("m/files", path, columns="id"))
+        assert full.column("id").to_pylist() == list(range(n)), path
