@@ -109,6 +109,9 @@ async fn channel(url: &str) -> Result<Channel, Error> {
         .map_err(|e| connect(e.to_string()))
 }
 
+/// Batches each endpoint being read ahead of the consumer may buffer.
+pub const PREFETCH_BATCHES: usize = 8;
+
 impl Client {
     /// Connects to `grpc://host:port`.
     pub async fn connect(url: &str) -> Result<Self, Error> {
@@ -183,13 +186,25 @@ impl Client {
     }
 
     /// Reads every endpoint, `parallelism` at a time, yielding batches in
-    /// endpoint order (the canonical order of the dataset).
+    /// endpoint order (the canonical order of the dataset). Endpoints ahead of
+    /// the one being consumed stream into small buffers
+    /// ([`PREFETCH_BATCHES`] batches each), so memory stays bounded by
+    /// `parallelism` x that, whatever the endpoints' sizes. Must be polled
+    /// inside a tokio runtime.
     pub fn read<'a>(&'a self, dataset: &'a Dataset, parallelism: usize) -> BoxStream<'a, Result<RecordBatch, Error>> {
         stream::iter(dataset.info.endpoint.iter())
             .map(move |e| async move {
-                // Each endpoint is read whole before its turn comes, bounded by `parallelism`.
-                let batches: Vec<RecordBatch> = self.read_endpoint(e).await?.try_collect().await?;
-                Ok::<_, Error>(stream::iter(batches.into_iter().map(Ok)))
+                let mut batches = self.read_endpoint(e).await?;
+                let (tx, mut rx) = tokio::sync::mpsc::channel(PREFETCH_BATCHES);
+                tokio::spawn(async move {
+                    while let Some(batch) = batches.next().await {
+                        // The reader went away: stop (dropping the stream cancels the call).
+                        if tx.send(batch).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                Ok::<_, Error>(stream::poll_fn(move |cx| rx.poll_recv(cx)))
             })
             .buffered(parallelism.max(1))
             .try_flatten()
