@@ -23,10 +23,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 use tonic::{Request, Response, Status, Streaming};
 
-/// Record batches decoded ahead of the encoder, so decoding (one task) and
-/// encoding and sending (the connection's task) run on both cores.
-const READ_AHEAD_BATCHES: usize = 4;
-
 /// Sheaf's Flight service.
 pub struct SheafFlight {
     engine: Arc<Engine>,
@@ -78,25 +74,6 @@ fn batch_rows(m: &FlightData) -> Option<u64> {
     Some(message.header_as_record_batch()?.length().max(0) as u64)
 }
 
-/// Runs `batches` on its own task, up to [`READ_AHEAD_BATCHES`] ahead of the
-/// consumer. Dropping the returned stream (the client went away) ends the
-/// task and with it the read.
-fn read_ahead<T: Send + 'static>(mut batches: BoxStream<'static, T>) -> BoxStream<'static, T> {
-    let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD_BATCHES);
-    tokio::spawn(async move {
-        while let Some(item) = batches.next().await {
-            if tx.send(item).await.is_err() {
-                break;
-            }
-        }
-    });
-    receiver_stream(rx)
-}
-
-fn receiver_stream<T: Send + 'static>(rx: tokio::sync::mpsc::Receiver<T>) -> BoxStream<'static, T> {
-    stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed()
-}
-
 impl SheafFlight {
     /// A service over `engine`; endpoint locations are spread across
     /// `advertise` (empty: endpoints name no location, meaning "this server").
@@ -137,7 +114,7 @@ impl SheafFlight {
         let execution = self.engine.execute(ticket).await?;
         tally.stats = Some(execution.stats.clone());
         tracing::debug!(ticket = %tally.what, "DoGet");
-        let batches = read_ahead(execution.batches.map_err(|e| FlightError::Tonic(Box::new(Status::from(e)))).boxed());
+        let batches = crate::query::read_ahead(execution.batches.map_err(|e| FlightError::Tonic(Box::new(Status::from(e)))).boxed());
         let encoded = FlightDataEncoderBuilder::new()
             .with_schema(execution.schema)
             .with_options(options)

@@ -453,38 +453,64 @@ impl Engine {
             let located = self.registry.locate(entry).await?;
             let url = format!("sheaf-part-{i}://data");
             ctx.register_object_store(&url::Url::parse(&url).expect("valid URL"), located.store);
-            let mut source = ParquetSource::new(file_schema.clone())
-                .with_enable_page_index(true)
-                .with_bloom_filter_on_read(true)
-                .with_pushdown_filters(true);
-            if let Some(p) = &prepared.file_filter {
-                source = source.with_predicate(p.clone());
-            }
             let file = PartitionedFile::new(located.path.to_string(), entry.size).with_extension(access);
-            let config = FileScanConfigBuilder::new(ObjectStoreUrl::parse(&url).expect("valid URL"), Arc::new(source))
-                .with_file(file)
-                .with_projection_indices(Some(prepared.needed.clone()))
-                .map_err(|e| Error::engine("planning the scan", e))?
-                .with_limit(if query.filter.is_empty() { query.limit.map(|l| l as usize) } else { None })
-                .build();
-            let plan: Arc<dyn ExecutionPlan> = DataSourceExec::from_data_source(config);
+            let scan = |projection: Vec<usize>| -> Result<Arc<dyn ExecutionPlan>, Error> {
+                let mut source = ParquetSource::new(file_schema.clone())
+                    .with_enable_page_index(true)
+                    .with_bloom_filter_on_read(true)
+                    .with_pushdown_filters(true);
+                if let Some(p) = &prepared.file_filter {
+                    source = source.with_predicate(p.clone());
+                }
+                let config = FileScanConfigBuilder::new(ObjectStoreUrl::parse(&url).expect("valid URL"), Arc::new(source))
+                    .with_file(file.clone())
+                    .with_projection_indices(Some(projection))
+                    .map_err(|e| Error::engine("planning the scan", e))?
+                    .with_limit(if query.filter.is_empty() { query.limit.map(|l| l as usize) } else { None })
+                    .build();
+                Ok(DataSourceExec::from_data_source(config))
+            };
+            // A plain read (no filter, no limit) decodes its columns in two
+            // halves on two tasks, so one stream uses both cores; the halves
+            // see the same row groups and selection, hence the same batches.
+            let halves = match query.filter.is_empty() && query.limit.is_none() {
+                true => split_columns(&prepared.needed, footer.metadata(), slice),
+                false => None,
+            };
             let what = format!("reading {}", entry.logical_key);
-            let s = plan.execute(0, ctx.task_ctx()).map_err(|e| Error::engine(what.clone(), e))?;
+            let groups = halves.clone().map_or_else(|| vec![prepared.needed.clone()], |(a, b)| vec![a, b]);
+            let plans: Vec<Arc<dyn ExecutionPlan>> = groups.into_iter().map(&scan).collect::<Result<_, _>>()?;
+            let mut scans = Vec::with_capacity(plans.len());
+            for plan in &plans {
+                let what = what.clone();
+                let s = plan.execute(0, ctx.task_ctx()).map_err(|e| Error::engine(what.clone(), e))?;
+                scans.push(s.map_err(move |e| Error::engine(what.clone(), e)).boxed());
+            }
+            let batches = match halves {
+                None => scans.pop().expect("one scan"),
+                Some((a, b)) => {
+                    let second = read_ahead(scans.pop().expect("two scans"));
+                    let first = read_ahead(scans.pop().expect("two scans"));
+                    zip_columns(first, second, &prepared.needed, &a, &b)
+                }
+            };
             let needed_schema = prepared.needed_schema.clone();
             // Rows out of the scan are counted as they pass; once it has
             // ended, its metrics add the rows the pushed-down filter decoded
             // and dropped, and the bytes it fetched.
-            let (stats, scan, counted) = (stats.clone(), plan.clone(), stats.clone());
+            let (stats, counted) = (stats.clone(), stats.clone());
             let account = stream::once(async move {
-                if let Some(m) = scan.metrics() {
-                    let get = |name: &str| m.sum_by_name(name).map_or(0, |v| v.as_usize() as u64);
-                    stats.add(get("pushdown_rows_pruned"), get("bytes_scanned"));
+                for plan in plans {
+                    if let Some(m) = plan.metrics() {
+                        let get = |name: &str| m.sum_by_name(name).map_or(0, |v| v.as_usize() as u64);
+                        stats.add(get("pushdown_rows_pruned"), get("bytes_scanned"));
+                    }
                 }
                 None
             })
             .filter_map(futures::future::ready);
             streams.push(
-                s.map_err(move |e| Error::engine(what.clone(), e))
+                batches
                     .inspect_ok(move |b| counted.add(b.num_rows() as u64, 0))
                     .and_then(move |b| {
                         // The scan may return its own field metadata; adopt the planned schema.
@@ -498,6 +524,98 @@ impl Engine {
         }
         Ok(stream::iter(streams).flatten().boxed())
     }
+}
+
+/// Runs `batches` on its own task, up to `READ_AHEAD` items ahead of the
+/// consumer. Dropping the returned stream (say, the client went away) ends
+/// the task and with it the work.
+pub fn read_ahead<T: Send + 'static>(mut batches: BoxStream<'static, T>) -> BoxStream<'static, T> {
+    const READ_AHEAD: usize = 4;
+    let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD);
+    tokio::spawn(async move {
+        while let Some(item) = batches.next().await {
+            if tx.send(item).await.is_err() {
+                break;
+            }
+        }
+    });
+    stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed()
+}
+
+/// Splits the columns to read into two halves of about equal compressed size
+/// in the slice's row groups, keeping their order. `None` when splitting
+/// does not pay or cannot be done: fewer than two columns, or nested columns
+/// (whose Parquet leaves do not map one to one onto fields).
+fn split_columns(
+    needed: &[usize],
+    metadata: &parquet::file::metadata::ParquetMetaData,
+    slice: &Slice,
+) -> Option<(Vec<usize>, Vec<usize>)> {
+    let fields = metadata.file_metadata().schema_descr().root_schema().get_fields().len();
+    if needed.len() < 2 || metadata.file_metadata().schema_descr().num_columns() != fields {
+        return None;
+    }
+    let size = |col: usize| -> u64 {
+        (slice.row_group_start as usize..slice.row_group_end as usize)
+            .map(|rg| metadata.row_group(rg).column(col).compressed_size().max(0) as u64)
+            .sum()
+    };
+    let sizes: Vec<u64> = needed.iter().map(|&c| size(c)).collect();
+    let total: u64 = sizes.iter().sum();
+    let mut acc = 0;
+    let mut cut = needed.len() - 1;
+    for (k, s) in sizes.iter().enumerate().take(needed.len() - 1) {
+        acc += s;
+        if acc * 2 >= total {
+            cut = k + 1;
+            break;
+        }
+    }
+    Some((needed[..cut].to_vec(), needed[cut..].to_vec()))
+}
+
+/// Joins the batches of two scans of the same rows over different columns
+/// back into `needed` order.
+fn zip_columns(
+    first: BoxStream<'static, Result<RecordBatch, Error>>,
+    second: BoxStream<'static, Result<RecordBatch, Error>>,
+    needed: &[usize],
+    a: &[usize],
+    b: &[usize],
+) -> BoxStream<'static, Result<RecordBatch, Error>> {
+    // For each needed column: (which half, position in it).
+    let order: Vec<(usize, usize)> = needed
+        .iter()
+        .map(|c| match a.iter().position(|x| x == c) {
+            Some(j) => (0, j),
+            None => (1, b.iter().position(|x| x == c).expect("every needed column is in a half")),
+        })
+        .collect();
+    let schema_fields = Arc::new(order);
+    stream::unfold((first, second, false), move |(mut first, mut second, done)| {
+        let order = schema_fields.clone();
+        async move {
+            if done {
+                return None;
+            }
+            let joined = match (first.next().await, second.next().await) {
+                (None, None) => return None,
+                (Some(Err(e)), _) | (_, Some(Err(e))) => Err(e),
+                (Some(Ok(x)), Some(Ok(y))) if x.num_rows() == y.num_rows() => {
+                    let halves = [&x, &y];
+                    let columns: Vec<ArrayRef> = order.iter().map(|&(h, j)| halves[h].column(j).clone()).collect();
+                    let fields: Vec<Field> =
+                        order.iter().map(|&(h, j)| halves[h].schema().field(j).clone()).collect();
+                    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+                        .map_err(|e| Error::engine("joining column halves", e))
+                }
+                _ => Err(Error::engine("joining column halves", "the two halves of a scan returned different rows")),
+            };
+            let stop = joined.is_err();
+            Some((joined, (first, second, stop)))
+        }
+    })
+    .boxed()
 }
 
 fn sample_sequential(query: &Query) -> Selector {

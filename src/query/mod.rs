@@ -22,6 +22,6 @@ pub mod proto {
     include!(concat!(env!("OUT_DIR"), "/sheaf.v1.rs"));
 }
 
-pub use engine::{Engine, Execution, Plan, ReadStats};
+pub use engine::{Engine, Execution, Plan, ReadStats, read_ahead};
 pub use error::Error;
 pub use uri::{Compression, DatasetUri, PutTarget, QuerySpec};
