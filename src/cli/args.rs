@@ -118,8 +118,12 @@ pub enum Command {
         /// MiB of memory for encoded DoGet streams, so a repeated read of a
         /// ticket is sent from memory (pinned revisions never change); 0 turns
         /// the cache off.
-        #[arg(long, default_value_t = 2048, env = "SHEAF_CACHE_MIB")]
+        #[arg(long, default_value_t = 1024, env = "SHEAF_CACHE_MIB")]
         cache_mib: u64,
+        /// DoGet streams reading storage at once (more wait their turn);
+        /// bounds memory under many clients. Cached reads do not count.
+        #[arg(long, default_value_t = 8)]
+        max_concurrent_scans: usize,
         /// Log as JSON lines (default: human-readable). Level from RUST_LOG.
         #[arg(long)]
         log_json: bool,

@@ -309,7 +309,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Error> {
                 )
             });
         }
-        Command::Serve { listen, advertise, allow, demo, max_concurrent_requests, cache_mib, log_json } => {
+        Command::Serve { listen, advertise, allow, demo, max_concurrent_requests, cache_mib, max_concurrent_scans, log_json } => {
             init_logging(log_json);
             if demo {
                 let report = push_demo(&registry, &sheaf::progress::NoProgress).await?;
@@ -325,6 +325,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Error> {
                 advertise,
                 max_concurrent_requests,
                 cache_bytes: cache_mib << 20,
+                max_concurrent_scans,
                 ..Default::default()
             };
             // Scripts and tests read this line to learn the port.

@@ -7,7 +7,7 @@
 //! larger than half the budget is simply not cached.
 
 use arrow_flight::FlightData;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 /// The encoded messages of one DoGet, in order.
@@ -23,6 +23,10 @@ pub struct StreamCache {
 #[derive(Debug, Default)]
 struct State {
     entries: HashMap<Vec<u8>, Entry>,
+    /// Tickets being recorded: one recording per ticket at a time, so many
+    /// clients reading the same new ticket at once do not each reserve a
+    /// copy and crowd each other out of the budget.
+    recording: HashSet<Vec<u8>>,
     /// Bytes of cached entries plus bytes reserved by recordings.
     used: u64,
     clock: u64,
@@ -59,8 +63,15 @@ impl StreamCache {
     /// Starts recording the stream of `ticket`; feed it every message, then
     /// call [`Recording::finish`] once the stream ended successfully.
     /// Dropping a recording (a failed or abandoned stream) caches nothing.
+    /// A ticket already being recorded by another stream gets a recording
+    /// that records nothing.
     pub fn record(self: &Arc<Self>, ticket: Vec<u8>) -> Recording {
-        Recording { cache: self.clone(), ticket, messages: Vec::new(), reserved: 0, gave_up: self.budget == 0 }
+        let first = self.budget > 0 && self.state.lock().expect("stream cache poisoned").recording.insert(ticket.clone());
+        Recording { cache: self.clone(), ticket, messages: Vec::new(), reserved: 0, gave_up: !first, owns: first }
+    }
+
+    fn recording_ended(&self, ticket: &[u8]) {
+        self.state.lock().expect("stream cache poisoned").recording.remove(ticket);
     }
 
     /// Reserves `bytes` of the budget, evicting least recently used entries
@@ -108,6 +119,8 @@ pub struct Recording {
     messages: Vec<FlightData>,
     reserved: u64,
     gave_up: bool,
+    /// This recording holds the ticket's slot in `State::recording`.
+    owns: bool,
 }
 
 impl Recording {
@@ -136,7 +149,7 @@ impl Recording {
     /// The stream ended successfully: cache it.
     pub fn finish(mut self) {
         if !self.gave_up {
-            let (ticket, messages) = (std::mem::take(&mut self.ticket), std::mem::take(&mut self.messages));
+            let (ticket, messages) = (self.ticket.clone(), std::mem::take(&mut self.messages));
             self.cache.insert(ticket, messages, std::mem::take(&mut self.reserved));
         }
     }
@@ -146,6 +159,9 @@ impl Drop for Recording {
     fn drop(&mut self) {
         if self.reserved > 0 {
             self.cache.release(self.reserved);
+        }
+        if self.owns {
+            self.cache.recording_ended(&self.ticket);
         }
     }
 }
@@ -204,6 +220,24 @@ mod tests {
             r.finish();
         }
         assert!(cache.used() <= before.max(800));
+    }
+
+    #[test]
+    fn one_recording_per_ticket_at_a_time() {
+        let cache = StreamCache::new(1000);
+        let mut first = cache.record(b"a".to_vec());
+        let mut second = cache.record(b"a".to_vec());
+        first.push(&msg(100));
+        second.push(&msg(100));
+        assert_eq!(cache.used(), 100, "the second recording reserves nothing");
+        second.finish();
+        assert!(cache.get(b"a").is_none());
+        first.finish();
+        assert_eq!(cache.get(b"a").unwrap().len(), 1);
+        // Once the first recording ended, the ticket may be recorded again.
+        let mut again = cache.record(b"a".to_vec());
+        again.push(&msg(10));
+        assert_eq!(cache.used(), 110);
     }
 
     #[test]

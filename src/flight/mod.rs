@@ -37,6 +37,10 @@ pub struct ServeOptions {
     pub request_timeout: Duration,
     /// Memory for encoded DoGet streams answered again from memory (0: off).
     pub cache_bytes: u64,
+    /// DoGet streams reading storage at once; more wait for a turn. Each
+    /// holds a row group's column chunks and a few batches, so this bounds
+    /// the server's memory under many clients (cached reads do not count).
+    pub max_concurrent_scans: usize,
 }
 
 impl Default for ServeOptions {
@@ -46,7 +50,8 @@ impl Default for ServeOptions {
             advertise: Vec::new(),
             max_concurrent_requests: 256,
             request_timeout: Duration::from_secs(60),
-            cache_bytes: 2 << 30,
+            cache_bytes: 1 << 30,
+            max_concurrent_scans: 8,
         }
     }
 }
@@ -72,7 +77,8 @@ pub async fn serve(
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<FlightServiceServer<SheafFlight>>().await;
     let cache = cache::StreamCache::new(options.cache_bytes);
-    let flight = Arc::new(SheafFlight::new(engine, options.advertise.clone(), cache));
+    let scans = Arc::new(tokio::sync::Semaphore::new(options.max_concurrent_scans.max(1)));
+    let flight = Arc::new(SheafFlight::new(engine, options.advertise.clone(), cache, scans));
     let flight = grpc::FlightRoutes::new(flight, |generated| {
         generated.max_decoding_message_size(MAX_DECODING_MESSAGE).max_encoding_message_size(usize::MAX)
     });

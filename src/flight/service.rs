@@ -29,6 +29,7 @@ pub struct SheafFlight {
     advertise: Vec<String>,
     next_location: AtomicUsize,
     cache: Arc<StreamCache>,
+    scans: Arc<tokio::sync::Semaphore>,
 }
 
 /// Counts what one DoGet sent, and logs it when the stream ends.
@@ -77,9 +78,10 @@ fn batch_rows(m: &FlightData) -> Option<u64> {
 impl SheafFlight {
     /// A service over `engine`; endpoint locations are spread across
     /// `advertise` (empty: endpoints name no location, meaning "this server").
-    /// Repeated reads are answered from `cache`.
-    pub fn new(engine: Arc<Engine>, advertise: Vec<String>, cache: Arc<StreamCache>) -> Self {
-        SheafFlight { engine, advertise, next_location: AtomicUsize::new(0), cache }
+    /// Repeated reads are answered from `cache`; reads of storage take a
+    /// permit of `scans` for their whole stream.
+    pub fn new(engine: Arc<Engine>, advertise: Vec<String>, cache: Arc<StreamCache>, scans: Arc<tokio::sync::Semaphore>) -> Self {
+        SheafFlight { engine, advertise, next_location: AtomicUsize::new(0), cache, scans }
     }
 
     /// The encoded messages of a DoGet: from the cache when this ticket was
@@ -114,7 +116,20 @@ impl SheafFlight {
         let execution = self.engine.execute(ticket).await?;
         tally.stats = Some(execution.stats.clone());
         tracing::debug!(ticket = %tally.what, "DoGet");
-        let batches = crate::query::read_ahead(execution.batches.map_err(|e| FlightError::Tonic(Box::new(Status::from(e)))).boxed());
+        // The scan starts when first polled, once it has a turn: the response
+        // has started by then (no request timeout while waiting), and the
+        // permit lives as long as the stream.
+        let scans = self.scans.clone();
+        let batches = execution.batches;
+        let gated = stream::once(async move {
+            let permit = scans.acquire_owned().await.expect("the scan semaphore is never closed");
+            batches.map(move |b| {
+                let _turn = &permit;
+                b
+            })
+        })
+        .flatten();
+        let batches = crate::query::read_ahead(gated.map_err(|e| FlightError::Tonic(Box::new(Status::from(e)))).boxed());
         let encoded = FlightDataEncoderBuilder::new()
             .with_schema(execution.schema)
             .with_options(options)

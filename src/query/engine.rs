@@ -2,7 +2,7 @@
 
 use super::proto::{Query, Slice, Ticket};
 use super::shape::{Projector, Selector};
-use super::sources::{self, BATCH_ROWS};
+use super::sources::{self, PARQUET_BATCH_ROWS};
 use super::table::{self, Format, Table};
 use super::{DatasetUri, Error, sample};
 use crate::manifest::{Entry, Manifest};
@@ -15,6 +15,8 @@ use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::simplify::SimplifyContext;
+use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -142,7 +144,7 @@ fn manifest_schema(with_content: bool) -> SchemaRef {
 
 fn session() -> SessionContext {
     // One partition per plan keeps rows in file order.
-    SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1).with_batch_size(BATCH_ROWS))
+    SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1).with_batch_size(PARQUET_BATCH_ROWS))
 }
 
 fn cache_put<V>(cache: &Mutex<HashMap<String, V>>, key: String, value: V) {
@@ -234,9 +236,16 @@ impl Engine {
                 return Ok(None);
             }
             let df_schema = DFSchema::try_from(schema.as_ref().clone()).map_err(|e| Error::engine("schema", e))?;
-            let expr = ctx
-                .parse_sql_expr(&query.filter, &df_schema)
-                .map_err(|e| Error::invalid(format!("invalid filter {:?} on {table}: {e}", query.filter)))?;
+            let invalid = |e: datafusion::error::DataFusionError| {
+                Error::invalid(format!("invalid filter {:?} on {table}: {e}", query.filter))
+            };
+            let expr = ctx.parse_sql_expr(&query.filter, &df_schema).map_err(invalid)?;
+            // Coerce and simplify, as a query planner would: constant folding
+            // turns functions such as arrow_cast of a literal into literals
+            // (they cannot be evaluated row by row).
+            let df_schema_ref = Arc::new(df_schema.clone());
+            let simplifier = ExprSimplifier::new(SimplifyContext::builder().with_schema(df_schema_ref).build());
+            let expr = simplifier.coerce(expr, &df_schema).and_then(|e| simplifier.simplify(e)).map_err(invalid)?;
             let physical = ctx
                 .create_physical_expr(expr.clone(), &df_schema)
                 .map_err(|e| Error::invalid(format!("invalid filter {:?} on {table}: {e}", query.filter)))?;
@@ -529,17 +538,22 @@ impl Engine {
 /// Runs `batches` on its own task, up to `READ_AHEAD` items ahead of the
 /// consumer. Dropping the returned stream (say, the client went away) ends
 /// the task and with it the work.
+/// The task starts when the returned stream is first polled.
 pub fn read_ahead<T: Send + 'static>(mut batches: BoxStream<'static, T>) -> BoxStream<'static, T> {
     const READ_AHEAD: usize = 4;
-    let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD);
-    tokio::spawn(async move {
-        while let Some(item) = batches.next().await {
-            if tx.send(item).await.is_err() {
-                break;
+    stream::once(async move {
+        let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD);
+        tokio::spawn(async move {
+            while let Some(item) = batches.next().await {
+                if tx.send(item).await.is_err() {
+                    break;
+                }
             }
-        }
-    });
-    stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed()
+        });
+        stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
+    })
+    .flatten()
+    .boxed()
 }
 
 /// Splits the columns to read into two halves of about equal compressed size

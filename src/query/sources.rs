@@ -21,6 +21,10 @@ use std::sync::Arc;
 const INFER_RECORDS: usize = 1000;
 /// Rows per batch for the whole-file readers.
 pub const BATCH_ROWS: usize = 8192;
+/// Rows per batch of Parquet scans: about 1-4 MB for typical rows, so a read
+/// travels in a few hundred messages rather than thousands (the per-message
+/// cost on both ends of a Flight stream is what small batches pay).
+pub const PARQUET_BATCH_ROWS: usize = 65_536;
 
 /// Reads a Parquet file's footer (schema, row groups) through the registry's
 /// read policy.

@@ -727,3 +727,13 @@ def test_actions(flight_data):
         assert t["uri"].startswith(f"sheaf://{T}@{flight_data.tops[T]}"), t
         fi = fl.info(c, t["uri"])
         assert fl.app_metadata(fi)["path"] == t["path"]
+
+
+def test_filter_with_constant_functions_is_simplified(flight_data):
+    """Functions of literals (arrow_cast, to_timestamp...) are folded at
+    planning, as a query planner would, so DoGet can evaluate the filter."""
+    c = flight_data.client
+    expected = pq.read_table(flight_data.src / "data" / "types.parquet", columns=["id"])
+    expected = expected.filter(pc.greater(expected["id"], 100))
+    got = fl.read(c, uri(T, "data/types.parquet", columns="id", filter="id > arrow_cast(100, 'Int32')"))
+    assert_same(got, expected)
