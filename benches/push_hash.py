@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Push hashing throughput: Sheaf against quilt3 on the same folder, one run.
+"""Scenario 6: push hashing throughput, Sheaf against quilt3 on the same folder, one run.
 
 Measures, with the page cache warm and alternating the tools each round:
   - `sheaf hash` of every file (sha2-256-chunked, what push computes),
@@ -11,10 +11,8 @@ Sheaf is faster). Each quilt3 run gets an empty cache folder so no hash is
 reused between rounds.
 """
 import argparse
-import datetime
 import json
 import os
-import platform
 import random
 import shutil
 import statistics
@@ -24,14 +22,14 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness as h  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def sheaf_bin() -> str:
-    if os.environ.get("SHEAF_BIN"):
-        return os.environ["SHEAF_BIN"]
-    target = os.environ.get("CARGO_TARGET_DIR", str(ROOT / "target"))
-    return str(Path(target) / "release" / "sheaf")
+    return str(h.sheaf_bin())
 
 
 def make_tree(root: Path, big_files: int, big_mb: int, small_files: int) -> int:
@@ -78,14 +76,15 @@ def time_quilt3(src: Path, scratch: Path) -> float:
 
 def time_sheaf(args: list[str]) -> float:
     t = time.perf_counter()
-    subprocess.run([sheaf_bin(), *args], check=True, capture_output=True)
+    subprocess.run([sheaf_bin(), *args], check=True, capture_output=True, env=h.server_env())
     return time.perf_counter() - t
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small data and one round (for CI)")
-    ap.add_argument("--out", default=str(ROOT / "benches" / "results" / "push_hash.md"))
+    ap.add_argument("--out", help="markdown file (default benches/results/push_hash[.quick].md; "
+                                  "a .json is written next to it)")
     opts = ap.parse_args()
     big_files, big_mb, small, rounds = (2, 16, 40, 1) if opts.quick else (4, 128, 400, 5)
 
@@ -114,24 +113,25 @@ def main() -> None:
         (name, f"{med[name]:.3f}", f"{gb / med[name]:.2f}", f"{base / med[name]:.2f}x")
         for name in results
     ]
-    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    lines = [
-        f"# Push hashing: Sheaf vs quilt3 ({'quick' if opts.quick else 'full'})",
-        "",
-        f"{datetime.date.today()} on {platform.machine()}, {os.cpu_count()} cores, {mem_gib:.0f} GiB; "
+    res = h.Result("6", "push_hash", "Push hashing: Sheaf vs quilt3 build", opts.quick)
+    res.params = {"files": len(files), "bytes": total, "rounds": rounds}
+    res.rows = [
+        h.Row("Hashing a folder (`sheaf hash`) vs quilt3 `build`, GB/s", f"{gb / med['sheaf hash']:.2f}",
+              f"{gb / base:.2f} quilt3 build", h.fmt_ratio(base / med["sheaf hash"])),
+        h.Row("`sheaf push` to a local registry (hash + copy) vs quilt3 `build`, GB/s", f"{gb / med['sheaf push']:.2f}",
+              f"{gb / base:.2f} quilt3 build", h.fmt_ratio(base / med["sheaf push"])),
+    ]
+    res.detail = [
         f"{len(files)} files, {total / 2**20:.0f} MiB, page cache warm, median of {rounds} round(s).",
         "",
-        "| what | seconds | GB/s | speed vs quilt3 build |",
-        "|---|---|---|---|",
-        *[f"| {' | '.join(r)} |" for r in rows],
+        *h.md_table(["what", "seconds", "GB/s", "speed vs quilt3 build"], [list(r) for r in rows]),
         "",
         "`sheaf push` also copies every blob into the registry; quilt3 build copies nothing.",
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
+    res.plot = {"bars": [{"label": k, "median": gb / med[k], "min": gb / max(v), "max": gb / min(v)}
+                         for k, v in results.items()], "unit": "GB/s"}
+    res.write(opts.out)
     print(json.dumps({k: v for k, v in med.items()}))
-    Path(opts.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(opts.out).write_text(text)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,70 @@
+package dev.sheaf.client;
+
+import org.apache.arrow.flight.FlightStatusCode;
+
+/** Why a call failed: the server's gRPC status, or a problem found by the client itself. */
+public enum ErrorCode {
+  /** Unknown package, hash, tag, path, or missing data. */
+  NOT_FOUND,
+  /** Bad URI, parameter, column or filter; ambiguous hash prefix. */
+  INVALID_ARGUMENT,
+  /** A physical key outside the locations the server may read. */
+  PERMISSION_DENIED,
+  /** Data that does not match its hash. */
+  DATA_LOSS,
+  /** Server unreachable, storage failure, or server at its concurrency limit. */
+  UNAVAILABLE,
+  /** An operation the server does not implement. */
+  UNIMPLEMENTED,
+  /** The call was cancelled. */
+  CANCELLED,
+  /** The call's deadline passed. */
+  TIMED_OUT,
+  /** The server needs credentials. */
+  UNAUTHENTICATED,
+  /** The credentials do not allow the call. */
+  UNAUTHORIZED,
+  /** A server-side failure. */
+  INTERNAL,
+  /** The server or a resource is exhausted. */
+  RESOURCE_EXHAUSTED,
+  /** A problem found by the client (bad argument, unexpected response, unsupported type). */
+  CLIENT,
+  /** Any other status. */
+  UNKNOWN;
+
+  /** The code for a Flight status code. */
+  static ErrorCode of(FlightStatusCode code) {
+    switch (code) {
+      case NOT_FOUND: return NOT_FOUND;
+      case INVALID_ARGUMENT: return INVALID_ARGUMENT;
+      case UNAUTHORIZED: return UNAUTHORIZED;
+      case UNAUTHENTICATED: return UNAUTHENTICATED;
+      case UNAVAILABLE: return UNAVAILABLE;
+      case UNIMPLEMENTED: return UNIMPLEMENTED;
+      case CANCELLED: return CANCELLED;
+      case TIMED_OUT: return TIMED_OUT;
+      case INTERNAL: return INTERNAL;
+      case RESOURCE_EXHAUSTED: return RESOURCE_EXHAUSTED;
+      default: return UNKNOWN;
+    }
+  }
+
+  /** The code for a gRPC status code (which keeps PERMISSION_DENIED and DATA_LOSS apart). */
+  static ErrorCode of(io.grpc.Status.Code code) {
+    switch (code) {
+      case NOT_FOUND: return NOT_FOUND;
+      case INVALID_ARGUMENT: return INVALID_ARGUMENT;
+      case PERMISSION_DENIED: return PERMISSION_DENIED;
+      case DATA_LOSS: return DATA_LOSS;
+      case UNAVAILABLE: return UNAVAILABLE;
+      case UNIMPLEMENTED: return UNIMPLEMENTED;
+      case CANCELLED: return CANCELLED;
+      case DEADLINE_EXCEEDED: return TIMED_OUT;
+      case UNAUTHENTICATED: return UNAUTHENTICATED;
+      case INTERNAL: return INTERNAL;
+      case RESOURCE_EXHAUSTED: return RESOURCE_EXHAUSTED;
+      default: return UNKNOWN;
+    }
+  }
+}

@@ -1,0 +1,398 @@
+package dev.sheaf.client;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Iterator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.TimeUnit;
+import org.apache.arrow.flight.Action;
+import org.apache.arrow.flight.CallHeaders;
+import org.apache.arrow.flight.CallOption;
+import org.apache.arrow.flight.CallOptions;
+import org.apache.arrow.flight.FlightCallHeaders;
+import org.apache.arrow.flight.FlightClient;
+import org.apache.arrow.flight.FlightDescriptor;
+import org.apache.arrow.flight.FlightInfo;
+import org.apache.arrow.flight.FlightRuntimeException;
+import org.apache.arrow.flight.FlightStream;
+import org.apache.arrow.flight.HeaderCallOption;
+import org.apache.arrow.flight.Location;
+import org.apache.arrow.flight.Result;
+import org.apache.arrow.flight.Ticket;
+import org.apache.arrow.memory.BufferAllocator;
+import org.apache.arrow.memory.RootAllocator;
+import org.apache.arrow.vector.types.pojo.Schema;
+
+/**
+ * A connection to a Sheaf Flight server.
+ *
+ * <p>Thread-safe: one client can plan and read from many threads. Endpoints that name another
+ * server (a location) are read from that server through a connection this client opens and
+ * keeps until {@link #close()}.
+ *
+ * <p>Memory: every Arrow buffer comes from a child of the allocator given to the
+ * {@link Builder} (or of a root allocator the client creates). {@link #close()} closes that
+ * child, and Arrow reports any buffer still open (a batch not released by its reader) with an
+ * {@link IllegalStateException}.
+ */
+public final class SheafClient implements AutoCloseable {
+  /** gRPC's largest message size: the server sends messages of any size. */
+  private static final int MAX_MESSAGE = Integer.MAX_VALUE;
+
+  private final String url;
+  private final Location location;
+  private final RootAllocator ownRoot;
+  private final BufferAllocator allocator;
+  private final FlightClient flight;
+  private final Map<String, FlightClient> others = new ConcurrentHashMap<>();
+  private final CallOption[] unary;
+  private final CallOption[] streaming;
+  private volatile boolean closed;
+
+  /** Options of a client; create with {@link SheafClient#builder(String)}. */
+  public static final class Builder {
+    private final String url;
+    private String token;
+    private BufferAllocator allocator;
+    private Duration callTimeout = Duration.ofMinutes(2);
+
+    private Builder(String url) {
+      this.url = Objects.requireNonNull(url, "server URL");
+    }
+
+    /**
+     * Sends {@code authorization: Bearer TOKEN} with every call.
+     *
+     * @param bearerToken the token, or null for none
+     * @return this builder
+     */
+    public Builder token(String bearerToken) {
+      this.token = bearerToken == null || bearerToken.isEmpty() ? null : bearerToken;
+      return this;
+    }
+
+    /**
+     * Allocates from a child of this allocator (closed with the client). Without it the
+     * client creates and owns a root allocator.
+     *
+     * @param parent the parent allocator
+     * @return this builder
+     */
+    public Builder allocator(BufferAllocator parent) {
+      this.allocator = parent;
+      return this;
+    }
+
+    /**
+     * Deadline of calls that answer at once (GetFlightInfo, GetSchema, actions); streams of
+     * batches have none. Default two minutes.
+     *
+     * @param timeout the deadline
+     * @return this builder
+     */
+    public Builder callTimeout(Duration timeout) {
+      this.callTimeout = Objects.requireNonNull(timeout, "timeout");
+      return this;
+    }
+
+    /**
+     * Connects (lazily: the first call opens the connection).
+     *
+     * @return the client
+     * @throws SheafException for a malformed server URL
+     */
+    public SheafClient build() {
+      return new SheafClient(this);
+    }
+  }
+
+  private SheafClient(Builder b) {
+    this.url = b.url;
+    this.location = ServerAddress.parse(b.url);
+    this.ownRoot = b.allocator == null ? new RootAllocator() : null;
+    BufferAllocator parent = b.allocator == null ? ownRoot : b.allocator;
+    this.allocator = parent.newChildAllocator("sheaf-client " + b.url, 0, Long.MAX_VALUE);
+    List<CallOption> common = new ArrayList<>();
+    if (b.token != null) {
+      CallHeaders headers = new FlightCallHeaders();
+      headers.insert("authorization", "Bearer " + b.token);
+      common.add(new HeaderCallOption(headers));
+    }
+    this.streaming = common.toArray(new CallOption[0]);
+    common.add(CallOptions.timeout(b.callTimeout.toMillis(), TimeUnit.MILLISECONDS));
+    this.unary = common.toArray(new CallOption[0]);
+    this.flight = open(location);
+  }
+
+  private FlightClient open(Location where) {
+    return FlightClient.builder(allocator, where).maxInboundMessageSize(MAX_MESSAGE).build();
+  }
+
+  /**
+   * A builder for a client of the server at {@code url}.
+   *
+   * @param url {@code grpc://HOST:PORT}, {@code grpc+tls://HOST:PORT} or {@code HOST:PORT}
+   * @return the builder
+   */
+  public static Builder builder(String url) {
+    return new Builder(url);
+  }
+
+  /**
+   * A client of the server at {@code url} with default options.
+   *
+   * @param url {@code grpc://HOST:PORT}, {@code grpc+tls://HOST:PORT} or {@code HOST:PORT}
+   * @return the client
+   */
+  public static SheafClient connect(String url) {
+    return builder(url).build();
+  }
+
+  /** @return the server URL this client was built with */
+  public String url() {
+    return url;
+  }
+
+  /**
+   * Packages and their latest revisions.
+   *
+   * @return every package
+   */
+  public List<PackageInfo> listPackages() {
+    return listPackages(null);
+  }
+
+  /**
+   * Packages whose names match a glob ({@code *} matches any run of characters).
+   *
+   * @param glob such as {@code team/*}, or null for all
+   * @return the matching packages
+   */
+  public List<PackageInfo> listPackages(String glob) {
+    Map<String, String> body = new LinkedHashMap<>();
+    if (glob != null) {
+      body.put("pattern", glob);
+    }
+    List<PackageInfo> out = new ArrayList<>();
+    for (JsonNode p : action("list_packages", body, "list_packages " + (glob == null ? "*" : glob))) {
+      out.add(new PackageInfo(p.path("name").asText(), p.path("latest").isTextual() ? p.path("latest").asText() : null));
+    }
+    return out;
+  }
+
+  /**
+   * A package's revisions, newest first.
+   *
+   * @param packageName {@code OWNER/NAME}
+   * @return its revisions
+   */
+  public List<RevisionInfo> listRevisions(String packageName) {
+    List<RevisionInfo> out = new ArrayList<>();
+    for (JsonNode r : action("list_revisions", Map.of("package", packageName), "list_revisions " + packageName)) {
+      List<String> tags = new ArrayList<>();
+      r.path("tags").forEach(t -> tags.add(t.asText()));
+      out.add(new RevisionInfo(r.path("top_hash").asText(), r.path("timestamp").asLong(),
+          r.path("message").isTextual() ? r.path("message").asText() : null, List.copyOf(tags)));
+    }
+    return out;
+  }
+
+  /**
+   * Resolves a reference to a full top hash.
+   *
+   * @param reference {@code OWNER/NAME[@HASH_PREFIX|:TAG]}
+   * @return the package and its top hash
+   * @throws SheafException NOT_FOUND for an unknown package, hash or tag; INVALID_ARGUMENT for
+   *     an ambiguous hash prefix (the message lists the candidates)
+   */
+  public ResolvedRevision resolve(String reference) {
+    String what = "resolve " + reference;
+    JsonNode r = action("resolve", Map.of("ref", reference), what);
+    return new ResolvedRevision(Json.text(r, "package", what), Json.text(r, "top_hash", what));
+  }
+
+  /**
+   * The tables of a revision.
+   *
+   * @param reference {@code OWNER/NAME[@HASH_PREFIX|:TAG]}
+   * @return its tables (the manifest table, with an empty path, first)
+   */
+  public List<TableInfo> listTables(String reference) {
+    List<TableInfo> out = new ArrayList<>();
+    for (JsonNode t : action("list_tables", Map.of("ref", reference), "list_tables " + reference).path("tables")) {
+      out.add(new TableInfo(t.path("path").asText(), t.path("format").asText(), t.path("uri").asText()));
+    }
+    return out;
+  }
+
+  private JsonNode action(String type, Map<String, String> body, String what) {
+    checkOpen();
+    String context = what + " on " + url;
+    try {
+      Iterator<Result> results = flight.doAction(new Action(type, Json.body(body)), unary);
+      JsonNode first = null;
+      while (results.hasNext()) {
+        byte[] bytes = results.next().getBody();
+        if (first == null) {
+          first = Json.parse(bytes, context);
+        }
+      }
+      if (first == null) {
+        throw new SheafException(ErrorCode.CLIENT, context + ": the server sent no result", null);
+      }
+      return first;
+    } catch (FlightRuntimeException e) {
+      throw SheafException.from(context, e);
+    }
+  }
+
+  /**
+   * Plans a read (GetFlightInfo).
+   *
+   * @param uri the dataset URI, as text
+   * @return the planned dataset, pinned to a revision
+   */
+  public Dataset dataset(String uri) {
+    return dataset(DatasetUri.parse(uri));
+  }
+
+  /**
+   * Plans a read (GetFlightInfo): resolves the revision, checks columns and filter, and cuts
+   * the table into endpoints.
+   *
+   * @param uri the dataset URI
+   * @return the planned dataset, pinned to a revision
+   * @throws SheafException NOT_FOUND (package, revision, path), INVALID_ARGUMENT (unknown
+   *     column, bad filter: the message names them)
+   */
+  public Dataset dataset(DatasetUri uri) {
+    checkOpen();
+    String text = uri.toString();
+    String what = "GetFlightInfo " + text + " on " + url;
+    FlightInfo info;
+    try {
+      info = flight.getInfo(FlightDescriptor.command(text.getBytes(StandardCharsets.UTF_8)), unary);
+    } catch (FlightRuntimeException e) {
+      throw SheafException.from(what, e);
+    }
+    return Dataset.from(uri, info, url);
+  }
+
+  /**
+   * The schema a read would return (GetSchema), without planning endpoints.
+   *
+   * @param uri the dataset URI
+   * @return its schema
+   */
+  public Schema schema(DatasetUri uri) {
+    checkOpen();
+    String text = uri.toString();
+    try {
+      return flight.getSchema(FlightDescriptor.command(text.getBytes(StandardCharsets.UTF_8)), unary).getSchema();
+    } catch (FlightRuntimeException e) {
+      throw SheafException.from("GetSchema " + text + " on " + url, e);
+    }
+  }
+
+  /**
+   * Opens one endpoint's stream of batches (DoGet) on its first location, or on this client's
+   * server when it names none.
+   *
+   * @param endpoint the endpoint
+   * @return the stream; close it
+   */
+  public EndpointStream stream(Endpoint endpoint) {
+    checkOpen();
+    String target = target(endpoint);
+    FlightClient client = target.equals(url) ? flight : others.computeIfAbsent(target, t -> open(ServerAddress.parse(t)));
+    String what = "DoGet " + endpoint.toString().replaceFirst(" at .*", "") + " on " + target;
+    try {
+      FlightStream s = client.getStream(new Ticket(endpoint.ticket()), streaming);
+      return new EndpointStream(s, what);
+    } catch (FlightRuntimeException e) {
+      throw SheafException.from(what, e);
+    }
+  }
+
+  /**
+   * The server an endpoint is read from: its first location, or this client's server when
+   * it names none (or names Flight's "reuse this connection" location).
+   *
+   * @param endpoint the endpoint
+   * @return a server URL
+   */
+  public String target(Endpoint endpoint) {
+    if (endpoint.locations().isEmpty() || ServerAddress.meansSameServer(endpoint.locations().get(0))) {
+      return url;
+    }
+    return endpoint.locations().get(0);
+  }
+
+  /**
+   * Reads a dataset's endpoints, {@code parallelism} at a time, and returns their batches in
+   * endpoint order (the server's canonical order).
+   *
+   * @param dataset the planned dataset
+   * @param parallelism endpoints read at once (1 reads them one after the other)
+   * @return the reader; close it
+   */
+  public DatasetReader read(Dataset dataset, int parallelism) {
+    checkOpen();
+    return new DatasetReader(this, dataset, parallelism, allocator);
+  }
+
+  /** @return the allocator this client allocates from (a child of the builder's) */
+  public BufferAllocator allocator() {
+    return allocator;
+  }
+
+  private void checkOpen() {
+    if (closed) {
+      throw new IllegalStateException("the Sheaf client of " + url + " is closed");
+    }
+  }
+
+  /**
+   * Closes the connections, then the client's allocator. Idempotent.
+   *
+   * @throws IllegalStateException if Arrow buffers of this client are still open (a leak:
+   *     a stream or batch not closed)
+   */
+  @Override
+  public void close() {
+    if (closed) {
+      return;
+    }
+    closed = true;
+    List<FlightClient> all = new ArrayList<>(others.values());
+    all.add(flight);
+    others.clear();
+    RuntimeException first = null;
+    for (FlightClient c : all) {
+      try {
+        c.close();
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+      } catch (RuntimeException e) {
+        first = first == null ? e : first;
+      }
+    }
+    try {
+      allocator.close();
+      if (ownRoot != null) {
+        ownRoot.close();
+      }
+    } catch (RuntimeException e) {
+      first = first == null ? e : first;
+    }
+    if (first != null) {
+      throw first;
+    }
+  }
+}

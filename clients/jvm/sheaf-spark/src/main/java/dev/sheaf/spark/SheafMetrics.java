@@ -1,0 +1,65 @@
+package dev.sheaf.spark;
+
+import org.apache.spark.sql.connector.metric.CustomMetric;
+import org.apache.spark.sql.connector.metric.CustomSumMetric;
+import org.apache.spark.sql.connector.metric.CustomTaskMetric;
+
+/** Metrics of a Sheaf scan, shown in the SQL tab and readable from the executed plan. */
+public final class SheafMetrics {
+  /** Name of the metric counting rows received from the server. */
+  public static final String ROWS = "sheafRowsReceived";
+  /** Name of the metric counting Arrow batches received from the server. */
+  public static final String BATCHES = "sheafBatchesReceived";
+
+  private SheafMetrics() {}
+
+  /** Rows received from the server (after its filters, sampling and limit). */
+  public static final class Rows extends CustomSumMetric {
+    /** Created by Spark by reflection. */
+    public Rows() {}
+
+    @Override
+    public String name() {
+      return ROWS;
+    }
+
+    @Override
+    public String description() {
+      return "rows received from Sheaf";
+    }
+  }
+
+  /** Arrow record batches received from the server. */
+  public static final class Batches extends CustomSumMetric {
+    /** Created by Spark by reflection. */
+    public Batches() {}
+
+    @Override
+    public String name() {
+      return BATCHES;
+    }
+
+    @Override
+    public String description() {
+      return "Arrow batches received from Sheaf";
+    }
+  }
+
+  static CustomMetric[] supported() {
+    return new CustomMetric[] {new Rows(), new Batches()};
+  }
+
+  static CustomTaskMetric value(String name, long value) {
+    return new CustomTaskMetric() {
+      @Override
+      public String name() {
+        return name;
+      }
+
+      @Override
+      public long value() {
+        return value;
+      }
+    };
+  }
+}

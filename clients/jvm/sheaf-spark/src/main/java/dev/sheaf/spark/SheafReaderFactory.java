@@ -1,0 +1,37 @@
+package dev.sheaf.spark;
+
+import org.apache.spark.sql.catalyst.InternalRow;
+import org.apache.spark.sql.connector.read.InputPartition;
+import org.apache.spark.sql.connector.read.PartitionReader;
+import org.apache.spark.sql.connector.read.PartitionReaderFactory;
+import org.apache.spark.sql.vectorized.ColumnarBatch;
+
+/** Creates readers on executors. Holds only plain data (server URL, token, read plan). */
+final class SheafReaderFactory implements PartitionReaderFactory {
+  private static final long serialVersionUID = 1L;
+
+  private final String server;
+  private final String token;
+  private final ReadPlan plan;
+
+  SheafReaderFactory(String server, String token, ReadPlan plan) {
+    this.server = server;
+    this.token = token;
+    this.plan = plan;
+  }
+
+  @Override
+  public boolean supportColumnarReads(InputPartition partition) {
+    return true;
+  }
+
+  @Override
+  public PartitionReader<ColumnarBatch> createColumnarReader(InputPartition partition) {
+    return new SheafColumnarReader((SheafInputPartition) partition, server, token, plan);
+  }
+
+  @Override
+  public PartitionReader<InternalRow> createReader(InputPartition partition) {
+    return new SheafRowReader(new SheafColumnarReader((SheafInputPartition) partition, server, token, plan));
+  }
+}

@@ -1,0 +1,114 @@
+package dev.sheaf.spark;
+
+import dev.sheaf.client.Dataset;
+import dev.sheaf.client.DatasetUri;
+import dev.sheaf.client.SheafClient;
+import java.util.Map;
+import java.util.Set;
+import org.apache.spark.sql.connector.catalog.SupportsRead;
+import org.apache.spark.sql.connector.catalog.TableCapability;
+import org.apache.spark.sql.connector.read.ScanBuilder;
+import org.apache.spark.sql.types.StructType;
+import org.apache.spark.sql.util.CaseInsensitiveStringMap;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * A package table pinned to one revision: the revision is resolved once, when the table is
+ * loaded, so every scan of a DataFrame reads the same data even if the package moves on.
+ */
+final class SheafTable implements SupportsRead {
+  private static final Logger LOG = LoggerFactory.getLogger(SheafTable.class);
+
+  private final SheafOptions options;
+  private final String topHash;
+  private final DatasetUri pinned;
+  private final TableColumns columns;
+
+  private SheafTable(SheafOptions options, String topHash, DatasetUri pinned, TableColumns columns) {
+    this.options = options;
+    this.topHash = topHash;
+    this.pinned = pinned;
+    this.columns = columns;
+  }
+
+  /**
+   * Resolves a table: plans the base read once for its schema and revision.
+   *
+   * @param options the read's options
+   * @return the pinned table
+   */
+  static SheafTable load(SheafOptions options) {
+    Dataset base;
+    try (SheafClient client = client(options)) {
+      base = client.dataset(options.base());
+    }
+    DatasetUri pinned = options.base().withHash(base.topHash());
+    String name = pinned.reference();
+    TableColumns columns = new TableColumns(base.schema(), options.dropUnsupported, name);
+    for (String why : columns.dropped()) {
+      LOG.warn("sheaf: {}: left out, {}", name, why);
+    }
+    LOG.info("sheaf: {} resolved to top_hash {}", options.table.reference(), base.topHash());
+    return new SheafTable(options, base.topHash(), pinned, columns);
+  }
+
+  private static SheafClient client(SheafOptions options) {
+    return SheafClient.builder(options.server).token(options.token).build();
+  }
+
+  /** @return a new client of the table's server (the caller closes it) */
+  SheafClient client() {
+    return client(options);
+  }
+
+  /** @return the read's options */
+  SheafOptions options() {
+    return options;
+  }
+
+  /** @return the resolved revision */
+  String topHash() {
+    return topHash;
+  }
+
+  /** @return the table's URI pinned to {@link #topHash()}, with the options' parameters */
+  DatasetUri pinnedUri() {
+    return pinned;
+  }
+
+  /** @return {@code OWNER/NAME@TOP_HASH/PATH} */
+  String reference() {
+    return pinned.reference();
+  }
+
+  /** @return the table's columns as the server sends them and Spark reads them */
+  TableColumns tableColumns() {
+    return columns;
+  }
+
+  @Override
+  public String name() {
+    return "sheaf:" + pinned.reference();
+  }
+
+  @Override
+  public StructType schema() {
+    return columns.spark();
+  }
+
+  @Override
+  public Set<TableCapability> capabilities() {
+    return Set.of(TableCapability.BATCH_READ);
+  }
+
+  @Override
+  public Map<String, String> properties() {
+    return Map.of("top_hash", topHash, "package", pinned.packageName(), "path", pinned.path(), "server", options.server);
+  }
+
+  @Override
+  public ScanBuilder newScanBuilder(CaseInsensitiveStringMap ignored) {
+    return new SheafScanBuilder(this);
+  }
+}

@@ -1,0 +1,194 @@
+"""Package verbs over DoAction, the bearer token, and the error hierarchy."""
+
+from __future__ import annotations
+
+import pickle
+import threading
+
+import pyarrow.flight as flight
+import pytest
+
+import sheaf
+
+
+def test_list_packages(client, data):
+    packages = {p.name: p.latest for p in client.list_packages("test/*")}
+    assert packages == {"test/tables": data.tops["test/tables"], "test/files": data.tops["test/files"]}
+    assert "demo/weather" in {p.name for p in client.list_packages()}
+    assert [p.name for p in client.list_packages("test/f*")] == ["test/files"]
+    assert client.list_packages("nobody/*") == []
+
+
+def test_list_revisions_newest_first(client, data):
+    revs = client.list_revisions("test/tables")
+    assert [r.top_hash for r in revs] == [data.tops["test/tables"], data.tops["test/tables@v1"]]
+    assert revs[0].message == "second" and revs[1].message == "first"
+    assert "v1" in revs[1].tags and "latest" in revs[0].tags
+    assert revs[0].time >= revs[1].time and revs[0].time.tzinfo is not None
+
+
+def test_resolve(client, data):
+    v1, latest = data.tops["test/tables@v1"], data.tops["test/tables"]
+    assert client.resolve("test/tables") == latest
+    assert client.resolve("test/tables:v1") == v1
+    assert client.resolve(f"test/tables@{v1[:10]}") == v1
+    assert client.resolve(f"test/tables@{latest}") == latest
+
+
+def test_browse(client, data):
+    rev = client.browse("test/files")
+    assert rev.package == "test/files" and rev.top_hash == data.tops["test/files"] and rev.message == "files"
+    import testdata
+
+    expected = testdata.files()
+    assert {e.logical_key: e.size for e in rev.entries} == {k: len(v) for k, v in expected.items()}
+    assert all(e.hash_type == "sha2-256-chunked" and e.hash for e in rev.entries)
+    docs = client.browse("test/files", prefix="docs")
+    assert sorted(e.logical_key for e in docs.entries) == ["docs/a.txt", "docs/it's.txt"]
+
+
+def test_list_tables(client, data):
+    tables = {t.path: t for t in client.list_tables("test/tables:v1")}
+    assert {"", "tables/numbers.parquet", "tables/types.parquet", "tables/parts", "tables/data.csv"} <= set(tables)
+    assert tables["tables/numbers.parquet"].format == "parquet"
+    assert data.tops["test/tables@v1"] in tables["tables/numbers.parquet"].uri
+    # The URIs the server lists can be read as they are.
+    ds = client.dataset(tables["tables/numbers.parquet"].uri)
+    assert ds.top_hash == data.tops["test/tables@v1"]
+
+
+def test_client_pickles_and_reconnects(client, data):
+    copy = pickle.loads(pickle.dumps(client))
+    assert copy.url == client.url
+    assert copy.resolve("test/files") == data.tops["test/files"]
+
+
+def test_client_is_thread_safe(client, data):
+    errors, results = [], []
+
+    def work():
+        try:
+            for _ in range(5):
+                results.append(client.resolve("test/files"))
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and results == [data.tops["test/files"]] * 20
+
+
+# ---------------------------------------------------------------------------
+# Errors: each carries the server's message and names what was wrong
+# ---------------------------------------------------------------------------
+
+
+def test_not_found_package(client):
+    with pytest.raises(sheaf.NotFoundError) as e:
+        client.resolve("nobody/nothing")
+    assert e.value.code == "NOT_FOUND"
+    assert "nobody/nothing" in e.value.server_message and "nobody/nothing" in str(e.value)
+    assert isinstance(e.value, LookupError) and isinstance(e.value, sheaf.SheafError)
+
+
+def test_not_found_revision_tag_path(client):
+    with pytest.raises(sheaf.NotFoundError, match="000000"):
+        client.dataset(package="test/tables", revision="000000", path="tables/numbers.parquet")
+    with pytest.raises(sheaf.NotFoundError, match="nope"):
+        client.dataset(package="test/tables", tag="nope", path="tables/numbers.parquet")
+    with pytest.raises(sheaf.NotFoundError, match="tables/missing.parquet"):
+        client.dataset("sheaf://test/tables/tables/missing.parquet")
+
+
+def test_not_found_file(client):
+    with pytest.raises(sheaf.NotFoundError, match="images/none.bin"):
+        client.read_file("test/files", "images/none.bin")
+
+
+def test_invalid_column_names_it(client):
+    with pytest.raises(sheaf.InvalidArgumentError) as e:
+        client.dataset("sheaf://test/tables/tables/numbers.parquet", columns=["id", "nope"])
+    assert e.value.code == "INVALID_ARGUMENT" and isinstance(e.value, ValueError)
+    assert "nope" in e.value.server_message and "tables/numbers.parquet" in e.value.server_message
+
+
+def test_invalid_filter_and_parameters(client):
+    with pytest.raises(sheaf.InvalidArgumentError, match="filter|nope"):
+        client.dataset("sheaf://test/tables/tables/numbers.parquet", filter="nope > 3")
+    with pytest.raises(sheaf.InvalidArgumentError, match="sample"):
+        client.dataset("sheaf://test/tables/tables/numbers.parquet", sample=2.0)
+    with pytest.raises(sheaf.InvalidArgumentError, match="limit"):
+        client.dataset("sheaf://test/tables/tables/numbers.parquet?limit=3", limit=4)
+    with pytest.raises(sheaf.InvalidArgumentError, match="unknown action"):
+        client.action("no_such_action")
+
+
+def test_unavailable(data):
+    from conftest import free_port
+
+    c = sheaf.connect(f"grpc://127.0.0.1:{free_port()}", timeout=10)
+    with pytest.raises(sheaf.UnavailableError) as e:
+        c.list_packages()
+    assert isinstance(e.value, ConnectionError) and "127.0.0.1" in str(e.value)
+
+
+def test_errors_survive_pickling(client):
+    with pytest.raises(sheaf.NotFoundError) as e:
+        client.resolve("nobody/nothing")
+    again = pickle.loads(pickle.dumps(e.value))
+    assert type(again) is sheaf.NotFoundError and str(again) == str(e.value)
+    assert again.server_message == e.value.server_message and again.code == "NOT_FOUND"
+
+
+# ---------------------------------------------------------------------------
+# The token: a pyarrow Flight server on loopback records the headers it gets
+# (sheaf serve does not check tokens yet) and refuses calls without one.
+# ---------------------------------------------------------------------------
+
+
+class _Headers(flight.ServerMiddlewareFactory):
+    def __init__(self):
+        self.seen = []
+
+    def start_call(self, info, headers):
+        auth = headers.get("authorization", [])
+        self.seen.append((info.method, auth, headers.get("x-team", [])))
+        if auth != ["Bearer s3cret"]:
+            raise flight.FlightUnauthenticatedError("a bearer token is required")
+        return None
+
+
+class _AuthServer(flight.FlightServerBase):
+    def do_action(self, context, action):
+        yield flight.Result(b'{"package": "a/b", "top_hash": "' + b"0" * 64 + b'"}')
+
+
+@pytest.fixture
+def auth_server():
+    headers = _Headers()
+    server = _AuthServer("grpc://127.0.0.1:0", middleware={"headers": headers})
+    try:
+        yield f"grpc://127.0.0.1:{server.port}", headers
+    finally:
+        server.shutdown()
+
+
+def test_token_is_sent_as_bearer_header_on_every_call(auth_server):
+    url, headers = auth_server
+    c = sheaf.connect(url, token="s3cret", headers={"x-team": "ml"}, timeout=10)
+    assert c.resolve("a/b") == "0" * 64
+    assert c.resolve("a/b") == "0" * 64
+    assert len(headers.seen) == 2
+    assert all(auth == ["Bearer s3cret"] and team == ["ml"] for _, auth, team in headers.seen)
+
+
+def test_unauthenticated(auth_server):
+    url, _ = auth_server
+    for token in (None, "wrong"):
+        with pytest.raises(sheaf.UnauthenticatedError) as e:
+            sheaf.connect(url, token=token, timeout=10).resolve("a/b")
+        assert "bearer token is required" in e.value.server_message
+        assert isinstance(e.value, PermissionError)

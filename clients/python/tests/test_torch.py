@@ -1,0 +1,376 @@
+"""PyTorch: every row once per epoch across workers and ranks, deterministic
+order, epochs, equal batch counts, resuming, tensors, fork and spawn."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+
+import pyarrow.flight as flight
+import pytest
+import torch
+
+import sheaf
+import sheaf.torch
+import testdata
+import torchhelp
+
+N = testdata.NUMBERS
+NUMBERS = "sheaf://test/tables:v1/tables/numbers.parquet"
+COLUMNS = ["id", "x", "label", "flag", "vec"]
+
+
+def train(client, *, columns=COLUMNS, uri=NUMBERS, **kw):
+    kw.setdefault("batch_size", 256)
+    return client.dataset(uri, columns=columns).to_torch(**kw)
+
+
+def loader(ds, workers=0, ctx="fork", **kw):
+    if workers:
+        kw.setdefault("multiprocessing_context", ctx)
+        kw.setdefault("timeout", 120)
+    return sheaf.torch.DataLoader(ds, num_workers=workers, **kw)
+
+
+def id_batches(ds, workers=0, ctx="fork", **kw) -> list[list[int]]:
+    return [b["id"].tolist() for b in loader(ds, workers, ctx, **kw)]
+
+
+def flat(batches) -> list[int]:
+    return [i for b in batches for i in b]
+
+
+def assert_exactly(ids, expected):
+    counts = Counter(ids)
+    dups = [i for i, c in counts.items() if c > 1]
+    assert not dups, f"{len(dups)} rows read more than once, e.g. {dups[:5]}"
+    missing = set(expected) - set(counts)
+    assert not missing, f"{len(missing)} rows never read, e.g. {sorted(missing)[:5]}"
+    assert set(counts) == set(expected)
+
+
+# ---------------------------------------------------------------------------
+# Every row exactly once
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("workers", [0, 1, 3])
+def test_every_row_exactly_once(client, workers):
+    ds = train(client, seed=1)
+    batches = id_batches(ds, workers)
+    assert_exactly(flat(batches), range(N))
+    short = [len(b) for b in batches if len(b) != 256]
+    assert len(short) <= max(1, workers), f"short batches {short}"
+    assert len(batches) == len(loader(ds, workers))
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_two_simulated_ranks_share_the_rows(client, workers):
+    ranks = [flat(id_batches(train(client, seed=4, rank=r, world_size=2), workers)) for r in range(2)]
+    assert_exactly(ranks[0] + ranks[1], range(N))
+    assert abs(len(ranks[0]) - len(ranks[1])) <= N // 4
+
+
+def test_fewer_endpoints_than_workers(client):
+    """tiny.parquet has one row group, so one endpoint, for 2 ranks x 3 workers."""
+    per_rank = []
+    for rank in range(2):
+        ds = train(client, uri="sheaf://test/tables:v1/tables/tiny.parquet", batch_size=2, rank=rank, world_size=2,
+                   collate=torchhelp.ids_and_pid)
+        assert ds.piece_rows == [testdata.TINY]
+        out = list(loader(ds, 3))
+        assert len({b["pid"] for b in out}) == 3, "every worker should get rows"
+        per_rank.append([i for b in out for i in b["id"]])
+    assert_exactly(per_rank[0] + per_rank[1], range(testdata.TINY))
+    # A Parquet table planned as 2 endpoints, read by 3 workers.
+    ds = train(client, partitions=2, collate=torchhelp.ids_and_pid)
+    assert len(ds.piece_rows) == 2
+    out = list(loader(ds, 3))
+    assert len({b["pid"] for b in out}) == 3
+    assert_exactly([i for b in out for i in b["id"]], range(N))
+    # A CSV file: one endpoint that can only be read whole.
+    csv = client.dataset("sheaf://test/tables:v1/tables/data.csv", columns=["id"]).to_torch(batch_size=64)
+    assert_exactly(flat(id_batches(csv, 3)), range(500))
+
+
+def test_parquet_folder(client):
+    ds = client.dataset("sheaf://test/tables:v1/tables/parts", columns=["id"], partitions=5).to_torch(batch_size=64)
+    assert sum(ds.piece_rows) == 2_500 and len(ds.piece_rows) == 5
+    assert_exactly(flat(id_batches(ds, 2)), range(2_500))
+
+
+def test_filtered_and_sampled_reads(client):
+    ds = client.dataset(NUMBERS, columns=["id"], filter="label = 3", partitions=7).to_torch(batch_size=100)
+    assert_exactly(flat(id_batches(ds, 2)), [i for i in range(N) if i % 7 == 3])
+    sample = client.dataset(NUMBERS, columns=["id"], sample_rows=1000, seed=2)
+    expected = sample.to_table().column("id").to_pylist()
+    assert_exactly(flat(id_batches(sample.to_torch(batch_size=100), 3)), expected)
+
+
+# ---------------------------------------------------------------------------
+# Order: seed, epochs, shuffle buffer
+# ---------------------------------------------------------------------------
+
+
+def test_same_seed_same_order_new_epoch_new_order(client):
+    a = id_batches(train(client, seed=5), 2)
+    assert id_batches(train(client, seed=5), 2) == a
+    other_seed = id_batches(train(client, seed=6), 2)
+    assert other_seed != a and sorted(flat(other_seed)) == sorted(flat(a))
+    ds = train(client, seed=5)
+    ds.set_epoch(1)
+    epoch1 = id_batches(ds, 2)
+    assert epoch1 != a and sorted(flat(epoch1)) == list(range(N))
+    ds.set_epoch(0)
+    assert id_batches(ds, 2) == a
+    unshuffled = id_batches(train(client, shuffle=False), 0)
+    assert flat(unshuffled) == list(range(N))
+
+
+def test_shuffle_buffer(client):
+    a = id_batches(train(client, seed=5, shuffle_buffer=3000), 2)
+    assert id_batches(train(client, seed=5, shuffle_buffer=3000), 2) == a
+    assert a != id_batches(train(client, seed=5), 2)
+    assert_exactly(flat(a), range(N))
+    first = a[0]
+    assert first != sorted(first), "rows inside a batch should be shuffled"
+    assert max(first) - min(first) > len(first), "a batch should mix rows from several endpoints"
+
+
+def test_set_epoch_reaches_persistent_workers(client):
+    ds = train(client, seed=8)
+    dl = loader(ds, 2, persistent_workers=True)
+    epoch0 = [b["id"].tolist() for b in dl]
+    ds.set_epoch(1)
+    epoch1 = [b["id"].tolist() for b in dl]
+    fresh = train(client, seed=8)
+    fresh.set_epoch(1)
+    assert epoch1 == id_batches(fresh, 2)
+    assert epoch1 != epoch0 and sorted(flat(epoch1)) == sorted(flat(epoch0))
+
+
+# ---------------------------------------------------------------------------
+# Equal batch counts across ranks
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_equal_batches(client, workers):
+    # Five endpoints of 4000 rows for two ranks: one rank reads three, the other two.
+    def counts(equal):
+        out = []
+        for rank in range(2):
+            ds = train(client, partitions=5, batch_size=500, rank=rank, world_size=2, equal_batches=equal, seed=1)
+            batches = id_batches(ds, workers)
+            assert len(batches) == len(loader(ds, workers))
+            out.append(batches)
+        return out
+
+    uneven = counts(False)
+    assert len(uneven[0]) != len(uneven[1])
+    assert_exactly(flat(uneven[0]) + flat(uneven[1]), range(N))
+    even = counts(True)
+    assert len(even[0]) == len(even[1]) == min(len(uneven[0]), len(uneven[1]))
+    ids = flat(even[0]) + flat(even[1])
+    assert len(ids) == len(set(ids)) and set(ids) <= set(range(N))
+    for rank in range(2):  # the batches kept are the first ones of the uneven run
+        assert even[rank] == uneven[rank][:len(even[rank])]
+
+
+def test_real_process_group_defaults_and_equal_batches(data, tmp_path):
+    """Two processes in a gloo group: rank and world size come from
+    torch.distributed, and equal batch counts keep per-batch collectives in step."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(torchhelp.distributed_rank, args=(2, data.url, str(tmp_path / "init"), str(tmp_path)), nprocs=2,
+             join=True)
+    results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert results[0]["steps"] == results[1]["steps"] == results[0]["len"] == results[1]["len"]
+    ids = results[0]["ids"] + results[1]["ids"]
+    assert len(ids) == len(set(ids)) and len(ids) >= N // 2
+
+
+def test_defaults_without_distributed(client):
+    ds = train(client)
+    assert (ds.rank, ds.world_size) == (0, 1)
+    with pytest.raises(ValueError, match="rank"):
+        train(client, rank=2, world_size=2)
+
+
+# ---------------------------------------------------------------------------
+# Resuming mid-epoch
+# ---------------------------------------------------------------------------
+
+
+class CountDoGet(flight.ClientMiddlewareFactory):
+    def __init__(self):
+        self.calls = 0
+
+    def start_call(self, info):
+        if info.method == flight.FlightMethod.DO_GET:
+            self.calls += 1
+
+
+@pytest.mark.parametrize("workers,buffer", [(0, 0), (2, 0), (2, 2500), (0, 2500)])
+def test_resume_mid_epoch(client, workers, buffer):
+    def fresh():
+        return train(client, seed=9, batch_size=250, partitions=20, shuffle_buffer=buffer)
+
+    full = id_batches(fresh(), workers)
+    consumed, first = [], loader(fresh(), workers)
+    for batch in first:
+        consumed.append(batch["id"].tolist())
+        if len(consumed) == 22:
+            break
+    state = json.loads(json.dumps(first.state_dict()))
+    assert (state["epoch"], state["batches"]) == (0, 22)
+    del first
+    assert consumed == full[:22]
+
+    resumed_ds = fresh()
+    second = loader(resumed_ds, workers)
+    second.load_state_dict(state)
+    assert len(second) == len(full) - 22
+    rest = [b["id"].tolist() for b in second]
+    assert rest == full[22:]
+    # The next epoch starts from its beginning.
+    resumed_ds.set_epoch(1)
+    assert sorted(flat(id_batches(resumed_ds, workers))) == list(range(N))
+
+
+def test_resume_does_not_reread_consumed_endpoints(data):
+    counter = CountDoGet()
+    client = sheaf.connect(data.url, timeout=60, read_timeout=60, middleware=[counter])
+
+    def fresh():
+        return train(client, seed=9, batch_size=250, partitions=20)
+
+    ds = fresh()
+    assert ds.piece_rows == [1000] * 20  # 4 batches per endpoint
+    before = counter.calls
+    it = iter(ds)
+    for _ in range(22):  # five and a half endpoints
+        next(it)
+    state = ds.state_dict()
+    it.close()
+    assert state["batches"] == 22 and state["num_workers"] == 1
+
+    resumed = fresh()
+    resumed.load_state_dict(state)
+    before = counter.calls
+    remaining = sum(1 for _ in resumed)
+    assert remaining == 80 - 22
+    assert counter.calls - before == 15, "the five endpoints consumed whole must not be read again"
+
+
+def test_resume_refuses_a_different_setup(client):
+    ds = train(client, seed=9)
+    it = iter(ds)
+    next(it)
+    state = ds.state_dict()
+    it.close()
+    with pytest.raises(ValueError, match="seed"):
+        train(client, seed=10).load_state_dict(state)
+    with pytest.raises(ValueError, match="batch_size"):
+        train(client, seed=9, batch_size=100).load_state_dict(state)
+    other = train(client, seed=9)
+    other.load_state_dict(dict(state, num_workers=2))  # saved with two workers, resumed in-process
+    with pytest.raises(ValueError, match="num_workers"):
+        list(other)
+    with pytest.raises(ValueError, match="batches="):
+        train(client).state_dict()
+
+
+# ---------------------------------------------------------------------------
+# Tensors
+# ---------------------------------------------------------------------------
+
+
+def test_tensors_match_the_source(client, data):
+    source = data.parquet("numbers.parquet")
+    ds = train(client, batch_size=1000, shuffle=False)
+    it = iter(ds)
+    batch = next(it)
+    it.close()
+    assert set(batch) == set(COLUMNS)
+    assert batch["id"].dtype == torch.int64 and batch["x"].dtype == torch.float32
+    assert batch["label"].dtype == torch.int32 and batch["flag"].dtype == torch.bool
+    assert batch["vec"].dtype == torch.float32 and batch["vec"].shape == (1000, 3)
+    ids = batch["id"].tolist()
+    rows = source.take(ids)
+    assert batch["x"].tolist() == rows.column("x").to_pylist()
+    assert batch["label"].tolist() == rows.column("label").to_pylist()
+    assert batch["flag"].tolist() == rows.column("flag").to_pylist()
+    assert batch["vec"].tolist() == rows.column("vec").to_pylist()
+
+
+def test_numeric_columns_are_not_copied(client):
+    ds = client.dataset(NUMBERS, columns=["id", "x", "vec"], partitions=1)
+    batch = next(ds.to_batches())
+    tensors = sheaf.torch.to_tensors(batch)
+    for name, width in (("id", 8), ("x", 4)):
+        array = batch.column(name)
+        assert tensors[name].data_ptr() == array.buffers()[1].address + array.offset * width
+    values = batch.column("vec").values
+    assert tensors["vec"].data_ptr() == values.buffers()[1].address
+    # Batches cut from inside one Flight batch are slices of it, not copies.
+    rebatcher = sheaf.torch._Rebatcher(100)
+    first, second = list(rebatcher.push(batch))[:2]
+    assert sheaf.torch.to_tensors(second)["id"].data_ptr() == \
+        batch.column("id").buffers()[1].address + (batch.column("id").offset + 100) * 8
+    assert first.num_rows == second.num_rows == 100
+
+
+def test_columns_that_cannot_become_tensors(client):
+    with pytest.raises(sheaf.TensorConversionError) as e:
+        client.dataset(NUMBERS, columns=["id", "name"]).to_torch()
+    assert "'name' (string)" in str(e.value) and "test/tables@" in str(e.value) and "collate=" in str(e.value)
+    with pytest.raises(sheaf.TensorConversionError, match="'ts'"):
+        client.dataset("sheaf://test/tables:v1/tables/types.parquet", columns=["id", "ts"]).to_torch()
+    nulls = client.dataset("sheaf://test/tables:v1/tables/nulls.parquet").to_torch(batch_size=50)
+    with pytest.raises(sheaf.TensorConversionError, match=r"column 'v' of test/tables@\w+/tables/nulls.parquet has"):
+        list(nulls)
+    # The same error crosses the process boundary from a DataLoader worker.
+    with pytest.raises(sheaf.TensorConversionError, match="null"):
+        list(loader(nulls, 1))
+
+
+def test_collate_hook(client):
+    ds = client.dataset(NUMBERS, columns=["id", "name"]).to_torch(batch_size=300, collate=torchhelp.names)
+    names = [n for batch in loader(ds, 2) for n in batch]
+    assert sorted(names) == sorted(f"n{i}" for i in range(N))
+
+
+# ---------------------------------------------------------------------------
+# Processes: each worker opens its own connection, after fork or spawn
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ctx", ["fork", "spawn"])
+def test_workers_open_their_own_connection(client, ctx):
+    ds = client.dataset(NUMBERS, columns=["id"])
+    assert ds.to_table().num_rows == N  # the parent has a live connection when the workers start
+    train_ds = ds.to_torch(batch_size=1000, seed=3, collate=torchhelp.ids_and_pid)
+    dl = loader(train_ds, 2, ctx, persistent_workers=True)
+    epochs = []
+    for e in range(2):
+        train_ds.set_epoch(e)  # reaches the persistent workers (shared memory), spawned ones too
+        out = list(dl)
+        pids = {b["pid"] for b in out}
+        assert len(pids) == 2 and os.getpid() not in pids
+        assert_exactly([i for b in out for i in b["id"]], range(N))
+        epochs.append([b["id"] for b in out])
+    reference = client.dataset(NUMBERS, columns=["id"]).to_torch(batch_size=1000, seed=3)
+    reference.set_epoch(1)
+    assert epochs[1] == id_batches(reference, 2) and epochs[0] != epochs[1]
+    assert ds.to_table().num_rows == N  # and the parent still reads afterwards
+
+
+def test_files_dataset(client):
+    ds = client.dataset(package="test/files", content=True, filter="starts_with(logical_key, 'images/')")
+    train_ds = ds.to_torch(batch_size=3, collate=torchhelp.files, seed=2)
+    assert len(train_ds.piece_rows) > 3 and sum(train_ds.piece_rows) == testdata.FILES
+    got = [f for batch in loader(train_ds, 3) for f in batch]
+    expected = {k: v for k, v in testdata.files().items() if k.startswith("images/")}
+    assert len(got) == len(expected) and dict(got) == expected
