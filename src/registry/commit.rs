@@ -9,10 +9,9 @@
 
 use super::push::{LocalFile, hash_all};
 use super::{Error, PackageName, Registry, Result};
-use crate::manifest::{Entry, Manifest};
+use crate::manifest::Manifest;
 use crate::progress::NoProgress;
 use serde::Serialize;
-use serde_json::{Map, Value};
 use std::path::PathBuf;
 
 /// Which revision a commit builds on.
@@ -61,17 +60,7 @@ impl Registry {
             local.push(LocalFile { path, key, size });
         }
         let hashed = hash_all(local, &NoProgress).await?;
-        let entries: Vec<Entry> = hashed
-            .iter()
-            .map(|(f, h)| Entry {
-                logical_key: f.key.clone(),
-                physical_keys: vec![self.location.url_of(&Self::blob_path(&h.blob_hex().expect("chunked hash")))],
-                size: f.size,
-                hash: h.clone(),
-                meta: Value::Object(Map::new()),
-                extra: Map::new(),
-            })
-            .collect();
+        let entries = self.blob_entries(&hashed);
         let keys = entries.iter().map(|e| e.logical_key.clone()).collect();
         let bytes = entries.iter().map(|e| e.size).sum();
         self.upload_missing(hashed, &NoProgress).await?;

@@ -69,17 +69,7 @@ impl Registry {
         let hashed = hash_all(files, progress).await?;
         progress.finish();
 
-        let entries: Vec<Entry> = hashed
-            .iter()
-            .map(|(f, h)| Entry {
-                logical_key: f.key.clone(),
-                physical_keys: vec![self.location.url_of(&Self::blob_path(&h.blob_hex().expect("chunked hash")))],
-                size: f.size,
-                hash: h.clone(),
-                meta: Value::Object(Map::new()),
-                extra: Map::new(),
-            })
-            .collect();
+        let entries = self.blob_entries(&hashed);
         let manifest = Manifest::build(opts.message.clone(), opts.user_meta.clone(), entries)
             .map_err(|source| Error::Manifest { top_hash: format!("being built from {}", dir.display()), source })?;
         let top_hash = manifest.top_hash();
@@ -107,6 +97,22 @@ impl Registry {
         self.write_manifest(&manifest, &top_hash).await?;
         report.previous = self.record_revision(pkg, &top_hash).await?;
         Ok(report)
+    }
+
+    /// Manifest entries for hashed local files, their physical keys naming
+    /// the registry's content-addressed blobs.
+    pub(super) fn blob_entries(&self, hashed: &[(LocalFile, EntryHash)]) -> Vec<Entry> {
+        hashed
+            .iter()
+            .map(|(f, h)| Entry {
+                logical_key: f.key.clone(),
+                physical_keys: vec![self.location.url_of(&Self::blob_path(&h.blob_hex().expect("chunked hash")))],
+                size: f.size,
+                hash: h.clone(),
+                meta: Value::Object(Map::new()),
+                extra: Map::new(),
+            })
+            .collect()
     }
 
     /// Uploads the blobs the registry does not hold yet (one upload per
