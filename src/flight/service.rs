@@ -163,8 +163,13 @@ impl SheafFlight {
 
     fn flight_info(&self, plan: &Plan, descriptor: FlightDescriptor) -> Result<FlightInfo, Status> {
         let start = self.next_location.fetch_add(plan.tickets.len().max(1), Ordering::Relaxed);
-        let endpoints = plan.tickets.iter().enumerate().map(|(i, t)| {
-            let endpoint = FlightEndpoint::new().with_ticket(Ticket::new(t.encode_to_vec()));
+        let endpoints = plan.tickets.iter().zip(&plan.regions).enumerate().map(|(i, (t, region))| {
+            let mut endpoint = FlightEndpoint::new().with_ticket(Ticket::new(t.encode_to_vec()));
+            if let Some((first_row, rows)) = region {
+                // The table rows this endpoint covers, before filters and sampling.
+                let meta = json!({"partition": i, "first_row": first_row, "table_rows": rows});
+                endpoint = endpoint.with_app_metadata(meta.to_string().into_bytes());
+            }
             match self.advertise.len() {
                 0 => endpoint,
                 n => endpoint.with_location(self.advertise[(start + i) % n].clone()),

@@ -49,6 +49,9 @@ pub struct Plan {
     pub total_bytes: Option<u64>,
     /// One ticket per endpoint, in canonical order.
     pub tickets: Vec<Ticket>,
+    /// Per endpoint, the region of the table it covers, before filters and
+    /// sampling: `(first row, rows)`, when known.
+    pub regions: Vec<Option<(u64, u64)>>,
 }
 
 /// Work done by one read, filled in while its stream runs (complete once
@@ -350,6 +353,24 @@ impl Engine {
                 (tickets, Some(bytes))
             }
         };
+        let regions = tickets
+            .iter()
+            .map(|t| match &layout {
+                Layout::Sequential(rows) => rows.or(table_rows).map(|r| (0, r)),
+                Layout::Parquet(parts) => {
+                    let first = t.slices.first().map_or(0, |s| s.first_row);
+                    let rows = t
+                        .slices
+                        .iter()
+                        .map(|s| {
+                            let part = table.entries.iter().position(|e| e.logical_key == s.logical_key).expect("a part");
+                            parts[part][s.row_group_start as usize..s.row_group_end as usize].iter().map(|(r, _)| r).sum::<u64>()
+                        })
+                        .sum();
+                    Some((first, rows))
+                }
+            })
+            .collect();
         Ok(Plan {
             uri: uri.pinned(&top_hash),
             top_hash,
@@ -357,6 +378,7 @@ impl Engine {
             total_rows,
             total_bytes,
             tickets,
+            regions,
         })
     }
 

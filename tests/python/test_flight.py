@@ -737,3 +737,22 @@ def test_filter_with_constant_functions_is_simplified(flight_data):
     expected = expected.filter(pc.greater(expected["id"], 100))
     got = fl.read(c, uri(T, "data/types.parquet", columns="id", filter="id > arrow_cast(100, 'Int32')"))
     assert_same(got, expected)
+
+
+@pytest.mark.parametrize("n", [1, 3, 7])
+def test_endpoint_app_metadata_names_the_rows_each_covers(flight_data, n):
+    """Each endpoint's app_metadata says which table rows it covers (before
+    filters and sampling), so clients can split work without reading."""
+    c = flight_data.client
+    fi = fl.info(c, uri(T, "parts", partitions=n))
+    metas = [json.loads(bytes(ep.app_metadata)) for ep in fi.endpoints]
+    assert [m["partition"] for m in metas] == list(range(len(metas)))
+    first = 0
+    for m, table in zip(metas, fl.read_endpoints(c, fi)):
+        assert m["first_row"] == first
+        assert m["table_rows"] == table.num_rows
+        first += m["table_rows"]
+    assert first == fi.total_records
+    # Whole-file tables: one endpoint; its region is known once counted.
+    fi = fl.info(c, uri(T, "csv/data.csv", sample_rows=10, seed=1))
+    assert json.loads(bytes(fi.endpoints[0].app_metadata)) == {"partition": 0, "first_row": 0, "table_rows": 20_000}
