@@ -45,7 +45,7 @@ pub struct Plan {
     /// Rows of the result: exact for plain reads and exact-count samples,
     /// an estimate under a fractional sample, `None` under a filter.
     pub total_rows: Option<u64>,
-    /// Uncompressed bytes of the table read (before filters), when known.
+    /// Uncompressed bytes of the columns read (before filters), when known.
     pub total_bytes: Option<u64>,
     /// One ticket per endpoint, in canonical order.
     pub tickets: Vec<Ticket>,
@@ -232,6 +232,33 @@ impl Engine {
         batches.try_fold(0u64, |rows, b| futures::future::ready(Ok(rows + b.num_rows() as u64))).await
     }
 
+    /// The layout's row-group sizes counting only the `needed` columns
+    /// (uncompressed, as Parquet records them). Nested schemas, whose leaves
+    /// do not map one to one onto fields, keep the whole row group's size.
+    async fn projected_sizes(&self, table: &Table, parts: Vec<Vec<(u64, u64)>>, needed: &[usize]) -> Result<Vec<Vec<(u64, u64)>>, Error> {
+        let mut out = Vec::with_capacity(parts.len());
+        for (entry, groups) in table.entries.iter().zip(parts) {
+            let footer = self.footer(entry).await?;
+            let metadata = footer.metadata();
+            let descr = metadata.file_metadata().schema_descr();
+            if descr.num_columns() != descr.root_schema().get_fields().len() || needed.len() == descr.num_columns() {
+                out.push(groups);
+                continue;
+            }
+            out.push(
+                groups
+                    .iter()
+                    .enumerate()
+                    .map(|(g, &(rows, _))| {
+                        let rg = metadata.row_group(g);
+                        (rows, needed.iter().map(|&c| rg.column(c).uncompressed_size().max(0) as u64).sum())
+                    })
+                    .collect(),
+            );
+        }
+        Ok(out)
+    }
+
     fn prepare(&self, schema: &SchemaRef, query: &Query, table: &str) -> Result<Prepared, Error> {
         let ctx = session();
         let parse = |schema: &SchemaRef| -> Result<Option<(Expr, Arc<dyn PhysicalExpr>)>, Error> {
@@ -304,6 +331,11 @@ impl Engine {
             content: q.content,
         };
         let prepared = self.prepare(&schema, &query, &table_name)?;
+        // Size Parquet endpoints and total_bytes by the columns actually read.
+        let layout = match layout {
+            Layout::Parquet(parts) => Layout::Parquet(self.projected_sizes(&table, parts, &prepared.needed).await?),
+            other => other,
+        };
         let table_rows = match &layout {
             Layout::Parquet(parts) => Some(parts.iter().flatten().map(|(r, _)| r).sum::<u64>()),
             Layout::Sequential(Some(rows)) => Some(*rows),

@@ -756,3 +756,22 @@ def test_endpoint_app_metadata_names_the_rows_each_covers(flight_data, n):
     # Whole-file tables: one endpoint; its region is known once counted.
     fi = fl.info(c, uri(T, "csv/data.csv", sample_rows=10, seed=1))
     assert json.loads(bytes(fi.endpoints[0].app_metadata)) == {"partition": 0, "first_row": 0, "table_rows": 20_000}
+
+
+def test_total_bytes_counts_the_columns_read(flight_data):
+    """total_bytes is the uncompressed size of the columns a read decodes
+    (Parquet's own figures), so a projection shrinks it; across parts too.
+    (Nested schemas keep whole row groups: their leaves are not fields.)"""
+    c = flight_data.client
+    parts = [flight_data.src / k for k in ("parts/a.parquet", "parts/b.parquet", "parts/c/d.parquet")]
+    whole = just_v = 0
+    for path in parts:
+        md = pq.ParquetFile(path).metadata
+        col = [md.schema.column(i).name for i in range(md.num_columns)].index("v")
+        whole += sum(md.row_group(g).total_byte_size for g in range(md.num_row_groups))
+        just_v += sum(md.row_group(g).column(col).total_uncompressed_size for g in range(md.num_row_groups))
+    assert fl.info(c, uri(T, "parts")).total_bytes == whole
+    assert fl.info(c, uri(T, "parts", columns="v")).total_bytes == just_v
+    assert just_v < whole
+    # A filter column is read too.
+    assert fl.info(c, uri(T, "parts", columns="v", filter="id > 3")).total_bytes > just_v
