@@ -4,6 +4,11 @@
 //! the handlers: a request timeout (until the response starts; streams are
 //! not cut), a global concurrency limit with load shedding, and gRPC health.
 //! Errors become gRPC status codes in one place ([`status`]).
+//!
+//! Modules: [`service`](SheafFlight) (the RPCs), `actions` (DoAction),
+//! `put` (DoPut), [`cache`] (encoded DoGet streams for repeated reads),
+//! [`grpc`] (DoGet framed without tonic's codec copy, in front of the
+//! generated service).
 
 mod actions;
 pub mod cache;
