@@ -97,10 +97,7 @@ class Series:
 
 
 def main() -> None:
-    ap = h.common_args(__doc__)
-    opts = ap.parse_args()
-    h.check_sheaf_binary()
-    cfg = SIZES["quick" if opts.quick else "full"]
+    opts, cfg = h.start_scenario(__doc__, SIZES)
     path = h.dataset("narrow", cfg["rows"])
     rows, nbytes = h.arrow_bytes(path)
     file_size = path.stat().st_size

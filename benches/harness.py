@@ -648,6 +648,15 @@ def scratch_dir(prefix: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"sheaf-bench-{prefix}-"))
 
 
+def start_scenario(description: str, sizes: dict[str, dict]):
+    """What every scenario script does first: parse the common flags, check
+    the server binary, and pick its sizes (`sizes["quick"]` or `["full"]`).
+    Returns (options, sizes)."""
+    opts = common_args(description).parse_args()
+    check_sheaf_binary()
+    return opts, sizes["quick" if opts.quick else "full"]
+
+
 def common_args(description: str):
     import argparse
     ap = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)

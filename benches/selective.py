@@ -83,10 +83,7 @@ class Query:
 
 
 def main() -> None:
-    ap = h.common_args(__doc__)
-    opts = ap.parse_args()
-    h.check_sheaf_binary()
-    cfg = SIZES["quick" if opts.quick else "full"]
+    opts, cfg = h.start_scenario(__doc__, SIZES)
     path = h.dataset("wide", cfg["rows"])
     pf = pq.ParquetFile(path)
     rows = pf.metadata.num_rows

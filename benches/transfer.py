@@ -67,10 +67,7 @@ def get_json(url: str) -> pd.DataFrame:
 
 
 def main() -> None:
-    ap = h.common_args(__doc__)
-    opts = ap.parse_args()
-    h.check_sheaf_binary()
-    cfg = SIZES["quick" if opts.quick else "full"]
+    opts, cfg = h.start_scenario(__doc__, SIZES)
     path = h.dataset("narrow", cfg["rows"])
     rows, nbytes = h.arrow_bytes(path)
     scratch = h.scratch_dir("transfer")

@@ -68,10 +68,7 @@ def local_first(path: Path) -> dict:
 
 
 def main() -> None:
-    ap = h.common_args(__doc__)
-    opts = ap.parse_args()
-    h.check_sheaf_binary()
-    cfg = SIZES["quick" if opts.quick else "full"]
+    opts, cfg = h.start_scenario(__doc__, SIZES)
     files = {"large": h.dataset("wide", cfg["large"]), "small": h.dataset("wide", cfg["small"])}
     sizes = {k: h.arrow_bytes(p) for k, p in files.items()}
     first_group = {k: sum(pq.ParquetFile(p).metadata.row_group(0).column(i).total_compressed_size
