@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import re
 import select
@@ -28,6 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+# DataLoader workers in these tests start from a forkserver (see
+# test_torch.DEFAULT_CTX); preloading the heavy modules there keeps each
+# worker's start-up cheap. Importing them starts no gRPC threads.
+multiprocessing.set_forkserver_preload(["torch", "pyarrow", "sheaf"])
 
 import testdata
 
