@@ -155,7 +155,7 @@ impl Registry {
     /// Streams an entry into `target` through a temporary file, hashing as it
     /// goes; only verified data is renamed into place.
     async fn download(&self, entry: &Entry, target: &FsPath, progress: &dyn Progress) -> Result<()> {
-        let (mut file, guard) = PartialFile::create(target).await?;
+        let (mut file, guard) = PartialFile::create(target)?;
         let tmp = guard.path.clone();
         let result = async {
             let mut hasher = StreamHasher::new(&entry.hash, entry.size);
@@ -267,13 +267,16 @@ struct PartialFile {
 }
 
 impl PartialFile {
-    async fn create(target: &FsPath) -> Result<(tokio::fs::File, PartialFile)> {
+    /// Creates the file synchronously: an install that fails elsewhere drops
+    /// this download's future, and an open still running on a blocking
+    /// thread would create the file after the guard was gone.
+    fn create(target: &FsPath) -> Result<(tokio::fs::File, PartialFile)> {
         let name = target.file_name().and_then(|n| n.to_str()).unwrap_or("entry");
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
         for attempt in 0..8u32 {
             let path = target.with_file_name(format!(".{name}.sheaf-partial-{}-{nanos:x}-{attempt}", std::process::id()));
-            match tokio::fs::OpenOptions::new().write(true).create_new(true).open(&path).await {
-                Ok(file) => return Ok((file, PartialFile { path, armed: true })),
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(file) => return Ok((tokio::fs::File::from_std(file), PartialFile { path, armed: true })),
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(Error::io(path.display().to_string(), e)),
             }
