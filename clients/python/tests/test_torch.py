@@ -26,12 +26,11 @@ def train(client, *, columns=COLUMNS, uri=NUMBERS, **kw):
     return client.dataset(uri, columns=columns).to_torch(**kw)
 
 
-# Workers start with forkserver unless a test is about the start method:
-# pyarrow 26's bundled gRPC has no fork support, and the client's fork guard
-# (sheaf._fork) narrows but does not close the window in which a forked
-# worker can inherit gRPC mid-shutdown and hang (seen about once in a few
-# full runs here). Fork itself is covered by the parametrized tests below.
-DEFAULT_CTX = "forkserver"
+# Workers start with forkserver unless a test is about the start method
+# (fork is covered by the parametrized tests below and test_fork_guard.py).
+# SHEAF_TEST_START_METHOD=fork runs every DataLoader test with fork, to stress
+# the fork guard (sheaf._fork).
+DEFAULT_CTX = os.environ.get("SHEAF_TEST_START_METHOD", "forkserver")
 
 
 def loader(ds, workers=0, ctx=DEFAULT_CTX, **kw):

@@ -245,10 +245,14 @@ class Client:
                 self._pid = os.getpid()
             client = self._flights.get(url)
             if client is None:
+                spec = self._spec
                 try:
-                    client = flight.FlightClient(url, tls_root_certs=self._spec.tls_root_certs,
-                                                 disable_server_verification=self._spec.disable_server_verification
-                                                 or None, middleware=list(self._spec.middleware) or None)
+                    client = _fork.open_connection(lambda: flight.FlightClient(
+                        url, tls_root_certs=spec.tls_root_certs,
+                        disable_server_verification=spec.disable_server_verification or None,
+                        middleware=list(spec.middleware) or None), url)
+                except SheafError:
+                    raise
                 except Exception as e:  # bad URL or TLS settings
                     raise from_flight(e, f"connecting to {url}") from e
                 self._flights[url] = client
