@@ -6,12 +6,12 @@
 //! byte budget, least recently used streams are evicted first, and a stream
 //! larger than half the budget is simply not cached.
 
-use arrow_flight::FlightData;
+use super::encode::WireMessage;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 /// The encoded messages of one DoGet, in order.
-pub type Messages = Arc<Vec<FlightData>>;
+pub type Messages = Arc<Vec<WireMessage>>;
 
 /// Encoded DoGet streams by ticket bytes.
 #[derive(Debug)]
@@ -37,11 +37,6 @@ struct Entry {
     messages: Messages,
     bytes: u64,
     last_used: u64,
-}
-
-/// Size of a message as held in memory.
-pub fn message_bytes(m: &FlightData) -> u64 {
-    (m.data_header.len() + m.data_body.len() + m.app_metadata.len()) as u64
 }
 
 impl StreamCache {
@@ -94,7 +89,7 @@ impl StreamCache {
         state.used -= bytes;
     }
 
-    fn insert(&self, ticket: Vec<u8>, messages: Vec<FlightData>, bytes: u64) {
+    fn insert(&self, ticket: Vec<u8>, messages: Vec<WireMessage>, bytes: u64) {
         let mut state = self.state.lock().expect("stream cache poisoned");
         state.clock += 1;
         let entry = Entry { messages: Arc::new(messages), bytes, last_used: state.clock };
@@ -116,7 +111,7 @@ impl StreamCache {
 pub struct Recording {
     cache: Arc<StreamCache>,
     ticket: Vec<u8>,
-    messages: Vec<FlightData>,
+    messages: Vec<WireMessage>,
     reserved: u64,
     gave_up: bool,
     /// This recording holds the ticket's slot in `State::recording`.
@@ -125,11 +120,11 @@ pub struct Recording {
 
 impl Recording {
     /// Records the next message (a cheap clone: the buffers are shared).
-    pub fn push(&mut self, message: &FlightData) {
+    pub fn push(&mut self, message: &WireMessage) {
         if self.gave_up {
             return;
         }
-        let bytes = message_bytes(message);
+        let bytes = message.bytes();
         // One stream may take at most half the budget, so a huge read does
         // not flush everything else only to be dropped itself.
         if self.reserved + bytes <= self.cache.budget / 2 && self.cache.reserve(bytes) {
@@ -171,8 +166,8 @@ mod tests {
     use super::*;
     use bytes::Bytes;
 
-    fn msg(n: usize) -> FlightData {
-        FlightData { data_body: Bytes::from(vec![0u8; n]), ..Default::default() }
+    fn msg(n: usize) -> WireMessage {
+        WireMessage { body: vec![Bytes::from(vec![0u8; n])], ..Default::default() }
     }
 
     #[test]

@@ -2,13 +2,14 @@
 //!
 //! tonic encodes each response message into one contiguous buffer, copying
 //! every Arrow body once more on its way to the socket (tonic #1558). Here a
-//! `FlightData` is framed by hand: a small head (the gRPC length prefix and
-//! the protobuf fields before `data_body`) and the body's own buffer, sent as
-//! two HTTP/2 data chunks that hyper writes out without copying. Every other
-//! RPC goes to tonic's generated service unchanged.
+//! [`WireMessage`] is framed by hand: a small head (the gRPC length prefix and
+//! the protobuf fields before `data_body`) and the body's own buffers (the
+//! Arrow buffers themselves, see [`super::encode`]), sent as HTTP/2 data
+//! chunks that hyper writes out without copying. Every other RPC goes to
+//! tonic's generated service unchanged.
 
 use super::SheafFlight;
-use arrow_flight::FlightData;
+use super::encode::WireMessage;
 use arrow_flight::flight_service_server::FlightServiceServer;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::FutureExt;
@@ -31,23 +32,19 @@ pub const DO_GET_PATH: &str = "/arrow.flight.protocol.FlightService/DoGet";
 /// Largest DoGet request (a ticket) accepted.
 const MAX_REQUEST: usize = 1024 * 1024;
 
-/// Frames one message for the wire: the head (5-byte gRPC prefix and every
-/// protobuf field but the body's bytes) and the body, unchanged. Their
-/// concatenation equals the prefix plus `message.encode_to_vec()`.
-pub fn frame(message: &FlightData) -> Result<(Bytes, Bytes), Status> {
+/// Frames one message for the wire: the head (5-byte gRPC prefix and the
+/// protobuf fields before `data_body`) and the body's parts, unchanged. Their
+/// concatenation equals the prefix plus the `FlightData`'s protobuf encoding.
+pub fn frame(message: &WireMessage) -> Result<Bytes, Status> {
     let field = |tag: u32, len: usize| if len == 0 { 0 } else { key_len(tag) + encoded_len_varint(len as u64) + len };
-    let descriptor = message.flight_descriptor.as_ref().map_or(0, |d| prost::encoding::message::encoded_len(1, d));
-    let (header, metadata, body) = (message.data_header.len(), message.app_metadata.len(), message.data_body.len());
-    let head_fields = descriptor + field(2, header) + field(3, metadata);
+    let (header, metadata, body) = (message.data_header.len(), message.app_metadata.len(), message.body_len());
+    let head_fields = field(2, header) + field(3, metadata);
     let total = head_fields + field(1000, body);
     let total = u32::try_from(total)
         .map_err(|_| Status::resource_exhausted(format!("a message of {total} bytes exceeds gRPC's 4 GiB limit")))?;
     let mut head = BytesMut::with_capacity(5 + head_fields + 8);
     head.put_u8(0);
     head.put_u32(total);
-    if let Some(d) = &message.flight_descriptor {
-        prost::encoding::message::encode(1, d, &mut head);
-    }
     for (tag, bytes) in [(2, &message.data_header), (3, &message.app_metadata)] {
         if !bytes.is_empty() {
             encode_key(tag, WireType::LengthDelimited, &mut head);
@@ -59,7 +56,7 @@ pub fn frame(message: &FlightData) -> Result<(Bytes, Bytes), Status> {
         encode_key(1000, WireType::LengthDelimited, &mut head);
         encode_varint(body as u64, &mut head);
     }
-    Ok((head.freeze(), message.data_body.clone()))
+    Ok(head.freeze())
 }
 
 /// Reads a unary gRPC request: one uncompressed, length-prefixed message.
@@ -95,17 +92,21 @@ fn trailers(status: &Status) -> Frame<Bytes> {
 /// A streaming gRPC response: each message as its head and body chunks, then
 /// trailers with the final status (OK, or the error that ended the stream,
 /// so a stream never ends early while looking complete).
-fn streaming_response(messages: BoxStream<'static, Result<FlightData, Status>>) -> http::Response<Body> {
+fn streaming_response(messages: BoxStream<'static, Result<WireMessage, Status>>) -> http::Response<Body> {
     let frames = stream::unfold(Some(messages), |state| async move {
         let mut messages = state?;
-        let framed = match messages.next().await {
-            Some(Ok(m)) => frame(&m),
+        let message = match messages.next().await {
+            Some(Ok(m)) => m,
             Some(Err(status)) => return Some((vec![trailers(&status)], None)),
             None => return Some((vec![trailers(&Status::ok(""))], None)),
         };
-        match framed {
-            Ok((head, body)) if body.is_empty() => Some((vec![Frame::data(head)], Some(messages))),
-            Ok((head, body)) => Some((vec![Frame::data(head), Frame::data(body)], Some(messages))),
+        match frame(&message) {
+            Ok(head) => {
+                let mut frames = Vec::with_capacity(1 + message.body.len());
+                frames.push(Frame::data(head));
+                frames.extend(message.body.into_iter().map(Frame::data));
+                Some((frames, Some(messages)))
+            }
             Err(status) => Some((vec![trailers(&status)], None)),
         }
     })
@@ -173,17 +174,23 @@ impl Service<http::Request<Body>> for FlightRoutes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow_flight::FlightDescriptor;
+    use arrow_flight::FlightData;
 
     fn framed_equals_prost(m: FlightData) {
-        let (head, body) = frame(&m).unwrap();
-        let mut ours = head.to_vec();
-        ours.extend_from_slice(&body);
-        let encoded = m.encode_to_vec();
-        let mut expected = vec![0u8];
-        expected.extend_from_slice(&(encoded.len() as u32).to_be_bytes());
-        expected.extend_from_slice(&encoded);
-        assert_eq!(ours, expected);
+        for parts in [1, 3] {
+            let mut wire = WireMessage::from(m.clone());
+            if parts == 3 && m.data_body.len() > 2 {
+                let body = m.data_body.clone();
+                wire.body = vec![body.slice(..1), body.slice(1..2), body.slice(2..)];
+            }
+            let mut ours = frame(&wire).unwrap().to_vec();
+            wire.body.iter().for_each(|p| ours.extend_from_slice(p));
+            let encoded = m.encode_to_vec();
+            let mut expected = vec![0u8];
+            expected.extend_from_slice(&(encoded.len() as u32).to_be_bytes());
+            expected.extend_from_slice(&encoded);
+            assert_eq!(ours, expected);
+        }
     }
 
     #[test]
@@ -194,7 +201,7 @@ mod tests {
             data_header: Bytes::from(vec![7u8; 300]),
             data_body: Bytes::from(vec![1u8; 70_000]),
             app_metadata: Bytes::from_static(b"{}"),
-            flight_descriptor: Some(FlightDescriptor::new_cmd("sheaf://a/b")),
+            flight_descriptor: None,
         });
     }
 }

@@ -12,6 +12,7 @@
 
 mod actions;
 pub mod cache;
+pub mod encode;
 pub mod grpc;
 mod put;
 mod service;

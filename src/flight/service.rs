@@ -1,13 +1,12 @@
 //! The Arrow Flight service: RPCs over the query engine.
 
 use super::actions;
-use super::cache::{StreamCache, message_bytes};
+use super::cache::StreamCache;
+use super::encode::{self, WireMessage};
 use crate::metrics;
 use crate::query::{Compression, DatasetUri, Engine, Plan, ReadStats, proto, table};
 use arrow::ipc::CompressionType;
 use arrow::ipc::writer::IpcWriteOptions;
-use arrow_flight::encode::FlightDataEncoderBuilder;
-use arrow_flight::error::FlightError;
 use arrow_flight::flight_descriptor::DescriptorType;
 use arrow_flight::flight_service_server::FlightService;
 use arrow_flight::{
@@ -44,11 +43,11 @@ struct Tally {
 }
 
 impl Tally {
-    fn message(&mut self, m: &FlightData) {
-        let bytes = message_bytes(m);
+    fn message(&mut self, m: &WireMessage) {
+        let bytes = m.bytes();
         self.bytes += bytes;
         metrics::BYTES_SENT.add(bytes);
-        if let Some(rows) = batch_rows(m) {
+        if let Some(rows) = m.batch_rows() {
             self.batches += 1;
             self.rows += rows;
             metrics::BATCHES_SENT.add(1);
@@ -69,12 +68,6 @@ impl Tally {
     }
 }
 
-/// Rows of a record-batch message (None for schema and other messages).
-fn batch_rows(m: &FlightData) -> Option<u64> {
-    let message = arrow::ipc::root_as_message(&m.data_header).ok()?;
-    Some(message.header_as_record_batch()?.length().max(0) as u64)
-}
-
 impl SheafFlight {
     /// A service over `engine`; endpoint locations are spread across
     /// `advertise` (empty: endpoints name no location, meaning "this server").
@@ -86,7 +79,7 @@ impl SheafFlight {
 
     /// The encoded messages of a DoGet: from the cache when this ticket was
     /// read before, else executed, encoded and recorded for the cache.
-    pub async fn messages(&self, ticket_bytes: Bytes) -> Result<BoxStream<'static, Result<FlightData, Status>>, Status> {
+    pub async fn messages(&self, ticket_bytes: Bytes) -> Result<BoxStream<'static, Result<WireMessage, Status>>, Status> {
         let ticket = proto::Ticket::decode(ticket_bytes.clone())
             .map_err(|e| Status::invalid_argument(format!("not a Sheaf ticket: {e}")))?;
         let what = format!("{}@{}/{} partition {}", ticket.package, ticket.top_hash, ticket.path, ticket.partition);
@@ -129,15 +122,8 @@ impl SheafFlight {
             })
         })
         .flatten();
-        let batches = crate::query::read_ahead(gated.map_err(|e| FlightError::Tonic(Box::new(Status::from(e)))).boxed());
-        let encoded = FlightDataEncoderBuilder::new()
-            .with_schema(execution.schema)
-            .with_options(options)
-            .build(batches)
-            .map_err(|e| match e {
-                FlightError::Tonic(status) => *status,
-                other => Status::internal(other.to_string()),
-            });
+        let batches = crate::query::read_ahead(gated.map_err(Status::from).boxed());
+        let encoded = encode::encode(execution.schema, options, compression != Compression::None, batches);
         let recording = self.cache.record(ticket_bytes.to_vec());
         let sent = stream::unfold(Some((encoded.boxed(), recording, tally)), |state| async move {
             let (mut encoded, mut recording, mut tally) = state?;
@@ -307,7 +293,8 @@ impl FlightService for SheafFlight {
     /// DoGet through tonic's codec. The server mounts [`super::grpc`]'s
     /// copy-free framing in front of it; both send [`SheafFlight::messages`].
     async fn do_get(&self, request: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
-        Ok(Response::new(self.messages(request.into_inner().ticket).await?))
+        let messages = self.messages(request.into_inner().ticket).await?;
+        Ok(Response::new(messages.map_ok(WireMessage::into_flight_data).boxed()))
     }
 
     /// Uploads an Arrow stream as a Parquet table (see [`super::put`]). The
