@@ -1,6 +1,10 @@
 //! A cache of encoded DoGet streams. A ticket names a pinned revision, so
 //! the messages it yields never change: a repeated read is sent from memory
 //! without decoding Parquet or encoding IPC again (the server's "hot read").
+//! The messages share the decoded Arrow buffers (see [`super::encode`]), so
+//! recording costs no copy; sizes count the bytes the messages send, which
+//! may be less than the buffers they keep alive when a batch was a slice of
+//! a larger decoded buffer.
 //!
 //! Memory is bounded: cached streams and streams being recorded share one
 //! byte budget, least recently used streams are evicted first, and a stream
