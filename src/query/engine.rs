@@ -30,6 +30,8 @@ use std::sync::{Arc, Mutex};
 /// Uncompressed bytes per endpoint when the client does not ask for a
 /// partition count: large tables spread over several endpoints.
 const TARGET_PARTITION_BYTES: u64 = 64 * 1024 * 1024;
+/// Entries per endpoint of the manifest table read without contents.
+const MANIFEST_ROWS_PER_PARTITION: usize = 1_000_000;
 /// Entries kept in each of the engine's caches (manifests, Parquet footers).
 const CACHE_ENTRIES: usize = 4096;
 
@@ -369,8 +371,31 @@ impl Engine {
             query: Some(query),
             slices: vec![],
             partition: 0,
+            entry_start: 0,
+            entry_end: 0,
         };
         let (tickets, total_bytes) = match &layout {
+            // The manifest table: runs of entries, balanced by content size
+            // when contents are read. A limit is global: one endpoint.
+            Layout::Sequential(_) if table.format == Format::Manifest && q.limit.is_none() => {
+                let weights: Vec<u64> = table.entries.iter().map(|e| if q.content { e.size } else { 1 }).collect();
+                let count = match q.partitions {
+                    Some(n) => n as usize,
+                    None if q.content => weights.iter().sum::<u64>().div_ceil(TARGET_PARTITION_BYTES) as usize,
+                    None => table.entries.len().div_ceil(MANIFEST_ROWS_PER_PARTITION),
+                };
+                let tickets = split_weighted(&weights, count)
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (start, end))| Ticket {
+                        partition: i as u32,
+                        entry_start: start as u64,
+                        entry_end: end as u64,
+                        ..base.clone()
+                    })
+                    .collect();
+                (tickets, None)
+            }
             Layout::Sequential(_) => (vec![base], None),
             Layout::Parquet(parts) => {
                 // A limit is global: one endpoint reads in order and stops early.
@@ -388,6 +413,7 @@ impl Engine {
         let regions = tickets
             .iter()
             .map(|t| match &layout {
+                Layout::Sequential(_) if t.entry_end > 0 => Some((t.entry_start, t.entry_end - t.entry_start)),
                 Layout::Sequential(rows) => rows.or(table_rows).map(|r| (0, r)),
                 Layout::Parquet(parts) => {
                     let first = t.slices.first().map_or(0, |s| s.first_row);
@@ -446,16 +472,27 @@ impl Engine {
                 // Rows are chosen on the entry columns, before any content is
                 // fetched; then the output columns are projected.
                 let base = self.prepare(&manifest_schema(false), &Query { columns: vec![], ..query.clone() }, &name)?;
+                let (start, end) = match (ticket.entry_start, ticket.entry_end) {
+                    (0, 0) => (0, table.entries.len()),
+                    (s, e) if s < e && e <= table.entries.len() as u64 => (s as usize, e as usize),
+                    (s, e) => {
+                        return Err(Error::invalid(format!(
+                            "bad ticket: entries [{s}, {e}) of {name}, which has {} entries",
+                            table.entries.len()
+                        )));
+                    }
+                };
+                // Sampling hashes each entry's position in the whole manifest.
                 let selector = Selector {
                     sample: query.sample_threshold.map(|t| (query.seed, t)),
-                    position: 0,
+                    position: start as u64,
                     filter: base.filter,
                     remaining: query.limit,
                 };
                 let projector = Projector::new(&schema, &query.columns, &name)?;
                 let out_schema = projector.schema().clone();
-                stats.add(table.entries.len() as u64, 0);
-                let rows = manifest_stream(&table, selector, query.content, self.registry.clone());
+                stats.add((end - start) as u64, 0);
+                let rows = manifest_stream(&table.entries[start..end], selector, query.content, self.registry.clone());
                 let batches = rows.and_then(move |b| futures::future::ready(projector.project(&b))).boxed();
                 return Ok(Execution { schema: out_schema, batches, stats });
             }
@@ -725,9 +762,9 @@ fn shape(
 /// The manifest table: entries in batches of 1024. `selector` (sampling,
 /// filter, limit) runs on the entry columns, so `content=true` downloads
 /// only the selected files and stops at the limit.
-fn manifest_stream(table: &Table, selector: Selector, with_content: bool, registry: Registry) -> BoxStream<'static, Result<RecordBatch, Error>> {
+fn manifest_stream(entries: &[Entry], selector: Selector, with_content: bool, registry: Registry) -> BoxStream<'static, Result<RecordBatch, Error>> {
     let base_schema = manifest_schema(false);
-    let entries: Arc<Vec<Entry>> = Arc::new(table.entries.clone());
+    let entries: Arc<Vec<Entry>> = Arc::new(entries.to_vec());
     let chunks: Vec<(usize, usize)> = (0..entries.len()).step_by(1024).map(|s| (s, (s + 1024).min(entries.len()))).collect();
     let base = {
         let entries = entries.clone();
@@ -766,6 +803,33 @@ fn manifest_stream(table: &Table, selector: Selector, with_content: bool, regist
             }
         })
         .boxed()
+}
+
+/// Cuts `weights.len()` items into `count` (at least 1, at most one per item)
+/// contiguous runs `[start, end)` of about equal total weight.
+fn split_weighted(weights: &[u64], count: usize) -> Vec<(usize, usize)> {
+    let n = weights.len();
+    let count = count.clamp(1, n.max(1));
+    if n == 0 {
+        return vec![(0, 0)];
+    }
+    let total: u64 = weights.iter().sum::<u64>().max(1);
+    let mut runs = Vec::with_capacity(count);
+    let (mut start, mut acc) = (0usize, 0u64);
+    for (i, w) in weights.iter().enumerate() {
+        acc += w;
+        let runs_left = count - runs.len();
+        let items_left = n - i - 1;
+        // Close the run once it reaches its share of the weight, keeping at
+        // least one item for every run still to come.
+        let share = total * (runs.len() as u64 + 1) / count as u64;
+        if runs_left > 1 && (acc >= share || items_left < runs_left) {
+            runs.push((start, i + 1));
+            start = i + 1;
+        }
+    }
+    runs.push((start, n));
+    runs
 }
 
 /// Cuts Parquet row groups into endpoints: `wanted` of them (as equal in rows
@@ -814,4 +878,41 @@ fn partition(parts: &[Entry], layout: &[Vec<(u64, u64)>], wanted: Option<u32>) -
         out.push(Vec::new());
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_weighted;
+
+    fn check(weights: &[u64], count: usize) -> Vec<(usize, usize)> {
+        let runs = split_weighted(weights, count);
+        // Contiguous, non-empty (unless there is nothing), covering everything.
+        assert_eq!(runs.first().map(|r| r.0), Some(0));
+        assert_eq!(runs.last().map(|r| r.1), Some(weights.len()));
+        for pair in runs.windows(2) {
+            assert_eq!(pair[0].1, pair[1].0);
+        }
+        if !weights.is_empty() {
+            assert!(runs.iter().all(|(s, e)| s < e), "{runs:?}");
+        }
+        runs
+    }
+
+    #[test]
+    fn splits_into_the_count_asked_within_the_items() {
+        assert_eq!(check(&[1; 10], 3).len(), 3);
+        assert_eq!(check(&[1; 10], 10).len(), 10);
+        assert_eq!(check(&[1; 3], 8).len(), 3);
+        assert_eq!(check(&[1; 5], 0).len(), 1);
+        assert_eq!(check(&[], 4), vec![(0, 0)]);
+        assert_eq!(check(&[0; 6], 3).len(), 3);
+    }
+
+    #[test]
+    fn balances_by_weight() {
+        // One heavy item gets a run of its own.
+        assert_eq!(check(&[100, 1, 1, 1, 1], 2), vec![(0, 1), (1, 5)]);
+        assert_eq!(check(&[1, 1, 1, 1, 100], 2), vec![(0, 4), (4, 5)]);
+        assert_eq!(check(&[5; 8], 4), vec![(0, 2), (2, 4), (4, 6), (6, 8)]);
+    }
 }

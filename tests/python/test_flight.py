@@ -227,6 +227,31 @@ def test_manifest_table_with_content(flight_data):
     assert "content" not in fl.read(c, uri(T, content="false")).column_names
 
 
+def test_manifest_table_partitions(flight_data):
+    """partitions=N cuts the manifest table into N runs of entries (balanced by
+    content size when contents are read); their ordered union is the single
+    read, endpoint metadata covers every entry once, and sampling hashes the
+    entry's position in the whole manifest, so it does not depend on the cut."""
+    c = flight_data.client
+    entries = fl.manifest_entries(flight_data.registry, flight_data.tops[T])
+    assert len(entries) >= 6
+    for q in ({}, {"content": "true"}, {"content": "true", "sample": "0.5", "seed": "7"},
+              {"filter": "size > 10", "content": "true"}):
+        whole = fl.read(c, uri(T, **q))
+        assert len(fl.info(c, uri(T, **q)).endpoints) == 1, q  # small: one endpoint by default
+        for n in (2, 4, len(entries), len(entries) + 5):
+            fi = fl.info(c, uri(T, partitions=str(n), **q))
+            assert len(fi.endpoints) == min(n, len(entries)), (q, n)
+            assert fi.ordered
+            metas = [json.loads(bytes(e.app_metadata)) for e in fi.endpoints]
+            assert [m["first_row"] for m in metas] == [sum(x["table_rows"] for x in metas[:i]) for i in range(len(metas))]
+            assert sum(m["table_rows"] for m in metas) == len(entries) and all(m["table_rows"] > 0 for m in metas)
+            parts = fl.read_endpoints(c, fi)
+            assert_same(pa.concat_tables(parts), whole, f"{q} partitions={n}")
+    # A limit is global: one endpoint.
+    assert len(fl.info(c, uri(T, partitions="4", limit="3")).endpoints) == 1
+
+
 def test_get_schema_matches_flight_info_and_data(flight_data):
     c = flight_data.client
     for u in (uri(T, "data/types.parquet"), uri(T, "parts", columns="s,id"), uri(T, "csv/data.csv"),

@@ -193,6 +193,10 @@ def test_bad_ticket(flight_data):
     c = flight_data.client
     for raw in (b"\xff\xfe garbage", b"not a ticket at all"):
         expect(INVALID_ARGUMENT, do_get(c, flight.Ticket(raw)))
+    # A manifest-table ticket whose entry range (proto fields 7 and 8, appended:
+    # the last value wins) runs past the manifest.
+    good = fl.info(c, uri(T)).endpoints[0].ticket.ticket
+    expect(INVALID_ARGUMENT, do_get(c, flight.Ticket(good + bytes([0x38, 2, 0x40, 0xE8, 0x07]))), "entries [2, 1000)", T)
 
 
 def test_bad_actions(flight_data):

@@ -148,7 +148,9 @@ def _file_pieces(ds: Dataset, parts: int) -> list[Piece]:
 
     def plan(group: list[str]) -> Piece:
         in_list = "logical_key IN (" + ", ".join(_uri.sql_string(k) for k in group) + ")"
-        sub = Dataset.plan(ds.client, _uri.with_params(ds.pinned_uri, {"filter": in_list}, drop=drop))
+        # One endpoint per group: the server would split a group holding
+        # more than its endpoint size of file contents.
+        sub = Dataset.plan(ds.client, _uri.with_params(ds.pinned_uri, {"filter": in_list, "partitions": 1}, drop=drop))
         if len(sub.endpoints) != 1:
             raise SheafError(f"{ds.name}: a group of files was planned as {len(sub.endpoints)} endpoints", code="CLIENT")
         return Piece(sub.endpoints[0], len(group))
