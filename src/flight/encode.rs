@@ -5,8 +5,10 @@
 //! encodes each batch as a list of buffers that share the batch's own memory
 //! (only string offsets and unaligned bitmaps of sliced arrays, and padding,
 //! are new), and each message keeps its body as those buffers: a
-//! [`WireMessage`]. The DoGet framing ([`super::grpc`]) writes them out as
-//! they are, and the stream cache holds them as they are.
+//! [`WireMessage`]. Parts under 4 KiB (padding, small bitmaps and offsets)
+//! are copied together into one chunk; large buffers are never copied. The
+//! DoGet framing ([`super::grpc`]) writes them out as they are, and the
+//! stream cache holds them as they are.
 //!
 //! Compressed streams and schemas with dictionaries take arrow-flight's
 //! encoder (their bodies are new bytes anyway).
