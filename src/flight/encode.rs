@@ -65,15 +65,7 @@ impl WireMessage {
 
     /// The same message as one `FlightData` (copies the body together).
     pub fn into_flight_data(self) -> FlightData {
-        let data_body = match self.body.len() {
-            0 => Bytes::new(),
-            1 => self.body.into_iter().next().expect("one part"),
-            _ => {
-                let mut body = BytesMut::with_capacity(self.body_len());
-                self.body.iter().for_each(|part| body.extend_from_slice(part));
-                body.freeze()
-            }
-        };
+        let data_body = concat(&self.body);
         FlightData { flight_descriptor: None, data_header: self.data_header, app_metadata: self.app_metadata, data_body }
     }
 }
@@ -275,11 +267,6 @@ fn coalesce(parts: Vec<Bytes>) -> Vec<Bytes> {
 }
 
 #[cfg(test)]
-fn schema_of(m: &WireMessage) -> arrow::datatypes::Schema {
-    arrow::datatypes::Schema::try_from(&m.clone().into_flight_data()).expect("a schema message")
-}
-
-#[cfg(test)]
 mod tests {
     use super::*;
     use arrow::array::{
@@ -290,6 +277,10 @@ mod tests {
     use arrow_flight::utils::flight_data_to_arrow_batch;
     use std::collections::HashMap;
     use std::sync::Arc;
+
+    fn schema_of(m: &WireMessage) -> arrow::datatypes::Schema {
+        arrow::datatypes::Schema::try_from(&m.clone().into_flight_data()).expect("a schema message")
+    }
 
     fn sample(rows: usize) -> RecordBatch {
         let ids: ArrayRef = Arc::new(Int64Array::from_iter_values(0..rows as i64));
