@@ -124,6 +124,19 @@ pub enum Command {
         /// bounds memory under many clients. Cached reads do not count.
         #[arg(long, default_value_t = 8)]
         max_concurrent_scans: usize,
+        /// A DoGet whose client takes no data for this long is ended, and
+        /// its scan's memory released (e.g. 60s, 5m).
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        stall_timeout: std::time::Duration,
+        /// Time one DoGet stream may spend producing batches (not counting
+        /// time waiting for its client); past it the stream fails with
+        /// DEADLINE_EXCEEDED.
+        #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
+        query_timeout: std::time::Duration,
+        /// After SIGTERM or Ctrl-C, how long running requests may take to
+        /// finish before the server stops anyway.
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        shutdown_grace: std::time::Duration,
         /// Log as JSON lines (default: human-readable). Level from RUST_LOG.
         #[arg(long)]
         log_json: bool,

@@ -309,7 +309,19 @@ async fn dispatch(cli: Cli) -> Result<u8, Error> {
                 )
             });
         }
-        Command::Serve { listen, advertise, allow, demo, max_concurrent_requests, cache_mib, max_concurrent_scans, log_json } => {
+        Command::Serve {
+            listen,
+            advertise,
+            allow,
+            demo,
+            max_concurrent_requests,
+            cache_mib,
+            max_concurrent_scans,
+            stall_timeout,
+            query_timeout,
+            shutdown_grace,
+            log_json,
+        } => {
             init_logging(log_json);
             if demo {
                 let report = push_demo(&registry, &sheaf::progress::NoProgress).await?;
@@ -317,6 +329,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Error> {
             }
             let policy = ReadPolicy::allow_list(&allow)?;
             let url = registry.url().to_string();
+            let redact = storage_locations(&url, &allow);
             let engine = std::sync::Arc::new(Engine::new(registry.with_policy(policy)));
             let (incoming, bound) =
                 flight::bind(listen).map_err(|e| Error::Invalid(format!("cannot listen on {listen}: {e}")))?;
@@ -326,6 +339,9 @@ async fn dispatch(cli: Cli) -> Result<u8, Error> {
                 max_concurrent_requests,
                 cache_bytes: cache_mib << 20,
                 max_concurrent_scans,
+                stream_limits: flight::pipeline::StreamLimits { stall_timeout, time_budget: query_timeout },
+                shutdown_grace,
+                redact,
                 ..Default::default()
             };
             // Scripts and tests read this line to learn the port.
@@ -340,6 +356,26 @@ async fn dispatch(cli: Cli) -> Result<u8, Error> {
         Command::Hash { .. } | Command::Get { .. } => unreachable!("handled above"),
     }
     Ok(codes::OK)
+}
+
+/// Every spelling of the server's storage locations (as URLs, paths and
+/// real paths), which messages to clients must not reveal.
+fn storage_locations(registry_url: &str, allow: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for spec in std::iter::once(registry_url.to_owned()).chain(allow.iter().cloned()) {
+        let Ok(location) = sheaf::registry::Location::parse(&spec) else { continue };
+        out.push(location.url.to_string());
+        if let Some(root) = &location.local_root {
+            out.push(root.display().to_string().trim_end_matches('/').to_owned());
+            if let Ok(real) = std::fs::canonicalize(root) {
+                out.push(real.display().to_string());
+                if let Ok(u) = url::Url::from_file_path(&real) {
+                    out.push(u.to_string());
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Pushes the demo package (files written to a temporary folder).

@@ -34,7 +34,9 @@ fn parse_body(action: &str, body: &[u8]) -> Result<Body, Status> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Body::default());
     }
-    serde_json::from_slice(body).map_err(|e| Status::invalid_argument(format!("{action}: the body must be a JSON object: {e}")))
+    serde_json::from_slice(body).map_err(|e| {
+        Status::invalid_argument(format!("{}: the body must be a JSON object: {e}", crate::query::limits::excerpt(action)))
+    })
 }
 
 fn reference(action: &str, body: &Body) -> Result<PackageRef, Status> {
@@ -93,7 +95,11 @@ pub async fn run(engine: &Engine, action: &str, body: &[u8]) -> Result<Value, St
         "metrics" => Ok(json!(crate::metrics::snapshot())),
         other => {
             let known: Vec<&str> = ACTIONS.iter().map(|(n, _)| *n).collect();
-            Err(Status::invalid_argument(format!("unknown action {other:?}; known: {}", known.join(", "))))
+            Err(Status::invalid_argument(format!(
+                "unknown action {}; known: {}",
+                crate::query::limits::excerpt(other),
+                known.join(", ")
+            )))
         }
     }
 }

@@ -10,10 +10,12 @@
 //! [`grpc`] (DoGet framed without tonic's codec copy, in front of the
 //! generated service).
 
-mod actions;
+pub mod actions;
 pub mod cache;
 pub mod encode;
 pub mod grpc;
+pub mod hygiene;
+pub mod pipeline;
 mod put;
 mod service;
 pub mod status;
@@ -43,10 +45,19 @@ pub struct ServeOptions {
     pub request_timeout: Duration,
     /// Memory for encoded DoGet streams answered again from memory (0: off).
     pub cache_bytes: u64,
-    /// DoGet streams reading storage at once; more wait for a turn. Each
-    /// holds a row group's column chunks and a few batches, so this bounds
-    /// the server's memory under many clients (cached reads do not count).
+    /// DoGet streams producing batches from storage at once; more wait for
+    /// a turn. A stream holds a permit only while it produces a batch, not
+    /// while it waits for its client (cached reads do not count).
     pub max_concurrent_scans: usize,
+    /// Limits of each DoGet stream: how long it waits for a client that
+    /// takes nothing, and the time it may spend producing batches.
+    pub stream_limits: pipeline::StreamLimits,
+    /// After a shutdown signal, how long running requests may take to
+    /// finish before the server stops anyway.
+    pub shutdown_grace: Duration,
+    /// Storage locations (URLs and paths) never shown to clients in
+    /// messages: the registry root and the allowed locations.
+    pub redact: Vec<String>,
 }
 
 impl Default for ServeOptions {
@@ -58,6 +69,9 @@ impl Default for ServeOptions {
             request_timeout: Duration::from_secs(60),
             cache_bytes: 1 << 30,
             max_concurrent_scans: 8,
+            stream_limits: pipeline::StreamLimits::default(),
+            shutdown_grace: Duration::from_secs(30),
+            redact: Vec::new(),
         }
     }
 }
@@ -73,7 +87,7 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<(TcpIncoming, SocketAddr)> {
 }
 
 /// Serves `engine` on `incoming` until `shutdown` completes, then lets
-/// running requests finish.
+/// running requests finish for at most `options.shutdown_grace`.
 pub async fn serve(
     engine: Arc<Engine>,
     incoming: TcpIncoming,
@@ -84,22 +98,64 @@ pub async fn serve(
     health.set_serving::<FlightServiceServer<SheafFlight>>().await;
     let cache = cache::StreamCache::new(options.cache_bytes);
     let scans = Arc::new(tokio::sync::Semaphore::new(options.max_concurrent_scans.max(1)));
-    let flight = Arc::new(SheafFlight::new(engine, options.advertise.clone(), cache, scans));
+    let flight = Arc::new(SheafFlight::new(engine, options.advertise.clone(), cache, scans, options.stream_limits));
     let flight = grpc::FlightRoutes::new(flight, |generated| {
         generated.max_decoding_message_size(MAX_DECODING_MESSAGE).max_encoding_message_size(usize::MAX)
     });
     let layers = tower::ServiceBuilder::new()
+        .layer(hygiene::HygieneLayer::new(options.redact.clone()))
         .load_shed()
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(options.max_concurrent_requests));
-    Server::builder()
+    let trimmer = tokio::spawn(trim_when_idle());
+    let signalled = Arc::new(tokio::sync::Notify::new());
+    let notify = signalled.clone();
+    let shutdown = async move {
+        shutdown.await;
+        let _ = health.set_not_serving::<FlightServiceServer<SheafFlight>>().await;
+        notify.notify_one();
+    };
+    let server = Server::builder()
         .timeout(options.request_timeout)
         .initial_stream_window_size(Some(2 * 1024 * 1024))
         .initial_connection_window_size(Some(8 * 1024 * 1024))
         .layer(layers)
         .add_service(health_service)
         .add_service(flight)
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await
+        .serve_with_incoming_shutdown(incoming, shutdown);
+    let grace = options.shutdown_grace;
+    let result = tokio::select! {
+        result = server => result,
+        _ = async { signalled.notified().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!(grace_s = grace.as_secs_f64(), "requests still running after the shutdown grace period; stopping anyway");
+            Ok(())
+        }
+    };
+    trimmer.abort();
+    result
+}
+
+/// Gives freed memory back to the OS once the server has been quiet for a
+/// moment. The allocator tuning ([`tune_allocator`]) keeps freed memory for
+/// reuse while reads run, which is what makes them fast; without this, the
+/// peak of a burst would stay the process's size for good. Trimming only
+/// when nothing was read for two seconds costs reads nothing.
+async fn trim_when_idle() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let mut last = crate::metrics::BYTES_SENT.get();
+        let mut trimmed = true;
+        loop {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let now = crate::metrics::BYTES_SENT.get();
+            if now != last {
+                (last, trimmed) = (now, false);
+            } else if !trimmed {
+                // SAFETY: malloc_trim only returns free memory to the OS.
+                tokio::task::spawn_blocking(|| unsafe { libc::malloc_trim(0) });
+                trimmed = true;
+            }
+        }
+    }
 }
 
 /// Tunes glibc's allocator for a server that allocates and frees large

@@ -26,6 +26,33 @@ fn stream_error(e: FlightError) -> Status {
     }
 }
 
+/// Refuses, before anything is written, a schema Sheaf cannot store: too
+/// many columns, or a column whose type Parquet cannot hold (named).
+fn check_schema(schema: &arrow::datatypes::Schema, what: &str) -> Result<(), Status> {
+    use crate::query::limits::{MAX_COLUMNS, excerpt};
+    let columns = schema.fields().len();
+    if columns > MAX_COLUMNS {
+        return Err(Status::invalid_argument(format!(
+            "DoPut to {what}: the table has {columns} columns; at most {MAX_COLUMNS} are accepted"
+        )));
+    }
+    for field in schema.fields() {
+        let single = arrow::datatypes::Schema::new(vec![field.clone()]);
+        let converted = std::panic::catch_unwind(|| parquet::arrow::ArrowSchemaConverter::new().convert(&single));
+        let why = match converted {
+            Ok(Ok(_)) => continue,
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "Parquet has no such type".to_owned(),
+        };
+        return Err(Status::invalid_argument(format!(
+            "DoPut to {what}: column {} has type {} that cannot be stored as Parquet: {why}",
+            excerpt(field.name()),
+            field.data_type()
+        )));
+    }
+    Ok(())
+}
+
 /// Receives one DoPut and commits it; returns the JSON put result.
 pub async fn put(engine: &Engine, mut messages: Streaming<FlightData>) -> Result<Value, Status> {
     let first = messages.message().await?.ok_or_else(|| Status::invalid_argument("DoPut received no messages"))?;
@@ -48,6 +75,7 @@ pub async fn put(engine: &Engine, mut messages: Streaming<FlightData>) -> Result
         .schema()
         .cloned()
         .ok_or_else(|| Status::invalid_argument(format!("DoPut to {what}: the stream carries no schema")))?;
+    check_schema(&schema, &what)?;
     let temp = tempfile::Builder::new()
         .prefix("sheaf-put-")
         .suffix(".parquet")

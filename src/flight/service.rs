@@ -3,6 +3,7 @@
 use super::actions;
 use super::cache::StreamCache;
 use super::encode::{self, WireMessage};
+use super::pipeline::{self, StreamLimits};
 use crate::metrics;
 use crate::query::{Compression, DatasetUri, Engine, Plan, ReadStats, proto, table};
 use arrow::ipc::CompressionType;
@@ -14,6 +15,7 @@ use arrow_flight::{
     HandshakeResponse, PollInfo, PutResult, SchemaAsIpc, SchemaResult, Ticket,
 };
 use bytes::Bytes;
+use futures::FutureExt;
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use prost::Message;
 use serde_json::json;
@@ -29,6 +31,7 @@ pub struct SheafFlight {
     next_location: AtomicUsize,
     cache: Arc<StreamCache>,
     scans: Arc<tokio::sync::Semaphore>,
+    limits: StreamLimits,
 }
 
 /// Counts what one DoGet sent, and logs it when the stream ends.
@@ -72,9 +75,15 @@ impl SheafFlight {
     /// A service over `engine`; endpoint locations are spread across
     /// `advertise` (empty: endpoints name no location, meaning "this server").
     /// Repeated reads are answered from `cache`; reads of storage take a
-    /// permit of `scans` for their whole stream.
-    pub fn new(engine: Arc<Engine>, advertise: Vec<String>, cache: Arc<StreamCache>, scans: Arc<tokio::sync::Semaphore>) -> Self {
-        SheafFlight { engine, advertise, next_location: AtomicUsize::new(0), cache, scans }
+    /// permit of `scans` while they produce a batch, under `limits`.
+    pub fn new(
+        engine: Arc<Engine>,
+        advertise: Vec<String>,
+        cache: Arc<StreamCache>,
+        scans: Arc<tokio::sync::Semaphore>,
+        limits: StreamLimits,
+    ) -> Self {
+        SheafFlight { engine, advertise, next_location: AtomicUsize::new(0), cache, scans, limits }
     }
 
     /// The encoded messages of a DoGet: from the cache when this ticket was
@@ -83,6 +92,7 @@ impl SheafFlight {
         let ticket = proto::Ticket::decode(ticket_bytes.clone())
             .map_err(|e| Status::invalid_argument(format!("not a Sheaf ticket: {e}")))?;
         let what = format!("{}@{}/{} partition {}", ticket.package, ticket.top_hash, ticket.path, ticket.partition);
+        let what = crate::query::limits::clip(&what, 400).into_owned();
         metrics::DO_GET.add(1);
         let mut tally =
             Tally { what, started: Instant::now(), cached: false, rows: 0, batches: 0, bytes: 0, stats: None };
@@ -109,20 +119,9 @@ impl SheafFlight {
         let execution = self.engine.execute(ticket).await?;
         tally.stats = Some(execution.stats.clone());
         tracing::debug!(ticket = %tally.what, "DoGet");
-        // The scan starts when first polled, once it has a turn: the response
-        // has started by then (no request timeout while waiting), and the
-        // permit lives as long as the stream.
-        let scans = self.scans.clone();
-        let batches = execution.batches;
-        let gated = stream::once(async move {
-            let permit = scans.acquire_owned().await.expect("the scan semaphore is never closed");
-            batches.map(move |b| {
-                let _turn = &permit;
-                b
-            })
-        })
-        .flatten();
-        let batches = crate::query::read_ahead(gated.map_err(Status::from).boxed());
+        // The scan starts when the response body is first polled (no request
+        // timeout while it waits for a permit).
+        let batches = pipeline::scan(execution.batches, self.scans.clone(), self.limits, tally.what.clone());
         let encoded = encode::encode(execution.schema, options, compression != Compression::None, batches);
         let recording = self.cache.record(ticket_bytes.to_vec());
         let sent = stream::unfold(Some((encoded.boxed(), recording, tally)), |state| async move {
@@ -189,6 +188,13 @@ pub fn descriptor_uri(d: &FlightDescriptor) -> Result<DatasetUri, Status> {
 
 /// The URI text of a descriptor (CMD: UTF-8; PATH: segments joined by `/`).
 pub fn descriptor_text(d: &FlightDescriptor) -> Result<String, Status> {
+    let size = d.cmd.len() + d.path.iter().map(|p| p.len() + 1).sum::<usize>();
+    if size > crate::query::limits::MAX_URI_BYTES {
+        return Err(Status::invalid_argument(format!(
+            "the descriptor is {size} bytes; a dataset URI may have at most {}",
+            crate::query::limits::MAX_URI_BYTES
+        )));
+    }
     match d.r#type() {
         DescriptorType::Cmd => {
             String::from_utf8(d.cmd.to_vec()).map_err(|_| Status::invalid_argument("the CMD descriptor is not UTF-8"))
@@ -304,8 +310,13 @@ impl FlightService for SheafFlight {
         let engine = self.engine.clone();
         let messages = request.into_inner();
         let result = stream::once(async move {
-            let body = super::put::put(&engine, messages).await.inspect_err(|e| {
-                tracing::warn!(code = ?e.code(), error = %e.message(), "DoPut failed; nothing committed");
+            let put = std::panic::AssertUnwindSafe(super::put::put(&engine, messages)).catch_unwind().await;
+            let put = put.unwrap_or_else(|panic| {
+                tracing::error!(panic = %pipeline::panic_message(panic.as_ref()), "DoPut panicked");
+                Err(Status::internal("DoPut failed on the server (details are in its log); nothing was committed"))
+            });
+            let body = put.inspect_err(|e| {
+                tracing::warn!(code = ?e.code(), error = %crate::query::limits::clip(e.message(), 400), "DoPut failed; nothing committed");
             })?;
             Ok(PutResult { app_metadata: body.to_string().into_bytes().into() })
         });

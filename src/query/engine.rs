@@ -4,7 +4,7 @@ use super::proto::{Query, Slice, Ticket};
 use super::shape::{Projector, Selector};
 use super::sources::{self, PARQUET_BATCH_ROWS};
 use super::table::{self, Format, Table};
-use super::{DatasetUri, Error, sample};
+use super::{DatasetUri, Error, limits, sample};
 use crate::manifest::{Entry, Manifest};
 use crate::registry::Registry;
 use arrow::array::{ArrayRef, BinaryBuilder, RecordBatch, StringArray, UInt64Array};
@@ -21,6 +21,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::datasource::physical_plan::parquet::{ParquetAccessPlan, RowGroupAccess};
+use futures::FutureExt;
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use parquet::arrow::arrow_reader::ArrowReaderMetadata;
 use std::collections::HashMap;
@@ -262,6 +263,13 @@ impl Engine {
     }
 
     fn prepare(&self, schema: &SchemaRef, query: &Query, table: &str) -> Result<Prepared, Error> {
+        limits::check_request(&query.filter, &query.columns, table)?;
+        // Parsing and checking recurse once per nesting level: both run on a
+        // large stack, and so does dropping a refused expression.
+        limits::on_planning_stack(|| self.prepare_checked(schema, query, table))
+    }
+
+    fn prepare_checked(&self, schema: &SchemaRef, query: &Query, table: &str) -> Result<Prepared, Error> {
         let ctx = session();
         let parse = |schema: &SchemaRef| -> Result<Option<(Expr, Arc<dyn PhysicalExpr>)>, Error> {
             if query.filter.trim().is_empty() {
@@ -269,9 +277,10 @@ impl Engine {
             }
             let df_schema = DFSchema::try_from(schema.as_ref().clone()).map_err(|e| Error::engine("schema", e))?;
             let invalid = |e: datafusion::error::DataFusionError| {
-                Error::invalid(format!("invalid filter {:?} on {table}: {e}", query.filter))
+                Error::invalid(format!("invalid filter {} on {table}: {}", limits::excerpt(&query.filter), e.strip_backtrace()))
             };
             let expr = ctx.parse_sql_expr(&query.filter, &df_schema).map_err(invalid)?;
+            limits::check_expr(&expr, &query.filter, table)?;
             // Coerce and simplify, as a query planner would: constant folding
             // turns functions such as arrow_cast of a literal into literals
             // (they cannot be evaluated row by row).
@@ -280,9 +289,9 @@ impl Engine {
             let expr = simplifier.coerce(expr, &df_schema).and_then(|e| simplifier.simplify(e)).map_err(invalid)?;
             let physical = ctx
                 .create_physical_expr(expr.clone(), &df_schema)
-                .map_err(|e| Error::invalid(format!("invalid filter {:?} on {table}: {e}", query.filter)))?;
+                .map_err(invalid)?;
             if physical.data_type(schema).ok() != Some(DataType::Boolean) {
-                return Err(Error::invalid(format!("filter {:?} on {table} is not a boolean expression", query.filter)));
+                return Err(Error::invalid(format!("filter {} on {table} is not a boolean expression", limits::excerpt(&query.filter))));
             }
             Ok(Some((expr, physical)))
         };
@@ -296,7 +305,9 @@ impl Engine {
         };
         if let Some((expr, _)) = &full {
             for col in expr.column_refs() {
-                let i = schema.index_of(&col.name).map_err(|_| Error::invalid(format!("unknown column {:?} in {table}", col.name)))?;
+                let i = schema
+                    .index_of(&col.name)
+                    .map_err(|_| Error::invalid(format!("unknown column {} in {table}", limits::excerpt(&col.name))))?;
                 needed.push(i);
             }
         }
@@ -494,6 +505,8 @@ impl Engine {
                 stats.add((end - start) as u64, 0);
                 let rows = manifest_stream(&table.entries[start..end], selector, query.content, self.registry.clone());
                 let batches = rows.and_then(move |b| futures::future::ready(projector.project(&b))).boxed();
+                let label = format!("the manifest of {name}");
+                let batches = batches.map_err(move |e| e.in_table(&label)).boxed();
                 return Ok(Execution { schema: out_schema, batches, stats });
             }
             format => {
@@ -515,7 +528,9 @@ impl Engine {
                     .boxed()
             }
         };
-        Ok(Execution { schema: out_schema, batches: shape(stream, selector, prepared.projector), stats })
+        let label = format!("{} in {name}", ticket.path);
+        let batches = shape(stream, selector, prepared.projector).map_err(move |e| e.in_table(&label)).boxed();
+        Ok(Execution { schema: out_schema, batches, stats })
     }
 
     async fn parquet_stream(
@@ -627,21 +642,49 @@ impl Engine {
 }
 
 /// Runs `batches` on its own task, up to `READ_AHEAD` items ahead of the
-/// consumer. Dropping the returned stream (say, the client went away) ends
-/// the task and with it the work.
-/// The task starts when the returned stream is first polled.
-pub fn read_ahead<T: Send + 'static>(mut batches: BoxStream<'static, T>) -> BoxStream<'static, T> {
+/// consumer. Dropping the returned stream (say, the client went away) stops
+/// the task at its next step. The task starts when the returned stream is
+/// first polled. Only an explicit end is an end: a panic becomes an error
+/// item, and a task that vanishes without finishing ends the stream with an
+/// error, so a truncated stream never looks complete.
+pub fn read_ahead<T: Send + 'static>(mut batches: BoxStream<'static, Result<T, Error>>) -> BoxStream<'static, Result<T, Error>> {
     const READ_AHEAD: usize = 4;
+    enum Message<T> {
+        Item(Result<T, Error>),
+        End,
+    }
     stream::once(async move {
         let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD);
         tokio::spawn(async move {
-            while let Some(item) = batches.next().await {
-                if tx.send(item).await.is_err() {
-                    break;
+            loop {
+                let next = tokio::select! {
+                    _ = tx.closed() => return,
+                    next = std::panic::AssertUnwindSafe(batches.next()).catch_unwind() => next,
+                };
+                let (message, last) = match next {
+                    Ok(Some(Ok(item))) => (Message::Item(Ok(item)), false),
+                    Ok(Some(Err(e))) => (Message::Item(Err(e)), true),
+                    Ok(None) => (Message::End, true),
+                    Err(panic) => {
+                        let text = super::error::panic_message(panic.as_ref());
+                        tracing::error!(panic = %text, "a read-ahead task panicked");
+                        (Message::Item(Err(Error::Panicked("reading".into()))), true)
+                    }
+                };
+                if tx.send(message).await.is_err() || last {
+                    return;
                 }
             }
         });
-        stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
+        stream::unfold(Some(rx), |rx| async move {
+            let mut rx = rx?;
+            match rx.recv().await {
+                Some(Message::Item(Ok(item))) => Some((Ok(item), Some(rx))),
+                Some(Message::Item(Err(e))) => Some((Err(e), None)),
+                Some(Message::End) => None,
+                None => Some((Err(Error::Panicked("reading (the task ended without finishing)".into())), None)),
+            }
+        })
     })
     .flatten()
     .boxed()
@@ -714,7 +757,7 @@ fn zip_columns(
                     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
                         .map_err(|e| Error::engine("joining column halves", e))
                 }
-                _ => Err(Error::engine("joining column halves", "the two halves of a scan returned different rows")),
+                _ => Err(Error::internal("joining column halves", "the two halves of a scan returned different rows")),
             };
             let stop = joined.is_err();
             Some((joined, (first, second, stop)))

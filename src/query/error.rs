@@ -1,7 +1,15 @@
 //! The query layer's error type; the Flight service maps it to gRPC status
 //! codes in one place (`flight::status`).
+//!
+//! Errors from DataFusion and Arrow keep their source and are classified by
+//! type, not by message text: an error caused by the request's own
+//! expression meeting the data (division by zero, a bad cast, an overflow, a
+//! regular expression too big to compile) is the client's to fix; a storage
+//! failure is worth a retry; anything else is the server's fault.
 
 use crate::registry;
+use datafusion::arrow::error::ArrowError;
+use datafusion::error::DataFusionError;
 
 /// Errors from planning or executing a read.
 #[derive(Debug, thiserror::Error)]
@@ -15,14 +23,75 @@ pub enum Error {
     /// Errors from the registry (packages, revisions, data).
     #[error(transparent)]
     Registry(#[from] registry::Error),
-    /// Errors from DataFusion or Arrow while reading.
-    #[error("{context}: {message}")]
-    Engine {
+    /// Evaluating the request's expressions on the data failed: division by
+    /// zero, a cast or parse of a value, an overflow, a pattern too big.
+    #[error("{context}: {}", root_message(source))]
+    Evaluation {
+        /// What was being done, naming the table.
+        context: String,
+        /// The engine's error.
+        #[source]
+        source: DataFusionError,
+    },
+    /// Storage failed while the engine read table data.
+    #[error("{context}: storage failed: {}", root_message(source))]
+    Storage {
         /// What was being read.
         context: String,
-        /// The engine's message.
-        message: String,
+        /// The engine's error, holding the store's.
+        #[source]
+        source: DataFusionError,
     },
+    /// A memory or other resource limit of the request was reached.
+    #[error("{context}: {}", root_message(source))]
+    Exhausted {
+        /// What was being done.
+        context: String,
+        /// The engine's error.
+        #[source]
+        source: DataFusionError,
+    },
+    /// Any other failure inside the engine (a bug, or data it cannot decode).
+    #[error("{context}: {}", root_message(source))]
+    Engine {
+        /// What was being done.
+        context: String,
+        /// The engine's error.
+        #[source]
+        source: DataFusionError,
+    },
+    /// A task serving the request panicked; the request failed as a whole.
+    #[error("{0}: internal error (a task panicked)")]
+    Panicked(String),
+}
+
+/// A panic's message, for logs (its payload when it is text).
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".to_owned())
+}
+
+/// The message of the innermost DataFusion error, without a backtrace.
+fn root_message(e: &DataFusionError) -> String {
+    e.find_root().strip_backtrace()
+}
+
+/// Whether an object-store error is anywhere in `e`'s chain of sources.
+fn from_storage(e: &DataFusionError) -> bool {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = current {
+        if err.downcast_ref::<object_store::Error>().is_some() || err.downcast_ref::<std::io::Error>().is_some() {
+            return true;
+        }
+        if let Some(DataFusionError::ObjectStore(_) | DataFusionError::IoError(_)) = err.downcast_ref::<DataFusionError>() {
+            return true;
+        }
+        current = err.source();
+    }
+    false
 }
 
 impl Error {
@@ -30,7 +99,73 @@ impl Error {
         Error::Invalid(msg.into())
     }
 
-    pub(crate) fn engine(context: impl Into<String>, e: impl std::fmt::Display) -> Self {
-        Error::Engine { context: context.into(), message: e.to_string() }
+    /// Wraps an engine error with what was being done, classified by type.
+    pub(crate) fn engine(context: impl Into<String>, e: impl Into<DataFusionError>) -> Self {
+        let (context, source) = (context.into(), e.into());
+        if from_storage(&source) {
+            return Error::Storage { context, source };
+        }
+        match source.find_root() {
+            DataFusionError::ResourcesExhausted(_) => Error::Exhausted { context, source },
+            DataFusionError::Plan(_)
+            | DataFusionError::SQL(..)
+            | DataFusionError::SchemaError(..)
+            | DataFusionError::NotImplemented(_)
+            | DataFusionError::Execution(_) => Error::Evaluation { context, source },
+            DataFusionError::ArrowError(arrow, _) => match arrow.as_ref() {
+                ArrowError::DivideByZero
+                | ArrowError::CastError(_)
+                | ArrowError::ArithmeticOverflow(_)
+                | ArrowError::ComputeError(_)
+                | ArrowError::InvalidArgumentError(_)
+                | ArrowError::ParseError(_)
+                | ArrowError::OffsetOverflowError(_) => Error::Evaluation { context, source },
+                ArrowError::MemoryError(_) => Error::Exhausted { context, source },
+                _ => Error::Engine { context, source },
+            },
+            _ => Error::Engine { context, source },
+        }
+    }
+
+    /// Names the table in the context of an engine error raised while its
+    /// rows were read.
+    pub(crate) fn in_table(self, table: &str) -> Self {
+        let name = |context: String| format!("{context} of {table}");
+        match self {
+            Error::Evaluation { context, source } => Error::Evaluation { context: name(context), source },
+            Error::Storage { context, source } => Error::Storage { context: name(context), source },
+            Error::Exhausted { context, source } => Error::Exhausted { context: name(context), source },
+            Error::Engine { context, source } => Error::Engine { context: name(context), source },
+            Error::Panicked(context) => Error::Panicked(name(context)),
+            other => other,
+        }
+    }
+
+    /// An internal inconsistency found by Sheaf itself.
+    pub(crate) fn internal(context: impl Into<String>, what: impl Into<String>) -> Self {
+        Error::Engine { context: context.into(), source: DataFusionError::Internal(what.into()) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_by_type_not_text() {
+        let e = Error::engine("reading t", ArrowError::DivideByZero);
+        assert!(matches!(e, Error::Evaluation { .. }), "{e:?}");
+        assert!(e.to_string().contains("Divide by zero"), "{e}");
+        let store = object_store::Error::Generic { store: "S3", source: "connection reset".into() };
+        let e = Error::engine("reading t", DataFusionError::ObjectStore(Box::new(store)));
+        assert!(matches!(e, Error::Storage { .. }), "{e:?}");
+        let nested = DataFusionError::Context(
+            "scan".into(),
+            Box::new(DataFusionError::ResourcesExhausted("memory pool".into())),
+        );
+        assert!(matches!(Error::engine("t", nested), Error::Exhausted { .. }));
+        assert!(matches!(Error::internal("t", "halves differ"), Error::Engine { .. }));
+        let e = Error::engine("t", DataFusionError::External(Box::new(object_store::Error::Generic { store: "x", source: "y".into() })));
+        assert!(matches!(e, Error::Storage { .. }), "{e:?}");
     }
 }

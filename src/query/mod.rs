@@ -9,6 +9,7 @@
 
 mod engine;
 mod error;
+pub mod limits;
 mod shape;
 mod sources;
 
@@ -23,5 +24,5 @@ pub mod proto {
 }
 
 pub use engine::{Engine, Execution, Plan, ReadStats, read_ahead};
-pub use error::Error;
+pub use error::{Error, panic_message};
 pub use uri::{Compression, DatasetUri, PutTarget, QuerySpec};

@@ -56,6 +56,15 @@ pub async fn parquet_metadata(registry: &Registry, entry: &Entry) -> Result<Arro
 /// Reads an entry's bytes whole.
 pub async fn read_whole(registry: &Registry, entry: &Entry) -> Result<Bytes, Error> {
     let chunks: Vec<Bytes> = registry.open_entry(entry).await?.try_collect().await?;
+    let got: u64 = chunks.iter().map(|c| c.len() as u64).sum();
+    if got != entry.size {
+        return Err(crate::registry::Error::Integrity {
+            what: format!("data of {}", entry.logical_key),
+            expected: format!("{} bytes", entry.size),
+            actual: format!("{got} bytes"),
+        }
+        .into());
+    }
     if chunks.len() == 1 {
         return Ok(chunks.into_iter().next().expect("one chunk"));
     }
@@ -68,10 +77,15 @@ pub async fn read_whole(registry: &Registry, entry: &Entry) -> Result<Bytes, Err
 
 /// A blocking [`Read`] over an entry's byte stream, for arrow's synchronous
 /// CSV, JSON and IPC readers running on a blocking thread. A task feeds it a
-/// few chunks ahead; dropping the reader ends that task (and the GET).
+/// few chunks ahead; dropping the reader ends that task (and the GET). The
+/// stream must deliver exactly the entry's size: a stream that ends early
+/// (or whose feeding task vanished) is an error, never an end of file.
 struct ChunkReader {
     chunks: tokio::sync::mpsc::Receiver<Result<Bytes, Error>>,
     current: Bytes,
+    key: String,
+    expected: u64,
+    seen: u64,
 }
 
 impl ChunkReader {
@@ -79,13 +93,18 @@ impl ChunkReader {
         let mut stream = registry.open_entry(entry).await?;
         let (tx, chunks) = tokio::sync::mpsc::channel(4);
         tokio::spawn(async move {
-            while let Some(chunk) = stream.next().await {
+            loop {
+                let chunk = tokio::select! {
+                    _ = tx.closed() => return,
+                    chunk = stream.next() => chunk,
+                };
+                let Some(chunk) = chunk else { return };
                 if tx.send(chunk.map_err(Error::from)).await.is_err() {
-                    break;
+                    return;
                 }
             }
         });
-        Ok(ChunkReader { chunks, current: Bytes::new() })
+        Ok(ChunkReader { chunks, current: Bytes::new(), key: entry.logical_key.clone(), expected: entry.size, seen: 0 })
     }
 }
 
@@ -93,15 +112,40 @@ impl Read for ChunkReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         while self.current.is_empty() {
             match self.chunks.blocking_recv() {
-                Some(Ok(chunk)) => self.current = chunk,
+                Some(Ok(chunk)) => {
+                    self.seen += chunk.len() as u64;
+                    if self.seen > self.expected {
+                        return Err(std::io::Error::other(format!(
+                            "{} holds more than the {} bytes its manifest records",
+                            self.key, self.expected
+                        )));
+                    }
+                    self.current = chunk;
+                }
                 Some(Err(e)) => return Err(std::io::Error::other(e)),
-                None => return Ok(0),
+                None if self.seen == self.expected => return Ok(0),
+                None => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        format!("{}: the data ended after {} of its {} bytes", self.key, self.seen, self.expected),
+                    ));
+                }
             }
         }
         let n = buf.len().min(self.current.len());
         buf[..n].copy_from_slice(&self.current[..n]);
         self.current = self.current.slice(n..);
         Ok(n)
+    }
+}
+
+/// Runs a blocking reader, turning a panic into an error naming `key`.
+async fn blocking<T: Send + 'static>(key: String, f: impl FnOnce() -> Result<T, Error> + Send + 'static) -> Result<T, Error> {
+    let panicked = |what: String| Error::Panicked(format!("reading {key} ({what})"));
+    match tokio::task::spawn_blocking(move || std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(panic)) => Err(panicked(super::error::panic_message(panic.as_ref()))),
+        Err(e) => Err(panicked(e.to_string())),
     }
 }
 
@@ -132,7 +176,7 @@ fn unreadable(format: Format, key: &str, e: ArrowError) -> Error {
 pub async fn sequential_schema(registry: &Registry, entry: &Entry, format: Format) -> Result<SchemaRef, Error> {
     let reader = ChunkReader::open(registry, entry).await?;
     let key = entry.logical_key.clone();
-    tokio::task::spawn_blocking(move || {
+    blocking(entry.logical_key.clone(), move || {
         let bad = |e| unreadable(format, &key, e);
         let schema = match format {
             Format::Csv | Format::Tsv => csv_format(format).infer_schema(reader, Some(INFER_RECORDS)).map_err(bad)?.0,
@@ -149,7 +193,6 @@ pub async fn sequential_schema(registry: &Registry, entry: &Entry, format: Forma
         Ok(Arc::new(schema))
     })
     .await
-    .expect("schema task panicked")
 }
 
 /// Streams the batches of a file in a sequential format, decoded on a
@@ -163,8 +206,16 @@ pub async fn read_sequential(
 ) -> Result<BoxStream<'static, Result<RecordBatch, Error>>, Error> {
     let reader = ChunkReader::open(registry, entry).await?;
     let key = entry.logical_key.clone();
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch, Error>>(2);
-    tokio::task::spawn_blocking(move || {
+    // The decoder runs on a blocking thread; the End message marks a clean
+    // end, so a decoder that panics or vanishes ends the stream with an error.
+    enum Message {
+        Batch(Result<RecordBatch, Error>),
+        End,
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Message>(2);
+    let task_key = key.clone();
+    let task = blocking(key.clone(), move || {
+        let key = task_key;
         let bad = |e| unreadable(format, &key, e);
         let batches: Result<Box<dyn Iterator<Item = Result<RecordBatch, ArrowError>>>, Error> = match format {
             Format::Csv | Format::Tsv => arrow::csv::ReaderBuilder::new(schema)
@@ -187,18 +238,37 @@ pub async fn read_sequential(
             }
             Format::Parquet | Format::Manifest => unreachable!("not a sequential file format"),
         };
-        let batches = match batches {
-            Ok(b) => b,
-            Err(e) => {
-                let _ = tx.blocking_send(Err(e));
-                return;
+        for batch in batches? {
+            let batch = batch.map_err(bad);
+            let failed = batch.is_err();
+            if tx.blocking_send(Message::Batch(batch)).is_err() || failed {
+                return Ok(());
             }
-        };
-        for batch in batches {
-            if tx.blocking_send(batch.map_err(bad)).is_err() {
-                return;
+        }
+        let _ = tx.blocking_send(Message::End);
+        Ok(())
+    });
+    let task = tokio::spawn(task);
+    enum State {
+        Reading(tokio::sync::mpsc::Receiver<Message>, tokio::task::JoinHandle<Result<(), Error>>, String),
+        Done,
+    }
+    let batches = stream::unfold(State::Reading(rx, task, key), |state| async move {
+        let State::Reading(mut rx, task, key) = state else { return None };
+        match rx.recv().await {
+            Some(Message::Batch(Ok(b))) => Some((Ok(b), State::Reading(rx, task, key))),
+            Some(Message::Batch(Err(e))) => Some((Err(e), State::Done)),
+            Some(Message::End) => None,
+            // Closed without an end: the task's own error says why.
+            None => {
+                let error = match task.await {
+                    Ok(Err(e)) => e,
+                    Ok(Ok(())) => Error::Panicked(format!("reading {key} (the decoder stopped without finishing)")),
+                    Err(e) => Error::Panicked(format!("reading {key} ({e})")),
+                };
+                Some((Err(error), State::Done))
             }
         }
     });
-    Ok(stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) }).boxed())
+    Ok(batches.boxed())
 }

@@ -10,6 +10,7 @@
 //! `content=true` (manifest table only). Unknown parameters are an error.
 
 use super::Error;
+use super::limits::excerpt;
 use crate::registry::{PackageName, PackageRef, Revision};
 use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
 use std::fmt;
@@ -45,7 +46,7 @@ impl Compression {
             "" | "none" => Ok(Compression::None),
             "zstd" => Ok(Compression::Zstd),
             "lz4" => Ok(Compression::Lz4),
-            other => Err(Error::invalid(format!("compression must be zstd or lz4, not {other:?}"))),
+            other => Err(Error::invalid(format!("compression must be zstd or lz4, not {}", super::limits::excerpt(other)))),
         }
     }
 }
@@ -90,13 +91,14 @@ impl DatasetUri {
     /// Parses `sheaf://OWNER/NAME[@REV][/PATH][?QUERY]`; the `sheaf://` prefix
     /// is optional.
     pub fn parse(text: &str) -> Result<Self, Error> {
-        let bad = |msg: String| Error::invalid(format!("invalid dataset URI {text:?}: {msg}"));
+        super::limits::check_uri(text)?;
+        let bad = |msg: String| Error::invalid(format!("invalid dataset URI {}: {msg}", excerpt(text)));
         let (r, path, params) = split_uri(text).map_err(bad)?;
         let mut spec = QuerySpec::default();
         for (key, value) in params {
             let key = key.as_str();
             let number = |what: &str| -> Result<u64, Error> {
-                value.parse().map_err(|_| bad(format!("{what} must be a non-negative integer, not {value:?}")))
+                value.parse().map_err(|_| bad(format!("{what} must be a non-negative integer, not {}", excerpt(&value))))
             };
             match key {
                 "columns" => {
@@ -105,7 +107,7 @@ impl DatasetUri {
                 "filter" => spec.filter = Some(value.clone()).filter(|f| !f.trim().is_empty()),
                 "limit" => spec.limit = Some(number("limit")?),
                 "sample" => {
-                    let f: f64 = value.parse().map_err(|_| bad(format!("sample must be a number, not {value:?}")))?;
+                    let f: f64 = value.parse().map_err(|_| bad(format!("sample must be a number, not {}", excerpt(&value))))?;
                     if !(0.0..=1.0).contains(&f) {
                         return Err(bad(format!("sample must be between 0 and 1, not {value}")));
                     }
@@ -125,12 +127,13 @@ impl DatasetUri {
                     spec.content = match value.as_str() {
                         "true" | "1" | "" => true,
                         "false" | "0" => false,
-                        other => return Err(bad(format!("content must be true or false, not {other:?}"))),
+                        other => return Err(bad(format!("content must be true or false, not {}", excerpt(other)))),
                     }
                 }
                 other => {
                     return Err(bad(format!(
-                        "unknown parameter {other:?} (known: columns, filter, limit, sample, sample_rows, seed, partitions, compression, content)"
+                        "unknown parameter {} (known: columns, filter, limit, sample, sample_rows, seed, partitions, compression, content)",
+                        excerpt(other)
                     )));
                 }
             }
@@ -173,7 +176,7 @@ fn split_uri(text: &str) -> Result<(PackageRef, String, Vec<(String, String)>), 
         None => String::new(),
         Some(raw) => {
             let path = percent_decode_str(raw).decode_utf8().map_err(|e| e.to_string())?.into_owned();
-            crate::manifest::key::validate(&path).map_err(|why| format!("path {path:?}: {why}"))?;
+            crate::manifest::key::validate(&path).map_err(|why| format!("path {}: {why}", excerpt(&path)))?;
             path
         }
     };
@@ -183,7 +186,7 @@ fn split_uri(text: &str) -> Result<(PackageRef, String, Vec<(String, String)>), 
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         let value = percent_decode_str(value).decode_utf8().map_err(|e| e.to_string())?.into_owned();
         if !seen.insert(key.to_owned()) {
-            return Err(format!("parameter {key} given twice"));
+            return Err(format!("parameter {} given twice", excerpt(&key)));
         }
         params.push((key.to_owned(), value));
     }
@@ -208,7 +211,8 @@ pub struct PutTarget {
 impl PutTarget {
     /// Parses a DoPut descriptor's URI.
     pub fn parse(text: &str) -> Result<Self, Error> {
-        let bad = |msg: String| Error::invalid(format!("invalid DoPut URI {text:?}: {msg}"));
+        super::limits::check_uri(text)?;
+        let bad = |msg: String| Error::invalid(format!("invalid DoPut URI {}: {msg}", excerpt(text)));
         let (r, path, params) = split_uri(text).map_err(bad)?;
         if path.is_empty() || !path.to_ascii_lowercase().ends_with(".parquet") {
             return Err(bad("DoPut writes a Parquet table: the path must end with .parquet".into()));
@@ -217,7 +221,7 @@ impl PutTarget {
         for (key, value) in params {
             match key.as_str() {
                 "message" => message = Some(value),
-                other => return Err(bad(format!("unknown parameter {other:?} for DoPut (known: message)"))),
+                other => return Err(bad(format!("unknown parameter {} for DoPut (known: message)", excerpt(other)))),
             }
         }
         Ok(PutTarget { package: r.package, revision: r.revision, path, message })

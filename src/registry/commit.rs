@@ -12,7 +12,10 @@ use super::{Error, PackageName, Registry, Result};
 use crate::manifest::Manifest;
 use crate::progress::NoProgress;
 use serde::Serialize;
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
 
 /// Which revision a commit builds on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,8 +43,27 @@ pub struct CommitReport {
     pub bytes: u64,
 }
 
-/// Attempts when other writers keep moving `latest` under a [`Base::Latest`] commit.
-const ATTEMPTS: usize = 16;
+/// Attempts when other writers (other processes: commits in one process take
+/// turns) keep moving `latest` under a [`Base::Latest`] commit.
+const ATTEMPTS: u32 = 32;
+
+/// Commits to one package from this process take turns, so concurrent
+/// uploads to a package never race each other for `latest` (a writer in
+/// another process still can: the compare-and-swap and retries cover it).
+fn turn(registry: &url::Url, pkg: &PackageName) -> Arc<tokio::sync::Mutex<()>> {
+    static TURNS: LazyLock<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> = LazyLock::new(Default::default);
+    let key = format!("{registry} {pkg}");
+    TURNS.lock().expect("commit turns poisoned").entry(key).or_default().clone()
+}
+
+/// A pause before retrying a commit that lost the race for `latest`:
+/// exponential from 5 ms, capped at 500 ms, with jitter so that writers do
+/// not retry in lockstep.
+fn backoff(attempt: u32) -> Duration {
+    let base = (5u64 << attempt.min(7)).min(500);
+    let jitter = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos() as u64) % base.max(1);
+    Duration::from_millis(base / 2 + jitter / 2)
+}
 
 impl Registry {
     /// Adds (or replaces) `files`, given as `(logical key, local file)`, on
@@ -65,6 +87,8 @@ impl Registry {
         let bytes = entries.iter().map(|e| e.size).sum();
         self.upload_missing(hashed, &NoProgress).await?;
 
+        let turn = turn(self.url(), pkg);
+        let _turn = turn.lock().await;
         for attempt in 1..=ATTEMPTS {
             let previous = match base {
                 Base::Latest => self.read_pointer(&Self::latest_path(pkg)).await?,
@@ -79,7 +103,9 @@ impl Registry {
             self.write_manifest(&manifest, &top_hash).await?;
             match self.advance_latest(pkg, previous.as_deref(), &top_hash).await {
                 Ok(()) => return Ok(CommitReport { package: pkg.to_string(), top_hash, previous, keys, bytes }),
-                Err(Error::Moved { .. }) if *base == Base::Latest && attempt < ATTEMPTS => continue,
+                Err(Error::Moved { .. }) if *base == Base::Latest && attempt < ATTEMPTS => {
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
                 Err(e) => return Err(e),
             }
         }

@@ -34,10 +34,12 @@ pub enum Error {
         actual: String,
     },
     /// A physical key points outside the locations the reader may read.
-    #[error("physical key {physical_key} is outside the locations this registry may read; refused")]
+    #[error("physical key {physical_key} of {logical_key} is outside the locations this registry may read; refused")]
     Forbidden {
         /// The refused key.
         physical_key: String,
+        /// The entry whose data it is.
+        logical_key: String,
     },
     /// A tag already points elsewhere, or a similar write conflict.
     #[error("{0}")]
@@ -92,6 +94,23 @@ impl Error {
         match source.kind() {
             std::io::ErrorKind::NotFound => Error::NotFound(path.into()),
             _ => Error::Io { path: path.into(), source },
+        }
+    }
+
+    /// The message for a client of a shared server: it names the package,
+    /// revision, entry or path at fault but not the server's storage
+    /// locations, nor the store's own message (both are for the log).
+    pub fn public_message(&self) -> String {
+        match self {
+            Error::Forbidden { logical_key, .. } => {
+                format!("the data of {logical_key} is outside the locations this server may read; refused")
+            }
+            Error::Storage { context, source: object_store::Error::PermissionDenied { .. } } => {
+                format!("{context}: refused (a symbolic link inside the registry is never followed)")
+            }
+            Error::Storage { context, .. } => format!("{context}: storage failed; retry later"),
+            Error::Io { .. } => "a local file operation failed on the server".to_owned(),
+            other => other.to_string(),
         }
     }
 

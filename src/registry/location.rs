@@ -3,6 +3,7 @@
 //! store and path, subject to a [`ReadPolicy`].
 
 use super::Error;
+use super::beneath::Beneath;
 use super::metered::Metered;
 use object_store::aws::AmazonS3Builder;
 use object_store::azure::MicrosoftAzureBuilder;
@@ -78,7 +79,9 @@ impl Location {
             std::fs::create_dir_all(root).map_err(|e| Error::io(root.display().to_string(), e))?;
             let store = LocalFileSystem::new_with_prefix(root)
                 .map_err(|e| Error::storage(format!("opening registry {}", self.url), e))?;
-            return Ok(Metered::wrap(Arc::new(store)));
+            // Reads never follow a symbolic link inside the registry.
+            let store = Beneath::wrap(Arc::new(store), root).map_err(|e| Error::io(root.display().to_string(), e))?;
+            return Ok(Metered::wrap(store));
         }
         let (store, prefix) = open_bucket(&self.url)?;
         Ok(if prefix.as_ref().is_empty() { store } else { Arc::new(PrefixStore::new(store, prefix)) })
@@ -231,7 +234,7 @@ pub(crate) fn resolve_external(physical_key: &str, policy: &ReadPolicy) -> Resul
         _ => url,
     };
     if !policy.allows(&url) {
-        return Err(Error::Forbidden { physical_key: physical_key.to_owned() });
+        return Err(Error::Forbidden { physical_key: physical_key.to_owned(), logical_key: String::new() });
     }
     let version = url.query_pairs().find(|(k, _)| k == "versionId").map(|(_, v)| v.into_owned());
     match url.scheme() {
@@ -241,7 +244,12 @@ pub(crate) fn resolve_external(physical_key: &str, policy: &ReadPolicy) -> Resul
                 .map_err(|_| Error::invalid(format!("physical key {physical_key} is not a local path")))?;
             let path = Path::from_absolute_path(&path)
                 .map_err(|e| Error::invalid(format!("physical key {physical_key}: {e}")))?;
-            Ok(Resolved { store: Metered::wrap(Arc::new(LocalFileSystem::new())), path, version: None })
+            // Opened from `/` without following links: the key was compared
+            // with the allow-list as its real path, and a link swapped in
+            // since cannot redirect the read.
+            let store = Beneath::wrap(Arc::new(LocalFileSystem::new()), std::path::Path::new("/"))
+                .map_err(|e| Error::io("/", e))?;
+            Ok(Resolved { store: Metered::wrap(store), path, version: None })
         }
         "s3" | "gs" | "az" | "memory" => {
             let (store, path) = open_bucket(&url)?;

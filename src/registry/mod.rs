@@ -11,6 +11,7 @@
 //! quilt3 reads and writes the `.quilt` part; it ignores `.sheaf`. Manifests
 //! reference blobs through absolute physical keys, as quilt3 requires.
 
+mod beneath;
 mod commit;
 mod diff;
 mod error;
@@ -69,6 +70,15 @@ impl Registry {
     pub fn open(spec: &str) -> Result<Self> {
         let location = Location::parse(spec)?;
         let store = location.open()?;
+        Ok(Registry { location, store, policy: ReadPolicy::AllowAll })
+    }
+
+    /// A registry at `spec` whose objects are read and written through
+    /// `store` instead of the store `spec` names (tests wrap the real store,
+    /// for example to inject faults). Physical keys are still written as
+    /// URLs under `spec`.
+    pub fn with_store(spec: &str, store: Arc<dyn ObjectStore>) -> Result<Self> {
+        let location = Location::parse(spec)?;
         Ok(Registry { location, store, policy: ReadPolicy::AllowAll })
     }
 
@@ -283,6 +293,9 @@ impl Registry {
         if let Some(blob) = self.own_blob(entry).await {
             return Ok(inside(blob));
         }
-        location::resolve_external(physical_key, &self.policy)
+        location::resolve_external(physical_key, &self.policy).map_err(|e| match e {
+            Error::Forbidden { physical_key, .. } => Error::Forbidden { physical_key, logical_key: entry.logical_key.clone() },
+            other => other,
+        })
     }
 }
