@@ -22,6 +22,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::datasource::physical_plan::parquet::{ParquetAccessPlan, RowGroupAccess};
 use futures::FutureExt;
+use object_store::ObjectStoreExt;
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use parquet::arrow::arrow_reader::ArrowReaderMetadata;
 use std::collections::HashMap;
@@ -506,7 +507,7 @@ impl Engine {
                 let rows = manifest_stream(&table.entries[start..end], selector, query.content, self.registry.clone());
                 let batches = rows.and_then(move |b| futures::future::ready(projector.project(&b))).boxed();
                 let label = format!("the manifest of {name}");
-                let batches = batches.map_err(move |e| e.in_table(&label)).boxed();
+                let batches = batches.map_err(move |e| e.in_table("", &label)).boxed();
                 return Ok(Execution { schema: out_schema, batches, stats });
             }
             format => {
@@ -528,8 +529,8 @@ impl Engine {
                     .boxed()
             }
         };
-        let label = format!("{} in {name}", ticket.path);
-        let batches = shape(stream, selector, prepared.projector).map_err(move |e| e.in_table(&label)).boxed();
+        let path = ticket.path.clone();
+        let batches = shape(stream, selector, prepared.projector).map_err(move |e| e.in_table(&path, &name)).boxed();
         Ok(Execution { schema: out_schema, batches, stats })
     }
 
@@ -544,17 +545,26 @@ impl Engine {
     ) -> Result<BoxStream<'static, Result<RecordBatch, Error>>, Error> {
         let ctx = session();
         let mut streams = Vec::with_capacity(slices.len());
+        // A ticket's slices are in table order and never overlap, so a
+        // forged ticket cannot make one read repeat the same rows.
+        let mut previous: Option<(usize, u32)> = None;
         for (i, slice) in slices.iter().enumerate() {
-            let entry = table
-                .entries
-                .iter()
-                .find(|e| e.logical_key == slice.logical_key)
-                .ok_or_else(|| Error::invalid(format!("bad ticket: {} is not a part of {}", slice.logical_key, table.path)))?;
+            let part = table.entries.iter().position(|e| e.logical_key == slice.logical_key).ok_or_else(|| {
+                Error::invalid(format!("bad ticket: {} is not a part of {}", limits::excerpt(&slice.logical_key), table.path))
+            })?;
+            let entry = &table.entries[part];
             let footer = self.footer(entry).await?;
             let row_groups = footer.metadata().row_groups();
-            if slice.row_group_end as usize > row_groups.len() || slice.row_group_start > slice.row_group_end {
+            if slice.row_group_end as usize > row_groups.len() || slice.row_group_start >= slice.row_group_end {
                 return Err(Error::invalid(format!("bad ticket: row groups out of range for {}", entry.logical_key)));
             }
+            if previous.is_some_and(|(p, end)| (part, slice.row_group_start) < (p, end)) {
+                return Err(Error::invalid(format!(
+                    "bad ticket: its slices of {} overlap or are out of table order",
+                    table.path
+                )));
+            }
+            previous = Some((part, slice.row_group_end));
             let mut access = ParquetAccessPlan::new_none(row_groups.len());
             let mut first = slice.first_row;
             for rg in slice.row_group_start as usize..slice.row_group_end as usize {
@@ -566,6 +576,9 @@ impl Engine {
                 first += rows as u64;
             }
             let located = self.registry.locate(entry).await?;
+            // Parquet reports some storage failures as text; on a scan error
+            // the object itself is checked, to tell storage from data.
+            let probe = (located.store.clone(), located.path.clone(), entry.logical_key.clone());
             let url = format!("sheaf-part-{i}://data");
             ctx.register_object_store(&url::Url::parse(&url).expect("valid URL"), located.store);
             let file = PartitionedFile::new(located.path.to_string(), entry.size).with_extension(access);
@@ -599,7 +612,22 @@ impl Engine {
             for plan in &plans {
                 let what = what.clone();
                 let s = plan.execute(0, ctx.task_ctx()).map_err(|e| Error::engine(what.clone(), e))?;
-                scans.push(s.map_err(move |e| Error::engine(what.clone(), e)).boxed());
+                let probe = probe.clone();
+                let s = s.map_err(move |e| Error::engine(what.clone(), e)).or_else(move |e| {
+                    let (store, path, key) = probe.clone();
+                    async move {
+                        match e {
+                            Error::Engine { .. } => match store.head(&path).await {
+                                Err(store_error) => {
+                                    Err(crate::registry::Error::storage(format!("data of {key}"), store_error).into())
+                                }
+                                Ok(_) => Err(e),
+                            },
+                            other => Err(other),
+                        }
+                    }
+                });
+                scans.push(s.boxed());
             }
             let batches = match halves {
                 None => scans.pop().expect("one scan"),

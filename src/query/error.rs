@@ -74,9 +74,31 @@ pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic".to_owned())
 }
 
-/// The message of the innermost DataFusion error, without a backtrace.
+/// The message of the innermost error of the chain, without a backtrace.
 fn root_message(e: &DataFusionError) -> String {
-    e.find_root().strip_backtrace()
+    let mut last: &(dyn std::error::Error + 'static) = e.find_root();
+    while let Some(next) = last.source() {
+        last = next;
+    }
+    match last.downcast_ref::<DataFusionError>() {
+        Some(df) => df.strip_backtrace(),
+        None => last.to_string(),
+    }
+}
+
+/// The first Arrow error in `e`'s chain of sources.
+fn arrow_in_chain(e: &DataFusionError) -> Option<&ArrowError> {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = current {
+        if let Some(arrow) = err.downcast_ref::<ArrowError>() {
+            return Some(arrow);
+        }
+        if let Some(DataFusionError::ArrowError(arrow, _)) = err.downcast_ref::<DataFusionError>() {
+            return Some(arrow);
+        }
+        current = err.source();
+    }
+    None
 }
 
 /// Whether an object-store error is anywhere in `e`'s chain of sources.
@@ -105,6 +127,21 @@ impl Error {
         if from_storage(&source) {
             return Error::Storage { context, source };
         }
+        // An Arrow error anywhere in the chain (a filter pushed into the
+        // Parquet decoder comes back wrapped in a Parquet error) decides.
+        if let Some(arrow) = arrow_in_chain(&source) {
+            return match arrow {
+                ArrowError::DivideByZero
+                | ArrowError::CastError(_)
+                | ArrowError::ArithmeticOverflow(_)
+                | ArrowError::ComputeError(_)
+                | ArrowError::InvalidArgumentError(_)
+                | ArrowError::ParseError(_)
+                | ArrowError::OffsetOverflowError(_) => Error::Evaluation { context, source },
+                ArrowError::MemoryError(_) => Error::Exhausted { context, source },
+                _ => Error::Engine { context, source },
+            };
+        }
         match source.find_root() {
             DataFusionError::ResourcesExhausted(_) => Error::Exhausted { context, source },
             DataFusionError::Plan(_)
@@ -127,10 +164,13 @@ impl Error {
         }
     }
 
-    /// Names the table in the context of an engine error raised while its
-    /// rows were read.
-    pub(crate) fn in_table(self, table: &str) -> Self {
-        let name = |context: String| format!("{context} of {table}");
+    /// Names the table (`path` in `package`) in the context of an engine
+    /// error raised while its rows were read.
+    pub(crate) fn in_table(self, path: &str, package: &str) -> Self {
+        let name = |context: String| match context.contains(path) || path.is_empty() {
+            true => format!("{context} in {package}"),
+            false => format!("{context} of {path} in {package}"),
+        };
         match self {
             Error::Evaluation { context, source } => Error::Evaluation { context: name(context), source },
             Error::Storage { context, source } => Error::Storage { context: name(context), source },

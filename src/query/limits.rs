@@ -140,13 +140,29 @@ pub fn check_expr(expr: &Expr, filter: &str, table: &str) -> Result<(), Error> {
         let problem = match e {
             Expr::ScalarFunction(f) => {
                 let name = f.name().to_ascii_lowercase();
-                (!ALLOWED_FUNCTIONS.contains(&name.as_str()))
-                    .then(|| format!("function {name} is not allowed in filters: {}", refusal_reason(&name)))
+                if !ALLOWED_FUNCTIONS.contains(&name.as_str()) {
+                    Some(format!("function {name} is not allowed in filters: {}", refusal_reason(&name)))
+                } else if name.starts_with("regexp_") {
+                    // regexp_*(value, pattern [, start] [, flags]): flags are last.
+                    let flags = f.args.iter().skip(2).filter_map(text_literal).next_back().unwrap_or("");
+                    f.args.get(1).and_then(text_literal).and_then(|p| pattern_problem(p, flags.contains('i')))
+                } else {
+                    None
+                }
+            }
+            Expr::BinaryExpr(b) => {
+                use datafusion::logical_expr::Operator as Op;
+                match b.op {
+                    Op::RegexMatch | Op::RegexNotMatch | Op::RegexIMatch | Op::RegexNotIMatch => {
+                        let insensitive = matches!(b.op, Op::RegexIMatch | Op::RegexNotIMatch);
+                        text_literal(&b.right).and_then(|p| pattern_problem(p, insensitive))
+                    }
+                    _ => None,
+                }
             }
             Expr::Alias(_)
             | Expr::Column(_)
             | Expr::Literal(..)
-            | Expr::BinaryExpr(_)
             | Expr::Like(_)
             | Expr::SimilarTo(_)
             | Expr::Not(_)
@@ -181,6 +197,31 @@ pub fn check_expr(expr: &Expr, filter: &str, table: &str) -> Result<(), Error> {
         }
     });
     refused.map_or(Ok(()), Err)
+}
+
+/// The text of a string literal.
+fn text_literal(e: &Expr) -> Option<&str> {
+    match e {
+        Expr::Literal(value, _) => value.try_as_str().flatten(),
+        _ => None,
+    }
+}
+
+/// Why a regular expression the filter gives as a literal cannot be used
+/// (it does not compile, or compiles too big), checked before any data is
+/// read, with the same limits as the engine's.
+fn pattern_problem(pattern: &str, case_insensitive: bool) -> Option<String> {
+    regex::RegexBuilder::new(pattern)
+        .case_insensitive(case_insensitive)
+        .build()
+        .err()
+        .map(|e| {
+            let why = match e {
+                regex::Error::CompiledTooBig(limit) => format!("it compiles to more than the {limit} bytes allowed"),
+                other => other.to_string(),
+            };
+            format!("the regular expression {} cannot be used: {why}", excerpt(pattern))
+        })
 }
 
 /// Nodes and depth of an expression, walked without recursion.
