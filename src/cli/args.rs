@@ -124,6 +124,11 @@ pub enum Command {
         /// bounds memory under many clients. Cached reads do not count.
         #[arg(long, default_value_t = 8)]
         max_concurrent_scans: usize,
+        /// DoGet streams reading storage that may be open at once (producing
+        /// or waiting for their client; more wait for a turn): bounds the
+        /// memory of uncached reads. At least --max-concurrent-scans.
+        #[arg(long, default_value_t = 32)]
+        max_open_scans: usize,
         /// A DoGet whose client takes no data for this long is ended, and
         /// its scan's memory released (e.g. 60s, 5m).
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]

@@ -49,6 +49,11 @@ pub struct ServeOptions {
     /// a turn. A stream holds a permit only while it produces a batch, not
     /// while it waits for its client (cached reads do not count).
     pub max_concurrent_scans: usize,
+    /// DoGet streams reading storage that may be open at once, producing or
+    /// waiting for their client; more wait for a turn. Each holds a
+    /// decoder's state and a few batches, so this bounds the memory of
+    /// uncached reads (at least `max_concurrent_scans`).
+    pub max_open_scans: usize,
     /// Limits of each DoGet stream: how long it waits for a client that
     /// takes nothing, and the time it may spend producing batches.
     pub stream_limits: pipeline::StreamLimits,
@@ -69,6 +74,7 @@ impl Default for ServeOptions {
             request_timeout: Duration::from_secs(60),
             cache_bytes: 1 << 30,
             max_concurrent_scans: 8,
+            max_open_scans: 32,
             stream_limits: pipeline::StreamLimits::default(),
             shutdown_grace: Duration::from_secs(30),
             redact: Vec::new(),
@@ -97,8 +103,8 @@ pub async fn serve(
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<FlightServiceServer<SheafFlight>>().await;
     let cache = cache::StreamCache::new(options.cache_bytes);
-    let scans = Arc::new(tokio::sync::Semaphore::new(options.max_concurrent_scans.max(1)));
-    let flight = Arc::new(SheafFlight::new(engine, options.advertise.clone(), cache, scans, options.stream_limits));
+    let gates = pipeline::Gates::new(options.max_concurrent_scans, options.max_open_scans);
+    let flight = Arc::new(SheafFlight::new(engine, options.advertise.clone(), cache, gates, options.stream_limits));
     let flight = grpc::FlightRoutes::new(flight, |generated| {
         generated.max_decoding_message_size(MAX_DECODING_MESSAGE).max_encoding_message_size(usize::MAX)
     });

@@ -1,10 +1,14 @@
 //! The scan stage of a DoGet: an execution's batches produced on their own
 //! task, a few ahead of the client, under the limits a shared server needs.
 //!
-//! - A storage scan permit is held only while a batch is being produced,
-//!   never while the stream waits for its client: idle or slow clients do
-//!   not starve everyone else's reads (the permits bound the scans working
-//!   at once; a waiting stream keeps only its read-ahead buffer).
+//! - A storage scan permit (`Gates::scans`) is held only while a batch is
+//!   being produced, never while the stream waits for its client: idle or
+//!   slow clients do not starve everyone else's reads. The permits bound the
+//!   scans working at once (CPU and storage requests).
+//! - An open-scan slot (`Gates::open`) is held for the stream's life: a
+//!   paused scan keeps its decoder's state and read-ahead buffer, so these
+//!   slots bound the memory of all open scans. Idle clients can hold them
+//!   only until `stall_timeout`.
 //! - A client that takes nothing for `stall_timeout` loses its stream, which
 //!   releases the scan's memory at once.
 //! - The work of one stream is bounded by `time_budget` (time spent
@@ -49,11 +53,29 @@ enum Message {
     End,
 }
 
-/// Produces `batches` on a task under `scans` permits and `limits`; `what`
+/// The semaphores DoGet scans take turns on.
+#[derive(Debug, Clone)]
+pub struct Gates {
+    /// Scans producing a batch at once.
+    pub scans: Arc<Semaphore>,
+    /// Scans open at once (producing or waiting for their client).
+    pub open: Arc<Semaphore>,
+}
+
+impl Gates {
+    /// `scans` producing and `open` open at once (at least one each, and at
+    /// least as many open as producing).
+    pub fn new(scans: usize, open: usize) -> Self {
+        let scans = scans.max(1);
+        Gates { scans: Arc::new(Semaphore::new(scans)), open: Arc::new(Semaphore::new(open.max(scans))) }
+    }
+}
+
+/// Produces `batches` on a task under the `gates` and `limits`; `what`
 /// names the read in errors.
 pub fn scan(
     mut batches: BoxStream<'static, Result<RecordBatch, query::Error>>,
-    scans: Arc<Semaphore>,
+    gates: Gates,
     limits: StreamLimits,
     what: String,
 ) -> BoxStream<'static, Result<RecordBatch, Status>> {
@@ -65,6 +87,11 @@ pub fn scan(
         tokio::spawn(async move {
             let what = task_what;
             let fail = |status: Status| *failed.lock().expect("outcome poisoned") = Some(status);
+            let _open = tokio::select! {
+                _ = tx.closed() => return,
+                slot = gates.open.clone().acquire_owned() => slot.expect("the open-scan semaphore is never closed"),
+            };
+            let scans = gates.scans;
             let mut busy = Duration::ZERO;
             loop {
                 // Room in the buffer means the client is taking data.
@@ -150,7 +177,7 @@ mod tests {
         let input = stream::iter(0..5)
             .map(|i| if i == 3 { panic!("boom at {i}") } else { Ok(batch(i)) })
             .boxed();
-        let out: Vec<_> = scan(input, Arc::new(Semaphore::new(1)), limits(), "t".into()).collect().await;
+        let out: Vec<_> = scan(input, Gates::new(1, 4), limits(), "t".into()).collect().await;
         assert_eq!(out.len(), 4);
         assert!(out[..3].iter().all(|r| r.is_ok()));
         let err = out[3].as_ref().unwrap_err();
@@ -160,13 +187,13 @@ mod tests {
     #[tokio::test]
     async fn a_clean_end_is_complete() {
         let input = stream::iter((0..10).map(|i| Ok(batch(i)))).boxed();
-        let out: Vec<_> = scan(input, Arc::new(Semaphore::new(1)), limits(), "t".into()).try_collect().await.unwrap();
+        let out: Vec<_> = scan(input, Gates::new(1, 4), limits(), "t".into()).try_collect().await.unwrap();
         assert_eq!(out.len(), 10);
     }
 
     #[tokio::test]
     async fn idle_streams_hold_no_permit_and_stalled_ones_end() {
-        let scans = Arc::new(Semaphore::new(1));
+        let scans = Gates::new(1, 2);
         // A stream nobody reads fills its buffer, then waits without a permit.
         let mut idle = scan(stream::iter((0..100).map(|i| Ok(batch(i)))).boxed(), scans.clone(), limits(), "idle".into());
         let first = idle.next().await.unwrap();
@@ -183,6 +210,18 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn open_slots_wait_until_a_stalled_stream_is_ended() {
+        let gates = Gates::new(1, 1);
+        let mut idle = scan(stream::iter((0..100).map(|i| Ok(batch(i)))).boxed(), gates.clone(), limits(), "idle".into());
+        assert!(idle.next().await.unwrap().is_ok());
+        // The only open slot is taken until the idle stream stalls out.
+        let other = scan(stream::iter((0..3).map(|i| Ok(batch(i)))).boxed(), gates, limits(), "other".into());
+        let started = std::time::Instant::now();
+        assert_eq!(other.try_collect::<Vec<_>>().await.unwrap().len(), 3);
+        assert!(started.elapsed() >= Duration::from_millis(150));
+    }
+
+    #[tokio::test]
     async fn the_time_budget_ends_a_slow_scan() {
         let slow = stream::unfold(0, |i| async move {
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -190,7 +229,7 @@ mod tests {
         })
         .boxed();
         let limits = StreamLimits { stall_timeout: Duration::from_secs(5), time_budget: Duration::from_millis(350) };
-        let out: Vec<_> = scan(slow, Arc::new(Semaphore::new(1)), limits, "slow".into()).collect().await;
+        let out: Vec<_> = scan(slow, Gates::new(1, 1), limits, "slow".into()).collect().await;
         let last = out.last().unwrap().as_ref().unwrap_err();
         assert_eq!(last.code(), tonic::Code::DeadlineExceeded);
     }

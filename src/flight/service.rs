@@ -3,7 +3,7 @@
 use super::actions;
 use super::cache::StreamCache;
 use super::encode::{self, WireMessage};
-use super::pipeline::{self, StreamLimits};
+use super::pipeline::{self, Gates, StreamLimits};
 use crate::metrics;
 use crate::query::{Compression, DatasetUri, Engine, Plan, ReadStats, proto, table};
 use arrow::ipc::CompressionType;
@@ -30,7 +30,7 @@ pub struct SheafFlight {
     advertise: Vec<String>,
     next_location: AtomicUsize,
     cache: Arc<StreamCache>,
-    scans: Arc<tokio::sync::Semaphore>,
+    gates: Gates,
     limits: StreamLimits,
 }
 
@@ -74,16 +74,10 @@ impl Tally {
 impl SheafFlight {
     /// A service over `engine`; endpoint locations are spread across
     /// `advertise` (empty: endpoints name no location, meaning "this server").
-    /// Repeated reads are answered from `cache`; reads of storage take a
-    /// permit of `scans` while they produce a batch, under `limits`.
-    pub fn new(
-        engine: Arc<Engine>,
-        advertise: Vec<String>,
-        cache: Arc<StreamCache>,
-        scans: Arc<tokio::sync::Semaphore>,
-        limits: StreamLimits,
-    ) -> Self {
-        SheafFlight { engine, advertise, next_location: AtomicUsize::new(0), cache, scans, limits }
+    /// Repeated reads are answered from `cache`; reads of storage take turns
+    /// on `gates` (see [`pipeline`]), under `limits`.
+    pub fn new(engine: Arc<Engine>, advertise: Vec<String>, cache: Arc<StreamCache>, gates: Gates, limits: StreamLimits) -> Self {
+        SheafFlight { engine, advertise, next_location: AtomicUsize::new(0), cache, gates, limits }
     }
 
     /// The encoded messages of a DoGet: from the cache when this ticket was
@@ -121,7 +115,7 @@ impl SheafFlight {
         tracing::debug!(ticket = %tally.what, "DoGet");
         // The scan starts when the response body is first polled (no request
         // timeout while it waits for a permit).
-        let batches = pipeline::scan(execution.batches, self.scans.clone(), self.limits, tally.what.clone());
+        let batches = pipeline::scan(execution.batches, self.gates.clone(), self.limits, tally.what.clone());
         let encoded = encode::encode(execution.schema, options, compression != Compression::None, batches);
         let recording = self.cache.record(ticket_bytes.to_vec());
         let sent = stream::unfold(Some((encoded.boxed(), recording, tally)), |state| async move {

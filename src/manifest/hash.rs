@@ -1,9 +1,19 @@
-//! Entry hashes: quilt3's `sha2-256-chunked` (the default) and legacy `SHA256`.
+//! Entry hashes: the three types quilt3 8.x verifies.
 //!
-//! `sha2-256-chunked` splits a file into chunks (8 MiB, doubled while there
-//! would be more than 10,000 of them), hashes each chunk with SHA-256 and stores
-//! the standard base64 of SHA-256 over the concatenated chunk digests. Because
-//! chunks are independent, one large file is hashed on every core.
+//! - `sha2-256-chunked` (quilt3's default, the only type Sheaf writes): the
+//!   file is split into chunks (8 MiB, doubled while there would be more than
+//!   10,000 of them), each chunk hashed with SHA-256, and the value is the
+//!   standard base64 of SHA-256 over the concatenated chunk digests. Chunks
+//!   are independent, so one large file is hashed on every core.
+//! - `SHA256` (legacy): lowercase hex SHA-256 of the whole file.
+//! - `CRC64NVME` (quilt3 7.2+, S3's CRC-64/NVME checksum): standard base64 of
+//!   the 8-byte big-endian CRC-64/NVME of the whole file. quilt3 computes it
+//!   per 8 MiB part and combines the parts' CRCs, which equals the CRC of the
+//!   whole file; an empty file is `AAAAAAAAAAA=`.
+//!
+//! Any other type cannot be verified: [`StreamHasher::new`] and
+//! [`hash_file_like`] say so (`None`), and callers must treat that as an
+//! error, never as a match.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -19,6 +29,14 @@ use std::path::Path;
 pub const SHA2_256_CHUNKED: &str = "sha2-256-chunked";
 /// Hash type name of the legacy whole-file SHA-256 (hex).
 pub const SHA256: &str = "SHA256";
+/// Hash type name of CRC-64/NVME (base64 of the big-endian 8-byte CRC).
+pub const CRC64NVME: &str = "CRC64NVME";
+/// Every hash type Sheaf can verify.
+pub const VERIFIABLE: [&str; 3] = [SHA2_256_CHUNKED, SHA256, CRC64NVME];
+
+/// CRC-64/NVME (poly 0xad93d23594c93659, reflected, init and xorout all ones),
+/// table-driven 16 bytes at a time.
+static CRC64_NVME: crc::Crc<u64, crc::Table<16>> = crc::Crc::<u64, crc::Table<16>>::new(&crc::CRC_64_NVME);
 
 const MIN_CHUNK: u64 = 8 * 1024 * 1024;
 const MAX_CHUNKS: u64 = 10_000;
@@ -41,8 +59,18 @@ impl EntryHash {
         EntryHash { kind: SHA2_256_CHUNKED.into(), value: BASE64.encode(digest) }
     }
 
+    /// A `CRC64NVME` hash from its CRC value.
+    pub fn crc64nvme(crc: u64) -> Self {
+        EntryHash { kind: CRC64NVME.into(), value: BASE64.encode(crc.to_be_bytes()) }
+    }
+
     /// The raw digest as lowercase hex, used to name content-addressed blobs.
-    /// `None` for hash types Sheaf does not address blobs by.
+    /// Only `sha2-256-chunked` digests name blobs (they are what Sheaf
+    /// writes): a 64-bit CRC is no content address (collisions are easy to
+    /// make, and blobs are deduplicated by name), and a whole-file `SHA256`
+    /// is a different function whose digests must not share the namespace.
+    /// `None` for every other type, so such entries are always read through
+    /// their physical key and checked against their own hash.
     pub fn blob_hex(&self) -> Option<String> {
         match self.kind.as_str() {
             SHA2_256_CHUNKED => {
@@ -55,7 +83,7 @@ impl EntryHash {
 
     /// Whether Sheaf can check data against this hash type.
     pub fn is_verifiable(&self) -> bool {
-        matches!(self.kind.as_str(), SHA2_256_CHUNKED | SHA256)
+        VERIFIABLE.contains(&self.kind.as_str())
     }
 }
 
@@ -85,6 +113,7 @@ pub struct StreamHasher {
 enum Inner {
     Chunked { chunk: u64, in_chunk: u64, current: Sha256, digests: Sha256 },
     Whole(Sha256),
+    Crc64(crc::Digest<'static, u64, crc::Table<16>>),
 }
 
 impl StreamHasher {
@@ -99,6 +128,7 @@ impl StreamHasher {
                 digests: Sha256::new(),
             },
             SHA256 => Inner::Whole(Sha256::new()),
+            CRC64NVME => Inner::Crc64(CRC64_NVME.digest()),
             _ => return None,
         };
         Some(StreamHasher { inner, expected_size: size, seen: 0 })
@@ -115,6 +145,7 @@ impl StreamHasher {
         self.seen += data.len() as u64;
         match &mut self.inner {
             Inner::Whole(h) => h.update(data),
+            Inner::Crc64(c) => c.update(data),
             Inner::Chunked { chunk, in_chunk, current, digests } => {
                 while !data.is_empty() {
                     let room = (*chunk - *in_chunk) as usize;
@@ -144,6 +175,7 @@ impl StreamHasher {
         }
         Ok(match self.inner {
             Inner::Whole(h) => EntryHash { kind: SHA256.into(), value: hex::encode(h.finalize()) },
+            Inner::Crc64(c) => EntryHash::crc64nvme(c.finalize()),
             Inner::Chunked { in_chunk, current, mut digests, .. } => {
                 if in_chunk > 0 {
                     digests.update(current.finalize());
@@ -177,15 +209,19 @@ pub fn hash_file_chunked(path: &Path) -> io::Result<(u64, EntryHash)> {
     Ok((size, EntryHash::chunked(top.finalize().into())))
 }
 
-/// Hashes a local file with the hash type of `like` (for verifying).
+/// Hashes a local file with the hash type of `like` (for verifying). The
+/// hash is `None` when Sheaf cannot compute that type: the caller must treat
+/// the file as unverified, never as matching.
 pub fn hash_file_like(path: &Path, like: &EntryHash) -> io::Result<(u64, Option<EntryHash>)> {
     match like.kind.as_str() {
         SHA2_256_CHUNKED => hash_file_chunked(path).map(|(s, h)| (s, Some(h))),
-        SHA256 => {
+        SHA256 | CRC64NVME => {
             let file = File::open(path)?;
             let size = file.metadata()?.len();
-            let digest = hash_range(&file, 0, size)?;
-            Ok((size, Some(EntryHash { kind: SHA256.into(), value: hex::encode(digest) })))
+            let mut hasher = StreamHasher::new(like, size).expect("a supported hash type");
+            read_range(&file, 0, size, |data| hasher.update(data))?;
+            let hash = hasher.finish().map_err(|_| io::Error::other("file changed size while it was being hashed"))?;
+            Ok((size, Some(hash)))
         }
         _ => Ok((std::fs::metadata(path)?.len(), None)),
     }
@@ -193,6 +229,12 @@ pub fn hash_file_like(path: &Path, like: &EntryHash) -> io::Result<(u64, Option<
 
 fn hash_range(file: &File, start: u64, end: u64) -> io::Result<[u8; 32]> {
     let mut hasher = Sha256::new();
+    read_range(file, start, end, |data| hasher.update(data))?;
+    Ok(hasher.finalize().into())
+}
+
+/// Feeds the bytes `start..end` of `file` to `sink` through a bounded buffer.
+fn read_range(file: &File, start: u64, end: u64, mut sink: impl FnMut(&[u8])) -> io::Result<()> {
     let mut buf = vec![0u8; READ_BUF.min((end - start) as usize).max(1)];
     let mut pos = start;
     while pos < end {
@@ -204,10 +246,10 @@ fn hash_range(file: &File, start: u64, end: u64) -> io::Result<[u8; 32]> {
                 "file shrank while it was being hashed",
             ));
         }
-        hasher.update(&buf[..n]);
+        sink(&buf[..n]);
         pos += n as u64;
     }
-    Ok(hasher.finalize().into())
+    Ok(())
 }
 
 #[cfg(test)]
@@ -231,6 +273,87 @@ mod tests {
             h.finish().unwrap().value,
             "dffd6021bb2bd5b0af676290809ec3a53191dd81c7f70a4b28688a362182986f"
         );
+    }
+
+    fn crc64nvme_of(pieces: &[&[u8]]) -> String {
+        let size = pieces.iter().map(|p| p.len() as u64).sum();
+        let like = EntryHash { kind: CRC64NVME.into(), value: String::new() };
+        let mut h = StreamHasher::new(&like, size).expect("CRC64NVME is supported");
+        for p in pieces {
+            h.update(p);
+        }
+        let hash = h.finish().unwrap();
+        assert_eq!(hash.kind, CRC64NVME);
+        hash.value
+    }
+
+    /// Values computed by quilt3 8.0.0 itself
+    /// (`quilt3.checksums.calculate_multipart_checksum_bytes(data, checksum_type="CRC64NVME")`).
+    #[test]
+    fn crc64nvme_vectors_from_quilt3() {
+        assert_eq!(crc64nvme_of(&[b"Hello, World!"]), "1Km+Qyat0k0=");
+        assert_eq!(crc64nvme_of(&[b"Hello, ", b"World", b"!"]), "1Km+Qyat0k0=");
+        // The empty file: quilt3 combines no parts into 0.
+        assert_eq!(crc64nvme_of(&[]), "AAAAAAAAAAA=");
+        assert_eq!(crc64nvme_of(&[b""]), "AAAAAAAAAAA=");
+        // The catalogue's check value 0xae8b14860a799888, big-endian.
+        assert_eq!(crc64nvme_of(&[b"123456789"]), "rosUhgp5mIg=");
+        assert_eq!(EntryHash::crc64nvme(0xae8b14860a799888).value, "rosUhgp5mIg=");
+        // crc64fast-nvme's documented example 0xd9160d1fa8e418e3.
+        assert_eq!(crc64nvme_of(&[b"hello world!"]), "2RYNH6jkGOM=");
+    }
+
+    /// quilt3 hashes files of more than 8 MiB in parts and combines the
+    /// parts' CRCs: the result must equal one CRC over the whole file.
+    #[test]
+    fn crc64nvme_of_a_multi_part_file_matches_quilt3() {
+        let data: Vec<u8> = (0..(MIN_CHUNK as usize * 2 + 12345)).map(|i| (i * 31 % 251) as u8).collect();
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(&data).unwrap();
+        let like = EntryHash { kind: CRC64NVME.into(), value: "qut3kQvtw0A=".into() };
+        let (size, hash) = hash_file_like(f.path(), &like).unwrap();
+        assert_eq!(size, data.len() as u64);
+        assert_eq!(hash, Some(like.clone()));
+        let pieces: Vec<&[u8]> = data.chunks(999_983).collect();
+        assert_eq!(crc64nvme_of(&pieces), like.value);
+
+        // One flipped bit anywhere is caught.
+        let mut bad = data.clone();
+        bad[MIN_CHUNK as usize + 7] ^= 0x10;
+        assert_ne!(crc64nvme_of(&[&bad]), like.value);
+    }
+
+    #[test]
+    fn sha256_file_hash_equals_streaming_hash() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(b"Hello, World!").unwrap();
+        let like = EntryHash { kind: SHA256.into(), value: String::new() };
+        let (size, hash) = hash_file_like(f.path(), &like).unwrap();
+        assert_eq!(size, 13);
+        assert_eq!(hash.unwrap().value, "dffd6021bb2bd5b0af676290809ec3a53191dd81c7f70a4b28688a362182986f");
+    }
+
+    #[test]
+    fn unknown_hash_types_are_never_computed() {
+        let like = EntryHash { kind: "BLAKE3".into(), value: "x".into() };
+        assert!(!like.is_verifiable());
+        assert!(StreamHasher::new(&like, 1).is_none());
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(b"x").unwrap();
+        assert_eq!(hash_file_like(f.path(), &like).unwrap(), (1, None));
+        for kind in VERIFIABLE {
+            let h = EntryHash { kind: kind.into(), value: String::new() };
+            assert!(h.is_verifiable() && StreamHasher::new(&h, 0).is_some(), "{kind}");
+        }
+    }
+
+    #[test]
+    fn only_chunked_digests_name_blobs() {
+        let chunked = StreamHasher::chunked(0).finish().unwrap();
+        assert_eq!(chunked.blob_hex().unwrap(), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        assert_eq!(EntryHash::crc64nvme(0xae8b14860a799888).blob_hex(), None);
+        let sha = EntryHash { kind: SHA256.into(), value: "dffd6021bb2bd5b0af676290809ec3a53191dd81c7f70a4b28688a362182986f".into() };
+        assert_eq!(sha.blob_hex(), None);
     }
 
     #[test]

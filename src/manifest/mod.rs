@@ -3,7 +3,9 @@
 //! This layer does no I/O: it parses, builds, encodes and hashes manifests.
 //! A manifest is a header line followed by entry lines and folder-metadata
 //! lines. Everything read is kept, including header keys and entry fields
-//! Sheaf does not know, so a read/write round trip loses nothing.
+//! Sheaf does not know, so a read/write round trip loses nothing. (The one key
+//! that is read but not hashed is the obsolete header `top_hash` of old
+//! manifests, which quilt3 drops when it loads them.)
 
 pub mod hash;
 pub mod json;
@@ -35,7 +37,25 @@ pub enum Error {
     /// Two entries with the same logical key.
     #[error("duplicate logical key {0:?}")]
     DuplicateKey(String),
+    /// An entry whose hash type Sheaf cannot compute, so its data cannot be
+    /// checked (a newer quilt, or a foreign writer).
+    #[error(
+        "entry {key:?} is hashed with {kind:?}, a hash type Sheaf cannot verify (it verifies {}); \
+         refusing to treat its data as verified",
+        hash::VERIFIABLE.join(", ")
+    )]
+    UnverifiableHash {
+        /// The entry's logical key.
+        key: String,
+        /// Its hash type.
+        kind: String,
+    },
 }
+
+/// A header key of old manifests (`{"version": "v0", "top_hash": {...}}`) that
+/// quilt3 drops when it loads a manifest ("obsolete as of PR #130"), so it is
+/// not part of the top hash.
+pub const OBSOLETE_TOP_HASH_KEY: &str = "top_hash";
 
 /// One file of a package.
 #[derive(Debug, Clone, PartialEq)]
@@ -109,9 +129,11 @@ impl Manifest {
 
     /// A new revision of this manifest: `changes` replace the entries with
     /// the same logical key or are added (in walk order); the header is kept
-    /// (user metadata, unknown fields) but for its `message`.
+    /// (user metadata, unknown fields) but for its `message` and an obsolete
+    /// `top_hash` key, which quilt3 would not write either.
     pub fn with_changes(&self, changes: Vec<Entry>, message: Option<String>) -> Result<Self, Error> {
         let mut header = self.header.clone();
+        header.shift_remove(OBSOLETE_TOP_HASH_KEY);
         header.insert("message".into(), message.map(Value::String).unwrap_or(Value::Null));
         let mut by_key: std::collections::HashMap<String, Entry> = std::collections::HashMap::new();
         for e in changes {
@@ -178,11 +200,14 @@ impl Manifest {
     }
 
     /// The top hash (64 lowercase hex characters), computed exactly as quilt3's
-    /// `Package.top_hash`: SHA-256 over the canonical JSON of the header, then
+    /// `Package.top_hash` of the manifest as quilt3 loads it: SHA-256 over the
+    /// canonical JSON of the header (without an obsolete `top_hash` key), then
     /// of `{hash, logical_key, meta, size}` for every entry in order.
     pub fn top_hash(&self) -> String {
         let mut hasher = Sha256::new();
-        hasher.update(json::encode(&Value::Object(self.header.clone()), json::Style::Canonical));
+        let mut header = self.header.clone();
+        header.shift_remove(OBSOLETE_TOP_HASH_KEY);
+        hasher.update(json::encode(&Value::Object(header), json::Style::Canonical));
         for e in self.entries() {
             let meta = if e.meta.is_null() { Value::Object(Map::new()) } else { e.meta.clone() };
             let part = json!({
@@ -194,6 +219,17 @@ impl Manifest {
             hasher.update(json::encode(&part, json::Style::Canonical));
         }
         hex::encode(hasher.finalize())
+    }
+
+    /// Fails with [`Error::UnverifiableHash`] for the first of `entries`
+    /// whose hash type Sheaf cannot compute: data that cannot be checked must
+    /// never pass as checked (install and verify call this before touching
+    /// any file).
+    pub fn require_verifiable<'a>(entries: impl IntoIterator<Item = &'a Entry>) -> Result<(), Error> {
+        match entries.into_iter().find(|e| !e.hash.is_verifiable()) {
+            Some(e) => Err(Error::UnverifiableHash { key: e.logical_key.clone(), kind: e.hash.kind.clone() }),
+            None => Ok(()),
+        }
     }
 
     /// File entries in order.
@@ -333,6 +369,50 @@ mod tests {
             Manifest::build(None, None, vec![entry("x", 1, "x"), entry("x", 1, "x")]),
             Err(Error::DuplicateKey(_))
         ));
+    }
+
+    /// Top hashes computed by quilt3 8.0.0 (`Package.load(...).top_hash`),
+    /// which drops the obsolete header key `top_hash` before hashing.
+    #[test]
+    fn legacy_top_hash_header_key_is_not_hashed_as_quilt3_does() {
+        let legacy = concat!(
+            "{\"version\": \"v0\", \"top_hash\": {\"alg\": \"v0\", \"value\": ",
+            "\"2a5a67156ca9238c14d12042db51c5b52260fdd5511b61ea89b58929d6e1769b\"}, \"message\": null}\n",
+        );
+        let m = Manifest::parse(legacy.as_bytes()).unwrap();
+        assert_eq!(m.top_hash(), "2a5a67156ca9238c14d12042db51c5b52260fdd5511b61ea89b58929d6e1769b");
+        // The key is kept as read: Sheaf never rewrites a manifest it read.
+        assert_eq!(String::from_utf8(m.to_jsonl()).unwrap(), legacy);
+
+        let with_entry = concat!(
+            "{\"version\": \"v0\", \"top_hash\": {\"alg\": \"v0\", \"value\": \"x\"}}\n",
+            "{\"logical_key\": \"a.txt\", \"physical_keys\": [\"file:///tmp/a.txt\"], \"size\": 13, ",
+            "\"hash\": {\"type\": \"SHA256\", \"value\": ",
+            "\"dffd6021bb2bd5b0af676290809ec3a53191dd81c7f70a4b28688a362182986f\"}, \"meta\": {}}\n",
+        );
+        let m = Manifest::parse(with_entry.as_bytes()).unwrap();
+        assert_eq!(m.top_hash(), "a5af201739ed2de47c347f65d46e6cae6f4b3545ba2d8555062cd610763fee97");
+
+        // A new revision built on it is written as quilt3 would: without the key.
+        let next = m.with_changes(vec![], Some("next".into())).unwrap();
+        assert!(!next.header.contains_key(OBSOLETE_TOP_HASH_KEY));
+        assert_eq!(Manifest::parse(&next.to_jsonl()).unwrap().top_hash(), next.top_hash());
+        // Only the header's own key is dropped: user metadata named top_hash is hashed.
+        let meta = Manifest::parse(br#"{"version": "v0", "message": null, "user_meta": {"top_hash": 1}}"#).unwrap();
+        assert_eq!(meta.top_hash(), "0563e63347f846f7e668809789c2da5fc49e7970b96b7d64779325cee9835c23");
+    }
+
+    #[test]
+    fn unverifiable_hash_types_are_named_with_their_entry() {
+        let mut crc = entry("b/crc.bin", 1, "AAAAAAAAAAA=");
+        crc.hash.kind = hash::CRC64NVME.into();
+        let mut odd = entry("c/odd.bin", 1, "xyz");
+        odd.hash.kind = "BLAKE3".into();
+        assert!(Manifest::require_verifiable([&entry("a", 1, "x"), &crc]).is_ok());
+        let err = Manifest::require_verifiable([&entry("a", 1, "x"), &crc, &odd]).unwrap_err();
+        assert!(matches!(&err, Error::UnverifiableHash { key, kind } if key == "c/odd.bin" && kind == "BLAKE3"), "{err:?}");
+        let text = err.to_string();
+        assert!(text.contains("\"c/odd.bin\"") && text.contains("\"BLAKE3\"") && text.contains("CRC64NVME"), "{text}");
     }
 
     #[test]

@@ -53,18 +53,9 @@ pub async fn parquet_metadata(registry: &Registry, entry: &Entry) -> Result<Arro
     ArrowReaderMetadata::try_new(footer, ArrowReaderOptions::new()).map_err(|e| unreadable(&e))
 }
 
-/// Reads an entry's bytes whole.
+/// Reads an entry's bytes whole, checked against its hash.
 pub async fn read_whole(registry: &Registry, entry: &Entry) -> Result<Bytes, Error> {
-    let chunks: Vec<Bytes> = registry.open_entry(entry).await?.try_collect().await?;
-    let got: u64 = chunks.iter().map(|c| c.len() as u64).sum();
-    if got != entry.size {
-        return Err(crate::registry::Error::Integrity {
-            what: format!("data of {}", entry.logical_key),
-            expected: format!("{} bytes", entry.size),
-            actual: format!("{got} bytes"),
-        }
-        .into());
-    }
+    let chunks: Vec<Bytes> = registry.open_entry_verified(entry).await?.try_collect().await?;
     if chunks.len() == 1 {
         return Ok(chunks.into_iter().next().expect("one chunk"));
     }
@@ -78,8 +69,10 @@ pub async fn read_whole(registry: &Registry, entry: &Entry) -> Result<Bytes, Err
 /// A blocking [`Read`] over an entry's byte stream, for arrow's synchronous
 /// CSV, JSON and IPC readers running on a blocking thread. A task feeds it a
 /// few chunks ahead; dropping the reader ends that task (and the GET). The
-/// stream must deliver exactly the entry's size: a stream that ends early
-/// (or whose feeding task vanished) is an error, never an end of file.
+/// bytes are checked against the entry's hash before their end is reached
+/// ([`Registry::open_entry_verified`]), and the stream must deliver exactly
+/// the entry's size: a stream that ends early (or whose feeding task
+/// vanished) is an error, never an end of file.
 struct ChunkReader {
     chunks: tokio::sync::mpsc::Receiver<Result<Bytes, Error>>,
     current: Bytes,
@@ -90,7 +83,7 @@ struct ChunkReader {
 
 impl ChunkReader {
     async fn open(registry: &Registry, entry: &Entry) -> Result<Self, Error> {
-        let mut stream = registry.open_entry(entry).await?;
+        let mut stream = registry.open_entry_verified(entry).await?;
         let (tx, chunks) = tokio::sync::mpsc::channel(4);
         tokio::spawn(async move {
             loop {

@@ -1,9 +1,14 @@
 //! `install` (download a revision or part of it, verifying every byte) and
 //! `verify` (check a local folder against a revision).
+//!
+//! Both check every byte against the entry's own hash type (`sha2-256-chunked`,
+//! `SHA256` or `CRC64NVME`). A selection holding an entry of any other hash
+//! type is refused before anything is read or written: data that cannot be
+//! checked never passes as checked.
 
 use super::{Error, IO_CONCURRENCY, PackageRef, Registry, Result};
 use crate::manifest::hash::{self, StreamHasher};
-use crate::manifest::{Entry, key};
+use crate::manifest::{self, Entry, Manifest, key};
 use crate::progress::Progress;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::Serialize;
@@ -42,7 +47,9 @@ pub struct VerifyReport {
     pub modified: Vec<String>,
     /// Files in the folder that are not in the revision.
     pub extra: Vec<String>,
-    /// Entries whose hash type Sheaf cannot compute (only their size was checked).
+    /// Entries whose hash type Sheaf cannot compute. Always empty in a
+    /// report: such an entry fails `verify` with an error before any file is
+    /// read (kept so that the JSON report keeps its shape).
     pub unverifiable: Vec<String>,
     /// Whether the folder matches (extra files count unless allowed).
     pub ok: bool,
@@ -101,6 +108,12 @@ fn prepare_target(dest: &FsPath, rel: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// Refuses a selection holding an entry whose hash type cannot be verified,
+/// naming the entry and its hash type.
+fn require_verifiable<'m>(top_hash: &str, entries: impl IntoIterator<Item = &'m Entry>) -> Result<()> {
+    Manifest::require_verifiable(entries).map_err(|source| Error::Manifest { top_hash: top_hash.to_owned(), source })
+}
+
 /// Whether `path` is a regular file (not a symlink) matching the entry.
 fn already_present(path: &FsPath, entry: &Entry) -> bool {
     match std::fs::symlink_metadata(path) {
@@ -116,6 +129,7 @@ impl Registry {
     pub async fn install(&self, r: &PackageRef, dest: &FsPath, progress: &dyn Progress) -> Result<InstallReport> {
         let (top_hash, manifest) = self.load(r).await?;
         let selected = select(r, &top_hash, manifest.entries())?;
+        require_verifiable(&top_hash, selected.iter().map(|(e, _)| *e))?;
         std::fs::create_dir_all(dest).map_err(|e| Error::io(dest.display().to_string(), e))?;
         let total: u64 = selected.iter().map(|(e, _)| e.size).sum();
         progress.start("installing", total);
@@ -158,37 +172,29 @@ impl Registry {
         let (mut file, guard) = PartialFile::create(target)?;
         let tmp = guard.path.clone();
         let result = async {
-            let mut hasher = StreamHasher::new(&entry.hash, entry.size);
+            // `install` refused unverifiable hash types up front; this is the
+            // backstop, before a byte is read.
+            let Some(mut hasher) = StreamHasher::new(&entry.hash, entry.size) else {
+                let why = manifest::Error::UnverifiableHash { key: entry.logical_key.clone(), kind: entry.hash.kind.clone() };
+                return Err(Error::invalid(why.to_string()));
+            };
             let mut body = self.open_entry(entry).await?;
             while let Some(chunk) = body.try_next().await? {
-                if let Some(h) = hasher.as_mut() {
-                    h.update(&chunk);
-                }
+                hasher.update(&chunk);
                 file.write_all(&chunk).await.map_err(|e| Error::io(tmp.display().to_string(), e))?;
                 progress.advance(chunk.len() as u64);
             }
             file.flush().await.map_err(|e| Error::io(tmp.display().to_string(), e))?;
             let what = format!("{} ({})", entry.logical_key, entry.physical_keys.first().map(String::as_str).unwrap_or(""));
-            match hasher.map(StreamHasher::finish) {
-                Some(Ok(h)) if h == entry.hash => {}
-                Some(Ok(h)) => return Err(Error::Integrity { what, expected: entry.hash.to_string(), actual: h.to_string() }),
-                Some(Err(size)) => {
+            match hasher.finish() {
+                Ok(h) if h == entry.hash => {}
+                Ok(h) => return Err(Error::Integrity { what, expected: entry.hash.to_string(), actual: h.to_string() }),
+                Err(size) => {
                     return Err(Error::Integrity {
                         what,
                         expected: format!("{} bytes", entry.size),
                         actual: format!("{size} bytes"),
                     });
-                }
-                // A hash type Sheaf cannot compute: at least check the size.
-                None => {
-                    let size = file.metadata().await.map_err(|e| Error::io(tmp.display().to_string(), e))?.len();
-                    if size != entry.size {
-                        return Err(Error::Integrity {
-                            what,
-                            expected: format!("{} bytes", entry.size),
-                            actual: format!("{size} bytes"),
-                        });
-                    }
                 }
             }
             tokio::fs::rename(&tmp, target).await.map_err(|e| Error::io(target.display().to_string(), e))
@@ -206,6 +212,7 @@ impl Registry {
         let (top_hash, manifest) = self.load(r).await?;
         let selected: Vec<(Entry, String)> =
             select(r, &top_hash, manifest.entries())?.into_iter().map(|(e, rel)| (e.clone(), rel)).collect();
+        require_verifiable(&top_hash, selected.iter().map(|(e, _)| e))?;
         if !dir.is_dir() {
             return Err(Error::NotFound(format!("directory {}", dir.display())));
         }
@@ -253,7 +260,10 @@ impl Registry {
         report.missing.sort();
         report.modified.sort();
         report.unverifiable.sort();
-        report.ok = report.missing.is_empty() && report.modified.is_empty() && (extra_files_ok || report.extra.is_empty());
+        report.ok = report.missing.is_empty()
+            && report.modified.is_empty()
+            && report.unverifiable.is_empty()
+            && (extra_files_ok || report.extra.is_empty());
         Ok(report)
     }
 }

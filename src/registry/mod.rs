@@ -31,6 +31,7 @@ pub use names::{PackageName, PackageRef, Revision, validate_tag};
 pub use pointers::{DeleteReport, PackageSummary, RevisionInfo};
 pub use push::{PushOptions, PushReport};
 
+use crate::manifest::hash::StreamHasher;
 use crate::manifest::{Entry, Manifest};
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
@@ -274,6 +275,62 @@ impl Registry {
         let options = GetOptions { version, ..Default::default() };
         let result = store.get_opts(&path, options).await.map_err(|e| Error::storage(what.clone(), e))?;
         Ok(result.into_stream().map_err(move |e| Error::storage(what.clone(), e)).boxed())
+    }
+
+    /// Streams the bytes of an entry (as [`Registry::open_entry`]) checked
+    /// against its hash: the last chunk is held back until everything has
+    /// been hashed, so a reader never reaches the end of data that does not
+    /// match; it gets [`Error::Integrity`] instead. An entry whose hash type
+    /// Sheaf cannot verify is refused before anything is read.
+    pub async fn open_entry_verified(&self, entry: &Entry) -> Result<BoxStream<'static, Result<Bytes>>> {
+        let Some(hasher) = StreamHasher::new(&entry.hash, entry.size) else {
+            let why = crate::manifest::Error::UnverifiableHash { key: entry.logical_key.clone(), kind: entry.hash.kind.clone() };
+            return Err(Error::invalid(why.to_string()));
+        };
+        let body = self.open_entry(entry).await?;
+        let (what, expected, size) = (format!("data of {}", entry.logical_key), entry.hash.clone(), entry.size);
+        struct State {
+            body: BoxStream<'static, Result<Bytes>>,
+            hasher: Option<StreamHasher>,
+            held: Option<Bytes>,
+        }
+        let state = State { body, hasher: Some(hasher), held: None };
+        Ok(futures::stream::unfold(Some(state), move |state| {
+            let (what, expected) = (what.clone(), expected.clone());
+            async move {
+                let mut state = state?;
+                loop {
+                    match state.body.next().await {
+                        Some(Ok(chunk)) => {
+                            if let Some(h) = state.hasher.as_mut() {
+                                h.update(&chunk);
+                            }
+                            if let Some(previous) = state.held.replace(chunk) {
+                                return Some((Ok(previous), Some(state)));
+                            }
+                        }
+                        Some(Err(e)) => return Some((Err(e), None)),
+                        None => {
+                            let verdict = match state.hasher.take()?.finish() {
+                                Ok(h) if h == expected => Ok(()),
+                                Ok(h) => Err(Error::Integrity { what, expected: expected.to_string(), actual: h.to_string() }),
+                                Err(seen) => Err(Error::Integrity {
+                                    what,
+                                    expected: format!("{size} bytes"),
+                                    actual: format!("{seen} bytes"),
+                                }),
+                            };
+                            return match (verdict, state.held.take()) {
+                                (Err(e), _) => Some((Err(e), None)),
+                                (Ok(()), Some(last)) => Some((Ok(last), None)),
+                                (Ok(()), None) => None,
+                            };
+                        }
+                    }
+                }
+            }
+        })
+        .boxed())
     }
 
     /// Where an entry's data is (see [`Registry::open_entry`]), after the read
