@@ -4,8 +4,10 @@
 //! [`manifest`] (format and hashing, no I/O) -> [`registry`] (packages on an
 //! object store: push, install, verify, pointers) -> [`query`] (dataset URIs,
 //! planning, DataFusion scans, sampling) -> [`flight`] (the Arrow Flight
-//! service) -> the `sheaf` CLI. The CLI and the server call the same library.
+//! service, whose callers [`auth`] identifies and guards) -> the `sheaf` CLI.
+//! The CLI and the server call the same library.
 
+pub mod auth;
 pub mod demo;
 pub mod flight;
 pub mod manifest;

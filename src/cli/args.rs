@@ -145,6 +145,30 @@ pub enum Command {
         /// Log as JSON lines (default: human-readable). Level from RUST_LOG.
         #[arg(long)]
         log_json: bool,
+        /// Who may read and write what: a TOML file of users, API tokens and
+        /// grants (README, "Authentication"). Reloaded on SIGHUP.
+        #[arg(long, env = "SHEAF_AUTH")]
+        auth: Option<PathBuf>,
+        /// TLS certificate chain (PEM); with --tls-key, clients connect with
+        /// grpc+tls://.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// TLS private key (PEM).
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// CA certificates (PEM): clients must present a certificate signed
+        /// by one of them (mutual TLS).
+        #[arg(long, requires = "tls_cert")]
+        tls_client_ca: Option<PathBuf>,
+        /// Serve without --auth on a non-loopback address: anyone who can
+        /// reach the port reads and writes every package.
+        #[arg(long)]
+        insecure_anonymous: bool,
+    },
+    /// Credentials for `sheaf serve --auth`.
+    Auth {
+        #[command(subcommand)]
+        command: AuthCommand,
     },
     /// Read a dataset from a Sheaf server into a file (Parquet, Arrow IPC or
     /// CSV, by the extension of --out).
@@ -158,8 +182,12 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
         /// Bearer token sent with every call.
-        #[arg(long, env = "SHEAF_TOKEN")]
+        #[arg(long, env = "SHEAF_TOKEN", hide_env_values = true)]
         token: Option<String>,
+        /// CA certificates (PEM) trusted for grpc+tls:// servers, besides the
+        /// system's roots.
+        #[arg(long)]
+        tls_root_certs: Option<PathBuf>,
         /// Endpoints read at once.
         #[arg(long, default_value_t = 4)]
         parallelism: usize,
@@ -169,5 +197,19 @@ pub enum Command {
         /// Files to hash.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+}
+
+/// `sheaf auth` commands.
+#[derive(Debug, Subcommand)]
+pub enum AuthCommand {
+    /// Read a password from standard input and print its argon2id hash (a
+    /// PHC string for a `[[user]]` entry's `password`).
+    HashPassword,
+    /// Print a fresh random API token (once: only its hash is kept) and the
+    /// `[[token]]` entry that admits it.
+    NewToken {
+        /// The token's name in grants and logs.
+        name: String,
     },
 }

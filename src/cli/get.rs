@@ -71,9 +71,20 @@ impl Writer {
 
 /// Reads `uri` from `server` into `out`, through a temporary file renamed
 /// into place only when the whole dataset arrived.
-pub async fn get(server: &str, token: Option<String>, uri: &str, out: &Path, parallelism: usize) -> Result<GetReport, (u8, String)> {
+pub async fn get(
+    server: &str,
+    token: Option<String>,
+    tls_root_certs: Option<&Path>,
+    uri: &str,
+    out: &Path,
+    parallelism: usize,
+) -> Result<GetReport, (u8, String)> {
     let client_err = |e: Error| (exit_code(&e), e.to_string());
-    let mut client = Client::connect(server).await.map_err(client_err)?;
+    let roots = match tls_root_certs {
+        Some(p) => Some(std::fs::read(p).map_err(|e| (super::codes::FAILURE, format!("{}: {e}", p.display())))?),
+        None => None,
+    };
+    let mut client = Client::connect_with_roots(server, roots.as_deref()).await.map_err(client_err)?;
     if let Some(t) = token {
         client = client.with_token(t);
     }

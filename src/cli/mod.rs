@@ -2,6 +2,7 @@
 //! or JSON. Exit codes are part of the interface (see [`exit_code`]).
 
 mod args;
+mod auth;
 mod bar;
 mod get;
 
@@ -114,8 +115,9 @@ async fn dispatch(cli: Cli) -> Result<u8, Error> {
     let json = cli.json;
     match &cli.command {
         Command::Hash { files } => return hash_files(files, json).await,
-        Command::Get { uri, server, out, token, parallelism } => {
-            return match get::get(server, token.clone(), uri, out, *parallelism).await {
+        Command::Auth { command } => return auth::run(command, json),
+        Command::Get { uri, server, out, token, tls_root_certs, parallelism } => {
+            return match get::get(server, token.clone(), tls_root_certs.as_deref(), uri, out, *parallelism).await {
                 Ok(report) => {
                     emit(json, &report, || format!("{} rows of {} -> {}", report.rows, report.pinned_uri, report.out));
                     Ok(codes::OK)
@@ -322,6 +324,11 @@ async fn dispatch(cli: Cli) -> Result<u8, Error> {
             query_timeout,
             shutdown_grace,
             log_json,
+            auth,
+            tls_cert,
+            tls_key,
+            tls_client_ca,
+            insecure_anonymous,
         } => {
             init_logging(log_json);
             if demo {
@@ -334,6 +341,33 @@ async fn dispatch(cli: Cli) -> Result<u8, Error> {
             let engine = std::sync::Arc::new(Engine::new(registry.with_policy(policy)));
             let (incoming, bound) =
                 flight::bind(listen).map_err(|e| Error::Invalid(format!("cannot listen on {listen}: {e}")))?;
+            let authenticator = match &auth {
+                Some(path) => flight::auth::Authenticator::load(path.clone()).map_err(Error::Invalid)?,
+                None if listen.ip().is_loopback() || insecure_anonymous => {
+                    if !listen.ip().is_loopback() {
+                        tracing::warn!(listen = %listen, "serving without --auth on a non-loopback address: anyone who can reach it reads and writes every package");
+                    }
+                    flight::auth::Authenticator::open()
+                }
+                None => {
+                    return Err(Error::Invalid(format!(
+                        "refusing to serve {listen} without --auth: anyone who could reach it would read and write every package;                          give --auth FILE, listen on loopback, or pass --insecure-anonymous"
+                    )));
+                }
+            };
+            let read = |p: &std::path::PathBuf| std::fs::read(p).map_err(|e| Error::io(p.display().to_string(), e));
+            let tls = match (&tls_cert, &tls_key) {
+                (Some(cert), Some(key)) => Some(flight::TlsOptions {
+                    cert: read(cert)?,
+                    key: read(key)?,
+                    client_ca: tls_client_ca.as_ref().map(read).transpose()?,
+                }),
+                _ => None,
+            };
+            if auth.is_some() && tls.is_none() && !listen.ip().is_loopback() {
+                tracing::warn!(listen = %listen, "passwords and tokens travel in plaintext: give --tls-cert and --tls-key");
+            }
+            let scheme = if tls.is_some() { "grpc+tls" } else { "grpc" };
             let options = flight::ServeOptions {
                 listen,
                 advertise,
@@ -344,18 +378,20 @@ async fn dispatch(cli: Cli) -> Result<u8, Error> {
                 stream_limits: flight::pipeline::StreamLimits { stall_timeout, time_budget: query_timeout },
                 shutdown_grace,
                 redact,
+                auth: std::sync::Arc::new(authenticator),
+                tls,
                 ..Default::default()
             };
             // Scripts and tests read this line to learn the port.
-            emit(json, &json!({"listening": format!("grpc://{bound}"), "registry": url}), || {
-                format!("sheaf: serving {url} on grpc://{bound}")
+            emit(json, &json!({"listening": format!("{scheme}://{bound}"), "registry": url}), || {
+                format!("sheaf: serving {url} on {scheme}://{bound}")
             });
             tracing::info!(listen = %bound, registry = %url, "serving");
             flight::serve(engine, incoming, &options, flight::shutdown_signal())
                 .await
                 .map_err(|e| Error::Invalid(format!("server failed: {e}")))?;
         }
-        Command::Hash { .. } | Command::Get { .. } => unreachable!("handled above"),
+        Command::Hash { .. } | Command::Get { .. } | Command::Auth { .. } => unreachable!("handled above"),
     }
     Ok(codes::OK)
 }

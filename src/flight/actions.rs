@@ -1,7 +1,7 @@
 //! DoAction: the package operations a remote client needs. Bodies and
 //! results are UTF-8 JSON, so any client can use them without generated code.
 
-use super::service::glob_match;
+use crate::auth::{Access, Principal, glob_match};
 use crate::query::{DatasetUri, Engine, table};
 use crate::registry::{PackageName, PackageRef};
 use serde::Deserialize;
@@ -44,15 +44,22 @@ fn reference(action: &str, body: &Body) -> Result<PackageRef, Status> {
     Ok(text.parse()?)
 }
 
-/// Runs an action, returning its JSON result.
-pub async fn run(engine: &Engine, action: &str, body: &[u8]) -> Result<Value, Status> {
+/// Runs an action for `principal`, returning its JSON result. Packages it
+/// may not read are left out of listings and answer as missing.
+pub async fn run(engine: &Engine, action: &str, body: &[u8], principal: &Principal) -> Result<Value, Status> {
     let registry = engine.registry();
     let body = parse_body(action, body)?;
+    let readable = |package: &PackageName| {
+        super::auth::require(principal, Access::Read, &package.to_string(), || {
+            crate::registry::Error::NotFound(format!("package {package} in {}", registry.url())).into()
+        })
+    };
     match action {
         "list_packages" => {
             let pattern = body.pattern.as_deref().unwrap_or("*");
             let packages = registry.list_packages().await?;
-            Ok(json!(packages.into_iter().filter(|p| glob_match(pattern, &p.name)).collect::<Vec<_>>()))
+            let visible = packages.into_iter().filter(|p| glob_match(pattern, &p.name) && principal.may(Access::Read, &p.name));
+            Ok(json!(visible.collect::<Vec<_>>()))
         }
         "list_revisions" => {
             let name: PackageName = body
@@ -60,10 +67,12 @@ pub async fn run(engine: &Engine, action: &str, body: &[u8]) -> Result<Value, St
                 .as_deref()
                 .ok_or_else(|| Status::invalid_argument("list_revisions: the body needs \"package\""))?
                 .parse()?;
+            readable(&name)?;
             Ok(json!(registry.revisions(&name).await?))
         }
         "browse" => {
             let r = reference(action, &body)?;
+            readable(&r.package)?;
             let (top_hash, manifest) = registry.load(&r).await?;
             let prefix = body.prefix.or(r.subpath).unwrap_or_default();
             let entries: Vec<Value> = manifest
@@ -76,11 +85,13 @@ pub async fn run(engine: &Engine, action: &str, body: &[u8]) -> Result<Value, St
         }
         "resolve" => {
             let r = reference(action, &body)?;
+            readable(&r.package)?;
             let top_hash = registry.resolve(&r.package, &r.revision).await?;
             Ok(json!({"package": r.package.to_string(), "top_hash": top_hash}))
         }
         "list_tables" => {
             let r = reference(action, &body)?;
+            readable(&r.package)?;
             let top_hash = registry.resolve(&r.package, &r.revision).await?;
             let manifest = engine.manifest(&top_hash).await?;
             let tables: Vec<Value> = table::list(&manifest)

@@ -120,8 +120,9 @@ fn streaming_response(messages: BoxStream<'static, Result<WireMessage, Status>>)
 
 async fn do_get(flight: Arc<SheafFlight>, request: http::Request<Body>) -> http::Response<Body> {
     let result = async {
+        let principal = flight.caller(request.extensions().get::<crate::auth::Principal>())?;
         let ticket: arrow_flight::Ticket = read_unary(request.into_body()).await?;
-        flight.messages(ticket.ticket).await
+        flight.messages(ticket.ticket, &principal).await
     };
     match result.await {
         Ok(messages) => streaming_response(messages),

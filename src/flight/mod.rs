@@ -11,6 +11,7 @@
 //! generated service).
 
 pub mod actions;
+pub mod auth;
 pub mod cache;
 pub mod encode;
 pub mod grpc;
@@ -63,6 +64,22 @@ pub struct ServeOptions {
     /// Storage locations (URLs and paths) never shown to clients in
     /// messages: the registry root and the allowed locations.
     pub redact: Vec<String>,
+    /// Who may do what ([`auth::Authenticator::open`]: anyone, anything).
+    pub auth: Arc<auth::Authenticator>,
+    /// TLS, when the server has a certificate.
+    pub tls: Option<TlsOptions>,
+}
+
+/// The server's TLS certificate and key (PEM), and optionally the CA whose
+/// client certificates it requires (mutual TLS).
+#[derive(Debug, Clone)]
+pub struct TlsOptions {
+    /// Certificate chain, PEM.
+    pub cert: Vec<u8>,
+    /// Private key, PEM.
+    pub key: Vec<u8>,
+    /// CA certificates (PEM) that client certificates must chain to.
+    pub client_ca: Option<Vec<u8>>,
 }
 
 impl Default for ServeOptions {
@@ -78,6 +95,8 @@ impl Default for ServeOptions {
             stream_limits: pipeline::StreamLimits::default(),
             shutdown_grace: Duration::from_secs(30),
             redact: Vec::new(),
+            auth: Arc::new(auth::Authenticator::open()),
+            tls: None,
         }
     }
 }
@@ -104,15 +123,19 @@ pub async fn serve(
     health.set_serving::<FlightServiceServer<SheafFlight>>().await;
     let cache = cache::StreamCache::new(options.cache_bytes);
     let gates = pipeline::Gates::new(options.max_concurrent_scans, options.max_open_scans);
-    let flight = Arc::new(SheafFlight::new(engine, options.advertise.clone(), cache, gates, options.stream_limits));
+    let flight = SheafFlight::new(engine, options.advertise.clone(), cache, gates, options.stream_limits)
+        .with_auth(options.auth.clone());
+    let flight = Arc::new(flight);
     let flight = grpc::FlightRoutes::new(flight, |generated| {
         generated.max_decoding_message_size(MAX_DECODING_MESSAGE).max_encoding_message_size(usize::MAX)
     });
     let layers = tower::ServiceBuilder::new()
         .layer(hygiene::HygieneLayer::new(options.redact.clone()))
+        .layer(auth::AuthLayer::new(options.auth.clone()))
         .load_shed()
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(options.max_concurrent_requests));
     let trimmer = tokio::spawn(trim_when_idle());
+    let reloader = tokio::spawn(reload_on_hangup(options.auth.clone()));
     let signalled = Arc::new(tokio::sync::Notify::new());
     let notify = signalled.clone();
     let shutdown = async move {
@@ -120,7 +143,16 @@ pub async fn serve(
         let _ = health.set_not_serving::<FlightServiceServer<SheafFlight>>().await;
         notify.notify_one();
     };
-    let server = Server::builder()
+    let mut builder = Server::builder();
+    if let Some(tls) = &options.tls {
+        let mut config =
+            tonic::transport::ServerTlsConfig::new().identity(tonic::transport::Identity::from_pem(&tls.cert, &tls.key));
+        if let Some(ca) = &tls.client_ca {
+            config = config.client_ca_root(tonic::transport::Certificate::from_pem(ca));
+        }
+        builder = builder.tls_config(config)?;
+    }
+    let server = builder
         .timeout(options.request_timeout)
         .initial_stream_window_size(Some(2 * 1024 * 1024))
         .initial_connection_window_size(Some(8 * 1024 * 1024))
@@ -137,7 +169,21 @@ pub async fn serve(
         }
     };
     trimmer.abort();
+    reloader.abort();
     result
+}
+
+/// Re-reads the auth file on SIGHUP; running streams keep going, new
+/// requests see the new file. A file with errors is refused (logged) and the
+/// running configuration stays.
+async fn reload_on_hangup(auth: Arc<auth::Authenticator>) {
+    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+    while hangups.recv().await.is_some() {
+        match auth.reload() {
+            Ok(()) => tracing::info!("auth file reloaded"),
+            Err(e) => tracing::error!(error = %e, "auth file not reloaded; the running configuration stays"),
+        }
+    }
 }
 
 /// Gives freed memory back to the OS once the server has been quiet for a

@@ -7,6 +7,7 @@
 //! or is cancelled leaves no revision behind.
 
 use super::service::descriptor_text;
+use crate::auth::{Access, Principal};
 use crate::query::{DatasetUri, Engine, PutTarget};
 use crate::registry::{Base, Revision};
 use arrow_flight::FlightData;
@@ -54,7 +55,7 @@ fn check_schema(schema: &arrow::datatypes::Schema, what: &str) -> Result<(), Sta
 }
 
 /// Receives one DoPut and commits it; returns the JSON put result.
-pub async fn put(engine: &Engine, mut messages: Streaming<FlightData>) -> Result<Value, Status> {
+pub async fn put(engine: &Engine, mut messages: Streaming<FlightData>, principal: &Principal) -> Result<Value, Status> {
     let first = messages.message().await?.ok_or_else(|| Status::invalid_argument("DoPut received no messages"))?;
     let descriptor = first
         .flight_descriptor
@@ -62,6 +63,10 @@ pub async fn put(engine: &Engine, mut messages: Streaming<FlightData>) -> Result
         .ok_or_else(|| Status::invalid_argument("the first DoPut message must carry the flight descriptor"))?;
     let target = PutTarget::parse(&descriptor_text(&descriptor)?)?;
     let registry = engine.registry();
+    // Before anything is read or written: a write grant on the package.
+    super::auth::require(principal, Access::Write, &target.package.to_string(), || {
+        crate::registry::Error::NotFound(format!("package {} in {}", target.package, registry.url())).into()
+    })?;
     let base = match &target.revision {
         Revision::Latest => Base::Latest,
         revision => Base::Exactly(registry.resolve(&target.package, revision).await?),
@@ -101,7 +106,7 @@ pub async fn put(engine: &Engine, mut messages: Streaming<FlightData>) -> Result
     let message = target.message.clone().or_else(|| Some(format!("put {}", target.path)));
     let report = registry.commit(&target.package, vec![(target.path.clone(), temp.path().to_path_buf())], &base, message).await?;
     crate::metrics::DO_PUT.add(1);
-    tracing::info!(package = %report.package, path = %target.path, rows, bytes = report.bytes, top_hash = %report.top_hash,
+    tracing::info!(principal = %principal.label(), package = %report.package, path = %target.path, rows, bytes = report.bytes, top_hash = %report.top_hash,
         previous = ?report.previous, "DoPut committed");
     Ok(json!({
         "package": report.package,

@@ -3,7 +3,9 @@
 use super::actions;
 use super::cache::StreamCache;
 use super::encode::{self, WireMessage};
+use super::auth::Authenticator;
 use super::pipeline::{self, Gates, StreamLimits};
+use crate::auth::{Access, Principal};
 use crate::metrics;
 use crate::query::{Compression, DatasetUri, Engine, Plan, ReadStats, proto, table};
 use arrow::ipc::CompressionType;
@@ -32,6 +34,7 @@ pub struct SheafFlight {
     cache: Arc<StreamCache>,
     gates: Gates,
     limits: StreamLimits,
+    auth: Arc<Authenticator>,
 }
 
 /// Counts what one DoGet sent, and logs it when the stream ends.
@@ -77,14 +80,74 @@ impl SheafFlight {
     /// Repeated reads are answered from `cache`; reads of storage take turns
     /// on `gates` (see [`pipeline`]), under `limits`.
     pub fn new(engine: Arc<Engine>, advertise: Vec<String>, cache: Arc<StreamCache>, gates: Gates, limits: StreamLimits) -> Self {
-        SheafFlight { engine, advertise, next_location: AtomicUsize::new(0), cache, gates, limits }
+        SheafFlight { engine, advertise, next_location: AtomicUsize::new(0), cache, gates, limits, auth: Arc::new(Authenticator::open()) }
+    }
+
+    /// Checks callers with `auth` (the server's [`super::auth::AuthLayer`]
+    /// puts each request's principal in its extensions) and signs tickets
+    /// with its key.
+    pub fn with_auth(mut self, auth: Arc<Authenticator>) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// The caller of a request: set by the auth layer; without `--auth`,
+    /// anyone may do anything.
+    pub fn caller(&self, principal: Option<&Principal>) -> Result<Principal, Status> {
+        match principal {
+            Some(p) => Ok(p.clone()),
+            None if !self.auth.required() => Ok(Principal::unrestricted()),
+            None => Err(Status::unauthenticated("authentication required")),
+        }
+    }
+
+    /// Fails unless `principal` may do `access` with `package`; a package it
+    /// may not read answers as a missing one.
+    fn require(&self, principal: &Principal, access: Access, package: &crate::registry::PackageName) -> Result<(), Status> {
+        super::auth::require(principal, access, &package.to_string(), || {
+            crate::registry::Error::NotFound(format!("package {package} in {}", self.engine.registry().url())).into()
+        })
+    }
+
+    /// The bytes of a ticket as handed to clients: signed when callers are
+    /// authenticated.
+    fn ticket_bytes(&self, ticket: &proto::Ticket) -> Vec<u8> {
+        let mut ticket = ticket.clone();
+        ticket.signature.clear();
+        if let Some(tag) = self.auth.sign(&ticket.encode_to_vec()) {
+            ticket.signature = tag.into();
+        }
+        ticket.encode_to_vec()
+    }
+
+    /// Decodes a ticket and checks its signature.
+    fn open_ticket(&self, bytes: Bytes) -> Result<proto::Ticket, Status> {
+        let mut ticket =
+            proto::Ticket::decode(bytes).map_err(|e| Status::invalid_argument(format!("not a Sheaf ticket: {e}")))?;
+        if self.auth.required() {
+            let tag = std::mem::take(&mut ticket.signature);
+            if !self.auth.verify(&ticket.encode_to_vec(), &tag) {
+                return Err(Status::invalid_argument("not a ticket this service issued (tickets cannot be edited)"));
+            }
+        }
+        Ok(ticket)
     }
 
     /// The encoded messages of a DoGet: from the cache when this ticket was
     /// read before, else executed, encoded and recorded for the cache.
-    pub async fn messages(&self, ticket_bytes: Bytes) -> Result<BoxStream<'static, Result<WireMessage, Status>>, Status> {
-        let ticket = proto::Ticket::decode(ticket_bytes.clone())
-            .map_err(|e| Status::invalid_argument(format!("not a Sheaf ticket: {e}")))?;
+    pub async fn messages(
+        &self,
+        ticket_bytes: Bytes,
+        principal: &Principal,
+    ) -> Result<BoxStream<'static, Result<WireMessage, Status>>, Status> {
+        let ticket = self.open_ticket(ticket_bytes.clone())?;
+        let package: crate::registry::PackageName = ticket
+            .package
+            .parse()
+            .map_err(|e: crate::registry::Error| Status::invalid_argument(format!("bad ticket: {e}")))?;
+        // Checked on every redemption: a ticket passed to another caller
+        // grants nothing.
+        self.require(principal, Access::Read, &package)?;
         let what = format!("{}@{}/{} partition {}", ticket.package, ticket.top_hash, ticket.path, ticket.partition);
         let what = crate::query::limits::clip(&what, 400).into_owned();
         metrics::DO_GET.add(1);
@@ -143,7 +206,7 @@ impl SheafFlight {
     fn flight_info(&self, plan: &Plan, descriptor: FlightDescriptor) -> Result<FlightInfo, Status> {
         let start = self.next_location.fetch_add(plan.tickets.len().max(1), Ordering::Relaxed);
         let endpoints = plan.tickets.iter().zip(&plan.regions).enumerate().map(|(i, (t, region))| {
-            let mut endpoint = FlightEndpoint::new().with_ticket(Ticket::new(t.encode_to_vec()));
+            let mut endpoint = FlightEndpoint::new().with_ticket(Ticket::new(self.ticket_bytes(t)));
             if let Some((first_row, rows)) = region {
                 // The table rows this endpoint covers, before filters and sampling.
                 let meta = json!({"partition": i, "first_row": first_row, "table_rows": rows});
@@ -198,28 +261,7 @@ pub fn descriptor_text(d: &FlightDescriptor) -> Result<String, Status> {
     }
 }
 
-/// Simple glob: `*` matches any run of characters.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let parts: Vec<&str> = pattern.split('*').collect();
-    if parts.len() == 1 {
-        return pattern == text;
-    }
-    let mut rest = text;
-    for (i, part) in parts.iter().enumerate() {
-        if i == 0 {
-            let Some(r) = rest.strip_prefix(part) else { return false };
-            rest = r;
-        } else if i == parts.len() - 1 {
-            return rest.ends_with(part);
-        } else {
-            match rest.find(part) {
-                Some(pos) => rest = &rest[pos + part.len()..],
-                None => return false,
-            }
-        }
-    }
-    true
-}
+pub use crate::auth::glob_match;
 
 fn compression(c: Compression) -> Option<CompressionType> {
     match c {
@@ -243,15 +285,21 @@ impl FlightService for SheafFlight {
         &self,
         _request: Request<Streaming<HandshakeRequest>>,
     ) -> Result<Response<Self::HandshakeStream>, Status> {
-        Err(Status::unimplemented("no handshake: send `authorization: Bearer <token>` headers if a token is needed"))
+        if !self.auth.required() {
+            return Err(Status::unimplemented("this server does not authenticate callers (no --auth): no login is needed"));
+        }
+        // The auth layer checked the credentials and puts the session token
+        // in the response headers; the handshake's messages carry nothing.
+        Ok(Response::new(stream::empty().boxed()))
     }
 
     async fn list_flights(&self, request: Request<Criteria>) -> Result<Response<Self::ListFlightsStream>, Status> {
+        let principal = self.caller(request.extensions().get::<Principal>())?;
         let pattern = String::from_utf8_lossy(&request.get_ref().expression).trim().to_owned();
         let pattern = if pattern.is_empty() { "*".to_owned() } else { pattern };
         let packages = self.engine.registry().list_packages().await?;
         let mut infos = Vec::new();
-        for p in packages.into_iter().filter(|p| glob_match(&pattern, &p.name)) {
+        for p in packages.into_iter().filter(|p| glob_match(&pattern, &p.name) && principal.may(Access::Read, &p.name)) {
             let Some(top_hash) = p.latest else { continue };
             let manifest = self.engine.manifest(&top_hash).await?;
             let package = p.name.parse()?;
@@ -269,10 +317,13 @@ impl FlightService for SheafFlight {
     }
 
     async fn get_flight_info(&self, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+        let principal = self.caller(request.extensions().get::<Principal>())?;
         let descriptor = request.into_inner();
         let uri = descriptor_uri(&descriptor)?;
+        self.require(&principal, Access::Read, &uri.package)?;
         let plan = self.engine.plan(&uri).await?;
-        tracing::info!(uri = %plan.uri, endpoints = plan.tickets.len(), rows = ?plan.total_rows, "GetFlightInfo");
+        tracing::info!(principal = %principal.label(), uri = %crate::query::limits::clip(&plan.uri.to_string(), 400),
+            endpoints = plan.tickets.len(), rows = ?plan.total_rows, "GetFlightInfo");
         Ok(Response::new(self.flight_info(&plan, descriptor)?))
     }
 
@@ -281,7 +332,9 @@ impl FlightService for SheafFlight {
     }
 
     async fn get_schema(&self, request: Request<FlightDescriptor>) -> Result<Response<SchemaResult>, Status> {
+        let principal = self.caller(request.extensions().get::<Principal>())?;
         let uri = descriptor_uri(request.get_ref())?;
+        self.require(&principal, Access::Read, &uri.package)?;
         let plan = self.engine.plan(&uri).await?;
         let options = IpcWriteOptions::default();
         let result: SchemaResult = SchemaAsIpc::new(&plan.schema, &options)
@@ -293,7 +346,8 @@ impl FlightService for SheafFlight {
     /// DoGet through tonic's codec. The server mounts [`super::grpc`]'s
     /// copy-free framing in front of it; both send [`SheafFlight::messages`].
     async fn do_get(&self, request: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
-        let messages = self.messages(request.into_inner().ticket).await?;
+        let principal = self.caller(request.extensions().get::<Principal>())?;
+        let messages = self.messages(request.into_inner().ticket, &principal).await?;
         Ok(Response::new(messages.map_ok(WireMessage::into_flight_data).boxed()))
     }
 
@@ -301,10 +355,11 @@ impl FlightService for SheafFlight {
     /// response starts at once and carries one result when the revision is
     /// committed, so a long upload is not cut by the request timeout.
     async fn do_put(&self, request: Request<Streaming<FlightData>>) -> Result<Response<Self::DoPutStream>, Status> {
+        let principal = self.caller(request.extensions().get::<Principal>())?;
         let engine = self.engine.clone();
         let messages = request.into_inner();
         let result = stream::once(async move {
-            let put = std::panic::AssertUnwindSafe(super::put::put(&engine, messages)).catch_unwind().await;
+            let put = std::panic::AssertUnwindSafe(super::put::put(&engine, messages, &principal)).catch_unwind().await;
             let put = put.unwrap_or_else(|panic| {
                 tracing::error!(panic = %pipeline::panic_message(panic.as_ref()), "DoPut panicked");
                 Err(Status::internal("DoPut failed on the server (details are in its log); nothing was committed"))
@@ -325,8 +380,9 @@ impl FlightService for SheafFlight {
     }
 
     async fn do_action(&self, request: Request<Action>) -> Result<Response<Self::DoActionStream>, Status> {
+        let principal = self.caller(request.extensions().get::<Principal>())?;
         let action = request.into_inner();
-        let body = actions::run(&self.engine, &action.r#type, &action.body).await?;
+        let body = actions::run(&self.engine, &action.r#type, &action.body, &principal).await?;
         let result = arrow_flight::Result::new(body.to_string().into_bytes());
         Ok(Response::new(stream::once(async { Ok(result) }).boxed()))
     }
@@ -337,21 +393,5 @@ impl FlightService for SheafFlight {
             .map(|(name, description)| Ok(ActionType { r#type: (*name).into(), description: (*description).into() }))
             .collect();
         Ok(Response::new(stream::iter(types).boxed()))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::glob_match;
-
-    #[test]
-    fn globs() {
-        assert!(glob_match("*", "a/b"));
-        assert!(glob_match("team/*", "team/x"));
-        assert!(!glob_match("team/*", "other/x"));
-        assert!(glob_match("*/weather", "demo/weather"));
-        assert!(glob_match("d*o/w*r", "demo/weather"));
-        assert!(glob_match("demo/weather", "demo/weather"));
-        assert!(!glob_match("demo/weathe", "demo/weather"));
     }
 }

@@ -385,6 +385,7 @@ impl Engine {
             partition: 0,
             entry_start: 0,
             entry_end: 0,
+            signature: Default::default(),
         };
         let (tickets, total_bytes) = match &layout {
             // The manifest table: runs of entries, balanced by content size

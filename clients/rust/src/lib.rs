@@ -21,7 +21,7 @@ use arrow_flight::flight_service_client::FlightServiceClient;
 use arrow_flight::{Action, FlightClient, FlightDescriptor, FlightEndpoint, FlightInfo};
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use serde_json::Value;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 /// Errors from the client: the server's status (code and message) or a
 /// transport/decoding failure.
@@ -88,6 +88,7 @@ pub struct Client {
     url: String,
     channel: Channel,
     token: Option<String>,
+    tls: ClientTlsConfig,
 }
 
 fn http_url(url: &str) -> String {
@@ -99,23 +100,39 @@ fn http_url(url: &str) -> String {
     }
 }
 
-async fn channel(url: &str) -> Result<Channel, Error> {
+/// A channel to `url`. `grpc+tls://` (and `https://`) always connect with
+/// TLS, verified against `tls` (the system's roots plus any given): a URL's
+/// scheme never silently downgrades.
+async fn channel(url: &str, tls: &ClientTlsConfig) -> Result<Channel, Error> {
     let connect = |message: String| Error::Connect { url: url.to_owned(), message };
-    Endpoint::from_shared(http_url(url))
-        .map_err(|e| connect(e.to_string()))?
-        .tcp_nodelay(true)
-        .connect()
-        .await
-        .map_err(|e| connect(e.to_string()))
+    let target = http_url(url);
+    let mut endpoint = Endpoint::from_shared(target.clone()).map_err(|e| connect(e.to_string()))?.tcp_nodelay(true);
+    if target.starts_with("https://") {
+        endpoint = endpoint.tls_config(tls.clone()).map_err(|e| connect(format!("TLS: {e}")))?;
+    } else if !target.starts_with("http://") {
+        return Err(connect("unsupported scheme: use grpc:// or grpc+tls://".into()));
+    }
+    endpoint.connect().await.map_err(|e| connect(e.to_string()))
 }
 
 /// Batches each endpoint being read ahead of the consumer may buffer.
 pub const PREFETCH_BATCHES: usize = 8;
 
 impl Client {
-    /// Connects to `grpc://host:port`.
+    /// Connects to `grpc://host:port` or `grpc+tls://host:port` (verified
+    /// against the system's root certificates).
     pub async fn connect(url: &str) -> Result<Self, Error> {
-        Ok(Client { url: url.to_owned(), channel: channel(url).await?, token: None })
+        Self::connect_with_roots(url, None).await
+    }
+
+    /// Connects, trusting `tls_root_certs` (PEM) besides the system's roots
+    /// for `grpc+tls://` servers (a private CA, say).
+    pub async fn connect_with_roots(url: &str, tls_root_certs: Option<&[u8]>) -> Result<Self, Error> {
+        let mut tls = ClientTlsConfig::new().with_enabled_roots();
+        if let Some(pem) = tls_root_certs {
+            tls = tls.ca_certificate(Certificate::from_pem(pem));
+        }
+        Ok(Client { url: url.to_owned(), channel: channel(url, &tls).await?, token: None, tls })
     }
 
     /// Sends `authorization: Bearer <token>` on every call.
@@ -177,7 +194,7 @@ impl Client {
     /// Reads one endpoint, from its location or, when it names none, this server.
     pub async fn read_endpoint(&self, endpoint: &FlightEndpoint) -> Result<BoxStream<'static, Result<RecordBatch, Error>>, Error> {
         let channel = match endpoint.location.first() {
-            Some(location) if !location.uri.is_empty() && location.uri != self.url => channel(&location.uri).await?,
+            Some(location) if !location.uri.is_empty() && location.uri != self.url => channel(&location.uri, &self.tls).await?,
             _ => self.channel.clone(),
         };
         let ticket = endpoint.ticket.clone().ok_or_else(|| Error::Other("endpoint without a ticket".into()))?;

@@ -1,0 +1,349 @@
+//! Authentication, a tower layer in front of every route (the hand-framed
+//! DoGet included): it works out who the caller is and puts the
+//! [`Principal`] in the request's extensions, where the handlers check it
+//! against each package ([`require`]).
+//!
+//! - Handshake with `authorization: Basic base64(user:password)` (as
+//!   pyarrow's `authenticate_basic_token`, Arrow Java and the Flight SQL
+//!   JDBC/ADBC drivers send it) answers with `authorization: Bearer <session
+//!   token>` in the response headers.
+//! - Every other RPC carries `authorization: Bearer <API token | session
+//!   token>`. Missing (with no grant to `anonymous`), malformed, expired or
+//!   revoked credentials answer UNAUTHENTICATED; gRPC health needs none.
+//! - Failed logins are limited per peer address and per user name.
+//! - [`Authenticator::reload`] swaps the file in without touching running
+//!   streams (SIGHUP).
+//!
+//! Secrets never reach a log or an error message.
+
+use crate::auth::{self, Access, AuthConfig, Keys, Kind, Principal};
+use base64::Engine;
+use futures::future::BoxFuture;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tonic::Status;
+use tonic::body::Body;
+use tower::{Layer, Service};
+
+/// gRPC path of the Flight handshake.
+pub const HANDSHAKE_PATH: &str = "/arrow.flight.protocol.FlightService/Handshake";
+/// Failed logins allowed per peer and per name in [`FAILURE_WINDOW`].
+const MAX_FAILURES: u32 = 5;
+/// The window over which failed logins are counted.
+const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+
+struct State {
+    config: AuthConfig,
+    keys: Keys,
+}
+
+/// Checks credentials for the layer; shared by every connection.
+#[derive(Default)]
+pub struct Authenticator {
+    /// `None`: no `--auth`, every caller may do everything.
+    state: Option<RwLock<Arc<State>>>,
+    path: Option<PathBuf>,
+    failures: Mutex<HashMap<String, (u32, Instant)>>,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator").field("required", &self.required()).field("path", &self.path).finish()
+    }
+}
+
+impl Authenticator {
+    /// No authentication: every caller may do everything (a server without
+    /// `--auth`).
+    pub fn open() -> Self {
+        Authenticator { state: None, path: None, failures: Mutex::default() }
+    }
+
+    /// Authentication under the file at `path`.
+    pub fn load(path: PathBuf) -> Result<Self, String> {
+        let config = AuthConfig::load(&path)?;
+        let state = State { keys: Keys::new(config.key.as_deref(), config.session_ttl), config };
+        Ok(Authenticator { state: Some(RwLock::new(Arc::new(state))), path: Some(path), failures: Mutex::default() })
+    }
+
+    /// Whether callers are checked (`--auth` given).
+    pub fn required(&self) -> bool {
+        self.state.is_some()
+    }
+
+    fn current(&self) -> Option<Arc<State>> {
+        self.state.as_ref().map(|s| s.read().expect("auth state poisoned").clone())
+    }
+
+    /// Re-reads the auth file; on error the running configuration stays.
+    /// Running streams are not affected; new requests see the new file.
+    pub fn reload(&self) -> Result<(), String> {
+        let (Some(lock), Some(path)) = (&self.state, &self.path) else { return Ok(()) };
+        let config = AuthConfig::load(path)?;
+        let keys = Keys::new(config.key.as_deref(), config.session_ttl);
+        *lock.write().expect("auth state poisoned") = Arc::new(State { config, keys });
+        Ok(())
+    }
+
+    /// Signs a ticket's bytes (when authentication is on).
+    pub fn sign(&self, bytes: &[u8]) -> Option<Vec<u8>> {
+        self.current().map(|s| s.keys.sign(bytes))
+    }
+
+    /// Whether `tag` signs `bytes`; always true without authentication.
+    pub fn verify(&self, bytes: &[u8], tag: &[u8]) -> bool {
+        self.current().is_none_or(|s| s.keys.verify(bytes, tag))
+    }
+
+    fn limited(&self, keys: &[String]) -> Option<Duration> {
+        let failures = self.failures.lock().expect("failures poisoned");
+        keys.iter()
+            .filter_map(|k| failures.get(k))
+            .filter(|(n, since)| *n >= MAX_FAILURES && since.elapsed() < FAILURE_WINDOW)
+            .map(|(_, since)| FAILURE_WINDOW.saturating_sub(since.elapsed()))
+            .max()
+    }
+
+    fn record_failure(&self, keys: &[String]) {
+        let mut failures = self.failures.lock().expect("failures poisoned");
+        if failures.len() > 10_000 {
+            failures.retain(|_, (_, since)| since.elapsed() < FAILURE_WINDOW);
+        }
+        for k in keys {
+            let entry = failures.entry(k.clone()).or_insert((0, Instant::now()));
+            if entry.1.elapsed() >= FAILURE_WINDOW {
+                *entry = (0, Instant::now());
+            }
+            entry.0 += 1;
+        }
+    }
+
+    /// A password login: a session token for the user, or why not.
+    async fn login(&self, user: &str, password: &str, peer: Option<IpAddr>) -> Result<String, Status> {
+        let state = self.current().expect("login only with --auth");
+        let keys = vec![format!("peer {}", peer.map_or("?".into(), |p| p.to_string())), format!("user {user}")];
+        if let Some(wait) = self.limited(&keys) {
+            tracing::warn!(user = %crate::query::limits::clip(user, 64), peer = ?peer, "login refused: too many failed logins");
+            return Err(Status::unauthenticated(format!("too many failed logins; retry in {} s", wait.as_secs().max(1))));
+        }
+        let phc = state.config.users.get(user).map(|u| u.password.clone());
+        let password = password.as_bytes().to_vec();
+        // Hash even for an unknown user, so timing does not tell names apart.
+        let ok = tokio::task::spawn_blocking(move || match phc {
+            Some(phc) => auth::config::verify_password(&phc, &password),
+            None => {
+                let _ = auth::config::verify_password(DUMMY_PHC, &password);
+                false
+            }
+        })
+        .await
+        .unwrap_or(false);
+        if !ok {
+            self.record_failure(&keys);
+            tracing::warn!(user = %crate::query::limits::clip(user, 64), peer = ?peer, "login failed");
+            return Err(Status::unauthenticated("invalid username or password"));
+        }
+        tracing::info!(user = %user, peer = ?peer, "login");
+        Ok(state.keys.issue_session(user))
+    }
+
+    /// The caller a bearer token proves.
+    fn bearer(&self, token: &str) -> Result<Principal, Status> {
+        let state = self.current().expect("bearer only with --auth");
+        let invalid = || Status::unauthenticated("invalid or expired credentials: log in again or check the token");
+        if Keys::is_session_token(token) {
+            let session = state.keys.check_session(token).map_err(|why| Status::unauthenticated(why.to_owned()))?;
+            // A user removed from the file is revoked at once.
+            let user = state.config.users.get(&session.user).ok_or_else(invalid)?;
+            return Ok(Principal::identified(Kind::User, &session.user, &user.groups, &state.config));
+        }
+        let t = state.config.token_by_digest(&auth::keys::token_digest(token)).ok_or_else(invalid)?;
+        Ok(Principal::identified(Kind::Token, &t.name, &t.groups, &state.config))
+    }
+
+    /// The caller of a request with these headers.
+    fn principal(&self, headers: &http::HeaderMap) -> Result<Principal, Status> {
+        let Some(state) = self.current() else { return Ok(Principal::unrestricted()) };
+        let Some(value) = headers.get(http::header::AUTHORIZATION) else {
+            if state.config.grants.iter().any(|g| g.to == auth::Subject::Anonymous) {
+                return Ok(Principal::anonymous(&state.config));
+            }
+            return Err(Status::unauthenticated(
+                "authentication required: log in with the Flight handshake (Basic) or send `authorization: Bearer <token>`",
+            ));
+        };
+        let value = value.to_str().map_err(|_| Status::unauthenticated("malformed authorization header"))?;
+        match value.split_once(' ') {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => self.bearer(token.trim()),
+            Some((scheme, _)) if scheme.eq_ignore_ascii_case("basic") => {
+                Err(Status::unauthenticated("log in with the Flight handshake, then send the bearer token it returns"))
+            }
+            _ => Err(Status::unauthenticated("malformed authorization header: expected `Bearer <token>`")),
+        }
+    }
+}
+
+/// A PHC string hashed for unknown users (its password is irrelevant).
+const DUMMY_PHC: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2hlYWZzaGVhZnNoZWFm$Wm7Yxcwm4oB6U+Fhm3c2Ws7HPTMxYmc9Xx2m6SDeF7k";
+
+/// Decodes `Basic base64(user:password)`.
+fn basic(headers: &http::HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_owned(), password.to_owned()))
+}
+
+fn peer(request: &http::Request<Body>) -> Option<IpAddr> {
+    use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+    let ext = request.extensions();
+    ext.get::<TcpConnectInfo>()
+        .and_then(|i| i.remote_addr())
+        .or_else(|| ext.get::<TlsConnectInfo<TcpConnectInfo>>().and_then(|i| i.get_ref().remote_addr()))
+        .map(|a| a.ip())
+}
+
+/// The status a handler returns when `principal` may not do `access` with
+/// `package`: a package it may not read answers exactly like a missing one
+/// (`not_found`), a readable one it may not write PERMISSION_DENIED.
+pub fn require(principal: &Principal, access: Access, package: &str, not_found: impl FnOnce() -> Status) -> Result<(), Status> {
+    if principal.may(access, package) {
+        return Ok(());
+    }
+    if access == Access::Write && principal.may(Access::Read, package) {
+        return Err(Status::permission_denied(format!("{} may read {package} but not write to it", principal.label())));
+    }
+    Err(not_found())
+}
+
+/// The layer.
+#[derive(Clone)]
+pub struct AuthLayer {
+    auth: Arc<Authenticator>,
+}
+
+impl AuthLayer {
+    /// A layer checking callers with `auth`.
+    pub fn new(auth: Arc<Authenticator>) -> Self {
+        AuthLayer { auth }
+    }
+}
+
+impl<S> Layer<S> for AuthLayer {
+    type Service = AuthService<S>;
+
+    fn layer(&self, inner: S) -> AuthService<S> {
+        AuthService { inner, auth: self.auth.clone() }
+    }
+}
+
+/// The service made by [`AuthLayer`].
+#[derive(Clone)]
+pub struct AuthService<S> {
+    inner: S,
+    auth: Arc<Authenticator>,
+}
+
+impl<S> Service<http::Request<Body>> for AuthService<S>
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
+        // The service that was polled ready handles this call; a clone takes
+        // its place for the next one.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let auth = self.auth.clone();
+        Box::pin(async move {
+            let path = request.uri().path().to_owned();
+            if path.starts_with("/grpc.health.v1.Health/") {
+                return inner.call(request).await;
+            }
+            if auth.required() && path == HANDSHAKE_PATH {
+                let session = match basic(request.headers()) {
+                    Some((user, password)) => auth.login(&user, &password, peer(&request)).await,
+                    None => match auth.principal(request.headers()) {
+                        // A valid bearer token is echoed back.
+                        Ok(p) if p.kind != Kind::Anonymous => Ok(request.headers()[http::header::AUTHORIZATION]
+                            .to_str()
+                            .unwrap_or_default()
+                            .trim_start_matches("Bearer ")
+                            .to_owned()),
+                        Ok(_) => Err(Status::unauthenticated("the handshake needs `authorization: Basic ...`")),
+                        Err(e) => Err(e),
+                    },
+                };
+                let session = match session {
+                    Ok(s) => s,
+                    Err(status) => return Ok(status.into_http()),
+                };
+                request.extensions_mut().insert(Principal::unrestricted());
+                let mut response = inner.call(request).await?;
+                if let Ok(value) = http::HeaderValue::from_str(&format!("Bearer {session}")) {
+                    response.headers_mut().insert(http::header::AUTHORIZATION, value);
+                }
+                return Ok(response);
+            }
+            match auth.principal(request.headers()) {
+                Ok(principal) => {
+                    tracing::debug!(principal = %principal.label(), rpc = %path, "call");
+                    request.extensions_mut().insert(principal);
+                    inner.call(request).await
+                }
+                Err(status) => {
+                    tracing::info!(rpc = %path, code = ?status.code(), "call refused: not authenticated");
+                    Ok(status.into_http())
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_credentials_decode() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::AUTHORIZATION, "Basic YWxpY2U6czNjcjp0".parse().unwrap());
+        assert_eq!(basic(&headers), Some(("alice".into(), "s3cr:t".into())));
+        headers.insert(http::header::AUTHORIZATION, "Bearer x".parse().unwrap());
+        assert_eq!(basic(&headers), None);
+    }
+
+    #[test]
+    fn the_dummy_hash_is_a_valid_phc() {
+        assert!(argon2::verify_encoded(DUMMY_PHC, b"x").is_ok());
+    }
+
+    #[test]
+    fn failed_logins_are_limited() {
+        let a = Authenticator::open();
+        let keys = vec!["peer 1.2.3.4".to_owned()];
+        for _ in 0..MAX_FAILURES {
+            assert!(a.limited(&keys).is_none());
+            a.record_failure(&keys);
+        }
+        assert!(a.limited(&keys).is_some());
+    }
+}
