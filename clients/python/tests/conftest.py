@@ -39,7 +39,11 @@ import testdata
 
 CLIENT_DIR = Path(__file__).resolve().parents[1]
 REPO = CLIENT_DIR.parents[1]
-SERVE_LINE = re.compile(r"^sheaf: serving (?P<registry>\S+) on (?P<url>grpc://127\.0\.0\.1:\d+)\s*$")
+SERVE_LINE = re.compile(r"^sheaf: serving (?P<registry>\S+) on (?P<url>grpc(?:\+tls)?://127\.0\.0\.1:\d+)\s*$")
+
+# Credentials come from the tests alone: sheaf.connect() reads SHEAF_TOKEN
+# when given none (test_auth.py sets it where it tests that).
+os.environ.pop("SHEAF_TOKEN", None)
 
 # Every Flight call of the tests has a deadline, so a hung server fails a test instead of the run.
 TIMEOUT = 60.0
@@ -53,7 +57,8 @@ def sheaf_bin() -> Path:
 
 
 def child_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k != "SHEAF_REGISTRY"}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("AWS_") and k not in ("SHEAF_REGISTRY", "SHEAF_AUTH", "SHEAF_TOKEN")}
     env["RUST_BACKTRACE"] = "0"
     return env
 

@@ -145,7 +145,7 @@ def test_errors_survive_pickling(client):
 
 # ---------------------------------------------------------------------------
 # The token: a pyarrow Flight server on loopback records the headers it gets
-# (sheaf serve does not check tokens yet) and refuses calls without one.
+# and refuses calls without one (tests/test_auth.py uses `sheaf serve --auth`).
 # ---------------------------------------------------------------------------
 
 
@@ -192,3 +192,95 @@ def test_unauthenticated(auth_server):
             sheaf.connect(url, token=token, timeout=10).resolve("a/b")
         assert "bearer token is required" in e.value.server_message
         assert isinstance(e.value, PermissionError)
+
+
+# ---------------------------------------------------------------------------
+# Logging in: a pyarrow Flight server on loopback answers the Basic handshake
+# with a session token, as `sheaf serve --auth` does (tests/test_auth.py
+# tests the real server).
+# ---------------------------------------------------------------------------
+
+
+class _Session(flight.ServerMiddleware):
+    def __init__(self, answer):
+        self.answer = answer
+
+    def sending_headers(self):
+        return {"authorization": self.answer} if self.answer else {}
+
+
+class _BasicLogin(flight.ServerMiddlewareFactory):
+    def __init__(self, answer="Bearer sess-1"):
+        self.answer = answer
+        self.seen = []
+
+    def start_call(self, info, headers):
+        import base64
+
+        auth = (headers.get("authorization") or [""])[0]
+        self.seen.append((info.method, auth))
+        if info.method == flight.FlightMethod.HANDSHAKE:
+            if auth != "Basic " + base64.b64encode(b"alice:pw-1").decode():
+                raise flight.FlightUnauthenticatedError("invalid user name or password")
+            return _Session(self.answer)
+        if auth != "Bearer sess-1":
+            raise flight.FlightUnauthenticatedError("a bearer token is required")
+        return None
+
+
+class _NoAuthHandler(flight.ServerAuthHandler):
+    """Leaves the handshake to the middleware (pyarrow's servers answer
+    UNIMPLEMENTED to a handshake without an auth handler)."""
+
+    def authenticate(self, outgoing, incoming):
+        pass
+
+    def is_valid(self, token):
+        return ""
+
+
+@pytest.fixture
+def login_server(request):
+    answer = getattr(request, "param", "Bearer sess-1")
+    login = _BasicLogin(answer)
+    server = _AuthServer("grpc://127.0.0.1:0", auth_handler=_NoAuthHandler(), middleware={"login": login})
+    try:
+        yield f"grpc://127.0.0.1:{server.port}", login
+    finally:
+        server.shutdown()
+
+
+def test_login_keeps_only_the_session_token(login_server):
+    url, login = login_server
+    c = sheaf.connect(url, username="alice", password="pw-1", timeout=10)
+    assert c.spec.token == "sess-1"
+    assert c.resolve("a/b") == "0" * 64
+    copy = pickle.loads(pickle.dumps(c))
+    assert copy.resolve("a/b") == "0" * 64
+    assert b"pw-1" not in pickle.dumps(c) and "pw-1" not in repr(vars(c)) and "sess-1" not in repr(c.spec)
+    methods = [m for m, _ in login.seen]
+    assert methods.count(flight.FlightMethod.HANDSHAKE) == 1, "one login, then the session token"
+    assert all(auth == "Bearer sess-1" for m, auth in login.seen if m != flight.FlightMethod.HANDSHAKE)
+
+
+def test_failed_login(login_server):
+    url, _ = login_server
+    with pytest.raises(sheaf.UnauthenticatedError) as e:
+        sheaf.connect(url, username="alice", password="wrong-pw", timeout=10)
+    assert "logging in as 'alice'" in str(e.value) and "wrong-pw" not in str(e.value)
+    assert e.value.server_message == "invalid user name or password"
+
+
+@pytest.mark.parametrize("login_server", [None, "Basic xyz"], indirect=True)
+def test_login_answered_without_a_session_token(login_server):
+    url, _ = login_server
+    with pytest.raises(sheaf.UnauthenticatedError, match="no session token"):
+        sheaf.connect(url, username="alice", password="pw-1", timeout=10)
+
+
+def test_sheaf_token_environment_variable(auth_server, monkeypatch):
+    url, headers = auth_server
+    monkeypatch.setenv("SHEAF_TOKEN", "s3cret")
+    assert sheaf.connect(url, timeout=10).resolve("a/b") == "0" * 64
+    with pytest.raises(sheaf.UnauthenticatedError):
+        sheaf.connect(url, token="other", timeout=10).resolve("a/b")

@@ -1,5 +1,6 @@
 """The README's examples run as written (against the test server, which also
-serves demo/weather)."""
+serves demo/weather). The blocks fenced ```py (Credentials and TLS) need a
+server with --auth and TLS: test_auth.py runs them."""
 
 from __future__ import annotations
 

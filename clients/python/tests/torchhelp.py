@@ -16,6 +16,21 @@ def ids_and_pid(batch: pa.RecordBatch) -> dict:
     return {"id": batch.column("id").to_pylist(), "pid": os.getpid()}
 
 
+def ids_and_credentials(batch: pa.RecordBatch) -> dict:
+    """collate hook (DataLoader workers only): the batch's ids, the process,
+    the token this worker's client sends, and this worker's dataset pickled
+    again (everything the worker holds of the client)."""
+    import pickle
+
+    import torch.utils.data
+
+    info = torch.utils.data.get_worker_info()
+    assert info is not None, "ids_and_credentials runs in DataLoader workers"
+    held = info.dataset
+    return {"id": batch.column("id").to_pylist(), "pid": os.getpid(), "token": held.dataset.client.spec.token,
+            "held": pickle.dumps(held)}
+
+
 def names(batch: pa.RecordBatch) -> list[str]:
     return batch.column("name").to_pylist()
 

@@ -4,6 +4,12 @@
 >>> client = sheaf.connect("grpc://127.0.0.1:50051")        # doctest: +SKIP
 >>> [p.name for p in client.list_packages()]                 # doctest: +SKIP
 ['demo/weather']
+
+Credentials: an API token (``token=``, else ``$SHEAF_TOKEN``), or a user
+name and password exchanged once, in :func:`connect`, for a session token
+(the Flight handshake); only that token is kept and handed to other
+processes. TLS: ``grpc+tls://`` with ``tls_root_certs``, and ``cert_chain``
+with ``private_key`` for mutual TLS.
 """
 
 from __future__ import annotations
@@ -13,13 +19,15 @@ import json
 import os
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
 
 import pyarrow.flight as flight
 
 from . import _fork, _uri
-from .errors import InvalidArgumentError, NotFoundError, SheafError, from_flight
+from .errors import (DeadlineExceededError, InvalidArgumentError, NotFoundError, SheafError, UnauthenticatedError,
+                     UnavailableError, from_flight)
 
 if TYPE_CHECKING:
     from .dataset import Dataset
@@ -31,18 +39,33 @@ __all__ = ["connect", "Client", "PackageInfo", "RevisionInfo", "Entry", "Revisio
 _INHERITED: list[Any] = []
 
 
+#: The environment variable :func:`connect` reads a token from when it is
+#: given neither ``token`` nor ``username``.
+TOKEN_ENV = "SHEAF_TOKEN"
+
+#: PEM text (``bytes`` or ``str``) or the path of a PEM file.
+Pem = Union[bytes, str, os.PathLike[str]]
+
+
 @dataclass(frozen=True)
 class ConnectionSpec:
-    """Everything needed to open a connection again in another process."""
+    """Everything needed to open a connection again in another process.
+
+    It is pickled into DataLoader workers, so it holds no password: after a
+    login, ``token`` is the session token the server answered. The token
+    and the private key are left out of its ``repr``.
+    """
 
     url: str
-    token: str | None = None
+    token: str | None = field(default=None, repr=False)
     headers: tuple[tuple[str, str], ...] = ()
     timeout: float | None = None
     read_timeout: float | None = None
     tls_root_certs: bytes | None = None
     disable_server_verification: bool = False
     middleware: tuple[Any, ...] = ()
+    cert_chain: bytes | None = None
+    private_key: bytes | None = field(default=None, repr=False)
 
     def call_headers(self) -> list[tuple[bytes, bytes]]:
         """gRPC headers for every call: the extra headers and the bearer token."""
@@ -127,37 +150,93 @@ def _file_rows(batches: Iterator[Any]) -> Iterator[File]:
                        json.loads(meta) if meta else {}, cols["content"][i])
 
 
-def connect(url: str = "grpc://127.0.0.1:50051", token: str | None = None, *,
-            headers: dict[str, str] | Sequence[tuple[str, str]] | None = None, timeout: float | None = 60.0,
-            read_timeout: float | None = None, tls_root_certs: bytes | None = None,
+def _pem(value: Pem | None, name: str) -> bytes | None:
+    """PEM bytes from PEM text or a file's path; a string that is not PEM
+    (most likely a path given as ``str``) is refused rather than handed to
+    gRPC, whose error would not say which argument was wrong."""
+    if value is None:
+        return None
+    if isinstance(value, os.PathLike):
+        try:
+            return Path(value).read_bytes()
+        except OSError as e:
+            raise InvalidArgumentError(f"{name}: cannot read {os.fspath(value)!r}: {e.strerror or e}",
+                                       code="CLIENT") from e
+    data = value.encode() if isinstance(value, str) else bytes(value)
+    if b"-----BEGIN " not in data:
+        raise InvalidArgumentError(f"{name}: expected PEM text (bytes or str starting with '-----BEGIN') or a "
+                                   "pathlib.Path of a PEM file", code="CLIENT")
+    return data
+
+
+def connect(url: str = "grpc://127.0.0.1:50051", token: str | None = None, *, username: str | None = None,
+            password: str | None = None, headers: dict[str, str] | Sequence[tuple[str, str]] | None = None,
+            timeout: float | None = 60.0, read_timeout: float | None = None, tls_root_certs: Pem | None = None,
+            cert_chain: Pem | None = None, private_key: Pem | None = None,
             disable_server_verification: bool = False,
             middleware: Sequence[flight.ClientMiddlewareFactory] = ()) -> Client:
     """Connects to a Sheaf server.
 
     Args:
         url: ``grpc://host:port`` or ``grpc+tls://host:port``.
-        token: sent as ``authorization: Bearer <token>`` on every call.
+        token: an API token (``sheaf auth new-token``), sent as
+            ``authorization: Bearer <token>`` on every call. Without
+            ``token`` and ``username``, ``$SHEAF_TOKEN`` when it is set.
+        username, password: log in once, here, with the Flight handshake
+            (HTTP Basic, as ``pyarrow``'s ``authenticate_basic_token``); the
+            server answers a session token, which is then sent like
+            ``token``. The password is not kept: neither the client nor
+            what it hands to DataLoader workers holds it. Session tokens
+            expire (12 h unless the server says otherwise): give long jobs
+            an API token. A refused login raises
+            :class:`~sheaf.UnauthenticatedError`.
         headers: extra gRPC headers sent on every call.
-        timeout: seconds for each metadata call (actions, planning); ``None``
-            waits forever.
+        timeout: seconds for each metadata call (login, actions, planning);
+            ``None`` waits forever.
         read_timeout: seconds for each endpoint stream (DoGet), ``None`` (the
             default) for no limit, since a large endpoint takes a while.
-        tls_root_certs: PEM root certificates for ``grpc+tls``.
+        tls_root_certs: root certificates trusted for ``grpc+tls`` besides
+            the system's (PEM text, or a ``pathlib.Path``).
+        cert_chain, private_key: a client certificate and its key for mutual
+            TLS (PEM text, or ``pathlib.Path``); both or neither.
         disable_server_verification: skip TLS verification (insecure).
         middleware: ``pyarrow.flight.ClientMiddlewareFactory`` objects given
             to every connection (tracing, metrics); they must be picklable
             to reach spawned DataLoader workers.
 
-    The connection is opened lazily and again in every process that uses
-    the client (a forked DataLoader worker gets its own), so a client is safe
-    to hand to other processes.
+    The connection is opened lazily (at once for a login) and again in every
+    process that uses the client (a forked DataLoader worker gets its own),
+    so a client is safe to hand to other processes: they get the token, the
+    certificates and the key, never a password.
     """
     if isinstance(headers, dict):
         headers = list(headers.items())
+    if (username is None) != (password is None):
+        raise InvalidArgumentError("connect(): give username= and password= together", code="CLIENT")
+    if username is not None and token is not None:
+        raise InvalidArgumentError("connect(): give token= or username=/password=, not both", code="CLIENT")
+    if (cert_chain is None) != (private_key is None):
+        raise InvalidArgumentError("connect(): mutual TLS needs cert_chain= and private_key= together",
+                                   code="CLIENT")
+    tls = {"tls_root_certs": tls_root_certs, "cert_chain": cert_chain, "private_key": private_key}
+    if not url.startswith("grpc+tls://") and any(v is not None for v in tls.values()):
+        given = ", ".join(k for k, v in tls.items() if v is not None)
+        raise InvalidArgumentError(f"connect({url!r}): {given} need a grpc+tls:// URL", code="CLIENT")
+    if token is None and username is None:
+        token = os.environ.get(TOKEN_ENV) or None
     spec = ConnectionSpec(url=url, token=token, headers=tuple((str(k), str(v)) for k, v in headers or ()),
-                          timeout=timeout, read_timeout=read_timeout, tls_root_certs=tls_root_certs,
-                          disable_server_verification=disable_server_verification, middleware=tuple(middleware))
-    return Client(spec)
+                          timeout=timeout, read_timeout=read_timeout,
+                          tls_root_certs=_pem(tls_root_certs, "tls_root_certs"),
+                          disable_server_verification=disable_server_verification, middleware=tuple(middleware),
+                          cert_chain=_pem(cert_chain, "cert_chain"), private_key=_pem(private_key, "private_key"))
+    client = Client(spec)
+    if username is not None and password is not None:
+        try:
+            client._login(username, password)
+        except BaseException:
+            client.close()
+            raise
+    return client
 
 
 def _location_url(location: Any) -> str:
@@ -248,7 +327,8 @@ class Client:
                 spec = self._spec
                 try:
                     client = _fork.open_connection(lambda: flight.FlightClient(
-                        url, tls_root_certs=spec.tls_root_certs,
+                        url, tls_root_certs=spec.tls_root_certs, cert_chain=spec.cert_chain,
+                        private_key=spec.private_key,
                         disable_server_verification=spec.disable_server_verification or None,
                         middleware=list(spec.middleware) or None), url)
                 except SheafError:
@@ -257,6 +337,42 @@ class Client:
                     raise from_flight(e, f"connecting to {url}") from e
                 self._flights[url] = client
             return client
+
+    def _login(self, username: str, password: str) -> None:
+        """The Flight handshake with HTTP Basic credentials; keeps only the
+        session token the server answers (in the spec, so other processes
+        reuse it). The password is never stored."""
+        what = f"logging in as {username!r} to {self._spec.url}"
+        try:
+            name, value = self.flight_client().authenticate_basic_token(username, password, self.call_options())
+        except Exception as e:
+            err = from_flight(e, what)
+            if type(err) is SheafError:
+                # pyarrow hides why a handshake stream failed: an unreachable
+                # server or a refused TLS connection reads "Could not finish
+                # writing before closing". A plain call tells which.
+                self._raise_if_unreachable(what, e)
+            raise err from e
+        name = name.decode("latin-1") if isinstance(name, bytes) else str(name or "")
+        value = value.decode("latin-1") if isinstance(value, bytes) else str(value or "")
+        scheme, _, session = value.partition(" ")
+        session = session.strip()
+        if name.lower() != "authorization" or scheme.lower() != "bearer" or not session:
+            raise UnauthenticatedError(
+                f"{what}: the server accepted the handshake but answered no session token "
+                "(`authorization: Bearer ...`); is it running with --auth?", code="CLIENT", context=what)
+        self._spec = replace(self._spec, token=session)
+
+    def _raise_if_unreachable(self, what: str, cause: BaseException) -> None:
+        """Raises :class:`~sheaf.UnavailableError` (or a timeout) when a
+        ListActions call cannot reach the server; returns otherwise."""
+        try:
+            list(self.flight_client().list_actions(self.call_options()))
+        except Exception as probe:
+            err = from_flight(probe, what)
+            if isinstance(err, (UnavailableError, DeadlineExceededError)):
+                raise err from cause
+        return None
 
     def call_options(self, *, read: bool = False) -> flight.FlightCallOptions:
         """Headers (token) and the timeout for one call."""

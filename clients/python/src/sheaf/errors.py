@@ -89,8 +89,11 @@ class UnavailableError(SheafError, ConnectionError):
 
 
 class UnauthenticatedError(SheafError, PermissionError):
-    """The server wants a (valid) token: pass ``token=`` to :func:`sheaf.connect`
-    (UNAUTHENTICATED)."""
+    """The server wants valid credentials (UNAUTHENTICATED): a login with a
+    wrong user name or password, or a call with no token, an unknown or
+    revoked one, or an expired session token. Pass ``token=`` (or set
+    ``SHEAF_TOKEN``), or ``username=`` and ``password=``, to
+    :func:`sheaf.connect`."""
 
     code = "UNAUTHENTICATED"
 
