@@ -27,6 +27,11 @@ pub const MAX_EXPR_NODES: usize = 4096;
 /// Deepest nesting of a filter expression. A chain `a OR b OR c ...` nests
 /// one level per operator: long lists of alternatives belong in `IN (...)`.
 pub const MAX_EXPR_DEPTH: usize = 128;
+/// Most strings a filter may concatenate (`concat` arguments and `||`
+/// operators, in all): a value it builds is at most this many times its
+/// inputs, so evaluating a batch cannot take more than a bounded multiple of
+/// the batch's memory.
+pub const MAX_CONCATENATED: usize = 64;
 /// Longest excerpt of client input quoted in an error message.
 pub const EXCERPT_CHARS: usize = 80;
 
@@ -136,7 +141,13 @@ pub fn check_expr(expr: &Expr, filter: &str, table: &str) -> Result<(), Error> {
         )));
     }
     let mut refused: Option<Error> = None;
+    let mut concatenated = 0usize;
     let _ = expr.apply(|e| {
+        match e {
+            Expr::ScalarFunction(f) if f.name().eq_ignore_ascii_case("concat") => concatenated += f.args.len(),
+            Expr::BinaryExpr(b) if b.op == datafusion::logical_expr::Operator::StringConcat => concatenated += 1,
+            _ => {}
+        }
         let problem = match e {
             Expr::ScalarFunction(f) => {
                 let name = f.name().to_ascii_lowercase();
@@ -196,6 +207,12 @@ pub fn check_expr(expr: &Expr, filter: &str, table: &str) -> Result<(), Error> {
             None => Ok(TreeNodeRecursion::Continue),
         }
     });
+    if refused.is_none() && concatenated > MAX_CONCATENATED {
+        refused = Some(Error::invalid(format!(
+            "invalid filter {} on {table}: it concatenates {concatenated} strings; at most {MAX_CONCATENATED} are accepted",
+            excerpt(filter)
+        )));
+    }
     refused.map_or(Ok(()), Err)
 }
 

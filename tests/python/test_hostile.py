@@ -302,6 +302,10 @@ REFUSED_FUNCTIONS = [
     ("current_date() > d", "current_date"),
     ("CASE WHEN id > 0 THEN random() ELSE 0 END < 0.5", "random"),
     ("id < 10 AND starts_with(uuid(), 'a')", "uuid"),
+    # Amplification by concatenation: at most 64 strings in all.
+    ("length(concat(" + ", ".join(["s"] * 4000) + ")) > 0", "concatenates"),
+    ("(" + " || ".join(["s"] * 100) + ") <> ''", "concatenates"),
+    ("(" + " || ".join(["s"] * 40) + ") <> '' AND (" + " || ".join(["s"] * 40) + ") <> ''", "concatenates"),
 ]
 
 
@@ -325,6 +329,13 @@ def rows():
     if ROWS is None:
         ROWS = h.nums_rows()
     return ROWS
+
+
+def test_bounded_concatenation_is_allowed(srv):
+    """64 strings concatenated (the limit) still plan and read."""
+    flt = "length(" + " || ".join(["s"] * 64) + ") >= 0"
+    table = fl.read(srv.client, uri(P, NUMS, filter=flt))
+    assert table.num_rows == len(rows())
 
 
 ALLOWED = [
