@@ -32,6 +32,9 @@ fn stream_error(e: FlightError) -> Status {
 fn check_schema(schema: &arrow::datatypes::Schema, what: &str) -> Result<(), Status> {
     use crate::query::limits::{MAX_COLUMNS, excerpt};
     let columns = schema.fields().len();
+    if columns == 0 {
+        return Err(Status::invalid_argument(format!("DoPut to {what}: the table has no columns; Parquet cannot keep its rows")));
+    }
     if columns > MAX_COLUMNS {
         return Err(Status::invalid_argument(format!(
             "DoPut to {what}: the table has {columns} columns; at most {MAX_COLUMNS} are accepted"
@@ -49,6 +52,21 @@ fn check_schema(schema: &arrow::datatypes::Schema, what: &str) -> Result<(), Sta
             "DoPut to {what}: column {} has type {} that cannot be stored as Parquet: {why}",
             excerpt(field.name()),
             field.data_type()
+        )));
+    }
+    Ok(())
+}
+
+/// Most rows in one uploaded record batch. A batch's row count costs the
+/// sender nothing when its columns are all null, so it is checked before the
+/// Parquet writer (which splits a batch recursively by row group) sees it.
+const MAX_BATCH_ROWS: usize = 1 << 24;
+
+fn check_batch(batch: &arrow::array::RecordBatch, what: &str) -> Result<(), Status> {
+    if batch.num_rows() > MAX_BATCH_ROWS {
+        return Err(Status::invalid_argument(format!(
+            "DoPut to {what}: a record batch of {} rows; at most {MAX_BATCH_ROWS} per batch are accepted",
+            batch.num_rows()
         )));
     }
     Ok(())
@@ -94,10 +112,12 @@ pub async fn put(engine: &Engine, mut messages: Streaming<FlightData>, principal
     let mut writer = AsyncArrowWriter::try_new(tokio::fs::File::from_std(file), schema, Some(properties)).map_err(write_error)?;
     let mut rows = 0u64;
     if let Some(batch) = first_batch {
+        check_batch(&batch, &what)?;
         rows += batch.num_rows() as u64;
         writer.write(&batch).await.map_err(write_error)?;
     }
     while let Some(batch) = batches.try_next().await.map_err(stream_error)? {
+        check_batch(&batch, &what)?;
         rows += batch.num_rows() as u64;
         writer.write(&batch).await.map_err(write_error)?;
     }

@@ -142,16 +142,26 @@ async fn blocking<T: Send + 'static>(key: String, f: impl FnOnce() -> Result<T, 
     }
 }
 
-/// An Arrow IPC file read front to back: after the 8-byte magic and padding
-/// it holds the stream format, ended by an end-of-stream marker before the
-/// footer, so no seeking is needed.
+/// An Arrow IPC file read front to back: after the 6-byte magic and zero
+/// padding (2 bytes in the format's spec, up to the writer's alignment in
+/// practice: arrow-rs pads to 64) it holds the stream format, starting with
+/// a non-zero continuation marker and ended by an end-of-stream marker
+/// before the footer, so no seeking is needed.
 fn ipc_file_as_stream(mut reader: impl Read) -> Result<impl Read, ArrowError> {
-    let mut magic = [0u8; 8];
-    reader.read_exact(&mut magic).map_err(|e| ArrowError::IpcError(format!("reading the file header: {e}")))?;
-    if &magic[..6] != b"ARROW1" {
+    let bad = |e: std::io::Error| ArrowError::IpcError(format!("reading the file header: {e}"));
+    let mut magic = [0u8; 6];
+    reader.read_exact(&mut magic).map_err(bad)?;
+    if &magic != b"ARROW1" {
         return Err(ArrowError::IpcError("not an Arrow IPC file (no ARROW1 magic)".into()));
     }
-    Ok(reader)
+    let mut byte = [0u8; 1];
+    for _ in 0..=64 {
+        reader.read_exact(&mut byte).map_err(bad)?;
+        if byte[0] != 0 {
+            return Ok(std::io::Cursor::new(byte).chain(reader));
+        }
+    }
+    Err(ArrowError::IpcError("no stream after the file header's padding".into()))
 }
 
 fn csv_format(format: Format) -> arrow::csv::reader::Format {

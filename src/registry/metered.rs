@@ -1,6 +1,7 @@
 //! An object store wrapper that counts the bytes read from storage into
 //! [`crate::metrics::BYTES_READ`]. Every store the registry opens is wrapped,
-//! so the figure covers manifests, footers and data alike.
+//! so the figure covers manifests, footers and data alike. It also checks
+//! that ranged reads return exactly the bytes asked for.
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -53,6 +54,14 @@ impl ObjectStore for Metered {
 
     async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
         let data = self.0.get_ranges(location, ranges).await?;
+        // A store that returns fewer (or more) bytes than a range asked for
+        // fails here, not later in a decoder that assumes the lengths match.
+        if data.len() != ranges.len() || data.iter().zip(ranges).any(|(d, r)| d.len() as u64 != r.end - r.start) {
+            return Err(object_store::Error::Generic {
+                store: "sheaf",
+                source: format!("{location}: the store returned other lengths than the byte ranges asked for").into(),
+            });
+        }
         crate::metrics::BYTES_READ.add(data.iter().map(|b| b.len() as u64).sum());
         Ok(data)
     }

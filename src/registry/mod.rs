@@ -80,6 +80,8 @@ impl Registry {
     /// URLs under `spec`.
     pub fn with_store(spec: &str, store: Arc<dyn ObjectStore>) -> Result<Self> {
         let location = Location::parse(spec)?;
+        // The same checks and counters as every store the registry opens.
+        let store = metered::Metered::wrap(store);
         Ok(Registry { location, store, policy: ReadPolicy::AllowAll })
     }
 
