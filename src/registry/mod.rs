@@ -149,10 +149,15 @@ impl Registry {
             // A short manifest: ranges past the end are refused by some stores.
             Err(_) => self.get_bytes(&path, &what).await?,
         };
+        // The header is the first line. When it does not parse from this
+        // head (a header over 64 KiB, or a read cut short), the whole
+        // manifest is read and checked against its hash instead: a damaged
+        // read must fail, never report "no message".
         let first = head.split(|b| *b == b'\n').next().unwrap_or_default();
-        Ok(serde_json::from_slice::<serde_json::Value>(first)
-            .ok()
-            .and_then(|h| h.get("message").and_then(|m| m.as_str()).map(str::to_owned)))
+        match serde_json::from_slice::<serde_json::Value>(first) {
+            Ok(h) if head.contains(&b'\n') => Ok(h.get("message").and_then(|m| m.as_str()).map(str::to_owned)),
+            _ => Ok(self.read_manifest(top_hash).await?.message().map(str::to_owned)),
+        }
     }
 
     /// Writes a manifest under its top hash unless it is already there.
