@@ -86,14 +86,16 @@ fn root_message(e: &DataFusionError) -> String {
     }
 }
 
-/// The first Arrow error in `e`'s chain of sources.
+/// The first Arrow error in `e`'s chain of sources that is not a wrapper
+/// of another error (`ExternalError`).
 fn arrow_in_chain(e: &DataFusionError) -> Option<&ArrowError> {
     let mut current: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = current {
-        if let Some(arrow) = err.downcast_ref::<ArrowError>() {
-            return Some(arrow);
-        }
-        if let Some(DataFusionError::ArrowError(arrow, _)) = err.downcast_ref::<DataFusionError>() {
+        let arrow = match err.downcast_ref::<DataFusionError>() {
+            Some(DataFusionError::ArrowError(arrow, _)) => Some(arrow.as_ref()),
+            _ => err.downcast_ref::<ArrowError>(),
+        };
+        if let Some(arrow) = arrow.filter(|a| !matches!(a, ArrowError::ExternalError(_))) {
             return Some(arrow);
         }
         current = err.source();
@@ -149,17 +151,6 @@ impl Error {
             | DataFusionError::SchemaError(..)
             | DataFusionError::NotImplemented(_)
             | DataFusionError::Execution(_) => Error::Evaluation { context, source },
-            DataFusionError::ArrowError(arrow, _) => match arrow.as_ref() {
-                ArrowError::DivideByZero
-                | ArrowError::CastError(_)
-                | ArrowError::ArithmeticOverflow(_)
-                | ArrowError::ComputeError(_)
-                | ArrowError::InvalidArgumentError(_)
-                | ArrowError::ParseError(_)
-                | ArrowError::OffsetOverflowError(_) => Error::Evaluation { context, source },
-                ArrowError::MemoryError(_) => Error::Exhausted { context, source },
-                _ => Error::Engine { context, source },
-            },
             _ => Error::Engine { context, source },
         }
     }
@@ -205,6 +196,12 @@ mod tests {
         );
         assert!(matches!(Error::engine("t", nested), Error::Exhausted { .. }));
         assert!(matches!(Error::internal("t", "halves differ"), Error::Engine { .. }));
+        // An Arrow wrapper around a resource error is a resource error.
+        let wrapped = DataFusionError::ArrowError(
+            Box::new(ArrowError::ExternalError(Box::new(DataFusionError::ResourcesExhausted("pool".into())))),
+            None,
+        );
+        assert!(matches!(Error::engine("t", wrapped), Error::Exhausted { .. }));
         let e = Error::engine("t", DataFusionError::External(Box::new(object_store::Error::Generic { store: "x", source: "y".into() })));
         assert!(matches!(e, Error::Storage { .. }), "{e:?}");
     }
