@@ -4,4 +4,4 @@
 #[path = "../../tests/fuzz/targets.rs"]
 mod targets;
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| targets::manifest(data));
+libfuzzer_sys::fuzz_target!(init: targets::under_libfuzzer("manifest"), |data: &[u8]| targets::manifest(data));

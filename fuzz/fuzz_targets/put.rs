@@ -4,4 +4,4 @@
 #[path = "../../tests/fuzz/targets.rs"]
 mod targets;
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| targets::put(data));
+libfuzzer_sys::fuzz_target!(init: targets::under_libfuzzer("put"), |data: &[u8]| targets::put(data));
