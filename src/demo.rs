@@ -55,11 +55,15 @@ fn write_readings(path: &Path) -> io::Result<()> {
         ("id", Arc::new(Int64Array::from(ids.clone()))),
         ("station", Arc::new(StringArray::from_iter_values(ids.iter().map(|i| stations[(*i % 5) as usize])))),
         ("temp_c", Arc::new(Float64Array::from_iter_values(ids.iter().map(|i| ((i * 37) % 400) as f64 / 10.0 - 5.0)))),
-        ("pressure_hpa", Arc::new(Float64Array::from_iter_values(ids.iter().map(|i| 980.0 + ((i * 13) % 600) as f64 / 10.0)))),
+        (
+            "pressure_hpa",
+            Arc::new(Float64Array::from_iter_values(ids.iter().map(|i| 980.0 + ((i * 13) % 600) as f64 / 10.0))),
+        ),
     ];
     let batch = RecordBatch::try_from_iter(columns).map_err(io::Error::other)?;
     let props = WriterProperties::builder().set_max_row_group_row_count(Some(10_000)).build();
-    let mut writer = ArrowWriter::try_new(std::fs::File::create(path)?, batch.schema(), Some(props)).map_err(io::Error::other)?;
+    let mut writer =
+        ArrowWriter::try_new(std::fs::File::create(path)?, batch.schema(), Some(props)).map_err(io::Error::other)?;
     writer.write(&batch).map_err(io::Error::other)?;
     writer.close().map_err(io::Error::other)?;
     Ok(())

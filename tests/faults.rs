@@ -96,7 +96,6 @@ fn streams(op: Op) -> bool {
     matches!(op, Op::Get | Op::GetRange)
 }
 
-
 fn multi_ranged(op: Op) -> bool {
     matches!(op, Op::GetRanges)
 }
@@ -115,8 +114,12 @@ enum Fault {
     StreamError,
 }
 
-const FAULTS: [(Fault, fn(Op) -> bool); 4] =
-    [(Fault::Error, any_op), (Fault::ShortRead, reads), (Fault::TruncatedStream, streams), (Fault::StreamError, streams)];
+const FAULTS: [(Fault, fn(Op) -> bool); 4] = [
+    (Fault::Error, any_op),
+    (Fault::ShortRead, reads),
+    (Fault::TruncatedStream, streams),
+    (Fault::StreamError, streams),
+];
 
 #[derive(Clone, Copy)]
 struct Armed {
@@ -237,7 +240,12 @@ impl FaultStore {
     }
 
     /// A listing that may be delayed, or fail after its first item.
-    fn listing(&self, op: Op, prefix: Option<&Path>, inner: BoxStream<'static, object_store::Result<ObjectMeta>>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+    fn listing(
+        &self,
+        op: Op,
+        prefix: Option<&Path>,
+        inner: BoxStream<'static, object_store::Result<ObjectMeta>>,
+    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
         let (fault, delay) = self.faults.on_call(op, prefix.map(|p| p.as_ref()).unwrap_or(""));
         let wait = stream::once(async move {
             if !delay.is_zero() {
@@ -248,13 +256,20 @@ impl FaultStore {
         match fault {
             None => wait.chain(inner).boxed(),
             // A partial listing, then the error.
-            Some(_) => wait.chain(inner.take(1)).chain(stream::once(futures::future::ready(Err(injected("listing error"))))).boxed(),
+            Some(_) => wait
+                .chain(inner.take(1))
+                .chain(stream::once(futures::future::ready(Err(injected("listing error")))))
+                .boxed(),
         }
     }
 }
 
 /// The first `keep` bytes of `inner`, then the end (or an error if `fail`).
-fn cut_stream(inner: BoxStream<'static, object_store::Result<Bytes>>, keep: u64, fail: bool) -> BoxStream<'static, object_store::Result<Bytes>> {
+fn cut_stream(
+    inner: BoxStream<'static, object_store::Result<Bytes>>,
+    keep: u64,
+    fail: bool,
+) -> BoxStream<'static, object_store::Result<Bytes>> {
     stream::unfold((inner, 0u64, false), move |(mut inner, sent, done)| async move {
         if done {
             return None;
@@ -278,14 +293,23 @@ fn cut_stream(inner: BoxStream<'static, object_store::Result<Bytes>>, keep: u64,
 
 #[async_trait]
 impl ObjectStore for FaultStore {
-    async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> object_store::Result<PutResult> {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
         if self.enter(Op::Put, location.as_ref()).await.is_some() {
             return Err(injected("put error"));
         }
         self.inner.put_opts(location, payload, opts).await
     }
 
-    async fn put_multipart_opts(&self, location: &Path, opts: PutMultipartOptions) -> object_store::Result<Box<dyn MultipartUpload>> {
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
         if self.enter(Op::PutMultipart, location.as_ref()).await.is_some() {
             return Err(injected("multipart error"));
         }
@@ -342,7 +366,10 @@ impl ObjectStore for FaultStore {
         }
     }
 
-    fn delete_stream(&self, locations: BoxStream<'static, object_store::Result<Path>>) -> BoxStream<'static, object_store::Result<Path>> {
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
         let (fault, _) = self.faults.on_call(Op::Delete, "");
         match fault {
             None => self.inner.delete_stream(locations),
@@ -355,7 +382,11 @@ impl ObjectStore for FaultStore {
         self.listing(Op::List, prefix, inner)
     }
 
-    fn list_with_offset(&self, prefix: Option<&Path>, offset: &Path) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+    fn list_with_offset(
+        &self,
+        prefix: Option<&Path>,
+        offset: &Path,
+    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
         let inner = self.inner.list_with_offset(prefix, offset);
         self.listing(Op::List, prefix, inner)
     }
@@ -465,7 +496,8 @@ fn env(backend: Backend) -> Env {
         }
     };
     let faults = Faults::default();
-    let faulty = Registry::with_store(&spec, Arc::new(FaultStore { inner: inner.clone(), faults: faults.clone() })).unwrap();
+    let faulty =
+        Registry::with_store(&spec, Arc::new(FaultStore { inner: inner.clone(), faults: faults.clone() })).unwrap();
     let clean = Registry::with_store(&spec, inner).unwrap();
     Env { faults, faulty, clean, _dir: dir }
 }
@@ -614,11 +646,12 @@ fn count_panics() {
 async fn guarded<T>(label: &str, fut: impl Future<Output = T>) -> T {
     use futures::FutureExt;
     let before = PANICS.load(Ordering::SeqCst);
-    let out = match tokio::time::timeout(Duration::from_secs(60), std::panic::AssertUnwindSafe(fut).catch_unwind()).await {
-        Err(_) => panic!("{label}: hung for 60 s"),
-        Ok(Err(_)) => panic!("{label}: panicked (message above)"),
-        Ok(Ok(v)) => v,
-    };
+    let out =
+        match tokio::time::timeout(Duration::from_secs(60), std::panic::AssertUnwindSafe(fut).catch_unwind()).await {
+            Err(_) => panic!("{label}: hung for 60 s"),
+            Ok(Err(_)) => panic!("{label}: panicked (message above)"),
+            Ok(Ok(v)) => v,
+        };
     // Tasks the operation spawned may still be unwinding.
     tokio::time::sleep(Duration::from_millis(1)).await;
     let after = PANICS.load(Ordering::SeqCst);
@@ -684,7 +717,8 @@ fn mask_numbers(message: &str) -> String {
     let mut out = String::new();
     let mut word = String::new();
     let flush = |word: &mut String, out: &mut String| {
-        let numeric = word.chars().all(|c| c.is_ascii_digit()) || (word.len() >= 6 && word.chars().all(|c| c.is_ascii_hexdigit()));
+        let numeric = word.chars().all(|c| c.is_ascii_digit())
+            || (word.len() >= 6 && word.chars().all(|c| c.is_ascii_hexdigit()));
         out.push_str(if numeric && !word.is_empty() { "#" } else { word });
         word.clear();
     };
@@ -772,7 +806,12 @@ fn check_install_dir(label: &str, dest: &FsPath, expected: &Files) {
         assert!(!rel.contains("sheaf-partial"), "{label}: partial file {rel} left in the install folder");
         match expected.get(&rel) {
             None => panic!("{label}: unexpected file {rel} in the install folder"),
-            Some(want) => assert!(*want == data, "{label}: {rel} was installed with wrong content ({} bytes, want {})", data.len(), want.len()),
+            Some(want) => assert!(
+                *want == data,
+                "{label}: {rel} was installed with wrong content ({} bytes, want {})",
+                data.len(),
+                want.len()
+            ),
         }
     }
 }
@@ -788,25 +827,30 @@ async fn install_under_faults() {
         let r = at(&p, &ha[..10]);
         let latest_ref: PackageRef = "t/p".parse().unwrap();
         let sub_ref: PackageRef = "t/p/sub".parse().unwrap();
-        let sub_files: Files = a.iter().filter_map(|(k, v)| k.strip_prefix("sub/").map(|k| (k.to_owned(), v.clone()))).collect();
-        for (what, r, expected) in [("pinned", &r, &a), ("latest", &latest_ref, &a), ("sub-path", &sub_ref, &sub_files)] {
+        let sub_files: Files =
+            a.iter().filter_map(|(k, v)| k.strip_prefix("sub/").map(|k| (k.to_owned(), v.clone()))).collect();
+        for (what, r, expected) in [("pinned", &r, &a), ("latest", &latest_ref, &a), ("sub-path", &sub_ref, &sub_files)]
+        {
             for (fault, eligible) in FAULTS {
                 // Fresh folders show each attempt alone; a kept folder shows
                 // that what earlier failed attempts left does not stop later ones.
                 for keep_dest in [false, true] {
                     let kept = tempfile::tempdir().unwrap();
                     let attempts = sweep(&format!("install {what} {backend:?} {fault:?}"), |n| {
-                        let (faulty, faults, r, expected) = (env.faulty.clone(), env.faults.clone(), r.clone(), expected.clone());
+                        let (faulty, faults, r, expected) =
+                            (env.faulty.clone(), env.faults.clone(), r.clone(), expected.clone());
                         let kept = kept.path().to_path_buf();
                         let p = p.clone();
                         let ha = ha.clone();
                         async move {
-                            let label = format!("{} ({what}, keep_dest={keep_dest})", label("install", backend, fault, n));
+                            let label =
+                                format!("{} ({what}, keep_dest={keep_dest})", label("install", backend, fault, n));
                             let fresh = tempfile::tempdir().unwrap();
                             let dest = if keep_dest { kept } else { fresh.path().to_path_buf() };
                             faults.arm(fault, eligible, n);
                             let d = dest.clone();
-                            let result = guarded(&label, async move { faulty.install(&r, &d, &NoProgress).await }).await;
+                            let result =
+                                guarded(&label, async move { faulty.install(&r, &d, &NoProgress).await }).await;
                             let hit = faults.disarm();
                             check_install_dir(&label, &dest, &expected);
                             match &result {
@@ -854,7 +898,8 @@ async fn verify_under_faults() {
                         let label = format!("{} (folder ok: {ok})", label("verify", backend, fault, n));
                         faults.arm(fault, eligible, n);
                         let r: PackageRef = "t/p".parse().unwrap();
-                        let result = guarded(&label, async move { faulty.verify(&r, &dir, false, &NoProgress).await }).await;
+                        let result =
+                            guarded(&label, async move { faulty.verify(&r, &dir, false, &NoProgress).await }).await;
                         let hit = faults.disarm();
                         match &result {
                             Ok(report) => {
@@ -898,38 +943,50 @@ async fn commit_under_faults() {
     for backend in BACKENDS {
         for pinned in [false, true] {
             for (fault, eligible) in FAULTS {
-                let attempts = sweep(&format!("commit {backend:?} {fault:?}"), |n| {
-                    let (a, p, expected) = (a.clone(), p.clone(), expected.clone());
-                    let src = src.path().to_path_buf();
-                    async move {
-                        let label = format!("{} (pinned base: {pinned})", label("commit", backend, fault, n));
-                        let env = env(backend);
-                        let ha = push(&env.clean, &p, &a, "first").await.unwrap();
-                        let base = if pinned { Base::Exactly(ha.clone()) } else { Base::Latest };
-                        let files = vec![("up/added.bin".to_owned(), src.join("added")), ("a.txt".to_owned(), src.join("replaced"))];
-                        env.faults.arm(fault, eligible, n);
-                        let (faulty, p2) = (env.faulty.clone(), p.clone());
-                        let result =
-                            guarded(&label, async move { faulty.commit(&p2, files, &base, Some("commit".into())).await }).await;
-                        let hit = env.faults.disarm();
-                        let (latest, files) = check_complete(&env.clean, &p, &label).await;
-                        match &result {
-                            Ok(report) => {
-                                assert_eq!(latest, report.top_hash, "{label}: commit succeeded but latest is elsewhere");
-                                assert_eq!(report.previous.as_deref(), Some(ha.as_str()));
-                                assert_eq!(files, expected, "{label}: committed content differs");
+                let attempts =
+                    sweep(&format!("commit {backend:?} {fault:?}"), |n| {
+                        let (a, p, expected) = (a.clone(), p.clone(), expected.clone());
+                        let src = src.path().to_path_buf();
+                        async move {
+                            let label = format!("{} (pinned base: {pinned})", label("commit", backend, fault, n));
+                            let env = env(backend);
+                            let ha = push(&env.clean, &p, &a, "first").await.unwrap();
+                            let base = if pinned { Base::Exactly(ha.clone()) } else { Base::Latest };
+                            let files = vec![
+                                ("up/added.bin".to_owned(), src.join("added")),
+                                ("a.txt".to_owned(), src.join("replaced")),
+                            ];
+                            env.faults.arm(fault, eligible, n);
+                            let (faulty, p2) = (env.faulty.clone(), p.clone());
+                            let result = guarded(&label, async move {
+                                faulty.commit(&p2, files, &base, Some("commit".into())).await
+                            })
+                            .await;
+                            let hit = env.faults.disarm();
+                            let (latest, files) = check_complete(&env.clean, &p, &label).await;
+                            match &result {
+                                Ok(report) => {
+                                    assert_eq!(
+                                        latest, report.top_hash,
+                                        "{label}: commit succeeded but latest is elsewhere"
+                                    );
+                                    assert_eq!(report.previous.as_deref(), Some(ha.as_str()));
+                                    assert_eq!(files, expected, "{label}: committed content differs");
+                                }
+                                Err(e) => {
+                                    assert!(hit.is_some(), "{label}: failed without a fault: {e}");
+                                    assert_names(&label, &e.to_string(), &names(&p, &[&ha], &[&expected]));
+                                    note_code(&label, fault, registry_code(e), &e.to_string());
+                                    assert!(
+                                        latest == ha || files == expected,
+                                        "{label}: latest {latest} is neither revision"
+                                    );
+                                }
                             }
-                            Err(e) => {
-                                assert!(hit.is_some(), "{label}: failed without a fault: {e}");
-                                assert_names(&label, &e.to_string(), &names(&p, &[&ha], &[&expected]));
-                                note_code(&label, fault, registry_code(e), &e.to_string());
-                                assert!(latest == ha || files == expected, "{label}: latest {latest} is neither revision");
-                            }
+                            hit.is_some()
                         }
-                        hit.is_some()
-                    }
-                })
-                .await;
+                    })
+                    .await;
                 eprintln!("commit {backend:?} {fault:?} pinned={pinned}: {attempts} attempts");
             }
         }
@@ -1072,17 +1129,22 @@ impl From<tonic::Status> for ReadError {
 
 /// GetFlightInfo then DoGet of every endpoint, as a client would: the
 /// schema and the batches of all endpoints in order.
-async fn read_all(engine: &Engine, flight: &SheafFlight, uri: &str) -> Result<(SchemaRef, Vec<RecordBatch>), ReadError> {
+async fn read_all(
+    engine: &Engine,
+    flight: &SheafFlight,
+    uri: &str,
+) -> Result<(SchemaRef, Vec<RecordBatch>), ReadError> {
     let uri = DatasetUri::parse(uri)?;
     let plan = engine.plan(&uri).await?;
     let mut batches = Vec::new();
     for ticket in &plan.tickets {
         let messages = targets::redeem(flight, Bytes::from(ticket.encode_to_vec())).await?;
         let data = messages.map_ok(WireMessage::into_flight_data).map_err(|s| FlightError::Tonic(Box::new(s)));
-        let decoded: Vec<RecordBatch> = FlightRecordBatchStream::new_from_flight_data(data).try_collect().await.map_err(|e| match e {
-            FlightError::Tonic(s) => ReadError::from(*s),
-            other => ReadError { message: other.to_string(), code: Code::Internal },
-        })?;
+        let decoded: Vec<RecordBatch> =
+            FlightRecordBatchStream::new_from_flight_data(data).try_collect().await.map_err(|e| match e {
+                FlightError::Tonic(s) => ReadError::from(*s),
+                other => ReadError { message: other.to_string(), code: Code::Internal },
+            })?;
         batches.extend(decoded);
     }
     Ok((plan.schema, batches))
@@ -1120,7 +1182,8 @@ fn rows(batches: &[RecordBatch]) -> usize {
 }
 
 fn same_rows(a: &(SchemaRef, Vec<RecordBatch>), b: &(SchemaRef, Vec<RecordBatch>)) -> bool {
-    let concat = |(schema, batches): &(SchemaRef, Vec<RecordBatch>)| arrow::compute::concat_batches(schema, batches).unwrap();
+    let concat =
+        |(schema, batches): &(SchemaRef, Vec<RecordBatch>)| arrow::compute::concat_batches(schema, batches).unwrap();
     let (x, y) = (concat(a), concat(b));
     x.num_rows() == y.num_rows()
         && x.num_columns() == y.num_columns()
@@ -1146,7 +1209,13 @@ const SEQUENTIAL_READS: &[(&str, usize)] = &[
 
 /// Under faults, plans each read and redeems its tickets (`tag` starts the
 /// attempts' labels).
-async fn doget_sweep(tag: &'static str, via: Via, reads: &[(&'static str, usize)], backends: &[Backend], faults_list: &[(Fault, fn(Op) -> bool)]) {
+async fn doget_sweep(
+    tag: &'static str,
+    via: Via,
+    reads: &[(&'static str, usize)],
+    backends: &[Backend],
+    faults_list: &[(Fault, fn(Op) -> bool)],
+) {
     count_panics();
     let p = pkg("t/p");
     let files = tables();
@@ -1155,7 +1224,8 @@ async fn doget_sweep(tag: &'static str, via: Via, reads: &[(&'static str, usize)
         let top = push(&env.clean, &p, &files, "tables").await.unwrap();
         for &(uri, want_rows) in reads {
             let clean_engine = Engine::new(env.clean.clone());
-            let baseline = read_all(&clean_engine, &flight_over(Arc::new(Engine::new(env.clean.clone()))), uri).await.unwrap();
+            let baseline =
+                read_all(&clean_engine, &flight_over(Arc::new(Engine::new(env.clean.clone()))), uri).await.unwrap();
             assert_eq!(rows(&baseline.1), want_rows, "baseline read of {uri}");
             let baseline = Arc::new(baseline);
             for &(fault, eligible) in faults_list {
@@ -1216,8 +1286,12 @@ async fn doget_sweep(tag: &'static str, via: Via, reads: &[(&'static str, usize)
 /// Faults for Parquet reads: short reads only of whole and ranged GETs
 /// (manifests, pointers); `get_ranges`, which Parquet footers and pages
 /// come through, has its own test below.
-const PARQUET_FAULTS: [(Fault, fn(Op) -> bool); 4] =
-    [(Fault::Error, any_op), (Fault::ShortRead, streams), (Fault::TruncatedStream, streams), (Fault::StreamError, streams)];
+const PARQUET_FAULTS: [(Fault, fn(Op) -> bool); 4] = [
+    (Fault::Error, any_op),
+    (Fault::ShortRead, streams),
+    (Fault::TruncatedStream, streams),
+    (Fault::StreamError, streams),
+];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doget_parquet_under_faults() {
@@ -1272,28 +1346,44 @@ async fn doput_under_faults() {
                     let ha = push(&env.clean, &p, &a, "first").await.unwrap();
                     let flight = Arc::new(flight_over(Arc::new(Engine::new(env.faulty.clone()))));
                     env.faults.arm(fault, eligible, n);
-                    let result = guarded(&label, async move { targets::flight_io::do_put(&flight, messages).await }).await;
+                    let result =
+                        guarded(&label, async move { targets::flight_io::do_put(&flight, messages).await }).await;
                     let hit = env.faults.disarm();
                     let (latest, files) = check_complete(&env.clean, &p, &label).await;
                     let read_back = || async {
                         let clean = Engine::new(env.clean.clone());
-                        let got = read_all(&clean, &flight_over(Arc::new(Engine::new(env.clean.clone()))), "sheaf://t/p/up/new.parquet")
-                            .await
-                            .unwrap_or_else(|e| panic!("{label}: the uploaded table cannot be read: {e:?}"));
+                        let got = read_all(
+                            &clean,
+                            &flight_over(Arc::new(Engine::new(env.clean.clone()))),
+                            "sheaf://t/p/up/new.parquet",
+                        )
+                        .await
+                        .unwrap_or_else(|e| panic!("{label}: the uploaded table cannot be read: {e:?}"));
                         rows(&got.1)
                     };
                     match &result {
                         Ok(json) => {
-                            assert_eq!(json["top_hash"].as_str(), Some(latest.as_str()), "{label}: DoPut succeeded but latest is elsewhere");
+                            assert_eq!(
+                                json["top_hash"].as_str(),
+                                Some(latest.as_str()),
+                                "{label}: DoPut succeeded but latest is elsewhere"
+                            );
                             assert_eq!(json["rows"], 3000);
                             assert_eq!(read_back().await, 3000, "{label}");
                         }
                         Err(s) => {
                             assert!(hit.is_some(), "{label}: failed without a fault: {s:?}");
-                            assert_names(&label, s.message(), &[p.to_string(), ha[..12].to_owned(), "up/new.parquet".to_owned()]);
+                            assert_names(
+                                &label,
+                                s.message(),
+                                &[p.to_string(), ha[..12].to_owned(), "up/new.parquet".to_owned()],
+                            );
                             note_code(&label, fault, s.code(), s.message());
                             if latest != ha {
-                                assert!(files.contains_key("up/new.parquet"), "{label}: latest moved to {latest} without the upload");
+                                assert!(
+                                    files.contains_key("up/new.parquet"),
+                                    "{label}: latest moved to {latest} without the upload"
+                                );
                                 assert_eq!(read_back().await, 3000, "{label}: a failed DoPut left a partial table");
                             }
                         }
@@ -1350,7 +1440,9 @@ async fn latency_reorders_calls_but_never_loses_writes() {
                 let path = src.path().join(format!("c{i}"));
                 std::fs::write(&path, bytes_of(100 + i, 5000)).unwrap();
                 let (reg, p) = (env.faulty.clone(), p.clone());
-                tokio::spawn(async move { reg.commit(&p, vec![(format!("c/{i}.bin"), path)], &Base::Latest, None).await })
+                tokio::spawn(
+                    async move { reg.commit(&p, vec![(format!("c/{i}.bin"), path)], &Base::Latest, None).await },
+                )
             })
             .collect();
         for (i, c) in commits.into_iter().enumerate() {
@@ -1358,16 +1450,20 @@ async fn latency_reorders_calls_but_never_loses_writes() {
         }
         let (_, files) = check_complete(&env.clean, &p, "concurrent commits").await;
         for i in 0..8u8 {
-            assert_eq!(files.get(&format!("c/{i}.bin")), Some(&bytes_of(100 + i, 5000)), "{backend:?}: commit {i} lost");
+            assert_eq!(
+                files.get(&format!("c/{i}.bin")),
+                Some(&bytes_of(100 + i, 5000)),
+                "{backend:?}: commit {i} lost"
+            );
         }
         // Reads under latency return the whole table.
         push(&env.clean, &p, &tables(), "tables").await.unwrap();
         let engine = Arc::new(Engine::new(env.faulty.clone()));
         let flight = flight_over(engine.clone());
         for &(uri, want) in READS.iter().chain(SEQUENTIAL_READS) {
-            let (_, batches) = read_all(&engine, &flight, uri).await.unwrap_or_else(|e| panic!("{backend:?} {uri}: {e:?}"));
+            let (_, batches) =
+                read_all(&engine, &flight, uri).await.unwrap_or_else(|e| panic!("{backend:?} {uri}: {e:?}"));
             assert_eq!(rows(&batches), want, "{backend:?} {uri}");
         }
     }
 }
-

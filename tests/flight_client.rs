@@ -124,7 +124,15 @@ async fn sheaf_get_writes_parquet_and_reports_errors() {
     assert_eq!(batches[0].schema().fields().len(), 2);
 
     let missing = out_dir.path().join("missing.csv");
-    let bad = run(vec!["get".into(), "sheaf://t/nothing/x".into(), "--server".into(), url, "--out".into(), missing.display().to_string()]).await;
+    let bad = run(vec![
+        "get".into(),
+        "sheaf://t/nothing/x".into(),
+        "--server".into(),
+        url,
+        "--out".into(),
+        missing.display().to_string(),
+    ])
+    .await;
     assert_eq!(bad.status.code(), Some(3), "not found is exit code 3");
     assert!(String::from_utf8_lossy(&bad.stderr).contains("t/nothing"));
     assert!(!missing.exists(), "no output file on failure");

@@ -78,7 +78,27 @@ impl Rng {
 }
 
 /// Integers worth trying wherever bytes encode numbers.
-const INTERESTING: &[u64] = &[0, 1, 2, 7, 8, 16, 63, 64, 127, 128, 255, 256, 1 << 15, 1 << 16, 1 << 31, (1 << 32) - 1, 1 << 32, u64::MAX / 2, u64::MAX];
+const INTERESTING: &[u64] = &[
+    0,
+    1,
+    2,
+    7,
+    8,
+    16,
+    63,
+    64,
+    127,
+    128,
+    255,
+    256,
+    1 << 15,
+    1 << 16,
+    1 << 31,
+    (1 << 32) - 1,
+    1 << 32,
+    u64::MAX / 2,
+    u64::MAX,
+];
 
 /// One to eight random edits of `input` (mostly one): bit flips, byte and integer
 /// overwrites, insertions and deletions, duplicated ranges, dictionary
@@ -218,7 +238,9 @@ fn call(target: &str, f: fn(&[u8]), data: &[u8]) -> Result<(), String> {
             .cloned()
             .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
             .unwrap_or_else(|| "panic".into())),
-        Ok(()) if panicked > tolerated => Err(format!("{panicked} panic(s) during the call, in tasks it spawned or caught by the server (messages above)")),
+        Ok(()) if panicked > tolerated => Err(format!(
+            "{panicked} panic(s) during the call, in tasks it spawned or caught by the server (messages above)"
+        )),
         Ok(()) => Ok(()),
     }
 }
@@ -253,7 +275,8 @@ fn run(target: &str, dict: &[&str], max_len: usize) {
         }
     }
     let iters = env_u64("SHEAF_FUZZ_ITERS").unwrap_or(DEFAULT_ITERS);
-    let seed = env_u64("SHEAF_FUZZ_SEED").unwrap_or(0) ^ target.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
+    let seed = env_u64("SHEAF_FUZZ_SEED").unwrap_or(0)
+        ^ target.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
     let mut rng = Rng::new(seed);
     let inputs: Vec<Vec<u8>> = seeds.iter().map(|(_, d)| d.clone()).collect();
     let started = std::time::Instant::now();
@@ -269,7 +292,11 @@ fn run(target: &str, dict: &[&str], max_len: usize) {
         if let Err(why) = call(target, f, &input) {
             let saved = save_failure(target, &input);
             let shown = String::from_utf8_lossy(&input[..input.len().min(300)]).into_owned();
-            failures.push(format!("mutation {i}: {why}\n  input ({} bytes, saved to {}): {shown:?}", input.len(), saved.display()));
+            failures.push(format!(
+                "mutation {i}: {why}\n  input ({} bytes, saved to {}): {shown:?}",
+                input.len(),
+                saved.display()
+            ));
         }
     }
     eprintln!(
@@ -288,33 +315,206 @@ fn run(target: &str, dict: &[&str], max_len: usize) {
 // fuzz/ keep them.
 
 const URI_DICT: &[&str] = &[
-    "sheaf://", "fuzz/p", "fuzz/q", "@", ":v1", ":latest", "/t/data.parquet", "/t/parts", "/c.csv", "/j.jsonl", "/s.arrows", "/f.arrow",
-    "/notes.txt", "?", "&", "=", "columns=", "filter=", "limit=", "sample=", "sample_rows=", "seed=", "partitions=", "compression=",
-    "content=", "zstd", "lz4", "true", "0.5", "1e-9", "%", "%2F", "%25", "%20", "%3E", "%27", "%00", "%FF", "/..", "//", "id,s", "x",
-    "18446744073709551615", "100000", "-1",
+    "sheaf://",
+    "fuzz/p",
+    "fuzz/q",
+    "@",
+    ":v1",
+    ":latest",
+    "/t/data.parquet",
+    "/t/parts",
+    "/c.csv",
+    "/j.jsonl",
+    "/s.arrows",
+    "/f.arrow",
+    "/notes.txt",
+    "?",
+    "&",
+    "=",
+    "columns=",
+    "filter=",
+    "limit=",
+    "sample=",
+    "sample_rows=",
+    "seed=",
+    "partitions=",
+    "compression=",
+    "content=",
+    "zstd",
+    "lz4",
+    "true",
+    "0.5",
+    "1e-9",
+    "%",
+    "%2F",
+    "%25",
+    "%20",
+    "%3E",
+    "%27",
+    "%00",
+    "%FF",
+    "/..",
+    "//",
+    "id,s",
+    "x",
+    "18446744073709551615",
+    "100000",
+    "-1",
 ];
 
 const FILTER_DICT: &[&str] = &[
-    "id", "s", "x", "flag", "day", "cat", "\"id\"", " AND ", " OR ", "NOT ", "(", ")", " = ", " <> ", " != ", " < ", " <= ", " > ",
-    " >= ", " + ", " - ", " * ", " / ", " % ", "'s1'", "''", "'a'", "0", "1", "-1", "1.5", "-0.0", "1e308", "9223372036854775807",
-    "-9223372036854775808", "NULL", " IS NULL", " IS NOT NULL", " IN (1, 2, 3)", " NOT IN ('a')", " BETWEEN 1 AND 50", " LIKE 's1%'",
-    " ILIKE 'S_'", "CAST(", " AS ", "BIGINT", "INT", "DOUBLE", "VARCHAR", "DATE", "TIMESTAMP", "BOOLEAN", "DECIMAL(10, 2)", "TRY_CAST(",
-    "abs(", "lower(", "upper(", "length(", "substr(", "coalesce(", "nullif(", "trim(", "starts_with(", "strpos(", "round(", "floor(",
-    "sqrt(", "ln(", "date_part('year', ", "date_trunc('month', ", "arrow_cast(", "'Int8'", "CASE WHEN ", " THEN ", " ELSE ", " END",
-    "TRUE", "FALSE", ", ", "DATE '2020-01-01'", "INTERVAL '1 day'", "::", "[1]", "{", "'\\'", "\"",
+    "id",
+    "s",
+    "x",
+    "flag",
+    "day",
+    "cat",
+    "\"id\"",
+    " AND ",
+    " OR ",
+    "NOT ",
+    "(",
+    ")",
+    " = ",
+    " <> ",
+    " != ",
+    " < ",
+    " <= ",
+    " > ",
+    " >= ",
+    " + ",
+    " - ",
+    " * ",
+    " / ",
+    " % ",
+    "'s1'",
+    "''",
+    "'a'",
+    "0",
+    "1",
+    "-1",
+    "1.5",
+    "-0.0",
+    "1e308",
+    "9223372036854775807",
+    "-9223372036854775808",
+    "NULL",
+    " IS NULL",
+    " IS NOT NULL",
+    " IN (1, 2, 3)",
+    " NOT IN ('a')",
+    " BETWEEN 1 AND 50",
+    " LIKE 's1%'",
+    " ILIKE 'S_'",
+    "CAST(",
+    " AS ",
+    "BIGINT",
+    "INT",
+    "DOUBLE",
+    "VARCHAR",
+    "DATE",
+    "TIMESTAMP",
+    "BOOLEAN",
+    "DECIMAL(10, 2)",
+    "TRY_CAST(",
+    "abs(",
+    "lower(",
+    "upper(",
+    "length(",
+    "substr(",
+    "coalesce(",
+    "nullif(",
+    "trim(",
+    "starts_with(",
+    "strpos(",
+    "round(",
+    "floor(",
+    "sqrt(",
+    "ln(",
+    "date_part('year', ",
+    "date_trunc('month', ",
+    "arrow_cast(",
+    "'Int8'",
+    "CASE WHEN ",
+    " THEN ",
+    " ELSE ",
+    " END",
+    "TRUE",
+    "FALSE",
+    ", ",
+    "DATE '2020-01-01'",
+    "INTERVAL '1 day'",
+    "::",
+    "[1]",
+    "{",
+    "'\\'",
+    "\"",
 ];
 
 const MANIFEST_DICT: &[&str] = &[
-    "{", "}", "[", "]", ",", ":", "\n", "\"logical_key\"", "\"physical_keys\"", "\"size\"", "\"hash\"", "\"type\"", "\"value\"",
-    "\"meta\"", "\"version\"", "\"v0\"", "\"message\"", "\"user_meta\"", "\"sha2-256-chunked\"", "\"SHA256\"", "null", "true",
-    "1e400", "-0", "0.1", "1.0", "18446744073709551616", "-1", "\"a/b.parquet\"", "\"a/\"", "\"../x\"", "\"\"", "\"\\u0000\"",
-    "\"\\ud83d\\ude00\"", "\"é\"", "\"file:///x\"",
+    "{",
+    "}",
+    "[",
+    "]",
+    ",",
+    ":",
+    "\n",
+    "\"logical_key\"",
+    "\"physical_keys\"",
+    "\"size\"",
+    "\"hash\"",
+    "\"type\"",
+    "\"value\"",
+    "\"meta\"",
+    "\"version\"",
+    "\"v0\"",
+    "\"message\"",
+    "\"user_meta\"",
+    "\"sha2-256-chunked\"",
+    "\"SHA256\"",
+    "null",
+    "true",
+    "1e400",
+    "-0",
+    "0.1",
+    "1.0",
+    "18446744073709551616",
+    "-1",
+    "\"a/b.parquet\"",
+    "\"a/\"",
+    "\"../x\"",
+    "\"\"",
+    "\"\\u0000\"",
+    "\"\\ud83d\\ude00\"",
+    "\"é\"",
+    "\"file:///x\"",
 ];
 
 const ACTION_DICT: &[&str] = &[
-    "list_packages", "list_revisions", "browse", "resolve", "list_tables", "metrics", "\n", "{", "}", "\"ref\"", "\"package\"",
-    "\"prefix\"", "\"pattern\"", ": ", "\"fuzz/p\"", "\"fuzz/p:v1\"", "\"fuzz/p/t\"", "\"fuzz/p@000000\"", "\"*\"", "\"t/\"", "null",
-    "[]", "1", ",",
+    "list_packages",
+    "list_revisions",
+    "browse",
+    "resolve",
+    "list_tables",
+    "metrics",
+    "\n",
+    "{",
+    "}",
+    "\"ref\"",
+    "\"package\"",
+    "\"prefix\"",
+    "\"pattern\"",
+    ": ",
+    "\"fuzz/p\"",
+    "\"fuzz/p:v1\"",
+    "\"fuzz/p/t\"",
+    "\"fuzz/p@000000\"",
+    "\"*\"",
+    "\"t/\"",
+    "null",
+    "[]",
+    "1",
+    ",",
 ];
 
 const TICKET_DICT: &[&str] = &["fuzz/p", "t/data.parquet", "t/parts/a.parquet", "c.csv", "s.arrows", "id", "s", "zstd"];
@@ -362,7 +562,9 @@ fn arrow_rs_ipc_files_are_readable() {
             let mut rows = 0;
             for t in plan.tickets {
                 let execution = f.engine.execute(t).await.unwrap_or_else(|e| panic!("{path}: {e}"));
-                let batches: Vec<_> = futures::TryStreamExt::try_collect(execution.batches).await.unwrap_or_else(|e| panic!("{path}: {e}"));
+                let batches: Vec<_> = futures::TryStreamExt::try_collect(execution.batches)
+                    .await
+                    .unwrap_or_else(|e| panic!("{path}: {e}"));
                 rows += batches.iter().map(|b: &arrow::array::RecordBatch| b.num_rows()).sum::<usize>();
             }
             assert_eq!(rows, 40, "{path}");
@@ -376,7 +578,8 @@ fn arrow_rs_ipc_files_are_readable() {
 fn doput_of_columnless_batches_keeps_its_rows() {
     use arrow::array::{RecordBatch, RecordBatchOptions};
     let schema = std::sync::Arc::new(arrow::datatypes::Schema::empty());
-    let batch = RecordBatch::try_new_with_options(schema, vec![], &RecordBatchOptions::new().with_row_count(Some(5))).unwrap();
+    let batch =
+        RecordBatch::try_new_with_options(schema, vec![], &RecordBatchOptions::new().with_row_count(Some(5))).unwrap();
     let f = targets::fixture();
     let messages = targets::flight_io::put_messages("sheaf://fuzz/columnless/t.parquet", &[batch]);
     f.rt.block_on(async {
@@ -385,7 +588,11 @@ fn doput_of_columnless_batches_keeps_its_rows() {
             Ok(json) => {
                 let uri = sheaf::query::DatasetUri::parse(json["uri"].as_str().unwrap()).unwrap();
                 let plan = f.engine.plan(&uri).await.unwrap();
-                assert_eq!(plan.total_rows, json["rows"].as_u64(), "DoPut reported {json}, the committed table has other rows");
+                assert_eq!(
+                    plan.total_rows,
+                    json["rows"].as_u64(),
+                    "DoPut reported {json}, the committed table has other rows"
+                );
             }
         }
     });
@@ -402,7 +609,12 @@ fn doput_of_a_huge_declared_batch_does_not_abort() {
             .env("SHEAF_HUGE_BATCH", case)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{case}: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr).lines().rev().take(3).collect::<Vec<_>>().join("\n"));
+        assert!(
+            out.status.success(),
+            "{case}: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).lines().rev().take(3).collect::<Vec<_>>().join("\n")
+        );
     }
 }
 
@@ -481,7 +693,9 @@ fn crash_regressions() {
                     .iter()
                     .position(|l| l.contains("panicked at"))
                     .and_then(|i| lines.get(i + 1).copied())
-                    .or_else(|| lines.iter().rev().find(|l| l.contains("overflow") || l.contains("memory allocation")).copied())
+                    .or_else(|| {
+                        lines.iter().rev().find(|l| l.contains("overflow") || l.contains("memory allocation")).copied()
+                    })
                     .unwrap_or("");
                 crashing.push(format!("{} ({}): {why}", path.display(), out.status));
             }

@@ -102,7 +102,9 @@ async fn hash_prefixes_tags_delete_and_diff() {
 
     assert_eq!(reg.resolve(&p, &Revision::Hash(ha[..6].into())).await.unwrap(), ha);
     let missing = reg.resolve(&p, &Revision::Hash("ffffff".repeat(2))).await;
-    assert!(matches!(missing, Err(Error::NotFound(_))) || ha.starts_with("ffffffffffff") || hb.starts_with("ffffffffffff"));
+    assert!(
+        matches!(missing, Err(Error::NotFound(_))) || ha.starts_with("ffffffffffff") || hb.starts_with("ffffffffffff")
+    );
 
     reg.tag(&p, &ha, "v1", false).await.unwrap();
     assert_eq!(reg.resolve(&p, &Revision::Tag("v1".into())).await.unwrap(), ha);
@@ -110,7 +112,8 @@ async fn hash_prefixes_tags_delete_and_diff() {
     reg.tag(&p, &hb, "v1", true).await.unwrap();
     assert_eq!(reg.resolve(&p, &Revision::Tag("v1".into())).await.unwrap(), hb);
 
-    let diff = reg.diff(&format!("t/refs@{ha}").parse().unwrap(), &format!("t/refs@{hb}").parse().unwrap()).await.unwrap();
+    let diff =
+        reg.diff(&format!("t/refs@{ha}").parse().unwrap(), &format!("t/refs@{hb}").parse().unwrap()).await.unwrap();
     assert_eq!(diff.added, ["new.txt"]);
     assert!(diff.modified.contains(&"sub/deep/x.bin".to_string()));
 

@@ -214,7 +214,9 @@ impl AuthConfig {
             }
             // A wrong password gives Ok(false); a malformed hash an error.
             if !u.password.starts_with("$argon2") || argon2::verify_encoded(&u.password, b"").is_err() {
-                return Err(format!("{at} password: not an argon2 PHC string (make one with `sheaf auth hash-password`)"));
+                return Err(format!(
+                    "{at} password: not an argon2 PHC string (make one with `sheaf auth hash-password`)"
+                ));
             }
             if users.insert(u.name.clone(), User { password: u.password, groups: u.groups }).is_some() {
                 return Err(format!("{at} name: defined twice"));
@@ -224,7 +226,8 @@ impl AuthConfig {
         for (i, t) in file.token.into_iter().enumerate() {
             let at = format!("token[{i}] ({:?})", t.name);
             let bytes = hex::decode(&t.sha256).ok().and_then(|b| <[u8; 32]>::try_from(b).ok());
-            let sha256 = bytes.ok_or_else(|| format!("{at} sha256: not 64 hex digits (make one with `sheaf auth new-token`)"))?;
+            let sha256 = bytes
+                .ok_or_else(|| format!("{at} sha256: not 64 hex digits (make one with `sheaf auth new-token`)"))?;
             if t.name.is_empty() || tokens.iter().any(|x: &Token| x.name == t.name) {
                 return Err(format!("{at} name: empty or defined twice"));
             }
@@ -235,7 +238,10 @@ impl AuthConfig {
             let at = format!("grant[{i}]");
             let to: Subject = g.to.parse().map_err(|e| format!("{at} to: {e}"))?;
             if g.packages.is_empty() || g.packages.chars().any(|c| c.is_whitespace() || c == '?' || c == '[') {
-                return Err(format!("{at} packages {:?}: a glob over package names, with * as the only wildcard", g.packages));
+                return Err(format!(
+                    "{at} packages {:?}: a glob over package names, with * as the only wildcard",
+                    g.packages
+                ));
             }
             let access = match g.access.as_str() {
                 "read" => Access::Read,
@@ -264,7 +270,8 @@ impl AuthConfig {
 /// An argon2id PHC string for `password`, with a fresh random salt.
 pub fn hash_password(password: &[u8]) -> Result<String, String> {
     let mut salt = [0u8; 16];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut salt).map_err(|_| "no randomness".to_owned())?;
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut salt)
+        .map_err(|_| "no randomness".to_owned())?;
     // OWASP's recommended minimum for argon2id: 19 MiB, 2 passes, 1 lane.
     let config = argon2::Config::owasp2();
     argon2::hash_encoded(password, &salt, &config).map_err(|e| e.to_string())
@@ -306,7 +313,10 @@ mod tests {
         assert!(phc.starts_with("$argon2id$"));
         assert!(verify_password(&phc, b"s3cret"));
         assert!(!verify_password(&phc, b"wrong"));
-        let text = format!("[server]\nkey = '{}'\n[[user]]\nname = 'alice'\npassword = '{phc}'\ngroups = ['ml']", "k".repeat(32));
+        let text = format!(
+            "[server]\nkey = '{}'\n[[user]]\nname = 'alice'\npassword = '{phc}'\ngroups = ['ml']",
+            "k".repeat(32)
+        );
         let config = AuthConfig::parse(&text).unwrap();
         assert_eq!(config.users["alice"].groups, vec!["ml".to_owned()]);
     }

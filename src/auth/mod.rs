@@ -96,11 +96,7 @@ impl Principal {
     /// The most this caller may do with `package` (`owner/name`), if
     /// anything. Grants to `anonymous` apply to every caller.
     pub fn access(&self, package: &str) -> Option<Access> {
-        self.grants
-            .iter()
-            .filter(|g| self.matches(&g.to) && glob_match(&g.packages, package))
-            .map(|g| g.access)
-            .max()
+        self.grants.iter().filter(|g| self.matches(&g.to) && glob_match(&g.packages, package)).map(|g| g.access).max()
     }
 
     /// Whether this caller may do `access` with `package`.

@@ -42,11 +42,17 @@ impl Writer {
         let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
         let e = |e: &dyn std::fmt::Display| e.to_string();
         Ok(match ext.as_str() {
-            "parquet" | "pq" => Writer::Parquet(parquet::arrow::ArrowWriter::try_new(file, schema.clone(), None).map_err(|x| e(&x))?),
-            "arrow" | "feather" | "ipc" => Writer::IpcFile(arrow::ipc::writer::FileWriter::try_new(file, schema).map_err(|x| e(&x))?),
+            "parquet" | "pq" => {
+                Writer::Parquet(parquet::arrow::ArrowWriter::try_new(file, schema.clone(), None).map_err(|x| e(&x))?)
+            }
+            "arrow" | "feather" | "ipc" => {
+                Writer::IpcFile(arrow::ipc::writer::FileWriter::try_new(file, schema).map_err(|x| e(&x))?)
+            }
             "arrows" => Writer::IpcStream(arrow::ipc::writer::StreamWriter::try_new(file, schema).map_err(|x| e(&x))?),
             "csv" => Writer::Csv(arrow::csv::Writer::new(file)),
-            other => return Err(format!("unknown output format {other:?}: use .parquet, .arrow, .feather, .arrows or .csv")),
+            other => {
+                return Err(format!("unknown output format {other:?}: use .parquet, .arrow, .feather, .arrows or .csv"));
+            }
         })
     }
 
@@ -110,7 +116,12 @@ pub async fn get(
     }
     .await;
     match result {
-        Ok(rows) => Ok(GetReport { rows, top_hash: dataset.top_hash, pinned_uri: dataset.pinned_uri, out: out.display().to_string() }),
+        Ok(rows) => Ok(GetReport {
+            rows,
+            top_hash: dataset.top_hash,
+            pinned_uri: dataset.pinned_uri,
+            out: out.display().to_string(),
+        }),
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);
             Err(e)

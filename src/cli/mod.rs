@@ -11,8 +11,8 @@ use args::Command;
 use bar::Bar;
 use serde::Serialize;
 use serde_json::{Value, json};
-use sheaf::manifest::{hash, key};
 use sheaf::flight;
+use sheaf::manifest::{hash, key};
 use sheaf::query::Engine;
 use sheaf::registry::{PushOptions, Registry};
 use sheaf::{Error, PackageName, PackageRef, ReadPolicy, Revision};
@@ -417,7 +417,10 @@ fn storage_locations(registry_url: &str, allow: &[String]) -> Vec<String> {
 }
 
 /// Pushes the demo package (files written to a temporary folder).
-async fn push_demo(registry: &Registry, progress: &dyn sheaf::progress::Progress) -> Result<sheaf::registry::PushReport, Error> {
+async fn push_demo(
+    registry: &Registry,
+    progress: &dyn sheaf::progress::Progress,
+) -> Result<sheaf::registry::PushReport, Error> {
     let dir = std::env::temp_dir().join(format!("sheaf-demo-{}", std::process::id()));
     sheaf::demo::write_demo_files(&dir).map_err(|e| Error::io(dir.display().to_string(), e))?;
     let package: PackageName = sheaf::demo::DEMO_PACKAGE.parse()?;

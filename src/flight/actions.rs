@@ -15,7 +15,10 @@ pub const ACTIONS: &[(&str, &str)] = &[
     ("browse", r#"A revision's entries. Body: {"ref": "owner/name[@hash|:tag]", "prefix": "dir/"} (prefix optional)."#),
     ("resolve", r#"Resolve a reference to a full top hash. Body: {"ref": "owner/name[@hash|:tag]"}."#),
     ("list_tables", r#"The tables of a revision with their dataset URIs. Body: {"ref": "owner/name[@hash|:tag]"}."#),
-    ("metrics", "The server's cumulative counters: bytes read from storage, rows scanned, DoGet streams, rows, batches and bytes sent, DoPut commits. No body."),
+    (
+        "metrics",
+        "The server's cumulative counters: bytes read from storage, rows scanned, DoGet streams, rows, batches and bytes sent, DoPut commits. No body.",
+    ),
 ];
 
 #[derive(Deserialize, Default)]
@@ -35,12 +38,18 @@ fn parse_body(action: &str, body: &[u8]) -> Result<Body, Status> {
         return Ok(Body::default());
     }
     serde_json::from_slice(body).map_err(|e| {
-        Status::invalid_argument(format!("{}: the body must be a JSON object: {e}", crate::query::limits::excerpt(action)))
+        Status::invalid_argument(format!(
+            "{}: the body must be a JSON object: {e}",
+            crate::query::limits::excerpt(action)
+        ))
     })
 }
 
 fn reference(action: &str, body: &Body) -> Result<PackageRef, Status> {
-    let text = body.reference.as_deref().ok_or_else(|| Status::invalid_argument(format!("{action}: the body needs \"ref\"")))?;
+    let text = body
+        .reference
+        .as_deref()
+        .ok_or_else(|| Status::invalid_argument(format!("{action}: the body needs \"ref\"")))?;
     Ok(text.parse()?)
 }
 
@@ -58,7 +67,8 @@ pub async fn run(engine: &Engine, action: &str, body: &[u8], principal: &Princip
         "list_packages" => {
             let pattern = body.pattern.as_deref().unwrap_or("*");
             let packages = registry.list_packages().await?;
-            let visible = packages.into_iter().filter(|p| glob_match(pattern, &p.name) && principal.may(Access::Read, &p.name));
+            let visible =
+                packages.into_iter().filter(|p| glob_match(pattern, &p.name) && principal.may(Access::Read, &p.name));
             Ok(json!(visible.collect::<Vec<_>>()))
         }
         "list_revisions" => {

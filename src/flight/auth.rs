@@ -128,7 +128,10 @@ impl Authenticator {
         let keys = vec![format!("peer {}", peer.map_or("?".into(), |p| p.to_string())), format!("user {user}")];
         if let Some(wait) = self.limited(&keys) {
             tracing::warn!(user = %crate::query::limits::clip(user, 64), peer = ?peer, "login refused: too many failed logins");
-            return Err(Status::unauthenticated(format!("too many failed logins; retry in {} s", wait.as_secs().max(1))));
+            return Err(Status::unauthenticated(format!(
+                "too many failed logins; retry in {} s",
+                wait.as_secs().max(1)
+            )));
         }
         let phc = state.config.users.get(user).map(|u| u.password.clone());
         let password = password.as_bytes().to_vec();
@@ -188,7 +191,8 @@ impl Authenticator {
 }
 
 /// A PHC string hashed for unknown users (its password is irrelevant).
-const DUMMY_PHC: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2hlYWZzaGVhZnNoZWFm$Wm7Yxcwm4oB6U+Fhm3c2Ws7HPTMxYmc9Xx2m6SDeF7k";
+const DUMMY_PHC: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c2hlYWZzaGVhZnNoZWFm$Wm7Yxcwm4oB6U+Fhm3c2Ws7HPTMxYmc9Xx2m6SDeF7k";
 
 /// Decodes `Basic base64(user:password)`.
 fn basic(headers: &http::HeaderMap) -> Option<(String, String)> {
@@ -215,7 +219,12 @@ fn peer(request: &http::Request<Body>) -> Option<IpAddr> {
 /// The status a handler returns when `principal` may not do `access` with
 /// `package`: a package it may not read answers exactly like a missing one
 /// (`not_found`), a readable one it may not write PERMISSION_DENIED.
-pub fn require(principal: &Principal, access: Access, package: &str, not_found: impl FnOnce() -> Status) -> Result<(), Status> {
+pub fn require(
+    principal: &Principal,
+    access: Access,
+    package: &str,
+    not_found: impl FnOnce() -> Status,
+) -> Result<(), Status> {
     if principal.may(access, package) {
         return Ok(());
     }

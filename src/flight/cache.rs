@@ -65,7 +65,8 @@ impl StreamCache {
     /// A ticket already being recorded by another stream gets a recording
     /// that records nothing.
     pub fn record(self: &Arc<Self>, ticket: Vec<u8>) -> Recording {
-        let first = self.budget > 0 && self.state.lock().expect("stream cache poisoned").recording.insert(ticket.clone());
+        let first =
+            self.budget > 0 && self.state.lock().expect("stream cache poisoned").recording.insert(ticket.clone());
         Recording { cache: self.clone(), ticket, messages: Vec::new(), reserved: 0, gave_up: !first, owns: first }
     }
 

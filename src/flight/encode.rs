@@ -18,9 +18,9 @@ use arrow::buffer::Buffer;
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::error::ArrowError;
 use arrow::ipc::writer::{IpcWriteOptions, StreamEncoder};
+use arrow_flight::FlightData;
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
-use arrow_flight::FlightData;
 use bytes::{Bytes, BytesMut};
 use futures::stream::{self, BoxStream, StreamExt};
 use tonic::Status;
@@ -66,7 +66,12 @@ impl WireMessage {
     /// The same message as one `FlightData` (copies the body together).
     pub fn into_flight_data(self) -> FlightData {
         let data_body = concat(&self.body);
-        FlightData { flight_descriptor: None, data_header: self.data_header, app_metadata: self.app_metadata, data_body }
+        FlightData {
+            flight_descriptor: None,
+            data_header: self.data_header,
+            app_metadata: self.app_metadata,
+            data_body,
+        }
     }
 }
 
@@ -134,7 +139,9 @@ pub fn encode(
         };
         match messages {
             Ok(messages) => Some((stream::iter(messages.into_iter().map(Ok)).boxed(), next)),
-            Err(e) => Some((stream::iter([Err(Status::internal(format!("encoding a record batch: {e}")))]).boxed(), None)),
+            Err(e) => {
+                Some((stream::iter([Err(Status::internal(format!("encoding a record batch: {e}")))]).boxed(), None))
+            }
         }
     })
     .flatten()
@@ -238,8 +245,8 @@ fn split_messages(buffers: Vec<Buffer>) -> Result<Vec<WireMessage>, ArrowError> 
         };
         let message = arrow::ipc::root_as_message(&data_header)
             .map_err(|e| ArrowError::IpcError(format!("reading an encoded message: {e}")))?;
-        let body_len = usize::try_from(message.bodyLength())
-            .map_err(|_| ArrowError::IpcError("negative body length".into()))?;
+        let body_len =
+            usize::try_from(message.bodyLength()).map_err(|_| ArrowError::IpcError("negative body length".into()))?;
         out.push(WireMessage { data_header, app_metadata: Bytes::new(), body: coalesce(cursor.take(body_len)?) });
     }
     Ok(out)
@@ -270,8 +277,8 @@ fn coalesce(parts: Vec<Bytes>) -> Vec<Bytes> {
 mod tests {
     use super::*;
     use arrow::array::{
-        ArrayRef, BooleanArray, Decimal128Array, FixedSizeListBuilder, Float64Array, Int32Array, Int64Array, LargeStringArray,
-        ListBuilder, StringArray, StructArray, TimestampMicrosecondArray, Int32Builder,
+        ArrayRef, BooleanArray, Decimal128Array, FixedSizeListBuilder, Float64Array, Int32Array, Int32Builder,
+        Int64Array, LargeStringArray, ListBuilder, StringArray, StructArray, TimestampMicrosecondArray,
     };
     use arrow::datatypes::Field;
     use arrow_flight::utils::flight_data_to_arrow_batch;
@@ -285,14 +292,18 @@ mod tests {
     fn sample(rows: usize) -> RecordBatch {
         let ids: ArrayRef = Arc::new(Int64Array::from_iter_values(0..rows as i64));
         let x: ArrayRef = Arc::new(Float64Array::from_iter((0..rows).map(|i| (i % 7 != 0).then_some(i as f64 / 3.0))));
-        let s: ArrayRef =
-            Arc::new(StringArray::from_iter((0..rows).map(|i| (i % 5 != 0).then(|| format!("row {i} {}", "z".repeat(i % 13))))));
+        let s: ArrayRef = Arc::new(StringArray::from_iter(
+            (0..rows).map(|i| (i % 5 != 0).then(|| format!("row {i} {}", "z".repeat(i % 13)))),
+        ));
         let ls: ArrayRef = Arc::new(LargeStringArray::from_iter_values((0..rows).map(|i| format!("L{i}"))));
         let b: ArrayRef = Arc::new(BooleanArray::from_iter((0..rows).map(|i| (i % 3 != 0).then_some(i % 2 == 0))));
         let d: ArrayRef = Arc::new(
-            Decimal128Array::from_iter_values((0..rows).map(|i| i as i128 * 1000)).with_precision_and_scale(20, 3).unwrap(),
+            Decimal128Array::from_iter_values((0..rows).map(|i| i as i128 * 1000))
+                .with_precision_and_scale(20, 3)
+                .unwrap(),
         );
-        let t: ArrayRef = Arc::new(TimestampMicrosecondArray::from_iter_values((0..rows).map(|i| i as i64 * 1_000_000)));
+        let t: ArrayRef =
+            Arc::new(TimestampMicrosecondArray::from_iter_values((0..rows).map(|i| i as i64 * 1_000_000)));
         let mut list = ListBuilder::new(Int32Builder::new());
         for i in 0..rows {
             if i % 4 == 0 {
@@ -310,9 +321,14 @@ mod tests {
         }
         let fixed: ArrayRef = Arc::new(fixed.finish());
         let st: ArrayRef = Arc::new(StructArray::from(vec![
-            (Arc::new(Field::new("a", DataType::Int32, true)), Arc::new(Int32Array::from_iter((0..rows).map(|i| (i % 6 != 0).then_some(i as i32))))
-                as ArrayRef),
-            (Arc::new(Field::new("b", DataType::Utf8, false)), Arc::new(StringArray::from_iter_values((0..rows).map(|i| i.to_string()))) as ArrayRef),
+            (
+                Arc::new(Field::new("a", DataType::Int32, true)),
+                Arc::new(Int32Array::from_iter((0..rows).map(|i| (i % 6 != 0).then_some(i as i32)))) as ArrayRef,
+            ),
+            (
+                Arc::new(Field::new("b", DataType::Utf8, false)),
+                Arc::new(StringArray::from_iter_values((0..rows).map(|i| i.to_string()))) as ArrayRef,
+            ),
         ]));
         RecordBatch::try_from_iter([
             ("id", ids),
@@ -337,7 +353,9 @@ mod tests {
         assert_eq!(&schema_of(&messages[0]), schema.as_ref());
         let decoded = messages[1..]
             .iter()
-            .map(|m| flight_data_to_arrow_batch(&m.clone().into_flight_data(), schema.clone(), &HashMap::new()).unwrap())
+            .map(|m| {
+                flight_data_to_arrow_batch(&m.clone().into_flight_data(), schema.clone(), &HashMap::new()).unwrap()
+            })
             .collect();
         (messages, decoded)
     }
@@ -395,14 +413,16 @@ mod tests {
     #[tokio::test]
     async fn a_stream_without_batches_sends_its_schema() {
         let schema = sample(1).schema();
-        let out: Vec<_> = encode(schema.clone(), IpcWriteOptions::default(), false, stream::empty().boxed()).collect().await;
+        let out: Vec<_> =
+            encode(schema.clone(), IpcWriteOptions::default(), false, stream::empty().boxed()).collect().await;
         assert_eq!(out.len(), 1);
         assert_eq!(&schema_of(out[0].as_ref().unwrap()), schema.as_ref());
     }
 
     #[tokio::test]
     async fn dictionaries_take_arrow_flights_encoder() {
-        let dict: ArrayRef = Arc::new(arrow::array::DictionaryArray::<arrow::datatypes::Int32Type>::from_iter(["a", "b", "a"]));
+        let dict: ArrayRef =
+            Arc::new(arrow::array::DictionaryArray::<arrow::datatypes::Int32Type>::from_iter(["a", "b", "a"]));
         let batch = RecordBatch::try_from_iter([("d", dict)]).unwrap();
         let input = stream::iter([Ok(batch.clone())]).boxed();
         let out: Vec<WireMessage> =

@@ -99,7 +99,8 @@ fn clean_headers(headers: &mut http::HeaderMap, redact: &[String]) {
 fn panic_trailers(panic: &(dyn std::any::Any + Send)) -> http::HeaderMap {
     tracing::error!(panic = %panic_message(panic), "a response stream panicked");
     let mut map = http::HeaderMap::new();
-    let _ = Status::internal("internal error: the response failed on the server (details are in its log)").add_header(&mut map);
+    let _ = Status::internal("internal error: the response failed on the server (details are in its log)")
+        .add_header(&mut map);
     map
 }
 
@@ -125,7 +126,8 @@ where
                 Ok(result) => result?,
                 Err(panic) => {
                     tracing::error!(panic = %panic_message(panic.as_ref()), "a request handler panicked");
-                    Status::internal("internal error: the request failed on the server (details are in its log)").into_http()
+                    Status::internal("internal error: the request failed on the server (details are in its log)")
+                        .into_http()
                 }
             };
             let (mut parts, body) = response.into_parts();
@@ -183,7 +185,8 @@ mod tests {
     fn messages_are_capped_and_redacted() {
         let redact = vec!["/tmp/reg".to_owned(), "file:///tmp/reg".to_owned()];
         let layer = HygieneLayer::new(redact);
-        let text = clean_message("data of a.csv at file:///tmp/reg/.sheaf/blobs/ab: No such file /tmp/reg/x", &layer.redact);
+        let text =
+            clean_message("data of a.csv at file:///tmp/reg/.sheaf/blobs/ab: No such file /tmp/reg/x", &layer.redact);
         assert_eq!(text, "data of a.csv at <registry>/.sheaf/blobs/ab: No such file <registry>/x");
         let long = "é".repeat(100_000);
         let text = clean_message(&utf8_percent_encode(&long, GRPC_MESSAGE).to_string(), &[]);

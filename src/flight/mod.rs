@@ -145,8 +145,8 @@ pub async fn serve(
     };
     let mut builder = Server::builder();
     if let Some(tls) = &options.tls {
-        let mut config =
-            tonic::transport::ServerTlsConfig::new().identity(tonic::transport::Identity::from_pem(&tls.cert, &tls.key));
+        let mut config = tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(&tls.cert, &tls.key));
         if let Some(ca) = &tls.client_ca {
             config = config.client_ca_root(tonic::transport::Certificate::from_pem(ca));
         }

@@ -131,7 +131,9 @@ pub fn scan(
                     Err(panic) => {
                         let message = panic_message(panic.as_ref());
                         tracing::error!(read = %what, panic = %message, "a DoGet scan panicked");
-                        return slot.send(Message::Batch(Err(status::from_query(&query::Error::Panicked(format!("reading {what}"))))));
+                        return slot.send(Message::Batch(Err(status::from_query(&query::Error::Panicked(format!(
+                            "reading {what}"
+                        ))))));
                     }
                 }
             }
@@ -174,9 +176,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_panic_is_an_error_not_an_end() {
-        let input = stream::iter(0..5)
-            .map(|i| if i == 3 { panic!("boom at {i}") } else { Ok(batch(i)) })
-            .boxed();
+        let input = stream::iter(0..5).map(|i| if i == 3 { panic!("boom at {i}") } else { Ok(batch(i)) }).boxed();
         let out: Vec<_> = scan(input, Gates::new(1, 4), limits(), "t".into()).collect().await;
         assert_eq!(out.len(), 4);
         assert!(out[..3].iter().all(|r| r.is_ok()));
@@ -195,7 +195,8 @@ mod tests {
     async fn idle_streams_hold_no_permit_and_stalled_ones_end() {
         let scans = Gates::new(1, 2);
         // A stream nobody reads fills its buffer, then waits without a permit.
-        let mut idle = scan(stream::iter((0..100).map(|i| Ok(batch(i)))).boxed(), scans.clone(), limits(), "idle".into());
+        let mut idle =
+            scan(stream::iter((0..100).map(|i| Ok(batch(i)))).boxed(), scans.clone(), limits(), "idle".into());
         let first = idle.next().await.unwrap();
         assert!(first.is_ok());
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -212,7 +213,8 @@ mod tests {
     #[tokio::test]
     async fn open_slots_wait_until_a_stalled_stream_is_ended() {
         let gates = Gates::new(1, 1);
-        let mut idle = scan(stream::iter((0..100).map(|i| Ok(batch(i)))).boxed(), gates.clone(), limits(), "idle".into());
+        let mut idle =
+            scan(stream::iter((0..100).map(|i| Ok(batch(i)))).boxed(), gates.clone(), limits(), "idle".into());
         assert!(idle.next().await.unwrap().is_ok());
         // The only open slot is taken until the idle stream stalls out.
         let other = scan(stream::iter((0..3).map(|i| Ok(batch(i)))).boxed(), gates, limits(), "other".into());

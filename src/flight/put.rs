@@ -33,7 +33,9 @@ fn check_schema(schema: &arrow::datatypes::Schema, what: &str) -> Result<(), Sta
     use crate::query::limits::{MAX_COLUMNS, excerpt};
     let columns = schema.fields().len();
     if columns == 0 {
-        return Err(Status::invalid_argument(format!("DoPut to {what}: the table has no columns; Parquet cannot keep its rows")));
+        return Err(Status::invalid_argument(format!(
+            "DoPut to {what}: the table has no columns; Parquet cannot keep its rows"
+        )));
     }
     if columns > MAX_COLUMNS {
         return Err(Status::invalid_argument(format!(
@@ -91,7 +93,8 @@ pub async fn put(engine: &Engine, mut messages: Streaming<FlightData>, principal
     };
     let what = format!("{}/{}", target.package, target.path);
 
-    let flight = stream::once(futures::future::ready(Ok(first))).chain(messages.map_err(|s| FlightError::Tonic(Box::new(s))));
+    let flight =
+        stream::once(futures::future::ready(Ok(first))).chain(messages.map_err(|s| FlightError::Tonic(Box::new(s))));
     let mut batches = FlightRecordBatchStream::new_from_flight_data(flight);
     let first_batch = batches.try_next().await.map_err(stream_error)?;
     let schema = batches
@@ -108,8 +111,10 @@ pub async fn put(engine: &Engine, mut messages: Streaming<FlightData>, principal
     let properties = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("valid level")))
         .build();
-    let write_error = |e: parquet::errors::ParquetError| Status::invalid_argument(format!("DoPut to {what}: writing Parquet: {e}"));
-    let mut writer = AsyncArrowWriter::try_new(tokio::fs::File::from_std(file), schema, Some(properties)).map_err(write_error)?;
+    let write_error =
+        |e: parquet::errors::ParquetError| Status::invalid_argument(format!("DoPut to {what}: writing Parquet: {e}"));
+    let mut writer =
+        AsyncArrowWriter::try_new(tokio::fs::File::from_std(file), schema, Some(properties)).map_err(write_error)?;
     let mut rows = 0u64;
     if let Some(batch) = first_batch {
         check_batch(&batch, &what)?;
@@ -124,7 +129,9 @@ pub async fn put(engine: &Engine, mut messages: Streaming<FlightData>, principal
     writer.close().await.map_err(write_error)?;
 
     let message = target.message.clone().or_else(|| Some(format!("put {}", target.path)));
-    let report = registry.commit(&target.package, vec![(target.path.clone(), temp.path().to_path_buf())], &base, message).await?;
+    let report = registry
+        .commit(&target.package, vec![(target.path.clone(), temp.path().to_path_buf())], &base, message)
+        .await?;
     crate::metrics::DO_PUT.add(1);
     tracing::info!(principal = %principal.label(), package = %report.package, path = %target.path, rows, bytes = report.bytes, top_hash = %report.top_hash,
         previous = ?report.previous, "DoPut committed");

@@ -1,9 +1,9 @@
 //! The Arrow Flight service: RPCs over the query engine.
 
 use super::actions;
+use super::auth::Authenticator;
 use super::cache::StreamCache;
 use super::encode::{self, WireMessage};
-use super::auth::Authenticator;
 use super::pipeline::{self, Gates, StreamLimits};
 use crate::auth::{Access, Principal};
 use crate::metrics;
@@ -66,10 +66,14 @@ impl Tally {
             self.stats.as_ref().map_or((0, 0), |s| (s.rows_scanned(), s.bytes_scanned()));
         let elapsed_ms = self.started.elapsed().as_secs_f64() * 1000.0;
         match error {
-            None => tracing::info!(ticket = %self.what, cached = self.cached, rows_sent = self.rows, batches_sent = self.batches,
-                bytes_sent = self.bytes, rows_scanned, bytes_scanned, elapsed_ms, "DoGet finished"),
-            Some(e) => tracing::warn!(ticket = %self.what, rows_sent = self.rows, code = ?e.code(), error = %e.message(),
-                elapsed_ms, "DoGet failed"),
+            None => {
+                tracing::info!(ticket = %self.what, cached = self.cached, rows_sent = self.rows, batches_sent = self.batches,
+                bytes_sent = self.bytes, rows_scanned, bytes_scanned, elapsed_ms, "DoGet finished")
+            }
+            Some(e) => {
+                tracing::warn!(ticket = %self.what, rows_sent = self.rows, code = ?e.code(), error = %e.message(),
+                elapsed_ms, "DoGet failed")
+            }
         }
     }
 }
@@ -79,8 +83,22 @@ impl SheafFlight {
     /// `advertise` (empty: endpoints name no location, meaning "this server").
     /// Repeated reads are answered from `cache`; reads of storage take turns
     /// on `gates` (see [`pipeline`]), under `limits`.
-    pub fn new(engine: Arc<Engine>, advertise: Vec<String>, cache: Arc<StreamCache>, gates: Gates, limits: StreamLimits) -> Self {
-        SheafFlight { engine, advertise, next_location: AtomicUsize::new(0), cache, gates, limits, auth: Arc::new(Authenticator::open()) }
+    pub fn new(
+        engine: Arc<Engine>,
+        advertise: Vec<String>,
+        cache: Arc<StreamCache>,
+        gates: Gates,
+        limits: StreamLimits,
+    ) -> Self {
+        SheafFlight {
+            engine,
+            advertise,
+            next_location: AtomicUsize::new(0),
+            cache,
+            gates,
+            limits,
+            auth: Arc::new(Authenticator::open()),
+        }
     }
 
     /// Checks callers with `auth` (the server's [`super::auth::AuthLayer`]
@@ -103,7 +121,12 @@ impl SheafFlight {
 
     /// Fails unless `principal` may do `access` with `package`; a package it
     /// may not read answers as a missing one.
-    fn require(&self, principal: &Principal, access: Access, package: &crate::registry::PackageName) -> Result<(), Status> {
+    fn require(
+        &self,
+        principal: &Principal,
+        access: Access,
+        package: &crate::registry::PackageName,
+    ) -> Result<(), Status> {
         super::auth::require(principal, access, &package.to_string(), || {
             crate::registry::Error::NotFound(format!("package {package} in {}", self.engine.registry().url())).into()
         })
@@ -286,7 +309,9 @@ impl FlightService for SheafFlight {
         _request: Request<Streaming<HandshakeRequest>>,
     ) -> Result<Response<Self::HandshakeStream>, Status> {
         if !self.auth.required() {
-            return Err(Status::unimplemented("this server does not authenticate callers (no --auth): no login is needed"));
+            return Err(Status::unimplemented(
+                "this server does not authenticate callers (no --auth): no login is needed",
+            ));
         }
         // The auth layer checked the credentials and puts the session token
         // in the response headers; the handshake's messages carry nothing.
@@ -299,7 +324,8 @@ impl FlightService for SheafFlight {
         let pattern = if pattern.is_empty() { "*".to_owned() } else { pattern };
         let packages = self.engine.registry().list_packages().await?;
         let mut infos = Vec::new();
-        for p in packages.into_iter().filter(|p| glob_match(&pattern, &p.name) && principal.may(Access::Read, &p.name)) {
+        for p in packages.into_iter().filter(|p| glob_match(&pattern, &p.name) && principal.may(Access::Read, &p.name))
+        {
             let Some(top_hash) = p.latest else { continue };
             let manifest = self.engine.manifest(&top_hash).await?;
             let package = p.name.parse()?;

@@ -121,12 +121,9 @@ impl StreamHasher {
     /// Returns `None` for hash types that cannot be computed.
     pub fn new(like: &EntryHash, size: u64) -> Option<Self> {
         let inner = match like.kind.as_str() {
-            SHA2_256_CHUNKED => Inner::Chunked {
-                chunk: chunk_size(size),
-                in_chunk: 0,
-                current: Sha256::new(),
-                digests: Sha256::new(),
-            },
+            SHA2_256_CHUNKED => {
+                Inner::Chunked { chunk: chunk_size(size), in_chunk: 0, current: Sha256::new(), digests: Sha256::new() }
+            }
             SHA256 => Inner::Whole(Sha256::new()),
             CRC64NVME => Inner::Crc64(CRC64_NVME.digest()),
             _ => return None,
@@ -241,10 +238,7 @@ fn read_range(file: &File, start: u64, end: u64, mut sink: impl FnMut(&[u8])) ->
         let want = buf.len().min((end - pos) as usize);
         let n = file.read_at(&mut buf[..want], pos)?;
         if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "file shrank while it was being hashed",
-            ));
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while it was being hashed"));
         }
         sink(&buf[..n]);
         pos += n as u64;
@@ -269,10 +263,7 @@ mod tests {
         let like = EntryHash { kind: SHA256.into(), value: String::new() };
         let mut h = StreamHasher::new(&like, 13).unwrap();
         h.update(b"Hello, World!");
-        assert_eq!(
-            h.finish().unwrap().value,
-            "dffd6021bb2bd5b0af676290809ec3a53191dd81c7f70a4b28688a362182986f"
-        );
+        assert_eq!(h.finish().unwrap().value, "dffd6021bb2bd5b0af676290809ec3a53191dd81c7f70a4b28688a362182986f");
     }
 
     fn crc64nvme_of(pieces: &[&[u8]]) -> String {
@@ -352,7 +343,10 @@ mod tests {
         let chunked = StreamHasher::chunked(0).finish().unwrap();
         assert_eq!(chunked.blob_hex().unwrap(), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
         assert_eq!(EntryHash::crc64nvme(0xae8b14860a799888).blob_hex(), None);
-        let sha = EntryHash { kind: SHA256.into(), value: "dffd6021bb2bd5b0af676290809ec3a53191dd81c7f70a4b28688a362182986f".into() };
+        let sha = EntryHash {
+            kind: SHA256.into(),
+            value: "dffd6021bb2bd5b0af676290809ec3a53191dd81c7f70a4b28688a362182986f".into(),
+        };
         assert_eq!(sha.blob_hex(), None);
     }
 

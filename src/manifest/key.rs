@@ -48,9 +48,7 @@ pub fn walk_order(a: &str, b: &str) -> Ordering {
 /// or is `prefix` itself.
 pub fn is_under(key: &str, prefix: &str) -> bool {
     let prefix = prefix.trim_end_matches('/');
-    prefix.is_empty()
-        || key == prefix
-        || (key.starts_with(prefix) && key.as_bytes().get(prefix.len()) == Some(&b'/'))
+    prefix.is_empty() || key == prefix || (key.starts_with(prefix) && key.as_bytes().get(prefix.len()) == Some(&b'/'))
 }
 
 #[cfg(test)]

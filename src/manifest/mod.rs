@@ -107,7 +107,11 @@ impl Manifest {
     /// Builds a new manifest the way quilt3's `build` does: header
     /// `{"version": "v0", "message": ..., "user_meta": ...}` and entries in walk
     /// order. Keys must already be valid and unique.
-    pub fn build(message: Option<String>, user_meta: Option<Map<String, Value>>, mut entries: Vec<Entry>) -> Result<Self, Error> {
+    pub fn build(
+        message: Option<String>,
+        user_meta: Option<Map<String, Value>>,
+        mut entries: Vec<Entry>,
+    ) -> Result<Self, Error> {
         let mut header = Map::new();
         header.insert("version".into(), json!("v0"));
         header.insert("message".into(), message.map(Value::String).unwrap_or(Value::Null));
@@ -121,8 +125,7 @@ impl Manifest {
             }
         }
         for e in &entries {
-            key::validate(&e.logical_key)
-                .map_err(|reason| Error::InvalidKey { key: e.logical_key.clone(), reason })?;
+            key::validate(&e.logical_key).map_err(|reason| Error::InvalidKey { key: e.logical_key.clone(), reason })?;
         }
         Ok(Manifest { header, lines: entries.into_iter().map(Line::Entry).collect() })
     }
@@ -161,8 +164,8 @@ impl Manifest {
 
     /// Parses JSONL manifest bytes, validating every logical key.
     pub fn parse(bytes: &[u8]) -> Result<Self, Error> {
-        let text = std::str::from_utf8(bytes)
-            .map_err(|e| Error::Parse { line: 0, message: format!("not UTF-8: {e}") })?;
+        let text =
+            std::str::from_utf8(bytes).map_err(|e| Error::Parse { line: 0, message: format!("not UTF-8: {e}") })?;
         let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
         let (_, first) = lines.next().ok_or(Error::Parse { line: 1, message: "empty manifest".into() })?;
         let header = match parse_object(first, 1)? {
@@ -361,7 +364,8 @@ mod tests {
 
     #[test]
     fn build_sorts_in_walk_order_and_refuses_bad_keys() {
-        let m = Manifest::build(None, None, vec![entry("b.txt", 1, "x"), entry("B", 1, "y"), entry("a/b", 1, "z")]).unwrap();
+        let m = Manifest::build(None, None, vec![entry("b.txt", 1, "x"), entry("B", 1, "y"), entry("a/b", 1, "z")])
+            .unwrap();
         let keys: Vec<_> = m.entries().map(|e| e.logical_key.as_str()).collect();
         assert_eq!(keys, ["B", "a/b", "b.txt"]);
         assert!(matches!(Manifest::build(None, None, vec![entry("../x", 1, "x")]), Err(Error::InvalidKey { .. })));
@@ -410,7 +414,10 @@ mod tests {
         odd.hash.kind = "BLAKE3".into();
         assert!(Manifest::require_verifiable([&entry("a", 1, "x"), &crc]).is_ok());
         let err = Manifest::require_verifiable([&entry("a", 1, "x"), &crc, &odd]).unwrap_err();
-        assert!(matches!(&err, Error::UnverifiableHash { key, kind } if key == "c/odd.bin" && kind == "BLAKE3"), "{err:?}");
+        assert!(
+            matches!(&err, Error::UnverifiableHash { key, kind } if key == "c/odd.bin" && kind == "BLAKE3"),
+            "{err:?}"
+        );
         let text = err.to_string();
         assert!(text.contains("\"c/odd.bin\"") && text.contains("\"BLAKE3\"") && text.contains("CRC64NVME"), "{text}");
     }

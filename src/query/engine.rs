@@ -10,8 +10,9 @@ use crate::registry::Registry;
 use arrow::array::{ArrayRef, BinaryBuilder, RecordBatch, StringArray, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::DFSchema;
-use datafusion::datasource::physical_plan::{FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::parquet::{ParquetAccessPlan, RowGroupAccess};
+use datafusion::datasource::physical_plan::{FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::Expr;
@@ -20,10 +21,9 @@ use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use datafusion::datasource::physical_plan::parquet::{ParquetAccessPlan, RowGroupAccess};
 use futures::FutureExt;
-use object_store::ObjectStoreExt;
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
+use object_store::ObjectStoreExt;
 use parquet::arrow::arrow_reader::ArrowReaderMetadata;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -212,7 +212,11 @@ impl Engine {
                 let layout = footers
                     .iter()
                     .map(|f| {
-                        f.metadata().row_groups().iter().map(|rg| (rg.num_rows() as u64, rg.total_byte_size() as u64)).collect()
+                        f.metadata()
+                            .row_groups()
+                            .iter()
+                            .map(|rg| (rg.num_rows() as u64, rg.total_byte_size() as u64))
+                            .collect()
                     })
                     .collect();
                 Ok((schema, Layout::Parquet(layout)))
@@ -239,7 +243,12 @@ impl Engine {
     /// The layout's row-group sizes counting only the `needed` columns
     /// (uncompressed, as Parquet records them). Nested schemas, whose leaves
     /// do not map one to one onto fields, keep the whole row group's size.
-    async fn projected_sizes(&self, table: &Table, parts: Vec<Vec<(u64, u64)>>, needed: &[usize]) -> Result<Vec<Vec<(u64, u64)>>, Error> {
+    async fn projected_sizes(
+        &self,
+        table: &Table,
+        parts: Vec<Vec<(u64, u64)>>,
+        needed: &[usize],
+    ) -> Result<Vec<Vec<(u64, u64)>>, Error> {
         let mut out = Vec::with_capacity(parts.len());
         for (entry, groups) in table.entries.iter().zip(parts) {
             let footer = self.footer(entry).await?;
@@ -278,7 +287,11 @@ impl Engine {
             }
             let df_schema = DFSchema::try_from(schema.as_ref().clone()).map_err(|e| Error::engine("schema", e))?;
             let invalid = |e: datafusion::error::DataFusionError| {
-                Error::invalid(format!("invalid filter {} on {table}: {}", limits::excerpt(&query.filter), e.strip_backtrace()))
+                Error::invalid(format!(
+                    "invalid filter {} on {table}: {}",
+                    limits::excerpt(&query.filter),
+                    e.strip_backtrace()
+                ))
             };
             let expr = ctx.parse_sql_expr(&query.filter, &df_schema).map_err(invalid)?;
             limits::check_expr(&expr, &query.filter, table)?;
@@ -288,11 +301,12 @@ impl Engine {
             let df_schema_ref = Arc::new(df_schema.clone());
             let simplifier = ExprSimplifier::new(SimplifyContext::builder().with_schema(df_schema_ref).build());
             let expr = simplifier.coerce(expr, &df_schema).and_then(|e| simplifier.simplify(e)).map_err(invalid)?;
-            let physical = ctx
-                .create_physical_expr(expr.clone(), &df_schema)
-                .map_err(invalid)?;
+            let physical = ctx.create_physical_expr(expr.clone(), &df_schema).map_err(invalid)?;
             if physical.data_type(schema).ok() != Some(DataType::Boolean) {
-                return Err(Error::invalid(format!("filter {} on {table} is not a boolean expression", limits::excerpt(&query.filter))));
+                return Err(Error::invalid(format!(
+                    "filter {} on {table} is not a boolean expression",
+                    limits::excerpt(&query.filter)
+                )));
             }
             Ok(Some((expr, physical)))
         };
@@ -333,7 +347,8 @@ impl Engine {
         let name = format!("{}@{}", uri.package, &top_hash[..12]);
         let table = table::find(&manifest, &uri.path, &name)?;
         let (schema, layout) = self.describe(&table, uri.query.content).await?;
-        let table_name = if uri.path.is_empty() { format!("the manifest of {name}") } else { format!("{} in {name}", uri.path) };
+        let table_name =
+            if uri.path.is_empty() { format!("the manifest of {name}") } else { format!("{} in {name}", uri.path) };
         let q = &uri.query;
         let mut query = Query {
             columns: q.columns.clone(),
@@ -359,9 +374,7 @@ impl Engine {
         };
         query.sample_threshold = match (q.sample, q.sample_rows) {
             (Some(f), _) => sample::threshold_for_fraction(f),
-            (None, Some(n)) => {
-                sample::threshold_for_count(q.seed, table_rows.expect("counted for sample_rows"), n)
-            }
+            (None, Some(n)) => sample::threshold_for_count(q.seed, table_rows.expect("counted for sample_rows"), n),
             (None, None) => None,
         };
         let mut total_rows = match (table_rows, q.sample, q.sample_rows) {
@@ -434,8 +447,12 @@ impl Engine {
                         .slices
                         .iter()
                         .map(|s| {
-                            let part = table.entries.iter().position(|e| e.logical_key == s.logical_key).expect("a part");
-                            parts[part][s.row_group_start as usize..s.row_group_end as usize].iter().map(|(r, _)| r).sum::<u64>()
+                            let part =
+                                table.entries.iter().position(|e| e.logical_key == s.logical_key).expect("a part");
+                            parts[part][s.row_group_start as usize..s.row_group_end as usize]
+                                .iter()
+                                .map(|(r, _)| r)
+                                .sum::<u64>()
                         })
                         .sum();
                     Some((first, rows))
@@ -473,12 +490,7 @@ impl Engine {
         let (schema, _) = self.describe(&table, query.content).await?;
         let prepared = self.prepare(&schema, &query, &name)?;
         let out_schema = prepared.projector.schema().clone();
-        let selector = Selector {
-            sample: None,
-            position: 0,
-            filter: prepared.filter.clone(),
-            remaining: query.limit,
-        };
+        let selector = Selector { sample: None, position: 0, filter: prepared.filter.clone(), remaining: query.limit };
         let stream = match table.format {
             Format::Parquet => self.parquet_stream(&table, &ticket.slices, &query, schema, &prepared, &stats).await?,
             Format::Manifest => {
@@ -551,7 +563,11 @@ impl Engine {
         let mut previous: Option<(usize, u32)> = None;
         for (i, slice) in slices.iter().enumerate() {
             let part = table.entries.iter().position(|e| e.logical_key == slice.logical_key).ok_or_else(|| {
-                Error::invalid(format!("bad ticket: {} is not a part of {}", limits::excerpt(&slice.logical_key), table.path))
+                Error::invalid(format!(
+                    "bad ticket: {} is not a part of {}",
+                    limits::excerpt(&slice.logical_key),
+                    table.path
+                ))
             })?;
             let entry = &table.entries[part];
             let footer = self.footer(entry).await?;
@@ -572,7 +588,9 @@ impl Engine {
                 let rows = row_groups[rg].num_rows() as usize;
                 match query.sample_threshold {
                     None => access.set(rg, RowGroupAccess::Scan),
-                    Some(t) => access.set(rg, RowGroupAccess::Selection(sample::row_selection(query.seed, t, first, rows))),
+                    Some(t) => {
+                        access.set(rg, RowGroupAccess::Selection(sample::row_selection(query.seed, t, first, rows)))
+                    }
                 }
                 first += rows as u64;
             }
@@ -591,12 +609,13 @@ impl Engine {
                 if let Some(p) = &prepared.file_filter {
                     source = source.with_predicate(p.clone());
                 }
-                let config = FileScanConfigBuilder::new(ObjectStoreUrl::parse(&url).expect("valid URL"), Arc::new(source))
-                    .with_file(file.clone())
-                    .with_projection_indices(Some(projection))
-                    .map_err(|e| Error::engine("planning the scan", e))?
-                    .with_limit(if query.filter.is_empty() { query.limit.map(|l| l as usize) } else { None })
-                    .build();
+                let config =
+                    FileScanConfigBuilder::new(ObjectStoreUrl::parse(&url).expect("valid URL"), Arc::new(source))
+                        .with_file(file.clone())
+                        .with_projection_indices(Some(projection))
+                        .map_err(|e| Error::engine("planning the scan", e))?
+                        .with_limit(if query.filter.is_empty() { query.limit.map(|l| l as usize) } else { None })
+                        .build();
                 Ok(DataSourceExec::from_data_source(config))
             };
             // A plain read (no filter, no limit) decodes its columns in two
@@ -676,7 +695,9 @@ impl Engine {
 /// first polled. Only an explicit end is an end: a panic becomes an error
 /// item, and a task that vanishes without finishing ends the stream with an
 /// error, so a truncated stream never looks complete.
-pub fn read_ahead<T: Send + 'static>(mut batches: BoxStream<'static, Result<T, Error>>) -> BoxStream<'static, Result<T, Error>> {
+pub fn read_ahead<T: Send + 'static>(
+    mut batches: BoxStream<'static, Result<T, Error>>,
+) -> BoxStream<'static, Result<T, Error>> {
     const READ_AHEAD: usize = 4;
     enum Message<T> {
         Item(Result<T, Error>),
@@ -781,8 +802,7 @@ fn zip_columns(
                 (Some(Ok(x)), Some(Ok(y))) if x.num_rows() == y.num_rows() => {
                     let halves = [&x, &y];
                     let columns: Vec<ArrayRef> = order.iter().map(|&(h, j)| halves[h].column(j).clone()).collect();
-                    let fields: Vec<Field> =
-                        order.iter().map(|&(h, j)| halves[h].schema().field(j).clone()).collect();
+                    let fields: Vec<Field> = order.iter().map(|&(h, j)| halves[h].schema().field(j).clone()).collect();
                     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
                         .map_err(|e| Error::engine("joining column halves", e))
                 }
@@ -834,10 +854,16 @@ fn shape(
 /// The manifest table: entries in batches of 1024. `selector` (sampling,
 /// filter, limit) runs on the entry columns, so `content=true` downloads
 /// only the selected files and stops at the limit.
-fn manifest_stream(entries: &[Entry], selector: Selector, with_content: bool, registry: Registry) -> BoxStream<'static, Result<RecordBatch, Error>> {
+fn manifest_stream(
+    entries: &[Entry],
+    selector: Selector,
+    with_content: bool,
+    registry: Registry,
+) -> BoxStream<'static, Result<RecordBatch, Error>> {
     let base_schema = manifest_schema(false);
     let entries: Arc<Vec<Entry>> = Arc::new(entries.to_vec());
-    let chunks: Vec<(usize, usize)> = (0..entries.len()).step_by(1024).map(|s| (s, (s + 1024).min(entries.len()))).collect();
+    let chunks: Vec<(usize, usize)> =
+        (0..entries.len()).step_by(1024).map(|s| (s, (s + 1024).min(entries.len()))).collect();
     let base = {
         let entries = entries.clone();
         stream::iter(chunks).map(move |(start, end)| {
@@ -849,14 +875,16 @@ fn manifest_stream(entries: &[Entry], selector: Selector, with_content: bool, re
                 Arc::new(StringArray::from_iter_values(slice.iter().map(|e| e.hash.value.as_str()))),
                 Arc::new(StringArray::from_iter_values(slice.iter().map(|e| e.meta.to_string()))),
             ];
-            RecordBatch::try_new(base_schema.clone(), columns).map_err(|e| Error::engine("building the manifest table", e))
+            RecordBatch::try_new(base_schema.clone(), columns)
+                .map_err(|e| Error::engine("building the manifest table", e))
         })
     };
     let selected = select_rows(base.boxed(), selector);
     if !with_content {
         return selected.boxed();
     }
-    let by_key: Arc<HashMap<String, Entry>> = Arc::new(entries.iter().map(|e| (e.logical_key.clone(), e.clone())).collect());
+    let by_key: Arc<HashMap<String, Entry>> =
+        Arc::new(entries.iter().map(|e| (e.logical_key.clone(), e.clone())).collect());
     selected
         .and_then(move |batch| {
             let registry = registry.clone();
@@ -871,7 +899,8 @@ fn manifest_stream(entries: &[Entry], selector: Selector, with_content: bool, re
                 }
                 let mut columns = batch.columns().to_vec();
                 columns.push(Arc::new(content.finish()));
-                RecordBatch::try_new(manifest_schema(true), columns).map_err(|e| Error::engine("building the manifest table", e))
+                RecordBatch::try_new(manifest_schema(true), columns)
+                    .map_err(|e| Error::engine("building the manifest table", e))
             }
         })
         .boxed()
@@ -926,7 +955,9 @@ fn partition(parts: &[Entry], layout: &[Vec<(u64, u64)>], wanted: Option<u32>) -
     let mut out: Vec<Vec<Slice>> = vec![Vec::new(); count];
     // Assign each group by its midpoint (in rows when a count was asked for,
     // else in bytes), so partitions stay contiguous and balanced.
-    let share = |start: u64, len: u64, total: u64| ((start as u128 * 2 + len as u128) * count as u128 / (total as u128 * 2)) as usize;
+    let share = |start: u64, len: u64, total: u64| {
+        ((start as u128 * 2 + len as u128) * count as u128 / (total as u128 * 2)) as usize
+    };
     for &(p, g, first_row, rows, before, bytes) in &groups {
         let idx = match wanted {
             Some(_) if total_rows > 0 => share(first_row, rows, total_rows),
@@ -936,7 +967,9 @@ fn partition(parts: &[Entry], layout: &[Vec<(u64, u64)>], wanted: Option<u32>) -
         .min(count - 1);
         let slices = &mut out[idx];
         match slices.last_mut() {
-            Some(last) if last.logical_key == parts[p].logical_key && last.row_group_end as usize == g => last.row_group_end += 1,
+            Some(last) if last.logical_key == parts[p].logical_key && last.row_group_end as usize == g => {
+                last.row_group_end += 1
+            }
             _ => slices.push(Slice {
                 logical_key: parts[p].logical_key.clone(),
                 row_group_start: g as u32,

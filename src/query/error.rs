@@ -110,7 +110,9 @@ fn from_storage(e: &DataFusionError) -> bool {
         if err.downcast_ref::<object_store::Error>().is_some() || err.downcast_ref::<std::io::Error>().is_some() {
             return true;
         }
-        if let Some(DataFusionError::ObjectStore(_) | DataFusionError::IoError(_)) = err.downcast_ref::<DataFusionError>() {
+        if let Some(DataFusionError::ObjectStore(_) | DataFusionError::IoError(_)) =
+            err.downcast_ref::<DataFusionError>()
+        {
             return true;
         }
         current = err.source();
@@ -202,7 +204,10 @@ mod tests {
             None,
         );
         assert!(matches!(Error::engine("t", wrapped), Error::Exhausted { .. }));
-        let e = Error::engine("t", DataFusionError::External(Box::new(object_store::Error::Generic { store: "x", source: "y".into() })));
+        let e = Error::engine(
+            "t",
+            DataFusionError::External(Box::new(object_store::Error::Generic { store: "x", source: "y".into() })),
+        );
         assert!(matches!(e, Error::Storage { .. }), "{e:?}");
     }
 }

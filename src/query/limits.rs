@@ -44,18 +44,71 @@ const PLANNING_STACK: usize = 64 * 1024 * 1024;
 /// than a fixed multiple of their input. Anything else is refused by name.
 pub const ALLOWED_FUNCTIONS: &[&str] = &[
     // Conditionals and types.
-    "arrow_cast", "arrow_typeof", "coalesce", "nullif", "nvl", "nvl2", "greatest", "least", "get_field",
+    "arrow_cast",
+    "arrow_typeof",
+    "coalesce",
+    "nullif",
+    "nvl",
+    "nvl2",
+    "greatest",
+    "least",
+    "get_field",
     // Strings (output at most the input, or a character).
-    "ascii", "bit_length", "btrim", "char_length", "character_length", "chr", "concat", "contains", "ends_with",
-    "find_in_set", "initcap", "instr", "left", "length", "lower", "ltrim", "octet_length", "position", "reverse",
-    "right", "rtrim", "split_part", "starts_with", "strpos", "substr", "substring", "substr_index",
-    "substring_index", "to_hex", "translate", "trim", "upper",
+    "ascii",
+    "bit_length",
+    "btrim",
+    "char_length",
+    "character_length",
+    "chr",
+    "concat",
+    "contains",
+    "ends_with",
+    "find_in_set",
+    "initcap",
+    "instr",
+    "left",
+    "length",
+    "lower",
+    "ltrim",
+    "octet_length",
+    "position",
+    "reverse",
+    "right",
+    "rtrim",
+    "split_part",
+    "starts_with",
+    "strpos",
+    "substr",
+    "substring",
+    "substr_index",
+    "substring_index",
+    "to_hex",
+    "translate",
+    "trim",
+    "upper",
     // Regular expressions (the pattern is a literal bounded by the filter size).
-    "regexp_like", "regexp_match", "regexp_count", "regexp_instr",
+    "regexp_like",
+    "regexp_match",
+    "regexp_count",
+    "regexp_instr",
     // Dates and times (no clock reads).
-    "date_part", "datepart", "date_trunc", "datetrunc", "date_bin", "to_timestamp", "to_timestamp_seconds",
-    "to_timestamp_millis", "to_timestamp_micros", "to_timestamp_nanos", "to_date", "to_unixtime", "make_date",
-    "from_unixtime", "to_char", "date_format", "to_local_time",
+    "date_part",
+    "datepart",
+    "date_trunc",
+    "datetrunc",
+    "date_bin",
+    "to_timestamp",
+    "to_timestamp_seconds",
+    "to_timestamp_millis",
+    "to_timestamp_micros",
+    "to_timestamp_nanos",
+    "to_date",
+    "to_unixtime",
+    "make_date",
+    "from_unixtime",
+    "to_char",
+    "date_format",
+    "to_local_time",
 ];
 
 /// Why a well-known function is refused, for a clearer message.
@@ -228,17 +281,13 @@ fn text_literal(e: &Expr) -> Option<&str> {
 /// (it does not compile, or compiles too big), checked before any data is
 /// read, with the same limits as the engine's.
 fn pattern_problem(pattern: &str, case_insensitive: bool) -> Option<String> {
-    regex::RegexBuilder::new(pattern)
-        .case_insensitive(case_insensitive)
-        .build()
-        .err()
-        .map(|e| {
-            let why = match e {
-                regex::Error::CompiledTooBig(limit) => format!("it compiles to more than the {limit} bytes allowed"),
-                other => other.to_string(),
-            };
-            format!("the regular expression {} cannot be used: {why}", excerpt(pattern))
-        })
+    regex::RegexBuilder::new(pattern).case_insensitive(case_insensitive).build().err().map(|e| {
+        let why = match e {
+            regex::Error::CompiledTooBig(limit) => format!("it compiles to more than the {limit} bytes allowed"),
+            other => other.to_string(),
+        };
+        format!("the regular expression {} cannot be used: {why}", excerpt(pattern))
+    })
 }
 
 /// Nodes and depth of an expression, walked without recursion.

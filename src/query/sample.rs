@@ -85,7 +85,11 @@ pub fn row_selection(seed: u64, threshold: u64, first: u64, len: usize) -> RowSe
     let mut run_len = 0usize;
     for keep in keep_mask(seed, threshold, first, len) {
         if Some(keep) != run_keep && run_len > 0 {
-            selectors.push(if run_keep == Some(true) { RowSelector::select(run_len) } else { RowSelector::skip(run_len) });
+            selectors.push(if run_keep == Some(true) {
+                RowSelector::select(run_len)
+            } else {
+                RowSelector::skip(run_len)
+            });
             run_len = 0;
         }
         run_keep = Some(keep);

@@ -78,7 +78,8 @@ impl Projector {
                 if col.data_type() == field.data_type() {
                     Ok(col.clone())
                 } else {
-                    cast(col, field.data_type()).map_err(|e| Error::engine(format!("casting column {}", field.name()), e))
+                    cast(col, field.data_type())
+                        .map_err(|e| Error::engine(format!("casting column {}", field.name()), e))
                 }
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -120,9 +121,9 @@ impl Selector {
                 .evaluate(&batch)
                 .and_then(|v| v.into_array(batch.num_rows()))
                 .map_err(|e| Error::engine("evaluating the filter", e))?;
-            let mask = mask
-                .as_boolean_opt()
-                .ok_or_else(|| Error::invalid(format!("the filter must be a boolean expression, not {}", mask.data_type())))?;
+            let mask = mask.as_boolean_opt().ok_or_else(|| {
+                Error::invalid(format!("the filter must be a boolean expression, not {}", mask.data_type()))
+            })?;
             batch = filter_record_batch(&batch, mask).map_err(|e| Error::engine("filtering", e))?;
         }
         if let Some(remaining) = self.remaining.as_mut() {

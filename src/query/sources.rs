@@ -9,11 +9,11 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
 use bytes::Bytes;
-use futures::TryStreamExt;
-use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
-use object_store::{ObjectMeta, ObjectStoreExt};
+use futures::TryStreamExt;
 use futures::stream::{self, BoxStream, StreamExt};
+use object_store::{ObjectMeta, ObjectStoreExt};
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use std::io::{BufReader, Read};
 use std::sync::Arc;
 
@@ -37,13 +37,19 @@ pub async fn parquet_metadata(registry: &Registry, entry: &Entry) -> Result<Arro
         e_tag: None,
         version: located.version,
     };
-    let unreadable = |e: &dyn std::fmt::Display| Error::invalid(format!("{} is not a readable Parquet file: {e}", entry.logical_key));
+    let unreadable = |e: &dyn std::fmt::Display| {
+        Error::invalid(format!("{} is not a readable Parquet file: {e}", entry.logical_key))
+    };
     let footer = match DFParquetMetadata::new(located.store.as_ref(), &meta).fetch_metadata().await {
         Ok(footer) => footer,
         // Tell a missing or unreachable object (NOT_FOUND, UNAVAILABLE) from
         // bytes that are not Parquet (INVALID_ARGUMENT).
         Err(e) => {
-            let what = format!("data of {} at {}", entry.logical_key, entry.physical_keys.first().map(String::as_str).unwrap_or(""));
+            let what = format!(
+                "data of {} at {}",
+                entry.logical_key,
+                entry.physical_keys.first().map(String::as_str).unwrap_or("")
+            );
             return Err(match located.store.head(&meta.location).await {
                 Err(store_error) => crate::registry::Error::storage(what, store_error).into(),
                 Ok(_) => unreadable(&e),
@@ -133,7 +139,10 @@ impl Read for ChunkReader {
 }
 
 /// Runs a blocking reader, turning a panic into an error naming `key`.
-async fn blocking<T: Send + 'static>(key: String, f: impl FnOnce() -> Result<T, Error> + Send + 'static) -> Result<T, Error> {
+async fn blocking<T: Send + 'static>(
+    key: String,
+    f: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
     let panicked = |what: String| Error::Panicked(format!("reading {key} ({what})"));
     match tokio::task::spawn_blocking(move || std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))).await {
         Ok(Ok(result)) => result,
@@ -190,7 +199,9 @@ pub async fn sequential_schema(registry: &Registry, entry: &Entry, format: Forma
                 let stream = ipc_file_as_stream(reader).map_err(bad)?;
                 return Ok(arrow::ipc::reader::StreamReader::try_new(stream, None).map_err(bad)?.schema());
             }
-            Format::ArrowStream => return Ok(arrow::ipc::reader::StreamReader::try_new(reader, None).map_err(bad)?.schema()),
+            Format::ArrowStream => {
+                return Ok(arrow::ipc::reader::StreamReader::try_new(reader, None).map_err(bad)?.schema());
+            }
             Format::Parquet | Format::Manifest => unreachable!("not a sequential file format"),
         };
         Ok(Arc::new(schema))

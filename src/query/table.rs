@@ -73,7 +73,11 @@ pub struct Table {
 /// Finds the table at `path` in a manifest.
 pub fn find(manifest: &Manifest, path: &str, package: &str) -> Result<Table, Error> {
     if path.is_empty() {
-        return Ok(Table { path: String::new(), format: Format::Manifest, entries: manifest.entries().cloned().collect() });
+        return Ok(Table {
+            path: String::new(),
+            format: Format::Manifest,
+            entries: manifest.entries().cloned().collect(),
+        });
     }
     if let Some(entry) = manifest.entries().find(|e| e.logical_key == path) {
         let format = Format::of_file(path).ok_or_else(|| {

@@ -46,7 +46,9 @@ impl Compression {
             "" | "none" => Ok(Compression::None),
             "zstd" => Ok(Compression::Zstd),
             "lz4" => Ok(Compression::Lz4),
-            other => Err(Error::invalid(format!("compression must be zstd or lz4, not {}", super::limits::excerpt(other)))),
+            other => {
+                Err(Error::invalid(format!("compression must be zstd or lz4, not {}", super::limits::excerpt(other))))
+            }
         }
     }
 }
@@ -98,16 +100,20 @@ impl DatasetUri {
         for (key, value) in params {
             let key = key.as_str();
             let number = |what: &str| -> Result<u64, Error> {
-                value.parse().map_err(|_| bad(format!("{what} must be a non-negative integer, not {}", excerpt(&value))))
+                value
+                    .parse()
+                    .map_err(|_| bad(format!("{what} must be a non-negative integer, not {}", excerpt(&value))))
             };
             match key {
                 "columns" => {
-                    spec.columns = value.split(',').map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned).collect();
+                    spec.columns =
+                        value.split(',').map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned).collect();
                 }
                 "filter" => spec.filter = Some(value.clone()).filter(|f| !f.trim().is_empty()),
                 "limit" => spec.limit = Some(number("limit")?),
                 "sample" => {
-                    let f: f64 = value.parse().map_err(|_| bad(format!("sample must be a number, not {}", excerpt(&value))))?;
+                    let f: f64 =
+                        value.parse().map_err(|_| bad(format!("sample must be a number, not {}", excerpt(&value))))?;
                     if !(0.0..=1.0).contains(&f) {
                         return Err(bad(format!("sample must be between 0 and 1, not {value}")));
                     }
@@ -230,7 +236,19 @@ impl PutTarget {
 
 /// Characters escaped in paths: the URI's delimiters and the revision marks,
 /// so any logical key round-trips (`/` stays literal).
-const PATH: &AsciiSet = &CONTROLS.add(b' ').add(b'%').add(b'?').add(b'#').add(b'@').add(b':').add(b'"').add(b'<').add(b'>').add(b'`').add(b'{').add(b'}');
+const PATH: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'%')
+    .add(b'?')
+    .add(b'#')
+    .add(b'@')
+    .add(b':')
+    .add(b'"')
+    .add(b'<')
+    .add(b'>')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}');
 
 /// Characters escaped in query values: controls, space and the URI's own
 /// delimiters.

@@ -67,7 +67,12 @@ fn link_refused(location: &Path) -> object_store::Error {
 /// The error for a failed open of component `name` under `root/walked`:
 /// O_DIRECTORY|O_NOFOLLOW on a link gives ENOTDIR, as on a plain file, so
 /// look at what is there to tell a refused link from a storage failure.
-fn component_error(location: &Path, root: &std::path::Path, walked: &[String], e: std::io::Error) -> object_store::Error {
+fn component_error(
+    location: &Path,
+    root: &std::path::Path,
+    walked: &[String],
+    e: std::io::Error,
+) -> object_store::Error {
     if e.raw_os_error() == Some(libc::ENOTDIR) {
         let partial: PathBuf = walked.iter().fold(root.to_path_buf(), |p, c| p.join(c));
         if std::fs::symlink_metadata(&partial).is_ok_and(|m| m.file_type().is_symlink()) {
@@ -96,7 +101,10 @@ pub fn open_beneath(root: &std::path::Path, location: &Path) -> Result<File> {
     }
     for (i, part) in parts.iter().enumerate() {
         if part == "." || part == ".." {
-            return Err(object_store::Error::PermissionDenied { path: location.to_string(), source: "a . or .. segment".into() });
+            return Err(object_store::Error::PermissionDenied {
+                path: location.to_string(),
+                source: "a . or .. segment".into(),
+            });
         }
         let last = i + 1 == parts.len();
         let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC | if last { 0 } else { libc::O_DIRECTORY };
@@ -111,10 +119,7 @@ pub fn open_beneath(root: &std::path::Path, location: &Path) -> Result<File> {
     }
     let meta = current.metadata().map_err(|e| open_error(location, e))?;
     if !meta.is_file() {
-        return Err(object_store::Error::NotFound {
-            path: location.to_string(),
-            source: "not a regular file".into(),
-        });
+        return Err(object_store::Error::NotFound { path: location.to_string(), source: "not a regular file".into() });
     }
     Ok(current)
 }
@@ -145,7 +150,8 @@ fn read_range(file: &mut File, location: &Path, range: Range<u64>) -> Result<Byt
     if buf.len() != len {
         return Err(object_store::Error::Generic {
             store: "LocalFileSystem",
-            source: format!("{location}: wanted {len} bytes at {}, the file ended after {}", range.start, buf.len()).into(),
+            source: format!("{location}: wanted {len} bytes at {}, the file ended after {}", range.start, buf.len())
+                .into(),
         });
     }
     Ok(buf.into())
@@ -182,7 +188,12 @@ impl ObjectStore for Beneath {
                 None => 0..meta.size,
             };
             let path = root.join(location.as_ref());
-            Ok(GetResult { payload: GetResultPayload::File(file, path), attributes: Attributes::default(), range, meta })
+            Ok(GetResult {
+                payload: GetResultPayload::File(file, path),
+                attributes: Attributes::default(),
+                range,
+                meta,
+            })
         })
         .await
     }
@@ -243,6 +254,9 @@ mod tests {
             let err = open_beneath(&root, &Path::from(bad)).unwrap_err();
             assert!(matches!(err, object_store::Error::PermissionDenied { .. }), "{bad}: {err}");
         }
-        assert!(matches!(open_beneath(&root, &Path::from("blobs/none")).unwrap_err(), object_store::Error::NotFound { .. }));
+        assert!(matches!(
+            open_beneath(&root, &Path::from("blobs/none")).unwrap_err(),
+            object_store::Error::NotFound { .. }
+        ));
     }
 }

@@ -61,7 +61,9 @@ fn turn(registry: &url::Url, pkg: &PackageName) -> Arc<tokio::sync::Mutex<()>> {
 /// not retry in lockstep.
 fn backoff(attempt: u32) -> Duration {
     let base = (5u64 << attempt.min(7)).min(500);
-    let jitter = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos() as u64) % base.max(1);
+    let jitter =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos() as u64)
+            % base.max(1);
     Duration::from_millis(base / 2 + jitter / 2)
 }
 
@@ -77,7 +79,8 @@ impl Registry {
     ) -> Result<CommitReport> {
         let mut local = Vec::with_capacity(files.len());
         for (key, path) in files {
-            crate::manifest::key::validate(&key).map_err(|why| Error::invalid(format!("{key:?} cannot be a logical key: {why}")))?;
+            crate::manifest::key::validate(&key)
+                .map_err(|why| Error::invalid(format!("{key:?} cannot be a logical key: {why}")))?;
             let size = tokio::fs::metadata(&path).await.map_err(|e| Error::io(path.display().to_string(), e))?.len();
             local.push(LocalFile { path, key, size });
         }

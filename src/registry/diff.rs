@@ -27,18 +27,14 @@ impl Registry {
         let ((from, ma), (to, mb)) = futures::try_join!(self.load(a), self.load(b))?;
         let left: BTreeMap<&str, _> = ma.entries().map(|e| (e.logical_key.as_str(), e)).collect();
         let right: BTreeMap<&str, _> = mb.entries().map(|e| (e.logical_key.as_str(), e)).collect();
-        let mut diff = Diff {
-            from,
-            to,
-            added: vec![],
-            removed: vec![],
-            modified: vec![],
-            header_changed: ma.header != mb.header,
-        };
+        let mut diff =
+            Diff { from, to, added: vec![], removed: vec![], modified: vec![], header_changed: ma.header != mb.header };
         for (k, e) in &left {
             match right.get(k) {
                 None => diff.removed.push(k.to_string()),
-                Some(f) if f.hash != e.hash || f.size != e.size || f.meta != e.meta => diff.modified.push(k.to_string()),
+                Some(f) if f.hash != e.hash || f.size != e.size || f.meta != e.meta => {
+                    diff.modified.push(k.to_string())
+                }
                 Some(_) => {}
             }
         }

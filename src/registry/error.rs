@@ -45,7 +45,9 @@ pub enum Error {
     #[error("{0}")]
     Conflict(String),
     /// A write based on one revision found `latest` at another.
-    #[error("latest of {package} is {actual}, not {expected} that this write was based on; read the new revision and retry")]
+    #[error(
+        "latest of {package} is {actual}, not {expected} that this write was based on; read the new revision and retry"
+    )]
     Moved {
         /// `owner/name`.
         package: String,

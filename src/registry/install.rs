@@ -57,7 +57,11 @@ pub struct VerifyReport {
 
 /// The entries `r.subpath` selects, each with its path relative to the
 /// install folder (quilt3 strips the sub-path: `sub/a.txt` installs as `a.txt`).
-fn select<'m>(r: &PackageRef, top_hash: &str, entries: impl Iterator<Item = &'m Entry>) -> Result<Vec<(&'m Entry, String)>> {
+fn select<'m>(
+    r: &PackageRef,
+    top_hash: &str,
+    entries: impl Iterator<Item = &'m Entry>,
+) -> Result<Vec<(&'m Entry, String)>> {
     let selected: Vec<(&Entry, String)> = match &r.subpath {
         None => entries.map(|e| (e, e.logical_key.clone())).collect(),
         Some(sub) => entries
@@ -98,7 +102,9 @@ fn prepare_target(dest: &FsPath, rel: &str) -> Result<PathBuf> {
                 Ok(()) => {}
                 // Another download of the same install created it first; it
                 // must still be a real directory.
-                Err(e) if e.kind() == ErrorKind::AlreadyExists && std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) => {}
+                Err(e)
+                    if e.kind() == ErrorKind::AlreadyExists
+                        && std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) => {}
                 Err(e) => return Err(Error::io(path.display().to_string(), e)),
             },
             Err(e) => return Err(Error::io(path.display().to_string(), e)),
@@ -155,7 +161,8 @@ impl Registry {
             .try_collect()
             .await?;
         progress.finish();
-        let downloaded: Vec<&Entry> = selected.iter().zip(&outcomes).filter(|(_, d)| **d).map(|((e, _), _)| *e).collect();
+        let downloaded: Vec<&Entry> =
+            selected.iter().zip(&outcomes).filter(|(_, d)| **d).map(|((e, _), _)| *e).collect();
         Ok(InstallReport {
             top_hash,
             files: selected.len(),
@@ -175,7 +182,8 @@ impl Registry {
             // `install` refused unverifiable hash types up front; this is the
             // backstop, before a byte is read.
             let Some(mut hasher) = StreamHasher::new(&entry.hash, entry.size) else {
-                let why = manifest::Error::UnverifiableHash { key: entry.logical_key.clone(), kind: entry.hash.kind.clone() };
+                let why =
+                    manifest::Error::UnverifiableHash { key: entry.logical_key.clone(), kind: entry.hash.kind.clone() };
                 return Err(Error::invalid(why.to_string()));
             };
             let mut body = self.open_entry(entry).await?;
@@ -185,10 +193,13 @@ impl Registry {
                 progress.advance(chunk.len() as u64);
             }
             file.flush().await.map_err(|e| Error::io(tmp.display().to_string(), e))?;
-            let what = format!("{} ({})", entry.logical_key, entry.physical_keys.first().map(String::as_str).unwrap_or(""));
+            let what =
+                format!("{} ({})", entry.logical_key, entry.physical_keys.first().map(String::as_str).unwrap_or(""));
             match hasher.finish() {
                 Ok(h) if h == entry.hash => {}
-                Ok(h) => return Err(Error::Integrity { what, expected: entry.hash.to_string(), actual: h.to_string() }),
+                Ok(h) => {
+                    return Err(Error::Integrity { what, expected: entry.hash.to_string(), actual: h.to_string() });
+                }
                 Err(size) => {
                     return Err(Error::Integrity {
                         what,
@@ -208,7 +219,13 @@ impl Registry {
 
     /// Checks that `dir` holds exactly the revision's files (or the part
     /// `r.subpath` selects).
-    pub async fn verify(&self, r: &PackageRef, dir: &FsPath, extra_files_ok: bool, progress: &dyn Progress) -> Result<VerifyReport> {
+    pub async fn verify(
+        &self,
+        r: &PackageRef,
+        dir: &FsPath,
+        extra_files_ok: bool,
+        progress: &dyn Progress,
+    ) -> Result<VerifyReport> {
         let (top_hash, manifest) = self.load(r).await?;
         let selected: Vec<(Entry, String)> =
             select(r, &top_hash, manifest.entries())?.into_iter().map(|(e, rel)| (e.clone(), rel)).collect();
@@ -223,7 +240,9 @@ impl Registry {
             .map(|(entry, rel)| {
                 let path = dir_buf.join(&rel);
                 async move {
-                    let check = tokio::task::spawn_blocking(move || check_file(&path, &entry)).await.expect("verify task panicked");
+                    let check = tokio::task::spawn_blocking(move || check_file(&path, &entry))
+                        .await
+                        .expect("verify task panicked");
                     Ok::<_, Error>((rel, check))
                 }
             })
@@ -282,9 +301,11 @@ impl PartialFile {
     /// thread would create the file after the guard was gone.
     fn create(target: &FsPath) -> Result<(tokio::fs::File, PartialFile)> {
         let name = target.file_name().and_then(|n| n.to_str()).unwrap_or("entry");
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
         for attempt in 0..8u32 {
-            let path = target.with_file_name(format!(".{name}.sheaf-partial-{}-{nanos:x}-{attempt}", std::process::id()));
+            let path =
+                target.with_file_name(format!(".{name}.sheaf-partial-{}-{nanos:x}-{attempt}", std::process::id()));
             match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
                 Ok(file) => return Ok((tokio::fs::File::from_std(file), PartialFile { path, armed: true })),
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,

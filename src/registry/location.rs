@@ -5,6 +5,7 @@
 use super::Error;
 use super::beneath::Beneath;
 use super::metered::Metered;
+use object_store::ObjectStore;
 use object_store::aws::AmazonS3Builder;
 use object_store::azure::MicrosoftAzureBuilder;
 use object_store::gcp::GoogleCloudStorageBuilder;
@@ -12,7 +13,6 @@ use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
-use object_store::ObjectStore;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, LazyLock, Mutex};
@@ -39,8 +39,8 @@ impl Location {
             Ok(url) if url.scheme().len() > 1 => url,
             // No scheme (or a Windows drive letter): a local path.
             _ => {
-                let path = std::path::absolute(spec)
-                    .map_err(|e| Error::invalid(format!("registry path {spec:?}: {e}")))?;
+                let path =
+                    std::path::absolute(spec).map_err(|e| Error::invalid(format!("registry path {spec:?}: {e}")))?;
                 Url::from_directory_path(&path)
                     .map_err(|_| Error::invalid(format!("registry path {spec:?} is not absolute")))?
             }
@@ -91,7 +91,10 @@ impl Location {
     /// written into manifests' physical keys.
     pub fn url_of(&self, key: &Path) -> String {
         let mut url = self.url.clone();
-        url.path_segments_mut().expect("hierarchical URL").pop_if_empty().extend(key.parts().map(|p| p.as_ref().to_owned()));
+        url.path_segments_mut()
+            .expect("hierarchical URL")
+            .pop_if_empty()
+            .extend(key.parts().map(|p| p.as_ref().to_owned()));
         url.to_string()
     }
 }
@@ -115,8 +118,7 @@ static BUCKETS: LazyLock<BucketCache> = LazyLock::new(Default::default);
 /// of the URL inside it.
 fn open_bucket(url: &Url) -> Result<(Arc<dyn ObjectStore>, Path), Error> {
     let bucket = url.host_str().unwrap_or("").to_owned();
-    let prefix = Path::from_url_path(url.path())
-        .map_err(|e| Error::invalid(format!("bad path in {url}: {e}")))?;
+    let prefix = Path::from_url_path(url.path()).map_err(|e| Error::invalid(format!("bad path in {url}: {e}")))?;
     let cache_key = format!("{}://{bucket}", url.scheme());
     let cache = if url.scheme() == "memory" { &MEMORY } else { &BUCKETS };
     let mut stores = cache.lock().expect("store cache poisoned");
@@ -166,10 +168,7 @@ pub enum ReadPolicy {
 impl ReadPolicy {
     /// An allow-list built from location specs (paths or URLs).
     pub fn allow_list<I: IntoIterator<Item = S>, S: AsRef<str>>(specs: I) -> Result<Self, Error> {
-        let urls = specs
-            .into_iter()
-            .map(|s| Location::parse(s.as_ref()).map(|l| l.url))
-            .collect::<Result<_, _>>()?;
+        let urls = specs.into_iter().map(|s| Location::parse(s.as_ref()).map(|l| l.url)).collect::<Result<_, _>>()?;
         Ok(ReadPolicy::AllowList(urls))
     }
 
@@ -188,12 +187,11 @@ pub(crate) fn url_within(url: &Url, root: &Url) -> bool {
         return false;
     }
     let segments = |u: &Url| -> Option<Vec<String>> {
-        u.path_segments()
-            .map(|s| {
-                s.filter(|p| !p.is_empty())
-                    .map(|p| percent_encoding::percent_decode_str(p).decode_utf8_lossy().into_owned())
-                    .collect()
-            })
+        u.path_segments().map(|s| {
+            s.filter(|p| !p.is_empty())
+                .map(|p| percent_encoding::percent_decode_str(p).decode_utf8_lossy().into_owned())
+                .collect()
+        })
     };
     let (Some(path), Some(root_path)) = (segments(url), segments(root)) else {
         return false;

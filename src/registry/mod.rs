@@ -125,7 +125,8 @@ impl Registry {
     pub async fn read_manifest(&self, top_hash: &str) -> Result<Manifest> {
         let what = format!("manifest {top_hash} in {}", self.url());
         let bytes = self.get_bytes(&Self::manifest_path(top_hash), &what).await?;
-        let manifest = Manifest::parse(&bytes).map_err(|source| Error::Manifest { top_hash: top_hash.into(), source })?;
+        let manifest =
+            Manifest::parse(&bytes).map_err(|source| Error::Manifest { top_hash: top_hash.into(), source })?;
         let actual = manifest.top_hash();
         if actual != top_hash {
             // Besides corruption, the one known cause: metadata numbers serde_json
@@ -173,7 +174,12 @@ impl Registry {
     /// renamed (overwrite) into place: object_store would stage them beside
     /// the target, and a kill could then leave `latest#1` in a folder whose
     /// every file quilt3 lists.
-    pub(crate) async fn put_small(&self, path: &Path, bytes: Vec<u8>, mode: PutMode) -> Result<(), object_store::Error> {
+    pub(crate) async fn put_small(
+        &self,
+        path: &Path,
+        bytes: Vec<u8>,
+        mode: PutMode,
+    ) -> Result<(), object_store::Error> {
         let Some(root) = self.location.local_root.clone() else {
             return self.store.put_opts(path, PutPayload::from(bytes), mode.into()).await.map(|_| ());
         };
@@ -221,12 +227,10 @@ impl Registry {
                 .read_pointer(&Self::tags_dir(pkg).join(tag.as_str()))
                 .await?
                 .ok_or_else(|| Error::NotFound(format!("tag {tag} of {pkg}"))),
-            Revision::Hash(prefix) if prefix.len() == 64 => {
-                match self.store.head(&Self::manifest_path(prefix)).await {
-                    Ok(_) => Ok(prefix.clone()),
-                    Err(e) => Err(Error::storage(format!("revision {prefix} of {pkg}"), e)),
-                }
-            }
+            Revision::Hash(prefix) if prefix.len() == 64 => match self.store.head(&Self::manifest_path(prefix)).await {
+                Ok(_) => Ok(prefix.clone()),
+                Err(e) => Err(Error::storage(format!("revision {prefix} of {pkg}"), e)),
+            },
             Revision::Hash(prefix) => {
                 let mut own: Vec<String> =
                     self.pointed_hashes(pkg).await?.into_iter().filter(|h| h.starts_with(prefix.as_str())).collect();
@@ -291,7 +295,10 @@ impl Registry {
     /// Sheaf cannot verify is refused before anything is read.
     pub async fn open_entry_verified(&self, entry: &Entry) -> Result<BoxStream<'static, Result<Bytes>>> {
         let Some(hasher) = StreamHasher::new(&entry.hash, entry.size) else {
-            let why = crate::manifest::Error::UnverifiableHash { key: entry.logical_key.clone(), kind: entry.hash.kind.clone() };
+            let why = crate::manifest::Error::UnverifiableHash {
+                key: entry.logical_key.clone(),
+                kind: entry.hash.kind.clone(),
+            };
             return Err(Error::invalid(why.to_string()));
         };
         let body = self.open_entry(entry).await?;
@@ -320,7 +327,11 @@ impl Registry {
                         None => {
                             let verdict = match state.hasher.take()?.finish() {
                                 Ok(h) if h == expected => Ok(()),
-                                Ok(h) => Err(Error::Integrity { what, expected: expected.to_string(), actual: h.to_string() }),
+                                Ok(h) => Err(Error::Integrity {
+                                    what,
+                                    expected: expected.to_string(),
+                                    actual: h.to_string(),
+                                }),
                                 Err(seen) => Err(Error::Integrity {
                                     what,
                                     expected: format!("{size} bytes"),
@@ -350,15 +361,17 @@ impl Registry {
         let root = format!("{}/", self.url());
         let inside = |path| Resolved { store: self.store.clone(), path, version: None };
         if let Some(rel) = physical_key.strip_prefix(&root) {
-            let path = Path::from_url_path(rel)
-                .map_err(|e| Error::invalid(format!("physical key {physical_key}: {e}")))?;
+            let path =
+                Path::from_url_path(rel).map_err(|e| Error::invalid(format!("physical key {physical_key}: {e}")))?;
             return Ok(inside(path));
         }
         if let Some(blob) = self.own_blob(entry).await {
             return Ok(inside(blob));
         }
         location::resolve_external(physical_key, &self.policy).map_err(|e| match e {
-            Error::Forbidden { physical_key, .. } => Error::Forbidden { physical_key, logical_key: entry.logical_key.clone() },
+            Error::Forbidden { physical_key, .. } => {
+                Error::Forbidden { physical_key, logical_key: entry.logical_key.clone() }
+            }
             other => other,
         })
     }

@@ -5,7 +5,7 @@
 //! that support it (S3, memory) and an OS file lock around a read and an
 //! atomic rename on local disk, where object_store has no conditional update.
 
-use super::{Error, IO_CONCURRENCY, LOCKS, NAMED, PackageName, TAGS, Registry, Result, names::validate_tag};
+use super::{Error, IO_CONCURRENCY, LOCKS, NAMED, PackageName, Registry, Result, TAGS, names::validate_tag};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutMode, UpdateVersion};
@@ -153,7 +153,8 @@ impl Registry {
         let tags = self.tags(pkg).await?;
         stream::iter(stamps)
             .map(|(timestamp, top_hash)| {
-                let mut names: Vec<String> = tags.iter().filter(|(_, h)| *h == top_hash).map(|(t, _)| t.clone()).collect();
+                let mut names: Vec<String> =
+                    tags.iter().filter(|(_, h)| *h == top_hash).map(|(t, _)| t.clone()).collect();
                 if latest.as_deref() == Some(top_hash.as_str()) {
                     names.insert(0, "latest".into());
                 }
@@ -267,7 +268,11 @@ impl Registry {
     /// Moves (or removes, when `next` returns `None`) the `latest` pointer by
     /// compare-and-swap; `next` gets the current value and may be called again
     /// if another writer got there first. Returns the value replaced.
-    async fn swap_latest(&self, pkg: &PackageName, next: impl Fn(Option<&str>) -> Option<String>) -> Result<Option<String>> {
+    async fn swap_latest(
+        &self,
+        pkg: &PackageName,
+        next: impl Fn(Option<&str>) -> Option<String>,
+    ) -> Result<Option<String>> {
         let path = Self::latest_path(pkg);
         let _lock = self.lock_pointers(pkg).await?;
         let conditional = _lock.0.is_none();
@@ -356,11 +361,8 @@ impl Registry {
         {
             return Err(Error::NotFound(format!("revision {t} of {pkg}")));
         }
-        let mut paths: Vec<Path> = stamps
-            .iter()
-            .filter(|(_, h)| doomed(h))
-            .map(|(t, _)| Self::named_dir(pkg).join(t.to_string()))
-            .collect();
+        let mut paths: Vec<Path> =
+            stamps.iter().filter(|(_, h)| doomed(h)).map(|(t, _)| Self::named_dir(pkg).join(t.to_string())).collect();
         paths.extend(tags.iter().filter(|(_, h)| doomed(h)).map(|(t, _)| Self::tags_dir(pkg).join(t.as_str())));
         let removed = paths.len();
         stream::iter(paths)

@@ -60,7 +60,13 @@ pub(super) struct LocalFile {
 
 impl Registry {
     /// Pushes the folder `dir` as a new revision of `pkg`.
-    pub async fn push(&self, pkg: &PackageName, dir: &FsPath, opts: &PushOptions, progress: &dyn Progress) -> Result<PushReport> {
+    pub async fn push(
+        &self,
+        pkg: &PackageName,
+        dir: &FsPath,
+        opts: &PushOptions,
+        progress: &dyn Progress,
+    ) -> Result<PushReport> {
         let root = dir.to_path_buf();
         let files = tokio::task::spawn_blocking(move || scan(&root)).await.expect("scan task panicked")?;
         let total: u64 = files.iter().map(|f| f.size).sum();
@@ -117,7 +123,11 @@ impl Registry {
 
     /// Uploads the blobs the registry does not hold yet (one upload per
     /// distinct content). Returns how many files and bytes were uploaded.
-    pub(super) async fn upload_missing(&self, hashed: Vec<(LocalFile, EntryHash)>, progress: &dyn Progress) -> Result<(usize, u64)> {
+    pub(super) async fn upload_missing(
+        &self,
+        hashed: Vec<(LocalFile, EntryHash)>,
+        progress: &dyn Progress,
+    ) -> Result<(usize, u64)> {
         let mut blobs: Vec<(LocalFile, EntryHash)> = hashed;
         blobs.sort_by(|a, b| a.1.value.cmp(&b.1.value));
         blobs.dedup_by(|a, b| a.1 == b.1);
@@ -226,7 +236,8 @@ fn scan(root: &FsPath) -> Result<Vec<LocalFile>> {
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| Error::invalid(format!("{}: file names must be UTF-8", item.path().display())))?
             .join("/");
-        key::validate(&key).map_err(|why| Error::invalid(format!("{}: cannot be a logical key: {why}", item.path().display())))?;
+        key::validate(&key)
+            .map_err(|why| Error::invalid(format!("{}: cannot be a logical key: {why}", item.path().display())))?;
         let size = item.metadata().map_err(|e| Error::io(item.path().display().to_string(), e.into()))?.len();
         files.push(LocalFile { path: item.path().to_path_buf(), key, size });
     }
@@ -242,7 +253,8 @@ pub(super) async fn hash_all(files: Vec<LocalFile>, progress: &dyn Progress) -> 
         files
             .into_par_iter()
             .map(|f| {
-                let (size, h) = hash::hash_file_chunked(&f.path).map_err(|e| Error::io(f.path.display().to_string(), e))?;
+                let (size, h) =
+                    hash::hash_file_chunked(&f.path).map_err(|e| Error::io(f.path.display().to_string(), e))?;
                 if size != f.size {
                     return Err(Error::invalid(format!("{} changed size while it was being hashed", f.path.display())));
                 }

@@ -88,7 +88,8 @@ pub fn fixture() -> &'static Fixture {
 pub async fn redeem(
     flight: &SheafFlight,
     ticket: Bytes,
-) -> Result<futures::stream::BoxStream<'static, Result<sheaf::flight::encode::WireMessage, tonic::Status>>, tonic::Status> {
+) -> Result<futures::stream::BoxStream<'static, Result<sheaf::flight::encode::WireMessage, tonic::Status>>, tonic::Status>
+{
     flight.messages(ticket, &sheaf::auth::Principal::unrestricted()).await
 }
 
@@ -155,7 +156,8 @@ fn fixture_files() -> Vec<(&'static str, Vec<u8>)> {
     // after the magic).
     let ipc_file = |alignment: usize| {
         let b = part_batch(0, 40);
-        let options = arrow::ipc::writer::IpcWriteOptions::try_new(alignment, false, arrow::ipc::MetadataVersion::V5).unwrap();
+        let options =
+            arrow::ipc::writer::IpcWriteOptions::try_new(alignment, false, arrow::ipc::MetadataVersion::V5).unwrap();
         let mut out = Vec::new();
         let mut w = arrow::ipc::writer::FileWriter::try_new_with_options(&mut out, &b.schema(), options).unwrap();
         w.write(&b).unwrap();
@@ -179,7 +181,8 @@ fn fixture_files() -> Vec<(&'static str, Vec<u8>)> {
 
 /// Inputs each target accepted (parsed, planned, executed, committed), for
 /// judging how deep mutations get.
-static ACCEPTED: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>> = std::sync::Mutex::new(std::collections::BTreeMap::new());
+static ACCEPTED: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
 
 fn accepted(target: &'static str) {
     *ACCEPTED.lock().unwrap().entry(target).or_default() += 1;
@@ -259,9 +262,15 @@ async fn execute_all(plan: &sheaf::query::Plan) -> Result<Vec<RecordBatch>, (Cod
     let engine = &fixture().engine;
     let mut out = Vec::new();
     for t in &plan.tickets {
-        let execution = engine.execute(t.clone()).await.map_err(|e| (sheaf::flight::status::from_query(&e).code(), e.to_string()))?;
-        let batches: Vec<RecordBatch> =
-            execution.batches.try_collect().await.map_err(|e| (sheaf::flight::status::from_query(&e).code(), e.to_string()))?;
+        let execution = engine
+            .execute(t.clone())
+            .await
+            .map_err(|e| (sheaf::flight::status::from_query(&e).code(), e.to_string()))?;
+        let batches: Vec<RecordBatch> = execution
+            .batches
+            .try_collect()
+            .await
+            .map_err(|e| (sheaf::flight::status::from_query(&e).code(), e.to_string()))?;
         for b in &batches {
             assert_eq!(b.schema().fields(), plan.schema.fields(), "a batch does not have the planned schema");
         }
@@ -310,7 +319,8 @@ pub fn uri(data: &[u8]) {
         Err(e) => return assert_query_input_error("DatasetUri::parse", &e),
     };
     let printed = parsed.to_string();
-    let again = DatasetUri::parse(&printed).unwrap_or_else(|e| panic!("{text:?} parses, but its printed form {printed:?} does not: {e}"));
+    let again = DatasetUri::parse(&printed)
+        .unwrap_or_else(|e| panic!("{text:?} parses, but its printed form {printed:?} does not: {e}"));
     assert_eq!(again, parsed, "{text:?} printed as {printed:?} parses differently");
     block_on("plan", async {
         match fixture().engine.plan(&parsed).await {
@@ -340,12 +350,20 @@ pub fn filter(data: &[u8]) {
         check_plan(&text, &plan);
         let mut four = one.clone();
         four.query.partitions = Some(4);
-        let plan4 = engine.plan(&four).await.unwrap_or_else(|e| panic!("filter {text:?} plans as one endpoint, not as four: {e}"));
+        let plan4 = engine
+            .plan(&four)
+            .await
+            .unwrap_or_else(|e| panic!("filter {text:?} plans as one endpoint, not as four: {e}"));
         match (execute_all(&plan).await, execute_all(&plan4).await) {
             (Ok(a), Ok(b)) => {
                 accepted("filter");
                 assert!(row_count(&a) <= DATA_ROWS, "filter {text:?}: more rows than the table");
-                assert!(same_rows(&a, &b), "filter {text:?}: one endpoint gives {} rows, four give {}", row_count(&a), row_count(&b));
+                assert!(
+                    same_rows(&a, &b),
+                    "filter {text:?}: one endpoint gives {} rows, four give {}",
+                    row_count(&a),
+                    row_count(&b)
+                );
             }
             (Err((code, message)), Err(_)) => assert_stream_error(&format!("filter {text:?}"), code, &message),
             (a, b) => panic!(
@@ -377,9 +395,16 @@ pub fn ticket(data: &[u8]) {
                 Ok(execution) => match execution.batches.try_collect::<Vec<RecordBatch>>().await {
                     Ok(batches) => {
                         accepted("ticket");
-                        assert!(row_count(&batches) as u64 <= MAX_TABLE_ROWS, "a ticket returned more rows than any table")
+                        assert!(
+                            row_count(&batches) as u64 <= MAX_TABLE_ROWS,
+                            "a ticket returned more rows than any table"
+                        )
                     }
-                    Err(e) => assert_stream_error("executing a ticket", sheaf::flight::status::from_query(&e).code(), &e.to_string()),
+                    Err(e) => assert_stream_error(
+                        "executing a ticket",
+                        sheaf::flight::status::from_query(&e).code(),
+                        &e.to_string(),
+                    ),
                 },
                 Err(e) => assert_query_input_error("executing a ticket", &e),
             }
@@ -410,7 +435,8 @@ pub fn manifest(data: &[u8]) {
     accepted("manifest");
     let top_hash = m.top_hash();
     let text = m.to_jsonl();
-    let back = Manifest::parse(&text).unwrap_or_else(|e| panic!("a parsed manifest does not parse back: {e}\n{}", String::from_utf8_lossy(&text)));
+    let back = Manifest::parse(&text)
+        .unwrap_or_else(|e| panic!("a parsed manifest does not parse back: {e}\n{}", String::from_utf8_lossy(&text)));
     assert_eq!(back, m, "a manifest changed in a write/read round trip");
     assert_eq!(back.top_hash(), top_hash, "a manifest's top hash changed in a round trip");
     let _ = m.with_changes(vec![], Some("fuzz".into()));
@@ -460,10 +486,20 @@ pub fn put(data: &[u8]) {
                 accepted("put");
                 let rows = json["rows"].as_u64().expect("the put result has rows");
                 let uri = DatasetUri::parse(json["uri"].as_str().expect("the put result has a uri")).unwrap();
-                let plan = f.engine.plan(&uri).await.unwrap_or_else(|e| panic!("an upload of {rows} rows cannot be planned: {e}"));
+                let plan = f
+                    .engine
+                    .plan(&uri)
+                    .await
+                    .unwrap_or_else(|e| panic!("an upload of {rows} rows cannot be planned: {e}"));
                 assert_eq!(plan.total_rows, Some(rows), "an upload's planned rows differ from what DoPut reported");
-                let batches = execute_all(&plan).await.unwrap_or_else(|e| panic!("an upload of {rows} rows cannot be read: {e:?}"));
-                assert_eq!(row_count(&batches) as u64, rows, "an upload reads back with other rows than DoPut reported");
+                let batches = execute_all(&plan)
+                    .await
+                    .unwrap_or_else(|e| panic!("an upload of {rows} rows cannot be read: {e:?}"));
+                assert_eq!(
+                    row_count(&batches) as u64,
+                    rows,
+                    "an upload reads back with other rows than DoPut reported"
+                );
             }
             Err(s) if s.code() == Code::Internal && !strict() => assert!(!s.message().is_empty()),
             Err(s) => assert_input_error("DoPut", s.code(), s.message()),
@@ -522,8 +558,13 @@ fn union_batch() -> RecordBatch {
     use arrow::array::UnionArray;
     use arrow::buffer::ScalarBuffer;
     use arrow::datatypes::{DataType, Field, UnionFields};
-    let fields = UnionFields::try_new(vec![0, 1], vec![Field::new("i", DataType::Int64, true), Field::new("s", DataType::Utf8, true)]).unwrap();
-    let children: Vec<ArrayRef> = vec![Arc::new(Int64Array::from(vec![1, 2])), Arc::new(StringArray::from(vec!["a", "b"]))];
+    let fields = UnionFields::try_new(
+        vec![0, 1],
+        vec![Field::new("i", DataType::Int64, true), Field::new("s", DataType::Utf8, true)],
+    )
+    .unwrap();
+    let children: Vec<ArrayRef> =
+        vec![Arc::new(Int64Array::from(vec![1, 2])), Arc::new(StringArray::from(vec!["a", "b"]))];
     let union = UnionArray::try_new(fields, ScalarBuffer::from(vec![0i8, 1]), None, children).unwrap();
     RecordBatch::try_from_iter([("u", Arc::new(union) as ArrayRef)]).unwrap()
 }
@@ -533,8 +574,14 @@ fn nested_batch() -> RecordBatch {
     use arrow::datatypes::{DataType, Field, Int32Type as I32};
     let list = ListArray::from_iter_primitive::<I32, _, _>(vec![Some(vec![Some(1), None]), None, Some(vec![])]);
     let st = StructArray::from(vec![
-        (Arc::new(Field::new("a", DataType::Int64, true)), Arc::new(Int64Array::from(vec![Some(1), None, Some(3)])) as ArrayRef),
-        (Arc::new(Field::new("b", DataType::Utf8, true)), Arc::new(StringArray::from(vec![Some("x"), Some(""), None])) as ArrayRef),
+        (
+            Arc::new(Field::new("a", DataType::Int64, true)),
+            Arc::new(Int64Array::from(vec![Some(1), None, Some(3)])) as ArrayRef,
+        ),
+        (
+            Arc::new(Field::new("b", DataType::Utf8, true)),
+            Arc::new(StringArray::from(vec![Some("x"), Some(""), None])) as ArrayRef,
+        ),
     ]);
     RecordBatch::try_from_iter([("l", Arc::new(list) as ArrayRef), ("st", Arc::new(st) as ArrayRef)]).unwrap()
 }
@@ -638,6 +685,7 @@ pub mod flight_io {
         let mut results = response.into_inner();
         let first = results.next().await.ok_or_else(|| Status::internal("DoPut ended without a result"))??;
         assert!(results.next().await.is_none(), "DoPut sent more than one result");
-        serde_json::from_slice(&first.app_metadata).map_err(|e| Status::internal(format!("DoPut result is not JSON: {e}")))
+        serde_json::from_slice(&first.app_metadata)
+            .map_err(|e| Status::internal(format!("DoPut result is not JSON: {e}")))
     }
 }

@@ -142,7 +142,9 @@ impl Client {
     }
 
     fn flight(&self, channel: Channel) -> Result<FlightClient, Error> {
-        let inner = FlightServiceClient::new(channel).max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX);
+        let inner = FlightServiceClient::new(channel)
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX);
         let mut client = FlightClient::new_from_inner(inner);
         if let Some(token) = &self.token {
             client.add_header("authorization", &format!("Bearer {token}"))?;
@@ -192,9 +194,14 @@ impl Client {
     }
 
     /// Reads one endpoint, from its location or, when it names none, this server.
-    pub async fn read_endpoint(&self, endpoint: &FlightEndpoint) -> Result<BoxStream<'static, Result<RecordBatch, Error>>, Error> {
+    pub async fn read_endpoint(
+        &self,
+        endpoint: &FlightEndpoint,
+    ) -> Result<BoxStream<'static, Result<RecordBatch, Error>>, Error> {
         let channel = match endpoint.location.first() {
-            Some(location) if !location.uri.is_empty() && location.uri != self.url => channel(&location.uri, &self.tls).await?,
+            Some(location) if !location.uri.is_empty() && location.uri != self.url => {
+                channel(&location.uri, &self.tls).await?
+            }
             _ => self.channel.clone(),
         };
         let ticket = endpoint.ticket.clone().ok_or_else(|| Error::Other("endpoint without a ticket".into()))?;
