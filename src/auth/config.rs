@@ -15,8 +15,13 @@
 //! sha256 = "<hex>"             # `sheaf auth new-token nightly`
 //! groups = ["readers"]
 //!
+//! [jwt]                        # optional: see `jwt`
+//! issuer = "https://idp.example"
+//! audience = "sheaf"
+//! jwks_file = "jwks.json"
+//!
 //! [[grant]]
-//! to = "group:ml"              # user:NAME, token:NAME, group:NAME, cert:NAME, authenticated, anonymous
+//! to = "group:ml"              # user:NAME, token:NAME, jwt:NAME, cert:NAME, group:NAME, authenticated, anonymous
 //! packages = "team/*"
 //! access = "write"             # read | write
 //! ```
@@ -25,9 +30,10 @@
 //! error names the key at fault.
 
 use super::Access;
+use super::jwt::JwtVerifier;
 use serde::Deserialize;
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,6 +52,8 @@ pub enum Subject {
     Group(String),
     /// A client certificate's common name.
     Cert(String),
+    /// A caller named by a JWT's name claim.
+    Jwt(String),
 }
 
 impl std::str::FromStr for Subject {
@@ -61,8 +69,12 @@ impl std::str::FromStr for Subject {
                 .or_else(|| named("token:").map(Subject::Token))
                 .or_else(|| named("group:").map(Subject::Group))
                 .or_else(|| named("cert:").map(Subject::Cert))
+                .or_else(|| named("jwt:").map(Subject::Jwt))
                 .ok_or_else(|| {
-                    format!("{s:?} is not a subject: use user:NAME, token:NAME, group:NAME, cert:NAME, authenticated or anonymous")
+                    format!(
+                        "{s:?} is not a subject: use user:NAME, token:NAME, jwt:NAME, cert:NAME, group:NAME, \
+                         authenticated or anonymous"
+                    )
                 }),
         }
     }
@@ -112,6 +124,12 @@ pub struct AuthConfig {
     pub tokens: Vec<Token>,
     /// Grants, in file order.
     pub grants: Arc<Vec<Grant>>,
+    /// Checks tokens from an identity provider (`[jwt]`).
+    pub jwt: Option<JwtVerifier>,
+    /// The files this configuration was read from (the file itself when
+    /// loaded from one, and the key, JWKS or secret files it names): a
+    /// change to any of them reloads it.
+    pub sources: Vec<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -124,7 +142,7 @@ struct File {
     token: Vec<TokenEntry>,
     #[serde(default)]
     grant: Vec<GrantEntry>,
-    jwt: Option<toml::Table>,
+    jwt: Option<super::jwt::Section>,
 }
 
 #[derive(Deserialize)]
@@ -169,7 +187,9 @@ impl AuthConfig {
     /// relative to the file's folder).
     pub fn load(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        Self::parse_in(&text, path.parent()).map_err(|e| format!("{}: {e}", path.display()))
+        let mut config = Self::parse_in(&text, path.parent()).map_err(|e| format!("{}: {e}", path.display()))?;
+        config.sources.insert(0, path.to_path_buf());
+        Ok(config)
     }
 
     /// Parses and checks a file's text.
@@ -179,15 +199,22 @@ impl AuthConfig {
 
     fn parse_in(text: &str, dir: Option<&Path>) -> Result<Self, String> {
         let file: File = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())?;
-        if file.jwt.is_some() {
-            return Err("[jwt]: tokens from an identity provider are not supported by this version of Sheaf".into());
-        }
+        let resolve = |f: &str| dir.map_or_else(|| Path::new(f).to_path_buf(), |d| d.join(f));
+        let mut sources = Vec::new();
+        let jwt = match file.jwt {
+            None => None,
+            Some(section) => {
+                sources.extend(section.files().map(resolve));
+                Some(JwtVerifier::from_section(section, dir)?)
+            }
+        };
         let server = file.server.unwrap_or(ServerSection { key: None, key_file: None, session_ttl: None });
         let key = match (server.key, server.key_file) {
             (Some(_), Some(_)) => return Err("[server]: give key or key_file, not both".into()),
             (Some(k), None) => Some(k.into_bytes()),
             (None, Some(f)) => {
-                let path = dir.map_or_else(|| Path::new(&f).to_path_buf(), |d| d.join(&f));
+                let path = resolve(&f);
+                sources.push(path.clone());
                 let bytes = std::fs::read(&path).map_err(|e| format!("[server] key_file {}: {e}", path.display()))?;
                 Some(bytes.trim_ascii().to_vec())
             }
@@ -250,7 +277,7 @@ impl AuthConfig {
             };
             grants.push(Grant { to, packages: g.packages, access });
         }
-        Ok(AuthConfig { key, session_ttl, users, tokens, grants: Arc::new(grants) })
+        Ok(AuthConfig { key, session_ttl, users, tokens, grants: Arc::new(grants), jwt, sources })
     }
 
     /// The API token whose SHA-256 is `digest`, compared in constant time.
@@ -302,7 +329,13 @@ mod tests {
         bad("[[token]]\nname = 't'\nsha256 = 'zz'", "token[0]");
         bad("[[grant]]\nto = 'group'\npackages = '*'\naccess = 'read'", "grant[0] to");
         bad("[[grant]]\nto = 'anonymous'\npackages = '*'\naccess = 'admin'", "grant[0] access");
-        bad("[jwt]\nissuer = 'x'", "[jwt]");
+        bad("[jwt]\nissuer = 'x'", "audience");
+        bad("[jwt]\nissuer = 'x'\naudience = 'y'", "[jwt] jwks_file: missing");
+        bad(
+            "[jwt]\nissuer = 'x'\naudience = 'y'\njwks_file = '/nonexistent/jwks.json'",
+            "[jwt] jwks_file /nonexistent",
+        );
+        bad("[[grant]]\nto = 'jwt:'\npackages = '*'\naccess = 'read'", "grant[0] to");
         let e = AuthConfig::parse("[[grant]]\nto = 'anonymous'\npackages = '*'\naccess = 'read'").unwrap_err();
         assert!(e.contains("[server] key: missing"), "{e}");
     }

@@ -5,16 +5,21 @@
 //! - [`config`]: the `--auth` TOML file (users with argon2id password
 //!   hashes, API tokens stored as SHA-256, grants), checked with errors that
 //!   name the key at fault.
+//! - [`cert`]: the name a client certificate proves (`cert:NAME`).
+//! - [`jwt`]: tokens from an identity provider (`[jwt]`).
 //! - [`keys`]: the server key (HMAC-SHA256): session tokens issued at login
 //!   and tickets are signed with it, so servers that share a key accept each
 //!   other's.
 //! - [`Principal`] and [`Access`]: the caller of a request and what it may do
 //!   with a package (default deny).
 
+pub mod cert;
 pub mod config;
+pub mod jwt;
 pub mod keys;
 
 pub use config::{AuthConfig, Grant, Subject};
+pub use jwt::JwtVerifier;
 pub use keys::{Keys, Session};
 
 use std::sync::Arc;
@@ -39,6 +44,8 @@ pub enum Kind {
     Token,
     /// A client certificate (mutual TLS).
     Cert,
+    /// A JWT from the configured identity provider.
+    Jwt,
 }
 
 /// The caller of a request, and the grants that apply to it.
@@ -79,6 +86,7 @@ impl Principal {
             Kind::User => format!("user:{}", self.name),
             Kind::Token => format!("token:{}", self.name),
             Kind::Cert => format!("cert:{}", self.name),
+            Kind::Jwt => format!("jwt:{}", self.name),
         }
     }
 
@@ -89,6 +97,7 @@ impl Principal {
             Subject::User(n) => self.kind == Kind::User && &self.name == n,
             Subject::Token(n) => self.kind == Kind::Token && &self.name == n,
             Subject::Cert(n) => self.kind == Kind::Cert && &self.name == n,
+            Subject::Jwt(n) => self.kind == Kind::Jwt && &self.name == n,
             Subject::Group(g) => self.kind != Kind::Anonymous && self.groups.iter().any(|x| x == g),
         }
     }

@@ -188,6 +188,12 @@ pub enum Command {
         /// system's roots.
         #[arg(long)]
         tls_root_certs: Option<PathBuf>,
+        /// Client certificate chain (PEM) for servers that require mutual TLS.
+        #[arg(long, requires = "tls_client_key")]
+        tls_client_cert: Option<PathBuf>,
+        /// Private key (PEM) of --tls-client-cert.
+        #[arg(long, requires = "tls_client_cert")]
+        tls_client_key: Option<PathBuf>,
         /// Endpoints read at once.
         #[arg(long, default_value_t = 4)]
         parallelism: usize,

@@ -51,7 +51,9 @@ impl Writer {
             "arrows" => Writer::IpcStream(arrow::ipc::writer::StreamWriter::try_new(file, schema).map_err(|x| e(&x))?),
             "csv" => Writer::Csv(arrow::csv::Writer::new(file)),
             other => {
-                return Err(format!("unknown output format {other:?}: use .parquet, .arrow, .feather, .arrows or .csv"));
+                return Err(format!(
+                    "unknown output format {other:?}: use .parquet, .arrow, .feather, .arrows or .csv"
+                ));
             }
         })
     }
@@ -75,22 +77,37 @@ impl Writer {
     }
 }
 
+/// PEM files for TLS: CAs trusted besides the system's, and a client
+/// certificate with its key for mutual TLS.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TlsFiles<'a> {
+    pub root_certs: Option<&'a Path>,
+    pub client_cert: Option<&'a Path>,
+    pub client_key: Option<&'a Path>,
+}
+
 /// Reads `uri` from `server` into `out`, through a temporary file renamed
 /// into place only when the whole dataset arrived.
 pub async fn get(
     server: &str,
     token: Option<String>,
-    tls_root_certs: Option<&Path>,
+    tls: &TlsFiles<'_>,
     uri: &str,
     out: &Path,
     parallelism: usize,
 ) -> Result<GetReport, (u8, String)> {
     let client_err = |e: Error| (exit_code(&e), e.to_string());
-    let roots = match tls_root_certs {
-        Some(p) => Some(std::fs::read(p).map_err(|e| (super::codes::FAILURE, format!("{}: {e}", p.display())))?),
-        None => None,
+    let read = |p: Option<&Path>| match p {
+        Some(p) => std::fs::read(p).map(Some).map_err(|e| (super::codes::FAILURE, format!("{}: {e}", p.display()))),
+        None => Ok(None),
     };
-    let mut client = Client::connect_with_roots(server, roots.as_deref()).await.map_err(client_err)?;
+    let roots = read(tls.root_certs)?;
+    let identity = (read(tls.client_cert)?, read(tls.client_key)?);
+    let identity = match &identity {
+        (Some(cert), Some(key)) => Some((cert.as_slice(), key.as_slice())),
+        _ => None,
+    };
+    let mut client = Client::connect_tls(server, roots.as_deref(), identity).await.map_err(client_err)?;
     if let Some(t) = token {
         client = client.with_token(t);
     }

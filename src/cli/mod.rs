@@ -116,8 +116,13 @@ async fn dispatch(cli: Cli) -> Result<u8, Error> {
     match &cli.command {
         Command::Hash { files } => return hash_files(files, json).await,
         Command::Auth { command } => return auth::run(command, json),
-        Command::Get { uri, server, out, token, tls_root_certs, parallelism } => {
-            return match get::get(server, token.clone(), tls_root_certs.as_deref(), uri, out, *parallelism).await {
+        Command::Get { uri, server, out, token, tls_root_certs, tls_client_cert, tls_client_key, parallelism } => {
+            let tls = get::TlsFiles {
+                root_certs: tls_root_certs.as_deref(),
+                client_cert: tls_client_cert.as_deref(),
+                client_key: tls_client_key.as_deref(),
+            };
+            return match get::get(server, token.clone(), &tls, uri, out, *parallelism).await {
                 Ok(report) => {
                     emit(json, &report, || format!("{} rows of {} -> {}", report.rows, report.pinned_uri, report.out));
                     Ok(codes::OK)

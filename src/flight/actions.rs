@@ -55,10 +55,17 @@ fn reference(action: &str, body: &Body) -> Result<PackageRef, Status> {
 
 /// Runs an action for `principal`, returning its JSON result. Packages it
 /// may not read are left out of listings and answer as missing.
-pub async fn run(engine: &Engine, action: &str, body: &[u8], principal: &Principal) -> Result<Value, Status> {
+pub async fn run(
+    engine: &Engine,
+    action: &str,
+    body: &[u8],
+    principal: &Principal,
+    note: &super::audit::AuditNote,
+) -> Result<Value, Status> {
     let registry = engine.registry();
     let body = parse_body(action, body)?;
     let readable = |package: &PackageName| {
+        note.target(&package.to_string(), None, None);
         super::auth::require(principal, Access::Read, &package.to_string(), || {
             crate::registry::Error::NotFound(format!("package {package} in {}", registry.url())).into()
         })

@@ -8,15 +8,20 @@
 //!   JDBC/ADBC drivers send it) answers with `authorization: Bearer <session
 //!   token>` in the response headers.
 //! - Every other RPC carries `authorization: Bearer <API token | session
-//!   token>`. Missing (with no grant to `anonymous`), malformed, expired or
-//!   revoked credentials answer UNAUTHENTICATED; gRPC health needs none.
+//!   token | JWT>`. Missing (with no grant to `anonymous` and no client
+//!   certificate), malformed, expired or revoked credentials answer
+//!   UNAUTHENTICATED; gRPC health needs none.
+//! - With mutual TLS, a call without an `authorization` header is the
+//!   client certificate's subject common name, `cert:NAME`.
 //! - Failed logins are limited per peer address and per user name.
 //! - [`Authenticator::reload`] swaps the file in without touching running
-//!   streams (SIGHUP).
+//!   streams (on SIGHUP, or when [`Authenticator::watch`] sees one of its
+//!   files change).
 //!
 //! Secrets never reach a log or an error message.
 
-use crate::auth::{self, Access, AuthConfig, Keys, Kind, Principal};
+use super::audit::AuditNote;
+use crate::auth::{self, Access, AuthConfig, JwtVerifier, Keys, Kind, Principal};
 use base64::Engine;
 use futures::future::BoxFuture;
 use std::collections::HashMap;
@@ -89,6 +94,45 @@ impl Authenticator {
         Ok(())
     }
 
+    /// Reloads the auth file whenever it, or a file it names (key, JWKS,
+    /// secret), changes: polls their modification times and sizes every
+    /// `every`. Runs until dropped.
+    pub async fn watch(self: Arc<Self>, every: Duration) {
+        let Some(path) = self.path.clone() else { return };
+        let sources = |auth: &Authenticator| auth.current().map_or_else(Vec::new, |s| s.config.sources.clone());
+        let stamp = |files: &[PathBuf]| -> Vec<Option<(std::time::SystemTime, u64)>> {
+            files
+                .iter()
+                .map(|f| {
+                    std::fs::metadata(f).ok().map(|m| (m.modified().ok().unwrap_or(std::time::UNIX_EPOCH), m.len()))
+                })
+                .collect()
+        };
+        let mut files = sources(&self);
+        if files.is_empty() {
+            files.push(path);
+        }
+        let mut seen = stamp(&files);
+        loop {
+            tokio::time::sleep(every).await;
+            let now = stamp(&files);
+            if now == seen {
+                continue;
+            }
+            seen = now;
+            match self.reload() {
+                Ok(()) => {
+                    tracing::info!("auth file reloaded: a file it reads changed");
+                    files = sources(&self);
+                    seen = stamp(&files);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "auth file changed but not reloaded; the running configuration stays")
+                }
+            }
+        }
+    }
+
     /// Signs a ticket's bytes (when authentication is on).
     pub fn sign(&self, bytes: &[u8]) -> Option<Vec<u8>> {
         self.current().map(|s| s.keys.sign(bytes))
@@ -158,6 +202,12 @@ impl Authenticator {
     fn bearer(&self, token: &str) -> Result<Principal, Status> {
         let state = self.current().expect("bearer only with --auth");
         let invalid = || Status::unauthenticated("invalid or expired credentials: log in again or check the token");
+        if let Some(jwt) = &state.config.jwt
+            && JwtVerifier::looks_like_jwt(token)
+        {
+            let claims = jwt.verify(token).map_err(Status::unauthenticated)?;
+            return Ok(Principal::identified(Kind::Jwt, &claims.name, &claims.groups, &state.config));
+        }
         if Keys::is_session_token(token) {
             let session = state.keys.check_session(token).map_err(|why| Status::unauthenticated(why.to_owned()))?;
             // A user removed from the file is revoked at once.
@@ -168,10 +218,14 @@ impl Authenticator {
         Ok(Principal::identified(Kind::Token, &t.name, &t.groups, &state.config))
     }
 
-    /// The caller of a request with these headers.
-    fn principal(&self, headers: &http::HeaderMap) -> Result<Principal, Status> {
+    /// The caller of a request with these headers, over a connection whose
+    /// client certificate (mutual TLS) names `cert`.
+    fn principal(&self, headers: &http::HeaderMap, cert: Option<String>) -> Result<Principal, Status> {
         let Some(state) = self.current() else { return Ok(Principal::unrestricted()) };
         let Some(value) = headers.get(http::header::AUTHORIZATION) else {
+            if let Some(name) = cert {
+                return Ok(Principal::identified(Kind::Cert, &name, &[], &state.config));
+            }
             if state.config.grants.iter().any(|g| g.to == auth::Subject::Anonymous) {
                 return Ok(Principal::anonymous(&state.config));
             }
@@ -207,13 +261,22 @@ fn basic(headers: &http::HeaderMap) -> Option<(String, String)> {
     Some((user.to_owned(), password.to_owned()))
 }
 
-fn peer(request: &http::Request<Body>) -> Option<IpAddr> {
+/// The address of the peer that sent `request`.
+pub(super) fn peer(request: &http::Request<Body>) -> Option<IpAddr> {
     use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
     let ext = request.extensions();
     ext.get::<TcpConnectInfo>()
         .and_then(|i| i.remote_addr())
         .or_else(|| ext.get::<TlsConnectInfo<TcpConnectInfo>>().and_then(|i| i.get_ref().remote_addr()))
         .map(|a| a.ip())
+}
+
+/// The subject common name of the client certificate the TLS layer
+/// verified for `request`'s connection (mutual TLS), if any.
+fn client_cert_name(request: &http::Request<Body>) -> Option<String> {
+    use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+    let certs = request.extensions().get::<TlsConnectInfo<TcpConnectInfo>>()?.peer_certs()?;
+    auth::cert::common_name(certs.first()?.as_ref())
 }
 
 /// The status a handler returns when `principal` may not do `access` with
@@ -287,16 +350,24 @@ where
             if path.starts_with("/grpc.health.v1.Health/") {
                 return inner.call(request).await;
             }
+            let note = AuditNote::of(request.extensions());
+            let cert = client_cert_name(&request);
             if auth.required() && path == HANDSHAKE_PATH {
                 let session = match basic(request.headers()) {
-                    Some((user, password)) => auth.login(&user, &password, peer(&request)).await,
-                    None => match auth.principal(request.headers()) {
+                    Some((user, password)) => {
+                        note.principal(&format!("user:{user}"));
+                        auth.login(&user, &password, peer(&request)).await
+                    }
+                    None => match auth.principal(request.headers(), None) {
                         // A valid bearer token is echoed back.
-                        Ok(p) if p.kind != Kind::Anonymous => Ok(request.headers()[http::header::AUTHORIZATION]
-                            .to_str()
-                            .unwrap_or_default()
-                            .trim_start_matches("Bearer ")
-                            .to_owned()),
+                        Ok(p) if p.kind != Kind::Anonymous => {
+                            note.principal(&p.label());
+                            Ok(request.headers()[http::header::AUTHORIZATION]
+                                .to_str()
+                                .unwrap_or_default()
+                                .trim_start_matches("Bearer ")
+                                .to_owned())
+                        }
                         Ok(_) => Err(Status::unauthenticated("the handshake needs `authorization: Basic ...`")),
                         Err(e) => Err(e),
                     },
@@ -312,14 +383,14 @@ where
                 }
                 return Ok(response);
             }
-            match auth.principal(request.headers()) {
+            match auth.principal(request.headers(), cert) {
                 Ok(principal) => {
-                    tracing::debug!(principal = %principal.label(), rpc = %path, "call");
+                    note.principal(&principal.label());
                     request.extensions_mut().insert(principal);
                     inner.call(request).await
                 }
                 Err(status) => {
-                    tracing::info!(rpc = %path, code = ?status.code(), "call refused: not authenticated");
+                    tracing::info!(rpc = %path, reason = %status.message(), "call refused: not authenticated");
                     Ok(status.into_http())
                 }
             }

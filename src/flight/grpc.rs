@@ -121,8 +121,9 @@ fn streaming_response(messages: BoxStream<'static, Result<WireMessage, Status>>)
 async fn do_get(flight: Arc<SheafFlight>, request: http::Request<Body>) -> http::Response<Body> {
     let result = async {
         let principal = flight.caller(request.extensions().get::<crate::auth::Principal>())?;
+        let note = super::audit::AuditNote::of(request.extensions());
         let ticket: arrow_flight::Ticket = read_unary(request.into_body()).await?;
-        flight.messages(ticket.ticket, &principal).await
+        flight.messages(ticket.ticket, &principal, &note).await
     };
     match result.await {
         Ok(messages) => streaming_response(messages),

@@ -1,8 +1,10 @@
 //! The Arrow Flight server: `sheaf serve`.
 //!
 //! Cross-cutting concerns are tower layers around the service, not code in
-//! the handlers: a request timeout (until the response starts; streams are
-//! not cut), a global concurrency limit with load shedding, and gRPC health.
+//! the handlers, outermost first: the audit line of every call ([`audit`]),
+//! response hygiene ([`hygiene`]), authentication ([`auth`]), load shedding
+//! under a global concurrency limit; then a request timeout (until the
+//! response starts; streams are not cut) and gRPC health.
 //! Errors become gRPC status codes in one place ([`status`]).
 //!
 //! Modules: [`service`](SheafFlight) (the RPCs), `actions` (DoAction),
@@ -11,6 +13,7 @@
 //! generated service).
 
 pub mod actions;
+pub mod audit;
 pub mod auth;
 pub mod cache;
 pub mod encode;
@@ -130,12 +133,14 @@ pub async fn serve(
         generated.max_decoding_message_size(MAX_DECODING_MESSAGE).max_encoding_message_size(usize::MAX)
     });
     let layers = tower::ServiceBuilder::new()
+        .layer(audit::AuditLayer)
         .layer(hygiene::HygieneLayer::new(options.redact.clone()))
         .layer(auth::AuthLayer::new(options.auth.clone()))
         .load_shed()
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(options.max_concurrent_requests));
     let trimmer = tokio::spawn(trim_when_idle());
     let reloader = tokio::spawn(reload_on_hangup(options.auth.clone()));
+    let watcher = tokio::spawn(options.auth.clone().watch(AUTH_FILE_POLL));
     let signalled = Arc::new(tokio::sync::Notify::new());
     let notify = signalled.clone();
     let shutdown = async move {
@@ -170,8 +175,12 @@ pub async fn serve(
     };
     trimmer.abort();
     reloader.abort();
+    watcher.abort();
     result
 }
+
+/// How often the auth file (and the files it names) are checked for changes.
+const AUTH_FILE_POLL: Duration = Duration::from_secs(2);
 
 /// Re-reads the auth file on SIGHUP; running streams keep going, new
 /// requests see the new file. A file with errors is refused (logged) and the

@@ -75,13 +75,19 @@ fn check_batch(batch: &arrow::array::RecordBatch, what: &str) -> Result<(), Stat
 }
 
 /// Receives one DoPut and commits it; returns the JSON put result.
-pub async fn put(engine: &Engine, mut messages: Streaming<FlightData>, principal: &Principal) -> Result<Value, Status> {
+pub async fn put(
+    engine: &Engine,
+    mut messages: Streaming<FlightData>,
+    principal: &Principal,
+    note: &super::audit::AuditNote,
+) -> Result<Value, Status> {
     let first = messages.message().await?.ok_or_else(|| Status::invalid_argument("DoPut received no messages"))?;
     let descriptor = first
         .flight_descriptor
         .clone()
         .ok_or_else(|| Status::invalid_argument("the first DoPut message must carry the flight descriptor"))?;
     let target = PutTarget::parse(&descriptor_text(&descriptor)?)?;
+    note.target(&target.package.to_string(), None, Some(&target.path));
     let registry = engine.registry();
     // Before anything is read or written: a write grant on the package.
     super::auth::require(principal, Access::Write, &target.package.to_string(), || {
@@ -133,6 +139,7 @@ pub async fn put(engine: &Engine, mut messages: Streaming<FlightData>, principal
         .commit(&target.package, vec![(target.path.clone(), temp.path().to_path_buf())], &base, message)
         .await?;
     crate::metrics::DO_PUT.add(1);
+    note.target(&report.package, Some(&report.top_hash), None);
     tracing::info!(principal = %principal.label(), package = %report.package, path = %target.path, rows, bytes = report.bytes, top_hash = %report.top_hash,
         previous = ?report.previous, "DoPut committed");
     Ok(json!({

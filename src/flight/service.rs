@@ -1,6 +1,7 @@
 //! The Arrow Flight service: RPCs over the query engine.
 
 use super::actions;
+use super::audit::AuditNote;
 use super::auth::Authenticator;
 use super::cache::StreamCache;
 use super::encode::{self, WireMessage};
@@ -162,8 +163,10 @@ impl SheafFlight {
         &self,
         ticket_bytes: Bytes,
         principal: &Principal,
+        note: &AuditNote,
     ) -> Result<BoxStream<'static, Result<WireMessage, Status>>, Status> {
         let ticket = self.open_ticket(ticket_bytes.clone())?;
+        note.target(&ticket.package, Some(&ticket.top_hash), Some(&ticket.path));
         let package: crate::registry::PackageName = ticket
             .package
             .parse()
@@ -344,10 +347,13 @@ impl FlightService for SheafFlight {
 
     async fn get_flight_info(&self, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
         let principal = self.caller(request.extensions().get::<Principal>())?;
+        let note = AuditNote::of(request.extensions());
         let descriptor = request.into_inner();
         let uri = descriptor_uri(&descriptor)?;
+        note.target(&uri.package.to_string(), None, Some(&uri.path));
         self.require(&principal, Access::Read, &uri.package)?;
         let plan = self.engine.plan(&uri).await?;
+        note.target(&uri.package.to_string(), Some(&plan.top_hash), None);
         tracing::info!(principal = %principal.label(), uri = %crate::query::limits::clip(&plan.uri.to_string(), 400),
             endpoints = plan.tickets.len(), rows = ?plan.total_rows, "GetFlightInfo");
         Ok(Response::new(self.flight_info(&plan, descriptor)?))
@@ -360,8 +366,11 @@ impl FlightService for SheafFlight {
     async fn get_schema(&self, request: Request<FlightDescriptor>) -> Result<Response<SchemaResult>, Status> {
         let principal = self.caller(request.extensions().get::<Principal>())?;
         let uri = descriptor_uri(request.get_ref())?;
+        let note = AuditNote::of(request.extensions());
+        note.target(&uri.package.to_string(), None, Some(&uri.path));
         self.require(&principal, Access::Read, &uri.package)?;
         let plan = self.engine.plan(&uri).await?;
+        note.target(&uri.package.to_string(), Some(&plan.top_hash), None);
         let options = IpcWriteOptions::default();
         let result: SchemaResult = SchemaAsIpc::new(&plan.schema, &options)
             .try_into()
@@ -373,7 +382,8 @@ impl FlightService for SheafFlight {
     /// copy-free framing in front of it; both send [`SheafFlight::messages`].
     async fn do_get(&self, request: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
         let principal = self.caller(request.extensions().get::<Principal>())?;
-        let messages = self.messages(request.into_inner().ticket, &principal).await?;
+        let note = AuditNote::of(request.extensions());
+        let messages = self.messages(request.into_inner().ticket, &principal, &note).await?;
         Ok(Response::new(messages.map_ok(WireMessage::into_flight_data).boxed()))
     }
 
@@ -382,10 +392,13 @@ impl FlightService for SheafFlight {
     /// committed, so a long upload is not cut by the request timeout.
     async fn do_put(&self, request: Request<Streaming<FlightData>>) -> Result<Response<Self::DoPutStream>, Status> {
         let principal = self.caller(request.extensions().get::<Principal>())?;
+        let note = AuditNote::of(request.extensions());
         let engine = self.engine.clone();
         let messages = request.into_inner();
         let result = stream::once(async move {
-            let put = std::panic::AssertUnwindSafe(super::put::put(&engine, messages, &principal)).catch_unwind().await;
+            let put = std::panic::AssertUnwindSafe(super::put::put(&engine, messages, &principal, &note))
+                .catch_unwind()
+                .await;
             let put = put.unwrap_or_else(|panic| {
                 tracing::error!(panic = %pipeline::panic_message(panic.as_ref()), "DoPut panicked");
                 Err(Status::internal("DoPut failed on the server (details are in its log); nothing was committed"))
@@ -407,8 +420,9 @@ impl FlightService for SheafFlight {
 
     async fn do_action(&self, request: Request<Action>) -> Result<Response<Self::DoActionStream>, Status> {
         let principal = self.caller(request.extensions().get::<Principal>())?;
+        let note = AuditNote::of(request.extensions());
         let action = request.into_inner();
-        let body = actions::run(&self.engine, &action.r#type, &action.body, &principal).await?;
+        let body = actions::run(&self.engine, &action.r#type, &action.body, &principal, &note).await?;
         let result = arrow_flight::Result::new(body.to_string().into_bytes());
         Ok(Response::new(stream::once(async { Ok(result) }).boxed()))
     }

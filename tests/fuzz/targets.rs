@@ -90,7 +90,7 @@ pub async fn redeem(
     ticket: Bytes,
 ) -> Result<futures::stream::BoxStream<'static, Result<sheaf::flight::encode::WireMessage, tonic::Status>>, tonic::Status>
 {
-    flight.messages(ticket, &sheaf::auth::Principal::unrestricted()).await
+    flight.messages(ticket, &sheaf::auth::Principal::unrestricted(), &Default::default()).await
 }
 
 /// A Flight service over `engine` with the server's default limits.

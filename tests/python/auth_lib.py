@@ -229,13 +229,15 @@ class Config:
     tokens: list[tuple[Token, list[str]]] = field(default_factory=list)
     grants: list[dict] = field(default_factory=list)
     session_ttl: str | None = None
+    extra: str = ""  # more TOML, appended as is (a [jwt] section)
 
     def text(self) -> str:
         server = {"key": self.key}
         if self.session_ttl is not None:
             server["session_ttl"] = self.session_ttl
         return render(server, [u.entry() for u in self.users],
-                      [{"name": t.name, "sha256": t.sha256, "groups": g} for t, g in self.tokens], self.grants)
+                      [{"name": t.name, "sha256": t.sha256, "groups": g} for t, g in self.tokens], self.grants,
+                      self.extra)
 
     def write(self, path: Path) -> Path:
         """Writes atomically (a reader never sees half a file)."""
@@ -389,6 +391,8 @@ class Pki:
     other_ca_pem: bytes
     other_client_cert_pem: bytes
     other_client_key_pem: bytes
+    intruder_cert_pem: bytes  # from the client CA, CN=intruder
+    intruder_key_pem: bytes
 
 
 def make_pki(root: Path) -> Pki:
@@ -407,6 +411,7 @@ def make_pki(root: Path) -> Pki:
 
     client_ca = trustme.CA()
     client = client_ca.issue_cert(common_name="ci-job")
+    intruder = client_ca.issue_cert(common_name="intruder")
     (root / "client-ca.pem").write_bytes(client_ca.cert_pem.bytes())
 
     other = trustme.CA()
@@ -417,10 +422,98 @@ def make_pki(root: Path) -> Pki:
                client_key_pem=client.private_key_pem.bytes(),
                other_ca_pem=other.cert_pem.bytes(),
                other_client_cert_pem=b"".join(b.bytes() for b in other_client.cert_chain_pems),
-               other_client_key_pem=other_client.private_key_pem.bytes())
+               other_client_key_pem=other_client.private_key_pem.bytes(),
+               intruder_cert_pem=b"".join(b.bytes() for b in intruder.cert_chain_pems),
+               intruder_key_pem=intruder.private_key_pem.bytes())
 
 
 def port_of(url: str) -> int:
     m = re.search(r":(\d+)/?$", url)
     assert m, f"no port in {url!r}"
     return int(m.group(1))
+
+
+# --------------------------------------------------------------------------
+# JWTs (signed here with `cryptography`, which trustme brings)
+# --------------------------------------------------------------------------
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _int_b64(n: int) -> str:
+    return _b64url(n.to_bytes((n.bit_length() + 7) // 8, "big"))
+
+
+@dataclass
+class SigningKey:
+    """A private key an identity provider would sign with, and its JWK."""
+    alg: str  # RS256, ES256 or HS256
+    kid: str | None
+    private: object  # a cryptography private key, or bytes for HS256
+
+    def jwk(self) -> dict:
+        from cryptography.hazmat.primitives.asymmetric import ec, rsa
+        pub = self.private.public_key()
+        if isinstance(pub, rsa.RSAPublicKey):
+            n = pub.public_numbers()
+            jwk = {"kty": "RSA", "n": _int_b64(n.n), "e": _int_b64(n.e), "alg": self.alg, "use": "sig"}
+        elif isinstance(pub, ec.EllipticCurvePublicKey):
+            n = pub.public_numbers()
+            size = (pub.curve.key_size + 7) // 8
+            jwk = {"kty": "EC", "crv": "P-256", "x": _b64url(n.x.to_bytes(size, "big")),
+                   "y": _b64url(n.y.to_bytes(size, "big")), "alg": self.alg, "use": "sig"}
+        else:
+            raise TypeError(type(pub))
+        if self.kid:
+            jwk["kid"] = self.kid
+        return jwk
+
+
+def rsa_key(kid: str | None = "rsa-1") -> SigningKey:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    return SigningKey("RS256", kid, rsa.generate_private_key(public_exponent=65537, key_size=2048))
+
+
+def ec_key(kid: str | None = "ec-1") -> SigningKey:
+    from cryptography.hazmat.primitives.asymmetric import ec
+    return SigningKey("ES256", kid, ec.generate_private_key(ec.SECP256R1()))
+
+
+def hs_key(secret: bytes) -> SigningKey:
+    return SigningKey("HS256", None, secret)
+
+
+def make_jwt(key: SigningKey, claims: dict, *, alg: str | None = None, kid: str | None = None,
+             hmac_secret: bytes | None = None) -> str:
+    """A compact JWT of `claims` signed with `key` (header `alg` as given,
+    to forge tokens that lie about it; `hmac_secret` signs with HMAC instead,
+    whatever `alg` says)."""
+    import hashlib as _h
+    import hmac as _hmac
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, padding
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+    header = {"alg": alg or key.alg, "typ": "JWT"}
+    if kid or key.kid:
+        header["kid"] = kid or key.kid
+    signing_input = (_b64url(json.dumps(header).encode()) + "." + _b64url(json.dumps(claims).encode())).encode()
+    if hmac_secret is not None or key.alg == "HS256":
+        sig = _hmac.new(hmac_secret if hmac_secret is not None else key.private, signing_input, _h.sha256).digest()
+    elif key.alg == "RS256":
+        sig = key.private.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
+    else:
+        r, s = decode_dss_signature(key.private.sign(signing_input, ec.ECDSA(hashes.SHA256())))
+        sig = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    return remember(signing_input.decode() + "." + _b64url(sig))
+
+
+def jwt_claims(sub: str, *, groups=None, iss: str = "https://idp.test", aud="sheaf", ttl: int = 600,
+               **extra) -> dict:
+    now = int(time.time())
+    claims = {"sub": sub, "iss": iss, "aud": aud, "iat": now, "exp": now + ttl}
+    if groups is not None:
+        claims["groups"] = groups
+    claims.update(extra)
+    return claims

@@ -14,7 +14,12 @@ clients against the real `sheaf serve`:
   grant, reusable, valid on every server sharing the key (and only there);
 - TLS, a wrong CA, plaintext to a TLS port, mutual TLS;
 - safe defaults: a non-loopback address needs --auth or --insecure-anonymous;
-- SIGHUP reloads the auth file while a stream is running;
+- JWTs from an identity provider (RS256 and ES256 keys in a JWKS file, an
+  HS256 secret): valid, expired, wrong audience, issuer or key, forged
+  algorithms;
+- client certificates naming the caller (`cert:NAME`);
+- SIGHUP, or a change to the file, reloads it while a stream is running;
+- one audit line per RPC;
 - no password or token in any server's log.
 
 All servers listen on loopback (two start-up checks bind 0.0.0.0 / [::]
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import base64
 import fnmatch
+import json
 import secrets
 import signal
 import time
@@ -227,12 +233,25 @@ def _bad_files(world) -> dict[str, tuple[str, tuple[str, ...]]]:
         "missing [server]": (r(None, good_user, grants=good_grant), ("server",)),
         "short key": (r({"key": "too-short"}, good_user, grants=good_grant), ("key",)),
         "not TOML": ("[server\nkey = ", ()),
+        "[jwt] without audience": (r(server, good_user, grants=good_grant,
+                                     extra='[jwt]\nissuer = "https://idp.test"\njwks_file = "jwks.json"\n'),
+                                   ("audience",)),
+        "[jwt] without keys": (r(server, good_user, grants=good_grant,
+                                 extra='[jwt]\nissuer = "https://idp.test"\naudience = "sheaf"\n'),
+                               ("jwks_file",)),
+        "[jwt] missing jwks_file": (r(server, good_user, grants=good_grant,
+                                      extra='[jwt]\nissuer = "i"\naudience = "a"\njwks_file = "no-such-jwks.json"\n'),
+                                    ("no-such-jwks.json",)),
+        "[jwt] unknown key": (r(server, good_user, grants=good_grant,
+                                extra='[jwt]\nissuer = "i"\naudience = "a"\njwks_file = "j"\nalgorithm = "none"\n'),
+                              ("algorithm",)),
     }
 
 
 BAD_CASES = ["unknown key in [[user]]", "unknown key in [server]", "unknown key in [[grant]]", "unknown table",
              "bad glob", "bad access", "bad grantee", "bad PHC", "plain-text password", "bad token sha256",
-             "bad session_ttl", "missing key", "missing [server]", "short key", "not TOML"]
+             "bad session_ttl", "missing key", "missing [server]", "short key", "not TOML",
+             "[jwt] without audience", "[jwt] without keys", "[jwt] missing jwks_file", "[jwt] unknown key"]
 
 
 @pytest.mark.parametrize("case", BAD_CASES)
@@ -780,3 +799,321 @@ def test_no_secret_in_any_server_log(world, spawn, alice_ticket):
                 line = next(l for l in text.splitlines() if secret in l)
                 leaks.append(f"{log.name}: {secret[:6]}... in: {line[:300]}")
     assert not leaks, f"secrets in server logs ({len(leaks)}):\n" + "\n".join(leaks[:20])
+
+
+# ---------------------------------------------------------------------------
+# tokens from an identity provider (JWT)
+# ---------------------------------------------------------------------------
+
+JWT_SECTION = '[jwt]\nissuer = "https://idp.test"\naudience = "sheaf"\n{keys}\ngroups_claim = "groups"\n'
+
+
+@dataclass
+class Idp:
+    server: FlightServer
+    rsa: al.SigningKey
+    ec: al.SigningKey
+    dir: Path
+
+
+@pytest.fixture(scope="module")
+def idp(world, tmp_path_factory):
+    root = tmp_path_factory.mktemp("idp")
+    rsa, ec = al.rsa_key(), al.ec_key()
+    # An encryption key in the set is skipped, not an error (identity providers publish them).
+    enc = {**al.rsa_key("enc-1").jwk(), "use": "enc"}
+    enc.pop("alg")
+    (root / "jwks.json").write_text(json.dumps({"keys": [rsa.jwk(), ec.jwk(), enc]}))
+    config = Config(key=world.config.key, users=[world.users["alice"]], tokens=[(world.tokens["nightly"], ["readers"])],
+                    grants=[*main_grants(), grant("jwt:dana", "other/*", "read")],
+                    extra=JWT_SECTION.format(keys='jwks_file = "jwks.json"'))  # relative to the auth file
+    server = world.start(cfg=config.write(root / "auth.toml"))
+    try:
+        yield Idp(server=server, rsa=rsa, ec=ec, dir=root)
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("which", ["rsa", "ec"])
+def test_jwt_from_the_identity_provider_reads_by_group_and_by_name(world, idp, which):
+    key = getattr(idp, which)
+    c = idp.server.client
+    ml = bearer(al.make_jwt(key, al.jwt_claims("erin", groups=["ml"])))
+    assert al.read(c, u("team/data"), ml).num_rows == ROWS
+    assert put(c, f"sheaf://team/jwt-{which}/t.parquet", small_table(3), ml)["package"] == f"team/jwt-{which}"
+    o = attempt(lambda: info(c, u("other/data"), ml))
+    assert o.code == "NOT_FOUND", o.describe()
+    dana = bearer(al.make_jwt(key, al.jwt_claims("dana")))  # no groups claim: grants to jwt:dana only
+    assert al.read(c, u("other/data"), dana).num_rows == ROWS
+    o = attempt(lambda: info(c, u("team/data"), dana))
+    assert o.code == "NOT_FOUND", o.describe()
+    names = {p["name"] for p in action(c, "list_packages", None, dana)}
+    assert names == {p for p in world.packages() if p.startswith(("other/", "pub/"))}
+
+
+def _forged_jwts(idp) -> dict[str, tuple[str, str]]:
+    """case -> (token, a phrase the refusal must contain)."""
+    rsa, ec = idp.rsa, idp.ec
+    good = al.jwt_claims("erin", groups=["ml"])
+    stranger = al.rsa_key("rsa-1")  # same kid, another key
+    header_only = lambda alg: (al._b64url(json.dumps({"alg": alg, "typ": "JWT"}).encode()) + "."
+                               + al._b64url(json.dumps(good).encode()))
+    public_pem = rsa.private.public_key().public_bytes(
+        __import__("cryptography.hazmat.primitives.serialization", fromlist=["x"]).Encoding.PEM,
+        __import__("cryptography.hazmat.primitives.serialization", fromlist=["x"]).PublicFormat.SubjectPublicKeyInfo)
+    tampered = al.make_jwt(rsa, good).split(".")
+    tampered[1] = al._b64url(json.dumps({**good, "sub": "root", "groups": ["admin", "ml"]}).encode())
+    return {
+        "expired": (al.make_jwt(rsa, al.jwt_claims("erin", groups=["ml"], ttl=-3600)), "expired"),
+        "not yet valid": (al.make_jwt(ec, {**good, "nbf": int(time.time()) + 3600}), "not valid yet"),
+        "wrong audience": (al.make_jwt(rsa, al.jwt_claims("erin", groups=["ml"], aud="another-service")), "audience"),
+        "wrong issuer": (al.make_jwt(ec, al.jwt_claims("erin", groups=["ml"], iss="https://evil.test")), "issuer"),
+        "no exp": (al.make_jwt(rsa, {k: v for k, v in good.items() if k != "exp"}), "exp"),
+        "no sub": (al.make_jwt(rsa, {k: v for k, v in good.items() if k != "sub"}), "sub"),
+        "wrong key, same kid": (al.make_jwt(stranger, good), "signature"),
+        "unknown kid": (al.make_jwt(al.rsa_key("rsa-9"), good), "kid"),
+        "alg none": (header_only("none") + ".", "JWT"),
+        "HS256 with the public key as secret": (al.make_jwt(rsa, good, alg="HS256", hmac_secret=public_pem),
+                                                "algorithm"),
+        "RS256 header on an EC signature": (al.make_jwt(ec, good, alg="RS256", kid="ec-1"), "JWT"),
+        "payload edited": (".".join(tampered), "signature"),
+    }
+
+
+JWT_CASES = ["expired", "not yet valid", "wrong audience", "wrong issuer", "no exp", "no sub",
+             "wrong key, same kid", "unknown kid", "alg none", "HS256 with the public key as secret",
+             "RS256 header on an EC signature", "payload edited"]
+
+
+@pytest.mark.parametrize("case", JWT_CASES)
+def test_bad_jwts_are_unauthenticated(world, idp, alice_ticket, case):
+    token, phrase = _forged_jwts(idp)[case]
+    c = idp.server.client
+    o = attempt(lambda: info(c, u("team/data"), bearer(token)))
+    assert o.code == "UNAUTHENTICATED", f"{case}: {o.describe()}"
+    assert phrase in o.message, f"{case}: the refusal should say {phrase!r}: {o.message!r}"
+    assert token not in str(o.error)
+    outcomes = every_rpc(c, bearer(token), read_uri=u("team/data"), ticket=alice_ticket,
+                         put_uri="sheaf://team/jwt-denied/t.parquet")
+    assert_refused({k: v for k, v in outcomes.items()}, ("UNAUTHENTICATED",), case, not_in_message=(token,))
+    assert_running(idp.server, case)
+
+
+def test_jwt_signed_with_an_hs256_secret_file(world, spawn, tmp_path):
+    secret = al.remember("hs-secret-" + secrets.token_hex(24)).encode()
+    (tmp_path / "jwt-secret").write_bytes(secret + b"\n")
+    config = Config(key=world.config.key, grants=main_grants(),
+                    extra=JWT_SECTION.format(keys=f'hs256_secret_file = "{tmp_path / "jwt-secret"}"'))
+    s = spawn(cfg=config.write(tmp_path / "auth.toml"))
+    c = s.client
+    good = al.make_jwt(al.hs_key(secret), al.jwt_claims("erin", groups=["viewers"]))
+    assert al.read(c, u("team/data"), bearer(good)).num_rows == ROWS
+    o = attempt(lambda: info(c, u("team/data"), bearer(good)))
+    assert o.ok
+    forged = al.make_jwt(al.hs_key(b"x" * 40), al.jwt_claims("erin", groups=["viewers"]))
+    o = attempt(lambda: info(c, u("team/data"), bearer(forged)))
+    assert o.code == "UNAUTHENTICATED" and "signature" in o.message, o.describe()
+
+
+def test_short_hs256_secret_stops_serve(world, tmp_path):
+    (tmp_path / "short").write_text("too-short")
+    config = Config(key=world.config.key, grants=main_grants(),
+                    extra=JWT_SECTION.format(keys='hs256_secret_file = "short"'))
+    r = al.serve_refusing(world.registry, "--listen", "127.0.0.1:0", "--auth", config.write(tmp_path / "a.toml"))
+    assert r.returncode not in (0, -9) and "hs256_secret_file" in r.stderr, describe(r)
+    assert "too-short" not in r.stderr, "the error quotes the secret"
+
+
+# ---------------------------------------------------------------------------
+# client certificates name the caller (cert:NAME)
+# ---------------------------------------------------------------------------
+
+
+def test_client_certificate_names_the_caller(world, spawn, pki, tmp_path):
+    config = Config(key=world.config.key, users=[world.users["alice"]], grants=[
+        *main_grants(), grant("cert:ci-job", "other/*", "read")])
+    s = spawn("--tls-cert", pki.server_cert, "--tls-key", pki.server_key, "--tls-client-ca", pki.client_ca,
+              cfg=config.write(tmp_path / "auth.toml"), json_out=True)
+    url = _tls_url(s)
+    with flight.FlightClient(url, tls_root_certs=pki.ca_pem, cert_chain=pki.client_cert_pem,
+                             private_key=pki.client_key_pem) as c:
+        # No credentials: the certificate (CN=ci-job) is the caller.
+        assert al.read(c, u("other/data"), OPTIONS).num_rows == ROWS
+        o = attempt(lambda: info(c, u("team/data"), OPTIONS))
+        assert o.code == "NOT_FOUND", o.describe()
+        assert {p["name"] for p in action(c, "list_packages", None, OPTIONS)} == expected_readable(world, "outsider")
+        o = attempt(lambda: put(c, "sheaf://other/by-cert/t.parquet", small_table(1), OPTIONS))
+        assert o.code == "PERMISSION_DENIED" and "cert:ci-job" in o.message, o.describe()
+        # A token on the same connection names its own caller instead.
+        opts = bearer(login(c, "alice", world.users["alice"].password))
+        assert al.read(c, u("team/data"), opts).num_rows == ROWS
+        o = attempt(lambda: info(c, u("other/data"), opts))
+        assert o.code == "NOT_FOUND", o.describe()
+    # Another certificate of the same CA, with another name, gets nothing.
+    with flight.FlightClient(url, tls_root_certs=pki.ca_pem, cert_chain=pki.intruder_cert_pem,
+                             private_key=pki.intruder_key_pem) as other:
+        o = attempt(lambda: info(other, u("other/data"), OPTIONS))
+        assert o.code in ("NOT_FOUND", "UNAUTHENTICATED"), o.describe()
+    assert_running(s, "client certificates")
+
+
+# ---------------------------------------------------------------------------
+# a changed file reloads without SIGHUP
+# ---------------------------------------------------------------------------
+
+
+def _until(check, what: str, server, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            return result
+        assert_running(server, what)
+        time.sleep(0.2)
+
+
+def test_a_changed_auth_or_jwks_file_reloads_without_sighup(world, spawn, tmp_path):
+    old, new = al.ec_key("old"), al.ec_key("new")
+    (tmp_path / "jwks.json").write_text(json.dumps({"keys": [old.jwk()]}))
+    v1 = Config(key=world.config.key, tokens=[(world.tokens["temp"], ["readers"])], grants=main_grants(),
+                extra=JWT_SECTION.format(keys='jwks_file = "jwks.json"'))
+    path = v1.write(tmp_path / "auth.toml")
+    s = spawn(cfg=path)
+    c = s.client
+    temp = tok(world, "temp")
+    fi = info(c, u("team/big") + "?partitions=1", temp)
+    reader = c.do_get(fi.endpoints[0].ticket, bearer(world.tokens["temp"].token, 120))
+    first = reader.read_chunk().data
+    old_jwt = bearer(al.make_jwt(old, al.jwt_claims("erin", groups=["viewers"])))
+    assert info(c, u("team/data"), old_jwt).total_records == ROWS
+
+    # The token leaves the file: refused within seconds, no signal sent.
+    v2 = Config(key=world.config.key, tokens=[(world.tokens["nightly"], ["readers"])], grants=main_grants(),
+                extra=v1.extra)
+    v2.write(path)
+    gone = _until(lambda: attempt(lambda: info(c, u("team/data"), temp)).code == "UNAUTHENTICATED",
+                  "auth file change", s)
+    assert gone, "a token removed from the auth file still works 20 s after the change"
+    assert info(c, u("team/data"), tok(world, "nightly")).total_records == ROWS
+
+    # The identity provider rotates its keys: the JWKS file changes, the auth file does not.
+    tmp = tmp_path / "jwks.json.tmp"
+    tmp.write_text(json.dumps({"keys": [new.jwk()]}))
+    tmp.replace(tmp_path / "jwks.json")
+    new_jwt = bearer(al.make_jwt(new, al.jwt_claims("erin", groups=["viewers"])))
+    rotated = _until(lambda: attempt(lambda: info(c, u("team/data"), new_jwt)).ok, "JWKS change", s)
+    assert rotated, "a key added to the JWKS file is not accepted 20 s after the change"
+    o = attempt(lambda: info(c, u("team/data"), old_jwt))
+    assert o.code == "UNAUTHENTICATED", o.describe()
+
+    # A broken edit is refused; the running configuration stays.
+    path.write_text(v2.text().replace('access = "read"', 'access = "sometimes"', 1))
+    assert _until(lambda: "sometimes" in s.stderr(), "broken auth file", s), s.stderr()[-2000:]
+    assert info(c, u("team/data"), tok(world, "nightly")).total_records == ROWS
+
+    # The stream that was running through all of it completes.
+    rows = first.num_rows
+    for chunk in reader:
+        rows += chunk.data.num_rows
+    assert rows == BIG_ROWS
+    assert_running(s, "file reloads")
+
+
+# ---------------------------------------------------------------------------
+# audit: one line per RPC
+# ---------------------------------------------------------------------------
+
+
+def _audit_lines(text: str) -> list[dict]:
+    lines = []
+    for raw in text.splitlines():
+        try:
+            event = json.loads(raw)
+        except ValueError:
+            continue
+        if event.get("target") == "audit":
+            lines.append({**event, **event.get("fields", {})})
+    return lines
+
+
+def test_one_audit_line_per_rpc(world, spawn, alice_ticket):
+    s = spawn("--log-json")
+    c = s.client
+    mark = s.log_size()
+    a = alice(world, c)
+    fi = info(c, u("team/data"), a)
+    got = c.do_get(fi.endpoints[0].ticket, a).read_all()
+    assert got.num_rows == ROWS
+    o = attempt(lambda: info(c, u("other/data"), a))
+    assert o.code == "NOT_FOUND"
+    o = attempt(lambda: info(c, u("team/data"), bearer("sheaf_not-a-token")))
+    assert o.code == "UNAUTHENTICATED"
+    committed = put(c, "sheaf://team/audited/t.parquet", small_table(2), a)
+    login_attempt(c, "alice", "wrong-password-for-audit")
+    _until(lambda: len(_audit_lines(s.stderr(mark))) >= 6, "audit lines", s, timeout=10)
+    lines = _audit_lines(s.stderr(mark))
+    by_rpc: dict[str, list[dict]] = {}
+    for line in lines:
+        by_rpc.setdefault(line["rpc"], []).append(line)
+    for line in lines:
+        for f in ("principal", "rpc", "package", "top_hash", "outcome", "bytes"):
+            assert f in line, f"audit line without {f}: {line}"
+    logins = by_rpc["Handshake"]
+    assert [(x["principal"], x["outcome"]) for x in logins] == [("user:alice", "OK"), ("user:alice", "UNAUTHENTICATED")]
+    infos = by_rpc["GetFlightInfo"]
+    assert [(x["principal"], x["package"], x["outcome"]) for x in infos] == [
+        ("user:alice", "team/data", "OK"), ("user:alice", "other/data", "NOT_FOUND"),
+        ("unauthenticated", "", "UNAUTHENTICATED")]
+    assert infos[0]["top_hash"] == world.tops["team/data"]
+    (get,) = by_rpc["DoGet"]
+    assert (get["principal"], get["package"], get["top_hash"], get["table"], get["outcome"]) == (
+        "user:alice", "team/data", world.tops["team/data"], TABLE, "OK")
+    assert get["bytes"] > ROWS * 16, f"DoGet sent {get['bytes']} bytes for {ROWS} rows of two int64 columns"
+    (put_line,) = by_rpc["DoPut"]
+    assert (put_line["package"], put_line["top_hash"], put_line["outcome"]) == (
+        "team/audited", committed["top_hash"], "OK")
+    text = s.stderr(mark)
+    for secret in (world.users["alice"].password, "wrong-password-for-audit", "sheaf_not-a-token"):
+        assert secret not in text
+
+
+def test_sheaf_get_over_tls_with_a_token_or_a_client_certificate(world, spawn, pki, tmp_path):
+    config = Config(key=world.config.key, tokens=[(world.tokens["nightly"], ["readers"])],
+                    grants=[*main_grants(), grant("cert:ci-job", "other/*", "read")])
+    s = spawn("--tls-cert", pki.server_cert, "--tls-key", pki.server_key, "--tls-client-ca", pki.client_ca,
+              cfg=config.write(tmp_path / "auth.toml"), json_out=True)
+    url = _tls_url(s)
+    ca, cert, key = tmp_path / "ca.pem", tmp_path / "client.pem", tmp_path / "client.key"
+    ca.write_bytes(pki.ca_pem)
+    cert.write_bytes(pki.client_cert_pem)
+    key.write_bytes(pki.client_key_pem)
+    mtls = ["--server", url, "--tls-root-certs", ca, "--tls-client-cert", cert, "--tls-client-key", key]
+    cli = Sheaf(None)
+    # The token from SHEAF_TOKEN names the caller: team/* is readable.
+    out = tmp_path / "team.parquet"
+    r = cli("get", u("team/data"), *map(str, mtls), "--out", str(out),
+            env={"SHEAF_TOKEN": world.tokens["nightly"].token})
+    assert r.returncode == 0, describe(r)
+    assert pq.read_table(out).num_rows == ROWS
+    # Without a token the certificate names the caller (cert:ci-job reads other/*, not team/*).
+    out = tmp_path / "other.parquet"
+    r = cli("get", u("other/data"), *map(str, mtls), "--out", str(out))
+    assert r.returncode == 0, describe(r)
+    assert pq.read_table(out).num_rows == ROWS
+    r = cli("get", u("team/data"), *map(str, mtls), "--out", str(tmp_path / "denied.parquet"))
+    assert r.returncode != 0 and "team/data" in r.stderr, describe(r)
+    assert not (tmp_path / "denied.parquet").exists()
+    # No client certificate: the TLS handshake is refused; a wrong CA: the server is not trusted.
+    r = cli("get", u("other/data"), "--server", url, "--tls-root-certs", str(ca), "--out", str(tmp_path / "x.parquet"),
+            timeout=60)
+    assert r.returncode != 0, describe(r)
+    (tmp_path / "other-ca.pem").write_bytes(pki.other_ca_pem)
+    r = cli("get", u("other/data"), "--server", url, "--tls-root-certs", str(tmp_path / "other-ca.pem"),
+            "--tls-client-cert", str(cert), "--tls-client-key", str(key), "--out", str(tmp_path / "y.parquet"),
+            timeout=60)
+    assert r.returncode != 0, describe(r)
+    # A grpc+tls:// URL never falls back to plaintext, and a plaintext URL to a TLS port fails.
+    r = cli("get", u("other/data"), "--server", url.replace("grpc+tls://", "grpc://"), "--out",
+            str(tmp_path / "z.parquet"), timeout=60)
+    assert r.returncode != 0, describe(r)
+    assert world.tokens["nightly"].token not in r.stderr + r.stdout

@@ -5,15 +5,19 @@ only the connector jar added through `spark.jars`, against the real server:
 
     SHEAF_BIN=... python smoke_pyspark.py --jar clients/jvm/sheaf-spark/target/sheaf-spark-VERSION.jar
 
-Checks reads, pushdown, SQL, sampling, partitions and errors from Python; prints
-"N passed, M failed" and exits non-zero on any failure.
+Checks reads, pushdown, SQL, sampling, partitions and errors from Python, and a read over
+TLS from a server with --auth (API token; user name and password); prints "N passed,
+M failed" and exits non-zero on any failure. The certificates come from
+testdata/make_certs.py (trustme, in the project venv).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -24,15 +28,54 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
-def start_server(bin_path: str, registry: Path, log: Path) -> tuple[subprocess.Popen, str]:
+def start_server(bin_path: str, registry: Path, log: Path, *extra: str) -> tuple[subprocess.Popen, str]:
     env = dict(os.environ, RUST_LOG="info", RUST_BACKTRACE="0")
-    proc = subprocess.Popen([bin_path, "--registry", str(registry), "serve", "--listen", "127.0.0.1:0", "--demo"],
+    proc = subprocess.Popen([bin_path, "--registry", str(registry), "serve", "--listen", "127.0.0.1:0", *extra],
                             stdout=subprocess.PIPE, stderr=log.open("wb"), env=env, text=True)
     for line in proc.stdout:
-        m = re.search(r"on (grpc://\S+)", line)
+        m = re.search(r"on (grpc(?:\+tls)?://\S+)", line)
         if m:
             return proc, m.group(1)
     raise SystemExit(f"sheaf serve did not start:\n{log.read_text()}")
+
+
+def sheaf_auth(bin_path: str, *args: str, input: str | None = None) -> dict:
+    """`sheaf --json auth ARGS`."""
+    r = subprocess.run([bin_path, "--json", "auth", *args], capture_output=True, text=True, input=input, check=True)
+    return json.loads(r.stdout)
+
+
+def start_tls_server(bin_path: str, registry: Path, work: Path) -> tuple[subprocess.Popen, str, dict]:
+    """`sheaf serve --auth --tls-cert --tls-key` with a user (alice, group ml), an API token
+    (job, group ml) and a read grant of test/* to ml; returns the process, its URL and the
+    credentials and CA file."""
+    pki = work / "pki"
+    subprocess.run([sys.executable, str(HERE.parent / "testdata" / "make_certs.py"), str(pki)], check=True)
+    password = "pw-" + secrets.token_hex(8)
+    phc = sheaf_auth(bin_path, "hash-password", input=password + "\n")["password"]
+    job = sheaf_auth(bin_path, "new-token", "job")
+    auth = work / "auth.toml"
+    auth.write_text(f"""[server]
+key = {json.dumps(secrets.token_hex(24))}
+
+[[user]]
+name = "alice"
+password = {json.dumps(phc)}
+groups = ["ml"]
+
+[[token]]
+name = "job"
+sha256 = {json.dumps(job["sha256"])}
+groups = ["ml"]
+
+[[grant]]
+to = "group:ml"
+packages = "test/*"
+access = "read"
+""")
+    proc, url = start_server(bin_path, registry, work / "server-tls.log", "--auth", str(auth),
+                             "--tls-cert", str(pki / "server.pem"), "--tls-key", str(pki / "server.key"))
+    return proc, url, {"password": password, "token": job["token"], "ca": str(pki / "ca.pem")}
 
 
 def main() -> int:
@@ -54,7 +97,12 @@ def main() -> int:
     subprocess.run([sys.executable, str(HERE.parent / "testdata" / "make_tables.py"), str(work / "gen")], check=True)
     subprocess.run([sheaf_bin, "--registry", str(registry), "push", "test/types", str(work / "gen" / "types")],
                    check=True, stdout=subprocess.DEVNULL)
-    proc, url = start_server(sheaf_bin, registry, work / "server.log")
+    proc, url = start_server(sheaf_bin, registry, work / "server.log", "--demo")
+    try:
+        tls_proc, tls_url, creds = start_tls_server(sheaf_bin, registry, work)
+    except BaseException:
+        proc.terminate()
+        raise
     spark = (SparkSession.builder.master("local[2]").appName("sheaf-smoke")
              .config("spark.jars", str(jar))
              .config("spark.ui.enabled", "false")
@@ -125,8 +173,25 @@ def main() -> int:
         else:
             raise AssertionError("reading a missing table should fail")
 
+    def check_tls_token_and_login():
+        def tls(**options):
+            r = spark.read.format("sheaf").option("server", tls_url).option("tlsRootCerts", creds["ca"])
+            for k, v in options.items():
+                r = r.option(k, str(v))
+            return r
+        b = spark.read.parquet(parquet_file)
+        assert checksum(tls(token=creds["token"], partitions=3).load(table)) == checksum(b)
+        df = tls(username="alice", password=creds["password"], partitions=2).load(table)
+        assert df.where("flag").count() == b.where("flag").count()
+        try:
+            tls().load(table)
+        except Exception as e:  # noqa: BLE001 - any Spark/Py4J error type
+            assert "UNAUTHENTICATED" in str(e), str(e)[:500]
+        else:
+            raise AssertionError("reading without credentials should fail")
+
     checks = [check_equal_to_parquet, check_pushdown_and_top_hash, check_sql_view, check_tablesample,
-              check_demo_and_limit, check_error_names_path]
+              check_demo_and_limit, check_error_names_path, check_tls_token_and_login]
     try:
         for check in checks:
             try:
@@ -139,10 +204,11 @@ def main() -> int:
                 traceback.print_exc()
     finally:
         spark.stop()
-        proc.terminate()
-        proc.wait(timeout=30)
+        for p in (proc, tls_proc):
+            p.terminate()
+            p.wait(timeout=30)
         if failed:
-            print(f"server log: {work / 'server.log'}")
+            print(f"server logs: {work / 'server.log'}, {work / 'server-tls.log'}")
         else:
             shutil.rmtree(work, ignore_errors=True)
     print(f"{passed} passed, {failed} failed")

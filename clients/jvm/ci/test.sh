@@ -6,7 +6,7 @@
 #
 #   SHEAF_BIN=/path/to/sheaf bash clients/jvm/ci/test.sh
 #
-# Needs Java 17+, Maven 3.8+, and a Python with pyarrow ($SHEAF_PYTHON, default
+# Needs Java 17+, Maven 3.8+, and a Python with pyarrow and trustme ($SHEAF_PYTHON, default
 # $SHEAF_CACHE/venv/bin/python, which scripts/test creates); PySpark is installed into that
 # Python if missing. Maven's repository lives in $SHEAF_CACHE/m2 (default ~/.cache/sheaf/m2)
 # so later runs are fast; an empty cache works (it downloads from Maven Central).
@@ -28,6 +28,7 @@ java_major="$(java -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.s
 [ "${java_major%%.*}" -ge 17 ] 2>/dev/null || fail "Java 17+ is needed, found ${java_major:-unknown}"
 [ -x "$python" ] || fail "no Python at $python: run scripts/test once (it creates the venv) or set SHEAF_PYTHON"
 "$python" -c "import pyarrow" 2>/dev/null || fail "$python has no pyarrow (tests generate their tables with it)"
+"$python" -c "import trustme" 2>/dev/null || fail "$python has no trustme (the TLS tests make their certificates with it): pip install -r tests/python/requirements.txt"
 export SHEAF_PYTHON="$python"
 mkdir -p "$cache/m2"
 

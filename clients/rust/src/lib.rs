@@ -21,7 +21,7 @@ use arrow_flight::flight_service_client::FlightServiceClient;
 use arrow_flight::{Action, FlightClient, FlightDescriptor, FlightEndpoint, FlightInfo};
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use serde_json::Value;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 /// Errors from the client: the server's status (code and message) or a
 /// transport/decoding failure.
@@ -128,9 +128,23 @@ impl Client {
     /// Connects, trusting `tls_root_certs` (PEM) besides the system's roots
     /// for `grpc+tls://` servers (a private CA, say).
     pub async fn connect_with_roots(url: &str, tls_root_certs: Option<&[u8]>) -> Result<Self, Error> {
+        Self::connect_tls(url, tls_root_certs, None).await
+    }
+
+    /// Connects, trusting `tls_root_certs` (PEM) besides the system's roots,
+    /// and presenting `client_identity` (certificate chain and private key,
+    /// PEM) to servers that require mutual TLS.
+    pub async fn connect_tls(
+        url: &str,
+        tls_root_certs: Option<&[u8]>,
+        client_identity: Option<(&[u8], &[u8])>,
+    ) -> Result<Self, Error> {
         let mut tls = ClientTlsConfig::new().with_enabled_roots();
         if let Some(pem) = tls_root_certs {
             tls = tls.ca_certificate(Certificate::from_pem(pem));
+        }
+        if let Some((cert, key)) = client_identity {
+            tls = tls.identity(Identity::from_pem(cert, key));
         }
         Ok(Client { url: url.to_owned(), channel: channel(url, &tls).await?, token: None, tls })
     }

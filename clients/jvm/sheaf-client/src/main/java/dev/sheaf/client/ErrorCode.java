@@ -4,15 +4,24 @@ import org.apache.arrow.flight.FlightStatusCode;
 
 /** Why a call failed: the server's gRPC status, or a problem found by the client itself. */
 public enum ErrorCode {
-  /** Unknown package, hash, tag, path, or missing data. */
+  /**
+   * Unknown package, hash, tag, path, or missing data; also a package the caller may not read
+   * (the server answers as if it did not exist).
+   */
   NOT_FOUND,
   /** Bad URI, parameter, column or filter; ambiguous hash prefix. */
   INVALID_ARGUMENT,
-  /** A physical key outside the locations the server may read. */
+  /**
+   * The caller may read the package but not write to it, or a physical key is outside the
+   * locations the server may read.
+   */
   PERMISSION_DENIED,
   /** Data that does not match its hash. */
   DATA_LOSS,
-  /** Server unreachable, storage failure, or server at its concurrency limit. */
+  /**
+   * Server unreachable (including a refused TLS handshake: untrusted server certificate,
+   * missing client certificate), storage failure, or server at its concurrency limit.
+   */
   UNAVAILABLE,
   /** An operation the server does not implement. */
   UNIMPLEMENTED,
@@ -20,10 +29,11 @@ public enum ErrorCode {
   CANCELLED,
   /** The call's deadline passed. */
   TIMED_OUT,
-  /** The server needs credentials. */
+  /**
+   * Missing, wrong, expired or revoked credentials: no token, an unknown token, a refused
+   * login (wrong user name or password, too many failures), an expired session token.
+   */
   UNAUTHENTICATED,
-  /** The credentials do not allow the call. */
-  UNAUTHORIZED,
   /** A server-side failure. */
   INTERNAL,
   /** The server or a resource is exhausted. */
@@ -38,7 +48,7 @@ public enum ErrorCode {
     switch (code) {
       case NOT_FOUND: return NOT_FOUND;
       case INVALID_ARGUMENT: return INVALID_ARGUMENT;
-      case UNAUTHORIZED: return UNAUTHORIZED;
+      case UNAUTHORIZED: return PERMISSION_DENIED; // Flight's name for gRPC's PERMISSION_DENIED
       case UNAUTHENTICATED: return UNAUTHENTICATED;
       case UNAVAILABLE: return UNAVAILABLE;
       case UNIMPLEMENTED: return UNIMPLEMENTED;
@@ -50,7 +60,7 @@ public enum ErrorCode {
     }
   }
 
-  /** The code for a gRPC status code (which keeps PERMISSION_DENIED and DATA_LOSS apart). */
+  /** The code for a gRPC status code (which keeps DATA_LOSS apart from INTERNAL). */
   static ErrorCode of(io.grpc.Status.Code code) {
     switch (code) {
       case NOT_FOUND: return NOT_FOUND;

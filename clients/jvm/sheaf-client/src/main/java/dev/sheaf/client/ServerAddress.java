@@ -38,6 +38,11 @@ final class ServerAddress {
     }
   }
 
+  /** Whether a location connects with TLS. */
+  static boolean isTls(Location location) {
+    return "grpc+tls".equals(location.getUri().getScheme());
+  }
+
   /** Whether an endpoint location means "the server that planned the dataset". */
   static boolean meansSameServer(String location) {
     return location.startsWith(REUSE_CONNECTION + ":");

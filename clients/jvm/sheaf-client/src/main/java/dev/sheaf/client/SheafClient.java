@@ -2,6 +2,7 @@ package dev.sheaf.client;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Iterator;
@@ -36,6 +37,11 @@ import org.apache.arrow.vector.types.pojo.Schema;
  * server (a location) are read from that server through a connection this client opens and
  * keeps until {@link #close()}.
  *
+ * <p>Credentials and TLS: an API token, or a user name and password exchanged once (when the
+ * client is built) for a session token, which is all the client keeps ({@link #token()});
+ * {@code grpc+tls://} URLs with the JVM's or given root certificates, and a client certificate
+ * for mutual TLS (see {@link Builder}).
+ *
  * <p>Memory: every Arrow buffer comes from a child of the allocator given to the
  * {@link Builder} (or of a root allocator the client creates). {@link #close()} closes that
  * child, and Arrow reports any buffer still open (a batch not released by its reader) with an
@@ -49,16 +55,31 @@ public final class SheafClient implements AutoCloseable {
   private final Location location;
   private final RootAllocator ownRoot;
   private final BufferAllocator allocator;
+  private final Tls tls;
   private final FlightClient flight;
   private final Map<String, FlightClient> others = new ConcurrentHashMap<>();
+  private final String token;
   private final CallOption[] unary;
   private final CallOption[] streaming;
   private volatile boolean closed;
 
-  /** Options of a client; create with {@link SheafClient#builder(String)}. */
+  /**
+   * Options of a client; create with {@link SheafClient#builder(String)}.
+   *
+   * <p>Credentials: an API token ({@link #token}), or a user name and password
+   * ({@link #username}, {@link #password}) exchanged once, in {@link #build()}, for a session
+   * token; the client keeps only that token. TLS: a {@code grpc+tls://} URL always connects
+   * with TLS (never in plaintext), trusting the JVM's default certificate authorities or those
+   * of {@link #tlsRootCerts}; {@link #clientCertificate} adds a client certificate for mutual TLS.
+   */
   public static final class Builder {
     private final String url;
     private String token;
+    private String username;
+    private String password;
+    private Pem rootCerts;
+    private Pem clientCert;
+    private Pem clientKey;
     private BufferAllocator allocator;
     private Duration callTimeout = Duration.ofMinutes(2);
 
@@ -67,13 +88,92 @@ public final class SheafClient implements AutoCloseable {
     }
 
     /**
-     * Sends {@code authorization: Bearer TOKEN} with every call.
+     * Sends {@code authorization: Bearer TOKEN} with every call: an API token
+     * ({@code sheaf auth new-token}) or a session token from an earlier login
+     * ({@link SheafClient#token()}).
      *
      * @param bearerToken the token, or null for none
      * @return this builder
      */
     public Builder token(String bearerToken) {
       this.token = bearerToken == null || bearerToken.isEmpty() ? null : bearerToken;
+      return this;
+    }
+
+    /**
+     * Logs in as this user when the client is built (with {@link #password}).
+     *
+     * @param name the user's name in the server's auth file, or null for none
+     * @return this builder
+     */
+    public Builder username(String name) {
+      this.username = name;
+      return this;
+    }
+
+    /**
+     * The password of {@link #username}. It is sent once, in the Flight handshake of
+     * {@link #build()}, and not kept by the client.
+     *
+     * @param secret the password, or null for none
+     * @return this builder
+     */
+    public Builder password(String secret) {
+      this.password = secret;
+      return this;
+    }
+
+    /**
+     * Trusts these certificate authorities (instead of the JVM's) for {@code grpc+tls://}.
+     *
+     * @param pemFile a PEM file of one or more CA certificates (read now)
+     * @return this builder
+     * @throws SheafException if the file cannot be read
+     */
+    public Builder tlsRootCerts(Path pemFile) {
+      this.rootCerts = pemFile == null ? null : Pem.read("tlsRootCerts", pemFile);
+      return this;
+    }
+
+    /**
+     * Trusts these certificate authorities (instead of the JVM's) for {@code grpc+tls://}.
+     *
+     * @param pem PEM text of one or more CA certificates
+     * @return this builder
+     */
+    public Builder tlsRootCerts(byte[] pem) {
+      this.rootCerts = pem == null ? null : Pem.of("tlsRootCerts", pem);
+      return this;
+    }
+
+    /**
+     * Presents this client certificate (mutual TLS, for a server started with
+     * {@code --tls-client-ca}).
+     *
+     * @param certPemFile PEM file of the certificate (and any intermediates)
+     * @param keyPemFile PEM file of its private key, unencrypted PKCS#8
+     *     ({@code -----BEGIN PRIVATE KEY-----})
+     * @return this builder
+     * @throws SheafException if a file cannot be read
+     */
+    public Builder clientCertificate(Path certPemFile, Path keyPemFile) {
+      this.clientCert = Pem.read("client certificate", certPemFile);
+      this.clientKey = Pem.read("client key", keyPemFile);
+      return this;
+    }
+
+    /**
+     * Presents this client certificate (mutual TLS, for a server started with
+     * {@code --tls-client-ca}).
+     *
+     * @param certPem PEM text of the certificate (and any intermediates)
+     * @param keyPem PEM text of its private key, unencrypted PKCS#8
+     *     ({@code -----BEGIN PRIVATE KEY-----})
+     * @return this builder
+     */
+    public Builder clientCertificate(byte[] certPem, byte[] keyPem) {
+      this.clientCert = Pem.of("client certificate", certPem);
+      this.clientKey = Pem.of("client key", keyPem);
       return this;
     }
 
@@ -90,8 +190,8 @@ public final class SheafClient implements AutoCloseable {
     }
 
     /**
-     * Deadline of calls that answer at once (GetFlightInfo, GetSchema, actions); streams of
-     * batches have none. Default two minutes.
+     * Deadline of calls that answer at once (login, GetFlightInfo, GetSchema, actions);
+     * streams of batches have none. Default two minutes.
      *
      * @param timeout the deadline
      * @return this builder
@@ -102,12 +202,22 @@ public final class SheafClient implements AutoCloseable {
     }
 
     /**
-     * Connects (lazily: the first call opens the connection).
+     * Builds the client. Without a login the connection opens lazily, on the first call; with
+     * {@link #username} and {@link #password} it opens now and logs in.
      *
      * @return the client
-     * @throws SheafException for a malformed server URL
+     * @throws SheafException CLIENT for a malformed URL, inconsistent options or bad PEM;
+     *     UNAUTHENTICATED for a refused login; UNAVAILABLE when the login cannot reach the
+     *     server (the message names a TLS failure)
      */
     public SheafClient build() {
+      if ((username == null) != (password == null)) {
+        throw new SheafException("give username and password together (" + (username == null ? "password" : "username")
+            + " alone was given)");
+      }
+      if (username != null && token != null) {
+        throw new SheafException("give a token or a username and password, not both");
+      }
       return new SheafClient(this);
     }
   }
@@ -115,23 +225,63 @@ public final class SheafClient implements AutoCloseable {
   private SheafClient(Builder b) {
     this.url = b.url;
     this.location = ServerAddress.parse(b.url);
+    this.tls = Tls.of(b.url, ServerAddress.isTls(location), b.rootCerts, b.clientCert, b.clientKey);
     this.ownRoot = b.allocator == null ? new RootAllocator() : null;
     BufferAllocator parent = b.allocator == null ? ownRoot : b.allocator;
     this.allocator = parent.newChildAllocator("sheaf-client " + b.url, 0, Long.MAX_VALUE);
+    Login login = b.username == null ? null : new Login();
+    try {
+      this.flight = open(location, login);
+      this.token = login == null ? b.token : login.run(flight, url, b.username, b.password, b.callTimeout);
+    } catch (RuntimeException e) {
+      closed = true;
+      closeQuietly(e);
+      throw e;
+    }
     List<CallOption> common = new ArrayList<>();
-    if (b.token != null) {
+    if (token != null) {
       CallHeaders headers = new FlightCallHeaders();
-      headers.insert("authorization", "Bearer " + b.token);
+      headers.insert("authorization", "Bearer " + token);
       common.add(new HeaderCallOption(headers));
     }
     this.streaming = common.toArray(new CallOption[0]);
     common.add(CallOptions.timeout(b.callTimeout.toMillis(), TimeUnit.MILLISECONDS));
     this.unary = common.toArray(new CallOption[0]);
-    this.flight = open(location);
   }
 
-  private FlightClient open(Location where) {
-    return FlightClient.builder(allocator, where).maxInboundMessageSize(MAX_MESSAGE).build();
+  private FlightClient open(Location where, Login login) {
+    FlightClient.Builder builder = FlightClient.builder(allocator, where).maxInboundMessageSize(MAX_MESSAGE);
+    tls.configure(builder, where);
+    if (login != null) {
+      builder.intercept(login.middleware());
+    }
+    try {
+      return builder.build();
+    } catch (RuntimeException e) {
+      // Netty refusing the TLS material (the PEM was checked, so rarely).
+      throw new SheafException(ErrorCode.CLIENT, "connecting to " + where.getUri() + ": TLS settings refused: " + e.getMessage(), e);
+    }
+  }
+
+  /** Closes the connection and allocators of a client whose construction failed; their errors join {@code cause}. */
+  private void closeQuietly(RuntimeException cause) {
+    try {
+      if (flight != null) {
+        flight.close();
+      }
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    } catch (RuntimeException e) {
+      cause.addSuppressed(e);
+    }
+    try {
+      allocator.close();
+      if (ownRoot != null) {
+        ownRoot.close();
+      }
+    } catch (RuntimeException e) {
+      cause.addSuppressed(e);
+    }
   }
 
   /**
@@ -157,6 +307,18 @@ public final class SheafClient implements AutoCloseable {
   /** @return the server URL this client was built with */
   public String url() {
     return url;
+  }
+
+  /**
+   * The bearer token this client sends: the one given to the builder, or the session token a
+   * login answered (never the password). Hand it to other processes that read for this client,
+   * such as Spark executors ({@link Builder#token}); a session token expires (the server's
+   * {@code session_ttl}, 12 hours by default).
+   *
+   * @return the token, or null without credentials
+   */
+  public String token() {
+    return token;
   }
 
   /**
@@ -310,7 +472,7 @@ public final class SheafClient implements AutoCloseable {
   public EndpointStream stream(Endpoint endpoint) {
     checkOpen();
     String target = target(endpoint);
-    FlightClient client = target.equals(url) ? flight : others.computeIfAbsent(target, t -> open(ServerAddress.parse(t)));
+    FlightClient client = target.equals(url) ? flight : others.computeIfAbsent(target, t -> open(tls.check(t), null));
     String what = "DoGet " + endpoint.toString().replaceFirst(" at .*", "") + " on " + target;
     try {
       FlightStream s = client.getStream(new Ticket(endpoint.ticket()), streaming);

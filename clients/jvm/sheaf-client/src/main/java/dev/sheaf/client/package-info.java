@@ -20,6 +20,11 @@
  * }
  * }</pre>
  *
+ * <p>Credentials and TLS: {@code SheafClient.builder("grpc+tls://host:50051").tlsRootCerts(caPem)
+ * .username("alice").password(pw)} logs in once and keeps only the session token
+ * ({@link dev.sheaf.client.SheafClient#token()}); {@code .token(apiToken)} sends an API token;
+ * {@code .clientCertificate(certPem, keyPem)} adds a client certificate for mutual TLS.
+ *
  * <p>Every allocation comes from the allocator given to the builder (a child of it, closed
  * with the client), so closing that allocator after the client reports any leak.
  */

@@ -23,8 +23,7 @@ import org.apache.spark.sql.vectorized.ColumnarBatch;
  */
 final class SheafColumnarReader implements PartitionReader<ColumnarBatch> {
   private final SheafInputPartition partition;
-  private final String server;
-  private final String token;
+  private final SheafConnection connection;
   private final ReadPlan plan;
   private SheafClient client;
   private EndpointStream stream;
@@ -34,15 +33,14 @@ final class SheafColumnarReader implements PartitionReader<ColumnarBatch> {
   private long batches;
   private boolean closed;
 
-  SheafColumnarReader(SheafInputPartition partition, String server, String token, ReadPlan plan) {
+  SheafColumnarReader(SheafInputPartition partition, SheafConnection connection, ReadPlan plan) {
     this.partition = partition;
-    this.server = server;
-    this.token = token;
+    this.connection = connection;
     this.plan = plan;
   }
 
   private void open() {
-    client = SheafClient.builder(server).token(token).allocator(ExecutorAllocator.root()).build();
+    client = connection.builder().allocator(ExecutorAllocator.root()).build();
     stream = client.stream(partition.endpoint);
     converters = new ColumnConverter[plan.conversions.length];
     for (int i = 0; i < converters.length; i++) {

@@ -2,7 +2,6 @@ package dev.sheaf.spark;
 
 import dev.sheaf.client.DatasetUri;
 import dev.sheaf.client.SheafException;
-import java.io.Serializable;
 import java.util.Locale;
 import java.util.Map;
 import java.util.TreeMap;
@@ -14,8 +13,11 @@ import java.util.TreeMap;
  *   <caption>Options</caption>
  *   <tr><th>option</th><th>meaning</th></tr>
  *   <tr><td>{@code path}</td><td>{@code OWNER/NAME[@HASH|:TAG]/PATH} (the argument of {@code load})</td></tr>
- *   <tr><td>{@code server}</td><td>{@code grpc://HOST:PORT} (required)</td></tr>
+ *   <tr><td>{@code server}</td><td>{@code grpc://HOST:PORT} or {@code grpc+tls://HOST:PORT} (required)</td></tr>
  *   <tr><td>{@code token}</td><td>bearer token sent as {@code authorization: Bearer ...}</td></tr>
+ *   <tr><td>{@code username}, {@code password}</td><td>log in once on the driver; executors get the session token</td></tr>
+ *   <tr><td>{@code tlsRootCerts}</td><td>PEM file of the CAs trusted for {@code grpc+tls://} (read on the driver)</td></tr>
+ *   <tr><td>{@code tlsClientCert}, {@code tlsClientKey}</td><td>PEM files of a client certificate and its PKCS#8 key (mutual TLS)</td></tr>
  *   <tr><td>{@code partitions}</td><td>number of endpoints (Spark partitions) asked of the server</td></tr>
  *   <tr><td>{@code sample}, {@code seed}</td><td>keep this fraction of rows, chosen by the server's seeded hash</td></tr>
  *   <tr><td>{@code sampleRows}</td><td>keep exactly this many rows (with {@code seed})</td></tr>
@@ -23,11 +25,16 @@ import java.util.TreeMap;
  *   <tr><td>{@code unsupportedColumns}</td><td>{@code error} (default) or {@code drop}: columns Spark cannot read</td></tr>
  * </table>
  */
-final class SheafOptions implements Serializable {
-  private static final long serialVersionUID = 1L;
-
+final class SheafOptions {
+  // Not Serializable: it holds the password, which stays on the driver (executors get a
+  // SheafConnection with the session token).
   final String server;
   final String token;
+  final String username;
+  final String password;
+  final String tlsRootCerts;
+  final String tlsClientCert;
+  final String tlsClientKey;
   final DatasetUri table;
   final Integer partitions;
   final Double sample;
@@ -48,7 +55,27 @@ final class SheafOptions implements Serializable {
       throw new SheafException("sheaf: no table: use .load(\"OWNER/NAME[@HASH|:TAG]/PATH\") or the \"path\" option");
     }
     this.table = DatasetUri.of(path.trim());
-    this.token = m.get("token");
+    this.token = emptyToNull(m.get("token"));
+    this.username = emptyToNull(m.get("username"));
+    this.password = emptyToNull(m.get("password"));
+    this.tlsRootCerts = emptyToNull(m.get("tlsRootCerts"));
+    this.tlsClientCert = emptyToNull(m.get("tlsClientCert"));
+    this.tlsClientKey = emptyToNull(m.get("tlsClientKey"));
+    if ((username == null) != (password == null)) {
+      throw new SheafException("sheaf: give the options username and password together (only "
+          + (username == null ? "password" : "username") + " is set)");
+    }
+    if (username != null && token != null) {
+      throw new SheafException("sheaf: give the option token or the options username and password, not both");
+    }
+    if ((tlsClientCert == null) != (tlsClientKey == null)) {
+      throw new SheafException("sheaf: give the options tlsClientCert and tlsClientKey together (only "
+          + (tlsClientCert == null ? "tlsClientKey" : "tlsClientCert") + " is set)");
+    }
+    if ((tlsRootCerts != null || tlsClientCert != null) && !server.trim().startsWith("grpc+tls://")) {
+      throw new SheafException("sheaf: " + (tlsRootCerts != null ? "the option tlsRootCerts needs" : "the options tlsClientCert and "
+          + "tlsClientKey need") + " a grpc+tls:// server, not " + server);
+    }
     this.partitions = m.containsKey("partitions") ? parseInt(m, "partitions") : null;
     this.sample = m.containsKey("sample") ? parseDouble(m, "sample") : null;
     this.sampleRows = m.containsKey("samplerows") ? parseLong(m, "sampleRows") : null;
@@ -80,6 +107,10 @@ final class SheafOptions implements Serializable {
   /** The table's URI with the options' parameters (no pushdown yet), unpinned. */
   DatasetUri base() {
     return table.withPartitions(partitions).withSample(sample).withSampleRows(sampleRows).withSeed(seed).withFilter(filter);
+  }
+
+  private static String emptyToNull(String s) {
+    return s == null || s.isEmpty() ? null : s;
   }
 
   private static int parseInt(Map<String, String> m, String key) {

@@ -6,17 +6,18 @@ import org.apache.spark.sql.connector.read.PartitionReader;
 import org.apache.spark.sql.connector.read.PartitionReaderFactory;
 import org.apache.spark.sql.vectorized.ColumnarBatch;
 
-/** Creates readers on executors. Holds only plain data (server URL, token, read plan). */
+/**
+ * Creates readers on executors. Holds only plain data: the connection (server URL, token, TLS
+ * PEM bytes; never a password) and the read plan.
+ */
 final class SheafReaderFactory implements PartitionReaderFactory {
   private static final long serialVersionUID = 1L;
 
-  private final String server;
-  private final String token;
+  private final SheafConnection connection;
   private final ReadPlan plan;
 
-  SheafReaderFactory(String server, String token, ReadPlan plan) {
-    this.server = server;
-    this.token = token;
+  SheafReaderFactory(SheafConnection connection, ReadPlan plan) {
+    this.connection = connection;
     this.plan = plan;
   }
 
@@ -27,11 +28,11 @@ final class SheafReaderFactory implements PartitionReaderFactory {
 
   @Override
   public PartitionReader<ColumnarBatch> createColumnarReader(InputPartition partition) {
-    return new SheafColumnarReader((SheafInputPartition) partition, server, token, plan);
+    return new SheafColumnarReader((SheafInputPartition) partition, connection, plan);
   }
 
   @Override
   public PartitionReader<InternalRow> createReader(InputPartition partition) {
-    return new SheafRowReader(new SheafColumnarReader((SheafInputPartition) partition, server, token, plan));
+    return new SheafRowReader(new SheafColumnarReader((SheafInputPartition) partition, connection, plan));
   }
 }

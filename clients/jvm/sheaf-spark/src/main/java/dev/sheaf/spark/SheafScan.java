@@ -133,7 +133,7 @@ final class SheafScan implements Scan, Batch, SupportsReportStatistics {
       }
       conversions[i] = m.conversion();
     }
-    return new SheafReaderFactory(table.options().server, table.options().token,
+    return new SheafReaderFactory(table.connection(),
         new ReadPlan(index, conversions, readSchema, dataset().pinnedUri()));
   }
 

@@ -20,27 +20,29 @@ import org.slf4j.LoggerFactory;
 final class SheafTable implements SupportsRead {
   private static final Logger LOG = LoggerFactory.getLogger(SheafTable.class);
 
-  private final SheafOptions options;
+  private final SheafConnection connection;
   private final String topHash;
   private final DatasetUri pinned;
   private final TableColumns columns;
 
-  private SheafTable(SheafOptions options, String topHash, DatasetUri pinned, TableColumns columns) {
-    this.options = options;
+  private SheafTable(SheafConnection connection, String topHash, DatasetUri pinned, TableColumns columns) {
+    this.connection = connection;
     this.topHash = topHash;
     this.pinned = pinned;
     this.columns = columns;
   }
 
   /**
-   * Resolves a table: plans the base read once for its schema and revision.
+   * Resolves a table: connects (logging in once, with username and password), then plans the
+   * base read once for its schema and revision.
    *
    * @param options the read's options
    * @return the pinned table
    */
   static SheafTable load(SheafOptions options) {
     Dataset base;
-    try (SheafClient client = client(options)) {
+    SheafConnection.Opened opened = SheafConnection.open(options);
+    try (SheafClient client = opened.client) {
       base = client.dataset(options.base());
     }
     DatasetUri pinned = options.base().withHash(base.topHash());
@@ -50,21 +52,17 @@ final class SheafTable implements SupportsRead {
       LOG.warn("sheaf: {}: left out, {}", name, why);
     }
     LOG.info("sheaf: {} resolved to top_hash {}", options.table.reference(), base.topHash());
-    return new SheafTable(options, base.topHash(), pinned, columns);
+    return new SheafTable(opened.connection, base.topHash(), pinned, columns);
   }
 
-  private static SheafClient client(SheafOptions options) {
-    return SheafClient.builder(options.server).token(options.token).build();
+  /** @return how executors connect (server, token, TLS bytes; never a password) */
+  SheafConnection connection() {
+    return connection;
   }
 
-  /** @return a new client of the table's server (the caller closes it) */
+  /** @return a new client of the table's server with its token (the caller closes it) */
   SheafClient client() {
-    return client(options);
-  }
-
-  /** @return the read's options */
-  SheafOptions options() {
-    return options;
+    return connection.client();
   }
 
   /** @return the resolved revision */
@@ -104,7 +102,7 @@ final class SheafTable implements SupportsRead {
 
   @Override
   public Map<String, String> properties() {
-    return Map.of("top_hash", topHash, "package", pinned.packageName(), "path", pinned.path(), "server", options.server);
+    return Map.of("top_hash", topHash, "package", pinned.packageName(), "path", pinned.path(), "server", connection.server);
   }
 
   @Override

@@ -28,7 +28,7 @@ import java.util.stream.Stream;
  * The server logs at info level into a file that tests read to see what reached it.
  */
 public final class TestServer implements AutoCloseable {
-  private static final Pattern SERVING = Pattern.compile("on (grpc://\\S+)");
+  private static final Pattern SERVING = Pattern.compile("on (grpc(?:\\+tls)?://\\S+)");
 
   private final Process process;
   private final String url;
@@ -197,17 +197,48 @@ public final class TestServer implements AutoCloseable {
     return new TestServer(p, url, log, root, registry, ownsRoot, first, latest, data);
   }
 
-  private static String run(List<String> cmd) throws Exception {
-    Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
+  /**
+   * Runs a command to its end.
+   *
+   * @param cmd the command
+   * @return what it printed (stdout and stderr)
+   * @throws Exception if it fails (with its output)
+   */
+  public static String run(List<String> cmd) throws Exception {
+    return run(cmd, null);
+  }
+
+  /**
+   * Runs a command to its end with {@code input} on its standard input.
+   *
+   * @param cmd the command
+   * @param input its standard input, or null for none
+   * @return what it printed on stdout
+   * @throws Exception if it fails (with its output, which must hold no secret)
+   */
+  public static String run(List<String> cmd, String input) throws Exception {
+    ProcessBuilder pb = new ProcessBuilder(cmd);
+    if (input == null) {
+      pb.redirectErrorStream(true);
+    }
+    Process p = pb.start();
+    if (input != null) {
+      try (var in = p.getOutputStream()) {
+        in.write(input.getBytes(StandardCharsets.UTF_8));
+      }
+    } else {
+      p.getOutputStream().close();
+    }
     String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+    String err = input == null ? "" : new String(p.getErrorStream().readAllBytes(), StandardCharsets.UTF_8);
     if (!p.waitFor(300, TimeUnit.SECONDS) || p.exitValue() != 0) {
       p.destroyForcibly();
-      throw new IllegalStateException("command failed: " + String.join(" ", cmd) + "\n" + out);
+      throw new IllegalStateException("command failed: " + String.join(" ", cmd) + "\n" + out + err);
     }
     return out;
   }
 
-  /** @return the server URL, {@code grpc://127.0.0.1:PORT} */
+  /** @return the server URL, {@code grpc://127.0.0.1:PORT} ({@code grpc+tls://} with {@code --tls-cert}) */
   public String url() {
     return url;
   }
