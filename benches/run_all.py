@@ -34,6 +34,7 @@ SCENARIOS = [
     ("4", "ttfb"),
     ("5", "concurrency"),
     ("6", "push_hash"),
+    ("8", "tls"),
 ]
 CLIENTS = [
     ("dataloader", "PyTorch DataLoader over Sheaf vs local Parquet"),
