@@ -91,6 +91,25 @@ pub enum Command {
         /// OWNER/NAME[@HASH_PREFIX]
         reference: String,
     },
+    /// Remove what interrupted writes left in the registry's .sheaf/ area
+    /// (partial uploads, staging files) and, with --unreferenced, blobs no
+    /// manifest references. Only lists them unless --delete is given.
+    Gc {
+        /// Remove what is found (default: a dry run that only lists it).
+        #[arg(long)]
+        delete: bool,
+        /// Grace period: only files last modified longer ago than this are
+        /// garbage, so a write that is still running is not hurt (e.g. 1h,
+        /// 30m, 2days; 0s for everything).
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        older_than: std::time::Duration,
+        /// Also blobs in .sheaf/blobs that no manifest of the registry
+        /// (any revision of any package) references. Only while nothing
+        /// writes to the registry: a running push may be about to reference
+        /// such a blob.
+        #[arg(long)]
+        unreferenced: bool,
+    },
     /// Push the demo package (demo/weather) into the registry and show it.
     Demo,
     /// Serve the registry's tables over Arrow Flight (gRPC).

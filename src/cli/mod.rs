@@ -4,6 +4,7 @@
 mod args;
 mod auth;
 mod bar;
+mod gc;
 mod get;
 
 pub use args::Cli;
@@ -12,7 +13,7 @@ use bar::Bar;
 use serde::Serialize;
 use serde_json::{Value, json};
 use sheaf::flight;
-use sheaf::manifest::{hash, key};
+use sheaf::manifest::hash;
 use sheaf::query::Engine;
 use sheaf::registry::{PushOptions, Registry};
 use sheaf::{Error, PackageName, PackageRef, ReadPolicy, Revision};
@@ -194,11 +195,13 @@ async fn dispatch(cli: Cli) -> Result<u8, Error> {
         }
         Command::Browse { reference, prefix } => {
             let r: PackageRef = reference.parse()?;
-            let (top_hash, manifest) = registry.load(&r).await?;
             let prefix = prefix.or(r.subpath.clone()).unwrap_or_default();
+            // Streamed: only the entries under the prefix are kept.
+            let manifest = registry.load_under(&r, &prefix).await?;
+            let top_hash = manifest.top_hash.clone();
             let entries: Vec<Value> = manifest
-                .entries()
-                .filter(|e| key::is_under(&e.logical_key, &prefix))
+                .entries
+                .iter()
                 .map(|e| json!({"logical_key": e.logical_key, "size": e.size, "hash": e.hash, "meta": e.meta, "physical_keys": e.physical_keys}))
                 .collect();
             let out = json!({"top_hash": top_hash, "message": manifest.message(), "user_meta": manifest.user_meta(), "entries": entries});
@@ -210,7 +213,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Error> {
                 if let Some(m) = manifest.user_meta() {
                     lines.push(format!("meta: {m}"));
                 }
-                for e in manifest.entries().filter(|e| key::is_under(&e.logical_key, &prefix)) {
+                for e in &manifest.entries {
                     let meta = match &e.meta {
                         Value::Object(m) if m.is_empty() => String::new(),
                         Value::Null => String::new(),
@@ -302,6 +305,9 @@ async fn dispatch(cli: Cli) -> Result<u8, Error> {
                     report.latest.as_deref().unwrap_or("gone")
                 )
             });
+        }
+        Command::Gc { delete, older_than, unreferenced } => {
+            return gc::run(&registry, sheaf::registry::GcOptions { older_than, unreferenced, delete }, json).await;
         }
         Command::Demo => {
             let report = push_demo(&registry, &progress).await?;

@@ -10,10 +10,10 @@
 pub mod hash;
 pub mod json;
 pub mod key;
+pub mod stream;
 
 use hash::EntryHash;
 use serde_json::{Map, Value, json};
-use sha2::{Digest, Sha256};
 
 /// Errors in a manifest's content.
 #[derive(Debug, thiserror::Error)]
@@ -162,32 +162,31 @@ impl Manifest {
         Ok(Manifest { header, lines })
     }
 
-    /// Parses JSONL manifest bytes, validating every logical key.
+    /// Parses JSONL manifest bytes, validating every logical key (a
+    /// [`stream::LineParser`] keeping every line).
     pub fn parse(bytes: &[u8]) -> Result<Self, Error> {
-        let text =
-            std::str::from_utf8(bytes).map_err(|e| Error::Parse { line: 0, message: format!("not UTF-8: {e}") })?;
-        let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
-        let (_, first) = lines.next().ok_or(Error::Parse { line: 1, message: "empty manifest".into() })?;
-        let header = match parse_object(first, 1)? {
-            h if h.contains_key("logical_key") => {
-                return Err(Error::Parse { line: 1, message: "first line must be the header".into() });
+        let mut parser = stream::LineParser::new();
+        let mut lines = Vec::new();
+        for raw in bytes.split(|&b| b == b'\n') {
+            let text = stream::line_text(raw, parser.lines_read() + 1)?;
+            if let Some(line) = parser.feed(text)? {
+                lines.push(line);
             }
-            h => h,
-        };
-        let mut out = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        for (i, text) in lines {
-            let line_no = i + 1;
-            let obj = parse_object(text, line_no)?;
-            let line = parse_line(obj, line_no)?;
-            if let Line::Entry(e) = &line
-                && !seen.insert(e.logical_key.clone())
-            {
-                return Err(Error::DuplicateKey(e.logical_key.clone()));
-            }
-            out.push(line);
         }
-        Ok(Manifest { header, lines: out })
+        let header = match parser.finish() {
+            Ok((header, _)) => header,
+            Err(Error::DuplicateKey(_)) => {
+                // Name the key (the parser only keeps fingerprints).
+                let mut seen = std::collections::HashSet::new();
+                let dup = lines.iter().find_map(|l| match l {
+                    Line::Entry(e) if !seen.insert(e.logical_key.as_str()) => Some(e.logical_key.clone()),
+                    _ => None,
+                });
+                return Err(Error::DuplicateKey(dup.unwrap_or_default()));
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(Manifest { header, lines })
     }
 
     /// Encodes the manifest as quilt3 writes it: one JSON object per line,
@@ -207,21 +206,11 @@ impl Manifest {
     /// canonical JSON of the header (without an obsolete `top_hash` key), then
     /// of `{hash, logical_key, meta, size}` for every entry in order.
     pub fn top_hash(&self) -> String {
-        let mut hasher = Sha256::new();
-        let mut header = self.header.clone();
-        header.shift_remove(OBSOLETE_TOP_HASH_KEY);
-        hasher.update(json::encode(&Value::Object(header), json::Style::Canonical));
+        let mut hasher = stream::TopHasher::new(&self.header);
         for e in self.entries() {
-            let meta = if e.meta.is_null() { Value::Object(Map::new()) } else { e.meta.clone() };
-            let part = json!({
-                "hash": {"type": e.hash.kind, "value": e.hash.value},
-                "logical_key": e.logical_key,
-                "meta": meta,
-                "size": e.size,
-            });
-            hasher.update(json::encode(&part, json::Style::Canonical));
+            hasher.entry(e);
         }
-        hex::encode(hasher.finalize())
+        hasher.finish()
     }
 
     /// Fails with [`Error::UnverifiableHash`] for the first of `entries`
@@ -278,14 +267,6 @@ impl Line {
             }
         }
         Value::Object(obj)
-    }
-}
-
-fn parse_object(text: &str, line: usize) -> Result<Map<String, Value>, Error> {
-    match serde_json::from_str::<Value>(text) {
-        Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(Error::Parse { line, message: "not a JSON object".into() }),
-        Err(e) => Err(Error::Parse { line, message: e.to_string() }),
     }
 }
 

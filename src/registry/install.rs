@@ -133,8 +133,9 @@ fn already_present(path: &FsPath, entry: &Entry) -> bool {
 impl Registry {
     /// Installs the revision (or the part `r.subpath` selects) into `dest`.
     pub async fn install(&self, r: &PackageRef, dest: &FsPath, progress: &dyn Progress) -> Result<InstallReport> {
-        let (top_hash, manifest) = self.load(r).await?;
-        let selected = select(r, &top_hash, manifest.entries())?;
+        let selection = self.load_under(r, r.subpath.as_deref().unwrap_or("")).await?;
+        let top_hash = selection.top_hash.clone();
+        let selected = select(r, &top_hash, selection.entries.iter())?;
         require_verifiable(&top_hash, selected.iter().map(|(e, _)| *e))?;
         std::fs::create_dir_all(dest).map_err(|e| Error::io(dest.display().to_string(), e))?;
         let total: u64 = selected.iter().map(|(e, _)| e.size).sum();
@@ -226,9 +227,10 @@ impl Registry {
         extra_files_ok: bool,
         progress: &dyn Progress,
     ) -> Result<VerifyReport> {
-        let (top_hash, manifest) = self.load(r).await?;
+        let selection = self.load_under(r, r.subpath.as_deref().unwrap_or("")).await?;
+        let top_hash = selection.top_hash.clone();
         let selected: Vec<(Entry, String)> =
-            select(r, &top_hash, manifest.entries())?.into_iter().map(|(e, rel)| (e.clone(), rel)).collect();
+            select(r, &top_hash, selection.entries.iter())?.into_iter().map(|(e, rel)| (e.clone(), rel)).collect();
         require_verifiable(&top_hash, selected.iter().map(|(e, _)| e))?;
         if !dir.is_dir() {
             return Err(Error::NotFound(format!("directory {}", dir.display())));

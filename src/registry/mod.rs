@@ -6,7 +6,10 @@
 //! .quilt/named_packages/<owner>/<name>/<unix_seconds> one pointer per pushed revision
 //! .sheaf/blobs/<hex sha2-256-chunked digest>          content-addressed file data
 //! .sheaf/tags/<owner>/<name>/<tag>                    named tags (Sheaf extension)
+//! .sheaf/locks/, .sheaf/tmp/                          pointer locks and staging (local disk)
 //! ```
+//!
+//! [`Registry::gc`] removes what interrupted writes leave in `.sheaf/`.
 //!
 //! quilt3 reads and writes the `.quilt` part; it ignores `.sheaf`. Manifests
 //! reference blobs through absolute physical keys, as quilt3 requires.
@@ -15,21 +18,25 @@ mod beneath;
 mod commit;
 mod diff;
 mod error;
+mod gc;
 mod install;
 mod location;
 mod metered;
 mod names;
 mod pointers;
 mod push;
+mod selection;
 
 pub use commit::{Base, CommitReport};
 pub use diff::Diff;
 pub use error::{Error, Result};
+pub use gc::{Action as GcAction, GarbageKind, GcOptions, GcReport, Leftover};
 pub use install::{InstallReport, VerifyReport};
 pub use location::{Location, ReadPolicy, Resolved};
 pub use names::{PackageName, PackageRef, Revision, validate_tag};
 pub use pointers::{DeleteReport, PackageSummary, RevisionInfo};
 pub use push::{PushOptions, PushReport};
+pub use selection::Selection;
 
 use crate::manifest::hash::StreamHasher;
 use crate::manifest::{Entry, Manifest};

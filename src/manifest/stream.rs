@@ -1,0 +1,223 @@
+//! Manifests a line at a time, for packages of any number of files: a
+//! [`LineParser`] reads one line after another and keeps nothing but the
+//! running top hash ([`TopHasher`]) and 8 bytes per entry (to find duplicate
+//! logical keys), so the caller decides what to keep (a folder's entries for
+//! `browse`, a sub-path's for `install`) and memory follows what it keeps,
+//! not the size of the package.
+//!
+//! [`super::Manifest::parse`] is this parser keeping every line.
+
+use super::{Entry, Error, Line, OBSOLETE_TOP_HASH_KEY, json};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use std::hash::{BuildHasher, Hash, Hasher};
+
+/// The top hash, computed incrementally: the header, then each entry in
+/// manifest order (quilt3's `Package.top_hash`).
+pub struct TopHasher {
+    hasher: Sha256,
+}
+
+impl TopHasher {
+    /// Starts with the header (an obsolete `top_hash` key is not hashed, as
+    /// quilt3 drops it when loading).
+    pub fn new(header: &Map<String, Value>) -> Self {
+        let mut hasher = Sha256::new();
+        let mut header = header.clone();
+        header.shift_remove(OBSOLETE_TOP_HASH_KEY);
+        hasher.update(json::encode(&Value::Object(header), json::Style::Canonical));
+        TopHasher { hasher }
+    }
+
+    /// Adds the next entry: the canonical JSON of `{hash, logical_key, meta,
+    /// size}` (null meta hashes as `{}`).
+    pub fn entry(&mut self, e: &Entry) {
+        let mut hash = Map::new();
+        hash.insert("type".into(), Value::String(e.hash.kind.clone()));
+        hash.insert("value".into(), Value::String(e.hash.value.clone()));
+        let mut part = Map::new();
+        part.insert("hash".into(), Value::Object(hash));
+        part.insert("logical_key".into(), Value::String(e.logical_key.clone()));
+        part.insert("meta".into(), if e.meta.is_null() { Value::Object(Map::new()) } else { e.meta.clone() });
+        part.insert("size".into(), Value::from(e.size));
+        self.hasher.update(json::encode(&Value::Object(part), json::Style::Canonical));
+    }
+
+    /// The top hash: 64 lowercase hex characters.
+    pub fn finish(self) -> String {
+        hex::encode(self.hasher.finalize())
+    }
+}
+
+/// Parses a manifest line by line (blank lines are skipped), validating
+/// every logical key and hashing as it goes.
+pub struct LineParser {
+    line_no: usize,
+    header: Option<Map<String, Value>>,
+    hasher: Option<TopHasher>,
+    /// Fingerprints of the entries' logical keys, checked for duplicates at
+    /// the end (a real duplicate is confirmed by the caller's keys when it
+    /// kept them; a 64-bit collision among a million keys has odds of about
+    /// 3 in 100 million).
+    fingerprints: Vec<u64>,
+    keys: std::hash::RandomState,
+    /// The last entry's key, to report an adjacent duplicate by name.
+    previous: Option<String>,
+}
+
+impl Default for LineParser {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LineParser {
+    /// A parser expecting the header line first.
+    pub fn new() -> Self {
+        LineParser {
+            line_no: 0,
+            header: None,
+            hasher: None,
+            fingerprints: Vec::new(),
+            keys: std::hash::RandomState::new(),
+            previous: None,
+        }
+    }
+
+    /// Reads the next line (without its line break). Returns the entry or
+    /// folder line it holds, or `None` for the header and blank lines.
+    pub fn feed(&mut self, text: &str) -> Result<Option<Line>, Error> {
+        self.line_no += 1;
+        if text.trim().is_empty() {
+            return Ok(None);
+        }
+        let obj = parse_object(text, self.line_no)?;
+        if self.header.is_none() {
+            if obj.contains_key("logical_key") {
+                return Err(Error::Parse { line: self.line_no, message: "first line must be the header".into() });
+            }
+            self.hasher = Some(TopHasher::new(&obj));
+            self.header = Some(obj);
+            return Ok(None);
+        }
+        let line = super::parse_line(obj, self.line_no)?;
+        if let Line::Entry(e) = &line {
+            if self.previous.as_deref() == Some(e.logical_key.as_str()) {
+                return Err(Error::DuplicateKey(e.logical_key.clone()));
+            }
+            let mut h = self.keys.build_hasher();
+            e.logical_key.hash(&mut h);
+            self.fingerprints.push(h.finish());
+            self.previous = Some(e.logical_key.clone());
+            self.hasher.as_mut().expect("header read first").entry(e);
+        }
+        Ok(Some(line))
+    }
+
+    /// Lines read so far (blank ones included), for error messages.
+    pub fn lines_read(&self) -> usize {
+        self.line_no
+    }
+
+    /// Ends the manifest: its header and top hash. Fails for an empty
+    /// manifest and for duplicate logical keys.
+    pub fn finish(mut self) -> Result<(Map<String, Value>, String), Error> {
+        let header = self.header.ok_or(Error::Parse { line: 1, message: "empty manifest".into() })?;
+        self.fingerprints.sort_unstable();
+        if self.fingerprints.windows(2).any(|w| w[0] == w[1]) {
+            return Err(Error::DuplicateKey("(two entries share a logical key)".into()));
+        }
+        Ok((header, self.hasher.expect("set with the header").finish()))
+    }
+}
+
+fn parse_object(text: &str, line: usize) -> Result<Map<String, Value>, Error> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(Error::Parse { line, message: "not a JSON object".into() }),
+        Err(e) => Err(Error::Parse { line, message: e.to_string() }),
+    }
+}
+
+/// Splits a byte stream into lines for a [`LineParser`], across chunk
+/// boundaries; each complete line is handed to `each`.
+#[derive(Default)]
+pub struct LineSplitter {
+    pending: Vec<u8>,
+}
+
+impl LineSplitter {
+    /// Adds a chunk, calling `each` for every line it completes.
+    pub fn push(&mut self, chunk: &[u8], mut each: impl FnMut(&[u8]) -> Result<(), Error>) -> Result<(), Error> {
+        let mut rest = chunk;
+        while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
+            if self.pending.is_empty() {
+                each(&rest[..pos])?;
+            } else {
+                self.pending.extend_from_slice(&rest[..pos]);
+                let line = std::mem::take(&mut self.pending);
+                each(&line)?;
+            }
+            rest = &rest[pos + 1..];
+        }
+        self.pending.extend_from_slice(rest);
+        Ok(())
+    }
+
+    /// The last line, when the stream did not end with a line break.
+    pub fn finish(self, mut each: impl FnMut(&[u8]) -> Result<(), Error>) -> Result<(), Error> {
+        if self.pending.is_empty() { Ok(()) } else { each(&self.pending) }
+    }
+}
+
+/// `bytes` as the UTF-8 text of manifest line `line`.
+pub fn line_text(bytes: &[u8], line: usize) -> Result<&str, Error> {
+    let text = std::str::from_utf8(bytes).map_err(|e| Error::Parse { line, message: format!("not UTF-8: {e}") })?;
+    Ok(text.strip_suffix('\r').unwrap_or(text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_split_across_chunks() {
+        let text = b"{\"version\": \"v0\"}\n{\"logical_key\": \"a\", \"physical_keys\": [\"file:///a\"], \"size\": 1, \"hash\": {\"type\": \"SHA256\", \"value\": \"00\"}, \"meta\": {}}\n";
+        let whole = super::super::Manifest::parse(text).unwrap();
+        for cut in 1..text.len() {
+            let mut parser = LineParser::new();
+            let mut splitter = LineSplitter::default();
+            let mut kept = Vec::new();
+            let mut feed = |bytes: &[u8]| -> Result<(), Error> {
+                let n = parser.lines_read() + 1;
+                if let Some(l) = parser.feed(line_text(bytes, n)?)? {
+                    kept.push(l);
+                }
+                Ok(())
+            };
+            splitter.push(&text[..cut], &mut feed).unwrap();
+            splitter.push(&text[cut..], &mut feed).unwrap();
+            splitter.finish(&mut feed).unwrap();
+            let (header, top) = parser.finish().unwrap();
+            assert_eq!((header, kept, top), (whole.header.clone(), whole.lines.clone(), whole.top_hash()));
+        }
+    }
+
+    #[test]
+    fn duplicates_are_found_adjacent_or_not() {
+        let line = |k: &str| {
+            format!(
+                "{{\"logical_key\": \"{k}\", \"physical_keys\": [\"file:///x\"], \"size\": 1, \"hash\": {{\"type\": \"SHA256\", \"value\": \"00\"}}}}"
+            )
+        };
+        let mut p = LineParser::new();
+        p.feed("{\"version\": \"v0\"}").unwrap();
+        p.feed(&line("a")).unwrap();
+        assert!(matches!(p.feed(&line("a")), Err(Error::DuplicateKey(k)) if k == "a"));
+        let mut p = LineParser::new();
+        for l in ["{\"version\": \"v0\"}".to_owned(), line("a"), line("b"), line("a")] {
+            p.feed(&l).unwrap();
+        }
+        assert!(matches!(p.finish(), Err(Error::DuplicateKey(_))));
+    }
+}

@@ -1,0 +1,82 @@
+//! Part of a revision, read without holding the whole manifest: the manifest
+//! is streamed from storage a line at a time ([`crate::manifest::stream`]),
+//! every line hashed, and only the entries under a prefix kept. `browse` of a
+//! folder and `install`/`verify` of a sub-path use this, so their memory
+//! follows the part they show or write, not the size of the package.
+
+use super::{Error, PackageRef, Registry, Result};
+use crate::manifest::stream::{LineParser, LineSplitter, line_text};
+use crate::manifest::{self, Entry, Line, key};
+use futures::TryStreamExt;
+use object_store::ObjectStoreExt;
+use serde_json::{Map, Value};
+
+/// The entries of one revision under a prefix, with the revision's header.
+/// Not a manifest: it cannot be written back or re-hashed.
+#[derive(Debug, Clone)]
+pub struct Selection {
+    /// The revision's top hash (checked against the whole manifest).
+    pub top_hash: String,
+    /// The manifest's header (`message`, `user_meta`, ...).
+    pub header: Map<String, Value>,
+    /// The entries under the prefix, in manifest order.
+    pub entries: Vec<Entry>,
+}
+
+impl Selection {
+    /// The commit message: `None` when null or absent.
+    pub fn message(&self) -> Option<&str> {
+        self.header.get("message").and_then(Value::as_str)
+    }
+
+    /// Package-level user metadata, if any.
+    pub fn user_meta(&self) -> Option<&Value> {
+        self.header.get("user_meta")
+    }
+}
+
+impl Registry {
+    /// Resolves `r` and reads the entries of its manifest under `prefix`
+    /// (`""` for every entry; a file's own key selects that file), checking
+    /// the whole manifest's top hash before returning anything.
+    pub async fn load_under(&self, r: &PackageRef, prefix: &str) -> Result<Selection> {
+        let top_hash = self.resolve(&r.package, &r.revision).await?;
+        self.read_under(&top_hash, prefix).await
+    }
+
+    /// The entries under `prefix` of the manifest named `top_hash`,
+    /// streamed from storage.
+    pub async fn read_under(&self, top_hash: &str, prefix: &str) -> Result<Selection> {
+        let what = format!("manifest {top_hash} in {}", self.url());
+        let bad = |source: manifest::Error| Error::Manifest { top_hash: top_hash.into(), source };
+        let result = self.store.get(&Self::manifest_path(top_hash)).await.map_err(|e| Error::storage(&what, e))?;
+        let mut chunks = result.into_stream();
+        let mut parser = LineParser::new();
+        let mut splitter = LineSplitter::default();
+        let mut entries = Vec::new();
+        let mut feed = |bytes: &[u8]| -> std::result::Result<(), manifest::Error> {
+            let text = line_text(bytes, parser.lines_read() + 1)?;
+            if let Some(Line::Entry(e)) = parser.feed(text)?
+                && key::is_under(&e.logical_key, prefix)
+            {
+                entries.push(e);
+            }
+            Ok(())
+        };
+        while let Some(chunk) = chunks.try_next().await.map_err(|e| Error::storage(&what, e))? {
+            splitter.push(&chunk, &mut feed).map_err(bad)?;
+        }
+        splitter.finish(&mut feed).map_err(bad)?;
+        let (header, actual) = parser.finish().map_err(bad)?;
+        if actual != top_hash {
+            // Besides corruption, the one known cause: metadata numbers serde_json
+            // cannot hold exactly (README, "Known limitations").
+            return Err(Error::Integrity {
+                what: format!("manifest {top_hash} (corrupt, or metadata with integers beyond 64 bits or -0)"),
+                expected: top_hash.into(),
+                actual,
+            });
+        }
+        Ok(Selection { top_hash: top_hash.to_owned(), header, entries })
+    }
+}
