@@ -328,9 +328,20 @@ class AuthAndTlsTest {
     try (SheafClient other = to(mtls).clientCertificate(pki.otherClientCert, pki.otherClientKey).token(auth.token).build()) {
       fails(ErrorCode.UNAVAILABLE, other::listPackages);
     }
-    // A certificate alone is not a credential: the caller still needs a token.
-    try (SheafClient noToken = to(mtls).clientCertificate(pki.clientCert, pki.clientKey).build()) {
-      fails(ErrorCode.UNAUTHENTICATED, noToken::listPackages);
+  }
+
+  @Test
+  void aClientCertificateAloneNamesTheCaller() throws Exception {
+    // No token: the certificate's subject CN is the caller, cert:ci-job, granted test/* to read.
+    try (SheafClient certOnly = to(mtls).clientCertificate(pki.clientCert, pki.clientKey).build()) {
+      assertEquals(ROWS, rows(certOnly, TYPES));
+      SheafException hidden =
+          fails(ErrorCode.NOT_FOUND, () -> certOnly.dataset(DatasetUri.of("demo/weather/tables/readings.parquet")));
+      assertTrue(hidden.getMessage().contains("demo/weather"), hidden.getMessage());
+    }
+    // A token on the same connection names its own caller: outsider has no grant.
+    try (SheafClient outsider = to(mtls).clientCertificate(pki.clientCert, pki.clientKey).token(auth.outsiderToken).build()) {
+      fails(ErrorCode.NOT_FOUND, () -> outsider.dataset(DatasetUri.of(TYPES)));
     }
   }
 

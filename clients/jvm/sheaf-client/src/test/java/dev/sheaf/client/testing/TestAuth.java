@@ -16,7 +16,8 @@ import java.util.List;
  *   <li>user {@code alice} (group {@code ml}) with a random password;
  *   <li>API token {@code job} (group {@code ml});
  *   <li>API token {@code outsider} (no group, no grant);
- *   <li>one grant: group {@code ml} reads {@code test/*} (so {@code demo/weather} is not granted).
+ *   <li>grants: group {@code ml} and the client certificate {@code cert:ci-job} (mutual TLS) read
+ *       {@code test/*} (so {@code demo/weather} is not granted).
  * </ul>
  */
 public final class TestAuth {
@@ -57,7 +58,8 @@ public final class TestAuth {
         + "[[user]]\nname = " + quote(USER) + "\npassword = " + quote(phc) + "\ngroups = [\"ml\"]\n\n"
         + "[[token]]\nname = \"job\"\nsha256 = " + quote(job.path("sha256").asText()) + "\ngroups = [\"ml\"]\n\n"
         + "[[token]]\nname = \"outsider\"\nsha256 = " + quote(outsider.path("sha256").asText()) + "\ngroups = []\n\n"
-        + "[[grant]]\nto = \"group:ml\"\npackages = \"test/*\"\naccess = \"read\"\n");
+        + "[[grant]]\nto = \"group:ml\"\npackages = \"test/*\"\naccess = \"read\"\n\n"
+        + "[[grant]]\nto = \"cert:ci-job\"\npackages = \"test/*\"\naccess = \"read\"\n");
     return new TestAuth(file, password, job.path("token").asText(), outsider.path("token").asText());
   }
 
