@@ -249,7 +249,8 @@ impl Manifest {
 }
 
 impl Line {
-    fn to_json(&self) -> Value {
+    /// The line as the JSON object quilt3 writes.
+    pub fn to_json(&self) -> Value {
         let mut obj = Map::new();
         match self {
             Line::Entry(e) => {

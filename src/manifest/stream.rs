@@ -148,7 +148,7 @@ pub struct LineSplitter {
 
 impl LineSplitter {
     /// Adds a chunk, calling `each` for every line it completes.
-    pub fn push(&mut self, chunk: &[u8], mut each: impl FnMut(&[u8]) -> Result<(), Error>) -> Result<(), Error> {
+    pub fn push<E>(&mut self, chunk: &[u8], mut each: impl FnMut(&[u8]) -> Result<(), E>) -> Result<(), E> {
         let mut rest = chunk;
         while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
             if self.pending.is_empty() {
@@ -165,7 +165,7 @@ impl LineSplitter {
     }
 
     /// The last line, when the stream did not end with a line break.
-    pub fn finish(self, mut each: impl FnMut(&[u8]) -> Result<(), Error>) -> Result<(), Error> {
+    pub fn finish<E>(self, mut each: impl FnMut(&[u8]) -> Result<(), E>) -> Result<(), E> {
         if self.pending.is_empty() { Ok(()) } else { each(&self.pending) }
     }
 }

@@ -64,22 +64,78 @@ fn select<'m>(
 ) -> Result<Vec<(&'m Entry, String)>> {
     let selected: Vec<(&Entry, String)> = match &r.subpath {
         None => entries.map(|e| (e, e.logical_key.clone())).collect(),
-        Some(sub) => entries
-            .filter(|e| key::is_under(&e.logical_key, sub))
-            .map(|e| {
-                let rel = match e.logical_key.strip_prefix(sub.as_str()).and_then(|s| s.strip_prefix('/')) {
-                    Some(rest) => rest.to_owned(),
-                    // The sub-path names a single file.
-                    None => e.logical_key.rsplit('/').next().unwrap_or(&e.logical_key).to_owned(),
-                };
-                (e, rel)
-            })
-            .collect(),
+        Some(sub) => entries.filter(|e| key::is_under(&e.logical_key, sub)).map(|e| (e, relative(r, e))).collect(),
     };
     if let (Some(sub), true) = (&r.subpath, selected.is_empty()) {
         return Err(Error::NotFound(format!("path {sub} in {}@{top_hash}", r.package)));
     }
     Ok(selected)
+}
+
+/// Where `e` goes under the install folder: its logical key without the
+/// sub-path (a sub-path naming one file installs that file by its name).
+fn relative(r: &PackageRef, e: &Entry) -> String {
+    let Some(sub) = &r.subpath else { return e.logical_key.clone() };
+    match e.logical_key.strip_prefix(sub.as_str()).and_then(|s| s.strip_prefix('/')) {
+        Some(rest) => rest.to_owned(),
+        None => e.logical_key.rsplit('/').next().unwrap_or(&e.logical_key).to_owned(),
+    }
+}
+
+/// Entries parked on disk between reading a manifest and installing them: an
+/// anonymous temporary file (gone when closed, even after a crash) holding a
+/// header line and the entries as manifest lines.
+struct Spool {
+    file: std::io::BufWriter<std::fs::File>,
+}
+
+impl Spool {
+    fn new() -> Result<Self> {
+        let file = tempfile::tempfile().map_err(|e| Error::io("a temporary file for the install", e))?;
+        let mut spool = Spool { file: std::io::BufWriter::with_capacity(1 << 20, file) };
+        spool.write_line("{}")?;
+        Ok(spool)
+    }
+
+    fn write_line(&mut self, line: &str) -> Result<()> {
+        use std::io::Write;
+        let io = |e| Error::io("the install's temporary file", e);
+        self.file.write_all(line.as_bytes()).map_err(io)?;
+        self.file.write_all(b"\n").map_err(io)
+    }
+
+    fn push(&mut self, e: &Entry) -> Result<()> {
+        let line = manifest::Line::Entry(e.clone()).to_json();
+        self.write_line(&manifest::json::encode(&line, manifest::json::Style::ManifestLine))
+    }
+
+    /// The entries, read back in order.
+    fn into_stream(self) -> Result<impl futures::Stream<Item = Result<Entry>>> {
+        use std::io::{BufRead, Seek};
+        let io = |e| Error::io("the install's temporary file", e);
+        let mut file = self.file.into_inner().map_err(|e| io(e.into_error()))?;
+        file.seek(std::io::SeekFrom::Start(0)).map_err(io)?;
+        let mut lines = std::io::BufReader::with_capacity(1 << 20, file).split(b'\n');
+        let mut parser = manifest::stream::LineParser::new();
+        // Local, already-written lines: reading them on the runtime thread
+        // costs microseconds per entry.
+        Ok(stream::iter(std::iter::from_fn(move || {
+            loop {
+                let bytes = match lines.next()? {
+                    Ok(b) => b,
+                    Err(e) => return Some(Err(io(e))),
+                };
+                let parsed = manifest::stream::line_text(&bytes, parser.lines_read() + 1)
+                    .and_then(|text| parser.feed(text))
+                    .map_err(|e| Error::invalid(format!("the install's temporary file: {e}")));
+                match parsed {
+                    Ok(Some(manifest::Line::Entry(e))) => return Some(Ok(e)),
+                    Ok(_) => continue,
+                    Err(e) => return Some(Err(e)),
+                }
+            }
+        })))
+    }
 }
 
 /// The file path for `rel` under `dest`, creating parent folders. Refuses to
@@ -132,20 +188,35 @@ fn already_present(path: &FsPath, entry: &Entry) -> bool {
 
 impl Registry {
     /// Installs the revision (or the part `r.subpath` selects) into `dest`.
+    ///
+    /// Memory does not grow with the package: the manifest is streamed once,
+    /// the selected entries spooled to an anonymous temporary file, and only
+    /// when the whole manifest matched its top hash (and every selected
+    /// entry's hash type is verifiable) are they read back and installed.
     pub async fn install(&self, r: &PackageRef, dest: &FsPath, progress: &dyn Progress) -> Result<InstallReport> {
-        let selection = self.load_under(r, r.subpath.as_deref().unwrap_or("")).await?;
-        let top_hash = selection.top_hash.clone();
-        let selected = select(r, &top_hash, selection.entries.iter())?;
-        require_verifiable(&top_hash, selected.iter().map(|(e, _)| *e))?;
+        let top_hash = self.resolve(&r.package, &r.revision).await?;
+        let mut spool = Spool::new()?;
+        let (mut files, mut total) = (0usize, 0u64);
+        self.scan_under(&top_hash, r.subpath.as_deref().unwrap_or(""), |e| {
+            require_verifiable(&top_hash, [&e])?;
+            files += 1;
+            total += e.size;
+            spool.push(&e)
+        })
+        .await?;
+        if let (Some(sub), 0) = (&r.subpath, files) {
+            return Err(Error::NotFound(format!("path {sub} in {}@{top_hash}", r.package)));
+        }
         std::fs::create_dir_all(dest).map_err(|e| Error::io(dest.display().to_string(), e))?;
-        let total: u64 = selected.iter().map(|(e, _)| e.size).sum();
         progress.start("installing", total);
-        let outcomes: Vec<bool> = stream::iter(selected.iter())
-            .map(|(entry, rel)| async move {
+        let downloads = spool
+            .into_stream()?
+            .map_ok(|entry| async move {
+                let rel = relative(r, &entry);
                 let dest = dest.to_path_buf();
-                let (entry_c, rel_c) = ((*entry).clone(), rel.clone());
+                let entry_c = entry.clone();
                 let (target, present) = tokio::task::spawn_blocking(move || {
-                    let target = prepare_target(&dest, &rel_c)?;
+                    let target = prepare_target(&dest, &rel)?;
                     let present = already_present(&target, &entry_c);
                     Ok::<_, Error>((target, present))
                 })
@@ -153,24 +224,27 @@ impl Registry {
                 .expect("install task panicked")?;
                 if present {
                     progress.advance(entry.size);
-                    return Ok(false);
+                    return Ok(None);
                 }
-                self.download(entry, &target, progress).await?;
-                Ok::<_, Error>(true)
+                self.download(&entry, &target, progress).await?;
+                Ok::<_, Error>(Some(entry.size))
             })
-            .buffer_unordered(IO_CONCURRENCY)
-            .try_collect()
-            .await?;
+            .try_buffer_unordered(IO_CONCURRENCY)
+            .try_fold((0usize, 0u64), |(n, bytes), downloaded| async move {
+                Ok(match downloaded {
+                    Some(size) => (n + 1, bytes + size),
+                    None => (n, bytes),
+                })
+            });
+        let (downloaded_files, downloaded_bytes) = downloads.await?;
         progress.finish();
-        let downloaded: Vec<&Entry> =
-            selected.iter().zip(&outcomes).filter(|(_, d)| **d).map(|((e, _), _)| *e).collect();
         Ok(InstallReport {
             top_hash,
-            files: selected.len(),
+            files,
             bytes: total,
-            downloaded_files: downloaded.len(),
-            downloaded_bytes: downloaded.iter().map(|e| e.size).sum(),
-            skipped_files: selected.len() - downloaded.len(),
+            downloaded_files,
+            downloaded_bytes,
+            skipped_files: files - downloaded_files,
         })
     }
 

@@ -47,26 +47,45 @@ impl Registry {
     /// The entries under `prefix` of the manifest named `top_hash`,
     /// streamed from storage.
     pub async fn read_under(&self, top_hash: &str, prefix: &str) -> Result<Selection> {
+        let mut entries = Vec::new();
+        let header = self
+            .scan_under(top_hash, prefix, |e| {
+                entries.push(e);
+                Ok(())
+            })
+            .await?;
+        Ok(Selection { top_hash: top_hash.to_owned(), header, entries })
+    }
+
+    /// Streams the manifest named `top_hash` from storage, handing each
+    /// entry under `prefix` to `visit` in manifest order, and checks the
+    /// whole manifest's top hash at the end (so nothing `visit` saw may be
+    /// acted on before this returns `Ok`). Returns the header.
+    pub async fn scan_under(
+        &self,
+        top_hash: &str,
+        prefix: &str,
+        mut visit: impl FnMut(Entry) -> Result<()>,
+    ) -> Result<Map<String, Value>> {
         let what = format!("manifest {top_hash} in {}", self.url());
         let bad = |source: manifest::Error| Error::Manifest { top_hash: top_hash.into(), source };
         let result = self.store.get(&Self::manifest_path(top_hash)).await.map_err(|e| Error::storage(&what, e))?;
         let mut chunks = result.into_stream();
         let mut parser = LineParser::new();
         let mut splitter = LineSplitter::default();
-        let mut entries = Vec::new();
-        let mut feed = |bytes: &[u8]| -> std::result::Result<(), manifest::Error> {
-            let text = line_text(bytes, parser.lines_read() + 1)?;
-            if let Some(Line::Entry(e)) = parser.feed(text)?
+        let mut feed = |bytes: &[u8]| -> Result<()> {
+            let text = line_text(bytes, parser.lines_read() + 1).map_err(bad)?;
+            if let Some(Line::Entry(e)) = parser.feed(text).map_err(bad)?
                 && key::is_under(&e.logical_key, prefix)
             {
-                entries.push(e);
+                visit(e)?;
             }
             Ok(())
         };
         while let Some(chunk) = chunks.try_next().await.map_err(|e| Error::storage(&what, e))? {
-            splitter.push(&chunk, &mut feed).map_err(bad)?;
+            splitter.push(&chunk, &mut feed)?;
         }
-        splitter.finish(&mut feed).map_err(bad)?;
+        splitter.finish(&mut feed)?;
         let (header, actual) = parser.finish().map_err(bad)?;
         if actual != top_hash {
             // Besides corruption, the one known cause: metadata numbers serde_json
@@ -77,6 +96,6 @@ impl Registry {
                 actual,
             });
         }
-        Ok(Selection { top_hash: top_hash.to_owned(), header, entries })
+        Ok(header)
     }
 }

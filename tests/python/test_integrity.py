@@ -393,6 +393,26 @@ def test_missing_blob_is_not_found(sheaf, registry, small_tree, tmp_path):
     assert_exit(r, 3, "a/b")
 
 
+@pytest.mark.parametrize("subpath", ["", "/nested"])
+def test_a_manifest_edited_after_its_first_lines_installs_nothing(sheaf, registry, small_tree, tmp_path, subpath):
+    """install streams the manifest and spools what it selects: nothing may be
+    written before the whole manifest matched its top hash, even when the edit
+    is on the last line, after every selected entry was read."""
+    root, _ = small_tree
+    top = sheaf.push("o/p", root)["top_hash"]
+    manifest = registry / ".quilt" / "packages" / top
+    os.chmod(manifest, 0o644)
+    lines = manifest.read_text().splitlines()
+    last = json.loads(lines[-1])
+    last["meta"] = {"edited": True}
+    lines[-1] = json.dumps(last)
+    manifest.write_text("\n".join(lines) + "\n")
+    dest = tmp_path / "dest"
+    r = sheaf("install", f"o/p{subpath}@{top}", "--dest", dest)
+    assert_exit(r, 4, top)
+    assert not dest.exists() or not any(dest.rglob("*")), sorted(dest.rglob("*"))
+
+
 # ---------------------------------------------------------------------------
 # verify
 # ---------------------------------------------------------------------------
