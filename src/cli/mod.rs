@@ -147,7 +147,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Error> {
             let package: PackageName = package.parse()?;
             let user_meta = match meta {
                 None => None,
-                Some(text) => match serde_json::from_str::<Value>(&text) {
+                Some(text) => match sheaf::manifest::json::parse_like_python(&text) {
                     Ok(Value::Object(m)) => Some(m),
                     Ok(_) => return Err(Error::Invalid(format!("--meta must be a JSON object, got {text}"))),
                     Err(e) => return Err(Error::Invalid(format!("--meta is not valid JSON: {e}"))),

@@ -164,6 +164,285 @@ fn write_string(out: &mut String, s: &str, style: Style) {
     out.push('"');
 }
 
+/// A JSON value with its numbers kept as written: what the top hash is
+/// computed from when a line holds numbers serde_json cannot keep exactly
+/// (integers beyond the 64-bit ranges, `-0`), which Python keeps exact.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Exact {
+    /// `null`.
+    Null,
+    /// `true` or `false`.
+    Bool(bool),
+    /// A number token as written.
+    Number(String),
+    /// A string, unescaped.
+    String(String),
+    /// An array.
+    Array(Vec<Exact>),
+    /// An object, members in file order.
+    Object(Vec<(String, Exact)>),
+}
+
+impl Exact {
+    /// The member `key` of an object.
+    pub fn get(&self, key: &str) -> Option<&Exact> {
+        match self {
+            Exact::Object(members) => members.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+}
+
+/// Whether the JSON document `text` has a number serde_json would not keep
+/// exactly: an integer outside the `i64` and `u64` ranges, or `-0`. (Floats
+/// are exact: parsed to the nearest double, as Python does.)
+pub fn has_inexact_numbers(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                while i < bytes.len() && matches!(bytes[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') {
+                    i += 1;
+                }
+                let token = &text[start..i];
+                let integer = !token.contains(['.', 'e', 'E']);
+                if integer && (token == "-0" || (token.parse::<i64>().is_err() && token.parse::<u64>().is_err())) {
+                    return true;
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    false
+}
+
+/// Parses one JSON document keeping every number token as written. Meant
+/// for text serde_json already accepted (so it is valid JSON within
+/// serde_json's nesting limit); errors say where it stopped.
+pub fn parse_exact(text: &str) -> Result<Exact, String> {
+    let mut p = ExactParser { text, pos: 0 };
+    let v = p.value()?;
+    p.skip_ws();
+    if p.pos != text.len() {
+        return Err(format!("trailing characters at byte {}", p.pos));
+    }
+    Ok(v)
+}
+
+struct ExactParser<'a> {
+    text: &'a str,
+    pos: usize,
+}
+
+impl ExactParser<'_> {
+    fn skip_ws(&mut self) {
+        while self.text.as_bytes().get(self.pos).is_some_and(|b| b.is_ascii_whitespace()) {
+            self.pos += 1;
+        }
+    }
+
+    fn eat(&mut self, literal: &str) -> bool {
+        let found = self.text[self.pos..].starts_with(literal);
+        if found {
+            self.pos += literal.len();
+        }
+        found
+    }
+
+    fn value(&mut self) -> Result<Exact, String> {
+        self.skip_ws();
+        let bytes = self.text.as_bytes();
+        match bytes.get(self.pos) {
+            Some(b'{') => {
+                self.pos += 1;
+                let mut members = Vec::new();
+                self.skip_ws();
+                if self.eat("}") {
+                    return Ok(Exact::Object(members));
+                }
+                loop {
+                    self.skip_ws();
+                    let key = self.string()?;
+                    self.skip_ws();
+                    if !self.eat(":") {
+                        return Err(format!("expected ':' at byte {}", self.pos));
+                    }
+                    members.push((key, self.value()?));
+                    self.skip_ws();
+                    if self.eat("}") {
+                        return Ok(Exact::Object(members));
+                    }
+                    if !self.eat(",") {
+                        return Err(format!("expected ',' or '}}' at byte {}", self.pos));
+                    }
+                }
+            }
+            Some(b'[') => {
+                self.pos += 1;
+                let mut items = Vec::new();
+                self.skip_ws();
+                if self.eat("]") {
+                    return Ok(Exact::Array(items));
+                }
+                loop {
+                    items.push(self.value()?);
+                    self.skip_ws();
+                    if self.eat("]") {
+                        return Ok(Exact::Array(items));
+                    }
+                    if !self.eat(",") {
+                        return Err(format!("expected ',' or ']' at byte {}", self.pos));
+                    }
+                }
+            }
+            Some(b'"') => Ok(Exact::String(self.string()?)),
+            Some(b'-' | b'0'..=b'9') => {
+                let start = self.pos;
+                while bytes.get(self.pos).is_some_and(|b| matches!(b, b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')) {
+                    self.pos += 1;
+                }
+                Ok(Exact::Number(self.text[start..self.pos].to_owned()))
+            }
+            _ if self.eat("null") => Ok(Exact::Null),
+            _ if self.eat("true") => Ok(Exact::Bool(true)),
+            _ if self.eat("false") => Ok(Exact::Bool(false)),
+            _ => Err(format!("unexpected input at byte {}", self.pos)),
+        }
+    }
+
+    /// A string token, unescaped by serde_json.
+    fn string(&mut self) -> Result<String, String> {
+        let bytes = self.text.as_bytes();
+        if bytes.get(self.pos) != Some(&b'"') {
+            return Err(format!("expected a string at byte {}", self.pos));
+        }
+        let start = self.pos;
+        self.pos += 1;
+        while let Some(&b) = bytes.get(self.pos) {
+            match b {
+                b'\\' => self.pos += 2,
+                b'"' => {
+                    self.pos += 1;
+                    return serde_json::from_str(&self.text[start..self.pos]).map_err(|e| e.to_string());
+                }
+                _ => self.pos += 1,
+            }
+        }
+        Err("unterminated string".into())
+    }
+}
+
+/// Parses JSON as Python's `json.loads` reads it, into a serde_json value:
+/// `-0` is the integer 0; an integer beyond the 64-bit ranges, which a
+/// serde_json value cannot hold exactly, is an error naming it (rather
+/// than a rounded float).
+pub fn parse_like_python(text: &str) -> Result<Value, String> {
+    let value: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    if !has_inexact_numbers(text) {
+        return Ok(value);
+    }
+    fn convert(x: &Exact) -> Result<Value, String> {
+        Ok(match x {
+            Exact::Null => Value::Null,
+            Exact::Bool(b) => Value::Bool(*b),
+            Exact::Number(t) if t.contains(['.', 'e', 'E']) => serde_json::from_str(t).map_err(|e| e.to_string())?,
+            Exact::Number(t) if t.trim_start_matches('-').bytes().all(|b| b == b'0') => Value::from(0),
+            Exact::Number(t) => match (t.parse::<i64>(), t.parse::<u64>()) {
+                (Ok(i), _) => Value::from(i),
+                (_, Ok(u)) => Value::from(u),
+                _ => {
+                    let shown: String = t.chars().take(40).collect();
+                    let more = if t.len() > 40 { "..." } else { "" };
+                    return Err(format!(
+                        "the integer {shown}{more} is beyond 64 bits, which Sheaf cannot store exactly \
+                         (write it as a string)"
+                    ));
+                }
+            },
+            Exact::String(s) => Value::String(s.clone()),
+            Exact::Array(items) => Value::Array(items.iter().map(convert).collect::<Result<_, _>>()?),
+            Exact::Object(members) => {
+                let mut map = Map::new();
+                for (k, v) in members {
+                    map.insert(k.clone(), convert(v)?);
+                }
+                Value::Object(map)
+            }
+        })
+    }
+    convert(&parse_exact(text)?)
+}
+
+/// Encodes `value` in the canonical (hashed) style, as Python's
+/// `json.dumps(json.loads(text), sort_keys=True, separators=(',', ':'))`
+/// would: integers of any size as written (`-0` as `0`), floats as
+/// Python's `repr` of the nearest double.
+pub fn encode_exact_canonical(value: &Exact) -> String {
+    let mut out = String::new();
+    write_exact(&mut out, value);
+    out
+}
+
+fn write_exact(out: &mut String, value: &Exact) {
+    match value {
+        Exact::Null => out.push_str("null"),
+        Exact::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Exact::Number(token) if token.contains(['.', 'e', 'E']) => {
+            out.push_str(&python_float_repr(token.parse::<f64>().unwrap_or(f64::NAN)));
+        }
+        Exact::Number(token) => {
+            let digits = token.strip_prefix('-').unwrap_or(token);
+            if token.starts_with('-') && digits.bytes().any(|b| b != b'0') {
+                out.push('-');
+            }
+            out.push_str(digits);
+        }
+        Exact::String(s) => write_string(out, s, Style::Canonical),
+        Exact::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_exact(out, item);
+            }
+            out.push(']');
+        }
+        Exact::Object(members) => {
+            let mut sorted: Vec<&(String, Exact)> = members.iter().collect();
+            sorted.sort_by(|a, b| a.0.cmp(&b.0));
+            // Python's dict keeps the last of repeated keys, in the first one's place.
+            sorted.dedup_by(|later, earlier| {
+                if later.0 == earlier.0 {
+                    std::mem::swap(later, earlier);
+                    true
+                } else {
+                    false
+                }
+            });
+            out.push('{');
+            for (i, (key, v)) in sorted.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_string(out, key, Style::Canonical);
+                out.push(':');
+                write_exact(out, v);
+            }
+            out.push('}');
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,5 +491,36 @@ mod tests {
             encode(&v, Style::ManifestLine),
             "{\"b\": 1, \"a\": [\"é\", \"\u{7f}\", \"\\u0001\"], \"f\": 1e+16}"
         );
+    }
+
+    #[test]
+    fn exact_numbers_hash_like_python() {
+        for (text, inexact, canonical) in [
+            (r#"{"n": 18446744073709551616}"#, true, r#"{"n":18446744073709551616}"#),
+            (r#"{"n": -9223372036854775809}"#, true, r#"{"n":-9223372036854775809}"#),
+            (
+                r#"{"z": -0, "f": -0.0, "s": "-0 9999999999999999999999"}"#,
+                true,
+                r#"{"f":-0.0,"s":"-0 9999999999999999999999","z":0}"#,
+            ),
+            (
+                r#"{"n": 18446744073709551615, "m": -9223372036854775808, "e": 1E2}"#,
+                false,
+                r#"{"e":100.0,"m":-9223372036854775808,"n":18446744073709551615}"#,
+            ),
+            (
+                r#"{"b": [1, {"y": null, "x": true}], "a": "\u00e9\n"}"#,
+                false,
+                r#"{"a":"\u00e9\n","b":[1,{"x":true,"y":null}]}"#,
+            ),
+        ] {
+            assert_eq!(has_inexact_numbers(text), inexact, "{text}");
+            let exact = parse_exact(text).unwrap();
+            assert_eq!(encode_exact_canonical(&exact), canonical, "{text}");
+            if !inexact {
+                let v: Value = serde_json::from_str(text).unwrap();
+                assert_eq!(encode(&v, Style::Canonical), canonical, "{text}");
+            }
+        }
     }
 }

@@ -94,6 +94,17 @@ pub enum Line {
     Dir(DirMeta),
 }
 
+/// What parsing learned about a manifest's bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parsed {
+    /// The top hash of the manifest as written.
+    pub top_hash: String,
+    /// Where it first holds numbers Sheaf reads only approximately
+    /// (integers beyond 64 bits, `-0`), if anywhere: such a manifest is
+    /// read, verified and served, but not written back.
+    pub inexact: Option<String>,
+}
+
 /// A parsed or newly built manifest.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Manifest {
@@ -165,6 +176,14 @@ impl Manifest {
     /// Parses JSONL manifest bytes, validating every logical key (a
     /// [`stream::LineParser`] keeping every line).
     pub fn parse(bytes: &[u8]) -> Result<Self, Error> {
+        Self::parse_hashed(bytes).map(|(m, _)| m)
+    }
+
+    /// Parses like [`Manifest::parse`], also returning the top hash of the
+    /// bytes as written. It equals [`Manifest::top_hash`] unless the manifest
+    /// holds numbers serde_json cannot keep exactly ([`Parsed::inexact`]),
+    /// which this hash covers as quilt3 does.
+    pub fn parse_hashed(bytes: &[u8]) -> Result<(Self, Parsed), Error> {
         let mut parser = stream::LineParser::new();
         let mut lines = Vec::new();
         for raw in bytes.split(|&b| b == b'\n') {
@@ -173,8 +192,9 @@ impl Manifest {
                 lines.push(line);
             }
         }
-        let header = match parser.finish() {
-            Ok((header, _)) => header,
+        let inexact = parser.inexact().map(str::to_owned);
+        let (header, top_hash) = match parser.finish() {
+            Ok(done) => done,
             Err(Error::DuplicateKey(_)) => {
                 // Name the key (the parser only keeps fingerprints).
                 let mut seen = std::collections::HashSet::new();
@@ -186,7 +206,7 @@ impl Manifest {
             }
             Err(e) => return Err(e),
         };
-        Ok(Manifest { header, lines })
+        Ok((Manifest { header, lines }, Parsed { top_hash, inexact }))
     }
 
     /// Encodes the manifest as quilt3 writes it: one JSON object per line,

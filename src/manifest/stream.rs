@@ -43,6 +43,39 @@ impl TopHasher {
         self.hasher.update(json::encode(&Value::Object(part), json::Style::Canonical));
     }
 
+    /// Starts with a header holding numbers serde_json cannot keep exactly,
+    /// hashed from their text ([`json::Exact`]).
+    pub fn new_exact(header: &json::Exact) -> Self {
+        let mut header = header.clone();
+        if let json::Exact::Object(members) = &mut header {
+            members.retain(|(k, _)| k != OBSOLETE_TOP_HASH_KEY);
+        }
+        let mut hasher = Sha256::new();
+        hasher.update(json::encode_exact_canonical(&header));
+        TopHasher { hasher }
+    }
+
+    /// Adds the next entry from its line's exact form.
+    pub fn entry_exact(&mut self, line: &json::Exact) {
+        use json::Exact;
+        let pick = |v: Option<&Exact>, key: &str| v.and_then(|h| h.get(key)).cloned().unwrap_or(Exact::Null);
+        let hash = line.get("hash");
+        let meta = match line.get("meta") {
+            None | Some(Exact::Null) => Exact::Object(Vec::new()),
+            Some(m) => m.clone(),
+        };
+        let part = Exact::Object(vec![
+            (
+                "hash".into(),
+                Exact::Object(vec![("type".into(), pick(hash, "type")), ("value".into(), pick(hash, "value"))]),
+            ),
+            ("logical_key".into(), line.get("logical_key").cloned().unwrap_or(Exact::Null)),
+            ("meta".into(), meta),
+            ("size".into(), line.get("size").cloned().unwrap_or(Exact::Null)),
+        ]);
+        self.hasher.update(json::encode_exact_canonical(&part));
+    }
+
     /// The top hash: 64 lowercase hex characters.
     pub fn finish(self) -> String {
         hex::encode(self.hasher.finalize())
@@ -63,6 +96,8 @@ pub struct LineParser {
     keys: std::hash::RandomState,
     /// The last entry's key, to report an adjacent duplicate by name.
     previous: Option<String>,
+    /// The first line with numbers serde_json cannot keep exactly.
+    inexact: Option<String>,
 }
 
 impl Default for LineParser {
@@ -81,6 +116,7 @@ impl LineParser {
             fingerprints: Vec::new(),
             keys: std::hash::RandomState::new(),
             previous: None,
+            inexact: None,
         }
     }
 
@@ -92,11 +128,23 @@ impl LineParser {
             return Ok(None);
         }
         let obj = parse_object(text, self.line_no)?;
+        // Numbers serde_json would round (integers beyond 64 bits, -0) are
+        // hashed from the line's text, so the top hash stays quilt3's.
+        let exact = match json::has_inexact_numbers(text) {
+            false => None,
+            true => Some(json::parse_exact(text).map_err(|message| Error::Parse { line: self.line_no, message })?),
+        };
         if self.header.is_none() {
             if obj.contains_key("logical_key") {
                 return Err(Error::Parse { line: self.line_no, message: "first line must be the header".into() });
             }
-            self.hasher = Some(TopHasher::new(&obj));
+            if exact.is_some() {
+                self.inexact = Some("the header".into());
+            }
+            self.hasher = Some(match &exact {
+                Some(x) => TopHasher::new_exact(x),
+                None => TopHasher::new(&obj),
+            });
             self.header = Some(obj);
             return Ok(None);
         }
@@ -109,9 +157,25 @@ impl LineParser {
             e.logical_key.hash(&mut h);
             self.fingerprints.push(h.finish());
             self.previous = Some(e.logical_key.clone());
-            self.hasher.as_mut().expect("header read first").entry(e);
+            let hasher = self.hasher.as_mut().expect("header read first");
+            match &exact {
+                Some(x) => {
+                    self.inexact.get_or_insert_with(|| format!("entry {:?}", e.logical_key));
+                    hasher.entry_exact(x);
+                }
+                None => hasher.entry(e),
+            }
+        } else if exact.is_some() {
+            self.inexact.get_or_insert_with(|| format!("line {}", self.line_no));
         }
         Ok(Some(line))
+    }
+
+    /// Where the manifest first holds numbers that Sheaf reads only
+    /// approximately (integers beyond 64 bits, `-0`): hashed exactly, but a
+    /// manifest written from the parsed values would change them.
+    pub fn inexact(&self) -> Option<&str> {
+        self.inexact.as_deref()
     }
 
     /// Lines read so far (blank ones included), for error messages.

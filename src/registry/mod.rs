@@ -130,21 +130,36 @@ impl Registry {
     /// Reads and parses the manifest named `top_hash`, checking that its
     /// content really hashes to that name.
     pub async fn read_manifest(&self, top_hash: &str) -> Result<Manifest> {
-        let what = format!("manifest {top_hash} in {}", self.url());
-        let bytes = self.get_bytes(&Self::manifest_path(top_hash), &what).await?;
-        let manifest =
-            Manifest::parse(&bytes).map_err(|source| Error::Manifest { top_hash: top_hash.into(), source })?;
-        let actual = manifest.top_hash();
-        if actual != top_hash {
-            // Besides corruption, the one known cause: metadata numbers serde_json
-            // cannot hold exactly (README, "Known limitations").
-            return Err(Error::Integrity {
-                what: format!("manifest {top_hash} (corrupt, or metadata with integers beyond 64 bits or -0)"),
-                expected: top_hash.into(),
-                actual,
-            });
+        self.read_manifest_parsed(top_hash).await.map(|(m, _)| m)
+    }
+
+    /// Reads the manifest named `top_hash` as the base of a new revision:
+    /// refused when it holds numbers Sheaf reads only approximately
+    /// (integers beyond 64 bits, `-0`), which writing it back would change.
+    pub async fn read_manifest_for_write(&self, top_hash: &str) -> Result<Manifest> {
+        let (manifest, parsed) = self.read_manifest_parsed(top_hash).await?;
+        if let Some(at) = parsed.inexact {
+            return Err(Error::Invalid(format!(
+                "revision {top_hash} holds metadata numbers Sheaf cannot write back exactly (integers beyond \
+                 64 bits or -0, first in {at}); a new revision on top of it would change them, so none is made"
+            )));
         }
         Ok(manifest)
+    }
+
+    async fn read_manifest_parsed(&self, top_hash: &str) -> Result<(Manifest, crate::manifest::Parsed)> {
+        let what = format!("manifest {top_hash} in {}", self.url());
+        let bytes = self.get_bytes(&Self::manifest_path(top_hash), &what).await?;
+        let (manifest, parsed) =
+            Manifest::parse_hashed(&bytes).map_err(|source| Error::Manifest { top_hash: top_hash.into(), source })?;
+        if parsed.top_hash != top_hash {
+            return Err(Error::Integrity {
+                what: format!("manifest {top_hash} (corrupt)"),
+                expected: top_hash.into(),
+                actual: parsed.top_hash,
+            });
+        }
+        Ok((manifest, parsed))
     }
 
     /// The message of a revision, read from its manifest's first line only.

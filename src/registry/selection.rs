@@ -88,10 +88,8 @@ impl Registry {
         splitter.finish(&mut feed)?;
         let (header, actual) = parser.finish().map_err(bad)?;
         if actual != top_hash {
-            // Besides corruption, the one known cause: metadata numbers serde_json
-            // cannot hold exactly (README, "Known limitations").
             return Err(Error::Integrity {
-                what: format!("manifest {top_hash} (corrupt, or metadata with integers beyond 64 bits or -0)"),
+                what: format!("manifest {top_hash} (corrupt)"),
                 expected: top_hash.into(),
                 actual,
             });
