@@ -8,9 +8,9 @@
 
 use super::{Error, IO_CONCURRENCY, PackageRef, Registry, Result};
 use crate::manifest::hash::{self, StreamHasher};
-use crate::manifest::{self, Entry, Manifest, key};
+use crate::manifest::{self, Entry, Manifest};
 use crate::progress::Progress;
-use futures::stream::{self, StreamExt, TryStreamExt};
+use futures::stream::{self, TryStreamExt};
 use serde::Serialize;
 use std::collections::HashSet;
 use std::io::ErrorKind;
@@ -53,23 +53,6 @@ pub struct VerifyReport {
     pub unverifiable: Vec<String>,
     /// Whether the folder matches (extra files count unless allowed).
     pub ok: bool,
-}
-
-/// The entries `r.subpath` selects, each with its path relative to the
-/// install folder (quilt3 strips the sub-path: `sub/a.txt` installs as `a.txt`).
-fn select<'m>(
-    r: &PackageRef,
-    top_hash: &str,
-    entries: impl Iterator<Item = &'m Entry>,
-) -> Result<Vec<(&'m Entry, String)>> {
-    let selected: Vec<(&Entry, String)> = match &r.subpath {
-        None => entries.map(|e| (e, e.logical_key.clone())).collect(),
-        Some(sub) => entries.filter(|e| key::is_under(&e.logical_key, sub)).map(|e| (e, relative(r, e))).collect(),
-    };
-    if let (Some(sub), true) = (&r.subpath, selected.is_empty()) {
-        return Err(Error::NotFound(format!("path {sub} in {}@{top_hash}", r.package)));
-    }
-    Ok(selected)
 }
 
 /// Where `e` goes under the install folder: its logical key without the
@@ -301,19 +284,31 @@ impl Registry {
         extra_files_ok: bool,
         progress: &dyn Progress,
     ) -> Result<VerifyReport> {
-        let selection = self.load_under(r, r.subpath.as_deref().unwrap_or("")).await?;
-        let top_hash = selection.top_hash.clone();
-        let selected: Vec<(Entry, String)> =
-            select(r, &top_hash, selection.entries.iter())?.into_iter().map(|(e, rel)| (e.clone(), rel)).collect();
-        require_verifiable(&top_hash, selected.iter().map(|(e, _)| e))?;
+        let top_hash = self.resolve(&r.package, &r.revision).await?;
+        // Streamed like install: entries parked on disk, only their paths
+        // kept in memory (for the extra-files check).
+        let mut spool = Spool::new()?;
+        let mut expected: HashSet<String> = HashSet::new();
+        let mut total = 0u64;
+        self.scan_under(&top_hash, r.subpath.as_deref().unwrap_or(""), |e| {
+            require_verifiable(&top_hash, [&e])?;
+            total += e.size;
+            expected.insert(relative(r, &e));
+            spool.push(&e)
+        })
+        .await?;
+        if let (Some(sub), true) = (&r.subpath, expected.is_empty()) {
+            return Err(Error::NotFound(format!("path {sub} in {}@{top_hash}", r.package)));
+        }
         if !dir.is_dir() {
             return Err(Error::NotFound(format!("directory {}", dir.display())));
         }
-        let total: u64 = selected.iter().map(|(e, _)| e.size).sum();
         progress.start("verifying", total);
         let dir_buf = dir.to_path_buf();
-        let checks: Vec<(String, Check)> = stream::iter(selected.iter().cloned())
-            .map(|(entry, rel)| {
+        let checks: Vec<(String, Check)> = spool
+            .into_stream()?
+            .map_ok(|entry| {
+                let rel = relative(r, &entry);
                 let path = dir_buf.join(&rel);
                 async move {
                     let check = tokio::task::spawn_blocking(move || check_file(&path, &entry))
@@ -322,22 +317,23 @@ impl Registry {
                     Ok::<_, Error>((rel, check))
                 }
             })
-            .buffer_unordered(2)
+            .try_buffer_unordered(2)
             .inspect_ok(|(_, c)| progress.advance(c.bytes))
+            // Only the problems are kept.
+            .try_filter(|(_, c)| futures::future::ready(!matches!(c.verdict, Verdict::Ok)))
             .try_collect()
             .await?;
         progress.finish();
-        let expected: HashSet<&str> = selected.iter().map(|(_, rel)| rel.as_str()).collect();
         let extra = tokio::task::spawn_blocking({
             let dir = dir.to_path_buf();
-            let expected: HashSet<String> = expected.iter().map(|s| s.to_string()).collect();
-            move || list_extra(&dir, &expected)
+            move || list_extra(&dir, &expected).map(|extra| (extra, expected.len()))
         })
         .await
         .expect("listing task panicked")?;
+        let (extra, checked) = extra;
         let mut report = VerifyReport {
             top_hash,
-            checked: checks.len(),
+            checked,
             missing: vec![],
             modified: vec![],
             extra,
