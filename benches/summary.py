@@ -27,9 +27,10 @@ TITLES = {
     "6": "Push hashing",
     "7": "Clients (DataLoader, Spark)",
     "8": "TLS and authentication",
+    "9": "Packages of many small files",
 }
 NAMES = {"1": "flight_read", "2": "transfer", "3": "selective", "4": "ttfb", "5": "concurrency", "6": "push_hash",
-         "8": "tls"}
+         "8": "tls", "9": "scale"}
 CLIENTS_AFTER = "6"  # scenario 7 (the clients' own scripts) is listed after this one
 RATIO_CELL = re.compile(r"^\s*\**\s*(\d+(?:\.\d+)?)\s*x\s*\**\s*$")
 

@@ -20,6 +20,7 @@ mod diff;
 mod error;
 mod gc;
 mod install;
+mod local_blobs;
 mod location;
 mod metered;
 mod names;

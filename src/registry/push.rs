@@ -5,6 +5,7 @@
 //! blobs (content-addressed, each written atomically), then the manifest, then
 //! the timestamp pointer, then `latest` by compare-and-swap.
 
+use super::local_blobs::BlobDirs;
 use super::{Error, IO_CONCURRENCY, PackageName, Registry, Result};
 use crate::manifest::hash::{self, EntryHash, StreamHasher};
 use crate::manifest::{Entry, Manifest, key};
@@ -14,6 +15,7 @@ use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
 use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::{Map, Value};
+use std::collections::HashMap;
 use std::path::{Path as FsPath, PathBuf};
 use tokio::io::AsyncReadExt;
 
@@ -71,6 +73,10 @@ impl Registry {
         let files = tokio::task::spawn_blocking(move || scan(&root)).await.expect("scan task panicked")?;
         let total: u64 = files.iter().map(|f| f.size).sum();
 
+        if let Some(root) = self.location.local_root.clone() {
+            return self.push_local(pkg, dir, &root, files, total, opts, progress).await;
+        }
+
         progress.start("hashing", total);
         let hashed = hash_all(files, progress).await?;
         progress.finish();
@@ -100,6 +106,115 @@ impl Registry {
         report.uploaded_files = files;
         report.uploaded_bytes = bytes;
 
+        self.write_manifest(&manifest, &top_hash).await?;
+        report.previous = self.record_revision(pkg, &top_hash).await?;
+        Ok(report)
+    }
+
+    /// `push` to a registry on local disk: every file is read once, hashed
+    /// while it is written into the registry (see `local_blobs`), on all
+    /// cores. Files that the latest revision holds under the same logical key
+    /// with the same size are probably unchanged: those are only hashed, and
+    /// copied (read again and checked against that hash) only when their blob
+    /// is missing, so re-pushing a folder writes nothing it need not.
+    #[allow(clippy::too_many_arguments)]
+    async fn push_local(
+        &self,
+        pkg: &PackageName,
+        dir: &FsPath,
+        root: &FsPath,
+        files: Vec<LocalFile>,
+        total: u64,
+        opts: &PushOptions,
+        progress: &dyn Progress,
+    ) -> Result<PushReport> {
+        let latest = self.read_pointer(&Self::latest_path(pkg)).await?;
+        let mut known: HashMap<String, (u64, EntryHash)> = HashMap::new();
+        if let Some(previous) = &latest {
+            // Only a hint: a previous revision that cannot be read means every
+            // file is copied.
+            if let Ok(m) = self.read_manifest(previous).await {
+                known = m
+                    .entries()
+                    .filter(|e| e.hash.blob_hex().is_some())
+                    .map(|e| (e.logical_key.clone(), (e.size, e.hash.clone())))
+                    .collect();
+            }
+        }
+
+        progress.start("hashing and copying", total);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+        let root = root.to_path_buf();
+        let work = tokio::task::spawn_blocking(move || -> Result<Vec<(LocalFile, EntryHash, bool)>> {
+            let dirs = BlobDirs::open(&root)?;
+            let advance = |n: u64| {
+                let _ = tx.send(n);
+            };
+            // Two threads per core: writers wait for the device (O_DIRECT)
+            // while others hash.
+            let threads = std::thread::available_parallelism().map_or(2, |n| n.get()) * 2;
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .map_err(|e| Error::io("the push thread pool", std::io::Error::other(e)))?;
+            pool.install(|| {
+                files
+                    .into_par_iter()
+                    .map(|f| {
+                        let likely = known.get(&f.key).filter(|(size, _)| *size == f.size);
+                        if likely.is_some() {
+                            let (size, h) = hash::hash_file_chunked(&f.path)
+                                .map_err(|e| Error::io(f.path.display().to_string(), e))?;
+                            if size != f.size {
+                                return Err(Error::invalid(format!(
+                                    "{} changed size while it was being hashed",
+                                    f.path.display()
+                                )));
+                            }
+                            if dirs.has(&h.blob_hex().expect("chunked hash"))? {
+                                advance(size);
+                                return Ok((f, h, false));
+                            }
+                            // Its bytes were counted while hashing.
+                            let stored = dirs.store(&f.path, f.size, Some(&h), &|_| {})?;
+                            return Ok((f, stored.hash, stored.new));
+                        }
+                        let stored = dirs.store(&f.path, f.size, None, &advance)?;
+                        Ok((f, stored.hash, stored.new))
+                    })
+                    .collect()
+            })
+        });
+        while let Some(n) = rx.recv().await {
+            progress.advance(n);
+        }
+        let stored = work.await.expect("push task panicked")?;
+        progress.finish();
+
+        let uploaded_files = stored.iter().filter(|s| s.2).count();
+        let uploaded_bytes = stored.iter().filter(|s| s.2).map(|s| s.0.size).sum();
+        let hashed: Vec<(LocalFile, EntryHash)> = stored.into_iter().map(|(f, h, _)| (f, h)).collect();
+        let entries = self.blob_entries(&hashed);
+        let manifest = Manifest::build(opts.message.clone(), opts.user_meta.clone(), entries)
+            .map_err(|source| Error::Manifest { top_hash: format!("being built from {}", dir.display()), source })?;
+        let top_hash = manifest.top_hash();
+        let mut report = PushReport {
+            package: pkg.to_string(),
+            top_hash: top_hash.clone(),
+            files: hashed.len(),
+            bytes: total,
+            uploaded_files,
+            uploaded_bytes,
+            unchanged: false,
+            previous: None,
+        };
+        // `latest` is read again: another push may have moved it meanwhile.
+        let latest = self.read_pointer(&Self::latest_path(pkg)).await?;
+        if latest.as_deref() == Some(top_hash.as_str()) {
+            report.unchanged = true;
+            report.previous = latest;
+            return Ok(report);
+        }
         self.write_manifest(&manifest, &top_hash).await?;
         report.previous = self.record_revision(pkg, &top_hash).await?;
         Ok(report)
@@ -267,4 +382,62 @@ pub(super) async fn hash_all(files: Vec<LocalFile>, progress: &dyn Progress) -> 
         progress.advance(n);
     }
     work.await.expect("hashing task panicked")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::progress::NoProgress;
+
+    fn names(dir: &FsPath) -> Vec<String> {
+        let mut v: Vec<String> = match std::fs::read_dir(dir) {
+            Ok(d) => d.map(|e| e.unwrap().file_name().into_string().unwrap()).collect(),
+            Err(_) => vec![],
+        };
+        v.sort();
+        v
+    }
+
+    #[tokio::test]
+    async fn local_push_stores_identical_content_once_and_repush_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (src, root) = (dir.path().join("src"), dir.path().join("reg"));
+        std::fs::create_dir_all(src.join("sub")).unwrap();
+        let big: Vec<u8> = (0..(9 * 1024 * 1024)).map(|i| (i % 253) as u8).collect();
+        std::fs::write(src.join("a.txt"), b"same").unwrap();
+        std::fs::write(src.join("sub/b.txt"), b"same").unwrap();
+        std::fs::write(src.join("big.bin"), &big).unwrap();
+        std::fs::write(src.join("empty"), b"").unwrap();
+        let reg = Registry::open(root.to_str().unwrap()).unwrap();
+        let pkg: PackageName = "o/p".parse().unwrap();
+        let opts = PushOptions::default();
+
+        let first = reg.push(&pkg, &src, &opts, &NoProgress).await.unwrap();
+        assert_eq!((first.files, first.uploaded_files), (4, 3), "{first:?}");
+        assert_eq!(first.uploaded_bytes, 4 + big.len() as u64);
+        assert_eq!(names(&root.join(super::super::BLOBS)).len(), 3);
+        assert!(names(&root.join(super::super::TMP)).is_empty());
+        // Every entry reads back verified, through the registry's own blobs.
+        let m = reg.read_manifest(&first.top_hash).await.unwrap();
+        for e in m.entries() {
+            let body: Vec<bytes::Bytes> = reg.open_entry_verified(e).await.unwrap().try_collect().await.unwrap();
+            assert_eq!(body.concat(), std::fs::read(src.join(&e.logical_key)).unwrap(), "{}", e.logical_key);
+        }
+
+        let again = reg.push(&pkg, &src, &opts, &NoProgress).await.unwrap();
+        assert!(again.unchanged && again.uploaded_files == 0, "{again:?}");
+
+        // Same key and size, other bytes: the hint is wrong, the data is stored.
+        let mut changed = big.clone();
+        changed[5] ^= 1;
+        std::fs::write(src.join("big.bin"), &changed).unwrap();
+        let third = reg.push(&pkg, &src, &opts, &NoProgress).await.unwrap();
+        assert!(!third.unchanged && third.uploaded_files == 1, "{third:?}");
+        let m = reg.read_manifest(&third.top_hash).await.unwrap();
+        let e = m.entries().find(|e| e.logical_key == "big.bin").unwrap();
+        let body: Vec<bytes::Bytes> = reg.open_entry_verified(e).await.unwrap().try_collect().await.unwrap();
+        assert_eq!(body.concat(), changed);
+        assert_eq!(names(&root.join(super::super::BLOBS)).len(), 4);
+        assert!(names(&root.join(super::super::TMP)).is_empty());
+    }
 }

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -15,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from sheaf_testlib import (BUCKET, MIB, QUILT_ENV, Sheaf, assert_exit, base_env, big_bytes, blob_path, chunked_hash,
-                           describe, file_url, read_tree, write_manifest, write_tree)
+from sheaf_testlib import (BUCKET, MIB, QUILT_ENV, SHEAF_BIN, Sheaf, assert_exit, base_env, big_bytes, blob_path,
+                           chunked_hash, describe, file_url, read_tree, write_manifest, write_tree)
 
 HOUR = 3600
 OLD = 3 * HOUR  # older than the default grace period (1h)
@@ -289,6 +290,46 @@ def test_gc_during_a_push_does_not_hurt_it(sheaf, registry, tmp_path):
     dest = tmp_path / "dest"
     sheaf.json("install", f"o/busy@{top}", "--dest", dest)
     assert sheaf.json("verify", f"o/busy@{top}", "--dir", dest)["ok"] is True
+
+
+def test_a_killed_push_leaves_only_complete_blobs_and_what_gc_removes(sheaf, registry, tmp_path):
+    """A local push hashes each file while writing it to `.sheaf/tmp/` and links
+    it into `.sheaf/blobs/` when complete. Killed at any moment, it leaves
+    complete blobs (named by their content's hash) and staging files that
+    `sheaf gc` removes; the next push goes through."""
+    src = tmp_path / "src"
+    files = {f"part{i}/f{i}.bin": big_bytes(12 * MIB + 4097 * i, seed=40 + i) for i in range(6)}
+    files.update({f"small/s{i}.txt": f"small {i}".encode() for i in range(50)})
+    write_tree(src, files)
+    start = time.monotonic()
+    sheaf("push", "o/warm", src, json_out=True, timeout=300)
+    push_time = time.monotonic() - start
+    shutil.rmtree(registry)
+    registry.mkdir()
+    for i, delay in enumerate([0.0, 0.05, 0.15, 0.3, 0.6, 0.9]):
+        proc = subprocess.Popen([str(SHEAF_BIN), "--registry", str(registry), "push", "o/killed", str(src)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=base_env())
+        time.sleep(delay * push_time)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+        for p in sorted((registry / ".sheaf").rglob("*")) if (registry / ".sheaf").exists() else []:
+            rel = p.relative_to(registry).as_posix()
+            if p.is_dir() or rel.startswith((".sheaf/tmp/", ".sheaf/locks/")):
+                continue
+            assert rel.startswith(".sheaf/blobs/") and "#" not in p.name, rel
+            assert blob_path(registry, chunked_hash(p.read_bytes())) == p, f"{rel} is not complete"
+        report = sheaf.json("gc", "--older-than", "0s", "--delete")
+        assert {l["kind"] for l in report["leftovers"]} <= {"staging"}, report
+        assert report["failed_files"] == 0, report
+        tmp = registry / ".sheaf" / "tmp"
+        assert not (tmp.exists() and any(tmp.iterdir())), f"kill {i}: gc left {list(tmp.iterdir())}"
+    r = sheaf("push", "o/killed", src, json_out=True, timeout=300)
+    assert r.returncode == 0, describe(r)
+    top = json.loads(r.stdout)["top_hash"]
+    dest = tmp_path / "dest"
+    sheaf.json("install", f"o/killed@{top}", "--dest", dest)
+    assert read_tree(dest) == files
+    assert not list((registry / ".sheaf" / "tmp").iterdir())
 
 
 # ---------------------------------------------------------------------------
