@@ -348,7 +348,19 @@ def _keys(client, prefix=""):
     return keys
 
 
-def test_gc_on_an_s3_registry(moto, tmp_path):
+@pytest.fixture
+def s3_bucket_left_clean(moto):
+    """The moto bucket is shared by the whole session (test_s3.py checks its
+    whole listing): remove what the gc test wrote, whatever the outcome."""
+    yield moto
+    client = moto["client"]
+    for prefix in (S3_PREFIX + "/", "elsewhere/"):
+        for key in _keys(client, prefix):
+            client.delete_object(Bucket=BUCKET, Key=key)
+
+
+def test_gc_on_an_s3_registry(s3_bucket_left_clean, tmp_path):
+    moto = s3_bucket_left_clean
     s3 = Sheaf(S3_REGISTRY, moto["env"])
     client = moto["client"]
     src1, src2 = tmp_path / "r1", tmp_path / "r2"
