@@ -287,7 +287,7 @@ class SheafClientTest {
           "the planning server must not serve the endpoints");
     }
     List<String> lines = server.logLinesSince(mark, l -> l.contains("DoGet"));
-    assertEquals(2, lines.stream().filter(l -> l.contains("DoGet") && l.contains("tables/types.parquet")).count(), lines.toString());
+    assertEquals(2, lines.stream().filter(l -> l.contains("DoGet finished") && l.contains("tables/types.parquet")).count(), lines.toString());
   }
 
   private List<Long> readIds(Dataset ds) {

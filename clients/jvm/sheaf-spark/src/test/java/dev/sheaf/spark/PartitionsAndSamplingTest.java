@@ -145,7 +145,7 @@ class PartitionsAndSamplingTest {
       assertTrue(frontLog.stream().noneMatch(l -> l.contains("DoGet")), "the planning server served endpoints: " + frontLog);
     }
     List<String> lines = server.logLinesSince(mark, l -> l.contains("DoGet"));
-    assertEquals(3, lines.stream().filter(l -> l.contains("DoGet") && l.contains("tables/types.parquet")).count(), lines.toString());
+    assertEquals(3, lines.stream().filter(l -> l.contains("DoGet finished") && l.contains("tables/types.parquet")).count(), lines.toString());
   }
 
   @Test
