@@ -69,6 +69,17 @@ STEPS = [
 ]
 STEP_TITLE = {k: t for k, t, _ in STEPS}
 TIME = "/usr/bin/time"      # GNU time, for each step's peak RSS (see measure)
+# Where GNU time is missing: a small Python process that spawns the command and
+# writes its ru_maxrss (KiB), the same reading (its own ~10 MB is the floor).
+LAUNCHER = r"""
+import os, sys
+pid = os.posix_spawnp(sys.argv[2], sys.argv[2:], os.environ)
+_, status, ru = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as f:
+    f.write(str(ru.ru_maxrss))
+code = os.waitstatus_to_exitcode(status)
+sys.exit(code if code >= 0 else 128 - code)
+"""
 TIME_GOAL = 10.0            # issue 12: 10x faster than quilt3
 SLOPE_GOAL = 8.0            # bytes per entry: "memory bounded by a constant" (8 MB per million entries)
 
@@ -179,12 +190,16 @@ def measure(cmd: list[str], env: dict, timeout: float, out: Path) -> dict:
     with this process's resident size as its high-water mark (Linux copies it at
     fork and keeps it across exec), so `wait4` here would floor every figure at
     the benchmark's own ~80 MB. `time` is small, so its child's mark starts
-    near 1 MB."""
+    near 1 MB (LAUNCHER instead where GNU time is missing)."""
     rss_file = out.with_suffix(".rss")
     with open(out, "wb") as so, tempfile.TemporaryFile() as se:
         t0 = time.perf_counter()
-        p = subprocess.Popen([TIME, "-f", "%M", "-o", str(rss_file), *cmd], stdout=so, stderr=se, env=env,
-                             stdin=subprocess.DEVNULL, start_new_session=True)
+        if os.access(TIME, os.X_OK):
+            wrap = [TIME, "-f", "%M", "-o", str(rss_file)]
+        else:
+            wrap = [sys.executable, "-I", "-S", "-c", LAUNCHER, str(rss_file)]
+        p = subprocess.Popen([*wrap, *cmd], stdout=so, stderr=se, env=env, stdin=subprocess.DEVNULL,
+                             start_new_session=True)
         killed = threading.Event()
 
         def kill():
@@ -561,8 +576,6 @@ def main() -> None:
         report(opts, prev["params"]["results"], prev["params"]).write(opts.out)
         return
     h.check_sheaf_binary()
-    if not os.access(TIME, os.X_OK):
-        sys.exit(f"{TIME} (GNU time) is needed to read each step's peak RSS")
     sizes = [int(x) for x in (opts.sizes or ("2000,5000" if opts.quick else "10000,100000,1000000")).split(",")]
     base_rounds = opts.rounds or (1 if opts.quick else 3)
     scratch = Path(tempfile.mkdtemp(prefix="sheaf-bench-scale-", dir=os.environ.get("SHEAF_SCALE_SCRATCH")))
