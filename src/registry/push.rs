@@ -54,6 +54,23 @@ pub struct PushReport {
     pub previous: Option<String>,
 }
 
+impl PushReport {
+    /// The report of a push of `files` files (`bytes` bytes) as `top_hash`,
+    /// before anything was uploaded.
+    fn new(pkg: &PackageName, top_hash: &str, files: usize, bytes: u64) -> Self {
+        PushReport {
+            package: pkg.to_string(),
+            top_hash: top_hash.to_owned(),
+            files,
+            bytes,
+            uploaded_files: 0,
+            uploaded_bytes: 0,
+            unchanged: false,
+            previous: None,
+        }
+    }
+}
+
 pub(super) struct LocalFile {
     pub(super) path: PathBuf,
     pub(super) key: String,
@@ -81,20 +98,8 @@ impl Registry {
         let hashed = hash_all(files, progress).await?;
         progress.finish();
 
-        let entries = self.blob_entries(&hashed);
-        let manifest = Manifest::build(opts.message.clone(), opts.user_meta.clone(), entries)
-            .map_err(|source| Error::Manifest { top_hash: format!("being built from {}", dir.display()), source })?;
-        let top_hash = manifest.top_hash();
-        let mut report = PushReport {
-            package: pkg.to_string(),
-            top_hash: top_hash.clone(),
-            files: hashed.len(),
-            bytes: total,
-            uploaded_files: 0,
-            uploaded_bytes: 0,
-            unchanged: false,
-            previous: None,
-        };
+        let (manifest, top_hash) = self.manifest_of(dir, opts, &hashed)?;
+        let mut report = PushReport::new(pkg, &top_hash, hashed.len(), total);
         let latest = self.read_pointer(&Self::latest_path(pkg)).await?;
         if latest.as_deref() == Some(top_hash.as_str()) {
             report.unchanged = true;
@@ -194,20 +199,9 @@ impl Registry {
         let uploaded_files = stored.iter().filter(|s| s.2).count();
         let uploaded_bytes = stored.iter().filter(|s| s.2).map(|s| s.0.size).sum();
         let hashed: Vec<(LocalFile, EntryHash)> = stored.into_iter().map(|(f, h, _)| (f, h)).collect();
-        let entries = self.blob_entries(&hashed);
-        let manifest = Manifest::build(opts.message.clone(), opts.user_meta.clone(), entries)
-            .map_err(|source| Error::Manifest { top_hash: format!("being built from {}", dir.display()), source })?;
-        let top_hash = manifest.top_hash();
-        let mut report = PushReport {
-            package: pkg.to_string(),
-            top_hash: top_hash.clone(),
-            files: hashed.len(),
-            bytes: total,
-            uploaded_files,
-            uploaded_bytes,
-            unchanged: false,
-            previous: None,
-        };
+        let (manifest, top_hash) = self.manifest_of(dir, opts, &hashed)?;
+        let mut report =
+            PushReport { uploaded_files, uploaded_bytes, ..PushReport::new(pkg, &top_hash, hashed.len(), total) };
         // `latest` is read again: another push may have moved it meanwhile.
         let latest = self.read_pointer(&Self::latest_path(pkg)).await?;
         if latest.as_deref() == Some(top_hash.as_str()) {
@@ -218,6 +212,20 @@ impl Registry {
         self.write_manifest(&manifest, &top_hash).await?;
         report.previous = self.record_revision(pkg, &top_hash).await?;
         Ok(report)
+    }
+
+    /// The new revision's manifest and top hash: the hashed files of `dir`
+    /// as entries naming this registry's blobs.
+    fn manifest_of(
+        &self,
+        dir: &FsPath,
+        opts: &PushOptions,
+        hashed: &[(LocalFile, EntryHash)],
+    ) -> Result<(Manifest, String)> {
+        let manifest = Manifest::build(opts.message.clone(), opts.user_meta.clone(), self.blob_entries(hashed))
+            .map_err(|source| Error::Manifest { top_hash: format!("being built from {}", dir.display()), source })?;
+        let top_hash = manifest.top_hash();
+        Ok((manifest, top_hash))
     }
 
     /// Manifest entries for hashed local files, their physical keys naming
