@@ -58,11 +58,11 @@ async fn client_lists_plans_and_reads_in_parallel() {
     let client = Client::connect(&url).await.unwrap();
 
     let packages = client.list_packages(None).await.unwrap();
-    assert_eq!(packages[0]["name"], "t/p");
+    assert_eq!(packages[0].name, "t/p");
     let top_hash = client.resolve("t/p").await.unwrap();
     assert_eq!(top_hash.len(), 64);
     let tables = client.list_tables("t/p").await.unwrap();
-    assert!(tables.iter().any(|t| t["path"] == "t/data.parquet"));
+    assert!(tables.iter().any(|t| t.path == "t/data.parquet" && t.format == "parquet"));
 
     let dataset = client.dataset("sheaf://t/p/t/data.parquet?partitions=3").await.unwrap();
     assert_eq!(dataset.info.endpoint.len(), 3);
@@ -98,6 +98,66 @@ async fn client_errors_carry_codes_and_names() {
     assert!(err.to_string().contains("nope"), "{err}");
     let err = Client::connect("grpc://127.0.0.1:1").await.err().expect("nothing listens on port 1");
     assert!(err.to_string().contains("127.0.0.1:1"));
+}
+
+/// The typed contract: a `DatasetRequest` names the same rows as its URI,
+/// endpoints say which rows they cover, and errors carry their reason and
+/// the package, path or column at fault.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_requests_metadata_and_error_details() {
+    use sheaf::proto::{DatasetRequest, ErrorReason, dataset_request::Revision};
+    let (url, _src, _stop) = start().await;
+    let client = Client::connect(&url).await.unwrap();
+    let top_hash = client.resolve("t/p").await.unwrap();
+    let request = DatasetRequest {
+        package: "t/p".into(),
+        revision: Some(Revision::TopHash(top_hash[..12].into())),
+        path: "t/data.parquet".into(),
+        columns: vec!["id".into(), "x".into()],
+        partitions: Some(3),
+        ..Default::default()
+    };
+    let typed = client.dataset_request(&request).await.unwrap();
+    let text = client.dataset(&format!("sheaf://t/p@{}/t/data.parquet?columns=id,x&partitions=3", &top_hash[..12])).await.unwrap();
+    assert_eq!(typed.top_hash, top_hash);
+    assert_eq!(typed.pinned_uri, text.pinned_uri);
+    let a: Vec<RecordBatch> = client.read(&typed, 2).try_collect().await.unwrap();
+    let b: Vec<RecordBatch> = client.read(&text, 2).try_collect().await.unwrap();
+    assert_eq!(a, b);
+    // Endpoint metadata, binary for the typed request and JSON for the URI.
+    let mut next = 0;
+    for (i, dataset) in [&typed, &text].into_iter().flat_map(|d| (0..3).map(move |i| (i, d))) {
+        let meta = dataset.endpoint_metadata(i).expect("parquet endpoints say their rows");
+        assert_eq!(meta.partition as usize, i);
+        if i == 0 {
+            next = 0;
+        }
+        assert_eq!(meta.first_row, next);
+        next += meta.table_rows;
+    }
+    assert_eq!(next, ROWS as u64);
+
+    // Error details, without reading messages.
+    let err = client.dataset_request(&DatasetRequest { columns: vec!["nope".into()], ..request.clone() }).await.unwrap_err();
+    let server = err.server().expect("a server error");
+    assert_eq!(server.reason, ErrorReason::UnknownColumn);
+    assert_eq!(server.column.as_deref(), Some("nope"));
+    assert_eq!(server.package.as_deref(), Some("t/p"));
+    assert_eq!(server.path.as_deref(), Some("t/data.parquet"));
+    let err = client.dataset("sheaf://t/p/missing.parquet").await.unwrap_err();
+    assert_eq!(err.reason(), Some(ErrorReason::NotFound));
+    assert_eq!(err.server().unwrap().path.as_deref(), Some("missing.parquet"));
+    let err = client.dataset_request(&DatasetRequest { sample: Some(3.0), ..request.clone() }).await.unwrap_err();
+    assert_eq!(err.reason(), Some(ErrorReason::InvalidRequest));
+    let err = client.dataset("sheaf://t/p/t/data.parquet?filter=id%20/%200%20%3E%201").await;
+    if let Ok(d) = err {
+        let read: Result<Vec<RecordBatch>, _> = client.read(&d, 1).try_collect().await;
+        let err = read.unwrap_err();
+        assert_eq!(err.reason(), Some(ErrorReason::EvaluationFailed), "{err}");
+        assert_eq!(err.server().unwrap().top_hash.as_deref(), Some(top_hash.as_str()));
+    }
+    let err = client.resolve("t/nothing").await.unwrap_err();
+    assert_eq!((err.reason(), err.server().unwrap().package.as_deref()), (Some(ErrorReason::NotFound), Some("t/nothing")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,11 +1,17 @@
-//! DoAction: the package operations a remote client needs. Bodies and
-//! results are UTF-8 JSON, so any client can use them without generated code.
+//! DoAction: the package operations a remote client needs. Each action takes
+//! one request message of `proto/sheaf.proto` and answers one response
+//! message, in the form it was asked: packed in a `google.protobuf.Any`, or
+//! as JSON (the messages' JSON form), so any client can use them without
+//! generated code.
 
+use super::audit::AuditNote;
 use crate::auth::{Access, Principal, glob_match};
+use crate::proto::{self, Form};
 use crate::query::{DatasetUri, Engine, table};
 use crate::registry::{PackageName, PackageRef};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use prost::{Message, Name};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use tonic::Status;
 
 /// Action names and descriptions (ListActions).
@@ -21,49 +27,64 @@ pub const ACTIONS: &[(&str, &str)] = &[
     ),
 ];
 
-#[derive(Deserialize, Default)]
-struct Body {
-    #[serde(default)]
-    pattern: Option<String>,
-    #[serde(default)]
-    package: Option<String>,
-    #[serde(default, rename = "ref")]
-    reference: Option<String>,
-    #[serde(default)]
-    prefix: Option<String>,
-}
-
-fn parse_body(action: &str, body: &[u8]) -> Result<Body, Status> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Body::default());
+/// Decodes an action's body as `M`: a packed `sheaf.v1` message of that
+/// type, or its JSON form (an empty body is the default message).
+fn request<M: Message + Name + Default + DeserializeOwned>(action: &str, body: &[u8]) -> Result<(M, Form), Status> {
+    if let Some((name, value)) = proto::unpack_any(body) {
+        if name != M::NAME {
+            return Err(Status::invalid_argument(format!(
+                "{action} takes sheaf.v1.{}, not sheaf.v1.{}",
+                M::NAME,
+                crate::query::limits::excerpt(&name)
+            )));
+        }
+        let message = M::decode(value)
+            .map_err(|e| Status::invalid_argument(format!("{action}: not a valid sheaf.v1.{}: {e}", M::NAME)))?;
+        return Ok((message, Form::Typed));
     }
-    serde_json::from_slice(body).map_err(|e| {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok((M::default(), Form::Text));
+    }
+    let message = serde_json::from_slice(body).map_err(|e| {
         Status::invalid_argument(format!(
-            "{}: the body must be a JSON object: {e}",
-            crate::query::limits::excerpt(action)
+            "{}: the body must be a JSON object or a packed sheaf.v1.{}: {e}",
+            crate::query::limits::excerpt(action),
+            M::NAME
         ))
-    })
+    })?;
+    Ok((message, Form::Text))
 }
 
-fn reference(action: &str, body: &Body) -> Result<PackageRef, Status> {
-    let text = body
-        .reference
-        .as_deref()
-        .ok_or_else(|| Status::invalid_argument(format!("{action}: the body needs \"ref\"")))?;
+/// `response` in `form`: an `Any`, or its JSON form.
+fn answer<M: Name + Serialize>(form: Form, response: &M) -> Vec<u8> {
+    form.encode(response, true)
+}
+
+/// `response` in `form`, where its JSON form is the bare list `items`.
+fn answer_list<M: Name + Serialize, T: Serialize>(form: Form, response: &M, items: &[T]) -> Vec<u8> {
+    match form {
+        Form::Typed => proto::pack(response),
+        Form::Text => serde_json::to_vec(items).unwrap_or_default(),
+    }
+}
+
+fn reference(action: &str, text: &str) -> Result<PackageRef, Status> {
+    if text.is_empty() {
+        return Err(Status::invalid_argument(format!("{action}: the body needs \"ref\"")));
+    }
     Ok(text.parse()?)
 }
 
-/// Runs an action for `principal`, returning its JSON result. Packages it
-/// may not read are left out of listings and answer as missing.
+/// Runs an action for `principal`, returning its encoded result. Packages
+/// it may not read are left out of listings and answer as missing.
 pub async fn run(
     engine: &Engine,
     action: &str,
     body: &[u8],
     principal: &Principal,
-    note: &super::audit::AuditNote,
-) -> Result<Value, Status> {
+    note: &AuditNote,
+) -> Result<Vec<u8>, Status> {
     let registry = engine.registry();
-    let body = parse_body(action, body)?;
     let readable = |package: &PackageName| {
         note.target(&package.to_string(), None, None);
         super::auth::require(principal, Access::Read, &package.to_string(), || {
@@ -72,55 +93,101 @@ pub async fn run(
     };
     match action {
         "list_packages" => {
-            let pattern = body.pattern.as_deref().unwrap_or("*");
+            let (req, form) = request::<proto::ListPackagesRequest>(action, body)?;
+            let pattern = if req.pattern.is_empty() { "*" } else { req.pattern.as_str() };
             let packages = registry.list_packages().await?;
-            let visible =
-                packages.into_iter().filter(|p| glob_match(pattern, &p.name) && principal.may(Access::Read, &p.name));
-            Ok(json!(visible.collect::<Vec<_>>()))
+            let packages: Vec<_> = packages
+                .into_iter()
+                .filter(|p| glob_match(pattern, &p.name) && principal.may(Access::Read, &p.name))
+                .map(|p| proto::PackageSummary { name: p.name, latest: p.latest })
+                .collect();
+            let response = proto::ListPackagesResponse { packages };
+            Ok(answer_list(form, &response, &response.packages))
         }
         "list_revisions" => {
-            let name: PackageName = body
-                .package
-                .as_deref()
-                .ok_or_else(|| Status::invalid_argument("list_revisions: the body needs \"package\""))?
-                .parse()?;
+            let (req, form) = request::<proto::ListRevisionsRequest>(action, body)?;
+            if req.package.is_empty() {
+                return Err(Status::invalid_argument("list_revisions: the body needs \"package\""));
+            }
+            let name: PackageName = req.package.parse()?;
             readable(&name)?;
-            Ok(json!(registry.revisions(&name).await?))
+            let revisions: Vec<_> = registry
+                .revisions(&name)
+                .await?
+                .into_iter()
+                .map(|r| proto::RevisionSummary {
+                    top_hash: r.top_hash,
+                    timestamp: r.timestamp,
+                    message: r.message,
+                    tags: r.tags,
+                })
+                .collect();
+            let response = proto::ListRevisionsResponse { revisions };
+            Ok(answer_list(form, &response, &response.revisions))
         }
         "browse" => {
-            let r = reference(action, &body)?;
+            let (req, form) = request::<proto::BrowseRequest>(action, body)?;
+            let r = reference(action, &req.r#ref)?;
             readable(&r.package)?;
             let (top_hash, manifest) = registry.load(&r).await?;
-            let prefix = body.prefix.or(r.subpath).unwrap_or_default();
-            let entries: Vec<Value> = manifest
+            let prefix = Some(req.prefix).filter(|p| !p.is_empty()).or(r.subpath).unwrap_or_default();
+            let entries = manifest
                 .entries()
                 .filter(|e| crate::manifest::key::is_under(&e.logical_key, &prefix))
-                .map(|e| json!({"logical_key": e.logical_key, "size": e.size, "hash": e.hash, "meta": e.meta}))
+                .map(|e| proto::Entry {
+                    logical_key: e.logical_key.clone(),
+                    size: e.size,
+                    hash: Some(proto::EntryHash { r#type: e.hash.kind.clone(), value: e.hash.value.clone() }),
+                    meta: Some(&e.meta).filter(|m| !m.is_null()).map(ToString::to_string),
+                })
                 .collect();
-            Ok(json!({"package": r.package.to_string(), "top_hash": top_hash, "message": manifest.message(),
-                      "user_meta": manifest.user_meta(), "entries": entries}))
+            let response = proto::BrowseResponse {
+                package: r.package.to_string(),
+                top_hash,
+                message: manifest.message().map(str::to_owned),
+                user_meta: manifest.user_meta().map(ToString::to_string),
+                entries,
+            };
+            Ok(answer(form, &response))
         }
         "resolve" => {
-            let r = reference(action, &body)?;
+            let (req, form) = request::<proto::ResolveRequest>(action, body)?;
+            let r = reference(action, &req.r#ref)?;
             readable(&r.package)?;
             let top_hash = registry.resolve(&r.package, &r.revision).await?;
-            Ok(json!({"package": r.package.to_string(), "top_hash": top_hash}))
+            Ok(answer(form, &proto::ResolveResponse { package: r.package.to_string(), top_hash }))
         }
         "list_tables" => {
-            let r = reference(action, &body)?;
+            let (req, form) = request::<proto::ListTablesRequest>(action, body)?;
+            let r = reference(action, &req.r#ref)?;
             readable(&r.package)?;
             let top_hash = registry.resolve(&r.package, &r.revision).await?;
             let manifest = engine.manifest(&top_hash).await?;
-            let tables: Vec<Value> = table::list(&manifest)
+            let tables = table::list(&manifest)
                 .into_iter()
-                .map(|(path, format)| {
-                    let uri = DatasetUri::table(&r.package, &top_hash, &path).to_string();
-                    json!({"path": path, "format": format.name(), "uri": uri})
+                .map(|(path, format)| proto::TableSummary {
+                    uri: DatasetUri::table(&r.package, &top_hash, &path).to_string(),
+                    format: format.name().to_owned(),
+                    path,
                 })
                 .collect();
-            Ok(json!({"package": r.package.to_string(), "top_hash": top_hash, "tables": tables}))
+            Ok(answer(form, &proto::ListTablesResponse { package: r.package.to_string(), top_hash, tables }))
         }
-        "metrics" => Ok(json!(crate::metrics::snapshot())),
+        "metrics" => {
+            let (_, form) = request::<proto::MetricsRequest>(action, body)?;
+            let m = crate::metrics::snapshot();
+            let response = proto::MetricsResponse {
+                bytes_read: m.bytes_read,
+                rows_scanned: m.rows_scanned,
+                do_get: m.do_get,
+                do_get_cached: m.do_get_cached,
+                rows_sent: m.rows_sent,
+                batches_sent: m.batches_sent,
+                bytes_sent: m.bytes_sent,
+                do_put: m.do_put,
+            };
+            Ok(answer(form, &response))
+        }
         other => {
             let known: Vec<&str> = ACTIONS.iter().map(|(n, _)| *n).collect();
             Err(Status::invalid_argument(format!(

@@ -61,6 +61,16 @@ impl AuditNote {
         }
     }
 
+    /// The package, revision and table recorded so far, for error details.
+    pub fn subject(&self) -> super::status::Subject {
+        let fields = self.fields();
+        super::status::Subject {
+            package: fields.package.clone(),
+            top_hash: fields.top_hash.clone(),
+            path: fields.table.clone(),
+        }
+    }
+
     fn fields(&self) -> std::sync::MutexGuard<'_, Fields> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -8,9 +8,14 @@
 //!   [`MAX_MESSAGE_BYTES`], so an error quoting a huge request cannot turn
 //!   into a header the client refuses;
 //! - the server's storage locations (registry root, allowed folders) are
-//!   replaced by `<registry>` in every message.
+//!   replaced by `<registry>` in every message;
+//! - every error status carries its machine-readable detail
+//!   ([`super::status::complete_detail`]), naming the package, revision and
+//!   table the call was about.
 
+use super::audit::AuditNote;
 use super::pipeline::panic_message;
+use super::status::complete_detail;
 use bytes::Bytes;
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -81,7 +86,8 @@ pub fn clean_message(encoded: &str, redact: &[String]) -> String {
     text
 }
 
-fn clean_headers(headers: &mut http::HeaderMap, redact: &[String]) {
+fn clean_headers(headers: &mut http::HeaderMap, redact: &[String], note: &AuditNote) {
+    complete_detail(headers, &note.subject());
     let Some(value) = headers.get("grpc-message") else { return };
     let encoded = String::from_utf8_lossy(value.as_bytes()).into_owned();
     let cleaned = clean_message(&encoded, redact);
@@ -120,6 +126,7 @@ where
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
         let redact = self.redact.clone();
+        let note = AuditNote::of(request.extensions());
         let future = self.inner.call(request);
         Box::pin(async move {
             let response = match AssertUnwindSafe(future).catch_unwind().await {
@@ -131,8 +138,8 @@ where
                 }
             };
             let (mut parts, body) = response.into_parts();
-            clean_headers(&mut parts.headers, &redact);
-            Ok(http::Response::from_parts(parts, Body::new(CleanBody { inner: Some(body), redact })))
+            clean_headers(&mut parts.headers, &redact, &note);
+            Ok(http::Response::from_parts(parts, Body::new(CleanBody { inner: Some(body), redact, note })))
         })
     }
 }
@@ -142,6 +149,7 @@ where
 struct CleanBody {
     inner: Option<Body>,
     redact: Arc<Vec<String>>,
+    note: AuditNote,
 }
 
 impl HttpBody for CleanBody {
@@ -155,11 +163,13 @@ impl HttpBody for CleanBody {
         match polled {
             Err(panic) => {
                 this.inner = None;
-                Poll::Ready(Some(Ok(Frame::trailers(panic_trailers(panic.as_ref())))))
+                let mut trailers = panic_trailers(panic.as_ref());
+                complete_detail(&mut trailers, &this.note.subject());
+                Poll::Ready(Some(Ok(Frame::trailers(trailers))))
             }
             Ok(Poll::Ready(Some(Ok(frame)))) => match frame.into_trailers() {
                 Ok(mut trailers) => {
-                    clean_headers(&mut trailers, &this.redact);
+                    clean_headers(&mut trailers, &this.redact, &this.note);
                     Poll::Ready(Some(Ok(Frame::trailers(trailers))))
                 }
                 Err(frame) => Poll::Ready(Some(Ok(frame))),
@@ -193,7 +203,7 @@ mod tests {
         assert!(text.len() <= MAX_MESSAGE_BYTES, "{}", text.len());
         let mut headers = http::HeaderMap::new();
         headers.insert("grpc-message", http::HeaderValue::from_str(&"x".repeat(2_000_000)).unwrap());
-        clean_headers(&mut headers, &[]);
+        clean_headers(&mut headers, &[], &AuditNote::default());
         assert!(headers["grpc-message"].len() <= MAX_MESSAGE_BYTES);
     }
 }

@@ -16,6 +16,7 @@ pub mod actions;
 pub mod audit;
 pub mod auth;
 pub mod cache;
+pub mod descriptor;
 pub mod encode;
 pub mod grpc;
 pub mod hygiene;
@@ -24,7 +25,7 @@ mod put;
 mod service;
 pub mod status;
 
-pub use service::{SheafFlight, descriptor_uri};
+pub use service::SheafFlight;
 
 use crate::query::Engine;
 use arrow_flight::flight_service_server::FlightServiceServer;

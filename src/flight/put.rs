@@ -6,9 +6,9 @@
 //! stream has ended successfully and `latest` has moved; a stream that fails
 //! or is cancelled leaves no revision behind.
 
-use super::service::descriptor_text;
 use crate::auth::{Access, Principal};
-use crate::query::{DatasetUri, Engine, PutTarget};
+use crate::proto::{Form, PutResponse};
+use crate::query::{DatasetUri, Engine};
 use crate::registry::{Base, Revision};
 use arrow_flight::FlightData;
 use arrow_flight::decode::FlightRecordBatchStream;
@@ -17,7 +17,6 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use parquet::arrow::AsyncArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
-use serde_json::{Value, json};
 use tonic::{Status, Streaming};
 
 fn stream_error(e: FlightError) -> Status {
@@ -74,19 +73,20 @@ fn check_batch(batch: &arrow::array::RecordBatch, what: &str) -> Result<(), Stat
     Ok(())
 }
 
-/// Receives one DoPut and commits it; returns the JSON put result.
+/// Receives one DoPut and commits it; returns what it committed, to be
+/// answered in the form of the request's descriptor.
 pub async fn put(
     engine: &Engine,
     mut messages: Streaming<FlightData>,
     principal: &Principal,
     note: &super::audit::AuditNote,
-) -> Result<Value, Status> {
+) -> Result<(PutResponse, Form), Status> {
     let first = messages.message().await?.ok_or_else(|| Status::invalid_argument("DoPut received no messages"))?;
     let descriptor = first
         .flight_descriptor
         .clone()
         .ok_or_else(|| Status::invalid_argument("the first DoPut message must carry the flight descriptor"))?;
-    let target = PutTarget::parse(&descriptor_text(&descriptor)?)?;
+    let (target, form) = super::descriptor::put_target(&descriptor)?;
     note.target(&target.package.to_string(), None, Some(&target.path));
     let registry = engine.registry();
     // Before anything is read or written: a write grant on the package.
@@ -142,13 +142,15 @@ pub async fn put(
     note.target(&report.package, Some(&report.top_hash), None);
     tracing::info!(principal = %principal.label(), package = %report.package, path = %target.path, rows, bytes = report.bytes, top_hash = %report.top_hash,
         previous = ?report.previous, "DoPut committed");
-    Ok(json!({
-        "package": report.package,
-        "top_hash": report.top_hash,
-        "previous": report.previous,
-        "path": target.path,
-        "rows": rows,
-        "bytes": report.bytes,
-        "uri": DatasetUri::table(&target.package, &report.top_hash, &target.path).to_string(),
-    }))
+    let uri = DatasetUri::table(&target.package, &report.top_hash, &target.path).to_string();
+    let response = PutResponse {
+        package: report.package,
+        top_hash: report.top_hash,
+        previous: report.previous,
+        path: target.path,
+        rows,
+        bytes: report.bytes,
+        uri,
+    };
+    Ok((response, form))
 }

@@ -1,6 +1,7 @@
 //! The Arrow Flight service: RPCs over the query engine.
 
 use super::actions;
+use super::descriptor;
 use super::audit::AuditNote;
 use super::auth::Authenticator;
 use super::cache::StreamCache;
@@ -8,10 +9,11 @@ use super::encode::{self, WireMessage};
 use super::pipeline::{self, Gates, StreamLimits};
 use crate::auth::{Access, Principal};
 use crate::metrics;
-use crate::query::{Compression, DatasetUri, Engine, Plan, ReadStats, proto, table};
+use crate::auth::glob_match;
+use crate::proto::{self, Form};
+use crate::query::{Compression, DatasetUri, Engine, Plan, ReadStats, table};
 use arrow::ipc::CompressionType;
 use arrow::ipc::writer::IpcWriteOptions;
-use arrow_flight::flight_descriptor::DescriptorType;
 use arrow_flight::flight_service_server::FlightService;
 use arrow_flight::{
     Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest,
@@ -21,7 +23,6 @@ use bytes::Bytes;
 use futures::FutureExt;
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use prost::Message;
-use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -229,26 +230,26 @@ impl SheafFlight {
         Ok(sent.boxed())
     }
 
-    fn flight_info(&self, plan: &Plan, descriptor: FlightDescriptor) -> Result<FlightInfo, Status> {
+    /// The FlightInfo of a plan; its metadata in the request's `form`.
+    fn flight_info(&self, plan: &Plan, descriptor: FlightDescriptor, form: Form) -> Result<FlightInfo, Status> {
         let start = self.next_location.fetch_add(plan.tickets.len().max(1), Ordering::Relaxed);
         let endpoints = plan.tickets.iter().zip(&plan.regions).enumerate().map(|(i, (t, region))| {
             let mut endpoint = FlightEndpoint::new().with_ticket(Ticket::new(self.ticket_bytes(t)));
-            if let Some((first_row, rows)) = region {
-                // The table rows this endpoint covers, before filters and sampling.
-                let meta = json!({"partition": i, "first_row": first_row, "table_rows": rows});
-                endpoint = endpoint.with_app_metadata(meta.to_string().into_bytes());
+            if let Some((first_row, table_rows)) = *region {
+                let meta = proto::EndpointMetadata { partition: i as u32, first_row, table_rows };
+                endpoint = endpoint.with_app_metadata(form.encode(&meta, false));
             }
             match self.advertise.len() {
                 0 => endpoint,
                 n => endpoint.with_location(self.advertise[(start + i) % n].clone()),
             }
         });
-        let app_metadata = json!({
-            "package": plan.uri.package.to_string(),
-            "top_hash": plan.top_hash,
-            "path": plan.uri.path,
-            "pinned_uri": plan.uri.to_string(),
-        });
+        let meta = proto::FlightInfoMetadata {
+            package: plan.uri.package.to_string(),
+            top_hash: plan.top_hash.clone(),
+            path: plan.uri.path.clone(),
+            pinned_uri: plan.uri.to_string(),
+        };
         let info = FlightInfo::new()
             .try_with_schema(&plan.schema)
             .map_err(|e| Status::internal(format!("encoding the schema: {e}")))?
@@ -257,37 +258,10 @@ impl SheafFlight {
             .with_total_records(plan.total_rows.map_or(-1, |r| r as i64))
             .with_total_bytes(plan.total_bytes.map_or(-1, |b| b as i64))
             .with_ordered(true)
-            .with_app_metadata(app_metadata.to_string().into_bytes());
+            .with_app_metadata(form.encode(&meta, false));
         Ok(info)
     }
 }
-
-/// The dataset URI a descriptor names: a CMD descriptor holds the URI as
-/// UTF-8; a PATH descriptor holds it as one element, or as segments joined
-/// with `/`.
-pub fn descriptor_uri(d: &FlightDescriptor) -> Result<DatasetUri, Status> {
-    Ok(DatasetUri::parse(&descriptor_text(d)?)?)
-}
-
-/// The URI text of a descriptor (CMD: UTF-8; PATH: segments joined by `/`).
-pub fn descriptor_text(d: &FlightDescriptor) -> Result<String, Status> {
-    let size = d.cmd.len() + d.path.iter().map(|p| p.len() + 1).sum::<usize>();
-    if size > crate::query::limits::MAX_URI_BYTES {
-        return Err(Status::invalid_argument(format!(
-            "the descriptor is {size} bytes; a dataset URI may have at most {}",
-            crate::query::limits::MAX_URI_BYTES
-        )));
-    }
-    match d.r#type() {
-        DescriptorType::Cmd => {
-            String::from_utf8(d.cmd.to_vec()).map_err(|_| Status::invalid_argument("the CMD descriptor is not UTF-8"))
-        }
-        DescriptorType::Path => Ok(d.path.join("/")),
-        DescriptorType::Unknown => Err(Status::invalid_argument("descriptor type is neither CMD nor PATH")),
-    }
-}
-
-pub use crate::auth::glob_match;
 
 fn compression(c: Compression) -> Option<CompressionType> {
     match c {
@@ -337,7 +311,9 @@ impl FlightService for SheafFlight {
                 // A table that cannot be planned (say, an unreadable file) is
                 // left out of the listing, not allowed to fail it.
                 match self.engine.plan(&uri).await {
-                    Ok(plan) => infos.push(self.flight_info(&plan, FlightDescriptor::new_cmd(uri.to_string()))),
+                    Ok(plan) => {
+                        infos.push(self.flight_info(&plan, FlightDescriptor::new_cmd(uri.to_string()), Form::Text))
+                    }
                     Err(e) => tracing::warn!(uri = %uri, error = %e, "table left out of ListFlights"),
                 }
             }
@@ -349,14 +325,14 @@ impl FlightService for SheafFlight {
         let principal = self.caller(request.extensions().get::<Principal>())?;
         let note = AuditNote::of(request.extensions());
         let descriptor = request.into_inner();
-        let uri = descriptor_uri(&descriptor)?;
+        let (uri, form) = descriptor::dataset(&descriptor)?;
         note.target(&uri.package.to_string(), None, Some(&uri.path));
         self.require(&principal, Access::Read, &uri.package)?;
         let plan = self.engine.plan(&uri).await?;
         note.target(&uri.package.to_string(), Some(&plan.top_hash), None);
         tracing::info!(principal = %principal.label(), uri = %crate::query::limits::clip(&plan.uri.to_string(), 400),
             endpoints = plan.tickets.len(), rows = ?plan.total_rows, "GetFlightInfo");
-        Ok(Response::new(self.flight_info(&plan, descriptor)?))
+        Ok(Response::new(self.flight_info(&plan, descriptor, form)?))
     }
 
     async fn poll_flight_info(&self, _request: Request<FlightDescriptor>) -> Result<Response<PollInfo>, Status> {
@@ -365,7 +341,7 @@ impl FlightService for SheafFlight {
 
     async fn get_schema(&self, request: Request<FlightDescriptor>) -> Result<Response<SchemaResult>, Status> {
         let principal = self.caller(request.extensions().get::<Principal>())?;
-        let uri = descriptor_uri(request.get_ref())?;
+        let (uri, _) = descriptor::dataset(request.get_ref())?;
         let note = AuditNote::of(request.extensions());
         note.target(&uri.package.to_string(), None, Some(&uri.path));
         self.require(&principal, Access::Read, &uri.package)?;
@@ -403,10 +379,10 @@ impl FlightService for SheafFlight {
                 tracing::error!(panic = %pipeline::panic_message(panic.as_ref()), "DoPut panicked");
                 Err(Status::internal("DoPut failed on the server (details are in its log); nothing was committed"))
             });
-            let body = put.inspect_err(|e| {
+            let (response, form) = put.inspect_err(|e| {
                 tracing::warn!(code = ?e.code(), error = %crate::query::limits::clip(e.message(), 400), "DoPut failed; nothing committed");
             })?;
-            Ok(PutResult { app_metadata: body.to_string().into_bytes().into() })
+            Ok(PutResult { app_metadata: form.encode(&response, false).into() })
         });
         Ok(Response::new(result.boxed()))
     }
@@ -423,7 +399,7 @@ impl FlightService for SheafFlight {
         let note = AuditNote::of(request.extensions());
         let action = request.into_inner();
         let body = actions::run(&self.engine, &action.r#type, &action.body, &principal, &note).await?;
-        let result = arrow_flight::Result::new(body.to_string().into_bytes());
+        let result = arrow_flight::Result::new(body);
         Ok(Response::new(stream::once(async { Ok(result) }).boxed()))
     }
 

@@ -13,34 +13,155 @@
 //! details of an internal failure: those go to the log, and the client gets
 //! the logical key or table at fault. (The [`super::hygiene`] layer also caps
 //! every message's size.)
+//!
+//! Every error status also carries a machine-readable detail: a
+//! `google.rpc.Status` in the `grpc-status-details-bin` trailer holding one
+//! `google.rpc.ErrorInfo` (domain [`DOMAIN`]) whose reason is a name of
+//! `sheaf.v1.ErrorReason` and whose metadata names the package, top_hash,
+//! path or column at fault. The errors below set the reason they know;
+//! [`complete_detail`] (run by the hygiene layer on every response) gives any
+//! other error status one from its code, and fills in the package, revision
+//! and table the call was about. Clients map reasons to their exception
+//! types without reading messages.
 
+use crate::proto::ErrorReason;
 use crate::query;
 use crate::registry;
-use tonic::Status;
+use base64::Engine as _;
+use prost::Message;
+use tonic::{Code, Status};
+use tonic_types::pb;
+
+/// The `ErrorInfo.domain` of Sheaf's errors.
+pub const DOMAIN: &str = "sheaf.v1";
+
+/// The header (or trailer) of gRPC's rich error model.
+const DETAILS_HEADER: &str = "grpc-status-details-bin";
+
+const ERROR_INFO_URL: &str = "type.googleapis.com/google.rpc.ErrorInfo";
+
+/// `status` with its detail: `reason` and the non-empty `fields`
+/// (`package`, `top_hash`, `path`, `column`).
+pub fn detailed(status: Status, reason: ErrorReason, fields: &[(&str, &str)]) -> Status {
+    let metadata = fields.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
+    let info = pb::ErrorInfo { reason: reason.as_str_name().to_owned(), domain: DOMAIN.to_owned(), metadata: metadata.collect() };
+    // The message stays out of the detail: only `grpc-message` carries it,
+    // after the hygiene layer has cleaned it.
+    let rpc = pb::Status { code: status.code() as i32, message: String::new(), details: vec![any(&info)] };
+    Status::with_details(status.code(), status.message(), rpc.encode_to_vec().into())
+}
+
+fn any(info: &pb::ErrorInfo) -> prost_types::Any {
+    prost_types::Any { type_url: ERROR_INFO_URL.to_owned(), value: info.encode_to_vec() }
+}
+
+/// The reason of an error status that did not say one.
+pub fn reason_of(code: Code) -> ErrorReason {
+    match code {
+        Code::Ok | Code::Unknown | Code::Internal => ErrorReason::Internal,
+        Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => ErrorReason::InvalidRequest,
+        Code::NotFound => ErrorReason::NotFound,
+        Code::AlreadyExists | Code::Aborted => ErrorReason::Conflict,
+        Code::PermissionDenied => ErrorReason::PermissionDenied,
+        Code::Unauthenticated => ErrorReason::Unauthenticated,
+        Code::ResourceExhausted => ErrorReason::ResourceExhausted,
+        Code::Unavailable => ErrorReason::Unavailable,
+        Code::DataLoss => ErrorReason::Integrity,
+        Code::Unimplemented => ErrorReason::Unimplemented,
+        Code::Cancelled => ErrorReason::Cancelled,
+        Code::DeadlineExceeded => ErrorReason::DeadlineExceeded,
+    }
+}
+
+/// What a call was about, to fill in an error's detail.
+#[derive(Debug, Default, Clone)]
+pub struct Subject {
+    /// `owner/name`.
+    pub package: Option<String>,
+    /// The revision's top hash.
+    pub top_hash: Option<String>,
+    /// The table or entry.
+    pub path: Option<String>,
+}
+
+/// Gives the error status in `headers` (a trailers-only response's headers,
+/// or a stream's trailers) its detail: the one it has, or one from its
+/// code, with `subject`'s fields added where it names none.
+pub fn complete_detail(headers: &mut http::HeaderMap, subject: &Subject) {
+    let code = match headers.get("grpc-status") {
+        Some(v) => Code::from_bytes(v.as_bytes()),
+        None => return,
+    };
+    if code == Code::Ok {
+        return;
+    }
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    // gRPC writes binary headers unpadded but readers accept padding.
+    let config = GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+    let engine = GeneralPurpose::new(&base64::alphabet::STANDARD, config.with_encode_padding(false));
+    let existing = headers
+        .get(DETAILS_HEADER)
+        .and_then(|v| engine.decode(v.as_bytes()).ok())
+        .and_then(|bytes| pb::Status::decode(bytes.as_slice()).ok());
+    let mut rpc = existing.unwrap_or_default();
+    rpc.code = code as i32;
+    let at = rpc.details.iter().position(|d| {
+        d.type_url == ERROR_INFO_URL && pb::ErrorInfo::decode(d.value.as_slice()).is_ok_and(|i| i.domain == DOMAIN)
+    });
+    let mut info = match at {
+        Some(i) => pb::ErrorInfo::decode(rpc.details.remove(i).value.as_slice()).unwrap_or_default(),
+        None => pb::ErrorInfo {
+            reason: reason_of(code).as_str_name().to_owned(),
+            domain: DOMAIN.to_owned(),
+            metadata: Default::default(),
+        },
+    };
+    for (key, value) in [("package", &subject.package), ("top_hash", &subject.top_hash), ("path", &subject.path)] {
+        if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
+            info.metadata.entry(key.to_owned()).or_insert_with(|| v.to_owned());
+        }
+    }
+    rpc.details.insert(0, any(&info));
+    if let Ok(value) = http::HeaderValue::from_str(&engine.encode(rpc.encode_to_vec())) {
+        headers.insert(DETAILS_HEADER, value);
+    }
+}
 
 /// The status for a registry error.
 pub fn from_registry(e: &registry::Error) -> Status {
     use registry::Error as E;
     match e {
-        E::Invalid(_) | E::Ambiguous { .. } | E::Manifest { .. } => Status::invalid_argument(e.to_string()),
-        E::NotFound(_) => Status::not_found(e.to_string()),
+        E::Invalid(_) => detailed(Status::invalid_argument(e.to_string()), ErrorReason::InvalidRequest, &[]),
+        E::Ambiguous { package, .. } => {
+            detailed(Status::invalid_argument(e.to_string()), ErrorReason::AmbiguousHash, &[("package", package)])
+        }
+        E::Manifest { top_hash, .. } => {
+            detailed(Status::invalid_argument(e.to_string()), ErrorReason::InvalidManifest, &[("top_hash", top_hash)])
+        }
+        E::NotFound(_) => detailed(Status::not_found(e.to_string()), ErrorReason::NotFound, &[]),
         E::Integrity { what, .. } => {
             tracing::warn!(error = %e, "integrity failure");
-            Status::data_loss(format!("{what}: content does not match its hash"))
+            let status = Status::data_loss(format!("{what}: content does not match its hash"));
+            detailed(status, ErrorReason::Integrity, &[("path", what)])
         }
-        E::Forbidden { .. } => {
+        E::Forbidden { logical_key, .. } => {
             tracing::warn!(error = %e, "read refused by the read policy");
-            Status::permission_denied(e.public_message())
+            let status = Status::permission_denied(e.public_message());
+            detailed(status, ErrorReason::ForbiddenLocation, &[("path", logical_key)])
         }
-        E::Conflict(_) => Status::already_exists(e.to_string()),
-        E::Moved { .. } => Status::aborted(e.to_string()),
+        E::Conflict(_) => detailed(Status::already_exists(e.to_string()), ErrorReason::Conflict, &[]),
+        E::Moved { package, actual, .. } => detailed(
+            Status::aborted(e.to_string()),
+            ErrorReason::LatestMoved,
+            &[("package", package), ("top_hash", actual)],
+        ),
         E::Storage { source: object_store::Error::PermissionDenied { .. }, .. } => {
             tracing::warn!(error = %e, "read refused by storage");
-            Status::permission_denied(e.public_message())
+            detailed(Status::permission_denied(e.public_message()), ErrorReason::ForbiddenLocation, &[])
         }
         E::Storage { .. } | E::Io { .. } => {
             tracing::warn!(error = %e, "storage failure");
-            Status::unavailable(e.public_message())
+            detailed(Status::unavailable(e.public_message()), ErrorReason::Unavailable, &[])
         }
     }
 }
@@ -49,18 +170,23 @@ pub fn from_registry(e: &registry::Error) -> Status {
 pub fn from_query(e: &query::Error) -> Status {
     use query::Error as E;
     match e {
-        E::Invalid(m) => Status::invalid_argument(m.clone()),
-        E::NotFound(_) => Status::not_found(e.to_string()),
+        E::Invalid(m) => detailed(Status::invalid_argument(m.clone()), ErrorReason::InvalidRequest, &[]),
+        E::UnknownColumn { column, message } => {
+            detailed(Status::invalid_argument(message.clone()), ErrorReason::UnknownColumn, &[("column", column)])
+        }
+        E::NotFound(_) => detailed(Status::not_found(e.to_string()), ErrorReason::NotFound, &[]),
         E::Registry(r) => from_registry(r),
-        E::Evaluation { .. } => Status::invalid_argument(e.to_string()),
-        E::Exhausted { .. } => Status::resource_exhausted(e.to_string()),
+        E::Evaluation { .. } => detailed(Status::invalid_argument(e.to_string()), ErrorReason::EvaluationFailed, &[]),
+        E::Exhausted { .. } => detailed(Status::resource_exhausted(e.to_string()), ErrorReason::ResourceExhausted, &[]),
         E::Storage { context, .. } => {
             tracing::warn!(error = %e, "storage failure during a scan");
-            Status::unavailable(format!("{context}: storage failed; retry later"))
+            let status = Status::unavailable(format!("{context}: storage failed; retry later"));
+            detailed(status, ErrorReason::Unavailable, &[])
         }
         E::Engine { context, .. } | E::Panicked(context) => {
             tracing::error!(error = %e, "internal error");
-            Status::internal(format!("{context}: internal error (details are in the server's log)"))
+            let status = Status::internal(format!("{context}: internal error (details are in the server's log)"));
+            detailed(status, ErrorReason::Internal, &[])
         }
     }
 }
@@ -74,5 +200,48 @@ impl From<query::Error> for Status {
 impl From<registry::Error> for Status {
     fn from(e: registry::Error) -> Status {
         from_registry(&e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(headers: &http::HeaderMap) -> pb::ErrorInfo {
+        let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
+            .decode(headers.get(DETAILS_HEADER).expect("a detail").as_bytes())
+            .unwrap();
+        let rpc = pb::Status::decode(bytes.as_slice()).unwrap();
+        pb::ErrorInfo::decode(rpc.details[0].value.as_slice()).unwrap()
+    }
+
+    #[test]
+    fn every_error_status_gets_a_detail_with_its_subject() {
+        let subject = Subject {
+            package: Some("demo/weather".into()),
+            top_hash: Some("ab".repeat(32)),
+            path: Some("t.parquet".into()),
+        };
+        // A status made without one gets a reason from its code.
+        let mut headers = http::HeaderMap::new();
+        Status::resource_exhausted("too big").add_header(&mut headers).unwrap();
+        complete_detail(&mut headers, &subject);
+        let i = info(&headers);
+        assert_eq!((i.reason.as_str(), i.domain.as_str()), ("RESOURCE_EXHAUSTED", DOMAIN));
+        assert_eq!(i.metadata["package"], "demo/weather");
+        assert_eq!(i.metadata["path"], "t.parquet");
+        // A status with one keeps its reason and the fields it names.
+        let mut headers = http::HeaderMap::new();
+        let e = query::Error::UnknownColumn { column: "x".into(), message: "unknown column x".into() };
+        from_query(&e).add_header(&mut headers).unwrap();
+        complete_detail(&mut headers, &Subject { path: Some("other".into()), ..subject });
+        let i = info(&headers);
+        assert_eq!((i.reason.as_str(), i.metadata["column"].as_str()), ("UNKNOWN_COLUMN", "x"));
+        assert_eq!(i.metadata["path"], "other");
+        // OK stays as it is.
+        let mut headers = http::HeaderMap::new();
+        headers.insert("grpc-status", http::HeaderValue::from_static("0"));
+        complete_detail(&mut headers, &Subject::default());
+        assert!(headers.get(DETAILS_HEADER).is_none());
     }
 }

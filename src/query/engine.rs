@@ -1,6 +1,6 @@
 //! Planning and executing reads of package tables.
 
-use super::proto::{Query, Slice, Ticket};
+use crate::proto::{Query, Slice, Ticket};
 use super::shape::{Projector, Selector};
 use super::sources::{self, PARQUET_BATCH_ROWS};
 use super::table::{self, Format, Table};
@@ -322,7 +322,10 @@ impl Engine {
             for col in expr.column_refs() {
                 let i = schema
                     .index_of(&col.name)
-                    .map_err(|_| Error::invalid(format!("unknown column {} in {table}", limits::excerpt(&col.name))))?;
+                    .map_err(|_| Error::UnknownColumn {
+                        column: col.name.clone(),
+                        message: format!("unknown column {} in {table}", limits::excerpt(&col.name)),
+                    })?;
                 needed.push(i);
             }
         }

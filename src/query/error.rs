@@ -17,6 +17,15 @@ pub enum Error {
     /// A bad URI, column, filter or parameter (the parser's message included).
     #[error("{0}")]
     Invalid(String),
+    /// A column the table does not have (the message names the table and
+    /// its columns).
+    #[error("{message}")]
+    UnknownColumn {
+        /// The column asked for.
+        column: String,
+        /// The whole message.
+        message: String,
+    },
     /// A table or path that does not exist.
     #[error("{0} not found")]
     NotFound(String),

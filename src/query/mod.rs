@@ -3,7 +3,7 @@
 //! with projection, filters, limits and reproducible sampling).
 //!
 //! Planning turns a [`DatasetUri`] into a [`Plan`] whose endpoints carry
-//! self-contained [`proto::Ticket`]s; executing a ticket streams Arrow record
+//! self-contained [`crate::proto::Ticket`]s; executing a ticket streams Arrow record
 //! batches. For a pinned revision the same URI always yields the same rows in
 //! the same order, and the ordered union of the endpoints equals one stream.
 
@@ -16,12 +16,6 @@ mod sources;
 pub mod sample;
 pub mod table;
 pub mod uri;
-
-/// The wire messages of `proto/sheaf.proto`.
-pub mod proto {
-    #![allow(missing_docs)]
-    include!(concat!(env!("OUT_DIR"), "/sheaf.v1.rs"));
-}
 
 pub use engine::{Engine, Execution, Plan, ReadStats, read_ahead};
 pub use error::{Error, panic_message};

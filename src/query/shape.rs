@@ -48,12 +48,13 @@ impl Projector {
                 .map(|c| {
                     input.index_of(c).map_err(|_| {
                         let known: Vec<&str> = input.fields().iter().map(|f| f.name().as_str()).collect();
-                        Error::invalid(format!(
+                        let message = format!(
                             "unknown column {} in {table}; its columns are {}{}",
                             super::limits::excerpt(c),
                             known.iter().take(20).cloned().collect::<Vec<_>>().join(", "),
                             if known.len() > 20 { format!(" and {} more", known.len() - 20) } else { String::new() }
-                        ))
+                        );
+                        Error::UnknownColumn { column: c.clone(), message }
                     })
                 })
                 .collect::<Result<_, _>>()?

@@ -11,6 +11,7 @@
 
 use super::Error;
 use super::limits::excerpt;
+use crate::proto;
 use crate::registry::{PackageName, PackageRef, Revision};
 use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
 use std::fmt;
@@ -76,6 +77,45 @@ pub struct QuerySpec {
     pub content: bool,
 }
 
+impl QuerySpec {
+    /// Checks what both forms of a request share: ranges and combinations.
+    fn check(&self, has_path: bool) -> Result<(), String> {
+        if let Some(f) = self.sample.filter(|f| !(0.0..=1.0).contains(f)) {
+            return Err(format!("sample must be between 0 and 1, not {f}"));
+        }
+        if let Some(n) = self.partitions.filter(|n| *n == 0 || *n > 100_000) {
+            return Err(format!("partitions must be between 1 and 100000, not {n}"));
+        }
+        if self.sample.is_some() && self.sample_rows.is_some() {
+            return Err("give sample or sample_rows, not both".into());
+        }
+        if self.content && has_path {
+            return Err("content=true applies to the manifest table (a URI without a path)".into());
+        }
+        Ok(())
+    }
+}
+
+/// The package, revision and checked path of a typed request.
+fn target(
+    package: &str,
+    revision: Option<&proto::dataset_request::Revision>,
+    path: &str,
+) -> Result<(PackageName, Revision, String), Error> {
+    use proto::dataset_request::Revision as R;
+    let name: PackageName = package.parse()?;
+    let revision = match revision {
+        None => Revision::Latest,
+        Some(R::TopHash(h)) => Revision::hash(h)?,
+        Some(R::Tag(t)) => Revision::tag(t)?,
+    };
+    if !path.is_empty() {
+        crate::manifest::key::validate(path)
+            .map_err(|why| Error::invalid(format!("invalid path {} in {name}: {why}", excerpt(path))))?;
+    }
+    Ok((name, revision, path.to_owned()))
+}
+
 /// A parsed dataset URI.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DatasetUri {
@@ -114,19 +154,13 @@ impl DatasetUri {
                 "sample" => {
                     let f: f64 =
                         value.parse().map_err(|_| bad(format!("sample must be a number, not {}", excerpt(&value))))?;
-                    if !(0.0..=1.0).contains(&f) {
-                        return Err(bad(format!("sample must be between 0 and 1, not {value}")));
-                    }
                     spec.sample = Some(f);
                 }
                 "sample_rows" => spec.sample_rows = Some(number("sample_rows")?),
                 "seed" => spec.seed = number("seed")?,
                 "partitions" => {
                     let n = number("partitions")?;
-                    if n == 0 || n > 100_000 {
-                        return Err(bad(format!("partitions must be between 1 and 100000, not {n}")));
-                    }
-                    spec.partitions = Some(n as u32);
+                    spec.partitions = Some(u32::try_from(n).unwrap_or(u32::MAX));
                 }
                 "compression" => spec.compression = Compression::parse(&value).map_err(|e| bad(e.to_string()))?,
                 "content" => {
@@ -144,13 +178,28 @@ impl DatasetUri {
                 }
             }
         }
-        if spec.sample.is_some() && spec.sample_rows.is_some() {
-            return Err(bad("give sample or sample_rows, not both".into()));
-        }
-        if spec.content && r.subpath.is_some() {
-            return Err(bad("content=true applies to the manifest table (a URI without a path)".into()));
-        }
+        spec.check(!path.is_empty()).map_err(bad)?;
         Ok(DatasetUri { package: r.package, revision: r.revision, path, query: spec })
+    }
+
+    /// The dataset a typed request names, checked by the same rules as the
+    /// text form (the typed form can also name columns holding a comma).
+    pub fn from_request(request: &proto::DatasetRequest) -> Result<Self, Error> {
+        let (package, revision, path) = target(&request.package, request.revision.as_ref(), &request.path)?;
+        let bad = |msg: String| Error::invalid(format!("invalid dataset request for {package}: {msg}"));
+        let query = QuerySpec {
+            columns: request.columns.iter().map(|c| c.trim()).filter(|c| !c.is_empty()).map(str::to_owned).collect(),
+            filter: Some(request.filter.clone()).filter(|f| !f.trim().is_empty()),
+            limit: request.limit,
+            sample: request.sample,
+            sample_rows: request.sample_rows,
+            seed: request.seed,
+            partitions: request.partitions,
+            compression: Compression::parse(&request.compression).map_err(|e| bad(e.to_string()))?,
+            content: request.content,
+        };
+        query.check(!path.is_empty()).map_err(bad)?;
+        Ok(DatasetUri { package, revision, path, query })
     }
 
     /// The URI of a whole table of a pinned revision (no query).
@@ -231,6 +280,27 @@ impl PutTarget {
             }
         }
         Ok(PutTarget { package: r.package, revision: r.revision, path, message })
+    }
+
+    /// The DoPut target of a typed request (its path, revision and message;
+    /// read options are refused).
+    pub fn from_request(request: &proto::DatasetRequest) -> Result<Self, Error> {
+        let (package, revision, path) = target(&request.package, request.revision.as_ref(), &request.path)?;
+        let bad = |msg: &str| Error::invalid(format!("invalid DoPut request for {package}: {msg}"));
+        if path.is_empty() || !path.to_ascii_lowercase().ends_with(".parquet") {
+            return Err(bad("DoPut writes a Parquet table: the path must end with .parquet"));
+        }
+        let read_options = proto::DatasetRequest {
+            package: String::new(),
+            revision: None,
+            path: String::new(),
+            message: None,
+            ..request.clone()
+        };
+        if read_options != proto::DatasetRequest::default() {
+            return Err(bad("only package, revision, path and message apply to DoPut"));
+        }
+        Ok(PutTarget { package, revision, path, message: request.message.clone() })
     }
 }
 

@@ -122,21 +122,35 @@ impl FromStr for PackageRef {
 /// neither. `whole` is the full reference, for error messages.
 fn split_revision<'a>(text: &'a str, whole: &str) -> Result<Option<(&'a str, Revision)>, Error> {
     if let Some((rest, hash)) = text.rsplit_once('@') {
-        let hash = hash.to_ascii_lowercase();
-        if hash.len() < MIN_HASH_PREFIX || hash.len() > 64 || !hash.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Err(Error::invalid(format!(
-                "invalid revision in {whole:?}: a hash must be {MIN_HASH_PREFIX} to 64 hex characters"
-            )));
-        }
-        return Ok(Some((rest, Revision::Hash(hash))));
+        let revision = Revision::hash(hash)
+            .map_err(|_| Error::invalid(format!("invalid revision in {whole:?}: {}", Revision::HASH_RULE)))?;
+        return Ok(Some((rest, revision)));
     }
     match text.rsplit_once(':').filter(|(_, t)| !t.contains('/')) {
-        Some((rest, "latest")) => Ok(Some((rest, Revision::Latest))),
-        Some((rest, tag)) => {
-            validate_tag(tag)?;
-            Ok(Some((rest, Revision::Tag(tag.to_owned()))))
-        }
+        Some((rest, tag)) => Ok(Some((rest, Revision::tag(tag)?))),
         None => Ok(None),
+    }
+}
+
+impl Revision {
+    const HASH_RULE: &str = "a hash must be 6 to 64 hex characters";
+
+    /// A revision by top hash or prefix (6 to 64 hex characters, any case).
+    pub fn hash(hash: &str) -> Result<Revision, Error> {
+        let hash = hash.to_ascii_lowercase();
+        if hash.len() < MIN_HASH_PREFIX || hash.len() > 64 || !hash.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(Error::invalid(format!("invalid revision {hash:?}: {}", Self::HASH_RULE)));
+        }
+        Ok(Revision::Hash(hash))
+    }
+
+    /// A revision by tag; `latest` is [`Revision::Latest`].
+    pub fn tag(tag: &str) -> Result<Revision, Error> {
+        if tag == "latest" {
+            return Ok(Revision::Latest);
+        }
+        validate_tag(tag)?;
+        Ok(Revision::Tag(tag.to_owned()))
     }
 }
 

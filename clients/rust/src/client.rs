@@ -1,0 +1,232 @@
+//! The client: typed actions, planning and parallel reads.
+
+use crate::endpoints::Channels;
+use crate::proto::{self, Form};
+use crate::Error;
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use arrow_flight::flight_service_client::FlightServiceClient;
+use arrow_flight::{Action, FlightClient, FlightDescriptor, FlightEndpoint, FlightInfo};
+use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
+use prost::{Message, Name};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+
+/// A planned dataset: what GetFlightInfo returned.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    /// The FlightInfo (schema, endpoints, counts).
+    pub info: FlightInfo,
+    /// The schema of every endpoint's batches.
+    pub schema: SchemaRef,
+    /// The resolved revision (record it to reproduce the read).
+    pub top_hash: String,
+    /// The request pinned to that revision, as a URI.
+    pub pinned_uri: String,
+    form: Form,
+}
+
+impl Dataset {
+    /// Rows of the result, when the server knows them.
+    pub fn total_rows(&self) -> Option<u64> {
+        u64::try_from(self.info.total_records).ok()
+    }
+
+    /// The table rows endpoint `i` covers (absent for tables read whole).
+    pub fn endpoint_metadata(&self, i: usize) -> Option<proto::EndpointMetadata> {
+        decode(self.form, &self.info.endpoint.get(i)?.app_metadata)
+    }
+}
+
+/// A metadata message in the form it was asked for.
+fn decode<M: Message + Default + serde::de::DeserializeOwned>(form: Form, bytes: &[u8]) -> Option<M> {
+    match form {
+        _ if bytes.is_empty() => None,
+        Form::Typed => M::decode(bytes).ok(),
+        Form::Text => serde_json::from_slice(bytes).ok(),
+    }
+}
+
+/// A connection to a Sheaf server.
+#[derive(Clone)]
+pub struct Client {
+    channels: Channels,
+    token: Option<String>,
+}
+
+/// Batches each endpoint being read ahead of the consumer may buffer.
+pub const PREFETCH_BATCHES: usize = 8;
+
+impl Client {
+    /// Connects to `grpc://host:port` or `grpc+tls://host:port` (verified
+    /// against the system's root certificates).
+    pub async fn connect(url: &str) -> Result<Self, Error> {
+        Self::connect_with_roots(url, None).await
+    }
+
+    /// Connects, trusting `tls_root_certs` (PEM) besides the system's roots
+    /// for `grpc+tls://` servers (a private CA, say).
+    pub async fn connect_with_roots(url: &str, tls_root_certs: Option<&[u8]>) -> Result<Self, Error> {
+        Self::connect_tls(url, tls_root_certs, None).await
+    }
+
+    /// Connects, trusting `tls_root_certs` (PEM) besides the system's roots,
+    /// and presenting `client_identity` (certificate chain and private key,
+    /// PEM) to servers that require mutual TLS.
+    pub async fn connect_tls(
+        url: &str,
+        tls_root_certs: Option<&[u8]>,
+        client_identity: Option<(&[u8], &[u8])>,
+    ) -> Result<Self, Error> {
+        let mut tls = ClientTlsConfig::new().with_enabled_roots();
+        if let Some(pem) = tls_root_certs {
+            tls = tls.ca_certificate(Certificate::from_pem(pem));
+        }
+        if let Some((cert, key)) = client_identity {
+            tls = tls.identity(Identity::from_pem(cert, key));
+        }
+        let own = crate::endpoints::connect(url, &tls).await?;
+        Ok(Client { channels: Channels::new(url, own, tls), token: None })
+    }
+
+    /// Sends `authorization: Bearer <token>` on every call.
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    fn flight(&self, channel: Channel) -> Result<FlightClient, Error> {
+        let inner = FlightServiceClient::new(channel)
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX);
+        let mut client = FlightClient::new_from_inner(inner);
+        if let Some(token) = &self.token {
+            client.add_header("authorization", &format!("Bearer {token}"))?;
+        }
+        Ok(client)
+    }
+
+    /// Runs action `name` with a typed request and decodes its typed response.
+    pub async fn action<Req: Name, Resp: Name + Default>(&self, name: &str, request: &Req) -> Result<Resp, Error> {
+        let mut client = self.flight(self.channels.own())?;
+        let action = Action::new(name, proto::pack(request));
+        let results: Vec<bytes::Bytes> = client.do_action(action).await?.try_collect().await?;
+        let first = results.into_iter().next().ok_or_else(|| Error::Other(format!("{name}: empty result")))?;
+        match proto::unpack_any(&first) {
+            Some((type_name, value)) if type_name == Resp::NAME => {
+                Resp::decode(value).map_err(|e| Error::Other(format!("{name}: bad {}: {e}", Resp::NAME)))
+            }
+            _ => Err(Error::Other(format!("{name}: the result is not a packed sheaf.v1.{}", Resp::NAME))),
+        }
+    }
+
+    /// Packages and their latest top hash (`pattern` is a glob such as `team/*`).
+    pub async fn list_packages(&self, pattern: Option<&str>) -> Result<Vec<proto::PackageSummary>, Error> {
+        let request = proto::ListPackagesRequest { pattern: pattern.unwrap_or_default().to_owned() };
+        let response: proto::ListPackagesResponse = self.action("list_packages", &request).await?;
+        Ok(response.packages)
+    }
+
+    /// A package's revisions, newest first.
+    pub async fn list_revisions(&self, package: &str) -> Result<Vec<proto::RevisionSummary>, Error> {
+        let request = proto::ListRevisionsRequest { package: package.to_owned() };
+        let response: proto::ListRevisionsResponse = self.action("list_revisions", &request).await?;
+        Ok(response.revisions)
+    }
+
+    /// The entries of `owner/name[@hash|:tag]` under `prefix` (`""`: all).
+    pub async fn browse(&self, reference: &str, prefix: &str) -> Result<proto::BrowseResponse, Error> {
+        let request = proto::BrowseRequest { r#ref: reference.to_owned(), prefix: prefix.to_owned() };
+        self.action("browse", &request).await
+    }
+
+    /// Resolves `owner/name[@hash|:tag]` to its full top hash.
+    pub async fn resolve(&self, reference: &str) -> Result<String, Error> {
+        let request = proto::ResolveRequest { r#ref: reference.to_owned() };
+        let response: proto::ResolveResponse = self.action("resolve", &request).await?;
+        Ok(response.top_hash)
+    }
+
+    /// The tables of a revision with their pinned URIs.
+    pub async fn list_tables(&self, reference: &str) -> Result<Vec<proto::TableSummary>, Error> {
+        let request = proto::ListTablesRequest { r#ref: reference.to_owned() };
+        let response: proto::ListTablesResponse = self.action("list_tables", &request).await?;
+        Ok(response.tables)
+    }
+
+    /// Plans a read of a dataset URI (GetFlightInfo); the server parses it.
+    pub async fn dataset(&self, uri: &str) -> Result<Dataset, Error> {
+        self.plan(FlightDescriptor::new_cmd(uri.to_owned()), Form::Text).await
+    }
+
+    /// Plans a read of a typed dataset request (GetFlightInfo).
+    pub async fn dataset_request(&self, request: &proto::DatasetRequest) -> Result<Dataset, Error> {
+        self.plan(FlightDescriptor::new_cmd(proto::pack(request)), Form::Typed).await
+    }
+
+    async fn plan(&self, descriptor: FlightDescriptor, form: Form) -> Result<Dataset, Error> {
+        let mut client = self.flight(self.channels.own())?;
+        let info = client.get_flight_info(descriptor).await?;
+        let schema = std::sync::Arc::new(info.clone().try_decode_schema().map_err(|e| Error::Other(e.to_string()))?);
+        let meta: proto::FlightInfoMetadata = decode(form, &info.app_metadata).unwrap_or_default();
+        Ok(Dataset { top_hash: meta.top_hash, pinned_uri: meta.pinned_uri, schema, info, form })
+    }
+
+    /// Reads one endpoint by the endpoint policy ([`crate::endpoints`]):
+    /// its locations in order, else this server.
+    pub async fn read_endpoint(
+        &self,
+        endpoint: &FlightEndpoint,
+    ) -> Result<BoxStream<'static, Result<RecordBatch, Error>>, Error> {
+        let ticket = endpoint.ticket.clone().ok_or_else(|| Error::Other("endpoint without a ticket".into()))?;
+        let locations: Vec<&str> = match endpoint.location.as_slice() {
+            [] => vec![""],
+            many => many.iter().map(|l| l.uri.as_str()).collect(),
+        };
+        let mut last = None;
+        for location in locations {
+            let attempt = async {
+                let channel = self.channels.get(location).await?;
+                Ok::<_, Error>(self.flight(channel)?.do_get(ticket.clone()).await?)
+            };
+            match attempt.await {
+                Ok(stream) => return Ok(stream.map_err(Error::from).boxed()),
+                Err(e) if e.try_elsewhere() => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::Other("endpoint without a location".into())))
+    }
+
+    /// Reads every endpoint, `parallelism` at a time, yielding batches in
+    /// endpoint order (the canonical order of the dataset). Endpoints ahead of
+    /// the one being consumed stream into small buffers
+    /// ([`PREFETCH_BATCHES`] batches each), so memory stays bounded by
+    /// `parallelism` x that, whatever the endpoints' sizes. Must be polled
+    /// inside a tokio runtime.
+    pub fn read<'a>(&'a self, dataset: &'a Dataset, parallelism: usize) -> BoxStream<'a, Result<RecordBatch, Error>> {
+        stream::iter(dataset.info.endpoint.iter())
+            .map(move |e| async move {
+                let mut batches = self.read_endpoint(e).await?;
+                let (tx, mut rx) = tokio::sync::mpsc::channel(PREFETCH_BATCHES);
+                tokio::spawn(async move {
+                    while let Some(batch) = batches.next().await {
+                        // The reader went away: stop (dropping the stream cancels the call).
+                        if tx.send(batch).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                Ok::<_, Error>(stream::poll_fn(move |cx| rx.poll_recv(cx)))
+            })
+            .buffered(parallelism.max(1))
+            .try_flatten()
+            .boxed()
+    }
+
+    /// Plans and reads a dataset URI whole.
+    pub async fn read_all(&self, uri: &str) -> Result<(Dataset, Vec<RecordBatch>), Error> {
+        let dataset = self.dataset(uri).await?;
+        let batches = self.read(&dataset, 4).try_collect().await?;
+        Ok((dataset, batches))
+    }
+}

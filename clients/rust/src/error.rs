@@ -1,0 +1,128 @@
+//! The client's error type. A server error keeps its status and the
+//! machine-readable detail every Sheaf error carries (`sheaf.v1.ErrorReason`
+//! and the package, revision, path or column at fault), so callers branch on
+//! [`Error::reason`], never on message text.
+
+use crate::proto::ErrorReason;
+use arrow_flight::error::FlightError;
+use prost::Message;
+
+/// Errors from the client: the server's status, or a transport or decoding
+/// failure.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The server answered with an error status.
+    #[error("{}: {}", .0.status.code(), .0.status.message())]
+    Server(Box<ServerError>),
+    /// Connecting failed.
+    #[error("cannot connect to {url}: {message}")]
+    Connect {
+        /// The server URL.
+        url: String,
+        /// Why.
+        message: String,
+    },
+    /// Anything else (decoding, bad responses).
+    #[error("{0}")]
+    Other(String),
+}
+
+/// An error status from the server, with its detail decoded.
+#[derive(Debug)]
+pub struct ServerError {
+    /// The status as received.
+    pub status: tonic::Status,
+    /// Why it failed (from the detail, else from the code).
+    pub reason: ErrorReason,
+    /// The package at fault, when the server named one.
+    pub package: Option<String>,
+    /// The revision at fault.
+    pub top_hash: Option<String>,
+    /// The table or entry at fault.
+    pub path: Option<String>,
+    /// The column at fault.
+    pub column: Option<String>,
+}
+
+impl From<tonic::Status> for Error {
+    fn from(status: tonic::Status) -> Self {
+        let info = detail(status.details());
+        let field = |key: &str| info.as_ref().and_then(|i| i.metadata.get(key).cloned());
+        let reason = info
+            .as_ref()
+            .and_then(|i| ErrorReason::from_str_name(&i.reason))
+            .unwrap_or_else(|| reason_of(status.code()));
+        Error::Server(Box::new(ServerError {
+            reason,
+            package: field("package"),
+            top_hash: field("top_hash"),
+            path: field("path"),
+            column: field("column"),
+            status,
+        }))
+    }
+}
+
+/// The `ErrorInfo` of domain `sheaf.v1` in a status's details.
+fn detail(details: &[u8]) -> Option<tonic_types::pb::ErrorInfo> {
+    let rpc = tonic_types::pb::Status::decode(details).ok()?;
+    rpc.details.iter().find_map(|any| {
+        let info = tonic_types::pb::ErrorInfo::decode(any.value.as_slice()).ok()?;
+        (any.type_url.ends_with("/google.rpc.ErrorInfo") && info.domain == "sheaf.v1").then_some(info)
+    })
+}
+
+/// The reason of a status without a detail (a server before the detail, or
+/// a proxy's status).
+fn reason_of(code: tonic::Code) -> ErrorReason {
+    use tonic::Code as C;
+    match code {
+        C::InvalidArgument | C::FailedPrecondition | C::OutOfRange => ErrorReason::InvalidRequest,
+        C::NotFound => ErrorReason::NotFound,
+        C::AlreadyExists | C::Aborted => ErrorReason::Conflict,
+        C::PermissionDenied => ErrorReason::PermissionDenied,
+        C::Unauthenticated => ErrorReason::Unauthenticated,
+        C::ResourceExhausted => ErrorReason::ResourceExhausted,
+        C::Unavailable => ErrorReason::Unavailable,
+        C::DataLoss => ErrorReason::Integrity,
+        C::Unimplemented => ErrorReason::Unimplemented,
+        C::Cancelled => ErrorReason::Cancelled,
+        C::DeadlineExceeded => ErrorReason::DeadlineExceeded,
+        C::Ok | C::Unknown | C::Internal => ErrorReason::Internal,
+    }
+}
+
+impl From<FlightError> for Error {
+    fn from(e: FlightError) -> Self {
+        match e {
+            FlightError::Tonic(status) => Error::from(*status),
+            other => Error::Other(other.to_string()),
+        }
+    }
+}
+
+impl Error {
+    /// The gRPC code, when the server answered with one.
+    pub fn code(&self) -> Option<tonic::Code> {
+        self.server().map(|s| s.status.code())
+    }
+
+    /// Why the server refused, when it answered with an error.
+    pub fn reason(&self) -> Option<ErrorReason> {
+        self.server().map(|s| s.reason)
+    }
+
+    /// The server's error, when it answered with one.
+    pub fn server(&self) -> Option<&ServerError> {
+        match self {
+            Error::Server(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Whether another location of the same endpoint may succeed: the
+    /// connection failed, or the server was unavailable.
+    pub(crate) fn try_elsewhere(&self) -> bool {
+        matches!(self, Error::Connect { .. }) || self.code() == Some(tonic::Code::Unavailable)
+    }
+}

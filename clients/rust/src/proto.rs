@@ -1,0 +1,62 @@
+//! The wire contract, generated from `proto/sheaf.proto` (the one source of
+//! truth for the three clients): tickets, typed dataset requests, endpoint
+//! and FlightInfo metadata, action requests and responses, error reasons.
+//!
+//! Messages travel in two forms (see the proto's comments): binary, packed
+//! in a `google.protobuf.Any` when a client sent a typed request, or JSON
+//! (serde, with the proto's field names) when it sent text.
+
+#![allow(missing_docs)]
+
+include!(concat!(env!("OUT_DIR"), "/sheaf.v1.rs"));
+
+use prost::{Message, Name};
+
+/// Packs `message` in a `google.protobuf.Any` and encodes it.
+pub fn pack<M: Name>(message: &M) -> Vec<u8> {
+    prost_types::Any { type_url: M::type_url(), value: message.encode_to_vec() }.encode_to_vec()
+}
+
+/// The `Any` in `bytes` when it is one packing a `sheaf.v1` message:
+/// `(message name, encoded message)`. Text (a URI, a JSON body) is never
+/// one: a valid `Any` starts with the byte 0x0A (field 1), and its type
+/// URL must name a message of Sheaf's package.
+pub fn unpack_any(bytes: &[u8]) -> Option<(String, bytes::Bytes)> {
+    let any = prost_types::Any::decode(bytes).ok()?;
+    // The type's full name follows the URL's last '/' (protobuf's rule).
+    let (_, full_name) = any.type_url.rsplit_once('/')?;
+    let name = full_name.strip_prefix("sheaf.v1.")?;
+    Some((name.to_owned(), any.value.into()))
+}
+
+/// The form of a request, which is the form of its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    /// A dataset URI or a JSON body: answered in JSON.
+    Text,
+    /// A packed `sheaf.v1` message: answered in binary.
+    Typed,
+}
+
+impl Form {
+    /// `message` in this form: binary (packed in an `Any` when `any`) or
+    /// JSON.
+    pub fn encode<M: Name + serde::Serialize>(self, message: &M, any: bool) -> Vec<u8> {
+        match (self, any) {
+            (Form::Typed, true) => pack(message),
+            (Form::Typed, false) => message.encode_to_vec(),
+            (Form::Text, _) => serde_json::to_vec(message).unwrap_or_default(),
+        }
+    }
+}
+
+/// Writes a field holding JSON text (serde's `serialize_with`) as the JSON value it holds (`null` when
+/// absent), so the JSON form nests metadata rather than quoting it.
+pub fn json_text<S: serde::Serializer>(text: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    use serde::Serialize;
+    match text.as_deref().map(serde_json::from_str::<serde_json::Value>) {
+        Some(Ok(value)) => value.serialize(s),
+        Some(Err(_)) => text.serialize(s),
+        None => s.serialize_none(),
+    }
+}
