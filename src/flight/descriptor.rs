@@ -98,6 +98,12 @@ mod tests {
         assert!(m.contains("compression"), "{m}");
         let tag = proto::dataset_request::Revision::Tag("bad tag".into());
         assert!(bad(proto::DatasetRequest { revision: Some(tag), ..base.clone() }).contains("invalid tag"));
+        // The package may name the revision, unless the request also does.
+        let tagged = proto::DatasetRequest { package: "demo/weather:v1".into(), ..base.clone() };
+        let (uri, _) = dataset(&FlightDescriptor::new_cmd(proto::pack(&tagged))).unwrap();
+        assert_eq!(uri.revision, crate::registry::Revision::Tag("v1".into()));
+        let both = proto::DatasetRequest { revision: Some(proto::dataset_request::Revision::Tag("v2".into())), ..tagged };
+        assert!(bad(both).contains("already names a revision"));
         // A packed message of another type is named.
         let other = FlightDescriptor::new_cmd(proto::pack(&proto::ResolveRequest::default()));
         assert!(dataset(&other).unwrap_err().message().contains("ResolveRequest"));

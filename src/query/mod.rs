@@ -10,6 +10,10 @@
 mod engine;
 mod error;
 pub mod limits;
+mod manifest_table;
+mod plan;
+mod prepare;
+mod scan;
 mod shape;
 mod sources;
 
@@ -17,6 +21,8 @@ pub mod sample;
 pub mod table;
 pub mod uri;
 
-pub use engine::{Engine, Execution, Plan, ReadStats, read_ahead};
+pub use engine::{Engine, Execution, ReadStats};
+pub use plan::Plan;
+pub use scan::read_ahead;
 pub use error::{Error, panic_message};
 pub use uri::{Compression, DatasetUri, PutTarget, QuerySpec};

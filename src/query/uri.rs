@@ -103,9 +103,20 @@ fn target(
     path: &str,
 ) -> Result<(PackageName, Revision, String), Error> {
     use proto::dataset_request::Revision as R;
-    let name: PackageName = package.parse()?;
+    let r: PackageRef = package.parse()?;
+    let name = r.package;
+    if r.subpath.is_some() {
+        return Err(Error::invalid(format!("package {}: give the table as path, not in the package", excerpt(package))));
+    }
+    let in_package = package.contains(['@', ':']);
     let revision = match revision {
-        None => Revision::Latest,
+        None => r.revision,
+        Some(_) if in_package => {
+            return Err(Error::invalid(format!(
+                "package {} already names a revision; do not also give top_hash or tag",
+                excerpt(package)
+            )));
+        }
         Some(R::TopHash(h)) => Revision::hash(h)?,
         Some(R::Tag(t)) => Revision::tag(t)?,
     };

@@ -30,8 +30,13 @@ HERE = Path(__file__).resolve().parent
 
 def start_server(bin_path: str, registry: Path, log: Path, *extra: str) -> tuple[subprocess.Popen, str]:
     env = dict(os.environ, RUST_LOG="info", RUST_BACKTRACE="0")
-    proc = subprocess.Popen([bin_path, "--registry", str(registry), "serve", "--listen", "127.0.0.1:0", *extra],
-                            stdout=subprocess.PIPE, stderr=log.open("wb"), env=env, text=True)
+    proc = subprocess.Popen(
+        [bin_path, "--registry", str(registry), "serve", "--listen", "127.0.0.1:0", *extra],
+        stdout=subprocess.PIPE,
+        stderr=log.open("wb"),
+        env=env,
+        text=True,
+    )
     for line in proc.stdout:
         m = re.search(r"on (grpc(?:\+tls)?://\S+)", line)
         if m:
@@ -73,8 +78,17 @@ to = "group:ml"
 packages = "test/*"
 access = "read"
 """)
-    proc, url = start_server(bin_path, registry, work / "server-tls.log", "--auth", str(auth),
-                             "--tls-cert", str(pki / "server.pem"), "--tls-key", str(pki / "server.key"))
+    proc, url = start_server(
+        bin_path,
+        registry,
+        work / "server-tls.log",
+        "--auth",
+        str(auth),
+        "--tls-cert",
+        str(pki / "server.pem"),
+        "--tls-key",
+        str(pki / "server.key"),
+    )
     return proc, url, {"password": password, "token": job["token"], "ca": str(pki / "ca.pem")}
 
 
@@ -95,23 +109,29 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="sheaf-pyspark-"))
     registry = work / "registry"
     subprocess.run([sys.executable, str(HERE.parent / "testdata" / "make_tables.py"), str(work / "gen")], check=True)
-    subprocess.run([sheaf_bin, "--registry", str(registry), "push", "test/types", str(work / "gen" / "types")],
-                   check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sheaf_bin, "--registry", str(registry), "push", "test/types", str(work / "gen" / "types")],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     proc, url = start_server(sheaf_bin, registry, work / "server.log", "--demo")
     try:
         tls_proc, tls_url, creds = start_tls_server(sheaf_bin, registry, work)
     except BaseException:
         proc.terminate()
         raise
-    spark = (SparkSession.builder.master("local[2]").appName("sheaf-smoke")
-             .config("spark.jars", str(jar))
-             .config("spark.ui.enabled", "false")
-             .config("spark.ui.showConsoleProgress", "false")
-             .config("spark.sql.shuffle.partitions", "2")
-             .config("spark.driver.host", "127.0.0.1")
-             .config("spark.driver.bindAddress", "127.0.0.1")
-             .config("spark.sql.session.timeZone", "UTC")
-             .getOrCreate())
+    spark = (
+        SparkSession.builder.master("local[2]")
+        .appName("sheaf-smoke")
+        .config("spark.jars", str(jar))
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.sql.session.timeZone", "UTC")
+        .getOrCreate()
+    )
     spark.sparkContext.setLogLevel("WARN")
     parquet_file = str(work / "gen" / "types" / "tables" / "types.parquet")
     table = "test/types/tables/types.parquet"
@@ -134,8 +154,9 @@ def main() -> int:
     def check_equal_to_parquet():
         a = sheaf(partitions=4).load(table)
         b = spark.read.parquet(parquet_file)
-        assert [(f.name, f.dataType.simpleString()) for f in a.schema.fields] == \
-            [(f.name, f.dataType.simpleString()) for f in b.schema.fields], (a.schema, b.schema)
+        assert [(f.name, f.dataType.simpleString()) for f in a.schema.fields] == [
+            (f.name, f.dataType.simpleString()) for f in b.schema.fields
+        ], (a.schema, b.schema)
         assert checksum(a) == checksum(b)
         assert a.rdd.getNumPartitions() == 4
 
@@ -179,6 +200,7 @@ def main() -> int:
             for k, v in options.items():
                 r = r.option(k, str(v))
             return r
+
         b = spark.read.parquet(parquet_file)
         assert checksum(tls(token=creds["token"], partitions=3).load(table)) == checksum(b)
         df = tls(username="alice", password=creds["password"], partitions=2).load(table)
@@ -190,8 +212,15 @@ def main() -> int:
         else:
             raise AssertionError("reading without credentials should fail")
 
-    checks = [check_equal_to_parquet, check_pushdown_and_top_hash, check_sql_view, check_tablesample,
-              check_demo_and_limit, check_error_names_path, check_tls_token_and_login]
+    checks = [
+        check_equal_to_parquet,
+        check_pushdown_and_top_hash,
+        check_sql_view,
+        check_tablesample,
+        check_demo_and_limit,
+        check_error_names_path,
+        check_tls_token_and_login,
+    ]
     try:
         for check in checks:
             try:

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # CI step of the JVM client and Spark connector (clients/jvm):
-#   1. Maven build of sheaf-client and sheaf-spark with their JUnit tests against the real
-#      server ($SHEAF_BIN, required), then the shaded connector jar;
+#   1. Maven build of sheaf-client and sheaf-spark: the formatting check (Spotless with
+#      google-java-format; `mvn spotless:apply` fixes it), Java generated from proto/sheaf.proto
+#      (protoc from Maven), their JUnit tests against the real server ($SHEAF_BIN, required),
+#      then the shaded connector jar;
 #   2. the stock-Spark smoke test: PySpark from PyPI (pinned) with only that jar in spark.jars.
 #
 #   SHEAF_BIN=/path/to/sheaf bash clients/jvm/ci/test.sh
@@ -32,7 +34,7 @@ java_major="$(java -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.s
 export SHEAF_PYTHON="$python"
 mkdir -p "$cache/m2"
 
-echo "== Maven: build, JUnit tests against $SHEAF_BIN, shaded connector jar"
+echo "== Maven: formatting check, build, JUnit tests against $SHEAF_BIN, shaded connector jar"
 mvn -B -ntp -Dmaven.repo.local="$cache/m2" -f "$jvm/pom.xml" clean install
 
 jar="$(ls "$jvm"/sheaf-spark/target/sheaf-spark-*.jar | grep -v -E '/(original-)[^/]*$|-(sources|javadoc|tests)\.jar$' | head -n 1)"

@@ -35,7 +35,7 @@ import pytest
 # worker's start-up cheap. Importing them starts no gRPC threads.
 multiprocessing.set_forkserver_preload(["torch", "pyarrow", "sheaf"])
 
-import testdata
+import testdata  # noqa: E402 - after the forkserver preload above
 
 CLIENT_DIR = Path(__file__).resolve().parents[1]
 REPO = CLIENT_DIR.parents[1]
@@ -57,8 +57,11 @@ def sheaf_bin() -> Path:
 
 
 def child_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("AWS_") and k not in ("SHEAF_REGISTRY", "SHEAF_AUTH", "SHEAF_TOKEN")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("AWS_") and k not in ("SHEAF_REGISTRY", "SHEAF_AUTH", "SHEAF_TOKEN")
+    }
     env["RUST_BACKTRACE"] = "0"
     return env
 
@@ -105,8 +108,10 @@ def start_server(registry: Path, log: Path, *extra: str) -> Server:
         if time.monotonic() > deadline or proc.poll() is not None:
             proc.kill()
             proc.wait()
-            pytest.fail(f"`{' '.join(cmd)}` did not print its listening line (exit {proc.returncode}); "
-                        f"stdout: {out!r}\nstderr:\n{log.read_text(errors='replace')}")
+            pytest.fail(
+                f"`{' '.join(cmd)}` did not print its listening line (exit {proc.returncode}); "
+                f"stdout: {out!r}\nstderr:\n{log.read_text(errors='replace')}"
+            )
         ready, _, _ = select.select([proc.stdout], [], [], 0.5)
         if ready:
             chunk = os.read(proc.stdout.fileno(), 4096)
@@ -128,10 +133,10 @@ class Data:
 
     server: Server
     registry: Path
-    src: Path                                   # test/tables, first revision (tag v1)
-    src2: Path                                  # test/tables, second revision (latest)
-    files_src: Path                             # test/files
-    tops: dict[str, str] = field(default_factory=dict)   # "test/tables@v1", "test/tables", "test/files"
+    src: Path  # test/tables, first revision (tag v1)
+    src2: Path  # test/tables, second revision (latest)
+    files_src: Path  # test/files
+    tops: dict[str, str] = field(default_factory=dict)  # "test/tables@v1", "test/tables", "test/files"
 
     @property
     def url(self) -> str:
@@ -214,14 +219,21 @@ def pytest_sessionstart(session):
         return
     stale = []
     for path in sorted(source.rglob("*")):
-        if path.is_file() and "__pycache__" not in path.parts:
+        # Modules generated from proto/sheaf.proto (build_proto.py) may sit in
+        # the source tree for editors; the build generates its own.
+        generated = path.name.endswith(("_pb2.py", "_pb2.pyi"))
+        if path.is_file() and "__pycache__" not in path.parts and not generated:
             twin = installed / path.relative_to(source)
-            if not twin.is_file() or hashlib.sha256(twin.read_bytes()).digest() != \
-                    hashlib.sha256(path.read_bytes()).digest():
+            if (
+                not twin.is_file()
+                or hashlib.sha256(twin.read_bytes()).digest() != hashlib.sha256(path.read_bytes()).digest()
+            ):
                 stale.append(str(path.relative_to(source)))
     if stale:
-        raise pytest.UsageError(f"the installed sheaf package at {installed} differs from {source} "
-                                f"({', '.join(stale)}): reinstall it (pip install ./clients/python)")
+        raise pytest.UsageError(
+            f"the installed sheaf package at {installed} differs from {source} "
+            f"({', '.join(stale)}): reinstall it (pip install ./clients/python)"
+        )
 
 
 def free_port() -> int:

@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 
 import sheaf
+
 import testdata
 from conftest import TIMEOUT, Server, child_env, free_port, sheaf_bin, start_server
 
@@ -53,8 +54,8 @@ class Creds:
     key: str
     user: str
     password: str
-    token: str      # API token of `job` (group ml)
-    outsider: str   # API token of `outsider` (no grant)
+    token: str  # API token of `job` (group ml)
+    outsider: str  # API token of `outsider` (no grant)
     cfg: Path
 
 
@@ -125,17 +126,21 @@ def pki(tmp_path_factory) -> Pki:
     client = client_ca.issue_cert(common_name="ci-job")
     (root / "client-ca.pem").write_bytes(client_ca.cert_pem.bytes())
     other = trustme.CA().issue_cert(common_name="ci-job")
-    return Pki(ca_pem=ca.cert_pem.bytes(), ca_file=root / "ca.pem", server_cert=root / "server.pem",
-               server_key=root / "server.key", client_ca=root / "client-ca.pem",
-               client_cert_pem=b"".join(b.bytes() for b in client.cert_chain_pems),
-               client_key_pem=client.private_key_pem.bytes(),
-               other_cert_pem=b"".join(b.bytes() for b in other.cert_chain_pems),
-               other_key_pem=other.private_key_pem.bytes())
+    return Pki(
+        ca_pem=ca.cert_pem.bytes(),
+        ca_file=root / "ca.pem",
+        server_cert=root / "server.pem",
+        server_key=root / "server.key",
+        client_ca=root / "client-ca.pem",
+        client_cert_pem=b"".join(b.bytes() for b in client.cert_chain_pems),
+        client_key_pem=client.private_key_pem.bytes(),
+        other_cert_pem=b"".join(b.bytes() for b in other.cert_chain_pems),
+        other_key_pem=other.private_key_pem.bytes(),
+    )
 
 
 def _serve(data, creds: Creds, name: str, *extra: str | Path) -> Server:
-    server = start_server(data.registry, creds.cfg.parent / f"{name}.log", "--auth", str(creds.cfg),
-                          *map(str, extra))
+    server = start_server(data.registry, creds.cfg.parent / f"{name}.log", "--auth", str(creds.cfg), *map(str, extra))
     SERVERS.append(server)
     return server
 
@@ -159,8 +164,17 @@ def tls(data, creds, pki):
 @pytest.fixture(scope="module")
 def mtls(data, creds, pki):
     """`sheaf serve --auth` with mutual TLS (--tls-client-ca)."""
-    server = _serve(data, creds, "mtls", "--tls-cert", pki.server_cert, "--tls-key", pki.server_key,
-                    "--tls-client-ca", pki.client_ca)
+    server = _serve(
+        data,
+        creds,
+        "mtls",
+        "--tls-cert",
+        pki.server_cert,
+        "--tls-key",
+        pki.server_key,
+        "--tls-client-ca",
+        pki.client_ca,
+    )
     yield server
     server.stop()
 
@@ -224,8 +238,9 @@ def test_unreadable_package_is_not_found(plain, creds):
             c.resolve("test/files")
         with pytest.raises(sheaf.NotFoundError) as missing:
             c.resolve("test/none")
-        assert hidden.value.server_message.replace("test/files", "<p>") == \
-            missing.value.server_message.replace("test/none", "<p>")
+        assert hidden.value.server_message.replace("test/files", "<p>") == missing.value.server_message.replace(
+            "test/none", "<p>"
+        )
         with pytest.raises(sheaf.NotFoundError):
             c.dataset("sheaf://test/files")
     with connect(plain.url, token=creds.outsider) as c:
@@ -299,7 +314,7 @@ def test_connect_checks_its_arguments(tmp_path, pki):
         dict(token="t", username="alice", password="hunter2-xyz"),
         dict(cert_chain=pki.client_cert_pem),
         dict(private_key=pki.client_key_pem),
-        dict(tls_root_certs=str(pki.ca_file)),          # a path given as str: not PEM
+        dict(tls_root_certs=str(pki.ca_file)),  # a path given as str: not PEM
         dict(tls_root_certs=tmp_path / "missing.pem"),
     ]
     for kw in bad:
@@ -309,8 +324,13 @@ def test_connect_checks_its_arguments(tmp_path, pki):
         assert "hunter2-xyz" not in str(e.value)
     with pytest.raises(sheaf.InvalidArgumentError, match="grpc\\+tls"):
         sheaf.connect("grpc://127.0.0.1:1", tls_root_certs=pki.ca_pem)
-    c = sheaf.connect(url, token="t0ken", tls_root_certs=pki.ca_file, cert_chain=pki.client_cert_pem.decode(),
-                      private_key=pki.client_key_pem)
+    c = sheaf.connect(
+        url,
+        token="t0ken",
+        tls_root_certs=pki.ca_file,
+        cert_chain=pki.client_cert_pem.decode(),
+        private_key=pki.client_key_pem,
+    )
     assert c.spec.tls_root_certs == pki.ca_pem and c.spec.cert_chain == pki.client_cert_pem
     assert_no_secret(repr(c.spec), "t0ken", pki.client_key_pem.decode(), what="repr(spec)")
 
@@ -336,7 +356,7 @@ def _loader(ds):
 
 def test_tls_refuses_untrusted_and_plaintext(tls, creds, pki):
     assert tls.url.startswith("grpc+tls://"), tls.url
-    with connect(tls.url, token=creds.token, timeout=SHORT) as c:   # the system's roots only
+    with connect(tls.url, token=creds.token, timeout=SHORT) as c:  # the system's roots only
         with pytest.raises(sheaf.SheafError):
             c.list_packages()
     with connect(tls.url, token=creds.token, tls_root_certs=pki.other_cert_pem, timeout=SHORT) as c:
@@ -351,8 +371,9 @@ def test_dataloader_workers_over_tls_with_a_token(tls, creds, pki):
     import torchhelp
 
     with connect(tls.url, token=creds.token, tls_root_certs=pki.ca_pem) as c:
-        ds = c.dataset(NUMBERS, columns=["id"], partitions=8).to_torch(batch_size=1000, seed=3,
-                                                                         collate=torchhelp.ids_and_pid)
+        ds = c.dataset(NUMBERS, columns=["id"], partitions=8).to_torch(
+            batch_size=1000, seed=3, collate=torchhelp.ids_and_pid
+        )
         out = list(_loader(ds))
     assert len({b["pid"] for b in out}) == 2 and os.getpid() not in {b["pid"] for b in out}
     assert_exactly([i for b in out for i in b["id"]], testdata.NUMBERS)
@@ -364,8 +385,9 @@ def test_dataloader_workers_get_the_session_token_not_the_password(tls, creds, p
     with connect(tls.url, username=creds.user, password=creds.password, tls_root_certs=pki.ca_file) as c:
         session = c.spec.token
         assert session and session != creds.password
-        ds = c.dataset(NUMBERS, columns=["id"], partitions=8).to_torch(batch_size=1000, seed=4,
-                                                                         collate=torchhelp.ids_and_credentials)
+        ds = c.dataset(NUMBERS, columns=["id"], partitions=8).to_torch(
+            batch_size=1000, seed=4, collate=torchhelp.ids_and_credentials
+        )
         # What the DataLoader pickles for its workers.
         sent = pickle.dumps(ds)
         assert session.encode() in sent
@@ -385,22 +407,39 @@ def test_dataloader_workers_get_the_session_token_not_the_password(tls, creds, p
 
 def test_mutual_tls(mtls, creds, pki):
     assert mtls.url.startswith("grpc+tls://"), mtls.url
-    with connect(mtls.url, token=creds.token, tls_root_certs=pki.ca_pem, cert_chain=pki.client_cert_pem,
-                 private_key=pki.client_key_pem) as c:
+    with connect(
+        mtls.url,
+        token=creds.token,
+        tls_root_certs=pki.ca_pem,
+        cert_chain=pki.client_cert_pem,
+        private_key=pki.client_key_pem,
+    ) as c:
         assert c.dataset(NUMBERS, columns=["id"]).to_table().num_rows == testdata.NUMBERS
         # A copy (as another process gets it) connects with the same certificate.
         copy = pickle.loads(pickle.dumps(c))
         assert copy.spec.cert_chain == pki.client_cert_pem and copy.resolve("test/tables:v1")
         copy.close()
-    with connect(mtls.url, username=creds.user, password=creds.password, tls_root_certs=pki.ca_pem,
-                 cert_chain=pki.client_cert_pem.decode(), private_key=pki.client_key_pem.decode()) as c:
+    with connect(
+        mtls.url,
+        username=creds.user,
+        password=creds.password,
+        tls_root_certs=pki.ca_pem,
+        cert_chain=pki.client_cert_pem.decode(),
+        private_key=pki.client_key_pem.decode(),
+    ) as c:
         assert [p.name for p in c.list_packages()] == ["test/tables"]
     # No client certificate, or one from a CA the server does not trust: no connection.
     with connect(mtls.url, token=creds.token, tls_root_certs=pki.ca_pem, timeout=SHORT) as c:
         with pytest.raises(sheaf.SheafError):
             c.list_packages()
-    with connect(mtls.url, token=creds.token, tls_root_certs=pki.ca_pem, cert_chain=pki.other_cert_pem,
-                 private_key=pki.other_key_pem, timeout=SHORT) as c:
+    with connect(
+        mtls.url,
+        token=creds.token,
+        tls_root_certs=pki.ca_pem,
+        cert_chain=pki.other_cert_pem,
+        private_key=pki.other_key_pem,
+        timeout=SHORT,
+    ) as c:
         with pytest.raises(sheaf.SheafError):
             c.list_packages()
 
@@ -413,8 +452,8 @@ README_URL = "grpc+tls://sheaf.example.com:50051"
 
 
 def test_readme_credentials_examples_run(tls, mtls, creds, pki, tmp_path, monkeypatch, capsys):
-    """README.md's "Credentials and TLS" blocks (fenced ```py, which
-    test_readme.py leaves out), against the TLS servers: the files they name
+    """README.md's "Credentials and TLS" blocks (fenced ```py no-test, which
+    test_readme.py and scripts/test-docs leave out), against the TLS servers: the files they name
     in the working directory, the token in SHEAF_TOKEN, the password typed."""
     import getpass
     import re
@@ -423,7 +462,7 @@ def test_readme_credentials_examples_run(tls, mtls, creds, pki, tmp_path, monkey
 
     text = (CLIENT_DIR / "README.md").read_text(encoding="utf-8")
     section = text.split("## Credentials and TLS", 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(r"```py\n(.*?)```", section, re.DOTALL)
+    blocks = re.findall(r"```py no-test\n(.*?)```", section, re.DOTALL)
     assert len(blocks) == 3 and all(README_URL in b for b in blocks)
     (tmp_path / "ca.pem").write_bytes(pki.ca_pem)
     (tmp_path / "client.pem").write_bytes(pki.client_cert_pem)

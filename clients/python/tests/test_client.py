@@ -7,8 +7,10 @@ import threading
 
 import pyarrow.flight as flight
 import pytest
+from google.protobuf import any_pb2
 
 import sheaf
+from sheaf._proto import sheaf_pb2
 
 
 def test_list_packages(client, data):
@@ -89,7 +91,7 @@ def test_client_is_thread_safe(client, data):
 def test_not_found_package(client):
     with pytest.raises(sheaf.NotFoundError) as e:
         client.resolve("nobody/nothing")
-    assert e.value.code == "NOT_FOUND"
+    assert e.value.code == "NOT_FOUND" and e.value.reason == "NOT_FOUND" and e.value.package == "nobody/nothing"
     assert "nobody/nothing" in e.value.server_message and "nobody/nothing" in str(e.value)
     assert isinstance(e.value, LookupError) and isinstance(e.value, sheaf.SheafError)
 
@@ -113,6 +115,23 @@ def test_invalid_column_names_it(client):
         client.dataset("sheaf://test/tables/tables/numbers.parquet", columns=["id", "nope"])
     assert e.value.code == "INVALID_ARGUMENT" and isinstance(e.value, ValueError)
     assert "nope" in e.value.server_message and "tables/numbers.parquet" in e.value.server_message
+    # What the error is about comes from its details, not its text.
+    assert e.value.reason == "UNKNOWN_COLUMN" and e.value.column == "nope"
+    assert (e.value.package, e.value.path) == ("test/tables", "tables/numbers.parquet")
+
+
+def test_errors_of_a_typed_request_and_of_a_stream(client, data):
+    with pytest.raises(sheaf.InvalidArgumentError) as e:
+        client.dataset(package="test/tables", tag="v1", path="tables/numbers.parquet", columns=["nope"])
+    assert e.value.reason == "UNKNOWN_COLUMN" and e.value.column == "nope"
+    with pytest.raises(sheaf.NotFoundError) as e:
+        client.dataset(package="test/tables", path="tables/missing.parquet")
+    assert e.value.reason == "NOT_FOUND" and e.value.package == "test/tables"
+    # An expression failing on the data fails the stream (DoGet), not the plan.
+    ds = client.dataset(package="test/tables", tag="v1", path="tables/numbers.parquet", filter="id / 0 > 1")
+    with pytest.raises(sheaf.InvalidArgumentError) as e:
+        ds.to_table()
+    assert e.value.reason == "EVALUATION_FAILED" and e.value.top_hash == data.tops["test/tables@v1"]
 
 
 def test_invalid_filter_and_parameters(client):
@@ -141,6 +160,7 @@ def test_errors_survive_pickling(client):
     again = pickle.loads(pickle.dumps(e.value))
     assert type(again) is sheaf.NotFoundError and str(again) == str(e.value)
     assert again.server_message == e.value.server_message and again.code == "NOT_FOUND"
+    assert again.reason == "NOT_FOUND" and again.package == "nobody/nothing"
 
 
 # ---------------------------------------------------------------------------
@@ -162,8 +182,12 @@ class _Headers(flight.ServerMiddlewareFactory):
 
 
 class _AuthServer(flight.FlightServerBase):
+    """Answers every action with a typed ResolveResponse (the resolve the tests call)."""
+
     def do_action(self, context, action):
-        yield flight.Result(b'{"package": "a/b", "top_hash": "' + b"0" * 64 + b'"}')
+        packed = any_pb2.Any()
+        packed.Pack(sheaf_pb2.ResolveResponse(package="a/b", top_hash="0" * 64))
+        yield flight.Result(packed.SerializeToString())
 
 
 @pytest.fixture

@@ -54,7 +54,9 @@ def test_a_forked_child_fails_loudly_when_gRPC_does_not_start(monkeypatch):
     monkeypatch.setattr(_fork, "_forked_child", True)
     monkeypatch.setattr(_fork, "CHILD_OPEN_SECONDS", 0.2)
     stuck = threading.Event()
-    with pytest.raises(sheaf.UnavailableError, match=rf"connecting to grpc://x:1 in forked process {os.getpid()}.*forkserver"):
+    with pytest.raises(
+        sheaf.UnavailableError, match=rf"connecting to grpc://x:1 in forked process {os.getpid()}.*forkserver"
+    ):
         _fork.open_connection(stuck.wait, "grpc://x:1")
     stuck.set()
     assert _fork._forked_child  # still guarded: nothing opened

@@ -20,14 +20,26 @@ def test_handle_shows_plan_without_reading(client, data):
     assert len(ds.endpoints) == 4 and ds.total_bytes > 0
     assert ds.pinned_uri.startswith(f"sheaf://test/tables@{data.tops['test/tables@v1']}/tables/numbers.parquet")
     text = repr(ds)
-    for part in ("test/tables@" + ds.top_hash[:12], "tables/numbers.parquet", "20,000", "4 endpoint",
-                 "id: int64", "vec: fixed_size_list"):
+    for part in (
+        "test/tables@" + ds.top_hash[:12],
+        "tables/numbers.parquet",
+        "20,000",
+        "4 endpoint",
+        "id: int64",
+        "vec: fixed_size_list",
+    ):
         assert part in text, f"{part!r} not in {text}"
 
 
 def test_dataset_from_keywords_equals_uri(client, data):
-    a = client.dataset(package="test/tables", tag="v1", path="tables/numbers.parquet", columns=["id", "x"],
-                       filter="label = 3 AND id < 1000", partitions=2)
+    a = client.dataset(
+        package="test/tables",
+        tag="v1",
+        path="tables/numbers.parquet",
+        columns=["id", "x"],
+        filter="label = 3 AND id < 1000",
+        partitions=2,
+    )
     b = client.dataset(NUMBERS + "?columns=id,x&filter=label%20%3D%203%20AND%20id%20%3C%201000&partitions=2")
     assert a.top_hash == b.top_hash and a.schema == b.schema
     assert a.to_table().equals(b.to_table())
@@ -36,8 +48,9 @@ def test_dataset_from_keywords_equals_uri(client, data):
 
 def test_revision_is_pinned(client, data):
     latest = client.dataset("sheaf://test/tables/tables/numbers.parquet", columns=["y"])
-    v1 = client.dataset(package="test/tables", revision=data.tops["test/tables@v1"][:8],
-                        path="tables/numbers.parquet", columns=["y"])
+    v1 = client.dataset(
+        package="test/tables", revision=data.tops["test/tables@v1"][:8], path="tables/numbers.parquet", columns=["y"]
+    )
     assert latest.top_hash == data.tops["test/tables"] and v1.top_hash == data.tops["test/tables@v1"]
     assert set(latest.to_table().column("y").to_pylist()) == {-1.0}
     assert v1.to_table().column("y").equals(data.parquet("numbers.parquet").column("y"))
@@ -87,6 +100,7 @@ def test_many_types_round_trip(client, data):
 
 def test_to_pandas_equals_source(client, data):
     import pandas
+
     ds = client.dataset("sheaf://test/tables:v1/tables/types.parquet")
     expected = pq.read_table(data.src / "tables" / "types.parquet").to_pandas()
     got = ds.to_pandas()
@@ -127,16 +141,19 @@ def test_endpoint_rows_counted_under_a_filter(client, data):
     ds = client.dataset(NUMBERS, columns=["x"], filter="label = 2", partitions=6)
     rows = ds.endpoint_rows()
     assert len(rows) == 6
-    assert rows == [t.num_rows for t in (pa.Table.from_batches(list(ds.read_endpoint(i)), ds.schema)
-                                         for i in range(6))]
+    assert rows == [t.num_rows for t in (pa.Table.from_batches(list(ds.read_endpoint(i)), ds.schema) for i in range(6))]
     assert sum(rows) == sum(1 for i in range(testdata.NUMBERS) if i % 7 == 2)
 
 
 def test_planned_endpoint_rows_equal_counted(client, data):
     """Plain Parquet reads know each endpoint's rows from the plan; they must
     agree with counting them."""
-    for uri, partitions in ((NUMBERS, 7), ("sheaf://test/tables:v1/tables/parts", 4),
-                            ("sheaf://test/tables:v1/tables/tiny.parquet", None), (NUMBERS, None)):
+    for uri, partitions in (
+        (NUMBERS, 7),
+        ("sheaf://test/tables:v1/tables/parts", 4),
+        ("sheaf://test/tables:v1/tables/tiny.parquet", None),
+        (NUMBERS, None),
+    ):
         ds = client.dataset(uri, partitions=partitions)
         assert ds._planned_rows() is not None, uri
         assert ds._planned_rows() == ds._count_rows(), uri
@@ -182,5 +199,6 @@ def test_manifest_table_as_a_dataset(client, data):
     ds = client.dataset(package="test/files", content=True, filter="starts_with(logical_key, 'docs/')")
     assert ds.path == "" and "content" in ds.schema.names
     table = ds.to_table()
-    assert dict(zip(table.column("logical_key").to_pylist(), table.column("content").to_pylist())) == \
-        {k: v for k, v in testdata.files().items() if k.startswith("docs/")}
+    assert dict(zip(table.column("logical_key").to_pylist(), table.column("content").to_pylist(), strict=True)) == {
+        k: v for k, v in testdata.files().items() if k.startswith("docs/")
+    }

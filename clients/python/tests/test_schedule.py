@@ -46,6 +46,7 @@ def test_units_cover_every_row_once():
 def test_deal_gives_every_unit_to_one_worker_balanced():
     units = s.make_units([100] * 10, 4)
     dealt = s.deal(units, s.permutation(len(units), 1, 0), 4)
+
     def key(u):
         return u.piece, u.start
 
@@ -67,12 +68,22 @@ def test_windows():
     assert [len(w) for w in s.windows(units, 1000)] == [7]
 
 
-@pytest.mark.parametrize("world,workers,equal,drop_last", list(itertools.product(
-    [1, 2, 3], [1, 2, 4], [False, True], [False, True])))
+@pytest.mark.parametrize(
+    "world,workers,equal,drop_last", list(itertools.product([1, 2, 3], [1, 2, 4], [False, True], [False, True]))
+)
 def test_plan_epoch(world, workers, equal, drop_last):
     rows = [1000, 999, 10, 0, 2500, 7]
-    plan = s.plan_epoch(rows, seed=3, epoch=1, shuffle=True, world_size=world, num_workers=workers, batch_size=64,
-                        drop_last=drop_last, equal_batches=equal)
+    plan = s.plan_epoch(
+        rows,
+        seed=3,
+        epoch=1,
+        shuffle=True,
+        world_size=world,
+        num_workers=workers,
+        batch_size=64,
+        drop_last=drop_last,
+        equal_batches=equal,
+    )
     covered = sorted((u.piece, r) for g in plan.units for u in g for r in range(u.start, u.stop))
     assert covered == [(p, r) for p, n in enumerate(rows) for r in range(n)]
     for rank in range(world):

@@ -13,6 +13,7 @@ import torch
 
 import sheaf
 import sheaf.torch
+
 import testdata
 import torchhelp
 
@@ -83,8 +84,14 @@ def test_fewer_endpoints_than_workers(client):
     """tiny.parquet has one row group, so one endpoint, for 2 ranks x 3 workers."""
     per_rank = []
     for rank in range(2):
-        ds = train(client, uri="sheaf://test/tables:v1/tables/tiny.parquet", batch_size=2, rank=rank, world_size=2,
-                   collate=torchhelp.ids_and_pid)
+        ds = train(
+            client,
+            uri="sheaf://test/tables:v1/tables/tiny.parquet",
+            batch_size=2,
+            rank=rank,
+            world_size=2,
+            collate=torchhelp.ids_and_pid,
+        )
         assert ds.piece_rows == [testdata.TINY]
         out = list(loader(ds, 3))
         assert len({b["pid"] for b in out}) == 3, "every worker should get rows"
@@ -182,7 +189,7 @@ def test_equal_batches(client, workers):
     ids = flat(even[0]) + flat(even[1])
     assert len(ids) == len(set(ids)) and set(ids) <= set(range(N))
     for rank in range(2):  # the batches kept are the first ones of the uneven run
-        assert even[rank] == uneven[rank][:len(even[rank])]
+        assert even[rank] == uneven[rank][: len(even[rank])]
 
 
 def test_real_process_group_defaults_and_equal_batches(data, tmp_path):
@@ -190,8 +197,7 @@ def test_real_process_group_defaults_and_equal_batches(data, tmp_path):
     torch.distributed, and equal batch counts keep per-batch collectives in step."""
     import torch.multiprocessing as mp
 
-    mp.spawn(torchhelp.distributed_rank, args=(2, data.url, str(tmp_path / "init"), str(tmp_path)), nprocs=2,
-             join=True)
+    mp.spawn(torchhelp.distributed_rank, args=(2, data.url, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
     results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     assert results[0]["steps"] == results[1]["steps"] == results[0]["len"] == results[1]["len"]
     ids = results[0]["ids"] + results[1]["ids"]
@@ -324,8 +330,10 @@ def test_numeric_columns_are_not_copied(client):
     # Batches cut from inside one Flight batch are slices of it, not copies.
     rebatcher = sheaf.torch._Rebatcher(100)
     first, second = list(rebatcher.push(batch))[:2]
-    assert sheaf.torch.to_tensors(second)["id"].data_ptr() == \
-        batch.column("id").buffers()[1].address + (batch.column("id").offset + 100) * 8
+    assert (
+        sheaf.torch.to_tensors(second)["id"].data_ptr()
+        == batch.column("id").buffers()[1].address + (batch.column("id").offset + 100) * 8
+    )
     assert first.num_rows == second.num_rows == 100
 
 

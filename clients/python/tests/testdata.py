@@ -21,44 +21,54 @@ def numbers_table(n: int = NUMBERS) -> pa.Table:
     """Numeric, null-free columns (tensor-friendly) plus one string column."""
     ids = list(range(n))
     rng = random.Random(3)
-    return pa.table({
-        "id": pa.array(ids, pa.int64()),
-        "x": pa.array([rng.random() for _ in ids], pa.float32()),
-        "y": pa.array([i * 0.5 for i in ids], pa.float64()),
-        "label": pa.array([i % 7 for i in ids], pa.int32()),
-        "flag": pa.array([i % 3 == 0 for i in ids], pa.bool_()),
-        "vec": pa.array([[i, i + 0.5, -i] for i in ids], pa.list_(pa.float32(), 3)),
-        "name": pa.array([f"n{i}" for i in ids], pa.string()),
-    })
+    return pa.table(
+        {
+            "id": pa.array(ids, pa.int64()),
+            "x": pa.array([rng.random() for _ in ids], pa.float32()),
+            "y": pa.array([i * 0.5 for i in ids], pa.float64()),
+            "label": pa.array([i % 7 for i in ids], pa.int32()),
+            "flag": pa.array([i % 3 == 0 for i in ids], pa.bool_()),
+            "vec": pa.array([[i, i + 0.5, -i] for i in ids], pa.list_(pa.float32(), 3)),
+            "name": pa.array([f"n{i}" for i in ids], pa.string()),
+        }
+    )
 
 
 def types_table(n: int = 3_000) -> pa.Table:
     """Many column types, with nulls, for round trips."""
     rng = random.Random(1)
     ids = list(range(n))
-    return pa.table({
-        "id": pa.array(ids, pa.int64()),
-        "name": pa.array([None if i % 7 == 0 else f"name-{i}-{'é' * (i % 3)}" for i in ids], pa.string()),
-        "score": pa.array([None if i % 11 == 0 else i * 0.125 - 100 for i in ids], pa.float64()),
-        "ratio": pa.array([i / 3 for i in ids], pa.float32()),
-        "flag": pa.array([None if i % 5 == 0 else i % 3 == 0 for i in ids], pa.bool_()),
-        "small": pa.array([(i * 7919) % 60000 - 30000 for i in ids], pa.int32()),
-        "tiny": pa.array([i % 100 - 50 for i in ids], pa.int8()),
-        "u16": pa.array([i % 65536 for i in ids], pa.uint16()),
-        "ts": pa.array([1_700_000_000_000_000 + i * 1_000_003 for i in ids], pa.timestamp("us", tz="UTC")),
-        "day": pa.array([19000 + i % 400 for i in ids], pa.date32()),
-        "tags": pa.array([[i, i + 1][: i % 3] if i % 5 else None for i in ids], pa.list_(pa.int64())),
-        "raw": pa.array([rng.randbytes(i % 17) for i in ids], pa.binary()),
-        "amount": pa.array([None if i % 13 == 0 else decimal.Decimal(i * 37) / 100 for i in ids],
-                           pa.decimal128(12, 2)),
-        "point": pa.array([{"x": i, "label": f"p{i % 4}"} for i in ids],
-                          pa.struct([("x", pa.int64()), ("label", pa.string())])),
-    })
+    return pa.table(
+        {
+            "id": pa.array(ids, pa.int64()),
+            "name": pa.array([None if i % 7 == 0 else f"name-{i}-{'é' * (i % 3)}" for i in ids], pa.string()),
+            "score": pa.array([None if i % 11 == 0 else i * 0.125 - 100 for i in ids], pa.float64()),
+            "ratio": pa.array([i / 3 for i in ids], pa.float32()),
+            "flag": pa.array([None if i % 5 == 0 else i % 3 == 0 for i in ids], pa.bool_()),
+            "small": pa.array([(i * 7919) % 60000 - 30000 for i in ids], pa.int32()),
+            "tiny": pa.array([i % 100 - 50 for i in ids], pa.int8()),
+            "u16": pa.array([i % 65536 for i in ids], pa.uint16()),
+            "ts": pa.array([1_700_000_000_000_000 + i * 1_000_003 for i in ids], pa.timestamp("us", tz="UTC")),
+            "day": pa.array([19000 + i % 400 for i in ids], pa.date32()),
+            "tags": pa.array([[i, i + 1][: i % 3] if i % 5 else None for i in ids], pa.list_(pa.int64())),
+            "raw": pa.array([rng.randbytes(i % 17) for i in ids], pa.binary()),
+            "amount": pa.array(
+                [None if i % 13 == 0 else decimal.Decimal(i * 37) / 100 for i in ids], pa.decimal128(12, 2)
+            ),
+            "point": pa.array(
+                [{"x": i, "label": f"p{i % 4}"} for i in ids], pa.struct([("x", pa.int64()), ("label", pa.string())])
+            ),
+        }
+    )
 
 
 def nulls_table() -> pa.Table:
-    return pa.table({"id": pa.array(range(100), pa.int64()),
-                     "v": pa.array([None if i % 10 == 3 else float(i) for i in range(100)], pa.float64())})
+    return pa.table(
+        {
+            "id": pa.array(range(100), pa.int64()),
+            "v": pa.array([None if i % 10 == 3 else float(i) for i in range(100)], pa.float64()),
+        }
+    )
 
 
 def parts() -> dict[str, pa.Table]:

@@ -27,8 +27,12 @@ def ids_and_credentials(batch: pa.RecordBatch) -> dict:
     info = torch.utils.data.get_worker_info()
     assert info is not None, "ids_and_credentials runs in DataLoader workers"
     held = info.dataset
-    return {"id": batch.column("id").to_pylist(), "pid": os.getpid(), "token": held.dataset.client.spec.token,
-            "held": pickle.dumps(held)}
+    return {
+        "id": batch.column("id").to_pylist(),
+        "pid": os.getpid(),
+        "token": held.dataset.client.spec.token,
+        "held": pickle.dumps(held),
+    }
 
 
 def names(batch: pa.RecordBatch) -> list[str]:
@@ -36,7 +40,7 @@ def names(batch: pa.RecordBatch) -> list[str]:
 
 
 def files(batch: pa.RecordBatch) -> list[tuple[str, bytes]]:
-    return list(zip(batch.column("logical_key").to_pylist(), batch.column("content").to_pylist()))
+    return list(zip(batch.column("logical_key").to_pylist(), batch.column("content").to_pylist(), strict=True))
 
 
 def distributed_rank(rank: int, world_size: int, url: str, init_file: str, out_dir: str) -> None:
@@ -50,8 +54,13 @@ def distributed_rank(rank: int, world_size: int, url: str, init_file: str, out_d
     import sheaf
     import sheaf.torch
 
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size,
-                            timeout=datetime.timedelta(seconds=60))
+    dist.init_process_group(
+        "gloo",
+        init_method=f"file://{init_file}",
+        rank=rank,
+        world_size=world_size,
+        timeout=datetime.timedelta(seconds=60),
+    )
     try:
         client = sheaf.connect(url, timeout=60, read_timeout=60)
         ds = client.dataset("sheaf://test/tables:v1/tables/numbers.parquet", columns=["id"], partitions=3)

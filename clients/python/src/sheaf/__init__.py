@@ -9,10 +9,20 @@ Flight into pyarrow, pandas, polars and PyTorch.
 PyTorch support lives in :mod:`sheaf.torch` (``pip install 'sheaf[torch]'``).
 """
 
-from .client import (Client, Entry, File, PackageInfo, RevisionContents, RevisionInfo, TableInfo, connect)
+from .client import Client, Entry, File, PackageInfo, RevisionContents, RevisionInfo, TableInfo, connect
 from .dataset import Dataset, Endpoint
-from .errors import (DataLossError, DeadlineExceededError, InvalidArgumentError, NotFoundError, PermissionDeniedError,
-                     SheafError, TensorConversionError, UnauthenticatedError, UnavailableError, UnimplementedError)
+from .errors import (
+    DataLossError,
+    DeadlineExceededError,
+    InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
+    SheafError,
+    TensorConversionError,
+    UnauthenticatedError,
+    UnavailableError,
+    UnimplementedError,
+)
 
 __version__ = "0.1.0"
 

@@ -32,7 +32,8 @@ import threading
 import time
 import warnings
 import weakref
-from typing import TYPE_CHECKING, Callable, TypeVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from .errors import UnavailableError
 
@@ -118,9 +119,13 @@ def _before_fork() -> None:
     if _settle(before):
         _settling = False
         return
-    warnings.warn("sheaf: gRPC is still running at fork (other pyarrow.flight clients or unfinished reads "
-                  "are open in this process); Flight calls in the child may fail. Close them first, or use "
-                  "multiprocessing_context='spawn' or 'forkserver'.", RuntimeWarning, stacklevel=2)
+    warnings.warn(
+        "sheaf: gRPC is still running at fork (other pyarrow.flight clients or unfinished reads "
+        "are open in this process); Flight calls in the child may fail. Close them first, or use "
+        "multiprocessing_context='spawn' or 'forkserver'.",
+        RuntimeWarning,
+        stacklevel=2,
+    )
 
 
 def _after_fork_in_child() -> None:
@@ -153,7 +158,8 @@ def open_connection(open_: Callable[[], T], url: str) -> T:
         raise UnavailableError(
             f"connecting to {url} in forked process {os.getpid()}: gRPC did not start within "
             f"{CHILD_OPEN_SECONDS:.0f} s; the parent forked while gRPC was running (another pyarrow.flight "
-            "client or an unfinished read was open). Use multiprocessing_context='forkserver' or 'spawn'.")
+            "client or an unfinished read was open). Use multiprocessing_context='forkserver' or 'spawn'."
+        )
     if error:
         raise error[0]
     _forked_child = False

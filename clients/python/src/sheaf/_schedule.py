@@ -159,15 +159,30 @@ class EpochPlan:
         return sum(self.batches[rank])
 
 
-def plan_epoch(piece_rows: Sequence[int], *, seed: int, epoch: int, shuffle: bool, world_size: int,
-               num_workers: int, batch_size: int, drop_last: bool, equal_batches: bool) -> EpochPlan:
+def plan_epoch(
+    piece_rows: Sequence[int],
+    *,
+    seed: int,
+    epoch: int,
+    shuffle: bool,
+    world_size: int,
+    num_workers: int,
+    batch_size: int,
+    drop_last: bool,
+    equal_batches: bool,
+) -> EpochPlan:
     """The plan of one epoch (see the module docstring)."""
     g = world_size * num_workers
     units = make_units(piece_rows, g)
     order = permutation(len(units), seed, epoch) if shuffle else list(range(len(units)))
     dealt = deal(units, order, g)
-    full = [[batch_count(sum(u.rows for u in dealt[r * num_workers + w]), batch_size, drop_last)
-             for w in range(num_workers)] for r in range(world_size)]
+    full = [
+        [
+            batch_count(sum(u.rows for u in dealt[r * num_workers + w]), batch_size, drop_last)
+            for w in range(num_workers)
+        ]
+        for r in range(world_size)
+    ]
     if equal_batches:
         target = min(sum(row) for row in full)
         batches = [round_robin_prefix(row, target) for row in full]

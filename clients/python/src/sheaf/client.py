@@ -21,18 +21,30 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow.flight as flight
+from google.protobuf import any_pb2, message
 
-from . import _fork, _uri
-from .errors import (DeadlineExceededError, InvalidArgumentError, NotFoundError, SheafError, UnauthenticatedError,
-                     UnavailableError, from_flight)
+from . import _fork, _request
+from ._proto import sheaf_pb2
+from .errors import (
+    DeadlineExceededError,
+    DetailsMiddleware,
+    InvalidArgumentError,
+    NotFoundError,
+    SheafError,
+    UnauthenticatedError,
+    UnavailableError,
+    from_flight,
+)
 
 if TYPE_CHECKING:
     from .dataset import Dataset
 
 __all__ = ["connect", "Client", "PackageInfo", "RevisionInfo", "Entry", "RevisionContents", "TableInfo", "File"]
+
+R = TypeVar("R", bound=message.Message)
 
 # Clients inherited from a parent process: never used nor destroyed in the
 # child (gRPC state does not survive fork; destroying it may block).
@@ -44,7 +56,7 @@ _INHERITED: list[Any] = []
 TOKEN_ENV = "SHEAF_TOKEN"
 
 #: PEM text (``bytes`` or ``str``) or the path of a PEM file.
-Pem = Union[bytes, str, os.PathLike[str]]
+Pem = bytes | str | os.PathLike[str]
 
 
 @dataclass(frozen=True)
@@ -146,8 +158,14 @@ def _file_rows(batches: Iterator[Any]) -> Iterator[File]:
         cols = batch.to_pydict()
         for i in range(batch.num_rows):
             meta = cols["meta"][i]
-            yield File(cols["logical_key"][i], int(cols["size"][i]), cols["hash_type"][i], cols["hash"][i],
-                       json.loads(meta) if meta else {}, cols["content"][i])
+            yield File(
+                cols["logical_key"][i],
+                int(cols["size"][i]),
+                cols["hash_type"][i],
+                cols["hash"][i],
+                json.loads(meta) if meta else {},
+                cols["content"][i],
+            )
 
 
 def _pem(value: Pem | None, name: str) -> bytes | None:
@@ -160,21 +178,33 @@ def _pem(value: Pem | None, name: str) -> bytes | None:
         try:
             return Path(value).read_bytes()
         except OSError as e:
-            raise InvalidArgumentError(f"{name}: cannot read {os.fspath(value)!r}: {e.strerror or e}",
-                                       code="CLIENT") from e
+            raise InvalidArgumentError(
+                f"{name}: cannot read {os.fspath(value)!r}: {e.strerror or e}", code="CLIENT"
+            ) from e
     data = value.encode() if isinstance(value, str) else bytes(value)
     if b"-----BEGIN " not in data:
-        raise InvalidArgumentError(f"{name}: expected PEM text (bytes or str starting with '-----BEGIN') or a "
-                                   "pathlib.Path of a PEM file", code="CLIENT")
+        raise InvalidArgumentError(
+            f"{name}: expected PEM text (bytes or str starting with '-----BEGIN') or a pathlib.Path of a PEM file",
+            code="CLIENT",
+        )
     return data
 
 
-def connect(url: str = "grpc://127.0.0.1:50051", token: str | None = None, *, username: str | None = None,
-            password: str | None = None, headers: dict[str, str] | Sequence[tuple[str, str]] | None = None,
-            timeout: float | None = 60.0, read_timeout: float | None = None, tls_root_certs: Pem | None = None,
-            cert_chain: Pem | None = None, private_key: Pem | None = None,
-            disable_server_verification: bool = False,
-            middleware: Sequence[flight.ClientMiddlewareFactory] = ()) -> Client:
+def connect(
+    url: str = "grpc://127.0.0.1:50051",
+    token: str | None = None,
+    *,
+    username: str | None = None,
+    password: str | None = None,
+    headers: dict[str, str] | Sequence[tuple[str, str]] | None = None,
+    timeout: float | None = 60.0,
+    read_timeout: float | None = None,
+    tls_root_certs: Pem | None = None,
+    cert_chain: Pem | None = None,
+    private_key: Pem | None = None,
+    disable_server_verification: bool = False,
+    middleware: Sequence[flight.ClientMiddlewareFactory] = (),
+) -> Client:
     """Connects to a Sheaf server.
 
     Args:
@@ -216,19 +246,25 @@ def connect(url: str = "grpc://127.0.0.1:50051", token: str | None = None, *, us
     if username is not None and token is not None:
         raise InvalidArgumentError("connect(): give token= or username=/password=, not both", code="CLIENT")
     if (cert_chain is None) != (private_key is None):
-        raise InvalidArgumentError("connect(): mutual TLS needs cert_chain= and private_key= together",
-                                   code="CLIENT")
+        raise InvalidArgumentError("connect(): mutual TLS needs cert_chain= and private_key= together", code="CLIENT")
     tls = {"tls_root_certs": tls_root_certs, "cert_chain": cert_chain, "private_key": private_key}
     if not url.startswith("grpc+tls://") and any(v is not None for v in tls.values()):
         given = ", ".join(k for k, v in tls.items() if v is not None)
         raise InvalidArgumentError(f"connect({url!r}): {given} need a grpc+tls:// URL", code="CLIENT")
     if token is None and username is None:
         token = os.environ.get(TOKEN_ENV) or None
-    spec = ConnectionSpec(url=url, token=token, headers=tuple((str(k), str(v)) for k, v in headers or ()),
-                          timeout=timeout, read_timeout=read_timeout,
-                          tls_root_certs=_pem(tls_root_certs, "tls_root_certs"),
-                          disable_server_verification=disable_server_verification, middleware=tuple(middleware),
-                          cert_chain=_pem(cert_chain, "cert_chain"), private_key=_pem(private_key, "private_key"))
+    spec = ConnectionSpec(
+        url=url,
+        token=token,
+        headers=tuple((str(k), str(v)) for k, v in headers or ()),
+        timeout=timeout,
+        read_timeout=read_timeout,
+        tls_root_certs=_pem(tls_root_certs, "tls_root_certs"),
+        disable_server_verification=disable_server_verification,
+        middleware=tuple(middleware),
+        cert_chain=_pem(cert_chain, "cert_chain"),
+        private_key=_pem(private_key, "private_key"),
+    )
     client = Client(spec)
     if username is not None and password is not None:
         try:
@@ -237,11 +273,6 @@ def connect(url: str = "grpc://127.0.0.1:50051", token: str | None = None, *, us
             client.close()
             raise
     return client
-
-
-def _location_url(location: Any) -> str:
-    uri = location.uri if hasattr(location, "uri") else location
-    return uri.decode() if isinstance(uri, bytes) else str(uri)
 
 
 class Client:
@@ -313,7 +344,9 @@ class Client:
 
     def flight_client(self, location: str | None = None) -> flight.FlightClient:
         """The ``pyarrow.flight.FlightClient`` of this process for ``location``
-        (default: the server's URL), opened on first use."""
+        (default, and for ``arrow-flight-reuse-connection://?``: the server's
+        URL), opened on first use and reused until :meth:`close`: one
+        connection per location."""
         url = location or self._spec.url
         if url.startswith("arrow-flight-reuse-connection:"):
             url = self._spec.url
@@ -326,11 +359,17 @@ class Client:
             if client is None:
                 spec = self._spec
                 try:
-                    client = _fork.open_connection(lambda: flight.FlightClient(
-                        url, tls_root_certs=spec.tls_root_certs, cert_chain=spec.cert_chain,
-                        private_key=spec.private_key,
-                        disable_server_verification=spec.disable_server_verification or None,
-                        middleware=list(spec.middleware) or None), url)
+                    client = _fork.open_connection(
+                        lambda: flight.FlightClient(
+                            url,
+                            tls_root_certs=spec.tls_root_certs,
+                            cert_chain=spec.cert_chain,
+                            private_key=spec.private_key,
+                            disable_server_verification=spec.disable_server_verification or None,
+                            middleware=[*spec.middleware, DetailsMiddleware()],
+                        ),
+                        url,
+                    )
                 except SheafError:
                     raise
                 except Exception as e:  # bad URL or TLS settings
@@ -360,7 +399,10 @@ class Client:
         if name.lower() != "authorization" or scheme.lower() != "bearer" or not session:
             raise UnauthenticatedError(
                 f"{what}: the server accepted the handshake but answered no session token "
-                "(`authorization: Bearer ...`); is it running with --auth?", code="CLIENT", context=what)
+                "(`authorization: Bearer ...`); is it running with --auth?",
+                code="CLIENT",
+                context=what,
+            )
         self._spec = replace(self._spec, token=session)
 
     def _raise_if_unreachable(self, what: str, cause: BaseException) -> None:
@@ -381,59 +423,117 @@ class Client:
 
     # -- actions -------------------------------------------------------------
 
-    def action(self, name: str, body: dict[str, Any] | None = None) -> Any:
-        """Runs a DoAction with a JSON body and returns its JSON result."""
-        payload = json.dumps(body or {}).encode()
-        what = f"{name} {json.dumps(body or {})} on {self._spec.url}"
+    def _do_action(self, name: str, body: bytes, what: str) -> bytes:
         try:
-            results = list(self.flight_client().do_action(flight.Action(name, payload), self.call_options()))
+            results = list(self.flight_client().do_action(flight.Action(name, body), self.call_options()))
         except Exception as e:
             raise from_flight(e, what) from e
         if len(results) != 1:
             raise SheafError(f"{what}: expected one result, got {len(results)}", code="CLIENT")
-        return json.loads(results[0].body.to_pybytes().decode("utf-8"))
+        return bytes(results[0].body.to_pybytes())
+
+    def action(self, name: str, body: dict[str, Any] | None = None) -> Any:
+        """Runs a DoAction with a JSON body (the JSON form of the action's
+        request message in ``proto/sheaf.proto``) and returns its JSON result."""
+        what = f"{name} {json.dumps(body or {})} on {self._spec.url}"
+        return json.loads(self._do_action(name, json.dumps(body or {}).encode(), what).decode("utf-8"))
+
+    def _call(self, name: str, request: message.Message, response: type[R]) -> R:
+        """Runs action ``name`` in its typed form: ``request`` packed in a
+        ``google.protobuf.Any``, answered by an Any packing ``response``."""
+        what = f"{name} {_request.as_json(request)} on {self._spec.url}"
+        packed = any_pb2.Any()
+        packed.Pack(request)
+        answer = any_pb2.Any()
+        out = response()
+        try:
+            answer.ParseFromString(self._do_action(name, packed.SerializeToString(), what))
+        except message.DecodeError as e:
+            raise SheafError(f"{what}: the answer is not a google.protobuf.Any ({e})", code="CLIENT") from e
+        if not answer.Unpack(out):
+            raise SheafError(
+                f"{what}: expected a {out.DESCRIPTOR.full_name}, got {answer.type_url or 'nothing'}", code="CLIENT"
+            )
+        return out
 
     def list_packages(self, pattern: str | None = None) -> list[PackageInfo]:
         """Packages and their latest top hash; ``pattern`` is a glob over names (``"team/*"``)."""
-        body = {"pattern": pattern} if pattern else {}
-        return [PackageInfo(p["name"], p.get("latest")) for p in self.action("list_packages", body)]
+        r = self._call(
+            "list_packages", sheaf_pb2.ListPackagesRequest(pattern=pattern or ""), sheaf_pb2.ListPackagesResponse
+        )
+        return [PackageInfo(p.name, p.latest if p.HasField("latest") else None) for p in r.packages]
 
     def list_revisions(self, package: str) -> list[RevisionInfo]:
         """A package's revisions, newest first."""
-        return [RevisionInfo(r["top_hash"], int(r.get("timestamp", 0)), r.get("message"), tuple(r.get("tags") or ()))
-                for r in self.action("list_revisions", {"package": package})]
+        r = self._call(
+            "list_revisions", sheaf_pb2.ListRevisionsRequest(package=package), sheaf_pb2.ListRevisionsResponse
+        )
+        return [
+            RevisionInfo(v.top_hash, v.timestamp, v.message if v.HasField("message") else None, tuple(v.tags))
+            for v in r.revisions
+        ]
 
     def browse(self, ref: str, prefix: str | None = None) -> RevisionContents:
         """A revision's message, metadata and entries (under ``prefix`` if given).
         ``ref`` is ``owner/name[@hash|:tag][/subpath]``."""
-        body: dict[str, str] = {"ref": ref}
-        if prefix:
-            body["prefix"] = prefix
-        r = self.action("browse", body)
-        entries = tuple(Entry(e["logical_key"], int(e["size"]), e["hash"]["type"], e["hash"]["value"], e.get("meta") or {})
-                        for e in r["entries"])
-        return RevisionContents(r["package"], r["top_hash"], r.get("message"), r.get("user_meta"), entries)
+        r = self._call("browse", sheaf_pb2.BrowseRequest(ref=ref, prefix=prefix or ""), sheaf_pb2.BrowseResponse)
+        entries = tuple(
+            Entry(
+                e.logical_key,
+                e.size,
+                e.hash.type,
+                e.hash.value,
+                (json.loads(e.meta) if e.HasField("meta") else None) or {},
+            )
+            for e in r.entries
+        )
+        return RevisionContents(
+            r.package,
+            r.top_hash,
+            r.message if r.HasField("message") else None,
+            json.loads(r.user_meta) if r.HasField("user_meta") else None,
+            entries,
+        )
+
+    def _resolve(self, ref: str) -> sheaf_pb2.ResolveResponse:
+        return self._call("resolve", sheaf_pb2.ResolveRequest(ref=ref), sheaf_pb2.ResolveResponse)
 
     def resolve(self, ref: str) -> str:
         """The full top hash ``owner/name[@hash_prefix|:tag]`` names (latest without a revision)."""
-        return str(self.action("resolve", {"ref": ref})["top_hash"])
+        return self._resolve(ref).top_hash
 
     def list_tables(self, ref: str) -> list[TableInfo]:
         """The tables of a revision (path ``""`` is the manifest table), with pinned URIs."""
-        return [TableInfo(t["path"], t["format"], t["uri"]) for t in self.action("list_tables", {"ref": ref})["tables"]]
+        r = self._call("list_tables", sheaf_pb2.ListTablesRequest(ref=ref), sheaf_pb2.ListTablesResponse)
+        return [TableInfo(t.path, t.format, t.uri) for t in r.tables]
 
     # -- datasets ------------------------------------------------------------
 
-    def dataset(self, uri: str | None = None, *, package: str | None = None, revision: str | None = None,
-                tag: str | None = None, path: str = "", columns: Sequence[str] | None = None,
-                filter: str | None = None, limit: int | None = None, sample: float | None = None,
-                sample_rows: int | None = None, seed: int | None = None, partitions: int | None = None,
-                content: bool | None = None, compression: str | None = None) -> Dataset:
+    def dataset(
+        self,
+        uri: str | None = None,
+        *,
+        package: str | None = None,
+        revision: str | None = None,
+        tag: str | None = None,
+        path: str = "",
+        columns: Sequence[str] | None = None,
+        filter: str | None = None,
+        limit: int | None = None,
+        sample: float | None = None,
+        sample_rows: int | None = None,
+        seed: int | None = None,
+        partitions: int | None = None,
+        content: bool | None = None,
+        compression: str | None = None,
+    ) -> Dataset:
         """Plans a read (GetFlightInfo) and returns a :class:`~sheaf.Dataset` handle.
 
         Either a dataset URI (``sheaf://owner/name[@hash|:tag][/path][?...]``),
-        or ``package=`` with ``revision=`` (hash prefix) or ``tag=`` and
-        ``path=``. Keyword parameters are added to the URI's own:
+        sent as it is (the server parses it; keyword parameters are appended
+        to its query, and one given both ways is refused), or ``package=``
+        (``owner/name``) with ``revision=`` (hash prefix) or ``tag=`` and
+        ``path=``, sent as a typed ``sheaf.v1.DatasetRequest``. Parameters:
 
         - ``columns``: projection, in that order;
         - ``filter``: a SQL expression over the table's columns;
@@ -448,32 +548,35 @@ class Client:
         """
         from .dataset import Dataset
 
-        params = {"columns": list(columns) if columns is not None else None, "filter": filter, "limit": limit,
-                  "sample": sample, "sample_rows": sample_rows, "seed": seed, "partitions": partitions,
-                  "compression": compression, "content": content or None}
-        params = {k: v for k, v in params.items() if v is not None}
+        query = {
+            "columns": list(columns) if columns is not None else None,
+            "filter": filter,
+            "limit": limit,
+            "sample": sample,
+            "sample_rows": sample_rows,
+            "seed": seed,
+            "partitions": partitions,
+            "compression": compression,
+            "content": content or None,
+        }
+        request: _request.Request
         if uri is None:
             if not package:
                 raise InvalidArgumentError("dataset() needs a URI or package=", code="CLIENT")
-            uri = _uri.build(package, revision=revision, tag=tag, path=path, params=params)
+            request = _request.build(package, revision=revision, tag=tag, path=path, query=query)
         else:
             if package or revision or tag or path:
-                raise InvalidArgumentError(f"dataset({uri!r}): give a URI or package=/revision=/tag=/path=, not both",
-                                           code="CLIENT")
-            if not uri.startswith(_uri.SCHEME):
-                uri = _uri.SCHEME + uri
-            base, existing = _uri.split(uri)
-            clash = [k for k in params if k in existing]
-            if clash:
-                raise InvalidArgumentError(f"dataset({uri!r}): {', '.join(clash)} given both in the URI and as "
-                                           "keyword arguments", code="CLIENT")
-            uri = _uri.with_params(uri, params)
-        return Dataset.plan(self, uri)
+                raise InvalidArgumentError(
+                    f"dataset({uri!r}): give a URI or package=/revision=/tag=/path=, not both", code="CLIENT"
+                )
+            request = _request.append(uri, query)
+        return Dataset.plan(self, request)
 
     # -- files ---------------------------------------------------------------
 
-    def files(self, ref: str, *, prefix: str | None = None, filter: str | None = None,
-              keys: Sequence[str] | None = None) -> Iterator[File]:
+    def files(
+        self, ref: str, *, prefix: str | None = None, filter: str | None = None, keys: Sequence[str] | None = None
+    ) -> Iterator[File]:
         """Streams files of a revision with their bytes, in manifest order.
 
         ``ref`` is ``owner/name[@hash|:tag]``. Select with ``prefix`` (logical
@@ -486,17 +589,22 @@ class Client:
 
     def _files(self, ref: str, *, prefix: str | None, filter: str | None, keys: Sequence[str] | None) -> Iterator[File]:
         # Plans now (errors surface here), streams later.
+        from .dataset import Dataset
+
         clauses = []
         if filter:
             clauses.append(f"({filter})")
         if prefix:
-            clauses.append(f"starts_with(logical_key, {_uri.sql_string(prefix)})")
+            clauses.append(f"starts_with(logical_key, {_request.sql_string(prefix)})")
         if keys is not None:
             if not keys:
                 return iter(())
-            clauses.append("logical_key IN (" + ", ".join(_uri.sql_string(k) for k in keys) + ")")
-        uri = _uri.with_params(_uri.SCHEME + ref, {"content": True, "filter": " AND ".join(clauses) or None})
-        return _file_rows(self.dataset(uri).to_batches(progress=False))
+            clauses.append("logical_key IN (" + ", ".join(_request.sql_string(k) for k in keys) + ")")
+        revision = self._resolve(ref)  # the ref is the server's to read: it names the revision
+        request = sheaf_pb2.DatasetRequest(
+            package=revision.package, top_hash=revision.top_hash, content=True, filter=" AND ".join(clauses)
+        )
+        return _file_rows(Dataset.plan(self, request).to_batches(progress=False))
 
     def read_file(self, ref: str, logical_key: str) -> bytes:
         """The bytes of one file of a revision (``ref``: ``owner/name[@hash|:tag]``)."""

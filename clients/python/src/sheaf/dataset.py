@@ -4,7 +4,6 @@ PyTorch."""
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 from collections.abc import Callable, Generator, Iterator, Sequence
@@ -15,8 +14,10 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.flight as flight
 
-from . import _ticket, _uri
-from .errors import SheafError, from_flight
+from . import _request
+from ._proto import sheaf_pb2
+from ._request import Request
+from .errors import SheafError, UnavailableError, from_flight
 
 if TYPE_CHECKING:
     import pandas
@@ -28,16 +29,25 @@ if TYPE_CHECKING:
 __all__ = ["Dataset", "Endpoint"]
 
 
+#: A location meaning "the server this endpoint came from" (Arrow Flight's
+#: convention), like no location at all.
+REUSE_CONNECTION = "arrow-flight-reuse-connection:"
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """One part of a dataset that can be read on its own (a Flight endpoint).
 
-    ``locations`` is empty when the endpoint is read from the server that
-    planned it."""
+    ``locations`` are where it can be read, tried in order; empty when it is
+    read from the server that planned it. ``first_row`` and ``table_rows``
+    are the table rows it covers (before filters and sampling), from the
+    server's endpoint metadata; ``None`` for tables read whole."""
 
     index: int
     ticket: bytes
     locations: tuple[str, ...] = ()
+    first_row: int | None = None
+    table_rows: int | None = None
 
 
 class _NoProgress:
@@ -61,19 +71,33 @@ def progress_bar(enabled: bool | None, total: int | None, desc: str) -> Any:
 
 
 def read_endpoint(client: Client, endpoint: Endpoint, context: str) -> Generator[pa.RecordBatch, None, None]:
-    """Streams the record batches of one endpoint (from its first reachable
-    location), converting Flight errors into :class:`~sheaf.SheafError`.
-    Closing the generator early cancels the stream on the server."""
+    """Streams the record batches of one endpoint, converting Flight errors
+    into :class:`~sheaf.SheafError`. Closing the generator early cancels the
+    stream on the server.
+
+    The endpoint policy (the same in every Sheaf client): its locations are
+    tried in order, moving to the next one when a location cannot be
+    connected to or answers UNAVAILABLE; no location, or
+    ``arrow-flight-reuse-connection://?``, means the client's own server.
+    Every location's connection is opened once and reused
+    (:meth:`~sheaf.Client.flight_client`)."""
     locations: Sequence[str | None] = endpoint.locations or (None,)
     for attempt, location in enumerate(locations):
-        where = f"{context} (endpoint {endpoint.index}" + (f" at {location})" if location else ")")
+        here = location is None or location.startswith(REUSE_CONNECTION)
+        where = f"{context} (endpoint {endpoint.index}" + (")" if here else f" at {location})")
+        last = attempt + 1 == len(locations)
         try:
-            reader = client.flight_client(location).do_get(flight.Ticket(endpoint.ticket),
-                                                           client.call_options(read=True))
+            connection = client.flight_client(None if here else location)
+        except SheafError:
+            if last:
+                raise
+            continue  # cannot connect there: the next location
+        try:
+            reader = connection.do_get(flight.Ticket(endpoint.ticket), client.call_options(read=True))
             reader.schema  # noqa: B018 - waits for the stream with the GIL released (apache/arrow#34731)
         except Exception as e:
             err = from_flight(e, where)
-            if err.code == "UNAVAILABLE" and attempt + 1 < len(locations):
+            if isinstance(err, UnavailableError) and not last:
                 continue
             raise err from e
         break
@@ -106,24 +130,40 @@ class Dataset:
     same rows in the same order (the revision is pinned).
     """
 
-    def __init__(self, client: Client, uri: str, info: flight.FlightInfo) -> None:
+    def __init__(self, client: Client, request: Request, info: flight.FlightInfo) -> None:
         self._client = client
-        self._uri = uri
-        try:
-            meta = json.loads(bytes(info.app_metadata).decode("utf-8"))
-        except ValueError as e:
-            raise SheafError(f"{uri}: the server's FlightInfo.app_metadata is not JSON ({e})", code="CLIENT") from e
-        self._package: str = meta["package"]
-        self._top_hash: str = meta["top_hash"]
-        self._path: str = meta.get("path") or ""
-        self._pinned_uri: str = meta["pinned_uri"]
+        self._request = request
+        typed = not isinstance(request, str)
+        what = f"planning {_request.describe(request)}"
+        meta = _request.decode(
+            bytes(info.app_metadata),
+            sheaf_pb2.FlightInfoMetadata(),
+            typed=typed,
+            what=f"{what}: FlightInfo.app_metadata",
+        )
+        self._package: str = meta.package
+        self._top_hash: str = meta.top_hash
+        self._path: str = meta.path
+        self._pinned_uri: str = meta.pinned_uri
+        # What replan() and the row counts start from: the request pinned to top_hash.
+        self._pinned: Request = _request.pin(request, meta.top_hash, meta.pinned_uri)
         self._schema: pa.Schema = info.schema
         self._num_rows = info.total_records if info.total_records >= 0 else None
         self._total_bytes = info.total_bytes if info.total_bytes >= 0 else None
-        self._endpoints = tuple(
-            Endpoint(i, bytes(e.ticket.ticket), tuple(str(loc.uri.decode() if isinstance(loc.uri, bytes) else loc.uri)
-                                                      for loc in e.locations))
-            for i, e in enumerate(info.endpoints))
+        endpoints = []
+        for i, e in enumerate(info.endpoints):
+            first_row = table_rows = None
+            if e.app_metadata:
+                rows = _request.decode(
+                    bytes(e.app_metadata),
+                    sheaf_pb2.EndpointMetadata(),
+                    typed=typed,
+                    what=f"{what}: FlightEndpoint.app_metadata of endpoint {i}",
+                )
+                first_row, table_rows = rows.first_row, rows.table_rows
+            locations = tuple(loc.uri.decode() if isinstance(loc.uri, bytes) else str(loc.uri) for loc in e.locations)
+            endpoints.append(Endpoint(i, bytes(e.ticket.ticket), locations, first_row, table_rows))
+        self._endpoints = tuple(endpoints)
         self._endpoint_rows: list[int] | None = None
         self._lock = threading.Lock()
 
@@ -137,14 +177,13 @@ class Dataset:
         self._lock = threading.Lock()
 
     @classmethod
-    def plan(cls, client: Client, uri: str) -> Dataset:
-        """GetFlightInfo for ``uri``."""
+    def plan(cls, client: Client, request: Request) -> Dataset:
+        """GetFlightInfo for ``request`` (a ``sheaf.v1.DatasetRequest`` or a dataset URI)."""
         try:
-            info = client.flight_client().get_flight_info(flight.FlightDescriptor.for_command(uri),
-                                                          client.call_options())
+            info = client.flight_client().get_flight_info(_request.descriptor(request), client.call_options())
         except Exception as e:
-            raise from_flight(e, f"planning {uri}") from e
-        return cls(client, uri, info)
+            raise from_flight(e, f"planning {_request.describe(request)}") from e
+        return cls(client, request, info)
 
     # -- what was planned ----------------------------------------------------
 
@@ -155,8 +194,15 @@ class Dataset:
 
     @property
     def uri(self) -> str:
-        """The URI as asked for."""
-        return self._uri
+        """The dataset URI as asked for; for a dataset built from keyword
+        arguments (sent as a typed request), the server's :attr:`pinned_uri`."""
+        return self._request if isinstance(self._request, str) else self._pinned_uri
+
+    @property
+    def request(self) -> sheaf_pb2.DatasetRequest | str:
+        """What was sent: the ``sheaf.v1.DatasetRequest`` built from keyword
+        arguments, or the URI's text."""
+        return self._request
 
     @property
     def pinned_uri(self) -> str:
@@ -194,7 +240,7 @@ class Dataset:
     @property
     def rows_estimated(self) -> bool:
         """Whether :attr:`num_rows` is an estimate (``sample=`` fractions)."""
-        return self._num_rows is not None and _uri.param(self._pinned_uri, "sample") is not None
+        return self._num_rows is not None and _request.given(self._pinned, "sample")
 
     @property
     def total_bytes(self) -> int | None:
@@ -212,19 +258,24 @@ class Dataset:
         return f"{self._package}@{self._top_hash[:12]}" + (f"/{self._path}" if self._path else " (manifest)")
 
     def __repr__(self) -> str:
-        rows = "unknown" if self._num_rows is None else f"{self._num_rows:,}" + (" (estimated)" if self.rows_estimated
-                                                                                else "")
+        rows = (
+            "unknown"
+            if self._num_rows is None
+            else f"{self._num_rows:,}" + (" (estimated)" if self.rows_estimated else "")
+        )
         size = "" if self._total_bytes is None else f", {self._total_bytes / 1e6:,.1f} MB"
         cols = ", ".join(f"{f.name}: {f.type}" for f in self._schema)
         if len(cols) > 300:
             cols = cols[:297] + "..."
-        return (f"<sheaf.Dataset {self.name}: rows {rows}, {len(self._endpoints)} endpoint(s){size}\n"
-                f"  schema: {cols}\n  uri: {self._pinned_uri}>")
+        return (
+            f"<sheaf.Dataset {self.name}: rows {rows}, {len(self._endpoints)} endpoint(s){size}\n"
+            f"  schema: {cols}\n  uri: {self._pinned_uri}>"
+        )
 
     def replan(self, **params: Any) -> Dataset:
         """The same pinned revision and path with parameters changed (``None``
         removes one), planned again: ``ds.replan(columns=["id"], partitions=8)``."""
-        return Dataset.plan(self._client, _uri.with_params(self._pinned_uri, params))
+        return Dataset.plan(self._client, _request.change(self._pinned, params))
 
     # -- reading -------------------------------------------------------------
 
@@ -278,8 +329,9 @@ class Dataset:
             bar.close()
         return pa.Table.from_batches([b for part in parts for b in part], schema=self._schema)
 
-    def to_pandas(self, *, max_workers: int | None = None, progress: bool | None = None,
-                  **to_pandas_kwargs: Any) -> pandas.DataFrame:
+    def to_pandas(
+        self, *, max_workers: int | None = None, progress: bool | None = None, **to_pandas_kwargs: Any
+    ) -> pandas.DataFrame:
         """:meth:`to_table`, then ``pyarrow.Table.to_pandas(**to_pandas_kwargs)``
         (``types_mapper=pandas.ArrowDtype`` keeps Arrow types). Needs the
         ``pandas`` extra."""
@@ -313,28 +365,29 @@ class Dataset:
                 self._endpoint_rows = self._planned_rows() or self._count_rows()
             return list(self._endpoint_rows)
 
-    def _planned_rows(self) -> list[int] | None:
-        def given(name: str) -> bool:
-            return _uri.param(self._pinned_uri, name) is not None
+    def _given(self, name: str) -> bool:
+        """Whether the (pinned) request sets parameter ``name``."""
+        return _request.given(self._pinned, name)
 
-        if self._num_rows is None or given("filter") or given("sample"):
+    def _asked_partitions(self) -> int | None:
+        return _request.partitions(self._pinned)
+
+    def _planned_rows(self) -> list[int] | None:
+        """Each endpoint's rows from the endpoint metadata (the table rows it
+        covers), when nothing drops rows; else ``None``."""
+        if self._num_rows is None or self._given("filter") or self._given("sample"):
             return None  # unknown, or an estimate
         if len(self._endpoints) == 1:
             return [self._num_rows]  # exact: a plain read, a limit or sample_rows
-        if given("sample_rows") or given("limit"):
+        if self._given("sample_rows") or self._given("limit"):
             return None
-        try:
-            firsts = []
-            for e in self._endpoints:
-                slices = _ticket.decode(e.ticket).slices
-                if not slices:
-                    return None
-                firsts.append(slices[0].first_row)
-        except ValueError:
-            return None
-        bounds = firsts + [self._num_rows]
-        rows = [bounds[i + 1] - bounds[i] for i in range(len(firsts))]
-        return rows if firsts[0] == 0 and all(r >= 0 for r in rows) else None
+        rows, next_row = [], 0
+        for e in self._endpoints:
+            if e.first_row is None or e.table_rows is None or e.first_row != next_row:
+                return None
+            rows.append(e.table_rows)
+            next_row += e.table_rows
+        return rows if next_row == self._num_rows else None
 
     def _narrowest_column(self) -> str:
         best, width = self._schema.field(0).name, None
@@ -350,27 +403,52 @@ class Dataset:
     def _count_rows(self) -> list[int]:
         counting = self.replan(columns=[self._narrowest_column()], content=None, compression=None)
         if len(counting.endpoints) != len(self._endpoints):
-            raise SheafError(f"{self._pinned_uri}: counting rows planned {len(counting.endpoints)} endpoints "
-                             f"instead of {len(self._endpoints)}", code="CLIENT")
+            raise SheafError(
+                f"{self._pinned_uri}: counting rows planned {len(counting.endpoints)} endpoints "
+                f"instead of {len(self._endpoints)}",
+                code="CLIENT",
+            )
 
         def count(endpoint: Endpoint) -> int:
-            return sum(b.num_rows for b in read_endpoint(self._client, endpoint, f"counting rows of {self._pinned_uri}"))
+            return sum(
+                b.num_rows for b in read_endpoint(self._client, endpoint, f"counting rows of {self._pinned_uri}")
+            )
 
         with ThreadPoolExecutor(max(1, min(8, len(self._endpoints))), thread_name_prefix="sheaf-count") as pool:
             return list(pool.map(count, counting.endpoints))
 
     # -- PyTorch -------------------------------------------------------------
 
-    def to_torch(self, batch_size: int = 1024, *, seed: int = 0, shuffle: bool = True, shuffle_buffer: int = 0,
-                 rank: int | None = None, world_size: int | None = None, drop_last: bool = False,
-                 equal_batches: bool = False, collate: Callable[[pa.RecordBatch], Any] | None = None,
-                 partitions: int | None = None) -> TorchDataset:
+    def to_torch(
+        self,
+        batch_size: int = 1024,
+        *,
+        seed: int = 0,
+        shuffle: bool = True,
+        shuffle_buffer: int = 0,
+        rank: int | None = None,
+        world_size: int | None = None,
+        drop_last: bool = False,
+        equal_batches: bool = False,
+        collate: Callable[[pa.RecordBatch], Any] | None = None,
+        partitions: int | None = None,
+    ) -> TorchDataset:
         """A ``torch.utils.data.IterableDataset`` of batches; see
         :class:`sheaf.torch.TorchDataset` for every option. Use it with
         ``sheaf.torch.DataLoader(ds, num_workers=...)`` (or a torch
         ``DataLoader`` with ``batch_size=None``)."""
         from .torch import TorchDataset
 
-        return TorchDataset(self, batch_size=batch_size, seed=seed, shuffle=shuffle, shuffle_buffer=shuffle_buffer,
-                            rank=rank, world_size=world_size, drop_last=drop_last, equal_batches=equal_batches,
-                            collate=collate, partitions=partitions)
+        return TorchDataset(
+            self,
+            batch_size=batch_size,
+            seed=seed,
+            shuffle=shuffle,
+            shuffle_buffer=shuffle_buffer,
+            rank=rank,
+            world_size=world_size,
+            drop_last=drop_last,
+            equal_batches=equal_batches,
+            collate=collate,
+            partitions=partitions,
+        )

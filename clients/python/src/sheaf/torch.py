@@ -51,7 +51,7 @@ import pyarrow as pa
 import torch
 import torch.utils.data
 
-from . import _schedule, _uri
+from . import _request, _schedule
 from .dataset import Dataset, Endpoint, read_endpoint
 from .errors import SheafError, TensorConversionError
 
@@ -90,7 +90,9 @@ def check_schema(schema: pa.Schema, what: str) -> None:
         raise TensorConversionError(
             f"{what}: column(s) {', '.join(bad)} cannot become tensors; only numeric and boolean columns and "
             "fixed-size lists of numbers do. Leave them out with columns=[...] or convert batches yourself "
-            "with collate=(a function of a pyarrow.RecordBatch)", code="CLIENT")
+            "with collate=(a function of a pyarrow.RecordBatch)",
+            code="CLIENT",
+        )
 
 
 def column_to_tensor(array: pa.Array, name: str = "column", what: str = "") -> torch.Tensor:
@@ -104,7 +106,9 @@ def column_to_tensor(array: pa.Array, name: str = "column", what: str = "") -> t
     if array.null_count:
         raise TensorConversionError(
             f"column {name!r}{where} has {array.null_count} null(s) in a batch, and tensors cannot hold nulls: "
-            f"drop them with filter=\"{name} IS NOT NULL\", or convert batches yourself with collate=", code="CLIENT")
+            f'drop them with filter="{name} IS NOT NULL", or convert batches yourself with collate=',
+            code="CLIENT",
+        )
     t = array.type
     if pa.types.is_integer(t) or pa.types.is_floating(t):
         return torch.utils.dlpack.from_dlpack(array.__dlpack__(max_version=(1, 0)))
@@ -115,12 +119,16 @@ def column_to_tensor(array: pa.Array, name: str = "column", what: str = "") -> t
         return inner.reshape(len(array), t.list_size, *inner.shape[1:])
     raise TensorConversionError(
         f"column {name!r}{where} is {t}, which cannot become a tensor; leave it out with columns=[...] or convert "
-        "batches yourself with collate=", code="CLIENT")
+        "batches yourself with collate=",
+        code="CLIENT",
+    )
 
 
 def to_tensors(batch: pa.RecordBatch, what: str = "") -> dict[str, torch.Tensor]:
     """``{column: tensor}`` for a record batch (see :func:`column_to_tensor`)."""
-    return {name: column_to_tensor(col, name, what) for name, col in zip(batch.schema.names, batch.columns)}
+    return {
+        name: column_to_tensor(col, name, what) for name, col in zip(batch.schema.names, batch.columns, strict=True)
+    }
 
 
 # ---------------------------------------------------------------------------
@@ -143,16 +151,18 @@ def _file_pieces(ds: Dataset, parts: int) -> list[Piece]:
     keys = listing.to_table(progress=False).column(0).to_pylist()
     n = len(keys)
     count = min(parts, n)
-    groups = [keys[i * n // count:(i + 1) * n // count] for i in range(count)]
-    drop = ("limit", "sample", "sample_rows", "seed", "partitions")
+    groups = [keys[i * n // count : (i + 1) * n // count] for i in range(count)]
+    dropped = {"limit": None, "sample": None, "sample_rows": None, "seed": None}
 
     def plan(group: list[str]) -> Piece:
-        in_list = "logical_key IN (" + ", ".join(_uri.sql_string(k) for k in group) + ")"
+        in_list = "logical_key IN (" + ", ".join(_request.sql_string(k) for k in group) + ")"
         # One endpoint per group: the server would split a group holding
         # more than its endpoint size of file contents.
-        sub = Dataset.plan(ds.client, _uri.with_params(ds.pinned_uri, {"filter": in_list, "partitions": 1}, drop=drop))
+        sub = ds.replan(filter=in_list, partitions=1, **dropped)
         if len(sub.endpoints) != 1:
-            raise SheafError(f"{ds.name}: a group of files was planned as {len(sub.endpoints)} endpoints", code="CLIENT")
+            raise SheafError(
+                f"{ds.name}: a group of files was planned as {len(sub.endpoints)} endpoints", code="CLIENT"
+            )
         return Piece(sub.endpoints[0], len(group))
 
     with ThreadPoolExecutor(4, thread_name_prefix="sheaf-plan") as pool:
@@ -160,15 +170,15 @@ def _file_pieces(ds: Dataset, parts: int) -> list[Piece]:
 
 
 def _pieces(ds: Dataset, partitions: int | None) -> tuple[Dataset, list[Piece]]:
-    asked = _uri.param(ds.pinned_uri, "partitions")
+    asked = ds._asked_partitions()
     if ds.path == "":
-        parts = partitions or (int(asked) if asked else DEFAULT_PARTITIONS)
+        parts = partitions or asked or DEFAULT_PARTITIONS
         return ds, _file_pieces(ds, parts)
-    if partitions is not None and str(partitions) != asked:
+    if partitions is not None and partitions != asked:
         ds = ds.replan(partitions=partitions)
-    elif asked is None and _uri.param(ds.pinned_uri, "limit") is None:
+    elif asked is None and not ds._given("limit"):
         ds = ds.replan(partitions=DEFAULT_PARTITIONS)
-    return ds, [Piece(e, n) for e, n in zip(ds.endpoints, ds.endpoint_rows())]
+    return ds, [Piece(e, n) for e, n in zip(ds.endpoints, ds.endpoint_rows(), strict=True)]
 
 
 # ---------------------------------------------------------------------------
@@ -245,10 +255,21 @@ class TorchDataset(torch.utils.data.IterableDataset[Any]):
     ``batch_size=None``. Each worker opens its own Flight connection.
     """
 
-    def __init__(self, dataset: Dataset, *, batch_size: int = 1024, seed: int = 0, shuffle: bool = True,
-                 shuffle_buffer: int = 0, rank: int | None = None, world_size: int | None = None,
-                 drop_last: bool = False, equal_batches: bool = False,
-                 collate: Callable[[pa.RecordBatch], Any] | None = None, partitions: int | None = None) -> None:
+    def __init__(
+        self,
+        dataset: Dataset,
+        *,
+        batch_size: int = 1024,
+        seed: int = 0,
+        shuffle: bool = True,
+        shuffle_buffer: int = 0,
+        rank: int | None = None,
+        world_size: int | None = None,
+        drop_last: bool = False,
+        equal_batches: bool = False,
+        collate: Callable[[pa.RecordBatch], Any] | None = None,
+        partitions: int | None = None,
+    ) -> None:
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, not {batch_size}")
@@ -291,9 +312,11 @@ class TorchDataset(torch.utils.data.IterableDataset[Any]):
         return state
 
     def __repr__(self) -> str:
-        return (f"<sheaf.torch.TorchDataset {self._name}: {self.num_rows:,} rows in {len(self._pieces)} piece(s), "
-                f"batch_size={self.batch_size}, seed={self.seed}, epoch={self.epoch}, rank {self.rank} of "
-                f"{self.world_size}>")
+        return (
+            f"<sheaf.torch.TorchDataset {self._name}: {self.num_rows:,} rows in {len(self._pieces)} piece(s), "
+            f"batch_size={self.batch_size}, seed={self.seed}, epoch={self.epoch}, rank {self.rank} of "
+            f"{self.world_size}>"
+        )
 
     # -- epochs and plans ----------------------------------------------------
 
@@ -328,9 +351,16 @@ class TorchDataset(torch.utils.data.IterableDataset[Any]):
             if len(self._plans) >= 8:
                 self._plans.clear()
             self._plans[key] = _schedule.plan_epoch(
-                self.piece_rows, seed=self.seed, epoch=epoch, shuffle=self.shuffle, world_size=self.world_size,
-                num_workers=workers, batch_size=self.batch_size, drop_last=self.drop_last,
-                equal_batches=self.equal_batches)
+                self.piece_rows,
+                seed=self.seed,
+                epoch=epoch,
+                shuffle=self.shuffle,
+                world_size=self.world_size,
+                num_workers=workers,
+                batch_size=self.batch_size,
+                drop_last=self.drop_last,
+                equal_batches=self.equal_batches,
+            )
         return self._plans[key]
 
     def num_batches(self, num_workers: int = 0) -> int:
@@ -353,9 +383,11 @@ class TorchDataset(torch.utils.data.IterableDataset[Any]):
         resume = self._resume_point(epoch)
         saved_workers = int(self._state[_RESUME_WORKERS])
         if resume and saved_workers != workers:
-            raise ValueError(f"{self._name}: the state being resumed was saved with {saved_workers} DataLoader "
-                             f"worker(s) per rank (0 and 1 are alike) but this loader has {workers}; resume with the "
-                             "same num_workers")
+            raise ValueError(
+                f"{self._name}: the state being resumed was saved with {saved_workers} DataLoader "
+                f"worker(s) per rank (0 and 1 are alike) but this loader has {workers}; resume with the "
+                "same num_workers"
+            )
         plan = self.plan(workers, epoch)
         quotas = plan.batches[self.rank]
         skip = _schedule.round_robin_prefix(quotas, resume)[worker] if resume else 0
@@ -376,8 +408,9 @@ class TorchDataset(torch.utils.data.IterableDataset[Any]):
             return self.collate(batch)
         return to_tensors(batch, self._name)
 
-    def _worker_batches(self, units: list[_schedule.Unit], quota: int, skip: int, epoch: int,
-                        worker: int) -> Iterator[Any]:
+    def _worker_batches(
+        self, units: list[_schedule.Unit], quota: int, skip: int, epoch: int, worker: int
+    ) -> Iterator[Any]:
         if skip >= quota:
             return
         skip_rows = skip * self.batch_size
@@ -436,9 +469,12 @@ class TorchDataset(torch.utils.data.IterableDataset[Any]):
         finally:
             stream.close()
         if offset != piece.rows:
-            raise SheafError(f"{context}: endpoint {piece.endpoint.index} returned {offset} rows, but {piece.rows} "
-                             "were planned; the table changed under a pinned revision, or the server "
-                             "partitions differently than it reported", code="CLIENT")
+            raise SheafError(
+                f"{context}: endpoint {piece.endpoint.index} returned {offset} rows, but {piece.rows} "
+                "were planned; the table changed under a pinned revision, or the server "
+                "partitions differently than it reported",
+                code="CLIENT",
+            )
 
     # -- resuming ------------------------------------------------------------
 
@@ -453,16 +489,29 @@ class TorchDataset(torch.utils.data.IterableDataset[Any]):
         epoch = self.epoch
         if batches is None:
             if self._in_process is None or self._in_process[0] != epoch:
-                raise ValueError(f"{self._name}: state_dict() cannot know how many batches of epoch {epoch} were "
-                                 "consumed: use sheaf.torch.DataLoader, or pass batches= and num_workers=")
+                raise ValueError(
+                    f"{self._name}: state_dict() cannot know how many batches of epoch {epoch} were "
+                    "consumed: use sheaf.torch.DataLoader, or pass batches= and num_workers="
+                )
             batches, num_workers = self._in_process[1], 0
         if num_workers is None:
             num_workers = int(self._state[_SEEN_WORKERS])
-        return {"version": STATE_VERSION, "uri": self._uri, "epoch": epoch, "batches": int(batches),
-                "num_workers": max(1, int(num_workers)), "rank": self.rank, "world_size": self.world_size,
-                "seed": self.seed, "batch_size": self.batch_size, "shuffle": self.shuffle,
-                "shuffle_buffer": self.shuffle_buffer, "drop_last": self.drop_last,
-                "equal_batches": self.equal_batches, "pieces": len(self._pieces)}
+        return {
+            "version": STATE_VERSION,
+            "uri": self._uri,
+            "epoch": epoch,
+            "batches": int(batches),
+            "num_workers": max(1, int(num_workers)),
+            "rank": self.rank,
+            "world_size": self.world_size,
+            "seed": self.seed,
+            "batch_size": self.batch_size,
+            "shuffle": self.shuffle,
+            "shuffle_buffer": self.shuffle_buffer,
+            "drop_last": self.drop_last,
+            "equal_batches": self.equal_batches,
+            "pieces": len(self._pieces),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continues from ``state``: the next iteration of its epoch skips the
@@ -472,11 +521,23 @@ class TorchDataset(torch.utils.data.IterableDataset[Any]):
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"{self._name}: unknown state version {state.get('version')!r}")
         mine = self.state_dict(batches=0, num_workers=state.get("num_workers", 1))
-        for key in ("uri", "rank", "world_size", "seed", "batch_size", "shuffle", "shuffle_buffer", "drop_last",
-                    "equal_batches", "pieces"):
+        for key in (
+            "uri",
+            "rank",
+            "world_size",
+            "seed",
+            "batch_size",
+            "shuffle",
+            "shuffle_buffer",
+            "drop_last",
+            "equal_batches",
+            "pieces",
+        ):
             if state.get(key) != mine[key]:
-                raise ValueError(f"{self._name}: cannot resume: the state was saved with {key}={state.get(key)!r} "
-                                 f"but this dataset has {key}={mine[key]!r}")
+                raise ValueError(
+                    f"{self._name}: cannot resume: the state was saved with {key}={state.get(key)!r} "
+                    f"but this dataset has {key}={mine[key]!r}"
+                )
         self._state[_EPOCH] = int(state["epoch"])
         self._state[_RESUME_EPOCH] = int(state["epoch"])
         self._state[_RESUME_BATCHES] = int(state["batches"])
@@ -506,8 +567,10 @@ class DataLoader(torch.utils.data.DataLoader[Any]):
         if kwargs.get("batch_size") is not None:
             raise ValueError("the dataset makes the batches (to_torch(batch_size=...)); leave batch_size out here")
         if kwargs.get("in_order") is False:
-            raise ValueError("sheaf.torch.DataLoader needs in_order=True (the default): positions for resuming "
-                             "follow the order in which workers' batches are handed out")
+            raise ValueError(
+                "sheaf.torch.DataLoader needs in_order=True (the default): positions for resuming "
+                "follow the order in which workers' batches are handed out"
+            )
         kwargs["batch_size"] = None
         super().__init__(dataset, **kwargs)
         self._position: tuple[int, int] | None = None
@@ -529,8 +592,7 @@ class DataLoader(torch.utils.data.DataLoader[Any]):
         """The dataset's state at the last batch this loader handed out."""
         dataset: TorchDataset = self.dataset  # type: ignore[assignment]
         epoch = dataset.epoch
-        batches = self._position[1] if self._position and self._position[0] == epoch else \
-            dataset._resume_point(epoch)
+        batches = self._position[1] if self._position and self._position[0] == epoch else dataset._resume_point(epoch)
         return dataset.state_dict(batches=batches, num_workers=self.num_workers)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

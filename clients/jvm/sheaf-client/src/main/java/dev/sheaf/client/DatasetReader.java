@@ -24,10 +24,10 @@ import org.apache.arrow.vector.util.TransferPair;
  * }
  * }</pre>
  *
- * <p>Up to {@code parallelism} endpoints are read at once, each into a small queue (a few
- * batches), so memory stays bounded whatever the dataset's size. Batches move from the network
- * to the caller without copying (buffers are transferred). Not thread-safe: one consumer.
- * {@code close()} (idempotent) cancels reads still running and frees every queued batch.
+ * <p>Up to {@code parallelism} endpoints are read at once, each into a small queue (a few batches),
+ * so memory stays bounded whatever the dataset's size. Batches move from the network to the caller
+ * without copying (buffers are transferred). Not thread-safe: one consumer. {@code close()}
+ * (idempotent) cancels reads still running and frees every queued batch.
  */
 public final class DatasetReader implements AutoCloseable {
   private static final int QUEUE_BATCHES = 4;
@@ -64,11 +64,14 @@ public final class DatasetReader implements AutoCloseable {
     this.allocator = allocator;
     int id = READERS.incrementAndGet();
     AtomicInteger threads = new AtomicInteger();
-    this.pool = Executors.newFixedThreadPool(Math.max(1, Math.min(parallelism, dataset.endpoints().size())), r -> {
-      Thread t = new Thread(r, "sheaf-reader-" + id + "-" + threads.incrementAndGet());
-      t.setDaemon(true);
-      return t;
-    });
+    this.pool =
+        Executors.newFixedThreadPool(
+            Math.max(1, Math.min(parallelism, dataset.endpoints().size())),
+            r -> {
+              Thread t = new Thread(r, "sheaf-reader-" + id + "-" + threads.incrementAndGet());
+              t.setDaemon(true);
+              return t;
+            });
     // Tasks start in endpoint order on a FIFO pool, so the endpoint the consumer waits for is
     // always running or done: reading cannot deadlock on full queues.
     for (Endpoint e : dataset.endpoints()) {
@@ -99,8 +102,13 @@ public final class DatasetReader implements AutoCloseable {
     } catch (InterruptedException ie) {
       // closing
     } catch (RuntimeException err) {
-      RuntimeException wrapped = err instanceof SheafException ? err
-          : new SheafException(ErrorCode.CLIENT, "reading " + e + " of " + dataset.pinnedUri() + ": " + err, err);
+      RuntimeException wrapped =
+          err instanceof SheafException
+              ? err
+              : new SheafException(
+                  ErrorCode.CLIENT,
+                  "reading " + e + " of " + dataset.pinnedUri() + ": " + err,
+                  err);
       try {
         q.put(new Item(null, wrapped));
       } catch (InterruptedException ignored) {
@@ -140,7 +148,8 @@ public final class DatasetReader implements AutoCloseable {
         item = queues.get(current).take();
       } catch (InterruptedException e) {
         Thread.currentThread().interrupt();
-        throw new SheafException(ErrorCode.CANCELLED, "reading " + dataset.pinnedUri() + ": interrupted", e);
+        throw new SheafException(
+            ErrorCode.CANCELLED, "reading " + dataset.pinnedUri() + ": interrupted", e);
       }
       if (item == END) {
         current++;
@@ -156,7 +165,9 @@ public final class DatasetReader implements AutoCloseable {
     return false;
   }
 
-  /** @return the current batch; freed by the next call to {@link #next()} or {@link #close()} */
+  /**
+   * @return the current batch; freed by the next call to {@link #next()} or {@link #close()}
+   */
   public VectorSchemaRoot root() {
     if (root == null) {
       throw new IllegalStateException("no current batch: call next() first");
@@ -164,12 +175,16 @@ public final class DatasetReader implements AutoCloseable {
     return root;
   }
 
-  /** @return the index of the endpoint the current batch came from */
+  /**
+   * @return the index of the endpoint the current batch came from
+   */
   public int endpointIndex() {
     return current;
   }
 
-  /** @return rows handed over so far */
+  /**
+   * @return rows handed over so far
+   */
   public long rowsRead() {
     return rows;
   }

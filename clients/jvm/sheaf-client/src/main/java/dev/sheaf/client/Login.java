@@ -16,11 +16,11 @@ import org.apache.arrow.flight.grpc.CredentialCallOption;
 
 /**
  * A password login: the Flight handshake with {@code authorization: Basic base64(user:password)}
- * (Arrow's {@link BasicAuthCredentialWriter}), whose response carries
- * {@code authorization: Bearer <session token>}, caught by Arrow's
- * {@link ClientIncomingAuthHeaderMiddleware} with a {@link ClientBearerHeaderHandler}. This is
- * what {@code FlightClient.authenticateBasicToken} does, with a deadline and with the token
- * kept as text so it can be handed to other processes (Spark executors).
+ * (Arrow's {@link BasicAuthCredentialWriter}), whose response carries {@code authorization: Bearer
+ * <session token>}, caught by Arrow's {@link ClientIncomingAuthHeaderMiddleware} with a {@link
+ * ClientBearerHeaderHandler}. This is what {@code FlightClient.authenticateBasicToken} does, with a
+ * deadline and with the token kept as text so it can be handed to other processes (Spark
+ * executors).
  */
 final class Login {
   /** Arrow's bearer handler, remembering the token of the first response that has one. */
@@ -39,7 +39,9 @@ final class Login {
 
   private final Capture capture = new Capture();
 
-  /** @return the middleware to install on the client that logs in */
+  /**
+   * @return the middleware to install on the client that logs in
+   */
   FlightClientMiddleware.Factory middleware() {
     return new ClientIncomingAuthHeaderMiddleware.Factory(capture);
   }
@@ -48,21 +50,26 @@ final class Login {
    * Logs in.
    *
    * @return the session token the server answered
-   * @throws SheafException UNAUTHENTICATED for a refused login (wrong name or password, too
-   *     many failures); CLIENT when the server answered without a token (no {@code --auth})
+   * @throws SheafException UNAUTHENTICATED for a refused login (wrong name or password, too many
+   *     failures); CLIENT when the server answered without a token (no {@code --auth})
    */
   String run(FlightClient flight, String url, String user, String password, Duration timeout) {
     String what = "logging in as \"" + user + "\" to " + url;
     try {
-      flight.handshake(new CredentialCallOption(new BasicAuthCredentialWriter(user, password)),
+      flight.handshake(
+          new CredentialCallOption(new BasicAuthCredentialWriter(user, password)),
           CallOptions.timeout(timeout.toMillis(), TimeUnit.MILLISECONDS));
     } catch (FlightRuntimeException e) {
       throw SheafException.from(what, e);
     }
     String token = capture.token;
     if (token == null) {
-      throw new SheafException(ErrorCode.CLIENT, what + ": the server accepted the handshake but answered no session "
-          + "token (authorization: Bearer ...); is it running with --auth?", null);
+      throw new SheafException(
+          ErrorCode.CLIENT,
+          what
+              + ": the server accepted the handshake but answered no session "
+              + "token (authorization: Bearer ...); is it running with --auth?",
+          null);
     }
     return token;
   }

@@ -11,12 +11,13 @@ import java.util.Objects;
 
 /**
  * PEM text for TLS (root certificates, a client certificate, its key) and where it came from,
- * checked before it reaches Netty so a bad file is named in the error. Messages never quote
- * the contents (a key is a secret).
+ * checked before it reaches Netty so a bad file is named in the error. Messages never quote the
+ * contents (a key is a secret).
  */
 final class Pem {
   /** What it is and where from, such as {@code "tlsRootCerts /etc/ca.pem"}. */
   final String label;
+
   private final byte[] bytes;
 
   private Pem(String label, byte[] bytes) {
@@ -39,12 +40,16 @@ final class Pem {
     }
   }
 
-  /** @return a copy of the PEM text */
+  /**
+   * @return a copy of the PEM text
+   */
   byte[] bytes() {
     return bytes.clone();
   }
 
-  /** @return a stream over the PEM text, as Arrow's builder takes it */
+  /**
+   * @return a stream over the PEM text, as Arrow's builder takes it
+   */
   ByteArrayInputStream stream() {
     return new ByteArrayInputStream(bytes);
   }
@@ -63,8 +68,8 @@ final class Pem {
   }
 
   /**
-   * Checks that this holds an unencrypted PKCS#8 private key, the only form Arrow Java's TLS
-   * (Netty without BouncyCastle) reads.
+   * Checks that this holds an unencrypted PKCS#8 private key, the only form Arrow Java's TLS (Netty
+   * without BouncyCastle) reads.
    */
   Pem checkPrivateKey() {
     String text = text();
@@ -73,11 +78,16 @@ final class Pem {
       return this;
     }
     if (text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----")) {
-      throw new SheafException(label + " is an encrypted private key, which the client cannot read" + convert);
+      throw new SheafException(
+          label + " is an encrypted private key, which the client cannot read" + convert);
     }
-    if (text.contains("-----BEGIN RSA PRIVATE KEY-----") || text.contains("-----BEGIN EC PRIVATE KEY-----")) {
-      throw new SheafException(label + " is a private key in PKCS#1 or SEC1 form; the client reads PKCS#8 "
-          + "(-----BEGIN PRIVATE KEY-----)" + convert);
+    if (text.contains("-----BEGIN RSA PRIVATE KEY-----")
+        || text.contains("-----BEGIN EC PRIVATE KEY-----")) {
+      throw new SheafException(
+          label
+              + " is a private key in PKCS#1 or SEC1 form; the client reads PKCS#8 "
+              + "(-----BEGIN PRIVATE KEY-----)"
+              + convert);
     }
     throw new SheafException(label + " holds no PEM private key (-----BEGIN PRIVATE KEY-----)");
   }

@@ -4,7 +4,10 @@ import java.net.URI;
 import java.net.URISyntaxException;
 import org.apache.arrow.flight.Location;
 
-/** Server URLs: {@code grpc://HOST:PORT}, {@code grpc+tcp://}, {@code grpc+tls://}, or {@code HOST:PORT}. */
+/**
+ * Server URLs: {@code grpc://HOST:PORT}, {@code grpc+tcp://}, {@code grpc+tls://}, or {@code
+ * HOST:PORT}.
+ */
 final class ServerAddress {
   /** The location scheme meaning "the server you asked" (Flight's reuse-connection URI). */
   static final String REUSE_CONNECTION = "arrow-flight-reuse-connection";
@@ -34,7 +37,8 @@ final class ServerAddress {
       case "grpc+tls":
         return Location.forGrpcTls(uri.getHost(), uri.getPort());
       default:
-        throw new SheafException("invalid server URL \"" + url + "\": the scheme must be grpc, grpc+tcp or grpc+tls");
+        throw new SheafException(
+            "invalid server URL \"" + url + "\": the scheme must be grpc, grpc+tcp or grpc+tls");
     }
   }
 

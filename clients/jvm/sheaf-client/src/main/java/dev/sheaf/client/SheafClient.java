@@ -1,12 +1,12 @@
 package dev.sheaf.client;
 
-import com.fasterxml.jackson.databind.JsonNode;
+import com.google.protobuf.Any;
+import com.google.protobuf.Message;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Iterator;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
@@ -21,7 +21,6 @@ import org.apache.arrow.flight.FlightClient;
 import org.apache.arrow.flight.FlightDescriptor;
 import org.apache.arrow.flight.FlightInfo;
 import org.apache.arrow.flight.FlightRuntimeException;
-import org.apache.arrow.flight.FlightStream;
 import org.apache.arrow.flight.HeaderCallOption;
 import org.apache.arrow.flight.Location;
 import org.apache.arrow.flight.Result;
@@ -29,23 +28,33 @@ import org.apache.arrow.flight.Ticket;
 import org.apache.arrow.memory.BufferAllocator;
 import org.apache.arrow.memory.RootAllocator;
 import org.apache.arrow.vector.types.pojo.Schema;
+import sheaf.v1.Sheaf;
 
 /**
  * A connection to a Sheaf Flight server.
  *
- * <p>Thread-safe: one client can plan and read from many threads. Endpoints that name another
- * server (a location) are read from that server through a connection this client opens and
- * keeps until {@link #close()}.
+ * <p>Thread-safe: one client can plan and read from many threads.
  *
- * <p>Credentials and TLS: an API token, or a user name and password exchanged once (when the
- * client is built) for a session token, which is all the client keeps ({@link #token()});
- * {@code grpc+tls://} URLs with the JVM's or given root certificates, and a client certificate
- * for mutual TLS (see {@link Builder}).
+ * <p>Requests and answers are the typed messages of {@code proto/sheaf.proto}: a dataset is asked
+ * for with a {@link DatasetRequest} packed in a {@code google.protobuf.Any} (or with a text dataset
+ * URI, sent as it is), actions send and receive packed messages, and errors carry their reason
+ * ({@link SheafException#reason()}).
  *
- * <p>Memory: every Arrow buffer comes from a child of the allocator given to the
- * {@link Builder} (or of a root allocator the client creates). {@link #close()} closes that
- * child, and Arrow reports any buffer still open (a batch not released by its reader) with an
- * {@link IllegalStateException}.
+ * <p>Endpoints: an endpoint's locations are tried in order, moving to the next one when a location
+ * cannot be reached (UNAVAILABLE) before the first batch; an endpoint without a location, or with
+ * Flight's {@code arrow-flight-reuse-connection://?}, is read from this client's server, over its
+ * own connection. The connection to each other location is opened once and kept until {@link
+ * #close()}.
+ *
+ * <p>Credentials and TLS: an API token, or a user name and password exchanged once (when the client
+ * is built) for a session token, which is all the client keeps ({@link #token()}); {@code
+ * grpc+tls://} URLs with the JVM's or given root certificates, and a client certificate for mutual
+ * TLS (see {@link Builder}).
+ *
+ * <p>Memory: every Arrow buffer comes from a child of the allocator given to the {@link Builder}
+ * (or of a root allocator the client creates). {@link #close()} closes that child, and Arrow
+ * reports any buffer still open (a batch not released by its reader) with an {@link
+ * IllegalStateException}.
  */
 public final class SheafClient implements AutoCloseable {
   /** gRPC's largest message size: the server sends messages of any size. */
@@ -66,11 +75,11 @@ public final class SheafClient implements AutoCloseable {
   /**
    * Options of a client; create with {@link SheafClient#builder(String)}.
    *
-   * <p>Credentials: an API token ({@link #token}), or a user name and password
-   * ({@link #username}, {@link #password}) exchanged once, in {@link #build()}, for a session
-   * token; the client keeps only that token. TLS: a {@code grpc+tls://} URL always connects
-   * with TLS (never in plaintext), trusting the JVM's default certificate authorities or those
-   * of {@link #tlsRootCerts}; {@link #clientCertificate} adds a client certificate for mutual TLS.
+   * <p>Credentials: an API token ({@link #token}), or a user name and password ({@link #username},
+   * {@link #password}) exchanged once, in {@link #build()}, for a session token; the client keeps
+   * only that token. TLS: a {@code grpc+tls://} URL always connects with TLS (never in plaintext),
+   * trusting the JVM's default certificate authorities or those of {@link #tlsRootCerts}; {@link
+   * #clientCertificate} adds a client certificate for mutual TLS.
    */
   public static final class Builder {
     private final String url;
@@ -88,9 +97,8 @@ public final class SheafClient implements AutoCloseable {
     }
 
     /**
-     * Sends {@code authorization: Bearer TOKEN} with every call: an API token
-     * ({@code sheaf auth new-token}) or a session token from an earlier login
-     * ({@link SheafClient#token()}).
+     * Sends {@code authorization: Bearer TOKEN} with every call: an API token ({@code sheaf auth
+     * new-token}) or a session token from an earlier login ({@link SheafClient#token()}).
      *
      * @param bearerToken the token, or null for none
      * @return this builder
@@ -112,8 +120,8 @@ public final class SheafClient implements AutoCloseable {
     }
 
     /**
-     * The password of {@link #username}. It is sent once, in the Flight handshake of
-     * {@link #build()}, and not kept by the client.
+     * The password of {@link #username}. It is sent once, in the Flight handshake of {@link
+     * #build()}, and not kept by the client.
      *
      * @param secret the password, or null for none
      * @return this builder
@@ -147,12 +155,12 @@ public final class SheafClient implements AutoCloseable {
     }
 
     /**
-     * Presents this client certificate (mutual TLS, for a server started with
-     * {@code --tls-client-ca}).
+     * Presents this client certificate (mutual TLS, for a server started with {@code
+     * --tls-client-ca}).
      *
      * @param certPemFile PEM file of the certificate (and any intermediates)
-     * @param keyPemFile PEM file of its private key, unencrypted PKCS#8
-     *     ({@code -----BEGIN PRIVATE KEY-----})
+     * @param keyPemFile PEM file of its private key, unencrypted PKCS#8 ({@code -----BEGIN PRIVATE
+     *     KEY-----})
      * @return this builder
      * @throws SheafException if a file cannot be read
      */
@@ -163,12 +171,12 @@ public final class SheafClient implements AutoCloseable {
     }
 
     /**
-     * Presents this client certificate (mutual TLS, for a server started with
-     * {@code --tls-client-ca}).
+     * Presents this client certificate (mutual TLS, for a server started with {@code
+     * --tls-client-ca}).
      *
      * @param certPem PEM text of the certificate (and any intermediates)
-     * @param keyPem PEM text of its private key, unencrypted PKCS#8
-     *     ({@code -----BEGIN PRIVATE KEY-----})
+     * @param keyPem PEM text of its private key, unencrypted PKCS#8 ({@code -----BEGIN PRIVATE
+     *     KEY-----})
      * @return this builder
      */
     public Builder clientCertificate(byte[] certPem, byte[] keyPem) {
@@ -178,8 +186,8 @@ public final class SheafClient implements AutoCloseable {
     }
 
     /**
-     * Allocates from a child of this allocator (closed with the client). Without it the
-     * client creates and owns a root allocator.
+     * Allocates from a child of this allocator (closed with the client). Without it the client
+     * creates and owns a root allocator.
      *
      * @param parent the parent allocator
      * @return this builder
@@ -190,8 +198,8 @@ public final class SheafClient implements AutoCloseable {
     }
 
     /**
-     * Deadline of calls that answer at once (login, GetFlightInfo, GetSchema, actions);
-     * streams of batches have none. Default two minutes.
+     * Deadline of calls that answer at once (login, GetFlightInfo, GetSchema, actions); streams of
+     * batches have none. Default two minutes.
      *
      * @param timeout the deadline
      * @return this builder
@@ -207,13 +215,15 @@ public final class SheafClient implements AutoCloseable {
      *
      * @return the client
      * @throws SheafException CLIENT for a malformed URL, inconsistent options or bad PEM;
-     *     UNAUTHENTICATED for a refused login; UNAVAILABLE when the login cannot reach the
-     *     server (the message names a TLS failure)
+     *     UNAUTHENTICATED for a refused login; UNAVAILABLE when the login cannot reach the server
+     *     (the message names a TLS failure)
      */
     public SheafClient build() {
       if ((username == null) != (password == null)) {
-        throw new SheafException("give username and password together (" + (username == null ? "password" : "username")
-            + " alone was given)");
+        throw new SheafException(
+            "give username and password together ("
+                + (username == null ? "password" : "username")
+                + " alone was given)");
       }
       if (username != null && token != null) {
         throw new SheafException("give a token or a username and password, not both");
@@ -232,7 +242,8 @@ public final class SheafClient implements AutoCloseable {
     Login login = b.username == null ? null : new Login();
     try {
       this.flight = open(location, login);
-      this.token = login == null ? b.token : login.run(flight, url, b.username, b.password, b.callTimeout);
+      this.token =
+          login == null ? b.token : login.run(flight, url, b.username, b.password, b.callTimeout);
     } catch (RuntimeException e) {
       closed = true;
       closeQuietly(e);
@@ -250,7 +261,8 @@ public final class SheafClient implements AutoCloseable {
   }
 
   private FlightClient open(Location where, Login login) {
-    FlightClient.Builder builder = FlightClient.builder(allocator, where).maxInboundMessageSize(MAX_MESSAGE);
+    FlightClient.Builder builder =
+        FlightClient.builder(allocator, where).maxInboundMessageSize(MAX_MESSAGE);
     tls.configure(builder, where);
     if (login != null) {
       builder.intercept(login.middleware());
@@ -259,11 +271,17 @@ public final class SheafClient implements AutoCloseable {
       return builder.build();
     } catch (RuntimeException e) {
       // Netty refusing the TLS material (the PEM was checked, so rarely).
-      throw new SheafException(ErrorCode.CLIENT, "connecting to " + where.getUri() + ": TLS settings refused: " + e.getMessage(), e);
+      throw new SheafException(
+          ErrorCode.CLIENT,
+          "connecting to " + where.getUri() + ": TLS settings refused: " + e.getMessage(),
+          e);
     }
   }
 
-  /** Closes the connection and allocators of a client whose construction failed; their errors join {@code cause}. */
+  /**
+   * Closes the connection and allocators of a client whose construction failed; their errors join
+   * {@code cause}.
+   */
   private void closeQuietly(RuntimeException cause) {
     try {
       if (flight != null) {
@@ -304,16 +322,18 @@ public final class SheafClient implements AutoCloseable {
     return builder(url).build();
   }
 
-  /** @return the server URL this client was built with */
+  /**
+   * @return the server URL this client was built with
+   */
   public String url() {
     return url;
   }
 
   /**
-   * The bearer token this client sends: the one given to the builder, or the session token a
-   * login answered (never the password). Hand it to other processes that read for this client,
-   * such as Spark executors ({@link Builder#token}); a session token expires (the server's
-   * {@code session_ttl}, 12 hours by default).
+   * The bearer token this client sends: the one given to the builder, or the session token a login
+   * answered (never the password). Hand it to other processes that read for this client, such as
+   * Spark executors ({@link Builder#token}); a session token expires (the server's {@code
+   * session_ttl}, 12 hours by default).
    *
    * @return the token, or null without credentials
    */
@@ -337,13 +357,19 @@ public final class SheafClient implements AutoCloseable {
    * @return the matching packages
    */
   public List<PackageInfo> listPackages(String glob) {
-    Map<String, String> body = new LinkedHashMap<>();
+    Sheaf.ListPackagesRequest.Builder request = Sheaf.ListPackagesRequest.newBuilder();
     if (glob != null) {
-      body.put("pattern", glob);
+      request.setPattern(glob);
     }
     List<PackageInfo> out = new ArrayList<>();
-    for (JsonNode p : action("list_packages", body, "list_packages " + (glob == null ? "*" : glob))) {
-      out.add(new PackageInfo(p.path("name").asText(), p.path("latest").isTextual() ? p.path("latest").asText() : null));
+    Sheaf.ListPackagesResponse response =
+        action(
+            "list_packages",
+            request.build(),
+            Sheaf.ListPackagesResponse.class,
+            "list_packages " + (glob == null ? "*" : glob));
+    for (Sheaf.PackageSummary p : response.getPackagesList()) {
+      out.add(new PackageInfo(p.getName(), p.hasLatest() ? p.getLatest() : null));
     }
     return out;
   }
@@ -356,11 +382,19 @@ public final class SheafClient implements AutoCloseable {
    */
   public List<RevisionInfo> listRevisions(String packageName) {
     List<RevisionInfo> out = new ArrayList<>();
-    for (JsonNode r : action("list_revisions", Map.of("package", packageName), "list_revisions " + packageName)) {
-      List<String> tags = new ArrayList<>();
-      r.path("tags").forEach(t -> tags.add(t.asText()));
-      out.add(new RevisionInfo(r.path("top_hash").asText(), r.path("timestamp").asLong(),
-          r.path("message").isTextual() ? r.path("message").asText() : null, List.copyOf(tags)));
+    Sheaf.ListRevisionsResponse response =
+        action(
+            "list_revisions",
+            Sheaf.ListRevisionsRequest.newBuilder().setPackage(packageName).build(),
+            Sheaf.ListRevisionsResponse.class,
+            "list_revisions " + packageName);
+    for (Sheaf.RevisionSummary r : response.getRevisionsList()) {
+      out.add(
+          new RevisionInfo(
+              r.getTopHash(),
+              r.getTimestamp(),
+              r.hasMessage() ? r.getMessage() : null,
+              List.copyOf(r.getTagsList())));
     }
     return out;
   }
@@ -370,13 +404,17 @@ public final class SheafClient implements AutoCloseable {
    *
    * @param reference {@code OWNER/NAME[@HASH_PREFIX|:TAG]}
    * @return the package and its top hash
-   * @throws SheafException NOT_FOUND for an unknown package, hash or tag; INVALID_ARGUMENT for
-   *     an ambiguous hash prefix (the message lists the candidates)
+   * @throws SheafException NOT_FOUND for an unknown package, hash or tag; INVALID_ARGUMENT (reason
+   *     AMBIGUOUS_HASH) for an ambiguous hash prefix (the message lists the candidates)
    */
   public ResolvedRevision resolve(String reference) {
-    String what = "resolve " + reference;
-    JsonNode r = action("resolve", Map.of("ref", reference), what);
-    return new ResolvedRevision(Json.text(r, "package", what), Json.text(r, "top_hash", what));
+    Sheaf.ResolveResponse r =
+        action(
+            "resolve",
+            Sheaf.ResolveRequest.newBuilder().setRef(reference).build(),
+            Sheaf.ResolveResponse.class,
+            "resolve " + reference);
+    return new ResolvedRevision(r.getPackage(), r.getTopHash());
   }
 
   /**
@@ -387,113 +425,183 @@ public final class SheafClient implements AutoCloseable {
    */
   public List<TableInfo> listTables(String reference) {
     List<TableInfo> out = new ArrayList<>();
-    for (JsonNode t : action("list_tables", Map.of("ref", reference), "list_tables " + reference).path("tables")) {
-      out.add(new TableInfo(t.path("path").asText(), t.path("format").asText(), t.path("uri").asText()));
+    Sheaf.ListTablesResponse response =
+        action(
+            "list_tables",
+            Sheaf.ListTablesRequest.newBuilder().setRef(reference).build(),
+            Sheaf.ListTablesResponse.class,
+            "list_tables " + reference);
+    for (Sheaf.TableSummary t : response.getTablesList()) {
+      out.add(new TableInfo(t.getPath(), t.getFormat(), t.getUri()));
     }
     return out;
   }
 
-  private JsonNode action(String type, Map<String, String> body, String what) {
+  /**
+   * Runs an action: the request packed in an {@code Any} as the body, the response packed in an
+   * {@code Any} as the first result.
+   */
+  private <T extends Message> T action(
+      String type, Message request, Class<T> responseType, String what) {
     checkOpen();
     String context = what + " on " + url;
     try {
-      Iterator<Result> results = flight.doAction(new Action(type, Json.body(body)), unary);
-      JsonNode first = null;
+      Iterator<Result> results =
+          flight.doAction(new Action(type, Any.pack(request).toByteArray()), unary);
+      byte[] first = null;
       while (results.hasNext()) {
         byte[] bytes = results.next().getBody();
         if (first == null) {
-          first = Json.parse(bytes, context);
+          first = bytes;
         }
       }
       if (first == null) {
         throw new SheafException(ErrorCode.CLIENT, context + ": the server sent no result", null);
       }
-      return first;
+      return Wire.unpack(first, responseType, context);
     } catch (FlightRuntimeException e) {
       throw SheafException.from(context, e);
     }
   }
 
   /**
-   * Plans a read (GetFlightInfo).
+   * Plans a read (GetFlightInfo) of a text dataset URI, sent to the server as it is (the server
+   * parses it; its FlightInfo then carries JSON metadata).
    *
-   * @param uri the dataset URI, as text
+   * @param uri {@code sheaf://OWNER/NAME[@HASH|:TAG][/PATH][?PARAM=VALUE&...]} ({@code sheaf://}
+   *     optional), such as a {@link Dataset#pinnedUri()} or a {@link TableInfo#uri()}
    * @return the planned dataset, pinned to a revision
+   * @throws SheafException as {@link #dataset(DatasetRequest)}, and INVALID_ARGUMENT for a
+   *     malformed URI
    */
   public Dataset dataset(String uri) {
-    return dataset(DatasetUri.parse(uri));
-  }
-
-  /**
-   * Plans a read (GetFlightInfo): resolves the revision, checks columns and filter, and cuts
-   * the table into endpoints.
-   *
-   * @param uri the dataset URI
-   * @return the planned dataset, pinned to a revision
-   * @throws SheafException NOT_FOUND (package, revision, path), INVALID_ARGUMENT (unknown
-   *     column, bad filter: the message names them)
-   */
-  public Dataset dataset(DatasetUri uri) {
     checkOpen();
-    String text = uri.toString();
-    String what = "GetFlightInfo " + text + " on " + url;
+    String what = "GetFlightInfo " + uri + " on " + url;
     FlightInfo info;
     try {
-      info = flight.getInfo(FlightDescriptor.command(text.getBytes(StandardCharsets.UTF_8)), unary);
+      info = flight.getInfo(text(uri), unary);
     } catch (FlightRuntimeException e) {
       throw SheafException.from(what, e);
     }
-    return Dataset.from(uri, info, url);
+    return Dataset.from(uri, null, info, url);
+  }
+
+  /**
+   * Plans a read (GetFlightInfo): resolves the revision, checks columns and filter, and cuts the
+   * table into endpoints.
+   *
+   * @param request what to read
+   * @return the planned dataset, pinned to a revision
+   * @throws SheafException NOT_FOUND (package, revision, path), INVALID_ARGUMENT (malformed
+   *     request, unknown column, bad filter: {@link SheafException#reason()} tells which, and the
+   *     message names them)
+   */
+  public Dataset dataset(DatasetRequest request) {
+    checkOpen();
+    String what = "GetFlightInfo " + request + " on " + url;
+    FlightInfo info;
+    try {
+      info = flight.getInfo(request.descriptor(), unary);
+    } catch (FlightRuntimeException e) {
+      throw SheafException.from(what, e);
+    }
+    return Dataset.from(request.toString(), request, info, url);
   }
 
   /**
    * The schema a read would return (GetSchema), without planning endpoints.
    *
+   * @param request what to read
+   * @return its schema
+   */
+  public Schema schema(DatasetRequest request) {
+    return schema(request.descriptor(), request.toString());
+  }
+
+  /**
+   * The schema a read of a text dataset URI would return (GetSchema); the URI is sent as it is.
+   *
    * @param uri the dataset URI
    * @return its schema
    */
-  public Schema schema(DatasetUri uri) {
+  public Schema schema(String uri) {
+    return schema(text(uri), uri);
+  }
+
+  private Schema schema(FlightDescriptor descriptor, String shown) {
     checkOpen();
-    String text = uri.toString();
     try {
-      return flight.getSchema(FlightDescriptor.command(text.getBytes(StandardCharsets.UTF_8)), unary).getSchema();
+      return flight.getSchema(descriptor, unary).getSchema();
     } catch (FlightRuntimeException e) {
-      throw SheafException.from("GetSchema " + text + " on " + url, e);
+      throw SheafException.from("GetSchema " + shown + " on " + url, e);
     }
   }
 
+  private static FlightDescriptor text(String uri) {
+    return FlightDescriptor.command(uri.getBytes(StandardCharsets.UTF_8));
+  }
+
   /**
-   * Opens one endpoint's stream of batches (DoGet) on its first location, or on this client's
-   * server when it names none.
+   * Opens one endpoint's stream of batches (DoGet), trying its locations in order (see {@link
+   * #targets(Endpoint)}): a location that cannot be reached before the first batch is left for the
+   * next.
    *
    * @param endpoint the endpoint
    * @return the stream; close it
+   * @throws SheafException UNAVAILABLE when no location can be reached (the others' errors are
+   *     suppressed exceptions); CLIENT for a plaintext location from a TLS server
    */
   public EndpointStream stream(Endpoint endpoint) {
     checkOpen();
-    String target = target(endpoint);
-    FlightClient client = target.equals(url) ? flight : others.computeIfAbsent(target, t -> open(tls.check(t), null));
-    String what = "DoGet " + endpoint.toString().replaceFirst(" at .*", "") + " on " + target;
-    try {
-      FlightStream s = client.getStream(new Ticket(endpoint.ticket()), streaming);
-      return new EndpointStream(s, what);
-    } catch (FlightRuntimeException e) {
-      throw SheafException.from(what, e);
-    }
+    Ticket ticket = new Ticket(endpoint.ticket());
+    String name = "endpoint " + endpoint.index();
+    return new EndpointStream(
+        name, targets(endpoint), t -> connection(t).getStream(ticket, streaming));
   }
 
   /**
-   * The server an endpoint is read from: its first location, or this client's server when
-   * it names none (or names Flight's "reuse this connection" location).
+   * The servers an endpoint is read from, in the order they are tried: its locations, where
+   * Flight's {@code arrow-flight-reuse-connection://?} means this client's server; this client's
+   * server alone when it names none.
    *
    * @param endpoint the endpoint
-   * @return a server URL
+   * @return server URLs
+   */
+  public List<String> targets(Endpoint endpoint) {
+    if (endpoint.locations().isEmpty()) {
+      return List.of(url);
+    }
+    List<String> out = new ArrayList<>();
+    for (String l : endpoint.locations()) {
+      out.add(ServerAddress.meansSameServer(l) ? url : l);
+    }
+    return out;
+  }
+
+  /**
+   * The server an endpoint is read from first.
+   *
+   * @param endpoint the endpoint
+   * @return a server URL: the first of {@link #targets(Endpoint)}
    */
   public String target(Endpoint endpoint) {
-    if (endpoint.locations().isEmpty() || ServerAddress.meansSameServer(endpoint.locations().get(0))) {
-      return url;
+    return targets(endpoint).get(0);
+  }
+
+  /** The connection to a server: this client's own, or one opened once per location and kept. */
+  private FlightClient connection(String target) {
+    checkOpen();
+    if (target.equals(url)) {
+      return flight;
     }
-    return endpoint.locations().get(0);
+    return others.computeIfAbsent(target, t -> open(tls.check(t), null));
+  }
+
+  /**
+   * @return connections this client keeps to other servers than its own (for tests)
+   */
+  int otherConnections() {
+    return others.size();
   }
 
   /**
@@ -509,7 +617,9 @@ public final class SheafClient implements AutoCloseable {
     return new DatasetReader(this, dataset, parallelism, allocator);
   }
 
-  /** @return the allocator this client allocates from (a child of the builder's) */
+  /**
+   * @return the allocator this client allocates from (a child of the builder's)
+   */
   public BufferAllocator allocator() {
     return allocator;
   }
@@ -523,8 +633,8 @@ public final class SheafClient implements AutoCloseable {
   /**
    * Closes the connections, then the client's allocator. Idempotent.
    *
-   * @throws IllegalStateException if Arrow buffers of this client are still open (a leak:
-   *     a stream or batch not closed)
+   * @throws IllegalStateException if Arrow buffers of this client are still open (a leak: a stream
+   *     or batch not closed)
    */
   @Override
   public void close() {

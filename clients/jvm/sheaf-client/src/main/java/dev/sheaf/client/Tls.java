@@ -4,10 +4,10 @@ import org.apache.arrow.flight.FlightClient;
 import org.apache.arrow.flight.Location;
 
 /**
- * A client's TLS settings: the certificate authorities it trusts (the JVM's when none are
- * given) and its certificate for mutual TLS. A {@code grpc+tls://} URL always connects with
- * TLS; a client that connected with TLS also refuses endpoint locations in plaintext, so its
- * token never leaves in the clear.
+ * A client's TLS settings: the certificate authorities it trusts (the JVM's when none are given)
+ * and its certificate for mutual TLS. A {@code grpc+tls://} URL always connects with TLS; a client
+ * that connected with TLS also refuses endpoint locations in plaintext, so its token never leaves
+ * in the clear.
  */
 final class Tls {
   private final String url;
@@ -31,8 +31,10 @@ final class Tls {
    */
   static Tls of(String url, boolean tlsUrl, Pem rootCerts, Pem clientCert, Pem clientKey) {
     if (!tlsUrl && (rootCerts != null || clientCert != null)) {
-      String given = rootCerts != null && clientCert != null ? "tlsRootCerts and a client certificate are"
-          : rootCerts != null ? "tlsRootCerts is" : "a client certificate is";
+      String given =
+          rootCerts != null && clientCert != null
+              ? "tlsRootCerts and a client certificate are"
+              : rootCerts != null ? "tlsRootCerts is" : "a client certificate is";
       throw new SheafException(given + " given, which needs a grpc+tls:// server URL, not " + url);
     }
     if (rootCerts != null) {
@@ -68,8 +70,12 @@ final class Tls {
   Location check(String target) {
     Location where = ServerAddress.parse(target);
     if (enabled && !ServerAddress.isTls(where)) {
-      throw new SheafException("the endpoint's location " + target + " is not TLS, but this client connected to " + url
-          + " with TLS: refusing to send credentials in plaintext (have the server advertise grpc+tls:// locations)");
+      throw new SheafException(
+          "the endpoint's location "
+              + target
+              + " is not TLS, but this client connected to "
+              + url
+              + " with TLS: refusing to send credentials in plaintext (have the server advertise grpc+tls:// locations)");
     }
     return where;
   }

@@ -26,11 +26,13 @@ import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.ExtendWith;
+import sheaf.v1.Sheaf.ErrorReason;
 
 /** The Java client on its own, against the real server. */
 @ExtendWith(SheafServerExtension.class)
 class SheafClientTest {
-  private static final String TYPES = "test/types/tables/types.parquet";
+  private static final DatasetRequest TYPES =
+      DatasetRequest.of("test/types").withPath("tables/types.parquet");
   private static final int ROWS = 20_000;
 
   private static TestServer server;
@@ -56,7 +58,8 @@ class SheafClientTest {
   @AfterEach
   void closeAndCheckLeaks() {
     client.close();
-    assertEquals(0, root.getAllocatedMemory(), "Arrow memory still allocated after the client closed");
+    assertEquals(
+        0, root.getAllocatedMemory(), "Arrow memory still allocated after the client closed");
     root.close(); // throws if any child allocator or buffer is still open
   }
 
@@ -65,9 +68,12 @@ class SheafClientTest {
     List<PackageInfo> all = client.listPackages();
     List<String> names = all.stream().map(PackageInfo::name).collect(Collectors.toList());
     assertTrue(names.containsAll(List.of("demo/weather", "test/types")), names.toString());
-    PackageInfo types = all.stream().filter(p -> p.name().equals("test/types")).findFirst().orElseThrow();
+    PackageInfo types =
+        all.stream().filter(p -> p.name().equals("test/types")).findFirst().orElseThrow();
     assertEquals(server.latestRevision, types.latestTopHash());
-    assertEquals(List.of("test/types"), client.listPackages("test/*").stream().map(PackageInfo::name).collect(Collectors.toList()));
+    assertEquals(
+        List.of("test/types"),
+        client.listPackages("test/*").stream().map(PackageInfo::name).collect(Collectors.toList()));
   }
 
   @Test
@@ -79,7 +85,9 @@ class SheafClientTest {
     assertTrue(revisions.get(1).tags().contains("v1"), revisions.toString());
     assertEquals(server.firstRevision, client.resolve("test/types:v1").topHash());
     assertEquals(server.latestRevision, client.resolve("test/types").topHash());
-    assertEquals(server.firstRevision, client.resolve("test/types@" + server.firstRevision.substring(0, 10)).topHash());
+    assertEquals(
+        server.firstRevision,
+        client.resolve("test/types@" + server.firstRevision.substring(0, 10)).topHash());
     SheafException e = assertThrows(SheafException.class, () -> client.resolve("test/nothing"));
     assertEquals(ErrorCode.NOT_FOUND, e.code());
     assertTrue(e.getMessage().contains("test/nothing"), e.getMessage());
@@ -88,15 +96,21 @@ class SheafClientTest {
   @Test
   void listsTablesWithPinnedUris() {
     List<TableInfo> tables = client.listTables("test/types:v1");
-    TableInfo t = tables.stream().filter(x -> x.path().equals("tables/types.parquet")).findFirst().orElseThrow();
+    TableInfo t =
+        tables.stream()
+            .filter(x -> x.path().equals("tables/types.parquet"))
+            .findFirst()
+            .orElseThrow();
     assertEquals("parquet", t.format());
     assertTrue(t.uri().contains("@" + server.firstRevision), t.uri());
-    assertTrue(tables.stream().anyMatch(x -> x.path().isEmpty() && x.format().equals("manifest")), tables.toString());
+    assertTrue(
+        tables.stream().anyMatch(x -> x.path().isEmpty() && x.format().equals("manifest")),
+        tables.toString());
   }
 
   @Test
   void plansAPinnedDataset() {
-    Dataset ds = client.dataset(DatasetUri.of(TYPES).withPartitions(4));
+    Dataset ds = client.dataset(TYPES.withPartitions(4));
     assertEquals(4, ds.endpoints().size());
     assertEquals(ROWS, ds.totalRows().orElseThrow());
     assertEquals("test/types", ds.packageName());
@@ -107,12 +121,12 @@ class SheafClientTest {
     assertTrue(ds.endpoints().stream().allMatch(e -> e.locations().isEmpty()));
     Dataset old = client.dataset("sheaf://test/types:v1/tables/types.parquet");
     assertEquals(server.firstRevision, old.topHash());
-    assertEquals(ds.schema(), client.schema(DatasetUri.of(TYPES).withPartitions(4)));
+    assertEquals(ds.schema(), client.schema(TYPES.withPartitions(4)));
   }
 
   @Test
   void readsEndpointsOneByOne() {
-    Dataset ds = client.dataset(DatasetUri.of(TYPES).withColumns(List.of("id", "station")).withPartitions(3));
+    Dataset ds = client.dataset(TYPES.withColumns(List.of("id", "station")).withPartitions(3));
     List<Long> ids = new ArrayList<>();
     for (Endpoint e : ds.endpoints()) {
       try (EndpointStream s = client.stream(e)) {
@@ -133,7 +147,7 @@ class SheafClientTest {
 
   @Test
   void readsEndpointsInParallelInEndpointOrder() {
-    Dataset ds = client.dataset(DatasetUri.of(TYPES).withColumns(List.of("id")).withPartitions(8));
+    Dataset ds = client.dataset(TYPES.withColumns(List.of("id")).withPartitions(8));
     assertEquals(8, ds.endpoints().size());
     List<Long> ids = new ArrayList<>();
     int lastEndpoint = 0;
@@ -155,15 +169,18 @@ class SheafClientTest {
   void columnsAndFiltersAreAppliedByTheServer() {
     // Computed from the data generator: station cycles through 7 values, null every 53rd row.
     String filter = "station = 'o''hare' AND \"odd \"\"name\"\", with comma\" >= 5 AND f64 > 0.5";
-    Dataset ds = client.dataset(DatasetUri.of(TYPES).withColumns(List.of("f64", "station")).withFilter(filter));
-    assertEquals(List.of("f64", "station"), ds.schema().getFields().stream().map(Field::getName).collect(Collectors.toList()));
+    Dataset ds = client.dataset(TYPES.withColumns(List.of("f64", "station")).withFilter(filter));
+    assertEquals(
+        List.of("f64", "station"),
+        ds.schema().getFields().stream().map(Field::getName).collect(Collectors.toList()));
     long rows = 0;
     try (DatasetReader r = client.read(ds, 2)) {
       while (r.next()) {
         Float8Vector f64 = (Float8Vector) r.root().getVector("f64");
         VarCharVector station = (VarCharVector) r.root().getVector("station");
         for (int i = 0; i < r.root().getRowCount(); i++) {
-          assertEquals("o'hare", new String(station.get(i), java.nio.charset.StandardCharsets.UTF_8));
+          assertEquals(
+              "o'hare", new String(station.get(i), java.nio.charset.StandardCharsets.UTF_8));
           assertTrue(Double.isNaN(f64.get(i)) || f64.get(i) > 0.5, "f64 = " + f64.get(i));
           rows++;
         }
@@ -174,17 +191,24 @@ class SheafClientTest {
 
   /** The rows matching the filter above, counted from a full read on the client. */
   private long expectedOHareRows() {
-    // Every column: the comma in a column name cannot be written in columns=... (see DatasetUri).
-    Dataset all = client.dataset(DatasetUri.of(TYPES));
+    // A column name with a comma and quotes travels as it is in a typed request.
+    Dataset all = client.dataset(TYPES.withColumns("f64", "station", "odd \"name\", with comma"));
+    assertEquals(3, all.schema().getFields().size());
     long n = 0;
     try (DatasetReader r = client.read(all, 1)) {
       while (r.next()) {
         Float8Vector f64 = (Float8Vector) r.root().getVector("f64");
         VarCharVector station = (VarCharVector) r.root().getVector("station");
-        org.apache.arrow.vector.IntVector odd = (org.apache.arrow.vector.IntVector) r.root().getVector("odd \"name\", with comma");
+        org.apache.arrow.vector.IntVector odd =
+            (org.apache.arrow.vector.IntVector) r.root().getVector("odd \"name\", with comma");
         for (int i = 0; i < r.root().getRowCount(); i++) {
-          boolean ok = !station.isNull(i) && new String(station.get(i), java.nio.charset.StandardCharsets.UTF_8).equals("o'hare")
-              && odd.get(i) >= 5 && !f64.isNull(i) && (Double.isNaN(f64.get(i)) || f64.get(i) > 0.5);
+          boolean ok =
+              !station.isNull(i)
+                  && new String(station.get(i), java.nio.charset.StandardCharsets.UTF_8)
+                      .equals("o'hare")
+                  && odd.get(i) >= 5
+                  && !f64.isNull(i)
+                  && (Double.isNaN(f64.get(i)) || f64.get(i) > 0.5);
           n += ok ? 1 : 0;
         }
       }
@@ -195,38 +219,57 @@ class SheafClientTest {
 
   @Test
   void seededSamplesAreReproducible() {
-    DatasetUri uri = DatasetUri.of(TYPES).withColumns(List.of("id")).withSample(0.1).withSeed(7).withPartitions(4);
+    DatasetRequest uri =
+        TYPES.withColumns(List.of("id")).withSample(0.1).withSeed(7).withPartitions(4);
     List<Long> a = readIds(client.dataset(uri));
     List<Long> b = readIds(client.dataset(uri.withPartitions(2)));
     assertEquals(a, b, "the same seed must pick the same rows, whatever the partitioning");
     assertTrue(a.size() > 1_500 && a.size() < 2_500, "about 10% of 20000, not " + a.size());
     assertNotEquals(a, readIds(client.dataset(uri.withSeed(8))));
-    assertEquals(100, readIds(client.dataset(DatasetUri.of(TYPES).withColumns(List.of("id")).withSampleRows(100L).withSeed(3))).size());
+    assertEquals(
+        100,
+        readIds(client.dataset(TYPES.withColumns(List.of("id")).withSampleRows(100L).withSeed(3)))
+            .size());
   }
 
   @Test
   void limitsPlanOneEndpoint() {
-    Dataset ds = client.dataset(DatasetUri.of(TYPES).withColumns(List.of("id")).withLimit(7L).withPartitions(4));
+    Dataset ds = client.dataset(TYPES.withColumns(List.of("id")).withLimit(7L).withPartitions(4));
     assertEquals(1, ds.endpoints().size());
     assertEquals(List.of(0L, 1L, 2L, 3L, 4L, 5L, 6L), readIds(ds));
   }
 
   @Test
   void errorsNameWhatIsWrong() {
-    SheafException column = assertThrows(SheafException.class,
-        () -> client.dataset(DatasetUri.of(TYPES).withColumns(List.of("id", "nosuch"))));
+    SheafException column =
+        assertThrows(
+            SheafException.class, () -> client.dataset(TYPES.withColumns(List.of("id", "nosuch"))));
     assertEquals(ErrorCode.INVALID_ARGUMENT, column.code());
     assertTrue(column.getMessage().contains("nosuch"), column.getMessage());
-    SheafException filter = assertThrows(SheafException.class,
-        () -> client.dataset(DatasetUri.of(TYPES).withFilter("missing_col > 1")));
+    SheafException filter =
+        assertThrows(
+            SheafException.class, () -> client.dataset(TYPES.withFilter("missing_col > 1")));
     assertEquals(ErrorCode.INVALID_ARGUMENT, filter.code());
     assertTrue(filter.getMessage().contains("missing_col"), filter.getMessage());
-    SheafException path = assertThrows(SheafException.class, () -> client.dataset(DatasetUri.of("test/types/tables/nope.parquet")));
+    SheafException path =
+        assertThrows(
+            SheafException.class, () -> client.dataset(TYPES.withPath("tables/nope.parquet")));
     assertEquals(ErrorCode.NOT_FOUND, path.code());
     assertTrue(path.getMessage().contains("tables/nope.parquet"), path.getMessage());
-    SheafException tag = assertThrows(SheafException.class, () -> client.dataset(DatasetUri.of("test/types:nope/tables/types.parquet")));
+    SheafException tag =
+        assertThrows(SheafException.class, () -> client.dataset(TYPES.withTag("nope")));
     assertEquals(ErrorCode.NOT_FOUND, tag.code());
     assertTrue(tag.getMessage().contains("nope"), tag.getMessage());
+    // The client checks nothing: a malformed request is the server's to refuse.
+    SheafException sample =
+        assertThrows(SheafException.class, () -> client.dataset(TYPES.withSample(1.5)));
+    assertEquals(ErrorCode.INVALID_ARGUMENT, sample.code());
+    assertEquals(ErrorReason.INVALID_REQUEST, sample.reason());
+    assertTrue(sample.getMessage().contains("sample"), sample.getMessage());
+    SheafException codec =
+        assertThrows(SheafException.class, () -> client.dataset(TYPES.withCompression("gzip")));
+    assertEquals(ErrorReason.INVALID_REQUEST, codec.reason());
+    assertEquals(ROWS, client.dataset(TYPES.withCompression("zstd")).totalRows().orElseThrow());
   }
 
   @Test
@@ -235,7 +278,8 @@ class SheafClientTest {
     try (java.net.ServerSocket s = new java.net.ServerSocket(0)) {
       port = s.getLocalPort();
     }
-    try (SheafClient dead = SheafClient.builder("grpc://127.0.0.1:" + port).allocator(root).build()) {
+    try (SheafClient dead =
+        SheafClient.builder("grpc://127.0.0.1:" + port).allocator(root).build()) {
       SheafException e = assertThrows(SheafException.class, dead::listPackages);
       assertEquals(ErrorCode.UNAVAILABLE, e.code());
       assertTrue(e.getMessage().contains("127.0.0.1:" + port), e.getMessage());
@@ -244,7 +288,7 @@ class SheafClientTest {
 
   @Test
   void closingEarlyCancelsAndFreesEverything() {
-    Dataset ds = client.dataset(DatasetUri.of(TYPES).withPartitions(8));
+    Dataset ds = client.dataset(TYPES.withPartitions(8));
     try (DatasetReader r = client.read(ds, 4)) {
       assertTrue(r.next()); // other endpoints are being read into their queues
     }
@@ -259,7 +303,7 @@ class SheafClientTest {
   void aBatchKeptOpenIsReportedAsALeak() {
     BufferAllocator own = new RootAllocator();
     SheafClient leaky = SheafClient.builder(server.url()).allocator(own).build();
-    Dataset ds = leaky.dataset(DatasetUri.of(TYPES).withColumns(List.of("id")).withLimit(10L));
+    Dataset ds = leaky.dataset(TYPES.withColumns(List.of("id")).withLimit(10L));
     FieldVector kept;
     try (EndpointStream s = leaky.stream(ds.endpoints().get(0))) {
       assertTrue(s.next());
@@ -278,16 +322,104 @@ class SheafClientTest {
     int mark = server.logMark();
     try (TestServer front = server.another(List.of("--advertise", server.url()))) {
       try (SheafClient viaFront = SheafClient.builder(front.url()).allocator(root).build()) {
-        Dataset ds = viaFront.dataset(DatasetUri.of(TYPES).withColumns(List.of("id")).withPartitions(2));
+        Dataset ds = viaFront.dataset(TYPES.withColumns(List.of("id")).withPartitions(2));
         assertEquals(List.of(server.url()), ds.endpoints().get(0).locations());
         assertEquals(server.url(), viaFront.target(ds.endpoints().get(0)));
         assertInOrder(readIds(viaFront, ds), ROWS);
+        assertEquals(1, viaFront.otherConnections(), "one connection per location, kept");
       }
-      assertFalse(front.logLines().stream().anyMatch(l -> l.contains("DoGet")),
+      assertFalse(
+          front.logLines().stream().anyMatch(l -> l.contains("DoGet")),
           "the planning server must not serve the endpoints");
     }
     List<String> lines = server.logLinesSince(mark, l -> l.contains("DoGet"));
-    assertEquals(2, lines.stream().filter(l -> l.contains("DoGet finished") && l.contains("tables/types.parquet")).count(), lines.toString());
+    assertEquals(
+        2,
+        lines.stream()
+            .filter(l -> l.contains("DoGet finished") && l.contains("tables/types.parquet"))
+            .count(),
+        lines.toString());
+  }
+
+  @Test
+  void anEndpointsLocationsAreTriedInOrder() throws Exception {
+    int port = freePort();
+    int other = freePort();
+    while (other == port) {
+      other = freePort();
+    }
+    String dead = "grpc://127.0.0.1:" + port;
+    String alsoDead = "grpc://127.0.0.1:" + other;
+    Dataset ds = client.dataset(TYPES.withColumns("id").withPartitions(2));
+    List<Long> ids = new ArrayList<>();
+    for (Endpoint e : ds.endpoints()) {
+      Endpoint moved = new Endpoint(e.index(), e.ticket(), List.of(dead, server.url()));
+      assertEquals(List.of(dead, server.url()), client.targets(moved));
+      try (EndpointStream s = client.stream(moved)) {
+        readInto(s, ids);
+        assertEquals(server.url(), s.target(), "read from the second location");
+      }
+    }
+    assertInOrder(ids, ROWS);
+    assertEquals(1, client.otherConnections(), "the unreachable location's connection is kept");
+
+    // Flight's "reuse this connection" location is this client's server.
+    Endpoint first = ds.endpoints().get(0);
+    Endpoint reuse = new Endpoint(0, first.ticket(), List.of("arrow-flight-reuse-connection://?"));
+    assertEquals(List.of(server.url()), client.targets(reuse));
+    List<Long> again = new ArrayList<>();
+    try (EndpointStream s = client.stream(reuse)) {
+      readInto(s, again);
+    }
+    assertEquals(ids.subList(0, again.size()), again);
+    assertEquals(List.of(server.url()), client.targets(new Endpoint(0, first.ticket(), List.of())));
+
+    // No location reachable: the last one's error, the others' suppressed.
+    Endpoint nowhere = new Endpoint(0, first.ticket(), List.of(dead, alsoDead));
+    SheafException e =
+        assertThrows(
+            SheafException.class,
+            () -> {
+              try (EndpointStream s = client.stream(nowhere)) {
+                s.next();
+              }
+            });
+    assertEquals(ErrorCode.UNAVAILABLE, e.code());
+    assertTrue(e.getMessage().contains(alsoDead), e.getMessage());
+    assertEquals(1, e.getSuppressed().length);
+    assertTrue(e.getSuppressed()[0].getMessage().contains(dead), e.getSuppressed()[0].getMessage());
+    assertEquals(2, client.otherConnections());
+  }
+
+  @Test
+  void endpointMetadataGivesTheRowsCovered() {
+    for (Dataset ds :
+        List.of(
+            client.dataset(TYPES.withPartitions(4)),
+            client.dataset("sheaf://test/types/tables/types.parquet?partitions=4"))) {
+      long next = 0;
+      for (Endpoint e : ds.endpoints()) {
+        assertEquals(next, e.firstRow().orElseThrow(), ds.requested());
+        next += e.tableRows().orElseThrow();
+      }
+      assertEquals(ROWS, next, ds.requested());
+      assertEquals("test/types", ds.metadata().getPackage());
+    }
+  }
+
+  private static int freePort() throws Exception {
+    try (java.net.ServerSocket s = new java.net.ServerSocket(0)) {
+      return s.getLocalPort();
+    }
+  }
+
+  private static void readInto(EndpointStream s, List<Long> ids) {
+    while (s.next()) {
+      BigIntVector id = (BigIntVector) s.root().getVector("id");
+      for (int i = 0; i < s.root().getRowCount(); i++) {
+        ids.add(id.get(i));
+      }
+    }
   }
 
   private List<Long> readIds(Dataset ds) {
@@ -311,7 +443,8 @@ class SheafClientTest {
     assertEquals(n, ids.size());
     for (int i = 0; i < n; i++) {
       if (ids.get(i) != i) {
-        throw new AssertionError("row " + i + " has id " + ids.get(i) + ": endpoints out of order or rows missing");
+        throw new AssertionError(
+            "row " + i + " has id " + ids.get(i) + ": endpoints out of order or rows missing");
       }
     }
   }

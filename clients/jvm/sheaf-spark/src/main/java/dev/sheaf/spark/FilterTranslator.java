@@ -31,19 +31,20 @@ import org.apache.spark.sql.types.TimestampNTZType;
 import org.apache.spark.sql.types.TimestampType;
 
 /**
- * Spark's V2 predicates as the server's filter language (DataFusion SQL over the table's
- * columns). Identifiers are always double-quoted (case kept, {@code "} doubled), strings
- * single-quoted ({@code '} doubled; backslashes are literal), and every operator is
- * parenthesised. A predicate is translated only when its meaning on the server is Spark's:
- * anything else (unknown functions, casts, nested fields, binary or NaN literals, columns
- * the connector converts) yields empty, and Spark evaluates it after the scan.
+ * Spark's V2 predicates as the server's filter language (DataFusion SQL over the table's columns).
+ * Identifiers are always double-quoted (case kept, {@code "} doubled), strings single-quoted
+ * ({@code '} doubled; backslashes are literal), and every operator is parenthesised. A predicate is
+ * translated only when its meaning on the server is Spark's: anything else (unknown functions,
+ * casts, nested fields, binary or NaN literals, columns the connector converts) yields empty, and
+ * Spark evaluates it after the scan.
  */
 final class FilterTranslator {
   /** Longest filter text pushed for one predicate (it travels in the URI). */
   static final int MAX_LENGTH = 16 * 1024;
 
   private static final Set<String> COMPARISONS = Set.of("=", "<>", "<", "<=", ">", ">=");
-  private static final Set<String> UTC = Set.of("UTC", "Etc/UTC", "+00:00", "Z", "GMT", "Etc/GMT", "+0000", "00:00");
+  private static final Set<String> UTC =
+      Set.of("UTC", "Etc/UTC", "+00:00", "Z", "GMT", "Etc/GMT", "+0000", "00:00");
 
   /** Top-level columns the server filters as Spark would: name to its Arrow field. */
   private final Map<String, Field> columns;
@@ -69,8 +70,8 @@ final class FilterTranslator {
   }
 
   /**
-   * The parts of a predicate that can be pushed when it is a conjunction of which only some
-   * parts translate (Spark still evaluates the whole predicate).
+   * The parts of a predicate that can be pushed when it is a conjunction of which only some parts
+   * translate (Spark still evaluates the whole predicate).
    *
    * @param p a Spark predicate
    * @return the translatable conjuncts
@@ -96,61 +97,74 @@ final class FilterTranslator {
     Expression[] c = p.children();
     String name = p.name();
     switch (name) {
-      case "ALWAYS_TRUE": return "TRUE";
-      case "ALWAYS_FALSE": return "FALSE";
+      case "ALWAYS_TRUE":
+        return "TRUE";
+      case "ALWAYS_FALSE":
+        return "FALSE";
       case "AND":
-      case "OR": {
-        String l = child(c[0]);
-        String r = child(c[1]);
-        return l == null || r == null ? null : "(" + l + " " + name + " " + r + ")";
-      }
-      case "NOT": {
-        String x = child(c[0]);
-        return x == null ? null : "(NOT " + x + ")";
-      }
-      case "IS_NULL":
-      case "IS_NOT_NULL": {
-        String x = operand(c[0], null);
-        return x == null ? null : "(" + x + (name.equals("IS_NULL") ? " IS NULL)" : " IS NOT NULL)");
-      }
-      case "IN": {
-        Field f = column(c[0]);
-        String x = operand(c[0], null);
-        if (x == null) {
-          return null;
+      case "OR":
+        {
+          String l = child(c[0]);
+          String r = child(c[1]);
+          return l == null || r == null ? null : "(" + l + " " + name + " " + r + ")";
         }
-        List<String> values = new ArrayList<>();
-        for (int i = 1; i < c.length; i++) {
-          String v = operand(c[i], f);
-          if (v == null) {
+      case "NOT":
+        {
+          String x = child(c[0]);
+          return x == null ? null : "(NOT " + x + ")";
+        }
+      case "IS_NULL":
+      case "IS_NOT_NULL":
+        {
+          String x = operand(c[0], null);
+          return x == null
+              ? null
+              : "(" + x + (name.equals("IS_NULL") ? " IS NULL)" : " IS NOT NULL)");
+        }
+      case "IN":
+        {
+          Field f = column(c[0]);
+          String x = operand(c[0], null);
+          if (x == null) {
             return null;
           }
-          values.add(v);
+          List<String> values = new ArrayList<>();
+          for (int i = 1; i < c.length; i++) {
+            String v = operand(c[i], f);
+            if (v == null) {
+              return null;
+            }
+            values.add(v);
+          }
+          return values.isEmpty() ? null : "(" + x + " IN (" + String.join(", ", values) + "))";
         }
-        return values.isEmpty() ? null : "(" + x + " IN (" + String.join(", ", values) + "))";
-      }
       case "STARTS_WITH":
       case "ENDS_WITH":
-      case "CONTAINS": {
-        String x = operand(c[0], null);
-        String v = c[1] instanceof Literal ? literal((Literal<?>) c[1], null) : null;
-        return x == null || v == null ? null : name.toLowerCase(Locale.ROOT) + "(" + x + ", " + v + ")";
-      }
-      case "<=>": {
-        Field f = column(c[0]) != null ? column(c[0]) : column(c[1]);
-        String l = operand(c[0], f);
-        String r = operand(c[1], f);
-        return l == null || r == null ? null : "(" + l + " IS NOT DISTINCT FROM " + r + ")";
-      }
-      default: {
-        if (!COMPARISONS.contains(name) || c.length != 2) {
-          return null;
+      case "CONTAINS":
+        {
+          String x = operand(c[0], null);
+          String v = c[1] instanceof Literal ? literal((Literal<?>) c[1], null) : null;
+          return x == null || v == null
+              ? null
+              : name.toLowerCase(Locale.ROOT) + "(" + x + ", " + v + ")";
         }
-        Field f = column(c[0]) != null ? column(c[0]) : column(c[1]);
-        String l = operand(c[0], f);
-        String r = operand(c[1], f);
-        return l == null || r == null ? null : "(" + l + " " + name + " " + r + ")";
-      }
+      case "<=>":
+        {
+          Field f = column(c[0]) != null ? column(c[0]) : column(c[1]);
+          String l = operand(c[0], f);
+          String r = operand(c[1], f);
+          return l == null || r == null ? null : "(" + l + " IS NOT DISTINCT FROM " + r + ")";
+        }
+      default:
+        {
+          if (!COMPARISONS.contains(name) || c.length != 2) {
+            return null;
+          }
+          Field f = column(c[0]) != null ? column(c[0]) : column(c[1]);
+          String l = operand(c[0], f);
+          String r = operand(c[1], f);
+          return l == null || r == null ? null : "(" + l + " " + name + " " + r + ")";
+        }
     }
   }
 
@@ -189,7 +203,10 @@ final class FilterTranslator {
     if (t instanceof BooleanType) {
       return ((Boolean) v) ? "TRUE" : "FALSE";
     }
-    if (t instanceof ByteType || t instanceof ShortType || t instanceof IntegerType || t instanceof LongType) {
+    if (t instanceof ByteType
+        || t instanceof ShortType
+        || t instanceof IntegerType
+        || t instanceof LongType) {
       return "(" + v + ")";
     }
     if (t instanceof FloatType || t instanceof DoubleType) {
@@ -207,7 +224,13 @@ final class FilterTranslator {
     if (t instanceof DecimalType) {
       DecimalType dt = (DecimalType) t;
       BigDecimal d = v instanceof Decimal ? ((Decimal) v).toJavaBigDecimal() : (BigDecimal) v;
-      return "CAST('" + d.toPlainString() + "' AS DECIMAL(" + dt.precision() + ", " + dt.scale() + "))";
+      return "CAST('"
+          + d.toPlainString()
+          + "' AS DECIMAL("
+          + dt.precision()
+          + ", "
+          + dt.scale()
+          + "))";
     }
     if (t instanceof DateType) {
       LocalDate day = LocalDate.ofEpochDay(((Number) v).longValue());
@@ -223,9 +246,9 @@ final class FilterTranslator {
   }
 
   /**
-   * A timestamp literal in microseconds, comparable with the column it is compared with: naive
-   * with naive, and with a UTC column as UTC. Columns in other time zones are not compared
-   * (DataFusion would read the literal as local time in that zone).
+   * A timestamp literal in microseconds, comparable with the column it is compared with: naive with
+   * naive, and with a UTC column as UTC. Columns in other time zones are not compared (DataFusion
+   * would read the literal as local time in that zone).
    */
   private static String timestamp(long micros, boolean instant, Field against) {
     if (against == null || !(against.getType() instanceof ArrowType.Timestamp)) {

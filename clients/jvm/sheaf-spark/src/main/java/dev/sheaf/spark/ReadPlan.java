@@ -12,10 +12,13 @@ final class ReadPlan implements Serializable {
 
   /** For each output column, its index in the stream's schema. */
   final int[] streamIndex;
+
   /** For each output column, its conversion. */
   final SparkTypes.Conversion[] conversions;
+
   /** The output (Spark) schema; empty when Spark needs only row counts. */
   final StructType schema;
+
   /** The pinned dataset URI, for messages. */
   final String uri;
 

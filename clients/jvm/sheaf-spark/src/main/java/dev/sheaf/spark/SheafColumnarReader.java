@@ -13,13 +13,13 @@ import org.apache.spark.sql.vectorized.ColumnVector;
 import org.apache.spark.sql.vectorized.ColumnarBatch;
 
 /**
- * Reads one endpoint on an executor and hands each Arrow batch to Spark as a
- * {@link ColumnarBatch} of Spark's {@code ArrowColumnVector}s over the received buffers (no row-by-row
- * conversion; only columns of types Spark cannot take are converted, column by column).
+ * Reads one endpoint on an executor and hands each Arrow batch to Spark as a {@link ColumnarBatch}
+ * of Spark's {@code ArrowColumnVector}s over the received buffers (no row-by-row conversion; only
+ * columns of types Spark cannot take are converted, column by column).
  *
  * <p>A batch is valid until the next call to {@link #next()}. {@link #close()} (idempotent, called
- * by Spark from a task-completion listener) cancels an unfinished stream, frees converted
- * columns, then closes the connection and its allocator, which reports any leaked buffer.
+ * by Spark from a task-completion listener) cancels an unfinished stream, frees converted columns,
+ * then closes the connection and its allocator, which reports any leaked buffer.
  */
 final class SheafColumnarReader implements PartitionReader<ColumnarBatch> {
   private final SheafInputPartition partition;
@@ -45,7 +45,9 @@ final class SheafColumnarReader implements PartitionReader<ColumnarBatch> {
     converters = new ColumnConverter[plan.conversions.length];
     for (int i = 0; i < converters.length; i++) {
       if (plan.conversions[i] != SparkTypes.Conversion.NONE) {
-        converters[i] = new ColumnConverter(plan.conversions[i], plan.schema.fields()[i].name(), client.allocator());
+        converters[i] =
+            ColumnConverter.of(
+                plan.conversions[i], plan.schema.fields()[i].name(), client.allocator());
       }
     }
   }
@@ -64,7 +66,7 @@ final class SheafColumnarReader implements PartitionReader<ColumnarBatch> {
       }
     } catch (SheafException e) {
       // Name the dataset: the client's message names the call, the server and the cause.
-      throw new SheafException(e.code(), "sheaf: reading " + plan.uri + ": " + e.getMessage(), e);
+      throw e.withMessage("sheaf: reading " + plan.uri + ": " + e.getMessage());
     }
     VectorSchemaRoot root = stream.root();
     if (batches == 0) {
@@ -87,8 +89,18 @@ final class SheafColumnarReader implements PartitionReader<ColumnarBatch> {
       String want = plan.schema.fields()[i].name();
       int at = plan.streamIndex[i];
       if (at >= fields.size() || !fields.get(at).getName().equals(want)) {
-        throw new IllegalStateException("sheaf: " + stream.description() + " of " + plan.uri + " sent columns " + fields
-            + ", not column \"" + want + "\" at position " + at + " as GetFlightInfo promised");
+        throw new IllegalStateException(
+            "sheaf: "
+                + stream.description()
+                + " of "
+                + plan.uri
+                + " sent columns "
+                + fields
+                + ", not column \""
+                + want
+                + "\" at position "
+                + at
+                + " as GetFlightInfo promised");
       }
     }
   }
@@ -100,7 +112,9 @@ final class SheafColumnarReader implements PartitionReader<ColumnarBatch> {
 
   @Override
   public CustomTaskMetric[] currentMetricsValues() {
-    return new CustomTaskMetric[] {SheafMetrics.value(SheafMetrics.ROWS, rows), SheafMetrics.value(SheafMetrics.BATCHES, batches)};
+    return new CustomTaskMetric[] {
+      SheafMetrics.value(SheafMetrics.ROWS, rows), SheafMetrics.value(SheafMetrics.BATCHES, batches)
+    };
   }
 
   @Override

@@ -9,12 +9,12 @@ import java.nio.file.Path;
 import java.nio.file.Paths;
 
 /**
- * How executors connect: the server URL, a bearer token, and the PEM bytes of the TLS options.
- * Sent with every task (in {@link SheafReaderFactory}), so it never holds a password: after a
- * login on the driver, the token is the session token the server answered. The PEM files are
- * read on the driver and their bytes shipped, so executors need no copy of them (the client
- * key travels with the tasks, as the token does: on a shared cluster, encrypt Spark's RPC with
- * {@code spark.network.crypto.enabled}).
+ * How executors connect: the server URL, a bearer token, and the PEM bytes of the TLS options. Sent
+ * with every task (in {@link SheafReaderFactory}), so it never holds a password: after a login on
+ * the driver, the token is the session token the server answered. The PEM files are read on the
+ * driver and their bytes shipped, so executors need no copy of them (the client key travels with
+ * the tasks, as the token does: on a shared cluster, encrypt Spark's RPC with {@code
+ * spark.network.crypto.enabled}).
  */
 final class SheafConnection implements Serializable {
   private static final long serialVersionUID = 1L;
@@ -25,7 +25,8 @@ final class SheafConnection implements Serializable {
   private final byte[] clientCert;
   private final byte[] clientKey;
 
-  private SheafConnection(String server, String token, byte[] rootCerts, byte[] clientCert, byte[] clientKey) {
+  private SheafConnection(
+      String server, String token, byte[] rootCerts, byte[] clientCert, byte[] clientKey) {
     this.server = server;
     this.token = token;
     this.rootCerts = rootCerts;
@@ -34,8 +35,8 @@ final class SheafConnection implements Serializable {
   }
 
   /**
-   * Connects on the driver: reads the PEM files and, with {@code username} and
-   * {@code password}, logs in once.
+   * Connects on the driver: reads the PEM files and, with {@code username} and {@code password},
+   * logs in once.
    *
    * @param options the read's options
    * @return the connection and a client that used it (the caller closes it)
@@ -46,8 +47,11 @@ final class SheafConnection implements Serializable {
     byte[] cert = read(options.tlsClientCert, "tlsClientCert");
     byte[] key = read(options.tlsClientKey, "tlsClientKey");
     // The driver's client reads the files by path, so a bad one is named in the error.
-    SheafClient.Builder b = SheafClient.builder(options.server).token(options.token)
-        .username(options.username).password(options.password);
+    SheafClient.Builder b =
+        SheafClient.builder(options.server)
+            .token(options.token)
+            .username(options.username)
+            .password(options.password);
     if (roots != null) {
       b.tlsRootCerts(Paths.get(options.tlsRootCerts));
     }
@@ -55,7 +59,8 @@ final class SheafConnection implements Serializable {
       b.clientCertificate(Paths.get(options.tlsClientCert), Paths.get(options.tlsClientKey));
     }
     SheafClient client = b.build();
-    return new Opened(new SheafConnection(options.server, client.token(), roots, cert, key), client);
+    return new Opened(
+        new SheafConnection(options.server, client.token(), roots, cert, key), client);
   }
 
   /** A connection and the driver's client of it. */
@@ -69,7 +74,9 @@ final class SheafConnection implements Serializable {
     }
   }
 
-  /** @return a builder of a client with this connection's server, token and TLS settings */
+  /**
+   * @return a builder of a client with this connection's server, token and TLS settings
+   */
   SheafClient.Builder builder() {
     SheafClient.Builder b = SheafClient.builder(server).token(token);
     if (rootCerts != null) {
@@ -81,7 +88,9 @@ final class SheafConnection implements Serializable {
     return b;
   }
 
-  /** @return a new client (the caller closes it) */
+  /**
+   * @return a new client (the caller closes it)
+   */
   SheafClient client() {
     return builder().build();
   }
@@ -94,13 +103,18 @@ final class SheafConnection implements Serializable {
     try {
       return Files.readAllBytes(p);
     } catch (IOException e) {
-      throw new SheafException("sheaf: option " + option + ": cannot read " + p + " on the driver: " + e);
+      throw new SheafException(
+          "sheaf: option " + option + ": cannot read " + p + " on the driver: " + e);
     }
   }
 
   @Override
   public String toString() {
-    return "SheafConnection[" + server + (token == null ? "" : ", token") + (rootCerts == null ? "" : ", tlsRootCerts")
-        + (clientCert == null ? "" : ", client certificate") + "]";
+    return "SheafConnection["
+        + server
+        + (token == null ? "" : ", token")
+        + (rootCerts == null ? "" : ", tlsRootCerts")
+        + (clientCert == null ? "" : ", client certificate")
+        + "]";
   }
 }

@@ -16,6 +16,7 @@ import org.apache.spark.sql.util.CaseInsensitiveStringMap;
 public final class SheafDataSource implements TableProvider, DataSourceRegister {
   /** The table resolved by the last inferSchema, reused by getTable (Spark calls both in turn). */
   private SheafTable last;
+
   private Map<String, String> lastOptions;
 
   /** Created by Spark. */
@@ -32,11 +33,15 @@ public final class SheafDataSource implements TableProvider, DataSourceRegister 
   }
 
   @Override
-  public Table getTable(StructType schema, Transform[] partitioning, Map<String, String> properties) {
+  public Table getTable(
+      StructType schema, Transform[] partitioning, Map<String, String> properties) {
     SheafTable t = table(properties);
     if (schema != null && !schema.equals(t.schema())) {
-      throw new dev.sheaf.client.SheafException("sheaf: a schema cannot be given for " + t.reference()
-          + "; its schema is " + t.schema().simpleString());
+      throw new dev.sheaf.client.SheafException(
+          "sheaf: a schema cannot be given for "
+              + t.reference()
+              + "; its schema is "
+              + t.schema().simpleString());
     }
     return t;
   }

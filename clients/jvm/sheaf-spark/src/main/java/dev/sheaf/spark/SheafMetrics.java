@@ -8,6 +8,7 @@ import org.apache.spark.sql.connector.metric.CustomTaskMetric;
 public final class SheafMetrics {
   /** Name of the metric counting rows received from the server. */
   public static final String ROWS = "sheafRowsReceived";
+
   /** Name of the metric counting Arrow batches received from the server. */
   public static final String BATCHES = "sheafBatchesReceived";
 

@@ -1,6 +1,6 @@
 package dev.sheaf.spark;
 
-import dev.sheaf.client.DatasetUri;
+import dev.sheaf.client.DatasetRequest;
 import dev.sheaf.client.SheafException;
 import java.util.Locale;
 import java.util.Map;
@@ -12,7 +12,7 @@ import java.util.TreeMap;
  * <table>
  *   <caption>Options</caption>
  *   <tr><th>option</th><th>meaning</th></tr>
- *   <tr><td>{@code path}</td><td>{@code OWNER/NAME[@HASH|:TAG]/PATH} (the argument of {@code load})</td></tr>
+ *   <tr><td>{@code path}</td><td>{@code [sheaf://]OWNER/NAME[@HASH|:TAG]/PATH}, the argument of {@code load}: a dataset URI without a query, read by the server</td></tr>
  *   <tr><td>{@code server}</td><td>{@code grpc://HOST:PORT} or {@code grpc+tls://HOST:PORT} (required)</td></tr>
  *   <tr><td>{@code token}</td><td>bearer token sent as {@code authorization: Bearer ...}</td></tr>
  *   <tr><td>{@code username}, {@code password}</td><td>log in once on the driver; executors get the session token</td></tr>
@@ -35,7 +35,10 @@ final class SheafOptions {
   final String tlsRootCerts;
   final String tlsClientCert;
   final String tlsClientKey;
-  final DatasetUri table;
+
+  /** The table as given: a dataset URI without a query, parsed by the server. */
+  final String table;
+
   final Integer partitions;
   final Double sample;
   final Long sampleRows;
@@ -48,13 +51,15 @@ final class SheafOptions {
     m.putAll(o);
     this.server = m.get("server");
     if (server == null || server.trim().isEmpty()) {
-      throw new SheafException("sheaf: the \"server\" option is required, such as .option(\"server\", \"grpc://127.0.0.1:50051\")");
+      throw new SheafException(
+          "sheaf: the \"server\" option is required, such as .option(\"server\", \"grpc://127.0.0.1:50051\")");
     }
     String path = m.get("path");
     if (path == null || path.trim().isEmpty()) {
-      throw new SheafException("sheaf: no table: use .load(\"OWNER/NAME[@HASH|:TAG]/PATH\") or the \"path\" option");
+      throw new SheafException(
+          "sheaf: no table: use .load(\"OWNER/NAME[@HASH|:TAG]/PATH\") or the \"path\" option");
     }
-    this.table = DatasetUri.of(path.trim());
+    this.table = path.trim();
     this.token = emptyToNull(m.get("token"));
     this.username = emptyToNull(m.get("username"));
     this.password = emptyToNull(m.get("password"));
@@ -62,19 +67,30 @@ final class SheafOptions {
     this.tlsClientCert = emptyToNull(m.get("tlsClientCert"));
     this.tlsClientKey = emptyToNull(m.get("tlsClientKey"));
     if ((username == null) != (password == null)) {
-      throw new SheafException("sheaf: give the options username and password together (only "
-          + (username == null ? "password" : "username") + " is set)");
+      throw new SheafException(
+          "sheaf: give the options username and password together (only "
+              + (username == null ? "password" : "username")
+              + " is set)");
     }
     if (username != null && token != null) {
-      throw new SheafException("sheaf: give the option token or the options username and password, not both");
+      throw new SheafException(
+          "sheaf: give the option token or the options username and password, not both");
     }
     if ((tlsClientCert == null) != (tlsClientKey == null)) {
-      throw new SheafException("sheaf: give the options tlsClientCert and tlsClientKey together (only "
-          + (tlsClientCert == null ? "tlsClientKey" : "tlsClientCert") + " is set)");
+      throw new SheafException(
+          "sheaf: give the options tlsClientCert and tlsClientKey together (only "
+              + (tlsClientCert == null ? "tlsClientKey" : "tlsClientCert")
+              + " is set)");
     }
-    if ((tlsRootCerts != null || tlsClientCert != null) && !server.trim().startsWith("grpc+tls://")) {
-      throw new SheafException("sheaf: " + (tlsRootCerts != null ? "the option tlsRootCerts needs" : "the options tlsClientCert and "
-          + "tlsClientKey need") + " a grpc+tls:// server, not " + server);
+    if ((tlsRootCerts != null || tlsClientCert != null)
+        && !server.trim().startsWith("grpc+tls://")) {
+      throw new SheafException(
+          "sheaf: "
+              + (tlsRootCerts != null
+                  ? "the option tlsRootCerts needs"
+                  : "the options tlsClientCert and " + "tlsClientKey need")
+              + " a grpc+tls:// server, not "
+              + server);
     }
     this.partitions = m.containsKey("partitions") ? parseInt(m, "partitions") : null;
     this.sample = m.containsKey("sample") ? parseDouble(m, "sample") : null;
@@ -83,14 +99,13 @@ final class SheafOptions {
     this.filter = m.get("filter");
     String unsupported = m.getOrDefault("unsupportedColumns", "error").toLowerCase(Locale.ROOT);
     if (!unsupported.equals("error") && !unsupported.equals("drop")) {
-      throw new SheafException("sheaf: unsupportedColumns must be \"error\" or \"drop\", not \"" + unsupported + "\"");
+      throw new SheafException(
+          "sheaf: unsupportedColumns must be \"error\" or \"drop\", not \"" + unsupported + "\"");
     }
     this.dropUnsupported = unsupported.equals("drop");
     if (sample != null && sampleRows != null) {
       throw new SheafException("sheaf: give sample or sampleRows, not both");
     }
-    // Check the values now, with the server's rules, rather than at planning.
-    base();
   }
 
   /**
@@ -104,9 +119,23 @@ final class SheafOptions {
     return new SheafOptions(options);
   }
 
-  /** The table's URI with the options' parameters (no pushdown yet), unpinned. */
-  DatasetUri base() {
-    return table.withPartitions(partitions).withSample(sample).withSampleRows(sampleRows).withSeed(seed).withFilter(filter);
+  /**
+   * The table's request with the options' parameters (no pushdown yet).
+   *
+   * @param packageName the package the server read {@link #table} as
+   * @param topHash the revision it resolved to
+   * @param path the table path it read
+   * @return the request, pinned
+   */
+  DatasetRequest base(String packageName, String topHash, String path) {
+    return DatasetRequest.of(packageName)
+        .withHash(topHash)
+        .withPath(path)
+        .withPartitions(partitions)
+        .withSample(sample)
+        .withSampleRows(sampleRows)
+        .withSeed(seed)
+        .withFilter(filter);
   }
 
   private static String emptyToNull(String s) {
@@ -117,7 +146,8 @@ final class SheafOptions {
     try {
       return Integer.parseInt(m.get(key).trim());
     } catch (NumberFormatException e) {
-      throw new SheafException("sheaf: option " + key + " must be an integer, not \"" + m.get(key) + "\"");
+      throw new SheafException(
+          "sheaf: option " + key + " must be an integer, not \"" + m.get(key) + "\"");
     }
   }
 
@@ -125,7 +155,8 @@ final class SheafOptions {
     try {
       return Long.parseLong(m.get(key).trim());
     } catch (NumberFormatException e) {
-      throw new SheafException("sheaf: option " + key + " must be an integer, not \"" + m.get(key) + "\"");
+      throw new SheafException(
+          "sheaf: option " + key + " must be an integer, not \"" + m.get(key) + "\"");
     }
   }
 
@@ -133,7 +164,8 @@ final class SheafOptions {
     try {
       return Double.parseDouble(m.get(key).trim());
     } catch (NumberFormatException e) {
-      throw new SheafException("sheaf: option " + key + " must be a number, not \"" + m.get(key) + "\"");
+      throw new SheafException(
+          "sheaf: option " + key + " must be a number, not \"" + m.get(key) + "\"");
     }
   }
 

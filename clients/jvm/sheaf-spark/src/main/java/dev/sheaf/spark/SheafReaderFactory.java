@@ -7,8 +7,8 @@ import org.apache.spark.sql.connector.read.PartitionReaderFactory;
 import org.apache.spark.sql.vectorized.ColumnarBatch;
 
 /**
- * Creates readers on executors. Holds only plain data: the connection (server URL, token, TLS
- * PEM bytes; never a password) and the read plan.
+ * Creates readers on executors. Holds only plain data: the connection (server URL, token, TLS PEM
+ * bytes; never a password) and the read plan.
  */
 final class SheafReaderFactory implements PartitionReaderFactory {
   private static final long serialVersionUID = 1L;
@@ -33,6 +33,7 @@ final class SheafReaderFactory implements PartitionReaderFactory {
 
   @Override
   public PartitionReader<InternalRow> createReader(InputPartition partition) {
-    return new SheafRowReader(new SheafColumnarReader((SheafInputPartition) partition, connection, plan));
+    return new SheafRowReader(
+        new SheafColumnarReader((SheafInputPartition) partition, connection, plan));
   }
 }

@@ -1,7 +1,7 @@
 package dev.sheaf.spark;
 
 import dev.sheaf.client.Dataset;
-import dev.sheaf.client.DatasetUri;
+import dev.sheaf.client.DatasetRequest;
 import dev.sheaf.client.Endpoint;
 import dev.sheaf.client.SheafClient;
 import dev.sheaf.client.SheafException;
@@ -21,16 +21,16 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * A planned Sheaf scan: the dataset URI with every pushed-down part (columns, filter, limit,
+ * A planned Sheaf scan: the dataset request with every pushed-down part (columns, filter, limit,
  * sample), pinned to the table's resolved revision. Its description (shown by {@code explain()})
- * carries the top hash. GetFlightInfo runs once, on first need, and gives one input partition
- * per endpoint.
+ * carries the top hash. GetFlightInfo runs once, on first need, and gives one input partition per
+ * endpoint.
  */
 final class SheafScan implements Scan, Batch, SupportsReportStatistics {
   private static final Logger LOG = LoggerFactory.getLogger(SheafScan.class);
 
   private final SheafTable table;
-  private final DatasetUri uri;
+  private final DatasetRequest request;
   private final List<String> output;
   private final StructType readSchema;
   private final String pushed;
@@ -40,13 +40,13 @@ final class SheafScan implements Scan, Batch, SupportsReportStatistics {
    * A scan.
    *
    * @param table the table (pinned)
-   * @param uri what to ask the server for
+   * @param request what to ask the server for
    * @param output the Spark columns, in order (empty when Spark needs only row counts)
    * @param pushed a readable list of what was pushed (for the description)
    */
-  SheafScan(SheafTable table, DatasetUri uri, List<String> output, String pushed) {
+  SheafScan(SheafTable table, DatasetRequest request, List<String> output, String pushed) {
     this.table = table;
-    this.uri = uri;
+    this.request = request;
     this.output = output;
     this.pushed = pushed;
     StructField[] fields = new StructField[output.size()];
@@ -56,9 +56,11 @@ final class SheafScan implements Scan, Batch, SupportsReportStatistics {
     this.readSchema = new StructType(fields);
   }
 
-  /** @return the URI sent to the server */
-  DatasetUri uri() {
-    return uri;
+  /**
+   * @return the request sent to the server
+   */
+  DatasetRequest request() {
+    return request;
   }
 
   @Override
@@ -68,7 +70,14 @@ final class SheafScan implements Scan, Batch, SupportsReportStatistics {
 
   @Override
   public String description() {
-    return "Sheaf " + table.reference() + " top_hash=" + table.topHash() + " " + pushed + " uri=" + uri;
+    return "Sheaf "
+        + table.reference()
+        + " top_hash="
+        + table.topHash()
+        + " "
+        + pushed
+        + " uri="
+        + request;
   }
 
   @Override
@@ -89,12 +98,20 @@ final class SheafScan implements Scan, Batch, SupportsReportStatistics {
   private synchronized Dataset dataset() {
     if (dataset == null) {
       try (SheafClient client = table.client()) {
-        dataset = client.dataset(uri);
+        dataset = client.dataset(request);
       }
       if (!dataset.topHash().equals(table.topHash())) {
-        throw new SheafException("sheaf: the server read " + dataset.pinnedUri() + ", not the pinned revision " + table.topHash());
+        throw new SheafException(
+            "sheaf: the server read "
+                + dataset.pinnedUri()
+                + ", not the pinned revision "
+                + table.topHash());
       }
-      LOG.info("sheaf: reading {} (top_hash {}) in {} endpoint(s)", dataset.pinnedUri(), dataset.topHash(), dataset.endpoints().size());
+      LOG.info(
+          "sheaf: reading {} (top_hash {}) in {} endpoint(s)",
+          dataset.pinnedUri(),
+          dataset.topHash(),
+          dataset.endpoints().size());
     }
     return dataset;
   }
@@ -124,17 +141,29 @@ final class SheafScan implements Scan, Batch, SupportsReportStatistics {
         }
       }
       if (index[i] < 0) {
-        throw new SheafException("sheaf: GetFlightInfo " + uri + " has no column \"" + name + "\" (it has " + stream + ")");
+        throw new SheafException(
+            "sheaf: GetFlightInfo "
+                + request
+                + " has no column \""
+                + name
+                + "\" (it has "
+                + stream
+                + ")");
       }
       SparkTypes.Mapping m = SparkTypes.map(stream.get(index[i]));
       if (!m.supported() || !m.field().dataType().equals(readSchema.fields()[i].dataType())) {
-        throw new SheafException("sheaf: column \"" + name + "\" of " + uri + " changed type between planning and reading: "
-            + stream.get(index[i]));
+        throw new SheafException(
+            "sheaf: column \""
+                + name
+                + "\" of "
+                + request
+                + " changed type between planning and reading: "
+                + stream.get(index[i]));
       }
       conversions[i] = m.conversion();
     }
-    return new SheafReaderFactory(table.connection(),
-        new ReadPlan(index, conversions, readSchema, dataset().pinnedUri()));
+    return new SheafReaderFactory(
+        table.connection(), new ReadPlan(index, conversions, readSchema, dataset().pinnedUri()));
   }
 
   @Override

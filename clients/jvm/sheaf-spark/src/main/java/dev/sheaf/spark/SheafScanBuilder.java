@@ -1,6 +1,6 @@
 package dev.sheaf.spark;
 
-import dev.sheaf.client.DatasetUri;
+import dev.sheaf.client.DatasetRequest;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Optional;
@@ -15,24 +15,28 @@ import org.apache.spark.sql.types.StructField;
 import org.apache.spark.sql.types.StructType;
 
 /**
- * Collects what Spark pushes down (in Spark's order: sample, filters, limit, columns) and
- * builds the dataset URI the scan asks for.
+ * Collects what Spark pushes down (in Spark's order: sample, filters, limit, columns) and builds
+ * the dataset request the scan asks for.
  *
  * <ul>
  *   <li>Sample: {@code TABLESAMPLE (F PERCENT) [REPEATABLE (S)]} and {@code df.sample(F, S)} become
- *       the server's seeded sampling, unless a sample is already set by option, or the sample
- *       is with replacement or of a range other than [0, F).
+ *       the server's seeded sampling, unless a sample is already set by option, or the sample is
+ *       with replacement or of a range other than [0, F).
  *   <li>Filters: each translatable predicate (see {@link FilterTranslator}) is pushed; Spark keeps
  *       the others, and the whole of a conjunction only partly pushed.
  *   <li>Limit: pushed (the server then plans one endpoint); Spark keeps its own limit too.
  *   <li>Columns: the required top-level columns, in Spark's order (nested fields are not pruned).
  * </ul>
  */
-final class SheafScanBuilder implements ScanBuilder, SupportsPushDownRequiredColumns, SupportsPushDownV2Filters,
-    SupportsPushDownLimit, SupportsPushDownTableSample {
+final class SheafScanBuilder
+    implements ScanBuilder,
+        SupportsPushDownRequiredColumns,
+        SupportsPushDownV2Filters,
+        SupportsPushDownLimit,
+        SupportsPushDownTableSample {
   private final SheafTable table;
   private final FilterTranslator translator;
-  private DatasetUri uri;
+  private DatasetRequest request;
   private final List<String> filters = new ArrayList<>();
   private Predicate[] pushed = new Predicate[0];
   private StructType required;
@@ -42,16 +46,20 @@ final class SheafScanBuilder implements ScanBuilder, SupportsPushDownRequiredCol
   SheafScanBuilder(SheafTable table) {
     this.table = table;
     this.translator = new FilterTranslator(table.tableColumns().filterable());
-    this.uri = table.pinnedUri();
+    this.request = table.pinned();
   }
 
   @Override
-  public boolean pushTableSample(double lowerBound, double upperBound, boolean withReplacement, long seed) {
-    if (withReplacement || lowerBound != 0.0 || uri.sample() != null || uri.sampleRows() != null
+  public boolean pushTableSample(
+      double lowerBound, double upperBound, boolean withReplacement, long seed) {
+    if (withReplacement
+        || lowerBound != 0.0
+        || request.sample() != null
+        || request.sampleRows() != null
         || !(upperBound >= 0.0 && upperBound <= 1.0)) {
       return false;
     }
-    uri = uri.withSample(upperBound).withSeed(seed);
+    request = request.withSample(upperBound).withSeed(seed);
     sampleNote = " sample=" + upperBound + " seed=" + Long.toUnsignedString(seed);
     return true;
   }
@@ -97,26 +105,12 @@ final class SheafScanBuilder implements ScanBuilder, SupportsPushDownRequiredCol
     for (StructField f : (required == null ? columns.spark() : required).fields()) {
       output.add(f.name());
     }
-    List<String> ask;
-    if (output.isEmpty()) {
-      // Only row counts are needed: ask for the cheapest column and send Spark none.
-      ask = List.of(columns.cheapest());
-    } else if (output.stream().allMatch(DatasetUri::expressible)) {
-      ask = output;
-    } else if (columns.dropped().isEmpty()) {
-      ask = List.of(); // a name the server cannot receive in columns=...: read every column
-    } else {
-      ask = new ArrayList<>();
-      for (StructField f : columns.spark().fields()) {
-        ask.add(f.name());
-      }
-      ask.removeIf(c -> !DatasetUri.expressible(c));
-      output.removeIf(c -> !DatasetUri.expressible(c)); // unreachable unless names clash with dropped columns
-    }
-    DatasetUri u = uri.withColumns(ask);
+    // Only row counts needed: ask for the cheapest column and send Spark none.
+    List<String> ask = output.isEmpty() ? List.of(columns.cheapest()) : output;
+    DatasetRequest u = request.withColumns(ask);
     List<String> all = new ArrayList<>();
-    if (uri.filter() != null) {
-      all.add("(" + uri.filter() + ")");
+    if (request.filter() != null) {
+      all.add("(" + request.filter() + ")");
     }
     all.addAll(filters);
     if (!all.isEmpty()) {
@@ -125,8 +119,12 @@ final class SheafScanBuilder implements ScanBuilder, SupportsPushDownRequiredCol
     if (limit != null) {
       u = u.withLimit((long) limit);
     }
-    String note = "columns=" + ask + (all.isEmpty() ? "" : " filter=" + String.join(" AND ", all))
-        + (limit == null ? "" : " limit=" + limit) + sampleNote;
+    String note =
+        "columns="
+            + ask
+            + (all.isEmpty() ? "" : " filter=" + String.join(" AND ", all))
+            + (limit == null ? "" : " limit=" + limit)
+            + sampleNote;
     return new SheafScan(table, u, output, note);
   }
 }

@@ -17,9 +17,9 @@ import org.apache.spark.sql.types.StructField;
 import org.apache.spark.sql.types.YearMonthIntervalType;
 
 /**
- * Arrow types to Spark types. Spark's {@code ArrowColumnVector} reads a fixed set of Arrow
- * vectors; a column of another type is either converted per batch ({@link Conversion}) or
- * unsupported, with a reason naming the column.
+ * Arrow types to Spark types. Spark's {@code ArrowColumnVector} reads a fixed set of Arrow vectors;
+ * a column of another type is either converted per batch ({@link Conversion}) or unsupported, with
+ * a reason naming the column.
  */
 final class SparkTypes {
   private SparkTypes() {}
@@ -36,7 +36,10 @@ final class SparkTypes {
     UINT32,
     /** uint64 to decimal(20,0). */
     UINT64,
-    /** Timestamps in seconds, milliseconds or nanoseconds to microseconds (nanoseconds truncated toward the past). */
+    /**
+     * Timestamps in seconds, milliseconds or nanoseconds to microseconds (nanoseconds truncated
+     * toward the past).
+     */
     TIMESTAMP,
     /** Durations in seconds, milliseconds or nanoseconds to microseconds. */
     DURATION,
@@ -46,10 +49,6 @@ final class SparkTypes {
     FLOAT16,
     /** Fixed-size binary to binary. */
     FIXED_BINARY,
-    /** Utf8View to Utf8. */
-    STRING_VIEW,
-    /** BinaryView to Binary. */
-    BINARY_VIEW,
     /** Decimal256 with a precision of at most 38 to Decimal128. */
     DECIMAL256
   }
@@ -83,47 +82,68 @@ final class SparkTypes {
       t = nativeType(f, "column \"" + f.getName() + "\"", false, problems);
     }
     if (t == null) {
-      String why = problems.isEmpty() ? "column \"" + f.getName() + "\" is " + describe(f.getType()) + ", which Spark cannot read"
-          : String.join("; ", problems);
+      String why =
+          problems.isEmpty()
+              ? "column \""
+                  + f.getName()
+                  + "\" is "
+                  + describe(f.getType())
+                  + ", which Spark cannot read"
+              : String.join("; ", problems);
       return new Mapping(null, null, why);
     }
-    return new Mapping(new StructField(f.getName(), t, f.isNullable(), Metadata.empty()),
-        conversion == null ? Conversion.NONE : conversion, null);
+    return new Mapping(
+        new StructField(f.getName(), t, f.isNullable(), Metadata.empty()),
+        conversion == null ? Conversion.NONE : conversion,
+        null);
   }
 
   /** The conversion a top-level type needs, NONE if Spark reads it as is, null if neither. */
   private static Conversion conversion(ArrowType t) {
     switch (t.getTypeID()) {
-      case Int: {
-        ArrowType.Int i = (ArrowType.Int) t;
-        if (i.getIsSigned()) {
-          return Conversion.NONE;
+      case Int:
+        {
+          ArrowType.Int i = (ArrowType.Int) t;
+          if (i.getIsSigned()) {
+            return Conversion.NONE;
+          }
+          switch (i.getBitWidth()) {
+            case 8:
+              return Conversion.UINT8;
+            case 16:
+              return Conversion.UINT16;
+            case 32:
+              return Conversion.UINT32;
+            default:
+              return Conversion.UINT64;
+          }
         }
-        switch (i.getBitWidth()) {
-          case 8: return Conversion.UINT8;
-          case 16: return Conversion.UINT16;
-          case 32: return Conversion.UINT32;
-          default: return Conversion.UINT64;
-        }
-      }
       case Timestamp:
-        return ((ArrowType.Timestamp) t).getUnit() == TimeUnit.MICROSECOND ? Conversion.NONE : Conversion.TIMESTAMP;
+        return ((ArrowType.Timestamp) t).getUnit() == TimeUnit.MICROSECOND
+            ? Conversion.NONE
+            : Conversion.TIMESTAMP;
       case Duration:
-        return ((ArrowType.Duration) t).getUnit() == TimeUnit.MICROSECOND ? Conversion.NONE : Conversion.DURATION;
+        return ((ArrowType.Duration) t).getUnit() == TimeUnit.MICROSECOND
+            ? Conversion.NONE
+            : Conversion.DURATION;
       case Date:
-        return ((ArrowType.Date) t).getUnit() == DateUnit.DAY ? Conversion.NONE : Conversion.DATE_MILLIS;
+        return ((ArrowType.Date) t).getUnit() == DateUnit.DAY
+            ? Conversion.NONE
+            : Conversion.DATE_MILLIS;
       case FloatingPoint:
-        return ((ArrowType.FloatingPoint) t).getPrecision() == FloatingPointPrecision.HALF ? Conversion.FLOAT16 : Conversion.NONE;
-      case FixedSizeBinary: return Conversion.FIXED_BINARY;
-      case Utf8View: return Conversion.STRING_VIEW;
-      case BinaryView: return Conversion.BINARY_VIEW;
-      case Decimal: {
-        ArrowType.Decimal d = (ArrowType.Decimal) t;
-        if (d.getBitWidth() == 128) {
-          return Conversion.NONE;
+        return ((ArrowType.FloatingPoint) t).getPrecision() == FloatingPointPrecision.HALF
+            ? Conversion.FLOAT16
+            : Conversion.NONE;
+      case FixedSizeBinary:
+        return Conversion.FIXED_BINARY;
+      case Decimal:
+        {
+          ArrowType.Decimal d = (ArrowType.Decimal) t;
+          if (d.getBitWidth() == 128) {
+            return Conversion.NONE;
+          }
+          return d.getPrecision() <= DecimalType.MAX_PRECISION() ? Conversion.DECIMAL256 : null;
         }
-        return d.getPrecision() <= DecimalType.MAX_PRECISION() ? Conversion.DECIMAL256 : null;
-      }
       default:
         return Conversion.NONE;
     }
@@ -131,60 +151,82 @@ final class SparkTypes {
 
   private static DataType converted(ArrowType t, Conversion c) {
     switch (c) {
-      case UINT8: return DataTypes.ShortType;
-      case UINT16: return DataTypes.IntegerType;
-      case UINT32: return DataTypes.LongType;
-      case UINT64: return DataTypes.createDecimalType(20, 0);
-      case TIMESTAMP: return ((ArrowType.Timestamp) t).getTimezone() == null ? DataTypes.TimestampNTZType : DataTypes.TimestampType;
-      case DURATION: return DayTimeIntervalType.apply();
-      case DATE_MILLIS: return DataTypes.DateType;
-      case FLOAT16: return DataTypes.FloatType;
+      case UINT8:
+        return DataTypes.ShortType;
+      case UINT16:
+        return DataTypes.IntegerType;
+      case UINT32:
+        return DataTypes.LongType;
+      case UINT64:
+        return DataTypes.createDecimalType(20, 0);
+      case TIMESTAMP:
+        return ((ArrowType.Timestamp) t).getTimezone() == null
+            ? DataTypes.TimestampNTZType
+            : DataTypes.TimestampType;
+      case DURATION:
+        return DayTimeIntervalType.apply();
+      case DATE_MILLIS:
+        return DataTypes.DateType;
+      case FLOAT16:
+        return DataTypes.FloatType;
       case FIXED_BINARY:
-      case BINARY_VIEW: return DataTypes.BinaryType;
-      case STRING_VIEW: return DataTypes.StringType;
-      case DECIMAL256: {
-        ArrowType.Decimal d = (ArrowType.Decimal) t;
-        return DataTypes.createDecimalType(d.getPrecision(), d.getScale());
-      }
-      default: throw new IllegalArgumentException(c.toString());
+        return DataTypes.BinaryType;
+      case DECIMAL256:
+        {
+          ArrowType.Decimal d = (ArrowType.Decimal) t;
+          return DataTypes.createDecimalType(d.getPrecision(), d.getScale());
+        }
+      default:
+        throw new IllegalArgumentException(c.toString());
     }
   }
 
   /**
-   * The Spark type of an Arrow type that {@code ArrowColumnVector} reads as is (at any depth),
-   * or null, adding why to {@code problems}.
+   * The Spark type of an Arrow type that {@code ArrowColumnVector} reads as is (at any depth), or
+   * null, adding why to {@code problems}.
    */
   private static DataType nativeType(Field f, String path, boolean nested, List<String> problems) {
     ArrowType t = f.getType();
     switch (t.getTypeID()) {
-      case Null: return DataTypes.NullType;
-      case Bool: return DataTypes.BooleanType;
-      case Int: {
-        ArrowType.Int i = (ArrowType.Int) t;
-        if (!i.getIsSigned()) {
-          break;
+      case Null:
+        return DataTypes.NullType;
+      case Bool:
+        return DataTypes.BooleanType;
+      case Int:
+        {
+          ArrowType.Int i = (ArrowType.Int) t;
+          if (!i.getIsSigned()) {
+            break;
+          }
+          switch (i.getBitWidth()) {
+            case 8:
+              return DataTypes.ByteType;
+            case 16:
+              return DataTypes.ShortType;
+            case 32:
+              return DataTypes.IntegerType;
+            default:
+              return DataTypes.LongType;
+          }
         }
-        switch (i.getBitWidth()) {
-          case 8: return DataTypes.ByteType;
-          case 16: return DataTypes.ShortType;
-          case 32: return DataTypes.IntegerType;
-          default: return DataTypes.LongType;
-        }
-      }
       case FloatingPoint:
         switch (((ArrowType.FloatingPoint) t).getPrecision()) {
-          case SINGLE: return DataTypes.FloatType;
-          case DOUBLE: return DataTypes.DoubleType;
-          default: break;
+          case SINGLE:
+            return DataTypes.FloatType;
+          case DOUBLE:
+            return DataTypes.DoubleType;
+          default:
+            break;
         }
         break;
-      case Decimal: {
-        ArrowType.Decimal d = (ArrowType.Decimal) t;
-        if (d.getBitWidth() == 128) {
-          return DataTypes.createDecimalType(d.getPrecision(), d.getScale());
+      case Decimal:
+        {
+          ArrowType.Decimal d = (ArrowType.Decimal) t;
+          if (d.getBitWidth() == 128) {
+            return DataTypes.createDecimalType(d.getPrecision(), d.getScale());
+          }
+          break;
         }
-        break;
-      }
       case Utf8:
       case LargeUtf8:
         return DataTypes.StringType;
@@ -196,58 +238,67 @@ final class SparkTypes {
           return DataTypes.DateType;
         }
         break;
-      case Timestamp: {
-        ArrowType.Timestamp ts = (ArrowType.Timestamp) t;
-        if (ts.getUnit() == TimeUnit.MICROSECOND) {
-          return ts.getTimezone() == null ? DataTypes.TimestampNTZType : DataTypes.TimestampType;
+      case Timestamp:
+        {
+          ArrowType.Timestamp ts = (ArrowType.Timestamp) t;
+          if (ts.getUnit() == TimeUnit.MICROSECOND) {
+            return ts.getTimezone() == null ? DataTypes.TimestampNTZType : DataTypes.TimestampType;
+          }
+          break;
         }
-        break;
-      }
       case Duration:
         if (((ArrowType.Duration) t).getUnit() == TimeUnit.MICROSECOND) {
           return DayTimeIntervalType.apply();
         }
         break;
-      case Interval: {
-        IntervalUnit u = ((ArrowType.Interval) t).getUnit();
-        if (u == IntervalUnit.YEAR_MONTH) {
-          return YearMonthIntervalType.apply();
-        }
-        if (u == IntervalUnit.MONTH_DAY_NANO) {
-          return DataTypes.CalendarIntervalType;
-        }
-        break;
-      }
-      case List: {
-        Field element = f.getChildren().get(0);
-        DataType e = nativeType(element, path + " element", true, problems);
-        return e == null ? null : DataTypes.createArrayType(e, element.isNullable());
-      }
-      case Map: {
-        Field entries = f.getChildren().get(0);
-        Field key = entries.getChildren().get(0);
-        Field value = entries.getChildren().get(1);
-        DataType k = nativeType(key, path + " key", true, problems);
-        DataType v = nativeType(value, path + " value", true, problems);
-        return k == null || v == null ? null : DataTypes.createMapType(k, v, value.isNullable());
-      }
-      case Struct: {
-        List<StructField> fields = new ArrayList<>();
-        boolean ok = true;
-        for (Field c : f.getChildren()) {
-          DataType ct = nativeType(c, path + " field \"" + c.getName() + "\"", true, problems);
-          ok &= ct != null;
-          if (ct != null) {
-            fields.add(new StructField(c.getName(), ct, c.isNullable(), Metadata.empty()));
+      case Interval:
+        {
+          IntervalUnit u = ((ArrowType.Interval) t).getUnit();
+          if (u == IntervalUnit.YEAR_MONTH) {
+            return YearMonthIntervalType.apply();
           }
+          if (u == IntervalUnit.MONTH_DAY_NANO) {
+            return DataTypes.CalendarIntervalType;
+          }
+          break;
         }
-        return ok ? DataTypes.createStructType(fields) : null;
-      }
+      case List:
+        {
+          Field element = f.getChildren().get(0);
+          DataType e = nativeType(element, path + " element", true, problems);
+          return e == null ? null : DataTypes.createArrayType(e, element.isNullable());
+        }
+      case Map:
+        {
+          Field entries = f.getChildren().get(0);
+          Field key = entries.getChildren().get(0);
+          Field value = entries.getChildren().get(1);
+          DataType k = nativeType(key, path + " key", true, problems);
+          DataType v = nativeType(value, path + " value", true, problems);
+          return k == null || v == null ? null : DataTypes.createMapType(k, v, value.isNullable());
+        }
+      case Struct:
+        {
+          List<StructField> fields = new ArrayList<>();
+          boolean ok = true;
+          for (Field c : f.getChildren()) {
+            DataType ct = nativeType(c, path + " field \"" + c.getName() + "\"", true, problems);
+            ok &= ct != null;
+            if (ct != null) {
+              fields.add(new StructField(c.getName(), ct, c.isNullable(), Metadata.empty()));
+            }
+          }
+          return ok ? DataTypes.createStructType(fields) : null;
+        }
       default:
         break;
     }
-    problems.add(path + " is " + describe(t) + ", which Spark cannot read"
-        + (nested ? " (only top-level columns are converted)" : ""));
+    problems.add(
+        path
+            + " is "
+            + describe(t)
+            + ", which Spark cannot read"
+            + (nested ? " (only top-level columns are converted)" : ""));
     return null;
   }
 

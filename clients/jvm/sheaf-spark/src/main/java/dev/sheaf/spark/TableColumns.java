@@ -34,7 +34,8 @@ final class TableColumns {
     List<StructField> fields = new ArrayList<>();
     for (Field f : arrow) {
       if (mappings.containsKey(f.getName())) {
-        throw new dev.sheaf.client.SheafException("sheaf: " + table + " has two columns named \"" + f.getName() + "\"");
+        throw new dev.sheaf.client.SheafException(
+            "sheaf: " + table + " has two columns named \"" + f.getName() + "\"");
       }
       SparkTypes.Mapping m = SparkTypes.map(f);
       mappings.put(f.getName(), m);
@@ -43,29 +44,41 @@ final class TableColumns {
       } else if (dropUnsupported) {
         dropped.add(m.unsupported());
       } else {
-        throw new dev.sheaf.client.SheafException("sheaf: " + table + ": " + m.unsupported()
-            + ". Read the other columns with .option(\"unsupportedColumns\", \"drop\").");
+        throw new dev.sheaf.client.SheafException(
+            "sheaf: "
+                + table
+                + ": "
+                + m.unsupported()
+                + ". Read the other columns with .option(\"unsupportedColumns\", \"drop\").");
       }
     }
     this.spark = new StructType(fields.toArray(new StructField[0]));
   }
 
-  /** @return the Spark schema (supported columns, in the table's order) */
+  /**
+   * @return the Spark schema (supported columns, in the table's order)
+   */
   StructType spark() {
     return spark;
   }
 
-  /** @return why each left-out column was left out */
+  /**
+   * @return why each left-out column was left out
+   */
   List<String> dropped() {
     return Collections.unmodifiableList(dropped);
   }
 
-  /** @return the mapping of a column, or null for an unknown name */
+  /**
+   * @return the mapping of a column, or null for an unknown name
+   */
   SparkTypes.Mapping mapping(String column) {
     return mappings.get(column);
   }
 
-  /** @return the columns the server can filter exactly as Spark would: supported, not converted */
+  /**
+   * @return the columns the server can filter exactly as Spark would: supported, not converted
+   */
   Map<String, Field> filterable() {
     Map<String, Field> out = new LinkedHashMap<>();
     for (Field f : arrow) {
@@ -78,8 +91,8 @@ final class TableColumns {
   }
 
   /**
-   * The column cheapest to send when Spark needs only row counts: the narrowest fixed-width
-   * column, else the first column.
+   * The column cheapest to send when Spark needs only row counts: the narrowest fixed-width column,
+   * else the first column.
    *
    * @return its name
    */
@@ -88,7 +101,7 @@ final class TableColumns {
     int bestWidth = Integer.MAX_VALUE;
     for (Field f : arrow) {
       int w = width(f.getType());
-      if (w < bestWidth && dev.sheaf.client.DatasetUri.expressible(f.getName())) {
+      if (w < bestWidth) {
         best = f.getName();
         bestWidth = w;
       }
@@ -98,14 +111,21 @@ final class TableColumns {
 
   private static int width(ArrowType t) {
     switch (t.getTypeID()) {
-      case Bool: return 1;
-      case Int: return ((ArrowType.Int) t).getBitWidth();
-      case FloatingPoint: return 32;
-      case Date: return 32;
+      case Bool:
+        return 1;
+      case Int:
+        return ((ArrowType.Int) t).getBitWidth();
+      case FloatingPoint:
+        return 32;
+      case Date:
+        return 32;
       case Timestamp:
-      case Duration: return 64;
-      case Null: return 0;
-      default: return 1000;
+      case Duration:
+        return 64;
+      case Null:
+        return 0;
+      default:
+        return 1000;
     }
   }
 }

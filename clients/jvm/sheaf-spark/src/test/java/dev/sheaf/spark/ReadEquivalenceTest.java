@@ -41,7 +41,8 @@ class ReadEquivalenceTest {
 
   @Test
   void everyTypeAndValueMatchesParquet() {
-    Dataset<Row> viaSheaf = sheaf(spark, server).option("partitions", "4").load("test/types/tables/types.parquet");
+    Dataset<Row> viaSheaf =
+        sheaf(spark, server).option("partitions", "4").load("test/types/tables/types.parquet");
     Dataset<Row> parquet = spark.read().parquet(server.file("tables/types.parquet").toString());
     assertEquals(20_000, viaSheaf.count());
     assertSame(viaSheaf, parquet);
@@ -59,7 +60,10 @@ class ReadEquivalenceTest {
   void anOlderRevisionByTagAndByHash() {
     Dataset<Row> parquet = spark.read().parquet(server.file("tables/types.parquet").toString());
     assertSame(sheaf(spark, server).load("test/types:v1/tables/types.parquet"), parquet);
-    assertSame(sheaf(spark, server).load("test/types@" + server.firstRevision.substring(0, 12) + "/tables/types.parquet"), parquet);
+    assertSame(
+        sheaf(spark, server)
+            .load("test/types@" + server.firstRevision.substring(0, 12) + "/tables/types.parquet"),
+        parquet);
   }
 
   @Test
@@ -72,7 +76,9 @@ class ReadEquivalenceTest {
     spark.conf().set("spark.sql.legacy.parquet.nanosAsLong", "true");
     try {
       Dataset<Row> parquet = spark.read().parquet(server.file("tables/convert.parquet").toString());
-      assertSame(viaSheaf.selectExpr(same.toArray(new String[0])), parquet.selectExpr(same.toArray(new String[0])));
+      assertSame(
+          viaSheaf.selectExpr(same.toArray(new String[0])),
+          parquet.selectExpr(same.toArray(new String[0])));
     } finally {
       spark.conf().unset("spark.sql.legacy.parquet.nanosAsLong");
     }
@@ -82,24 +88,43 @@ class ReadEquivalenceTest {
   void nanosecondTimestampsAreTruncatedToMicroseconds() {
     Dataset<Row> viaSheaf = sheaf(spark, server).load("test/types/tables/convert.parquet");
     assertEquals("timestamp", viaSheaf.schema().apply("ts_ns").dataType().catalogString());
-    assertEquals("timestamp_ntz", viaSheaf.schema().apply("ts_ns_local").dataType().catalogString());
+    assertEquals(
+        "timestamp_ntz", viaSheaf.schema().apply("ts_ns_local").dataType().catalogString());
     // The generator wrote ts_ns = 2026-01-01T00:00:00Z + id * 1_000_000_007 ns - 500 ns and
     // ts_ns_local = 2026-01-01T00:00:00 + id * 999 ns; floor to microseconds.
     long base = 1_767_225_600_000_000L;
-    long bad = viaSheaf.selectExpr("id", "unix_micros(ts_ns) AS a", "unix_micros(CAST(ts_ns_local AS TIMESTAMP)) AS b").collectAsList().stream()
-        .filter(r -> r.getLong(1) != base + Math.floorDiv(r.getLong(0) * 1_000_000_007L - 500, 1000L)
-            || r.getLong(2) != base + Math.floorDiv(r.getLong(0) * 999L, 1000L))
-        .count();
+    long bad =
+        viaSheaf
+            .selectExpr(
+                "id", "unix_micros(ts_ns) AS a", "unix_micros(CAST(ts_ns_local AS TIMESTAMP)) AS b")
+            .collectAsList()
+            .stream()
+            .filter(
+                r ->
+                    r.getLong(1) != base + Math.floorDiv(r.getLong(0) * 1_000_000_007L - 500, 1000L)
+                        || r.getLong(2) != base + Math.floorDiv(r.getLong(0) * 999L, 1000L))
+            .count();
     assertEquals(0, bad);
   }
 
   @Test
   void typesParquetCannotHoldAreConverted() {
     Dataset<Row> df = sheaf(spark, server).load("test/types/tables/convert.arrow");
-    assertEquals("id:bigint, half:float, day_ms:date, dur_ms:interval day to second, dec256:decimal(30,2), "
-        + "ts_s:timestamp, big:string", shape(df.schema()));
-    List<Row> rows = df.selectExpr("id", "half", "datediff(day_ms, DATE'1970-01-01')", "CAST(dur_ms AS DECIMAL(20, 6))",
-        "CAST(dec256 AS STRING)", "unix_seconds(ts_s)", "big").orderBy("id").collectAsList();
+    assertEquals(
+        "id:bigint, half:float, day_ms:date, dur_ms:interval day to second, dec256:decimal(30,2), "
+            + "ts_s:timestamp, big:string",
+        shape(df.schema()));
+    List<Row> rows =
+        df.selectExpr(
+                "id",
+                "half",
+                "datediff(day_ms, DATE'1970-01-01')",
+                "CAST(dur_ms AS DECIMAL(20, 6))",
+                "CAST(dec256 AS STRING)",
+                "unix_seconds(ts_s)",
+                "big")
+            .orderBy("id")
+            .collectAsList();
     assertEquals(1_000, rows.size());
     for (Row r : rows) {
       long i = r.getLong(0);
@@ -114,8 +139,14 @@ class ReadEquivalenceTest {
       } else {
         assertEquals(i - 500, r.getInt(2), at);
       }
-      assertEquals(new java.math.BigDecimal((i - 500) * 1_001).movePointLeft(3).setScale(6), r.getDecimal(3), at);
-      assertEquals(java.math.BigDecimal.valueOf(i * 12_345 - 6_000_000, 2).toPlainString(), r.getString(4), at);
+      assertEquals(
+          new java.math.BigDecimal((i - 500) * 1_001).movePointLeft(3).setScale(6),
+          r.getDecimal(3),
+          at);
+      assertEquals(
+          java.math.BigDecimal.valueOf(i * 12_345 - 6_000_000, 2).toPlainString(),
+          r.getString(4),
+          at);
       assertEquals(1_767_225_600L + i * 3_600, r.getLong(5), at);
       assertEquals("v" + i, r.getString(6), at);
     }

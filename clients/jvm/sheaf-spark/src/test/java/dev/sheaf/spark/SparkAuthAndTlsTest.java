@@ -30,17 +30,16 @@ import org.junit.jupiter.api.extension.ExtendWith;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
- * Spark reading from the real {@code sheaf serve --auth} over TLS (and mutual TLS): an API
- * token; a user name and password, with which the driver logs in once and executors receive
- * only the session token; client certificates from PEM files; refusals that name what is wrong
- * and never quote a secret.
+ * Spark reading from the real {@code sheaf serve --auth} over TLS (and mutual TLS): an API token; a
+ * user name and password, with which the driver logs in once and executors receive only the session
+ * token; client certificates from PEM files; refusals that name what is wrong and never quote a
+ * secret.
  */
 @ExtendWith(SheafServerExtension.class)
 class SparkAuthAndTlsTest {
   private static final String TABLE = "test/types/tables/types.parquet";
 
-  @TempDir
-  static Path dir;
+  @TempDir static Path dir;
   private static TestServer plain;
   private static TestServer tls;
   private static TestServer mtls;
@@ -72,7 +71,11 @@ class SparkAuthAndTlsTest {
 
   /** A reader of {@code server} trusting the test CA. */
   private static DataFrameReader sheaf(TestServer server) {
-    return spark.read().format("sheaf").option("server", server.url()).option("tlsRootCerts", pki.ca.toString());
+    return spark
+        .read()
+        .format("sheaf")
+        .option("server", server.url())
+        .option("tlsRootCerts", pki.ca.toString());
   }
 
   private static Dataset<Row> parquet() {
@@ -107,8 +110,8 @@ class SparkAuthAndTlsTest {
   }
 
   private static boolean contains(byte[] haystack, String needle) {
-    return new String(haystack, StandardCharsets.ISO_8859_1).contains(new String(needle.getBytes(StandardCharsets.UTF_8),
-        StandardCharsets.ISO_8859_1));
+    return new String(haystack, StandardCharsets.ISO_8859_1)
+        .contains(new String(needle.getBytes(StandardCharsets.UTF_8), StandardCharsets.ISO_8859_1));
   }
 
   @Test
@@ -116,14 +119,19 @@ class SparkAuthAndTlsTest {
     Dataset<Row> df = sheaf(tls).option("token", auth.token).option("partitions", "4").load(TABLE);
     assertEquals(4, df.rdd().getNumPartitions());
     assertEquals(checksum(parquet()), checksum(df));
-    assertEquals(parquet().where("id >= 1000 AND flag").count(), df.where("id >= 1000 AND flag").count());
+    assertEquals(
+        parquet().where("id >= 1000 AND flag").count(), df.where("id >= 1000 AND flag").count());
   }
 
   @Test
   void theDriverLogsInOnceAndExecutorsGetOnlyTheSessionToken() throws Exception {
     int mark = tls.logMark();
-    Dataset<Row> df = sheaf(tls).option("username", TestAuth.USER).option("password", auth.password)
-        .option("partitions", "3").load(TABLE);
+    Dataset<Row> df =
+        sheaf(tls)
+            .option("username", TestAuth.USER)
+            .option("password", auth.password)
+            .option("partitions", "3")
+            .load(TABLE);
     assertEquals(20_000, df.count());
     String q = "station = 'oslo' AND i32 > 0";
     assertEquals(parquet().where(q).count(), df.where(q).count());
@@ -131,25 +139,35 @@ class SparkAuthAndTlsTest {
     // What Spark sends to executors: the reader factory and the partitions.
     SheafScan scan = SparkSupport.scan(df);
     SheafReaderFactory factory = (SheafReaderFactory) scan.createReaderFactory();
-    Serializable[] partitions = java.util.Arrays.stream(scan.planInputPartitions()).map(p -> (Serializable) p)
-        .toArray(Serializable[]::new);
+    Serializable[] partitions =
+        java.util.Arrays.stream(scan.planInputPartitions())
+            .map(p -> (Serializable) p)
+            .toArray(Serializable[]::new);
     byte[] shipped = serialized(factory);
     byte[] shippedPartitions = serialized(partitions);
-    String basic = Base64.getEncoder().encodeToString((TestAuth.USER + ":" + auth.password).getBytes(StandardCharsets.UTF_8));
+    String basic =
+        Base64.getEncoder()
+            .encodeToString((TestAuth.USER + ":" + auth.password).getBytes(StandardCharsets.UTF_8));
     for (byte[] b : List.of(shipped, shippedPartitions)) {
       assertFalse(contains(b, auth.password), "the password is in what executors receive");
       assertFalse(contains(b, basic), "the Basic credentials are in what executors receive");
     }
     String session = tokenOf(factory);
-    assertTrue(session != null && !session.contains(auth.password), "executors should get a session token");
+    assertTrue(
+        session != null && !session.contains(auth.password),
+        "executors should get a session token");
     assertTrue(contains(shipped, session), "the session token should reach executors");
 
     // One login (the driver's), though executors read every endpoint (DoGet needs credentials).
     List<String> log = tls.logLinesSince(mark, l -> l.contains("GetFlightInfo"));
-    List<String> logins = log.stream().filter(l -> l.contains("login") && l.contains("alice") && !l.contains("fail"))
-        .collect(Collectors.toList());
+    List<String> logins =
+        log.stream()
+            .filter(l -> l.contains("login") && l.contains("alice") && !l.contains("fail"))
+            .collect(Collectors.toList());
     assertEquals(1, logins.size(), String.join("\n", log));
-    assertTrue(log.stream().anyMatch(l -> l.contains("GetFlightInfo") && l.contains("user:alice")), String.join("\n", log));
+    assertTrue(
+        log.stream().anyMatch(l -> l.contains("GetFlightInfo") && l.contains("user:alice")),
+        String.join("\n", log));
     String all = String.join("\n", tls.logLines());
     assertFalse(all.contains(auth.password) || all.contains(session), "the server logged a secret");
     // Spark's plans do not show it either.
@@ -169,44 +187,99 @@ class SparkAuthAndTlsTest {
 
   @Test
   void mutualTlsWithClientCertificateFiles() {
-    Dataset<Row> df = sheaf(mtls).option("token", auth.token).option("tlsClientCert", pki.clientCert.toString())
-        .option("tlsClientKey", pki.clientKey.toString()).option("partitions", "2").load(TABLE);
+    Dataset<Row> df =
+        sheaf(mtls)
+            .option("token", auth.token)
+            .option("tlsClientCert", pki.clientCert.toString())
+            .option("tlsClientKey", pki.clientKey.toString())
+            .option("partitions", "2")
+            .load(TABLE);
     assertEquals(2, df.rdd().getNumPartitions());
     assertEquals(checksum(parquet()), checksum(df));
     String none = failure(() -> sheaf(mtls).option("token", auth.token).load(TABLE));
-    assertTrue(none.contains("UNAVAILABLE") && none.contains("requires a client certificate"), none);
+    assertTrue(
+        none.contains("UNAVAILABLE") && none.contains("requires a client certificate"), none);
   }
 
   @Test
   void refusalsNameWhatIsWrong() {
-    String wrong = failure(() -> sheaf(tls).option("username", TestAuth.USER).option("password", "not-" + auth.password).load(TABLE));
-    assertTrue(wrong.contains("UNAUTHENTICATED") && wrong.contains("\"alice\"") && wrong.contains(tls.url()), wrong);
+    String wrong =
+        failure(
+            () ->
+                sheaf(tls)
+                    .option("username", TestAuth.USER)
+                    .option("password", "not-" + auth.password)
+                    .load(TABLE));
+    assertTrue(
+        wrong.contains("UNAUTHENTICATED")
+            && wrong.contains("\"alice\"")
+            && wrong.contains(tls.url()),
+        wrong);
     assertFalse(wrong.contains("not-" + auth.password), wrong);
     String anonymous = failure(() -> sheaf(tls).load(TABLE));
     assertTrue(anonymous.contains("UNAUTHENTICATED"), anonymous);
-    String ungranted = failure(() -> sheaf(tls).option("token", auth.token).load("demo/weather/tables/readings.parquet"));
+    String ungranted =
+        failure(
+            () ->
+                sheaf(tls)
+                    .option("token", auth.token)
+                    .load("demo/weather/tables/readings.parquet"));
     assertTrue(ungranted.contains("NOT_FOUND") && ungranted.contains("demo/weather"), ungranted);
-    String untrusted = failure(() -> sheaf(tls).option("tlsRootCerts", pki.otherCa.toString()).option("token", auth.token).load(TABLE));
-    assertTrue(untrusted.contains("UNAVAILABLE") && untrusted.contains("not signed by a trusted CA"), untrusted);
+    String untrusted =
+        failure(
+            () ->
+                sheaf(tls)
+                    .option("tlsRootCerts", pki.otherCa.toString())
+                    .option("token", auth.token)
+                    .load(TABLE));
+    assertTrue(
+        untrusted.contains("UNAVAILABLE") && untrusted.contains("not signed by a trusted CA"),
+        untrusted);
   }
 
   @Test
   void badOptionsAreNamed() {
     String alone = failure(() -> sheaf(tls).option("username", TestAuth.USER).load(TABLE));
     assertTrue(alone.contains("username and password together"), alone);
-    String both = failure(() -> sheaf(tls).option("token", auth.token).option("username", TestAuth.USER)
-        .option("password", auth.password).load(TABLE));
+    String both =
+        failure(
+            () ->
+                sheaf(tls)
+                    .option("token", auth.token)
+                    .option("username", TestAuth.USER)
+                    .option("password", auth.password)
+                    .load(TABLE));
     assertTrue(both.contains("not both"), both);
-    String key = failure(() -> sheaf(mtls).option("tlsClientCert", pki.clientCert.toString()).load(TABLE));
+    String key =
+        failure(() -> sheaf(mtls).option("tlsClientCert", pki.clientCert.toString()).load(TABLE));
     assertTrue(key.contains("tlsClientCert and tlsClientKey together"), key);
-    String plaintext = failure(() -> spark.read().format("sheaf").option("server", plain.url())
-        .option("tlsRootCerts", pki.ca.toString()).load(TABLE));
+    String plaintext =
+        failure(
+            () ->
+                spark
+                    .read()
+                    .format("sheaf")
+                    .option("server", plain.url())
+                    .option("tlsRootCerts", pki.ca.toString())
+                    .load(TABLE));
     assertTrue(plaintext.contains("tlsRootCerts") && plaintext.contains("grpc+tls://"), plaintext);
     Path absent = dir.resolve("absent.pem");
-    String missing = failure(() -> sheaf(tls).option("tlsRootCerts", absent.toString()).option("token", auth.token).load(TABLE));
+    String missing =
+        failure(
+            () ->
+                sheaf(tls)
+                    .option("tlsRootCerts", absent.toString())
+                    .option("token", auth.token)
+                    .load(TABLE));
     assertTrue(missing.contains("tlsRootCerts") && missing.contains(absent.toString()), missing);
-    String sec1 = failure(() -> sheaf(mtls).option("token", auth.token).option("tlsClientCert", pki.clientCert.toString())
-        .option("tlsClientKey", pki.clientKeySec1.toString()).load(TABLE));
+    String sec1 =
+        failure(
+            () ->
+                sheaf(mtls)
+                    .option("token", auth.token)
+                    .option("tlsClientCert", pki.clientCert.toString())
+                    .option("tlsClientKey", pki.clientKeySec1.toString())
+                    .load(TABLE));
     assertTrue(sec1.contains(pki.clientKeySec1.toString()) && sec1.contains("PKCS#8"), sec1);
   }
 }

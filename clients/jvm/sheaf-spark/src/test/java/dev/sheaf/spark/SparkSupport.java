@@ -5,8 +5,8 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import dev.sheaf.client.testing.TestServer;
 import java.util.ArrayList;
 import java.util.List;
-import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.DataFrameReader;
+import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.SparkSession;
 import org.apache.spark.sql.catalyst.plans.logical.LogicalPlan;
@@ -21,7 +21,10 @@ import scala.jdk.javaapi.CollectionConverters;
 final class SparkSupport {
   private SparkSupport() {}
 
-  /** Local Spark with 2 cores, no UI, loopback only, UTC, no adaptive plans (plans stay inspectable). */
+  /**
+   * Local Spark with 2 cores, no UI, loopback only, UTC, no adaptive plans (plans stay
+   * inspectable).
+   */
   static SparkSession session(String name) {
     return SparkSession.builder()
         .appName(name)
@@ -44,12 +47,14 @@ final class SparkSupport {
   static SheafScan scan(Dataset<Row> df) {
     List<SheafScan> found = new ArrayList<>();
     collect(df.queryExecution().optimizedPlan(), found);
-    assertEquals(1, found.size(), "expected one Sheaf scan in " + df.queryExecution().optimizedPlan());
+    assertEquals(
+        1, found.size(), "expected one Sheaf scan in " + df.queryExecution().optimizedPlan());
     return found.get(0);
   }
 
   private static void collect(LogicalPlan plan, List<SheafScan> out) {
-    if (plan instanceof DataSourceV2ScanRelation && ((DataSourceV2ScanRelation) plan).scan() instanceof SheafScan) {
+    if (plan instanceof DataSourceV2ScanRelation
+        && ((DataSourceV2ScanRelation) plan).scan() instanceof SheafScan) {
       out.add((SheafScan) ((DataSourceV2ScanRelation) plan).scan());
     }
     for (LogicalPlan child : CollectionConverters.asJava(plan.children())) {
@@ -61,7 +66,8 @@ final class SparkSupport {
   static long metric(Dataset<Row> df, String name) {
     List<BatchScanExec> scans = new ArrayList<>();
     collectExec(df.queryExecution().executedPlan(), scans);
-    assertEquals(1, scans.size(), "expected one BatchScan in " + df.queryExecution().executedPlan());
+    assertEquals(
+        1, scans.size(), "expected one BatchScan in " + df.queryExecution().executedPlan());
     return scans.get(0).metrics().get(name).get().value();
   }
 
@@ -84,16 +90,19 @@ final class SparkSupport {
   }
 
   /**
-   * An order-independent checksum of every column: the row count, then per column its count
-   * of non-null values and the sum of Spark's hash of each value (maps hashed as their sorted
-   * entries: Spark refuses to hash maps).
+   * An order-independent checksum of every column: the row count, then per column its count of
+   * non-null values and the sum of Spark's hash of each value (maps hashed as their sorted entries:
+   * Spark refuses to hash maps).
    */
   static List<Object> checksum(Dataset<Row> df) {
     List<String> exprs = new ArrayList<>();
     exprs.add("count(*)");
     for (StructField f : df.schema().fields()) {
       String q = "`" + f.name().replace("`", "``") + "`";
-      String value = f.dataType() instanceof org.apache.spark.sql.types.MapType ? "array_sort(map_entries(" + q + "))" : q;
+      String value =
+          f.dataType() instanceof org.apache.spark.sql.types.MapType
+              ? "array_sort(map_entries(" + q + "))"
+              : q;
       exprs.add("count(" + q + ")");
       exprs.add("sum(cast(hash(" + value + ") as bigint))");
     }

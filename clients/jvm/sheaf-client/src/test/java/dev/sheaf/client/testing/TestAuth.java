@@ -26,10 +26,13 @@ public final class TestAuth {
 
   /** The auth file. */
   public final Path file;
+
   /** alice's password. */
   public final String password;
+
   /** The API token of {@code job}. */
   public final String token;
+
   /** The API token of {@code outsider} (no grant). */
   public final String outsiderToken;
 
@@ -53,14 +56,27 @@ public final class TestAuth {
     JsonNode job = sheafAuth(List.of("new-token", "job"), null);
     JsonNode outsider = sheafAuth(List.of("new-token", "outsider"), null);
     Path file = dir.resolve("auth.toml");
-    Files.writeString(file, "[server]\n"
-        + "key = " + quote(random(24)) + "\n\n"
-        + "[[user]]\nname = " + quote(USER) + "\npassword = " + quote(phc) + "\ngroups = [\"ml\"]\n\n"
-        + "[[token]]\nname = \"job\"\nsha256 = " + quote(job.path("sha256").asText()) + "\ngroups = [\"ml\"]\n\n"
-        + "[[token]]\nname = \"outsider\"\nsha256 = " + quote(outsider.path("sha256").asText()) + "\ngroups = []\n\n"
-        + "[[grant]]\nto = \"group:ml\"\npackages = \"test/*\"\naccess = \"read\"\n\n"
-        + "[[grant]]\nto = \"cert:ci-job\"\npackages = \"test/*\"\naccess = \"read\"\n");
-    return new TestAuth(file, password, job.path("token").asText(), outsider.path("token").asText());
+    Files.writeString(
+        file,
+        "[server]\n"
+            + "key = "
+            + quote(random(24))
+            + "\n\n"
+            + "[[user]]\nname = "
+            + quote(USER)
+            + "\npassword = "
+            + quote(phc)
+            + "\ngroups = [\"ml\"]\n\n"
+            + "[[token]]\nname = \"job\"\nsha256 = "
+            + quote(job.path("sha256").asText())
+            + "\ngroups = [\"ml\"]\n\n"
+            + "[[token]]\nname = \"outsider\"\nsha256 = "
+            + quote(outsider.path("sha256").asText())
+            + "\ngroups = []\n\n"
+            + "[[grant]]\nto = \"group:ml\"\npackages = \"test/*\"\naccess = \"read\"\n\n"
+            + "[[grant]]\nto = \"cert:ci-job\"\npackages = \"test/*\"\naccess = \"read\"\n");
+    return new TestAuth(
+        file, password, job.path("token").asText(), outsider.path("token").asText());
   }
 
   /**
@@ -71,8 +87,15 @@ public final class TestAuth {
    * @return the arguments
    */
   public List<String> serveArgs(TestPki pki, boolean mutual) {
-    List<String> args = new ArrayList<>(List.of("--auth", file.toString(), "--tls-cert", pki.serverCert.toString(),
-        "--tls-key", pki.serverKey.toString()));
+    List<String> args =
+        new ArrayList<>(
+            List.of(
+                "--auth",
+                file.toString(),
+                "--tls-cert",
+                pki.serverCert.toString(),
+                "--tls-key",
+                pki.serverKey.toString()));
     if (mutual) {
       args.addAll(List.of("--tls-client-ca", pki.clientCa.toString()));
     }

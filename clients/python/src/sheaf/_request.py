@@ -1,0 +1,217 @@
+"""What a dataset is asked as (``proto/sheaf.proto``, "The dataset request"):
+
+- **typed**: a ``sheaf.v1.DatasetRequest``, which the client builds from
+  keyword arguments, sent in a CMD descriptor packed in a
+  ``google.protobuf.Any``; the server answers binary metadata;
+- **text**: a dataset URI (``sheaf://OWNER/NAME[@HASH|:TAG][/PATH][?...]``)
+  that the user wrote or the server answered, sent as it is: only the server
+  parses it. The server answers JSON metadata. Keyword parameters given with
+  a URI are appended to its query, and changing a parameter of a text
+  dataset (``Dataset.replan``) sets it in the query; the server checks them.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from collections.abc import Mapping
+from typing import TypeVar
+
+import pyarrow.flight as flight
+from google.protobuf import any_pb2, json_format, message, text_format
+
+from ._proto import sheaf_pb2
+from .errors import InvalidArgumentError, SheafError
+
+__all__ = [
+    "Request",
+    "QUERY",
+    "build",
+    "pin",
+    "change",
+    "append",
+    "given",
+    "partitions",
+    "descriptor",
+    "describe",
+    "decode",
+    "sql_string",
+    "as_json",
+]
+
+#: A dataset request: typed, or a dataset URI.
+Request = sheaf_pb2.DatasetRequest | str
+
+#: The keyword parameters of a dataset: the query fields of ``DatasetRequest``.
+QUERY = ("columns", "filter", "limit", "sample", "sample_rows", "seed", "partitions", "compression", "content")
+
+M = TypeVar("M", bound=message.Message)
+
+
+# -- typed --------------------------------------------------------------------
+
+
+def build(
+    package: str,
+    *,
+    revision: str | None = None,
+    tag: str | None = None,
+    path: str = "",
+    query: Mapping[str, object] | None = None,
+) -> sheaf_pb2.DatasetRequest:
+    """A ``DatasetRequest`` from keyword arguments (``None`` values are left out)."""
+    if revision and tag:
+        raise InvalidArgumentError(f"dataset({package!r}): give revision= or tag=, not both", code="CLIENT")
+    request = sheaf_pb2.DatasetRequest(package=package, path=path.strip("/"))
+    if revision:
+        request.top_hash = revision
+    elif tag:
+        request.tag = tag
+    return _set(request, query or {})
+
+
+def _set(request: sheaf_pb2.DatasetRequest, query: Mapping[str, object]) -> sheaf_pb2.DatasetRequest:
+    for name, value in query.items():
+        if name not in QUERY:
+            raise InvalidArgumentError(f"unknown dataset parameter {name!r} (known: {', '.join(QUERY)})", code="CLIENT")
+        try:
+            if name == "columns":
+                del request.columns[:]
+                if value is not None:
+                    names = value.split(",") if isinstance(value, str) else value
+                    request.columns.extend(str(c).strip() for c in names)  # type: ignore[attr-defined]
+            elif value is None or value is False:
+                request.ClearField(name)
+            else:
+                setattr(request, name, value)
+        except (TypeError, ValueError) as e:
+            raise InvalidArgumentError(f"dataset parameter {name}={value!r}: {e}", code="CLIENT") from e
+    return request
+
+
+def pin(request: Request, top_hash: str, pinned_uri: str) -> Request:
+    """The request pinned to the revision it resolved to: a typed request with
+    ``top_hash`` set, or the server's pinned URI."""
+    if isinstance(request, str):
+        return pinned_uri
+    pinned = sheaf_pb2.DatasetRequest()
+    pinned.CopyFrom(request)
+    pinned.top_hash = top_hash
+    return pinned
+
+
+def change(request: Request, params: Mapping[str, object]) -> Request:
+    """``request`` with parameters set (``None`` removes one)."""
+    if isinstance(request, str):
+        return _with_params(request, params)
+    changed = sheaf_pb2.DatasetRequest()
+    changed.CopyFrom(request)
+    return _set(changed, params)
+
+
+def given(request: Request, name: str) -> bool:
+    """Whether the request sets parameter ``name``."""
+    if isinstance(request, str):
+        return _param(request, name) is not None
+    field = request.DESCRIPTOR.fields_by_name[name]
+    if field.is_repeated:
+        return len(getattr(request, name)) > 0
+    if field.has_presence:
+        return request.HasField(name)
+    return bool(getattr(request, name))
+
+
+def partitions(request: Request) -> int | None:
+    """The endpoints the request asks for, if it says."""
+    if isinstance(request, str):
+        value = _param(request, "partitions")
+        return int(value) if value is not None and value.isdigit() else None
+    return request.partitions if request.HasField("partitions") else None
+
+
+def descriptor(request: Request) -> flight.FlightDescriptor:
+    """The CMD descriptor of a request: the URI's text, or the typed request
+    packed in a ``google.protobuf.Any``."""
+    if isinstance(request, str):
+        return flight.FlightDescriptor.for_command(request.encode("utf-8"))
+    packed = any_pb2.Any()
+    packed.Pack(request)
+    return flight.FlightDescriptor.for_command(packed.SerializeToString())
+
+
+def describe(request: Request) -> str:
+    """The request, for messages."""
+    if isinstance(request, str):
+        return request
+    return "DatasetRequest {" + text_format.MessageToString(request, as_one_line=True) + "}"
+
+
+def decode(raw: bytes, into: M, *, typed: bool, what: str) -> M:
+    """Metadata the server answered: the binary message for a typed request,
+    its JSON form for a text one."""
+    try:
+        if typed:
+            into.ParseFromString(raw)
+        else:
+            json_format.Parse(raw.decode("utf-8"), into, ignore_unknown_fields=True)
+    except (message.DecodeError, json_format.ParseError, UnicodeDecodeError) as e:
+        form = "binary" if typed else "JSON"
+        raise SheafError(f"{what}: not a {form} {into.DESCRIPTOR.full_name} ({e})", code="CLIENT") from e
+    return into
+
+
+def sql_string(value: str) -> str:
+    """A SQL string literal (single quotes doubled)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+# -- text: the query of a URI, split off and edited, never interpreted ---------
+
+
+def _encode(value: object) -> str:
+    """A parameter value as the URI grammar wants it: percent-encoded, so `+`,
+    `&`, `=`, spaces and quotes survive."""
+    if isinstance(value, bool):
+        value = "true" if value else "false"
+    elif isinstance(value, (list, tuple)):
+        value = ",".join(str(v) for v in value)
+    return urllib.parse.quote(str(value), safe="")
+
+
+def _split(uri: str) -> tuple[str, dict[str, str]]:
+    base, _, query = uri.partition("?")
+    params: dict[str, str] = {}
+    for pair in query.split("&"):
+        if pair:
+            key, _, value = pair.partition("=")
+            params[key] = value
+    return base, params
+
+
+def _param(uri: str, name: str) -> str | None:
+    raw = _split(uri)[1].get(name)
+    return None if raw is None else urllib.parse.unquote(raw)
+
+
+def _with_params(uri: str, params: Mapping[str, object]) -> str:
+    base, current = _split(uri)
+    for key, value in params.items():
+        if value is None or (key == "content" and value is False):
+            current.pop(key, None)
+        else:
+            current[key] = _encode(value)
+    return base + ("?" + "&".join(f"{k}={v}" for k, v in current.items()) if current else "")
+
+
+def append(uri: str, params: Mapping[str, object]) -> str:
+    """``uri`` with ``params`` added after its own query (``None`` values left
+    out); a parameter given both ways reaches the server twice, which refuses it."""
+    pairs = [f"{k}={_encode(v)}" for k, v in params.items() if v is not None]
+    if not pairs:
+        return uri
+    return uri + ("&" if "?" in uri else "?") + "&".join(pairs)
+
+
+def as_json(request: message.Message) -> str:
+    """A message's JSON form (field names as in the proto), for messages."""
+    return json.dumps(json_format.MessageToDict(request, preserving_proto_field_name=True))

@@ -1,0 +1,308 @@
+//! Planning: a dataset URI becomes a [`Plan`]: the revision resolved, the
+//! request checked against the table, and the table cut into endpoints
+//! (runs of Parquet row groups, or of manifest entries), each with a
+//! self-contained ticket.
+
+use super::engine::{Engine, Layout};
+use super::prepare::prepare;
+use super::table::{self, Format};
+use super::{DatasetUri, Error, sample};
+use crate::manifest::Entry;
+use crate::proto::{Query, Slice, Ticket};
+use arrow::datatypes::SchemaRef;
+
+/// Uncompressed bytes per endpoint when the client does not ask for a
+/// partition count: large tables spread over several endpoints.
+const TARGET_PARTITION_BYTES: u64 = 64 * 1024 * 1024;
+/// Entries per endpoint of the manifest table read without contents.
+const MANIFEST_ROWS_PER_PARTITION: usize = 1_000_000;
+
+/// A planned read: what GetFlightInfo returns.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The URI with its revision pinned to the resolved top hash.
+    pub uri: DatasetUri,
+    /// The resolved revision.
+    pub top_hash: String,
+    /// Schema of the batches every endpoint returns.
+    pub schema: SchemaRef,
+    /// Rows of the result: exact for plain reads and exact-count samples,
+    /// an estimate under a fractional sample, `None` under a filter.
+    pub total_rows: Option<u64>,
+    /// Uncompressed bytes of the columns read (before filters), when known.
+    pub total_bytes: Option<u64>,
+    /// One ticket per endpoint, in canonical order.
+    pub tickets: Vec<Ticket>,
+    /// Per endpoint, the region of the table it covers, before filters and
+    /// sampling: `(first row, rows)`, when known.
+    pub regions: Vec<Option<(u64, u64)>>,
+}
+
+impl Engine {
+    /// Plans a read: resolves the revision, checks columns and filter, and
+    /// cuts the table into endpoints.
+    pub async fn plan(&self, uri: &DatasetUri) -> Result<Plan, Error> {
+        let top_hash = self.registry.resolve(&uri.package, &uri.revision).await?;
+        let manifest = self.manifest(&top_hash).await?;
+        let name = format!("{}@{}", uri.package, &top_hash[..12]);
+        let table = table::find(&manifest, &uri.path, &name)?;
+        let (schema, layout) = self.describe(&table, uri.query.content).await?;
+        let table_name =
+            if uri.path.is_empty() { format!("the manifest of {name}") } else { format!("{} in {name}", uri.path) };
+        let q = &uri.query;
+        let mut query = Query {
+            columns: q.columns.clone(),
+            filter: q.filter.clone().unwrap_or_default(),
+            limit: q.limit,
+            sample_threshold: None,
+            seed: q.seed,
+            compression: q.compression.as_str().to_owned(),
+            content: q.content,
+        };
+        let prepared = prepare(&schema, &query, &table_name)?;
+        // Size Parquet endpoints and total_bytes by the columns actually read.
+        let layout = match layout {
+            Layout::Parquet(parts) => Layout::Parquet(self.projected_sizes(&table, parts, &prepared.needed).await?),
+            other => other,
+        };
+        let table_rows = match &layout {
+            Layout::Parquet(parts) => Some(parts.iter().flatten().map(|(r, _)| r).sum::<u64>()),
+            Layout::Sequential(Some(rows)) => Some(*rows),
+            // Whole-file tables are counted only when an exact sample needs it.
+            Layout::Sequential(None) if q.sample_rows.is_some() => Some(self.count_rows(&table, schema.clone()).await?),
+            Layout::Sequential(None) => None,
+        };
+        query.sample_threshold = match (q.sample, q.sample_rows) {
+            (Some(f), _) => sample::threshold_for_fraction(f),
+            (None, Some(n)) => sample::threshold_for_count(q.seed, table_rows.expect("counted for sample_rows"), n),
+            (None, None) => None,
+        };
+        let total_rows = result_rows(table_rows, q);
+        let base = Ticket {
+            package: uri.package.to_string(),
+            top_hash: top_hash.clone(),
+            path: table.path.clone(),
+            query: Some(query),
+            slices: vec![],
+            partition: 0,
+            entry_start: 0,
+            entry_end: 0,
+            signature: Default::default(),
+        };
+        let (tickets, total_bytes) = endpoints(&layout, &table.entries, table.format, q, base);
+        let regions = tickets.iter().map(|t| region(t, &layout, &table.entries, table_rows)).collect();
+        Ok(Plan {
+            uri: uri.pinned(&top_hash),
+            top_hash,
+            schema: prepared.projector.schema().clone(),
+            total_rows,
+            total_bytes,
+            tickets,
+            regions,
+        })
+    }
+}
+
+/// Rows of the result: exact for plain reads and exact-count samples, an
+/// estimate under a fractional sample, unknown under a filter.
+fn result_rows(table_rows: Option<u64>, q: &super::QuerySpec) -> Option<u64> {
+    if q.filter.is_some() {
+        return None;
+    }
+    let rows = match (table_rows, q.sample, q.sample_rows) {
+        (Some(t), Some(f), _) => Some((t as f64 * f).round() as u64),
+        (Some(t), None, Some(n)) => Some(n.min(t)),
+        (t, _, _) => t,
+    };
+    match (rows, q.limit) {
+        (Some(t), Some(l)) => Some(t.min(l)),
+        (rows, _) => rows,
+    }
+}
+
+/// One ticket per endpoint, and the bytes read when known. The manifest
+/// table is cut into runs of entries, balanced by content size when contents
+/// are read; Parquet into runs of row groups. A limit is global: one
+/// endpoint reads in order and stops early.
+fn endpoints(
+    layout: &Layout,
+    entries: &[Entry],
+    format: Format,
+    q: &super::QuerySpec,
+    base: Ticket,
+) -> (Vec<Ticket>, Option<u64>) {
+    match layout {
+        // The manifest table: runs of entries, balanced by content size
+        // when contents are read. A limit is global: one endpoint.
+        Layout::Sequential(_) if format == Format::Manifest && q.limit.is_none() => {
+            let weights: Vec<u64> = entries.iter().map(|e| if q.content { e.size } else { 1 }).collect();
+            let count = match q.partitions {
+                Some(n) => n as usize,
+                None if q.content => weights.iter().sum::<u64>().div_ceil(TARGET_PARTITION_BYTES) as usize,
+                None => entries.len().div_ceil(MANIFEST_ROWS_PER_PARTITION),
+            };
+            let tickets = split_weighted(&weights, count)
+                .into_iter()
+                .enumerate()
+                .map(|(i, (start, end))| Ticket {
+                    partition: i as u32,
+                    entry_start: start as u64,
+                    entry_end: end as u64,
+                    ..base.clone()
+                })
+                .collect();
+            (tickets, None)
+        }
+        Layout::Sequential(_) => (vec![base], None),
+        Layout::Parquet(parts) => {
+            // A limit is global: one endpoint reads in order and stops early.
+            let wanted = if q.limit.is_some() { Some(1) } else { q.partitions };
+            let groups = partition(entries, parts, wanted);
+            let bytes = parts.iter().flatten().map(|(_, b)| b).sum();
+            let tickets = groups
+                .into_iter()
+                .enumerate()
+                .map(|(i, slices)| Ticket { slices, partition: i as u32, ..base.clone() })
+                .collect();
+            (tickets, Some(bytes))
+        }
+    }
+}
+
+/// The rows of the table endpoint `t` covers, before filters and sampling:
+/// `(first row, rows)`, when known.
+fn region(t: &Ticket, layout: &Layout, entries: &[Entry], table_rows: Option<u64>) -> Option<(u64, u64)> {
+    match layout {
+        Layout::Sequential(_) if t.entry_end > 0 => Some((t.entry_start, t.entry_end - t.entry_start)),
+        Layout::Sequential(rows) => rows.or(table_rows).map(|r| (0, r)),
+        Layout::Parquet(parts) => {
+            let first = t.slices.first().map_or(0, |s| s.first_row);
+            let rows = t
+                .slices
+                .iter()
+                .map(|s| {
+                    let part = entries.iter().position(|e| e.logical_key == s.logical_key).expect("a part");
+                    parts[part][s.row_group_start as usize..s.row_group_end as usize].iter().map(|(r, _)| r).sum::<u64>()
+                })
+                .sum();
+            Some((first, rows))
+        }
+    }
+}
+
+/// Cuts `weights.len()` items into `count` (at least 1, at most one per item)
+/// contiguous runs `[start, end)` of about equal total weight.
+fn split_weighted(weights: &[u64], count: usize) -> Vec<(usize, usize)> {
+    let n = weights.len();
+    let count = count.clamp(1, n.max(1));
+    if n == 0 {
+        return vec![(0, 0)];
+    }
+    let total: u64 = weights.iter().sum::<u64>().max(1);
+    let mut runs = Vec::with_capacity(count);
+    let (mut start, mut acc) = (0usize, 0u64);
+    for (i, w) in weights.iter().enumerate() {
+        acc += w;
+        let runs_left = count - runs.len();
+        let items_left = n - i - 1;
+        // Close the run once it reaches its share of the weight, keeping at
+        // least one item for every run still to come.
+        let share = total * (runs.len() as u64 + 1) / count as u64;
+        if runs_left > 1 && (acc >= share || items_left < runs_left) {
+            runs.push((start, i + 1));
+            start = i + 1;
+        }
+    }
+    runs.push((start, n));
+    runs
+}
+
+/// Cuts Parquet row groups into endpoints: `wanted` of them (as equal in rows
+/// as row groups allow) or, by default, about `TARGET_PARTITION_BYTES` each.
+/// Each endpoint's slices are contiguous and in table order.
+fn partition(parts: &[Entry], layout: &[Vec<(u64, u64)>], wanted: Option<u32>) -> Vec<Vec<Slice>> {
+    // Flatten: (part, row group, first row, rows, bytes before, bytes).
+    let mut groups = Vec::new();
+    let (mut first, mut offset) = (0u64, 0u64);
+    for (p, rgs) in layout.iter().enumerate() {
+        for (g, &(rows, bytes)) in rgs.iter().enumerate() {
+            groups.push((p, g, first, rows, offset, bytes));
+            first += rows;
+            offset += bytes;
+        }
+    }
+    let (total_rows, total_bytes) = (first, offset);
+    let count = match wanted {
+        Some(n) => (n as usize).min(groups.len().max(1)),
+        None => (total_bytes.div_ceil(TARGET_PARTITION_BYTES) as usize).clamp(1, groups.len().max(1)),
+    };
+    let mut out: Vec<Vec<Slice>> = vec![Vec::new(); count];
+    // Assign each group by its midpoint (in rows when a count was asked for,
+    // else in bytes), so partitions stay contiguous and balanced.
+    let share = |start: u64, len: u64, total: u64| {
+        ((start as u128 * 2 + len as u128) * count as u128 / (total as u128 * 2)) as usize
+    };
+    for &(p, g, first_row, rows, before, bytes) in &groups {
+        let idx = match wanted {
+            Some(_) if total_rows > 0 => share(first_row, rows, total_rows),
+            _ if total_bytes > 0 => share(before, bytes, total_bytes),
+            _ => 0,
+        }
+        .min(count - 1);
+        let slices = &mut out[idx];
+        match slices.last_mut() {
+            Some(last) if last.logical_key == parts[p].logical_key && last.row_group_end as usize == g => {
+                last.row_group_end += 1
+            }
+            _ => slices.push(Slice {
+                logical_key: parts[p].logical_key.clone(),
+                row_group_start: g as u32,
+                row_group_end: g as u32 + 1,
+                first_row,
+            }),
+        }
+    }
+    out.retain(|s| !s.is_empty());
+    if out.is_empty() {
+        out.push(Vec::new());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_weighted;
+
+    fn check(weights: &[u64], count: usize) -> Vec<(usize, usize)> {
+        let runs = split_weighted(weights, count);
+        // Contiguous, non-empty (unless there is nothing), covering everything.
+        assert_eq!(runs.first().map(|r| r.0), Some(0));
+        assert_eq!(runs.last().map(|r| r.1), Some(weights.len()));
+        for pair in runs.windows(2) {
+            assert_eq!(pair[0].1, pair[1].0);
+        }
+        if !weights.is_empty() {
+            assert!(runs.iter().all(|(s, e)| s < e), "{runs:?}");
+        }
+        runs
+    }
+
+    #[test]
+    fn splits_into_the_count_asked_within_the_items() {
+        assert_eq!(check(&[1; 10], 3).len(), 3);
+        assert_eq!(check(&[1; 10], 10).len(), 10);
+        assert_eq!(check(&[1; 3], 8).len(), 3);
+        assert_eq!(check(&[1; 5], 0).len(), 1);
+        assert_eq!(check(&[], 4), vec![(0, 0)]);
+        assert_eq!(check(&[0; 6], 3).len(), 3);
+    }
+
+    #[test]
+    fn balances_by_weight() {
+        // One heavy item gets a run of its own.
+        assert_eq!(check(&[100, 1, 1, 1, 1], 2), vec![(0, 1), (1, 5)]);
+        assert_eq!(check(&[1, 1, 1, 1, 100], 2), vec![(0, 4), (4, 5)]);
+        assert_eq!(check(&[5; 8], 4), vec![(0, 2), (2, 4), (4, 6), (6, 8)]);
+    }
+}
+

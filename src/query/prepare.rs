@@ -1,0 +1,99 @@
+//! Column plans: which file columns a request reads, its filter parsed,
+//! checked and bound, and the output projection.
+
+use super::shape::Projector;
+use super::{Error, limits};
+use crate::proto::Query;
+use arrow::datatypes::{DataType, SchemaRef};
+use datafusion::common::DFSchema;
+use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::simplify::SimplifyContext;
+use datafusion::optimizer::simplify_expressions::ExprSimplifier;
+use datafusion::physical_expr::PhysicalExpr;
+use std::sync::Arc;
+
+/// A column plan: which file columns to read, the filter, the output.
+pub(super) struct Prepared {
+    /// Indices of the file columns read (output and filter columns).
+    pub(super) needed: Vec<usize>,
+    /// Schema of the batches holding just those columns.
+    pub(super) needed_schema: SchemaRef,
+    /// The filter bound to the needed columns.
+    pub(super) filter: Option<Arc<dyn PhysicalExpr>>,
+    /// The filter bound to the full file schema (for Parquet pruning).
+    pub(super) file_filter: Option<Arc<dyn PhysicalExpr>>,
+    /// Output columns and casts.
+    pub(super) projector: Projector,
+}
+
+/// The column plan of `query` on a table of `schema`: checked against the
+/// request limits, parsed and bound.
+pub(super) fn prepare(schema: &SchemaRef, query: &Query, table: &str) -> Result<Prepared, Error> {
+    limits::check_request(&query.filter, &query.columns, table)?;
+    // Parsing and checking recurse once per nesting level: both run on a
+    // large stack, and so does dropping a refused expression.
+    limits::on_planning_stack(|| prepare_checked(schema, query, table))
+}
+
+fn prepare_checked(schema: &SchemaRef, query: &Query, table: &str) -> Result<Prepared, Error> {
+    let ctx = super::engine::session();
+    let parse = |schema: &SchemaRef| -> Result<Option<(Expr, Arc<dyn PhysicalExpr>)>, Error> {
+        if query.filter.trim().is_empty() {
+            return Ok(None);
+        }
+        let df_schema = DFSchema::try_from(schema.as_ref().clone()).map_err(|e| Error::engine("schema", e))?;
+        let invalid = |e: datafusion::error::DataFusionError| {
+            Error::invalid(format!(
+                "invalid filter {} on {table}: {}",
+                limits::excerpt(&query.filter),
+                e.strip_backtrace()
+            ))
+        };
+        let expr = ctx.parse_sql_expr(&query.filter, &df_schema).map_err(invalid)?;
+        limits::check_expr(&expr, &query.filter, table)?;
+        // Coerce and simplify, as a query planner would: constant folding
+        // turns functions such as arrow_cast of a literal into literals
+        // (they cannot be evaluated row by row).
+        let df_schema_ref = Arc::new(df_schema.clone());
+        let simplifier = ExprSimplifier::new(SimplifyContext::builder().with_schema(df_schema_ref).build());
+        let expr = simplifier.coerce(expr, &df_schema).and_then(|e| simplifier.simplify(e)).map_err(invalid)?;
+        let physical = ctx.create_physical_expr(expr.clone(), &df_schema).map_err(invalid)?;
+        if physical.data_type(schema).ok() != Some(DataType::Boolean) {
+            return Err(Error::invalid(format!(
+                "filter {} on {table} is not a boolean expression",
+                limits::excerpt(&query.filter)
+            )));
+        }
+        Ok(Some((expr, physical)))
+    };
+    let full = parse(schema)?;
+    // Check output columns against the full schema for a clear error.
+    Projector::new(schema, &query.columns, table)?;
+    let mut needed: Vec<usize> = if query.columns.is_empty() {
+        (0..schema.fields().len()).collect()
+    } else {
+        query.columns.iter().map(|c| schema.index_of(c).expect("checked")).collect()
+    };
+    if let Some((expr, _)) = &full {
+        for col in expr.column_refs() {
+            let i = schema
+                .index_of(&col.name)
+                .map_err(|_| Error::UnknownColumn {
+                    column: col.name.clone(),
+                    message: format!("unknown column {} in {table}", limits::excerpt(&col.name)),
+                })?;
+            needed.push(i);
+        }
+    }
+    needed.sort_unstable();
+    needed.dedup();
+    let needed_schema = Arc::new(schema.project(&needed).map_err(|e| Error::engine("projecting", e))?);
+    let filter = parse(&needed_schema)?.map(|(_, p)| p);
+    let columns: Vec<String> = if query.columns.is_empty() {
+        schema.fields().iter().map(|f| f.name().clone()).collect()
+    } else {
+        query.columns.clone()
+    };
+    let projector = Projector::new(&needed_schema, &columns, table)?;
+    Ok(Prepared { needed, needed_schema, filter, file_filter: full.map(|(_, p)| p), projector })
+}

@@ -1,0 +1,368 @@
+//! Parquet scans: a ticket's slices become DataFusion scans (pruned by
+//! page index and bloom filters, filter pushed down, sampled rows selected),
+//! decoded on two tasks for plain reads; and the row selection shared by
+//! every table format.
+
+use super::engine::{Engine, ReadStats, session};
+use super::prepare::Prepared;
+use super::shape::{Projector, Selector};
+use super::table::Table;
+use super::{Error, limits, sample};
+use crate::proto::{Query, Slice};
+use arrow::array::{ArrayRef, RecordBatch};
+use arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::parquet::{ParquetAccessPlan, RowGroupAccess};
+use datafusion::datasource::physical_plan::{FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::physical_plan::ExecutionPlan;
+use futures::FutureExt;
+use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
+use object_store::ObjectStoreExt;
+use parquet::file::metadata::RowGroupMetaData;
+use std::sync::Arc;
+use tokio_stream::wrappers::ReceiverStream;
+
+impl Engine {
+    /// The batches of a ticket's Parquet slices, in table order.
+    pub(super) async fn parquet_stream(
+        &self,
+        table: &Table,
+        slices: &[Slice],
+        query: &Query,
+        file_schema: SchemaRef,
+        prepared: &Prepared,
+        stats: &Arc<ReadStats>,
+    ) -> Result<BoxStream<'static, Result<RecordBatch, Error>>, Error> {
+        let ctx = session();
+        let mut streams = Vec::with_capacity(slices.len());
+        // A ticket's slices are in table order and never overlap, so a
+        // forged ticket cannot make one read repeat the same rows.
+        let mut previous: Option<(usize, u32)> = None;
+        for (i, slice) in slices.iter().enumerate() {
+            let part = table.entries.iter().position(|e| e.logical_key == slice.logical_key).ok_or_else(|| {
+                Error::invalid(format!(
+                    "bad ticket: {} is not a part of {}",
+                    limits::excerpt(&slice.logical_key),
+                    table.path
+                ))
+            })?;
+            let entry = &table.entries[part];
+            let footer = self.footer(entry).await?;
+            let row_groups = footer.metadata().row_groups();
+            if slice.row_group_end as usize > row_groups.len() || slice.row_group_start >= slice.row_group_end {
+                return Err(Error::invalid(format!("bad ticket: row groups out of range for {}", entry.logical_key)));
+            }
+            if previous.is_some_and(|(p, end)| (part, slice.row_group_start) < (p, end)) {
+                return Err(Error::invalid(format!(
+                    "bad ticket: its slices of {} overlap or are out of table order",
+                    table.path
+                )));
+            }
+            previous = Some((part, slice.row_group_end));
+            let access = access_plan(row_groups, slice, query);
+            let located = self.registry.locate(entry).await?;
+            let url = format!("sheaf-part-{i}://data");
+            ctx.register_object_store(&url::Url::parse(&url).expect("valid URL"), located.store.clone());
+            let file = PartitionedFile::new(located.path.to_string(), entry.size).with_extension(access);
+            let scan = SliceScan { url, file, file_schema: file_schema.clone(), query, prepared };
+            // A plain read (no filter, no limit) decodes its columns in two
+            // halves on two tasks, so one stream uses both cores; the halves
+            // see the same row groups and selection, hence the same batches.
+            let halves = match query.filter.is_empty() && query.limit.is_none() {
+                true => split_columns(&prepared.needed, footer.metadata(), slice),
+                false => None,
+            };
+            let groups = halves.clone().map_or_else(|| vec![prepared.needed.clone()], |(a, b)| vec![a, b]);
+            let plans: Vec<Arc<dyn ExecutionPlan>> = groups.into_iter().map(|g| scan.plan(g)).collect::<Result<_, _>>()?;
+            let what = format!("reading {}", entry.logical_key);
+            let mut scans = Vec::with_capacity(plans.len());
+            for plan in &plans {
+                let s = plan.execute(0, ctx.task_ctx()).map_err(|e| Error::engine(what.clone(), e))?;
+                let object = (located.store.clone(), located.path.clone());
+                scans.push(storage_or_data(s, what.clone(), object, entry.logical_key.clone()));
+            }
+            let batches = match halves {
+                None => scans.pop().expect("one scan"),
+                Some((a, b)) => {
+                    let second = read_ahead(scans.pop().expect("two scans"));
+                    let first = read_ahead(scans.pop().expect("two scans"));
+                    zip_columns(first, second, &prepared.needed, &a, &b)
+                }
+            };
+            streams.push(accounted(batches, plans, prepared.needed_schema.clone(), stats.clone()));
+        }
+        Ok(stream::iter(streams).flatten().boxed())
+    }
+}
+
+/// The row groups of `slice` to read, and under a sample the rows of each.
+fn access_plan(row_groups: &[RowGroupMetaData], slice: &Slice, query: &Query) -> ParquetAccessPlan {
+    let mut access = ParquetAccessPlan::new_none(row_groups.len());
+    let mut first = slice.first_row;
+    for rg in slice.row_group_start as usize..slice.row_group_end as usize {
+        let rows = row_groups[rg].num_rows() as usize;
+        match query.sample_threshold {
+            None => access.set(rg, RowGroupAccess::Scan),
+            Some(t) => access.set(rg, RowGroupAccess::Selection(sample::row_selection(query.seed, t, first, rows))),
+        }
+        first += rows as u64;
+    }
+    access
+}
+
+/// What every scan of one slice shares.
+struct SliceScan<'a> {
+    url: String,
+    file: PartitionedFile,
+    file_schema: SchemaRef,
+    query: &'a Query,
+    prepared: &'a Prepared,
+}
+
+impl SliceScan<'_> {
+    /// A DataFusion scan of the slice's file reading `projection`, with the
+    /// filter pushed into the decoder and pruning by page index and blooms.
+    fn plan(&self, projection: Vec<usize>) -> Result<Arc<dyn ExecutionPlan>, Error> {
+        let mut source = ParquetSource::new(self.file_schema.clone())
+            .with_enable_page_index(true)
+            .with_bloom_filter_on_read(true)
+            .with_pushdown_filters(true);
+        if let Some(p) = &self.prepared.file_filter {
+            source = source.with_predicate(p.clone());
+        }
+        let limit = if self.query.filter.is_empty() { self.query.limit.map(|l| l as usize) } else { None };
+        let config = FileScanConfigBuilder::new(ObjectStoreUrl::parse(&self.url).expect("valid URL"), Arc::new(source))
+            .with_file(self.file.clone())
+            .with_projection_indices(Some(projection))
+            .map_err(|e| Error::engine("planning the scan", e))?
+            .with_limit(limit)
+            .build();
+        Ok(DataSourceExec::from_data_source(config))
+    }
+}
+
+/// A scan's batches with its errors classified. Parquet reports some storage
+/// failures as text; on an engine error the object itself is checked, to
+/// tell storage from data.
+fn storage_or_data(
+    batches: datafusion::execution::SendableRecordBatchStream,
+    what: String,
+    (store, path): (Arc<dyn object_store::ObjectStore>, object_store::path::Path),
+    key: String,
+) -> BoxStream<'static, Result<RecordBatch, Error>> {
+    batches
+        .map_err(move |e| Error::engine(what.clone(), e))
+        .or_else(move |e| {
+            let (store, path, key) = (store.clone(), path.clone(), key.clone());
+            async move {
+                match e {
+                    Error::Engine { .. } => match store.head(&path).await {
+                        Err(store_error) => {
+                            Err(crate::registry::Error::storage(format!("data of {key}"), store_error).into())
+                        }
+                        Ok(_) => Err(e),
+                    },
+                    other => Err(other),
+                }
+            }
+        })
+        .boxed()
+}
+
+/// A slice's batches, counted as they pass and given the planned schema
+/// (a scan may return its own field metadata); once they have ended, the
+/// scans' metrics add the rows the pushed-down filter decoded and dropped,
+/// and the bytes fetched.
+fn accounted(
+    batches: BoxStream<'static, Result<RecordBatch, Error>>,
+    plans: Vec<Arc<dyn ExecutionPlan>>,
+    schema: SchemaRef,
+    stats: Arc<ReadStats>,
+) -> BoxStream<'static, Result<RecordBatch, Error>> {
+    let counted = stats.clone();
+    let account = stream::once(async move {
+        for plan in plans {
+            if let Some(m) = plan.metrics() {
+                let get = |name: &str| m.sum_by_name(name).map_or(0, |v| v.as_usize() as u64);
+                stats.add(get("pushdown_rows_pruned"), get("bytes_scanned"));
+            }
+        }
+        None
+    })
+    .filter_map(futures::future::ready);
+    batches
+        .inspect_ok(move |b| counted.add(b.num_rows() as u64, 0))
+        .and_then(move |b| {
+            let r = RecordBatch::try_new(schema.clone(), b.columns().to_vec())
+                .map_err(|e| Error::engine("assembling a batch", e));
+            futures::future::ready(r)
+        })
+        .chain(account)
+        .boxed()
+}
+
+/// Runs `batches` on its own task, up to `READ_AHEAD` items ahead of the
+/// consumer. Dropping the returned stream (say, the client went away) stops
+/// the task at its next step. The task starts when the returned stream is
+/// first polled. Only an explicit end is an end: a panic becomes an error
+/// item, and a task that vanishes without finishing ends the stream with an
+/// error, so a truncated stream never looks complete.
+pub fn read_ahead<T: Send + 'static>(
+    mut batches: BoxStream<'static, Result<T, Error>>,
+) -> BoxStream<'static, Result<T, Error>> {
+    const READ_AHEAD: usize = 4;
+    enum Message<T> {
+        Item(Result<T, Error>),
+        /// Sent after the last item, an error's included.
+        End,
+        /// The channel closed without an end: the task vanished.
+        Vanished,
+    }
+    stream::once(async move {
+        let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD);
+        tokio::spawn(async move {
+            loop {
+                let next = tokio::select! {
+                    _ = tx.closed() => return,
+                    next = std::panic::AssertUnwindSafe(batches.next()).catch_unwind() => next,
+                };
+                let item = match next {
+                    Ok(Some(item)) => item,
+                    Ok(None) => break,
+                    Err(panic) => {
+                        let text = super::error::panic_message(panic.as_ref());
+                        tracing::error!(panic = %text, "a read-ahead task panicked");
+                        Err(Error::Panicked("reading".into()))
+                    }
+                };
+                let last = item.is_err();
+                if tx.send(Message::Item(item)).await.is_err() || last {
+                    break;
+                }
+            }
+            let _ = tx.send(Message::End).await;
+        });
+        ReceiverStream::new(rx)
+            .chain(stream::once(futures::future::ready(Message::Vanished)))
+            .take_while(|m| futures::future::ready(!matches!(m, Message::End)))
+            .map(|m| match m {
+                Message::Item(item) => item,
+                _ => Err(Error::Panicked("reading (the task ended without finishing)".into())),
+            })
+    })
+    .flatten()
+    .boxed()
+}
+
+/// Splits the columns to read into two halves of about equal compressed size
+/// in the slice's row groups, keeping their order. `None` when splitting
+/// does not pay or cannot be done: fewer than two columns, or nested columns
+/// (whose Parquet leaves do not map one to one onto fields).
+fn split_columns(
+    needed: &[usize],
+    metadata: &parquet::file::metadata::ParquetMetaData,
+    slice: &Slice,
+) -> Option<(Vec<usize>, Vec<usize>)> {
+    let fields = metadata.file_metadata().schema_descr().root_schema().get_fields().len();
+    if needed.len() < 2 || metadata.file_metadata().schema_descr().num_columns() != fields {
+        return None;
+    }
+    let size = |col: usize| -> u64 {
+        (slice.row_group_start as usize..slice.row_group_end as usize)
+            .map(|rg| metadata.row_group(rg).column(col).compressed_size().max(0) as u64)
+            .sum()
+    };
+    let sizes: Vec<u64> = needed.iter().map(|&c| size(c)).collect();
+    let total: u64 = sizes.iter().sum();
+    let mut acc = 0;
+    let mut cut = needed.len() - 1;
+    for (k, s) in sizes.iter().enumerate().take(needed.len() - 1) {
+        acc += s;
+        if acc * 2 >= total {
+            cut = k + 1;
+            break;
+        }
+    }
+    Some((needed[..cut].to_vec(), needed[cut..].to_vec()))
+}
+
+/// Joins the batches of two scans of the same rows over different columns
+/// back into `needed` order.
+fn zip_columns(
+    first: BoxStream<'static, Result<RecordBatch, Error>>,
+    second: BoxStream<'static, Result<RecordBatch, Error>>,
+    needed: &[usize],
+    a: &[usize],
+    b: &[usize],
+) -> BoxStream<'static, Result<RecordBatch, Error>> {
+    // For each needed column: (which half, position in it).
+    let order: Vec<(usize, usize)> = needed
+        .iter()
+        .map(|c| match a.iter().position(|x| x == c) {
+            Some(j) => (0, j),
+            None => (1, b.iter().position(|x| x == c).expect("every needed column is in a half")),
+        })
+        .collect();
+    let schema_fields = Arc::new(order);
+    stream::unfold((first, second, false), move |(mut first, mut second, done)| {
+        let order = schema_fields.clone();
+        async move {
+            if done {
+                return None;
+            }
+            let joined = match (first.next().await, second.next().await) {
+                (None, None) => return None,
+                (Some(Err(e)), _) | (_, Some(Err(e))) => Err(e),
+                (Some(Ok(x)), Some(Ok(y))) if x.num_rows() == y.num_rows() => {
+                    let halves = [&x, &y];
+                    let columns: Vec<ArrayRef> = order.iter().map(|&(h, j)| halves[h].column(j).clone()).collect();
+                    let fields: Vec<Field> = order.iter().map(|&(h, j)| halves[h].schema().field(j).clone()).collect();
+                    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+                        .map_err(|e| Error::engine("joining column halves", e))
+                }
+                _ => Err(Error::internal("joining column halves", "the two halves of a scan returned different rows")),
+            };
+            let stop = joined.is_err();
+            Some((joined, (first, second, stop)))
+        }
+    })
+    .boxed()
+}
+
+pub(super) fn sample_sequential(query: &Query) -> Selector {
+    Selector { sample: query.sample_threshold.map(|t| (query.seed, t)), position: 0, filter: None, remaining: None }
+}
+
+/// Applies the selector (sample, filter, limit) and stops pulling input once
+/// the limit is reached (dropping the input cancels its work).
+pub(super) fn select_rows(
+    input: BoxStream<'static, Result<RecordBatch, Error>>,
+    selector: Selector,
+) -> BoxStream<'static, Result<RecordBatch, Error>> {
+    stream::unfold((input, selector), |(mut input, mut selector)| async move {
+        loop {
+            if selector.done() {
+                return None;
+            }
+            match input.next().await? {
+                Err(e) => return Some((Err(e), (input, selector))),
+                Ok(batch) => match selector.select(batch) {
+                    Ok(b) if b.num_rows() == 0 => continue,
+                    other => return Some((other, (input, selector))),
+                },
+            }
+        }
+    })
+    .boxed()
+}
+
+/// Selects rows, then projects the output columns.
+pub(super) fn shape(
+    input: BoxStream<'static, Result<RecordBatch, Error>>,
+    selector: Selector,
+    projector: Projector,
+) -> BoxStream<'static, Result<RecordBatch, Error>> {
+    select_rows(input, selector).and_then(move |b| futures::future::ready(projector.project(&b))).boxed()
+}
