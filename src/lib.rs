@@ -16,6 +16,6 @@ pub mod progress;
 pub mod query;
 pub mod registry;
 
+pub use registry::{Error, PackageName, PackageRef, ReadPolicy, Registry, Result, Revision};
 /// The wire contract (`proto/sheaf.proto`), generated once, in the client crate.
 pub use sheaf_client::proto;
-pub use registry::{Error, PackageName, PackageRef, ReadPolicy, Registry, Result, Revision};

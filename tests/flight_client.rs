@@ -118,7 +118,10 @@ async fn typed_requests_metadata_and_error_details() {
         ..Default::default()
     };
     let typed = client.dataset_request(&request).await.unwrap();
-    let text = client.dataset(&format!("sheaf://t/p@{}/t/data.parquet?columns=id,x&partitions=3", &top_hash[..12])).await.unwrap();
+    let text = client
+        .dataset(&format!("sheaf://t/p@{}/t/data.parquet?columns=id,x&partitions=3", &top_hash[..12]))
+        .await
+        .unwrap();
     assert_eq!(typed.top_hash, top_hash);
     assert_eq!(typed.pinned_uri, text.pinned_uri);
     let a: Vec<RecordBatch> = client.read(&typed, 2).try_collect().await.unwrap();
@@ -138,7 +141,8 @@ async fn typed_requests_metadata_and_error_details() {
     assert_eq!(next, ROWS as u64);
 
     // Error details, without reading messages.
-    let err = client.dataset_request(&DatasetRequest { columns: vec!["nope".into()], ..request.clone() }).await.unwrap_err();
+    let err =
+        client.dataset_request(&DatasetRequest { columns: vec!["nope".into()], ..request.clone() }).await.unwrap_err();
     let server = err.server().expect("a server error");
     assert_eq!(server.reason, ErrorReason::UnknownColumn);
     assert_eq!(server.column.as_deref(), Some("nope"));
@@ -157,7 +161,10 @@ async fn typed_requests_metadata_and_error_details() {
         assert_eq!(err.server().unwrap().top_hash.as_deref(), Some(top_hash.as_str()));
     }
     let err = client.resolve("t/nothing").await.unwrap_err();
-    assert_eq!((err.reason(), err.server().unwrap().package.as_deref()), (Some(ErrorReason::NotFound), Some("t/nothing")));
+    assert_eq!(
+        (err.reason(), err.server().unwrap().package.as_deref()),
+        (Some(ErrorReason::NotFound), Some("t/nothing"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

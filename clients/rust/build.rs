@@ -26,8 +26,14 @@ const JSON_OUT: &[&str] = &[
 
 /// Action requests accepted as JSON bodies (missing fields take defaults;
 /// unknown fields are ignored, as proto3 parsers do).
-const JSON_IN: &[&str] =
-    &["ListPackagesRequest", "ListRevisionsRequest", "BrowseRequest", "ResolveRequest", "ListTablesRequest", "MetricsRequest"];
+const JSON_IN: &[&str] = &[
+    "ListPackagesRequest",
+    "ListRevisionsRequest",
+    "BrowseRequest",
+    "ResolveRequest",
+    "ListTablesRequest",
+    "MetricsRequest",
+];
 
 /// Metadata a client may receive as JSON (it asked with a text URI).
 const JSON_BOTH: &[&str] = &["FlightInfoMetadata", "EndpointMetadata", "PutResponse"];
@@ -37,7 +43,8 @@ const JSON_TEXT: &[&str] = &["BrowseResponse.user_meta", "Entry.meta"];
 
 fn main() {
     println!("cargo:rerun-if-changed=../../proto/sheaf.proto");
-    let descriptors = protox::compile(["../../proto/sheaf.proto"], ["../../proto"]).expect("proto/sheaf.proto compiles");
+    let descriptors =
+        protox::compile(["../../proto/sheaf.proto"], ["../../proto"]).expect("proto/sheaf.proto compiles");
     let mut config = prost_build::Config::new();
     config.enable_type_names();
     config.type_name_domain(["."], "type.googleapis.com");

@@ -17,7 +17,7 @@ const COMMON_NAME: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.3");
 pub fn common_name(der: &[u8]) -> Option<String> {
     let cert = Certificate::from_der(der).ok()?;
     let subject = &cert.tbs_certificate.subject;
-    let value = subject.0.iter().flat_map(|rdn| rdn.0.iter()).filter(|atv| atv.oid == COMMON_NAME).last()?;
+    let value = subject.0.iter().flat_map(|rdn| rdn.0.iter()).rfind(|atv| atv.oid == COMMON_NAME)?;
     let name = value
         .value
         .decode_as::<Utf8StringRef<'_>>()

@@ -197,6 +197,9 @@ impl AuthConfig {
         Self::parse_in(text, None)
     }
 
+    /// Parses and checks `text`; relative file names resolve against `dir`.
+    /// Kept as one function (a little over 80 lines) on purpose: it reads as
+    /// the file's schema, one section after the other.
     fn parse_in(text: &str, dir: Option<&Path>) -> Result<Self, String> {
         let file: File = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())?;
         let resolve = |f: &str| dir.map_or_else(|| Path::new(f).to_path_buf(), |d| d.join(f));

@@ -114,28 +114,14 @@ impl Principal {
     }
 }
 
-/// Glob over package names: `*` matches any run of characters (`/`
-/// included), everything else matches itself.
+/// Glob over package names (the `glob` crate's patterns): `*` matches any
+/// run of characters, `/` included; `?` one character; `[ab]` a class.
+/// A pattern that is not a valid glob matches only itself.
 pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let parts: Vec<&str> = pattern.split('*').collect();
-    if parts.len() == 1 {
-        return pattern == text;
+    match glob::Pattern::new(pattern) {
+        Ok(p) => p.matches(text),
+        Err(_) => pattern == text,
     }
-    let mut rest = text;
-    for (i, part) in parts.iter().enumerate() {
-        if i == 0 {
-            let Some(r) = rest.strip_prefix(part) else { return false };
-            rest = r;
-        } else if i == parts.len() - 1 {
-            return rest.ends_with(part);
-        } else {
-            match rest.find(part) {
-                Some(pos) => rest = &rest[pos + part.len()..],
-                None => return false,
-            }
-        }
-    }
-    true
 }
 
 #[cfg(test)]

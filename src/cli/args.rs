@@ -1,6 +1,10 @@
 //! Command-line flags, parsed in one place into plain values.
 
-use clap::{Parser, Subcommand};
+use super::get::TlsFiles;
+use clap::{Args, Parser, Subcommand};
+use serde_json::{Map, Value};
+use sheaf::registry::{GcOptions, PushOptions};
+use sheaf::{Error, PackageName, PackageRef, Result, Revision};
 use std::path::PathBuf;
 
 /// Sheaf: versioned data packages as pinned dependencies.
@@ -21,208 +25,262 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The subcommands. Each holds its flags as an `*Args` struct, which turns
+/// them into the values the library takes.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Hash a folder and push it as a new revision; prints the top hash.
-    Push {
-        /// OWNER/NAME
-        package: String,
-        /// Folder to push.
-        dir: PathBuf,
-        /// Commit message.
-        #[arg(long, short)]
-        message: Option<String>,
-        /// Package metadata, a JSON object.
-        #[arg(long)]
-        meta: Option<String>,
-    },
+    Push(PushArgs),
     /// List packages and their latest revision.
     List,
     /// List a package's revisions, newest first.
-    Log {
-        /// OWNER/NAME
-        package: String,
-    },
+    Log(LogArgs),
     /// List a revision's entries: key, size, hash, metadata.
-    Browse {
-        /// OWNER/NAME[@HASH_PREFIX|:TAG]
-        reference: String,
-        /// Only entries under this folder.
-        prefix: Option<String>,
-    },
+    Browse(BrowseArgs),
     /// Download a revision (or a part of it), verifying every hash.
-    Install {
-        /// OWNER/NAME[/SUBPATH][@HASH_PREFIX|:TAG]
-        reference: String,
-        /// Folder to install into.
-        #[arg(long)]
-        dest: PathBuf,
-    },
+    Install(InstallArgs),
     /// Check that a folder holds exactly a revision's files.
-    Verify {
-        /// OWNER/NAME[/SUBPATH][@HASH_PREFIX|:TAG]
-        reference: String,
-        /// Folder to check.
-        #[arg(long)]
-        dir: PathBuf,
-        /// Do not fail on files that are not in the revision.
-        #[arg(long)]
-        extra_files_ok: bool,
-    },
+    Verify(VerifyArgs),
     /// Show what changed between two revisions.
-    Diff {
-        /// OWNER/NAME[@HASH_PREFIX|:TAG]
-        from: String,
-        /// OWNER/NAME[@HASH_PREFIX|:TAG]
-        to: String,
-    },
+    Diff(DiffArgs),
     /// Name a revision: OWNER/NAME@HASH TAG.
-    Tag {
-        /// OWNER/NAME[@HASH_PREFIX|:TAG]
-        reference: String,
-        /// The tag to set.
-        tag: String,
-        /// Move the tag if it already points elsewhere.
-        #[arg(long)]
-        force: bool,
-    },
+    Tag(TagArgs),
     /// Remove a package's pointers (or one revision's); data stays.
-    Delete {
-        /// OWNER/NAME[@HASH_PREFIX]
-        reference: String,
-    },
+    Delete(DeleteArgs),
     /// Remove what interrupted writes left in the registry's .sheaf/ area
     /// (partial uploads, staging files) and, with --unreferenced, blobs no
     /// manifest references. Only lists them unless --delete is given.
-    Gc {
-        /// Remove what is found (default: a dry run that only lists it).
-        #[arg(long)]
-        delete: bool,
-        /// Grace period: only files last modified longer ago than this are
-        /// garbage, so a write that is still running is not hurt (e.g. 1h,
-        /// 30m, 2days; 0s for everything).
-        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
-        older_than: std::time::Duration,
-        /// Also blobs in .sheaf/blobs that no manifest of the registry
-        /// (any revision of any package) references. Only while nothing
-        /// writes to the registry: a running push may be about to reference
-        /// such a blob.
-        #[arg(long)]
-        unreferenced: bool,
-    },
+    Gc(GcArgs),
     /// Push the demo package (demo/weather) into the registry and show it.
     Demo,
     /// Serve the registry's tables over Arrow Flight (gRPC).
-    Serve {
-        /// Address to listen on; port 0 picks a free port (the bound address
-        /// is printed on stdout).
-        #[arg(long, default_value = "127.0.0.1:50051", env = "SHEAF_LISTEN")]
-        listen: std::net::SocketAddr,
-        /// Location (grpc://host:port) written into endpoints; repeat to
-        /// spread endpoints across several servers. Default: none, meaning
-        /// "the server you asked".
-        #[arg(long)]
-        advertise: Vec<String>,
-        /// A location outside the registry that manifests' physical keys may
-        /// point into (path or URL); repeat for several. The registry itself
-        /// is always allowed; nothing else is read.
-        #[arg(long)]
-        allow: Vec<String>,
-        /// Push the demo package first, so there is something to read.
-        #[arg(long)]
-        demo: bool,
-        /// Requests handled at once; more are refused with UNAVAILABLE.
-        #[arg(long, default_value_t = 256)]
-        max_concurrent_requests: usize,
-        /// MiB of memory for encoded DoGet streams, so a repeated read of a
-        /// ticket is sent from memory (pinned revisions never change); 0 turns
-        /// the cache off.
-        #[arg(long, default_value_t = 1024, env = "SHEAF_CACHE_MIB")]
-        cache_mib: u64,
-        /// DoGet streams reading storage at once (more wait their turn);
-        /// bounds memory under many clients. Cached reads do not count.
-        #[arg(long, default_value_t = 8)]
-        max_concurrent_scans: usize,
-        /// DoGet streams reading storage that may be open at once (producing
-        /// or waiting for their client; more wait for a turn): bounds the
-        /// memory of uncached reads. At least --max-concurrent-scans.
-        #[arg(long, default_value_t = 32)]
-        max_open_scans: usize,
-        /// A DoGet whose client takes no data for this long is ended, and
-        /// its scan's memory released (e.g. 60s, 5m).
-        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
-        stall_timeout: std::time::Duration,
-        /// Time one DoGet stream may spend producing batches (not counting
-        /// time waiting for its client); past it the stream fails with
-        /// DEADLINE_EXCEEDED.
-        #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
-        query_timeout: std::time::Duration,
-        /// After SIGTERM or Ctrl-C, how long running requests may take to
-        /// finish before the server stops anyway.
-        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
-        shutdown_grace: std::time::Duration,
-        /// Log as JSON lines (default: human-readable). Level from RUST_LOG.
-        #[arg(long)]
-        log_json: bool,
-        /// Who may read and write what: a TOML file of users, API tokens and
-        /// grants (README, "Authentication"). Reloaded on SIGHUP.
-        #[arg(long, env = "SHEAF_AUTH")]
-        auth: Option<PathBuf>,
-        /// TLS certificate chain (PEM); with --tls-key, clients connect with
-        /// grpc+tls://.
-        #[arg(long, requires = "tls_key")]
-        tls_cert: Option<PathBuf>,
-        /// TLS private key (PEM).
-        #[arg(long, requires = "tls_cert")]
-        tls_key: Option<PathBuf>,
-        /// CA certificates (PEM): clients must present a certificate signed
-        /// by one of them (mutual TLS).
-        #[arg(long, requires = "tls_cert")]
-        tls_client_ca: Option<PathBuf>,
-        /// Serve without --auth on a non-loopback address: anyone who can
-        /// reach the port reads and writes every package.
-        #[arg(long)]
-        insecure_anonymous: bool,
-    },
+    Serve(ServeArgs),
     /// Credentials for `sheaf serve --auth`.
-    Auth {
-        #[command(subcommand)]
-        command: AuthCommand,
-    },
+    Auth(AuthArgs),
     /// Read a dataset from a Sheaf server into a file (Parquet, Arrow IPC or
     /// CSV, by the extension of --out).
-    Get {
-        /// sheaf://OWNER/NAME[@HASH|:TAG]/PATH[?columns=..&filter=..&...]
-        uri: String,
-        /// Server URL.
-        #[arg(long, default_value = "grpc://127.0.0.1:50051", env = "SHEAF_SERVER")]
-        server: String,
-        /// Output file: .parquet, .arrow/.feather/.ipc, .arrows or .csv.
-        #[arg(long)]
-        out: PathBuf,
-        /// Bearer token sent with every call.
-        #[arg(long, env = "SHEAF_TOKEN", hide_env_values = true)]
-        token: Option<String>,
-        /// CA certificates (PEM) trusted for grpc+tls:// servers, besides the
-        /// system's roots.
-        #[arg(long)]
-        tls_root_certs: Option<PathBuf>,
-        /// Client certificate chain (PEM) for servers that require mutual TLS.
-        #[arg(long, requires = "tls_client_key")]
-        tls_client_cert: Option<PathBuf>,
-        /// Private key (PEM) of --tls-client-cert.
-        #[arg(long, requires = "tls_client_cert")]
-        tls_client_key: Option<PathBuf>,
-        /// Endpoints read at once.
-        #[arg(long, default_value_t = 4)]
-        parallelism: usize,
-    },
+    Get(GetArgs),
     /// Print the sha2-256-chunked hash of files, as quilt3 computes it.
-    Hash {
-        /// Files to hash.
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-    },
+    Hash(HashArgs),
+}
+
+/// Flags of `sheaf push`.
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// OWNER/NAME
+    pub package: String,
+    /// Folder to push.
+    pub dir: PathBuf,
+    /// Commit message.
+    #[arg(long, short)]
+    pub message: Option<String>,
+    /// Package metadata, a JSON object.
+    #[arg(long)]
+    pub meta: Option<String>,
+}
+
+/// Flags of `sheaf log`.
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// OWNER/NAME
+    pub package: String,
+}
+
+/// Flags of `sheaf browse`.
+#[derive(Debug, Args)]
+pub struct BrowseArgs {
+    /// OWNER/NAME[@HASH_PREFIX|:TAG]
+    pub reference: String,
+    /// Only entries under this folder.
+    pub prefix: Option<String>,
+}
+
+/// Flags of `sheaf install`.
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// OWNER/NAME[/SUBPATH][@HASH_PREFIX|:TAG]
+    pub reference: String,
+    /// Folder to install into.
+    #[arg(long)]
+    pub dest: PathBuf,
+}
+
+/// Flags of `sheaf verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// OWNER/NAME[/SUBPATH][@HASH_PREFIX|:TAG]
+    pub reference: String,
+    /// Folder to check.
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Do not fail on files that are not in the revision.
+    #[arg(long)]
+    pub extra_files_ok: bool,
+}
+
+/// Flags of `sheaf diff`.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// OWNER/NAME[@HASH_PREFIX|:TAG]
+    pub from: String,
+    /// OWNER/NAME[@HASH_PREFIX|:TAG]
+    pub to: String,
+}
+
+/// Flags of `sheaf tag`.
+#[derive(Debug, Args)]
+pub struct TagArgs {
+    /// OWNER/NAME[@HASH_PREFIX|:TAG]
+    pub reference: String,
+    /// The tag to set.
+    pub tag: String,
+    /// Move the tag if it already points elsewhere.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Flags of `sheaf delete`.
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// OWNER/NAME[@HASH_PREFIX]
+    pub reference: String,
+}
+
+/// Flags of `sheaf gc`.
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Remove what is found (default: a dry run that only lists it).
+    #[arg(long)]
+    pub delete: bool,
+    /// Grace period: only files last modified longer ago than this are
+    /// garbage, so a write that is still running is not hurt (e.g. 1h,
+    /// 30m, 2days; 0s for everything).
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub older_than: std::time::Duration,
+    /// Also blobs in .sheaf/blobs that no manifest of the registry
+    /// (any revision of any package) references. Only while nothing
+    /// writes to the registry: a running push may be about to reference
+    /// such a blob.
+    #[arg(long)]
+    pub unreferenced: bool,
+}
+
+/// Flags of `sheaf serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port (the bound address
+    /// is printed on stdout).
+    #[arg(long, default_value = "127.0.0.1:50051", env = "SHEAF_LISTEN")]
+    pub listen: std::net::SocketAddr,
+    /// Location (grpc://host:port) written into endpoints; repeat to
+    /// spread endpoints across several servers. Default: none, meaning
+    /// "the server you asked".
+    #[arg(long)]
+    pub advertise: Vec<String>,
+    /// A location outside the registry that manifests' physical keys may
+    /// point into (path or URL); repeat for several. The registry itself
+    /// is always allowed; nothing else is read.
+    #[arg(long)]
+    pub allow: Vec<String>,
+    /// Push the demo package first, so there is something to read.
+    #[arg(long)]
+    pub demo: bool,
+    /// Requests handled at once; more are refused with UNAVAILABLE.
+    #[arg(long, default_value_t = 256)]
+    pub max_concurrent_requests: usize,
+    /// MiB of memory for encoded DoGet streams, so a repeated read of a
+    /// ticket is sent from memory (pinned revisions never change); 0 turns
+    /// the cache off.
+    #[arg(long, default_value_t = 1024, env = "SHEAF_CACHE_MIB")]
+    pub cache_mib: u64,
+    /// DoGet streams reading storage at once (more wait their turn);
+    /// bounds memory under many clients. Cached reads do not count.
+    #[arg(long, default_value_t = 8)]
+    pub max_concurrent_scans: usize,
+    /// DoGet streams reading storage that may be open at once (producing
+    /// or waiting for their client; more wait for a turn): bounds the
+    /// memory of uncached reads. At least --max-concurrent-scans.
+    #[arg(long, default_value_t = 32)]
+    pub max_open_scans: usize,
+    /// A DoGet whose client takes no data for this long is ended, and
+    /// its scan's memory released (e.g. 60s, 5m).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub stall_timeout: std::time::Duration,
+    /// Time one DoGet stream may spend producing batches (not counting
+    /// time waiting for its client); past it the stream fails with
+    /// DEADLINE_EXCEEDED.
+    #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
+    pub query_timeout: std::time::Duration,
+    /// After SIGTERM or Ctrl-C, how long running requests may take to
+    /// finish before the server stops anyway.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: std::time::Duration,
+    /// Log as JSON lines (default: human-readable). Level from RUST_LOG.
+    #[arg(long)]
+    pub log_json: bool,
+    /// Who may read and write what: a TOML file of users, API tokens and
+    /// grants (README, "Authentication"). Reloaded on SIGHUP.
+    #[arg(long, env = "SHEAF_AUTH")]
+    pub auth: Option<PathBuf>,
+    /// TLS certificate chain (PEM); with --tls-key, clients connect with
+    /// grpc+tls://.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// CA certificates (PEM): clients must present a certificate signed
+    /// by one of them (mutual TLS).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Serve without --auth on a non-loopback address: anyone who can
+    /// reach the port reads and writes every package.
+    #[arg(long)]
+    pub insecure_anonymous: bool,
+}
+
+/// Flags of `sheaf auth`.
+#[derive(Debug, Args)]
+pub struct AuthArgs {
+    #[command(subcommand)]
+    pub command: AuthCommand,
+}
+
+/// Flags of `sheaf get`.
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// sheaf://OWNER/NAME[@HASH|:TAG]/PATH[?columns=..&filter=..&...]
+    pub uri: String,
+    /// Server URL.
+    #[arg(long, default_value = "grpc://127.0.0.1:50051", env = "SHEAF_SERVER")]
+    pub server: String,
+    /// Output file: .parquet, .arrow/.feather/.ipc, .arrows or .csv.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Bearer token sent with every call.
+    #[arg(long, env = "SHEAF_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// CA certificates (PEM) trusted for grpc+tls:// servers, besides the
+    /// system's roots.
+    #[arg(long)]
+    pub tls_root_certs: Option<PathBuf>,
+    /// Client certificate chain (PEM) for servers that require mutual TLS.
+    #[arg(long, requires = "tls_client_key")]
+    pub tls_client_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-client-cert.
+    #[arg(long, requires = "tls_client_cert")]
+    pub tls_client_key: Option<PathBuf>,
+    /// Endpoints read at once.
+    #[arg(long, default_value_t = 4)]
+    pub parallelism: usize,
+}
+
+/// Flags of `sheaf hash`.
+#[derive(Debug, Args)]
+pub struct HashArgs {
+    /// Files to hash.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
 }
 
 /// `sheaf auth` commands.
@@ -237,4 +295,170 @@ pub enum AuthCommand {
         /// The token's name in grants and logs.
         name: String,
     },
+}
+
+// Flags into library values. Errors are the library's own (`Error::Invalid`
+// and the parsers'), not clap's, so that messages and exit codes stay those
+// of the registry, in JSON too.
+
+impl Cli {
+    /// The registry location: `--registry`, `SHEAF_REGISTRY`, or a local
+    /// folder, so nothing needs configuring.
+    pub fn registry_spec(&self) -> String {
+        self.registry.clone().unwrap_or_else(|| {
+            let data = std::env::var_os("XDG_DATA_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+                .unwrap_or_else(|| PathBuf::from("."));
+            data.join("sheaf/registry").display().to_string()
+        })
+    }
+}
+
+impl PushArgs {
+    /// The package to push to.
+    pub fn package(&self) -> Result<PackageName> {
+        self.package.parse()
+    }
+
+    /// Message and metadata. `--meta` is read as quilt3 reads JSON (NaN and
+    /// Infinity allowed) and must be an object: it becomes the header's
+    /// `user_meta`.
+    pub fn options(&self) -> Result<PushOptions> {
+        let user_meta = self.meta.as_deref().map(parse_meta).transpose()?;
+        Ok(PushOptions { message: self.message.clone(), user_meta })
+    }
+}
+
+fn parse_meta(text: &str) -> Result<Map<String, Value>> {
+    match sheaf::manifest::json::parse_like_python(text) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(Error::Invalid(format!("--meta must be a JSON object, got {text}"))),
+        Err(e) => Err(Error::Invalid(format!("--meta is not valid JSON: {e}"))),
+    }
+}
+
+impl LogArgs {
+    /// The package whose revisions to list.
+    pub fn package(&self) -> Result<PackageName> {
+        self.package.parse()
+    }
+}
+
+impl BrowseArgs {
+    /// The revision and the folder to show: the PREFIX argument, else the
+    /// reference's sub-path, else everything (`""`).
+    pub fn target(&self) -> Result<(PackageRef, String)> {
+        let r: PackageRef = self.reference.parse()?;
+        let prefix = self.prefix.clone().or(r.subpath.clone()).unwrap_or_default();
+        Ok((r, prefix))
+    }
+}
+
+impl InstallArgs {
+    /// The revision (or part of it) to install.
+    pub fn reference(&self) -> Result<PackageRef> {
+        self.reference.parse()
+    }
+}
+
+impl VerifyArgs {
+    /// The revision (or part of it) to check against.
+    pub fn reference(&self) -> Result<PackageRef> {
+        self.reference.parse()
+    }
+}
+
+impl DiffArgs {
+    /// The two revisions, in order.
+    pub fn references(&self) -> Result<(PackageRef, PackageRef)> {
+        Ok((self.from.parse()?, self.to.parse()?))
+    }
+}
+
+impl TagArgs {
+    /// The revision to name.
+    pub fn reference(&self) -> Result<PackageRef> {
+        self.reference.parse()
+    }
+}
+
+impl DeleteArgs {
+    /// The package, and the revision's hash prefix when one was given. A tag
+    /// or a sub-path is refused: deleting "whatever v1 points at" or part of
+    /// a revision is too easy to get wrong.
+    pub fn target(&self) -> Result<PackageRef> {
+        let r: PackageRef = self.reference.parse()?;
+        if matches!(r.revision, Revision::Tag(_)) || r.subpath.is_some() {
+            return Err(Error::Invalid(format!("delete takes OWNER/NAME or OWNER/NAME@HASH, not {}", self.reference)));
+        }
+        Ok(r)
+    }
+}
+
+impl GcArgs {
+    /// What to look for and whether to remove it.
+    pub fn options(&self) -> GcOptions {
+        GcOptions { older_than: self.older_than, unreferenced: self.unreferenced, delete: self.delete }
+    }
+}
+
+impl GetArgs {
+    /// The PEM files given for TLS.
+    pub fn tls(&self) -> TlsFiles<'_> {
+        TlsFiles {
+            root_certs: self.tls_root_certs.as_deref(),
+            client_cert: self.tls_client_cert.as_deref(),
+            client_key: self.tls_client_key.as_deref(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn command(args: &[&str]) -> Command {
+        Cli::try_parse_from(std::iter::once("sheaf").chain(args.iter().copied())).expect("parses").command
+    }
+
+    #[test]
+    fn flags_are_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn delete_takes_a_package_or_a_hash_only() {
+        for bad in ["t/one:v1", "t/one/sub"] {
+            let Command::Delete(a) = command(&["delete", bad]) else { panic!() };
+            let e = a.target().unwrap_err();
+            assert_eq!(e.to_string(), format!("delete takes OWNER/NAME or OWNER/NAME@HASH, not {bad}"));
+        }
+        let Command::Delete(a) = command(&["delete", "t/one@abc123"]) else { panic!() };
+        assert!(matches!(a.target().unwrap().revision, Revision::Hash(_)));
+    }
+
+    #[test]
+    fn meta_must_be_a_json_object() {
+        let options = |meta: &str| {
+            let Command::Push(a) = command(&["push", "t/one", ".", "--meta", meta]) else { panic!() };
+            a.options()
+        };
+        let m = options(r#"{"a": 1, "b": [2]}"#).unwrap().user_meta.unwrap();
+        assert_eq!(m.keys().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(options("[1]").unwrap_err().to_string(), "--meta must be a JSON object, got [1]");
+        assert!(options("{bad").unwrap_err().to_string().starts_with("--meta is not valid JSON: "));
+    }
+
+    #[test]
+    fn browse_prefix_wins_over_the_sub_path() {
+        let target = |args: &[&str]| {
+            let Command::Browse(a) = command(args) else { panic!() };
+            a.target().unwrap().1
+        };
+        assert_eq!(target(&["browse", "t/one"]), "");
+        assert_eq!(target(&["browse", "t/one/sub"]), "sub");
+        assert_eq!(target(&["browse", "t/one/sub", "other"]), "other");
+    }
 }

@@ -13,6 +13,8 @@ pub struct Bar {
 }
 
 impl Bar {
+    /// A bar for a person watching: none with `--json` or when stderr is
+    /// redirected, where redraws would only be noise.
     pub fn new(json: bool) -> Self {
         Bar { visible: !json && std::io::stderr().is_terminal(), bar: Mutex::new(None) }
     }

@@ -1,24 +1,46 @@
 //! `sheaf gc`: report (and with `--delete` remove) what interrupted writes
 //! left in the registry's `.sheaf/` area; see [`sheaf::registry::GcOptions`].
 
-use super::{codes, emit, human_bytes};
-use sheaf::Error;
-use sheaf::registry::{GcAction, GcOptions, GcReport, Registry};
+use super::args::GcArgs;
+use super::text::{human_bytes, plural};
+use super::{Report, codes};
+use serde::Serialize;
+use sheaf::Result;
+use sheaf::registry::{GcAction, GcReport, Registry};
+use std::fmt;
 use std::time::Duration;
 
-/// Runs `sheaf gc`. Exit code 1 when a removal failed (each failure is named
-/// on stderr and in the JSON report); the rest are still removed.
-pub async fn run(registry: &Registry, opts: GcOptions, json: bool) -> Result<u8, Error> {
-    let report = registry.gc(&opts).await?;
-    if !json {
-        for l in report.leftovers.iter().filter(|l| l.action == GcAction::Failed) {
-            eprintln!("sheaf: error: {}", l.detail.as_deref().unwrap_or(&l.path));
-        }
-    }
-    emit(json, &report, || human(&report));
-    Ok(if report.ok() { codes::OK } else { codes::FAILURE })
+/// The library's report. Exit code 1 when a removal failed (each failure is
+/// named on stderr and in the JSON report); the rest are still removed.
+#[derive(Serialize)]
+#[serde(transparent)]
+pub struct Collected(pub GcReport);
+
+/// Runs `sheaf gc` with the options of `args`.
+pub async fn run(registry: &Registry, args: &GcArgs) -> Result<Collected> {
+    Ok(Collected(registry.gc(&args.options()).await?))
 }
 
+impl Report for Collected {
+    fn exit_code(&self) -> u8 {
+        if self.0.ok() { codes::OK } else { codes::FAILURE }
+    }
+
+    // Failures also go to stderr, where a script's error handling looks.
+    fn notes(&self) -> Vec<String> {
+        let failed = self.0.leftovers.iter().filter(|l| l.action == GcAction::Failed);
+        failed.map(|l| format!("sheaf: error: {}", l.detail.as_deref().unwrap_or(&l.path))).collect()
+    }
+}
+
+impl fmt::Display for Collected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&human(&self.0))
+    }
+}
+
+/// The text: a line per file found (what was or would be done, and why),
+/// then a summary that says plainly whether anything was removed.
 fn human(report: &GcReport) -> String {
     let age = |secs: u64| humantime::format_duration(Duration::from_secs(secs)).to_string();
     let mut lines: Vec<String> = report
@@ -64,8 +86,4 @@ fn human(report: &GcReport) -> String {
         lines.push(format!("kept {} (see above why)", plural(report.kept_files, "file")));
     }
     lines.join("\n")
-}
-
-fn plural(n: usize, noun: &str) -> String {
-    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
 }

@@ -1,94 +1,59 @@
 //! `sheaf get`: a dataset from a server into a local file.
 
-use super::codes;
-use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
+use super::args::GetArgs;
+use super::exit::{Failure, client_exit_code};
+use super::outfile::Writer;
+use super::{Report, codes};
 use futures::TryStreamExt;
 use sheaf_client::{Client, Error};
+use std::fmt;
 use std::fs::File;
 use std::path::Path;
-
-/// The exit code for a client error.
-pub fn exit_code(e: &Error) -> u8 {
-    use tonic::Code;
-    match e.code() {
-        Some(Code::NotFound) => codes::NOT_FOUND,
-        Some(Code::InvalidArgument) => codes::INVALID,
-        Some(Code::PermissionDenied) => codes::FORBIDDEN,
-        Some(Code::DataLoss) => codes::INTEGRITY,
-        Some(Code::AlreadyExists) => codes::CONFLICT,
-        _ => codes::FAILURE,
-    }
-}
 
 /// What `get` wrote.
 #[derive(serde::Serialize)]
 pub struct GetReport {
+    /// Rows written.
     pub rows: u64,
+    /// The revision read.
     pub top_hash: String,
+    /// The URI with the revision pinned: reading it again reads the same rows.
     pub pinned_uri: String,
+    /// The file written.
     pub out: String,
 }
 
-enum Writer {
-    Parquet(parquet::arrow::ArrowWriter<File>),
-    IpcFile(arrow::ipc::writer::FileWriter<File>),
-    IpcStream(arrow::ipc::writer::StreamWriter<File>),
-    Csv(arrow::csv::Writer<File>),
+impl fmt::Display for GetReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} rows of {} -> {}", self.rows, self.pinned_uri, self.out)
+    }
 }
 
-impl Writer {
-    fn create(path: &Path, file: File, schema: &SchemaRef) -> Result<Writer, String> {
-        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
-        let e = |e: &dyn std::fmt::Display| e.to_string();
-        Ok(match ext.as_str() {
-            "parquet" | "pq" => {
-                Writer::Parquet(parquet::arrow::ArrowWriter::try_new(file, schema.clone(), None).map_err(|x| e(&x))?)
-            }
-            "arrow" | "feather" | "ipc" => {
-                Writer::IpcFile(arrow::ipc::writer::FileWriter::try_new(file, schema).map_err(|x| e(&x))?)
-            }
-            "arrows" => Writer::IpcStream(arrow::ipc::writer::StreamWriter::try_new(file, schema).map_err(|x| e(&x))?),
-            "csv" => Writer::Csv(arrow::csv::Writer::new(file)),
-            other => {
-                return Err(format!(
-                    "unknown output format {other:?}: use .parquet, .arrow, .feather, .arrows or .csv"
-                ));
-            }
-        })
-    }
+impl Report for GetReport {}
 
-    fn write(&mut self, batch: &RecordBatch) -> Result<(), String> {
-        match self {
-            Writer::Parquet(w) => w.write(batch).map_err(|e| e.to_string()),
-            Writer::IpcFile(w) => w.write(batch).map_err(|e| e.to_string()),
-            Writer::IpcStream(w) => w.write(batch).map_err(|e| e.to_string()),
-            Writer::Csv(w) => w.write(batch).map_err(|e| e.to_string()),
-        }
-    }
-
-    fn finish(self) -> Result<(), String> {
-        match self {
-            Writer::Parquet(w) => w.close().map(|_| ()).map_err(|e| e.to_string()),
-            Writer::IpcFile(mut w) => w.finish().map_err(|e| e.to_string()),
-            Writer::IpcStream(mut w) => w.finish().map_err(|e| e.to_string()),
-            Writer::Csv(_) => Ok(()),
-        }
-    }
+/// Runs `sheaf get`. Its errors come from the server or the output file, so
+/// they carry an exit code rather than a registry error.
+pub async fn run(args: &GetArgs) -> Result<GetReport, Failure> {
+    get(&args.server, args.token.clone(), &args.tls(), &args.uri, &args.out, args.parallelism)
+        .await
+        .map_err(|(code, message)| Failure::Remote { code, message })
 }
 
 /// PEM files for TLS: CAs trusted besides the system's, and a client
 /// certificate with its key for mutual TLS.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct TlsFiles<'a> {
+    /// CA certificates trusted besides the system's roots.
     pub root_certs: Option<&'a Path>,
+    /// Client certificate chain, for mutual TLS.
     pub client_cert: Option<&'a Path>,
+    /// The client certificate's private key.
     pub client_key: Option<&'a Path>,
 }
 
 /// Reads `uri` from `server` into `out`, through a temporary file renamed
 /// into place only when the whole dataset arrived.
-pub async fn get(
+async fn get(
     server: &str,
     token: Option<String>,
     tls: &TlsFiles<'_>,
@@ -96,9 +61,9 @@ pub async fn get(
     out: &Path,
     parallelism: usize,
 ) -> Result<GetReport, (u8, String)> {
-    let client_err = |e: Error| (exit_code(&e), e.to_string());
+    let client_err = |e: Error| (client_exit_code(&e), e.to_string());
     let read = |p: Option<&Path>| match p {
-        Some(p) => std::fs::read(p).map(Some).map_err(|e| (super::codes::FAILURE, format!("{}: {e}", p.display()))),
+        Some(p) => std::fs::read(p).map(Some).map_err(|e| (codes::FAILURE, format!("{}: {e}", p.display()))),
         None => Ok(None),
     };
     let roots = read(tls.root_certs)?;

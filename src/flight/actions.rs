@@ -75,8 +75,27 @@ fn reference(action: &str, text: &str) -> Result<PackageRef, Status> {
     Ok(text.parse()?)
 }
 
-/// Runs an action for `principal`, returning its encoded result. Packages
-/// it may not read are left out of listings and answer as missing.
+/// Who asks, and what they ask of.
+struct Call<'a> {
+    engine: &'a Engine,
+    principal: &'a Principal,
+    note: &'a AuditNote,
+}
+
+impl Call<'_> {
+    /// Fails unless the caller may read `package`; a package it may not read
+    /// answers as a missing one.
+    fn readable(&self, package: &PackageName) -> Result<(), Status> {
+        self.note.target(&package.to_string(), None, None);
+        super::auth::require(self.principal, Access::Read, &package.to_string(), || {
+            crate::registry::Error::NotFound(format!("package {package} in {}", self.engine.registry().url())).into()
+        })
+    }
+}
+
+/// Runs an action for `principal`, returning its encoded result (in the
+/// form of its request). Packages it may not read are left out of listings
+/// and answer as missing.
 pub async fn run(
     engine: &Engine,
     action: &str,
@@ -84,109 +103,36 @@ pub async fn run(
     principal: &Principal,
     note: &AuditNote,
 ) -> Result<Vec<u8>, Status> {
-    let registry = engine.registry();
-    let readable = |package: &PackageName| {
-        note.target(&package.to_string(), None, None);
-        super::auth::require(principal, Access::Read, &package.to_string(), || {
-            crate::registry::Error::NotFound(format!("package {package} in {}", registry.url())).into()
-        })
-    };
+    let call = Call { engine, principal, note };
     match action {
         "list_packages" => {
-            let (req, form) = request::<proto::ListPackagesRequest>(action, body)?;
-            let pattern = if req.pattern.is_empty() { "*" } else { req.pattern.as_str() };
-            let packages = registry.list_packages().await?;
-            let packages: Vec<_> = packages
-                .into_iter()
-                .filter(|p| glob_match(pattern, &p.name) && principal.may(Access::Read, &p.name))
-                .map(|p| proto::PackageSummary { name: p.name, latest: p.latest })
-                .collect();
-            let response = proto::ListPackagesResponse { packages };
+            let (req, form) = request(action, body)?;
+            let response = list_packages(&call, req).await?;
             Ok(answer_list(form, &response, &response.packages))
         }
         "list_revisions" => {
-            let (req, form) = request::<proto::ListRevisionsRequest>(action, body)?;
-            if req.package.is_empty() {
-                return Err(Status::invalid_argument("list_revisions: the body needs \"package\""));
-            }
-            let name: PackageName = req.package.parse()?;
-            readable(&name)?;
-            let revisions: Vec<_> = registry
-                .revisions(&name)
-                .await?
-                .into_iter()
-                .map(|r| proto::RevisionSummary {
-                    top_hash: r.top_hash,
-                    timestamp: r.timestamp,
-                    message: r.message,
-                    tags: r.tags,
-                })
-                .collect();
-            let response = proto::ListRevisionsResponse { revisions };
+            let (req, form) = request(action, body)?;
+            let response = list_revisions(&call, req).await?;
             Ok(answer_list(form, &response, &response.revisions))
         }
         "browse" => {
-            let (req, form) = request::<proto::BrowseRequest>(action, body)?;
-            let r = reference(action, &req.r#ref)?;
-            readable(&r.package)?;
-            let (top_hash, manifest) = registry.load(&r).await?;
-            let prefix = Some(req.prefix).filter(|p| !p.is_empty()).or(r.subpath).unwrap_or_default();
-            let entries = manifest
-                .entries()
-                .filter(|e| crate::manifest::key::is_under(&e.logical_key, &prefix))
-                .map(|e| proto::Entry {
-                    logical_key: e.logical_key.clone(),
-                    size: e.size,
-                    hash: Some(proto::EntryHash { r#type: e.hash.kind.clone(), value: e.hash.value.clone() }),
-                    meta: Some(&e.meta).filter(|m| !m.is_null()).map(ToString::to_string),
-                })
-                .collect();
-            let response = proto::BrowseResponse {
-                package: r.package.to_string(),
-                top_hash,
-                message: manifest.message().map(str::to_owned),
-                user_meta: manifest.user_meta().map(ToString::to_string),
-                entries,
-            };
-            Ok(answer(form, &response))
+            let (req, form) = request(action, body)?;
+            Ok(answer(form, &browse(&call, req).await?))
         }
         "resolve" => {
             let (req, form) = request::<proto::ResolveRequest>(action, body)?;
             let r = reference(action, &req.r#ref)?;
-            readable(&r.package)?;
-            let top_hash = registry.resolve(&r.package, &r.revision).await?;
+            call.readable(&r.package)?;
+            let top_hash = engine.registry().resolve(&r.package, &r.revision).await?;
             Ok(answer(form, &proto::ResolveResponse { package: r.package.to_string(), top_hash }))
         }
         "list_tables" => {
-            let (req, form) = request::<proto::ListTablesRequest>(action, body)?;
-            let r = reference(action, &req.r#ref)?;
-            readable(&r.package)?;
-            let top_hash = registry.resolve(&r.package, &r.revision).await?;
-            let manifest = engine.manifest(&top_hash).await?;
-            let tables = table::list(&manifest)
-                .into_iter()
-                .map(|(path, format)| proto::TableSummary {
-                    uri: DatasetUri::table(&r.package, &top_hash, &path).to_string(),
-                    format: format.name().to_owned(),
-                    path,
-                })
-                .collect();
-            Ok(answer(form, &proto::ListTablesResponse { package: r.package.to_string(), top_hash, tables }))
+            let (req, form) = request(action, body)?;
+            Ok(answer(form, &list_tables(&call, req).await?))
         }
         "metrics" => {
             let (_, form) = request::<proto::MetricsRequest>(action, body)?;
-            let m = crate::metrics::snapshot();
-            let response = proto::MetricsResponse {
-                bytes_read: m.bytes_read,
-                rows_scanned: m.rows_scanned,
-                do_get: m.do_get,
-                do_get_cached: m.do_get_cached,
-                rows_sent: m.rows_sent,
-                batches_sent: m.batches_sent,
-                bytes_sent: m.bytes_sent,
-                do_put: m.do_put,
-            };
-            Ok(answer(form, &response))
+            Ok(answer(form, &metrics()))
         }
         other => {
             let known: Vec<&str> = ACTIONS.iter().map(|(n, _)| *n).collect();
@@ -196,5 +142,96 @@ pub async fn run(
                 known.join(", ")
             )))
         }
+    }
+}
+
+async fn list_packages(
+    call: &Call<'_>,
+    req: proto::ListPackagesRequest,
+) -> Result<proto::ListPackagesResponse, Status> {
+    let pattern = if req.pattern.is_empty() { "*" } else { req.pattern.as_str() };
+    let packages = call.engine.registry().list_packages().await?;
+    let packages = packages
+        .into_iter()
+        .filter(|p| glob_match(pattern, &p.name) && call.principal.may(Access::Read, &p.name))
+        .map(|p| proto::PackageSummary { name: p.name, latest: p.latest })
+        .collect();
+    Ok(proto::ListPackagesResponse { packages })
+}
+
+async fn list_revisions(
+    call: &Call<'_>,
+    req: proto::ListRevisionsRequest,
+) -> Result<proto::ListRevisionsResponse, Status> {
+    if req.package.is_empty() {
+        return Err(Status::invalid_argument("list_revisions: the body needs \"package\""));
+    }
+    let name: PackageName = req.package.parse()?;
+    call.readable(&name)?;
+    let revisions = call.engine.registry().revisions(&name).await?;
+    let revisions = revisions
+        .into_iter()
+        .map(|r| proto::RevisionSummary {
+            top_hash: r.top_hash,
+            timestamp: r.timestamp,
+            message: r.message,
+            tags: r.tags,
+        })
+        .collect();
+    Ok(proto::ListRevisionsResponse { revisions })
+}
+
+async fn browse(call: &Call<'_>, req: proto::BrowseRequest) -> Result<proto::BrowseResponse, Status> {
+    let r = reference("browse", &req.r#ref)?;
+    call.readable(&r.package)?;
+    let prefix = Some(req.prefix).filter(|p| !p.is_empty()).or(r.subpath.clone()).unwrap_or_default();
+    // Streamed, as the CLI's browse: only the entries under the prefix are kept.
+    let manifest = call.engine.registry().load_under(&r, &prefix).await?;
+    let entries = manifest
+        .entries
+        .iter()
+        .map(|e| proto::Entry {
+            logical_key: e.logical_key.clone(),
+            size: e.size,
+            hash: Some(proto::EntryHash { r#type: e.hash.kind.clone(), value: e.hash.value.clone() }),
+            meta: Some(&e.meta).filter(|m| !m.is_null()).map(ToString::to_string),
+        })
+        .collect();
+    Ok(proto::BrowseResponse {
+        package: r.package.to_string(),
+        top_hash: manifest.top_hash.clone(),
+        message: manifest.message().map(str::to_owned),
+        user_meta: manifest.user_meta().map(ToString::to_string),
+        entries,
+    })
+}
+
+async fn list_tables(call: &Call<'_>, req: proto::ListTablesRequest) -> Result<proto::ListTablesResponse, Status> {
+    let r = reference("list_tables", &req.r#ref)?;
+    call.readable(&r.package)?;
+    let top_hash = call.engine.registry().resolve(&r.package, &r.revision).await?;
+    let manifest = call.engine.manifest(&top_hash).await?;
+    let tables = table::list(&manifest)
+        .into_iter()
+        .map(|(path, format)| proto::TableSummary {
+            uri: DatasetUri::table(&r.package, &top_hash, &path).to_string(),
+            format: format.name().to_owned(),
+            path,
+        })
+        .collect();
+    Ok(proto::ListTablesResponse { package: r.package.to_string(), top_hash, tables })
+}
+
+fn metrics() -> proto::MetricsResponse {
+    let m = crate::metrics::snapshot();
+    proto::MetricsResponse {
+        bytes_read: m.bytes_read,
+        rows_scanned: m.rows_scanned,
+        do_get: m.do_get,
+        do_get_cached: m.do_get_cached,
+        rows_sent: m.rows_sent,
+        batches_sent: m.batches_sent,
+        bytes_sent: m.bytes_sent,
+        do_put: m.do_put,
     }
 }

@@ -16,7 +16,7 @@ enum Named {
     /// A dataset URI.
     Text(String),
     /// A typed request.
-    Typed(proto::DatasetRequest),
+    Typed(Box<proto::DatasetRequest>),
 }
 
 /// The dataset a GetFlightInfo or GetSchema descriptor names, and its form.
@@ -44,16 +44,20 @@ fn named(d: &FlightDescriptor) -> Result<Named, Status> {
     }
     match d.r#type() {
         DescriptorType::Cmd => match proto::unpack_any(&d.cmd) {
-            Some((name, value)) if name == "DatasetRequest" => proto::DatasetRequest::decode(value)
-                .map(Named::Typed)
-                .map_err(|e| Status::invalid_argument(format!("the CMD descriptor is not a valid DatasetRequest: {e}"))),
+            Some((name, value)) if name == "DatasetRequest" => {
+                proto::DatasetRequest::decode(value).map(|r| Named::Typed(Box::new(r))).map_err(|e| {
+                    Status::invalid_argument(format!("the CMD descriptor is not a valid DatasetRequest: {e}"))
+                })
+            }
             Some((name, _)) => Err(Status::invalid_argument(format!(
                 "the CMD descriptor packs sheaf.v1.{}; a dataset is named by sheaf.v1.DatasetRequest or a dataset URI",
                 crate::query::limits::excerpt(&name)
             ))),
-            None => String::from_utf8(d.cmd.to_vec())
-                .map(Named::Text)
-                .map_err(|_| Status::invalid_argument("the CMD descriptor is neither a dataset URI (UTF-8) nor a packed sheaf.v1.DatasetRequest")),
+            None => String::from_utf8(d.cmd.to_vec()).map(Named::Text).map_err(|_| {
+                Status::invalid_argument(
+                    "the CMD descriptor is neither a dataset URI (UTF-8) nor a packed sheaf.v1.DatasetRequest",
+                )
+            }),
         },
         DescriptorType::Path => Ok(Named::Text(d.path.join("/"))),
         DescriptorType::Unknown => Err(Status::invalid_argument("descriptor type is neither CMD nor PATH")),
@@ -102,7 +106,8 @@ mod tests {
         let tagged = proto::DatasetRequest { package: "demo/weather:v1".into(), ..base.clone() };
         let (uri, _) = dataset(&FlightDescriptor::new_cmd(proto::pack(&tagged))).unwrap();
         assert_eq!(uri.revision, crate::registry::Revision::Tag("v1".into()));
-        let both = proto::DatasetRequest { revision: Some(proto::dataset_request::Revision::Tag("v2".into())), ..tagged };
+        let both =
+            proto::DatasetRequest { revision: Some(proto::dataset_request::Revision::Tag("v2".into())), ..tagged };
         assert!(bad(both).contains("already names a revision"));
         // A packed message of another type is named.
         let other = FlightDescriptor::new_cmd(proto::pack(&proto::ResolveRequest::default()));

@@ -126,7 +126,7 @@ async fn do_get(flight: Arc<SheafFlight>, request: http::Request<Body>) -> http:
         flight.messages(ticket.ticket, &principal, &note).await
     };
     match result.await {
-        Ok(messages) => streaming_response(messages),
+        Ok(messages) => streaming_response(messages.boxed()),
         Err(status) => status.into_http(),
     }
 }

@@ -17,6 +17,7 @@ pub mod audit;
 pub mod auth;
 pub mod cache;
 pub mod descriptor;
+pub mod doget;
 pub mod encode;
 pub mod grpc;
 pub mod hygiene;

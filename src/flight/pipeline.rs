@@ -74,7 +74,7 @@ impl Gates {
 /// Produces `batches` on a task under the `gates` and `limits`; `what`
 /// names the read in errors.
 pub fn scan(
-    mut batches: BoxStream<'static, Result<RecordBatch, query::Error>>,
+    batches: BoxStream<'static, Result<RecordBatch, query::Error>>,
     gates: Gates,
     limits: StreamLimits,
     what: String,
@@ -84,60 +84,7 @@ pub fn scan(
     let producer = async move {
         let (tx, rx) = mpsc::channel::<Message>(READ_AHEAD);
         let task_what = what.clone();
-        tokio::spawn(async move {
-            let what = task_what;
-            let fail = |status: Status| *failed.lock().expect("outcome poisoned") = Some(status);
-            let _open = tokio::select! {
-                _ = tx.closed() => return,
-                slot = gates.open.clone().acquire_owned() => slot.expect("the open-scan semaphore is never closed"),
-            };
-            let scans = gates.scans;
-            let mut busy = Duration::ZERO;
-            loop {
-                // Room in the buffer means the client is taking data.
-                let slot = match tokio::time::timeout(limits.stall_timeout, tx.reserve()).await {
-                    Ok(Ok(slot)) => slot,
-                    Ok(Err(_)) => return, // the client went away
-                    Err(_) => {
-                        tracing::warn!(read = %what, timeout_s = limits.stall_timeout.as_secs_f64(), "DoGet stalled: the client took no data; stream ended");
-                        return fail(Status::deadline_exceeded(format!(
-                            "reading {what}: the client took no data for {:?}; the stream was ended",
-                            limits.stall_timeout
-                        )));
-                    }
-                };
-                let turn = tokio::select! {
-                    _ = tx.closed() => return,
-                    turn = scans.clone().acquire_owned() => turn.expect("the scan semaphore is never closed"),
-                };
-                let started = Instant::now();
-                let left = limits.time_budget.saturating_sub(busy);
-                let next = tokio::select! {
-                    _ = tx.closed() => return,
-                    _ = tokio::time::sleep(left) => {
-                        return slot.send(Message::Batch(Err(Status::deadline_exceeded(format!(
-                            "reading {what} used its time budget of {:?}; ask for less (columns, filter, partitions)",
-                            limits.time_budget
-                        )))));
-                    }
-                    next = AssertUnwindSafe(batches.next()).catch_unwind() => next,
-                };
-                busy += started.elapsed();
-                drop(turn);
-                match next {
-                    Ok(Some(Ok(batch))) => slot.send(Message::Batch(Ok(batch))),
-                    Ok(Some(Err(e))) => return slot.send(Message::Batch(Err(status::from_query(&e)))),
-                    Ok(None) => return slot.send(Message::End),
-                    Err(panic) => {
-                        let message = panic_message(panic.as_ref());
-                        tracing::error!(read = %what, panic = %message, "a DoGet scan panicked");
-                        return slot.send(Message::Batch(Err(status::from_query(&query::Error::Panicked(format!(
-                            "reading {what}"
-                        ))))));
-                    }
-                }
-            }
-        });
+        tokio::spawn(produce(batches, tx, gates, limits, task_what, failed));
         stream::unfold(Some(rx), move |rx| {
             let outcome = outcome.clone();
             let what = what.clone();
@@ -158,6 +105,70 @@ pub fn scan(
         })
     };
     stream::once(producer).flatten().boxed()
+}
+
+/// The producing task of [`scan`]: waits for an open-scan slot, then for
+/// each batch waits for room in the client's buffer (at most the stall
+/// timeout) and for a scan turn, and produces it within the time budget.
+/// A failure it cannot send is left in `failed`.
+async fn produce(
+    mut batches: BoxStream<'static, Result<RecordBatch, query::Error>>,
+    tx: mpsc::Sender<Message>,
+    gates: Gates,
+    limits: StreamLimits,
+    what: String,
+    failed: Arc<Mutex<Option<Status>>>,
+) {
+    let fail = |status: Status| *failed.lock().expect("outcome poisoned") = Some(status);
+    let _open = tokio::select! {
+        _ = tx.closed() => return,
+        slot = gates.open.clone().acquire_owned() => slot.expect("the open-scan semaphore is never closed"),
+    };
+    let scans = gates.scans;
+    let mut busy = Duration::ZERO;
+    loop {
+        // Room in the buffer means the client is taking data.
+        let slot = match tokio::time::timeout(limits.stall_timeout, tx.reserve()).await {
+            Ok(Ok(slot)) => slot,
+            Ok(Err(_)) => return, // the client went away
+            Err(_) => {
+                tracing::warn!(read = %what, timeout_s = limits.stall_timeout.as_secs_f64(), "DoGet stalled: the client took no data; stream ended");
+                return fail(Status::deadline_exceeded(format!(
+                    "reading {what}: the client took no data for {:?}; the stream was ended",
+                    limits.stall_timeout
+                )));
+            }
+        };
+        let turn = tokio::select! {
+            _ = tx.closed() => return,
+            turn = scans.clone().acquire_owned() => turn.expect("the scan semaphore is never closed"),
+        };
+        let started = Instant::now();
+        let left = limits.time_budget.saturating_sub(busy);
+        let next = tokio::select! {
+            _ = tx.closed() => return,
+            _ = tokio::time::sleep(left) => {
+                return slot.send(Message::Batch(Err(Status::deadline_exceeded(format!(
+                    "reading {what} used its time budget of {:?}; ask for less (columns, filter, partitions)",
+                    limits.time_budget
+                )))));
+            }
+            next = AssertUnwindSafe(batches.next()).catch_unwind() => next,
+        };
+        busy += started.elapsed();
+        drop(turn);
+        match next {
+            Ok(Some(Ok(batch))) => slot.send(Message::Batch(Ok(batch))),
+            Ok(Some(Err(e))) => return slot.send(Message::Batch(Err(status::from_query(&e)))),
+            Ok(None) => return slot.send(Message::End),
+            Err(panic) => {
+                let message = panic_message(panic.as_ref());
+                tracing::error!(read = %what, panic = %message, "a DoGet scan panicked");
+                return slot
+                    .send(Message::Batch(Err(status::from_query(&query::Error::Panicked(format!("reading {what}"))))));
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,18 +1,18 @@
 //! The Arrow Flight service: RPCs over the query engine.
 
 use super::actions;
-use super::descriptor;
 use super::audit::AuditNote;
 use super::auth::Authenticator;
 use super::cache::StreamCache;
-use super::encode::{self, WireMessage};
+use super::descriptor;
+use super::doget::DoGetStream;
+use super::encode::WireMessage;
 use super::pipeline::{self, Gates, StreamLimits};
+use crate::auth::glob_match;
 use crate::auth::{Access, Principal};
 use crate::metrics;
-use crate::auth::glob_match;
 use crate::proto::{self, Form};
-use crate::query::{Compression, DatasetUri, Engine, Plan, ReadStats, table};
-use arrow::ipc::CompressionType;
+use crate::query::{Compression, DatasetUri, Engine, Plan, table};
 use arrow::ipc::writer::IpcWriteOptions;
 use arrow_flight::flight_service_server::FlightService;
 use arrow_flight::{
@@ -25,7 +25,6 @@ use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use prost::Message;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
 use tonic::{Request, Response, Status, Streaming};
 
 /// Sheaf's Flight service.
@@ -37,47 +36,6 @@ pub struct SheafFlight {
     gates: Gates,
     limits: StreamLimits,
     auth: Arc<Authenticator>,
-}
-
-/// Counts what one DoGet sent, and logs it when the stream ends.
-struct Tally {
-    what: String,
-    started: Instant,
-    cached: bool,
-    rows: u64,
-    batches: u64,
-    bytes: u64,
-    stats: Option<Arc<ReadStats>>,
-}
-
-impl Tally {
-    fn message(&mut self, m: &WireMessage) {
-        let bytes = m.bytes();
-        self.bytes += bytes;
-        metrics::BYTES_SENT.add(bytes);
-        if let Some(rows) = m.batch_rows() {
-            self.batches += 1;
-            self.rows += rows;
-            metrics::BATCHES_SENT.add(1);
-            metrics::ROWS_SENT.add(rows);
-        }
-    }
-
-    fn finish(&self, error: Option<&Status>) {
-        let (rows_scanned, bytes_scanned) =
-            self.stats.as_ref().map_or((0, 0), |s| (s.rows_scanned(), s.bytes_scanned()));
-        let elapsed_ms = self.started.elapsed().as_secs_f64() * 1000.0;
-        match error {
-            None => {
-                tracing::info!(ticket = %self.what, cached = self.cached, rows_sent = self.rows, batches_sent = self.batches,
-                bytes_sent = self.bytes, rows_scanned, bytes_scanned, elapsed_ms, "DoGet finished")
-            }
-            Some(e) => {
-                tracing::warn!(ticket = %self.what, rows_sent = self.rows, code = ?e.code(), error = %e.message(),
-                elapsed_ms, "DoGet failed")
-            }
-        }
-    }
 }
 
 impl SheafFlight {
@@ -140,7 +98,7 @@ impl SheafFlight {
         let mut ticket = ticket.clone();
         ticket.signature.clear();
         if let Some(tag) = self.auth.sign(&ticket.encode_to_vec()) {
-            ticket.signature = tag.into();
+            ticket.signature = tag;
         }
         ticket.encode_to_vec()
     }
@@ -158,14 +116,14 @@ impl SheafFlight {
         Ok(ticket)
     }
 
-    /// The encoded messages of a DoGet: from the cache when this ticket was
-    /// read before, else executed, encoded and recorded for the cache.
+    /// The encoded messages of a DoGet ([`DoGetStream`]): from the cache
+    /// when this ticket was read before, else executed, encoded and recorded.
     pub async fn messages(
         &self,
         ticket_bytes: Bytes,
         principal: &Principal,
         note: &AuditNote,
-    ) -> Result<BoxStream<'static, Result<WireMessage, Status>>, Status> {
+    ) -> Result<DoGetStream, Status> {
         let ticket = self.open_ticket(ticket_bytes.clone())?;
         note.target(&ticket.package, Some(&ticket.top_hash), Some(&ticket.path));
         let package: crate::registry::PackageName = ticket
@@ -178,56 +136,13 @@ impl SheafFlight {
         let what = format!("{}@{}/{} partition {}", ticket.package, ticket.top_hash, ticket.path, ticket.partition);
         let what = crate::query::limits::clip(&what, 400).into_owned();
         metrics::DO_GET.add(1);
-        let mut tally =
-            Tally { what, started: Instant::now(), cached: false, rows: 0, batches: 0, bytes: 0, stats: None };
         if let Some(cached) = self.cache.get(&ticket_bytes) {
-            metrics::DO_GET_CACHED.add(1);
-            tally.cached = true;
-            tracing::debug!(ticket = %tally.what, "DoGet from the cache");
-            let sent = stream::unfold((0, tally), move |(i, mut tally)| {
-                let next = cached.get(i).map(|m| {
-                    tally.message(m);
-                    m.clone()
-                });
-                if next.is_none() {
-                    tally.finish(None);
-                }
-                futures::future::ready(next.map(|m| (Ok(m), (i + 1, tally))))
-            });
-            return Ok(sent.boxed());
+            return Ok(DoGetStream::cached(cached, what));
         }
         let compression = Compression::parse(ticket.query.as_ref().map(|q| q.compression.as_str()).unwrap_or(""))?;
-        let options = IpcWriteOptions::default()
-            .try_with_compression(self::compression(compression))
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let execution = self.engine.execute(ticket).await?;
-        tally.stats = Some(execution.stats.clone());
-        tracing::debug!(ticket = %tally.what, "DoGet");
-        // The scan starts when the response body is first polled (no request
-        // timeout while it waits for a permit).
-        let batches = pipeline::scan(execution.batches, self.gates.clone(), self.limits, tally.what.clone());
-        let encoded = encode::encode(execution.schema, options, compression != Compression::None, batches);
         let recording = self.cache.record(ticket_bytes.to_vec());
-        let sent = stream::unfold(Some((encoded.boxed(), recording, tally)), |state| async move {
-            let (mut encoded, mut recording, mut tally) = state?;
-            match encoded.next().await {
-                Some(Ok(m)) => {
-                    tally.message(&m);
-                    recording.push(&m);
-                    Some((Ok(m), Some((encoded, recording, tally))))
-                }
-                Some(Err(status)) => {
-                    tally.finish(Some(&status));
-                    Some((Err(status), None))
-                }
-                None => {
-                    tally.finish(None);
-                    recording.finish();
-                    None
-                }
-            }
-        });
-        Ok(sent.boxed())
+        DoGetStream::scanned(execution, compression, (self.gates.clone(), self.limits), recording, what)
     }
 
     /// The FlightInfo of a plan; its metadata in the request's `form`.
@@ -260,14 +175,6 @@ impl SheafFlight {
             .with_ordered(true)
             .with_app_metadata(form.encode(&meta, false));
         Ok(info)
-    }
-}
-
-fn compression(c: Compression) -> Option<CompressionType> {
-    match c {
-        Compression::None => None,
-        Compression::Zstd => Some(CompressionType::ZSTD),
-        Compression::Lz4 => Some(CompressionType::LZ4_FRAME),
     }
 }
 

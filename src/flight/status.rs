@@ -44,7 +44,11 @@ const ERROR_INFO_URL: &str = "type.googleapis.com/google.rpc.ErrorInfo";
 /// (`package`, `top_hash`, `path`, `column`).
 pub fn detailed(status: Status, reason: ErrorReason, fields: &[(&str, &str)]) -> Status {
     let metadata = fields.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
-    let info = pb::ErrorInfo { reason: reason.as_str_name().to_owned(), domain: DOMAIN.to_owned(), metadata: metadata.collect() };
+    let info = pb::ErrorInfo {
+        reason: reason.as_str_name().to_owned(),
+        domain: DOMAIN.to_owned(),
+        metadata: metadata.collect(),
+    };
     // The message stays out of the detail: only `grpc-message` carries it,
     // after the hygiene layer has cleaned it.
     let rpc = pb::Status { code: status.code() as i32, message: String::new(), details: vec![any(&info)] };

@@ -159,12 +159,7 @@ impl StreamHasher {
         }
     }
 
-    /// Bytes fed so far.
-    pub fn bytes_seen(&self) -> u64 {
-        self.seen
-    }
-
-    /// The hash of everything fed, or `Err(bytes_seen)` when that differs from
+    /// The hash of everything fed, or `Err(bytes fed)` when that differs from
     /// the size given at construction.
     pub fn finish(self) -> Result<EntryHash, u64> {
         if self.seen != self.expected_size {

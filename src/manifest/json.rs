@@ -449,6 +449,7 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    #[allow(clippy::approx_constant)] // the digits of pi are the point: repr must print them all
     fn floats_match_python_repr() {
         let cases = [
             (1.0, "1.0"),

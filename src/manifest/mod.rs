@@ -261,11 +261,6 @@ impl Manifest {
     pub fn user_meta(&self) -> Option<&Value> {
         self.header.get("user_meta")
     }
-
-    /// Total size of all entries in bytes.
-    pub fn total_size(&self) -> u64 {
-        self.entries().map(|e| e.size).sum()
-    }
 }
 
 impl Line {

@@ -10,7 +10,7 @@
 use super::{Entry, Error, Line, OBSOLETE_TOP_HASH_KEY, json};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 
 /// The top hash, computed incrementally: the header, then each entry in
 /// manifest order (quilt3's `Package.top_hash`).
@@ -153,9 +153,7 @@ impl LineParser {
             if self.previous.as_deref() == Some(e.logical_key.as_str()) {
                 return Err(Error::DuplicateKey(e.logical_key.clone()));
             }
-            let mut h = self.keys.build_hasher();
-            e.logical_key.hash(&mut h);
-            self.fingerprints.push(h.finish());
+            self.fingerprints.push(self.keys.hash_one(&e.logical_key));
             self.previous = Some(e.logical_key.clone());
             let hasher = self.hasher.as_mut().expect("header read first");
             match &exact {

@@ -4,13 +4,13 @@
 //! [`super::plan`], column plans in [`super::prepare`], Parquet scans in
 //! [`super::scan`], the manifest table in [`super::manifest_table`].
 
+use super::Error;
 use super::manifest_table;
 use super::prepare::prepare;
 use super::scan::{sample_sequential, shape};
 use super::shape::Selector;
 use super::sources::{self, PARQUET_BATCH_ROWS};
 use super::table::{self, Format, Table};
-use super::Error;
 use crate::manifest::{Entry, Manifest};
 use crate::proto::Ticket;
 use crate::registry::Registry;
@@ -75,7 +75,6 @@ pub struct Engine {
     schemas: Cache<String, SchemaRef>,
 }
 
-
 /// Cache key of an entry's derived data. The physical key is part of it:
 /// whether data may be read depends on where it is, so a cached result must
 /// never skip the read policy.
@@ -136,7 +135,9 @@ impl Engine {
     /// The schema and layout of a table. Parquet parts must share a schema.
     pub(super) async fn describe(&self, table: &Table, content: bool) -> Result<(SchemaRef, Layout), Error> {
         match table.format {
-            Format::Manifest => Ok((manifest_table::schema(content), Layout::Sequential(Some(table.entries.len() as u64)))),
+            Format::Manifest => {
+                Ok((manifest_table::schema(content), Layout::Sequential(Some(table.entries.len() as u64))))
+            }
             Format::Parquet => {
                 let footers: Vec<Arc<ArrowReaderMetadata>> =
                     stream::iter(&table.entries).then(|e| self.footer(e)).try_collect().await?;

@@ -201,57 +201,7 @@ pub fn check_expr(expr: &Expr, filter: &str, table: &str) -> Result<(), Error> {
             Expr::BinaryExpr(b) if b.op == datafusion::logical_expr::Operator::StringConcat => concatenated += 1,
             _ => {}
         }
-        let problem = match e {
-            Expr::ScalarFunction(f) => {
-                let name = f.name().to_ascii_lowercase();
-                if !ALLOWED_FUNCTIONS.contains(&name.as_str()) {
-                    Some(format!("function {name} is not allowed in filters: {}", refusal_reason(&name)))
-                } else if name.starts_with("regexp_") {
-                    // regexp_*(value, pattern [, start] [, flags]): flags are last.
-                    let flags = f.args.iter().skip(2).filter_map(text_literal).next_back().unwrap_or("");
-                    f.args.get(1).and_then(text_literal).and_then(|p| pattern_problem(p, flags.contains('i')))
-                } else {
-                    None
-                }
-            }
-            Expr::BinaryExpr(b) => {
-                use datafusion::logical_expr::Operator as Op;
-                match b.op {
-                    Op::RegexMatch | Op::RegexNotMatch | Op::RegexIMatch | Op::RegexNotIMatch => {
-                        let insensitive = matches!(b.op, Op::RegexIMatch | Op::RegexNotIMatch);
-                        text_literal(&b.right).and_then(|p| pattern_problem(p, insensitive))
-                    }
-                    _ => None,
-                }
-            }
-            Expr::Alias(_)
-            | Expr::Column(_)
-            | Expr::Literal(..)
-            | Expr::Like(_)
-            | Expr::SimilarTo(_)
-            | Expr::Not(_)
-            | Expr::IsNotNull(_)
-            | Expr::IsNull(_)
-            | Expr::IsTrue(_)
-            | Expr::IsFalse(_)
-            | Expr::IsUnknown(_)
-            | Expr::IsNotTrue(_)
-            | Expr::IsNotFalse(_)
-            | Expr::IsNotUnknown(_)
-            | Expr::Negative(_)
-            | Expr::Between(_)
-            | Expr::Case(_)
-            | Expr::Cast(_)
-            | Expr::TryCast(_)
-            | Expr::InList(_) => None,
-            Expr::AggregateFunction(_) | Expr::WindowFunction(_) => {
-                Some("aggregate and window functions are not allowed in filters".to_owned())
-            }
-            Expr::ScalarSubquery(_) | Expr::Exists(_) | Expr::InSubquery(_) | Expr::SetComparison(_) => {
-                Some("subqueries are not allowed in filters".to_owned())
-            }
-            other => Some(format!("{} is not allowed in filters", excerpt(&other.to_string()))),
-        };
+        let problem = node_problem(e);
         match problem {
             Some(p) => {
                 refused = Some(Error::invalid(format!("invalid filter {} on {table}: {p}", excerpt(filter))));
@@ -267,6 +217,62 @@ pub fn check_expr(expr: &Expr, filter: &str, table: &str) -> Result<(), Error> {
         )));
     }
     refused.map_or(Ok(()), Err)
+}
+
+/// Why one node of a filter is refused, if it is: a function outside the
+/// allowed list, a regular expression too costly, an aggregate, a subquery.
+fn node_problem(e: &Expr) -> Option<String> {
+    match e {
+        Expr::ScalarFunction(f) => {
+            let name = f.name().to_ascii_lowercase();
+            if !ALLOWED_FUNCTIONS.contains(&name.as_str()) {
+                Some(format!("function {name} is not allowed in filters: {}", refusal_reason(&name)))
+            } else if name.starts_with("regexp_") {
+                // regexp_*(value, pattern [, start] [, flags]): flags are last.
+                let flags = f.args.iter().skip(2).filter_map(text_literal).next_back().unwrap_or("");
+                f.args.get(1).and_then(text_literal).and_then(|p| pattern_problem(p, flags.contains('i')))
+            } else {
+                None
+            }
+        }
+        Expr::BinaryExpr(b) => {
+            use datafusion::logical_expr::Operator as Op;
+            match b.op {
+                Op::RegexMatch | Op::RegexNotMatch | Op::RegexIMatch | Op::RegexNotIMatch => {
+                    let insensitive = matches!(b.op, Op::RegexIMatch | Op::RegexNotIMatch);
+                    text_literal(&b.right).and_then(|p| pattern_problem(p, insensitive))
+                }
+                _ => None,
+            }
+        }
+        Expr::Alias(_)
+        | Expr::Column(_)
+        | Expr::Literal(..)
+        | Expr::Like(_)
+        | Expr::SimilarTo(_)
+        | Expr::Not(_)
+        | Expr::IsNotNull(_)
+        | Expr::IsNull(_)
+        | Expr::IsTrue(_)
+        | Expr::IsFalse(_)
+        | Expr::IsUnknown(_)
+        | Expr::IsNotTrue(_)
+        | Expr::IsNotFalse(_)
+        | Expr::IsNotUnknown(_)
+        | Expr::Negative(_)
+        | Expr::Between(_)
+        | Expr::Case(_)
+        | Expr::Cast(_)
+        | Expr::TryCast(_)
+        | Expr::InList(_) => None,
+        Expr::AggregateFunction(_) | Expr::WindowFunction(_) => {
+            Some("aggregate and window functions are not allowed in filters".to_owned())
+        }
+        Expr::ScalarSubquery(_) | Expr::Exists(_) | Expr::InSubquery(_) | Expr::SetComparison(_) => {
+            Some("subqueries are not allowed in filters".to_owned())
+        }
+        other => Some(format!("{} is not allowed in filters", excerpt(&other.to_string()))),
+    }
 }
 
 /// The text of a string literal.

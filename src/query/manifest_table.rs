@@ -3,13 +3,13 @@
 //! entries per endpoint. Rows are chosen on the entry columns before any
 //! content is fetched.
 
+use super::Error;
 use super::engine::{Execution, ReadStats};
 use super::prepare::prepare;
 use super::scan::select_rows;
 use super::shape::{Projector, Selector};
 use super::sources;
 use super::table::Table;
-use super::Error;
 use crate::manifest::Entry;
 use crate::proto::{Query, Ticket};
 use crate::registry::Registry;
@@ -121,8 +121,7 @@ fn rows(
                 }
                 let mut columns = batch.columns().to_vec();
                 columns.push(Arc::new(content.finish()));
-                RecordBatch::try_new(schema(true), columns)
-                    .map_err(|e| Error::engine("building the manifest table", e))
+                RecordBatch::try_new(schema(true), columns).map_err(|e| Error::engine("building the manifest table", e))
             }
         })
         .boxed()

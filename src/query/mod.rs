@@ -22,7 +22,7 @@ pub mod table;
 pub mod uri;
 
 pub use engine::{Engine, Execution, ReadStats};
+pub use error::{Error, panic_message};
 pub use plan::Plan;
 pub use scan::read_ahead;
-pub use error::{Error, panic_message};
 pub use uri::{Compression, DatasetUri, PutTarget, QuerySpec};

@@ -182,7 +182,10 @@ fn region(t: &Ticket, layout: &Layout, entries: &[Entry], table_rows: Option<u64
                 .iter()
                 .map(|s| {
                     let part = entries.iter().position(|e| e.logical_key == s.logical_key).expect("a part");
-                    parts[part][s.row_group_start as usize..s.row_group_end as usize].iter().map(|(r, _)| r).sum::<u64>()
+                    parts[part][s.row_group_start as usize..s.row_group_end as usize]
+                        .iter()
+                        .map(|(r, _)| r)
+                        .sum::<u64>()
                 })
                 .sum();
             Some((first, rows))
@@ -305,4 +308,3 @@ mod tests {
         assert_eq!(check(&[5; 8], 4), vec![(0, 2), (2, 4), (4, 6), (6, 8)]);
     }
 }
-

@@ -35,9 +35,12 @@ pub(super) fn prepare(schema: &SchemaRef, query: &Query, table: &str) -> Result<
     limits::on_planning_stack(|| prepare_checked(schema, query, table))
 }
 
+/// A filter parsed, and bound to a schema.
+type Bound = (Expr, Arc<dyn PhysicalExpr>);
+
 fn prepare_checked(schema: &SchemaRef, query: &Query, table: &str) -> Result<Prepared, Error> {
     let ctx = super::engine::session();
-    let parse = |schema: &SchemaRef| -> Result<Option<(Expr, Arc<dyn PhysicalExpr>)>, Error> {
+    let parse = |schema: &SchemaRef| -> Result<Option<Bound>, Error> {
         if query.filter.trim().is_empty() {
             return Ok(None);
         }
@@ -76,12 +79,10 @@ fn prepare_checked(schema: &SchemaRef, query: &Query, table: &str) -> Result<Pre
     };
     if let Some((expr, _)) = &full {
         for col in expr.column_refs() {
-            let i = schema
-                .index_of(&col.name)
-                .map_err(|_| Error::UnknownColumn {
-                    column: col.name.clone(),
-                    message: format!("unknown column {} in {table}", limits::excerpt(&col.name)),
-                })?;
+            let i = schema.index_of(&col.name).map_err(|_| Error::UnknownColumn {
+                column: col.name.clone(),
+                message: format!("unknown column {} in {table}", limits::excerpt(&col.name)),
+            })?;
             needed.push(i);
         }
     }

@@ -75,7 +75,8 @@ impl Engine {
                 false => None,
             };
             let groups = halves.clone().map_or_else(|| vec![prepared.needed.clone()], |(a, b)| vec![a, b]);
-            let plans: Vec<Arc<dyn ExecutionPlan>> = groups.into_iter().map(|g| scan.plan(g)).collect::<Result<_, _>>()?;
+            let plans: Vec<Arc<dyn ExecutionPlan>> =
+                groups.into_iter().map(|g| scan.plan(g)).collect::<Result<_, _>>()?;
             let what = format!("reading {}", entry.logical_key);
             let mut scans = Vec::with_capacity(plans.len());
             for plan in &plans {
@@ -101,8 +102,9 @@ impl Engine {
 fn access_plan(row_groups: &[RowGroupMetaData], slice: &Slice, query: &Query) -> ParquetAccessPlan {
     let mut access = ParquetAccessPlan::new_none(row_groups.len());
     let mut first = slice.first_row;
-    for rg in slice.row_group_start as usize..slice.row_group_end as usize {
-        let rows = row_groups[rg].num_rows() as usize;
+    let (start, end) = (slice.row_group_start as usize, slice.row_group_end as usize);
+    for (rg, group) in row_groups.iter().enumerate().take(end).skip(start) {
+        let rows = group.num_rows() as usize;
         match query.sample_threshold {
             None => access.set(rg, RowGroupAccess::Scan),
             Some(t) => access.set(rg, RowGroupAccess::Selection(sample::row_selection(query.seed, t, first, rows))),

@@ -106,7 +106,10 @@ fn target(
     let r: PackageRef = package.parse()?;
     let name = r.package;
     if r.subpath.is_some() {
-        return Err(Error::invalid(format!("package {}: give the table as path, not in the package", excerpt(package))));
+        return Err(Error::invalid(format!(
+            "package {}: give the table as path, not in the package",
+            excerpt(package)
+        )));
     }
     let in_package = package.contains(['@', ':']);
     let revision = match revision {
@@ -229,10 +232,13 @@ impl DatasetUri {
     }
 }
 
+/// A URI's package reference, decoded path and decoded parameters.
+type SplitUri = (PackageRef, String, Vec<(String, String)>);
+
 /// Splits `sheaf://OWNER/NAME[@REV][/PATH][?QUERY]` (the scheme is
 /// optional) into the package reference, the decoded path (empty when there
 /// is none) and the decoded parameters, refusing a parameter given twice.
-fn split_uri(text: &str) -> Result<(PackageRef, String, Vec<(String, String)>), String> {
+fn split_uri(text: &str) -> Result<SplitUri, String> {
     let rest = text.strip_prefix(SCHEME).unwrap_or(text);
     let (location, query) = rest.split_once('?').unwrap_or((rest, ""));
     // Package and revision are split off the raw text; the path is decoded
@@ -252,7 +258,7 @@ fn split_uri(text: &str) -> Result<(PackageRef, String, Vec<(String, String)>), 
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         let value = percent_decode_str(value).decode_utf8().map_err(|e| e.to_string())?.into_owned();
         if !seen.insert(key.to_owned()) {
-            return Err(format!("parameter {} given twice", excerpt(&key)));
+            return Err(format!("parameter {} given twice", excerpt(key)));
         }
         params.push((key.to_owned(), value));
     }

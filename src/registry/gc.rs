@@ -469,48 +469,7 @@ impl Registry {
         }
 
         if opts.delete {
-            let root = self.location.local_root.clone();
-            let url = self.url().to_string();
-            let results: Vec<(usize, Result<bool, String>)> = stream::iter(leftovers.iter().enumerate())
-                .filter(|(_, (l, _))| futures::future::ready(l.action == Action::WouldRemove))
-                .map(|(i, (l, store_path))| {
-                    let (root, rel, store_path, url) = (root.clone(), l.path.clone(), store_path.clone(), url.clone());
-                    async move {
-                        let outcome = match (root, store_path) {
-                            (Some(root), _) => tokio::task::spawn_blocking(move || {
-                                unlink_local(&root, &rel, cutoff).or_else(|e| match e.kind() {
-                                    std::io::ErrorKind::NotFound => Ok(true),
-                                    _ => Err(format!("removing {}: {e}", root.join(&rel).display())),
-                                })
-                            })
-                            .await
-                            .unwrap_or_else(|e| Err(format!("removal task failed: {e}"))),
-                            (None, Some(path)) => match self.store().delete(&path).await {
-                                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(true),
-                                Err(e) => Err(format!("removing {path} from {url}: {e}")),
-                            },
-                            (None, None) => Err(format!("removing {rel}: no store path")),
-                        };
-                        (i, outcome)
-                    }
-                })
-                .buffer_unordered(IO_CONCURRENCY)
-                .collect()
-                .await;
-            for (i, outcome) in results {
-                let l = &mut leftovers[i].0;
-                match outcome {
-                    Ok(true) => l.action = Action::Removed,
-                    Ok(false) => {
-                        l.action = Action::Kept;
-                        l.detail = Some("changed since it was listed (a write is using it)".into());
-                    }
-                    Err(message) => {
-                        l.action = Action::Failed;
-                        l.detail = Some(message);
-                    }
-                }
-            }
+            self.gc_remove(&mut leftovers, cutoff).await;
         }
 
         let mut leftovers: Vec<Leftover> = leftovers.into_iter().map(|(l, _)| l).collect();
@@ -531,6 +490,53 @@ impl Registry {
             kept_files: leftovers.iter().filter(|l| l.action == Action::Kept).count(),
             leftovers,
         })
+    }
+
+    /// Removes the leftovers marked [`Action::WouldRemove`], recording each
+    /// outcome: removed, kept (changed since it was listed), or failed.
+    async fn gc_remove(&self, leftovers: &mut [(Leftover, Option<Path>)], cutoff: SystemTime) {
+        let root = self.location.local_root.clone();
+        let url = self.url().to_string();
+        let results: Vec<(usize, Result<bool, String>)> = stream::iter(leftovers.iter().enumerate())
+            .filter(|(_, (l, _))| futures::future::ready(l.action == Action::WouldRemove))
+            .map(|(i, (l, store_path))| {
+                let (root, rel, store_path, url) = (root.clone(), l.path.clone(), store_path.clone(), url.clone());
+                async move {
+                    let outcome = match (root, store_path) {
+                        (Some(root), _) => tokio::task::spawn_blocking(move || {
+                            unlink_local(&root, &rel, cutoff).or_else(|e| match e.kind() {
+                                std::io::ErrorKind::NotFound => Ok(true),
+                                _ => Err(format!("removing {}: {e}", root.join(&rel).display())),
+                            })
+                        })
+                        .await
+                        .unwrap_or_else(|e| Err(format!("removal task failed: {e}"))),
+                        (None, Some(path)) => match self.store().delete(&path).await {
+                            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(true),
+                            Err(e) => Err(format!("removing {path} from {url}: {e}")),
+                        },
+                        (None, None) => Err(format!("removing {rel}: no store path")),
+                    };
+                    (i, outcome)
+                }
+            })
+            .buffer_unordered(IO_CONCURRENCY)
+            .collect()
+            .await;
+        for (i, outcome) in results {
+            let l = &mut leftovers[i].0;
+            match outcome {
+                Ok(true) => l.action = Action::Removed,
+                Ok(false) => {
+                    l.action = Action::Kept;
+                    l.detail = Some("changed since it was listed (a write is using it)".into());
+                }
+                Err(message) => {
+                    l.action = Action::Failed;
+                    l.detail = Some(message);
+                }
+            }
+        }
     }
 
     /// Reads every manifest in `.quilt/packages/` not in `skip`; returns the

@@ -178,22 +178,7 @@ impl BlobDirs {
         let tmp_name = format!("push-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
         let tmp_c = cstr(&tmp_name).expect("no NUL in a generated name");
         let tmp_err = |e| Error::io(self.root.join(TMP).join(&tmp_name).display().to_string(), e);
-        let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-        let mut direct = O_DIRECT != 0 && size >= DIRECT_MIN && self.direct_ok.load(Ordering::Relaxed);
-        // SAFETY: valid directory descriptor and NUL-terminated name.
-        let open = |flags| unsafe { libc::openat(self.tmp.as_raw_fd(), tmp_c.as_ptr(), flags, 0o666 as libc::c_uint) };
-        let mut fd = open(if direct { flags | O_DIRECT } else { flags });
-        if fd < 0 && direct && io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
-            // No O_DIRECT on this file system: buffered from now on.
-            self.direct_ok.store(false, Ordering::Relaxed);
-            direct = false;
-            fd = open(flags);
-        }
-        if fd < 0 {
-            return Err(tmp_err(io::Error::last_os_error()));
-        }
-        // SAFETY: `fd` was just opened and is owned by nothing else.
-        let out = unsafe { File::from_raw_fd(fd) };
+        let (out, direct) = self.open_staging(&tmp_c, size).map_err(tmp_err)?;
         // From here on the staging file goes away whatever happens.
         let _staged = Unlink { dir: &self.tmp, name: &tmp_c };
 
@@ -210,7 +195,7 @@ impl BlobDirs {
             } else {
                 (0..chunks).into_par_iter().map(copy).collect()
             };
-            if direct && size % ALIGN as u64 != 0 && digests.is_ok() {
+            if direct && !size.is_multiple_of(ALIGN as u64) && digests.is_ok() {
                 // The last block was written padded to the alignment.
                 out.set_len(size)?;
             }
@@ -250,11 +235,39 @@ impl BlobDirs {
         }
         drop(out);
 
+        let new = self.link(&tmp_c, &hash)?;
+        Ok(Stored { hash, new })
+    }
+
+    /// Creates the staging file `name` in `.sheaf/tmp/` (never following a
+    /// link), with O_DIRECT for a large file when the file system takes it.
+    fn open_staging(&self, name: &CString, size: u64) -> io::Result<(File, bool)> {
+        let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        let mut direct = O_DIRECT != 0 && size >= DIRECT_MIN && self.direct_ok.load(Ordering::Relaxed);
+        // SAFETY: valid directory descriptor and NUL-terminated name.
+        let open = |flags| unsafe { libc::openat(self.tmp.as_raw_fd(), name.as_ptr(), flags, 0o666 as libc::c_uint) };
+        let mut fd = open(if direct { flags | O_DIRECT } else { flags });
+        if fd < 0 && direct && io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
+            // No O_DIRECT on this file system: buffered from now on.
+            self.direct_ok.store(false, Ordering::Relaxed);
+            direct = false;
+            fd = open(flags);
+        }
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just opened and is owned by nothing else.
+        Ok((unsafe { File::from_raw_fd(fd) }, direct))
+    }
+
+    /// Links the staging file `name` into `.sheaf/blobs/` as the blob of
+    /// `hash`; false when that blob was already there.
+    fn link(&self, name: &CString, hash: &EntryHash) -> Result<bool> {
         let hex = hash.blob_hex().expect("a chunked hash");
         let hex_c = cstr(&hex).expect("hex has no NUL");
         // SAFETY: valid directory descriptors and NUL-terminated names.
         let linked =
-            unsafe { libc::linkat(self.tmp.as_raw_fd(), tmp_c.as_ptr(), self.blobs.as_raw_fd(), hex_c.as_ptr(), 0) };
+            unsafe { libc::linkat(self.tmp.as_raw_fd(), name.as_ptr(), self.blobs.as_raw_fd(), hex_c.as_ptr(), 0) };
         let new = if linked == 0 {
             true
         } else {
@@ -264,7 +277,7 @@ impl BlobDirs {
             }
             false
         };
-        Ok(Stored { hash, new })
+        Ok(new)
     }
 }
 

@@ -121,7 +121,9 @@ impl Registry {
     /// cores. Files that the latest revision holds under the same logical key
     /// with the same size are probably unchanged: those are only hashed, and
     /// copied (read again and checked against that hash) only when their blob
-    /// is missing, so re-pushing a folder writes nothing it need not.
+    /// is missing, so re-pushing a folder writes nothing it need not. One
+    /// function (about 90 lines) on purpose: its steps share the walk's
+    /// state and read in the order they run.
     #[allow(clippy::too_many_arguments)]
     async fn push_local(
         &self,

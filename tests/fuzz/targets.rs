@@ -86,11 +86,7 @@ pub fn fixture() -> &'static Fixture {
 }
 
 /// DoGet's messages for `ticket`, as a caller without `--auth` (who may read everything).
-pub async fn redeem(
-    flight: &SheafFlight,
-    ticket: Bytes,
-) -> Result<futures::stream::BoxStream<'static, Result<sheaf::flight::encode::WireMessage, tonic::Status>>, tonic::Status>
-{
+pub async fn redeem(flight: &SheafFlight, ticket: Bytes) -> Result<sheaf::flight::doget::DoGetStream, tonic::Status> {
     flight.messages(ticket, &sheaf::auth::Principal::unrestricted(), &Default::default()).await
 }
 
@@ -606,7 +602,8 @@ pub mod flight_io {
     /// The Flight messages of a DoPut of `batches` to `uri`, as a client's
     /// encoder sends them (the descriptor rides on the first).
     pub fn put_messages(uri: &str, batches: &[RecordBatch]) -> Vec<FlightData> {
-        let input = futures::stream::iter(batches.to_vec().into_iter().map(Ok));
+        let owned: Vec<RecordBatch> = batches.to_vec();
+        let input = futures::stream::iter(owned.into_iter().map(Ok));
         let encoder = FlightDataEncoderBuilder::new()
             .with_flight_descriptor(Some(FlightDescriptor::new_cmd(uri.to_owned())))
             .build(input);

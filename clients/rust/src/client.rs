@@ -1,8 +1,8 @@
 //! The client: typed actions, planning and parallel reads.
 
+use crate::Error;
 use crate::endpoints::Channels;
 use crate::proto::{self, Form};
-use crate::Error;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use arrow_flight::flight_service_client::FlightServiceClient;

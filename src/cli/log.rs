@@ -1,0 +1,31 @@
+//! `sheaf log`: a package's revisions, newest first.
+
+use super::Report;
+use super::args::LogArgs;
+use super::text::{when, write_lines};
+use serde::Serialize;
+use sheaf::registry::RevisionInfo;
+use sheaf::{Registry, Result};
+use std::fmt;
+
+/// A package's revisions; one line each: hash, time, tags, message.
+#[derive(Serialize)]
+#[serde(transparent)]
+pub struct Revisions(pub Vec<RevisionInfo>);
+
+/// Lists the revisions of the package in `args`.
+pub async fn run(registry: &Registry, args: &LogArgs) -> Result<Revisions> {
+    Ok(Revisions(registry.revisions(&args.package()?).await?))
+}
+
+impl fmt::Display for Revisions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let line = |r: &RevisionInfo| {
+            let tags = if r.tags.is_empty() { String::new() } else { format!(" ({})", r.tags.join(", ")) };
+            format!("{}  {}{}  {}", r.top_hash, when(r.timestamp), tags, r.message.as_deref().unwrap_or(""))
+        };
+        write_lines(f, self.0.iter().map(line))
+    }
+}
+
+impl Report for Revisions {}

@@ -1,0 +1,163 @@
+//! `sheaf serve`: the registry over Arrow Flight. Split in two: [`prepare`]
+//! checks the flags, reads the files they name and binds the port, so every
+//! mistake is reported before the "listening" line; [`Server::run`] serves.
+
+use super::Report;
+use super::args::ServeArgs;
+use serde::Serialize;
+use sheaf::flight::{self, ServeOptions, TlsOptions, auth::Authenticator};
+use sheaf::query::Engine;
+use sheaf::{Error, ReadPolicy, Registry, Result};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tonic::transport::server::TcpIncoming;
+
+/// Where the server listens. Scripts and tests read this line to learn the
+/// port (`--listen 127.0.0.1:0` picks a free one).
+#[derive(Serialize)]
+pub struct Listening {
+    /// `grpc://host:port` or `grpc+tls://host:port`, as clients connect.
+    listening: String,
+    /// The registry served, as a URL.
+    registry: String,
+}
+
+impl fmt::Display for Listening {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sheaf: serving {} on {}", self.registry, self.listening)
+    }
+}
+
+impl Report for Listening {}
+
+/// A server ready to run: port bound, options built.
+pub struct Server {
+    engine: Arc<Engine>,
+    incoming: TcpIncoming,
+    bound: SocketAddr,
+    options: ServeOptions,
+    listening: Listening,
+}
+
+/// Checks the flags of `args` and binds the port; the order of the checks
+/// decides which mistake is reported first.
+pub async fn prepare(registry: Registry, args: &ServeArgs) -> Result<Server> {
+    init_logging(args.log_json);
+    if args.demo {
+        let report = super::demo::push(&registry, &sheaf::progress::NoProgress).await?;
+        tracing::info!(package = %report.package, top_hash = %report.top_hash, "demo package ready");
+    }
+    let policy = ReadPolicy::allow_list(&args.allow)?;
+    let url = registry.url().to_string();
+    let redact = storage_locations(&url, &args.allow);
+    let engine = Arc::new(Engine::new(registry.with_policy(policy)));
+    let listen = args.listen;
+    let (incoming, bound) =
+        flight::bind(listen).map_err(|e| Error::Invalid(format!("cannot listen on {listen}: {e}")))?;
+    let authenticator = authenticator(args)?;
+    let tls = tls(args)?;
+    if args.auth.is_some() && tls.is_none() && !listen.ip().is_loopback() {
+        tracing::warn!(listen = %listen, "passwords and tokens travel in plaintext: give --tls-cert and --tls-key");
+    }
+    let scheme = if tls.is_some() { "grpc+tls" } else { "grpc" };
+    let options = ServeOptions {
+        listen,
+        advertise: args.advertise.clone(),
+        max_concurrent_requests: args.max_concurrent_requests,
+        cache_bytes: args.cache_mib << 20,
+        max_concurrent_scans: args.max_concurrent_scans,
+        max_open_scans: args.max_open_scans,
+        stream_limits: flight::pipeline::StreamLimits {
+            stall_timeout: args.stall_timeout,
+            time_budget: args.query_timeout,
+        },
+        shutdown_grace: args.shutdown_grace,
+        redact,
+        auth: Arc::new(authenticator),
+        tls,
+        ..Default::default()
+    };
+    let listening = Listening { listening: format!("{scheme}://{bound}"), registry: url };
+    Ok(Server { engine, incoming, bound, options, listening })
+}
+
+impl Server {
+    /// The line to print once the port is bound.
+    pub fn report(&self) -> &Listening {
+        &self.listening
+    }
+
+    /// Serves until SIGTERM or Ctrl-C (then lets running requests finish,
+    /// up to `--shutdown-grace`).
+    pub async fn run(self) -> Result<u8> {
+        tracing::info!(listen = %self.bound, registry = %self.listening.registry, "serving");
+        flight::serve(self.engine, self.incoming, &self.options, flight::shutdown_signal())
+            .await
+            .map_err(|e| Error::Invalid(format!("server failed: {e}")))?;
+        Ok(super::codes::OK)
+    }
+}
+
+/// Who may call: the `--auth` file, or anyone on loopback. Anyone on a
+/// network address only when asked for in so many words.
+fn authenticator(args: &ServeArgs) -> Result<Authenticator> {
+    let listen = args.listen;
+    match &args.auth {
+        Some(path) => Authenticator::load(path.clone()).map_err(Error::Invalid),
+        None if listen.ip().is_loopback() || args.insecure_anonymous => {
+            if !listen.ip().is_loopback() {
+                tracing::warn!(listen = %listen, "serving without --auth on a non-loopback address: anyone who can reach it reads and writes every package");
+            }
+            Ok(Authenticator::open())
+        }
+        None => Err(Error::Invalid(format!(
+            "refusing to serve {listen} without --auth: anyone who could reach it would read and write every package; give --auth FILE, listen on loopback, or pass --insecure-anonymous"
+        ))),
+    }
+}
+
+/// The TLS files, read now so that a missing one stops the start.
+fn tls(args: &ServeArgs) -> Result<Option<TlsOptions>> {
+    let read = |p: &PathBuf| std::fs::read(p).map_err(|e| Error::io(p.display().to_string(), e));
+    Ok(match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsOptions {
+            cert: read(cert)?,
+            key: read(key)?,
+            client_ca: args.tls_client_ca.as_ref().map(read).transpose()?,
+        }),
+        _ => None,
+    })
+}
+
+/// Every spelling of the server's storage locations (as URLs, paths and
+/// real paths), which messages to clients must not reveal.
+fn storage_locations(registry_url: &str, allow: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for spec in std::iter::once(registry_url.to_owned()).chain(allow.iter().cloned()) {
+        let Ok(location) = sheaf::registry::Location::parse(&spec) else { continue };
+        out.push(location.url.to_string());
+        if let Some(root) = &location.local_root {
+            out.push(root.display().to_string().trim_end_matches('/').to_owned());
+            if let Ok(real) = std::fs::canonicalize(root) {
+                out.push(real.display().to_string());
+                if let Ok(u) = url::Url::from_file_path(&real) {
+                    out.push(u.to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Structured logs on stderr; level from RUST_LOG (default info).
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none());
+    let _ = if json { builder.json().try_init() } else { builder.try_init() };
+}
