@@ -48,10 +48,7 @@ impl Default for StreamLimits {
     }
 }
 
-enum Message {
-    Batch(Result<RecordBatch, Status>),
-    End,
-}
+type Message = crate::query::channel::Message<RecordBatch, Status>;
 
 /// The semaphores DoGet scans take turns on.
 #[derive(Debug, Clone)]
@@ -85,24 +82,14 @@ pub fn scan(
         let (tx, rx) = mpsc::channel::<Message>(READ_AHEAD);
         let task_what = what.clone();
         tokio::spawn(produce(batches, tx, gates, limits, task_what, failed));
-        stream::unfold(Some(rx), move |rx| {
-            let outcome = outcome.clone();
-            let what = what.clone();
-            async move {
-                let mut rx = rx?;
-                match rx.recv().await {
-                    Some(Message::Batch(Ok(batch))) => Some((Ok(batch), Some(rx))),
-                    Some(Message::Batch(Err(status))) => Some((Err(status), None)),
-                    Some(Message::End) => None,
-                    None => {
-                        let status = outcome.lock().expect("outcome poisoned").take().unwrap_or_else(|| {
-                            Status::internal(format!("reading {what}: the scan ended without finishing"))
-                        });
-                        Some((Err(status), None))
-                    }
-                }
-            }
-        })
+        let vanished = async move {
+            outcome
+                .lock()
+                .expect("outcome poisoned")
+                .take()
+                .unwrap_or_else(|| Status::internal(format!("reading {what}: the scan ended without finishing")))
+        };
+        crate::query::channel::until_end(rx, vanished)
     };
     stream::once(producer).flatten().boxed()
 }
@@ -148,7 +135,7 @@ async fn produce(
         let next = tokio::select! {
             _ = tx.closed() => return,
             _ = tokio::time::sleep(left) => {
-                return slot.send(Message::Batch(Err(Status::deadline_exceeded(format!(
+                return slot.send(Some(Err(Status::deadline_exceeded(format!(
                     "reading {what} used its time budget of {:?}; ask for less (columns, filter, partitions)",
                     limits.time_budget
                 )))));
@@ -158,14 +145,13 @@ async fn produce(
         busy += started.elapsed();
         drop(turn);
         match next {
-            Ok(Some(Ok(batch))) => slot.send(Message::Batch(Ok(batch))),
-            Ok(Some(Err(e))) => return slot.send(Message::Batch(Err(status::from_query(&e)))),
-            Ok(None) => return slot.send(Message::End),
+            Ok(Some(Ok(batch))) => slot.send(Some(Ok(batch))),
+            Ok(Some(Err(e))) => return slot.send(Some(Err(status::from_query(&e)))),
+            Ok(None) => return slot.send(None),
             Err(panic) => {
                 let message = panic_message(panic.as_ref());
                 tracing::error!(read = %what, panic = %message, "a DoGet scan panicked");
-                return slot
-                    .send(Message::Batch(Err(status::from_query(&query::Error::Panicked(format!("reading {what}"))))));
+                return slot.send(Some(Err(status::from_query(&query::Error::Panicked(format!("reading {what}"))))));
             }
         }
     }

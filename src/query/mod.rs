@@ -7,6 +7,7 @@
 //! batches. For a pinned revision the same URI always yields the same rows in
 //! the same order, and the ordered union of the endpoints equals one stream.
 
+pub mod channel;
 mod engine;
 mod error;
 pub mod limits;

@@ -22,7 +22,6 @@ use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
 use parquet::file::metadata::RowGroupMetaData;
 use std::sync::Arc;
-use tokio_stream::wrappers::ReceiverStream;
 
 impl Engine {
     /// The batches of a ticket's Parquet slices, in table order.
@@ -215,13 +214,6 @@ pub fn read_ahead<T: Send + 'static>(
     mut batches: BoxStream<'static, Result<T, Error>>,
 ) -> BoxStream<'static, Result<T, Error>> {
     const READ_AHEAD: usize = 4;
-    enum Message<T> {
-        Item(Result<T, Error>),
-        /// Sent after the last item, an error's included.
-        End,
-        /// The channel closed without an end: the task vanished.
-        Vanished,
-    }
     stream::once(async move {
         let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD);
         tokio::spawn(async move {
@@ -240,19 +232,14 @@ pub fn read_ahead<T: Send + 'static>(
                     }
                 };
                 let last = item.is_err();
-                if tx.send(Message::Item(item)).await.is_err() || last {
-                    break;
+                if tx.send(Some(item)).await.is_err() || last {
+                    return;
                 }
             }
-            let _ = tx.send(Message::End).await;
+            let _ = tx.send(None).await;
         });
-        ReceiverStream::new(rx)
-            .chain(stream::once(futures::future::ready(Message::Vanished)))
-            .take_while(|m| futures::future::ready(!matches!(m, Message::End)))
-            .map(|m| match m {
-                Message::Item(item) => item,
-                _ => Err(Error::Panicked("reading (the task ended without finishing)".into())),
-            })
+        let vanished = async { Error::Panicked("reading (the task ended without finishing)".into()) };
+        super::channel::until_end(rx, vanished)
     })
     .flatten()
     .boxed()

@@ -11,7 +11,7 @@ use arrow::error::ArrowError;
 use bytes::Bytes;
 use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
 use futures::TryStreamExt;
-use futures::stream::{self, BoxStream, StreamExt};
+use futures::stream::{BoxStream, StreamExt};
 use object_store::{ObjectMeta, ObjectStoreExt};
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use std::io::{BufReader, Read};
@@ -79,6 +79,12 @@ pub async fn read_whole(registry: &Registry, entry: &Entry) -> Result<Bytes, Err
 /// ([`Registry::open_entry_verified`]), and the stream must deliver exactly
 /// the entry's size: a stream that ends early (or whose feeding task
 /// vanished) is an error, never an end of file.
+///
+/// Why not tokio-util's `SyncIoBridge` over a `StreamReader`: the bridge
+/// needs tokio-util's `io-util` feature, and DataFusion depends on
+/// tokio-util, so enabling it rebuilds all of DataFusion (the cold CI build
+/// is the budget that matters); the exact-size check above would also have
+/// to be written around it.
 struct ChunkReader {
     chunks: tokio::sync::mpsc::Receiver<Result<Bytes, Error>>,
     current: Bytes,
@@ -220,13 +226,9 @@ pub async fn read_sequential(
 ) -> Result<BoxStream<'static, Result<RecordBatch, Error>>, Error> {
     let reader = ChunkReader::open(registry, entry).await?;
     let key = entry.logical_key.clone();
-    // The decoder runs on a blocking thread; the End message marks a clean
-    // end, so a decoder that panics or vanishes ends the stream with an error.
-    enum Message {
-        Batch(Result<RecordBatch, Error>),
-        End,
-    }
-    let (tx, rx) = tokio::sync::mpsc::channel::<Message>(2);
+    // The decoder runs on a blocking thread (see `channel` for how its end
+    // is told from a decoder that panics or vanishes).
+    let (tx, rx) = tokio::sync::mpsc::channel::<super::channel::Message<RecordBatch, Error>>(2);
     let task_key = key.clone();
     let task = blocking(key.clone(), move || {
         let key = task_key;
@@ -255,34 +257,21 @@ pub async fn read_sequential(
         for batch in batches? {
             let batch = batch.map_err(bad);
             let failed = batch.is_err();
-            if tx.blocking_send(Message::Batch(batch)).is_err() || failed {
+            if tx.blocking_send(Some(batch)).is_err() || failed {
                 return Ok(());
             }
         }
-        let _ = tx.blocking_send(Message::End);
+        let _ = tx.blocking_send(None);
         Ok(())
     });
     let task = tokio::spawn(task);
-    enum State {
-        Reading(tokio::sync::mpsc::Receiver<Message>, tokio::task::JoinHandle<Result<(), Error>>, String),
-        Done,
-    }
-    let batches = stream::unfold(State::Reading(rx, task, key), |state| async move {
-        let State::Reading(mut rx, task, key) = state else { return None };
-        match rx.recv().await {
-            Some(Message::Batch(Ok(b))) => Some((Ok(b), State::Reading(rx, task, key))),
-            Some(Message::Batch(Err(e))) => Some((Err(e), State::Done)),
-            Some(Message::End) => None,
-            // Closed without an end: the task's own error says why.
-            None => {
-                let error = match task.await {
-                    Ok(Err(e)) => e,
-                    Ok(Ok(())) => Error::Panicked(format!("reading {key} (the decoder stopped without finishing)")),
-                    Err(e) => Error::Panicked(format!("reading {key} ({e})")),
-                };
-                Some((Err(error), State::Done))
-            }
+    // Closed without an end: the task's own error says why.
+    let vanished = async move {
+        match task.await {
+            Ok(Err(e)) => e,
+            Ok(Ok(())) => Error::Panicked(format!("reading {key} (the decoder stopped without finishing)")),
+            Err(e) => Error::Panicked(format!("reading {key} ({e})")),
         }
-    });
-    Ok(batches.boxed())
+    };
+    Ok(super::channel::until_end(rx, vanished))
 }
