@@ -28,12 +28,11 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import harness as h  # noqa: E402  (first: client environment before pyarrow)
-
 import shutil  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 
+import harness as h  # noqa: E402  (first: client environment before pyarrow)
 import pyarrow.parquet as pq  # noqa: E402
 
 SIZES = {"quick": dict(rows=200_000), "full": dict(rows=4_000_000)}
@@ -86,8 +85,15 @@ def run_level(srv: h.Server, target: str, clients: int, want_rows: int, reads: i
         c.close()
     cpu = srv.cpu() - cpu0
     m = h.metrics_delta(m0, h.sheaf_metrics(srv.client)) if m0 is not None else None
-    return {"clients": clients, "reads": reads * clients, "seconds": wall, "cpu": cpu,
-            "hwm": srv.hwm(), "rss_peak_sampled": peak[0], "metrics": m}
+    return {
+        "clients": clients,
+        "reads": reads * clients,
+        "seconds": wall,
+        "cpu": cpu,
+        "hwm": srv.hwm(),
+        "rss_peak_sampled": peak[0],
+        "metrics": m,
+    }
 
 
 def main() -> None:
@@ -105,7 +111,7 @@ def main() -> None:
         targets = {"Sheaf": "sheaf://bench/conc/table.parquet", "pyarrow C++ server, table in memory": str(path)}
         for li, n in enumerate(LEVELS):
             order = list(results)
-            for kind in (order if li % 2 == 0 else order[::-1]):
+            for kind in order if li % 2 == 0 else order[::-1]:
                 h.progress(f"{n} client(s): {kind}")
                 srv = h.start_sheaf(registry, logs) if kind == "Sheaf" else h.start_peer("memory", [path], logs)
                 with srv:
@@ -132,39 +138,83 @@ def main() -> None:
     res = h.Result("5", "concurrency", "Concurrency: 1 to 64 clients", opts.quick)
     res.params = {"rows": rows, "arrow_bytes": nbytes, "levels": LEVELS}
     res.rows = [
-        h.Row("Server peak RSS with 64 clients (VmHWM), as a share of the 2 GiB bound", h.fmt_bytes(s64["hwm"]),
-              f"2 GiB bound (pyarrow C++ server: {h.fmt_bytes(p64['hwm'])}, holding the table)",
-              h.fmt_ratio(s64["hwm"] / BOUND), "<= 1.0x", "met" if met else "short"),
-        h.Row("Aggregate throughput with 64 clients, first reads of a fresh server (nothing cached), GB/s",
-              f"{gbps(c64):.2f}", f"{gbps(p64):.2f} pyarrow C++ server, table in memory",
-              h.fmt_ratio(gbps(c64) / gbps(p64))),
-        h.Row("Aggregate throughput with 64 clients, repeated reads, GB/s", f"{gbps(s64):.2f}",
-              f"{gbps(p64):.2f} pyarrow C++ server, table in memory", h.fmt_ratio(gbps(s64) / gbps(p64))),
-        h.Row("Aggregate throughput with 4 clients, repeated reads, GB/s", f"{gbps(sheaf[1]):.2f}",
-              f"{gbps(pa_[1]):.2f} pyarrow C++ server, table in memory", h.fmt_ratio(gbps(sheaf[1]) / gbps(pa_[1]))),
+        h.Row(
+            "Server peak RSS with 64 clients (VmHWM), as a share of the 2 GiB bound",
+            h.fmt_bytes(s64["hwm"]),
+            f"2 GiB bound (pyarrow C++ server: {h.fmt_bytes(p64['hwm'])}, holding the table)",
+            h.fmt_ratio(s64["hwm"] / BOUND),
+            "<= 1.0x",
+            "met" if met else "short",
+        ),
+        h.Row(
+            "Aggregate throughput with 64 clients, first reads of a fresh server (nothing cached), GB/s",
+            f"{gbps(c64):.2f}",
+            f"{gbps(p64):.2f} pyarrow C++ server, table in memory",
+            h.fmt_ratio(gbps(c64) / gbps(p64)),
+        ),
+        h.Row(
+            "Aggregate throughput with 64 clients, repeated reads, GB/s",
+            f"{gbps(s64):.2f}",
+            f"{gbps(p64):.2f} pyarrow C++ server, table in memory",
+            h.fmt_ratio(gbps(s64) / gbps(p64)),
+        ),
+        h.Row(
+            "Aggregate throughput with 4 clients, repeated reads, GB/s",
+            f"{gbps(sheaf[1]):.2f}",
+            f"{gbps(pa_[1]):.2f} pyarrow C++ server, table in memory",
+            h.fmt_ratio(gbps(sheaf[1]) / gbps(pa_[1])),
+        ),
     ]
     detail = []
-    phases = [("Sheaf, first reads (fresh server, nothing cached)", cold, idle["Sheaf"]),
-              ("Sheaf, repeated reads", sheaf, idle["Sheaf"]),
-              ("pyarrow C++ server, table in memory", pa_, idle["pyarrow C++ server, table in memory"])]
+    phases = [
+        ("Sheaf, first reads (fresh server, nothing cached)", cold, idle["Sheaf"]),
+        ("Sheaf, repeated reads", sheaf, idle["Sheaf"]),
+        ("pyarrow C++ server, table in memory", pa_, idle["pyarrow C++ server, table in memory"]),
+    ]
     for kind, rs, idles in phases:
-        for r, idle_rss in zip(rs, idles):
+        for r, idle_rss in zip(rs, idles, strict=False):
             m = r.get("metrics")
-            detail.append([kind, r["clients"], r["reads"], f"{gbps(r):.2f}", f"{r['seconds']:.2f}",
-                           f"{r['cpu']:.2f}", h.fmt_bytes(idle_rss), h.fmt_bytes(r["hwm"]),
-                           h.fmt_bytes(r["rss_peak_sampled"]),
-                           (f"{m.get('do_get_cached', 'n/a')} of {m.get('do_get', 'n/a')}" if m else
-                            ("n/a" if kind.startswith("Sheaf") else "-")),
-                           (h.fmt_bytes(m.get("bytes_read")) if m else ("n/a" if kind.startswith("Sheaf") else "-"))])
+            detail.append(
+                [
+                    kind,
+                    r["clients"],
+                    r["reads"],
+                    f"{gbps(r):.2f}",
+                    f"{r['seconds']:.2f}",
+                    f"{r['cpu']:.2f}",
+                    h.fmt_bytes(idle_rss),
+                    h.fmt_bytes(r["hwm"]),
+                    h.fmt_bytes(r["rss_peak_sampled"]),
+                    (
+                        f"{m.get('do_get_cached', 'n/a')} of {m.get('do_get', 'n/a')}"
+                        if m
+                        else ("n/a" if kind.startswith("Sheaf") else "-")
+                    ),
+                    (h.fmt_bytes(m.get("bytes_read")) if m else ("n/a" if kind.startswith("Sheaf") else "-")),
+                ]
+            )
     res.detail = [
         f"Table: {rows:,} rows, {h.fmt_bytes(nbytes)} in Arrow, {h.fmt_bytes(path.stat().st_size)} Parquet. "
         "One sample per level, a fresh server each: for Sheaf first every client reads once at the same time "
         "(nothing cached yet), then the repeated reads; VmHWM is cumulative, so the repeated-read row's peak "
-        "covers both phases. \"RSS at start\": right after start-up.",
+        'covers both phases. "RSS at start": right after start-up.',
         "",
-        *h.md_table(["server", "clients", "table reads", "aggregate GB/s", "wall s", "server CPU-s",
-                     "RSS at start", "peak RSS (VmHWM)", "peak RSS sampled", "DoGets from cache (metrics)",
-                     "bytes read (metrics)"], detail),
+        *h.md_table(
+            [
+                "server",
+                "clients",
+                "table reads",
+                "aggregate GB/s",
+                "wall s",
+                "server CPU-s",
+                "RSS at start",
+                "peak RSS (VmHWM)",
+                "peak RSS sampled",
+                "DoGets from cache (metrics)",
+                "bytes read (metrics)",
+            ],
+            detail,
+        ),
         "",
         f"Sheaf's peak grows by {h.fmt_bytes(per_client)} per extra client from 1 to 64 clients "
         f"(one table is {h.fmt_bytes(nbytes)} in Arrow).",
@@ -182,7 +232,8 @@ def main() -> None:
             "stream holds more than a row group at a time (fetched column chunks, decoded batches, encoded "
             "messages queued for a slow socket, its copy headed for the cache). A per-stream budget (fetch "
             "and decode less than a row group ahead of the socket), or a memory pool shared by all streams that "
-            "makes new streams wait, would bound it.")
+            "makes new streams wait, would bound it."
+        )
     for kind, rs in (("first", cold), ("repeated", sheaf)):
         for r in rs:
             m = r.get("metrics") or {}
@@ -193,9 +244,12 @@ def main() -> None:
                     f"storage, although the table's streams ({h.fmt_bytes(nbytes)} of Arrow data) fit in the "
                     "default 2048 MiB cache and every client asked for the same tickets the first phase had just "
                     "read: concurrent misses of one ticket seem to evict each other (or to be refused) instead "
-                    "of one of them filling the cache.")
-    res.plot = {"levels": LEVELS, "series": {
-        kind: {"gbps": [gbps(r) for r in rs], "hwm": [r["hwm"] for r in rs]} for kind, rs, _ in phases}}
+                    "of one of them filling the cache."
+                )
+    res.plot = {
+        "levels": LEVELS,
+        "series": {kind: {"gbps": [gbps(r) for r in rs], "hwm": [r["hwm"] for r in rs]} for kind, rs, _ in phases},
+    }
     res.write(opts.out)
 
 

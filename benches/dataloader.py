@@ -14,9 +14,9 @@ workers (what training uses; batches then cross processes through shared
 memory, which costs both sides the same). Each round reads one epoch with each
 loader, alternating; the table gives medians of rows per second and the ratio
 Sheaf / local (above 1: Sheaf faster). The data (int64 id and label, a
-fixed-size list of 16 float32 features) is generated deterministically; the server is `$SHEAF_BIN serve` on loopback, started here
-(default binary: $CARGO_TARGET_DIR/release/sheaf, else
-${SHEAF_CACHE:-~/.cache/sheaf}/target/release/sheaf). Writes PATH.md and
+fixed-size list of 16 float32 features) is generated deterministically; the
+server is `$SHEAF_BIN serve` on loopback, started here (default binary:
+$CARGO_TARGET_DIR/release/sheaf, else ${SHEAF_CACHE:-~/.cache/sheaf}/target/release/sheaf). Writes PATH.md and
 PATH.json. No timing is asserted.
 """
 
@@ -26,7 +26,7 @@ import os
 import sys
 
 # pyarrow's allocator (mimalloc) returns memory to the OS after each read unless
-# told otherwise, which makes client figures swing (shared/notes/flight-facts.md);
+# told otherwise, which makes client figures swing (0.4-3.3 GB/s on this machine);
 # both loaders run in this process with the same setting. Set before pyarrow loads.
 if os.environ.get("MIMALLOC_PURGE_DELAY") != "-1" and __name__ == "__main__":
     os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], {**os.environ, "MIMALLOC_PURGE_DELAY": "-1"})
@@ -51,11 +51,10 @@ sys.path.insert(0, str(ROOT / "clients" / "python" / "src"))
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
-import torch  # noqa: E402
-import torch.utils.data  # noqa: E402
-
 import sheaf  # noqa: E402
 import sheaf.torch  # noqa: E402
+import torch  # noqa: E402
+import torch.utils.data  # noqa: E402
 from sheaf import _schedule  # noqa: E402
 
 FEATURES = 16
@@ -74,11 +73,16 @@ def sheaf_bin() -> str:
 
 def make_table(rows: int) -> pa.Table:
     rng = np.random.default_rng(20261121)
-    features = pa.FixedSizeListArray.from_arrays(pa.array(rng.standard_normal(rows * FEATURES, dtype=np.float32)),
-                                                 FEATURES)
-    return pa.table({"id": pa.array(np.arange(rows, dtype=np.int64)),
-                     "label": pa.array(rng.integers(0, 10, rows, dtype=np.int64)),
-                     "features": features})
+    features = pa.FixedSizeListArray.from_arrays(
+        pa.array(rng.standard_normal(rows * FEATURES, dtype=np.float32)), FEATURES
+    )
+    return pa.table(
+        {
+            "id": pa.array(np.arange(rows, dtype=np.int64)),
+            "label": pa.array(rng.integers(0, 10, rows, dtype=np.int64)),
+            "features": features,
+        }
+    )
 
 
 class LocalParquet(torch.utils.data.IterableDataset):
@@ -88,8 +92,10 @@ class LocalParquet(torch.utils.data.IterableDataset):
 
     def __init__(self, path: Path, batch_size: int, seed: int = 0):
         self.path, self.batch_size, self.seed, self.epoch = str(path), batch_size, seed, 0
-        self.group_rows = [pq.ParquetFile(self.path).metadata.row_group(i).num_rows
-                           for i in range(pq.ParquetFile(self.path).metadata.num_row_groups)]
+        self.group_rows = [
+            pq.ParquetFile(self.path).metadata.row_group(i).num_rows
+            for i in range(pq.ParquetFile(self.path).metadata.num_row_groups)
+        ]
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
@@ -163,8 +169,9 @@ def main() -> None:
         mb = table.nbytes / 1e6
         del table
         registry = scratch / "registry"
-        subprocess.run([sheaf_bin(), "--registry", str(registry), "push", "bench/train", str(src)], check=True,
-                       capture_output=True)
+        subprocess.run(
+            [sheaf_bin(), "--registry", str(registry), "push", "bench/train", str(src)], check=True, capture_output=True
+        )
         server, url = start_server(registry, scratch / "serve.log")
         client = sheaf.connect(url, timeout=120)
         ds = client.dataset("sheaf://bench/train/train.parquet")
@@ -204,16 +211,20 @@ def main() -> None:
         med = {k: statistics.median(v) for k, v in by_loader.items()}
         rps[setting] = {k: rows / v for k, v in med.items()}
         ratios[setting] = rps[setting]["sheaf"] / rps[setting]["local"]
-        table_rows.append(f"| {setting} | {rps[setting]['sheaf']:,.0f} | {rps[setting]['local']:,.0f} | "
-                          f"{med['sheaf']:.3f} | {med['local']:.3f} | {ratios[setting]:.2f}x |")
+        table_rows.append(
+            f"| {setting} | {rps[setting]['sheaf']:,.0f} | {rps[setting]['local']:,.0f} | "
+            f"{med['sheaf']:.3f} | {med['local']:.3f} | {ratios[setting]:.2f}x |"
+        )
     mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     when = datetime.date.today().isoformat()
-    header = (f"{when} on {platform.machine()}, {os.cpu_count()} cores, {mem_gib:.0f} GiB; {rows:,} rows "
-              f"(int64 id and label, {FEATURES} float32 features as one fixed-size list; {mb:.0f} MB in Arrow), "
-              f"batch size {BATCH}, {endpoints} Sheaf endpoints / {rows // group} row groups, median of {rounds} "
-              f"epoch(s) per loader after a warm-up epoch, loaders alternating; torch "
-              f"{torch.__version__.split('+')[0]}, pyarrow {pa.__version__}. `sheaf serve` on loopback shares the "
-              f"cores with the DataLoader.")
+    header = (
+        f"{when} on {platform.machine()}, {os.cpu_count()} cores, {mem_gib:.0f} GiB; {rows:,} rows "
+        f"(int64 id and label, {FEATURES} float32 features as one fixed-size list; {mb:.0f} MB in Arrow), "
+        f"batch size {BATCH}, {endpoints} Sheaf endpoints / {rows // group} row groups, median of {rounds} "
+        f"epoch(s) per loader after a warm-up epoch, loaders alternating; torch "
+        f"{torch.__version__.split('+')[0]}, pyarrow {pa.__version__}. `sheaf serve` on loopback shares the "
+        f"cores with the DataLoader."
+    )
     lines = [
         f"# PyTorch DataLoader: Sheaf vs local Parquet ({'quick' if opts.quick else 'full'})",
         "",
@@ -226,10 +237,21 @@ def main() -> None:
         f"With workers, `sheaf serve` used {statistics.median(server_cpu):.2f} CPU-seconds per epoch.",
     ]
     out.write_text("\n".join(lines) + "\n")
-    result = {"date": when, "quick": opts.quick, "rows": rows, "mb": round(mb, 1), "batch_size": BATCH,
-              "settings": SETTINGS, "cores": os.cpu_count(), "endpoints": endpoints, "rounds": rounds,
-              "seconds": seconds, "rows_per_second": rps, "ratio_sheaf_vs_local": ratios,
-              "server_cpu_seconds": server_cpu}
+    result = {
+        "date": when,
+        "quick": opts.quick,
+        "rows": rows,
+        "mb": round(mb, 1),
+        "batch_size": BATCH,
+        "settings": SETTINGS,
+        "cores": os.cpu_count(),
+        "endpoints": endpoints,
+        "rounds": rounds,
+        "seconds": seconds,
+        "rows_per_second": rps,
+        "ratio_sheaf_vs_local": ratios,
+        "server_cpu_seconds": server_cpu,
+    }
     out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
     print("\n".join(lines))
 

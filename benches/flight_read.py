@@ -31,12 +31,11 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import harness as h  # noqa: E402  (first: client environment before pyarrow)
-
 import contextlib  # noqa: E402
 import shutil  # noqa: E402
 import time  # noqa: E402
 
+import harness as h  # noqa: E402  (first: client environment before pyarrow)
 import pyarrow.parquet as pq  # noqa: E402
 
 SIZES = {"quick": dict(rows=500_000, cold=2, hot=3), "full": dict(rows=15_000_000, cold=7, hot=15)}
@@ -121,11 +120,11 @@ def main() -> None:
         cold_kinds = [(cold_sheaf, ())] + ([(cold_nocache, ("--cache-mib", "0"))] if cold_nocache else [])
         for i in range(cfg["cold"]):
             h.progress(f"cold round {i + 1}/{cfg['cold']}")
-            for series, args in (cold_kinds if i % 2 == 0 else cold_kinds[::-1]):
+            for series, args in cold_kinds if i % 2 == 0 else cold_kinds[::-1]:
                 srv = h.start_sheaf(registry, logs, *args)
                 try:
                     # Metrics are asked for after the read only, so the read is the server's first request.
-                    r = measure(srv, lambda: h.read_all(srv.client, uri), rows)
+                    r = measure(srv, lambda srv=srv: h.read_all(srv.client, uri), rows)
                     r["metrics"] = h.sheaf_metrics(srv.client)
                     series.add(r)
                 finally:
@@ -136,21 +135,40 @@ def main() -> None:
             sheaf = stack.enter_context(h.start_sheaf(registry, logs))
             mem = stack.enter_context(h.start_peer("memory", [path], logs))
             pqs = stack.enter_context(h.start_peer("parquet", [path], logs))
-            nocache = (stack.enter_context(h.start_sheaf(registry, logs, "--cache-mib", "0"))
-                       if has_cache_flag else None)
+            nocache = stack.enter_context(h.start_sheaf(registry, logs, "--cache-mib", "0")) if has_cache_flag else None
             readers = [
                 (Series("Sheaf, repeated reads"), sheaf, lambda: h.read_all(sheaf.client, uri), True),
-                (Series("Sheaf, repeated reads, endpoints 2 at a time"), sheaf,
-                 lambda: h.read_all(sheaf.client, uri, parallel=2), True),
-                (Series("pyarrow C++ server, table in memory"), mem, lambda: h.read_all(mem.client, peer_target), False),
-                (Series("pyarrow server reading Parquet per request"), pqs,
-                 lambda: h.read_all(pqs.client, peer_target), False),
+                (
+                    Series("Sheaf, repeated reads, endpoints 2 at a time"),
+                    sheaf,
+                    lambda: h.read_all(sheaf.client, uri, parallel=2),
+                    True,
+                ),
+                (
+                    Series("pyarrow C++ server, table in memory"),
+                    mem,
+                    lambda: h.read_all(mem.client, peer_target),
+                    False,
+                ),
+                (
+                    Series("pyarrow server reading Parquet per request"),
+                    pqs,
+                    lambda: h.read_all(pqs.client, peer_target),
+                    False,
+                ),
                 (Series("pyarrow.parquet.read_table, local file"), None, lambda: pq.read_table(path), False),
             ]
             if nocache:
-                readers.insert(2, (Series("Sheaf, repeated reads, cache off (--cache-mib 0)"), nocache,
-                                   lambda: h.read_all(nocache.client, uri), True))
-            for _, srv, fn, _ in readers:  # warm-up: connections, code paths, page cache
+                readers.insert(
+                    2,
+                    (
+                        Series("Sheaf, repeated reads, cache off (--cache-mib 0)"),
+                        nocache,
+                        lambda: h.read_all(nocache.client, uri),
+                        True,
+                    ),
+                )
+            for _, _srv, fn, _ in readers:  # warm-up: connections, code paths, page cache
                 fn()
             for i in range(cfg["hot"]):
                 h.progress(f"hot round {i + 1}/{cfg['hot']}")
@@ -175,8 +193,14 @@ def main() -> None:
     g = {s.label: s.gbps(nbytes) for s in all_series}
 
     res = h.Result("1", "flight_read", "Full-table read, numeric and string columns", opts.quick)
-    res.params = {"rows": rows, "arrow_bytes": nbytes, "parquet_bytes": file_size, "endpoints": n_endpoints,
-                  "cold_rounds": cfg["cold"], "hot_rounds": cfg["hot"]}
+    res.params = {
+        "rows": rows,
+        "arrow_bytes": nbytes,
+        "parquet_bytes": file_size,
+        "endpoints": n_endpoints,
+        "cold_rounds": cfg["cold"],
+        "hot_rounds": cfg["hot"],
+    }
 
     def ratio(a: Series, b: Series) -> float:
         return g[a.label].median / g[b.label].median
@@ -184,17 +208,34 @@ def main() -> None:
     hot_ratio = ratio(hot_sheaf, hot_mem)
     cold_ratio = ratio(cold_sheaf, hot_pq)
     res.rows = [
-        h.Row("Full-table hot read, GB/s (repeated DoGet)", h.fmt_range(g[hot_sheaf.label]),
-              f"{h.fmt_range(g[hot_mem.label])} pyarrow C++ server, table in memory", h.fmt_ratio(hot_ratio),
-              ">= 1.0x", "met" if hot_ratio >= 1.0 else "short"),
-        h.Row("Full-table cold read, GB/s (first DoGet of a fresh server)", h.fmt_range(g[cold_sheaf.label]),
-              f"{h.fmt_range(g[hot_pq.label])} pyarrow server reading Parquet per request",
-              h.fmt_ratio(cold_ratio), ">= 1.0x", "met" if cold_ratio >= 1.0 else "short"),
-        h.Row("Full-table hot read vs the Parquet-per-request server's repeated reads, GB/s",
-              h.fmt_range(g[hot_sheaf.label]), f"{h.fmt_range(g[hot_pq.label])} pyarrow server reading Parquet",
-              h.fmt_ratio(ratio(hot_sheaf, hot_pq))),
-        h.Row("Full-table hot read vs local pyarrow.parquet.read_table, GB/s", h.fmt_range(g[hot_sheaf.label]),
-              f"{h.fmt_range(g[local.label])} read_table of the local file", h.fmt_ratio(ratio(hot_sheaf, local))),
+        h.Row(
+            "Full-table hot read, GB/s (repeated DoGet)",
+            h.fmt_range(g[hot_sheaf.label]),
+            f"{h.fmt_range(g[hot_mem.label])} pyarrow C++ server, table in memory",
+            h.fmt_ratio(hot_ratio),
+            ">= 1.0x",
+            "met" if hot_ratio >= 1.0 else "short",
+        ),
+        h.Row(
+            "Full-table cold read, GB/s (first DoGet of a fresh server)",
+            h.fmt_range(g[cold_sheaf.label]),
+            f"{h.fmt_range(g[hot_pq.label])} pyarrow server reading Parquet per request",
+            h.fmt_ratio(cold_ratio),
+            ">= 1.0x",
+            "met" if cold_ratio >= 1.0 else "short",
+        ),
+        h.Row(
+            "Full-table hot read vs the Parquet-per-request server's repeated reads, GB/s",
+            h.fmt_range(g[hot_sheaf.label]),
+            f"{h.fmt_range(g[hot_pq.label])} pyarrow server reading Parquet",
+            h.fmt_ratio(ratio(hot_sheaf, hot_pq)),
+        ),
+        h.Row(
+            "Full-table hot read vs local pyarrow.parquet.read_table, GB/s",
+            h.fmt_range(g[hot_sheaf.label]),
+            f"{h.fmt_range(g[local.label])} read_table of the local file",
+            h.fmt_ratio(ratio(hot_sheaf, local)),
+        ),
     ]
 
     def mcell(s: Series, key: str, fmt=h.fmt_bytes) -> str:
@@ -204,74 +245,115 @@ def main() -> None:
     table_rows = []
     for s in all_series:
         sec = s.seconds
-        table_rows.append([
-            s.label, h.fmt_range(g[s.label]), h.fmt_rate(rows / sec.median), h.fmt_range(sec, 3),
-            h.fmt_range(s.cpu, 2) if s.cpu.values else "-",
-            mcell(s, "bytes_read") if s.metrics else "-",
-            mcell(s, "rows_scanned", lambda v: f"{v:,.0f}") if s.metrics else "-",
-            (f"{s.metric_sum('do_get_cached'):.0f} of {s.metric_sum('do_get'):.0f}"
-             if s.metric_sum("do_get_cached") is not None else "n/a") if s.metrics else "-",
-            h.fmt_bytes(s.rchar.median) if s.rchar.values else "-",
-            f"{s.batches.median:,.0f} ({h.fmt_bytes(nbytes / s.batches.median)})" if s.batches.median else "-",
-        ])
+        table_rows.append(
+            [
+                s.label,
+                h.fmt_range(g[s.label]),
+                h.fmt_rate(rows / sec.median),
+                h.fmt_range(sec, 3),
+                h.fmt_range(s.cpu, 2) if s.cpu.values else "-",
+                mcell(s, "bytes_read") if s.metrics else "-",
+                mcell(s, "rows_scanned", lambda v: f"{v:,.0f}") if s.metrics else "-",
+                (
+                    f"{s.metric_sum('do_get_cached'):.0f} of {s.metric_sum('do_get'):.0f}"
+                    if s.metric_sum("do_get_cached") is not None
+                    else "n/a"
+                )
+                if s.metrics
+                else "-",
+                h.fmt_bytes(s.rchar.median) if s.rchar.values else "-",
+                f"{s.batches.median:,.0f} ({h.fmt_bytes(nbytes / s.batches.median)})" if s.batches.median else "-",
+            ]
+        )
     res.detail = [
         f"Table: {rows:,} rows, {h.fmt_bytes(nbytes)} in Arrow, {h.fmt_bytes(file_size)} Parquet "
         f"({pq.ParquetFile(path).metadata.num_row_groups} row groups); Sheaf plans {n_endpoints} endpoint(s). "
-        f"Cold: {cfg['cold']} fresh Sheaf servers, one read each; hot: {cfg['hot']} alternating rounds after one warm-up read. "
+        f"Cold: {cfg['cold']} fresh Sheaf servers, one read each; "
+        f"hot: {cfg['hot']} alternating rounds after one warm-up read. "
         "Median (min-max).",
         "",
-        *h.md_table(["reader", "GB/s", "rows/s", "seconds", "server CPU-s per read", "bytes read (metrics)",
-                     "rows scanned (metrics)", "DoGets from cache (metrics)", "server read() bytes",
-                     "batches received (mean size)"], table_rows),
+        *h.md_table(
+            [
+                "reader",
+                "GB/s",
+                "rows/s",
+                "seconds",
+                "server CPU-s per read",
+                "bytes read (metrics)",
+                "rows scanned (metrics)",
+                "DoGets from cache (metrics)",
+                "server read() bytes",
+                "batches received (mean size)",
+            ],
+            table_rows,
+        ),
         "",
         f"Server peak RSS after the hot rounds: Sheaf {h.fmt_bytes(sheaf_hwm)} (now {h.fmt_bytes(sheaf_idle_rss)}), "
         f"pyarrow in-memory server {h.fmt_bytes(mem_hwm)} (holds the table).",
     ]
+
     def cores(s: Series) -> float:
         return s.cpu.median / s.seconds.median if s.cpu.values else float("nan")
 
     if hot_ratio < 1.0 and hot_sheaf.cpu.values and hot_mem.cpu.values:
         cached = hot_sheaf.metric_sum("do_get_cached")
-        facts = (f"per read Sheaf's server spends {hot_sheaf.cpu.median:.2f} CPU-s ({cores(hot_sheaf):.1f} cores "
-                 f"busy) against {hot_mem.cpu.median:.2f} ({cores(hot_mem):.1f} cores) for pyarrow, with the same "
-                 f"client; Sheaf read {h.fmt_bytes(hot_sheaf.rchar.median if hot_sheaf.rchar.values else None)} from "
-                 "storage per read"
-                 + (f" and served {cached:.0f} of {hot_sheaf.metric_sum('do_get'):.0f} DoGets from its cache"
-                    if cached is not None else "")
-                 + f"; the client received {hot_sheaf.batches.median:,.0f} batches per read from Sheaf against "
-                 f"{hot_mem.batches.median:,.0f} from pyarrow.")
+        facts = (
+            f"per read Sheaf's server spends {hot_sheaf.cpu.median:.2f} CPU-s ({cores(hot_sheaf):.1f} cores "
+            f"busy) against {hot_mem.cpu.median:.2f} ({cores(hot_mem):.1f} cores) for pyarrow, with the same "
+            f"client; Sheaf read {h.fmt_bytes(hot_sheaf.rchar.median if hot_sheaf.rchar.values else None)} from "
+            "storage per read"
+            + (
+                f" and served {cached:.0f} of {hot_sheaf.metric_sum('do_get'):.0f} DoGets from its cache"
+                if cached is not None
+                else ""
+            )
+            + f"; the client received {hot_sheaf.batches.median:,.0f} batches per read from Sheaf against "
+            f"{hot_mem.batches.median:,.0f} from pyarrow."
+        )
         if hot_sheaf.cpu.median > 1.3 * hot_mem.cpu.median:
-            why = (" The server's CPU is the difference. flight-facts.md: on the arrow-rs path allocation (page "
-                   "faults with glibc's default thresholds) and two copies per message (arrow-ipc into data_body, "
-                   "tonic's codec into its send buffer) cost it; pre-encoded messages written without the codec "
-                   "copy reached parity in the prototype.")
+            why = (
+                " The server's CPU is the difference. flight-facts.md: on the arrow-rs path allocation (page "
+                "faults with glibc's default thresholds) and two copies per message (arrow-ipc into data_body, "
+                "tonic's codec into its send buffer) cost it; pre-encoded messages written without the codec "
+                "copy reached parity in the prototype."
+            )
         else:
-            why = (" Server CPU is on par, so the gap is elsewhere: the number and size of messages (per-message "
-                   "cost in the client and in HTTP/2 framing), the endpoints' extra DoGet round trips, or flow "
-                   "control.")
+            why = (
+                " Server CPU is on par, so the gap is elsewhere: the number and size of messages (per-message "
+                "cost in the client and in HTTP/2 framing), the endpoints' extra DoGet round trips, or flow "
+                "control."
+            )
         if hot_sheaf.seconds.min <= hot_mem.seconds.max and hot_mem.seconds.min <= hot_sheaf.seconds.max:
             why += " The two ranges overlap: the gap is within this run's noise."
         res.notes.append("Hot read short of pyarrow's C++ server: " + facts + why)
     if cold_ratio < 1.0 and cold_sheaf.cpu.values and hot_pq.cpu.values:
-        note = (f"Cold read short of the Parquet-per-request peer: Sheaf's first read takes "
-                f"{cold_sheaf.seconds.median:.2f} s and {cold_sheaf.cpu.median:.2f} server CPU-s "
-                f"({cores(cold_sheaf):.1f} cores busy) against {hot_pq.seconds.median:.2f} s and "
-                f"{hot_pq.cpu.median:.2f} CPU-s ({cores(hot_pq):.1f} cores) for the peer.")
+        note = (
+            f"Cold read short of the Parquet-per-request peer: Sheaf's first read takes "
+            f"{cold_sheaf.seconds.median:.2f} s and {cold_sheaf.cpu.median:.2f} server CPU-s "
+            f"({cores(cold_sheaf):.1f} cores busy) against {hot_pq.seconds.median:.2f} s and "
+            f"{hot_pq.cpu.median:.2f} CPU-s ({cores(hot_pq):.1f} cores) for the peer."
+        )
         if cold_nocache and cold_nocache.seconds.values:
-            note += (f" With the cache off the first read takes {cold_nocache.seconds.median:.2f} s and "
-                     f"{cold_nocache.cpu.median:.2f} CPU-s, so filling the cache costs "
-                     f"{cold_sheaf.seconds.median - cold_nocache.seconds.median:+.2f} s on a first read.")
+            note += (
+                f" With the cache off the first read takes {cold_nocache.seconds.median:.2f} s and "
+                f"{cold_nocache.cpu.median:.2f} CPU-s, so filling the cache costs "
+                f"{cold_sheaf.seconds.median - cold_nocache.seconds.median:+.2f} s on a first read."
+            )
         if cores(hot_pq) > 1.3 * cores(cold_sheaf):
-            note += (" The peer's pq.read_table decodes column chunks on both cores; decoding row groups (or "
-                     "columns) in parallel within one stream would close most of the gap.")
+            note += (
+                " The peer's pq.read_table decodes column chunks on both cores; decoding row groups (or "
+                "columns) in parallel within one stream would close most of the gap."
+            )
         elif cold_sheaf.cpu.median > 1.15 * hot_pq.cpu.median:
             note += " Sheaf spends more CPU per read than the peer: the decode-and-encode path is the cost."
         if cold_sheaf.seconds.min <= hot_pq.seconds.max and hot_pq.seconds.min <= cold_sheaf.seconds.max:
             note += " The two ranges overlap: the gap is within this run's noise."
         res.notes.append(note)
     if not any(hot_sheaf.metrics):
-        res.notes.append("The server answered the `metrics` action with an error: bytes read and rows scanned "
-                         "show n/a; the read() column is the server's rchar (/proc/PID/io).")
+        res.notes.append(
+            "The server answered the `metrics` action with an error: bytes read and rows scanned "
+            "show n/a; the read() column is the server's rchar (/proc/PID/io)."
+        )
     res.plot = {
         "bars": [{"label": s.label, **g[s.label].to_json()} for s in all_series],
         "unit": "GB/s",

@@ -2,8 +2,8 @@
 
 - The client environment: every benchmark process (the pyarrow client) and every
   pyarrow peer server runs with MIMALLOC_PURGE_DELAY=-1, so mimalloc keeps freed
-  memory instead of returning it to the OS after each read (see
-  shared/notes/flight-facts.md: without it client-side figures swing 0.4-3.3 GB/s).
+  memory instead of returning it to the OS after each read (without it client-side
+  figures swing 0.4-3.3 GB/s on this machine).
   Importing this module re-executes the script with that environment when it is
   missing, before pyarrow is loaded. `sheaf serve` gets no tuning of any kind.
 - Deterministic data (fixed seeds), cached as Parquet under
@@ -103,8 +103,9 @@ def busy_processes(limit: int = 4) -> list[str]:
     """The processes using the most CPU right now (other builds on a shared
     machine), as `command (cpu%)`, so a table can say what ran beside it."""
     try:
-        out = subprocess.run(["ps", "-eo", "pcpu,comm", "--sort=-pcpu", "--no-headers"],
-                             capture_output=True, text=True, timeout=10).stdout
+        out = subprocess.run(
+            ["ps", "-eo", "pcpu,comm", "--sort=-pcpu", "--no-headers"], capture_output=True, text=True, timeout=10
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return []
     me = {"ps", "python", "python3", "sheaf"}
@@ -160,12 +161,11 @@ class Samples:
     def max(self) -> float:
         return max(self.values) if self.values else float("nan")
 
-    def map(self, f) -> "Samples":
+    def map(self, f) -> Samples:
         return Samples([f(v) for v in self.values])
 
     def to_json(self) -> dict:
-        return {"median": self.median, "min": self.min, "max": self.max, "n": len(self.values),
-                "values": self.values}
+        return {"median": self.median, "min": self.min, "max": self.max, "n": len(self.values), "values": self.values}
 
 
 def fmt_range(s: Samples, digits: int = 2) -> str:
@@ -239,7 +239,7 @@ def proc_cpu_seconds(pid: int) -> float:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return float("nan")
-    fields = stat[stat.rindex(")") + 2:].split()
+    fields = stat[stat.rindex(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
@@ -270,8 +270,11 @@ def sheaf_bin() -> Path:
 def server_env() -> dict[str, str]:
     """Environment for `sheaf serve`: the user's, without the client's allocator
     settings or malloc tunables (the server must do well with its own defaults)."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("MIMALLOC_") and k not in ("GLIBC_TUNABLES", "ACERO_ALIGNMENT_HANDLING")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("MIMALLOC_") and k not in ("GLIBC_TUNABLES", "ACERO_ALIGNMENT_HANDLING")
+    }
     env["NO_COLOR"] = "1"
     return env
 
@@ -281,6 +284,7 @@ def _die_with_parent() -> None:
     server outlives a crashed or interrupted run."""
     import ctypes
     import signal
+
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
@@ -288,8 +292,9 @@ class Server:
     """A Flight server in its own process. Its stdout and stderr go to files in
     `log_dir`; start-up waits for a line matching `url_re` (group 1: the URL)."""
 
-    def __init__(self, name: str, cmd: list[str], env: dict[str, str], url_re: str, log_dir: Path,
-                 timeout: float = 120):
+    def __init__(
+        self, name: str, cmd: list[str], env: dict[str, str], url_re: str, log_dir: Path, timeout: float = 120
+    ):
         self.name = name
         self.cmd = cmd
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -299,8 +304,9 @@ class Server:
         self.out_path = Path(out_name)
         self.err_path = self.out_path.with_suffix(".stderr")
         with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, stdin=subprocess.DEVNULL,
-                                         preexec_fn=_die_with_parent)
+            self.proc = subprocess.Popen(
+                cmd, stdout=out, stderr=err, env=env, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent
+            )
         self.pid = self.proc.pid
         deadline = time.monotonic() + timeout
         pattern = re.compile(url_re)
@@ -312,9 +318,11 @@ class Server:
                 break
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.kill()
-                raise RuntimeError(f"{name}: `{' '.join(cmd)}` did not print its URL "
-                                   f"(exit {self.proc.returncode}).\nstdout: {self.out_path.read_text()}\n"
-                                   f"stderr: {self.err_path.read_text(errors='replace')[-3000:]}")
+                raise RuntimeError(
+                    f"{name}: `{' '.join(cmd)}` did not print its URL "
+                    f"(exit {self.proc.returncode}).\nstdout: {self.out_path.read_text()}\n"
+                    f"stderr: {self.err_path.read_text(errors='replace')[-3000:]}"
+                )
             time.sleep(0.01)
         self._clients: list[flight.FlightClient] = []
         self.client = self.connect() if self.url.startswith("grpc") else None
@@ -395,8 +403,13 @@ def sheaf_serve_has(flag: str) -> bool:
 
 def push(registry: Path, package: str, src: Path) -> str:
     """`sheaf push` of a folder into a local registry; returns the top hash."""
-    r = subprocess.run([str(sheaf_bin()), "--registry", registry.resolve().as_uri(), "push", package, str(src)],
-                       capture_output=True, text=True, env=server_env(), timeout=1800)
+    r = subprocess.run(
+        [str(sheaf_bin()), "--registry", registry.resolve().as_uri(), "push", package, str(src)],
+        capture_output=True,
+        text=True,
+        env=server_env(),
+        timeout=1800,
+    )
     if r.returncode != 0:
         raise RuntimeError(f"sheaf push failed ({r.returncode}): {r.stderr}")
     return r.stdout.strip().splitlines()[-1]
@@ -437,12 +450,17 @@ def binary_facts() -> dict:
         b, mtime = os.environ["SHEAF_BENCH_BIN_ORIGIN"].split("|", 1)
     commit = "?"
     try:
-        r = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                           text=True, timeout=10)
+        r = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+        )
         if r.returncode == 0:
             commit = r.stdout.strip()
-            d = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10)
+            d = subprocess.run(
+                ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            )
             if d.stdout.strip():
                 commit += " (+ uncommitted changes)"
     except (OSError, subprocess.SubprocessError):
@@ -470,6 +488,7 @@ def read_all(client: flight.FlightClient, target: str, parallel: int = 1) -> pa.
         tables = [client.do_get(ep.ticket, CALL).read_all() for ep in info.endpoints]
     else:
         from concurrent.futures import ThreadPoolExecutor
+
         with ThreadPoolExecutor(parallel) as pool:
             tables = list(pool.map(lambda ep: client.do_get(ep.ticket, CALL).read_all(), info.endpoints))
     if not tables:
@@ -515,13 +534,15 @@ def narrow_table(rows: int, seed: int = 1) -> pa.Table:
     4-16 letters from 20,000)."""
     rng = np.random.default_rng(seed)
     vocab = vocabulary(rng, 20_000, 4, 16)
-    return pa.table({
-        "id": pa.array(np.arange(rows, dtype=np.int64)),
-        "x": pa.array(rng.standard_normal(rows)),
-        "y": pa.array(rng.random(rows, dtype=np.float32)),
-        "k": pa.array(rng.integers(0, 1000, rows, dtype=np.int32)),
-        "name": vocab.take(pa.array(rng.integers(0, len(vocab), rows))),
-    })
+    return pa.table(
+        {
+            "id": pa.array(np.arange(rows, dtype=np.int64)),
+            "x": pa.array(rng.standard_normal(rows)),
+            "y": pa.array(rng.random(rows, dtype=np.float32)),
+            "k": pa.array(rng.integers(0, 1000, rows, dtype=np.int32)),
+            "name": vocab.take(pa.array(rng.integers(0, len(vocab), rows))),
+        }
+    )
 
 
 def wide_table(rows: int, seed: int = 2) -> pa.Table:
@@ -532,18 +553,20 @@ def wide_table(rows: int, seed: int = 2) -> pa.Table:
     users = vocabulary(rng, 20_000, 6, 14)
     countries = vocabulary(rng, 200, 2, 12)
     ts = 1_700_000_000_000_000 + np.cumsum(rng.integers(1, 2_000, rows, dtype=np.int64))
-    return pa.table({
-        "ts": pa.array(ts),
-        "id": pa.array(rng.integers(0, 2**62, rows, dtype=np.int64)),
-        "user": users.take(pa.array(rng.integers(0, len(users), rows))),
-        "country": countries.take(pa.array(rng.zipf(1.5, rows) % len(countries))),
-        "amount": pa.array(np.round(rng.exponential(50.0, rows), 2)),
-        "price": pa.array(rng.standard_normal(rows) * 10 + 100),
-        "qty": pa.array(rng.integers(1, 100, rows, dtype=np.int32)),
-        "status": pa.array(rng.integers(0, 5, rows, dtype=np.int32)),
-        "score": pa.array(rng.random(rows, dtype=np.float32)),
-        "session": pa.array(rng.integers(0, rows // 10 + 1, rows, dtype=np.int64)),
-    })
+    return pa.table(
+        {
+            "ts": pa.array(ts),
+            "id": pa.array(rng.integers(0, 2**62, rows, dtype=np.int64)),
+            "user": users.take(pa.array(rng.integers(0, len(users), rows))),
+            "country": countries.take(pa.array(rng.zipf(1.5, rows) % len(countries))),
+            "amount": pa.array(np.round(rng.exponential(50.0, rows), 2)),
+            "price": pa.array(rng.standard_normal(rows) * 10 + 100),
+            "qty": pa.array(rng.integers(1, 100, rows, dtype=np.int32)),
+            "status": pa.array(rng.integers(0, 5, rows, dtype=np.int32)),
+            "score": pa.array(rng.random(rows, dtype=np.float32)),
+            "session": pa.array(rng.integers(0, rows // 10 + 1, rows, dtype=np.int64)),
+        }
+    )
 
 
 GENERATORS = {"narrow": narrow_table, "wide": wide_table}
@@ -595,6 +618,7 @@ def arrow_bytes(path: Path) -> tuple[int, int]:
 class Row:
     """One line of the summary table. `ratio` is oriented so the goal reads
     naturally (see `goal`); `status` is met / short / info."""
+
     what: str
     sheaf: str
     baseline: str
@@ -605,13 +629,13 @@ class Row:
 
 @dataclass
 class Result:
-    scenario: str          # "1".."7"
-    name: str              # file stem: flight_read, transfer, ...
+    scenario: str  # "1".."7"
+    name: str  # file stem: flight_read, transfer, ...
     title: str
     quick: bool
     params: dict = field(default_factory=dict)
     rows: list[Row] = field(default_factory=list)
-    detail: list[str] = field(default_factory=list)   # markdown lines
+    detail: list[str] = field(default_factory=list)  # markdown lines
     notes: list[str] = field(default_factory=list)
     plot: dict = field(default_factory=dict)
 
@@ -623,22 +647,42 @@ class Result:
         md, js = self.paths(out)
         md.parent.mkdir(parents=True, exist_ok=True)
         m = machine()
-        lines = [f"# {self.scenario}. {self.title} ({'quick' if self.quick else 'full'})", "",
-                 f"{m['date']}, {m['cores']} cores ({m['cpu']}), {m['memory_gib']:.0f} GiB, "
-                 f"load average {m['loadavg']} at the end; pyarrow {m['pyarrow']}; "
-                 f"sheaf {binary_facts()['sheaf_bin']} ({binary_facts()['sheaf_bin_mtime']}).", "",
-                 *md_table(["what", "Sheaf", "baseline", "ratio", "goal", "status"],
-                           [[r.what, r.sheaf, r.baseline, r.ratio, r.goal, r.status] for r in self.rows]),
-                 "", *self.detail]
+        lines = [
+            f"# {self.scenario}. {self.title} ({'quick' if self.quick else 'full'})",
+            "",
+            f"{m['date']}, {m['cores']} cores ({m['cpu']}), {m['memory_gib']:.0f} GiB, "
+            f"load average {m['loadavg']} at the end; pyarrow {m['pyarrow']}; "
+            f"sheaf {binary_facts()['sheaf_bin']} ({binary_facts()['sheaf_bin_mtime']}).",
+            "",
+            *md_table(
+                ["what", "Sheaf", "baseline", "ratio", "goal", "status"],
+                [[r.what, r.sheaf, r.baseline, r.ratio, r.goal, r.status] for r in self.rows],
+            ),
+            "",
+            *self.detail,
+        ]
         if self.notes:
             lines += ["", "Notes:", "", *[f"- {n}" for n in self.notes]]
         md.write_text("\n".join(lines) + "\n")
-        js.write_text(json.dumps({
-            "scenario": self.scenario, "name": self.name, "title": self.title, "quick": self.quick,
-            "machine": m, "binary": binary_facts(), "params": self.params,
-            "rows": [r.__dict__ for r in self.rows], "detail": self.detail, "notes": self.notes,
-            "plot": self.plot,
-        }, indent=1, default=float))
+        js.write_text(
+            json.dumps(
+                {
+                    "scenario": self.scenario,
+                    "name": self.name,
+                    "title": self.title,
+                    "quick": self.quick,
+                    "machine": m,
+                    "binary": binary_facts(),
+                    "params": self.params,
+                    "rows": [r.__dict__ for r in self.rows],
+                    "detail": self.detail,
+                    "notes": self.notes,
+                    "plot": self.plot,
+                },
+                indent=1,
+                default=float,
+            )
+        )
         print("\n".join(lines))
         progress(f"wrote {md} and {js.name}")
         return md
@@ -659,9 +703,13 @@ def start_scenario(description: str, sizes: dict[str, dict]):
 
 def common_args(description: str):
     import argparse
+
     ap = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small data and few rounds (for CI); asserts no timing")
-    ap.add_argument("--out", help="markdown file to write (default benches/results/NAME[.quick].md; "
-                                  "a .json with the same stem is written next to it)")
+    ap.add_argument(
+        "--out",
+        help="markdown file to write (default benches/results/NAME[.quick].md; "
+        "a .json with the same stem is written next to it)",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the scratch folder (registry, server logs)")
     return ap

@@ -68,7 +68,7 @@ class Compact:
         if t == T_BINARY:
             n = self.varint()
             self.pos += n
-            return self.buf[self.pos - n:self.pos]
+            return self.buf[self.pos - n : self.pos]
         if t in (T_LIST, T_SET):
             head = self.byte()
             n, et = head >> 4, head & 0x0F
@@ -104,9 +104,9 @@ class Compact:
 @dataclass
 class Page:
     kind: int
-    first_row: int     # within the row group (data pages)
+    first_row: int  # within the row group (data pages)
     rows: int
-    size: int          # header + compressed body
+    size: int  # header + compressed body
     encoding: int | None
 
 
@@ -137,10 +137,10 @@ def chunk_pages(f, col_meta) -> list[Page]:
 
 @dataclass
 class Needed:
-    pages_bytes: int           # pages holding the rows + the dictionary pages of their chunks
-    strict_bytes: int          # the same, dictionaries only where a matching page uses them
-    chunk_bytes: int           # whole column chunks of the row groups holding the rows
-    data_pages: int            # data pages that hold matching rows
+    pages_bytes: int  # pages holding the rows + the dictionary pages of their chunks
+    strict_bytes: int  # the same, dictionaries only where a matching page uses them
+    chunk_bytes: int  # whole column chunks of the row groups holding the rows
+    data_pages: int  # data pages that hold matching rows
     row_groups: int
     footer_bytes: int
 

@@ -26,13 +26,12 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import harness  # noqa: E402,F401  (client environment before pyarrow)
-
 import http.server  # noqa: E402
 import pickle  # noqa: E402
 import socketserver  # noqa: E402
 import struct  # noqa: E402
 
+import harness  # noqa: E402,F401  (client environment before pyarrow)
 import pyarrow.flight as flight  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 

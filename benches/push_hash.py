@@ -16,6 +16,7 @@ The full run also pushes a folder of many tiny files (per-file overheads), and
 `SHEAF_PUSH_BASELINE=/path/to/older/sheaf` adds that binary's `sheaf push`,
 timed in the same rounds (before/after comparisons on a shared machine).
 """
+
 import argparse
 import json
 import os
@@ -71,10 +72,16 @@ print(time.perf_counter() - t)
 def time_quilt3(src: Path, scratch: Path) -> float:
     reg = Path(tempfile.mkdtemp(dir=scratch))
     home = Path(tempfile.mkdtemp(dir=scratch))
-    env = dict(os.environ, XDG_CACHE_HOME=str(home / "cache"), XDG_DATA_HOME=str(home / "data"),
-               XDG_CONFIG_HOME=str(home / "config"), QUILT_DISABLE_USAGE_METRICS="true")
-    out = subprocess.run([sys.executable, "-c", QUILT3_BUILD, str(src), str(reg)], env=env,
-                         check=True, capture_output=True, text=True)
+    env = dict(
+        os.environ,
+        XDG_CACHE_HOME=str(home / "cache"),
+        XDG_DATA_HOME=str(home / "data"),
+        XDG_CONFIG_HOME=str(home / "config"),
+        QUILT_DISABLE_USAGE_METRICS="true",
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", QUILT3_BUILD, str(src), str(reg)], env=env, check=True, capture_output=True, text=True
+    )
     shutil.rmtree(reg)
     shutil.rmtree(home)
     return float(out.stdout.strip().splitlines()[-1])
@@ -95,8 +102,9 @@ def make_tiny_tree(root: Path, n: int) -> int:
     return n * 1024
 
 
-def push_rounds(src: Path, scratch: Path, rounds: int, baseline: str | None,
-                files: list[str] | None) -> dict[str, list[float]]:
+def push_rounds(
+    src: Path, scratch: Path, rounds: int, baseline: str | None, files: list[str] | None
+) -> dict[str, list[float]]:
     """Alternates the tools on `src`, `rounds` times; `files` adds `sheaf hash`."""
     results: dict[str, list[float]] = {}
     for _ in range(rounds):
@@ -107,7 +115,8 @@ def push_rounds(src: Path, scratch: Path, rounds: int, baseline: str | None,
                 continue
             reg = Path(tempfile.mkdtemp(dir=scratch))
             results.setdefault(name, []).append(
-                time_sheaf(["--registry", str(reg), "push", "bench/s", str(src)], binary))
+                time_sheaf(["--registry", str(reg), "push", "bench/s", str(src)], binary)
+            )
             shutil.rmtree(reg)
         results.setdefault("quilt3 build", []).append(time_quilt3(src, scratch))
     return results
@@ -116,8 +125,9 @@ def push_rounds(src: Path, scratch: Path, rounds: int, baseline: str | None,
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small data and one round (for CI)")
-    ap.add_argument("--out", help="markdown file (default benches/results/push_hash[.quick].md; "
-                                  "a .json is written next to it)")
+    ap.add_argument(
+        "--out", help="markdown file (default benches/results/push_hash[.quick].md; a .json is written next to it)"
+    )
     opts = ap.parse_args()
     big_files, big_mb, small, rounds = (2, 16, 40, 1) if opts.quick else (4, 128, 400, 5)
     tiny, tiny_rounds = (0, 0) if opts.quick else (20_000, 3)
@@ -147,18 +157,24 @@ def main() -> None:
     med = {k: statistics.median(v) for k, v in results.items()}
     base = med["quilt3 build"]
     gb = total / 1e9
-    rows = [
-        (name, f"{med[name]:.3f}", f"{gb / med[name]:.2f}", f"{base / med[name]:.2f}x")
-        for name in results
-    ]
+    rows = [(name, f"{med[name]:.3f}", f"{gb / med[name]:.2f}", f"{base / med[name]:.2f}x") for name in results]
     res = h.Result("6", "push_hash", "Push hashing: Sheaf vs quilt3 build", opts.quick)
     res.params = {"files": len(files), "bytes": total, "rounds": rounds}
     res.rows = [
-        h.Row("Hashing a folder (`sheaf hash`) vs quilt3 `build`, GB/s", f"{gb / med['sheaf hash']:.2f}",
-              f"{gb / base:.2f} quilt3 build", h.fmt_ratio(base / med["sheaf hash"])),
-        h.Row("`sheaf push` to a local registry (hash + copy) vs quilt3 `build`, GB/s", f"{gb / med['sheaf push']:.2f}",
-              f"{gb / base:.2f} quilt3 build", h.fmt_ratio(base / med["sheaf push"]), goal=">= 1.0x",
-              status="met" if base / med["sheaf push"] >= 1.0 else "short"),
+        h.Row(
+            "Hashing a folder (`sheaf hash`) vs quilt3 `build`, GB/s",
+            f"{gb / med['sheaf hash']:.2f}",
+            f"{gb / base:.2f} quilt3 build",
+            h.fmt_ratio(base / med["sheaf hash"]),
+        ),
+        h.Row(
+            "`sheaf push` to a local registry (hash + copy) vs quilt3 `build`, GB/s",
+            f"{gb / med['sheaf push']:.2f}",
+            f"{gb / base:.2f} quilt3 build",
+            h.fmt_ratio(base / med["sheaf push"]),
+            goal=">= 1.0x",
+            status="met" if base / med["sheaf push"] >= 1.0 else "short",
+        ),
     ]
     res.detail = [
         f"{len(files)} files, {total / 2**20:.0f} MiB, page cache warm, median of {rounds} round(s).",
@@ -172,18 +188,29 @@ def main() -> None:
         tmed = {k: statistics.median(v) for k, v in tiny_results.items()}
         tbase = tmed["quilt3 build"]
         res.params["tiny_files"] = tiny
-        res.rows.append(h.Row(f"`sheaf push` of {tiny:,} files of 1 KiB vs quilt3 `build`, files/s",
-                              f"{tiny / tmed['sheaf push']:,.0f}", f"{tiny / tbase:,.0f} quilt3 build",
-                              h.fmt_ratio(tbase / tmed["sheaf push"])))
+        res.rows.append(
+            h.Row(
+                f"`sheaf push` of {tiny:,} files of 1 KiB vs quilt3 `build`, files/s",
+                f"{tiny / tmed['sheaf push']:,.0f}",
+                f"{tiny / tbase:,.0f} quilt3 build",
+                h.fmt_ratio(tbase / tmed["sheaf push"]),
+            )
+        )
         res.detail += [
             "",
             f"{tiny:,} files of 1 KiB, median of {tiny_rounds} round(s):",
             "",
-            *h.md_table(["what", "seconds", "files/s", "speed vs quilt3 build"],
-                        [[k, f"{v:.3f}", f"{tiny / v:,.0f}", f"{tbase / v:.2f}x"] for k, v in tmed.items()]),
+            *h.md_table(
+                ["what", "seconds", "files/s", "speed vs quilt3 build"],
+                [[k, f"{v:.3f}", f"{tiny / v:,.0f}", f"{tbase / v:.2f}x"] for k, v in tmed.items()],
+            ),
         ]
-    res.plot = {"bars": [{"label": k, "median": gb / med[k], "min": gb / max(v), "max": gb / min(v)}
-                         for k, v in results.items()], "unit": "GB/s"}
+    res.plot = {
+        "bars": [
+            {"label": k, "median": gb / med[k], "min": gb / max(v), "max": gb / min(v)} for k, v in results.items()
+        ],
+        "unit": "GB/s",
+    }
     res.write(opts.out)
     print(json.dumps({k: v for k, v in med.items()}))
 

@@ -92,8 +92,14 @@ def main() -> None:
 
 
 def run_scenarios(opts, only, suffix, flag) -> int:
-    run_info = {"started": h.machine(), "busy_at_start": h.busy_processes(), "binary": h.binary_facts(),
-                "command": "benches/run" + (" --quick" if opts.quick else ""), "scenarios": {}, "clients": {}}
+    run_info = {
+        "started": h.machine(),
+        "busy_at_start": h.busy_processes(),
+        "binary": h.binary_facts(),
+        "command": "benches/run" + (" --quick" if opts.quick else ""),
+        "scenarios": {},
+        "clients": {},
+    }
     limit = 600 if opts.quick else 1800
     t_start = time.monotonic()
     for num, name in SCENARIOS:
@@ -101,8 +107,10 @@ def run_scenarios(opts, only, suffix, flag) -> int:
             continue
         out = h.RESULTS / f"{name}{suffix}.md"
         out.with_suffix(".json").unlink(missing_ok=True)
-        code, secs = run([sys.executable, str(h.BENCHES / f"{name}.py"), *flag, "--out", str(out)],
-                         limit if opts.quick else FULL_LIMITS.get(name, limit))
+        code, secs = run(
+            [sys.executable, str(h.BENCHES / f"{name}.py"), *flag, "--out", str(out)],
+            limit if opts.quick else FULL_LIMITS.get(name, limit),
+        )
         ok = code == 0 and out.with_suffix(".json").exists()
         run_info["scenarios"][num] = {"name": name, "exit": code, "seconds": round(secs, 1), "ok": ok}
     if not only or "7" in only:
@@ -114,9 +122,13 @@ def run_scenarios(opts, only, suffix, flag) -> int:
                 continue
             out.unlink(missing_ok=True)
             code, secs = run([sys.executable, str(script), *flag, "--out", str(out)], limit)
-            run_info["clients"][name] = {"title": title, "exit": code, "seconds": round(secs, 1),
-                                         "status": "ran" if code == 0 and out.exists() else f"failed (exit {code})",
-                                         "md": out.name}
+            run_info["clients"][name] = {
+                "title": title,
+                "exit": code,
+                "seconds": round(secs, 1),
+                "status": "ran" if code == 0 and out.exists() else f"failed (exit {code})",
+                "md": out.name,
+            }
     run_info["ended"] = h.machine()
     run_info["busy_at_end"] = h.busy_processes()
     run_info["seconds"] = round(time.monotonic() - t_start, 1)
@@ -132,12 +144,18 @@ def run_scenarios(opts, only, suffix, flag) -> int:
             if "7" in only:
                 prev["clients"] = run_info["clients"]
             prev.setdefault("reruns", []).append(
-                {"only": sorted(only), "date": run_info["started"]["date"], "loadavg": run_info["started"]["loadavg"],
-                 "binary": run_info["binary"]})
+                {
+                    "only": sorted(only),
+                    "date": run_info["started"]["date"],
+                    "loadavg": run_info["started"]["loadavg"],
+                    "binary": run_info["binary"],
+                }
+            )
             run_info = prev
     run_path.write_text(json.dumps(run_info, indent=1))
 
     import summary
+
     summary.build(quick=opts.quick)
     failed = [f"{n} ({v['name']}, exit {v['exit']})" for n, v in run_info["scenarios"].items() if not v["ok"]]
     failed += [f"7 ({k}: {v['status']})" for k, v in run_info["clients"].items() if v["status"].startswith("failed")]

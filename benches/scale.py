@@ -63,12 +63,20 @@ PKG_QUILT = "bench/q"
 STEPS = [
     ("push", "push / build", "`sheaf push` (hash + copy) vs quilt3 `build` (hash only)"),
     ("install", "install whole package", "`sheaf install` vs quilt3 `Package.install`"),
-    ("install_folder", "install one folder (1000 files)", "`sheaf install REF/FOLDER` vs `Package.install(path=FOLDER)`"),
-    ("browse_folder", "browse one folder (1000 entries)", "`sheaf browse REF FOLDER` vs `Package.browse` + folder walk"),
+    (
+        "install_folder",
+        "install one folder (1000 files)",
+        "`sheaf install REF/FOLDER` vs `Package.install(path=FOLDER)`",
+    ),
+    (
+        "browse_folder",
+        "browse one folder (1000 entries)",
+        "`sheaf browse REF FOLDER` vs `Package.browse` + folder walk",
+    ),
     ("load", "manifest load", "`sheaf browse REF none/` vs `Package.browse`"),
 ]
 STEP_TITLE = {k: t for k, t, _ in STEPS}
-TIME = "/usr/bin/time"      # GNU time, for each step's peak RSS (see measure)
+TIME = "/usr/bin/time"  # GNU time, for each step's peak RSS (see measure)
 # Where GNU time is missing: a small Python process that spawns the command and
 # writes its ru_maxrss (KiB), the same reading (its own ~10 MB is the floor).
 LAUNCHER = r"""
@@ -80,8 +88,8 @@ with open(sys.argv[1], "w") as f:
 code = os.waitstatus_to_exitcode(status)
 sys.exit(code if code >= 0 else 128 - code)
 """
-TIME_GOAL = 10.0            # issue 12: 10x faster than quilt3
-SLOPE_GOAL = 8.0            # bytes per entry: "memory bounded by a constant" (8 MB per million entries)
+TIME_GOAL = 10.0  # issue 12: 10x faster than quilt3
+SLOPE_GOAL = 8.0  # bytes per entry: "memory bounded by a constant" (8 MB per million entries)
 
 QUILT3 = r"""
 import json, os, resource, sys, time
@@ -198,8 +206,9 @@ def measure(cmd: list[str], env: dict, timeout: float, out: Path) -> dict:
             wrap = [TIME, "-f", "%M", "-o", str(rss_file)]
         else:
             wrap = [sys.executable, "-I", "-S", "-c", LAUNCHER, str(rss_file)]
-        p = subprocess.Popen([*wrap, *cmd], stdout=so, stderr=se, env=env, stdin=subprocess.DEVNULL,
-                             start_new_session=True)
+        p = subprocess.Popen(
+            [*wrap, *cmd], stdout=so, stderr=se, env=env, stdin=subprocess.DEVNULL, start_new_session=True
+        )
         killed = threading.Event()
 
         def kill():
@@ -223,8 +232,15 @@ def measure(cmd: list[str], env: dict, timeout: float, out: Path) -> dict:
     except (OSError, ValueError, IndexError):
         pass
     rss_file.unlink(missing_ok=True)
-    return {"wall": wall, "rss": rss, "exit": p.returncode, "timed_out": killed.is_set(),
-            "stderr": err, "cpu": ru.ru_utime + ru.ru_stime, "loadavg": h.loadavg()}
+    return {
+        "wall": wall,
+        "rss": rss,
+        "exit": p.returncode,
+        "timed_out": killed.is_set(),
+        "stderr": err,
+        "cpu": ru.ru_utime + ru.ru_stime,
+        "loadavg": h.loadavg(),
+    }
 
 
 class Bench:
@@ -248,9 +264,14 @@ class Bench:
 
     def quilt3_run(self, op: str, name: str, reg: Path, arg: str, folder: str, out: Path) -> dict:
         home = self.fresh("q3home")
-        env = dict(self.env, XDG_CACHE_HOME=str(home / "cache"), XDG_DATA_HOME=str(home / "data"),
-                   XDG_CONFIG_HOME=str(home / "config"), QUILT_DISABLE_USAGE_METRICS="true",
-                   QUILT_MINIMIZE_STDOUT="true")
+        env = dict(
+            self.env,
+            XDG_CACHE_HOME=str(home / "cache"),
+            XDG_DATA_HOME=str(home / "data"),
+            XDG_CONFIG_HOME=str(home / "config"),
+            QUILT_DISABLE_USAGE_METRICS="true",
+            QUILT_MINIMIZE_STDOUT="true",
+        )
         r = measure([sys.executable, "-c", QUILT3, op, name, str(reg), arg, folder], env, self.step_limit * 1.5, out)
         rm(home)
         if r["timed_out"]:
@@ -259,8 +280,12 @@ class Bench:
         if r["exit"] != 0:
             raise RuntimeError(f"quilt3 {op} failed (exit {r['exit']}): {r['stderr']}")
         info = json.loads(out.read_text().strip().splitlines()[-1])
-        r.update(seconds=info["seconds"], import_seconds=info["import_seconds"], baseline_rss=info["baseline_rss"],
-                 count=info["count"])
+        r.update(
+            seconds=info["seconds"],
+            import_seconds=info["import_seconds"],
+            baseline_rss=info["baseline_rss"],
+            count=info["count"],
+        )
         return r
 
 
@@ -302,15 +327,24 @@ def run_size(b: Bench, n: int, rounds: int, prev: dict | None, skip_quilt3: bool
             s["timed_out"] = True
 
     def finish(step: str) -> None:
-        for tool, s in steps.get(step, {}).items():
+        for s in steps.get(step, {}).values():
             ok = [x for x in s["samples"] if not x.get("timed_out")]
             if ok:
-                def med(key):
+
+                def med(key, ok=ok):
                     vals = sorted(x[key] for x in ok if x.get(key) is not None)
                     return vals[len(vals) // 2] if vals else None
-                s.update(seconds=med("seconds"), wall=med("wall"), rss=med("rss"), cpu=med("cpu"),
-                         seconds_min=min(x["seconds"] for x in ok), seconds_max=max(x["seconds"] for x in ok),
-                         rss_max=max(x["rss"] for x in ok), baseline_rss=med("baseline_rss"))
+
+                s.update(
+                    seconds=med("seconds"),
+                    wall=med("wall"),
+                    rss=med("rss"),
+                    cpu=med("cpu"),
+                    seconds_min=min(x["seconds"] for x in ok),
+                    seconds_max=max(x["seconds"] for x in ok),
+                    rss_max=max(x["rss"] for x in ok),
+                    baseline_rss=med("baseline_rss"),
+                )
             elif s.get("timed_out"):
                 s["skipped"] = f"stopped after {b.step_limit * 1.5 / 60:.0f} min"
 
@@ -364,10 +398,12 @@ def run_size(b: Bench, n: int, rounds: int, prev: dict | None, skip_quilt3: bool
                 dest = b.fresh("dest")
                 if tool == "sheaf":
                     ref = PKG_SHEAF + (f"/{folder}" if step == "install_folder" else "")
-                    args = {"install": ["install", ref, "--dest", str(dest)],
-                            "install_folder": ["install", ref, "--dest", str(dest)],
-                            "browse_folder": ["browse", ref, folder],
-                            "load": ["browse", ref, "none/"]}[step]
+                    args = {
+                        "install": ["install", ref, "--dest", str(dest)],
+                        "install_folder": ["install", ref, "--dest", str(dest)],
+                        "browse_folder": ["browse", ref, folder],
+                        "load": ["browse", ref, "none/"],
+                    }[step]
                     r = b.sheaf_run(["--registry", str(s_reg), *args], out)
                     if step == "browse_folder":
                         r["count"] = sum(1 for line in out.read_text().splitlines() if f" {folder}/" in line)
@@ -418,7 +454,7 @@ def ok(s: dict | None) -> bool:
 def slope(sizes: list[dict], step: str, tool: str) -> list[tuple[int, int, float]]:
     """(n1, n2, bytes per entry) of peak RSS between consecutive measured sizes."""
     pts = [(r["files"], r["steps"][step][tool]["rss"]) for r in sizes if ok(r["steps"].get(step, {}).get(tool))]
-    return [(a[0], b[0], (b[1] - a[1]) / (b[0] - a[0])) for a, b in zip(pts, pts[1:])]
+    return [(a[0], b[0], (b[1] - a[1]) / (b[0] - a[0])) for a, b in zip(pts, pts[1:], strict=False)]
 
 
 def fmt_per_entry(v: float) -> str:
@@ -449,10 +485,16 @@ def report(opts, sizes: list[dict], params: dict) -> h.Result:
             extra = ""
             if r is not largest and ok(largest["steps"][key].get("sheaf")):
                 extra = f"; Sheaf at {short_n(largest['files'])}: {largest['steps'][key]['sheaf']['seconds']:.2f} s"
-            res.rows.append(h.Row(
-                f"{title[0].upper()}{title[1:]}, {short_n(r['files'])} files: {how}, s", f"{s['seconds']:.2f}{extra}",
-                f"{q['seconds']:.2f} quilt3", h.fmt_ratio(ratio), f">= {TIME_GOAL:.0f}x",
-                "met" if ratio >= TIME_GOAL else "short"))
+            res.rows.append(
+                h.Row(
+                    f"{title[0].upper()}{title[1:]}, {short_n(r['files'])} files: {how}, s",
+                    f"{s['seconds']:.2f}{extra}",
+                    f"{q['seconds']:.2f} quilt3",
+                    h.fmt_ratio(ratio),
+                    f">= {TIME_GOAL:.0f}x",
+                    "met" if ratio >= TIME_GOAL else "short",
+                )
+            )
         else:
             res.rows.append(h.Row(f"{title[0].upper()}{title[1:]}: {how}, s", "n/a", "quilt3 not measured", "n/a"))
     for key, title, _ in STEPS:
@@ -462,15 +504,25 @@ def report(opts, sizes: list[dict], params: dict) -> h.Result:
         r = both[-1]
         s, q = r["steps"][key]["sheaf"], r["steps"][key]["quilt3"]
         ss, qs = slope(sizes, key, "sheaf"), slope(sizes, key, "quilt3")
-        s_txt = h.fmt_bytes(s["rss"]) + (f" ({fmt_per_entry(ss[-1][2])} from {short_n(ss[-1][0])} to "
-                                          f"{short_n(ss[-1][1])})" if ss else "")
-        q_txt = h.fmt_bytes(q["rss"]) + (f" ({fmt_per_entry(qs[-1][2])} from {short_n(qs[-1][0])} to "
-                                          f"{short_n(qs[-1][1])})" if qs else "") + " quilt3"
-        res.rows.append(h.Row(f"Peak RSS, {title}, {short_n(r['files'])} files (growth per entry)", s_txt, q_txt,
-                              h.fmt_ratio(q["rss"] / s["rss"])))
+        s_txt = h.fmt_bytes(s["rss"]) + (
+            f" ({fmt_per_entry(ss[-1][2])} from {short_n(ss[-1][0])} to {short_n(ss[-1][1])})" if ss else ""
+        )
+        q_txt = (
+            h.fmt_bytes(q["rss"])
+            + (f" ({fmt_per_entry(qs[-1][2])} from {short_n(qs[-1][0])} to {short_n(qs[-1][1])})" if qs else "")
+            + " quilt3"
+        )
+        res.rows.append(
+            h.Row(
+                f"Peak RSS, {title}, {short_n(r['files'])} files (growth per entry)",
+                s_txt,
+                q_txt,
+                h.fmt_ratio(q["rss"] / s["rss"]),
+            )
+        )
     # One goal row: Sheaf's memory growth per entry, worst step, between its two largest sizes.
     worst = None
-    for key, title, _ in STEPS:
+    for key, _title, _ in STEPS:
         ss = slope(sizes, key, "sheaf")
         if ss and (worst is None or ss[-1][2] > worst[1][2]):
             worst = (key, ss[-1])
@@ -478,34 +530,74 @@ def report(opts, sizes: list[dict], params: dict) -> h.Result:
         key, (n1, n2, v) = worst
         s1 = next(r for r in sizes if r["files"] == n1)["steps"][key]["sheaf"]["rss"]
         s2 = next(r for r in sizes if r["files"] == n2)["steps"][key]["sheaf"]["rss"]
-        res.rows.append(h.Row(
-            f"Sheaf peak RSS growth per entry, {short_n(n1)} -> {short_n(n2)} files, steepest step "
-            f"({STEP_TITLE[key]})", f"{fmt_per_entry(v)} ({h.fmt_bytes(s1)} -> {h.fmt_bytes(s2)})",
-            "constant memory", "-", f"<= {SLOPE_GOAL:.0f} B/entry", "met" if v <= SLOPE_GOAL else "short"))
+        res.rows.append(
+            h.Row(
+                f"Sheaf peak RSS growth per entry, {short_n(n1)} -> {short_n(n2)} files, steepest step "
+                f"({STEP_TITLE[key]})",
+                f"{fmt_per_entry(v)} ({h.fmt_bytes(s1)} -> {h.fmt_bytes(s2)})",
+                "constant memory",
+                "-",
+                f"<= {SLOPE_GOAL:.0f} B/entry",
+                "met" if v <= SLOPE_GOAL else "short",
+            )
+        )
 
     # Detail tables.
     d = res.detail
-    d += [f"Trees of tiny files ({PER_FOLDER} per folder, `pNN/sNN/NNNNNNN.txt`, content `i\\n`, 2-8 bytes), "
-          f"cached in `$SHEAF_CACHE/bench-data/scale-v{TREE_VERSION}-N/`; page cache warm (every file read once "
-          f"before each size). One process per step and tool; median of the rounds (min-max) where more than one. "
-          f"quilt3 seconds are measured inside its process (interpreter start and `import quilt3` left out, "
-          f"in quilt3's favour; the whole process is the column `quilt3 process s`); Sheaf's are the whole "
-          f"`sheaf` process. Peak RSS is `ru_maxrss` of that process "
-          f"(quilt3's includes Python and `import quilt3`: "
-          f"{h.fmt_bytes(params.get('quilt3_import_rss'))} on its own). Ratios: quilt3 / Sheaf.", ""]
+    d += [
+        f"Trees of tiny files ({PER_FOLDER} per folder, `pNN/sNN/NNNNNNN.txt`, content `i\\n`, 2-8 bytes), "
+        f"cached in `$SHEAF_CACHE/bench-data/scale-v{TREE_VERSION}-N/`; page cache warm (every file read once "
+        f"before each size). One process per step and tool; median of the rounds (min-max) where more than one. "
+        f"quilt3 seconds are measured inside its process (interpreter start and `import quilt3` left out, "
+        f"in quilt3's favour; the whole process is the column `quilt3 process s`); Sheaf's are the whole "
+        f"`sheaf` process. Peak RSS is `ru_maxrss` of that process "
+        f"(quilt3's includes Python and `import quilt3`: "
+        f"{h.fmt_bytes(params.get('quilt3_import_rss'))} on its own). Ratios: quilt3 / Sheaf.",
+        "",
+    ]
     rows = []
     for r in sizes:
         for key, title, _ in STEPS:
             s, q = r["steps"][key].get("sheaf"), r["steps"][key].get("quilt3")
             tr = h.fmt_ratio(q["seconds"] / s["seconds"]) if ok(s) and ok(q) else "-"
             mr = h.fmt_ratio(q["rss"] / s["rss"]) if ok(s) and ok(q) else "-"
-            rows.append([f"{r['files']:,}", title, fmt_s(s), f"{s['cpu']:.1f}" if ok(s) else "-",
-                         h.fmt_bytes(s["rss"]) if ok(s) else "-", fmt_s(q), f"{q['wall']:.2f}" if ok(q) else "-",
-                         f"{q['cpu']:.1f}" if ok(q) else "-", h.fmt_bytes(q["rss"]) if ok(q) else "-", tr, mr])
-    d += h.md_table(["files", "step", "Sheaf s", "Sheaf CPU-s", "Sheaf peak RSS", "quilt3 s", "quilt3 process s",
-                     "quilt3 CPU-s", "quilt3 peak RSS", "time ratio", "memory ratio"], rows)
-    d += ["", "Peak RSS growth per entry between sizes (slope of peak RSS; the constant part, such as the "
-              "interpreter, cancels out):", ""]
+            rows.append(
+                [
+                    f"{r['files']:,}",
+                    title,
+                    fmt_s(s),
+                    f"{s['cpu']:.1f}" if ok(s) else "-",
+                    h.fmt_bytes(s["rss"]) if ok(s) else "-",
+                    fmt_s(q),
+                    f"{q['wall']:.2f}" if ok(q) else "-",
+                    f"{q['cpu']:.1f}" if ok(q) else "-",
+                    h.fmt_bytes(q["rss"]) if ok(q) else "-",
+                    tr,
+                    mr,
+                ]
+            )
+    d += h.md_table(
+        [
+            "files",
+            "step",
+            "Sheaf s",
+            "Sheaf CPU-s",
+            "Sheaf peak RSS",
+            "quilt3 s",
+            "quilt3 process s",
+            "quilt3 CPU-s",
+            "quilt3 peak RSS",
+            "time ratio",
+            "memory ratio",
+        ],
+        rows,
+    )
+    d += [
+        "",
+        "Peak RSS growth per entry between sizes (slope of peak RSS; the constant part, such as the "
+        "interpreter, cancels out):",
+        "",
+    ]
     rows = []
     for key, title, _ in STEPS:
         for tool in ("sheaf", "quilt3"):
@@ -514,12 +606,19 @@ def report(opts, sizes: list[dict], params: dict) -> h.Result:
     d += h.md_table(["step", "tool", "sizes", "peak RSS growth"], rows) if rows else ["(one size only)"]
     d += ["", "Per size:", ""]
     for r in sizes:
-        d.append(f"- {r['files']:,} files: manifest {h.fmt_bytes(r['manifest_bytes'])} "
-                 f"({r['manifest_bytes'] / r['files']:.0f} B/entry); Sheaf's registry {r['registry_files']:,} files; "
-                 f"folder `{r['folder']}`; {r['rounds']} round(s); quilt3 read {r['quilt3_reads']}; "
-                 f"load average {r['loadavg_start']} -> {r['loadavg_end']}.")
-    skipped = [(r["files"], key, tool, r["steps"][key][tool]["skipped"]) for r in sizes for key, _, _ in STEPS
-               for tool in ("sheaf", "quilt3") if (r["steps"][key].get(tool) or {}).get("skipped")]
+        d.append(
+            f"- {r['files']:,} files: manifest {h.fmt_bytes(r['manifest_bytes'])} "
+            f"({r['manifest_bytes'] / r['files']:.0f} B/entry); Sheaf's registry {r['registry_files']:,} files; "
+            f"folder `{r['folder']}`; {r['rounds']} round(s); quilt3 read {r['quilt3_reads']}; "
+            f"load average {r['loadavg_start']} -> {r['loadavg_end']}."
+        )
+    skipped = [
+        (r["files"], key, tool, r["steps"][key][tool]["skipped"])
+        for r in sizes
+        for key, _, _ in STEPS
+        for tool in ("sheaf", "quilt3")
+        if (r["steps"][key].get(tool) or {}).get("skipped")
+    ]
     if skipped:
         d += ["", f"Not measured (step limit {params['step_limit_s'] / 60:.0f} min):", ""]
         d += [f"- {tool} {STEP_TITLE[key]} at {n:,} files: {why}." for n, key, tool, why in skipped]
@@ -530,9 +629,12 @@ def report(opts, sizes: list[dict], params: dict) -> h.Result:
                 smp = [x for x in (r["steps"][key].get(tool) or {}).get("samples", []) if not x.get("timed_out")]
                 top = max((x["seconds"] for x in smp), default=0)
                 if len(smp) > 1 and top >= 1 and top > 1.5 * min(x["seconds"] for x in smp):
-                    spread.append(f"{tool} {title} at {short_n(r['files'])}: "
-                                  + ", ".join(f"{x['seconds']:.1f} s ({x['cpu']:.0f} CPU-s, load {x['loadavg'].split()[0]})"
-                                              for x in smp))
+                    spread.append(
+                        f"{tool} {title} at {short_n(r['files'])}: "
+                        + ", ".join(
+                            f"{x['seconds']:.1f} s ({x['cpu']:.0f} CPU-s, load {x['loadavg'].split()[0]})" for x in smp
+                        )
+                    )
     res.notes = [
         "`sheaf push` copies every file into the registry (content-addressed blobs) and writes the manifest; "
         "quilt3 `build` only hashes and writes the manifest (its `push` needs S3), so the push row gives Sheaf "
@@ -543,12 +645,25 @@ def report(opts, sizes: list[dict], params: dict) -> h.Result:
         "about 20% between runs.",
     ]
     if spread:
-        res.notes.append("Rounds more than 1.5x apart (the noise of a shared machine; CPU-s is the process's user + "
-                         "system time): " + "; ".join(spread) + ".")
-    res.plot = {"sizes": [{"files": r["files"], **{k: {t: ({"seconds": v.get("seconds"), "rss": v.get("rss")}
-                                                           if ok(v) else None)
-                                                       for t, v in r["steps"][k].items()} for k, _, _ in STEPS}}
-                          for r in sizes]}
+        res.notes.append(
+            "Rounds more than 1.5x apart (the noise of a shared machine; CPU-s is the process's user + "
+            "system time): " + "; ".join(spread) + "."
+        )
+    res.plot = {
+        "sizes": [
+            {
+                "files": r["files"],
+                **{
+                    k: {
+                        t: ({"seconds": v.get("seconds"), "rss": v.get("rss")} if ok(v) else None)
+                        for t, v in r["steps"][k].items()
+                    }
+                    for k, _, _ in STEPS
+                },
+            }
+            for r in sizes
+        ]
+    }
     return res
 
 
@@ -560,10 +675,10 @@ def quilt3_import_rss(b: Bench) -> int | None:
 
 def main() -> None:
     ap = h.common_args(__doc__)
-    ap.add_argument("--sizes", help="comma-separated file counts (default: 2000,5000 quick; "
-                                    "10000,100000,1000000 full)")
-    ap.add_argument("--rounds", type=int, help="rounds at sizes up to 100k (default 1 quick, 3 full); "
-                                              "larger sizes run once")
+    ap.add_argument("--sizes", help="comma-separated file counts (default: 2000,5000 quick; 10000,100000,1000000 full)")
+    ap.add_argument(
+        "--rounds", type=int, help="rounds at sizes up to 100k (default 1 quick, 3 full); larger sizes run once"
+    )
     ap.add_argument("--step-limit", type=float, default=900, help="seconds one quilt3 step may take (default 900)")
     ap.add_argument("--quilt3-max-files", type=int, default=0, help="run quilt3 only up to this size (0: no limit)")
     ap.add_argument("--from-json", help="write the report again from a previous run's .json (no measuring)")
@@ -598,8 +713,14 @@ def main() -> None:
             h.progress(f"kept {scratch}")
         else:
             shutil.rmtree(scratch, ignore_errors=True)
-    params = {"sizes": sizes, "per_folder": PER_FOLDER, "step_limit_s": opts.step_limit,
-              "quilt3_import_rss": import_rss, "seconds": round(time.monotonic() - t0, 1), "results": results}
+    params = {
+        "sizes": sizes,
+        "per_folder": PER_FOLDER,
+        "step_limit_s": opts.step_limit,
+        "quilt3_import_rss": import_rss,
+        "seconds": round(time.monotonic() - t0, 1),
+        "results": results,
+    }
     report(opts, results, params).write(opts.out)
 
 

@@ -44,19 +44,17 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import harness as h  # noqa: E402  (first: client environment before pyarrow)
-
 import contextlib  # noqa: E402
 import shutil  # noqa: E402
 import time  # noqa: E402
 import urllib.parse  # noqa: E402
 
 import duckdb  # noqa: E402
+import harness as h  # noqa: E402  (first: client environment before pyarrow)
+import parquet_pages  # noqa: E402
 import pyarrow.compute as pc  # noqa: E402
 import pyarrow.dataset as ds  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
-
-import parquet_pages  # noqa: E402
 
 SIZES = {"quick": dict(rows=400_000, rounds=3, fresh=2), "full": dict(rows=12_500_000, rounds=15, fresh=3)}
 COLUMNS = ["ts", "user"]
@@ -90,7 +88,7 @@ def main() -> None:
     ts = pq.read_table(path, columns=["ts"]).column("ts").to_numpy()
     queries = [Query(k, ts, path) for k in range(1 + cfg["rounds"] + cfg["fresh"])]
     del ts
-    warm_q, round_qs, fresh_qs = queries[0], queries[1:1 + cfg["rounds"]], queries[1 + cfg["rounds"]:]
+    warm_q, round_qs, fresh_qs = queries[0], queries[1 : 1 + cfg["rounds"]], queries[1 + cfg["rounds"] :]
     scratch = h.scratch_dir("selective")
     logs = scratch / "logs"
     base = "sheaf://bench/sel/wide.parquet"
@@ -112,10 +110,12 @@ def main() -> None:
     def duck(_, q):
         return con.sql(f"SELECT ts, \"user\" FROM read_parquet('{path}') WHERE {q.sql}").to_arrow_table()
 
-    ways = [("Sheaf, filter and projection on the server", sheaf_filtered, True),
-            ("Sheaf full scan of the 2 columns, filtered in the client", sheaf_scan, True),
-            ("pyarrow.dataset, local file", pyarrow_dataset, False),
-            ("DuckDB, local file", duck, False)]
+    ways = [
+        ("Sheaf, filter and projection on the server", sheaf_filtered, True),
+        ("Sheaf full scan of the 2 columns, filtered in the client", sheaf_scan, True),
+        ("pyarrow.dataset, local file", pyarrow_dataset, False),
+        ("DuckDB, local file", duck, False),
+    ]
     secs = {w[0]: h.Samples() for w in ways}
     rchar = {w[0]: h.Samples() for w in ways}
     ratio_rchar = {w[0]: h.Samples() for w in ways}
@@ -188,44 +188,82 @@ def main() -> None:
         source = "server read() bytes from /proc, metrics n/a"
 
     res = h.Result("3", "selective", "Selective read: 0.1% of rows on a sorted column, 2 of 10 columns", opts.quick)
-    res.params = {"rows": rows, "matching_rows": warm_q.want, "columns": COLUMNS, "rounds": cfg["rounds"],
-                  "parquet_bytes": path.stat().st_size, "needed_pages_bytes": need_pages.median,
-                  "needed_strict_bytes": need_strict.median, "needed_chunk_bytes": need_chunks.median}
+    res.params = {
+        "rows": rows,
+        "matching_rows": warm_q.want,
+        "columns": COLUMNS,
+        "rounds": cfg["rounds"],
+        "parquet_bytes": path.stat().st_size,
+        "needed_pages_bytes": need_pages.median,
+        "needed_strict_bytes": need_strict.median,
+        "needed_chunk_bytes": need_chunks.median,
+    }
     ms = {label: secs[label].map(lambda s: s * 1e3) for label in secs}
     res.rows = [
-        h.Row(f"Selective read, bytes read from storage / bytes the answer needs ({source})",
-              h.fmt_bytes(sheaf_bytes), f"{h.fmt_bytes(need_pages.median)} needed (pages holding the rows, "
-              "with their dictionaries)", h.fmt_ratio(bytes_ratio), "<= 2.0x",
-              "met" if bytes_ratio <= 2.0 else "short"),
-        h.Row("Selective read latency vs full scan of the 2 columns (filtered in the client), ms",
-              h.fmt_range(ms[filtered], 1), f"{h.fmt_range(ms[scan], 1)} full scan",
-              h.fmt_ratio(secs[scan].median / secs[filtered].median)),
-        h.Row("Selective read latency vs DuckDB on the local file, ms", h.fmt_range(ms[filtered], 1),
-              f"{h.fmt_range(ms[duck_label], 1)} DuckDB", h.fmt_ratio(secs[duck_label].median / secs[filtered].median)),
-        h.Row("Selective read latency vs pyarrow.dataset on the local file, ms", h.fmt_range(ms[filtered], 1),
-              f"{h.fmt_range(ms[pds], 1)} pyarrow.dataset", h.fmt_ratio(secs[pds].median / secs[filtered].median)),
+        h.Row(
+            f"Selective read, bytes read from storage / bytes the answer needs ({source})",
+            h.fmt_bytes(sheaf_bytes),
+            f"{h.fmt_bytes(need_pages.median)} needed (pages holding the rows, with their dictionaries)",
+            h.fmt_ratio(bytes_ratio),
+            "<= 2.0x",
+            "met" if bytes_ratio <= 2.0 else "short",
+        ),
+        h.Row(
+            "Selective read latency vs full scan of the 2 columns (filtered in the client), ms",
+            h.fmt_range(ms[filtered], 1),
+            f"{h.fmt_range(ms[scan], 1)} full scan",
+            h.fmt_ratio(secs[scan].median / secs[filtered].median),
+        ),
+        h.Row(
+            "Selective read latency vs DuckDB on the local file, ms",
+            h.fmt_range(ms[filtered], 1),
+            f"{h.fmt_range(ms[duck_label], 1)} DuckDB",
+            h.fmt_ratio(secs[duck_label].median / secs[filtered].median),
+        ),
+        h.Row(
+            "Selective read latency vs pyarrow.dataset on the local file, ms",
+            h.fmt_range(ms[filtered], 1),
+            f"{h.fmt_range(ms[pds], 1)} pyarrow.dataset",
+            h.fmt_ratio(secs[pds].median / secs[filtered].median),
+        ),
     ]
 
     detail_rows = []
     for label in secs:
         sheafish = label.startswith("Sheaf")
         br, rs = metric(label, "bytes_read"), metric(label, "rows_scanned")
-        detail_rows.append([
-            label, h.fmt_range(ms[label], 1),
-            (h.fmt_bytes(br) if br is not None else "n/a") if sheafish else "-",
-            (f"{rs:,.0f}" if rs is not None else "n/a") if sheafish else "-",
-            h.fmt_bytes(rchar[label].median) if rchar[label].values else "n/a",
-            h.fmt_ratio(ratio_metrics.median if (label == filtered and ratio_metrics.values)
-                        else (br / need_pages.median if br is not None else ratio_rchar[label].median)),
-        ])
+        detail_rows.append(
+            [
+                label,
+                h.fmt_range(ms[label], 1),
+                (h.fmt_bytes(br) if br is not None else "n/a") if sheafish else "-",
+                (f"{rs:,.0f}" if rs is not None else "n/a") if sheafish else "-",
+                h.fmt_bytes(rchar[label].median) if rchar[label].values else "n/a",
+                h.fmt_ratio(
+                    ratio_metrics.median
+                    if (label == filtered and ratio_metrics.values)
+                    else (br / need_pages.median if br is not None else ratio_rchar[label].median)
+                ),
+            ]
+        )
     fm = [(m, q) for m, q in first_metrics if m and "bytes_read" in m]
     fb = sorted(m["bytes_read"] for m, _ in fm)[len(fm) // 2] if fm else None
     fr = sorted(m["rows_scanned"] for m, _ in fm)[len(fm) // 2] if fm else None
-    f_ratio = (h.Samples([m["bytes_read"] / q.need.pages_bytes for m, q in fm]).median if fm else
-               first_rchar.median / h.Samples([q.need.pages_bytes for q in fresh_qs]).median)
-    detail_rows.append(["Sheaf, the query as the first request of a fresh server", h.fmt_range(
-        first.map(lambda s: s * 1e3), 1), h.fmt_bytes(fb), f"{fr:,.0f}" if fr is not None else "n/a",
-        h.fmt_bytes(first_rchar.median), h.fmt_ratio(f_ratio)])
+    f_ratio = (
+        h.Samples([m["bytes_read"] / q.need.pages_bytes for m, q in fm]).median
+        if fm
+        else first_rchar.median / h.Samples([q.need.pages_bytes for q in fresh_qs]).median
+    )
+    detail_rows.append(
+        [
+            "Sheaf, the query as the first request of a fresh server",
+            h.fmt_range(first.map(lambda s: s * 1e3), 1),
+            h.fmt_bytes(fb),
+            f"{fr:,.0f}" if fr is not None else "n/a",
+            h.fmt_bytes(first_rchar.median),
+            h.fmt_ratio(f_ratio),
+        ]
+    )
     res.detail = [
         f"Table: {rows:,} rows, 10 columns, {h.fmt_bytes(path.stat().st_size)} Parquet, "
         f"{pf.metadata.num_row_groups} row groups; each query matches {warm_q.want:,} rows ({SELECTIVITY:.1%}), "
@@ -236,26 +274,48 @@ def main() -> None:
         f"{h.fmt_bytes(need_chunks.median)}; the footer is {h.fmt_bytes(round_qs[0].need.footer_bytes)}. "
         f"{cfg['rounds']} alternating rounds after a warm-up, a new range each round; median (min-max).",
         "",
-        *h.md_table(["reader", "latency ms", "bytes read (metrics)", "rows scanned (metrics)",
-                     "read() bytes (/proc rchar)", "read / needed"], detail_rows),
+        *h.md_table(
+            [
+                "reader",
+                "latency ms",
+                "bytes read (metrics)",
+                "rows scanned (metrics)",
+                "read() bytes (/proc rchar)",
+                "read / needed",
+            ],
+            detail_rows,
+        ),
     ]
     if bytes_ratio > 2.0:
-        why = (f"Sheaf read {h.fmt_bytes(sheaf_bytes)} per query for answers held in {h.fmt_bytes(need_pages.median)} "
-               f"of pages ({h.fmt_bytes(need_chunks.median)} of whole column chunks).")
+        why = (
+            f"Sheaf read {h.fmt_bytes(sheaf_bytes)} per query for answers held in {h.fmt_bytes(need_pages.median)} "
+            f"of pages ({h.fmt_bytes(need_chunks.median)} of whole column chunks)."
+        )
         if sheaf_bytes >= 0.8 * need_chunks.median:
-            why += (" That is about the whole column chunks of the matching row group(s): the reader fetches "
-                    "column chunks, not the pages the page index points at. Using the offset index to fetch "
-                    "only the selected pages (page-index pruning into a RowSelection that the async reader "
-                    "turns into page-range reads) would fix it.")
+            why += (
+                " That is about the whole column chunks of the matching row group(s): the reader fetches "
+                "column chunks, not the pages the page index points at. Using the offset index to fetch "
+                "only the selected pages (page-index pruning into a RowSelection that the async reader "
+                "turns into page-range reads) would fix it."
+            )
         rs = metric(filtered, "rows_scanned")
         if rs is not None:
             why += f" Rows decoded: {rs:,.0f} for {warm_q.want:,} matches."
         res.notes.append(why)
     res.plot = {
-        "bytes": [{"label": "needed (pages + dictionaries)", "value": need_pages.median},
-                  {"label": "needed (column chunks)", "value": need_chunks.median}] + [
-            {"label": label, "value": (metric(label, "bytes_read") if metric(label, "bytes_read") is not None
-                                       else rchar[label].median)} for label in secs],
+        "bytes": [
+            {"label": "needed (pages + dictionaries)", "value": need_pages.median},
+            {"label": "needed (column chunks)", "value": need_chunks.median},
+        ]
+        + [
+            {
+                "label": label,
+                "value": (
+                    metric(label, "bytes_read") if metric(label, "bytes_read") is not None else rchar[label].median
+                ),
+            }
+            for label in secs
+        ],
         "latency_ms": [{"label": label, **ms[label].to_json()} for label in secs],
     }
     res.write(opts.out)

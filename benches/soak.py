@@ -28,11 +28,12 @@ FlightClient), picking operations at random (fixed seed per client):
 | partitions | `partitions=4`, every endpoint | 4 endpoints, rows, sum of id |
 | action | list_packages, list_revisions, browse, resolve, list_tables | one JSON result; resolve's hash |
 | slow | an uncached read taken 3 batches at a time with sleeps of 0.5-2 s, then to the end | rows, sum of id |
-| cancel | DoGet, one batch, then `cancel()` (of a sample or projection ticket the other ops read and check, so a truncated stream in the cache would show) | not an error |
+| cancel | DoGet of a sample or projection ticket, one batch, then `cancel()` | not an error |
 | write | DoPut of 2,000 rows to soak/wN (unpinned, shared by clients), every third read back | result rows, read back |
 
-About 2% of operations also drop the connection and open a new one. Every call
-has a deadline (120 s), every client loop a bound in operations and in time.
+Cancelled tickets are ones the other ops read and check, so a truncated stream
+left in the cache would show. About 2% of operations also drop the connection
+and open a new one. Every call has a deadline (120 s), every client loop a bound in operations and in time.
 
 Timeline (D = --minutes or --seconds of load; before each quiet period the
 clients finish what they are doing, "draining"): warm-up load (0.2 D); quiet 1
@@ -66,8 +67,6 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import harness as h  # noqa: E402  (first: client environment before pyarrow)
-
 import argparse  # noqa: E402
 import collections  # noqa: E402
 import itertools  # noqa: E402
@@ -84,6 +83,7 @@ import traceback  # noqa: E402
 import urllib.parse  # noqa: E402
 from fractions import Fraction  # noqa: E402
 
+import harness as h  # noqa: E402  (first: client environment before pyarrow)
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.compute as pc  # noqa: E402
@@ -149,21 +149,41 @@ class Expected:
 # --------------------------------------------------------------------------
 
 _CODE_WORDS = {
-    "not found": "NOT_FOUND", "invalid argument": "INVALID_ARGUMENT", "internal": "INTERNAL",
-    "unavailable": "UNAVAILABLE", "timeout": "DEADLINE_EXCEEDED", "timed out": "DEADLINE_EXCEEDED",
-    "cancelled": "CANCELLED", "unauthenticated": "UNAUTHENTICATED", "unauthorized": "PERMISSION_DENIED",
-    "aborted": "ABORTED", "already exists": "ALREADY_EXISTS", "resource exhausted": "RESOURCE_EXHAUSTED",
-    "data loss": "DATA_LOSS", "permission denied": "PERMISSION_DENIED", "unimplemented": "UNIMPLEMENTED",
-    "out of range": "OUT_OF_RANGE", "failed precondition": "FAILED_PRECONDITION", "unknown": "UNKNOWN",
+    "not found": "NOT_FOUND",
+    "invalid argument": "INVALID_ARGUMENT",
+    "internal": "INTERNAL",
+    "unavailable": "UNAVAILABLE",
+    "timeout": "DEADLINE_EXCEEDED",
+    "timed out": "DEADLINE_EXCEEDED",
+    "cancelled": "CANCELLED",
+    "unauthenticated": "UNAUTHENTICATED",
+    "unauthorized": "PERMISSION_DENIED",
+    "aborted": "ABORTED",
+    "already exists": "ALREADY_EXISTS",
+    "resource exhausted": "RESOURCE_EXHAUSTED",
+    "data loss": "DATA_LOSS",
+    "permission denied": "PERMISSION_DENIED",
+    "unimplemented": "UNIMPLEMENTED",
+    "out of range": "OUT_OF_RANGE",
+    "failed precondition": "FAILED_PRECONDITION",
+    "unknown": "UNKNOWN",
 }
 _CLASS_CODES = {
-    "FlightInternalError": "INTERNAL", "FlightTimedOutError": "DEADLINE_EXCEEDED",
-    "FlightCancelledError": "CANCELLED", "FlightUnauthenticatedError": "UNAUTHENTICATED",
-    "FlightUnauthorizedError": "PERMISSION_DENIED", "FlightUnavailableError": "UNAVAILABLE",
-    "ArrowKeyError": "NOT_FOUND", "ArrowInvalid": "INVALID_ARGUMENT", "ArrowNotImplementedError": "UNIMPLEMENTED",
+    "FlightInternalError": "INTERNAL",
+    "FlightTimedOutError": "DEADLINE_EXCEEDED",
+    "FlightCancelledError": "CANCELLED",
+    "FlightUnauthenticatedError": "UNAUTHENTICATED",
+    "FlightUnauthorizedError": "PERMISSION_DENIED",
+    "FlightUnavailableError": "UNAVAILABLE",
+    "ArrowKeyError": "NOT_FOUND",
+    "ArrowInvalid": "INVALID_ARGUMENT",
+    "ArrowNotImplementedError": "UNIMPLEMENTED",
 }
-_RETURNED = re.compile(r"(?:Flight|gRPC) returned (.+?) error, with message: (.*?)"
-                       r"(?:\. Detail: .*?)?(?:\. gRPC client debug context: .*|\. Client context: .*)?$", re.S)
+_RETURNED = re.compile(
+    r"(?:Flight|gRPC) returned (.+?) error, with message: (.*?)"
+    r"(?:\. Detail: .*?)?(?:\. gRPC client debug context: .*|\. Client context: .*)?$",
+    re.S,
+)
 
 
 class Mismatch(Exception):
@@ -199,7 +219,7 @@ class State:
     def __init__(self, load_seconds: float):
         self.lock = threading.Lock()
         self.cond = threading.Condition(self.lock)
-        self.running = False           # clients may start operations
+        self.running = False  # clients may start operations
         self.inflight = 0
         self.stop = threading.Event()  # clients close their connection and exit
         self.phase = "start"
@@ -264,8 +284,14 @@ class State:
             self.ops_total += 1
 
     def error(self, op: str, client: int, e: BaseException, what: str) -> None:
-        err = {"t": round(self.now(), 2), "phase": self.phase, "op": op, "client": client, "request": what[:500],
-               **classify(e)}
+        err = {
+            "t": round(self.now(), 2),
+            "phase": self.phase,
+            "op": op,
+            "client": client,
+            "request": what[:500],
+            **classify(e),
+        }
         with self.lock:
             self.counts[op]["error"] += 1
             self.ops_total += 1
@@ -349,7 +375,7 @@ class Client(threading.Thread):
     def run(self) -> None:
         try:
             self.connect()
-            ops, weights = zip(*WEIGHTS.items())
+            ops, weights = zip(*WEIGHTS.items(), strict=False)
             while not self.st.stop.is_set() and time.monotonic() < self.st.hard_deadline:
                 if self.ops >= self.max_ops:
                     with self.st.lock:
@@ -424,8 +450,13 @@ class Client(threading.Thread):
     def op_action(self):
         name = self.rng.choice(ACTIONS)
         pkg = self.rng.choice(["bench/soak", f"soak/w{self.rng.randrange(WRITE_PACKAGES)}"])
-        body = {"list_packages": {}, "list_revisions": {"package": pkg}, "browse": {"ref": pkg},
-                "resolve": {"ref": "bench/soak"}, "list_tables": {"ref": pkg}}[name]
+        body = {
+            "list_packages": {},
+            "list_revisions": {"package": pkg},
+            "browse": {"ref": pkg},
+            "resolve": {"ref": "bench/soak"},
+            "list_tables": {"ref": pkg},
+        }[name]
         self._what = f"DoAction {name} {json.dumps(body)}"
         results = list(self.conn.do_action(flight.Action(name, json.dumps(body).encode()), CALL))
         if len(results) != 1:
@@ -480,8 +511,9 @@ class Client(threading.Thread):
         self._what = f"DoPut {target}"
         base = self.cid * 1_000_000_000 + self.writes * 10_000
         ids = np.arange(base, base + WRITE_ROWS, dtype=np.int64)
-        table = pa.table({"id": ids, "v": pa.array(ids * 0.5),
-                          "s": pa.array([f"c{self.cid}-{i}" for i in range(WRITE_ROWS)])})
+        table = pa.table(
+            {"id": ids, "v": pa.array(ids * 0.5), "s": pa.array([f"c{self.cid}-{i}" for i in range(WRITE_ROWS)])}
+        )
         writer, reader = self.conn.do_put(flight.FlightDescriptor.for_command(target), table.schema, CALL)
         try:
             writer.write_table(table, max_chunksize=500)
@@ -555,8 +587,13 @@ class Sampler(threading.Thread):
                 self.st.stop.set()
                 return
             with self.st.lock:
-                lv.update(t=round(self.st.now(), 2), phase=self.st.phase, ops=self.st.ops_total,
-                          errors=len(self.st.errors), inflight=self.st.inflight)
+                lv.update(
+                    t=round(self.st.now(), 2),
+                    phase=self.st.phase,
+                    ops=self.st.ops_total,
+                    errors=len(self.st.errors),
+                    inflight=self.st.inflight,
+                )
             self.samples.append(lv)
             # Faster during the spike, which can be short.
             self.halt.wait(0.1 if lv["phase"] == "spike" else SAMPLE_EVERY)
@@ -590,8 +627,12 @@ def log_summary(path: Path) -> dict:
             key = level + " " + norm(re.sub(r"elapsed_ms=\S+", "", rest))
             d = distinct.setdefault(key, {"level": level, "count": 0, "example": rest[:2000]})
             d["count"] += 1
-    return {"levels": dict(levels), "warn_error": sorted(distinct.values(), key=lambda d: -d["count"])[:40],
-            "panics": panics[:20], "lines": len(lines)}
+    return {
+        "levels": dict(levels),
+        "warn_error": sorted(distinct.values(), key=lambda d: -d["count"])[:40],
+        "panics": panics[:20],
+        "lines": len(lines),
+    }
 
 
 # --------------------------------------------------------------------------
@@ -658,8 +699,9 @@ def spike(st: State, url: str, n: int, rows: int) -> dict:
         t.join(timeout=max(0.0, deadline - time.monotonic()))
     hung = sum(t.is_alive() for t in threads)
     if hung:
-        st.error("spike", -1, RuntimeError(f"{hung} spike readers still running after {CALL_TIMEOUT + 60:.0f} s"),
-                 "spike")
+        st.error(
+            "spike", -1, RuntimeError(f"{hung} spike readers still running after {CALL_TIMEOUT + 60:.0f} s"), "spike"
+        )
     return done
 
 
@@ -704,18 +746,31 @@ def build_data(scratch: Path, cfg: dict) -> tuple[Path, Expected, int]:
 
 def parse_args():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true",
-                    help="CI: 16 clients, 1 minute, small data, 8 spike readers; writes soak.quick.*")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="CI: 16 clients, 1 minute, small data, 8 spike readers; writes soak.quick.*",
+    )
     ap.add_argument("--clients", type=int, help="concurrent clients (default 64; 16 with --quick)")
     ap.add_argument("--minutes", type=float, help="minutes of load (default 10; 1 with --quick)")
     ap.add_argument("--seconds", type=float, help="seconds of load (overrides --minutes; for quick local runs)")
     ap.add_argument("--data", choices=sorted(SIZES), help="table sizes (default full; small with --quick)")
-    ap.add_argument("--spike-clients", type=int, help="concurrent large reads in the spike (default 32; 8 with --quick)")
-    ap.add_argument("--serve-arg", action="append", default=[], metavar="ARG",
-                    help="extra flag for `sheaf serve`, repeatable (e.g. --serve-arg=--cache-mib=0)")
+    ap.add_argument(
+        "--spike-clients", type=int, help="concurrent large reads in the spike (default 32; 8 with --quick)"
+    )
+    ap.add_argument(
+        "--serve-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="extra flag for `sheaf serve`, repeatable (e.g. --serve-arg=--cache-mib=0)",
+    )
     ap.add_argument("--seed", type=int, default=1, help="seed of the clients' choices")
-    ap.add_argument("--out", help="markdown file to write (default benches/results/soak[.quick].md; "
-                                  ".json and .png with the same stem are written next to it)")
+    ap.add_argument(
+        "--out",
+        help="markdown file to write (default benches/results/soak[.quick].md; "
+        ".json and .png with the same stem are written next to it)",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the scratch folder (registry, server log)")
     o = ap.parse_args()
     o.clients = o.clients or (16 if o.quick else 64)
@@ -746,19 +801,26 @@ def main() -> int:
     failures: list[str] = []
     srv = None
     try:
-        h.progress(f"soak: {o.clients} clients, {D:.0f} s of load, {o.data} data, spike of {o.spike_clients}; "
-                   f"scratch {scratch}")
+        h.progress(
+            f"soak: {o.clients} clients, {D:.0f} s of load, {o.data} data, spike of {o.spike_clients}; "
+            f"scratch {scratch}"
+        )
         src, exp, spike_rows = build_data(scratch, cfg)
         registry = scratch / "registry"
         top = h.push(registry, "bench/soak", src)
-        h.push(registry, "bench/spike", h.package_dir(scratch, "spike", {"table.parquet": h.dataset("narrow", cfg["spike_rows"])}))
+        h.push(
+            registry,
+            "bench/spike",
+            h.package_dir(scratch, "spike", {"table.parquet": h.dataset("narrow", cfg["spike_rows"])}),
+        )
         srv = h.start_sheaf(registry, scratch / "logs", *o.serve_arg)
         h.progress(f"server pid {srv.pid} at {srv.url}")
         # The write packages exist before the clients list them.
         seed_table = pa.table({"id": pa.array([0], pa.int64())})
         for w in range(WRITE_PACKAGES):
-            wr, rd = srv.client.do_put(flight.FlightDescriptor.for_command(f"sheaf://soak/w{w}/seed.parquet"),
-                                       seed_table.schema, CALL)
+            wr, rd = srv.client.do_put(
+                flight.FlightDescriptor.for_command(f"sheaf://soak/w{w}/seed.parquet"), seed_table.schema, CALL
+            )
             wr.write_table(seed_table)
             wr.done_writing()
             rd.read()
@@ -859,65 +921,118 @@ def main() -> int:
         }
         checks = []
         if warm_lv["fds"] is not None and end_lv["fds"] is not None:
-            checks.append(("fds at the end vs after warm-up (connections open)", end_lv["fds"], warm_lv["fds"],
-                           margin_fds(warm_lv["fds"])))
-            checks.append(("threads at the end vs after warm-up (connections open)", end_lv["threads"],
-                           warm_lv["threads"], margin_threads(warm_lv["threads"])))
+            checks.append(
+                (
+                    "fds at the end vs after warm-up (connections open)",
+                    end_lv["fds"],
+                    warm_lv["fds"],
+                    margin_fds(warm_lv["fds"]),
+                )
+            )
+            checks.append(
+                (
+                    "threads at the end vs after warm-up (connections open)",
+                    end_lv["threads"],
+                    warm_lv["threads"],
+                    margin_threads(warm_lv["threads"]),
+                )
+            )
         if closed:
-            checks.append(("fds after every client closed vs fresh server", closed["fds"], fresh["fds"],
-                           margin_fds(fresh["fds"])))
-            checks.append(("threads after every client closed vs fresh server", closed["threads"], fresh["threads"],
-                           margin_threads(fresh["threads"])))
-        leak["checks"] = [{"what": w, "got": g, "level": lvl, "limit": lvl + mg, "ok": g <= lvl + mg}
-                          for w, g, lvl, mg in checks]
+            checks.append(
+                ("fds after every client closed vs fresh server", closed["fds"], fresh["fds"], margin_fds(fresh["fds"]))
+            )
+            checks.append(
+                (
+                    "threads after every client closed vs fresh server",
+                    closed["threads"],
+                    fresh["threads"],
+                    margin_threads(fresh["threads"]),
+                )
+            )
+        leak["checks"] = [
+            {"what": w, "got": g, "level": lvl, "limit": lvl + mg, "ok": g <= lvl + mg} for w, g, lvl, mg in checks
+        ]
         for c in leak["checks"]:
             if not c["ok"]:
-                failures.append(f"leak: {c['what']}: {c['got']:.0f} > {c['level']:.0f} + margin "
-                                f"= {c['limit']:.0f}")
+                failures.append(f"leak: {c['what']}: {c['got']:.0f} > {c['level']:.0f} + margin = {c['limit']:.0f}")
         unexpected = [e for e in st.errors]
         if unexpected:
             by_code = collections.Counter(e["code"] for e in unexpected)
-            failures.append(f"{len(unexpected)} request(s) failed: " +
-                            ", ".join(f"{k} {v}" for k, v in by_code.most_common()))
+            failures.append(
+                f"{len(unexpected)} request(s) failed: " + ", ".join(f"{k} {v}" for k, v in by_code.most_common())
+            )
         if logs["panics"]:
             failures.append(f"the server log shows {len(logs['panics'])} panic(s)")
 
         # The second halves of the quiet periods around the spike (the server trims freed memory when idle).
-        rss_before = median_of(before[len(before) // 2:] or before, "VmRSS")
+        rss_before = median_of(before[len(before) // 2 :] or before, "VmRSS")
         rss_peak = max((s["VmRSS"] for s in spike_samples + after[:2]), default=None)
         # A peak between two samples still shows in VmHWM, when it rose during the spike.
         hwm_before = max((s["VmHWM"] for s in before), default=0)
         hwm_after = max((s["VmHWM"] for s in after[:2]), default=0)
         if rss_peak is not None and hwm_after > hwm_before:
             rss_peak = max(rss_peak, hwm_after)
-        tail = after[len(after) // 2:] or after
+        tail = after[len(after) // 2 :] or after
         rss_after = median_of(tail, "VmRSS")
         spike_info = {
-            "clients": o.spike_clients, "rows_each": spike_rows, "ok": spike_done.get("ok"),
+            "clients": o.spike_clients,
+            "rows_each": spike_rows,
+            "ok": spike_done.get("ok"),
             "errors": spike_done.get("error"),
             "seconds": round(max(spike_done.get("seconds") or [0]), 2),
-            "rss_before": rss_before, "rss_peak": rss_peak, "rss_after": rss_after,
-            "rss_end": end_lv["VmRSS"], "vmhwm": hwm_final,
-            "retained_share": ((rss_after - rss_before) / (rss_peak - rss_before)
-                               if rss_before and rss_peak and rss_after and rss_peak > rss_before else None),
+            "rss_before": rss_before,
+            "rss_peak": rss_peak,
+            "rss_after": rss_after,
+            "rss_end": end_lv["VmRSS"],
+            "vmhwm": hwm_final,
+            "retained_share": (
+                (rss_after - rss_before) / (rss_peak - rss_before)
+                if rss_before and rss_peak and rss_after and rss_peak > rss_before
+                else None
+            ),
             "quiet_after_seconds": q_after,
         }
-        load_rss = {name: median_of([s for s in sampler.samples if s["phase"] == name], "VmRSS")
-                    for name in ("warm-up", "load", "load (after spike)")}
+        load_rss = {
+            name: median_of([s for s in sampler.samples if s["phase"] == name], "VmRSS")
+            for name in ("warm-up", "load", "load (after spike)")
+        }
         result = {
-            "scenario": "soak", "quick": o.quick, "machine": h.machine(), "binary": h.binary_facts(),
-            "config": {"clients": o.clients, "load_seconds": D, "data": o.data, "rows": cfg["rows"],
-                       "spike_rows": spike_rows, "spike_clients": o.spike_clients, "serve_args": o.serve_arg,
-                       "weights": WEIGHTS, "reconnect_p": RECONNECT_P, "call_timeout": CALL_TIMEOUT,
-                       "sample_every": SAMPLE_EVERY, "seed": o.seed, "max_ops_per_client": max_ops,
-                       "server_cmd": srv.cmd},
-            "ok": not failures, "failures": failures,
+            "scenario": "soak",
+            "quick": o.quick,
+            "machine": h.machine(),
+            "binary": h.binary_facts(),
+            "config": {
+                "clients": o.clients,
+                "load_seconds": D,
+                "data": o.data,
+                "rows": cfg["rows"],
+                "spike_rows": spike_rows,
+                "spike_clients": o.spike_clients,
+                "serve_args": o.serve_arg,
+                "weights": WEIGHTS,
+                "reconnect_p": RECONNECT_P,
+                "call_timeout": CALL_TIMEOUT,
+                "sample_every": SAMPLE_EVERY,
+                "seed": o.seed,
+                "max_ops_per_client": max_ops,
+                "server_cmd": srv.cmd,
+            },
+            "ok": not failures,
+            "failures": failures,
             "ops": {op: dict(c) for op, c in sorted(st.counts.items())},
             "latency": {op: lat_stats(v) for op, v in sorted(st.latency.items())},
-            "rows": dict(st.rows), "bytes": dict(st.bytes), "clients_capped": st.capped,
-            "phases": st.phases, "spike": spike_info, "leak": leak, "rss_under_load": load_rss,
-            "metrics": h.metrics_delta(m0, m1), "shutdown": shutdown, "server_log": logs,
-            "errors": st.errors[:5000], "errors_total": len(st.errors),
+            "rows": dict(st.rows),
+            "bytes": dict(st.bytes),
+            "clients_capped": st.capped,
+            "phases": st.phases,
+            "spike": spike_info,
+            "leak": leak,
+            "rss_under_load": load_rss,
+            "metrics": h.metrics_delta(m0, m1),
+            "shutdown": shutdown,
+            "server_log": logs,
+            "errors": st.errors[:5000],
+            "errors_total": len(st.errors),
             "error_groups": group_errors(st.errors),
             "samples": sampler.samples,
         }
@@ -947,8 +1062,18 @@ def group_errors(errors: list[dict]) -> list[dict]:
     groups: dict[tuple, dict] = {}
     for e in errors:
         key = (e["op"], e["type"], e["code"], norm(e["message"]))
-        g = groups.setdefault(key, {"op": e["op"], "type": e["type"], "code": e["code"], "count": 0,
-                                    "first_t": e["t"], "message": e["message"], "request": e["request"]})
+        g = groups.setdefault(
+            key,
+            {
+                "op": e["op"],
+                "type": e["type"],
+                "code": e["code"],
+                "count": 0,
+                "first_t": e["t"],
+                "message": e["message"],
+                "request": e["request"],
+            },
+        )
         g["count"] += 1
     return sorted(groups.values(), key=lambda g: -g["count"])
 
@@ -972,86 +1097,168 @@ def write_outputs(md_path: Path, r: dict) -> None:
     png = md_path.with_suffix(".png")
     plot_note = plot(png, r)
     c, m, sp, lk = r["config"], r["machine"], r["spike"], r["leak"]
-    lines = [f"# Soak: {c['clients']} clients, {c['load_seconds'] / 60:g} min of load ({'quick' if r['quick'] else 'full'})",
-             "",
-             f"{m['date']}, {m['cores']} cores ({m['cpu']}), {m['memory_gib']:.0f} GiB, load average {m['loadavg']} "
-             f"at the end; pyarrow {m['pyarrow']}; sheaf {r['binary']['sheaf_bin']} ({r['binary']['sheaf_bin_mtime']}, "
-             f"commit {r['binary']['commit']}). `benches/soak.py`; nothing here is a timing assertion.",
-             "",
-             f"**Result: {'passed' if r['ok'] else 'FAILED'}**" + ("" if r["ok"] else ": " + "; ".join(r["failures"])),
-             "",
-             f"Table: {c['rows']:,} rows (bench/soak, 8 row groups); spike table {c['spike_rows']:,} rows. "
-             f"Server flags: {' '.join(c['serve_args']) or 'defaults'}. Every call's deadline {c['call_timeout']:.0f} s.",
-             "", "## Operations", ""]
+    lines = [
+        f"# Soak: {c['clients']} clients, {c['load_seconds'] / 60:g} min of load ({'quick' if r['quick'] else 'full'})",
+        "",
+        f"{m['date']}, {m['cores']} cores ({m['cpu']}), {m['memory_gib']:.0f} GiB, load average {m['loadavg']} "
+        f"at the end; pyarrow {m['pyarrow']}; sheaf {r['binary']['sheaf_bin']} ({r['binary']['sheaf_bin_mtime']}, "
+        f"commit {r['binary']['commit']}). `benches/soak.py`; nothing here is a timing assertion.",
+        "",
+        f"**Result: {'passed' if r['ok'] else 'FAILED'}**" + ("" if r["ok"] else ": " + "; ".join(r["failures"])),
+        "",
+        f"Table: {c['rows']:,} rows (bench/soak, 8 row groups); spike table {c['spike_rows']:,} rows. "
+        f"Server flags: {' '.join(c['serve_args']) or 'defaults'}. Every call's deadline {c['call_timeout']:.0f} s.",
+        "",
+        "## Operations",
+        "",
+    ]
     rows = []
     for op, cnt in r["ops"].items():
         lat = r["latency"].get(op, {})
-        rows.append([op, num(cnt.get("ok", 0)), num(cnt.get("cancelled", 0)), num(cnt.get("error", 0)),
-                     f"{lat['p50'] * 1000:.0f}" if lat else "-", f"{lat['p95'] * 1000:.0f}" if lat else "-",
-                     f"{lat['max'] * 1000:.0f}" if lat else "-", num(r["rows"].get(op, 0)),
-                     mb(r["bytes"].get(op, 0))])
+        rows.append(
+            [
+                op,
+                num(cnt.get("ok", 0)),
+                num(cnt.get("cancelled", 0)),
+                num(cnt.get("error", 0)),
+                f"{lat['p50'] * 1000:.0f}" if lat else "-",
+                f"{lat['p95'] * 1000:.0f}" if lat else "-",
+                f"{lat['max'] * 1000:.0f}" if lat else "-",
+                num(r["rows"].get(op, 0)),
+                mb(r["bytes"].get(op, 0)),
+            ]
+        )
     tot = {k: sum(v.get(k, 0) for v in r["ops"].values()) for k in ("ok", "cancelled", "error")}
     rows.append(["**total**", num(tot["ok"]), num(tot["cancelled"]), num(tot["error"]), "", "", "", "", ""])
-    lines += h.md_table(["op", "ok", "cancelled (deliberate)", "errors", "p50 ms", "p95 ms", "max ms", "rows",
-                         "Arrow bytes received"], rows)
+    lines += h.md_table(
+        ["op", "ok", "cancelled (deliberate)", "errors", "p50 ms", "p95 ms", "max ms", "rows", "Arrow bytes received"],
+        rows,
+    )
     if r["metrics"]:
         mt = r["metrics"]
-        lines += ["", f"Server counters over the run (`metrics`): {num(mt.get('do_get'))} DoGet "
-                      f"({num(mt.get('do_get_cached'))} from the cache), {num(mt.get('do_put'))} DoPut commits, "
-                      f"{mb(mt.get('bytes_sent'))} sent, {mb(mt.get('bytes_read'))} read from storage, "
-                      f"{num(mt.get('rows_scanned'))} rows scanned."]
+        lines += [
+            "",
+            f"Server counters over the run (`metrics`): {num(mt.get('do_get'))} DoGet "
+            f"({num(mt.get('do_get_cached'))} from the cache), {num(mt.get('do_put'))} DoPut commits, "
+            f"{mb(mt.get('bytes_sent'))} sent, {mb(mt.get('bytes_read'))} read from storage, "
+            f"{num(mt.get('rows_scanned'))} rows scanned.",
+        ]
     if r["clients_capped"]:
-        lines += ["", f"{r['clients_capped']} client(s) stopped at their operation cap "
-                      f"({c['max_ops_per_client']:,}) before the end."]
+        lines += [
+            "",
+            f"{r['clients_capped']} client(s) stopped at their operation cap "
+            f"({c['max_ops_per_client']:,}) before the end.",
+        ]
     lines += ["", "## Errors", ""]
     if r["error_groups"]:
-        lines += h.md_table(["op", "count", "type", "code", "first at s", "message (first of the group)", "request"],
-                            [[g["op"], g["count"], g["type"], g["code"], g["first_t"],
-                              "`" + g["message"][:600].replace("|", "\\|").replace("\n", " ") + "`",
-                              "`" + g["request"][:200].replace("|", "\\|") + "`"] for g in r["error_groups"][:30]])
+        lines += h.md_table(
+            ["op", "count", "type", "code", "first at s", "message (first of the group)", "request"],
+            [
+                [
+                    g["op"],
+                    g["count"],
+                    g["type"],
+                    g["code"],
+                    g["first_t"],
+                    "`" + g["message"][:600].replace("|", "\\|").replace("\n", " ") + "`",
+                    "`" + g["request"][:200].replace("|", "\\|") + "`",
+                ]
+                for g in r["error_groups"][:30]
+            ],
+        )
     else:
         lines += ["None."]
-    lines += ["", "## Memory around the spike", "",
-              f"{sp['clients']} concurrent uncached reads of {sp['rows_each']:,} rows (all columns, a distinct column "
-              f"order each) with nothing else running, between two quiet periods; {sp['ok']} ok, {sp['errors']} "
-              f"failed, the slowest took {sp['seconds']} s. RSS before and after: medians of the second halves "
-              f"of quiet 2 and quiet 3 ({sp['quiet_after_seconds']:.0f} s each, clients paused); peak: the highest "
-              "sample (every 0.1 s) or VmHWM if it rose during the spike.", "",
-              *h.md_table(["RSS before", "RSS at peak", "RSS after", "share of the spike kept",
-                           "RSS at the end (quiet 4)", "VmHWM (whole run)"],
-                          [[mb(sp["rss_before"]), mb(sp["rss_peak"]), mb(sp["rss_after"]),
-                            f"{sp['retained_share']:.0%}" if sp["retained_share"] is not None else "n/a",
-                            mb(sp["rss_end"]), mb(sp["vmhwm"])]]),
-              "", "RSS under load (median): " + ", ".join(f"{k} {mb(v)}" for k, v in r["rss_under_load"].items()) + "."]
+    lines += [
+        "",
+        "## Memory around the spike",
+        "",
+        f"{sp['clients']} concurrent uncached reads of {sp['rows_each']:,} rows (all columns, a distinct column "
+        f"order each) with nothing else running, between two quiet periods; {sp['ok']} ok, {sp['errors']} "
+        f"failed, the slowest took {sp['seconds']} s. RSS before and after: medians of the second halves "
+        f"of quiet 2 and quiet 3 ({sp['quiet_after_seconds']:.0f} s each, clients paused); peak: the highest "
+        "sample (every 0.1 s) or VmHWM if it rose during the spike.",
+        "",
+        *h.md_table(
+            [
+                "RSS before",
+                "RSS at peak",
+                "RSS after",
+                "share of the spike kept",
+                "RSS at the end (quiet 4)",
+                "VmHWM (whole run)",
+            ],
+            [
+                [
+                    mb(sp["rss_before"]),
+                    mb(sp["rss_peak"]),
+                    mb(sp["rss_after"]),
+                    f"{sp['retained_share']:.0%}" if sp["retained_share"] is not None else "n/a",
+                    mb(sp["rss_end"]),
+                    mb(sp["vmhwm"]),
+                ]
+            ],
+        ),
+        "",
+        "RSS under load (median): " + ", ".join(f"{k} {mb(v)}" for k, v in r["rss_under_load"].items()) + ".",
+    ]
     lines += ["", "## File descriptors and threads", ""]
     lv_rows = []
-    for label, key in (("fresh server (no client)", "fresh"), ("after warm-up, clients paused (quiet 1)", "after_warmup_open"),
-                       ("end, clients paused (quiet 4)", "end_open"), ("end, every client closed", "end_closed")):
+    for label, key in (
+        ("fresh server (no client)", "fresh"),
+        ("after warm-up, clients paused (quiet 1)", "after_warmup_open"),
+        ("end, clients paused (quiet 4)", "end_open"),
+        ("end, every client closed", "end_closed"),
+    ):
         v = lk.get(key) or {}
         lv_rows.append([label, num(v.get("fds")), num(v.get("sockets")), num(v.get("threads")), mb(v.get("VmRSS"))])
     lv_rows.append(["highest sample", num(lk["max"]["fds"]), num(lk["max"]["sockets"]), num(lk["max"]["threads"]), "-"])
     lines += h.md_table(["when", "open fds", "of which sockets", "threads", "RSS"], lv_rows)
     ss = lk["settle_seconds"]
-    lines += ["", "The end levels are read once fds and threads are back at the reference level, or steady for "
-                  "12 s (idle threads of tokio's blocking pool exit after 10 s), at most 30 s: waited "
-                  f"{ss['end_open']} s with connections open, {ss['end_closed']} s after they closed. Limits: the "
-                  "reference plus max(16, 25%) fds, max(8, 25%) threads."]
-    lines += ["", *h.md_table(["leak check", "got", "level", "limit", "ok"],
-                              [[x["what"], num(x["got"]), num(x["level"]), num(x["limit"]), "yes" if x["ok"] else "**no**"]
-                               for x in lk["checks"]])]
+    lines += [
+        "",
+        "The end levels are read once fds and threads are back at the reference level, or steady for "
+        "12 s (idle threads of tokio's blocking pool exit after 10 s), at most 30 s: waited "
+        f"{ss['end_open']} s with connections open, {ss['end_closed']} s after they closed. Limits: the "
+        "reference plus max(16, 25%) fds, max(8, 25%) threads.",
+    ]
+    lines += [
+        "",
+        *h.md_table(
+            ["leak check", "got", "level", "limit", "ok"],
+            [
+                [x["what"], num(x["got"]), num(x["level"]), num(x["limit"]), "yes" if x["ok"] else "**no**"]
+                for x in lk["checks"]
+            ],
+        ),
+    ]
     sd = r["shutdown"]
     lines += ["", f"SIGTERM at the end: exit status {sd['status']} after {sd['seconds']} s."]
     lg = r["server_log"]
-    lines += ["", "## Server log", "",
-              "Lines by level: " + (", ".join(f"{k} {v:,}" for k, v in sorted(lg["levels"].items())) or "none") + "."]
+    lines += [
+        "",
+        "## Server log",
+        "",
+        "Lines by level: " + (", ".join(f"{k} {v:,}" for k, v in sorted(lg["levels"].items())) or "none") + ".",
+    ]
     if lg["panics"]:
         lines += ["", "Panics:", "", *[f"- `{p[:500]}`" for p in lg["panics"][:10]]]
     if lg["warn_error"]:
-        lines += ["", *h.md_table(["level", "count", "message (first of its kind)"],
-                                  [[d["level"], d["count"], "`" + d["example"][:600].replace("|", "\\|") + "`"]
-                                   for d in lg["warn_error"][:20]])]
-    lines += ["", "## Phases", "", *h.md_table(["phase", "from s", "to s"],
-                                               [[p["name"], p["start"], p["end"]] for p in r["phases"]])]
+        lines += [
+            "",
+            *h.md_table(
+                ["level", "count", "message (first of its kind)"],
+                [
+                    [d["level"], d["count"], "`" + d["example"][:600].replace("|", "\\|") + "`"]
+                    for d in lg["warn_error"][:20]
+                ],
+            ),
+        ]
+    lines += [
+        "",
+        "## Phases",
+        "",
+        *h.md_table(["phase", "from s", "to s"], [[p["name"], p["start"], p["end"]] for p in r["phases"]]),
+    ]
     lines += ["", f"![RSS, fds and threads over time]({png.name})" if not plot_note else f"Plot: {plot_note}"]
     md_path.write_text("\n".join(lines) + "\n")
     js.write_text(json.dumps(r, indent=1, default=str))
@@ -1064,6 +1271,7 @@ def plot(png: Path, r: dict) -> str | None:
     Returns why there is no plot, or None."""
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError as e:
@@ -1076,29 +1284,49 @@ def plot(png: Path, r: dict) -> str | None:
     a1.plot(t, [x["VmRSS"] / 1e6 for x in s], color="tab:blue", lw=1.2, label="RSS (VmRSS)")
     a1.plot(t, [x["VmHWM"] / 1e6 for x in s], color="tab:blue", lw=0.8, ls=":", label="peak RSS (VmHWM)")
     from matplotlib.patches import Patch
-    colours = {"warm-up": "#fff2cc", "quiet (clients paused)": "#dae8fc", "spike": "#f8cecc",
-               "clients closed": "#e6e6e6"}
+
+    colours = {
+        "warm-up": "#fff2cc",
+        "quiet (clients paused)": "#dae8fc",
+        "spike": "#f8cecc",
+        "clients closed": "#e6e6e6",
+    }
     for p in r["phases"]:
-        key = ("quiet (clients paused)" if p["name"].startswith("quiet") else
-               "clients closed" if p["name"] in ("closing", "closed") else p["name"])
+        key = (
+            "quiet (clients paused)"
+            if p["name"].startswith("quiet")
+            else "clients closed"
+            if p["name"] in ("closing", "closed")
+            else p["name"]
+        )
         if key in colours and p["end"] is not None:
             for ax in (a1, a2):
                 ax.axvspan(p["start"], max(p["end"], p["start"] + 0.3), color=colours[key], lw=0, zorder=0)
     sp = r["spike"]
     if sp.get("rss_before") and sp.get("rss_peak") and sp.get("rss_after"):
-        a1.text(0.99, 0.03, f"spike of {sp['clients']} large reads: RSS {sp['rss_before'] / 1e6:.0f} MB before, "
-                            f"{sp['rss_peak'] / 1e6:.0f} MB at peak, {sp['rss_after'] / 1e6:.0f} MB after",
-                transform=a1.transAxes, ha="right", va="bottom", fontsize=8,
-                bbox=dict(boxstyle="round", fc="white", ec="grey", lw=0.5))
+        a1.text(
+            0.99,
+            0.03,
+            f"spike of {sp['clients']} large reads: RSS {sp['rss_before'] / 1e6:.0f} MB before, "
+            f"{sp['rss_peak'] / 1e6:.0f} MB at peak, {sp['rss_after'] / 1e6:.0f} MB after",
+            transform=a1.transAxes,
+            ha="right",
+            va="bottom",
+            fontsize=8,
+            bbox=dict(boxstyle="round", fc="white", ec="grey", lw=0.5),
+        )
     a1.set_ylabel("server RSS, MB")
     a1.set_ylim(bottom=0)
     handles, _ = a1.get_legend_handles_labels()
     handles += [Patch(color=c, label=k) for k, c in colours.items()]
     a1.legend(handles=handles, loc="upper left", fontsize=8)
     c = r["config"]
-    a1.set_title(f"sheaf serve under {c['clients']} clients, {c['load_seconds'] / 60:g} min of load "
-                 f"({sum(v.get('ok', 0) + v.get('cancelled', 0) for v in r['ops'].values()):,} operations, "
-                 f"{r['errors_total']} errors)", fontsize=10)
+    a1.set_title(
+        f"sheaf serve under {c['clients']} clients, {c['load_seconds'] / 60:g} min of load "
+        f"({sum(v.get('ok', 0) + v.get('cancelled', 0) for v in r['ops'].values()):,} operations, "
+        f"{r['errors_total']} errors)",
+        fontsize=10,
+    )
     a2.plot(t, [x["fds"] for x in s], color="tab:green", lw=1.2, label="open fds")
     a2.plot(t, [x["sockets"] for x in s], color="tab:green", lw=0.8, ls=":", label="of which sockets")
     a2.plot(t, [x["threads"] for x in s], color="tab:red", lw=1.2, label="threads")

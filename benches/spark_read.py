@@ -43,8 +43,15 @@ def make_table(path: Path, rows: int, row_group: int) -> int:
     import pyarrow.parquet as pq
 
     stations = pa.array(STATIONS)
-    schema = pa.schema([("id", pa.int64()), ("f64", pa.float64()), ("f32", pa.float32()),
-                        ("i32", pa.int32()), ("station", pa.string())])
+    schema = pa.schema(
+        [
+            ("id", pa.int64()),
+            ("f64", pa.float64()),
+            ("f32", pa.float32()),
+            ("i32", pa.int32()),
+            ("station", pa.string()),
+        ]
+    )
     chunk = 1_000_000
     size = 0
     with pq.ParquetWriter(path, schema, compression="snappy") as w:
@@ -52,13 +59,16 @@ def make_table(path: Path, rows: int, row_group: int) -> int:
             n = min(chunk, rows - start)
             ids = pa.array(range(start, start + n), pa.int64())
             u = pc.random(n, initializer=start + 1)
-            table = pa.Table.from_arrays([
-                ids,
-                pc.subtract(pc.multiply(u, 200.0), 100.0),
-                pc.cast(pc.multiply(u, 50.0), pa.float32()),
-                pc.cast(pc.modulo(pc.multiply(ids, 7919), 100_000), pa.int32()),
-                stations.take(pc.modulo(ids, len(STATIONS))),
-            ], schema=schema)
+            table = pa.Table.from_arrays(
+                [
+                    ids,
+                    pc.subtract(pc.multiply(u, 200.0), 100.0),
+                    pc.cast(pc.multiply(u, 50.0), pa.float32()),
+                    pc.cast(pc.modulo(pc.multiply(ids, 7919), 100_000), pa.int32()),
+                    stations.take(pc.modulo(ids, len(STATIONS))),
+                ],
+                schema=schema,
+            )
             size += table.nbytes
             w.write_table(table, row_group_size=row_group)
     return size
@@ -66,8 +76,13 @@ def make_table(path: Path, rows: int, row_group: int) -> int:
 
 def start_server(sheaf_bin: str, registry: Path, log: Path) -> tuple[subprocess.Popen, str]:
     env = dict(os.environ, RUST_LOG="warn", RUST_BACKTRACE="0")
-    proc = subprocess.Popen([sheaf_bin, "--registry", str(registry), "serve", "--listen", "127.0.0.1:0"],
-                            stdout=subprocess.PIPE, stderr=log.open("wb"), env=env, text=True)
+    proc = subprocess.Popen(
+        [sheaf_bin, "--registry", str(registry), "serve", "--listen", "127.0.0.1:0"],
+        stdout=subprocess.PIPE,
+        stderr=log.open("wb"),
+        env=env,
+        text=True,
+    )
     for line in proc.stdout:
         m = re.search(r"on (grpc://\S+)", line)
         if m:
@@ -79,8 +94,11 @@ def find_jar(given: str | None) -> Path:
     if given:
         return Path(given).resolve()
     target = ROOT / "clients" / "jvm" / "sheaf-spark" / "target"
-    jars = sorted(p for p in target.glob("sheaf-spark-*.jar")
-                  if not p.name.startswith("original-") and not re.search(r"-(sources|javadoc|tests)\.jar$", p.name))
+    jars = sorted(
+        p
+        for p in target.glob("sheaf-spark-*.jar")
+        if not p.name.startswith("original-") and not re.search(r"-(sources|javadoc|tests)\.jar$", p.name)
+    )
     if not jars:
         raise SystemExit(f"no connector jar in {target}: run clients/jvm/ci/test.sh (or mvn package) first")
     return jars[-1]
@@ -110,7 +128,9 @@ def main() -> int:
     ap.add_argument("--out", required=True, help="markdown file to write")
     ap.add_argument("--jar", help="the shaded connector jar")
     args = ap.parse_args()
-    sheaf_bin = os.environ.get("SHEAF_BIN") or str(Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release" / "sheaf")
+    sheaf_bin = os.environ.get("SHEAF_BIN") or str(
+        Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release" / "sheaf"
+    )
     if not os.access(sheaf_bin, os.X_OK):
         raise SystemExit(f"no sheaf binary at {sheaf_bin}: set SHEAF_BIN")
     jar = find_jar(args.jar)
@@ -128,18 +148,24 @@ def main() -> int:
         parquet_file = data / "table.parquet"
         memory = make_table(parquet_file, rows, row_group)
         registry = work / "registry"
-        subprocess.run([sheaf_bin, "--registry", str(registry), "push", "bench/spark", str(data)],
-                       check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [sheaf_bin, "--registry", str(registry), "push", "bench/spark", str(data)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         proc, url = start_server(sheaf_bin, registry, work / "server.log")
-        spark = (SparkSession.builder.master("local[2]").appName("sheaf-bench")
-                 .config("spark.jars", str(jar))
-                 .config("spark.ui.enabled", "false")
-                 .config("spark.ui.showConsoleProgress", "false")
-                 .config("spark.driver.memory", "2g")
-                 .config("spark.sql.shuffle.partitions", "2")
-                 .config("spark.driver.host", "127.0.0.1")
-                 .config("spark.driver.bindAddress", "127.0.0.1")
-                 .getOrCreate())
+        spark = (
+            SparkSession.builder.master("local[2]")
+            .appName("sheaf-bench")
+            .config("spark.jars", str(jar))
+            .config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")
+            .config("spark.driver.memory", "2g")
+            .config("spark.sql.shuffle.partitions", "2")
+            .config("spark.driver.host", "127.0.0.1")
+            .config("spark.driver.bindAddress", "127.0.0.1")
+            .getOrCreate()
+        )
         spark.sparkContext.setLogLevel("WARN")
 
         def via_sheaf():
@@ -152,16 +178,22 @@ def main() -> int:
         results: dict[str, list[float]] = {"sheaf": [], "parquet": []}
         answers = {}
         for r in range(rounds + 1):  # round 0 warms both up (JIT, page cache, footers)
-            for name, make in (("sheaf", via_sheaf), ("parquet", via_parquet)) if r % 2 == 0 else \
-                    (("parquet", via_parquet), ("sheaf", via_sheaf)):
+            for name, make in (
+                (("sheaf", via_sheaf), ("parquet", via_parquet))
+                if r % 2 == 0
+                else (("parquet", via_parquet), ("sheaf", via_sheaf))
+            ):
                 t = time.perf_counter()
                 answer = make().selectExpr(*QUERY).collect()[0]
                 elapsed = time.perf_counter() - t
                 answers[name] = tuple(round(x, 3) if isinstance(x, float) else x for x in answer)
                 if r > 0:
                     results[name].append(elapsed)
-        if answers["sheaf"][0] != rows or answers["sheaf"][0:2] != answers["parquet"][0:2] \
-                or answers["sheaf"][4:] != answers["parquet"][4:]:
+        if (
+            answers["sheaf"][0] != rows
+            or answers["sheaf"][0:2] != answers["parquet"][0:2]
+            or answers["sheaf"][4:] != answers["parquet"][4:]
+        ):
             raise SystemExit(f"the two reads disagree: sheaf {answers['sheaf']} vs parquet {answers['parquet']}")
     finally:
         if spark is not None:
@@ -177,22 +209,33 @@ def main() -> int:
     file_mb = memory / 2**20
     title = "Spark read: Sheaf connector vs spark.read.parquet" + (" (quick)" if args.quick else " (full)")
     lines = [
-        f"# {title}", "",
+        f"# {title}",
+        "",
         f"{dt.datetime.now():%Y-%m-%d %H:%M}, {machine()}, load average {load} at the end; "
-        f"Spark {spark_version()} local[2]; connector {jar.name}; sheaf {sheaf_bin}.", "",
+        f"Spark {spark_version()} local[2]; connector {jar.name}; sheaf {sheaf_bin}.",
+        "",
         f"{rows:,} rows (id int64, f64 float64, f32 float32, i32 int32, station string), {file_mb:.0f} MiB in Arrow, "
         f"row groups of {row_group:,}; the server planned {endpoints} endpoint(s) = Spark partitions. "
-        f"Query: `SELECT {', '.join(QUERY)}`; median of {rounds} round(s) after one warm-up, alternating.", "",
+        f"Query: `SELECT {', '.join(QUERY)}`; median of {rounds} round(s) after one warm-up, alternating.",
+        "",
         "| read | seconds (median) | min-max | M rows/s | MiB/s (Arrow) | speed vs parquet |",
         "|---|---|---|---|---|---|",
     ]
-    for name, label in (("sheaf", "`spark.read.format(\"sheaf\")` (Flight, server scans Parquet)"),
-                        ("parquet", "`spark.read.parquet` (local file)")):
+    for name, label in (
+        ("sheaf", '`spark.read.format("sheaf")` (Flight, server scans Parquet)'),
+        ("parquet", "`spark.read.parquet` (local file)"),
+    ):
         m = med[name]
-        lines.append(f"| {label} | {m:.3f} | {min(results[name]):.3f}-{max(results[name]):.3f} | "
-                     f"{rows / m / 1e6:.2f} | {file_mb / m:.0f} | {med['parquet'] / m:.2f}x |")
-    lines += ["", f"Ratio parquet / sheaf time: **{ratio:.2f}** (above 1: the connector is faster). "
-              "Server and Spark share the machine's cores.", ""]
+        lines.append(
+            f"| {label} | {m:.3f} | {min(results[name]):.3f}-{max(results[name]):.3f} | "
+            f"{rows / m / 1e6:.2f} | {file_mb / m:.0f} | {med['parquet'] / m:.2f}x |"
+        )
+    lines += [
+        "",
+        f"Ratio parquet / sheaf time: **{ratio:.2f}** (above 1: the connector is faster). "
+        "Server and Spark share the machine's cores.",
+        "",
+    ]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines))
@@ -202,6 +245,7 @@ def main() -> int:
 
 def spark_version() -> str:
     import pyspark
+
     return pyspark.__version__
 
 

@@ -29,8 +29,16 @@ TITLES = {
     "8": "TLS and authentication",
     "9": "Packages of many small files",
 }
-NAMES = {"1": "flight_read", "2": "transfer", "3": "selective", "4": "ttfb", "5": "concurrency", "6": "push_hash",
-         "8": "tls", "9": "scale"}
+NAMES = {
+    "1": "flight_read",
+    "2": "transfer",
+    "3": "selective",
+    "4": "ttfb",
+    "5": "concurrency",
+    "6": "push_hash",
+    "8": "tls",
+    "9": "scale",
+}
 CLIENTS_AFTER = "6"  # scenario 7 (the clients' own scripts) is listed after this one
 RATIO_CELL = re.compile(r"^\s*\**\s*(\d+(?:\.\d+)?)\s*x\s*\**\s*$")
 
@@ -66,6 +74,7 @@ def client_section(suffix: str, run: dict | None) -> tuple[list[h.Row], list[str
     clients = (run or {}).get("clients") or {}
     if not clients:
         from run_all import CLIENTS
+
         clients = {name: {"title": title, "status": "not run"} for name, title in CLIENTS}
     for name, c in clients.items():
         status = c.get("status", "not run")
@@ -80,8 +89,16 @@ def client_section(suffix: str, run: dict | None) -> tuple[list[h.Row], list[str
             for cells in table[1:]:
                 ratio = next((m.group(1) for m in map(RATIO_CELL.match, cells) if m), None)
                 if ratio is not None:
-                    rows.append(h.Row(f"{c['title']}: {cells[0]}", "see section 7", "see section 7",
-                                      f"{float(ratio):.2f}x", "-", "info"))
+                    rows.append(
+                        h.Row(
+                            f"{c['title']}: {cells[0]}",
+                            "see section 7",
+                            "see section 7",
+                            f"{float(ratio):.2f}x",
+                            "-",
+                            "info",
+                        )
+                    )
                     found = True
         if not found:
             rows.append(h.Row(c["title"], "see section 7", "see section 7", "n/a", "-", "info"))
@@ -113,20 +130,27 @@ def build(quick: bool) -> Path:
         if num == CLIENTS_AFTER:
             rows += [("7", r) for r in client_rows]
 
-    lines = [f"# Sheaf benchmarks ({'quick: small data, for CI; figures are not meaningful' if quick else 'full'})",
-             ""]
+    lines = [f"# Sheaf benchmarks ({'quick: small data, for CI; figures are not meaningful' if quick else 'full'})", ""]
     when = m["date"] + (f" to {end['date'][-5:]}" if end.get("date") else "")
     dur = f" ({run['seconds'] / 60:.0f} min)" if run and run.get("seconds") else ""
     lines += [
         f"- **When**: {when}{dur}, `{(run or {}).get('command', 'benches/run' + (' --quick' if quick else ''))}`.",
         f"- **Machine**: {m['cores']} cores ({m['cpu']}), {m['memory_gib']:.0f} GiB memory, {m['arch']}, "
         f"Linux {m['kernel']}; Python {m['python']}, pyarrow {m['pyarrow']}; loopback only.",
-        f"- **Load**: load average {m['loadavg']} at the start" + (f", {end['loadavg']} at the end" if end else "")
-        + (f"; busiest other processes at the start: {', '.join(run['busy_at_start'])}"
-           if run and run.get("busy_at_start") else "") + ".",
+        f"- **Load**: load average {m['loadavg']} at the start"
+        + (f", {end['loadavg']} at the end" if end else "")
+        + (
+            f"; busiest other processes at the start: {', '.join(run['busy_at_start'])}"
+            if run and run.get("busy_at_start")
+            else ""
+        )
+        + ".",
         f"- **Sheaf**: commit {binary['commit']}, binary `{binary['sheaf_bin']}` ({binary['sheaf_bin_mtime']}).",
-        *[f"- **Re-run** of scenario(s) {', '.join(r['only'])} at {r['date']} (load average {r['loadavg']}; binary "
-          f"{r['binary']['sheaf_bin_mtime']}, commit {r['binary']['commit']})." for r in (run or {}).get("reruns", [])],
+        *[
+            f"- **Re-run** of scenario(s) {', '.join(r['only'])} at {r['date']} (load average {r['loadavg']}; binary "
+            f"{r['binary']['sheaf_bin_mtime']}, commit {r['binary']['commit']})."
+            for r in (run or {}).get("reruns", [])
+        ],
         "",
         "Ratios compare figures measured side by side in this run (absolute figures drift ~20% between runs on "
         "this shared 2-core machine). Every ratio is oriented so that above 1 means Sheaf is ahead, except three "
@@ -134,9 +158,21 @@ def build(quick: bool) -> Path:
         "2 GiB (5); most of 8 is Sheaf against itself (throughput over TLS or with --auth / plaintext without, "
         "1.0 meaning no cost). Figures are medians (min-max) unless one sample.",
         "",
-        *h.md_table(["#", "measurement", "Sheaf", "baseline", "ratio", "goal", "status"],
-                    [[n, r.what, r.sheaf, r.baseline, r.ratio, r.goal,
-                      f"**{r.status}**" if r.status in ("short", "failed") else r.status] for n, r in rows]),
+        *h.md_table(
+            ["#", "measurement", "Sheaf", "baseline", "ratio", "goal", "status"],
+            [
+                [
+                    n,
+                    r.what,
+                    r.sheaf,
+                    r.baseline,
+                    r.ratio,
+                    r.goal,
+                    f"**{r.status}**" if r.status in ("short", "failed") else r.status,
+                ]
+                for n, r in rows
+            ],
+        ),
         "",
         f"![benchmark plot](summary{suffix}.png)",
         "",
@@ -176,12 +212,16 @@ def _short(label: str, n: int = 34) -> str:
 
 def plot(results: dict, rows: list, path: Path, m: dict, quick: bool) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(2, 3, figsize=(18, 10.5))
-    fig.suptitle(f"Sheaf benchmarks{' (quick)' if quick else ''}: {m['date']}, {m['cores']} cores, "
-                 f"{m['memory_gib']:.0f} GiB, {m['cpu']}", fontsize=13)
+    fig.suptitle(
+        f"Sheaf benchmarks{' (quick)' if quick else ''}: {m['date']}, {m['cores']} cores, "
+        f"{m['memory_gib']:.0f} GiB, {m['cpu']}",
+        fontsize=13,
+    )
     sheaf_c, base_c = "#1f77b4", "#bbbbbb"
 
     def empty(ax, title):
@@ -194,11 +234,12 @@ def plot(results: dict, rows: list, path: Path, m: dict, quick: bool) -> None:
         med = [b["median"] for b in bars][::-1]
         lo = [b["median"] - b["min"] for b in bars][::-1]
         hi = [b["max"] - b["median"] for b in bars][::-1]
-        colors = [sheaf_c if b["label"].startswith("Sheaf") or b["label"].startswith("sheaf") else base_c
-                  for b in bars][::-1]
+        colors = [
+            sheaf_c if b["label"].startswith("Sheaf") or b["label"].startswith("sheaf") else base_c for b in bars
+        ][::-1]
         ax.barh(labels, med, xerr=[lo, hi], color=colors, capsize=3)
         tops = [b["max"] for b in bars][::-1]
-        for y, (v, top) in enumerate(zip(med, tops)):
+        for y, (v, top) in enumerate(zip(med, tops, strict=False)):
             ax.text(top, y, f"  {v:.3g}", va="center", fontsize=8)
         ax.set_xlabel(unit)
         if log:
@@ -227,8 +268,10 @@ def plot(results: dict, rows: list, path: Path, m: dict, quick: bool) -> None:
         bars = [b for b in r3["plot"]["bytes"] if b["value"] is not None]
         labels = [_short(b["label"], 44) for b in bars][::-1]
         vals = [b["value"] / 1e6 for b in bars][::-1]
-        colors = ["#2ca02c" if b["label"].startswith("needed") else sheaf_c if b["label"].startswith("Sheaf")
-                  else base_c for b in bars][::-1]
+        colors = [
+            "#2ca02c" if b["label"].startswith("needed") else sheaf_c if b["label"].startswith("Sheaf") else base_c
+            for b in bars
+        ][::-1]
         ax.barh(labels, vals, color=colors)
         for y, v in enumerate(vals):
             ax.text(v, y, f" {v:.3g} MB", va="center", fontsize=8)
@@ -244,6 +287,7 @@ def plot(results: dict, rows: list, path: Path, m: dict, quick: bool) -> None:
     if r4:
         groups = r4["plot"]["groups"]
         import numpy as np
+
         x = np.arange(len(groups))
         small = [g["small"]["median"] for g in groups]
         large = [g["large"]["median"] for g in groups]
@@ -262,12 +306,18 @@ def plot(results: dict, rows: list, path: Path, m: dict, quick: bool) -> None:
     if r5:
         levels = r5["plot"]["levels"]
         ax2 = ax.twinx()
-        for (kind, s), c in zip(r5["plot"]["series"].items(), ["#9ecae1", sheaf_c, "#7f7f7f"]):
-            name = ("Sheaf, first reads" if "first" in kind else "Sheaf, repeated" if kind.startswith("Sheaf")
-                    else "pyarrow in-memory")
+        for (kind, s), c in zip(r5["plot"]["series"].items(), ["#9ecae1", sheaf_c, "#7f7f7f"], strict=False):
+            name = (
+                "Sheaf, first reads"
+                if "first" in kind
+                else "Sheaf, repeated"
+                if kind.startswith("Sheaf")
+                else "pyarrow in-memory"
+            )
             ax.plot(levels, s["gbps"], marker="o", color=c, label=f"{name}: GB/s")
-            ax2.plot(levels, [v / 1e6 for v in s["hwm"]], marker="s", linestyle="--", color=c,
-                     label=f"{name}: peak RSS")
+            ax2.plot(
+                levels, [v / 1e6 for v in s["hwm"]], marker="s", linestyle="--", color=c, label=f"{name}: peak RSS"
+            )
         ax.set_xscale("log", base=2)
         ax.set_xticks(levels, [str(v) for v in levels])
         ax.set_xlabel("clients", labelpad=0)
@@ -289,9 +339,14 @@ def plot(results: dict, rows: list, path: Path, m: dict, quick: bool) -> None:
         vals = [float(RATIO_CELL.match(r.ratio).group(1)) for _, r in goal_rows][::-1]
         colors = ["#2ca02c" if r.status == "met" else "#d62728" for _, r in goal_rows][::-1]
         ax.barh(labels, vals, color=colors)
-        for y, (v, (_, r)) in enumerate(zip(vals, goal_rows[::-1])):
-            ax.text(v, y, f" {v:.2f}x, goal {r.goal.replace('large <= 1.5x small + 5 ms', '<= 1.5x + 5 ms')}",
-                    va="center", fontsize=8)
+        for y, (v, (_, r)) in enumerate(zip(vals, goal_rows[::-1], strict=False)):
+            ax.text(
+                v,
+                y,
+                f" {v:.2f}x, goal {r.goal.replace('large <= 1.5x small + 5 ms', '<= 1.5x + 5 ms')}",
+                va="center",
+                fontsize=8,
+            )
         ax.axvline(1.0, color="#555555", linewidth=0.8, linestyle=":")
         ax.set_xlabel("ratio (green: goal met, red: short)")
         ax.set_title("Goals")

@@ -43,8 +43,6 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import harness as h  # noqa: E402  (first: client environment before pyarrow)
-
 import contextlib  # noqa: E402
 import hashlib  # noqa: E402
 import os  # noqa: E402
@@ -57,12 +55,12 @@ import subprocess  # noqa: E402
 import time  # noqa: E402
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 
+import harness as h  # noqa: E402  (first: client environment before pyarrow)
 import pyarrow as pa  # noqa: E402
 import pyarrow.flight as flight  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-SIZES = {"quick": dict(rows=500_000, rounds=3, handshakes=3),
-         "full": dict(rows=15_000_000, rounds=20, handshakes=15)}
+SIZES = {"quick": dict(rows=500_000, rounds=3, handshakes=3), "full": dict(rows=15_000_000, rounds=20, handshakes=15)}
 ARROW_CPP_TLS = 0.80  # "about 20% lower throughput over TLS", apache/arrow PR #10242
 URL_RE = r"serving \S+ on (grpc(?:\+tls)?://\S+)"
 
@@ -75,6 +73,7 @@ URL_RE = r"serving \S+ on (grpc(?:\+tls)?://\S+)"
 def make_pki(d: Path) -> dict:
     """A throwaway CA and a server certificate for 127.0.0.1 (trustme)."""
     import trustme
+
     d.mkdir(parents=True, exist_ok=True)
     ca = trustme.CA()
     cert = ca.issue_cert("127.0.0.1", "localhost")
@@ -91,8 +90,13 @@ def make_pki(d: Path) -> dict:
 def make_auth(d: Path) -> tuple[Path, str]:
     """An --auth file admitting one API token (`sheaf auth new-token`) with read
     access to every package; returns (file, token)."""
-    r = subprocess.run([str(h.sheaf_bin()), "auth", "new-token", "bench"], capture_output=True, text=True,
-                       env=h.server_env(), timeout=60)
+    r = subprocess.run(
+        [str(h.sheaf_bin()), "auth", "new-token", "bench"],
+        capture_output=True,
+        text=True,
+        env=h.server_env(),
+        timeout=60,
+    )
     if r.returncode != 0:
         raise RuntimeError(f"sheaf auth new-token failed ({r.returncode}): {r.stderr}")
     token = r.stdout.strip().splitlines()[0].strip()
@@ -100,17 +104,18 @@ def make_auth(d: Path) -> tuple[Path, str]:
     if not sha or hashlib.sha256(token.encode()).hexdigest() != sha.group(1):
         raise RuntimeError(f"unexpected `sheaf auth new-token` output:\n{r.stdout}")
     path = d / "auth.toml"
-    path.write_text(f'[server]\nkey = "{secrets.token_hex(32)}"\n\n'
-                    f'[[token]]\nname = "bench"\nsha256 = "{sha.group(1)}"\ngroups = []\n\n'
-                    f'[[grant]]\nto = "token:bench"\npackages = "*"\naccess = "read"\n')
+    path.write_text(
+        f'[server]\nkey = "{secrets.token_hex(32)}"\n\n'
+        f'[[token]]\nname = "bench"\nsha256 = "{sha.group(1)}"\ngroups = []\n\n'
+        f'[[grant]]\nto = "token:bench"\npackages = "*"\naccess = "read"\n'
+    )
     return path, token
 
 
 class Server(h.Server):
     """h.Server whose clients trust `roots` (PEM) for grpc+tls:// URLs."""
 
-    def __init__(self, name: str, cmd: list[str], env: dict, log_dir: Path, roots: bytes | None,
-                 url_re: str = URL_RE):
+    def __init__(self, name: str, cmd: list[str], env: dict, log_dir: Path, roots: bytes | None, url_re: str = URL_RE):
         self.roots = roots
         super().__init__(name, cmd, env, url_re, log_dir)
         if roots and not self.url.startswith("grpc+tls://"):
@@ -145,8 +150,10 @@ def serve_tls_peer(path: str, cert: str, key: str) -> None:
     class TlsPeer(peers.Peer):
         def __init__(self):
             flight.FlightServerBase.__init__(
-                self, "grpc+tls://127.0.0.1:0",
-                tls_certificates=[flight.CertKeyPair(cert=Path(cert).read_bytes(), key=Path(key).read_bytes())])
+                self,
+                "grpc+tls://127.0.0.1:0",
+                tls_certificates=[flight.CertKeyPair(cert=Path(cert).read_bytes(), key=Path(key).read_bytes())],
+            )
             self.mode = "memory"
             self.files = {str(Path(path).resolve()): Path(path).resolve()}
             self.tables = {k: pq.read_table(p) for k, p in self.files.items()}
@@ -163,8 +170,10 @@ def negotiated(url: str, ca: Path) -> str:
     ctx = ssl.create_default_context(cafile=str(ca))
     ctx.set_alpn_protocols(["h2"])
     try:
-        with socket.create_connection((host, int(port)), timeout=10) as raw, \
-                ctx.wrap_socket(raw, server_hostname=host) as s:
+        with (
+            socket.create_connection((host, int(port)), timeout=10) as raw,
+            ctx.wrap_socket(raw, server_hostname=host) as s,
+        ):
             name, version, bits = s.cipher()
             return f"{version} {name}"
     except (OSError, ssl.SSLError) as e:
@@ -185,8 +194,9 @@ def read_parallel(clients: list[flight.FlightClient], target: str, call: flight.
     info = clients[0].get_flight_info(h.descriptor(target), call)
     eps = list(info.endpoints)
     with ThreadPoolExecutor(len(eps)) as pool:
-        tables = list(pool.map(lambda i: clients[i % len(clients)].do_get(eps[i].ticket, call).read_all(),
-                               range(len(eps))))
+        tables = list(
+            pool.map(lambda i: clients[i % len(clients)].do_get(eps[i].ticket, call).read_all(), range(len(eps)))
+        )
     return pa.concat_tables(tables)
 
 
@@ -199,7 +209,7 @@ class Reader:
         self.server_cpu = h.Samples()
         self.client_cpu = h.Samples()
         self.writes = h.Samples()  # the server's write()/writev() calls per read
-        self.wchar = h.Samples()   # and the bytes they wrote
+        self.wchar = h.Samples()  # and the bytes they wrote
 
     def run(self, want_rows: int) -> float:
         io0 = proc_io(self.server.pid)
@@ -247,8 +257,11 @@ class Group:
 def handshake_ms(server: Server, target: str, call: flight.FlightCallOptions) -> float:
     """A new connection (TCP, and TLS when the URL says so) and its first GetFlightInfo."""
     t0 = time.perf_counter()
-    c = (flight.FlightClient(server.url, tls_root_certs=server.roots) if server.roots
-         else flight.FlightClient(server.url))
+    c = (
+        flight.FlightClient(server.url, tls_root_certs=server.roots)
+        if server.roots
+        else flight.FlightClient(server.url)
+    )
     try:
         c.get_flight_info(h.descriptor(target), call)
         return (time.perf_counter() - t0) * 1000
@@ -284,6 +297,7 @@ def proc_io(pid: int) -> dict[str, int]:
 
 def sheaf_counters(client: flight.FlightClient, call: flight.FlightCallOptions) -> dict | None:
     import json
+
     try:
         results = list(client.do_action(flight.Action("metrics", b""), call))
         return json.loads(bytes(results[0].body).decode("utf-8"))
@@ -321,49 +335,83 @@ def main() -> None:
             mem_tls = stack.enter_context(start_peer(path, logs, pki))
             idle_sockets = {"plaintext": server_connections(plain.pid), "TLS": server_connections(tls.pid)}
             n_endpoints = len(plain.client.get_flight_info(h.descriptor(uri), plain_call).endpoints)
-            ciphers = {"Sheaf (rustls)": negotiated(tls.url, pki["ca"]),
-                       "pyarrow C++ (gRPC)": negotiated(mem_tls.url, pki["ca"])}
+            ciphers = {
+                "Sheaf (rustls)": negotiated(tls.url, pki["ca"]),
+                "pyarrow C++ (gRPC)": negotiated(mem_tls.url, pki["ca"]),
+            }
             # One connection per endpoint for the parallel reads (DataLoader workers, Spark tasks).
             plain_conns = [plain.client] + [plain.connect() for _ in range(n_endpoints - 1)]
             tls_conns = [tls.client] + [tls.connect() for _ in range(n_endpoints - 1)]
             peer_target = str(path)
 
-            single = Group("one stream", [
-                Reader("Sheaf, plaintext", plain, lambda: read_one_stream(plain.client, uri, plain_call)),
-                Reader("Sheaf, TLS", tls, lambda: read_one_stream(tls.client, uri, plain_call)),
-                Reader("Sheaf, plaintext, --auth + bearer token", auth,
-                       lambda: read_one_stream(auth.client, uri, auth_call)),
-            ])
-            parallel = Group(f"parallel ({n_endpoints} endpoints at once, one connection each)", [
-                Reader("Sheaf, plaintext, endpoints in parallel", plain,
-                       lambda: read_parallel(plain_conns, uri, plain_call)),
-                Reader("Sheaf, TLS, endpoints in parallel", tls, lambda: read_parallel(tls_conns, uri, plain_call)),
-            ])
-            peer = Group("pyarrow C++ server, table in memory, one stream", [
-                Reader("pyarrow C++ server, plaintext", mem, lambda: read_one_stream(mem.client, peer_target,
-                                                                                      plain_call)),
-                Reader("pyarrow C++ server, TLS", mem_tls, lambda: read_one_stream(mem_tls.client, peer_target,
-                                                                                    plain_call)),
-            ])
+            single = Group(
+                "one stream",
+                [
+                    Reader("Sheaf, plaintext", plain, lambda: read_one_stream(plain.client, uri, plain_call)),
+                    Reader("Sheaf, TLS", tls, lambda: read_one_stream(tls.client, uri, plain_call)),
+                    Reader(
+                        "Sheaf, plaintext, --auth + bearer token",
+                        auth,
+                        lambda: read_one_stream(auth.client, uri, auth_call),
+                    ),
+                ],
+            )
+            parallel = Group(
+                f"parallel ({n_endpoints} endpoints at once, one connection each)",
+                [
+                    Reader(
+                        "Sheaf, plaintext, endpoints in parallel",
+                        plain,
+                        lambda: read_parallel(plain_conns, uri, plain_call),
+                    ),
+                    Reader("Sheaf, TLS, endpoints in parallel", tls, lambda: read_parallel(tls_conns, uri, plain_call)),
+                ],
+            )
+            peer = Group(
+                "pyarrow C++ server, table in memory, one stream",
+                [
+                    Reader(
+                        "pyarrow C++ server, plaintext",
+                        mem,
+                        lambda: read_one_stream(mem.client, peer_target, plain_call),
+                    ),
+                    Reader(
+                        "pyarrow C++ server, TLS",
+                        mem_tls,
+                        lambda: read_one_stream(mem_tls.client, peer_target, plain_call),
+                    ),
+                ],
+            )
             groups = [single, parallel, peer]
             readers = [r for g in groups for r in g.readers]
             for r in readers:  # warm-up: connections and handshakes, code paths, Sheaf's stream cache
                 r.fn()
-            conns = {"plaintext": server_connections(plain.pid) - idle_sockets["plaintext"],
-                     "TLS": server_connections(tls.pid) - idle_sockets["TLS"]}
-            before = {s.name: sheaf_counters(s.client, auth_call if s is auth else plain_call)
-                      for s in (plain, tls, auth)}
+            conns = {
+                "plaintext": server_connections(plain.pid) - idle_sockets["plaintext"],
+                "TLS": server_connections(tls.pid) - idle_sockets["TLS"],
+            }
+            before = {
+                s.name: sheaf_counters(s.client, auth_call if s is auth else plain_call) for s in (plain, tls, auth)
+            }
             for i in range(cfg["rounds"]):
                 h.progress(f"round {i + 1}/{cfg['rounds']}")
                 k = i % len(groups)
                 for g in groups[k:] + groups[:k]:
                     g.round(i, rows)
-            after = {s.name: sheaf_counters(s.client, auth_call if s is auth else plain_call)
-                     for s in (plain, tls, auth)}
-            hs = {lbl: h.Samples() for lbl in ("Sheaf, plaintext", "Sheaf, TLS", "pyarrow C++ server, plaintext",
-                                                 "pyarrow C++ server, TLS")}
+            after = {
+                s.name: sheaf_counters(s.client, auth_call if s is auth else plain_call) for s in (plain, tls, auth)
+            }
+            hs = {
+                lbl: h.Samples()
+                for lbl in (
+                    "Sheaf, plaintext",
+                    "Sheaf, TLS",
+                    "pyarrow C++ server, plaintext",
+                    "pyarrow C++ server, TLS",
+                )
+            }
             for _ in range(cfg["handshakes"]):
-                for lbl, srv in zip(hs, (plain, tls, mem, mem_tls)):
+                for lbl, srv in zip(hs, (plain, tls, mem, mem_tls), strict=False):
                     hs[lbl].add(handshake_ms(srv, uri if srv in (plain, tls) else peer_target, plain_call))
             hwm = {s.name: s.hwm() for s in (plain, tls, auth)}
     finally:
@@ -373,7 +421,6 @@ def main() -> None:
             shutil.rmtree(scratch, ignore_errors=True)
 
     m = {r.label: r.mbps(nbytes) for r in readers}
-    by = {r.label: r for r in readers}
     s_plain, s_tls, s_auth = single.readers
     p_plain, p_tls = parallel.readers
     a_plain, a_tls = peer.readers
@@ -386,38 +433,73 @@ def main() -> None:
         return m[a.label].median / m[b.label].median
 
     res = h.Result("8", "tls", "TLS and authentication: full-table read, plaintext vs TLS", opts.quick)
-    res.params = {"rows": rows, "arrow_bytes": nbytes, "parquet_bytes": file_size, "endpoints": n_endpoints,
-                  "rounds": cfg["rounds"], "handshakes": cfg["handshakes"], "ciphers": ciphers,
-                  "client_connections_during_rounds": conns, "arrow_cpp_reference_ratio": ARROW_CPP_TLS,
-                  "ratios": {"sheaf_one_stream_tls": r_single.to_json(), "sheaf_parallel_tls": r_par.to_json(),
-                             "pyarrow_tls": r_arrow.to_json(), "sheaf_one_stream_auth": r_auth.to_json()},
-                  "readers": {r.label: {"seconds": r.seconds.to_json(), "mbps": m[r.label].to_json(),
-                                        "server_cpu": r.server_cpu.to_json(), "client_cpu": r.client_cpu.to_json(),
-                                        "server_write_calls": r.writes.to_json(),
-                                        "server_write_bytes": r.wchar.to_json()}
-                              for r in readers},
-                  "handshake_ms": {k: v.to_json() for k, v in hs.items()}}
+    res.params = {
+        "rows": rows,
+        "arrow_bytes": nbytes,
+        "parquet_bytes": file_size,
+        "endpoints": n_endpoints,
+        "rounds": cfg["rounds"],
+        "handshakes": cfg["handshakes"],
+        "ciphers": ciphers,
+        "client_connections_during_rounds": conns,
+        "arrow_cpp_reference_ratio": ARROW_CPP_TLS,
+        "ratios": {
+            "sheaf_one_stream_tls": r_single.to_json(),
+            "sheaf_parallel_tls": r_par.to_json(),
+            "pyarrow_tls": r_arrow.to_json(),
+            "sheaf_one_stream_auth": r_auth.to_json(),
+        },
+        "readers": {
+            r.label: {
+                "seconds": r.seconds.to_json(),
+                "mbps": m[r.label].to_json(),
+                "server_cpu": r.server_cpu.to_json(),
+                "client_cpu": r.client_cpu.to_json(),
+                "server_write_calls": r.writes.to_json(),
+                "server_write_bytes": r.wchar.to_json(),
+            }
+            for r in readers
+        },
+        "handshake_ms": {k: v.to_json() for k, v in hs.items()},
+    }
 
     rel = r_single.median / r_arrow.median
     plural = "s" if n_endpoints != 1 else ""
     eps = f"{n_endpoints} endpoint{plural}"
     res.rows = [
-        h.Row("Full-table read over TLS / plaintext, one stream, MB/s (Sheaf, repeated reads; median of per-round "
-              "ratios)", f"{h.fmt_range(m[s_tls.label], 0)} TLS", f"{h.fmt_range(m[s_plain.label], 0)} plaintext",
-              h.fmt_ratio(r_single.median)),
-        h.Row(f"Full-table read over TLS / plaintext, {eps} in parallel, MB/s (Sheaf; median of "
-              "per-round ratios)", f"{h.fmt_range(m[p_tls.label], 0)} TLS",
-              f"{h.fmt_range(m[p_plain.label], 0)} plaintext", h.fmt_ratio(r_par.median)),
-        h.Row("Share of throughput kept over TLS, one stream: Sheaf vs pyarrow's C++ server (published Arrow C++: "
-              f"{ARROW_CPP_TLS:.2f}x)", f"{h.fmt_ratio(r_single.median)} Sheaf",
-              f"{h.fmt_ratio(r_arrow.median)} pyarrow C++ ({h.fmt_range(m[a_tls.label], 0)} vs "
-              f"{h.fmt_range(m[a_plain.label], 0)} MB/s)", h.fmt_ratio(rel)),
-        h.Row("Full-table read over TLS, one stream, MB/s: Sheaf vs pyarrow C++ server over TLS",
-              h.fmt_range(m[s_tls.label], 0), f"{h.fmt_range(m[a_tls.label], 0)} pyarrow C++ server, TLS",
-              h.fmt_ratio(quotient(s_tls, a_tls))),
-        h.Row("Full-table read with --auth and a bearer token / without, one stream, plaintext, MB/s (Sheaf)",
-              f"{h.fmt_range(m[s_auth.label], 0)} --auth", f"{h.fmt_range(m[s_plain.label], 0)} no auth",
-              h.fmt_ratio(r_auth.median)),
+        h.Row(
+            "Full-table read over TLS / plaintext, one stream, MB/s (Sheaf, repeated reads; median of per-round "
+            "ratios)",
+            f"{h.fmt_range(m[s_tls.label], 0)} TLS",
+            f"{h.fmt_range(m[s_plain.label], 0)} plaintext",
+            h.fmt_ratio(r_single.median),
+        ),
+        h.Row(
+            f"Full-table read over TLS / plaintext, {eps} in parallel, MB/s (Sheaf; median of per-round ratios)",
+            f"{h.fmt_range(m[p_tls.label], 0)} TLS",
+            f"{h.fmt_range(m[p_plain.label], 0)} plaintext",
+            h.fmt_ratio(r_par.median),
+        ),
+        h.Row(
+            "Share of throughput kept over TLS, one stream: Sheaf vs pyarrow's C++ server (published Arrow C++: "
+            f"{ARROW_CPP_TLS:.2f}x)",
+            f"{h.fmt_ratio(r_single.median)} Sheaf",
+            f"{h.fmt_ratio(r_arrow.median)} pyarrow C++ ({h.fmt_range(m[a_tls.label], 0)} vs "
+            f"{h.fmt_range(m[a_plain.label], 0)} MB/s)",
+            h.fmt_ratio(rel),
+        ),
+        h.Row(
+            "Full-table read over TLS, one stream, MB/s: Sheaf vs pyarrow C++ server over TLS",
+            h.fmt_range(m[s_tls.label], 0),
+            f"{h.fmt_range(m[a_tls.label], 0)} pyarrow C++ server, TLS",
+            h.fmt_ratio(quotient(s_tls, a_tls)),
+        ),
+        h.Row(
+            "Full-table read with --auth and a bearer token / without, one stream, plaintext, MB/s (Sheaf)",
+            f"{h.fmt_range(m[s_auth.label], 0)} --auth",
+            f"{h.fmt_range(m[s_plain.label], 0)} no auth",
+            h.fmt_ratio(r_auth.median),
+        ),
     ]
 
     def counters(name: str) -> str:
@@ -426,9 +508,8 @@ def main() -> None:
             return "n/a"
         return f"{d.get('do_get_cached', 0):.0f} of {d['do_get']:.0f}"
 
-    server_of = {s_plain.label: "sheaf", s_tls.label: "sheaf-tls", s_auth.label: "sheaf-auth",
-                 p_plain.label: "sheaf", p_tls.label: "sheaf-tls"}
     ratio_of = {s_tls.label: r_single, s_auth.label: r_auth, p_tls.label: r_par, a_tls.label: r_arrow}
+
     def writes_cell(r: Reader) -> str:
         if not r.writes.values or r.writes.median < 10:  # gRPC C++ sends with sendmsg(), not counted
             return "-"
@@ -437,12 +518,17 @@ def main() -> None:
     table_rows = []
     for r in readers:
         sec = r.seconds
-        table_rows.append([
-            r.label, h.fmt_range(m[r.label], 0),
-            h.fmt_range(ratio_of[r.label], 2) if r.label in ratio_of else "(baseline)",
-            h.fmt_range(sec, 3), h.fmt_range(r.server_cpu, 2), h.fmt_range(r.client_cpu, 2),
-            writes_cell(r),
-        ])
+        table_rows.append(
+            [
+                r.label,
+                h.fmt_range(m[r.label], 0),
+                h.fmt_range(ratio_of[r.label], 2) if r.label in ratio_of else "(baseline)",
+                h.fmt_range(sec, 3),
+                h.fmt_range(r.server_cpu, 2),
+                h.fmt_range(r.client_cpu, 2),
+                writes_cell(r),
+            ]
+        )
     res.detail = [
         f"Table: {rows:,} rows, {h.fmt_bytes(nbytes)} in Arrow, {h.fmt_bytes(file_size)} Parquet "
         f"({pq.ParquetFile(path).metadata.num_row_groups} row groups); Sheaf plans {n_endpoints} endpoint(s), "
@@ -451,15 +537,26 @@ def main() -> None:
         "rotating order. Median (min-max). The ratio column is, per round, this reader's throughput over the "
         "first reader of its group (plaintext, no auth).",
         "",
-        *h.md_table(["reader", "MB/s", "ratio to plaintext (per round)", "seconds", "server CPU-s per read",
-                     "client CPU-s per read", "server write() calls per read (mean size)"], table_rows),
+        *h.md_table(
+            [
+                "reader",
+                "MB/s",
+                "ratio to plaintext (per round)",
+                "seconds",
+                "server CPU-s per read",
+                "client CPU-s per read",
+                "server write() calls per read (mean size)",
+            ],
+            table_rows,
+        ),
         "",
         "Ratio of the medians (instead of the median of per-round ratios): "
         f"one stream {quotient(s_tls, s_plain):.2f}x, parallel {quotient(p_tls, p_plain):.2f}x, "
         f"pyarrow C++ {quotient(a_tls, a_plain):.2f}x, --auth {quotient(s_auth, s_plain):.2f}x.",
         "",
         "New connection + first GetFlightInfo (TCP, plus the TLS handshake where TLS), ms: "
-        + "; ".join(f"{k} {h.fmt_range(v, 1)}" for k, v in hs.items()) + ".",
+        + "; ".join(f"{k} {h.fmt_range(v, 1)}" for k, v in hs.items())
+        + ".",
         "",
         "TLS as negotiated with Python's ssl client (gRPC's client offers its own list): "
         + "; ".join(f"{k}: {v}" for k, v in ciphers.items())
@@ -467,18 +564,21 @@ def main() -> None:
         f"request): plaintext {conns['plaintext']}, TLS {conns['TLS']}. DoGets served from Sheaf's stream cache "
         "during the rounds: plaintext "
         f"{counters('sheaf')}, TLS {counters('sheaf-tls')}, --auth {counters('sheaf-auth')}. Server peak RSS: "
-        + ", ".join(f"{k} {h.fmt_bytes(v)}" for k, v in hwm.items()) + ".",
+        + ", ".join(f"{k} {h.fmt_bytes(v)}" for k, v in hwm.items())
+        + ".",
     ]
 
     def cost_note(label: str, plain_r: Reader, tls_r: Reader, ratio: h.Samples) -> str:
         extra_s = tls_r.server_cpu.median - plain_r.server_cpu.median
         extra_c = tls_r.client_cpu.median - plain_r.client_cpu.median
-        return (f"{label}: TLS keeps {ratio.median:.2f}x of plaintext throughput (rounds {ratio.min:.2f}-"
-                f"{ratio.max:.2f}); per read the server spends {extra_s:+.2f} CPU-s "
-                f"({plain_r.server_cpu.median:.2f} -> {tls_r.server_cpu.median:.2f}) and the client "
-                f"{extra_c:+.2f} CPU-s ({plain_r.client_cpu.median:.2f} -> {tls_r.client_cpu.median:.2f}), "
-                f"i.e. {extra_s / nbytes * 1e9:.2f} + {extra_c / nbytes * 1e9:.2f} CPU-s per GB encrypted and "
-                "decrypted.")
+        return (
+            f"{label}: TLS keeps {ratio.median:.2f}x of plaintext throughput (rounds {ratio.min:.2f}-"
+            f"{ratio.max:.2f}); per read the server spends {extra_s:+.2f} CPU-s "
+            f"({plain_r.server_cpu.median:.2f} -> {tls_r.server_cpu.median:.2f}) and the client "
+            f"{extra_c:+.2f} CPU-s ({plain_r.client_cpu.median:.2f} -> {tls_r.client_cpu.median:.2f}), "
+            f"i.e. {extra_s / nbytes * 1e9:.2f} + {extra_c / nbytes * 1e9:.2f} CPU-s per GB encrypted and "
+            "decrypted."
+        )
 
     def busy(r: Reader) -> float:
         return (r.server_cpu.median + r.client_cpu.median) / r.seconds.median
@@ -490,12 +590,14 @@ def main() -> None:
         sz_t = s_tls.wchar.median / s_tls.writes.median
         if sz_t > 0.5 * sz_p:
             return []
-        return [f"Sheaf's TLS server hands the socket {h.fmt_bytes(sz_t)} per write() call ({s_tls.writes.median:,.0f} "
-                f"calls per read) against {h.fmt_bytes(sz_p)} in plaintext ({s_plain.writes.median:,.0f} calls): "
-                "rustls keeps at most 64 KiB of encrypted records waiting (its default buffer limit, which tonic's "
-                "ServerTlsConfig does not expose), so every 4 records of 16 KiB are a system call and a wake-up of "
-                "the client. gRPC C++ sends about 1.6 MB per sendmsg() over TLS (strace, outside this script); the "
-                "client's extra CPU over Sheaf's TLS stream compared with pyarrow's likely comes from there."]
+        return [
+            f"Sheaf's TLS server hands the socket {h.fmt_bytes(sz_t)} per write() call ({s_tls.writes.median:,.0f} "
+            f"calls per read) against {h.fmt_bytes(sz_p)} in plaintext ({s_plain.writes.median:,.0f} calls): "
+            "rustls keeps at most 64 KiB of encrypted records waiting (its default buffer limit, which tonic's "
+            "ServerTlsConfig does not expose), so every 4 records of 16 KiB are a system call and a wake-up of "
+            "the client. gRPC C++ sends about 1.6 MB per sendmsg() over TLS (strace, outside this script); the "
+            "client's extra CPU over Sheaf's TLS stream compared with pyarrow's likely comes from there."
+        ]
 
     res.notes = [
         cost_note("One stream (Sheaf)", s_plain, s_tls, r_single),
@@ -508,8 +610,9 @@ def main() -> None:
         f"({n_endpoints + 1} RPCs per read).",
         *write_note(),
         "Client and server share this machine's cores (and with anything else running): server + client CPU-s "
-        "per read over its wall time is " + "; ".join(
-            f"{r.label} {busy(r):.1f}" for r in readers) + f" cores busy of {os.cpu_count()}.",
+        "per read over its wall time is "
+        + "; ".join(f"{r.label} {busy(r):.1f}" for r in readers)
+        + f" cores busy of {os.cpu_count()}.",
     ]
     res.plot = {"bars": [{"label": r.label, **m[r.label].to_json()} for r in readers], "unit": "MB/s"}
     res.write(opts.out)

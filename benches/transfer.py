@@ -23,8 +23,6 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import harness as h  # noqa: E402  (first: client environment before pyarrow)
-
 import contextlib  # noqa: E402
 import json  # noqa: E402
 import pickle  # noqa: E402
@@ -35,6 +33,7 @@ import time  # noqa: E402
 import urllib.parse  # noqa: E402
 import urllib.request  # noqa: E402
 
+import harness as h  # noqa: E402  (first: client environment before pyarrow)
 import pandas as pd  # noqa: E402
 
 SIZES = {"quick": dict(rows=50_000, rounds=2), "full": dict(rows=1_000_000, rounds=7)}
@@ -88,7 +87,7 @@ def main() -> None:
             ]
             secs = {w[0]: h.Samples() for w in ways}
             cpu = {w[0]: h.Samples() for w in ways}
-            for _, srv, fn in ways:  # warm-up
+            for _, _srv, fn in ways:  # warm-up
                 got = fn()
                 assert len(got) == rows, (len(got), rows)
                 del got
@@ -118,18 +117,36 @@ def main() -> None:
         return secs[base].median / secs[mine].median
 
     res.rows = [
-        h.Row("Table into a pandas DataFrame vs pickled DataFrame over a socket, rows/s", rate(pandas_),
-              f"{rate(pickled)} pickle", h.fmt_ratio(ratio(pickled, pandas_))),
-        h.Row("Table into a pandas DataFrame vs JSON records over HTTP, rows/s", rate(pandas_),
-              f"{rate(json_)} JSON", h.fmt_ratio(ratio(json_, pandas_))),
+        h.Row(
+            "Table into a pandas DataFrame vs pickled DataFrame over a socket, rows/s",
+            rate(pandas_),
+            f"{rate(pickled)} pickle",
+            h.fmt_ratio(ratio(pickled, pandas_)),
+        ),
+        h.Row(
+            "Table into a pandas DataFrame vs JSON records over HTTP, rows/s",
+            rate(pandas_),
+            f"{rate(json_)} JSON",
+            h.fmt_ratio(ratio(json_, pandas_)),
+        ),
     ]
     res.detail = [
         f"Table: {rows:,} rows (int64, float64, float32, int32, string), {h.fmt_bytes(nbytes)} in Arrow; "
         f"{cfg['rounds']} alternating rounds after a warm-up. Ratio: the way's time over Sheaf-into-pandas.",
         "",
-        *h.md_table(["way", "seconds", "rows/s", "server CPU-s per transfer", "vs Sheaf into pandas"],
-                    [[w, h.fmt_range(secs[w], 3), h.fmt_rate(rows / secs[w].median), h.fmt_range(cpu[w], 2),
-                      h.fmt_ratio(secs[w].median / secs[pandas_].median)] for w in secs]),
+        *h.md_table(
+            ["way", "seconds", "rows/s", "server CPU-s per transfer", "vs Sheaf into pandas"],
+            [
+                [
+                    w,
+                    h.fmt_range(secs[w], 3),
+                    h.fmt_rate(rows / secs[w].median),
+                    h.fmt_range(cpu[w], 2),
+                    h.fmt_ratio(secs[w].median / secs[pandas_].median),
+                ]
+                for w in secs
+            ],
+        ),
     ]
     res.plot = {"bars": [{"label": w, **secs[w].to_json()} for w in secs], "unit": "seconds"}
     res.write(opts.out)

@@ -32,16 +32,17 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import harness as h  # noqa: E402  (first: client environment before pyarrow)
-
 import contextlib  # noqa: E402
 import shutil  # noqa: E402
 import time  # noqa: E402
 
+import harness as h  # noqa: E402  (first: client environment before pyarrow)
 import pyarrow.parquet as pq  # noqa: E402
 
-SIZES = {"quick": dict(large=400_000, small=100_000, rounds=3, fresh=2),
-         "full": dict(large=12_500_000, small=1 << 20, rounds=15, fresh=3)}
+SIZES = {
+    "quick": dict(large=400_000, small=100_000, rounds=3, fresh=2),
+    "full": dict(large=12_500_000, small=1 << 20, rounds=15, fresh=3),
+}
 SLACK_S = 0.005  # absolute allowance for "independent of size": 5 ms
 
 
@@ -71,14 +72,26 @@ def main() -> None:
     opts, cfg = h.start_scenario(__doc__, SIZES)
     files = {"large": h.dataset("wide", cfg["large"]), "small": h.dataset("wide", cfg["small"])}
     sizes = {k: h.arrow_bytes(p) for k, p in files.items()}
-    first_group = {k: sum(pq.ParquetFile(p).metadata.row_group(0).column(i).total_compressed_size
-                       for i in range(pq.ParquetFile(p).metadata.num_columns)) for k, p in files.items()}
+    first_group = {
+        k: sum(
+            pq.ParquetFile(p).metadata.row_group(0).column(i).total_compressed_size
+            for i in range(pq.ParquetFile(p).metadata.num_columns)
+        )
+        for k, p in files.items()
+    }
     scratch = h.scratch_dir("ttfb")
     logs = scratch / "logs"
     try:
         registry = scratch / "registry"
-        h.push(registry, "bench/ttfb", h.package_dir(scratch, "ttfb", {
-            **{f"{k}.parquet": p for k, p in files.items()}, "tiny.parquet": h.dataset("wide", 1000)}))
+        h.push(
+            registry,
+            "bench/ttfb",
+            h.package_dir(
+                scratch,
+                "ttfb",
+                {**{f"{k}.parquet": p for k, p in files.items()}, "tiny.parquet": h.dataset("wide", 1000)},
+            ),
+        )
         uris = {k: f"sheaf://bench/ttfb/{k}.parquet" for k in files}
 
         with h.start_sheaf(registry, logs) as srv:
@@ -87,7 +100,7 @@ def main() -> None:
             first_endpoint = info.total_bytes / max(1, n_endpoints)
         fresh = h.Samples()
         fresh_rchar = h.Samples()
-        for i in range(cfg["fresh"]):
+        for _ in range(cfg["fresh"]):
             with h.start_sheaf(registry, logs) as srv:
                 r = first_batch(srv, uris["large"])
                 fresh.add(r["ttfb"])
@@ -104,8 +117,9 @@ def main() -> None:
                 "pyarrow server streaming Parquet (iter_batches)": lambda k: first_batch(stream, str(files[k])),
                 "ParquetFile.iter_batches, local file": lambda k: local_first(files[k]),
             }
-            out = {(r, k): {"ttfb": h.Samples(), "info": h.Samples(), "rchar": h.Samples()}
-                   for r in readers for k in files}
+            out = {
+                (r, k): {"ttfb": h.Samples(), "info": h.Samples(), "rchar": h.Samples()} for r in readers for k in files
+            }
             cached = {k: 0 for k in files}
 
             def record(r, k, got):
@@ -150,29 +164,58 @@ def main() -> None:
     pq_large = ms[("pyarrow server reading Parquet per request", "large")]
 
     res = h.Result("4", "ttfb", "Time to first batch", opts.quick)
-    res.params = {"large_rows": sizes["large"][0], "large_bytes": sizes["large"][1],
-                  "small_rows": sizes["small"][0], "small_bytes": sizes["small"][1], "rounds": cfg["rounds"]}
+    res.params = {
+        "large_rows": sizes["large"][0],
+        "large_bytes": sizes["large"][1],
+        "small_rows": sizes["small"][0],
+        "small_bytes": sizes["small"][1],
+        "rounds": cfg["rounds"],
+    }
     res.rows = [
-        h.Row(f"Time to first batch, {h.fmt_bytes(sizes['large'][1])} table / {h.fmt_bytes(sizes['small'][1])} "
-              "table (Sheaf, not cached), ms", f"{h.fmt_range(sl, 1)} large", f"{h.fmt_range(ss, 1)} small",
-              h.fmt_ratio(ratio), "large <= 1.5x small + 5 ms", "met" if met else "short"),
-        h.Row("Time to first batch on the large table vs pyarrow server streaming Parquet, ms",
-              h.fmt_range(sl, 1), f"{h.fmt_range(stream_large, 1)} pyarrow iter_batches server",
-              h.fmt_ratio(stream_large.median / sl.median)),
-        h.Row("Time to first batch on the large table vs pyarrow server reading Parquet per request, ms",
-              h.fmt_range(sl, 1), f"{h.fmt_range(pq_large, 1)} pyarrow read_table server",
-              h.fmt_ratio(pq_large.median / sl.median)),
+        h.Row(
+            f"Time to first batch, {h.fmt_bytes(sizes['large'][1])} table / {h.fmt_bytes(sizes['small'][1])} "
+            "table (Sheaf, not cached), ms",
+            f"{h.fmt_range(sl, 1)} large",
+            f"{h.fmt_range(ss, 1)} small",
+            h.fmt_ratio(ratio),
+            "large <= 1.5x small + 5 ms",
+            "met" if met else "short",
+        ),
+        h.Row(
+            "Time to first batch on the large table vs pyarrow server streaming Parquet, ms",
+            h.fmt_range(sl, 1),
+            f"{h.fmt_range(stream_large, 1)} pyarrow iter_batches server",
+            h.fmt_ratio(stream_large.median / sl.median),
+        ),
+        h.Row(
+            "Time to first batch on the large table vs pyarrow server reading Parquet per request, ms",
+            h.fmt_range(sl, 1),
+            f"{h.fmt_range(pq_large, 1)} pyarrow read_table server",
+            h.fmt_ratio(pq_large.median / sl.median),
+        ),
     ]
     detail = []
     for r in readers:
         for k in files:
             o = out[(r, k)]
-            detail.append([r, f"{k} ({h.fmt_bytes(sizes[k][1])})", h.fmt_range(ms[(r, k)], 1),
-                           h.fmt_range(o["info"].map(lambda s: s * 1e3), 1) if o["info"].values else "-",
-                           h.fmt_bytes(o["rchar"].median) if o["rchar"].values else "-"])
-    detail.append(["Sheaf, first request of a fresh server", f"large ({h.fmt_bytes(sizes['large'][1])})",
-                   h.fmt_range(fresh.map(lambda s: s * 1e3), 1), "-",
-                   h.fmt_bytes(fresh_rchar.median) if fresh_rchar.values else "-"])
+            detail.append(
+                [
+                    r,
+                    f"{k} ({h.fmt_bytes(sizes[k][1])})",
+                    h.fmt_range(ms[(r, k)], 1),
+                    h.fmt_range(o["info"].map(lambda s: s * 1e3), 1) if o["info"].values else "-",
+                    h.fmt_bytes(o["rchar"].median) if o["rchar"].values else "-",
+                ]
+            )
+    detail.append(
+        [
+            "Sheaf, first request of a fresh server",
+            f"large ({h.fmt_bytes(sizes['large'][1])})",
+            h.fmt_range(fresh.map(lambda s: s * 1e3), 1),
+            "-",
+            h.fmt_bytes(fresh_rchar.median) if fresh_rchar.values else "-",
+        ]
+    )
     res.detail = [
         f"Tables: large {sizes['large'][0]:,} rows ({h.fmt_bytes(sizes['large'][1])} in Arrow, "
         f"{h.fmt_bytes(files['large'].stat().st_size)} Parquet); small {sizes['small'][0]:,} rows "
@@ -182,8 +225,10 @@ def main() -> None:
         f"GetFlightInfo. Repeated Sheaf requests served from its cache: {cached['large']} of {cfg['rounds']} "
         f"(large), {cached['small']} of {cfg['rounds']} (small), per the `do_get_cached` metric.",
         "",
-        *h.md_table(["reader", "table", "first batch ms", "of which GetFlightInfo ms",
-                     "server read() before the first batch"], detail),
+        *h.md_table(
+            ["reader", "table", "first batch ms", "of which GetFlightInfo ms", "server read() before the first batch"],
+            detail,
+        ),
     ]
     if not met:
         sr = out[("Sheaf", "large")]["rchar"]
@@ -191,16 +236,26 @@ def main() -> None:
             f"Sheaf's first batch takes {sl.median:.1f} ms on the large table against {ss.median:.1f} ms on the "
             f"small one; it read {h.fmt_bytes(sr.median) if sr.values else 'n/a'} before sending it (the large "
             f"table's first row group is {h.fmt_bytes(first_group['large'])} compressed, its first endpoint "
-            f"{h.fmt_bytes(first_endpoint)} of Arrow data).")
-    short = {"Sheaf": "Sheaf", "Sheaf, same request repeated": "Sheaf repeated",
-             "pyarrow server reading Parquet per request": "pyarrow read_table",
-             "pyarrow server streaming Parquet (iter_batches)": "pyarrow iter_batches",
-             "ParquetFile.iter_batches, local file": "local iter_batches"}
-    res.plot = {"groups": [
-        {"label": short.get(r, r), "small": ms[(r, "small")].to_json(), "large": ms[(r, "large")].to_json()}
-        for r in readers], "unit": "ms",
-        "small_label": f"{h.fmt_bytes(sizes['small'][1])} (one row group)" if not opts.quick else
-        f"{h.fmt_bytes(sizes['small'][1])}", "large_label": f"{h.fmt_bytes(sizes['large'][1])}"}
+            f"{h.fmt_bytes(first_endpoint)} of Arrow data)."
+        )
+    short = {
+        "Sheaf": "Sheaf",
+        "Sheaf, same request repeated": "Sheaf repeated",
+        "pyarrow server reading Parquet per request": "pyarrow read_table",
+        "pyarrow server streaming Parquet (iter_batches)": "pyarrow iter_batches",
+        "ParquetFile.iter_batches, local file": "local iter_batches",
+    }
+    res.plot = {
+        "groups": [
+            {"label": short.get(r, r), "small": ms[(r, "small")].to_json(), "large": ms[(r, "large")].to_json()}
+            for r in readers
+        ],
+        "unit": "ms",
+        "small_label": f"{h.fmt_bytes(sizes['small'][1])} (one row group)"
+        if not opts.quick
+        else f"{h.fmt_bytes(sizes['small'][1])}",
+        "large_label": f"{h.fmt_bytes(sizes['large'][1])}",
+    }
     res.write(opts.out)
 
 

@@ -22,11 +22,10 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import hostile_lib
 import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
-
-import hostile_lib
 from hostile_lib import Outcome, server_message
 from sheaf_testlib import SHEAF_BIN, Sheaf, base_env, describe
 
@@ -94,7 +93,7 @@ def hash_password(password: str, *, cached: bool = True) -> str:
         return _PHC_CACHE[password]
     r = Sheaf(None)("auth", "hash-password", input=password + "\n", timeout=60)
     assert r.returncode == 0, describe(r)
-    lines = [l.strip() for l in r.stdout.splitlines() if l.strip()]
+    lines = [ln.strip() for ln in r.stdout.splitlines() if ln.strip()]
     assert len(lines) == 1, f"hash-password should print one PHC string:\n{describe(r)}"
     phc = lines[0]
     assert PHC.match(phc), f"not an argon2id PHC string: {phc!r}\n{describe(r)}"
@@ -128,8 +127,9 @@ def new_token(name: str) -> Token:
     assert isinstance(blocks, list) and len(blocks) == 1, f"expected one [[token]] block:\n{describe(r)}"
     block = blocks[0]
     assert block.get("name") == name, f"[[token]] name should be {name!r}:\n{describe(r)}"
-    assert block.get("sha256") == hashlib.sha256(token.encode()).hexdigest(), \
+    assert block.get("sha256") == hashlib.sha256(token.encode()).hexdigest(), (
         f"sha256 should be the hex SHA-256 of the token:\n{describe(r)}"
+    )
     assert token not in r.stderr
     remember(token)
     return Token(name=name, token=token, sha256=block["sha256"], block=block)
@@ -173,8 +173,9 @@ def serve_refusing(registry, *args, timeout: float = 15) -> subprocess.Completed
         proc.kill()
         rest, err = proc.communicate()
     code = -9 if note else proc.returncode
-    return subprocess.CompletedProcess(cmd, code, (out + rest).decode(errors="replace"),
-                                       err.decode(errors="replace") + note)
+    return subprocess.CompletedProcess(
+        cmd, code, (out + rest).decode(errors="replace"), err.decode(errors="replace") + note
+    )
 
 
 # --------------------------------------------------------------------------
@@ -194,8 +195,9 @@ def _toml_value(v) -> str:
     raise TypeError(type(v))
 
 
-def render(server: dict | None, users: list[dict] = (), tokens: list[dict] = (), grants: list[dict] = (),
-           extra: str = "") -> str:
+def render(
+    server: dict | None, users: list[dict] = (), tokens: list[dict] = (), grants: list[dict] = (), extra: str = ""
+) -> str:
     """An auth file from plain dicts (the order of keys is kept)."""
     out = []
     if server is not None:
@@ -224,6 +226,7 @@ class User:
 @dataclass
 class Config:
     """An auth file: server key, users, tokens (Token, groups) and grants."""
+
     key: str
     users: list[User] = field(default_factory=list)
     tokens: list[tuple[Token, list[str]]] = field(default_factory=list)
@@ -235,9 +238,13 @@ class Config:
         server = {"key": self.key}
         if self.session_ttl is not None:
             server["session_ttl"] = self.session_ttl
-        return render(server, [u.entry() for u in self.users],
-                      [{"name": t.name, "sha256": t.sha256, "groups": g} for t, g in self.tokens], self.grants,
-                      self.extra)
+        return render(
+            server,
+            [u.entry() for u in self.users],
+            [{"name": t.name, "sha256": t.sha256, "groups": g} for t, g in self.tokens],
+            self.grants,
+            self.extra,
+        )
 
     def write(self, path: Path) -> Path:
         """Writes atomically (a reader never sees half a file)."""
@@ -280,7 +287,7 @@ def login(client, user: str, password: str) -> str:
     name, value = pair
     assert name.lower() == b"authorization", f"the handshake answered header {name!r}, expected authorization"
     assert value.startswith(b"Bearer "), f"the handshake answered {value[:20]!r}..., expected 'Bearer <token>'"
-    token = value[len(b"Bearer "):].decode()
+    token = value[len(b"Bearer ") :].decode()
     assert token and " " not in token
     return remember(token)
 
@@ -381,6 +388,7 @@ def same_shape(a: str, name_a: str, b: str, name_b: str) -> tuple[str, str]:
 class Pki:
     """A server CA and certificate (127.0.0.1, localhost), a client CA with a
     client certificate, and an unrelated CA with its own certificates."""
+
     dir: Path
     ca_pem: bytes
     server_cert: Path
@@ -399,8 +407,10 @@ def make_pki(root: Path) -> Pki:
     try:
         import trustme
     except ImportError as e:  # pragma: no cover - environment problem
-        pytest.fail(f"trustme is required for the TLS tests: {e}. "
-                    "Install it with `pip install -r tests/python/requirements.txt`.")
+        pytest.fail(
+            f"trustme is required for the TLS tests: {e}. "
+            "Install it with `pip install -r tests/python/requirements.txt`."
+        )
     root.mkdir(parents=True, exist_ok=True)
     ca = trustme.CA()
     server = ca.issue_cert("127.0.0.1", "localhost")
@@ -416,15 +426,20 @@ def make_pki(root: Path) -> Pki:
 
     other = trustme.CA()
     other_client = other.issue_cert(common_name="ci-job")
-    return Pki(dir=root, ca_pem=ca.cert_pem.bytes(), server_cert=server_cert, server_key=server_key,
-               client_ca=root / "client-ca.pem",
-               client_cert_pem=b"".join(b.bytes() for b in client.cert_chain_pems),
-               client_key_pem=client.private_key_pem.bytes(),
-               other_ca_pem=other.cert_pem.bytes(),
-               other_client_cert_pem=b"".join(b.bytes() for b in other_client.cert_chain_pems),
-               other_client_key_pem=other_client.private_key_pem.bytes(),
-               intruder_cert_pem=b"".join(b.bytes() for b in intruder.cert_chain_pems),
-               intruder_key_pem=intruder.private_key_pem.bytes())
+    return Pki(
+        dir=root,
+        ca_pem=ca.cert_pem.bytes(),
+        server_cert=server_cert,
+        server_key=server_key,
+        client_ca=root / "client-ca.pem",
+        client_cert_pem=b"".join(b.bytes() for b in client.cert_chain_pems),
+        client_key_pem=client.private_key_pem.bytes(),
+        other_ca_pem=other.cert_pem.bytes(),
+        other_client_cert_pem=b"".join(b.bytes() for b in other_client.cert_chain_pems),
+        other_client_key_pem=other_client.private_key_pem.bytes(),
+        intruder_cert_pem=b"".join(b.bytes() for b in intruder.cert_chain_pems),
+        intruder_key_pem=intruder.private_key_pem.bytes(),
+    )
 
 
 def port_of(url: str) -> int:
@@ -449,12 +464,14 @@ def _int_b64(n: int) -> str:
 @dataclass
 class SigningKey:
     """A private key an identity provider would sign with, and its JWK."""
+
     alg: str  # RS256, ES256 or HS256
     kid: str | None
     private: object  # a cryptography private key, or bytes for HS256
 
     def jwk(self) -> dict:
         from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
         pub = self.private.public_key()
         if isinstance(pub, rsa.RSAPublicKey):
             n = pub.public_numbers()
@@ -462,8 +479,14 @@ class SigningKey:
         elif isinstance(pub, ec.EllipticCurvePublicKey):
             n = pub.public_numbers()
             size = (pub.curve.key_size + 7) // 8
-            jwk = {"kty": "EC", "crv": "P-256", "x": _b64url(n.x.to_bytes(size, "big")),
-                   "y": _b64url(n.y.to_bytes(size, "big")), "alg": self.alg, "use": "sig"}
+            jwk = {
+                "kty": "EC",
+                "crv": "P-256",
+                "x": _b64url(n.x.to_bytes(size, "big")),
+                "y": _b64url(n.y.to_bytes(size, "big")),
+                "alg": self.alg,
+                "use": "sig",
+            }
         else:
             raise TypeError(type(pub))
         if self.kid:
@@ -473,11 +496,13 @@ class SigningKey:
 
 def rsa_key(kid: str | None = "rsa-1") -> SigningKey:
     from cryptography.hazmat.primitives.asymmetric import rsa
+
     return SigningKey("RS256", kid, rsa.generate_private_key(public_exponent=65537, key_size=2048))
 
 
 def ec_key(kid: str | None = "ec-1") -> SigningKey:
     from cryptography.hazmat.primitives.asymmetric import ec
+
     return SigningKey("ES256", kid, ec.generate_private_key(ec.SECP256R1()))
 
 
@@ -485,16 +510,19 @@ def hs_key(secret: bytes) -> SigningKey:
     return SigningKey("HS256", None, secret)
 
 
-def make_jwt(key: SigningKey, claims: dict, *, alg: str | None = None, kid: str | None = None,
-             hmac_secret: bytes | None = None) -> str:
+def make_jwt(
+    key: SigningKey, claims: dict, *, alg: str | None = None, kid: str | None = None, hmac_secret: bytes | None = None
+) -> str:
     """A compact JWT of `claims` signed with `key` (header `alg` as given,
     to forge tokens that lie about it; `hmac_secret` signs with HMAC instead,
     whatever `alg` says)."""
     import hashlib as _h
     import hmac as _hmac
+
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec, padding
     from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
     header = {"alg": alg or key.alg, "typ": "JWT"}
     if kid or key.kid:
         header["kid"] = kid or key.kid
@@ -509,8 +537,7 @@ def make_jwt(key: SigningKey, claims: dict, *, alg: str | None = None, kid: str 
     return remember(signing_input.decode() + "." + _b64url(sig))
 
 
-def jwt_claims(sub: str, *, groups=None, iss: str = "https://idp.test", aud="sheaf", ttl: int = 600,
-               **extra) -> dict:
+def jwt_claims(sub: str, *, groups=None, iss: str = "https://idp.test", aud="sheaf", ttl: int = 600, **extra) -> dict:
     now = int(time.time())
     claims = {"sub": sub, "iss": iss, "aud": aud, "iat": now, "exp": now + ttl}
     if groups is not None:

@@ -20,8 +20,17 @@ from pathlib import Path
 import pytest
 
 # Imported first: isolates quilt3 (XDG_* and metrics) before anything imports it.
-from sheaf_testlib import (BUCKET, LIVE_SERVERS, QUILT_HOME, Sheaf, base_env, free_port, make_tree, start_server,
-                           write_tree)
+from sheaf_testlib import (
+    BUCKET,
+    LIVE_SERVERS,
+    QUILT_HOME,
+    Sheaf,
+    base_env,
+    free_port,
+    make_tree,
+    start_server,
+    write_tree,
+)
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -62,8 +71,10 @@ def quilt3():
     try:
         import quilt3 as q
     except ImportError as e:  # pragma: no cover - environment problem
-        pytest.fail(f"quilt3 is required for the compatibility tests but cannot be imported: {e}. "
-                    "Install it with `pip install quilt3==8.0.0`.")
+        pytest.fail(
+            f"quilt3 is required for the compatibility tests but cannot be imported: {e}. "
+            "Install it with `pip install quilt3==8.0.0`."
+        )
     return q
 
 
@@ -79,8 +90,9 @@ def quilt3_cli(quilt3):
 
     def run(*args, timeout=300):
         try:
-            return subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True,
-                                  env=base_env(), timeout=timeout)
+            return subprocess.run(
+                [str(exe), *map(str, args)], capture_output=True, text=True, env=base_env(), timeout=timeout
+            )
         except subprocess.TimeoutExpired as e:
             return subprocess.CompletedProcess(e.cmd, -9, "", f"timed out after {timeout}s")
 
@@ -95,8 +107,10 @@ def moto(tmp_path_factory):
     if not exe.exists():
         found = shutil.which("moto_server")
         if not found:
-            pytest.fail(f"moto_server is required for the S3 tests but is not next to {sys.executable} "
-                        "nor on PATH; install it with `pip install 'moto[server]==5.2.5'`.")
+            pytest.fail(
+                f"moto_server is required for the S3 tests but is not next to {sys.executable} "
+                "nor on PATH; install it with `pip install 'moto[server]==5.2.5'`."
+            )
         exe = Path(found)
     try:
         import boto3
@@ -106,8 +120,9 @@ def moto(tmp_path_factory):
     log = tmp_path_factory.mktemp("moto") / "moto.log"
     port = free_port()
     with open(log, "wb") as logf:
-        proc = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(port)], stdout=logf, stderr=subprocess.STDOUT,
-                                env=base_env())
+        proc = subprocess.Popen(
+            [str(exe), "-H", "127.0.0.1", "-p", str(port)], stdout=logf, stderr=subprocess.STDOUT, env=base_env()
+        )
     endpoint = f"http://127.0.0.1:{port}"
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
@@ -122,7 +137,9 @@ def moto(tmp_path_factory):
                 break  # it answers, whatever it thinks of the request
             except Exception:
                 if time.monotonic() > deadline:
-                    pytest.fail(f"moto_server did not answer on {endpoint} within 30s:\n{log.read_text(errors='replace')}")
+                    pytest.fail(
+                        f"moto_server did not answer on {endpoint} within 30s:\n{log.read_text(errors='replace')}"
+                    )
                 time.sleep(0.1)
         env = {
             "AWS_ENDPOINT_URL": endpoint,
@@ -133,8 +150,13 @@ def moto(tmp_path_factory):
             "NO_PROXY": "127.0.0.1,localhost",
             "no_proxy": "127.0.0.1,localhost",
         }
-        client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing",
-                              aws_secret_access_key="testing", region_name="us-east-1")
+        client = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name="us-east-1",
+        )
         client.create_bucket(Bucket=BUCKET)
         yield {"env": env, "endpoint": endpoint, "client": client, "bucket": BUCKET}
     finally:
@@ -214,24 +236,30 @@ def flight_data(tmp_path_factory):
     fl.write_parquet(src / "data" / "types.parquet", fl.types_table(), row_group_size=2000)
     for key, table in fl.parts_tables().items():
         fl.write_parquet(src / key, table, row_group_size=400)
-    write_tree(src, {
-        "parts/_SUCCESS": b"",
-        "parts/notes.txt": b"not a part\n",
-        "csv/data.csv": fl.csv_text(20_000, ",").encode(),
-        "csv/data.tsv": fl.csv_text(3_000, "\t").encode(),
-        "json/data.jsonl": fl.jsonl_text(5_000).encode(),
-        "README.md": b"# t/tables\n",
-    })
+    write_tree(
+        src,
+        {
+            "parts/_SUCCESS": b"",
+            "parts/notes.txt": b"not a part\n",
+            "csv/data.csv": fl.csv_text(20_000, ",").encode(),
+            "csv/data.tsv": fl.csv_text(3_000, "\t").encode(),
+            "json/data.jsonl": fl.jsonl_text(5_000).encode(),
+            "README.md": b"# t/tables\n",
+        },
+    )
     fl.write_ipc_file(src / "ipc" / "data.arrow", fl.ipc_table())
     fl.write_ipc_stream(src / "ipc" / "data.arrows", fl.ipc_table())
 
     big = root / "big"
     import pyarrow as pa
     import pyarrow.compute as pc
+
     ids = pa.array(range(4_000_000), pa.int64())
-    fl.write_parquet(big / "big" / "numbers.parquet",
-                     pa.table({"id": ids, "f": pc.multiply(ids.cast(pa.float64()), 0.5), "g": pc.multiply(ids, 3)}),
-                     row_group_size=400_000)
+    fl.write_parquet(
+        big / "big" / "numbers.parquet",
+        pa.table({"id": ids, "f": pc.multiply(ids.cast(pa.float64()), 0.5), "g": pc.multiply(ids, 3)}),
+        row_group_size=400_000,
+    )
     one = pa.table({"id": pa.array(range(3_000_000), pa.int64())})
     fl.write_ipc_file(big / "big" / "one_batch.arrow", one, max_chunksize=None)
     cell = fl.big_cell_table()

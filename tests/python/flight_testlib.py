@@ -24,7 +24,6 @@ import pyarrow.flight as flight
 import pyarrow.ipc as ipc
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
-
 from sheaf_testlib import MIB, FlightServer
 
 # Every call gets a deadline so a hung server fails a test instead of the run.
@@ -132,7 +131,7 @@ def wire_type(t: pa.DataType) -> pa.DataType:
 def hydrate(table: pa.Table) -> pa.Table:
     """`table` with the types the server sends (dictionaries decoded)."""
     cols, fields = [], []
-    for f, col in zip(table.schema, table.columns):
+    for f, col in zip(table.schema, table.columns, strict=False):
         t = wire_type(f.type)
         cols.append(col.cast(t) if t != f.type else col)
         fields.append(pa.field(f.name, t, f.nullable))
@@ -144,7 +143,7 @@ def assert_same(got: pa.Table, expected: pa.Table, what: str = ""):
     nullability flags aside)."""
     prefix = f"{what}: " if what else ""
     assert got.column_names == expected.column_names, f"{prefix}columns {got.column_names} != {expected.column_names}"
-    for name, g, e in zip(got.column_names, got.schema.types, expected.schema.types):
+    for name, g, e in zip(got.column_names, got.schema.types, expected.schema.types, strict=False):
         assert g == e, f"{prefix}column {name!r} arrived as {g}, expected {e}"
     assert got.num_rows == expected.num_rows, f"{prefix}{got.num_rows} rows, expected {expected.num_rows}"
     for name in got.column_names:
@@ -152,8 +151,10 @@ def assert_same(got: pa.Table, expected: pa.Table, what: str = ""):
         if not g.equals(e):
             gl, el = g.to_pylist(), e.to_pylist()
             bad = next(i for i in range(len(gl)) if gl[i] != el[i]) if gl != el else None
-            raise AssertionError(f"{prefix}column {name!r} differs (first at row {bad}: "
-                                 f"{_short(gl[bad]) if bad is not None else '?'} != {_short(el[bad]) if bad is not None else '?'})")
+            raise AssertionError(
+                f"{prefix}column {name!r} differs (first at row {bad}: "
+                f"{_short(gl[bad]) if bad is not None else '?'} != {_short(el[bad]) if bad is not None else '?'})"
+            )
 
 
 def _short(v):
@@ -207,24 +208,28 @@ def types_table(n: int = 5000) -> pa.Table:
     """Many column types, with nulls."""
     rng = random.Random(1)
     ids = list(range(n))
-    return pa.table({
-        "id": pa.array(ids, pa.int64()),
-        "name": pa.array([None if i % 7 == 0 else f"name-{i}-{'é' * (i % 3)}" for i in ids], pa.string()),
-        "score": pa.array([None if i % 11 == 0 else i * 0.125 - 100 for i in ids], pa.float64()),
-        "flag": pa.array([i % 3 == 0 for i in ids], pa.bool_()),
-        "small": pa.array([(i * 7919) % 60000 - 30000 for i in ids], pa.int32()),
-        "u16": pa.array([i % 65536 for i in ids], pa.uint16()),
-        "ts": pa.array([1_700_000_000_000_000 + i * 1_000_003 for i in ids], pa.timestamp("us", tz="UTC")),
-        "day": pa.array([19000 + i % 400 for i in ids], pa.date32()),
-        "cat": pa.array([["red", "green", "blue", None][i % 4] for i in ids]).dictionary_encode(),
-        "tags": pa.array([[i, i + 1][: i % 3] if i % 5 else None for i in ids], pa.list_(pa.int64())),
-        "raw": pa.array([rng.randbytes(i % 17) for i in ids], pa.binary()),
-        "amount": pa.array([None if i % 13 == 0 else decimal.Decimal(i * 37) / 100 for i in ids],
-                           pa.decimal128(12, 2)),
-        "big_s": pa.array([f"L{i}" for i in ids], pa.large_string()),
-        "point": pa.array([{"x": i, "label": f"p{i % 4}"} for i in ids],
-                          pa.struct([("x", pa.int64()), ("label", pa.string())])),
-    })
+    return pa.table(
+        {
+            "id": pa.array(ids, pa.int64()),
+            "name": pa.array([None if i % 7 == 0 else f"name-{i}-{'é' * (i % 3)}" for i in ids], pa.string()),
+            "score": pa.array([None if i % 11 == 0 else i * 0.125 - 100 for i in ids], pa.float64()),
+            "flag": pa.array([i % 3 == 0 for i in ids], pa.bool_()),
+            "small": pa.array([(i * 7919) % 60000 - 30000 for i in ids], pa.int32()),
+            "u16": pa.array([i % 65536 for i in ids], pa.uint16()),
+            "ts": pa.array([1_700_000_000_000_000 + i * 1_000_003 for i in ids], pa.timestamp("us", tz="UTC")),
+            "day": pa.array([19000 + i % 400 for i in ids], pa.date32()),
+            "cat": pa.array([["red", "green", "blue", None][i % 4] for i in ids]).dictionary_encode(),
+            "tags": pa.array([[i, i + 1][: i % 3] if i % 5 else None for i in ids], pa.list_(pa.int64())),
+            "raw": pa.array([rng.randbytes(i % 17) for i in ids], pa.binary()),
+            "amount": pa.array(
+                [None if i % 13 == 0 else decimal.Decimal(i * 37) / 100 for i in ids], pa.decimal128(12, 2)
+            ),
+            "big_s": pa.array([f"L{i}" for i in ids], pa.large_string()),
+            "point": pa.array(
+                [{"x": i, "label": f"p{i % 4}"} for i in ids], pa.struct([("x", pa.int64()), ("label", pa.string())])
+            ),
+        }
+    )
 
 
 def parts_tables() -> dict[str, pa.Table]:
@@ -232,11 +237,13 @@ def parts_tables() -> dict[str, pa.Table]:
     out, start = {}, 0
     for key, rows in (("parts/a.parquet", 1000), ("parts/b.parquet", 1500), ("parts/c/d.parquet", 700)):
         ids = list(range(start, start + rows))
-        out[key] = pa.table({
-            "id": pa.array(ids, pa.int64()),
-            "v": pa.array([i * 0.5 for i in ids], pa.float64()),
-            "s": pa.array([f"s{i % 9}" for i in ids], pa.string()),
-        })
+        out[key] = pa.table(
+            {
+                "id": pa.array(ids, pa.int64()),
+                "v": pa.array([i * 0.5 for i in ids], pa.float64()),
+                "s": pa.array([f"s{i % 9}" for i in ids], pa.string()),
+            }
+        )
         start += rows
     return out
 
@@ -251,19 +258,31 @@ def csv_text(n: int, sep: str) -> str:
 def jsonl_text(n: int) -> str:
     rows = []
     for i in range(n):
-        rows.append(json.dumps({"id": i, "x": i / 4, "name": f"j{i % 5}", "ok": i % 3 == 0,
-                                "maybe": None if i % 4 else i, "tags": [i, i + 1]}))
+        rows.append(
+            json.dumps(
+                {
+                    "id": i,
+                    "x": i / 4,
+                    "name": f"j{i % 5}",
+                    "ok": i % 3 == 0,
+                    "maybe": None if i % 4 else i,
+                    "tags": [i, i + 1],
+                }
+            )
+        )
     return "\n".join(rows) + "\n"
 
 
 def ipc_table() -> pa.Table:
     ids = list(range(30_000))
-    return pa.table({
-        "id": pa.array(ids, pa.int64()),
-        "f": pa.array([i / 3 for i in ids], pa.float64()),
-        "s": pa.array([None if i % 10 == 0 else f"row {i}" for i in ids], pa.string()),
-        "d": pa.array([["a", "b", "c"][i % 3] for i in ids]).dictionary_encode(),
-    })
+    return pa.table(
+        {
+            "id": pa.array(ids, pa.int64()),
+            "f": pa.array([i / 3 for i in ids], pa.float64()),
+            "s": pa.array([None if i % 10 == 0 else f"row {i}" for i in ids], pa.string()),
+            "d": pa.array([["a", "b", "c"][i % 3] for i in ids]).dictionary_encode(),
+        }
+    )
 
 
 def write_ipc_file(path: Path, table: pa.Table, max_chunksize: int | None = 10_000):
@@ -286,6 +305,7 @@ def write_parquet(path: Path, table: pa.Table, row_group_size: int | None = None
 
 
 # Readers for the source files, as a pyarrow user would read them.
+
 
 def read_csv(path: Path, sep: str = ",") -> pa.Table:
     return pacsv.read_csv(str(path), parse_options=pacsv.ParseOptions(delimiter=sep))
@@ -314,13 +334,14 @@ def manifest_entries(registry: Path, top_hash: str) -> list[dict]:
 @dataclass
 class FlightData:
     """What the shared server serves, and where its sources are."""
+
     server: FlightServer
     registry: Path
-    src: Path                      # pushed as t/tables
-    big: Path                      # pushed as t/big
-    blob_src: Path                 # pushed as t/blob
-    demo: Path                     # demo/weather installed here
-    tops: dict[str, str] = field(default_factory=dict)   # package -> top hash
+    src: Path  # pushed as t/tables
+    big: Path  # pushed as t/big
+    blob_src: Path  # pushed as t/blob
+    demo: Path  # demo/weather installed here
+    tops: dict[str, str] = field(default_factory=dict)  # package -> top hash
 
     @property
     def client(self):
@@ -336,10 +357,8 @@ CELL_SIZE = 5 * MIB + 321
 def big_cell_table() -> pa.Table:
     """Three rows; the middle one holds a binary value over 4 MiB."""
     payload = random.Random(5).randbytes(CELL_SIZE)
-    return pa.table({"id": pa.array([0, 1, 2], pa.int64()),
-                     "payload": pa.array([b"tiny", payload, b""], pa.binary())})
+    return pa.table({"id": pa.array([0, 1, 2], pa.int64()), "payload": pa.array([b"tiny", payload, b""], pa.binary())})
 
 
 def blob_bytes() -> bytes:
     return random.Random(6).randbytes(5 * MIB + 77)
-

@@ -13,12 +13,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import flight_testlib as fl
 import pyarrow as pa
 import pyarrow.flight as flight
 import pyarrow.parquet as pq
 import pytest
-
-import flight_testlib as fl
 from sheaf_testlib import FlightServer, start_server
 
 # --------------------------------------------------------------------------
@@ -78,7 +77,7 @@ def server_message(e: BaseException) -> str:
     m = re.search(r"with message: ", text)
     if not m:
         return text
-    rest = text[m.end():]
+    rest = text[m.end() :]
     cut = rest.find(". gRPC client debug context")
     if cut < 0:
         cut = rest.find(". Client context:")
@@ -94,6 +93,7 @@ def short(text: str, n: int = 600) -> str:
 @dataclass
 class Outcome:
     """What a call did: a value, or an error with its gRPC code and message."""
+
     value: object = None
     code: str | None = None
     message: str = ""
@@ -165,8 +165,9 @@ def assert_running(server: FlightServer, what: str = ""):
     if rc is not None:
         how = f"killed by signal {signal.Signals(-rc).name}" if rc < 0 else f"exit code {rc}"
         tail = "\n".join(server.stderr().splitlines()[-15:])
-        pytest.fail(f"the server died{' after ' + what if what else ''} ({how}); last stderr lines:\n"
-                    f"{short(tail, 4000)}")
+        pytest.fail(
+            f"the server died{' after ' + what if what else ''} ({how}); last stderr lines:\n{short(tail, 4000)}"
+        )
 
 
 def log_lines(server: FlightServer, mark: int = 0) -> list[str]:
@@ -229,11 +230,11 @@ def pb_parse(buf: bytes) -> list[tuple[int, int, object]]:
             v, i = _read_varint(buf, i)
         elif wt == 2:
             n, i = _read_varint(buf, i)
-            v, i = buf[i:i + n], i + n
+            v, i = buf[i : i + n], i + n
         elif wt == 1:
-            v, i = buf[i:i + 8], i + 8
+            v, i = buf[i : i + 8], i + 8
         elif wt == 5:
-            v, i = buf[i:i + 4], i + 4
+            v, i = buf[i : i + 4], i + 4
         else:  # pragma: no cover - not in sheaf.proto
             raise ValueError(f"wire type {wt}")
         out.append((fieldno, wt, v))
@@ -270,12 +271,24 @@ def edit_ticket(ticket: bytes, *, query: dict | None = None, **top) -> bytes:
     top_hash=, path=, slices=[bytes], partition=, entry_start=, entry_end=
     (values: a single value or a list for repeated fields). `query`: the
     Query's fields by the same names (columns=[...], filter=..., limit=...)."""
-    names = {"package": (T_PACKAGE, 2), "top_hash": (T_TOP_HASH, 2), "path": (T_PATH, 2),
-             "slices": (T_SLICES, 2), "partition": (T_PARTITION, 0), "entry_start": (T_ENTRY_START, 0),
-             "entry_end": (T_ENTRY_END, 0)}
-    qnames = {"columns": (Q_COLUMNS, 2), "filter": (Q_FILTER, 2), "limit": (Q_LIMIT, 0),
-              "sample_threshold": (Q_SAMPLE, 0), "seed": (Q_SEED, 0), "compression": (Q_COMPRESSION, 2),
-              "content": (Q_CONTENT, 0)}
+    names = {
+        "package": (T_PACKAGE, 2),
+        "top_hash": (T_TOP_HASH, 2),
+        "path": (T_PATH, 2),
+        "slices": (T_SLICES, 2),
+        "partition": (T_PARTITION, 0),
+        "entry_start": (T_ENTRY_START, 0),
+        "entry_end": (T_ENTRY_END, 0),
+    }
+    qnames = {
+        "columns": (Q_COLUMNS, 2),
+        "filter": (Q_FILTER, 2),
+        "limit": (Q_LIMIT, 0),
+        "sample_threshold": (Q_SAMPLE, 0),
+        "seed": (Q_SEED, 0),
+        "compression": (Q_COMPRESSION, 2),
+        "content": (Q_CONTENT, 0),
+    }
     fields = pb_parse(ticket)
     for name, v in top.items():
         no, wt = names[name]
@@ -299,23 +312,25 @@ def slice_msg(key: str, start: int, end: int, first_row: int = 0) -> bytes:
 # --------------------------------------------------------------------------
 
 NUMS_ROWS = 20_000
-BAD_N_FROM = 15_000      # column n holds numbers before this row, words after
+BAD_N_FROM = 15_000  # column n holds numbers before this row, words after
 WIDE_ROWS = 6_000
-WIDE_LONG_FROM = 4_000   # column w is empty before this row, 100 characters after
+WIDE_LONG_FROM = 4_000  # column w is empty before this row, 100 characters after
 SECRET = "TOPSECRET-4f1d2c"
 
 
 def nums_table() -> pa.Table:
     ids = list(range(NUMS_ROWS))
-    return pa.table({
-        "id": pa.array(ids, pa.int64()),
-        "s": pa.array([f"x{i}" for i in ids], pa.string()),
-        "n": pa.array([str(i) if i < BAD_N_FROM else f"bad{i}" for i in ids], pa.string()),
-        "v": pa.array([i * 0.5 for i in ids], pa.float64()),
-        "f": pa.array([i % 3 == 0 for i in ids], pa.bool_()),
-        "m": pa.array([None if i % 5 == 0 else i for i in ids], pa.int64()),
-        "d": pa.array([19000 + i % 400 for i in ids], pa.date32()),
-    })
+    return pa.table(
+        {
+            "id": pa.array(ids, pa.int64()),
+            "s": pa.array([f"x{i}" for i in ids], pa.string()),
+            "n": pa.array([str(i) if i < BAD_N_FROM else f"bad{i}" for i in ids], pa.string()),
+            "v": pa.array([i * 0.5 for i in ids], pa.float64()),
+            "f": pa.array([i % 3 == 0 for i in ids], pa.bool_()),
+            "m": pa.array([None if i % 5 == 0 else i for i in ids], pa.int64()),
+            "d": pa.array([19000 + i % 400 for i in ids], pa.date32()),
+        }
+    )
 
 
 def nums_rows() -> list[dict]:
@@ -326,10 +341,12 @@ def nums_rows() -> list[dict]:
 
 def wide_table() -> pa.Table:
     ids = list(range(WIDE_ROWS))
-    return pa.table({
-        "id": pa.array(ids, pa.int64()),
-        "w": pa.array(["" if i < WIDE_LONG_FROM else ("abcdefghij" * 10) for i in ids], pa.string()),
-    })
+    return pa.table(
+        {
+            "id": pa.array(ids, pa.int64()),
+            "w": pa.array(["" if i < WIDE_LONG_FROM else ("abcdefghij" * 10) for i in ids], pa.string()),
+        }
+    )
 
 
 def other_table() -> pa.Table:
@@ -340,6 +357,7 @@ def write_cut_ipc_stream(path: Path):
     """An Arrow IPC stream of 10 batches cut in the middle of the 8th
     batch's body (checked: pyarrow fails reading it)."""
     import pyarrow.ipc as ipc
+
     table = pa.table({"id": pa.array(range(30_000), pa.int64()), "s": [f"r{i}" for i in range(30_000)]})
     sink = pa.BufferOutputStream()
     offsets = []
@@ -360,6 +378,7 @@ def write_cut_ipc_stream(path: Path):
 
 def csv_of(table: pa.Table) -> bytes:
     import pyarrow.csv as pacsv
+
     sink = pa.BufferOutputStream()
     pacsv.write_csv(table, sink)
     return sink.getvalue().to_pybytes()
@@ -372,6 +391,7 @@ def write_parquet(path: Path, table: pa.Table, row_group_size: int):
 
 def big_table(rows: int) -> pa.Table:
     import numpy as np
+
     ids = np.arange(rows, dtype=np.int64)
     return pa.table({"id": ids, "g": ids * 3})
 

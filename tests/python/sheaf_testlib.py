@@ -78,9 +78,15 @@ class Sheaf:
         self.registry = registry
         self.env = env or {}
 
-    def __call__(self, *args, registry: str | None = None, json_out: bool = False,
-                 env: dict[str, str] | None = None, timeout: float = 120,
-                 input: str | None = None) -> subprocess.CompletedProcess:
+    def __call__(
+        self,
+        *args,
+        registry: str | None = None,
+        json_out: bool = False,
+        env: dict[str, str] | None = None,
+        timeout: float = 120,
+        input: str | None = None,
+    ) -> subprocess.CompletedProcess:
         if not SHEAF_BIN.is_file():
             pytest.fail(f"sheaf binary not found at {SHEAF_BIN}: build it (cargo build --release) or set SHEAF_BIN")
         cmd = [str(SHEAF_BIN)]
@@ -122,8 +128,7 @@ class Sheaf:
 
 def describe(r: subprocess.CompletedProcess) -> str:
     args = r.args if isinstance(r.args, list) else [r.args]
-    return (f"command: {' '.join(map(str, args))}\nexit: {r.returncode}\n"
-            f"stdout:\n{r.stdout}\nstderr:\n{r.stderr}")
+    return f"command: {' '.join(map(str, args))}\nexit: {r.returncode}\nstdout:\n{r.stdout}\nstderr:\n{r.stderr}"
 
 
 def assert_exit(r: subprocess.CompletedProcess, code: int, *must_mention: str):
@@ -212,7 +217,7 @@ def chunked_hash(data: bytes) -> str:
     chunk = 8 * MIB
     while -(-len(data) // chunk) > 10_000:
         chunk *= 2
-    digests = b"".join(hashlib.sha256(data[i:i + chunk]).digest() for i in range(0, len(data), chunk))
+    digests = b"".join(hashlib.sha256(data[i : i + chunk]).digest() for i in range(0, len(data), chunk))
     return base64.b64encode(hashlib.sha256(digests).digest()).decode()
 
 
@@ -224,18 +229,28 @@ def top_hash_of(header: dict, entries: list[dict]) -> str:
     """Top hash of a manifest given its header and entry lines."""
     h = hashlib.sha256(canonical(header))
     for e in entries:
-        h.update(canonical({"hash": e["hash"], "logical_key": e["logical_key"],
-                            "meta": e.get("meta") or {}, "size": e["size"]}))
+        h.update(
+            canonical(
+                {"hash": e["hash"], "logical_key": e["logical_key"], "meta": e.get("meta") or {}, "size": e["size"]}
+            )
+        )
     return h.hexdigest()
 
 
-def write_manifest(registry: Path, header: dict, lines: list[dict], *, name: str | None = None,
-                   timestamp: int | None = None, latest: bool = True) -> str:
+def write_manifest(
+    registry: Path,
+    header: dict,
+    lines: list[dict],
+    *,
+    name: str | None = None,
+    timestamp: int | None = None,
+    latest: bool = True,
+) -> str:
     """Writes a hand-made manifest into a local registry (as quilt3 would lay it
     out) and, when `name` is given, the package's pointers. Returns its top hash."""
-    entries = [l for l in lines if "physical_keys" in l or "hash" in l]
+    entries = [rec for rec in lines if "physical_keys" in rec or "hash" in rec]
     top = top_hash_of(header, entries)
-    text = "".join(json.dumps(l, ensure_ascii=False) + "\n" for l in [header, *lines])
+    text = "".join(json.dumps(rec, ensure_ascii=False) + "\n" for rec in [header, *lines])
     mdir = registry / ".quilt" / "packages"
     mdir.mkdir(parents=True, exist_ok=True)
     (mdir / top).write_text(text, encoding="utf-8")
@@ -283,7 +298,7 @@ def free_port() -> int:
 
 # Servers started by the tests and still running; conftest dumps the stderr of
 # each into the report of a failed test.
-LIVE_SERVERS: list["FlightServer"] = []
+LIVE_SERVERS: list[FlightServer] = []
 
 SERVE_LINE = re.compile(r"^sheaf: serving (?P<registry>\S+) on (?P<url>grpc://127\.0\.0\.1:\d+)\s*$")
 
@@ -293,8 +308,10 @@ def pyarrow_flight():
     try:
         import pyarrow.flight as flight
     except ImportError as e:  # pragma: no cover - environment problem
-        pytest.fail(f"pyarrow is required for the Flight tests but cannot be imported: {e}. "
-                    "Install it with `pip install -r tests/python/requirements.txt`.")
+        pytest.fail(
+            f"pyarrow is required for the Flight tests but cannot be imported: {e}. "
+            "Install it with `pip install -r tests/python/requirements.txt`."
+        )
     return flight
 
 
@@ -308,7 +325,7 @@ class FlightServer:
         self.log_path = log_path
         self.registry = registry
         self.stdout_head = first_line  # everything read from stdout at start-up
-        self.json = None               # the start-up JSON object under --json
+        self.json = None  # the start-up JSON object under --json
         self._clients = []
         self.client = self.connect()
 
@@ -355,8 +372,15 @@ class FlightServer:
         return self.proc.returncode
 
 
-def start_server(registry, *args, json_out: bool = False, env: dict[str, str] | None = None,
-                 log_dir: Path | None = None, listen: str = "127.0.0.1:0", timeout: float = 60) -> FlightServer:
+def start_server(
+    registry,
+    *args,
+    json_out: bool = False,
+    env: dict[str, str] | None = None,
+    log_dir: Path | None = None,
+    listen: str = "127.0.0.1:0",
+    timeout: float = 60,
+) -> FlightServer:
     """Starts `sheaf --registry REGISTRY [--json] serve --listen LISTEN ARGS...`
     and waits for the first stdout line, which names the bound port."""
     if not SHEAF_BIN.is_file():
@@ -403,9 +427,11 @@ def start_server(registry, *args, json_out: bool = False, env: dict[str, str] | 
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
-            pytest.fail(f"`{' '.join(cmd)}` did not print its listening line within {timeout}s "
-                        f"(exit {proc.returncode}).\nstdout so far: {out!r}\nstderr:\n"
-                        f"{log_path.read_text(errors='replace')}")
+            pytest.fail(
+                f"`{' '.join(cmd)}` did not print its listening line within {timeout}s "
+                f"(exit {proc.returncode}).\nstdout so far: {out!r}\nstderr:\n"
+                f"{log_path.read_text(errors='replace')}"
+            )
     line = out.split(b"\n", 1)[0].decode()
     if json_out:
         doc, _ = json.JSONDecoder().raw_decode(out.decode().lstrip())
@@ -413,15 +439,17 @@ def start_server(registry, *args, json_out: bool = False, env: dict[str, str] | 
         if not url:
             proc.kill()
             proc.wait()
-            pytest.fail(f"--json serve's first output is not {{\"listening\": ...}}: {out!r}")
+            pytest.fail(f'--json serve\'s first output is not {{"listening": ...}}: {out!r}')
         server_json = doc
     else:
         m = SERVE_LINE.match(line)
         if not m:
             proc.kill()
             proc.wait()
-            pytest.fail(f"serve's first line should be `sheaf: serving <registry> on grpc://127.0.0.1:PORT`, "
-                        f"got {line!r}\nstderr:\n{log_path.read_text(errors='replace')}")
+            pytest.fail(
+                f"serve's first line should be `sheaf: serving <registry> on grpc://127.0.0.1:PORT`, "
+                f"got {line!r}\nstderr:\n{log_path.read_text(errors='replace')}"
+            )
         url = m["url"]
         server_json = None
     server = FlightServer(proc, url, out.split(b"\n", 1)[0].decode(), log_path, str(registry))

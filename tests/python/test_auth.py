@@ -37,15 +37,30 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import auth_lib as al
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.flight as flight
 import pyarrow.parquet as pq
 import pytest
-
-import auth_lib as al
-from auth_lib import (OPTIONS, SHORT, Config, Token, User, action, assert_refused, attempt, bearer, every_rpc,
-                      grant, info, login, login_attempt, put, with_header)
+from auth_lib import (
+    OPTIONS,
+    SHORT,
+    Config,
+    Token,
+    User,
+    action,
+    assert_refused,
+    attempt,
+    bearer,
+    every_rpc,
+    grant,
+    info,
+    login,
+    login_attempt,
+    put,
+    with_header,
+)
 from hostile_lib import assert_running, pb_encode
 from sheaf_testlib import FlightServer, Sheaf, describe, start_server
 
@@ -92,9 +107,9 @@ class World:
 
 # Who may read what under the main auth file (globs over package names).
 READABLE = {
-    "alice": ("team/*", "pub/*"),     # group ml: write team/*; authenticated: read pub/*
-    "bob": ("team/*", "pub/*"),       # group viewers: read team/*
-    "nightly": ("team/*", "pub/*"),   # group readers: read team/*
+    "alice": ("team/*", "pub/*"),  # group ml: write team/*; authenticated: read pub/*
+    "bob": ("team/*", "pub/*"),  # group viewers: read team/*
+    "nightly": ("team/*", "pub/*"),  # group readers: read team/*
     "outsider": ("other/*", "pub/*"),  # token:outsider: read other/*
 }
 
@@ -121,6 +136,7 @@ def world(tmp_path_factory) -> World:
         src.mkdir(parents=True)
         if pkg == "team/big":
             import numpy as np
+
             ids = np.arange(BIG_ROWS, dtype=np.int64)
             pq.write_table(pa.table({"id": ids, "g": ids * 3}), str(src / TABLE), row_group_size=500_000)
         else:
@@ -128,17 +144,21 @@ def world(tmp_path_factory) -> World:
         sheaf.push(pkg, src, "-m", f"{pkg} data")
     sheaf.ok("demo")
 
-    users = {"alice": User("alice", "alice-pw-" + secrets.token_hex(8), ["ml"]),
-             "bob": User("bob", "bob-pw-" + secrets.token_hex(8), ["viewers"]),
-             "carol": User("carol", "carol-pw-" + secrets.token_hex(8), ["ml"])}
+    users = {
+        "alice": User("alice", "alice-pw-" + secrets.token_hex(8), ["ml"]),
+        "bob": User("bob", "bob-pw-" + secrets.token_hex(8), ["viewers"]),
+        "carol": User("carol", "carol-pw-" + secrets.token_hex(8), ["ml"]),
+    }
     tokens = {name: al.new_token(name) for name in ("nightly", "outsider", "temp", "ghost")}
     key = al.remember("sheaf-test-key-" + secrets.token_hex(24))
-    config = Config(key=key, users=[users["alice"], users["bob"]],
-                    tokens=[(tokens["nightly"], ["readers"]), (tokens["outsider"], [])],
-                    grants=main_grants())
+    config = Config(
+        key=key,
+        users=[users["alice"], users["bob"]],
+        tokens=[(tokens["nightly"], ["readers"]), (tokens["outsider"], [])],
+        grants=main_grants(),
+    )
     cfg = config.write(root / "auth.toml")
-    w = World(root=root, registry=registry, logs=logs, sheaf=sheaf, users=users, tokens=tokens, config=config,
-              cfg=cfg)
+    w = World(root=root, registry=registry, logs=logs, sheaf=sheaf, users=users, tokens=tokens, config=config, cfg=cfg)
     for pkg in (*PACKAGES, "demo/weather"):
         w.tops[pkg] = w.latest(pkg)
     w.server = w.start()
@@ -214,44 +234,81 @@ def _bad_files(world) -> dict[str, tuple[str, tuple[str, ...]]]:
     return {
         # case: (file text, strings stderr must contain)
         "unknown key in [[user]]": (r(server, [{**alice_entry, "colour": "blue"}], grants=good_grant), ("colour",)),
-        "unknown key in [server]": (r({**server, "sesion_ttl": "1h"}, good_user, grants=good_grant),
-                                    ("sesion_ttl",)),
+        "unknown key in [server]": (r({**server, "sesion_ttl": "1h"}, good_user, grants=good_grant), ("sesion_ttl",)),
         "unknown key in [[grant]]": (r(server, good_user, grants=[{**good_grant[0], "pkgs": "x/*"}]), ("pkgs",)),
         "unknown table": (r(server, good_user, grants=good_grant, extra='[[users]]\nname = "x"\n'), ("users",)),
         "bad glob": (r(server, good_user, grants=[grant("group:ml", "team/[", "write")]), ("packages",)),
         "bad access": (r(server, good_user, grants=[grant("group:ml", "team/*", "admin")]), ("access",)),
         "bad grantee": (r(server, good_user, grants=[grant("robot:x", "team/*", "read")]), ("robot",)),
-        "bad PHC": (r(server, [{**alice_entry, "password": "$argon2id$not-a-hash"}], grants=good_grant),
-                    ("password",)),
-        "plain-text password": (r(server, [{**alice_entry, "password": "hunter2-plain"}], grants=good_grant),
-                                ("password",)),
-        "bad token sha256": (r(server, good_user, [{"name": "t", "sha256": "abc", "groups": []}], good_grant),
-                             ("sha256",)),
-        "bad session_ttl": (r({**server, "session_ttl": "12 parsecs"}, good_user, grants=good_grant),
-                            ("session_ttl",)),
+        "bad PHC": (r(server, [{**alice_entry, "password": "$argon2id$not-a-hash"}], grants=good_grant), ("password",)),
+        "plain-text password": (
+            r(server, [{**alice_entry, "password": "hunter2-plain"}], grants=good_grant),
+            ("password",),
+        ),
+        "bad token sha256": (
+            r(server, good_user, [{"name": "t", "sha256": "abc", "groups": []}], good_grant),
+            ("sha256",),
+        ),
+        "bad session_ttl": (r({**server, "session_ttl": "12 parsecs"}, good_user, grants=good_grant), ("session_ttl",)),
         "missing key": (r({"session_ttl": "1h"}, good_user, grants=good_grant), ("key",)),
         "missing [server]": (r(None, good_user, grants=good_grant), ("server",)),
         "short key": (r({"key": "too-short"}, good_user, grants=good_grant), ("key",)),
         "not TOML": ("[server\nkey = ", ()),
-        "[jwt] without audience": (r(server, good_user, grants=good_grant,
-                                     extra='[jwt]\nissuer = "https://idp.test"\njwks_file = "jwks.json"\n'),
-                                   ("audience",)),
-        "[jwt] without keys": (r(server, good_user, grants=good_grant,
-                                 extra='[jwt]\nissuer = "https://idp.test"\naudience = "sheaf"\n'),
-                               ("jwks_file",)),
-        "[jwt] missing jwks_file": (r(server, good_user, grants=good_grant,
-                                      extra='[jwt]\nissuer = "i"\naudience = "a"\njwks_file = "no-such-jwks.json"\n'),
-                                    ("no-such-jwks.json",)),
-        "[jwt] unknown key": (r(server, good_user, grants=good_grant,
-                                extra='[jwt]\nissuer = "i"\naudience = "a"\njwks_file = "j"\nalgorithm = "none"\n'),
-                              ("algorithm",)),
+        "[jwt] without audience": (
+            r(
+                server,
+                good_user,
+                grants=good_grant,
+                extra='[jwt]\nissuer = "https://idp.test"\njwks_file = "jwks.json"\n',
+            ),
+            ("audience",),
+        ),
+        "[jwt] without keys": (
+            r(server, good_user, grants=good_grant, extra='[jwt]\nissuer = "https://idp.test"\naudience = "sheaf"\n'),
+            ("jwks_file",),
+        ),
+        "[jwt] missing jwks_file": (
+            r(
+                server,
+                good_user,
+                grants=good_grant,
+                extra='[jwt]\nissuer = "i"\naudience = "a"\njwks_file = "no-such-jwks.json"\n',
+            ),
+            ("no-such-jwks.json",),
+        ),
+        "[jwt] unknown key": (
+            r(
+                server,
+                good_user,
+                grants=good_grant,
+                extra='[jwt]\nissuer = "i"\naudience = "a"\njwks_file = "j"\nalgorithm = "none"\n',
+            ),
+            ("algorithm",),
+        ),
     }
 
 
-BAD_CASES = ["unknown key in [[user]]", "unknown key in [server]", "unknown key in [[grant]]", "unknown table",
-             "bad glob", "bad access", "bad grantee", "bad PHC", "plain-text password", "bad token sha256",
-             "bad session_ttl", "missing key", "missing [server]", "short key", "not TOML",
-             "[jwt] without audience", "[jwt] without keys", "[jwt] missing jwks_file", "[jwt] unknown key"]
+BAD_CASES = [
+    "unknown key in [[user]]",
+    "unknown key in [server]",
+    "unknown key in [[grant]]",
+    "unknown table",
+    "bad glob",
+    "bad access",
+    "bad grantee",
+    "bad PHC",
+    "plain-text password",
+    "bad token sha256",
+    "bad session_ttl",
+    "missing key",
+    "missing [server]",
+    "short key",
+    "not TOML",
+    "[jwt] without audience",
+    "[jwt] without keys",
+    "[jwt] missing jwks_file",
+    "[jwt] unknown key",
+]
 
 
 @pytest.mark.parametrize("case", BAD_CASES)
@@ -326,7 +383,7 @@ def _bad_credentials(world) -> dict[str, str | None]:
     nightly = world.tokens["nightly"].token
     session = login(world.server.client, "alice", world.users["alice"].password)
     mid = len(session) // 2
-    tampered = session[:mid] + ("A" if session[mid] != "A" else "B") + session[mid + 1:]
+    tampered = session[:mid] + ("A" if session[mid] != "A" else "B") + session[mid + 1 :]
     return {
         "no header": None,
         "scheme only": "Bearer",
@@ -344,17 +401,34 @@ def _bad_credentials(world) -> dict[str, str | None]:
     }
 
 
-BAD_CREDENTIALS = ["no header", "scheme only", "empty token", "token without scheme", "other scheme", "two tokens",
-                   "not a token", "unknown token", "token plus a byte", "token minus a byte",
-                   "tampered session token", "session token cut short", "Basic on a call"]
+BAD_CREDENTIALS = [
+    "no header",
+    "scheme only",
+    "empty token",
+    "token without scheme",
+    "other scheme",
+    "two tokens",
+    "not a token",
+    "unknown token",
+    "token plus a byte",
+    "token minus a byte",
+    "tampered session token",
+    "session token cut short",
+    "Basic on a call",
+]
 
 
 @pytest.mark.parametrize("case", BAD_CREDENTIALS)
 def test_every_rpc_refuses_bad_credentials(world, alice_ticket, case):
     value = _bad_credentials(world)[case]
     secrets_sent = [world.tokens["nightly"].token, world.tokens["ghost"].token]
-    out = every_rpc(world.server.client, with_header(value), read_uri=u("team/data"), ticket=alice_ticket,
-                    put_uri="sheaf://team/denied/x.parquet")
+    out = every_rpc(
+        world.server.client,
+        with_header(value),
+        read_uri=u("team/data"),
+        ticket=alice_ticket,
+        put_uri="sheaf://team/denied/x.parquet",
+    )
     assert_refused(out, ("UNAUTHENTICATED",), case, not_in_message=secrets_sent)
     assert isinstance(out["GetFlightInfo"].error, flight.FlightUnauthenticatedError)
     assert not world.exists("team/denied"), "a refused DoPut committed"
@@ -386,8 +460,11 @@ def test_expired_session_token(world, spawn, tmp_path):
 
 
 def test_anonymous_grant_applies_to_calls_without_credentials(world, spawn, tmp_path):
-    cfg = Config(key=world.config.key, users=[world.users["alice"]],
-                 grants=[*main_grants(), grant("anonymous", "demo/*", "read")])
+    cfg = Config(
+        key=world.config.key,
+        users=[world.users["alice"]],
+        grants=[*main_grants(), grant("anonymous", "demo/*", "read")],
+    )
     s = spawn(cfg=cfg.write(tmp_path / "anon.toml"))
     c = s.client
     anon = OPTIONS
@@ -396,7 +473,7 @@ def test_anonymous_grant_applies_to_calls_without_credentials(world, spawn, tmp_
     assert al.list_packages(c.list_flights(b"", anon)) == {"demo/weather"}
     assert {p["name"] for p in action(c, "list_packages", None, anon)} == {"demo/weather"}
     for pkg in ("team/data", "pub/data", "secret/data"):
-        o = attempt(lambda: info(c, u(pkg), anon))
+        o = attempt(lambda pkg=pkg: info(c, u(pkg), anon))
         assert o.code in ("UNAUTHENTICATED", "NOT_FOUND"), f"anonymous read of {pkg}: {o.describe()}"
     # Reading is not writing.
     o = attempt(lambda: put(c, "sheaf://demo/weather/anon.parquet", pa.table({"x": [1]}), anon))
@@ -425,15 +502,28 @@ def _not_found_pairs(c, opts, hidden: str, missing: str):
     for path in (TABLE, ""):
         for kind, make in (("CMD", flight.FlightDescriptor.for_command), ("PATH", flight.FlightDescriptor.for_path)):
             for rpc, fn in (("GetFlightInfo", c.get_flight_info), ("GetSchema", c.get_schema)):
-                out.append((f"{rpc} {kind} {path or '(manifest)'}",
-                            (lambda fn=fn, make=make, p=path: fn(make(u(hidden, p)), opts)),
-                            (lambda fn=fn, make=make, p=path: fn(make(u(missing, p)), opts))))
+                out.append(
+                    (
+                        f"{rpc} {kind} {path or '(manifest)'}",
+                        (lambda fn=fn, make=make, p=path: fn(make(u(hidden, p)), opts)),
+                        (lambda fn=fn, make=make, p=path: fn(make(u(missing, p)), opts)),
+                    )
+                )
     for name, key in (("resolve", "ref"), ("list_revisions", "package"), ("browse", "ref"), ("list_tables", "ref")):
-        out.append((f"action {name}", (lambda n=name, k=key: action(c, n, {k: hidden}, opts)),
-                    (lambda n=name, k=key: action(c, n, {k: missing}, opts))))
-    out.append(("action browse with prefix",
-                lambda: action(c, "browse", {"ref": hidden, "prefix": "t"}, opts),
-                lambda: action(c, "browse", {"ref": missing, "prefix": "t"}, opts)))
+        out.append(
+            (
+                f"action {name}",
+                (lambda n=name, k=key: action(c, n, {k: hidden}, opts)),
+                (lambda n=name, k=key: action(c, n, {k: missing}, opts)),
+            )
+        )
+    out.append(
+        (
+            "action browse with prefix",
+            lambda: action(c, "browse", {"ref": hidden, "prefix": "t"}, opts),
+            lambda: action(c, "browse", {"ref": missing, "prefix": "t"}, opts),
+        )
+    )
     return out
 
 
@@ -448,8 +538,10 @@ def test_unreadable_package_answers_like_a_missing_one(world, who, hidden):
         assert m.code == "NOT_FOUND", f"{what} of the missing {missing}: {m.describe()}"
         assert h.code == "NOT_FOUND", f"{what} of {hidden}, which {who} may not read: {h.describe()}"
         a, b = al.same_shape(h.message, hidden, m.message, missing)
-        assert a == b, f"{what}: {hidden} ({who} may not read it) must answer like a missing package:\n" \
-                       f"  hidden:  {h.message}\n  missing: {m.message}"
+        assert a == b, (
+            f"{what}: {hidden} ({who} may not read it) must answer like a missing package:\n"
+            f"  hidden:  {h.message}\n  missing: {m.message}"
+        )
 
 
 @pytest.mark.parametrize("who", ["alice", "bob", "nightly", "outsider"])
@@ -474,7 +566,7 @@ def test_put_needs_write(world):
     before = world.latest("team/data")
     bob = bearer(login(c, "bob", world.users["bob"].password))
     for who, opts in (("bob", bob), ("nightly", tok(world, "nightly"))):
-        o = attempt(lambda: put(c, "sheaf://team/data/new.parquet", table, opts))
+        o = attempt(lambda opts=opts: put(c, "sheaf://team/data/new.parquet", table, opts))
         assert o.code == "PERMISSION_DENIED", f"{who} (read only) DoPut: {o.describe()}"
         assert isinstance(o.error, flight.FlightUnauthorizedError), type(o.error).__name__
     assert world.latest("team/data") == before, "a refused DoPut moved latest"
@@ -498,7 +590,9 @@ def test_put_to_an_unreadable_package_answers_like_a_missing_one(world):
     assert not h.ok and not m.ok, f"outsider wrote: {h.describe()} / {m.describe()}"
     assert h.code == m.code, f"existing but unreadable {h.describe()} vs missing {m.describe()}"
     a, b = al.same_shape(h.message, "team/data", m.message, "team/never")
-    assert a == b, f"DoPut to a package outsider cannot see must answer like a missing one:\n  {h.message}\n  {m.message}"
+    assert a == b, (
+        f"DoPut to a package outsider cannot see must answer like a missing one:\n  {h.message}\n  {m.message}"
+    )
     assert not world.exists("team/never")
     assert world.latest("team/data") == world.tops["team/data"]
 
@@ -518,7 +612,7 @@ def test_ticket_edited_by_one_byte_is_refused(world):
         for flip in (0x01, 0x80):
             raw = bytearray(good)
             raw[i] ^= flip
-            o = attempt(lambda: c.do_get(flight.Ticket(bytes(raw)), opts).read_all())
+            o = attempt(lambda raw=raw: c.do_get(flight.Ticket(bytes(raw)), opts).read_all())
             if o.ok or o.code not in ("INVALID_ARGUMENT", "UNAUTHENTICATED", "NOT_FOUND"):
                 accepted.append(f"byte {i} ^ {flip:#x}: {o.describe()}")
             codes[o.code or "OK"] = codes.get(o.code or "OK", 0) + 1
@@ -557,8 +651,12 @@ def test_tickets_and_sessions_work_on_servers_sharing_the_key(world, spawn, tmp_
     tb = info(b.client, u("team/data") + "?columns=v", bearer(session_a)).endpoints[0].ticket
     assert a.client.do_get(tb, tok(world, "nightly")).read_all().column_names == ["v"]
 
-    other_key = Config(key="another-test-key-" + secrets.token_hex(24), users=world.config.users,
-                       tokens=world.config.tokens, grants=world.config.grants)
+    other_key = Config(
+        key="another-test-key-" + secrets.token_hex(24),
+        users=world.config.users,
+        tokens=world.config.tokens,
+        grants=world.config.grants,
+    )
     al.remember(other_key.key)
     cs = spawn(cfg=other_key.write(tmp_path / "other-key.toml"))
     o = attempt(lambda: info(cs.client, u("team/data"), bearer(session_a)))
@@ -567,8 +665,9 @@ def test_tickets_and_sessions_work_on_servers_sharing_the_key(world, spawn, tmp_
     session_c = bearer(login(cs.client, "alice", world.users["alice"].password))
     assert info(cs.client, u("team/data"), session_c).total_records == ROWS
     o = attempt(lambda: cs.client.do_get(alice_ticket, session_c).read_all())
-    assert o.code in ("INVALID_ARGUMENT", "UNAUTHENTICATED", "NOT_FOUND"), \
+    assert o.code in ("INVALID_ARGUMENT", "UNAUTHENTICATED", "NOT_FOUND"), (
         f"A's ticket on a server with another key: {o.describe()}"
+    )
     # API tokens do not depend on the key.
     assert al.read(cs.client, u("team/data"), tok(world, "nightly")).num_rows == ROWS
 
@@ -614,28 +713,40 @@ def test_tls(world, spawn, pki):
 
 
 def test_mutual_tls(world, spawn, pki):
-    s = spawn("--tls-cert", pki.server_cert, "--tls-key", pki.server_key, "--tls-client-ca", pki.client_ca,
-              json_out=True, auth=False)
+    s = spawn(
+        "--tls-cert",
+        pki.server_cert,
+        "--tls-key",
+        pki.server_key,
+        "--tls-client-ca",
+        pki.client_ca,
+        json_out=True,
+        auth=False,
+    )
     url = _tls_url(s)
-    with flight.FlightClient(url, tls_root_certs=pki.ca_pem, cert_chain=pki.client_cert_pem,
-                             private_key=pki.client_key_pem) as good:
+    with flight.FlightClient(
+        url, tls_root_certs=pki.ca_pem, cert_chain=pki.client_cert_pem, private_key=pki.client_key_pem
+    ) as good:
         got = al.read(good, u("demo/weather", "tables/readings.parquet"), OPTIONS)
         assert got.num_rows == 100_000
     with flight.FlightClient(url, tls_root_certs=pki.ca_pem) as nocert:
         o = attempt(lambda: info(nocert, u("demo/weather", "tables/readings.parquet"), SHORT))
         assert not o.ok, "a client without a certificate connected to a mutual-TLS server"
-    with flight.FlightClient(url, tls_root_certs=pki.ca_pem, cert_chain=pki.other_client_cert_pem,
-                             private_key=pki.other_client_key_pem) as stranger:
+    with flight.FlightClient(
+        url, tls_root_certs=pki.ca_pem, cert_chain=pki.other_client_cert_pem, private_key=pki.other_client_key_pem
+    ) as stranger:
         o = attempt(lambda: info(stranger, u("demo/weather", "tables/readings.parquet"), SHORT))
         assert not o.ok, "a client certificate from another CA was accepted"
     assert_running(s, "refused mTLS clients")
 
 
 def test_mutual_tls_with_auth(world, spawn, pki):
-    s = spawn("--tls-cert", pki.server_cert, "--tls-key", pki.server_key, "--tls-client-ca", pki.client_ca,
-              json_out=True)
-    with flight.FlightClient(_tls_url(s), tls_root_certs=pki.ca_pem, cert_chain=pki.client_cert_pem,
-                             private_key=pki.client_key_pem) as c:
+    s = spawn(
+        "--tls-cert", pki.server_cert, "--tls-key", pki.server_key, "--tls-client-ca", pki.client_ca, json_out=True
+    )
+    with flight.FlightClient(
+        _tls_url(s), tls_root_certs=pki.ca_pem, cert_chain=pki.client_cert_pem, private_key=pki.client_key_pem
+    ) as c:
         opts = bearer(login(c, "alice", world.users["alice"].password))
         assert al.read(c, u("team/data"), opts).num_rows == ROWS
         # The certificate (cert:ci-job, no grant) does not stand in for credentials to team/*.
@@ -687,8 +798,12 @@ def test_loopback_without_auth_serves_anonymously(world, spawn):
 
 def test_sighup_reloads_the_auth_file_without_dropping_streams(world, spawn, tmp_path):
     users, tokens = world.users, world.tokens
-    v1 = Config(key=world.config.key, users=[users["alice"], users["carol"]],
-                tokens=[(tokens["nightly"], ["readers"]), (tokens["temp"], ["readers"])], grants=main_grants())
+    v1 = Config(
+        key=world.config.key,
+        users=[users["alice"], users["carol"]],
+        tokens=[(tokens["nightly"], ["readers"]), (tokens["temp"], ["readers"])],
+        grants=main_grants(),
+    )
     path = v1.write(tmp_path / "reload.toml")
     s = spawn(cfg=path)
     c = s.client
@@ -706,8 +821,12 @@ def test_sighup_reloads_the_auth_file_without_dropping_streams(world, spawn, tmp
     first = reader.read_chunk().data
     assert 0 < first.num_rows < BIG_ROWS
 
-    v2 = Config(key=world.config.key, users=[users["alice"]], tokens=[(tokens["nightly"], ["readers"])],
-                grants=[*main_grants(), grant("user:alice", "other/*", "read")])
+    v2 = Config(
+        key=world.config.key,
+        users=[users["alice"]],
+        tokens=[(tokens["nightly"], ["readers"])],
+        grants=[*main_grants(), grant("user:alice", "other/*", "read")],
+    )
     v2.write(path)
     s.proc.send_signal(signal.SIGHUP)
     deadline = time.monotonic() + 10
@@ -744,8 +863,12 @@ def test_sighup_reloads_the_auth_file_without_dropping_streams(world, spawn, tmp
 
 
 def test_sighup_with_a_broken_file_keeps_the_running_one(world, spawn, tmp_path):
-    cfg = Config(key=world.config.key, users=[world.users["alice"]], tokens=[(world.tokens["nightly"], ["readers"])],
-                 grants=main_grants())
+    cfg = Config(
+        key=world.config.key,
+        users=[world.users["alice"]],
+        tokens=[(world.tokens["nightly"], ["readers"])],
+        grants=main_grants(),
+    )
     path = cfg.write(tmp_path / "broken.toml")
     s = spawn(cfg=path)
     c = s.client
@@ -782,8 +905,12 @@ def test_no_secret_in_any_server_log(world, spawn, alice_ticket):
     al.read(c, u("team/data"), a)
     al.read(c, u("team/data"), tok(world, "nightly"))
     put(c, "sheaf://team/uploads/logged.parquet", pa.table({"x": [1]}), a)
-    for opts in (tok(world, "ghost"), with_header(world.tokens["nightly"].token),
-                 with_header("Token " + world.tokens["outsider"].token), tok(world, "outsider")):
+    for opts in (
+        tok(world, "ghost"),
+        with_header(world.tokens["nightly"].token),
+        with_header("Token " + world.tokens["outsider"].token),
+        tok(world, "outsider"),
+    ):
         every_rpc(c, opts, read_uri=u("team/data"), ticket=alice_ticket, put_uri="sheaf://team/denied/y.parquet")
     s.stop()
 
@@ -796,7 +923,7 @@ def test_no_secret_in_any_server_log(world, spawn, alice_ticket):
         text = log.read_text(errors="replace")
         for secret in checks:
             if secret in text:
-                line = next(l for l in text.splitlines() if secret in l)
+                line = next(ln for ln in text.splitlines() if secret in ln)
                 leaks.append(f"{log.name}: {secret[:6]}... in: {line[:300]}")
     assert not leaks, f"secrets in server logs ({len(leaks)}):\n" + "\n".join(leaks[:20])
 
@@ -824,9 +951,13 @@ def idp(world, tmp_path_factory):
     enc = {**al.rsa_key("enc-1").jwk(), "use": "enc"}
     enc.pop("alg")
     (root / "jwks.json").write_text(json.dumps({"keys": [rsa.jwk(), ec.jwk(), enc]}))
-    config = Config(key=world.config.key, users=[world.users["alice"]], tokens=[(world.tokens["nightly"], ["readers"])],
-                    grants=[*main_grants(), grant("jwt:dana", "other/*", "read")],
-                    extra=JWT_SECTION.format(keys='jwks_file = "jwks.json"'))  # relative to the auth file
+    config = Config(
+        key=world.config.key,
+        users=[world.users["alice"]],
+        tokens=[(world.tokens["nightly"], ["readers"])],
+        grants=[*main_grants(), grant("jwt:dana", "other/*", "read")],
+        extra=JWT_SECTION.format(keys='jwks_file = "jwks.json"'),
+    )  # relative to the auth file
     server = world.start(cfg=config.write(root / "auth.toml"))
     try:
         yield Idp(server=server, rsa=rsa, ec=ec, dir=root)
@@ -856,11 +987,14 @@ def _forged_jwts(idp) -> dict[str, tuple[str, str]]:
     rsa, ec = idp.rsa, idp.ec
     good = al.jwt_claims("erin", groups=["ml"])
     stranger = al.rsa_key("rsa-1")  # same kid, another key
-    header_only = lambda alg: (al._b64url(json.dumps({"alg": alg, "typ": "JWT"}).encode()) + "."
-                               + al._b64url(json.dumps(good).encode()))
+
+    def header_only(alg):
+        return al._b64url(json.dumps({"alg": alg, "typ": "JWT"}).encode()) + "." + al._b64url(json.dumps(good).encode())
+
     public_pem = rsa.private.public_key().public_bytes(
         __import__("cryptography.hazmat.primitives.serialization", fromlist=["x"]).Encoding.PEM,
-        __import__("cryptography.hazmat.primitives.serialization", fromlist=["x"]).PublicFormat.SubjectPublicKeyInfo)
+        __import__("cryptography.hazmat.primitives.serialization", fromlist=["x"]).PublicFormat.SubjectPublicKeyInfo,
+    )
     tampered = al.make_jwt(rsa, good).split(".")
     tampered[1] = al._b64url(json.dumps({**good, "sub": "root", "groups": ["admin", "ml"]}).encode())
     return {
@@ -873,16 +1007,29 @@ def _forged_jwts(idp) -> dict[str, tuple[str, str]]:
         "wrong key, same kid": (al.make_jwt(stranger, good), "signature"),
         "unknown kid": (al.make_jwt(al.rsa_key("rsa-9"), good), "kid"),
         "alg none": (header_only("none") + ".", "JWT"),
-        "HS256 with the public key as secret": (al.make_jwt(rsa, good, alg="HS256", hmac_secret=public_pem),
-                                                "algorithm"),
+        "HS256 with the public key as secret": (
+            al.make_jwt(rsa, good, alg="HS256", hmac_secret=public_pem),
+            "algorithm",
+        ),
         "RS256 header on an EC signature": (al.make_jwt(ec, good, alg="RS256", kid="ec-1"), "JWT"),
         "payload edited": (".".join(tampered), "signature"),
     }
 
 
-JWT_CASES = ["expired", "not yet valid", "wrong audience", "wrong issuer", "no exp", "no sub",
-             "wrong key, same kid", "unknown kid", "alg none", "HS256 with the public key as secret",
-             "RS256 header on an EC signature", "payload edited"]
+JWT_CASES = [
+    "expired",
+    "not yet valid",
+    "wrong audience",
+    "wrong issuer",
+    "no exp",
+    "no sub",
+    "wrong key, same kid",
+    "unknown kid",
+    "alg none",
+    "HS256 with the public key as secret",
+    "RS256 header on an EC signature",
+    "payload edited",
+]
 
 
 @pytest.mark.parametrize("case", JWT_CASES)
@@ -893,8 +1040,9 @@ def test_bad_jwts_are_unauthenticated(world, idp, alice_ticket, case):
     assert o.code == "UNAUTHENTICATED", f"{case}: {o.describe()}"
     assert phrase in o.message, f"{case}: the refusal should say {phrase!r}: {o.message!r}"
     assert token not in str(o.error)
-    outcomes = every_rpc(c, bearer(token), read_uri=u("team/data"), ticket=alice_ticket,
-                         put_uri="sheaf://team/jwt-denied/t.parquet")
+    outcomes = every_rpc(
+        c, bearer(token), read_uri=u("team/data"), ticket=alice_ticket, put_uri="sheaf://team/jwt-denied/t.parquet"
+    )
     assert_refused({k: v for k, v in outcomes.items()}, ("UNAUTHENTICATED",), case, not_in_message=(token,))
     assert_running(idp.server, case)
 
@@ -902,8 +1050,11 @@ def test_bad_jwts_are_unauthenticated(world, idp, alice_ticket, case):
 def test_jwt_signed_with_an_hs256_secret_file(world, spawn, tmp_path):
     secret = al.remember("hs-secret-" + secrets.token_hex(24)).encode()
     (tmp_path / "jwt-secret").write_bytes(secret + b"\n")
-    config = Config(key=world.config.key, grants=main_grants(),
-                    extra=JWT_SECTION.format(keys=f'hs256_secret_file = "{tmp_path / "jwt-secret"}"'))
+    config = Config(
+        key=world.config.key,
+        grants=main_grants(),
+        extra=JWT_SECTION.format(keys=f'hs256_secret_file = "{tmp_path / "jwt-secret"}"'),
+    )
     s = spawn(cfg=config.write(tmp_path / "auth.toml"))
     c = s.client
     good = al.make_jwt(al.hs_key(secret), al.jwt_claims("erin", groups=["viewers"]))
@@ -917,8 +1068,9 @@ def test_jwt_signed_with_an_hs256_secret_file(world, spawn, tmp_path):
 
 def test_short_hs256_secret_stops_serve(world, tmp_path):
     (tmp_path / "short").write_text("too-short")
-    config = Config(key=world.config.key, grants=main_grants(),
-                    extra=JWT_SECTION.format(keys='hs256_secret_file = "short"'))
+    config = Config(
+        key=world.config.key, grants=main_grants(), extra=JWT_SECTION.format(keys='hs256_secret_file = "short"')
+    )
     r = al.serve_refusing(world.registry, "--listen", "127.0.0.1:0", "--auth", config.write(tmp_path / "a.toml"))
     assert r.returncode not in (0, -9) and "hs256_secret_file" in r.stderr, describe(r)
     assert "too-short" not in r.stderr, "the error quotes the secret"
@@ -930,13 +1082,25 @@ def test_short_hs256_secret_stops_serve(world, tmp_path):
 
 
 def test_client_certificate_names_the_caller(world, spawn, pki, tmp_path):
-    config = Config(key=world.config.key, users=[world.users["alice"]], grants=[
-        *main_grants(), grant("cert:ci-job", "other/*", "read")])
-    s = spawn("--tls-cert", pki.server_cert, "--tls-key", pki.server_key, "--tls-client-ca", pki.client_ca,
-              cfg=config.write(tmp_path / "auth.toml"), json_out=True)
+    config = Config(
+        key=world.config.key,
+        users=[world.users["alice"]],
+        grants=[*main_grants(), grant("cert:ci-job", "other/*", "read")],
+    )
+    s = spawn(
+        "--tls-cert",
+        pki.server_cert,
+        "--tls-key",
+        pki.server_key,
+        "--tls-client-ca",
+        pki.client_ca,
+        cfg=config.write(tmp_path / "auth.toml"),
+        json_out=True,
+    )
     url = _tls_url(s)
-    with flight.FlightClient(url, tls_root_certs=pki.ca_pem, cert_chain=pki.client_cert_pem,
-                             private_key=pki.client_key_pem) as c:
+    with flight.FlightClient(
+        url, tls_root_certs=pki.ca_pem, cert_chain=pki.client_cert_pem, private_key=pki.client_key_pem
+    ) as c:
         # No credentials: the certificate (CN=ci-job) is the caller.
         assert al.read(c, u("other/data"), OPTIONS).num_rows == ROWS
         o = attempt(lambda: info(c, u("team/data"), OPTIONS))
@@ -950,8 +1114,9 @@ def test_client_certificate_names_the_caller(world, spawn, pki, tmp_path):
         o = attempt(lambda: info(c, u("other/data"), opts))
         assert o.code == "NOT_FOUND", o.describe()
     # Another certificate of the same CA, with another name, gets nothing.
-    with flight.FlightClient(url, tls_root_certs=pki.ca_pem, cert_chain=pki.intruder_cert_pem,
-                             private_key=pki.intruder_key_pem) as other:
+    with flight.FlightClient(
+        url, tls_root_certs=pki.ca_pem, cert_chain=pki.intruder_cert_pem, private_key=pki.intruder_key_pem
+    ) as other:
         o = attempt(lambda: info(other, u("other/data"), OPTIONS))
         assert o.code in ("NOT_FOUND", "UNAUTHENTICATED"), o.describe()
     assert_running(s, "client certificates")
@@ -975,8 +1140,12 @@ def _until(check, what: str, server, timeout: float = 20.0):
 def test_a_changed_auth_or_jwks_file_reloads_without_sighup(world, spawn, tmp_path):
     old, new = al.ec_key("old"), al.ec_key("new")
     (tmp_path / "jwks.json").write_text(json.dumps({"keys": [old.jwk()]}))
-    v1 = Config(key=world.config.key, tokens=[(world.tokens["temp"], ["readers"])], grants=main_grants(),
-                extra=JWT_SECTION.format(keys='jwks_file = "jwks.json"'))
+    v1 = Config(
+        key=world.config.key,
+        tokens=[(world.tokens["temp"], ["readers"])],
+        grants=main_grants(),
+        extra=JWT_SECTION.format(keys='jwks_file = "jwks.json"'),
+    )
     path = v1.write(tmp_path / "auth.toml")
     s = spawn(cfg=path)
     c = s.client
@@ -988,11 +1157,13 @@ def test_a_changed_auth_or_jwks_file_reloads_without_sighup(world, spawn, tmp_pa
     assert info(c, u("team/data"), old_jwt).total_records == ROWS
 
     # The token leaves the file: refused within seconds, no signal sent.
-    v2 = Config(key=world.config.key, tokens=[(world.tokens["nightly"], ["readers"])], grants=main_grants(),
-                extra=v1.extra)
+    v2 = Config(
+        key=world.config.key, tokens=[(world.tokens["nightly"], ["readers"])], grants=main_grants(), extra=v1.extra
+    )
     v2.write(path)
-    gone = _until(lambda: attempt(lambda: info(c, u("team/data"), temp)).code == "UNAUTHENTICATED",
-                  "auth file change", s)
+    gone = _until(
+        lambda: attempt(lambda: info(c, u("team/data"), temp)).code == "UNAUTHENTICATED", "auth file change", s
+    )
     assert gone, "a token removed from the auth file still works 20 s after the change"
     assert info(c, u("team/data"), tok(world, "nightly")).total_records == ROWS
 
@@ -1062,26 +1233,47 @@ def test_one_audit_line_per_rpc(world, spawn, alice_ticket):
     assert [(x["principal"], x["outcome"]) for x in logins] == [("user:alice", "OK"), ("user:alice", "UNAUTHENTICATED")]
     infos = by_rpc["GetFlightInfo"]
     assert [(x["principal"], x["package"], x["outcome"]) for x in infos] == [
-        ("user:alice", "team/data", "OK"), ("user:alice", "other/data", "NOT_FOUND"),
-        ("unauthenticated", "", "UNAUTHENTICATED")]
+        ("user:alice", "team/data", "OK"),
+        ("user:alice", "other/data", "NOT_FOUND"),
+        ("unauthenticated", "", "UNAUTHENTICATED"),
+    ]
     assert infos[0]["top_hash"] == world.tops["team/data"]
     (get,) = by_rpc["DoGet"]
     assert (get["principal"], get["package"], get["top_hash"], get["table"], get["outcome"]) == (
-        "user:alice", "team/data", world.tops["team/data"], TABLE, "OK")
+        "user:alice",
+        "team/data",
+        world.tops["team/data"],
+        TABLE,
+        "OK",
+    )
     assert get["bytes"] > ROWS * 16, f"DoGet sent {get['bytes']} bytes for {ROWS} rows of two int64 columns"
     (put_line,) = by_rpc["DoPut"]
     assert (put_line["package"], put_line["top_hash"], put_line["outcome"]) == (
-        "team/audited", committed["top_hash"], "OK")
+        "team/audited",
+        committed["top_hash"],
+        "OK",
+    )
     text = s.stderr(mark)
     for secret in (world.users["alice"].password, "wrong-password-for-audit", "sheaf_not-a-token"):
         assert secret not in text
 
 
 def test_sheaf_get_over_tls_with_a_token_or_a_client_certificate(world, spawn, pki, tmp_path):
-    config = Config(key=world.config.key, tokens=[(world.tokens["nightly"], ["readers"])],
-                    grants=[*main_grants(), grant("cert:ci-job", "other/*", "read")])
-    s = spawn("--tls-cert", pki.server_cert, "--tls-key", pki.server_key, "--tls-client-ca", pki.client_ca,
-              cfg=config.write(tmp_path / "auth.toml"), json_out=True)
+    config = Config(
+        key=world.config.key,
+        tokens=[(world.tokens["nightly"], ["readers"])],
+        grants=[*main_grants(), grant("cert:ci-job", "other/*", "read")],
+    )
+    s = spawn(
+        "--tls-cert",
+        pki.server_cert,
+        "--tls-key",
+        pki.server_key,
+        "--tls-client-ca",
+        pki.client_ca,
+        cfg=config.write(tmp_path / "auth.toml"),
+        json_out=True,
+    )
     url = _tls_url(s)
     ca, cert, key = tmp_path / "ca.pem", tmp_path / "client.pem", tmp_path / "client.key"
     ca.write_bytes(pki.ca_pem)
@@ -1091,8 +1283,9 @@ def test_sheaf_get_over_tls_with_a_token_or_a_client_certificate(world, spawn, p
     cli = Sheaf(None)
     # The token from SHEAF_TOKEN names the caller: team/* is readable.
     out = tmp_path / "team.parquet"
-    r = cli("get", u("team/data"), *map(str, mtls), "--out", str(out),
-            env={"SHEAF_TOKEN": world.tokens["nightly"].token})
+    r = cli(
+        "get", u("team/data"), *map(str, mtls), "--out", str(out), env={"SHEAF_TOKEN": world.tokens["nightly"].token}
+    )
     assert r.returncode == 0, describe(r)
     assert pq.read_table(out).num_rows == ROWS
     # Without a token the certificate names the caller (cert:ci-job reads other/*, not team/*).
@@ -1104,16 +1297,44 @@ def test_sheaf_get_over_tls_with_a_token_or_a_client_certificate(world, spawn, p
     assert r.returncode != 0 and "team/data" in r.stderr, describe(r)
     assert not (tmp_path / "denied.parquet").exists()
     # No client certificate: the TLS handshake is refused; a wrong CA: the server is not trusted.
-    r = cli("get", u("other/data"), "--server", url, "--tls-root-certs", str(ca), "--out", str(tmp_path / "x.parquet"),
-            timeout=60)
+    r = cli(
+        "get",
+        u("other/data"),
+        "--server",
+        url,
+        "--tls-root-certs",
+        str(ca),
+        "--out",
+        str(tmp_path / "x.parquet"),
+        timeout=60,
+    )
     assert r.returncode != 0, describe(r)
     (tmp_path / "other-ca.pem").write_bytes(pki.other_ca_pem)
-    r = cli("get", u("other/data"), "--server", url, "--tls-root-certs", str(tmp_path / "other-ca.pem"),
-            "--tls-client-cert", str(cert), "--tls-client-key", str(key), "--out", str(tmp_path / "y.parquet"),
-            timeout=60)
+    r = cli(
+        "get",
+        u("other/data"),
+        "--server",
+        url,
+        "--tls-root-certs",
+        str(tmp_path / "other-ca.pem"),
+        "--tls-client-cert",
+        str(cert),
+        "--tls-client-key",
+        str(key),
+        "--out",
+        str(tmp_path / "y.parquet"),
+        timeout=60,
+    )
     assert r.returncode != 0, describe(r)
     # A grpc+tls:// URL never falls back to plaintext, and a plaintext URL to a TLS port fails.
-    r = cli("get", u("other/data"), "--server", url.replace("grpc+tls://", "grpc://"), "--out",
-            str(tmp_path / "z.parquet"), timeout=60)
+    r = cli(
+        "get",
+        u("other/data"),
+        "--server",
+        url.replace("grpc+tls://", "grpc://"),
+        "--out",
+        str(tmp_path / "z.parquet"),
+        timeout=60,
+    )
     assert r.returncode != 0, describe(r)
     assert world.tokens["nightly"].token not in r.stderr + r.stdout

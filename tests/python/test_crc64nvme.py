@@ -19,9 +19,18 @@ import time
 from pathlib import Path
 
 import pytest
-
-from sheaf_testlib import (BIG_KEY, MIB, assert_exit, chunked_hash, describe, file_url, read_tree, top_hash_of,
-                           write_manifest, write_tree)
+from sheaf_testlib import (
+    BIG_KEY,
+    MIB,
+    assert_exit,
+    chunked_hash,
+    describe,
+    file_url,
+    read_tree,
+    top_hash_of,
+    write_manifest,
+    write_tree,
+)
 
 # README, "Exit codes".
 INVALID = 2
@@ -34,6 +43,7 @@ SMALL_VICTIM = "ünïcödé/naïve café.txt"
 # ---------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------
+
 
 def _crc_table() -> list[int]:
     table = []
@@ -60,6 +70,7 @@ def crc64nvme(data: bytes) -> str:
 def quilt3_crc(quilt3, data: bytes) -> str:
     """quilt3's own CRC64NVME value for `data`."""
     import quilt3.checksums as checksums
+
     return checksums.calculate_multipart_checksum_bytes(data, checksum_type=CRC64NVME)
 
 
@@ -67,6 +78,7 @@ def quilt3_crc(quilt3, data: bytes) -> str:
 def crc_quilt3(quilt3, monkeypatch):
     """quilt3, building packages with CRC64NVME entries for this test."""
     import quilt3.checksums as checksums
+
     assert CRC64NVME in quilt3.packages.SUPPORTED_HASH_TYPES
     monkeypatch.setattr(checksums, "DEFAULT_HASH", checksums.CRC64NVME_HASH_NAME)
     return quilt3
@@ -74,8 +86,8 @@ def crc_quilt3(quilt3, monkeypatch):
 
 def _build_crc_package(quilt3, registry: Path, root: Path, name: str = "q/crc") -> str:
     top = quilt3.Package().set_dir("/", str(root)).build(name, registry=file_url(registry), message="crc64nvme")
-    lines = [json.loads(l) for l in (registry / ".quilt" / "packages" / top).read_text(encoding="utf-8").splitlines()]
-    kinds = {l["hash"]["type"] for l in lines[1:] if "hash" in l}
+    lines = [json.loads(ln) for ln in (registry / ".quilt" / "packages" / top).read_text(encoding="utf-8").splitlines()]
+    kinds = {rec["hash"]["type"] for rec in lines[1:] if "hash" in rec}
     assert kinds == {CRC64NVME}, f"quilt3 wrote {kinds}, not only CRC64NVME entries"
     return top
 
@@ -98,6 +110,7 @@ def _partials(dest: Path) -> list[str]:
 # the vectors
 # ---------------------------------------------------------------------------
 
+
 def test_crc64nvme_encoding_matches_quilt3(quilt3):
     """The encoding the Rust unit tests assume: base64 of the big-endian CRC;
     an empty file is all zeros; quilt3's per-part combination over 8 MiB
@@ -113,8 +126,10 @@ def test_crc64nvme_encoding_matches_quilt3(quilt3):
 # a package quilt3 built with CRC64NVME entries
 # ---------------------------------------------------------------------------
 
-def test_quilt3_crc64nvme_package_is_installed_and_verified_by_sheaf(crc_quilt3, quilt3_cli, sheaf, registry, tree,
-                                                                      tmp_path):
+
+def test_quilt3_crc64nvme_package_is_installed_and_verified_by_sheaf(
+    crc_quilt3, quilt3_cli, sheaf, registry, tree, tmp_path
+):
     quilt3 = crc_quilt3
     root, files = tree
     assert len(files[BIG_KEY]) > 8 * MIB  # quilt3 combines the CRCs of two parts
@@ -134,8 +149,15 @@ def test_quilt3_crc64nvme_package_is_installed_and_verified_by_sheaf(crc_quilt3,
     assert read_tree(dest) == files
 
     ver = sheaf.json("verify", "q/crc", "--dir", dest)
-    assert ver == {"top_hash": top, "checked": len(files), "missing": [], "modified": [], "extra": [],
-                   "unverifiable": [], "ok": True}
+    assert ver == {
+        "top_hash": top,
+        "checked": len(files),
+        "missing": [],
+        "modified": [],
+        "extra": [],
+        "unverifiable": [],
+        "ok": True,
+    }
     r = quilt3_cli("verify", "--registry", file_url(registry), "--top-hash", top, "--dir", dest, "q/crc")
     assert r.returncode == 0, describe(r)
 
@@ -163,8 +185,9 @@ def test_quilt3_crc64nvme_package_is_installed_and_verified_by_sheaf(crc_quilt3,
 
 
 @pytest.mark.parametrize("victim", [BIG_KEY, SMALL_VICTIM])
-def test_altered_crc64nvme_data_fails_install_with_the_data_loss_exit_code(crc_quilt3, quilt3_cli, sheaf, registry,
-                                                                            tree, tmp_path, victim):
+def test_altered_crc64nvme_data_fails_install_with_the_data_loss_exit_code(
+    crc_quilt3, quilt3_cli, sheaf, registry, tree, tmp_path, victim
+):
     """quilt3 build leaves physical keys pointing at the built files. One of
     them altered afterwards (same size) must fail `sheaf install`, as it fails
     quilt3's verify, and nothing unverified may be left in the destination."""
@@ -196,14 +219,25 @@ def test_altered_crc64nvme_data_fails_install_with_the_data_loss_exit_code(crc_q
 # hash types Sheaf cannot verify
 # ---------------------------------------------------------------------------
 
+
 def test_unknown_hash_type_fails_install_and_verify_with_a_clear_message(sheaf, registry, tmp_path):
     src = tmp_path / "src"
     write_tree(src, {"good.txt": b"good\n", "odd.bin": b"odd data"})
     lines = [
-        {"logical_key": "good/a.txt", "physical_keys": [file_url(src / "good.txt")], "size": 5,
-         "hash": {"type": "sha2-256-chunked", "value": chunked_hash(b"good\n")}, "meta": {}},
-        {"logical_key": "odd/x.bin", "physical_keys": [file_url(src / "odd.bin")], "size": 8,
-         "hash": {"type": "BLAKE3-future", "value": "anything"}, "meta": {}},
+        {
+            "logical_key": "good/a.txt",
+            "physical_keys": [file_url(src / "good.txt")],
+            "size": 5,
+            "hash": {"type": "sha2-256-chunked", "value": chunked_hash(b"good\n")},
+            "meta": {},
+        },
+        {
+            "logical_key": "odd/x.bin",
+            "physical_keys": [file_url(src / "odd.bin")],
+            "size": 8,
+            "hash": {"type": "BLAKE3-future", "value": "anything"},
+            "meta": {},
+        },
     ]
     top = write_manifest(registry, {"version": "v0", "message": "future"}, lines, name="f/pkg")
 
@@ -233,18 +267,30 @@ def test_unknown_hash_type_fails_install_and_verify_with_a_clear_message(sheaf, 
 # legacy manifests with an obsolete `top_hash` header key
 # ---------------------------------------------------------------------------
 
-def test_legacy_manifest_with_top_hash_header_key_loads_with_quilt3s_top_hash(quilt3, quilt3_cli, sheaf, registry,
-                                                                               tmp_path):
+
+def test_legacy_manifest_with_top_hash_header_key_loads_with_quilt3s_top_hash(
+    quilt3, quilt3_cli, sheaf, registry, tmp_path
+):
     src = tmp_path / "src"
     files = write_tree(src, {"a.txt": b"Hello, World!", "d/b.csv": b"x,y\n1,2\n"})
-    header = {"version": "v0", "top_hash": {"alg": "v0", "value": "0" * 64}, "message": "legacy",
-              "user_meta": {"k": 1}}
-    entries = [{"logical_key": "a.txt", "physical_keys": [file_url(src / "a.txt")], "size": 13,
-                "hash": {"type": "SHA256", "value": "dffd6021bb2bd5b0af676290809ec3a53191dd81c7f70a4b28688a362182986f"},
-                "meta": {}},
-               {"logical_key": "d/b.csv", "physical_keys": [file_url(src / "d" / "b.csv")], "size": 8,
-                "hash": {"type": "sha2-256-chunked", "value": chunked_hash(files["d/b.csv"])}, "meta": {}}]
-    text = "".join(json.dumps(l, ensure_ascii=False) + "\n" for l in [header, *entries])
+    header = {"version": "v0", "top_hash": {"alg": "v0", "value": "0" * 64}, "message": "legacy", "user_meta": {"k": 1}}
+    entries = [
+        {
+            "logical_key": "a.txt",
+            "physical_keys": [file_url(src / "a.txt")],
+            "size": 13,
+            "hash": {"type": "SHA256", "value": "dffd6021bb2bd5b0af676290809ec3a53191dd81c7f70a4b28688a362182986f"},
+            "meta": {},
+        },
+        {
+            "logical_key": "d/b.csv",
+            "physical_keys": [file_url(src / "d" / "b.csv")],
+            "size": 8,
+            "hash": {"type": "sha2-256-chunked", "value": chunked_hash(files["d/b.csv"])},
+            "meta": {},
+        },
+    ]
+    text = "".join(json.dumps(rec, ensure_ascii=False) + "\n" for rec in [header, *entries])
 
     qtop = quilt3.Package.load(io.StringIO(text)).top_hash
     without = {k: v for k, v in header.items() if k != "top_hash"}

@@ -14,12 +14,11 @@ import contextlib
 import hashlib
 import os
 
+import flight_testlib as fl
 import pyarrow as pa
 import pyarrow.flight as flight
 import pyarrow.parquet as pq
 import pytest
-
-import flight_testlib as fl
 from flight_testlib import OPTIONS, uri
 from sheaf_testlib import canonical, chunked_hash, write_manifest
 
@@ -61,8 +60,8 @@ def expect(code, fn, *must_mention: str, flight_error_as_oserror: bool = False):
 def everywhere(client, code, u: str, *must_mention: str):
     """GetFlightInfo and GetSchema (CMD and PATH descriptors) fail alike."""
     for d in (flight.FlightDescriptor.for_command(u), flight.FlightDescriptor.for_path(u)):
-        expect(code, lambda: client.get_flight_info(d, OPTIONS), *must_mention)
-        expect(code, lambda: client.get_schema(d, OPTIONS), *must_mention, flight_error_as_oserror=True)
+        expect(code, lambda d=d: client.get_flight_info(d, OPTIONS), *must_mention)
+        expect(code, lambda d=d: client.get_schema(d, OPTIONS), *must_mention, flight_error_as_oserror=True)
 
 
 def do_get(client, ticket):
@@ -106,39 +105,45 @@ def test_not_found_in_actions(flight_data):
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("bad,mention", [
-    ("sheaf://nopackage", "nopackage"),
-    ("sheaf://t/tables@zz/parts", "zz"),
-    ("sheaf://t/tables@abcde/parts", "abcde"),
-    ("sheaf://Bad Owner!/x/y.parquet", ""),
-    ("sheaf://t/tables/parts?colums=id", "colums"),
-    ("sheaf://t/tables/parts?columns=id&bogus=1", "bogus"),
-    ("sheaf://t/tables/parts?limit=-1", "limit"),
-    ("sheaf://t/tables/parts?limit=ten", "limit"),
-    ("sheaf://t/tables/parts?limit=1&limit=2", "limit"),
-    ("sheaf://t/tables/parts?sample=2", "sample"),
-    ("sheaf://t/tables/parts?sample=abc", "sample"),
-    ("sheaf://t/tables/parts?sample=0.1&sample_rows=3", "sample_rows"),
-    ("sheaf://t/tables/parts?sample_rows=-4", "sample_rows"),
-    ("sheaf://t/tables/parts?seed=-1", "seed"),
-    ("sheaf://t/tables/parts?partitions=0", "partitions"),
-    ("sheaf://t/tables/parts?compression=gzip", "gzip"),
-    ("sheaf://t/tables?content=maybe", "content"),
-    ("sheaf://t/tables/parts?content=true", "content"),
-])
+@pytest.mark.parametrize(
+    "bad,mention",
+    [
+        ("sheaf://nopackage", "nopackage"),
+        ("sheaf://t/tables@zz/parts", "zz"),
+        ("sheaf://t/tables@abcde/parts", "abcde"),
+        ("sheaf://Bad Owner!/x/y.parquet", ""),
+        ("sheaf://t/tables/parts?colums=id", "colums"),
+        ("sheaf://t/tables/parts?columns=id&bogus=1", "bogus"),
+        ("sheaf://t/tables/parts?limit=-1", "limit"),
+        ("sheaf://t/tables/parts?limit=ten", "limit"),
+        ("sheaf://t/tables/parts?limit=1&limit=2", "limit"),
+        ("sheaf://t/tables/parts?sample=2", "sample"),
+        ("sheaf://t/tables/parts?sample=abc", "sample"),
+        ("sheaf://t/tables/parts?sample=0.1&sample_rows=3", "sample_rows"),
+        ("sheaf://t/tables/parts?sample_rows=-4", "sample_rows"),
+        ("sheaf://t/tables/parts?seed=-1", "seed"),
+        ("sheaf://t/tables/parts?partitions=0", "partitions"),
+        ("sheaf://t/tables/parts?compression=gzip", "gzip"),
+        ("sheaf://t/tables?content=maybe", "content"),
+        ("sheaf://t/tables/parts?content=true", "content"),
+    ],
+)
 def test_invalid_uri_or_parameter(flight_data, bad, mention):
     c = flight_data.client
     everywhere(c, INVALID_ARGUMENT, bad, *([mention] if mention else []))
 
 
-@pytest.mark.parametrize("flt,mention", [
-    ("temp_c >>> 3", "temp_c >>> 3"),
-    ("temp_c > ", "temp_c > "),
-    ("nope > 1", "nope"),
-    ("station = 'oslo' AND nothere IS NULL", "nothere"),
-    ("temp_c + 1", "temp_c + 1"),
-    ("'unterminated", "unterminated"),
-])
+@pytest.mark.parametrize(
+    "flt,mention",
+    [
+        ("temp_c >>> 3", "temp_c >>> 3"),
+        ("temp_c > ", "temp_c > "),
+        ("nope > 1", "nope"),
+        ("station = 'oslo' AND nothere IS NULL", "nothere"),
+        ("temp_c + 1", "temp_c + 1"),
+        ("'unterminated", "unterminated"),
+    ],
+)
 def test_invalid_filter(flight_data, flt, mention):
     everywhere(flight_data.client, INVALID_ARGUMENT, uri(*READINGS, filter=flt), mention)
 
@@ -196,7 +201,9 @@ def test_bad_ticket(flight_data):
     # A manifest-table ticket whose entry range (proto fields 7 and 8, appended:
     # the last value wins) runs past the manifest.
     good = fl.info(c, uri(T)).endpoints[0].ticket.ticket
-    expect(INVALID_ARGUMENT, do_get(c, flight.Ticket(good + bytes([0x38, 2, 0x40, 0xE8, 0x07]))), "entries [2, 1000)", T)
+    expect(
+        INVALID_ARGUMENT, do_get(c, flight.Ticket(good + bytes([0x38, 2, 0x40, 0xE8, 0x07]))), "entries [2, 1000)", T
+    )
 
 
 def test_bad_actions(flight_data):
@@ -262,8 +269,13 @@ def test_unimplemented_rpcs(flight_data):
 
 
 def _entry(key: str, path, data: bytes) -> dict:
-    return {"logical_key": key, "physical_keys": [path.as_uri()], "size": len(data),
-            "hash": {"type": "sha2-256-chunked", "value": chunked_hash(data)}, "meta": {}}
+    return {
+        "logical_key": key,
+        "physical_keys": [path.as_uri()],
+        "size": len(data),
+        "hash": {"type": "sha2-256-chunked", "value": chunked_hash(data)},
+        "meta": {},
+    }
 
 
 def _age_atime(path):
@@ -322,8 +334,12 @@ def test_physical_key_outside_is_refused_and_never_read(outside, flight_server):
         everywhere(c, PERMISSION_DENIED, uri("evil/secret", key), key)
     # Reading the list of entries reads no data ...
     manifest = fl.read(c, uri("evil/secret"))
-    assert manifest.column("logical_key").to_pylist() == ["secret.parquet", "secret.csv", "link.parquet",
-                                                          "copy.parquet"]
+    assert manifest.column("logical_key").to_pylist() == [
+        "secret.parquet",
+        "secret.csv",
+        "link.parquet",
+        "copy.parquet",
+    ]
     # ... but their content is refused.
     expect(PERMISSION_DENIED, lambda: fl.read(c, uri("evil/secret", content="true")), "secret.parquet")
     # ListFlights does not fail because of them (and does not leak them).
@@ -354,18 +370,17 @@ def test_manifest_content_is_fetched_only_for_selected_rows(outside, flight_serv
     got = fl.read(c, uri("evil/secret", filter="logical_key = 'secret.csv'", content="true"))
     assert got.column("content").to_pylist() == [(outside["dir"] / "secret.csv").read_bytes()]
     if _reads_update_atime(outside["dir"]):
-        assert os.stat(outside["dir"] / "secret.parquet").st_atime_ns == before, \
+        assert os.stat(outside["dir"] / "secret.parquet").st_atime_ns == before, (
             "content=true read secret.parquet although the filter did not select it"
+        )
     got = fl.read(c, uri("evil/secret", limit=1, content="true", columns="logical_key,content"))
     assert got.column("logical_key").to_pylist() == ["secret.parquet"]
-    got = fl.read(c, uri("evil/secret", filter="logical_key IN ('secret.parquet', 'secret.csv')",
-                                         content="true"))
+    got = fl.read(c, uri("evil/secret", filter="logical_key IN ('secret.parquet', 'secret.csv')", content="true"))
     assert got.column("logical_key").to_pylist() == ["secret.parquet", "secret.csv"]
 
 
 def test_allow_as_url_and_several(outside, flight_server, tmp_path):
-    server = flight_server(outside["registry"], "--allow", tmp_path / "unrelated",
-                           "--allow", outside["dir"].as_uri())
+    server = flight_server(outside["registry"], "--allow", tmp_path / "unrelated", "--allow", outside["dir"].as_uri())
     fl.assert_same(fl.read(server.client, uri("evil/secret", "secret.parquet")), outside["table"])
 
 
@@ -401,6 +416,7 @@ def test_missing_data_object_is_not_found_for_every_format(registry, flight_serv
     missing. CSV says NOT_FOUND naming the entry; Parquet must say the same
     (not INVALID_ARGUMENT, which blames the request)."""
     from sheaf_testlib import blob_path
+
     src = tmp_path / "src"
     src.mkdir()
     pq.write_table(pa.table({"a": [1, 2, 3]}), src / "gone.parquet")
@@ -427,11 +443,13 @@ def broken_storage(registry, tmp_path):
     out.mkdir()
     (out / "plainfile").write_bytes(b"not a folder")
     data = b"a,b\n1,2\n"
-    table_bytes = (pa.BufferOutputStream())
+    table_bytes = pa.BufferOutputStream()
     pq.write_table(pa.table({"a": [1]}), table_bytes)
     pbytes = table_bytes.getvalue().to_pybytes()
-    lines = [_entry("t.csv", out / "plainfile" / "t.csv", data),
-             _entry("t.parquet", out / "plainfile" / "t.parquet", pbytes)]
+    lines = [
+        _entry("t.csv", out / "plainfile" / "t.csv", data),
+        _entry("t.parquet", out / "plainfile" / "t.parquet", pbytes),
+    ]
     write_manifest(registry, {"version": "v0", "message": "broken"}, lines, name="evil/broken")
     return {"registry": registry, "dir": out}
 

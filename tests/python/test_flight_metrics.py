@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import re
 
+import flight_testlib as fl
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
-import flight_testlib as fl
 from flight_testlib import OPTIONS, assert_same, uri
 
 T = "m/sorted"
@@ -41,8 +40,10 @@ def server(sorted_table, flight_server, tmp_path):
         root, path, _ = sorted_table
         registry = tmp_path / "registry"
         from sheaf_testlib import Sheaf
+
         Sheaf(str(registry)).push(T, path.parent)
         return flight_server(registry, *args)
+
     return start
 
 
@@ -57,8 +58,16 @@ def delta(before: dict, after: dict) -> dict:
 def test_metrics_action_lists_every_counter(server):
     s = server()
     m = metrics(s.client)
-    assert set(m) == {"bytes_read", "rows_scanned", "do_get", "do_get_cached", "rows_sent", "batches_sent",
-                      "bytes_sent", "do_put"}
+    assert set(m) == {
+        "bytes_read",
+        "rows_scanned",
+        "do_get",
+        "do_get_cached",
+        "rows_sent",
+        "batches_sent",
+        "bytes_sent",
+        "do_put",
+    }
     assert all(isinstance(v, int) and v >= 0 for v in m.values())
     names = [a.type for a in s.client.list_actions(OPTIONS)]
     assert "metrics" in names
@@ -169,6 +178,7 @@ def test_whole_file_tables_stream_and_stop_early(flight_server, tmp_path):
     """CSV, JSON lines and Arrow IPC files are decoded as they are read, not
     loaded whole: a limit stops the read after a few batches."""
     from sheaf_testlib import Sheaf
+
     n = 300_000
     src = tmp_path / "src"
     src.mkdir()

@@ -7,12 +7,11 @@ from __future__ import annotations
 import json
 import threading
 
+import flight_testlib as fl
 import pyarrow as pa
 import pyarrow.flight as flight
 import pyarrow.parquet as pq
 import pytest
-
-import flight_testlib as fl
 from flight_testlib import OPTIONS, assert_same, hydrate, uri
 from sheaf_testlib import HEX64, Sheaf
 
@@ -74,8 +73,10 @@ def test_put_onto_an_existing_package_keeps_its_other_files(server):
     after_tables = {t["path"] for t in fl.action(c, "list_tables", {"ref": "demo/weather"})["tables"]}
     assert before_tables | {"uploads/x.parquet", "uploads"} == after_tables
     # Tables of the previous revision read the same in the new one.
-    assert_same(fl.read(c, uri("demo/weather", "tables/readings.parquet")),
-                fl.read(c, uri("demo/weather", "tables/readings.parquet", rev="@" + before)))
+    assert_same(
+        fl.read(c, uri("demo/weather", "tables/readings.parquet")),
+        fl.read(c, uri("demo/weather", "tables/readings.parquet", rev="@" + before)),
+    )
     assert revisions(c, "demo/weather")[0]["message"] == "put uploads/x.parquet"
 
 
@@ -110,14 +111,17 @@ NOT_FOUND = (pa.ArrowKeyError, "not found error")
 INVALID_ARGUMENT = (pa.ArrowInvalid, "invalid argument error")
 
 
-@pytest.mark.parametrize("target, code, words", [
-    ("sheaf://up/bad/x.csv", INVALID_ARGUMENT, ".parquet"),
-    ("sheaf://up/bad/x.parquet?limit=3", INVALID_ARGUMENT, "unknown parameter"),
-    ("sheaf://up/bad", INVALID_ARGUMENT, ".parquet"),
-    ("sheaf://up/bad/../x.parquet", INVALID_ARGUMENT, "x.parquet"),
-    ("sheaf://demo/weather:nosuchtag/x.parquet", NOT_FOUND, "nosuchtag"),
-    (f"sheaf://demo/weather@{'0' * 64}/x.parquet", NOT_FOUND, "0" * 64),
-])
+@pytest.mark.parametrize(
+    "target, code, words",
+    [
+        ("sheaf://up/bad/x.csv", INVALID_ARGUMENT, ".parquet"),
+        ("sheaf://up/bad/x.parquet?limit=3", INVALID_ARGUMENT, "unknown parameter"),
+        ("sheaf://up/bad", INVALID_ARGUMENT, ".parquet"),
+        ("sheaf://up/bad/../x.parquet", INVALID_ARGUMENT, "x.parquet"),
+        ("sheaf://demo/weather:nosuchtag/x.parquet", NOT_FOUND, "nosuchtag"),
+        (f"sheaf://demo/weather@{'0' * 64}/x.parquet", NOT_FOUND, "0" * 64),
+    ],
+)
 def test_bad_targets_commit_nothing(server, target, code, words):
     c = server.client
     before = fl.action(c, "list_packages")

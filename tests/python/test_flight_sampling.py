@@ -7,11 +7,10 @@ and `sample_rows=N` keeps the N positions with the smallest hashes."""
 
 from __future__ import annotations
 
+import flight_testlib as fl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-
-import flight_testlib as fl
 from flight_testlib import assert_same, sample_positions, sample_rows_positions, splitmix64, uri
 
 READINGS = ("demo/weather", "tables/readings.parquet")
@@ -42,7 +41,8 @@ def test_same_seed_same_rows_other_seed_other_rows(flight_data):
     assert 18_000 < a.num_rows < 22_000 and 18_000 < other.num_rows < 22_000
     # No seed means seed 0.
     assert fl.read(c, uri(*READINGS, sample=0.2, columns="id")).equals(
-        fl.read(c, uri(*READINGS, sample=0.2, seed=0, columns="id")))
+        fl.read(c, uri(*READINGS, sample=0.2, seed=0, columns="id"))
+    )
 
 
 def test_partitioning_does_not_change_the_sample(flight_data):
@@ -115,12 +115,15 @@ def test_sampling_counts_positions_across_parquet_parts(flight_data):
     assert_same(got, parts.take(sample_rows_positions(3200, 333, 21)))
 
 
-@pytest.mark.parametrize("path,reader", [
-    ("csv/data.csv", lambda p: fl.read_csv(p)),
-    ("json/data.jsonl", fl.read_jsonl),
-    ("ipc/data.arrow", lambda p: fl.hydrate(fl.read_ipc_file(p))),
-    ("ipc/data.arrows", lambda p: fl.hydrate(fl.read_ipc_stream(p))),
-])
+@pytest.mark.parametrize(
+    "path,reader",
+    [
+        ("csv/data.csv", lambda p: fl.read_csv(p)),
+        ("json/data.jsonl", fl.read_jsonl),
+        ("ipc/data.arrow", lambda p: fl.hydrate(fl.read_ipc_file(p))),
+        ("ipc/data.arrows", lambda p: fl.hydrate(fl.read_ipc_stream(p))),
+    ],
+)
 def test_sampling_of_file_tables(flight_data, path, reader):
     c = flight_data.client
     table = reader(flight_data.src / path)
@@ -141,10 +144,13 @@ def test_sampling_of_the_manifest_table(flight_data):
     assert_same(got, full.take(sample_rows_positions(n, 4, 1)))
 
 
-@pytest.mark.parametrize("path,reader", [
-    ("csv/data.csv", lambda p: fl.read_csv(p)),
-    ("ipc/data.arrow", lambda p: fl.hydrate(fl.read_ipc_file(p))),
-])
+@pytest.mark.parametrize(
+    "path,reader",
+    [
+        ("csv/data.csv", lambda p: fl.read_csv(p)),
+        ("ipc/data.arrow", lambda p: fl.hydrate(fl.read_ipc_file(p))),
+    ],
+)
 def test_sample_rows_of_file_tables(flight_data, path, reader):
     """sample_rows=N keeps exactly N rows whatever the table kind."""
     c = flight_data.client

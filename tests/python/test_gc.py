@@ -15,9 +15,23 @@ import time
 from pathlib import Path
 
 import pytest
-
-from sheaf_testlib import (BUCKET, MIB, QUILT_ENV, SHEAF_BIN, Sheaf, assert_exit, base_env, big_bytes, blob_path,
-                           chunked_hash, describe, file_url, read_tree, write_manifest, write_tree)
+from sheaf_testlib import (
+    BUCKET,
+    MIB,
+    QUILT_ENV,
+    SHEAF_BIN,
+    Sheaf,
+    assert_exit,
+    base_env,
+    big_bytes,
+    blob_path,
+    chunked_hash,
+    describe,
+    file_url,
+    read_tree,
+    write_manifest,
+    write_tree,
+)
 
 HOUR = 3600
 OLD = 3 * HOUR  # older than the default grace period (1h)
@@ -49,7 +63,7 @@ def _snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
 
 
 def _actions(report: dict) -> dict[str, str]:
-    return {l["path"]: l["action"] for l in report["leftovers"]}
+    return {lo["path"]: lo["action"] for lo in report["leftovers"]}
 
 
 def _hex(data: bytes) -> str:
@@ -89,25 +103,51 @@ def messy(sheaf, registry, tmp_path):
     fresh = _leftover(registry, f".sheaf/blobs/{never}#3", b"a push running right now", age=None)
     orphan = _leftover(registry, f".sheaf/blobs/{'e' * 64}", b"uploaded by a push killed before its manifest")
     untouchable = [
-        _leftover(registry, ".sheaf/locks/o/old.lock", b""),          # lock files: never
+        _leftover(registry, ".sheaf/locks/o/old.lock", b""),  # lock files: never
         _leftover(registry, ".sheaf/blobs/NOTES.txt", b"not a blob"),  # unknown names: never
-        _leftover(registry, "outside/file#1", b"not in .sheaf"),      # outside .sheaf: never
+        _leftover(registry, "outside/file#1", b"not in .sheaf"),  # outside .sheaf: never
         _leftover(registry, "stray.tmp", b"not in .sheaf"),
     ]
     # A quilt3-style manifest may point anywhere, even into .sheaf/tmp: that file is referenced.
     used = _leftover(registry, ".sheaf/tmp/referenced-by-a-manifest", b"quilt3 data")
-    hand = write_manifest(registry, {"version": "v0", "message": "hand-made"}, [{
-        "logical_key": "odd.txt", "physical_keys": [file_url(registry / ".sheaf" / "tmp" / "referenced-by-a-manifest")],
-        "size": 11, "hash": {"type": "sha2-256-chunked", "value": chunked_hash(b"quilt3 data")}, "meta": {}}],
-        name="q/hand")
-    return {"r1": r1, "r2": r2, "gone": gone, "hand": hand, "garbage": garbage, "fresh": fresh, "orphan": orphan,
-            "untouchable": untouchable, "used": used, "src1": src1, "src2": src2, "src3": src3}
+    hand = write_manifest(
+        registry,
+        {"version": "v0", "message": "hand-made"},
+        [
+            {
+                "logical_key": "odd.txt",
+                "physical_keys": [file_url(registry / ".sheaf" / "tmp" / "referenced-by-a-manifest")],
+                "size": 11,
+                "hash": {"type": "sha2-256-chunked", "value": chunked_hash(b"quilt3 data")},
+                "meta": {},
+            }
+        ],
+        name="q/hand",
+    )
+    return {
+        "r1": r1,
+        "r2": r2,
+        "gone": gone,
+        "hand": hand,
+        "garbage": garbage,
+        "fresh": fresh,
+        "orphan": orphan,
+        "untouchable": untouchable,
+        "used": used,
+        "src1": src1,
+        "src2": src2,
+        "src3": src3,
+    }
 
 
 def _check_every_revision(sheaf, m, tmp_path, tag):
     """Every revision (pointed to or not) still installs and verifies."""
-    for top, files in ((m["r1"], FILES_1), (m["r2"], FILES_2), (m["gone"], {"only-in-deleted.txt": b"deleted package data"}),
-                       (m["hand"], {"odd.txt": b"quilt3 data"})):
+    for top, files in (
+        (m["r1"], FILES_1),
+        (m["r2"], FILES_2),
+        (m["gone"], {"only-in-deleted.txt": b"deleted package data"}),
+        (m["hand"], {"odd.txt": b"quilt3 data"}),
+    ):
         pkg = "d/gone" if top == m["gone"] else ("q/hand" if top == m["hand"] else "o/p")
         dest = tmp_path / f"{tag}-{top[:8]}"
         sheaf.json("install", f"{pkg}@{top}", "--dest", dest)
@@ -127,12 +167,12 @@ def test_dry_run_lists_the_leftovers_and_removes_nothing(sheaf, registry, messy)
     assert actions[messy["fresh"]] == "kept"
     assert actions[messy["used"]] == "kept"
     assert set(actions) == set(messy["garbage"]) | {messy["fresh"], messy["used"]}, actions
-    by_path = {l["path"]: l for l in report["leftovers"]}
+    by_path = {lo["path"]: lo for lo in report["leftovers"]}
     for path, kind in messy["garbage"].items():
-        l = by_path[path]
-        assert l["kind"] == kind and l["why"]
-        assert l["size"] == (registry / path).stat().st_size
-        assert OLD - 60 <= l["age_secs"] <= OLD + 600
+        lo = by_path[path]
+        assert lo["kind"] == kind and lo["why"]
+        assert lo["size"] == (registry / path).stat().st_size
+        assert OLD - 60 <= lo["age_secs"] <= OLD + 600
     assert "younger than 1h" in by_path[messy["fresh"]]["detail"]
     assert "referenced by a manifest" in by_path[messy["used"]]["detail"]
     assert report["garbage_files"] == len(messy["garbage"])
@@ -224,7 +264,7 @@ def test_symlinks_in_the_staging_area_are_not_followed_nor_removed(sheaf, regist
     (registry / ".sheaf" / "blobs" / "x#1").symlink_to(outside / "data#1")
     report = sheaf.json("gc", "--delete", "--older-than", "0s", "--unreferenced")
     assert report["removed_files"] == 0 and report["failed_files"] == 0
-    assert all(l["action"] == "kept" and "symbolic link" in l["detail"] for l in report["leftovers"]), report
+    assert all(lo["action"] == "kept" and "symbolic link" in lo["detail"] for lo in report["leftovers"]), report
     assert (outside / "data#1").read_bytes() == b"precious"
     assert (tmp / "link").is_symlink() and (tmp / "dirlink").is_symlink()
 
@@ -245,7 +285,10 @@ def _undeletable(path: Path):
 
 def test_a_failed_removal_is_named_and_the_rest_are_removed(sheaf, registry):
     stuck = _leftover(registry, ".sheaf/tmp/stuck/1-1", b"cannot go")
-    others = [_leftover(registry, ".sheaf/tmp/2-2", b"goes"), _leftover(registry, f".sheaf/blobs/{'7' * 64}#1", b"goes")]
+    others = [
+        _leftover(registry, ".sheaf/tmp/2-2", b"goes"),
+        _leftover(registry, f".sheaf/blobs/{'7' * 64}#1", b"goes"),
+    ]
     undo = _undeletable(registry / stuck)
     try:
         r = sheaf("gc", "--delete", json_out=True)
@@ -253,7 +296,7 @@ def test_a_failed_removal_is_named_and_the_rest_are_removed(sheaf, registry):
         report = json.loads(r.stdout)
         actions = _actions(report)
         assert actions == {stuck: "failed", **{p: "removed" for p in others}}
-        failed = next(l for l in report["leftovers"] if l["action"] == "failed")
+        failed = next(lo for lo in report["leftovers"] if lo["action"] == "failed")
         assert "stuck/1-1" in failed["detail"]
         assert report["failed_files"] == 1 and report["removed_files"] == 2
 
@@ -307,8 +350,12 @@ def test_a_killed_push_leaves_only_complete_blobs_and_what_gc_removes(sheaf, reg
     shutil.rmtree(registry)
     registry.mkdir()
     for i, delay in enumerate([0.0, 0.05, 0.15, 0.3, 0.6, 0.9]):
-        proc = subprocess.Popen([str(SHEAF_BIN), "--registry", str(registry), "push", "o/killed", str(src)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=base_env())
+        proc = subprocess.Popen(
+            [str(SHEAF_BIN), "--registry", str(registry), "push", "o/killed", str(src)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=base_env(),
+        )
         time.sleep(delay * push_time)
         proc.send_signal(signal.SIGKILL)
         proc.communicate()
@@ -319,7 +366,7 @@ def test_a_killed_push_leaves_only_complete_blobs_and_what_gc_removes(sheaf, reg
             assert rel.startswith(".sheaf/blobs/") and "#" not in p.name, rel
             assert blob_path(registry, chunked_hash(p.read_bytes())) == p, f"{rel} is not complete"
         report = sheaf.json("gc", "--older-than", "0s", "--delete")
-        assert {l["kind"] for l in report["leftovers"]} <= {"staging"}, report
+        assert {lo["kind"] for lo in report["leftovers"]} <= {"staging"}, report
         assert report["failed_files"] == 0, report
         tmp = registry / ".sheaf" / "tmp"
         assert not (tmp.exists() and any(tmp.iterdir())), f"kill {i}: gc left {list(tmp.iterdir())}"
@@ -392,7 +439,7 @@ def test_gc_on_an_s3_registry(s3_bucket_left_clean, tmp_path):
     dry = s3.json("gc", "--older-than", "0s")
     assert dry["registry"] == S3_REGISTRY and dry["manifests"] == 2
     assert _actions(dry) == {rel: "would_remove" for rel in garbage}
-    assert {l["path"]: l["size"] for l in dry["leftovers"]} == {rel: len(d) for rel, d in garbage.items()}
+    assert {lo["path"]: lo["size"] for lo in dry["leftovers"]} == {rel: len(d) for rel, d in garbage.items()}
     assert _keys(client) == before
 
     done = s3.json("gc", "--delete", "--older-than", "0s")
@@ -404,7 +451,10 @@ def test_gc_on_an_s3_registry(s3_bucket_left_clean, tmp_path):
     after = _keys(client)
     assert p + orphan not in after and p + "other/thing#1" in after and "elsewhere/.sheaf/tmp/1-1" in after
 
-    for top, files in ((r1, {"a.txt": b"s3 one", "same.txt": b"same"}), (r2, {"a.txt": b"s3 two", "same.txt": b"same"})):
+    for top, files in (
+        (r1, {"a.txt": b"s3 one", "same.txt": b"same"}),
+        (r2, {"a.txt": b"s3 two", "same.txt": b"same"}),
+    ):
         dest = tmp_path / f"dest-{top[:8]}"
         s3.json("install", f"s3/gc@{top}", "--dest", dest)
         assert read_tree(dest) == files

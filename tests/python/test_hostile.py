@@ -37,13 +37,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import flight_testlib as fl
+import hostile_lib as h
 import pyarrow as pa
 import pyarrow.flight as flight
 import pyarrow.parquet as pq
 import pytest
-
-import flight_testlib as fl
-import hostile_lib as h
 from hostile_lib import OPTIONS, assert_running, attempt, chain, nest, options, uri
 from sheaf_testlib import Sheaf, blob_path, chunked_hash, start_server, write_manifest
 
@@ -57,12 +56,12 @@ CUT_IPC = "tables/cut.arrows"
 BROKEN_JSONL = "tables/broken.jsonl"
 OTHER = "tables/other.parquet"
 BIG = "h/big"
-NUMBERS = "big/numbers.parquet"      # 5M rows x 2 int64: 80 MB, more than any socket buffer
+NUMBERS = "big/numbers.parquet"  # 5M rows x 2 int64: 80 MB, more than any socket buffer
 BIG_OTHER = "big/other.parquet"
-COSTLY = "big/costly.parquet"        # long strings for an expensive (allowed) regex filter
+COSTLY = "big/costly.parquet"  # long strings for an expensive (allowed) regex filter
 
 INVALID = ("INVALID_ARGUMENT",)
-MAX_MESSAGE = 1024                   # bytes of grpc-message for errors about hostile input
+MAX_MESSAGE = 1024  # bytes of grpc-message for errors about hostile input
 MAX_LOG_LINE = 8 * 1024
 
 
@@ -86,10 +85,12 @@ def costly_table() -> pa.Table:
     rng = random.Random(3)
     alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
     long_values = ["".join(rng.choice(alphabet) for _ in range(COSTLY_LEN)) for _ in range(16)]
-    return pa.table({
-        "id": pa.array(range(rows), pa.int64()),
-        "s": pa.array([f"short{i}" if i < COSTLY_GROUP_ROWS else long_values[i % 16] for i in range(rows)]),
-    })
+    return pa.table(
+        {
+            "id": pa.array(range(rows), pa.int64()),
+            "s": pa.array([f"short{i}" if i < COSTLY_GROUP_ROWS else long_values[i % 16] for i in range(rows)]),
+        }
+    )
 
 
 COSTLY_GROUPS = 200
@@ -118,13 +119,13 @@ def world(tmp_path_factory) -> World:
     (src / WIDE_CSV).write_bytes(h.csv_of(h.wide_table()))
     # Numbers in column n for the first 1500 records (schema inference reads
     # 1000), words after: decoding fails part-way through the file.
-    (src / DRIFT_CSV).write_text("id,n\n" + "".join(
-        f"{i},{i if i < 1500 else 'word' + str(i)}\n" for i in range(3000)))
+    (src / DRIFT_CSV).write_text("id,n\n" + "".join(f"{i},{i if i < 1500 else 'word' + str(i)}\n" for i in range(3000)))
     # An Arrow IPC stream cut in the middle of a message (after 7 of 10
     # batches), and JSON lines with a broken line after 3000 good ones.
     h.write_cut_ipc_stream(src / CUT_IPC)
-    (src / BROKEN_JSONL).write_text("".join(
-        (json.dumps({"id": i, "x": i / 4}) if i != 3000 else '{"id": 3000, "x": ') + "\n" for i in range(5000)))
+    (src / BROKEN_JSONL).write_text(
+        "".join((json.dumps({"id": i, "x": i / 4}) if i != 3000 else '{"id": 3000, "x": ') + "\n" for i in range(5000))
+    )
     w.tops[P] = sheaf.push(P, src)["top_hash"]
 
     big = w.root / "big"
@@ -237,8 +238,12 @@ def test_deep_nesting_is_refused(srv, kind):
 def test_flat_chains_also_refused_in_csv_and_manifest_tables(srv):
     for path in (NUMS_CSV, ""):
         term = "id" if path else "size"
-        expect_planning_refused(srv, uri(P, path, filter=chain(term, "+", 3000) + " = 1"),
-                                max_len=MAX_MESSAGE, what=f"chain on {path or 'the manifest table'}")
+        expect_planning_refused(
+            srv,
+            uri(P, path, filter=chain(term, "+", 3000) + " = 1"),
+            max_len=MAX_MESSAGE,
+            what=f"chain on {path or 'the manifest table'}",
+        )
 
 
 def test_expression_node_budget(srv):
@@ -259,18 +264,23 @@ def test_filter_text_cap(srv):
 
 
 def test_uri_cap(srv):
-    columns = ",".join(["id"] * 25000)        # 75 KB of columns=
+    columns = ",".join(["id"] * 25000)  # 75 KB of columns=
     expect_planning_refused(srv, uri(P, NUMS, columns=columns), max_len=MAX_MESSAGE, what="75 KB columns list")
-    expect_planning_refused(srv, "sheaf://h/data/" + "/".join(["a"] * 40000) + ".parquet",
-                            max_len=MAX_MESSAGE, what="80 KB path")
+    expect_planning_refused(
+        srv, "sheaf://h/data/" + "/".join(["a"] * 40000) + ".parquet", max_len=MAX_MESSAGE, what="80 KB path"
+    )
 
 
 def test_ten_megabyte_in_list(srv):
-    flt = "id IN (" + ",".join(["1234567"] * 1_300_000) + ")"     # 10.4 MB
+    flt = "id IN (" + ",".join(["1234567"] * 1_300_000) + ")"  # 10.4 MB
     assert len(flt) > 10_000_000
     u = uri(P, NUMS, filter=flt)
-    refused(srv, lambda: srv.client.get_flight_info(flight.FlightDescriptor.for_command(u), options(30)),
-            max_len=MAX_MESSAGE, what="10 MB IN list")
+    refused(
+        srv,
+        lambda: srv.client.get_flight_info(flight.FlightDescriptor.for_command(u), options(30)),
+        max_len=MAX_MESSAGE,
+        what="10 MB IN list",
+    )
     alive(srv, "10 MB IN list")
 
 
@@ -346,11 +356,16 @@ ALLOWED = [
     ("length(s) = 2", lambda r: len(r["s"]) == 2),
     ("substr(s, 2, 3) = '123'", lambda r: r["s"][1:4] == "123"),
     ("starts_with(s, 'x199')", lambda r: r["s"].startswith("x199")),
-    ("date_part('year', d) = 2022 AND date_part('month', d) = 2 AND id < 400",
-     lambda r: r["d"].year == 2022 and r["d"].month == 2 and r["id"] < 400),
+    (
+        "date_part('year', d) = 2022 AND date_part('month', d) = 2 AND id < 400",
+        lambda r: r["d"].year == 2022 and r["d"].month == 2 and r["id"] < 400,
+    ),
     ("arrow_cast(id, 'Int32') < 5", lambda r: r["id"] < 5),
     ("coalesce(m, -1) = -1 AND id < 50", lambda r: r["m"] is None and r["id"] < 50),
-    ("CASE WHEN id % 2 = 0 THEN 'even' ELSE 'odd' END = 'even' AND id < 20", lambda r: r["id"] % 2 == 0 and r["id"] < 20),
+    (
+        "CASE WHEN id % 2 = 0 THEN 'even' ELSE 'odd' END = 'even' AND id < 20",
+        lambda r: r["id"] % 2 == 0 and r["id"] < 20,
+    ),
     ("m IS NULL AND id >= 19950", lambda r: r["m"] is None and r["id"] >= 19950),
     ("v > 9990.5 AND s <> 'x19990' AND NOT f", lambda r: r["v"] > 9990.5 and r["s"] != "x19990" and not r["f"]),
     ("CAST(id AS VARCHAR) = '77'", lambda r: r["id"] == 77),
@@ -372,10 +387,16 @@ REPLACEMENT = "X" * 15000
 TRUNCATION = {
     # regexp_replace output grows by 15000x: the first row groups fit, the
     # last one (100-char values) does not (a panic part-way, in the issue).
-    "regexp_replace-parquet": (WIDE, f"length(regexp_replace(w, '.', '{REPLACEMENT}', 'g')) >= 0",
-                               list(range(h.WIDE_ROWS))),
-    "regexp_replace-csv": (WIDE_CSV, f"length(regexp_replace(w, '.', '{REPLACEMENT}', 'g')) >= 0",
-                           list(range(h.WIDE_ROWS))),
+    "regexp_replace-parquet": (
+        WIDE,
+        f"length(regexp_replace(w, '.', '{REPLACEMENT}', 'g')) >= 0",
+        list(range(h.WIDE_ROWS)),
+    ),
+    "regexp_replace-csv": (
+        WIDE_CSV,
+        f"length(regexp_replace(w, '.', '{REPLACEMENT}', 'g')) >= 0",
+        list(range(h.WIDE_ROWS)),
+    ),
     # Fails at row 15000, after 7 row groups were sent.
     "division-by-zero-part-way": (NUMS, "100 / (id - 15000) > -1000", None),
     "bad-cast-part-way": (NUMS, "arrow_cast(n, 'Int64') >= 0", None),
@@ -418,15 +439,20 @@ def test_failing_stream_is_never_a_short_success(srv, kind):
     for n, out in (("first", first), ("second", second)):
         if out.ok:
             got = h.ids_of(out.value)
-            assert expected is not None, f"{kind}: {n} read returned {len(got)} rows with OK, but the correct " \
-                                         f"result is an error"
-            assert got == expected, f"{kind}: {n} read returned {len(got)} rows with OK, expected {len(expected)} " \
-                                    "(a truncated stream ended as a success)"
+            assert expected is not None, (
+                f"{kind}: {n} read returned {len(got)} rows with OK, but the correct result is an error"
+            )
+            assert got == expected, (
+                f"{kind}: {n} read returned {len(got)} rows with OK, expected {len(expected)} "
+                "(a truncated stream ended as a success)"
+            )
         else:
-            assert out.code not in ("UNAVAILABLE", "CANCELLED", "DEADLINE_EXCEEDED"), \
+            assert out.code not in ("UNAVAILABLE", "CANCELLED", "DEADLINE_EXCEEDED"), (
                 f"{kind}: {n} read failed with {out.describe()}"
-    assert first.ok == second.ok and first.code == second.code, \
+            )
+    assert first.ok == second.ok and first.code == second.code, (
         f"{kind}: the same tickets gave {first.describe()} then {second.describe()}"
+    )
     if not first.ok:
         hits = after["do_get_cached"] - before["do_get_cached"]
         assert hits == 0, f"{kind}: a failed stream was answered from the cache ({hits} cached DoGets)"
@@ -462,10 +488,12 @@ def test_union_of_partitions_equals_a_single_read(srv, kind):
     keep = set(range(h.NUMS_ROWS))
     if "sample" in extra:
         keep = set(fl.sample_positions(h.NUMS_ROWS, float(extra["sample"]), int(extra["seed"])))
-    pred = {"modulo": lambda r: r["id"] % 7 == 3,
-            "like-and-range": lambda r: r["s"].startswith("x1") and r["v"] > 100,
-            "coalesce": lambda r: (r["m"] or 0) % 4 == 0,
-            "sampled": lambda r: r["id"] % 2 == 1}[kind]
+    pred = {
+        "modulo": lambda r: r["id"] % 7 == 3,
+        "like-and-range": lambda r: r["s"].startswith("x1") and r["v"] > 100,
+        "coalesce": lambda r: (r["m"] or 0) % 4 == 0,
+        "sampled": lambda r: r["id"] % 2 == 1,
+    }[kind]
     assert h.ids_of(single) == [r["id"] for r in rows() if r["id"] in keep and pred(r)]
     # And again: the same rows in the same order.
     assert h.read_all_endpoints(c, parted_info).equals(single)
@@ -496,8 +524,14 @@ ROW_ERRORS = {
 
 
 def _no_internals(msg: str, world: World, what: str):
-    for leak in (str(world.registry), str(world.registry.resolve()), str(world.root), ".sheaf/blobs",
-                 "file://", "/tmp/"):
+    for leak in (
+        str(world.registry),
+        str(world.registry.resolve()),
+        str(world.root),
+        ".sheaf/blobs",
+        "file://",
+        "/tmp/",
+    ):
         assert leak not in msg, f"{what}: the message reveals {leak!r}: {h.short(msg)}"
 
 
@@ -505,8 +539,13 @@ def _no_internals(msg: str, world: World, what: str):
 @pytest.mark.parametrize("kind", list(ROW_ERRORS))
 def test_row_evaluation_error_is_invalid_argument(srv, world, kind, path):
     flt = ROW_ERRORS[kind]
-    out = refused(srv, lambda: h.read_uri(srv.client, uri(P, path, filter=flt)), mention=(path,),
-                  max_len=MAX_MESSAGE, what=f"{kind} on {path}")
+    out = refused(
+        srv,
+        lambda: h.read_uri(srv.client, uri(P, path, filter=flt)),
+        mention=(path,),
+        max_len=MAX_MESSAGE,
+        what=f"{kind} on {path}",
+    )
     _no_internals(out.message, world, kind)
     alive(srv, kind)
 
@@ -530,16 +569,22 @@ def test_huge_uri_is_refused_briefly_and_not_logged_whole(srv, kind):
     for name, fn in plan_calls(srv.client, u):
         refused(srv, fn, max_len=MAX_MESSAGE, what=f"{kind} {name}")
     alive(srv, kind)
-    long_lines = [len(l) for l in h.log_lines(srv, mark) if len(l.encode()) > MAX_LOG_LINE]
+    long_lines = [len(ln) for ln in h.log_lines(srv, mark) if len(ln.encode()) > MAX_LOG_LINE]
     assert not long_lines, f"{kind}: the server logged lines of {long_lines} bytes (at most {MAX_LOG_LINE})"
 
 
 def test_huge_action_bodies_are_refused_briefly(srv):
     mark = srv.log_size()
     c = srv.client
-    for name, body in (("resolve", {"ref": "o/" + "n" * MEGA}), ("list_tables", {"ref": "h/data:" + "t" * MEGA}),
-                       ("browse", {"ref": P, "prefix": "p" * MEGA}), ("resolve", {"ref": "x" * MEGA})):
-        out = attempt(lambda: list(c.do_action(flight.Action(name, json.dumps(body).encode()), OPTIONS)))
+    for name, body in (
+        ("resolve", {"ref": "o/" + "n" * MEGA}),
+        ("list_tables", {"ref": "h/data:" + "t" * MEGA}),
+        ("browse", {"ref": P, "prefix": "p" * MEGA}),
+        ("resolve", {"ref": "x" * MEGA}),
+    ):
+        out = attempt(
+            lambda name=name, body=body: list(c.do_action(flight.Action(name, json.dumps(body).encode()), OPTIONS))
+        )
         assert_running(srv, name)
         if not out.ok:
             assert out.code in ("INVALID_ARGUMENT", "NOT_FOUND"), f"{name}: {out.describe()}"
@@ -549,7 +594,7 @@ def test_huge_action_bodies_are_refused_briefly(srv):
     out = attempt(lambda: list(c.list_flights(b"*" * MEGA, OPTIONS)))
     assert out.ok or (out.code == "INVALID_ARGUMENT" and len(out.message.encode()) <= MAX_MESSAGE), out.describe()
     alive(srv, "huge action bodies")
-    long_lines = [len(l) for l in h.log_lines(srv, mark) if len(l.encode()) > MAX_LOG_LINE]
+    long_lines = [len(ln) for ln in h.log_lines(srv, mark) if len(ln.encode()) > MAX_LOG_LINE]
     assert not long_lines, f"the server logged lines of {long_lines} bytes (at most {MAX_LOG_LINE})"
 
 
@@ -569,13 +614,26 @@ def _redeem(srv, raw: bytes, timeout: float = 30):
 
 def test_garbage_tickets(srv):
     rng = random.Random(10)
-    garbage = [b"", b"\x00", b"\xff" * 64, b"not a ticket", rng.randbytes(100), rng.randbytes(5000),
-               bytes([0x0A, 0xFF, 0xFF, 0xFF, 0xFF, 0x0F]),              # a length far past the end
-               bytes([0x22, 0x05, 0x12, 0x10]) + b"x",                     # query cut short
-               bytes([0x0B]) + b"group start", bytes([0x08] + [0x80] * 11)]  # a varint of 11 bytes
+    garbage = [
+        b"",
+        b"\x00",
+        b"\xff" * 64,
+        b"not a ticket",
+        rng.randbytes(100),
+        rng.randbytes(5000),
+        bytes([0x0A, 0xFF, 0xFF, 0xFF, 0xFF, 0x0F]),  # a length far past the end
+        bytes([0x22, 0x05, 0x12, 0x10]) + b"x",  # query cut short
+        bytes([0x0B]) + b"group start",
+        bytes([0x08] + [0x80] * 11),
+    ]  # a varint of 11 bytes
     for raw in garbage:
-        refused(srv, _redeem(srv, raw), ("INVALID_ARGUMENT", "NOT_FOUND"), max_len=MAX_MESSAGE,
-                what=f"garbage ticket {raw[:16]!r}")
+        refused(
+            srv,
+            _redeem(srv, raw),
+            ("INVALID_ARGUMENT", "NOT_FOUND"),
+            max_len=MAX_MESSAGE,
+            what=f"garbage ticket {raw[:16]!r}",
+        )
     alive(srv, "garbage tickets")
 
 
@@ -593,8 +651,7 @@ def test_tickets_edited_by_one_byte(srv):
             out = attempt(_redeem(srv, bytes(raw)))
             assert_running(srv, f"ticket with byte {i} ^ {flip:#x}")
             if not out.ok:
-                assert out.code in ("INVALID_ARGUMENT", "NOT_FOUND"), \
-                    f"byte {i} ^ {flip:#x}: {out.describe()}"
+                assert out.code in ("INVALID_ARGUMENT", "NOT_FOUND"), f"byte {i} ^ {flip:#x}: {out.describe()}"
                 assert len(out.message.encode()) <= MAX_MESSAGE
             seen[out.code or "OK"] = seen.get(out.code or "OK", 0) + 1
     assert "INVALID_ARGUMENT" in seen and "NOT_FOUND" in seen, seen
@@ -606,7 +663,7 @@ def test_two_megabyte_tickets(srv):
     rng = random.Random(11)
     big = [
         rng.randbytes(2 * MEGA),
-        good + h.pb_encode([(15, 2, b"u" * (2 * MEGA))]),                     # an unknown field
+        good + h.pb_encode([(15, 2, b"u" * (2 * MEGA))]),  # an unknown field
         h.edit_ticket(good, query={"filter": "id = " + "1" * (2 * MEGA)}),
         h.edit_ticket(good, query={"columns": ["id"] * 600_000}),
         h.edit_ticket(good, package="o/" + "n" * (2 * MEGA)),
@@ -614,8 +671,13 @@ def test_two_megabyte_tickets(srv):
     ]
     for raw in big:
         assert len(raw) >= 2 * MEGA
-        refused(srv, _redeem(srv, raw), ("INVALID_ARGUMENT", "NOT_FOUND"), max_len=MAX_MESSAGE,
-                what=f"2 MB ticket starting {raw[:12]!r}")
+        refused(
+            srv,
+            _redeem(srv, raw),
+            ("INVALID_ARGUMENT", "NOT_FOUND"),
+            max_len=MAX_MESSAGE,
+            what=f"2 MB ticket starting {raw[:12]!r}",
+        )
     alive(srv, "2 MB tickets")
 
 
@@ -638,8 +700,13 @@ def test_forged_ticket_filters_are_checked_like_uris(srv, flt, name):
         good = _ticket(srv, path, filter="id >= 0" if path else "size >= 0")
         f = flt if path else flt.replace("(s,", "(logical_key,").replace("id", "size")
         forged = h.edit_ticket(good, query={"filter": f})
-        refused(srv, _redeem(srv, forged), mention=(name,) if name else (), max_len=MAX_MESSAGE,
-                what=f"forged ticket of {path or 'manifest'} with {flt[:40]}")
+        refused(
+            srv,
+            _redeem(srv, forged),
+            mention=(name,) if name else (),
+            max_len=MAX_MESSAGE,
+            what=f"forged ticket of {path or 'manifest'} with {flt[:40]}",
+        )
     alive(srv, "forged tickets")
 
 
@@ -710,8 +777,9 @@ def _uncached_read_completes(server, what: str, salt: int):
     within 30 s."""
     client = flight.FlightClient(server.url)
     try:
-        out = attempt(lambda: h.read_uri(client, uri(BIG, BIG_OTHER, filter=f"k >= 0 AND k <> {-1 - salt}"),
-                                         options(30)))
+        out = attempt(
+            lambda: h.read_uri(client, uri(BIG, BIG_OTHER, filter=f"k >= 0 AND k <> {-1 - salt}"), options(30))
+        )
         assert_running(server, what)
         assert out.ok, f"after {what}: an uncached read of another table did not complete: {out.describe()}"
         assert h.ids_of(out.value, "k") == list(range(100))
@@ -756,12 +824,18 @@ os._exit(0)  # the process goes away with the stream open
 def test_client_process_exit_releases_its_permit(one_scan):
     import subprocess
     import sys
+
     server = one_scan()
     ticket = _costly_ticket(server, " AND id >= 1")
-    r = subprocess.run([sys.executable, "-c", EXITING_CLIENT, server.url, ticket.ticket.hex()],
-                       capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0 and r.stdout.startswith("rows ") and r.stdout.split()[1] != "0", \
+    r = subprocess.run(
+        [sys.executable, "-c", EXITING_CLIENT, server.url, ticket.ticket.hex()],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0 and r.stdout.startswith("rows ") and r.stdout.split()[1] != "0", (
         f"client: {r.stdout}\n{r.stderr}"
+    )
     _uncached_read_completes(server, "the client process of an expensive scan exiting", 2)
 
 
@@ -798,8 +872,9 @@ def _sigterm_exits(server, what: str):
         server.proc.kill()
         server.proc.wait()
         pytest.fail(f"{what}: SIGTERM with --shutdown-grace {GRACE}s: still running after {GRACE + SLACK}s")
-    assert rc == 0, f"{what}: exit code {rc} after SIGTERM ({time.monotonic() - t0:.1f}s)\n" \
-                    f"{h.short(server.stderr()[-3000:], 3000)}"
+    assert rc == 0, (
+        f"{what}: exit code {rc} after SIGTERM ({time.monotonic() - t0:.1f}s)\n{h.short(server.stderr()[-3000:], 3000)}"
+    )
 
 
 @pytest.fixture
@@ -821,7 +896,7 @@ def test_sigterm_with_an_idle_reader(graceful):
     client = flight.FlightClient(server.url)
     fi = fl.info(client, uri(BIG, NUMBERS))
     reader = client.do_get(fi.endpoints[0].ticket, options(120))
-    reader.read_chunk()                # then never reads again
+    reader.read_chunk()  # then never reads again
     _sigterm_exits(server, "an idle reader of a 64 MiB stream")
     client.close()
 
@@ -837,9 +912,10 @@ def test_sigterm_with_an_idle_upload(graceful):
     server = graceful()
     client = flight.FlightClient(server.url)
     table = pa.table({"v": pa.array(range(10_000), pa.int64())})
-    writer, _ = client.do_put(flight.FlightDescriptor.for_command("sheaf://h/upload/t.parquet"), table.schema,
-                              options(120))
-    writer.write_table(table)          # then never finishes
+    writer, _ = client.do_put(
+        flight.FlightDescriptor.for_command("sheaf://h/upload/t.parquet"), table.schema, options(120)
+    )
+    writer.write_table(table)  # then never finishes
     _sigterm_exits(server, "an unfinished upload")
     client.close()
     # Nothing was committed.
@@ -852,12 +928,10 @@ def test_sigterm_with_an_idle_upload(graceful):
 
 
 def test_idle_clients_do_not_starve_others(world):
-    server = start_server(world.registry, "--max-concurrent-scans", "2", "--stall-timeout", "2s",
-                          log_dir=world.logs)
+    server = start_server(world.registry, "--max-concurrent-scans", "2", "--stall-timeout", "2s", log_dir=world.logs)
     idle = None
     try:
-        tickets = [fl.info(server.client, uri(BIG, NUMBERS, filter=f"id >= {k}")).endpoints[0].ticket
-                   for k in range(8)]
+        tickets = [fl.info(server.client, uri(BIG, NUMBERS, filter=f"id >= {k}")).endpoints[0].ticket for k in range(8)]
         idle = h.Idle(server, tickets)
         opened = idle.wait_opened(2, 20)
         assert opened >= 2 or idle.errors, "the idle clients could not even start"
@@ -889,7 +963,7 @@ def test_stalled_reader_is_cut_and_not_cached(world):
         t0 = time.monotonic()
         reader = client.do_get(ticket, options(120))
         first = reader.read_chunk().data
-        time.sleep(8)                  # stall: 4x the stall timeout
+        time.sleep(8)  # stall: 4x the stall timeout
         out = attempt(reader.read_all)
         elapsed = time.monotonic() - t0
         client.close()
@@ -899,7 +973,7 @@ def test_stalled_reader_is_cut_and_not_cached(world):
         again = server.client.do_get(ticket, OPTIONS).read_all()
         expected_rows = json.loads(bytes(fi.endpoints[0].app_metadata).decode())["table_rows"]
         assert again.num_rows == expected_rows
-        assert again.column("id").to_pylist()[:first.num_rows] == first.column("id").to_pylist()
+        assert again.column("id").to_pylist()[: first.num_rows] == first.column("id").to_pylist()
         assert again.column("g").to_pylist()[-1] == 3 * again.column("id").to_pylist()[-1]
     finally:
         server.stop(timeout=5)
@@ -932,13 +1006,20 @@ def linked(tmp_path_factory):
     pq.write_table(secret_table, L.outside / "secret.parquet")
     (L.outside / "secret.csv").write_text(f"id,s\n1,{h.SECRET}\n2,{h.SECRET}\n")
     (L.outside / "secret.txt").write_text(f"{h.SECRET} the password is hunter2\n")
-    L.secret = {"parquet": L.outside / "secret.parquet", "csv": L.outside / "secret.csv", "txt": L.outside / "secret.txt"}
+    L.secret = {
+        "parquet": L.outside / "secret.parquet",
+        "csv": L.outside / "secret.csv",
+        "txt": L.outside / "secret.txt",
+    }
 
     src = root / "src"
     files = {}
     for name in ("blob", "late", "content", "content_late"):
-        h.write_parquet(src / f"{name}.parquet", pa.table({"id": pa.array(range(10), pa.int64()),
-                                                           "tag": [f"{name}-{i}" for i in range(10)]}), 10)
+        h.write_parquet(
+            src / f"{name}.parquet",
+            pa.table({"id": pa.array(range(10), pa.int64()), "tag": [f"{name}-{i}" for i in range(10)]}),
+            10,
+        )
         files[f"{name}.parquet"] = (src / f"{name}.parquet").read_bytes()
     (src / "blob.csv").write_text("id,s\n1,public\n2,public\n")
     (src / "note.txt").write_text("a public note\n")
@@ -955,8 +1036,13 @@ def linked(tmp_path_factory):
     (L.allowed / "real.txt").write_text("allowed and real\n")
 
     def entry(key, physical: Path, data: bytes):
-        return {"logical_key": key, "physical_keys": [physical.as_uri()], "size": len(data),
-                "hash": {"type": "sha2-256-chunked", "value": chunked_hash(data)}, "meta": {}}
+        return {
+            "logical_key": key,
+            "physical_keys": [physical.as_uri()],
+            "size": len(data),
+            "hash": {"type": "sha2-256-chunked", "value": chunked_hash(data)},
+            "meta": {},
+        }
 
     lines = [
         entry("link.parquet", L.allowed / "link.parquet", L.secret["parquet"].read_bytes()),
@@ -992,10 +1078,13 @@ def _never_secret(L, fn, key, what: str):
     assert_running(L.server, what)
     if out.ok:
         leaked = h.SECRET in repr(out.value.to_pylist() if isinstance(out.value, pa.Table) else out.value)
-        pytest.fail(f"{what}: the read succeeded ({out.describe()}){' and returned the SECRET bytes' if leaked else ''}")
+        pytest.fail(
+            f"{what}: the read succeeded ({out.describe()}){' and returned the SECRET bytes' if leaked else ''}"
+        )
     assert out.code in LINK_CODES, f"{what}: expected PERMISSION_DENIED or DATA_LOSS, got {out.describe()}"
-    assert any(k in out.message for k in keys), f"{what}: the error should name {' or '.join(keys)}: " \
-                                                f"{h.short(out.message)}"
+    assert any(k in out.message for k in keys), (
+        f"{what}: the error should name {' or '.join(keys)}: {h.short(out.message)}"
+    )
     assert h.SECRET not in str(out.error), f"{what}: the error reveals the secret"
     assert str(L.outside) not in out.message, f"{what}: the error reveals the symlink's target"
 
@@ -1005,8 +1094,12 @@ def test_symlinked_parquet_blob(linked):
     _swap_for_symlink(_blob_of(L, "blob.parquet"), L.secret["parquet"])
     c = L.server.client
     _never_secret(L, lambda: h.read_uri(c, uri("s/pkg", "blob.parquet")), "blob.parquet", "Parquet blob symlink")
-    _never_secret(L, lambda: c.get_schema(flight.FlightDescriptor.for_command(uri("s/pkg", "blob.parquet")), OPTIONS),
-                  "blob.parquet", "GetSchema of a Parquet blob symlink")
+    _never_secret(
+        L,
+        lambda: c.get_schema(flight.FlightDescriptor.for_command(uri("s/pkg", "blob.parquet")), OPTIONS),
+        "blob.parquet",
+        "GetSchema of a Parquet blob symlink",
+    )
 
 
 def test_symlinked_csv_blob(linked):
@@ -1020,33 +1113,48 @@ def test_symlinked_blob_in_manifest_content(linked):
     L = linked
     _swap_for_symlink(_blob_of(L, "note.txt"), L.secret["txt"])
     c = L.server.client
-    _never_secret(L, lambda: h.read_uri(c, uri("s/pkg", content="true", filter="logical_key = 'note.txt'")),
-                  "note.txt", "content=true of a blob symlink")
+    _never_secret(
+        L,
+        lambda: h.read_uri(c, uri("s/pkg", content="true", filter="logical_key = 'note.txt'")),
+        "note.txt",
+        "content=true of a blob symlink",
+    )
     # Other tests swap other blobs of the package: any of them may be named.
-    _never_secret(L, lambda: h.read_uri(c, uri("s/pkg", content="true", partitions=3)),
-                  ("note.txt", "blob.parquet", "blob.csv", "late.parquet", "content_late.parquet"),
-                  "content=true of every entry, one a blob symlink")
+    _never_secret(
+        L,
+        lambda: h.read_uri(c, uri("s/pkg", content="true", partitions=3)),
+        ("note.txt", "blob.parquet", "blob.csv", "late.parquet", "content_late.parquet"),
+        "content=true of every entry, one a blob symlink",
+    )
 
 
 def test_blob_swapped_for_a_symlink_after_planning(linked):
     L = linked
     c = L.server.client
-    fi = fl.info(c, uri("s/pkg", "late.parquet"))              # footer read from the real blob
+    fi = fl.info(c, uri("s/pkg", "late.parquet"))  # footer read from the real blob
     fi_content = fl.info(c, uri("s/pkg", content="true", filter="logical_key = 'content_late.parquet'"))
     _swap_for_symlink(_blob_of(L, "late.parquet"), L.secret["parquet"])
     _swap_for_symlink(_blob_of(L, "content_late.parquet"), L.secret["parquet"])
     _never_secret(L, lambda: h.read_all_endpoints(c, fi), "late.parquet", "blob swapped after GetFlightInfo")
-    _never_secret(L, lambda: h.read_all_endpoints(c, fi_content), "content_late.parquet",
-                  "content blob swapped after GetFlightInfo")
+    _never_secret(
+        L,
+        lambda: h.read_all_endpoints(c, fi_content),
+        "content_late.parquet",
+        "content blob swapped after GetFlightInfo",
+    )
 
 
 def test_symlinked_file_in_an_allowed_folder(linked):
     L = linked
     c = L.server.client
     for key in ("link.parquet", "sub/secret.parquet"):
-        _never_secret(L, lambda: h.read_uri(c, uri("s/allowed", key)), key, f"--allow'ed {key}")
-    _never_secret(L, lambda: h.read_uri(c, uri("s/allowed", content="true", filter="logical_key = 'link.txt'")),
-                  "link.txt", "content=true of a symlink in an allowed folder")
+        _never_secret(L, lambda key=key: h.read_uri(c, uri("s/allowed", key)), key, f"--allow'ed {key}")
+    _never_secret(
+        L,
+        lambda: h.read_uri(c, uri("s/allowed", content="true", filter="logical_key = 'link.txt'")),
+        "link.txt",
+        "content=true of a symlink in an allowed folder",
+    )
     # The real file next to them reads.
     got = h.read_uri(c, uri("s/allowed", content="true", filter="logical_key = 'real.txt'"))
     assert got.column("content").to_pylist() == [b"allowed and real\n"]
@@ -1057,8 +1165,9 @@ def test_allowed_file_swapped_for_a_symlink_after_planning(linked):
     c = L.server.client
     fi = fl.info(c, uri("s/allowed", "late.parquet"))
     _swap_for_symlink(L.allowed / "late.parquet", L.secret["parquet"])
-    _never_secret(L, lambda: h.read_all_endpoints(c, fi), "late.parquet",
-                  "allowed file swapped for a symlink after GetFlightInfo")
+    _never_secret(
+        L, lambda: h.read_all_endpoints(c, fi), "late.parquet", "allowed file swapped for a symlink after GetFlightInfo"
+    )
 
 
 # --------------------------------------------------------------------------
@@ -1092,8 +1201,14 @@ def test_fifty_concurrent_unpinned_puts_all_land(putter):
     def one(i):
         client = flight.FlightClient(server.url)
         try:
-            return attempt(lambda: put(client, f"sheaf://h/many/p/{i:02d}.parquet",
-                                       pa.table({"i": pa.array([i] * 10, pa.int64())}), options(120)))
+            return attempt(
+                lambda: put(
+                    client,
+                    f"sheaf://h/many/p/{i:02d}.parquet",
+                    pa.table({"i": pa.array([i] * 10, pa.int64())}),
+                    options(120),
+                )
+            )
         finally:
             client.close()
 
@@ -1106,8 +1221,9 @@ def test_fifty_concurrent_unpinned_puts_all_land(putter):
     assert len(tops) == n, "every upload is a revision of its own"
     c = server.client
     paths = {t["path"] for t in fl.action(c, "list_tables", {"ref": "h/many"})["tables"]}
-    assert {f"p/{i:02d}.parquet" for i in range(n)} <= paths, \
+    assert {f"p/{i:02d}.parquet" for i in range(n)} <= paths, (
         f"missing from latest: {sorted({f'p/{i:02d}.parquet' for i in range(n)} - paths)}"
+    )
     keys = h.read_uri(c, uri("h/many")).column("logical_key").to_pylist()
     assert sorted(keys) == [f"p/{i:02d}.parquet" for i in range(n)]
     assert len(fl.action(c, "list_revisions", {"package": "h/many"})) == n
@@ -1116,18 +1232,22 @@ def test_fifty_concurrent_unpinned_puts_all_land(putter):
 
 
 def _union_tables():
-    sparse = pa.UnionArray.from_sparse(pa.array([0, 1, 0], pa.int8()),
-                                       [pa.array([1, 2, 3]), pa.array(["a", "b", "c"])])
-    dense = pa.UnionArray.from_dense(pa.array([0, 1, 0], pa.int8()), pa.array([0, 0, 1], pa.int32()),
-                                     [pa.array([1, 2]), pa.array(["a"])])
+    sparse = pa.UnionArray.from_sparse(pa.array([0, 1, 0], pa.int8()), [pa.array([1, 2, 3]), pa.array(["a", "b", "c"])])
+    dense = pa.UnionArray.from_dense(
+        pa.array([0, 1, 0], pa.int8()), pa.array([0, 0, 1], pa.int32()), [pa.array([1, 2]), pa.array(["a"])]
+    )
     ok = pa.array([1, 2, 3], pa.int64())
     return {
         "sparse": ("my_sparse_union", pa.table({"ok": ok, "my_sparse_union": sparse})),
         "dense": ("my_dense_union", pa.table({"ok": ok, "my_dense_union": dense})),
-        "in-struct": ("outer_struct", pa.table({
-            "ok": ok, "outer_struct": pa.StructArray.from_arrays([ok, sparse], ["x", "inner_union"])})),
-        "in-list": ("list_of_unions", pa.table({
-            "ok": ok, "list_of_unions": pa.ListArray.from_arrays(pa.array([0, 1, 2, 3], pa.int32()), dense)})),
+        "in-struct": (
+            "outer_struct",
+            pa.table({"ok": ok, "outer_struct": pa.StructArray.from_arrays([ok, sparse], ["x", "inner_union"])}),
+        ),
+        "in-list": (
+            "list_of_unions",
+            pa.table({"ok": ok, "list_of_unions": pa.ListArray.from_arrays(pa.array([0, 1, 2, 3], pa.int32()), dense)}),
+        ),
     }
 
 
@@ -1136,8 +1256,13 @@ def test_put_of_a_union_column_is_refused(putter, kind):
     server = putter.get()
     column, table = _union_tables()[kind]
     pkg = f"h/union-{kind}"
-    refused(server, lambda: put(server.client, f"sheaf://{pkg}/t.parquet", table), mention=(column,),
-            max_len=MAX_MESSAGE, what=f"DoPut of a {kind} union")
+    refused(
+        server,
+        lambda: put(server.client, f"sheaf://{pkg}/t.parquet", table),
+        mention=(column,),
+        max_len=MAX_MESSAGE,
+        what=f"DoPut of a {kind} union",
+    )
     assert all(p["name"] != pkg for p in fl.action(server.client, "list_packages")), "a refused upload committed"
     alive_put(server, kind)
 
@@ -1153,8 +1278,13 @@ def test_put_with_too_many_columns_is_refused(putter, ncols):
     server = putter.get()
     table = pa.table({f"c{i}": pa.array([i], pa.int32()) for i in range(ncols)})
     pkg = f"h/wide-{ncols}"
-    refused(server, lambda: put(server.client, f"sheaf://{pkg}/t.parquet", table, options(120)),
-            mention=("4096",), max_len=MAX_MESSAGE, what=f"DoPut of {ncols} columns")
+    refused(
+        server,
+        lambda: put(server.client, f"sheaf://{pkg}/t.parquet", table, options(120)),
+        mention=("4096",),
+        max_len=MAX_MESSAGE,
+        what=f"DoPut of {ncols} columns",
+    )
     assert all(p["name"] != pkg for p in fl.action(server.client, "list_packages")), "a refused upload committed"
     alive_put(server, f"{ncols} columns")
 
@@ -1172,10 +1302,17 @@ def test_put_with_a_huge_target_is_refused_briefly(putter):
     server = putter.get()
     mark = server.log_size()
     table = pa.table({"a": [1]})
-    for target in ("sheaf://h/p/" + "a" * MEGA + ".parquet", "sheaf://h/p/t.parquet?message=" + "m" * MEGA,
-                   "sheaf://h/p/t.parquet?" + "k" * MEGA + "=1"):
-        refused(server, lambda: put(server.client, target, table), max_len=MAX_MESSAGE,
-                what=f"DoPut to {target[:30]}...")
+    for target in (
+        "sheaf://h/p/" + "a" * MEGA + ".parquet",
+        "sheaf://h/p/t.parquet?message=" + "m" * MEGA,
+        "sheaf://h/p/t.parquet?" + "k" * MEGA + "=1",
+    ):
+        refused(
+            server,
+            lambda target=target: put(server.client, target, table),
+            max_len=MAX_MESSAGE,
+            what=f"DoPut to {target[:30]}...",
+        )
     alive_put(server, "huge DoPut targets")
-    long_lines = [len(l) for l in h.log_lines(server, mark) if len(l.encode()) > MAX_LOG_LINE]
+    long_lines = [len(ln) for ln in h.log_lines(server, mark) if len(ln.encode()) > MAX_LOG_LINE]
     assert not long_lines, f"the server logged lines of {long_lines} bytes (at most {MAX_LOG_LINE})"

@@ -14,10 +14,22 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import pytest
-
-from sheaf_testlib import (BIG_KEY, HEX64, MIB, SHEAF_BIN, assert_exit, base_env, big_bytes, blob_path,
-                           chunked_hash, describe, read_tree, top_hash_of, write_manifest, write_tree)
-
+from sheaf_testlib import (
+    BIG_KEY,
+    HEX64,
+    MIB,
+    SHEAF_BIN,
+    assert_exit,
+    base_env,
+    big_bytes,
+    blob_path,
+    chunked_hash,
+    describe,
+    read_tree,
+    top_hash_of,
+    write_manifest,
+    write_tree,
+)
 
 # ---------------------------------------------------------------------------
 # registry invariants
@@ -40,14 +52,14 @@ def check_registry(registry: Path, *, hash_blobs: bool = True) -> dict:
             problems.append(f"stray file in .quilt/packages (quilt3 would list it as a manifest): {p.name}")
             continue
         try:
-            lines = [json.loads(l) for l in p.read_text(encoding="utf-8").splitlines() if l.strip()]
+            lines = [json.loads(ln) for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()]
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             problems.append(f"manifest {p.name} does not parse: {e}")
             continue
         if not lines or "logical_key" in lines[0]:
             problems.append(f"manifest {p.name} has no header")
             continue
-        entries = [l for l in lines[1:] if "physical_keys" in l]
+        entries = [rec for rec in lines[1:] if "physical_keys" in rec]
         if top_hash_of(lines[0], entries) != p.name:
             problems.append(f"manifest {p.name} content hashes to {top_hash_of(lines[0], entries)}")
         manifests[p.name] = entries
@@ -58,8 +70,10 @@ def check_registry(registry: Path, *, hash_blobs: bool = True) -> dict:
             if not data_path.is_file():
                 problems.append(f"manifest {p.name}: {e['logical_key']} -> missing {data_path}")
             elif data_path.stat().st_size != e["size"]:
-                problems.append(f"manifest {p.name}: {e['logical_key']} -> {data_path} has size "
-                                f"{data_path.stat().st_size}, expected {e['size']}")
+                problems.append(
+                    f"manifest {p.name}: {e['logical_key']} -> {data_path} has size "
+                    f"{data_path.stat().st_size}, expected {e['size']}"
+                )
             elif hash_blobs and (str(data_path), e["hash"]["value"]) not in _verified_blobs:
                 if chunked_hash(data_path.read_bytes()) != e["hash"]["value"]:
                     problems.append(f"manifest {p.name}: {e['logical_key']} -> {data_path} has the wrong hash")
@@ -83,7 +97,11 @@ def check_registry(registry: Path, *, hash_blobs: bool = True) -> dict:
                 problems.append(f"pointer {rel} names missing manifest {value.strip()}")
             pointers += 1
     assert not problems, "registry invariants broken:\n" + "\n".join(problems)
-    staging = [p.name for p in (registry / ".sheaf" / "blobs").glob("*#*")] if (registry / ".sheaf" / "blobs").exists() else []
+    staging = (
+        [p.name for p in (registry / ".sheaf" / "blobs").glob("*#*")]
+        if (registry / ".sheaf" / "blobs").exists()
+        else []
+    )
     return {"manifests": len(manifests), "pointers": pointers, "staging_leftovers": staging}
 
 
@@ -120,8 +138,12 @@ def test_sigkill_during_push_never_breaks_the_registry(sheaf, registry, tmp_path
     for iteration in range(8):
         _crash_tree(root, iteration)
         delay = rng.uniform(0.0, push_time * 1.2)
-        proc = subprocess.Popen([str(SHEAF_BIN), "--registry", str(registry), "push", pkg, str(root), "-m",
-                                 f"killed {iteration}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        proc = subprocess.Popen(
+            [str(SHEAF_BIN), "--registry", str(registry), "push", pkg, str(root), "-m", f"killed {iteration}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
         proc.communicate()
@@ -164,12 +186,35 @@ def test_concurrent_pushes_to_one_package(sheaf, registry, tmp_path):
         roots = []
         for side in "ab":
             root = tmp_path / f"round{round_no}-{side}"
-            write_tree(root, {"who.txt": f"{side}{round_no}".encode(), "common/shared.bin": big_bytes(2 * MIB, seed=5),
-                              f"only-{side}.txt": side.encode()})
+            write_tree(
+                root,
+                {
+                    "who.txt": f"{side}{round_no}".encode(),
+                    "common/shared.bin": big_bytes(2 * MIB, seed=5),
+                    f"only-{side}.txt": side.encode(),
+                },
+            )
             roots.append(root)
-        procs = [subprocess.Popen([str(SHEAF_BIN), "--registry", str(registry), "--json", "push", pkg, str(r),
-                                   "-m", f"round {round_no} {r.name}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  text=True, env=base_env()) for r in roots]
+        procs = [
+            subprocess.Popen(
+                [
+                    str(SHEAF_BIN),
+                    "--registry",
+                    str(registry),
+                    "--json",
+                    "push",
+                    pkg,
+                    str(r),
+                    "-m",
+                    f"round {round_no} {r.name}",
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=base_env(),
+            )
+            for r in roots
+        ]
         outs = [p.communicate(timeout=120) + (p.returncode,) for p in procs]
         for out, err, code in outs:
             assert code == 0, f"round {round_no}: exit {code}\nstdout:{out}\nstderr:{err}"
@@ -218,15 +263,27 @@ def _snapshot(root: Path, exclude: Path) -> dict[str, tuple]:
     return out
 
 
-@pytest.mark.parametrize("bad_key", ["../evil.txt", "/abs/evil.txt", "a\\b", "sub/../../evil.txt", "./evil.txt",
-                                     "a//evil.txt", "sub/..", "evil.txt/"])
+@pytest.mark.parametrize(
+    "bad_key",
+    ["../evil.txt", "/abs/evil.txt", "a\\b", "sub/../../evil.txt", "./evil.txt", "a//evil.txt", "sub/..", "evil.txt/"],
+)
 def test_install_refuses_logical_keys_that_escape_dest(sheaf, registry, tmp_path, bad_key):
     source = tmp_path / "source.txt"
     source.write_bytes(b"evil payload")
-    entry = {"logical_key": bad_key, "physical_keys": [source.as_uri()], "size": 12,
-             "hash": {"type": "sha2-256-chunked", "value": chunked_hash(b"evil payload")}, "meta": {}}
-    good = {"logical_key": "good.txt", "physical_keys": [source.as_uri()], "size": 12,
-            "hash": {"type": "sha2-256-chunked", "value": chunked_hash(b"evil payload")}, "meta": {}}
+    entry = {
+        "logical_key": bad_key,
+        "physical_keys": [source.as_uri()],
+        "size": 12,
+        "hash": {"type": "sha2-256-chunked", "value": chunked_hash(b"evil payload")},
+        "meta": {},
+    }
+    good = {
+        "logical_key": "good.txt",
+        "physical_keys": [source.as_uri()],
+        "size": 12,
+        "hash": {"type": "sha2-256-chunked", "value": chunked_hash(b"evil payload")},
+        "meta": {},
+    }
     top = write_manifest(registry, {"version": "v0", "message": "evil"}, [good, entry], name="evil/pkg")
     work = tmp_path / "work"
     dest = work / "dest"
@@ -302,12 +359,15 @@ def test_install_does_not_follow_a_symlink_at_the_temporary_download_path(sheaf,
     dest = tmp_path / "dest"
     dest.mkdir()
     # The shell plants the link using its own pid, then execs sheaf, which keeps that pid.
-    script = f'ln -s "$VICTIM" "$DEST/.b.txt.sheaf-partial-$$" && exec "$SHEAF" --registry "$REG" install o/p --dest "$DEST"'
+    script = (
+        'ln -s "$VICTIM" "$DEST/.b.txt.sheaf-partial-$$" && exec "$SHEAF" --registry "$REG" install o/p --dest "$DEST"'
+    )
     env = {**base_env(), "VICTIM": str(victim), "DEST": str(dest), "SHEAF": str(SHEAF_BIN), "REG": sheaf.registry}
     r = subprocess.run(["sh", "-c", script], capture_output=True, text=True, env=env, timeout=120)
     assert victim.read_bytes() == b"precious", (
         "install followed a symlink planted at its temporary download path and overwrote a file outside dest\n"
-        + describe(r))
+        + describe(r)
+    )
     if r.returncode == 0:
         assert not (dest / "b.txt").is_symlink(), "b.txt was installed as a symlink to outside dest"
         assert (dest / "b.txt").read_bytes() == files["b.txt"]
@@ -424,8 +484,14 @@ def test_verify_reports_modified_missing_and_extra_files(sheaf, tree, tmp_path):
     dest = tmp_path / "dest"
     sheaf.json("install", "o/p", "--dest", dest)
     assert sheaf.json("verify", "o/p", "--dir", dest) == {
-        "top_hash": sheaf.json("browse", "o/p")["top_hash"], "checked": len(files), "missing": [], "modified": [],
-        "extra": [], "unverifiable": [], "ok": True}
+        "top_hash": sheaf.json("browse", "o/p")["top_hash"],
+        "checked": len(files),
+        "missing": [],
+        "modified": [],
+        "extra": [],
+        "unverifiable": [],
+        "ok": True,
+    }
 
     # Same size, one byte different, deep inside the big file's second chunk.
     _flip_byte(dest / "data" / "large.bin", 9 * MIB)

@@ -8,9 +8,19 @@ import math
 import shutil
 
 import pytest
-
-from sheaf_testlib import (BIG_KEY, HEX64, assert_exit, chunked_hash, describe, file_url, make_tree, read_tree,
-                           top_hash_of, write_manifest, write_tree)
+from sheaf_testlib import (
+    BIG_KEY,
+    HEX64,
+    assert_exit,
+    chunked_hash,
+    describe,
+    file_url,
+    make_tree,
+    read_tree,
+    top_hash_of,
+    write_manifest,
+    write_tree,
+)
 
 # Package metadata exercising everything where JSON encoders disagree: float
 # repr (1e+16, 1e-05, 1.0, -0.0), non-ASCII and astral characters (escaped as
@@ -32,7 +42,7 @@ TRICKY_META = {
     "i64_min": -9223372036854775808,
     "unicode": "crème brûlée, ключ, 日本語",
     "emoji": "🚀😀 astral",
-    "ctrl": "tab\tnewline\nquote\"backslash\\slash/del\x7f bell\x07",
+    "ctrl": 'tab\tnewline\nquote"backslash\\slash/del\x7f bell\x07',
     "ключ": "значение",
     "😀key": "emoji key",
     "Zed": "upper case sorts first",
@@ -73,7 +83,7 @@ def test_quilt3_built_package_is_browsed_installed_and_verified_by_sheaf(quilt3,
     q_entries = _quilt_entries(pkg)
     assert [e["logical_key"] for e in out["entries"]] == [lk for lk, _ in q_entries]
     assert sorted(files) == sorted(lk for lk, _ in q_entries)
-    for mine, (lk, qe) in zip(out["entries"], q_entries):
+    for mine, (lk, qe) in zip(out["entries"], q_entries, strict=False):
         assert mine["size"] == qe.size == len(files[lk])
         assert mine["hash"] == qe.hash
         assert mine["hash"] == {"type": "sha2-256-chunked", "value": chunked_hash(files[lk])}, lk
@@ -105,8 +115,11 @@ def test_sheaf_push_of_content_quilt3_already_built_is_installable_from_the_regi
     installable from the registry alone, even once the source folder is gone."""
     root = tmp_path / "src"
     files = make_tree(root, big=False)
-    top = quilt3.Package().set_dir("/", str(root), meta={"k": 1}).build(
-        "q/pkg", registry=_registry_url(registry), message="m")
+    top = (
+        quilt3.Package()
+        .set_dir("/", str(root), meta={"k": 1})
+        .build("q/pkg", registry=_registry_url(registry), message="m")
+    )
     push = sheaf.push("s/pkg", root, "-m", "m", "--meta", '{"k": 1}')
     assert push["top_hash"] == top
     assert push["uploaded_files"] == len(set(files.values())), push
@@ -115,7 +128,8 @@ def test_sheaf_push_of_content_quilt3_already_built_is_installable_from_the_regi
     r = sheaf("install", "s/pkg", "--dest", dest)
     assert r.returncode == 0, (
         "sheaf push uploaded every blob and reported success, but the revision is not installable "
-        "once the pushed folder is removed\n" + describe(r))
+        "once the pushed folder is removed\n" + describe(r)
+    )
     assert read_tree(dest) == files
 
 
@@ -130,8 +144,9 @@ def test_sheaf_pushed_package_is_read_installed_and_verified_by_quilt3(quilt3, q
     registry = tmp_path / "régistry with space #1"
     registry.mkdir()
     url = _registry_url(registry)
-    push = sheaf.push("o/p", root, "-m", "pushed by sheaf ✓", "--meta", json.dumps(TRICKY_META, ensure_ascii=False),
-                      registry=registry)
+    push = sheaf.push(
+        "o/p", root, "-m", "pushed by sheaf ✓", "--meta", json.dumps(TRICKY_META, ensure_ascii=False), registry=registry
+    )
     top = push["top_hash"]
     assert HEX64.match(top)
     assert push["files"] == len(files) and push["bytes"] == sum(map(len, files.values()))
@@ -141,7 +156,9 @@ def test_sheaf_pushed_package_is_read_installed_and_verified_by_quilt3(quilt3, q
     assert quilt3.Package.browse("o/p", registry=url, top_hash=top).top_hash == top
     _assert_same_json(qpkg.meta, TRICKY_META)
     assert math.copysign(1.0, qpkg.meta["neg_zero"]) == -1.0
-    assert [lk for lk, _ in qpkg.walk()] == [e["logical_key"] for e in sheaf.json("browse", "o/p", registry=registry)["entries"]]
+    assert [lk for lk, _ in qpkg.walk()] == [
+        e["logical_key"] for e in sheaf.json("browse", "o/p", registry=registry)["entries"]
+    ]
     for lk, e in qpkg.walk():
         assert e.hash == {"type": "sha2-256-chunked", "value": chunked_hash(files[lk])}, lk
         assert e.size == len(files[lk])
@@ -189,8 +206,11 @@ def test_sheaf_reads_quilt3_packages_with_any_number_in_metadata(quilt3, sheaf, 
     nearest double; sheaf must hash the numbers exactly as quilt3 does."""
     empty = tmp_path / "empty"
     empty.mkdir()
-    qtop = quilt3.Package().set_dir("/", str(empty), meta=json.loads(meta_text)).build(
-        "q/num", registry=_registry_url(registry), message="n")
+    qtop = (
+        quilt3.Package()
+        .set_dir("/", str(empty), meta=json.loads(meta_text))
+        .build("q/num", registry=_registry_url(registry), message="n")
+    )
     r = sheaf("browse", "q/num", json_out=True)
     assert r.returncode == 0, describe(r)
     assert json.loads(r.stdout)["top_hash"] == qtop
@@ -203,12 +223,16 @@ def test_meta_numbers_are_kept_exactly_and_hash_like_quilt3(quilt3, sheaf, regis
     empty = tmp_path / "empty"
     empty.mkdir()
     meta = json.loads(meta_text)
-    qtop = quilt3.Package().set_dir("/", str(empty), meta=meta).build(
-        "q/num", registry=_registry_url(registry), message="n")
+    qtop = (
+        quilt3.Package()
+        .set_dir("/", str(empty), meta=meta)
+        .build("q/num", registry=_registry_url(registry), message="n")
+    )
     push = sheaf.push("s/num", empty, "-m", "n", "--meta", meta_text)
     header = json.loads((registry / ".quilt/packages" / push["top_hash"]).read_text().splitlines()[0])
     assert json.dumps(header["user_meta"], sort_keys=True) == json.dumps(meta, sort_keys=True), (
-        f"sheaf stored {header['user_meta']!r} for --meta {meta_text}")
+        f"sheaf stored {header['user_meta']!r} for --meta {meta_text}"
+    )
     assert push["top_hash"] == qtop
 
 
@@ -223,13 +247,17 @@ def test_meta_integers_beyond_64_bits_are_refused_not_rounded(sheaf, registry, t
 
 
 def test_quilt3_package_with_big_integers_installs_verifies_and_refuses_a_rounding_commit(
-        quilt3, sheaf, registry, tmp_path):
+    quilt3, sheaf, registry, tmp_path
+):
     src = tmp_path / "src"
     src.mkdir()
     (src / "a.txt").write_text("hello")
-    meta = {"n": 2 ** 70, "z": 0}
-    qtop = quilt3.Package().set_dir("/", str(src), meta=meta).build("q/big", registry=_registry_url(registry),
-                                                                    message="big")
+    meta = {"n": 2**70, "z": 0}
+    qtop = (
+        quilt3.Package()
+        .set_dir("/", str(src), meta=meta)
+        .build("q/big", registry=_registry_url(registry), message="big")
+    )
     browsed = sheaf.json("browse", "q/big")
     assert browsed["top_hash"] == qtop
     dest = tmp_path / "dest"
@@ -240,11 +268,13 @@ def test_quilt3_package_with_big_integers_installs_verifies_and_refuses_a_roundi
     import pyarrow as pa
     import pyarrow.flight as flight
     from sheaf_testlib import start_server
+
     server = start_server(registry)
     try:
         table = pa.table({"x": [1, 2, 3]})
-        writer, reader = server.client.do_put(flight.FlightDescriptor.for_command("sheaf://q/big/t.parquet"),
-                                              table.schema)
+        writer, reader = server.client.do_put(
+            flight.FlightDescriptor.for_command("sheaf://q/big/t.parquet"), table.schema
+        )
         with pytest.raises(pa.ArrowException) as e:
             writer.write_table(table)
             writer.done_writing()
@@ -254,6 +284,8 @@ def test_quilt3_package_with_big_integers_installs_verifies_and_refuses_a_roundi
     finally:
         server.stop()
     assert sheaf.json("browse", "q/big")["top_hash"] == qtop
+
+
 # ---------------------------------------------------------------------------
 # (c) null, empty and textual messages
 # ---------------------------------------------------------------------------
@@ -316,9 +348,9 @@ def test_quilt3_folder_metadata_survives_sheaf(quilt3, quilt3_cli, sheaf, regist
     top = pkg.build("q/dirs", registry=url, message="with folder metadata")
     manifest_path = registry / ".quilt" / "packages" / top
     original = manifest_path.read_bytes()
-    lines = [json.loads(l) for l in original.decode().splitlines()]
-    dir_lines = [l for l in lines[1:] if "physical_keys" not in l]
-    assert {l["logical_key"] for l in dir_lines} == {"nested/", "nested/deeper/"}, "quilt3 wrote no folder lines?"
+    lines = [json.loads(ln) for ln in original.decode().splitlines()]
+    dir_lines = [rec for rec in lines[1:] if "physical_keys" not in rec]
+    assert {rec["logical_key"] for rec in dir_lines} == {"nested/", "nested/deeper/"}, "quilt3 wrote no folder lines?"
 
     out = sheaf.json("browse", "q/dirs")
     assert out["top_hash"] == top
@@ -362,8 +394,11 @@ def test_subpath_install_matches_quilt3(quilt3, sheaf, registry, small_tree, tmp
 
 def test_sheaf_refuses_a_manifest_whose_content_does_not_match_its_name(quilt3, sheaf, registry, small_tree):
     root, _ = small_tree
-    top = quilt3.Package().set_dir("/", str(root), meta={"a": 1}).build(
-        "q/pkg", registry=_registry_url(registry), message="m")
+    top = (
+        quilt3.Package()
+        .set_dir("/", str(root), meta={"a": 1})
+        .build("q/pkg", registry=_registry_url(registry), message="m")
+    )
     path = registry / ".quilt" / "packages" / top
     path.write_text(path.read_text().replace('"a": 1', '"a": 2', 1))
     r = sheaf("browse", "q/pkg")
@@ -387,11 +422,20 @@ def test_legacy_and_foreign_hash_types(quilt3_cli, sheaf, registry, tmp_path):
     src = tmp_path / "src"
     write_tree(src, {"hello.txt": b"Hello, World!", "other.txt": b"other"})
     lines = [
-        {"logical_key": "hello.txt", "physical_keys": [(src / "hello.txt").as_uri()], "size": 13,
-         "hash": {"type": "SHA256", "value": "dffd6021bb2bd5b0af676290809ec3a53191dd81c7f70a4b28688a362182986f"},
-         "meta": {}},
-        {"logical_key": "crc.txt", "physical_keys": [(src / "hello.txt").as_uri()], "size": 13,
-         "hash": {"type": "CRC64NVME", "value": "1Km+Qyat0k0="}, "meta": {}},
+        {
+            "logical_key": "hello.txt",
+            "physical_keys": [(src / "hello.txt").as_uri()],
+            "size": 13,
+            "hash": {"type": "SHA256", "value": "dffd6021bb2bd5b0af676290809ec3a53191dd81c7f70a4b28688a362182986f"},
+            "meta": {},
+        },
+        {
+            "logical_key": "crc.txt",
+            "physical_keys": [(src / "hello.txt").as_uri()],
+            "size": 13,
+            "hash": {"type": "CRC64NVME", "value": "1Km+Qyat0k0="},
+            "meta": {},
+        },
     ]
     top = write_manifest(registry, {"version": "v0", "message": "legacy"}, lines, name="old/pkg")
     dest = tmp_path / "dest"

@@ -10,9 +10,22 @@ import sys
 import threading
 
 import pytest
-
-from sheaf_testlib import (BIG_KEY, BUCKET, HEX64, MIB, QUILT_ENV, Sheaf, assert_exit, base_env, big_bytes,
-                           chunked_hash, describe, make_tree, read_tree, write_tree)
+from sheaf_testlib import (
+    BIG_KEY,
+    BUCKET,
+    HEX64,
+    MIB,
+    QUILT_ENV,
+    Sheaf,
+    assert_exit,
+    base_env,
+    big_bytes,
+    chunked_hash,
+    describe,
+    make_tree,
+    read_tree,
+    write_tree,
+)
 
 PREFIX = "some/prefix"
 REGISTRY = f"s3://{BUCKET}/{PREFIX}"
@@ -57,10 +70,12 @@ def test_push_writes_the_quilt_layout_under_the_prefix(pushed, moto):
     assert all(k.startswith(PREFIX + "/") for k in keys), [k for k in keys if not k.startswith(PREFIX + "/")]
     assert f"{PREFIX}/.quilt/packages/{top}" in keys
     assert _get(client, f"{PREFIX}/.quilt/named_packages/s3/pkg/latest").decode() == top
-    stamps = [k for k in keys if k.startswith(f"{PREFIX}/.quilt/named_packages/s3/pkg/") and k.rsplit("/", 1)[1].isdigit()]
+    stamps = [
+        k for k in keys if k.startswith(f"{PREFIX}/.quilt/named_packages/s3/pkg/") and k.rsplit("/", 1)[1].isdigit()
+    ]
     assert [_get(client, k).decode() for k in stamps] == [top]
 
-    manifest = [json.loads(l) for l in _get(client, f"{PREFIX}/.quilt/packages/{top}").decode().splitlines()]
+    manifest = [json.loads(ln) for ln in _get(client, f"{PREFIX}/.quilt/packages/{top}").decode().splitlines()]
     assert manifest[0]["message"] == "first on s3"
     for entry in manifest[1:]:
         hexdigest = base64.b64decode(entry["hash"]["value"]).hex()
@@ -201,7 +216,7 @@ def test_concurrent_pushes_to_one_package_keep_both_revisions(s3, tmp_path):
             roots.append(root)
         results = [None, None]
 
-        def run(i):
+        def run(i, results=results, roots=roots, round_no=round_no):
             results[i] = s3("push", pkg, roots[i], "-m", f"round {round_no} side {i}", json_out=True)
 
         threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]

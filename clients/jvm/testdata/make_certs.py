@@ -31,8 +31,9 @@ from cryptography.hazmat.primitives import serialization
 
 def pkcs8(pem: bytes) -> bytes:
     key = serialization.load_pem_private_key(pem, password=None)
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def chain(cert: trustme.LeafCert) -> bytes:

@@ -64,7 +64,7 @@ def types_table() -> pa.Table:
             f64.append(0.0)
         else:
             f64.append(round(next(r) * 200.0 - 100.0, 3))
-    epoch = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    epoch = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     columns = {
         "id": pa.array(ids, pa.int64()),
         "i8": pa.array([(i % 256) - 128 for i in ids], pa.int8()),
@@ -74,18 +74,30 @@ def types_table() -> pa.Table:
         "f64": pa.array(f64, pa.float64()),
         "flag": pa.array([None if i % 31 == 0 else i % 3 == 0 for i in ids], pa.bool_()),
         "station": pa.array([None if i % 53 == 0 else STATIONS[i % len(STATIONS)] for i in ids], pa.string()),
-        "blob": pa.array([None if i % 47 == 0 else bytes([i % 256, (i * 7) % 256]) * (i % 4) for i in ids], pa.binary()),
+        "blob": pa.array(
+            [None if i % 47 == 0 else bytes([i % 256, (i * 7) % 256]) * (i % 4) for i in ids], pa.binary()
+        ),
         "day": pa.array([dt.date(2020, 1, 1) + dt.timedelta(days=i % 2000) for i in ids], pa.date32()),
-        "ts": pa.array([None if i % 61 == 0 else epoch + dt.timedelta(seconds=i * 37, microseconds=i % 1_000_000) for i in ids],
-                       pa.timestamp("us", tz="UTC")),
+        "ts": pa.array(
+            [None if i % 61 == 0 else epoch + dt.timedelta(seconds=i * 37, microseconds=i % 1_000_000) for i in ids],
+            pa.timestamp("us", tz="UTC"),
+        ),
         "ts_local": pa.array([dt.datetime(2026, 3, 1) + dt.timedelta(minutes=i) for i in ids], pa.timestamp("us")),
-        "amount": pa.array([None if i % 43 == 0 else decimal.Decimal(i * 37 % 1_000_000 - 500_000).scaleb(-3) for i in ids],
-                           pa.decimal128(12, 3)),
-        "tags": pa.array([None if i % 19 == 0 else [STATIONS[(i + k) % len(STATIONS)] for k in range(i % 3)] for i in ids],
-                         pa.list_(pa.string())),
-        "point": pa.array([None if i % 23 == 0 else {"x": i / 4.0, "y": -i / 8.0} for i in ids],
-                          pa.struct([("x", pa.float64()), ("y", pa.float64())])),
-        "attrs": pa.array([None if i % 29 == 0 else [("k%d" % (i % 5), i % 7)] for i in ids], pa.map_(pa.string(), pa.int32())),
+        "amount": pa.array(
+            [None if i % 43 == 0 else decimal.Decimal(i * 37 % 1_000_000 - 500_000).scaleb(-3) for i in ids],
+            pa.decimal128(12, 3),
+        ),
+        "tags": pa.array(
+            [None if i % 19 == 0 else [STATIONS[(i + k) % len(STATIONS)] for k in range(i % 3)] for i in ids],
+            pa.list_(pa.string()),
+        ),
+        "point": pa.array(
+            [None if i % 23 == 0 else {"x": i / 4.0, "y": -i / 8.0} for i in ids],
+            pa.struct([("x", pa.float64()), ("y", pa.float64())]),
+        ),
+        "attrs": pa.array(
+            [None if i % 29 == 0 else [(f"k{i % 5}", i % 7)] for i in ids], pa.map_(pa.string(), pa.int32())
+        ),
         'odd "name", with comma': pa.array([i % 10 for i in ids], pa.int32()),
         "CamelCase": pa.array([i % 4 for i in ids], pa.int64()),
     }
@@ -97,40 +109,48 @@ def convert_table() -> pa.Table:
     n = 5_000
     ids = list(range(n))
     base_ns = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
-    return pa.table({
-        "id": pa.array(ids, pa.int64()),
-        "u8": pa.array([i % 256 for i in ids], pa.uint8()),
-        "u16": pa.array([(i * 13) % 65536 for i in ids], pa.uint16()),
-        "u32": pa.array([None if i % 17 == 0 else (i * 2_654_435_761) % (1 << 32) for i in ids], pa.uint32()),
-        "u64": pa.array([(i * 11_400_714_819_323_198_485) % (1 << 64) for i in ids], pa.uint64()),
-        "ts_ms": pa.array([None if i % 13 == 0 else base_ns // 1_000_000 + i * 1_001 for i in ids], pa.timestamp("ms", tz="UTC")),
-        "ts_ns": pa.array([base_ns + i * 1_000_000_007 - 500 for i in ids], pa.timestamp("ns", tz="UTC")),
-        "ts_ns_local": pa.array([base_ns + i * 999 for i in ids], pa.timestamp("ns")),
-        "fixed": pa.array([bytes([i % 256, (i >> 8) % 256, 7]) for i in ids], pa.binary(3)),
-    })
+    return pa.table(
+        {
+            "id": pa.array(ids, pa.int64()),
+            "u8": pa.array([i % 256 for i in ids], pa.uint8()),
+            "u16": pa.array([(i * 13) % 65536 for i in ids], pa.uint16()),
+            "u32": pa.array([None if i % 17 == 0 else (i * 2_654_435_761) % (1 << 32) for i in ids], pa.uint32()),
+            "u64": pa.array([(i * 11_400_714_819_323_198_485) % (1 << 64) for i in ids], pa.uint64()),
+            "ts_ms": pa.array(
+                [None if i % 13 == 0 else base_ns // 1_000_000 + i * 1_001 for i in ids], pa.timestamp("ms", tz="UTC")
+            ),
+            "ts_ns": pa.array([base_ns + i * 1_000_000_007 - 500 for i in ids], pa.timestamp("ns", tz="UTC")),
+            "ts_ns_local": pa.array([base_ns + i * 999 for i in ids], pa.timestamp("ns")),
+            "fixed": pa.array([bytes([i % 256, (i >> 8) % 256, 7]) for i in ids], pa.binary(3)),
+        }
+    )
 
 
 def convert_ipc_table() -> pa.Table:
     """Types Parquet cannot hold (or Spark's Parquet reader refuses), read whole by the server."""
     ids = list(range(1_000))
-    return pa.table({
-        "id": pa.array(ids, pa.int64()),
-        "half": pa.array([None if i % 9 == 0 else (i % 64) / 4.0 for i in ids], pa.float16()),
-        "day_ms": pa.array([None if i % 7 == 0 else (i - 500) * 86_400_000 for i in ids], pa.date64()),
-        "dur_ms": pa.array([(i - 500) * 1_001 for i in ids], pa.duration("ms")),
-        "dec256": pa.array([decimal.Decimal(i * 12_345 - 6_000_000).scaleb(-2) for i in ids], pa.decimal256(30, 2)),
-        "ts_s": pa.array([1_767_225_600 + i * 3_600 for i in ids], pa.timestamp("s", tz="UTC")),
-        "big": pa.array([f"v{i}" for i in ids], pa.large_string()),
-    })
+    return pa.table(
+        {
+            "id": pa.array(ids, pa.int64()),
+            "half": pa.array([None if i % 9 == 0 else (i % 64) / 4.0 for i in ids], pa.float16()),
+            "day_ms": pa.array([None if i % 7 == 0 else (i - 500) * 86_400_000 for i in ids], pa.date64()),
+            "dur_ms": pa.array([(i - 500) * 1_001 for i in ids], pa.duration("ms")),
+            "dec256": pa.array([decimal.Decimal(i * 12_345 - 6_000_000).scaleb(-2) for i in ids], pa.decimal256(30, 2)),
+            "ts_s": pa.array([1_767_225_600 + i * 3_600 for i in ids], pa.timestamp("s", tz="UTC")),
+            "big": pa.array([f"v{i}" for i in ids], pa.large_string()),
+        }
+    )
 
 
 def reject_table() -> pa.Table:
     ids = list(range(100))
-    return pa.table({
-        "id": pa.array(ids, pa.int64()),
-        "clock": pa.array([dt.time(i % 24, i % 60) for i in ids], pa.time64("us")),
-        "counts": pa.array([[i, i + 1] for i in ids], pa.list_(pa.uint32())),
-    })
+    return pa.table(
+        {
+            "id": pa.array(ids, pa.int64()),
+            "clock": pa.array([dt.time(i % 24, i % 60) for i in ids], pa.time64("us")),
+            "counts": pa.array([[i, i + 1] for i in ids], pa.list_(pa.uint32())),
+        }
+    )
 
 
 def main(out: Path) -> None:
@@ -138,8 +158,13 @@ def main(out: Path) -> None:
     (tables / "parts").mkdir(parents=True, exist_ok=True)
     t = types_table()
     pq.write_table(t, tables / "types.parquet", row_group_size=ROW_GROUP, compression="snappy")
-    pq.write_table(convert_table(), tables / "convert.parquet", row_group_size=1_000,
-                   coerce_timestamps=None, allow_truncated_timestamps=False)
+    pq.write_table(
+        convert_table(),
+        tables / "convert.parquet",
+        row_group_size=1_000,
+        coerce_timestamps=None,
+        allow_truncated_timestamps=False,
+    )
     for name, table in [("reject.arrow", reject_table()), ("convert.arrow", convert_ipc_table())]:
         with ipc.new_file(tables / name, table.schema) as w:
             w.write_table(table)
