@@ -45,8 +45,12 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-# Measure the checked-out client, whatever is installed.
-sys.path.insert(0, str(ROOT / "clients" / "python" / "src"))
+# Measure the checked-out client: from its source folder when its generated
+# protobuf module is there (an in-place build), else the installed package
+# (clients/python/ci/test.sh, which scripts/test runs first, installs this checkout).
+CLIENT_SRC = ROOT / "clients" / "python" / "src"
+if (CLIENT_SRC / "sheaf" / "_proto" / "sheaf_pb2.py").exists():
+    sys.path.insert(0, str(CLIENT_SRC))
 
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
