@@ -96,7 +96,7 @@ impl Default for ServeOptions {
             request_timeout: Duration::from_secs(60),
             cache_bytes: 1 << 30,
             max_concurrent_scans: 8,
-            max_open_scans: 32,
+            max_open_scans: 16,
             stream_limits: pipeline::StreamLimits::default(),
             shutdown_grace: Duration::from_secs(30),
             redact: Vec::new(),
