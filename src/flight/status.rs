@@ -32,13 +32,10 @@ use prost::Message;
 use tonic::{Code, Status};
 use tonic_types::pb;
 
-/// The `ErrorInfo.domain` of Sheaf's errors.
-pub const DOMAIN: &str = "sheaf.v1";
+pub use crate::proto::ERROR_DOMAIN as DOMAIN;
 
 /// The header (or trailer) of gRPC's rich error model.
 const DETAILS_HEADER: &str = "grpc-status-details-bin";
-
-const ERROR_INFO_URL: &str = "type.googleapis.com/google.rpc.ErrorInfo";
 
 /// `status` with its detail: `reason` and the non-empty `fields`
 /// (`package`, `top_hash`, `path`, `column`).
@@ -56,25 +53,7 @@ pub fn detailed(status: Status, reason: ErrorReason, fields: &[(&str, &str)]) ->
 }
 
 fn any(info: &pb::ErrorInfo) -> prost_types::Any {
-    prost_types::Any { type_url: ERROR_INFO_URL.to_owned(), value: info.encode_to_vec() }
-}
-
-/// The reason of an error status that did not say one.
-pub fn reason_of(code: Code) -> ErrorReason {
-    match code {
-        Code::Ok | Code::Unknown | Code::Internal => ErrorReason::Internal,
-        Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => ErrorReason::InvalidRequest,
-        Code::NotFound => ErrorReason::NotFound,
-        Code::AlreadyExists | Code::Aborted => ErrorReason::Conflict,
-        Code::PermissionDenied => ErrorReason::PermissionDenied,
-        Code::Unauthenticated => ErrorReason::Unauthenticated,
-        Code::ResourceExhausted => ErrorReason::ResourceExhausted,
-        Code::Unavailable => ErrorReason::Unavailable,
-        Code::DataLoss => ErrorReason::Integrity,
-        Code::Unimplemented => ErrorReason::Unimplemented,
-        Code::Cancelled => ErrorReason::Cancelled,
-        Code::DeadlineExceeded => ErrorReason::DeadlineExceeded,
-    }
+    prost_types::Any { type_url: crate::proto::ERROR_INFO_TYPE_URL.to_owned(), value: info.encode_to_vec() }
 }
 
 /// What a call was about, to fill in an error's detail.
@@ -109,13 +88,14 @@ pub fn complete_detail(headers: &mut http::HeaderMap, subject: &Subject) {
         .and_then(|bytes| pb::Status::decode(bytes.as_slice()).ok());
     let mut rpc = existing.unwrap_or_default();
     rpc.code = code as i32;
-    let at = rpc.details.iter().position(|d| {
-        d.type_url == ERROR_INFO_URL && pb::ErrorInfo::decode(d.value.as_slice()).is_ok_and(|i| i.domain == DOMAIN)
-    });
-    let mut info = match at {
-        Some(i) => pb::ErrorInfo::decode(rpc.details.remove(i).value.as_slice()).unwrap_or_default(),
+    let found = rpc.details.iter().enumerate().find_map(|(i, d)| crate::proto::error_info(d).map(|info| (i, info)));
+    let mut info = match found {
+        Some((i, info)) => {
+            rpc.details.remove(i);
+            info
+        }
         None => pb::ErrorInfo {
-            reason: reason_of(code).as_str_name().to_owned(),
+            reason: ErrorReason::of_code(code).as_str_name().to_owned(),
             domain: DOMAIN.to_owned(),
             metadata: Default::default(),
         },

@@ -51,7 +51,7 @@ impl From<tonic::Status> for Error {
         let reason = info
             .as_ref()
             .and_then(|i| ErrorReason::from_str_name(&i.reason))
-            .unwrap_or_else(|| reason_of(status.code()));
+            .unwrap_or_else(|| ErrorReason::of_code(status.code()));
         Error::Server(Box::new(ServerError {
             reason,
             package: field("package"),
@@ -66,30 +66,7 @@ impl From<tonic::Status> for Error {
 /// The `ErrorInfo` of domain `sheaf.v1` in a status's details.
 fn detail(details: &[u8]) -> Option<tonic_types::pb::ErrorInfo> {
     let rpc = tonic_types::pb::Status::decode(details).ok()?;
-    rpc.details.iter().find_map(|any| {
-        let info = tonic_types::pb::ErrorInfo::decode(any.value.as_slice()).ok()?;
-        (any.type_url.ends_with("/google.rpc.ErrorInfo") && info.domain == "sheaf.v1").then_some(info)
-    })
-}
-
-/// The reason of a status without a detail (a server before the detail, or
-/// a proxy's status).
-fn reason_of(code: tonic::Code) -> ErrorReason {
-    use tonic::Code as C;
-    match code {
-        C::InvalidArgument | C::FailedPrecondition | C::OutOfRange => ErrorReason::InvalidRequest,
-        C::NotFound => ErrorReason::NotFound,
-        C::AlreadyExists | C::Aborted => ErrorReason::Conflict,
-        C::PermissionDenied => ErrorReason::PermissionDenied,
-        C::Unauthenticated => ErrorReason::Unauthenticated,
-        C::ResourceExhausted => ErrorReason::ResourceExhausted,
-        C::Unavailable => ErrorReason::Unavailable,
-        C::DataLoss => ErrorReason::Integrity,
-        C::Unimplemented => ErrorReason::Unimplemented,
-        C::Cancelled => ErrorReason::Cancelled,
-        C::DeadlineExceeded => ErrorReason::DeadlineExceeded,
-        C::Ok | C::Unknown | C::Internal => ErrorReason::Internal,
-    }
+    rpc.details.iter().find_map(crate::proto::error_info)
 }
 
 impl From<FlightError> for Error {

@@ -60,3 +60,40 @@ pub fn json_text<S: serde::Serializer>(text: &Option<String>, s: S) -> Result<S:
         None => s.serialize_none(),
     }
 }
+
+/// The `google.rpc.ErrorInfo.domain` of Sheaf's errors.
+pub const ERROR_DOMAIN: &str = "sheaf.v1";
+
+/// The type URL of `google.rpc.ErrorInfo` in a status's details.
+pub const ERROR_INFO_TYPE_URL: &str = "type.googleapis.com/google.rpc.ErrorInfo";
+
+/// Sheaf's `ErrorInfo` in one detail of a `google.rpc.Status`, if it is one.
+pub fn error_info(detail: &prost_types::Any) -> Option<tonic_types::pb::ErrorInfo> {
+    if !detail.type_url.ends_with("/google.rpc.ErrorInfo") {
+        return None;
+    }
+    let info = tonic_types::pb::ErrorInfo::decode(detail.value.as_slice()).ok()?;
+    (info.domain == ERROR_DOMAIN).then_some(info)
+}
+
+impl ErrorReason {
+    /// The reason of an error status that names none (a status made before
+    /// a detail was given, an older server, a proxy): from its gRPC code.
+    pub fn of_code(code: tonic::Code) -> Self {
+        use tonic::Code as C;
+        match code {
+            C::InvalidArgument | C::FailedPrecondition | C::OutOfRange => ErrorReason::InvalidRequest,
+            C::NotFound => ErrorReason::NotFound,
+            C::AlreadyExists | C::Aborted => ErrorReason::Conflict,
+            C::PermissionDenied => ErrorReason::PermissionDenied,
+            C::Unauthenticated => ErrorReason::Unauthenticated,
+            C::ResourceExhausted => ErrorReason::ResourceExhausted,
+            C::Unavailable => ErrorReason::Unavailable,
+            C::DataLoss => ErrorReason::Integrity,
+            C::Unimplemented => ErrorReason::Unimplemented,
+            C::Cancelled => ErrorReason::Cancelled,
+            C::DeadlineExceeded => ErrorReason::DeadlineExceeded,
+            C::Ok | C::Unknown | C::Internal => ErrorReason::Internal,
+        }
+    }
+}
