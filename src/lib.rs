@@ -12,6 +12,7 @@ pub mod demo;
 pub mod flight;
 pub mod manifest;
 pub mod metrics;
+pub mod profile;
 pub mod progress;
 pub mod query;
 pub mod registry;
