@@ -22,6 +22,12 @@ const JSON_OUT: &[&str] = &[
     "ListTablesResponse",
     "TableSummary",
     "MetricsResponse",
+    "BeginWriteResponse",
+    "CommitWriteResponse",
+    "AbortWriteResponse",
+    "LineageResponse",
+    "LineageNode",
+    "LineageInput",
 ];
 
 /// Action requests accepted as JSON bodies (missing fields take defaults;
@@ -33,6 +39,11 @@ const JSON_IN: &[&str] = &[
     "ResolveRequest",
     "ListTablesRequest",
     "MetricsRequest",
+    "BeginWriteRequest",
+    "LineageInput",
+    "CommitWriteRequest",
+    "AbortWriteRequest",
+    "LineageRequest",
 ];
 
 /// Metadata a client may receive as JSON (it asked with a text URI).
@@ -40,6 +51,10 @@ const JSON_BOTH: &[&str] = &["FlightInfoMetadata", "EndpointMetadata", "PutRespo
 
 /// Fields holding JSON text, written as the JSON value they hold.
 const JSON_TEXT: &[&str] = &["BrowseResponse.user_meta", "Entry.meta"];
+
+/// Write-mode fields, read from JSON as a name (`"overwrite"`,
+/// `"WRITE_MODE_OVERWRITE"`) or a number.
+const JSON_WRITE_MODE: &[&str] = &["BeginWriteRequest.mode"];
 
 fn main() {
     println!("cargo:rerun-if-changed=../../proto/sheaf.proto");
@@ -59,6 +74,9 @@ fn main() {
     }
     for f in JSON_TEXT {
         config.field_attribute(format!(".sheaf.v1.{f}"), "#[serde(serialize_with = \"crate::proto::json_text\")]");
+    }
+    for f in JSON_WRITE_MODE {
+        config.field_attribute(format!(".sheaf.v1.{f}"), "#[serde(deserialize_with = \"crate::proto::write_mode\")]");
     }
     config.compile_fds(descriptors).expect("prost generates code");
 }

@@ -62,6 +62,12 @@ pub enum Command {
     Get(GetArgs),
     /// Print the sha2-256-chunked hash of files, as quilt3 computes it.
     Hash(HashArgs),
+    /// Publish a local table file (Parquet, Arrow IPC or CSV) through a Sheaf
+    /// server as a new revision: FILE sheaf://OWNER/NAME/PATH.
+    Put(PutArgs),
+    /// Show where a revision's data came from: its lineage inputs, and
+    /// theirs, as a tree.
+    Lineage(LineageArgs),
 }
 
 /// Flags of `sheaf push`.
@@ -277,6 +283,57 @@ pub struct GetArgs {
     pub parallelism: usize,
 }
 
+/// Flags of `sheaf put`.
+#[derive(Debug, Args)]
+pub struct PutArgs {
+    /// The table file: .parquet, .arrow/.feather/.ipc, .arrows or .csv (with a
+    /// header row; types inferred).
+    pub file: PathBuf,
+    /// Where: sheaf://OWNER/NAME/PATH (a .parquet file, or a folder to which
+    /// the table is added as a part).
+    pub uri: String,
+    /// Server URL.
+    #[arg(long, default_value = "grpc://127.0.0.1:50051", env = "SHEAF_SERVER")]
+    pub server: String,
+    /// Commit message.
+    #[arg(long, short)]
+    pub message: Option<String>,
+    /// Package metadata of the new revision, a JSON object (default: kept).
+    #[arg(long)]
+    pub meta: Option<String>,
+    /// What to do when the table exists: append (a folder gains a part; a
+    /// file is replaced), overwrite, or error.
+    #[arg(long, default_value = "append", value_parser = ["append", "overwrite", "error"])]
+    pub mode: String,
+    /// A dataset the table was derived from (repeatable), recorded as
+    /// lineage: OWNER/NAME[@HASH|:TAG][/PATH] or a sheaf:// URI.
+    #[arg(long = "derived-from")]
+    pub derived_from: Vec<String>,
+    /// Bearer token sent with every call.
+    #[arg(long, env = "SHEAF_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// CA certificates (PEM) trusted for grpc+tls:// servers, besides the
+    /// system's roots.
+    #[arg(long)]
+    pub tls_root_certs: Option<PathBuf>,
+    /// Client certificate chain (PEM) for servers that require mutual TLS.
+    #[arg(long, requires = "tls_client_key")]
+    pub tls_client_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-client-cert.
+    #[arg(long, requires = "tls_client_cert")]
+    pub tls_client_key: Option<PathBuf>,
+}
+
+/// Flags of `sheaf lineage`.
+#[derive(Debug, Args)]
+pub struct LineageArgs {
+    /// OWNER/NAME[@HASH_PREFIX|:TAG]
+    pub reference: String,
+    /// Levels of inputs to follow.
+    #[arg(long, default_value_t = 16)]
+    pub depth: u32,
+}
+
 /// Flags of `sheaf hash`.
 #[derive(Debug, Args)]
 pub struct HashArgs {
@@ -413,6 +470,24 @@ impl GetArgs {
             client_cert: self.tls_client_cert.as_deref(),
             client_key: self.tls_client_key.as_deref(),
         }
+    }
+}
+
+impl PutArgs {
+    /// The PEM files given for TLS.
+    pub fn tls(&self) -> TlsFiles<'_> {
+        TlsFiles {
+            root_certs: self.tls_root_certs.as_deref(),
+            client_cert: self.tls_client_cert.as_deref(),
+            client_key: self.tls_client_key.as_deref(),
+        }
+    }
+}
+
+impl LineageArgs {
+    /// The revision asked about.
+    pub fn reference(&self) -> Result<PackageRef> {
+        self.reference.parse()
     }
 }
 

@@ -75,8 +75,11 @@ impl Failure {
 /// The exit code for a registry error.
 pub fn exit_code(e: &Error) -> u8 {
     match e {
-        Error::Invalid(_) | Error::Ambiguous { .. } | Error::Manifest { .. } => codes::INVALID,
-        Error::NotFound(_) => codes::NOT_FOUND,
+        Error::Invalid(_) | Error::Ambiguous { .. } | Error::Manifest { .. } | Error::SchemaMismatch { .. } => {
+            codes::INVALID
+        }
+        Error::NotFound(_) | Error::SessionNotFound { .. } => codes::NOT_FOUND,
+        Error::Exists { .. } => codes::CONFLICT,
         Error::Integrity { .. } => codes::INTEGRITY,
         Error::Conflict(_) | Error::Moved { .. } => codes::CONFLICT,
         Error::Forbidden { .. } => codes::FORBIDDEN,
@@ -104,6 +107,9 @@ fn error_kind(e: &Error) -> &'static str {
         Error::Ambiguous { .. } => "ambiguous",
         Error::Manifest { .. } => "bad_manifest",
         Error::NotFound(_) => "not_found",
+        Error::SessionNotFound { .. } => "session_not_found",
+        Error::Exists { .. } => "already_exists",
+        Error::SchemaMismatch { .. } => "schema_mismatch",
         Error::Integrity { .. } => "integrity",
         Error::Conflict(_) | Error::Moved { .. } => "conflict",
         Error::Forbidden { .. } => "forbidden",

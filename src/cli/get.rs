@@ -51,16 +51,9 @@ pub struct TlsFiles<'a> {
     pub client_key: Option<&'a Path>,
 }
 
-/// Reads `uri` from `server` into `out`, through a temporary file renamed
-/// into place only when the whole dataset arrived.
-async fn get(
-    server: &str,
-    token: Option<String>,
-    tls: &TlsFiles<'_>,
-    uri: &str,
-    out: &Path,
-    parallelism: usize,
-) -> Result<GetReport, (u8, String)> {
+/// Connects to `server` with the token and TLS files given; errors carry
+/// the exit code.
+pub(super) async fn connect(server: &str, token: Option<String>, tls: &TlsFiles<'_>) -> Result<Client, (u8, String)> {
     let client_err = |e: Error| (client_exit_code(&e), e.to_string());
     let read = |p: Option<&Path>| match p {
         Some(p) => std::fs::read(p).map(Some).map_err(|e| (codes::FAILURE, format!("{}: {e}", p.display()))),
@@ -76,6 +69,21 @@ async fn get(
     if let Some(t) = token {
         client = client.with_token(t);
     }
+    Ok(client)
+}
+
+/// Reads `uri` from `server` into `out`, through a temporary file renamed
+/// into place only when the whole dataset arrived.
+async fn get(
+    server: &str,
+    token: Option<String>,
+    tls: &TlsFiles<'_>,
+    uri: &str,
+    out: &Path,
+    parallelism: usize,
+) -> Result<GetReport, (u8, String)> {
+    let client_err = |e: Error| (client_exit_code(&e), e.to_string());
+    let client = connect(server, token, tls).await?;
     let dataset = client.dataset(uri).await.map_err(client_err)?;
     let tmp = out.with_file_name(format!(
         ".{}.sheaf-partial-{}",

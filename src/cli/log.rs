@@ -22,7 +22,9 @@ impl fmt::Display for Revisions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let line = |r: &RevisionInfo| {
             let tags = if r.tags.is_empty() { String::new() } else { format!(" ({})", r.tags.join(", ")) };
-            format!("{}  {}{}  {}", r.top_hash, when(r.timestamp), tags, r.message.as_deref().unwrap_or(""))
+            // Derived revisions are marked; `sheaf lineage` shows their inputs.
+            let derived = if r.derived { " [derived]" } else { "" };
+            format!("{}  {}{}{derived}  {}", r.top_hash, when(r.timestamp), tags, r.message.as_deref().unwrap_or(""))
         };
         write_lines(f, self.0.iter().map(line))
     }

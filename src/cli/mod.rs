@@ -14,10 +14,12 @@ mod gc;
 mod get;
 mod hash;
 mod install;
+mod lineage;
 mod list;
 mod log;
 mod outfile;
 mod push;
+mod put;
 mod serve;
 mod tag;
 mod text;
@@ -90,6 +92,8 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Hash(a) => emit(json, &hash::run(a).await?),
         Command::Auth(a) => emit(json, &auth::run(&a.command)?),
         Command::Get(a) => emit(json, &get::run(a).await?),
+        Command::Put(a) => emit(json, &put::run(a).await?),
+        Command::Lineage(a) => emit(json, &lineage::run(&open()?, a).await?),
         Command::Push(a) => emit(json, &push::run(&open()?, a, &progress).await?),
         Command::List => emit(json, &list::run(&open()?).await?),
         Command::Log(a) => emit(json, &log::run(&open()?, a).await?),

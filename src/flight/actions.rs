@@ -22,6 +22,19 @@ pub const ACTIONS: &[(&str, &str)] = &[
     ("resolve", r#"Resolve a reference to a full top hash. Body: {"ref": "owner/name[@hash|:tag]"}."#),
     ("list_tables", r#"The tables of a revision with their dataset URIs. Body: {"ref": "owner/name[@hash|:tag]"}."#),
     (
+        "begin_write",
+        r#"Open a write session. Body: {"package": "owner/name", "mode": "WRITE_MODE_APPEND", "message": "...", "metadata": "{...}", "inputs": [...], "idempotency_key": "..."} (all but package optional)."#,
+    ),
+    (
+        "commit_write",
+        r#"Commit a write session's parts as one revision. Body: {"session": "...", "parts": ["part id", ...]} (parts optional: all)."#,
+    ),
+    ("abort_write", r#"Drop a write session and its staged parts. Body: {"session": "..."}."#),
+    (
+        "lineage",
+        r#"A revision's inputs, transitively. Body: {"ref": "owner/name[@hash|:tag]", "depth": 16} (depth optional)."#,
+    ),
+    (
         "metrics",
         "The server's cumulative counters: bytes read from storage, rows scanned, DoGet streams, rows, batches and bytes sent, DoPut commits. No body.",
     ),
@@ -129,6 +142,22 @@ pub async fn run(
         "list_tables" => {
             let (req, form) = request(action, body)?;
             Ok(answer(form, &list_tables(&call, req).await?))
+        }
+        "begin_write" => {
+            let (req, form) = request(action, body)?;
+            Ok(answer(form, &super::write::begin(engine.registry(), principal, note, req).await?))
+        }
+        "commit_write" => {
+            let (req, form) = request(action, body)?;
+            Ok(answer(form, &super::write::commit(engine.registry(), principal, note, req).await?))
+        }
+        "abort_write" => {
+            let (req, form) = request(action, body)?;
+            Ok(answer(form, &super::write::abort(engine.registry(), principal, note, req).await?))
+        }
+        "lineage" => {
+            let (req, form) = request(action, body)?;
+            Ok(answer(form, &super::write::lineage(engine.registry(), principal, note, req).await?))
         }
         "metrics" => {
             let (_, form) = request::<proto::MetricsRequest>(action, body)?;

@@ -24,6 +24,7 @@ pub mod hygiene;
 pub mod pipeline;
 mod put;
 mod service;
+mod write;
 pub mod status;
 
 pub use service::SheafFlight;

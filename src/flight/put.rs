@@ -1,10 +1,13 @@
 //! DoPut: an Arrow stream becomes a Parquet table in a new revision.
 //!
 //! The stream is written to a temporary Parquet file as it arrives (memory
-//! stays bounded by the writer's row group), then committed with
-//! [`crate::registry::Registry::commit`]. Nothing is visible until the
-//! stream has ended successfully and `latest` has moved; a stream that fails
-//! or is cancelled leaves no revision behind.
+//! stays bounded by the writer's row group) and profiled on the way
+//! ([`crate::profile`]), then committed with
+//! [`crate::registry::Registry::commit`], or, when the request names a write
+//! session, staged as one of its parts
+//! ([`crate::registry::Registry::stage_part`]; `commit_write` commits them).
+//! Nothing is visible until the stream has ended successfully and `latest`
+//! has moved; a stream that fails or is cancelled leaves no revision behind.
 
 use crate::auth::{Access, Principal};
 use crate::proto::{Form, PutResponse};
@@ -73,8 +76,69 @@ fn check_batch(batch: &arrow::array::RecordBatch, what: &str) -> Result<(), Stat
     Ok(())
 }
 
-/// Receives one DoPut and commits it; returns what it committed, to be
-/// answered in the form of the request's descriptor.
+/// An uploaded Arrow stream, written to a temporary Parquet file.
+pub struct Received {
+    /// The Parquet file (removed when dropped).
+    pub file: tempfile::NamedTempFile,
+    /// Rows received.
+    pub rows: u64,
+    /// `(name, Arrow type)` of its columns.
+    pub columns: Vec<(String, String)>,
+    /// Its profile, computed as the batches arrived.
+    pub profile: crate::profile::Profile,
+}
+
+impl Received {
+    /// The manifest entry metadata of the table: its profile.
+    pub fn entry_meta(&self) -> serde_json::Value {
+        serde_json::json!({ "sheaf": { "profile": self.profile.to_json() } })
+    }
+}
+
+/// Writes the record batches of `flight` to a temporary Parquet file as they
+/// arrive (memory stays bounded by the writer's row group), profiling them.
+async fn receive(
+    flight: impl futures::Stream<Item = Result<FlightData, FlightError>> + Send + 'static,
+    what: &str,
+) -> Result<Received, Status> {
+    let mut batches = FlightRecordBatchStream::new_from_flight_data(flight);
+    let first_batch = batches.try_next().await.map_err(stream_error)?;
+    let schema = batches
+        .schema()
+        .cloned()
+        .ok_or_else(|| Status::invalid_argument(format!("DoPut to {what}: the stream carries no schema")))?;
+    check_schema(&schema, what)?;
+    let mut profiler = crate::profile::Profiler::new(&schema);
+    let temp = tempfile::Builder::new()
+        .prefix("sheaf-put-")
+        .suffix(".parquet")
+        .tempfile()
+        .map_err(|e| Status::unavailable(format!("DoPut to {what}: cannot create a temporary file: {e}")))?;
+    let file = temp.reopen().map_err(|e| Status::unavailable(format!("DoPut to {what}: {e}")))?;
+    let properties = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("valid level")))
+        .build();
+    let write_error =
+        |e: parquet::errors::ParquetError| Status::invalid_argument(format!("DoPut to {what}: writing Parquet: {e}"));
+    let columns = crate::registry::columns_of(&schema);
+    let mut writer =
+        AsyncArrowWriter::try_new(tokio::fs::File::from_std(file), schema, Some(properties)).map_err(write_error)?;
+    let mut rows = 0u64;
+    let mut next = first_batch;
+    while let Some(batch) = next {
+        check_batch(&batch, what)?;
+        rows += batch.num_rows() as u64;
+        profiler.update(&batch);
+        writer.write(&batch).await.map_err(write_error)?;
+        next = batches.try_next().await.map_err(stream_error)?;
+    }
+    writer.close().await.map_err(write_error)?;
+    Ok(Received { file: temp, rows, columns, profile: profiler.finish() })
+}
+
+/// Receives one DoPut and commits it (or, in a write session, stages it as
+/// a part); returns what it did, to be answered in the form of the
+/// request's descriptor.
 pub async fn put(
     engine: &Engine,
     mut messages: Streaming<FlightData>,
@@ -93,51 +157,60 @@ pub async fn put(
     super::auth::require(principal, Access::Write, &target.package.to_string(), || {
         crate::registry::Error::NotFound(format!("package {} in {}", target.package, registry.url())).into()
     })?;
+    let what = format!("{}/{}", target.package, target.path);
+    let flight =
+        stream::once(futures::future::ready(Ok(first))).chain(messages.map_err(|s| FlightError::Tonic(Box::new(s))));
+
+    if let Some(session) = &target.session {
+        // The session must exist and be of this package before any data is read.
+        let spec = registry.write_session(session).await?;
+        if spec.package != target.package.to_string() {
+            return Err(crate::registry::Error::SessionNotFound {
+                session: session.clone(),
+                why: format!("it writes {}, not {}", spec.package, target.package),
+            }
+            .into());
+        }
+        let received = receive(flight, &what).await?;
+        let meta = received.entry_meta();
+        let part = registry
+            .stage_part(
+                session,
+                &target.path,
+                target.part.unwrap_or(0),
+                received.file.path(),
+                received.rows,
+                received.columns.clone(),
+                meta,
+            )
+            .await?;
+        tracing::info!(principal = %principal.label(), package = %target.package, path = %target.path, session = %session,
+            part = %part.id, rows = part.rows, bytes = part.size, "DoPut staged a part");
+        let response = PutResponse {
+            package: target.package.to_string(),
+            path: part.key,
+            rows: part.rows,
+            bytes: part.size,
+            session: session.clone(),
+            part_id: part.id,
+            ..Default::default()
+        };
+        return Ok((response, form));
+    }
+
     let base = match &target.revision {
         Revision::Latest => Base::Latest,
         revision => Base::Exactly(registry.resolve(&target.package, revision).await?),
     };
-    let what = format!("{}/{}", target.package, target.path);
-
-    let flight =
-        stream::once(futures::future::ready(Ok(first))).chain(messages.map_err(|s| FlightError::Tonic(Box::new(s))));
-    let mut batches = FlightRecordBatchStream::new_from_flight_data(flight);
-    let first_batch = batches.try_next().await.map_err(stream_error)?;
-    let schema = batches
-        .schema()
-        .cloned()
-        .ok_or_else(|| Status::invalid_argument(format!("DoPut to {what}: the stream carries no schema")))?;
-    check_schema(&schema, &what)?;
-    let temp = tempfile::Builder::new()
-        .prefix("sheaf-put-")
-        .suffix(".parquet")
-        .tempfile()
-        .map_err(|e| Status::unavailable(format!("DoPut to {what}: cannot create a temporary file: {e}")))?;
-    let file = temp.reopen().map_err(|e| Status::unavailable(format!("DoPut to {what}: {e}")))?;
-    let properties = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("valid level")))
-        .build();
-    let write_error =
-        |e: parquet::errors::ParquetError| Status::invalid_argument(format!("DoPut to {what}: writing Parquet: {e}"));
-    let mut writer =
-        AsyncArrowWriter::try_new(tokio::fs::File::from_std(file), schema, Some(properties)).map_err(write_error)?;
-    let mut rows = 0u64;
-    if let Some(batch) = first_batch {
-        check_batch(&batch, &what)?;
-        rows += batch.num_rows() as u64;
-        writer.write(&batch).await.map_err(write_error)?;
-    }
-    while let Some(batch) = batches.try_next().await.map_err(stream_error)? {
-        check_batch(&batch, &what)?;
-        rows += batch.num_rows() as u64;
-        writer.write(&batch).await.map_err(write_error)?;
-    }
-    writer.close().await.map_err(write_error)?;
-
+    let received = receive(flight, &what).await?;
     let message = target.message.clone().or_else(|| Some(format!("put {}", target.path)));
-    let report = registry
-        .commit(&target.package, vec![(target.path.clone(), temp.path().to_path_buf())], &base, message)
-        .await?;
+    let file = crate::registry::CommitFile {
+        key: target.path.clone(),
+        path: received.file.path().to_path_buf(),
+        meta: received.entry_meta(),
+    };
+    let report = registry.commit(&target.package, vec![file], &base, message).await?;
+    let rows = received.rows;
     crate::metrics::DO_PUT.add(1);
     note.target(&report.package, Some(&report.top_hash), None);
     tracing::info!(principal = %principal.label(), package = %report.package, path = %target.path, rows, bytes = report.bytes, top_hash = %report.top_hash,
@@ -151,6 +224,7 @@ pub async fn put(
         rows,
         bytes: report.bytes,
         uri,
+        ..Default::default()
     };
     Ok((response, form))
 }

@@ -134,6 +134,17 @@ pub fn from_registry(e: &registry::Error) -> Status {
             detailed(status, ErrorReason::ForbiddenLocation, &[("path", logical_key)])
         }
         E::Conflict(_) => detailed(Status::already_exists(e.to_string()), ErrorReason::Conflict, &[]),
+        E::SessionNotFound { .. } => detailed(Status::not_found(e.to_string()), ErrorReason::SessionNotFound, &[]),
+        E::Exists { package, path } => detailed(
+            Status::already_exists(e.to_string()),
+            ErrorReason::AlreadyExists,
+            &[("package", package), ("path", path)],
+        ),
+        E::SchemaMismatch { package, path, column, .. } => detailed(
+            Status::failed_precondition(e.to_string()),
+            ErrorReason::SchemaMismatch,
+            &[("package", package), ("path", path), ("column", column)],
+        ),
         E::Moved { package, actual, .. } => detailed(
             Status::aborted(e.to_string()),
             ErrorReason::LatestMoved,

@@ -201,6 +201,9 @@ impl DatasetUri {
     pub fn from_request(request: &proto::DatasetRequest) -> Result<Self, Error> {
         let (package, revision, path) = target(&request.package, request.revision.as_ref(), &request.path)?;
         let bad = |msg: String| Error::invalid(format!("invalid dataset request for {package}: {msg}"));
+        if request.message.is_some() || !request.session.is_empty() || request.part.is_some() {
+            return Err(bad("message, session and part apply only to DoPut".into()));
+        }
         let query = QuerySpec {
             columns: request.columns.iter().map(|c| c.trim()).filter(|c| !c.is_empty()).map(str::to_owned).collect(),
             filter: Some(request.filter.clone()).filter(|f| !f.trim().is_empty()),
@@ -278,46 +281,81 @@ pub struct PutTarget {
     pub path: String,
     /// The new revision's message.
     pub message: Option<String>,
+    /// The write session this upload is a part of (then `path` may also be
+    /// a folder, and nothing is committed).
+    pub session: Option<String>,
+    /// The part's position in a folder table.
+    pub part: Option<u32>,
 }
 
 impl PutTarget {
+    /// Checks the path and the options that go together: a part upload
+    /// (`session`) names a Parquet file or a folder, and takes no revision
+    /// nor message (its session has them); a single upload names a Parquet
+    /// file.
+    fn checked(self, bad: impl Fn(&str) -> Error) -> Result<Self, Error> {
+        let parquet = self.path.to_ascii_lowercase().ends_with(".parquet");
+        if self.path.is_empty() {
+            return Err(bad("DoPut needs the path of the table to write"));
+        }
+        match &self.session {
+            None if !parquet => Err(bad("DoPut writes a Parquet table: the path must end with .parquet")),
+            None if self.part.is_some() => Err(bad("part applies only to an upload in a write session")),
+            Some(_) if self.revision != Revision::Latest || self.message.is_some() => {
+                Err(bad("an upload in a write session takes no revision nor message: its session has them"))
+            }
+            Some(_) if !parquet && self.path.rsplit('/').next().is_some_and(|name| name.contains('.')) => Err(bad(
+                "a part is written as Parquet: the path must be a .parquet file or a folder (a name without an extension)",
+            )),
+            _ => Ok(self),
+        }
+    }
+
     /// Parses a DoPut descriptor's URI.
     pub fn parse(text: &str) -> Result<Self, Error> {
         super::limits::check_uri(text)?;
         let bad = |msg: String| Error::invalid(format!("invalid DoPut URI {}: {msg}", excerpt(text)));
         let (r, path, params) = split_uri(text).map_err(bad)?;
-        if path.is_empty() || !path.to_ascii_lowercase().ends_with(".parquet") {
-            return Err(bad("DoPut writes a Parquet table: the path must end with .parquet".into()));
-        }
-        let mut message = None;
+        let (mut message, mut session, mut part) = (None, None, None);
         for (key, value) in params {
             match key.as_str() {
                 "message" => message = Some(value),
-                other => return Err(bad(format!("unknown parameter {} for DoPut (known: message)", excerpt(other)))),
+                "session" => session = Some(value),
+                "part" => {
+                    part = Some(value.parse().map_err(|_| bad(format!("part={} is not a number", excerpt(&value))))?)
+                }
+                other => {
+                    return Err(bad(format!(
+                        "unknown parameter {} for DoPut (known: message, session, part)",
+                        excerpt(other)
+                    )));
+                }
             }
         }
-        Ok(PutTarget { package: r.package, revision: r.revision, path, message })
+        PutTarget { package: r.package, revision: r.revision, path, message, session, part }.checked(|m| bad(m.into()))
     }
 
     /// The DoPut target of a typed request (its path, revision and message;
     /// read options are refused).
     pub fn from_request(request: &proto::DatasetRequest) -> Result<Self, Error> {
         let (package, revision, path) = target(&request.package, request.revision.as_ref(), &request.path)?;
-        let bad = |msg: &str| Error::invalid(format!("invalid DoPut request for {package}: {msg}"));
-        if path.is_empty() || !path.to_ascii_lowercase().ends_with(".parquet") {
-            return Err(bad("DoPut writes a Parquet table: the path must end with .parquet"));
-        }
+        let what = package.to_string();
+        let bad = |msg: &str| Error::invalid(format!("invalid DoPut request for {what}: {msg}"));
         let read_options = proto::DatasetRequest {
             package: String::new(),
             revision: None,
             path: String::new(),
             message: None,
+            session: String::new(),
+            part: None,
             ..request.clone()
         };
         if read_options != proto::DatasetRequest::default() {
-            return Err(bad("only package, revision, path and message apply to DoPut"));
+            return Err(bad("only package, revision, path, message, session and part apply to DoPut"));
         }
-        Ok(PutTarget { package, revision, path, message: request.message.clone() })
+        let session = Some(request.session.clone()).filter(|s| !s.is_empty());
+        PutTarget { package, revision, path, message: request.message.clone(), session, part: request.part }
+            .checked(bad)
     }
 }
 

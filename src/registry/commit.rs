@@ -28,6 +28,17 @@ pub enum Base {
     Exactly(String),
 }
 
+/// A local file a commit adds.
+#[derive(Debug, Clone)]
+pub struct CommitFile {
+    /// Its logical key.
+    pub key: String,
+    /// The local file.
+    pub path: PathBuf,
+    /// Its entry metadata (`{}` for none).
+    pub meta: serde_json::Value,
+}
+
 /// The outcome of a commit.
 #[derive(Debug, Clone, Serialize)]
 pub struct CommitReport {
@@ -45,12 +56,12 @@ pub struct CommitReport {
 
 /// Attempts when other writers (other processes: commits in one process take
 /// turns) keep moving `latest` under a [`Base::Latest`] commit.
-const ATTEMPTS: u32 = 32;
+pub(super) const ATTEMPTS: u32 = 32;
 
 /// Commits to one package from this process take turns, so concurrent
 /// uploads to a package never race each other for `latest` (a writer in
 /// another process still can: the compare-and-swap and retries cover it).
-fn turn(registry: &url::Url, pkg: &PackageName) -> Arc<tokio::sync::Mutex<()>> {
+pub(super) fn turn(registry: &url::Url, pkg: &PackageName) -> Arc<tokio::sync::Mutex<()>> {
     static TURNS: LazyLock<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> = LazyLock::new(Default::default);
     let key = format!("{registry} {pkg}");
     TURNS.lock().expect("commit turns poisoned").entry(key).or_default().clone()
@@ -59,7 +70,7 @@ fn turn(registry: &url::Url, pkg: &PackageName) -> Arc<tokio::sync::Mutex<()>> {
 /// A pause before retrying a commit that lost the race for `latest`:
 /// exponential from 5 ms, capped at 500 ms, with jitter so that writers do
 /// not retry in lockstep.
-fn backoff(attempt: u32) -> Duration {
+pub(super) fn backoff(attempt: u32) -> Duration {
     let base = (5u64 << attempt.min(7)).min(500);
     let jitter =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos() as u64)
@@ -68,24 +79,31 @@ fn backoff(attempt: u32) -> Duration {
 }
 
 impl Registry {
-    /// Adds (or replaces) `files`, given as `(logical key, local file)`, on
-    /// top of `base`, as one new revision with `message`.
+    /// Adds (or replaces) `files` on top of `base`, as one new revision with
+    /// `message`.
     pub async fn commit(
         &self,
         pkg: &PackageName,
-        files: Vec<(String, PathBuf)>,
+        files: Vec<CommitFile>,
         base: &Base,
         message: Option<String>,
     ) -> Result<CommitReport> {
         let mut local = Vec::with_capacity(files.len());
-        for (key, path) in files {
+        let mut metas = HashMap::new();
+        for CommitFile { key, path, meta } in files {
             crate::manifest::key::validate(&key)
                 .map_err(|why| Error::invalid(format!("{key:?} cannot be a logical key: {why}")))?;
             let size = tokio::fs::metadata(&path).await.map_err(|e| Error::io(path.display().to_string(), e))?.len();
+            metas.insert(key.clone(), meta);
             local.push(LocalFile { path, key, size });
         }
         let hashed = hash_all(local, &NoProgress).await?;
-        let entries = self.blob_entries(&hashed);
+        let mut entries = self.blob_entries(&hashed);
+        for e in &mut entries {
+            if let Some(meta) = metas.remove(&e.logical_key).filter(|m| m.as_object().is_none_or(|o| !o.is_empty())) {
+                e.meta = meta;
+            }
+        }
         let keys = entries.iter().map(|e| e.logical_key.clone()).collect();
         let bytes = entries.iter().map(|e| e.size).sum();
         self.upload_missing(hashed, &NoProgress).await?;

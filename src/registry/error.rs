@@ -56,6 +56,34 @@ pub enum Error {
         /// Where `latest` points now.
         actual: String,
     },
+    /// A write session that does not exist (any more).
+    #[error("write session {session} not found: {why}")]
+    SessionNotFound {
+        /// The session id asked for.
+        session: String,
+        /// Why: never begun, aborted, expired.
+        why: String,
+    },
+    /// A write whose table exists, in the mode that refuses that.
+    #[error("{path} exists in {package}; the write's mode (error if exists) refuses to replace or append to it")]
+    Exists {
+        /// `owner/name`.
+        package: String,
+        /// The table (file or folder).
+        path: String,
+    },
+    /// Appended data whose columns differ from the table's.
+    #[error("appending to {path} of {package}: column {column}: {why}")]
+    SchemaMismatch {
+        /// `owner/name`.
+        package: String,
+        /// The table.
+        path: String,
+        /// The first column at fault.
+        column: String,
+        /// What differs.
+        why: String,
+    },
     /// A manifest is malformed.
     #[error("manifest {top_hash}: {source}")]
     Manifest {

@@ -32,6 +32,10 @@
 //! - [`GarbageKind::Staging`]: files under `.sheaf/tmp/`, where Sheaf stages
 //!   manifests, pointers and tags on local disk before linking or renaming
 //!   them into place (`Registry::put_small`).
+//! - [`GarbageKind::ExpiredSession`]: the files of a write session
+//!   (`.sheaf/sessions/<id>/`: its record, staged parts, outcome) once it
+//!   has expired, or when its record is gone (an abort that stopped half
+//!   way). A session's record holding a broken expiry counts as expired.
 //! - [`GarbageKind::Unreferenced`] (opt-in, [`GcOptions::unreferenced`]):
 //!   blobs `.sheaf/blobs/<64 hex>` that no manifest references, such as those
 //!   of a push killed before it wrote its manifest. This is opt-in because it
@@ -59,6 +63,7 @@
 //! A file that cannot be removed is reported with its error and the others are
 //! still processed ([`GcReport::failed_files`]).
 
+use super::session::SESSIONS;
 use super::{BLOBS, Error, IO_CONCURRENCY, LOCKS, MANIFESTS, Registry, Result, TMP};
 use crate::manifest::hash::EntryHash;
 use futures::stream::{self, StreamExt, TryStreamExt};
@@ -103,6 +108,9 @@ pub enum GarbageKind {
     Staging,
     /// A blob in `.sheaf/blobs/` that no manifest references.
     Unreferenced,
+    /// A file of a write session that expired (or whose record is gone: an
+    /// abort that did not finish).
+    ExpiredSession,
 }
 
 impl GarbageKind {
@@ -114,6 +122,7 @@ impl GarbageKind {
             }
             GarbageKind::Staging => "staging file of a manifest, pointer or tag write that never completed",
             GarbageKind::Unreferenced => "blob that no manifest of the registry references",
+            GarbageKind::ExpiredSession => "file of a write session that expired or was aborted",
         }
     }
 }
@@ -204,7 +213,7 @@ struct Found {
 }
 
 /// How a file under `.sheaf/` is classified, or `None` if gc never touches it.
-fn classify(rel: &str, unreferenced: bool) -> Option<GarbageKind> {
+fn classify(rel: &str, unreferenced: bool, dead_sessions: &HashSet<String>) -> Option<GarbageKind> {
     let locks = format!("{LOCKS}/");
     if !rel.starts_with(&format!("{SHEAF_DIR}/")) || rel.starts_with(&locks) {
         return None;
@@ -219,6 +228,11 @@ fn classify(rel: &str, unreferenced: bool) -> Option<GarbageKind> {
     if rel.starts_with(&format!("{TMP}/")) {
         return Some(GarbageKind::Staging);
     }
+    if let Some(id) = session_of(rel)
+        && dead_sessions.contains(id)
+    {
+        return Some(GarbageKind::ExpiredSession);
+    }
     if unreferenced
         && let Some(hex) = rel.strip_prefix(&format!("{BLOBS}/"))
         && is_blob_name(hex)
@@ -226,6 +240,11 @@ fn classify(rel: &str, unreferenced: bool) -> Option<GarbageKind> {
         return Some(GarbageKind::Unreferenced);
     }
     None
+}
+
+/// The write session a file belongs to (`.sheaf/sessions/<id>/...`).
+fn session_of(rel: &str) -> Option<&str> {
+    rel.strip_prefix(&format!("{SESSIONS}/"))?.split_once('/').map(|(id, _)| id)
 }
 
 /// A blob's name: 64 lowercase hex digits (a `sha2-256-chunked` digest).
@@ -420,13 +439,14 @@ impl Registry {
     pub async fn gc(&self, opts: &GcOptions) -> Result<GcReport> {
         let (seen, mut protected) = self.gc_references(&HashSet::new()).await?;
         let found = self.gc_list().await?;
+        let dead_sessions = self.gc_dead_sessions(&found).await?;
         let now = SystemTime::now();
         let cutoff = now.checked_sub(opts.older_than).unwrap_or(UNIX_EPOCH);
         let grace = humantime::format_duration(opts.older_than).to_string();
 
         let mut leftovers: Vec<(Leftover, Option<Path>)> = Vec::new();
         for f in found {
-            let Some(kind) = classify(&f.rel, opts.unreferenced) else { continue };
+            let Some(kind) = classify(&f.rel, opts.unreferenced, &dead_sessions) else { continue };
             if kind == GarbageKind::Unreferenced && protected.contains(&f.rel) {
                 continue; // a blob in use, not a leftover
             }
@@ -583,6 +603,28 @@ impl Registry {
     }
 
     /// Every file under `.sheaf/` (but `.sheaf/locks/`).
+    /// The write sessions among `found` that are over: expired, or without
+    /// a record (an abort that stopped half way). A record that cannot be
+    /// read stops gc before anything is removed.
+    async fn gc_dead_sessions(&self, found: &[Found]) -> Result<HashSet<String>> {
+        let mut ids: HashSet<&str> = found.iter().filter_map(|f| session_of(&f.rel)).collect();
+        let records: Vec<&str> = found
+            .iter()
+            .filter_map(|f| f.rel.strip_suffix("/session.json").and_then(|d| d.strip_prefix(&format!("{SESSIONS}/"))))
+            .filter(|id| !id.contains('/'))
+            .collect();
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        for id in records {
+            let path = Path::from(SESSIONS).join(id).join("session.json");
+            let bytes = self.get_bytes(&path, &format!("write session {id}")).await?;
+            let expires = serde_json::from_slice::<Value>(&bytes).ok().and_then(|v| v["expires_at"].as_u64());
+            if expires.is_some_and(|t| t > now) {
+                ids.remove(id);
+            }
+        }
+        Ok(ids.into_iter().map(str::to_owned).collect())
+    }
+
     async fn gc_list(&self) -> Result<Vec<Found>> {
         if let Some(root) = self.location.local_root.clone() {
             return tokio::task::spawn_blocking(move || walk_local(&root)).await.expect("listing task panicked");

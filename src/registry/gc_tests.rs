@@ -52,20 +52,24 @@ async fn pushed(dir: &FsPath, registry: &Registry) -> (String, Vec<String>) {
 #[test]
 fn classifies_only_sheaf_staging_and_blobs() {
     let hex = "ab".repeat(32);
-    assert_eq!(classify(&format!(".sheaf/blobs/{hex}#1"), false), Some(GarbageKind::PartialUpload));
-    assert_eq!(classify(&format!(".sheaf/blobs/{hex}#12"), true), Some(GarbageKind::PartialUpload));
-    assert_eq!(classify(".sheaf/tmp/123-4", false), Some(GarbageKind::Staging));
-    assert_eq!(classify(".sheaf/tags/o/p/v1#1", false), Some(GarbageKind::PartialUpload));
-    assert_eq!(classify(&format!(".sheaf/blobs/{hex}"), false), None);
-    assert_eq!(classify(&format!(".sheaf/blobs/{hex}"), true), Some(GarbageKind::Unreferenced));
-    assert_eq!(classify(&format!(".sheaf/blobs/{}", hex.to_uppercase()), true), None);
-    assert_eq!(classify(".sheaf/blobs/README", true), None);
-    assert_eq!(classify(&format!(".sheaf/blobs/{hex}#x1"), true), None);
-    assert_eq!(classify(".sheaf/locks/o/p.lock", true), None);
-    assert_eq!(classify(".sheaf/locks/o/p.lock#1", true), None);
-    assert_eq!(classify(".sheaf/tags/o/p/v1", true), None);
-    assert_eq!(classify(".quilt/named_packages/o/p/latest#1", true), None);
-    assert_eq!(classify(".quilt/packages/x", true), None);
+    assert_eq!(classify(&format!(".sheaf/blobs/{hex}#1"), false, &HashSet::new()), Some(GarbageKind::PartialUpload));
+    assert_eq!(classify(&format!(".sheaf/blobs/{hex}#12"), true, &HashSet::new()), Some(GarbageKind::PartialUpload));
+    assert_eq!(classify(".sheaf/tmp/123-4", false, &HashSet::new()), Some(GarbageKind::Staging));
+    assert_eq!(classify(".sheaf/tags/o/p/v1#1", false, &HashSet::new()), Some(GarbageKind::PartialUpload));
+    assert_eq!(classify(&format!(".sheaf/blobs/{hex}"), false, &HashSet::new()), None);
+    assert_eq!(classify(&format!(".sheaf/blobs/{hex}"), true, &HashSet::new()), Some(GarbageKind::Unreferenced));
+    assert_eq!(classify(&format!(".sheaf/blobs/{}", hex.to_uppercase()), true, &HashSet::new()), None);
+    assert_eq!(classify(".sheaf/blobs/README", true, &HashSet::new()), None);
+    let dead: HashSet<String> = [hex[..32].to_owned()].into();
+    let part = format!(".sheaf/sessions/{}/parts/x.parquet", &hex[..32]);
+    assert_eq!(classify(&part, false, &dead), Some(GarbageKind::ExpiredSession));
+    assert_eq!(classify(&part, false, &HashSet::new()), None);
+    assert_eq!(classify(&format!(".sheaf/blobs/{hex}#x1"), true, &HashSet::new()), None);
+    assert_eq!(classify(".sheaf/locks/o/p.lock", true, &HashSet::new()), None);
+    assert_eq!(classify(".sheaf/locks/o/p.lock#1", true, &HashSet::new()), None);
+    assert_eq!(classify(".sheaf/tags/o/p/v1", true, &HashSet::new()), None);
+    assert_eq!(classify(".quilt/named_packages/o/p/latest#1", true, &HashSet::new()), None);
+    assert_eq!(classify(".quilt/packages/x", true, &HashSet::new()), None);
 }
 
 #[test]

@@ -7,6 +7,7 @@
 //! .sheaf/blobs/<hex sha2-256-chunked digest>          content-addressed file data
 //! .sheaf/tags/<owner>/<name>/<tag>                    named tags (Sheaf extension)
 //! .sheaf/locks/, .sheaf/tmp/                          pointer locks and staging (local disk)
+//! .sheaf/sessions/<id>/                               write sessions and their staged parts
 //! ```
 //!
 //! [`Registry::gc`] removes what interrupted writes leave in `.sheaf/`.
@@ -20,6 +21,7 @@ mod diff;
 mod error;
 mod gc;
 mod install;
+mod lineage;
 mod local_blobs;
 mod location;
 mod metered;
@@ -27,17 +29,20 @@ mod names;
 mod pointers;
 mod push;
 mod selection;
+mod session;
 
-pub use commit::{Base, CommitReport};
+pub use commit::{Base, CommitFile, CommitReport};
 pub use diff::Diff;
 pub use error::{Error, Result};
 pub use gc::{Action as GcAction, GarbageKind, GcOptions, GcReport, Leftover};
 pub use install::{InstallReport, VerifyReport};
+pub use lineage::{LineageInput, LineageNode, is_top_hash};
 pub use location::{Location, ReadPolicy, Resolved};
 pub use names::{PackageName, PackageRef, Revision, validate_tag};
 pub use pointers::{DeleteReport, PackageSummary, RevisionInfo};
 pub use push::{PushOptions, PushReport};
 pub use selection::Selection;
+pub use session::{DEFAULT_TTL_SECS, PartRecord, SessionSpec, WriteMode, WriteOutcome, columns_of, is_file_table};
 
 use crate::manifest::hash::StreamHasher;
 use crate::manifest::{Entry, Manifest};
@@ -163,8 +168,9 @@ impl Registry {
         Ok((manifest, parsed))
     }
 
-    /// The message of a revision, read from its manifest's first line only.
-    async fn read_message(&self, top_hash: &str) -> Result<Option<String>> {
+    /// The header of a revision (message, user metadata), read from its
+    /// manifest's first line only.
+    async fn read_header(&self, top_hash: &str) -> Result<serde_json::Map<String, serde_json::Value>> {
         let path = Self::manifest_path(top_hash);
         let what = format!("manifest {top_hash}");
         let head = match self.store.get_range(&path, 0..64 * 1024).await {
@@ -179,8 +185,8 @@ impl Registry {
         // read must fail, never report "no message".
         let first = head.split(|b| *b == b'\n').next().unwrap_or_default();
         match serde_json::from_slice::<serde_json::Value>(first) {
-            Ok(h) if head.contains(&b'\n') => Ok(h.get("message").and_then(|m| m.as_str()).map(str::to_owned)),
-            _ => Ok(self.read_manifest(top_hash).await?.message().map(str::to_owned)),
+            Ok(serde_json::Value::Object(h)) if head.contains(&b'\n') => Ok(h),
+            _ => Ok(self.read_manifest(top_hash).await?.header),
         }
     }
 

@@ -32,6 +32,9 @@ pub struct RevisionInfo {
     pub message: Option<String>,
     /// Tags pointing at this revision (including `latest`).
     pub tags: Vec<String>,
+    /// Its data was derived from other revisions (its user metadata records
+    /// lineage inputs: `sheaf lineage` shows them).
+    pub derived: bool,
 }
 
 /// What `delete` removed.
@@ -159,8 +162,10 @@ impl Registry {
                     names.insert(0, "latest".into());
                 }
                 async move {
-                    let message = self.read_message(&top_hash).await?;
-                    Ok(RevisionInfo { top_hash, timestamp, message, tags: names })
+                    let header = self.read_header(&top_hash).await?;
+                    let message = header.get("message").and_then(|m| m.as_str()).map(str::to_owned);
+                    let derived = super::lineage::inputs_of(header.get("user_meta")).next().is_some();
+                    Ok(RevisionInfo { top_hash, timestamp, message, tags: names, derived })
                 }
             })
             .buffered(IO_CONCURRENCY)

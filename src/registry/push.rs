@@ -7,22 +7,21 @@
 
 use super::local_blobs::BlobDirs;
 use super::{Error, IO_CONCURRENCY, PackageName, Registry, Result};
-use crate::manifest::hash::{self, EntryHash, StreamHasher};
+use crate::manifest::hash::{self, EntryHash};
 use crate::manifest::{Entry, Manifest, key};
 use crate::progress::Progress;
 use futures::stream::{self, StreamExt, TryStreamExt};
-use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
+use object_store::ObjectStoreExt;
 use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::path::{Path as FsPath, PathBuf};
-use tokio::io::AsyncReadExt;
 
 /// Files at most this large are uploaded in one put; larger ones in parts.
-const SINGLE_PUT_MAX: u64 = 16 * 1024 * 1024;
+pub(super) const SINGLE_PUT_MAX: u64 = 16 * 1024 * 1024;
 /// Part size of multipart uploads (S3 needs at least 5 MiB).
-const PART_SIZE: usize = 16 * 1024 * 1024;
+pub(super) const PART_SIZE: usize = 16 * 1024 * 1024;
 
 /// What to record with a pushed revision.
 #[derive(Debug, Clone, Default)]
@@ -284,57 +283,7 @@ impl Registry {
     /// changed since it was hashed is never stored under the old hash.
     async fn upload_blob(&self, file: &LocalFile, expected: &EntryHash, progress: &dyn Progress) -> Result<()> {
         let path = Self::blob_path(&expected.blob_hex().expect("chunked hash"));
-        let io_err = |e| Error::io(file.path.display().to_string(), e);
-        let changed = |actual: String| Error::Integrity {
-            what: format!("{} changed while it was being pushed", file.path.display()),
-            expected: expected.value.clone(),
-            actual,
-        };
-        let context = || format!("uploading {} to {}", file.key, self.url());
-        if file.size <= SINGLE_PUT_MAX {
-            let data = tokio::fs::read(&file.path).await.map_err(io_err)?;
-            let mut hasher = StreamHasher::chunked(file.size);
-            hasher.update(&data);
-            match hasher.finish() {
-                Ok(h) if h == *expected => {}
-                Ok(h) => return Err(changed(h.value)),
-                Err(size) => return Err(changed(format!("{size} bytes instead of {}", file.size))),
-            }
-            self.store().put(&path, PutPayload::from(data)).await.map_err(|e| Error::storage(context(), e))?;
-            progress.advance(file.size);
-            return Ok(());
-        }
-        let upload = self.store().put_multipart(&path).await.map_err(|e| Error::storage(context(), e))?;
-        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-        let mut hasher = StreamHasher::chunked(file.size);
-        let mut reader = tokio::fs::File::open(&file.path).await.map_err(io_err)?;
-        let mut buf = vec![0u8; 1024 * 1024];
-        let result: Result<()> = async {
-            loop {
-                let n = reader.read(&mut buf).await.map_err(io_err)?;
-                if n == 0 {
-                    break;
-                }
-                hasher.update(&buf[..n]);
-                writer.wait_for_capacity(4).await.map_err(|e| Error::storage(context(), e))?;
-                writer.write(&buf[..n]);
-                progress.advance(n as u64);
-            }
-            Ok(())
-        }
-        .await;
-        let verdict = result.and_then(|()| match hasher.finish() {
-            Ok(h) if h == *expected => Ok(()),
-            Ok(h) => Err(changed(h.value)),
-            Err(size) => Err(changed(format!("{size} bytes instead of {}", file.size))),
-        });
-        match verdict {
-            Ok(()) => writer.finish().await.map(|_| ()).map_err(|e| Error::storage(context(), e)),
-            Err(e) => {
-                let _ = writer.abort().await;
-                Err(e)
-            }
-        }
+        self.upload_file(file, expected, &path, progress).await
     }
 }
 

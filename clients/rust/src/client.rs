@@ -49,7 +49,7 @@ fn decode<M: Message + Default + serde::de::DeserializeOwned>(form: Form, bytes:
 /// A connection to a Sheaf server.
 #[derive(Clone)]
 pub struct Client {
-    channels: Channels,
+    pub(crate) channels: Channels,
     token: Option<String>,
 }
 
@@ -94,7 +94,7 @@ impl Client {
         self
     }
 
-    fn flight(&self, channel: Channel) -> Result<FlightClient, Error> {
+    pub(crate) fn flight(&self, channel: Channel) -> Result<FlightClient, Error> {
         let inner = FlightServiceClient::new(channel)
             .max_decoding_message_size(usize::MAX)
             .max_encoding_message_size(usize::MAX);

@@ -14,6 +14,7 @@
 //! dataset is named by a URI ([`Client::dataset`]) or a typed
 //! [`proto::DatasetRequest`] ([`Client::dataset_request`]); actions send and
 //! receive its typed messages; errors carry its [`proto::ErrorReason`].
+//! [`Client::write`] and [`Client::writer`] publish tables as new revisions.
 //! Endpoints are read by the policy of [`endpoints`], in parallel, and their
 //! batches returned in endpoint order, so a read equals the server's
 //! canonical order. Messages of any size are accepted (the gRPC default of
@@ -23,6 +24,8 @@ mod client;
 pub mod endpoints;
 mod error;
 pub mod proto;
+mod write;
 
 pub use client::{Client, Dataset, PREFETCH_BATCHES};
 pub use error::{Error, ServerError};
+pub use write::{WriteOptions, Writer};

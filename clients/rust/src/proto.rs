@@ -61,6 +61,33 @@ pub fn json_text<S: serde::Serializer>(text: &Option<String>, s: S) -> Result<S:
     }
 }
 
+/// Reads a write mode (serde's `deserialize_with`) given as its name, with
+/// or without the `WRITE_MODE_` prefix and in any case (`error` and
+/// `errorifexists`, Spark's names, mean `error_if_exists`), or as its number.
+pub fn write_mode<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
+    use serde::Deserialize;
+    use serde::de::Error;
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum NameOrNumber {
+        Number(i32),
+        Name(String),
+    }
+    match NameOrNumber::deserialize(d)? {
+        NameOrNumber::Number(n) => Ok(n),
+        NameOrNumber::Name(name) => {
+            let mut upper = name.to_ascii_uppercase().replace('-', "_");
+            if upper == "ERROR" || upper == "ERRORIFEXISTS" {
+                upper = "ERROR_IF_EXISTS".into();
+            }
+            let full = if upper.starts_with("WRITE_MODE_") { upper } else { format!("WRITE_MODE_{upper}") };
+            WriteMode::from_str_name(&full).map(|m| m as i32).ok_or_else(|| {
+                D::Error::custom(format!("unknown write mode {name:?} (append, overwrite or error_if_exists)"))
+            })
+        }
+    }
+}
+
 /// The `google.rpc.ErrorInfo.domain` of Sheaf's errors.
 pub const ERROR_DOMAIN: &str = "sheaf.v1";
 

@@ -1,0 +1,630 @@
+//! Write sessions: one new revision from any number of staged parts (the
+//! server's `begin_write` / DoPut part / `commit_write` / `abort_write`, and
+//! `sheaf put`).
+//!
+//! ```text
+//! .sheaf/sessions/<id>/session.json          what the session writes (SessionSpec)
+//! .sheaf/sessions/<id>/parts/<part>.parquet  a part's data, staged
+//! .sheaf/sessions/<id>/parts/<part>.json     its record, written once the data is in place
+//! .sheaf/sessions/<id>/committed.json        the commit's outcome (answers a retried commit)
+//! ```
+//!
+//! Staged data lives outside `.sheaf/blobs/`, so no reader and no manifest
+//! ever sees it; the commit copies each part to its content-addressed blob
+//! (a hard link on local disk, a server-side copy on object stores), then
+//! writes the manifest and moves `latest` by compare-and-swap exactly as
+//! [`Registry::commit`] does. A session's id is random, or derived from the
+//! caller's idempotency key so that a retried `begin_write` finds the same
+//! session. The new revision's user metadata names the session
+//! (`sheaf.lineage.session`), so a commit retried after its response was
+//! lost answers the revision it made instead of making a second one.
+//! `sheaf gc` removes sessions past their expiry with their staged data.
+
+use super::commit::{ATTEMPTS, backoff, turn};
+use super::push::{LocalFile, PART_SIZE, SINGLE_PUT_MAX};
+use super::{Error, PackageName, Registry, Resolved, Result};
+use crate::manifest::hash::{EntryHash, StreamHasher};
+use crate::manifest::{Entry, Line, Manifest, key};
+use futures::stream::{self, StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutMode, PutPayload, WriteMultipart};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use std::collections::{BTreeMap, HashSet};
+use tokio::io::AsyncReadExt;
+
+/// Where sessions live in a registry.
+pub(crate) const SESSIONS: &str = ".sheaf/sessions";
+
+/// How long an uncommitted session lives by default (a day).
+pub const DEFAULT_TTL_SECS: u64 = 86_400;
+
+/// What a commit does to a table that exists in the revision it builds on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteMode {
+    /// A folder's new part files join the old ones (same schema); a file is
+    /// replaced.
+    #[default]
+    Append,
+    /// The folder or file is replaced.
+    Overwrite,
+    /// The commit fails if the table exists.
+    ErrorIfExists,
+}
+
+/// What a session writes, fixed when it begins.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionSpec {
+    /// `owner/name`.
+    pub package: String,
+    /// The full top hash the commit must build on; `None` builds on whatever
+    /// is latest at the commit.
+    pub base: Option<String>,
+    /// What happens to tables that exist.
+    pub mode: WriteMode,
+    /// The new revision's message.
+    pub message: Option<String>,
+    /// The new revision's user metadata; `None` keeps the base revision's.
+    pub metadata: Option<Map<String, Value>>,
+    /// The `sheaf.lineage` object of the new revision's user metadata
+    /// (inputs and writer; the commit adds the session id).
+    pub lineage: Map<String, Value>,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// Unix seconds after which the session is gone.
+    pub expires_at: u64,
+}
+
+/// One staged part.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartRecord {
+    /// The part's id in its session.
+    pub id: String,
+    /// The table it belongs to, as uploaded: a file (`x.parquet`) or a folder.
+    pub table: String,
+    /// The logical key it becomes.
+    pub key: String,
+    /// Its position in a folder table.
+    pub part: u32,
+    /// Rows it holds.
+    pub rows: u64,
+    /// Bytes of its file.
+    pub size: u64,
+    /// The `sha2-256-chunked` hash of its file.
+    pub hash: EntryHash,
+    /// `(name, Arrow type)` of each column, to check appends.
+    pub columns: Vec<(String, String)>,
+    /// The entry metadata it gets (its profile).
+    pub meta: Value,
+}
+
+/// What a committed session made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WriteOutcome {
+    /// `owner/name`.
+    pub package: String,
+    /// The new revision.
+    pub top_hash: String,
+    /// The revision `latest` pointed at before.
+    pub previous: Option<String>,
+    /// The tables written (files and folders).
+    pub tables: Vec<String>,
+    /// Logical keys added.
+    pub keys: Vec<String>,
+    /// Rows written.
+    pub rows: u64,
+    /// Bytes written.
+    pub bytes: u64,
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut buf).expect("system randomness");
+    hex::encode(buf)
+}
+
+/// Whether `id` can name a session (so no caller-given id escapes its folder).
+fn valid_id(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+}
+
+/// Whether a table path names a file table (else a folder of parts).
+pub fn is_file_table(table: &str) -> bool {
+    table.to_ascii_lowercase().ends_with(".parquet")
+}
+
+/// At most 64 characters of a caller-given `text`, for messages.
+fn excerpt(text: &str) -> String {
+    match text.char_indices().nth(64) {
+        Some((i, _)) => format!("{}...", &text[..i]),
+        None => text.to_owned(),
+    }
+}
+
+fn not_found(id: &str, why: &str) -> Error {
+    Error::SessionNotFound { session: id.to_owned(), why: why.to_owned() }
+}
+
+impl Registry {
+    fn session_dir(id: &str) -> Path {
+        Path::from(SESSIONS).join(id)
+    }
+
+    /// Opens a session. With an idempotency `key`, the session id derives
+    /// from it and the package, and a session already begun with them is
+    /// answered instead of a new one.
+    pub async fn begin_write(&self, spec: SessionSpec, idempotency_key: Option<&str>) -> Result<(String, SessionSpec)> {
+        let pkg: PackageName = spec.package.parse()?;
+        let id = match idempotency_key.filter(|k| !k.is_empty()) {
+            Some(k) => {
+                use sha2::Digest;
+                hex::encode(&sha2::Sha256::digest(format!("{pkg}\n{k}").as_bytes())[..16])
+            }
+            None => random_hex(16),
+        };
+        let body = serde_json::to_vec_pretty(&spec).expect("a session spec serializes");
+        let path = Self::session_dir(&id).join("session.json");
+        match self.put_small(&path, body, PutMode::Create).await {
+            Ok(()) => Ok((id, spec)),
+            Err(object_store::Error::AlreadyExists { .. }) if idempotency_key.is_some() => {
+                let existing = self.write_session(&id).await?;
+                Ok((id, existing))
+            }
+            Err(e) => Err(Error::storage(format!("beginning a write session of {pkg} in {}", self.url()), e)),
+        }
+    }
+
+    /// The session `id`, unless it does not exist or has expired.
+    pub async fn write_session(&self, id: &str) -> Result<SessionSpec> {
+        if !valid_id(id) {
+            return Err(not_found(&excerpt(id), "a session id is 32 lowercase hex digits"));
+        }
+        let path = Self::session_dir(id).join("session.json");
+        let bytes = match self.store().get(&path).await {
+            Ok(r) => r.bytes().await.map_err(|e| Error::storage(format!("write session {id}"), e))?,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(not_found(id, "it does not exist, was aborted, or expired and was collected"));
+            }
+            Err(e) => return Err(Error::storage(format!("write session {id}"), e)),
+        };
+        let spec: SessionSpec = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::invalid(format!("write session {id}: its record is not valid: {e}")))?;
+        if spec.expires_at <= now_secs() {
+            return Err(not_found(id, "it expired"));
+        }
+        Ok(spec)
+    }
+
+    async fn committed(&self, id: &str) -> Result<Option<WriteOutcome>> {
+        match self.store().get(&Self::session_dir(id).join("committed.json")).await {
+            Ok(r) => {
+                let bytes = r.bytes().await.map_err(|e| Error::storage(format!("write session {id}"), e))?;
+                Ok(serde_json::from_slice(&bytes).ok())
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(Error::storage(format!("write session {id}"), e)),
+        }
+    }
+
+    /// Stages `file` (a finished Parquet file of `rows` rows) as a part of
+    /// `table` in session `id`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn stage_part(
+        &self,
+        id: &str,
+        table: &str,
+        part: u32,
+        file: &std::path::Path,
+        rows: u64,
+        columns: Vec<(String, String)>,
+        meta: Value,
+    ) -> Result<PartRecord> {
+        let spec = self.write_session(id).await?;
+        if self.committed(id).await?.is_some() {
+            return Err(Error::invalid(format!("write session {id} of {} is already committed", spec.package)));
+        }
+        let part_id = format!(
+            "{:013x}{}",
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64),
+            &random_hex(2)
+        );
+        let key = if is_file_table(table) {
+            table.to_owned()
+        } else {
+            format!("{}/part-{part:05}-{part_id}.parquet", table.trim_end_matches('/'))
+        };
+        key::validate(&key).map_err(|why| Error::invalid(format!("{key:?} cannot be a logical key: {why}")))?;
+        let local = file.to_path_buf();
+        let (size, hash) =
+            tokio::task::spawn_blocking(move || crate::manifest::hash::hash_file_chunked(&local)).await.map_err(
+                |e| Error::invalid(format!("hashing a part of {}: {e}", spec.package)),
+            )?
+            .map_err(|e| Error::io(file.display().to_string(), e))?;
+        let dir = Self::session_dir(id).join("parts");
+        let local = LocalFile { path: file.to_path_buf(), key: key.clone(), size };
+        let staged = dir.clone().join(format!("{part_id}.parquet"));
+        self.upload_file(&local, &hash, &staged, &crate::progress::NoProgress).await?;
+        let record = PartRecord { id: part_id.clone(), table: table.to_owned(), key, part, rows, size, hash, columns, meta };
+        let body = serde_json::to_vec(&record).expect("a part record serializes");
+        self.put_small(&dir.join(format!("{part_id}.json")), body, PutMode::Overwrite)
+            .await
+            .map_err(|e| Error::storage(format!("staging a part of {} in {}", spec.package, self.url()), e))?;
+        Ok(record)
+    }
+
+    async fn parts(&self, id: &str) -> Result<Vec<PartRecord>> {
+        let dir = Self::session_dir(id).join("parts");
+        let metas: Vec<_> = self
+            .store()
+            .list(Some(&dir))
+            .try_filter(|m| futures::future::ready(m.location.as_ref().ends_with(".json")))
+            .try_collect()
+            .await
+            .map_err(|e| Error::storage(format!("listing the parts of write session {id}"), e))?;
+        let reads: Vec<_> = metas.into_iter().map(|m| {
+            let store = self.store().clone();
+            let what = format!("part {} of write session {id}", m.location);
+            async move {
+                let got = store.get(&m.location).await.map_err(|e| Error::storage(what.clone(), e))?;
+                let bytes = got.bytes().await.map_err(|e| Error::storage(what.clone(), e))?;
+                serde_json::from_slice::<PartRecord>(&bytes).map_err(|e| Error::invalid(format!("{what}: {e}")))
+            }
+        }).collect();
+        let mut parts: Vec<PartRecord> = stream::iter(reads)
+            .buffer_unordered(super::IO_CONCURRENCY)
+            .try_collect()
+            .await?;
+        parts.sort_by(|a, b| (a.part, &a.id).cmp(&(b.part, &b.id)));
+        Ok(parts)
+    }
+
+    /// Commits session `id`: one new revision holding its parts (those in
+    /// `only`, or all when it is empty). A session already committed answers
+    /// its outcome again.
+    pub async fn commit_write(&self, id: &str, only: &[String]) -> Result<WriteOutcome> {
+        let spec = self.write_session(id).await?;
+        let pkg: PackageName = spec.package.parse()?;
+        let turn = turn(self.url(), &pkg);
+        let _turn = turn.lock().await;
+        if let Some(done) = self.committed(id).await? {
+            return Ok(done);
+        }
+        let mut parts = self.parts(id).await?;
+        if !only.is_empty() {
+            let wanted: HashSet<&str> = only.iter().map(String::as_str).collect();
+            let have: HashSet<&str> = parts.iter().map(|p| p.id.as_str()).collect();
+            if let Some(missing) = only.iter().find(|p| !have.contains(p.as_str())) {
+                return Err(Error::invalid(format!(
+                    "write session {id} of {pkg} has no part {}: it was not uploaded (or its upload failed)",
+                    excerpt(missing)
+                )));
+            }
+            parts.retain(|p| wanted.contains(p.id.as_str()));
+        }
+        let mut seen = HashSet::new();
+        if let Some(dup) = parts.iter().find(|p| !seen.insert(p.key.as_str())) {
+            return Err(Error::invalid(format!(
+                "write session {id} of {pkg}: two parts write {}; commit one of them (list its part id)",
+                dup.key
+            )));
+        }
+        // The tables, each with its parts' columns, checked to agree.
+        let mut tables: BTreeMap<String, &[(String, String)]> = BTreeMap::new();
+        for p in &parts {
+            let table = p.table.trim_end_matches('/').to_owned();
+            match tables.get(&table) {
+                None => {
+                    tables.insert(table, &p.columns);
+                }
+                Some(columns) => schema_agrees(&pkg, &table, columns, &p.columns, "another part of this write")?,
+            }
+        }
+        // The staged data becomes blobs (nothing references them yet).
+        let copies: Vec<_> = parts.iter().map(|p| {
+            let store = self.store().clone();
+            let blob = Self::blob_path(&p.hash.blob_hex().expect("chunked hash"));
+            let staged = Self::session_dir(id).join("parts").join(format!("{}.parquet", p.id));
+            let context = format!("committing {} to {pkg}", p.key);
+            async move {
+                if store.head(&blob).await.is_ok() {
+                    return Ok(());
+                }
+                store.copy(&staged, &blob).await.map_err(|e| Error::storage(context, e))
+            }
+        }).collect();
+        stream::iter(copies).buffer_unordered(super::IO_CONCURRENCY).try_collect::<Vec<()>>().await?;
+        let entries: Vec<Entry> = parts
+            .iter()
+            .map(|p| Entry {
+                logical_key: p.key.clone(),
+                physical_keys: vec![
+                    self.location.url_of(&Self::blob_path(&p.hash.blob_hex().expect("chunked hash"))),
+                ],
+                size: p.size,
+                hash: p.hash.clone(),
+                meta: p.meta.clone(),
+                extra: Map::new(),
+            })
+            .collect();
+        let mut lineage = spec.lineage.clone();
+        lineage.insert("session".into(), json!(id));
+
+        let mut outcome = None;
+        for attempt in 1..=ATTEMPTS {
+            let previous = match &spec.base {
+                None => self.read_pointer(&Self::latest_path(&pkg)).await?,
+                Some(h) => Some(h.clone()),
+            };
+            let base = match &previous {
+                Some(h) => Some(self.read_manifest_for_write(h).await?),
+                None => None,
+            };
+            // A commit retried after its answer was lost: latest is its own revision.
+            if let Some(m) = &base
+                && m.user_meta().and_then(|u| u.pointer("/sheaf/lineage/session")) == Some(&json!(id))
+            {
+                let top_hash = previous.clone().expect("a base has a hash");
+                outcome = Some(self.outcome(&pkg, &top_hash, None, &tables, &parts));
+                break;
+            }
+            let mut removed = Vec::new();
+            for (table, columns) in &tables {
+                let existing = base.as_ref().map(|m| table_entries(m, table)).unwrap_or_default();
+                if existing.is_empty() {
+                    continue;
+                }
+                match spec.mode {
+                    WriteMode::ErrorIfExists => {
+                        return Err(Error::Exists { package: pkg.to_string(), path: table.clone() });
+                    }
+                    WriteMode::Overwrite => removed.push(table.clone()),
+                    WriteMode::Append if is_file_table(table) => removed.push(table.clone()),
+                    WriteMode::Append => {
+                        if let Some(first) = existing.iter().find(|e| e.logical_key.ends_with(".parquet")) {
+                            let have = self.parquet_columns(first).await?;
+                            schema_agrees(&pkg, table, &have, columns, "the appended data")?;
+                        }
+                    }
+                }
+            }
+            let header_meta = |old: Option<&Value>| -> Map<String, Value> {
+                let mut meta = match (&spec.metadata, old) {
+                    (Some(m), _) => m.clone(),
+                    (None, Some(Value::Object(m))) => m.clone(),
+                    (None, _) => Map::new(),
+                };
+                let sheaf = meta.entry("sheaf").or_insert_with(|| json!({}));
+                if !sheaf.is_object() {
+                    *sheaf = json!({});
+                }
+                sheaf.as_object_mut().expect("an object").insert("lineage".into(), Value::Object(lineage.clone()));
+                meta
+            };
+            let manifest = match &base {
+                Some(m) => {
+                    let mut kept = m.clone();
+                    kept.lines.retain(|l| {
+                        let k = match l {
+                            Line::Entry(e) => &e.logical_key,
+                            Line::Dir(d) => &d.logical_key,
+                        };
+                        !removed.iter().any(|t| k == t || key::is_under(k, t))
+                    });
+                    let meta = header_meta(m.user_meta());
+                    kept.header.insert("user_meta".into(), Value::Object(meta));
+                    kept.with_changes(entries.clone(), spec.message.clone())
+                }
+                None => Manifest::build(spec.message.clone(), Some(header_meta(None)), entries.clone()),
+            }
+            .map_err(|source| Error::Manifest { top_hash: format!("being committed to {pkg}"), source })?;
+            let top_hash = manifest.top_hash();
+            self.write_manifest(&manifest, &top_hash).await?;
+            match self.advance_latest(&pkg, previous.as_deref(), &top_hash).await {
+                Ok(()) => {
+                    outcome = Some(self.outcome(&pkg, &top_hash, previous, &tables, &parts));
+                    break;
+                }
+                Err(Error::Moved { .. }) if spec.base.is_none() && attempt < ATTEMPTS => {
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let outcome = outcome.expect("the last attempt returns or breaks");
+        let body = serde_json::to_vec_pretty(&outcome).expect("an outcome serializes");
+        if let Err(e) = self.put_small(&Self::session_dir(id).join("committed.json"), body, PutMode::Overwrite).await {
+            tracing::warn!(session = id, error = %e, "committed, but the outcome could not be recorded");
+        }
+        // The staged copies are no longer needed (gc would remove them at expiry).
+        for p in &parts {
+            let _ = self.store().delete(&Self::session_dir(id).join("parts").join(format!("{}.parquet", p.id))).await;
+        }
+        Ok(outcome)
+    }
+
+    fn outcome(
+        &self,
+        pkg: &PackageName,
+        top_hash: &str,
+        previous: Option<String>,
+        tables: &BTreeMap<String, &[(String, String)]>,
+        parts: &[PartRecord],
+    ) -> WriteOutcome {
+        WriteOutcome {
+            package: pkg.to_string(),
+            top_hash: top_hash.to_owned(),
+            previous,
+            tables: tables.keys().cloned().collect(),
+            keys: parts.iter().map(|p| p.key.clone()).collect(),
+            rows: parts.iter().map(|p| p.rows).sum(),
+            bytes: parts.iter().map(|p| p.size).sum(),
+        }
+    }
+
+    /// Drops session `id` and its staged parts. Aborting a session that is
+    /// gone succeeds; aborting a committed one is refused.
+    pub async fn abort_write(&self, id: &str) -> Result<()> {
+        if !valid_id(id) {
+            return Err(not_found(&excerpt(id), "a session id is 32 lowercase hex digits"));
+        }
+        if let Some(done) = self.committed(id).await? {
+            return Err(Error::invalid(format!(
+                "write session {id} is committed (revision {} of {}); it cannot be aborted",
+                done.top_hash, done.package
+            )));
+        }
+        let dir = Self::session_dir(id);
+        // The record first: from then on the session is gone, whatever else remains.
+        match self.store().delete(&dir.clone().join("session.json")).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(Error::storage(format!("aborting write session {id}"), e)),
+        }
+        let files: Vec<_> = self
+            .store()
+            .list(Some(&dir))
+            .map_ok(|m| m.location)
+            .try_collect()
+            .await
+            .map_err(|e| Error::storage(format!("aborting write session {id}"), e))?;
+        for f in files {
+            let _ = self.store().delete(&f).await;
+        }
+        Ok(())
+    }
+
+    /// `(name, Arrow type)` of the columns of a Parquet entry, from its footer.
+    async fn parquet_columns(&self, entry: &Entry) -> Result<Vec<(String, String)>> {
+        let what = &entry.logical_key;
+        let bad = |why: String| Error::invalid(format!("{what}: cannot read its Parquet footer: {why}"));
+        let Resolved { store, path, .. } = self.locate(entry).await?;
+        let size = store.head(&path).await.map_err(|e| Error::storage(what.clone(), e))?.size;
+        if size < 12 {
+            return Err(bad(format!("{size} bytes is too short for Parquet")));
+        }
+        let tail = store.get_range(&path, size - 8..size).await.map_err(|e| Error::storage(what.clone(), e))?;
+        if &tail[4..] != b"PAR1" {
+            return Err(bad("no Parquet magic at its end".into()));
+        }
+        let footer = u64::from(u32::from_le_bytes(tail[..4].try_into().expect("four bytes")));
+        if footer + 8 > size {
+            return Err(bad(format!("a footer of {footer} bytes in a file of {size}")));
+        }
+        let bytes =
+            store.get_range(&path, size - 8 - footer..size - 8).await.map_err(|e| Error::storage(what.clone(), e))?;
+        let metadata = parquet::file::metadata::ParquetMetaDataReader::decode_metadata(&bytes)
+            .map_err(|e| bad(e.to_string()))?;
+        let file = metadata.file_metadata();
+        let schema = parquet::arrow::parquet_to_arrow_schema(file.schema_descr(), file.key_value_metadata())
+            .map_err(|e| bad(e.to_string()))?;
+        Ok(columns_of(&schema))
+    }
+
+    /// Uploads a local `file` whose hash is `expected` to `path` (verifying
+    /// the bytes as they are read: a file changed meanwhile is refused).
+    pub(super) async fn upload_file(
+        &self,
+        file: &LocalFile,
+        expected: &EntryHash,
+        path: &Path,
+        progress: &dyn crate::progress::Progress,
+    ) -> Result<()> {
+        let io_err = |e| Error::io(file.path.display().to_string(), e);
+        let changed = |actual: String| Error::Integrity {
+            what: format!("{} changed while it was being uploaded", file.path.display()),
+            expected: expected.value.clone(),
+            actual,
+        };
+        let context = || format!("uploading {} to {}", file.key, self.url());
+        if file.size <= SINGLE_PUT_MAX {
+            let data = tokio::fs::read(&file.path).await.map_err(io_err)?;
+            let mut hasher = StreamHasher::chunked(file.size);
+            hasher.update(&data);
+            match hasher.finish() {
+                Ok(h) if h == *expected => {}
+                Ok(h) => return Err(changed(h.value)),
+                Err(size) => return Err(changed(format!("{size} bytes instead of {}", file.size))),
+            }
+            self.store().put(path, PutPayload::from(data)).await.map_err(|e| Error::storage(context(), e))?;
+            progress.advance(file.size);
+            return Ok(());
+        }
+        let upload = self.store().put_multipart(path).await.map_err(|e| Error::storage(context(), e))?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+        let mut hasher = StreamHasher::chunked(file.size);
+        let mut reader = tokio::fs::File::open(&file.path).await.map_err(io_err)?;
+        let mut buf = vec![0u8; 1024 * 1024];
+        let result: Result<()> = async {
+            loop {
+                let n = reader.read(&mut buf).await.map_err(io_err)?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+                writer.wait_for_capacity(4).await.map_err(|e| Error::storage(context(), e))?;
+                writer.write(&buf[..n]);
+                progress.advance(n as u64);
+            }
+            Ok(())
+        }
+        .await;
+        let verdict = result.and_then(|()| match hasher.finish() {
+            Ok(h) if h == *expected => Ok(()),
+            Ok(h) => Err(changed(h.value)),
+            Err(size) => Err(changed(format!("{size} bytes instead of {}", file.size))),
+        });
+        match verdict {
+            Ok(()) => writer.finish().await.map(|_| ()).map_err(|e| Error::storage(context(), e)),
+            Err(e) => {
+                let _ = writer.abort().await;
+                Err(e)
+            }
+        }
+    }
+}
+
+/// `(name, Arrow type)` of each column of `schema`.
+pub fn columns_of(schema: &arrow::datatypes::Schema) -> Vec<(String, String)> {
+    schema.fields().iter().map(|f| (f.name().clone(), f.data_type().to_string())).collect()
+}
+
+/// The entries of table `table` in `m`: the file itself, or the files under the folder.
+fn table_entries<'a>(m: &'a Manifest, table: &str) -> Vec<&'a Entry> {
+    m.entries().filter(|e| e.logical_key == table || key::is_under(&e.logical_key, table)).collect()
+}
+
+/// Refuses `new` columns that differ from the table's `have`, naming the first column at fault.
+fn schema_agrees(
+    pkg: &PackageName,
+    table: &str,
+    have: &[(String, String)],
+    new: &[(String, String)],
+    what: &str,
+) -> Result<()> {
+    let mismatch = |column: &str, why: String| Error::SchemaMismatch {
+        package: pkg.to_string(),
+        path: table.to_owned(),
+        column: column.to_owned(),
+        why,
+    };
+    for (i, (name, ty)) in new.iter().enumerate() {
+        match have.iter().position(|(n, _)| n == name) {
+            None => return Err(mismatch(name, format!("{what} has column {name} that the table does not have"))),
+            Some(j) if have[j].1 != *ty => {
+                return Err(mismatch(name, format!("the table has it as {}, {what} as {ty}", have[j].1)));
+            }
+            Some(j) if j != i => {
+                return Err(mismatch(name, format!("the table has it at position {}, {what} at {}", j + 1, i + 1)));
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some((name, _)) = have.iter().find(|(n, _)| !new.iter().any(|(m, _)| m == n)) {
+        return Err(mismatch(name, format!("{what} lacks column {name} that the table has")));
+    }
+    Ok(())
+}
