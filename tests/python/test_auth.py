@@ -581,6 +581,28 @@ def test_put_needs_write(world):
     assert world.latest("secret/data") == world.tops["secret/data"]
 
 
+def test_write_sessions_need_write(world):
+    """begin_write and commit_write need a write grant on the session's package,
+    whoever began it; the session records its writer as lineage."""
+    c = world.server.client
+    bob = bearer(login(c, "bob", world.users["bob"].password))
+    o = attempt(lambda: action(c, "begin_write", {"package": "team/data"}, bob))
+    assert o.code == "PERMISSION_DENIED", f"bob (read only) begin_write: {o.describe()}"
+    session = action(c, "begin_write", {"package": "team/sessions", "tool": "t"}, alice(world))["session"]
+    target = f"sheaf://team/sessions/x.parquet?session={session}"
+    table = pa.table({"x": pa.array(range(5), pa.int64())})
+    o = attempt(lambda: put(c, target, table, bob))
+    assert o.code == "PERMISSION_DENIED", f"bob uploads a part: {o.describe()}"
+    put(c, target, table, alice(world))
+    o = attempt(lambda: action(c, "commit_write", {"session": session}, bob))
+    assert o.code == "PERMISSION_DENIED", f"bob commits alice's session: {o.describe()}"
+    assert not world.exists("team/sessions")
+    done = action(c, "commit_write", {"session": session}, alice(world))
+    assert world.latest("team/sessions") == done["top_hash"]
+    meta = action(c, "browse", {"ref": "team/sessions"}, alice(world))["user_meta"]
+    assert meta["sheaf"]["lineage"]["writer"]["principal"] == "user:alice"
+
+
 def test_put_to_an_unreadable_package_answers_like_a_missing_one(world):
     c = world.server.client
     table = pa.table({"x": pa.array(range(10), pa.int64())})
