@@ -83,6 +83,10 @@ pub struct PushArgs {
     /// Package metadata, a JSON object.
     #[arg(long)]
     pub meta: Option<String>,
+    /// Do not profile Parquet and CSV files into their entries' metadata
+    /// (the folder then gets exactly the top hash quilt3 gives it).
+    #[arg(long)]
+    pub no_profile: bool,
 }
 
 /// Flags of `sheaf log`.
@@ -385,7 +389,7 @@ impl PushArgs {
     /// `user_meta`.
     pub fn options(&self) -> Result<PushOptions> {
         let user_meta = self.meta.as_deref().map(parse_meta).transpose()?;
-        Ok(PushOptions { message: self.message.clone(), user_meta })
+        Ok(PushOptions { message: self.message.clone(), user_meta, profile: !self.no_profile })
     }
 }
 

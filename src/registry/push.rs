@@ -30,6 +30,10 @@ pub struct PushOptions {
     pub message: Option<String>,
     /// Package-level metadata (the header's `user_meta`).
     pub user_meta: Option<Map<String, Value>>,
+    /// Profile every Parquet and CSV file ([`crate::profile`]) into its
+    /// entry's metadata (`sheaf.profile`). Off, a folder gets the top hash
+    /// quilt3 would give it.
+    pub profile: bool,
 }
 
 /// The outcome of a push.
@@ -97,7 +101,7 @@ impl Registry {
         let hashed = hash_all(files, progress).await?;
         progress.finish();
 
-        let (manifest, top_hash) = self.manifest_of(dir, opts, &hashed)?;
+        let (manifest, top_hash) = self.manifest_of(dir, opts, &hashed).await?;
         let mut report = PushReport::new(pkg, &top_hash, hashed.len(), total);
         let latest = self.read_pointer(&Self::latest_path(pkg)).await?;
         if latest.as_deref() == Some(top_hash.as_str()) {
@@ -200,7 +204,7 @@ impl Registry {
         let uploaded_files = stored.iter().filter(|s| s.2).count();
         let uploaded_bytes = stored.iter().filter(|s| s.2).map(|s| s.0.size).sum();
         let hashed: Vec<(LocalFile, EntryHash)> = stored.into_iter().map(|(f, h, _)| (f, h)).collect();
-        let (manifest, top_hash) = self.manifest_of(dir, opts, &hashed)?;
+        let (manifest, top_hash) = self.manifest_of(dir, opts, &hashed).await?;
         let mut report =
             PushReport { uploaded_files, uploaded_bytes, ..PushReport::new(pkg, &top_hash, hashed.len(), total) };
         // `latest` is read again: another push may have moved it meanwhile.
@@ -217,13 +221,41 @@ impl Registry {
 
     /// The new revision's manifest and top hash: the hashed files of `dir`
     /// as entries naming this registry's blobs.
-    fn manifest_of(
+    async fn manifest_of(
         &self,
         dir: &FsPath,
         opts: &PushOptions,
         hashed: &[(LocalFile, EntryHash)],
     ) -> Result<(Manifest, String)> {
-        let manifest = Manifest::build(opts.message.clone(), opts.user_meta.clone(), self.blob_entries(hashed))
+        let mut entries = self.blob_entries(hashed);
+        if opts.profile {
+            let tables: Vec<(usize, PathBuf)> = hashed
+                .iter()
+                .enumerate()
+                .filter(|(_, (f, _))| crate::profile::is_profiled(&f.path))
+                .map(|(i, (f, _))| (i, f.path.clone()))
+                .collect();
+            let profiles = tokio::task::spawn_blocking(move || {
+                tables
+                    .into_par_iter()
+                    .filter_map(|(i, path)| match crate::profile::profile_file(&path) {
+                        Ok(Some(p)) => Some((i, p)),
+                        Ok(None) => None,
+                        // A table that cannot be read is still data: pushed, without a profile.
+                        Err(e) => {
+                            tracing::warn!(error = %e, "no profile");
+                            None
+                        }
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .expect("profile task panicked");
+            for (i, profile) in profiles {
+                entries[i].meta = serde_json::json!({ "sheaf": { "profile": profile.to_json() } });
+            }
+        }
+        let manifest = Manifest::build(opts.message.clone(), opts.user_meta.clone(), entries)
             .map_err(|source| Error::Manifest { top_hash: format!("being built from {}", dir.display()), source })?;
         let top_hash = manifest.top_hash();
         Ok((manifest, top_hash))

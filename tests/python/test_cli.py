@@ -315,7 +315,7 @@ def test_json_outputs(sheaf, registry, tree, tmp_path):
 
     assert sheaf.json("list") == [{"name": "o/p", "latest": top}]
     log = sheaf.json("log", "o/p")
-    assert len(log) == 1 and set(log[0]) == {"top_hash", "timestamp", "message", "tags"}
+    assert len(log) == 1 and set(log[0]) == {"top_hash", "timestamp", "message", "tags", "derived"}
     assert log[0]["top_hash"] == top and log[0]["message"] == "msg" and isinstance(log[0]["timestamp"], int)
 
     b = sheaf.json("browse", "o/p")

@@ -268,3 +268,22 @@ def test_gc_collects_expired_sessions_only(server, registry):
     )
     # The live session still commits.
     assert commit(c, live)["rows"] == 10
+
+
+def test_push_profiles_parquet_and_csv_files(registry, tmp_path):
+    root = tmp_path / "src"
+    root.mkdir()
+    pq.write_table(table(0, 100), root / "t.parquet")
+    (root / "c.csv").write_text("a,b\n1,x\n2,\n3,x\n")
+    (root / "broken.parquet").write_bytes(b"not parquet at all")
+    (root / "notes.txt").write_text("hello")
+    sheaf = Sheaf(str(registry))
+    sheaf.push("w/pushed", root)
+    entries = {e["logical_key"]: e for e in sheaf.json("browse", "w/pushed")["entries"]}
+    assert entries["t.parquet"]["meta"]["sheaf"]["profile"]["rows"] == 100
+    csv = entries["c.csv"]["meta"]["sheaf"]["profile"]
+    assert csv["rows"] == 3 and [c["nulls"] for c in csv["columns"]] == [0, 1]
+    # A file that does not parse is still pushed, without a profile; other files get none.
+    assert not entries["broken.parquet"]["meta"] and not entries["notes.txt"]["meta"]
+    plain = sheaf.push("w/plain", root, "--no-profile")
+    assert all(not e["meta"] for e in sheaf.json("browse", "w/plain")["entries"]), plain
