@@ -43,6 +43,8 @@ FULL_LIMITS = {"scale": 3 * 3600}
 CLIENTS = [
     ("dataloader", "PyTorch DataLoader over Sheaf vs local Parquet"),
     ("spark_read", "Spark read through the connector vs spark.read.parquet"),
+    ("write_python", "Python client write vs pq.write_table to a local file"),
+    ("spark_write", "Spark write through the connector vs df.write.parquet"),
 ]
 
 

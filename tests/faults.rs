@@ -45,7 +45,7 @@ use sheaf::flight::cache::StreamCache;
 use sheaf::flight::encode::WireMessage;
 use sheaf::progress::NoProgress;
 use sheaf::query::{DatasetUri, Engine};
-use sheaf::registry::{Base, PushOptions};
+use sheaf::registry::{Base, CommitFile, PushOptions};
 use sheaf::{PackageName, PackageRef, Registry, Revision};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -953,8 +953,8 @@ async fn commit_under_faults() {
                             let ha = push(&env.clean, &p, &a, "first").await.unwrap();
                             let base = if pinned { Base::Exactly(ha.clone()) } else { Base::Latest };
                             let files = vec![
-                                ("up/added.bin".to_owned(), src.join("added")),
-                                ("a.txt".to_owned(), src.join("replaced")),
+                                CommitFile::new("up/added.bin", src.join("added")),
+                                CommitFile::new("a.txt", src.join("replaced")),
                             ];
                             env.faults.arm(fault, eligible, n);
                             let (faulty, p2) = (env.faulty.clone(), p.clone());
@@ -1441,7 +1441,7 @@ async fn latency_reorders_calls_but_never_loses_writes() {
                 std::fs::write(&path, bytes_of(100 + i, 5000)).unwrap();
                 let (reg, p) = (env.faulty.clone(), p.clone());
                 tokio::spawn(
-                    async move { reg.commit(&p, vec![(format!("c/{i}.bin"), path)], &Base::Latest, None).await },
+                    async move { reg.commit(&p, vec![CommitFile::new(format!("c/{i}.bin"), path)], &Base::Latest, None).await },
                 )
             })
             .collect();

@@ -204,3 +204,53 @@ async fn sheaf_get_writes_parquet_and_reports_errors() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("t/nothing"));
     assert!(!missing.exists(), "no output file on failure");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_writes_revisions_with_lineage() {
+    use sheaf_client::proto::{ErrorReason, WriteMode};
+    use sheaf_client::WriteOptions;
+    let (url, _src, _stop) = start().await;
+    let client = Client::connect(&url).await.unwrap();
+    let source = client.dataset("sheaf://t/p/t/data.parquet").await.unwrap();
+    let batch = table();
+    let halves = [batch.slice(0, 10_000), batch.slice(10_000, (ROWS - 10_000) as usize)];
+
+    // Two parts of a folder table, one revision.
+    let options = WriteOptions {
+        message: Some("two parts".into()),
+        derived_from: vec![source.lineage_input()],
+        ..Default::default()
+    };
+    let mut writer = client.writer("w/rust", &options).await.unwrap();
+    for (i, half) in halves.iter().enumerate() {
+        let stream = futures::stream::iter([Ok(half.clone())]);
+        let part = writer.put("features", Some(i as u32), batch.schema(), stream).await.unwrap();
+        assert_eq!(part.rows, half.num_rows() as u64);
+    }
+    let done = writer.commit().await.unwrap();
+    assert_eq!(done.rows, ROWS as u64);
+    let (_, got) = client.read_all(&done.uris[0]).await.unwrap();
+    assert_eq!(concat_batches(&batch.schema(), &got).unwrap(), batch);
+
+    let nodes = client.lineage("w/rust").await.unwrap();
+    assert_eq!(nodes.len(), 2);
+    assert_eq!((nodes[1].package.as_str(), nodes[1].top_hash.as_str()), ("t/p", source.top_hash.as_str()));
+    assert!(nodes[0].tool.starts_with("sheaf-client "), "{:?}", nodes[0].tool);
+
+    // One call; a different schema appended to the folder is refused, naming the column.
+    let other = RecordBatch::try_from_iter([("id", Arc::new(StringArray::from(vec!["a"])) as Arc<dyn Array>)]).unwrap();
+    let err = client
+        .write("w/rust/features", other.schema(), futures::stream::iter([Ok(other.clone())]), &WriteOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), Some(ErrorReason::SchemaMismatch), "{err}");
+    assert_eq!(err.server().and_then(|s| s.column.as_deref()), Some("id"), "{err}");
+    let replace = WriteOptions { mode: WriteMode::Overwrite, ..Default::default() };
+    let done = client
+        .write("sheaf://w/rust/features", other.schema(), futures::stream::iter([Ok(other.clone())]), &replace)
+        .await
+        .unwrap();
+    let (_, got) = client.read_all(&done.uris[0]).await.unwrap();
+    assert_eq!(got.iter().map(RecordBatch::num_rows).sum::<usize>(), 1);
+    assert_eq!(client.list_revisions("w/rust").await.unwrap().len(), 2, "the refused write made no revision");
+}

@@ -135,6 +135,15 @@ pub struct DiffArgs {
     pub from: String,
     /// OWNER/NAME[@HASH_PREFIX|:TAG]
     pub to: String,
+    /// Also compare the data profiles of the tables in both revisions
+    /// (Parquet and CSV files, folder tables): schema changes and, per
+    /// column, drift (population stability index; above 0.2 is flagged).
+    #[arg(long)]
+    pub profile: bool,
+    /// Write an HTML report of the profile comparison to FILE, with a pair
+    /// of histograms per drifted column (implies --profile).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 }
 
 /// Flags of `sheaf tag`.

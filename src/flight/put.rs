@@ -10,7 +10,7 @@
 //! has moved; a stream that fails or is cancelled leaves no revision behind.
 
 use crate::auth::{Access, Principal};
-use crate::proto::{Form, PutResponse};
+use crate::proto::{ErrorReason, Form, PutResponse};
 use crate::query::{DatasetUri, Engine};
 use crate::registry::{Base, Revision};
 use arrow_flight::FlightData;
@@ -45,6 +45,17 @@ fn check_schema(schema: &arrow::datatypes::Schema, what: &str) -> Result<(), Sta
         )));
     }
     for field in schema.fields() {
+        let refuse = |why: String| {
+            let status = Status::invalid_argument(format!(
+                "DoPut to {what}: column {} has type {} that cannot be stored as Parquet: {why}",
+                excerpt(field.name()),
+                field.data_type()
+            ));
+            super::status::detailed(status, ErrorReason::InvalidRequest, &[("column", field.name())])
+        };
+        if let Some(bad) = unwritable(field.data_type()) {
+            return Err(refuse(format!("Parquet has no {bad}")));
+        }
         let single = arrow::datatypes::Schema::new(vec![field.clone()]);
         let converted = std::panic::catch_unwind(|| parquet::arrow::ArrowSchemaConverter::new().convert(&single));
         let why = match converted {
@@ -52,13 +63,26 @@ fn check_schema(schema: &arrow::datatypes::Schema, what: &str) -> Result<(), Sta
             Ok(Err(e)) => e.to_string(),
             Err(_) => "Parquet has no such type".to_owned(),
         };
-        return Err(Status::invalid_argument(format!(
-            "DoPut to {what}: column {} has type {} that cannot be stored as Parquet: {why}",
-            excerpt(field.name()),
-            field.data_type()
-        )));
+        return Err(refuse(why));
     }
     Ok(())
+}
+
+/// The part of `data_type` (itself or a nested type) that the Parquet
+/// writer cannot write although the schema converter accepts it: intervals
+/// of nanoseconds (Parquet's INTERVAL holds months, days and milliseconds).
+fn unwritable(data_type: &arrow::datatypes::DataType) -> Option<String> {
+    use arrow::datatypes::{DataType as T, IntervalUnit};
+    match data_type {
+        T::Interval(IntervalUnit::MonthDayNano) => Some("interval of nanoseconds (month_day_nano)".into()),
+        T::List(f) | T::LargeList(f) | T::ListView(f) | T::LargeListView(f) | T::FixedSizeList(f, _) | T::Map(f, _) => {
+            unwritable(f.data_type())
+        }
+        T::Struct(fields) => fields.iter().find_map(|f| unwritable(f.data_type())),
+        T::Dictionary(_, value) => unwritable(value),
+        T::RunEndEncoded(_, values) => unwritable(values.data_type()),
+        _ => None,
+    }
 }
 
 /// Most rows in one uploaded record batch. A batch's row count costs the

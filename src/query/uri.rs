@@ -296,7 +296,7 @@ impl PutTarget {
     fn checked(self, bad: impl Fn(&str) -> Error) -> Result<Self, Error> {
         let parquet = self.path.to_ascii_lowercase().ends_with(".parquet");
         if self.path.is_empty() {
-            return Err(bad("DoPut needs the path of the table to write"));
+            return Err(bad("DoPut needs the path of the table to write (a .parquet file)"));
         }
         match &self.session {
             None if !parquet => Err(bad("DoPut writes a Parquet table: the path must end with .parquet")),

@@ -39,6 +39,13 @@ pub struct CommitFile {
     pub meta: serde_json::Value,
 }
 
+impl CommitFile {
+    /// `path` added as `key`, without entry metadata.
+    pub fn new(key: impl Into<String>, path: impl Into<PathBuf>) -> Self {
+        CommitFile { key: key.into(), path: path.into(), meta: serde_json::Value::Object(Default::default()) }
+    }
+}
+
 /// The outcome of a commit.
 #[derive(Debug, Clone, Serialize)]
 pub struct CommitReport {

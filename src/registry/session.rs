@@ -611,20 +611,21 @@ fn schema_agrees(
         column: column.to_owned(),
         why,
     };
-    for (i, (name, ty)) in new.iter().enumerate() {
-        match have.iter().position(|(n, _)| n == name) {
+    for (name, ty) in new {
+        match have.iter().find(|(n, _)| n == name) {
             None => return Err(mismatch(name, format!("{what} has column {name} that the table does not have"))),
-            Some(j) if have[j].1 != *ty => {
-                return Err(mismatch(name, format!("the table has it as {}, {what} as {ty}", have[j].1)));
-            }
-            Some(j) if j != i => {
-                return Err(mismatch(name, format!("the table has it at position {}, {what} at {}", j + 1, i + 1)));
+            Some((_, had)) if had != ty => {
+                return Err(mismatch(name, format!("the table has it as {had}, {what} as {ty}")));
             }
             Some(_) => {}
         }
     }
     if let Some((name, _)) = have.iter().find(|(n, _)| !new.iter().any(|(m, _)| m == n)) {
         return Err(mismatch(name, format!("{what} lacks column {name} that the table has")));
+    }
+    if let Some((i, (name, _))) = new.iter().enumerate().find(|(i, (n, _))| have[*i].0 != *n) {
+        let j = have.iter().position(|(n, _)| n == name).expect("every column was found");
+        return Err(mismatch(name, format!("the table has it at position {}, {what} at {}", j + 1, i + 1)));
     }
     Ok(())
 }

@@ -5,8 +5,12 @@ only the connector jar added through `spark.jars`, against the real server:
 
     SHEAF_BIN=... python smoke_pyspark.py --jar clients/jvm/sheaf-spark/target/sheaf-spark-VERSION.jar
 
-Checks reads, pushdown, SQL, sampling, partitions and errors from Python, and a read over
-TLS from a server with --auth (API token; user name and password); prints "N passed,
+Checks reads, pushdown, SQL, sampling, partitions and errors from Python, a read over TLS
+from a server with --auth (API token; user name and password), and writes: a DataFrame
+written with `df.write.format("sheaf")` reads back equal (through the connector and through
+pyarrow's Flight client), the save modes, a task that fails on its first attempt (retried
+without duplicates), a failed job (no revision), `INSERT INTO` a `USING sheaf` table, the
+lineage a write records, and a write refused without a write grant. Prints "N passed,
 M failed" and exits non-zero on any failure. The certificates come from
 testdata/make_certs.py (trustme, in the project venv).
 """
@@ -104,6 +108,7 @@ def main() -> int:
         raise SystemExit(f"no connector jar at {jar}: build it with mvn package")
 
     os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"  # Spark binds and advertises loopback only
+    os.environ["PYSPARK_PYTHON"] = sys.executable  # Python UDFs run in this Python (with pyarrow)
     from pyspark.sql import SparkSession  # imported late: fail on arguments first
 
     work = Path(tempfile.mkdtemp(prefix="sheaf-pyspark-"))
@@ -121,7 +126,8 @@ def main() -> int:
         proc.terminate()
         raise
     spark = (
-        SparkSession.builder.master("local[2]")
+        # local[2, 4]: two cores, and failed tasks are retried (up to 4 attempts) as on a cluster.
+        SparkSession.builder.master("local[2,4]")
         .appName("sheaf-smoke")
         .config("spark.jars", str(jar))
         .config("spark.ui.enabled", "false")
@@ -212,6 +218,161 @@ def main() -> int:
         else:
             raise AssertionError("reading without credentials should fail")
 
+    import pyarrow.flight as flight
+
+    fclient = flight.FlightClient(url)
+
+    def action(name: str, body: dict):
+        """A Sheaf action in its JSON form (the server answers JSON)."""
+        results = list(fclient.do_action(flight.Action(name, json.dumps(body).encode())))
+        return json.loads(results[0].body.to_pybytes())
+
+    def revisions(pkg: str) -> list:
+        try:
+            return action("list_revisions", {"package": pkg})
+        except flight.FlightError as e:
+            if "NOT_FOUND" in str(e) or "not found" in str(e).lower():
+                return []
+            raise
+
+    def fresh() -> str:
+        return "pyw/p" + secrets.token_hex(6)
+
+    def writer(df):
+        return df.write.format("sheaf").option("server", url)
+
+    def sample_df(rows: int):
+        return spark.range(0, rows, 1, 3).selectExpr(
+            "id",
+            "CASE WHEN id % 7 = 0 THEN NULL ELSE cast(id AS int) END AS i",
+            "concat('n''', id, ' ✓') AS s",
+            "id * 0.5 AS d",
+            "timestamp_seconds(id * 3600) AS ts",
+            "date_add(DATE'2020-01-01', cast(id % 400 AS int)) AS day",
+            "cast(id / 3 AS decimal(18, 3)) AS dec",
+            "array(id, id + 1) AS arr",
+            "named_struct('a', id, 'b', concat('x', id)) AS st",
+        )
+
+    def flight_read(info):
+        import pyarrow as pa
+
+        return pa.concat_tables([fclient.do_get(ep.ticket).read_all() for ep in info.endpoints])
+
+    def check_write_reads_back_equal():
+        pkg = fresh()
+        df = sample_df(5_000)
+        writer(df).mode("append").save(f"{pkg}/features")
+        back = sheaf().load(f"{pkg}/features")
+        assert [(f.name, f.dataType.simpleString()) for f in back.schema.fields] == [
+            (f.name, f.dataType.simpleString()) for f in df.schema.fields
+        ], (back.schema, df.schema)
+        assert checksum(back) == checksum(df)
+        assert len(revisions(pkg)) == 1
+        # The same rows through pyarrow's Flight client (a text URI: the server answers JSON).
+        info = fclient.get_flight_info(flight.FlightDescriptor.for_command(f"sheaf://{pkg}/features"))
+        t = flight_read(info)
+        assert t.num_rows == 5_000
+        assert sorted(t.column("id").to_pylist()) == list(range(5_000))
+
+    def check_write_modes():
+        pkg = fresh()
+        writer(spark.range(0, 10)).save(f"{pkg}/t")  # default mode errorifexists: a new table
+        try:
+            writer(spark.range(0, 5)).save(f"{pkg}/t")
+        except Exception as e:  # noqa: BLE001 - any Spark/Py4J error type
+            assert "ALREADY_EXISTS" in str(e) and f"{pkg}/t" in str(e), str(e)[:800]
+        else:
+            raise AssertionError("errorifexists on an existing table should fail")
+        writer(spark.range(0, 5)).mode("ignore").save(f"{pkg}/t")
+        assert sheaf().load(f"{pkg}/t").count() == 10 and len(revisions(pkg)) == 1
+        writer(spark.range(0, 5)).mode("append").save(f"{pkg}/t")
+        assert sheaf().load(f"{pkg}/t").count() == 15
+        writer(spark.range(0, 3).selectExpr("concat('x', id) AS name")).mode("overwrite").save(f"{pkg}/t")
+        back = sheaf().load(f"{pkg}/t")
+        assert back.columns == ["name"] and back.count() == 3
+        assert len(revisions(pkg)) == 3
+
+    def check_write_retried_task_and_failed_job():
+        from pyspark import TaskContext
+        from pyspark.sql.functions import udf
+
+        @udf("bigint")
+        def fail_first_attempt(i):
+            ctx = TaskContext.get()
+            if ctx.partitionId() == 1 and ctx.attemptNumber() == 0 and i % 10_000 == 7_000:
+                raise RuntimeError("task killed mid-write (smoke)")
+            return i
+
+        pkg = fresh()
+        df = spark.range(0, 30_000, 1, 3).select(fail_first_attempt("id").alias("id"))
+        writer(df).option("batchRows", 1000).mode("append").save(f"{pkg}/t")
+        back = sheaf().load(f"{pkg}/t")
+        assert back.count() == 30_000 and back.distinct().count() == 30_000
+
+        @udf("bigint")
+        def fail_always(i):
+            if i == 1234:
+                raise RuntimeError("a job that fails (smoke)")
+            return i
+
+        before = revisions(pkg)
+        bad = spark.range(0, 5_000, 1, 2).select(fail_always("id").alias("id"))
+        try:
+            writer(bad).mode("append").save(f"{pkg}/t")
+        except Exception as e:  # noqa: BLE001 - any Spark/Py4J error type
+            assert "a job that fails" in str(e), str(e)[:800]
+        else:
+            raise AssertionError("the failing job should fail")
+        assert revisions(pkg) == before
+        assert sheaf().load(f"{pkg}/t").count() == 30_000
+
+    def check_insert_into_table():
+        pkg = fresh()
+        spark.sql(
+            f"CREATE TABLE smoke_people (id BIGINT, name STRING) USING sheaf "
+            f"OPTIONS (server '{url}', path '{pkg}/people')"
+        )
+        try:
+            spark.sql("INSERT INTO smoke_people VALUES (1, 'ada'), (2, 'grace')")
+            spark.sql("INSERT INTO smoke_people SELECT id + 10, concat('p', id) FROM range(2)")
+            assert [r.id for r in spark.sql("SELECT id FROM smoke_people ORDER BY id").collect()] == [1, 2, 10, 11]
+            spark.sql("INSERT OVERWRITE smoke_people VALUES (42, 'only')")
+            assert [r.id for r in spark.sql("SELECT id FROM smoke_people").collect()] == [42]
+        finally:
+            spark.sql("DROP TABLE IF EXISTS smoke_people")
+
+    def check_write_lineage():
+        types_hash = action("resolve", {"ref": "test/types"})["top_hash"]
+        pkg = fresh()
+        src = sheaf().load(table).where("id % 2 = 0").select("id", "station")
+        writer(src).mode("append").save(f"{pkg}/evens")
+        answer = action("lineage", {"ref": pkg})
+        nodes = answer["nodes"] if isinstance(answer, dict) else answer
+        first = nodes[0]
+        inputs = first.get("inputs", [])
+        assert [i["package"] for i in inputs] == ["test/types"], nodes
+        assert inputs[0]["top_hash"] == types_hash, (inputs, types_hash)
+        assert first["tool"].startswith(f"spark {spark.version} sheaf-spark "), first
+
+    def check_write_refused_without_grant():
+        # The TLS server grants group ml read access only: a write is refused, naming no secret.
+        try:
+            (
+                spark.range(0, 3)
+                .write.format("sheaf")
+                .option("server", tls_url)
+                .option("tlsRootCerts", creds["ca"])
+                .option("token", creds["token"])
+                .mode("append")
+                .save("test/types/refused")
+            )
+        except Exception as e:  # noqa: BLE001 - any Spark/Py4J error type
+            assert "PERMISSION_DENIED" in str(e), str(e)[:800]
+            assert creds["token"] not in str(e)
+        else:
+            raise AssertionError("a write without a write grant should fail")
+
     checks = [
         check_equal_to_parquet,
         check_pushdown_and_top_hash,
@@ -220,6 +381,12 @@ def main() -> int:
         check_demo_and_limit,
         check_error_names_path,
         check_tls_token_and_login,
+        check_write_reads_back_equal,
+        check_write_modes,
+        check_write_retried_task_and_failed_job,
+        check_insert_into_table,
+        check_write_lineage,
+        check_write_refused_without_grant,
     ]
     try:
         for check in checks:
@@ -233,6 +400,7 @@ def main() -> int:
                 traceback.print_exc()
     finally:
         spark.stop()
+        fclient.close()
         for p in (proc, tls_proc):
             p.terminate()
             p.wait(timeout=30)

@@ -1,6 +1,7 @@
 """Writes the tables the JVM client and Spark connector tests read.
 
 Usage: python make_tables.py OUT_DIR
+       python make_tables.py --big OUT_DIR   (only the big table below)
 
 Deterministic (same bytes on every run, no randomness without a seed), and
 only pyarrow is needed. Writes:
@@ -23,6 +24,10 @@ only pyarrow is needed. Writes:
                                           column, as an Arrow IPC file.
   OUT_DIR/types/tables/parts/part-N.parquet  three part files of one table.
   OUT_DIR/types/README.md
+  OUT_DIR/big/big.parquet (--big)        3,000,000 rows (id int64, x float64 from a
+                                          seeded generator) in 15 row groups, about
+                                          44 MB: a medium table the server's default
+                                          plans as one endpoint.
 """
 
 from __future__ import annotations
@@ -174,7 +179,24 @@ def main(out: Path) -> None:
     (out / "types" / "README.md").write_text("Test tables of the Sheaf JVM client and Spark connector.\n")
 
 
+def big(out: Path) -> None:
+    import pyarrow.compute as pc
+
+    rows, groups = 3_000_000, 15
+    (out / "big").mkdir(parents=True, exist_ok=True)
+    t = pa.table(
+        {
+            "id": pa.array(range(rows), pa.int64()),
+            "x": pc.random(rows, initializer=7),
+        }
+    )
+    pq.write_table(t, out / "big" / "big.parquet", row_group_size=rows // groups, compression="snappy")
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: make_tables.py OUT_DIR")
-    main(Path(sys.argv[1]))
+    if len(sys.argv) == 3 and sys.argv[1] == "--big":
+        big(Path(sys.argv[2]))
+    elif len(sys.argv) == 2:
+        main(Path(sys.argv[1]))
+    else:
+        sys.exit("usage: make_tables.py [--big] OUT_DIR")

@@ -32,6 +32,8 @@ def test_readme_examples_run(data, capsys, tmp_path, monkeypatch):
     out = capsys.readouterr().out
     assert "unknown column" in out and "demo/weather" in out
     assert "UNKNOWN_COLUMN nope demo/weather tables/readings.parquet" in out
+    assert "ALREADY_EXISTS daily" in out and "SCHEMA_MISMATCH temp_c" in out  # Writing
+    assert "sheaf-python" in out and "team/means" in out  # Lineage
     resumed = [ns for ns in namespaces if "checkpoint" in ns]
     assert len(resumed) == 2 and all(ns["checkpoint"]["epoch"] == 1 for ns in resumed)
     assert all(ns["checkpoint"]["batches"] == 11 for ns in resumed)

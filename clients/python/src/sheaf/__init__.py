@@ -1,32 +1,37 @@
 """Sheaf's Python client: read tables of versioned data packages over Arrow
-Flight into pyarrow, pandas, polars and PyTorch.
+Flight into pyarrow, pandas, polars and PyTorch, and write new revisions.
 
 >>> import sheaf
 >>> client = sheaf.connect("grpc://127.0.0.1:50051")                          # doctest: +SKIP
 >>> ds = client.dataset("sheaf://demo/weather/tables/readings.parquet?columns=id,temp_c")  # doctest: +SKIP
 >>> ds.to_pandas()                                                              # doctest: +SKIP
+>>> client.write("sheaf://team/features/train.parquet", df, message="features")  # doctest: +SKIP
 
 PyTorch support lives in :mod:`sheaf.torch` (``pip install 'sheaf[torch]'``).
 """
 
+from ._version import __version__
 from .client import Client, Entry, File, PackageInfo, RevisionContents, RevisionInfo, TableInfo, connect
 from .dataset import Dataset, Endpoint
 from .errors import (
+    AlreadyExistsError,
     DataLossError,
     DeadlineExceededError,
     InvalidArgumentError,
     NotFoundError,
     PermissionDeniedError,
+    SchemaMismatchError,
+    SessionNotFoundError,
     SheafError,
     TensorConversionError,
     UnauthenticatedError,
     UnavailableError,
     UnimplementedError,
 )
-
-__version__ = "0.1.0"
+from .write import LineageInput, LineageNode, LineageTracker, Part, Writer, WriteResult
 
 __all__ = [
+    "__version__",
     "connect",
     "Client",
     "Dataset",
@@ -37,6 +42,12 @@ __all__ = [
     "RevisionContents",
     "RevisionInfo",
     "TableInfo",
+    "Writer",
+    "WriteResult",
+    "Part",
+    "LineageInput",
+    "LineageNode",
+    "LineageTracker",
     "SheafError",
     "NotFoundError",
     "InvalidArgumentError",
@@ -47,4 +58,7 @@ __all__ = [
     "UnimplementedError",
     "DeadlineExceededError",
     "TensorConversionError",
+    "AlreadyExistsError",
+    "SessionNotFoundError",
+    "SchemaMismatchError",
 ]

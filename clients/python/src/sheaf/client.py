@@ -14,11 +14,13 @@ with ``private_key`` for mutual TLS.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
 import threading
-from collections.abc import Iterator, Sequence
+import urllib.parse
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -37,6 +39,17 @@ from .errors import (
     UnauthenticatedError,
     UnavailableError,
     from_flight,
+)
+from .write import (
+    DerivedFrom,
+    LineageInput,
+    LineageNode,
+    LineageTracker,
+    WriteData,
+    Writer,
+    WriteResult,
+    lineage_nodes,
+    split_target,
 )
 
 if TYPE_CHECKING:
@@ -120,6 +133,15 @@ class Entry:
     hash: str
     meta: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def profile(self) -> dict[str, Any] | None:
+        """The profile of a table written through Sheaf (``meta["sheaf"]["profile"]``:
+        rows, and per column nulls, min/max, distinct estimate, mean/std,
+        quantiles, most frequent values); ``None`` for other files."""
+        sheaf_meta = self.meta.get("sheaf") if isinstance(self.meta, dict) else None
+        profile = sheaf_meta.get("profile") if isinstance(sheaf_meta, dict) else None
+        return profile if isinstance(profile, dict) else None
+
 
 @dataclass(frozen=True)
 class RevisionContents:
@@ -151,6 +173,15 @@ class File:
     hash: str
     meta: dict[str, Any]
     content: bytes
+
+
+def _uri_path(uri: str) -> str:
+    """The table path of a dataset URI (``sheaf://owner/name@hash/PATH?...``), for matching."""
+    text = uri.split("?", 1)[0]
+    if text.startswith("sheaf://"):
+        text = text[len("sheaf://") :]
+    pieces = text.split("/", 2)
+    return urllib.parse.unquote(pieces[2]).strip("/") if len(pieces) == 3 else ""
 
 
 def _file_rows(batches: Iterator[Any]) -> Iterator[File]:
@@ -286,6 +317,7 @@ class Client:
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._flights: dict[str, flight.FlightClient] = {}
+        self._trackers: list[LineageTracker] = []
         _fork.track(self)
 
     # -- connection ----------------------------------------------------------
@@ -405,6 +437,51 @@ class Client:
             )
         self._spec = replace(self._spec, token=session)
 
+    # -- lineage tracking -------------------------------------------------------
+
+    def _record_read(self, dataset: Dataset) -> None:
+        """Called by every dataset this client plans: the active trackers record it."""
+        with self._lock:
+            trackers = list(self._trackers)
+        if trackers:
+            item = LineageInput(dataset.package, dataset.top_hash, dataset.pinned_uri)
+            for tracker in trackers:
+                tracker.record(item)
+
+    def _tracked_inputs(self) -> list[LineageInput]:
+        """What the active trackers recorded, each once."""
+        with self._lock:
+            trackers = list(self._trackers)
+        seen: dict[LineageInput, None] = {}
+        for tracker in trackers:
+            for item in tracker.inputs:
+                seen.setdefault(item, None)
+        return list(seen)
+
+    @contextlib.contextmanager
+    def track_lineage(self) -> Iterator[LineageTracker]:
+        """Records, while the block runs, every dataset this client reads
+        (each one planned: :meth:`dataset`, :meth:`files`, :meth:`read_file`,
+        :meth:`Dataset.replan`), pinned, and adds them as lineage inputs to
+        the writes that open their session meanwhile (:meth:`write`,
+        :meth:`writer`), besides their ``derived_from=``::
+
+            with client.track_lineage() as tracked:
+                raw = client.dataset("sheaf://team/raw/events.parquet").to_pandas()
+                client.write("sheaf://team/clean/events.parquet", clean(raw))
+            print(tracked.inputs)  # (LineageInput(package='team/raw', top_hash=..., uri=...),)
+
+        Trackers nest (a write gets what every active one recorded); they are
+        per client and per process (DataLoader workers record nothing)."""
+        tracker = LineageTracker()
+        with self._lock:
+            self._trackers.append(tracker)
+        try:
+            yield tracker
+        finally:
+            with self._lock:
+                self._trackers.remove(tracker)
+
     def _raise_if_unreachable(self, what: str, cause: BaseException) -> None:
         """Raises :class:`~sheaf.UnavailableError` (or a timeout) when a
         ListActions call cannot reach the server; returns otherwise."""
@@ -506,6 +583,114 @@ class Client:
         """The tables of a revision (path ``""`` is the manifest table), with pinned URIs."""
         r = self._call("list_tables", sheaf_pb2.ListTablesRequest(ref=ref), sheaf_pb2.ListTablesResponse)
         return [TableInfo(t.path, t.format, t.uri) for t in r.tables]
+
+    def lineage(self, ref: str, *, depth: int | None = None) -> list[LineageNode]:
+        """Where a revision's data came from: the revision ``ref``
+        (``owner/name[@hash|:tag]``, latest without one) first, then every
+        input reached through the inputs recorded by writes, transitively and
+        each once (breadth first), ``depth`` levels at most (server default 16)."""
+        request = sheaf_pb2.LineageRequest(ref=ref)
+        if depth is not None:
+            request.depth = depth
+        return lineage_nodes(self._call("lineage", request, sheaf_pb2.LineageResponse))
+
+    # -- writes --------------------------------------------------------------
+
+    def writer(
+        self,
+        package: str,
+        *,
+        message: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        derived_from: DerivedFrom | None = None,
+        mode: str = "append",
+        base: str | None = None,
+        ttl_seconds: int | None = None,
+    ) -> Writer:
+        """A write session on ``package`` (``owner/name``, or
+        ``owner/name@HASH`` / ``:TAG`` for ``base``) that commits any number
+        of tables as one new revision; see :class:`~sheaf.Writer`::
+
+            with client.writer("team/features", message="daily") as w:
+                w.write("train.parquet", train_df)
+                w.write("events", reader)     # a folder table, streamed
+            print(w.top_hash)
+
+        - ``message``: the commit message.
+        - ``metadata``: the new revision's user metadata (a JSON object);
+          ``None`` keeps the base revision's.
+        - ``derived_from``: the datasets the data came from, recorded as
+          lineage: :class:`~sheaf.Dataset` handles, dataset URIs or package
+          references (each resolved to ``package@top_hash`` with its pinned
+          URI), or :class:`~sheaf.LineageInput`; datasets recorded by an
+          active :meth:`track_lineage` are added.
+        - ``mode``, per table written: ``"append"`` (default: a folder's
+          parts join its files, with the same schema, else
+          :class:`~sheaf.SchemaMismatchError`; a file is replaced),
+          ``"overwrite"`` (the table is replaced) or ``"error"``
+          (:class:`~sheaf.AlreadyExistsError` if it exists).
+        - ``base``: the revision the commit must build on (hash, prefix or
+          tag); if ``latest`` moved meanwhile the commit fails with reason
+          ``LATEST_MOVED``. Default: whatever is latest at the commit.
+        - ``ttl_seconds``: how long the server keeps the uncommitted session
+          (default one day).
+        """
+        return Writer(
+            self,
+            package,
+            message=message,
+            metadata=metadata,
+            derived_from=derived_from,
+            mode=mode,
+            base=base,
+            ttl_seconds=ttl_seconds,
+        )
+
+    def write(
+        self,
+        target: str,
+        data: WriteData,
+        *,
+        message: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        derived_from: DerivedFrom | None = None,
+        mode: str = "append",
+        base: str | None = None,
+    ) -> WriteResult:
+        """Writes one table as a new revision and returns its top hash (a
+        :class:`~sheaf.WriteResult`: a ``str`` with ``.uri``, the table's
+        pinned URI, and what else the commit answered).
+
+        ``target``: ``sheaf://OWNER/NAME/PATH`` or ``OWNER/NAME/PATH``, where
+        ``PATH`` is a file table (``x.parquet``) or a folder table
+        (``features``, whose parts are ``features/part-NNNNN-ID.parquet``);
+        ``OWNER/NAME@HASH`` or ``:TAG`` sets ``base``. ``data``: a
+        ``pyarrow.Table``, ``RecordBatch`` or ``RecordBatchReader``, an
+        iterable of ``RecordBatch``, a pandas or a polars DataFrame; readers
+        and iterables are streamed batch by batch, never held whole.
+        ``message``, ``metadata``, ``derived_from``, ``mode`` and ``base``:
+        as for :meth:`writer`.
+
+        One write session (``begin_write``, one DoPut, ``commit_write``): if
+        anything fails, no revision is made (the session is aborted).
+        """
+        package, path, base_in_target = split_target(target)
+        if base_in_target and base and base_in_target != base:
+            raise InvalidArgumentError(f"write({target!r}): base={base!r} names another revision", code="CLIENT")
+        with self.writer(
+            package,
+            message=message,
+            metadata=metadata,
+            derived_from=derived_from,
+            mode=mode,
+            base=base or base_in_target,
+        ) as w:
+            w.write(path, data)
+        result = w.commit()
+        mine = [u for u in result.uris if _uri_path(u) == path]
+        if mine and result.uri != mine[0]:
+            result.uri = mine[0]
+        return result
 
     # -- datasets ------------------------------------------------------------
 

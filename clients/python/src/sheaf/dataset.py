@@ -177,13 +177,19 @@ class Dataset:
         self._lock = threading.Lock()
 
     @classmethod
-    def plan(cls, client: Client, request: Request) -> Dataset:
-        """GetFlightInfo for ``request`` (a ``sheaf.v1.DatasetRequest`` or a dataset URI)."""
+    def plan(cls, client: Client, request: Request, *, record: bool = True) -> Dataset:
+        """GetFlightInfo for ``request`` (a ``sheaf.v1.DatasetRequest`` or a dataset URI).
+
+        With ``record`` (the default), the dataset is recorded by the client's
+        active lineage trackers (:meth:`sheaf.Client.track_lineage`)."""
         try:
             info = client.flight_client().get_flight_info(_request.descriptor(request), client.call_options())
         except Exception as e:
             raise from_flight(e, f"planning {_request.describe(request)}") from e
-        return cls(client, request, info)
+        dataset = cls(client, request, info)
+        if record:
+            client._record_read(dataset)
+        return dataset
 
     # -- what was planned ----------------------------------------------------
 
@@ -275,7 +281,10 @@ class Dataset:
     def replan(self, **params: Any) -> Dataset:
         """The same pinned revision and path with parameters changed (``None``
         removes one), planned again: ``ds.replan(columns=["id"], partitions=8)``."""
-        return Dataset.plan(self._client, _request.change(self._pinned, params))
+        return self._replan(params, record=True)
+
+    def _replan(self, params: dict[str, Any], *, record: bool) -> Dataset:
+        return Dataset.plan(self._client, _request.change(self._pinned, params), record=record)
 
     # -- reading -------------------------------------------------------------
 
@@ -401,7 +410,10 @@ class Dataset:
         return str(best)
 
     def _count_rows(self) -> list[int]:
-        counting = self.replan(columns=[self._narrowest_column()], content=None, compression=None)
+        # The client's own read of the same rows: not a lineage input of its own.
+        counting = self._replan(
+            {"columns": [self._narrowest_column()], "content": None, "compression": None}, record=False
+        )
         if len(counting.endpoints) != len(self._endpoints):
             raise SheafError(
                 f"{self._pinned_uri}: counting rows planned {len(counting.endpoints)} endpoints "

@@ -36,6 +36,9 @@ __all__ = [
     "UnimplementedError",
     "DeadlineExceededError",
     "TensorConversionError",
+    "AlreadyExistsError",
+    "SessionNotFoundError",
+    "SchemaMismatchError",
     "from_flight",
 ]
 
@@ -174,6 +177,26 @@ class DeadlineExceededError(SheafError, TimeoutError):
     code = "DEADLINE_EXCEEDED"
 
 
+class AlreadyExistsError(SheafError, FileExistsError):
+    """A write in mode ``"error"`` whose table already exists (reason
+    ``ALREADY_EXISTS``); ``path`` names the table. Nothing was committed."""
+
+    code = "ALREADY_EXISTS"
+
+
+class SessionNotFoundError(NotFoundError):
+    """A write session that does not exist, expired, was aborted, or belongs
+    to another package (reason ``SESSION_NOT_FOUND``). Nothing of it will be
+    committed: write the data again in a new session."""
+
+
+class SchemaMismatchError(InvalidArgumentError):
+    """Data appended to a folder table whose schema differs from the table's
+    (reason ``SCHEMA_MISMATCH``); ``column`` names the first column that
+    differs, ``path`` the table. Write with ``mode="overwrite"`` to replace
+    the table, or cast the data to the table's schema."""
+
+
 class TensorConversionError(SheafError, TypeError):
     """A column cannot become a tensor (wrong type, or nulls); raised by
     :mod:`sheaf.torch`. Drop the column with ``columns=`` or convert it
@@ -199,6 +222,9 @@ _BY_REASON: dict[str, type[SheafError]] = {
     "UNAVAILABLE": UnavailableError,
     "UNIMPLEMENTED": UnimplementedError,
     "DEADLINE_EXCEEDED": DeadlineExceededError,
+    "ALREADY_EXISTS": AlreadyExistsError,
+    "SESSION_NOT_FOUND": SessionNotFoundError,
+    "SCHEMA_MISMATCH": SchemaMismatchError,
 }
 
 # gRPC code name -> exception class, for errors without details.
@@ -215,6 +241,8 @@ _BY_CODE: dict[str, type[SheafError]] = {
         DeadlineExceededError,
     )
 }
+# (AlreadyExistsError is not among them: CONFLICT is answered with the gRPC
+# code ALREADY_EXISTS too, so only the reason tells them apart.)
 
 # The status details of the last Flight call each thread completed (set by
 # DetailsMiddleware): pyarrow hands a server's `grpc-status-details-bin` to

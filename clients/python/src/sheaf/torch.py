@@ -147,7 +147,10 @@ class Piece:
 def _file_pieces(ds: Dataset, parts: int) -> list[Piece]:
     """The manifest table cut into groups of files, each planned with its own
     ticket (``logical_key IN (...)``), so workers download only their files."""
-    listing = ds.replan(columns=["logical_key"], content=None, partitions=None, compression=None)
+    # The client's own plans of the rows the dataset names: no lineage inputs of their own.
+    listing = ds._replan(
+        {"columns": ["logical_key"], "content": None, "partitions": None, "compression": None}, record=False
+    )
     keys = listing.to_table(progress=False).column(0).to_pylist()
     n = len(keys)
     count = min(parts, n)
@@ -158,7 +161,7 @@ def _file_pieces(ds: Dataset, parts: int) -> list[Piece]:
         in_list = "logical_key IN (" + ", ".join(_request.sql_string(k) for k in group) + ")"
         # One endpoint per group: the server would split a group holding
         # more than its endpoint size of file contents.
-        sub = ds.replan(filter=in_list, partitions=1, **dropped)
+        sub = ds._replan({"filter": in_list, "partitions": 1, **dropped}, record=False)
         if len(sub.endpoints) != 1:
             raise SheafError(
                 f"{ds.name}: a group of files was planned as {len(sub.endpoints)} endpoints", code="CLIENT"
@@ -175,9 +178,9 @@ def _pieces(ds: Dataset, partitions: int | None) -> tuple[Dataset, list[Piece]]:
         parts = partitions or asked or DEFAULT_PARTITIONS
         return ds, _file_pieces(ds, parts)
     if partitions is not None and partitions != asked:
-        ds = ds.replan(partitions=partitions)
+        ds = ds._replan({"partitions": partitions}, record=False)
     elif asked is None and not ds._given("limit"):
-        ds = ds.replan(partitions=DEFAULT_PARTITIONS)
+        ds = ds._replan({"partitions": DEFAULT_PARTITIONS}, record=False)
     return ds, [Piece(e, n) for e, n in zip(ds.endpoints, ds.endpoint_rows(), strict=True)]
 
 

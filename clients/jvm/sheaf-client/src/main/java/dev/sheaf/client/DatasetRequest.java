@@ -182,6 +182,20 @@ public final class DatasetRequest implements Serializable {
   }
 
   /**
+   * @return the write session a DoPut uploads a part of, or null
+   */
+  public String session() {
+    return proto.getSession().isEmpty() ? null : proto.getSession();
+  }
+
+  /**
+   * @return the part's position in its folder table (a DoPut in a session), or null
+   */
+  public Integer part() {
+    return proto.hasPart() ? proto.getPart() : null;
+  }
+
+  /**
    * The same request pinned to a revision by its top hash.
    *
    * @param hash a full top hash or a prefix of at least six hex characters
@@ -324,6 +338,30 @@ public final class DatasetRequest implements Serializable {
    */
   public DatasetRequest withContent(boolean include) {
     return with(b -> b.setContent(include));
+  }
+
+  /**
+   * For a DoPut: upload a part of this write session ({@link SheafClient#beginWrite}) instead of
+   * committing a revision. The path names the table the part belongs to: a file ({@code
+   * features.parquet}) or a folder ({@code features}) whose parts become {@code
+   * features/part-NNNNN-ID.parquet}.
+   *
+   * @param id the session id, or null for none
+   * @return the request
+   */
+  public DatasetRequest withSession(String id) {
+    return with(b -> b.setSession(id == null ? "" : id));
+  }
+
+  /**
+   * For a DoPut in a session: the part's position in its folder table (parts are ordered by it,
+   * then by upload), such as a Spark partition index.
+   *
+   * @param position the position, or null for none
+   * @return the request
+   */
+  public DatasetRequest withPart(Integer position) {
+    return with(b -> optional(position, b::setPart, b::clearPart));
   }
 
   private static <T> void optional(T value, Consumer<T> set, Runnable clear) {

@@ -10,7 +10,8 @@ import sheaf.v1.Sheaf.ErrorReason;
 public enum ErrorCode {
   /**
    * Unknown package, hash, tag, path, or missing data; also a package the caller may not read (the
-   * server answers as if it did not exist).
+   * server answers as if it did not exist); a write session that does not exist, has expired or was
+   * aborted (reason {@code SESSION_NOT_FOUND}).
    */
   NOT_FOUND,
   /** Bad URI, parameter, column or filter; ambiguous hash prefix. */
@@ -42,7 +43,12 @@ public enum ErrorCode {
   INTERNAL,
   /** The server or a resource is exhausted. */
   RESOURCE_EXHAUSTED,
-  /** A write conflicting with existing data, or based on a revision that is no longer latest. */
+  /**
+   * A write conflicting with existing data: a tag pointing elsewhere, a base that is no longer
+   * latest ({@code LATEST_MOVED}), a table that exists under mode ERROR_IF_EXISTS ({@code
+   * ALREADY_EXISTS}), appended data whose schema differs from the table's ({@code SCHEMA_MISMATCH},
+   * the column is named).
+   */
   CONFLICT,
   /** A problem found by the client (bad argument, unexpected response, unsupported type). */
   CLIENT,
@@ -66,6 +72,7 @@ public enum ErrorCode {
       case INTEGRITY:
         return DATA_LOSS;
       case NOT_FOUND:
+      case SESSION_NOT_FOUND:
         return NOT_FOUND;
       case UNAUTHENTICATED:
         return UNAUTHENTICATED;
@@ -74,6 +81,8 @@ public enum ErrorCode {
         return PERMISSION_DENIED;
       case CONFLICT:
       case LATEST_MOVED:
+      case ALREADY_EXISTS:
+      case SCHEMA_MISMATCH:
         return CONFLICT;
       case RESOURCE_EXHAUSTED:
         return RESOURCE_EXHAUSTED;

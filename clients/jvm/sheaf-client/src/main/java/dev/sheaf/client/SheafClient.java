@@ -27,6 +27,11 @@ import org.apache.arrow.flight.Result;
 import org.apache.arrow.flight.Ticket;
 import org.apache.arrow.memory.BufferAllocator;
 import org.apache.arrow.memory.RootAllocator;
+import org.apache.arrow.vector.VectorLoader;
+import org.apache.arrow.vector.VectorSchemaRoot;
+import org.apache.arrow.vector.VectorUnloader;
+import org.apache.arrow.vector.ipc.ArrowReader;
+import org.apache.arrow.vector.ipc.message.ArrowRecordBatch;
 import org.apache.arrow.vector.types.pojo.Schema;
 import sheaf.v1.Sheaf;
 
@@ -435,6 +440,266 @@ public final class SheafClient implements AutoCloseable {
       out.add(new TableInfo(t.getPath(), t.getFormat(), t.getUri()));
     }
     return out;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Writes: a session, parts uploaded into it (DoPut), one commit making one revision of them.
+  // ---------------------------------------------------------------------------------------------
+
+  /**
+   * Opens a write session on a package (action {@code begin_write}). Upload parts into it with
+   * {@link #openPart} or {@link #putPart}, then {@link #commit} them as one revision (or {@link
+   * #abort}). A session not committed before it expires is dropped by the server.
+   *
+   * @param packageName {@code OWNER/NAME} (created by the first commit if it does not exist)
+   * @param options mode, base, message, metadata, lineage inputs, tool, idempotency key
+   * @return the session
+   * @throws SheafException INVALID_ARGUMENT for a bad name, base or metadata; NOT_FOUND for an
+   *     unknown base; PERMISSION_DENIED without a write grant
+   */
+  public WriteSession beginWrite(String packageName, WriteOptions options) {
+    return WriteSession.of(
+        beginWrite(Objects.requireNonNull(options, "options").toProto(packageName)));
+  }
+
+  /**
+   * Opens a write session (action {@code begin_write}), typed form.
+   *
+   * @param request the request
+   * @return the server's answer
+   */
+  public Sheaf.BeginWriteResponse beginWrite(Sheaf.BeginWriteRequest request) {
+    return action(
+        "begin_write",
+        request,
+        Sheaf.BeginWriteResponse.class,
+        "begin_write " + request.getPackage());
+  }
+
+  /**
+   * Starts uploading one part of a session (a DoPut whose descriptor is the packed {@code
+   * DatasetRequest} with {@code package}, {@code path}, {@code session} and {@code part}); fill
+   * {@link PartUpload#root()} and send batches with {@link PartUpload#putNext()}, then {@link
+   * PartUpload#finish()}.
+   *
+   * @param session the session
+   * @param path the table: a file ({@code x.parquet}), or a folder ({@code features}) whose parts
+   *     become {@code features/part-NNNNN-ID.parquet}
+   * @param part the part's position in a folder table (a Spark partition index), or null
+   * @param schema the batches' schema
+   * @return the upload; close it
+   * @throws SheafException when the call cannot start
+   */
+  public PartUpload openPart(WriteSession session, String path, Integer part, Schema schema) {
+    checkOpen();
+    DatasetRequest request =
+        DatasetRequest.of(session.packageName())
+            .withPath(Objects.requireNonNull(path, "path"))
+            .withSession(session.id())
+            .withPart(part);
+    String what =
+        "DoPut "
+            + session.packageName()
+            + "/"
+            + path
+            + (part == null ? "" : " part " + part)
+            + " (session "
+            + session.id()
+            + ") on "
+            + url;
+    VectorSchemaRoot root = VectorSchemaRoot.create(schema, allocator);
+    return new PartUpload(flight, request.descriptor(), root, what, streaming);
+  }
+
+  /**
+   * Uploads one batch as a part of a session.
+   *
+   * @param session the session
+   * @param path the table (see {@link #openPart})
+   * @param part the part's position in a folder table, or null
+   * @param batch the rows (not modified or closed)
+   * @return the staged part
+   * @throws SheafException naming the part and the server's reason
+   */
+  public UploadedPart putPart(
+      WriteSession session, String path, Integer part, VectorSchemaRoot batch) {
+    try (PartUpload up = openPart(session, path, part, batch.getSchema())) {
+      copy(batch, up.root());
+      up.putNext();
+      return up.finish();
+    }
+  }
+
+  /**
+   * Uploads every batch of a reader as one part of a session.
+   *
+   * @param session the session
+   * @param path the table (see {@link #openPart})
+   * @param part the part's position in a folder table, or null
+   * @param reader the batches (read to the end, not closed)
+   * @return the staged part
+   * @throws SheafException naming the part and the server's reason
+   * @throws java.io.IOException when the reader fails
+   */
+  public UploadedPart putPart(WriteSession session, String path, Integer part, ArrowReader reader)
+      throws java.io.IOException {
+    VectorSchemaRoot source = reader.getVectorSchemaRoot();
+    try (PartUpload up = openPart(session, path, part, source.getSchema())) {
+      while (reader.loadNextBatch()) {
+        copy(source, up.root());
+        up.putNext();
+      }
+      return up.finish();
+    }
+  }
+
+  /**
+   * Loads a batch into the upload's root (same schema): the root references the batch's buffers
+   * (counted), the source is left untouched.
+   */
+  private static void copy(VectorSchemaRoot from, VectorSchemaRoot to) {
+    if (!from.getSchema().equals(to.getSchema())) {
+      throw new SheafException(
+          "the batch's schema "
+              + from.getSchema()
+              + " differs from the upload's "
+              + to.getSchema());
+    }
+    try (ArrowRecordBatch batch = new VectorUnloader(from).getRecordBatch()) {
+      new VectorLoader(to).load(batch);
+    }
+  }
+
+  /**
+   * Commits a session's parts as one new revision (action {@code commit_write}). A commit retried
+   * after a lost answer returns the same revision.
+   *
+   * @param session the session
+   * @param partIds the parts to commit (from {@link UploadedPart#partId()}); the others are
+   *     dropped. Empty commits every part uploaded.
+   * @return the new revision: top hash, pinned URIs of the tables written
+   * @throws SheafException NOT_FOUND (SESSION_NOT_FOUND) for an expired or aborted session;
+   *     CONFLICT for ALREADY_EXISTS (mode ERROR_IF_EXISTS), SCHEMA_MISMATCH (append of another
+   *     schema, the column named) or LATEST_MOVED (a base that is no longer latest)
+   */
+  public CommitResult commit(WriteSession session, List<String> partIds) {
+    return commit(session.id(), partIds);
+  }
+
+  /**
+   * Commits a session's parts by session id (see {@link #commit(WriteSession, List)}).
+   *
+   * @param sessionId the session id
+   * @param partIds the parts to commit; empty commits every part uploaded
+   * @return the new revision
+   */
+  public CommitResult commit(String sessionId, List<String> partIds) {
+    return CommitResult.of(
+        commitWrite(
+            Sheaf.CommitWriteRequest.newBuilder()
+                .setSession(sessionId)
+                .addAllParts(partIds)
+                .build()));
+  }
+
+  /**
+   * Commits a session (action {@code commit_write}), typed form.
+   *
+   * @param request the request
+   * @return the server's answer
+   */
+  public Sheaf.CommitWriteResponse commitWrite(Sheaf.CommitWriteRequest request) {
+    return action(
+        "commit_write",
+        request,
+        Sheaf.CommitWriteResponse.class,
+        "commit_write session "
+            + request.getSession()
+            + " ("
+            + request.getPartsCount()
+            + " parts)");
+  }
+
+  /**
+   * Drops a session and its staged parts (action {@code abort_write}).
+   *
+   * @param sessionId the session id
+   * @throws SheafException NOT_FOUND (SESSION_NOT_FOUND) for an unknown, expired or already aborted
+   *     session
+   */
+  public void abort(String sessionId) {
+    abortWrite(Sheaf.AbortWriteRequest.newBuilder().setSession(sessionId).build());
+  }
+
+  /**
+   * Drops a session (action {@code abort_write}), typed form.
+   *
+   * @param request the request
+   * @return the server's (empty) answer
+   */
+  public Sheaf.AbortWriteResponse abortWrite(Sheaf.AbortWriteRequest request) {
+    return action(
+        "abort_write",
+        request,
+        Sheaf.AbortWriteResponse.class,
+        "abort_write session " + request.getSession());
+  }
+
+  /**
+   * A revision's lineage (action {@code lineage}): the revision, then every input reached, each
+   * once, breadth first, up to the server's default depth (16).
+   *
+   * @param reference {@code OWNER/NAME[@HASH_PREFIX|:TAG]}
+   * @return the nodes, the revision asked about first
+   */
+  public List<LineageNode> lineage(String reference) {
+    return lineage(reference, null);
+  }
+
+  /**
+   * A revision's lineage, following at most {@code depth} levels.
+   *
+   * @param reference {@code OWNER/NAME[@HASH_PREFIX|:TAG]}
+   * @param depth levels to follow, or null for the server's default
+   * @return the nodes, the revision asked about first
+   */
+  public List<LineageNode> lineage(String reference, Integer depth) {
+    Sheaf.LineageRequest.Builder b = Sheaf.LineageRequest.newBuilder().setRef(reference);
+    if (depth != null) {
+      b.setDepth(depth);
+    }
+    List<LineageNode> out = new ArrayList<>();
+    for (Sheaf.LineageNode n : lineage(b.build()).getNodesList()) {
+      out.add(LineageNode.of(n));
+    }
+    return out;
+  }
+
+  /**
+   * A revision's lineage (action {@code lineage}), typed form.
+   *
+   * @param request the request
+   * @return the server's answer
+   */
+  public Sheaf.LineageResponse lineage(Sheaf.LineageRequest request) {
+    return action("lineage", request, Sheaf.LineageResponse.class, "lineage " + request.getRef());
+  }
+
+  /**
+   * A revision's user metadata (action {@code browse}), where writes record their lineage under
+   * {@code sheaf.lineage}.
+   *
+   * @param reference {@code OWNER/NAME[@HASH_PREFIX|:TAG]}
+   * @return the metadata as JSON text, or null when the revision has none
+   */
+  public String userMetadata(String reference) {
+    Sheaf.BrowseResponse r =
+        action(
+            "browse",
+            Sheaf.BrowseRequest.newBuilder().setRef(reference).build(),
+            Sheaf.BrowseResponse.class,
+            "browse " + reference);
+    return r.hasUserMeta() ? r.getUserMeta() : null;
   }
 
   /**

@@ -23,7 +23,15 @@ import java.util.TreeMap;
  *   <tr><td>{@code sampleRows}</td><td>keep exactly this many rows (with {@code seed})</td></tr>
  *   <tr><td>{@code filter}</td><td>a filter in the server's SQL, applied before Spark's own</td></tr>
  *   <tr><td>{@code unsupportedColumns}</td><td>{@code error} (default) or {@code drop}: columns Spark cannot read</td></tr>
+ *   <tr><td>{@code message}</td><td>writes: the commit message of the new revision</td></tr>
+ *   <tr><td>{@code metadata}</td><td>writes: the new revision's user metadata, a JSON object (default: the previous revision's)</td></tr>
+ *   <tr><td>{@code base}</td><td>writes: the revision the commit must build on (hash or tag); the commit fails with LATEST_MOVED if latest moved</td></tr>
+ *   <tr><td>{@code batchRows}</td><td>writes: rows per Arrow batch sent by each task (default 65536; batches also end at 64 MiB)</td></tr>
  * </table>
+ *
+ * <p>Keys stored by a catalog as {@code option.KEY} (tables created with {@code CREATE TABLE ...
+ * USING sheaf OPTIONS (...)}) are read as {@code KEY}, and the path such a table was created with
+ * (its {@code location}) is read instead of the {@code file:} URI Spark's catalog makes of it.
  */
 final class SheafOptions {
   // Not Serializable: it holds the password, which stays on the driver (executors get a
@@ -46,15 +54,57 @@ final class SheafOptions {
   final String filter;
   final boolean dropUnsupported;
 
+  /** Writes: the commit message, or null. */
+  final String message;
+
+  /** Writes: the new revision's user metadata (a JSON object as text), or null. */
+  final String metadata;
+
+  /** Writes: the revision the commit must build on, or null. */
+  final String base;
+
+  /** Writes: rows per Arrow batch a task sends. */
+  final int batchRows;
+
+  /**
+   * Internal: set by the connector on the inner write it runs for {@code df.write} and {@code
+   * INSERT} ({@link SheafDataSource}): the save mode ({@code append}, {@code overwrite}, {@code
+   * errorifexists}, {@code ignore}); a table loaded with it is the write target.
+   */
+  static final String SAVE_MODE = "__sheafSaveMode";
+
+  /** The save mode of the inner write, or null for a table read or written through Spark's API. */
+  final String saveMode;
+
+  /** The options as given (case preserved), for the inner write. */
+  final Map<String, String> given;
+
   private SheafOptions(Map<String, String> o) {
     Map<String, String> m = new TreeMap<>(String.CASE_INSENSITIVE_ORDER);
+    // A catalog table's OPTIONS may be stored as option.KEY: read them as KEY.
+    for (Map.Entry<String, String> e : o.entrySet()) {
+      String k = e.getKey();
+      if (k.regionMatches(true, 0, "option.", 0, 7) && !o.containsKey(k.substring(7))) {
+        m.putIfAbsent(k.substring(7), e.getValue());
+      }
+    }
     m.putAll(o);
+    this.given = new java.util.HashMap<>(m);
     this.server = m.get("server");
     if (server == null || server.trim().isEmpty()) {
       throw new SheafException(
           "sheaf: the \"server\" option is required, such as .option(\"server\", \"grpc://127.0.0.1:50051\")");
     }
     String path = m.get("path");
+    String location = m.get("location");
+    if (path != null
+        && location != null
+        && path.startsWith("file:")
+        && !location.startsWith("file:")) {
+      // A catalog table (CREATE TABLE ... OPTIONS (path '...')): Spark's catalog turns a relative
+      // path into a file: URI under its warehouse, and keeps the path as given in "location".
+      path = location;
+    }
     if (path == null || path.trim().isEmpty()) {
       throw new SheafException(
           "sheaf: no table: use .load(\"OWNER/NAME[@HASH|:TAG]/PATH\") or the \"path\" option");
@@ -106,6 +156,41 @@ final class SheafOptions {
     if (sample != null && sampleRows != null) {
       throw new SheafException("sheaf: give sample or sampleRows, not both");
     }
+    this.message = m.get("message");
+    this.metadata = emptyToNull(m.get("metadata"));
+    this.base = emptyToNull(m.get("base"));
+    this.batchRows = m.containsKey("batchRows") ? parseInt(m, "batchRows") : 65_536;
+    if (batchRows < 1) {
+      throw new SheafException("sheaf: option batchRows must be at least 1, not " + batchRows);
+    }
+    String mode = m.get(SAVE_MODE);
+    this.saveMode = mode == null ? null : mode.toLowerCase(Locale.ROOT);
+  }
+
+  /**
+   * The write target: {@code OWNER/NAME/PATH} split into the package and the table path. A write
+   * names no revision (it makes a new one).
+   *
+   * @return {@code [package, path]}
+   * @throws SheafException for a revision, a query or a missing table path
+   */
+  String[] writeTarget() {
+    String t = table.startsWith("sheaf://") ? table.substring("sheaf://".length()) : table;
+    String[] parts = t.split("/", 3);
+    if (parts.length < 3 || parts[2].isEmpty() || parts[0].isEmpty() || parts[1].isEmpty()) {
+      throw new SheafException(
+          "sheaf: cannot write to "
+              + table
+              + ": give OWNER/NAME/PATH, where PATH is a folder (features) or a file"
+              + " (features.parquet) inside the package");
+    }
+    if (parts[1].contains("@") || parts[1].contains(":") || t.contains("?")) {
+      throw new SheafException(
+          "sheaf: cannot write to "
+              + table
+              + ": a write makes a new revision, so it names no revision (@HASH, :TAG) or query");
+    }
+    return new String[] {parts[0] + "/" + parts[1], parts[2].replaceAll("/+$", "")};
   }
 
   /**

@@ -57,6 +57,13 @@ final class SheafScan implements Scan, Batch, SupportsReportStatistics {
   }
 
   /**
+   * @return the table scanned (pinned)
+   */
+  SheafTable table() {
+    return table;
+  }
+
+  /**
    * @return the request sent to the server
    */
   DatasetRequest request() {

@@ -26,6 +26,9 @@ import org.apache.spark.sql.types.StructType;
  *       the others, and the whole of a conjunction only partly pushed.
  *   <li>Limit: pushed (the server then plans one endpoint); Spark keeps its own limit too.
  *   <li>Columns: the required top-level columns, in Spark's order (nested fields are not pruned).
+ *   <li>Partitions: without the {@code partitions} option (and without a limit), at least Spark's
+ *       default parallelism when the server's default plans fewer endpoints; the server caps it at
+ *       one endpoint per row group.
  * </ul>
  */
 final class SheafScanBuilder
@@ -98,6 +101,15 @@ final class SheafScanBuilder
     this.required = requiredSchema;
   }
 
+  /** Spark's default parallelism (cores of the application), or 1 without an active session. */
+  private static int defaultParallelism() {
+    try {
+      return org.apache.spark.sql.SparkSession.active().sparkContext().defaultParallelism();
+    } catch (RuntimeException e) {
+      return 1;
+    }
+  }
+
   @Override
   public Scan build() {
     TableColumns columns = table.tableColumns();
@@ -116,15 +128,25 @@ final class SheafScanBuilder
     if (!all.isEmpty()) {
       u = u.withFilter(String.join(" AND ", all));
     }
+    String parallelNote = "";
     if (limit != null) {
       u = u.withLimit((long) limit);
+    } else if (u.partitions() == null) {
+      // No partitions option: at least Spark's default parallelism, so small and medium tables
+      // use every core too (the server plans at most one endpoint per row group).
+      int parallelism = defaultParallelism();
+      if (parallelism > table.defaultEndpoints()) {
+        u = u.withPartitions(parallelism);
+        parallelNote = " partitions=" + parallelism + " (Spark's default parallelism)";
+      }
     }
     String note =
         "columns="
             + ask
             + (all.isEmpty() ? "" : " filter=" + String.join(" AND ", all))
             + (limit == null ? "" : " limit=" + limit)
-            + sampleNote;
+            + sampleNote
+            + parallelNote;
     return new SheafScan(table, u, output, note);
   }
 }

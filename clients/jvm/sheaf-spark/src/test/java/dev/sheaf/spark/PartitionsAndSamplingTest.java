@@ -82,11 +82,61 @@ class PartitionsAndSamplingTest {
   }
 
   @Test
-  void theDefaultIsTheServersPartitioning() {
+  void theDefaultIsAtLeastSparksParallelism() {
+    // 20,000 rows in 8 row groups: the server's default is one endpoint (well under 64 MiB);
+    // the connector asks for Spark's default parallelism (2 on local[2]).
     org.apache.spark.sql.Dataset<Row> df = sheaf(spark, server).load(TABLE);
+    int parallelism = spark.sparkContext().defaultParallelism();
+    assertEquals(2, parallelism);
     try (SheafClient client = SheafClient.connect(server.url())) {
+      assertEquals(1, client.dataset(TYPES).endpoints().size(), "the server's own default");
       assertEquals(
           client.dataset(scan(df).request()).endpoints().size(), df.rdd().getNumPartitions());
+    }
+    assertEquals(Integer.valueOf(parallelism), scan(df).request().partitions());
+    assertEquals(parallelism, df.rdd().getNumPartitions());
+    assertEquals(20_000, df.count());
+    // A limit still plans one endpoint, and the partitions option still wins.
+    assertEquals(null, scan(df.limit(5)).request().partitions());
+    assertEquals(
+        Integer.valueOf(1),
+        scan(sheaf(spark, server).option("partitions", "1").load(TABLE)).request().partitions());
+  }
+
+  /**
+   * The issue's case: a 3,000,000-row table (one file of 15 row groups, about 44 MB) was read as
+   * one partition on local[2], where {@code spark.read.parquet} of the same file uses two.
+   */
+  @Test
+  void aMediumTableUsesEveryCore() throws Exception {
+    java.nio.file.Path dir = java.nio.file.Files.createTempDirectory("sheaf-big-");
+    TestServer.run(
+        List.of(
+            TestServer.python().toString(),
+            TestServer.jvmRoot().resolve("testdata/make_tables.py").toString(),
+            "--big",
+            dir.toString()));
+    java.nio.file.Path file = dir.resolve("big/big.parquet");
+    server.push("test/big", dir.resolve("big"));
+    org.apache.spark.sql.Dataset<Row> df = sheaf(spark, server).load("test/big/big.parquet");
+    int stock = spark.read().parquet(file.toString()).rdd().getNumPartitions();
+    assertEquals(2, stock, "stock Spark's partitions of the file on local[2]");
+    assertTrue(
+        df.rdd().getNumPartitions() >= stock,
+        "the connector planned " + df.rdd().getNumPartitions() + " partition(s)");
+    assertEquals(3_000_000L, df.count());
+    assertEquals(
+        spark
+            .read()
+            .parquet(file.toString())
+            .selectExpr("sum(id)", "sum(cast(x * 1e6 as bigint))")
+            .first(),
+        df.selectExpr("sum(id)", "sum(cast(x * 1e6 as bigint))").first());
+    try (java.util.stream.Stream<java.nio.file.Path> files = java.nio.file.Files.walk(dir)) {
+      files
+          .sorted(java.util.Comparator.reverseOrder())
+          .map(java.nio.file.Path::toFile)
+          .forEach(java.io.File::delete);
     }
   }
 

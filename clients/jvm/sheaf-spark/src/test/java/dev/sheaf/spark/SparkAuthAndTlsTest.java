@@ -186,6 +186,65 @@ class SparkAuthAndTlsTest {
   }
 
   @Test
+  void writesWithALoginAndRefusalsWithoutAWriteGrant() throws Exception {
+    String pkg = "written/p" + java.util.UUID.randomUUID().toString().substring(0, 8);
+    Dataset<Row> df = spark.range(0, 5_000, 1, 3).selectExpr("id", "concat('x', id) AS s");
+    int mark = tls.logMark();
+    df.write()
+        .format("sheaf")
+        .option("server", tls.url())
+        .option("tlsRootCerts", pki.ca.toString())
+        .option("username", TestAuth.USER)
+        .option("password", auth.password)
+        .mode("append")
+        .save(pkg + "/t");
+    assertEquals(checksum(df), checksum(sheaf(tls).option("token", auth.token).load(pkg + "/t")));
+    // One login (the driver's); the tasks' DoPuts carried its session token.
+    List<String> log = tls.logLinesSince(mark, l -> l.contains("commit_write"));
+    List<String> logins =
+        log.stream()
+            .filter(l -> l.contains("login") && l.contains("alice") && !l.contains("fail"))
+            .collect(Collectors.toList());
+    assertEquals(1, logins.size(), String.join("\n", log));
+    assertTrue(
+        log.stream().anyMatch(l -> l.contains("DoPut") && l.contains("user:alice")),
+        String.join("\n", log));
+    assertFalse(String.join("\n", tls.logLines()).contains(auth.password));
+    try (dev.sheaf.client.SheafClient c =
+        dev.sheaf.client.SheafClient.builder(tls.url())
+            .tlsRootCerts(pki.ca)
+            .token(auth.token)
+            .build()) {
+      dev.sheaf.client.LineageNode node = c.lineage(pkg).get(0);
+      assertTrue(node.principal().contains(TestAuth.USER), node.toString());
+    }
+    // Read access only (test/*): the write is refused before any data moves.
+    String refused =
+        failure(
+            () ->
+                df.write()
+                    .format("sheaf")
+                    .option("server", tls.url())
+                    .option("tlsRootCerts", pki.ca.toString())
+                    .option("token", auth.token)
+                    .mode("append")
+                    .save("test/types/refused"));
+    assertTrue(refused.contains("PERMISSION_DENIED"), refused);
+    // No grant at all: the package is as if it did not exist.
+    String outsider =
+        failure(
+            () ->
+                df.write()
+                    .format("sheaf")
+                    .option("server", tls.url())
+                    .option("tlsRootCerts", pki.ca.toString())
+                    .option("token", auth.outsiderToken)
+                    .mode("append")
+                    .save(pkg + "/t"));
+    assertTrue(outsider.contains("NOT_FOUND") || outsider.contains("PERMISSION_DENIED"), outsider);
+  }
+
+  @Test
   void mutualTlsWithClientCertificateFiles() {
     Dataset<Row> df =
         sheaf(mtls)

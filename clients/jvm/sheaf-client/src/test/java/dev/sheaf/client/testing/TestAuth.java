@@ -17,7 +17,8 @@ import java.util.List;
  *   <li>API token {@code job} (group {@code ml});
  *   <li>API token {@code outsider} (no group, no grant);
  *   <li>grants: group {@code ml} and the client certificate {@code cert:ci-job} (mutual TLS) read
- *       {@code test/*} (so {@code demo/weather} is not granted).
+ *       {@code test/*} (so {@code demo/weather} is not granted); group {@code ml} writes {@code
+ *       written/*}.
  * </ul>
  */
 public final class TestAuth {
@@ -74,7 +75,8 @@ public final class TestAuth {
             + quote(outsider.path("sha256").asText())
             + "\ngroups = []\n\n"
             + "[[grant]]\nto = \"group:ml\"\npackages = \"test/*\"\naccess = \"read\"\n\n"
-            + "[[grant]]\nto = \"cert:ci-job\"\npackages = \"test/*\"\naccess = \"read\"\n");
+            + "[[grant]]\nto = \"cert:ci-job\"\npackages = \"test/*\"\naccess = \"read\"\n\n"
+            + "[[grant]]\nto = \"group:ml\"\npackages = \"written/*\"\naccess = \"write\"\n");
     return new TestAuth(
         file, password, job.path("token").asText(), outsider.path("token").asText());
   }
