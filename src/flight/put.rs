@@ -17,7 +17,8 @@ use arrow_flight::FlightData;
 use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::error::FlightError;
 use futures::stream::{self, StreamExt, TryStreamExt};
-use parquet::arrow::AsyncArrowWriter;
+use arrow::array::RecordBatch;
+use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use tonic::{Status, Streaming};
@@ -110,6 +111,8 @@ pub struct Received {
     pub columns: Vec<(String, String)>,
     /// Its profile, computed as the batches arrived.
     pub profile: crate::profile::Profile,
+    /// Milliseconds the profiler computed (it runs beside the writer).
+    pub profile_ms: u64,
 }
 
 impl Received {
@@ -120,7 +123,11 @@ impl Received {
 }
 
 /// Writes the record batches of `flight` to a temporary Parquet file as they
-/// arrive (memory stays bounded by the writer's row group), profiling them.
+/// arrive, profiling them. Encoding Parquet and profiling each run on a
+/// blocking thread of their own, fed through small bounded channels, so the
+/// two overlap each other and the network, no runtime worker is held by
+/// CPU-bound work, and memory stays bounded by the writer's row group plus a
+/// few batches.
 async fn receive(
     flight: impl futures::Stream<Item = Result<FlightData, FlightError>> + Send + 'static,
     what: &str,
@@ -132,7 +139,6 @@ async fn receive(
         .cloned()
         .ok_or_else(|| Status::invalid_argument(format!("DoPut to {what}: the stream carries no schema")))?;
     check_schema(&schema, what)?;
-    let mut profiler = crate::profile::Profiler::new(&schema);
     let temp = tempfile::Builder::new()
         .prefix("sheaf-put-")
         .suffix(".parquet")
@@ -145,19 +151,47 @@ async fn receive(
     let write_error =
         |e: parquet::errors::ParquetError| Status::invalid_argument(format!("DoPut to {what}: writing Parquet: {e}"));
     let columns = crate::registry::columns_of(&schema);
-    let mut writer =
-        AsyncArrowWriter::try_new(tokio::fs::File::from_std(file), schema, Some(properties)).map_err(write_error)?;
+    let writer = ArrowWriter::try_new(file, schema.clone(), Some(properties)).map_err(write_error)?;
+
+    let (to_writer, mut for_writer) = tokio::sync::mpsc::channel::<RecordBatch>(4);
+    let writing = tokio::task::spawn_blocking(move || {
+        let mut writer = writer;
+        while let Some(batch) = for_writer.blocking_recv() {
+            writer.write(&batch)?;
+        }
+        writer.close().map(|_| ())
+    });
+    let (to_profiler, mut for_profiler) = tokio::sync::mpsc::channel::<RecordBatch>(4);
+    let profiling = tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        let mut profiler = crate::profile::Profiler::new(&schema);
+        let mut waited = std::time::Duration::ZERO;
+        loop {
+            let t = std::time::Instant::now();
+            let Some(batch) = for_profiler.blocking_recv() else { break };
+            waited += t.elapsed();
+            profiler.update(&batch);
+        }
+        let profile = profiler.finish();
+        (profile, started.elapsed().saturating_sub(waited))
+    });
+
     let mut rows = 0u64;
     let mut next = first_batch;
     while let Some(batch) = next {
         check_batch(&batch, what)?;
         rows += batch.num_rows() as u64;
-        profiler.update(&batch);
-        writer.write(&batch).await.map_err(write_error)?;
+        let _ = to_profiler.send(batch.clone()).await;
+        if to_writer.send(batch).await.is_err() {
+            break; // the writer failed: its error is below
+        }
         next = batches.try_next().await.map_err(stream_error)?;
     }
-    writer.close().await.map_err(write_error)?;
-    Ok(Received { file: temp, rows, columns, profile: profiler.finish() })
+    drop((to_writer, to_profiler));
+    let panicked = |e: tokio::task::JoinError| Status::internal(format!("DoPut to {what}: {e}"));
+    writing.await.map_err(panicked)?.map_err(write_error)?;
+    let (profile, profiling_time) = profiling.await.map_err(panicked)?;
+    Ok(Received { file: temp, rows, columns, profile, profile_ms: profiling_time.as_millis() as u64 })
 }
 
 /// Receives one DoPut and commits it (or, in a write session, stages it as
@@ -195,7 +229,9 @@ pub async fn put(
             }
             .into());
         }
+        let started = std::time::Instant::now();
         let received = receive(flight, &what).await?;
+        let receive_ms = started.elapsed().as_millis() as u64;
         let meta = received.entry_meta();
         let part = registry
             .stage_part(
@@ -209,7 +245,8 @@ pub async fn put(
             )
             .await?;
         tracing::info!(principal = %principal.label(), package = %target.package, path = %target.path, session = %session,
-            part = %part.id, rows = part.rows, bytes = part.size, "DoPut staged a part");
+            part = %part.id, rows = part.rows, bytes = part.size, receive_ms, stage_ms = started.elapsed().as_millis() as u64 - receive_ms,
+            profile_ms = received.profile_ms, "DoPut staged a part");
         let response = PutResponse {
             package: target.package.to_string(),
             path: part.key,
