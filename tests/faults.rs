@@ -1440,9 +1440,9 @@ async fn latency_reorders_calls_but_never_loses_writes() {
                 let path = src.path().join(format!("c{i}"));
                 std::fs::write(&path, bytes_of(100 + i, 5000)).unwrap();
                 let (reg, p) = (env.faulty.clone(), p.clone());
-                tokio::spawn(
-                    async move { reg.commit(&p, vec![CommitFile::new(format!("c/{i}.bin"), path)], &Base::Latest, None).await },
-                )
+                tokio::spawn(async move {
+                    reg.commit(&p, vec![CommitFile::new(format!("c/{i}.bin"), path)], &Base::Latest, None).await
+                })
             })
             .collect();
         for (i, c) in commits.into_iter().enumerate() {

@@ -207,8 +207,8 @@ async fn sheaf_get_writes_parquet_and_reports_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_writes_revisions_with_lineage() {
-    use sheaf_client::proto::{ErrorReason, WriteMode};
     use sheaf_client::WriteOptions;
+    use sheaf_client::proto::{ErrorReason, WriteMode};
     let (url, _src, _stop) = start().await;
     let client = Client::connect(&url).await.unwrap();
     let source = client.dataset("sheaf://t/p/t/data.parquet").await.unwrap();

@@ -28,7 +28,7 @@ impl fmt::Display for Lineage {
         if let Some(root) = self.0.first() {
             render(root, "", "", &by_key, &mut shown, &mut lines);
         }
-        write_lines(f, lines.into_iter())
+        write_lines(f, lines)
     }
 }
 
@@ -65,14 +65,13 @@ fn render<'a>(
         let (branch, next) = if last { ("└─ ", "   ") } else { ("├─ ", "│  ") };
         let lead = format!("{indent}{branch}");
         let indent = format!("{indent}{next}");
+        let at = lines.len();
         match by_key.get(&(input.package.as_str(), input.top_hash.as_str())) {
             Some(child) => render(child, &lead, &indent, by_key, shown, lines),
             None => lines.push(format!("{lead}{}@{}  (beyond --depth)", input.package, short(&input.top_hash))),
         }
         if !input.uri.is_empty() {
-            if let Some(line) = lines.iter_mut().rev().find(|l| l.starts_with(&lead)) {
-                line.push_str(&format!("  via {}", input.uri));
-            }
+            lines[at].push_str(&format!("  via {}", input.uri));
         }
     }
 }

@@ -72,10 +72,8 @@ fn open(path: &Path) -> Result<Batches, String> {
             let (schema, _) = format.infer_schema(&mut file, Some(10_000)).map_err(|e| bad(&e))?;
             file.rewind().map_err(|e| bad(&e))?;
             let schema = std::sync::Arc::new(schema);
-            let reader = arrow::csv::ReaderBuilder::new(schema.clone())
-                .with_format(format)
-                .build(file)
-                .map_err(|e| bad(&e))?;
+            let reader =
+                arrow::csv::ReaderBuilder::new(schema.clone()).with_format(format).build(file).map_err(|e| bad(&e))?;
             let shown = path.display().to_string();
             (schema, Box::new(reader.map(move |b| b.map_err(|e| format!("{shown}: {e}")))))
         }

@@ -24,8 +24,8 @@ pub mod hygiene;
 pub mod pipeline;
 mod put;
 mod service;
-mod write;
 pub mod status;
+mod write;
 
 pub use service::SheafFlight;
 

@@ -240,16 +240,16 @@ impl Registry {
         };
         key::validate(&key).map_err(|why| Error::invalid(format!("{key:?} cannot be a logical key: {why}")))?;
         let local = file.to_path_buf();
-        let (size, hash) =
-            tokio::task::spawn_blocking(move || crate::manifest::hash::hash_file_chunked(&local)).await.map_err(
-                |e| Error::invalid(format!("hashing a part of {}: {e}", spec.package)),
-            )?
+        let (size, hash) = tokio::task::spawn_blocking(move || crate::manifest::hash::hash_file_chunked(&local))
+            .await
+            .map_err(|e| Error::invalid(format!("hashing a part of {}: {e}", spec.package)))?
             .map_err(|e| Error::io(file.display().to_string(), e))?;
         let dir = Self::session_dir(id).join("parts");
         let local = LocalFile { path: file.to_path_buf(), key: key.clone(), size };
         let staged = dir.clone().join(format!("{part_id}.parquet"));
         self.upload_file(&local, &hash, &staged, &crate::progress::NoProgress).await?;
-        let record = PartRecord { id: part_id.clone(), table: table.to_owned(), key, part, rows, size, hash, columns, meta };
+        let record =
+            PartRecord { id: part_id.clone(), table: table.to_owned(), key, part, rows, size, hash, columns, meta };
         let body = serde_json::to_vec(&record).expect("a part record serializes");
         self.put_small(&dir.join(format!("{part_id}.json")), body, PutMode::Overwrite)
             .await
@@ -266,19 +266,20 @@ impl Registry {
             .try_collect()
             .await
             .map_err(|e| Error::storage(format!("listing the parts of write session {id}"), e))?;
-        let reads: Vec<_> = metas.into_iter().map(|m| {
-            let store = self.store().clone();
-            let what = format!("part {} of write session {id}", m.location);
-            async move {
-                let got = store.get(&m.location).await.map_err(|e| Error::storage(what.clone(), e))?;
-                let bytes = got.bytes().await.map_err(|e| Error::storage(what.clone(), e))?;
-                serde_json::from_slice::<PartRecord>(&bytes).map_err(|e| Error::invalid(format!("{what}: {e}")))
-            }
-        }).collect();
-        let mut parts: Vec<PartRecord> = stream::iter(reads)
-            .buffer_unordered(super::IO_CONCURRENCY)
-            .try_collect()
-            .await?;
+        let reads: Vec<_> = metas
+            .into_iter()
+            .map(|m| {
+                let store = self.store().clone();
+                let what = format!("part {} of write session {id}", m.location);
+                async move {
+                    let got = store.get(&m.location).await.map_err(|e| Error::storage(what.clone(), e))?;
+                    let bytes = got.bytes().await.map_err(|e| Error::storage(what.clone(), e))?;
+                    serde_json::from_slice::<PartRecord>(&bytes).map_err(|e| Error::invalid(format!("{what}: {e}")))
+                }
+            })
+            .collect();
+        let mut parts: Vec<PartRecord> =
+            stream::iter(reads).buffer_unordered(super::IO_CONCURRENCY).try_collect().await?;
         parts.sort_by(|a, b| (a.part, &a.id).cmp(&(b.part, &b.id)));
         Ok(parts)
     }
@@ -325,26 +326,27 @@ impl Registry {
             }
         }
         // The staged data becomes blobs (nothing references them yet).
-        let copies: Vec<_> = parts.iter().map(|p| {
-            let store = self.store().clone();
-            let blob = Self::blob_path(&p.hash.blob_hex().expect("chunked hash"));
-            let staged = Self::session_dir(id).join("parts").join(format!("{}.parquet", p.id));
-            let context = format!("committing {} to {pkg}", p.key);
-            async move {
-                if store.head(&blob).await.is_ok() {
-                    return Ok(());
+        let copies: Vec<_> = parts
+            .iter()
+            .map(|p| {
+                let store = self.store().clone();
+                let blob = Self::blob_path(&p.hash.blob_hex().expect("chunked hash"));
+                let staged = Self::session_dir(id).join("parts").join(format!("{}.parquet", p.id));
+                let context = format!("committing {} to {pkg}", p.key);
+                async move {
+                    if store.head(&blob).await.is_ok() {
+                        return Ok(());
+                    }
+                    store.copy(&staged, &blob).await.map_err(|e| Error::storage(context, e))
                 }
-                store.copy(&staged, &blob).await.map_err(|e| Error::storage(context, e))
-            }
-        }).collect();
+            })
+            .collect();
         stream::iter(copies).buffer_unordered(super::IO_CONCURRENCY).try_collect::<Vec<()>>().await?;
         let entries: Vec<Entry> = parts
             .iter()
             .map(|p| Entry {
                 logical_key: p.key.clone(),
-                physical_keys: vec![
-                    self.location.url_of(&Self::blob_path(&p.hash.blob_hex().expect("chunked hash"))),
-                ],
+                physical_keys: vec![self.location.url_of(&Self::blob_path(&p.hash.blob_hex().expect("chunked hash")))],
                 size: p.size,
                 hash: p.hash.clone(),
                 meta: p.meta.clone(),
@@ -516,8 +518,8 @@ impl Registry {
         }
         let bytes =
             store.get_range(&path, size - 8 - footer..size - 8).await.map_err(|e| Error::storage(what.clone(), e))?;
-        let metadata = parquet::file::metadata::ParquetMetaDataReader::decode_metadata(&bytes)
-            .map_err(|e| bad(e.to_string()))?;
+        let metadata =
+            parquet::file::metadata::ParquetMetaDataReader::decode_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
         let file = metadata.file_metadata();
         let schema = parquet::arrow::parquet_to_arrow_schema(file.schema_descr(), file.key_value_metadata())
             .map_err(|e| bad(e.to_string()))?;

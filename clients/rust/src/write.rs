@@ -147,10 +147,8 @@ impl Writer<'_> {
         let descriptor = FlightDescriptor::new_cmd(proto::pack(&request));
         let input: BoxStream<'static, Result<RecordBatch, FlightError>> =
             batches.map_err(|e| FlightError::ExternalError(Box::new(e))).boxed();
-        let data = FlightDataEncoderBuilder::new()
-            .with_schema(schema)
-            .with_flight_descriptor(Some(descriptor))
-            .build(input);
+        let data =
+            FlightDataEncoderBuilder::new().with_schema(schema).with_flight_descriptor(Some(descriptor)).build(input);
         let mut client = self.client.flight(self.client.channels.own())?;
         let results: Vec<arrow_flight::PutResult> = client.do_put(data).await?.try_collect().await?;
         let first = results.into_iter().next().ok_or_else(|| Error::Other("DoPut: empty result".into()))?;
