@@ -36,6 +36,9 @@ use tokio::io::AsyncReadExt;
 /// Where sessions live in a registry.
 pub(crate) const SESSIONS: &str = ".sheaf/sessions";
 
+/// Most parts one session may commit (their records are read into memory).
+pub const MAX_PARTS: usize = 100_000;
+
 /// How long an uncommitted session lives by default (a day).
 pub const DEFAULT_TTL_SECS: u64 = 86_400;
 
@@ -266,6 +269,12 @@ impl Registry {
             .try_collect()
             .await
             .map_err(|e| Error::storage(format!("listing the parts of write session {id}"), e))?;
+        if metas.len() > MAX_PARTS {
+            return Err(Error::invalid(format!(
+                "write session {id} has {} parts; at most {MAX_PARTS} are committed at once",
+                metas.len()
+            )));
+        }
         let reads: Vec<_> = metas
             .into_iter()
             .map(|m| {
