@@ -69,7 +69,7 @@ pub enum Accumulator {
     /// See [`Kind::Temporal`].
     Temporal(Box<Temporals>),
     /// See [`Kind::Binary`].
-    Binary(Box<HyperLogLog>),
+    Binary(Box<HyperLogLog>, u64),
     /// See [`Kind::Other`].
     Other,
 }
@@ -82,7 +82,7 @@ impl Accumulator {
             Kind::String => Accumulator::String(Box::default()),
             Kind::Bool => Accumulator::Bool { trues: 0, falses: 0 },
             Kind::Temporal => Accumulator::Temporal(Box::new(Temporals::new(value_type(t)))),
-            Kind::Binary => Accumulator::Binary(Box::default()),
+            Kind::Binary => Accumulator::Binary(Box::default(), 0),
             Kind::Other => Accumulator::Other,
         }
     }
@@ -106,7 +106,10 @@ impl Accumulator {
                 }
             }
             Accumulator::Temporal(t) => t.update(array),
-            Accumulator::Binary(h) => binary_hashes(array, |hash| h.add(hash)),
+            Accumulator::Binary(h, values) => binary_hashes(array, |hash| {
+                *values += 1;
+                h.add(hash)
+            }),
             Accumulator::Other => {}
         }
     }
@@ -125,11 +128,11 @@ impl Accumulator {
                     .filter(|(_, c)| *c > 0)
                     .map(|(v, count)| TopValue { value: Value::Bool(v), count })
                     .collect();
-                top.sort_by(|a, b| b.count.cmp(&a.count));
+                top.sort_by_key(|t| std::cmp::Reverse(t.count));
                 column.top = Some(top);
             }
             Accumulator::Temporal(t) => t.finish(column),
-            Accumulator::Binary(h) => column.distinct = Some(h.estimate()),
+            Accumulator::Binary(h, values) => column.distinct = Some(h.estimate().min(values)),
             Accumulator::Other => {}
         }
     }
@@ -324,10 +327,11 @@ impl Numbers {
     }
 
     fn finish(self, column: &mut ColumnProfile) {
-        let (_, mean, std) = self.moments.finish();
+        let (values, mean, std) = self.moments.finish();
         column.mean = mean;
         column.std = std;
-        column.distinct = Some(self.distinct.estimate());
+        // An estimate above the number of values is known to be too high.
+        column.distinct = Some(self.distinct.estimate().min(values));
         if self.floats {
             column.nan = Some(self.nan);
             column.min = self.min_float.and_then(finite_number);
@@ -372,6 +376,7 @@ pub fn truncate(s: &str) -> &str {
 /// Running statistics of a string column.
 #[derive(Debug)]
 pub struct Strings {
+    values: u64,
     min: Option<String>,
     max: Option<String>,
     distinct: HyperLogLog,
@@ -380,7 +385,13 @@ pub struct Strings {
 
 impl Default for Strings {
     fn default() -> Self {
-        Self { min: None, max: None, distinct: HyperLogLog::default(), top: FrequentItems::new(TOP_CAPACITY) }
+        Self {
+            values: 0,
+            min: None,
+            max: None,
+            distinct: HyperLogLog::default(),
+            top: FrequentItems::new(TOP_CAPACITY),
+        }
     }
 }
 
@@ -421,14 +432,17 @@ impl Strings {
 
     #[inline]
     fn value(&mut self, s: &str) {
-        self.distinct.add(hash_bytes(s.as_bytes()));
-        self.top.add(truncate(s));
+        let hash = hash_bytes(s.as_bytes());
+        self.values += 1;
+        self.distinct.add(hash);
+        let shown = truncate(s);
+        self.top.add(if shown.len() == s.len() { hash } else { hash_bytes(shown.as_bytes()) }, shown);
     }
 
     fn finish(self, column: &mut ColumnProfile) {
         column.min = self.min.map(Value::String);
         column.max = self.max.map(Value::String);
-        column.distinct = Some(self.distinct.estimate());
+        column.distinct = Some(self.distinct.estimate().min(self.values));
         column.top = Some(
             self.top
                 .top(TOP_VALUES)
@@ -444,6 +458,7 @@ impl Strings {
 #[derive(Debug)]
 pub struct Temporals {
     data_type: DataType,
+    values: u64,
     min: Option<i64>,
     max: Option<i64>,
     distinct: HyperLogLog,
@@ -451,7 +466,7 @@ pub struct Temporals {
 
 impl Temporals {
     fn new(data_type: DataType) -> Self {
-        Self { data_type, min: None, max: None, distinct: HyperLogLog::default() }
+        Self { data_type, values: 0, min: None, max: None, distinct: HyperLogLog::default() }
     }
 
     fn update(&mut self, array: &dyn Array) {
@@ -461,13 +476,16 @@ impl Temporals {
             self.min = Some(self.min.map_or(lo, |m| m.min(lo)));
             self.max = Some(self.max.map_or(hi, |m| m.max(hi)));
         }
-        for_each_valid(&ints, |v| self.distinct.add(hash_u64(v as u64)));
+        for_each_valid(&ints, |v| {
+            self.values += 1;
+            self.distinct.add(hash_u64(v as u64))
+        });
     }
 
     fn finish(self, column: &mut ColumnProfile) {
         column.min = self.min.and_then(|v| iso(&self.data_type, v)).map(Value::String);
         column.max = self.max.and_then(|v| iso(&self.data_type, v)).map(Value::String);
-        column.distinct = Some(self.distinct.estimate());
+        column.distinct = Some(self.distinct.estimate().min(self.values));
     }
 }
 
@@ -500,9 +518,7 @@ fn binary_hashes(array: &dyn Array, mut f: impl FnMut(u64)) {
         DataType::Binary => array.as_binary::<i32>().iter().flatten().for_each(|b| f(hash_bytes(b))),
         DataType::LargeBinary => array.as_binary::<i64>().iter().flatten().for_each(|b| f(hash_bytes(b))),
         DataType::BinaryView => array.as_binary_view().iter().flatten().for_each(|b| f(hash_bytes(b))),
-        DataType::FixedSizeBinary(_) => {
-            array.as_fixed_size_binary().iter().flatten().for_each(|b| f(hash_bytes(b)))
-        }
+        DataType::FixedSizeBinary(_) => array.as_fixed_size_binary().iter().flatten().for_each(|b| f(hash_bytes(b))),
         _ => {}
     }
 }

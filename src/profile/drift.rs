@@ -117,7 +117,11 @@ pub fn compare(from: &Profile, to: &Profile) -> TableDrift {
             continue;
         };
         if a.data_type != b.data_type {
-            schema.push(SchemaChange::Type { column: b.name.clone(), from: a.data_type.clone(), to: b.data_type.clone() });
+            schema.push(SchemaChange::Type {
+                column: b.name.clone(),
+                from: a.data_type.clone(),
+                to: b.data_type.clone(),
+            });
         }
         if a.kind == b.kind {
             columns.push(column_drift(a, from.rows, b, to.rows));

@@ -37,7 +37,7 @@ tr.drifted{{background:#fde8e0}}.legend span{{display:inline-block;width:1em;hei
         t = escape(title)
     );
     if tables.is_empty() {
-        out.push_str("<p>No profiled table is in both revisions.</p>\n");
+        out.push_str("<p>No profiled table changed between the revisions.</p>\n");
     }
     for t in tables {
         table_section(&mut out, t);
@@ -93,7 +93,7 @@ fn buckets(a: &ColumnProfile, rows_a: u64, b: &ColumnProfile, rows_b: u64) -> (V
             let (lo, hi) = (ca.range().0.min(cb.range().0), ca.range().1.max(cb.range().1));
             let width = (hi - lo) / BINS as f64;
             let edges: Vec<f64> = (1..BINS).map(|i| lo + width * i as f64).collect();
-            let labels = (0..BINS).map(|i| format!("{}", short_number(lo + width * i as f64))).collect();
+            let labels = (0..BINS).map(|i| short_number(lo + width * i as f64)).collect();
             (labels, ca.bucket_fractions(&edges), cb.bucket_fractions(&edges))
         }
         ("string" | "bool", ..) => {

@@ -37,7 +37,8 @@ pub fn merge(parts: &[Profile]) -> Profile {
         .columns
         .iter()
         .map(|c| {
-            let pieces: Vec<(u64, Option<&ColumnProfile>)> = parts.iter().map(|p| (p.rows, p.column(&c.name))).collect();
+            let pieces: Vec<(u64, Option<&ColumnProfile>)> =
+                parts.iter().map(|p| (p.rows, p.column(&c.name))).collect();
             merge_column(c, &pieces)
         })
         .collect();
@@ -78,11 +79,12 @@ fn merge_column(model: &ColumnProfile, pieces: &[(u64, Option<&ColumnProfile>)])
 
 /// The smallest (`Less`) or largest (`Greater`) of JSON numbers or strings.
 fn extreme<'a>(values: impl Iterator<Item = &'a Value>, want: Ordering) -> Option<Value> {
-    values.fold(None, |best: Option<&Value>, v| match best {
-        Some(b) if compare_values(v, b) != want => Some(b),
-        _ => Some(v),
-    })
-    .cloned()
+    values
+        .fold(None, |best: Option<&Value>, v| match best {
+            Some(b) if compare_values(v, b) != want => Some(b),
+            _ => Some(v),
+        })
+        .cloned()
 }
 
 fn compare_values(a: &Value, b: &Value) -> Ordering {
@@ -126,7 +128,8 @@ fn mixture_quantiles(present: &[(u64, &ColumnProfile)]) -> Option<Vec<f64>> {
         return None;
     }
     let mixture = |x: f64| parts.iter().map(|(w, f)| w * f.at(x)).sum::<f64>() / total;
-    let mut xs: Vec<f64> = parts.iter().flat_map(|(_, f)| (0..QUANTILES).map(|i| f.quantile(i as f64 / (QUANTILES - 1) as f64))).collect();
+    let mut xs: Vec<f64> =
+        parts.iter().flat_map(|(_, f)| (0..QUANTILES).map(|i| f.quantile(i as f64 / (QUANTILES - 1) as f64))).collect();
     xs.sort_by(f64::total_cmp);
     xs.dedup();
     let ps: Vec<f64> = xs.iter().map(|x| mixture(*x)).collect();

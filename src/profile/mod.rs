@@ -56,10 +56,12 @@ mod file;
 pub mod html;
 mod merge;
 mod sketch;
+mod tables;
 
 pub use drift::{ColumnDrift, SchemaChange, TableDrift, compare};
 pub use file::{is_profiled, profile_file};
 pub use merge::merge;
+pub use tables::{RevisionDrift, StoredTable, TableComparison, stored_tables, table_of};
 
 use arrow::array::{Array, RecordBatch};
 use arrow::datatypes::Schema;

@@ -31,41 +31,45 @@ pub fn hash_u64(v: u64) -> u64 {
     mix(v ^ SEED)
 }
 
-/// The hash of a byte string (strings, binary values).
+/// The hash of a byte string (strings, binary values): 16 bytes per
+/// 64x64-bit multiply folded to 64 bits (as wyhash does), then [`mix`].
 #[inline]
 pub fn hash_bytes(bytes: &[u8]) -> u64 {
-    let mut h = SEED ^ (bytes.len() as u64).wrapping_mul(MUL);
-    let mut chunks = bytes.chunks_exact(8);
-    for c in &mut chunks {
-        let w = u64::from_le_bytes(c.try_into().expect("chunks of 8"));
-        h = (h ^ mix(w)).rotate_left(27).wrapping_mul(MUL);
+    const P1: u64 = 0xa076_1d64_78bd_642f;
+    const P2: u64 = 0xe703_7ed1_a0b4_28db;
+    #[inline]
+    fn fold(a: u64, b: u64) -> u64 {
+        let m = u128::from(a) * u128::from(b);
+        (m as u64) ^ ((m >> 64) as u64)
     }
+    #[inline]
+    fn r8(b: &[u8]) -> u64 {
+        u64::from_le_bytes(b[..8].try_into().expect("8 bytes"))
+    }
+    #[inline]
+    fn r4(b: &[u8]) -> u64 {
+        u64::from(u32::from_le_bytes(b[..4].try_into().expect("4 bytes")))
+    }
+    let mut h = SEED ^ (bytes.len() as u64).wrapping_mul(MUL);
+    let mut chunks = bytes.chunks_exact(16);
+    for c in &mut chunks {
+        h = fold(r8(c) ^ h ^ P1, r8(&c[8..]) ^ P2);
+    }
+    // The last 1 to 15 bytes, read as fixed-size words that may overlap
+    // (as wyhash does): no copy of a variable length.
     let rest = chunks.remainder();
-    if !rest.is_empty() {
-        let mut tail = [0u8; 8];
-        tail[..rest.len()].copy_from_slice(rest);
-        h = (h ^ mix(u64::from_le_bytes(tail))).rotate_left(27).wrapping_mul(MUL);
+    let n = rest.len();
+    let (a, b) = match n {
+        0 => (0, 0),
+        1..=3 => ((u64::from(rest[0]) << 16) | (u64::from(rest[n / 2]) << 8) | u64::from(rest[n - 1]), 0),
+        4..=7 => ((r4(rest) << 32) | r4(&rest[n - 4..]), 0),
+        _ => (r8(rest), r8(&rest[n - 8..])),
+    };
+    if n > 0 {
+        h = fold(a ^ h ^ P1, b ^ P2 ^ n as u64);
     }
     mix(h)
 }
-
-/// A [`Hasher`] over [`hash_bytes`], for maps whose iteration order must not
-/// depend on a process-wide random seed.
-#[derive(Default)]
-pub struct FixedHasher(u64);
-
-impl Hasher for FixedHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        self.0 = hash_bytes(bytes) ^ self.0.rotate_left(5);
-    }
-}
-
-/// Builds [`FixedHasher`]s.
-pub type FixedState = BuildHasherDefault<FixedHasher>;
 
 /// Register index bits: 2^14 registers, a standard error of 1.04/128 = 0.81%.
 const HLL_P: u32 = 14;
@@ -226,39 +230,90 @@ pub fn quantile(sorted: &[f64], p: f64) -> Option<f64> {
 /// more than n/(capacity+1) times is always kept, with a count at most
 /// n/(capacity+1) below its true count. While a stream holds no more than
 /// `capacity` distinct values every count is exact.
+///
+/// Values are told apart by their 64-bit hash (the one the distinct counter
+/// already computed), and a counter's text buffer is reused when the counter
+/// is, so a stream of new values costs no allocation.
 #[derive(Debug, Clone)]
 pub struct FrequentItems {
     capacity: usize,
-    counts: HashMap<String, u64, FixedState>,
+    /// Hash -> slot.
+    index: HashMap<u64, usize, BuildHasherDefault<PassThrough>>,
+    slots: Vec<Counter>,
+    free: Vec<usize>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Counter {
+    hash: u64,
+    count: u64,
+    value: String,
+}
+
+/// A [`Hasher`] for keys that already are well-mixed hashes.
+#[derive(Default)]
+pub struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are hashed with it; this is their fallback path.
+        self.0 = hash_bytes(bytes);
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
 }
 
 impl FrequentItems {
     /// An empty summary with at most `capacity` counters.
     pub fn new(capacity: usize) -> Self {
-        Self { capacity, counts: HashMap::default() }
+        Self { capacity, index: HashMap::default(), slots: Vec::new(), free: Vec::new() }
     }
 
-    /// Counts one value.
+    /// Counts one value, given with its [`hash_bytes`].
     #[inline]
-    pub fn add(&mut self, value: &str) {
-        if let Some(c) = self.counts.get_mut(value) {
-            *c += 1;
-        } else if self.counts.len() < self.capacity {
-            self.counts.insert(value.to_owned(), 1);
-        } else {
-            // The new value and one occurrence of every kept value cancel.
-            self.counts.retain(|_, c| {
-                *c -= 1;
-                *c > 0
+    pub fn add(&mut self, hash: u64, value: &str) {
+        if let Some(&i) = self.index.get(&hash) {
+            self.slots[i].count += 1;
+        } else if self.index.len() < self.capacity {
+            let i = self.free.pop().unwrap_or_else(|| {
+                self.slots.push(Counter::default());
+                self.slots.len() - 1
             });
+            let slot = &mut self.slots[i];
+            slot.hash = hash;
+            slot.count = 1;
+            slot.value.clear();
+            slot.value.push_str(value);
+            self.index.insert(hash, i);
+        } else {
+            // The new value and one occurrence of every kept value cancel;
+            // the index is rebuilt (cheaper than removing most of its keys).
+            self.index.clear();
+            self.free.clear();
+            for (i, slot) in self.slots.iter_mut().enumerate() {
+                slot.count -= 1;
+                if slot.count == 0 {
+                    self.free.push(i);
+                } else {
+                    self.index.insert(slot.hash, i);
+                }
+            }
+            // Free slots are taken from the end: lowest index first.
+            self.free.reverse();
         }
     }
 
     /// The `n` largest counts, largest first (ties by value, for a stable order).
     pub fn top(&self, n: usize) -> Vec<(String, u64)> {
-        let mut all: Vec<(&String, &u64)> = self.counts.iter().collect();
-        all.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
-        all.into_iter().take(n).map(|(v, c)| (v.clone(), *c)).collect()
+        let mut all: Vec<&Counter> = self.slots.iter().filter(|s| s.count > 0).collect();
+        all.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)));
+        all.into_iter().take(n).map(|s| (s.value.clone(), s.count)).collect()
     }
 }
 
@@ -289,7 +344,7 @@ mod tests {
     }
 
     const PINNED_U64: u64 = 127_776_499_062_817_645;
-    const PINNED_BYTES: u64 = 18_285_577_891_741_026_062;
+    const PINNED_BYTES: u64 = 22_144_448_832_435_001;
 
     #[test]
     fn hashes_are_fixed() {
@@ -297,6 +352,18 @@ mod tests {
         assert_eq!(hash_u64(0), PINNED_U64);
         assert_eq!(hash_bytes(b"sheaf"), PINNED_BYTES);
         assert_ne!(hash_bytes(b"a"), hash_bytes(b"a\0"));
+        // Every length path (tails of 1-3, 4-7, 8-15 bytes, 16-byte chunks)
+        // tells apart values differing in any one byte.
+        let mut seen = std::collections::HashSet::new();
+        for len in 0..40 {
+            let base = vec![b'x'; len];
+            assert!(seen.insert(hash_bytes(&base)));
+            for at in 0..len {
+                let mut v = base.clone();
+                v[at] = b'y';
+                assert!(seen.insert(hash_bytes(&v)), "len {len} at {at}");
+            }
+        }
     }
 
     #[test]
@@ -324,13 +391,13 @@ mod tests {
     fn frequent_items_exact_when_few_and_keep_heavy_hitters() {
         let mut f = FrequentItems::new(4);
         for v in ["a", "b", "a", "c", "a", "b"] {
-            f.add(v);
+            f.add(hash_bytes(v.as_bytes()), v);
         }
         assert_eq!(f.top(2), vec![("a".into(), 3), ("b".into(), 2)]);
         let mut f = FrequentItems::new(8);
         for i in 0..10_000 {
             let value = if i % 2 == 0 { "heavy".to_owned() } else { format!("v{i}") };
-            f.add(&value);
+            f.add(hash_bytes(value.as_bytes()), &value);
         }
         assert_eq!(f.top(1)[0].0, "heavy");
     }

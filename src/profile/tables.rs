@@ -83,8 +83,11 @@ pub struct TableComparison {
 /// Drift of every table in two revisions.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RevisionDrift {
-    /// Tables profiled in both, by path.
+    /// Tables profiled in both whose profiles differ, by path.
     pub tables: Vec<TableComparison>,
+    /// Tables profiled in both with the same profile (the same data, or
+    /// data no statistic tells apart): not listed in `tables`.
+    pub unchanged: Vec<String>,
     /// Tables in both that lack a stored profile in either (written by
     /// another tool, or before profiles existed): not compared.
     pub unprofiled: Vec<String>,
@@ -94,10 +97,12 @@ impl RevisionDrift {
     /// Compares the tables of `from` and `to` that are in both.
     pub fn between(from: &Manifest, to: &Manifest) -> RevisionDrift {
         let (a, b) = (stored_tables(from), stored_tables(to));
+        let unchanged = a.iter().filter(|(p, ta)| b.get(*p).is_some_and(|tb| tb.profile == ta.profile));
+        let unchanged: Vec<String> = unchanged.map(|(p, _)| p.clone()).collect();
         let tables = a
             .iter()
             .filter_map(|(path, ta)| {
-                let tb = b.get(path)?;
+                let tb = b.get(path).filter(|tb| tb.profile != ta.profile)?;
                 Some(TableComparison {
                     path: path.clone(),
                     parts: [ta.parts, tb.parts],
@@ -111,13 +116,58 @@ impl RevisionDrift {
         let mut unprofiled: Vec<String> = ua.iter().chain(&ub).filter(|p| in_both(p)).cloned().collect();
         unprofiled.sort();
         unprofiled.dedup();
-        RevisionDrift { tables, unprofiled }
+        RevisionDrift { tables, unchanged, unprofiled }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn manifest(entries: &[(&str, Option<&Profile>)]) -> Manifest {
+        let mut text = String::from("{\"version\": \"v0\"}\n");
+        for (key, profile) in entries {
+            let meta = match profile {
+                Some(p) => serde_json::json!({"sheaf": {"profile": p.to_json()}}),
+                None => serde_json::json!({}),
+            };
+            let line = serde_json::json!({
+                "logical_key": key, "physical_keys": [format!("file:///x/{key}")], "size": 1,
+                "hash": {"type": "SHA256", "value": "00".repeat(32)}, "meta": meta,
+            });
+            text.push_str(&format!("{line}\n"));
+        }
+        Manifest::parse(text.as_bytes()).unwrap()
+    }
+
+    fn rows(n: u64) -> Profile {
+        Profile { rows: n, columns: vec![] }
+    }
+
+    #[test]
+    fn revisions_compare_changed_tables_and_name_the_rest() {
+        let a = manifest(&[
+            ("f/part-00000-a.parquet", Some(&rows(2))),
+            ("f/part-00001-a.parquet", Some(&rows(3))),
+            ("same.parquet", Some(&rows(1))),
+            ("old.csv", None),
+            ("gone.parquet", Some(&rows(1))),
+        ]);
+        let b = manifest(&[
+            ("f/part-00000-b.parquet", Some(&rows(7))),
+            ("same.parquet", Some(&rows(1))),
+            ("old.csv", Some(&rows(4))),
+            ("notes.txt", None),
+        ]);
+        let tables = stored_tables(&a);
+        assert_eq!((tables["f"].parts, tables["f"].profile.rows), (2, 5));
+        let d = RevisionDrift::between(&a, &b);
+        let compared: Vec<(&str, [usize; 2], [u64; 2])> =
+            d.tables.iter().map(|t| (t.path.as_str(), t.parts, t.drift.rows)).collect();
+        assert_eq!(compared, vec![("f", [2, 1], [5, 7])]);
+        assert_eq!(d.unchanged, vec!["same.parquet".to_owned()]);
+        assert_eq!(d.unprofiled, vec!["old.csv".to_owned()]);
+    }
 
     #[test]
     fn parts_belong_to_their_folder() {

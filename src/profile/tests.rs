@@ -107,7 +107,10 @@ fn strings_bools_and_dates() {
     assert_eq!((b.true_count, b.false_count, b.nulls, b.distinct), (Some(4), Some(1), 1, Some(2)));
     assert_eq!(b.top.as_ref().unwrap()[0], TopValue { value: json!(true), count: 4 });
     let d = &p.columns[2];
-    assert_eq!((d.kind.as_str(), d.min.clone(), d.max.clone()), ("temporal", Some(json!("1970-01-01")), Some(json!("2024-01-02"))));
+    assert_eq!(
+        (d.kind.as_str(), d.min.clone(), d.max.clone()),
+        ("temporal", Some(json!("1970-01-01")), Some(json!("2024-01-02")))
+    );
 }
 
 #[test]
@@ -147,9 +150,16 @@ fn mixed_batch(n: usize) -> RecordBatch {
     let xs = normal(n, 10.0, 3.0, 7);
     RecordBatch::try_from_iter(vec![
         ("x", Arc::new(Float64Array::from(xs.clone())) as ArrayRef),
-        ("i", Arc::new(Int64Array::from_iter((0..n as i64).map(|i| (i % 17 != 0).then_some(i * 7 % 1000)))) as ArrayRef),
+        (
+            "i",
+            Arc::new(Int64Array::from_iter((0..n as i64).map(|i| (i % 17 != 0).then_some(i * 7 % 1000)))) as ArrayRef,
+        ),
         // Value k of 20 occurs 2k + 1 times in every 400 rows.
-        ("s", Arc::new(StringArray::from_iter((0..n).map(|i| Some(format!("w{}", ((i % 400) as f64).sqrt() as usize))))) as ArrayRef),
+        (
+            "s",
+            Arc::new(StringArray::from_iter((0..n).map(|i| Some(format!("w{}", ((i % 400) as f64).sqrt() as usize)))))
+                as ArrayRef,
+        ),
     ])
     .unwrap()
 }
@@ -182,8 +192,10 @@ fn merge_sums_distinct_keys() {
 fn merge_equals_the_concatenation() {
     let batch = mixed_batch(9_000);
     let whole = profile_in_batches(&batch, 9_000);
-    let parts: Vec<Profile> =
-        [(0, 2_000), (2_000, 4_500), (6_500, 2_500)].iter().map(|(o, l)| profile_in_batches(&batch.slice(*o, *l), 1000)).collect();
+    let parts: Vec<Profile> = [(0, 2_000), (2_000, 4_500), (6_500, 2_500)]
+        .iter()
+        .map(|(o, l)| profile_in_batches(&batch.slice(*o, *l), 1000))
+        .collect();
     let merged = merge(&parts);
     assert_eq!(merged.rows, whole.rows);
     for (m, w) in merged.columns.iter().zip(&whole.columns) {
@@ -213,7 +225,8 @@ fn table(xs: Vec<f64>, words: Vec<&str>) -> Profile {
 #[test]
 fn drift_flags_a_shift_and_not_a_resample() {
     let n = 5_000;
-    let words = |shift: bool| (0..n).map(|i| if shift && i % 2 == 0 { "new" } else { ["a", "b", "c"][i % 3] }).collect();
+    let words =
+        |shift: bool| (0..n).map(|i| if shift && i % 2 == 0 { "new" } else { ["a", "b", "c"][i % 3] }).collect();
     let base = table(normal(n, 0.0, 1.0, 1), words(false));
     let resampled = table(normal(n, 0.0, 1.0, 2), words(false));
     let shifted = table(normal(n, 1.0, 1.0, 3), words(true));
@@ -229,7 +242,10 @@ fn drift_flags_a_shift_and_not_a_resample() {
 
 #[test]
 fn drift_reports_schema_changes_and_nulls() {
-    let a = profile_of(vec![("k", Arc::new(Int32Array::from(vec![1, 2, 3]))), ("gone", Arc::new(Int32Array::from(vec![1, 2, 3])))]);
+    let a = profile_of(vec![
+        ("k", Arc::new(Int32Array::from(vec![1, 2, 3]))),
+        ("gone", Arc::new(Int32Array::from(vec![1, 2, 3]))),
+    ]);
     let b = profile_of(vec![
         ("k", Arc::new(Int64Array::from(vec![None, None, Some(3)]))),
         ("new", Arc::new(StringArray::from(vec!["x", "y", "z"]))),
