@@ -118,13 +118,9 @@ fn table_lines(t: &TableComparison) -> Vec<String> {
     lines
 }
 
-/// A number with four significant digits.
+/// A number with four decimals (scientific notation when very large or small).
 fn number(x: f64) -> String {
-    if x != 0.0 && (x.abs() >= 1e6 || x.abs() < 1e-3) {
-        format!("{x:.3e}")
-    } else {
-        format!("{}", (x * 1e4).round() / 1e4)
-    }
+    if x != 0.0 && (x.abs() >= 1e6 || x.abs() < 1e-3) { format!("{x:.3e}") } else { format!("{x:.4}") }
 }
 
 impl Report for Changes {}

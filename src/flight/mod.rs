@@ -21,6 +21,7 @@ pub mod doget;
 pub mod encode;
 pub mod grpc;
 pub mod hygiene;
+mod ingest;
 pub mod pipeline;
 mod put;
 mod service;

@@ -128,7 +128,7 @@ impl Received {
 /// two overlap each other and the network, no runtime worker is held by
 /// CPU-bound work, and memory stays bounded by the writer's row group plus a
 /// few batches.
-async fn receive(
+pub(super) async fn receive(
     flight: impl futures::Stream<Item = Result<FlightData, FlightError>> + Send + 'static,
     what: &str,
 ) -> Result<Received, Status> {
@@ -195,19 +195,38 @@ async fn receive(
 }
 
 /// Receives one DoPut and commits it (or, in a write session, stages it as
-/// a part); returns what it did, to be answered in the form of the
-/// request's descriptor.
+/// a part; or, for a Flight SQL bulk ingest, writes it through a session of
+/// its own: [`super::ingest`]); returns the result's `app_metadata`: what it
+/// did, in the form of the request's descriptor.
 pub async fn put(
     engine: &Engine,
     mut messages: Streaming<FlightData>,
     principal: &Principal,
     note: &super::audit::AuditNote,
-) -> Result<(PutResponse, Form), Status> {
+) -> Result<Vec<u8>, Status> {
     let first = messages.message().await?.ok_or_else(|| Status::invalid_argument("DoPut received no messages"))?;
     let descriptor = first
         .flight_descriptor
         .clone()
         .ok_or_else(|| Status::invalid_argument("the first DoPut message must carry the flight descriptor"))?;
+    if let Some(command) = super::ingest::command(&descriptor)? {
+        let flight = stream::once(futures::future::ready(Ok(first)))
+            .chain(messages.map_err(|s| FlightError::Tonic(Box::new(s))));
+        return super::ingest::ingest(engine, command, flight, principal, note).await;
+    }
+    let (response, form) = put_table(engine, first, descriptor, messages, principal, note).await?;
+    Ok(form.encode(&response, false))
+}
+
+/// A DoPut of a dataset request: one table committed, or one part staged.
+async fn put_table(
+    engine: &Engine,
+    first: FlightData,
+    descriptor: arrow_flight::FlightDescriptor,
+    messages: Streaming<FlightData>,
+    principal: &Principal,
+    note: &super::audit::AuditNote,
+) -> Result<(PutResponse, Form), Status> {
     let (target, form) = super::descriptor::put_target(&descriptor)?;
     note.target(&target.package.to_string(), None, Some(&target.path));
     let registry = engine.registry();

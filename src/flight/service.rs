@@ -286,10 +286,10 @@ impl FlightService for SheafFlight {
                 tracing::error!(panic = %pipeline::panic_message(panic.as_ref()), "DoPut panicked");
                 Err(Status::internal("DoPut failed on the server (details are in its log); nothing was committed"))
             });
-            let (response, form) = put.inspect_err(|e| {
+            let app_metadata = put.inspect_err(|e| {
                 tracing::warn!(code = ?e.code(), error = %crate::query::limits::clip(e.message(), 400), "DoPut failed; nothing committed");
             })?;
-            Ok(PutResult { app_metadata: form.encode(&response, false).into() })
+            Ok(PutResult { app_metadata: app_metadata.into() })
         });
         Ok(Response::new(result.boxed()))
     }

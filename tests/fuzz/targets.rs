@@ -73,7 +73,11 @@ pub fn fixture() -> &'static Fixture {
             }
             let package: PackageName = "fuzz/p".parse().unwrap();
             let meta = serde_json::json!({"source": "fuzz", "n": [1, 2.5, "é"]});
-            let opts = PushOptions { message: Some("fuzz fixture".into()), user_meta: meta.as_object().cloned(), profile: false };
+            let opts = PushOptions {
+                message: Some("fuzz fixture".into()),
+                user_meta: meta.as_object().cloned(),
+                profile: false,
+            };
             let report = registry.push(&package, dir.path(), &opts, &NoProgress).await.unwrap();
             registry.tag(&package, &report.top_hash, "v1", false).await.unwrap();
             let engine = Arc::new(Engine::new(registry));

@@ -1,0 +1,131 @@
+//! Flight SQL bulk ingest: a DoPut whose descriptor is a
+//! `CommandStatementIngest` (what ADBC's `adbc_ingest` and the Flight SQL
+//! JDBC driver send) is written as one table through a write session of its
+//! own, exactly as a client's `write` would, and answered with Flight SQL's
+//! `DoPutUpdateResult` (the rows written).
+//!
+//! Names: the command's `schema` (ADBC's `db_schema_name`) is the package
+//! `owner/name` and its `table` the table's path in it (a folder, or a
+//! `.parquet` file); without a `schema`, `table` is the whole
+//! `owner/name/path`. Table options: `if_exists` FAIL (the default) refuses an
+//! existing table, APPEND adds a part to its folder, REPLACE replaces it;
+//! `if_not_exist` FAIL refuses a table that does not exist. Temporary tables
+//! and transactions are refused (UNIMPLEMENTED).
+
+use crate::auth::Principal;
+use crate::proto;
+use crate::query::Engine;
+use crate::registry::{PackageRef, Revision};
+use arrow_flight::FlightData;
+use arrow_flight::FlightDescriptor;
+use arrow_flight::error::FlightError;
+use arrow_flight::sql::{CommandStatementIngest, DoPutUpdateResult, ProstMessageExt};
+use arrow_flight::sql::{TableExistsOption, TableNotExistOption};
+use futures::Stream;
+use prost::Message;
+use tonic::Status;
+
+/// The ingest command a DoPut descriptor holds, if it is one.
+pub fn command(descriptor: &FlightDescriptor) -> Result<Option<CommandStatementIngest>, Status> {
+    let Ok(any) = prost_types::Any::decode(descriptor.cmd.as_ref()) else { return Ok(None) };
+    if any.type_url != CommandStatementIngest::type_url() {
+        return Ok(None);
+    }
+    CommandStatementIngest::decode(any.value.as_slice())
+        .map(Some)
+        .map_err(|e| Status::invalid_argument(format!("the CMD descriptor is not a valid CommandStatementIngest: {e}")))
+}
+
+/// `owner/name` and the table path the command names.
+fn target(command: &CommandStatementIngest) -> Result<(String, String), Status> {
+    let bad = |why: &str| {
+        Status::invalid_argument(format!(
+            "bulk ingest into {}: {why}",
+            crate::query::limits::excerpt(&format!("{}.{}", command.schema.as_deref().unwrap_or(""), command.table))
+        ))
+    };
+    let table = command.table.trim_matches('/');
+    let (package, path) = match command.schema.as_deref().filter(|s| !s.is_empty()) {
+        Some(schema) => (schema.to_owned(), table.to_owned()),
+        None => {
+            let mut pieces = table.splitn(3, '/');
+            match (pieces.next(), pieces.next(), pieces.next()) {
+                (Some(owner), Some(name), Some(path)) => (format!("{owner}/{name}"), path.to_owned()),
+                _ => return Err(bad("name the package as the schema (owner/name), or the table as owner/name/path")),
+            }
+        }
+    };
+    if path.is_empty() {
+        return Err(bad("the table needs a path inside the package"));
+    }
+    Ok((package, path))
+}
+
+/// Writes the stream as the command's table; answers `DoPutUpdateResult`.
+pub async fn ingest(
+    engine: &Engine,
+    command: CommandStatementIngest,
+    flight: impl Stream<Item = Result<FlightData, FlightError>> + Send + 'static,
+    principal: &Principal,
+    note: &super::audit::AuditNote,
+) -> Result<Vec<u8>, Status> {
+    if command.temporary {
+        return Err(Status::unimplemented("bulk ingest: Sheaf has no temporary tables"));
+    }
+    if command.transaction_id.is_some() {
+        return Err(Status::unimplemented("bulk ingest: Sheaf has no transactions (each ingest is one revision)"));
+    }
+    let (package, path) = target(&command)?;
+    note.target(&package, None, Some(&path));
+    let options = command.table_definition_options.unwrap_or_default();
+    let mode = match TableExistsOption::try_from(options.if_exists) {
+        Ok(TableExistsOption::Append) => proto::WriteMode::Append,
+        Ok(TableExistsOption::Replace) => proto::WriteMode::Overwrite,
+        _ => proto::WriteMode::ErrorIfExists,
+    };
+    let registry = engine.registry();
+    let begin = proto::BeginWriteRequest {
+        package: package.clone(),
+        mode: mode as i32,
+        message: Some(format!("bulk ingest into {path}")),
+        tool: "flight-sql ingest".into(),
+        ..Default::default()
+    };
+    let session = super::write::begin(registry, principal, note, begin).await?.session;
+    if options.if_not_exist == TableNotExistOption::Fail as i32 && !table_exists(engine, &package, &path).await? {
+        let _ = registry.abort_write(&session).await;
+        return Err(Status::not_found(format!("bulk ingest: table {path} of {package} does not exist")));
+    }
+    let what = format!("{package}/{path}");
+    let staged = async {
+        let received = super::put::receive(flight, &what).await?;
+        let meta = received.entry_meta();
+        let (file, rows, columns) = (received.file, received.rows, received.columns);
+        registry.stage_part(&session, &path, 0, file.path(), rows, columns, meta).await?;
+        Ok::<_, Status>(rows)
+    }
+    .await;
+    let rows = match staged {
+        Ok(rows) => rows,
+        Err(e) => {
+            let _ = registry.abort_write(&session).await;
+            return Err(e);
+        }
+    };
+    let commit = proto::CommitWriteRequest { session, parts: Vec::new() };
+    super::write::commit(registry, principal, note, commit).await?;
+    Ok(DoPutUpdateResult { record_count: i64::try_from(rows).unwrap_or(i64::MAX) }.encode_to_vec())
+}
+
+/// Whether `path` (a file or folder) exists in the latest revision of `package`.
+async fn table_exists(engine: &Engine, package: &str, path: &str) -> Result<bool, Status> {
+    let package = package.parse()?;
+    let r = PackageRef { package, revision: Revision::Latest, subpath: None };
+    match engine.registry().load(&r).await {
+        Ok((_, manifest)) => Ok(manifest
+            .entries()
+            .any(|e| e.logical_key == path || crate::manifest::key::is_under(&e.logical_key, path))),
+        Err(crate::registry::Error::NotFound(_)) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
