@@ -267,17 +267,12 @@ pub struct AuthArgs {
     pub command: AuthCommand,
 }
 
-/// Flags of `sheaf get`.
+/// Flags of the commands that talk to a server (`get`, `put`).
 #[derive(Debug, Args)]
-pub struct GetArgs {
-    /// sheaf://OWNER/NAME[@HASH|:TAG]/PATH[?columns=..&filter=..&...]
-    pub uri: String,
+pub struct Remote {
     /// Server URL.
     #[arg(long, default_value = "grpc://127.0.0.1:50051", env = "SHEAF_SERVER")]
     pub server: String,
-    /// Output file: .parquet, .arrow/.feather/.ipc, .arrows or .csv.
-    #[arg(long)]
-    pub out: PathBuf,
     /// Bearer token sent with every call.
     #[arg(long, env = "SHEAF_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -291,6 +286,19 @@ pub struct GetArgs {
     /// Private key (PEM) of --tls-client-cert.
     #[arg(long, requires = "tls_client_cert")]
     pub tls_client_key: Option<PathBuf>,
+}
+
+/// Flags of `sheaf get`.
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// sheaf://OWNER/NAME[@HASH|:TAG]/PATH[?columns=..&filter=..&...]
+    pub uri: String,
+    /// Output file: .parquet, .arrow/.feather/.ipc, .arrows or .csv.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// The server and how to reach it.
+    #[command(flatten)]
+    pub remote: Remote,
     /// Endpoints read at once.
     #[arg(long, default_value_t = 4)]
     pub parallelism: usize,
@@ -305,9 +313,9 @@ pub struct PutArgs {
     /// Where: sheaf://OWNER/NAME/PATH (a .parquet file, or a folder to which
     /// the table is added as a part).
     pub uri: String,
-    /// Server URL.
-    #[arg(long, default_value = "grpc://127.0.0.1:50051", env = "SHEAF_SERVER")]
-    pub server: String,
+    /// The server and how to reach it.
+    #[command(flatten)]
+    pub remote: Remote,
     /// Commit message.
     #[arg(long, short)]
     pub message: Option<String>,
@@ -322,19 +330,6 @@ pub struct PutArgs {
     /// lineage: OWNER/NAME[@HASH|:TAG][/PATH] or a sheaf:// URI.
     #[arg(long = "derived-from")]
     pub derived_from: Vec<String>,
-    /// Bearer token sent with every call.
-    #[arg(long, env = "SHEAF_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-    /// CA certificates (PEM) trusted for grpc+tls:// servers, besides the
-    /// system's roots.
-    #[arg(long)]
-    pub tls_root_certs: Option<PathBuf>,
-    /// Client certificate chain (PEM) for servers that require mutual TLS.
-    #[arg(long, requires = "tls_client_key")]
-    pub tls_client_cert: Option<PathBuf>,
-    /// Private key (PEM) of --tls-client-cert.
-    #[arg(long, requires = "tls_client_cert")]
-    pub tls_client_key: Option<PathBuf>,
 }
 
 /// Flags of `sheaf lineage`.
@@ -475,18 +470,7 @@ impl GcArgs {
     }
 }
 
-impl GetArgs {
-    /// The PEM files given for TLS.
-    pub fn tls(&self) -> TlsFiles<'_> {
-        TlsFiles {
-            root_certs: self.tls_root_certs.as_deref(),
-            client_cert: self.tls_client_cert.as_deref(),
-            client_key: self.tls_client_key.as_deref(),
-        }
-    }
-}
-
-impl PutArgs {
+impl Remote {
     /// The PEM files given for TLS.
     pub fn tls(&self) -> TlsFiles<'_> {
         TlsFiles {

@@ -34,7 +34,7 @@ impl Report for GetReport {}
 /// Runs `sheaf get`. Its errors come from the server or the output file, so
 /// they carry an exit code rather than a registry error.
 pub async fn run(args: &GetArgs) -> Result<GetReport, Failure> {
-    get(&args.server, args.token.clone(), &args.tls(), &args.uri, &args.out, args.parallelism)
+    get(&args.remote.server, args.remote.token.clone(), &args.remote.tls(), &args.uri, &args.out, args.parallelism)
         .await
         .map_err(|(code, message)| Failure::Remote { code, message })
 }

@@ -100,7 +100,7 @@ async fn put(args: &PutArgs) -> Result<PutReport, (u8, String)> {
         Some(_) => return Err(invalid("--meta must be a JSON object".into())),
     };
     let (schema, batches) = open(&args.file).map_err(invalid)?;
-    let client = super::get::connect(&args.server, args.token.clone(), &args.tls()).await?;
+    let client = super::get::connect(&args.remote.server, args.remote.token.clone(), &args.remote.tls()).await?;
     let mut derived_from = Vec::new();
     for source in &args.derived_from {
         let uri = if source.starts_with("sheaf://") { source.clone() } else { format!("sheaf://{source}") };
