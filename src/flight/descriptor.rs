@@ -115,6 +115,9 @@ mod tests {
         // DoPut takes only package, revision, path and message.
         let put = proto::DatasetRequest { path: "x.parquet".into(), limit: Some(1), ..base };
         let e = put_target(&FlightDescriptor::new_cmd(proto::pack(&put))).unwrap_err();
-        assert!(e.message().contains("only package, revision, path and message"), "{e:?}");
+        assert!(
+            e.message().contains("only package, revision, path, message, session and part apply to DoPut"),
+            "{e:?}"
+        );
     }
 }
