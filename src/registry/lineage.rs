@@ -68,6 +68,25 @@ pub fn is_top_hash(text: &str) -> bool {
 }
 
 impl Registry {
+    /// Why a lineage node is not opened, if it is not: not a top hash, a
+    /// package the caller may not read (`name` is `None`), or, for an input,
+    /// a hash that is not a revision of the package it names (so a recorded
+    /// input cannot show another package's revision).
+    async fn unopened(&self, name: Option<&PackageName>, top_hash: &str, input: bool) -> Option<String> {
+        if !is_top_hash(top_hash) {
+            return Some("not a top hash (64 lowercase hex digits)".into());
+        }
+        let Some(name) = name else { return Some("not readable by the caller".into()) };
+        if !input {
+            return None;
+        }
+        match self.pointed_hashes(name).await {
+            Ok(hashes) if hashes.iter().any(|h| h == top_hash) => None,
+            Ok(_) => Some(format!("not a revision of {name} (deleted, or never one)")),
+            Err(e) => Some(e.to_string()),
+        }
+    }
+
     /// The revision `root` names and, breadth first, every revision it was
     /// derived from, down to `depth` levels, each once. Revisions of packages
     /// `may_read` refuses are listed (they were named as inputs) but not
@@ -93,12 +112,9 @@ impl Registry {
                 inputs: Vec::new(),
                 missing: String::new(),
             };
-            let readable = package.parse::<PackageName>().is_ok() && may_read(&package);
-            if !is_top_hash(&top_hash) {
-                node.missing = "not a top hash (64 lowercase hex digits)".into();
-            } else if !readable {
-                node.missing = "not readable by the caller".into();
-            } else {
+            let name = package.parse::<PackageName>().ok().filter(|_| may_read(&package));
+            node.missing = self.unopened(name.as_ref(), &top_hash, level > 0).await.unwrap_or_default();
+            if node.missing.is_empty() {
                 match self.read_header(&top_hash).await {
                     Err(e) => node.missing = e.to_string(),
                     Ok(header) => {

@@ -194,6 +194,12 @@ def test_lineage_is_recorded_and_walked(server, registry):
     assert "[derived]" not in sheaf.ok("log", "demo/weather").stdout
     # A revision without lineage ends the walk.
     assert sheaf.json("lineage", "demo/weather")[0]["inputs"] == []
+    # An input naming one package with another's revision is listed, not opened.
+    s = begin(c, "w/liar", inputs=[{"package": "w/derived", "top_hash": top}])
+    put_part(c, s, "w/liar", "x.parquet", table(0, 1))
+    commit(c, s)
+    liar = fl.action(c, "lineage", {"ref": "w/liar"})["nodes"]
+    assert len(liar) == 2 and "not a revision of w/derived" in liar[1]["missing"] and liar[1]["message"] is None
     with pytest.raises(pa.ArrowException, match="full top hash"):
         begin(c, "w/bad", inputs=[{"package": "demo/weather", "top_hash": "abc"}])
 
