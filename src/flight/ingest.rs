@@ -122,9 +122,7 @@ async fn table_exists(engine: &Engine, package: &str, path: &str) -> Result<bool
     let package = package.parse()?;
     let r = PackageRef { package, revision: Revision::Latest, subpath: None };
     match engine.registry().load(&r).await {
-        Ok((_, manifest)) => Ok(manifest
-            .entries()
-            .any(|e| e.logical_key == path || crate::manifest::key::is_under(&e.logical_key, path))),
+        Ok((_, manifest)) => Ok(!crate::registry::table_entries(&manifest, path).is_empty()),
         Err(crate::registry::Error::NotFound(_)) => Ok(false),
         Err(e) => Err(e.into()),
     }

@@ -16,10 +16,6 @@ const MAX_TTL_SECS: u64 = 7 * 86_400;
 /// Most lineage inputs one write records.
 const MAX_INPUTS: usize = 10_000;
 
-fn now_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
 fn require_write(registry: &Registry, principal: &Principal, package: &str) -> Result<(), Status> {
     super::auth::require(principal, Access::Write, package, || {
         registry::Error::NotFound(format!("package {package} in {}", registry.url())).into()
@@ -91,7 +87,7 @@ pub async fn begin(
     lineage.insert("inputs".into(), Value::Array(inputs));
     lineage.insert("writer".into(), Value::Object(writer));
     let ttl = req.ttl_seconds.map_or(registry::DEFAULT_TTL_SECS, u64::from).clamp(1, MAX_TTL_SECS);
-    let now = now_secs();
+    let now = registry::now_secs();
     let spec = SessionSpec {
         package: pkg.to_string(),
         base,

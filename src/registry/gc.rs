@@ -613,7 +613,7 @@ impl Registry {
             .filter_map(|f| f.rel.strip_suffix("/session.json").and_then(|d| d.strip_prefix(&format!("{SESSIONS}/"))))
             .filter(|id| !id.contains('/'))
             .collect();
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let now = super::now_secs();
         for id in records {
             let path = Path::from(SESSIONS).join(id).join("session.json");
             let bytes = self.get_bytes(&path, &format!("write session {id}")).await?;

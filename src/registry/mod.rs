@@ -39,10 +39,12 @@ pub use install::{InstallReport, VerifyReport};
 pub use lineage::{LineageInput, LineageNode, is_top_hash};
 pub use location::{Location, ReadPolicy, Resolved};
 pub use names::{PackageName, PackageRef, Revision, validate_tag};
-pub use pointers::{DeleteReport, PackageSummary, RevisionInfo};
+pub use pointers::{DeleteReport, PackageSummary, RevisionInfo, now_secs};
 pub use push::{PushOptions, PushReport};
 pub use selection::Selection;
-pub use session::{DEFAULT_TTL_SECS, PartRecord, SessionSpec, WriteMode, WriteOutcome, columns_of, is_file_table};
+pub use session::{
+    DEFAULT_TTL_SECS, PartRecord, SessionSpec, WriteMode, WriteOutcome, columns_of, is_file_table, table_entries,
+};
 
 use crate::manifest::hash::StreamHasher;
 use crate::manifest::{Entry, Manifest};

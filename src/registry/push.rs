@@ -7,21 +7,23 @@
 
 use super::local_blobs::BlobDirs;
 use super::{Error, IO_CONCURRENCY, PackageName, Registry, Result};
-use crate::manifest::hash::{self, EntryHash};
+use crate::manifest::hash::{self, EntryHash, StreamHasher};
 use crate::manifest::{Entry, Manifest, key};
 use crate::progress::Progress;
 use futures::stream::{self, StreamExt, TryStreamExt};
-use object_store::ObjectStoreExt;
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
 use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::path::{Path as FsPath, PathBuf};
+use tokio::io::AsyncReadExt;
 
 /// Files at most this large are uploaded in one put; larger ones in parts.
-pub(super) const SINGLE_PUT_MAX: u64 = 16 * 1024 * 1024;
+const SINGLE_PUT_MAX: u64 = 16 * 1024 * 1024;
 /// Part size of multipart uploads (S3 needs at least 5 MiB).
-pub(super) const PART_SIZE: usize = 16 * 1024 * 1024;
+const PART_SIZE: usize = 16 * 1024 * 1024;
 
 /// What to record with a pushed revision.
 #[derive(Debug, Clone, Default)]
@@ -316,6 +318,68 @@ impl Registry {
     async fn upload_blob(&self, file: &LocalFile, expected: &EntryHash, progress: &dyn Progress) -> Result<()> {
         let path = Self::blob_path(&expected.blob_hex().expect("chunked hash"));
         self.upload_file(file, expected, &path, progress).await
+    }
+
+    /// Uploads a local `file` whose hash is `expected` to `path` (verifying
+    /// the bytes as they are read: a file changed meanwhile is refused).
+    pub(super) async fn upload_file(
+        &self,
+        file: &LocalFile,
+        expected: &EntryHash,
+        path: &Path,
+        progress: &dyn Progress,
+    ) -> Result<()> {
+        let io_err = |e| Error::io(file.path.display().to_string(), e);
+        let changed = |actual: String| Error::Integrity {
+            what: format!("{} changed while it was being uploaded", file.path.display()),
+            expected: expected.value.clone(),
+            actual,
+        };
+        let context = || format!("uploading {} to {}", file.key, self.url());
+        if file.size <= SINGLE_PUT_MAX {
+            let data = tokio::fs::read(&file.path).await.map_err(io_err)?;
+            let mut hasher = StreamHasher::chunked(file.size);
+            hasher.update(&data);
+            match hasher.finish() {
+                Ok(h) if h == *expected => {}
+                Ok(h) => return Err(changed(h.value)),
+                Err(size) => return Err(changed(format!("{size} bytes instead of {}", file.size))),
+            }
+            self.store().put(path, PutPayload::from(data)).await.map_err(|e| Error::storage(context(), e))?;
+            progress.advance(file.size);
+            return Ok(());
+        }
+        let upload = self.store().put_multipart(path).await.map_err(|e| Error::storage(context(), e))?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+        let mut hasher = StreamHasher::chunked(file.size);
+        let mut reader = tokio::fs::File::open(&file.path).await.map_err(io_err)?;
+        let mut buf = vec![0u8; 1024 * 1024];
+        let result: Result<()> = async {
+            loop {
+                let n = reader.read(&mut buf).await.map_err(io_err)?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+                writer.wait_for_capacity(4).await.map_err(|e| Error::storage(context(), e))?;
+                writer.write(&buf[..n]);
+                progress.advance(n as u64);
+            }
+            Ok(())
+        }
+        .await;
+        let verdict = result.and_then(|()| match hasher.finish() {
+            Ok(h) if h == *expected => Ok(()),
+            Ok(h) => Err(changed(h.value)),
+            Err(size) => Err(changed(format!("{size} bytes instead of {}", file.size))),
+        });
+        match verdict {
+            Ok(()) => writer.finish().await.map(|_| ()).map_err(|e| Error::storage(context(), e)),
+            Err(e) => {
+                let _ = writer.abort().await;
+                Err(e)
+            }
+        }
     }
 }
 

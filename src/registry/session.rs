@@ -21,17 +21,17 @@
 //! `sheaf gc` removes sessions past their expiry with their staged data.
 
 use super::commit::{ATTEMPTS, backoff, turn};
-use super::push::{LocalFile, PART_SIZE, SINGLE_PUT_MAX};
+use super::pointers::now_secs;
+use super::push::LocalFile;
 use super::{Error, PackageName, Registry, Resolved, Result};
-use crate::manifest::hash::{EntryHash, StreamHasher};
+use crate::manifest::hash::EntryHash;
 use crate::manifest::{Entry, Line, Manifest, key};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{ObjectStoreExt, PutMode, PutPayload, WriteMultipart};
+use object_store::{ObjectStoreExt, PutMode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, HashSet};
-use tokio::io::AsyncReadExt;
 
 /// Where sessions live in a registry.
 pub(crate) const SESSIONS: &str = ".sheaf/sessions";
@@ -119,10 +119,6 @@ pub struct WriteOutcome {
     pub rows: u64,
     /// Bytes written.
     pub bytes: u64,
-}
-
-fn now_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 fn random_hex(bytes: usize) -> String {
@@ -534,68 +530,6 @@ impl Registry {
             .map_err(|e| bad(e.to_string()))?;
         Ok(columns_of(&schema))
     }
-
-    /// Uploads a local `file` whose hash is `expected` to `path` (verifying
-    /// the bytes as they are read: a file changed meanwhile is refused).
-    pub(super) async fn upload_file(
-        &self,
-        file: &LocalFile,
-        expected: &EntryHash,
-        path: &Path,
-        progress: &dyn crate::progress::Progress,
-    ) -> Result<()> {
-        let io_err = |e| Error::io(file.path.display().to_string(), e);
-        let changed = |actual: String| Error::Integrity {
-            what: format!("{} changed while it was being uploaded", file.path.display()),
-            expected: expected.value.clone(),
-            actual,
-        };
-        let context = || format!("uploading {} to {}", file.key, self.url());
-        if file.size <= SINGLE_PUT_MAX {
-            let data = tokio::fs::read(&file.path).await.map_err(io_err)?;
-            let mut hasher = StreamHasher::chunked(file.size);
-            hasher.update(&data);
-            match hasher.finish() {
-                Ok(h) if h == *expected => {}
-                Ok(h) => return Err(changed(h.value)),
-                Err(size) => return Err(changed(format!("{size} bytes instead of {}", file.size))),
-            }
-            self.store().put(path, PutPayload::from(data)).await.map_err(|e| Error::storage(context(), e))?;
-            progress.advance(file.size);
-            return Ok(());
-        }
-        let upload = self.store().put_multipart(path).await.map_err(|e| Error::storage(context(), e))?;
-        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-        let mut hasher = StreamHasher::chunked(file.size);
-        let mut reader = tokio::fs::File::open(&file.path).await.map_err(io_err)?;
-        let mut buf = vec![0u8; 1024 * 1024];
-        let result: Result<()> = async {
-            loop {
-                let n = reader.read(&mut buf).await.map_err(io_err)?;
-                if n == 0 {
-                    break;
-                }
-                hasher.update(&buf[..n]);
-                writer.wait_for_capacity(4).await.map_err(|e| Error::storage(context(), e))?;
-                writer.write(&buf[..n]);
-                progress.advance(n as u64);
-            }
-            Ok(())
-        }
-        .await;
-        let verdict = result.and_then(|()| match hasher.finish() {
-            Ok(h) if h == *expected => Ok(()),
-            Ok(h) => Err(changed(h.value)),
-            Err(size) => Err(changed(format!("{size} bytes instead of {}", file.size))),
-        });
-        match verdict {
-            Ok(()) => writer.finish().await.map(|_| ()).map_err(|e| Error::storage(context(), e)),
-            Err(e) => {
-                let _ = writer.abort().await;
-                Err(e)
-            }
-        }
-    }
 }
 
 /// `(name, Arrow type)` of each column of `schema`.
@@ -604,7 +538,7 @@ pub fn columns_of(schema: &arrow::datatypes::Schema) -> Vec<(String, String)> {
 }
 
 /// The entries of table `table` in `m`: the file itself, or the files under the folder.
-fn table_entries<'a>(m: &'a Manifest, table: &str) -> Vec<&'a Entry> {
+pub fn table_entries<'a>(m: &'a Manifest, table: &str) -> Vec<&'a Entry> {
     m.entries().filter(|e| e.logical_key == table || key::is_under(&e.logical_key, table)).collect()
 }
 
