@@ -56,6 +56,10 @@ const JSON_TEXT: &[&str] = &["BrowseResponse.user_meta", "Entry.meta"];
 /// `"WRITE_MODE_OVERWRITE"`) or a number.
 const JSON_WRITE_MODE: &[&str] = &["BeginWriteRequest.mode"];
 
+/// Optional fields left out of JSON when absent (instead of `null`), so a
+/// client that does not know them sees the same object as before.
+const JSON_OMIT_NONE: &[&str] = &["EndpointMetadata.selected_rows"];
+
 fn main() {
     println!("cargo:rerun-if-changed=../../proto/sheaf.proto");
     let descriptors =
@@ -77,6 +81,9 @@ fn main() {
     }
     for f in JSON_WRITE_MODE {
         config.field_attribute(format!(".sheaf.v1.{f}"), "#[serde(deserialize_with = \"crate::proto::write_mode\")]");
+    }
+    for f in JSON_OMIT_NONE {
+        config.field_attribute(format!(".sheaf.v1.{f}"), "#[serde(skip_serializing_if = \"Option::is_none\")]");
     }
     config.compile_fds(descriptors).expect("prost generates code");
 }

@@ -150,8 +150,13 @@ impl SheafFlight {
         let start = self.next_location.fetch_add(plan.tickets.len().max(1), Ordering::Relaxed);
         let endpoints = plan.tickets.iter().zip(&plan.regions).enumerate().map(|(i, (t, region))| {
             let mut endpoint = FlightEndpoint::new().with_ticket(Ticket::new(self.ticket_bytes(t)));
-            if let Some((first_row, table_rows)) = *region {
-                let meta = proto::EndpointMetadata { partition: i as u32, first_row, table_rows };
+            if let Some(r) = *region {
+                let meta = proto::EndpointMetadata {
+                    partition: i as u32,
+                    first_row: r.first_row,
+                    table_rows: r.rows,
+                    selected_rows: r.selected,
+                };
                 endpoint = endpoint.with_app_metadata(form.encode(&meta, false));
             }
             match self.advertise.len() {

@@ -7,7 +7,7 @@
 use super::Error;
 use super::manifest_table;
 use super::prepare::prepare;
-use super::scan::{sample_sequential, shape};
+use super::scan::{positions_sequential, shape};
 use super::shape::Selector;
 use super::sources::{self, PARQUET_BATCH_ROWS};
 use super::table::{self, Format, Table};
@@ -233,7 +233,8 @@ impl Engine {
         let (schema, _) = self.describe(&table, query.content).await?;
         let prepared = prepare(&schema, &query, &name)?;
         let out_schema = prepared.projector.schema().clone();
-        let selector = Selector { sample: None, position: 0, filter: prepared.filter.clone(), remaining: query.limit };
+        let selector =
+            Selector { positions: None, position: 0, filter: prepared.filter.clone(), remaining: query.limit };
         let stream = match table.format {
             Format::Parquet => self.parquet_stream(&table, &ticket.slices, &query, schema, &prepared, &stats).await?,
             Format::Manifest => {
@@ -244,7 +245,7 @@ impl Engine {
                 stats.add(0, entry.size);
                 let batches = sources::read_sequential(&self.registry, entry, format, schema.clone()).await?;
                 let needed = prepared.needed.clone();
-                let sampled = sample_sequential(&query);
+                let sampled = positions_sequential(&query)?;
                 let counted = stats.clone();
                 batches
                     .and_then(move |b| {

@@ -58,7 +58,7 @@ pub(super) fn read(
     };
     // Sampling hashes each entry's position in the whole manifest.
     let selector = Selector {
-        sample: query.sample_threshold.map(|t| (query.seed, t)),
+        positions: super::rows::Positions::of(query)?,
         position: start as u64,
         filter: base.filter,
         remaining: query.limit,

@@ -14,6 +14,7 @@ pub mod limits;
 mod manifest_table;
 mod plan;
 mod prepare;
+pub mod rows;
 mod scan;
 mod shape;
 mod sources;
@@ -24,6 +25,6 @@ pub mod uri;
 
 pub use engine::{Engine, Execution, ReadStats};
 pub use error::{Error, panic_message};
-pub use plan::Plan;
+pub use plan::{Plan, Region};
 pub use scan::read_ahead;
 pub use uri::{Compression, DatasetUri, PutTarget, QuerySpec};

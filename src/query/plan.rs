@@ -6,7 +6,7 @@
 use super::engine::{Engine, Layout};
 use super::prepare::prepare;
 use super::table::{self, Format};
-use super::{DatasetUri, Error, sample};
+use super::{DatasetUri, Error, rows, sample};
 use crate::manifest::Entry;
 use crate::proto::{Query, Slice, Ticket};
 use arrow::datatypes::SchemaRef;
@@ -33,9 +33,19 @@ pub struct Plan {
     pub total_bytes: Option<u64>,
     /// One ticket per endpoint, in canonical order.
     pub tickets: Vec<Ticket>,
-    /// Per endpoint, the region of the table it covers, before filters and
-    /// sampling: `(first row, rows)`, when known.
-    pub regions: Vec<Option<(u64, u64)>>,
+    /// Per endpoint, the region of the table it covers, when known.
+    pub regions: Vec<Option<Region>>,
+}
+
+/// The rows of the table an endpoint covers, before filters and sampling.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Region {
+    /// Position of its first row in the whole table.
+    pub first_row: u64,
+    /// Rows it covers.
+    pub rows: u64,
+    /// Under a `rows` selection, how many of them are selected.
+    pub selected: Option<u64>,
 }
 
 impl Engine {
@@ -58,6 +68,7 @@ impl Engine {
             seed: q.seed,
             compression: q.compression.as_str().to_owned(),
             content: q.content,
+            rows: rows::to_proto(&q.rows),
         };
         let prepared = prepare(&schema, &query, &table_name)?;
         // Size Parquet endpoints and total_bytes by the columns actually read.
@@ -77,7 +88,12 @@ impl Engine {
             (None, Some(n)) => sample::threshold_for_count(q.seed, table_rows.expect("counted for sample_rows"), n),
             (None, None) => None,
         };
-        let total_rows = result_rows(table_rows, q);
+        // Rows the `rows` ranges keep of the table, before filter and sample.
+        let selected_rows = match q.rows.is_empty() {
+            true => table_rows,
+            false => table_rows.map(|t| rows::count_in(&q.rows, 0, t)),
+        };
+        let total_rows = result_rows(selected_rows, q);
         let base = Ticket {
             package: uri.package.to_string(),
             top_hash: top_hash.clone(),
@@ -90,7 +106,16 @@ impl Engine {
             signature: Default::default(),
         };
         let (tickets, total_bytes) = endpoints(&layout, &table.entries, table.format, q, base);
-        let regions = tickets.iter().map(|t| region(t, &layout, &table.entries, table_rows)).collect();
+        let regions = tickets
+            .iter()
+            .map(|t| {
+                region(t, &layout, &table.entries, table_rows).map(|(first_row, rows)| Region {
+                    first_row,
+                    rows,
+                    selected: (!q.rows.is_empty()).then(|| rows::count_in(&q.rows, first_row, rows)),
+                })
+            })
+            .collect();
         Ok(Plan {
             uri: uri.pinned(&top_hash),
             top_hash,
@@ -104,9 +129,11 @@ impl Engine {
 }
 
 /// Rows of the result: exact for plain reads and exact-count samples, an
-/// estimate under a fractional sample, unknown under a filter.
+/// estimate under a fractional sample, unknown under a filter (or an exact
+/// count sample of a `rows` selection). `table_rows` are the rows selected
+/// by `rows` when it is given.
 fn result_rows(table_rows: Option<u64>, q: &super::QuerySpec) -> Option<u64> {
-    if q.filter.is_some() {
+    if q.filter.is_some() || (!q.rows.is_empty() && q.sample_rows.is_some()) {
         return None;
     }
     let rows = match (table_rows, q.sample, q.sample_rows) {
@@ -157,7 +184,7 @@ fn endpoints(
         Layout::Parquet(parts) => {
             // A limit is global: one endpoint reads in order and stops early.
             let wanted = if q.limit.is_some() { Some(1) } else { q.partitions };
-            let groups = partition(entries, parts, wanted);
+            let groups = partition(entries, parts, wanted, &q.rows);
             let bytes = parts.iter().flatten().map(|(_, b)| b).sum();
             let tickets = groups
                 .into_iter()
@@ -222,19 +249,32 @@ fn split_weighted(weights: &[u64], count: usize) -> Vec<(usize, usize)> {
 
 /// Cuts Parquet row groups into endpoints: `wanted` of them (as equal in rows
 /// as row groups allow) or, by default, about `TARGET_PARTITION_BYTES` each.
-/// Each endpoint's slices are contiguous and in table order.
-fn partition(parts: &[Entry], layout: &[Vec<(u64, u64)>], wanted: Option<u32>) -> Vec<Vec<Slice>> {
-    // Flatten: (part, row group, first row, rows, bytes before, bytes).
+/// Each endpoint's slices are contiguous and in table order. Under a `rows`
+/// selection only the row groups holding selected rows are read, balanced by
+/// the rows selected.
+fn partition(
+    parts: &[Entry],
+    layout: &[Vec<(u64, u64)>],
+    wanted: Option<u32>,
+    selection: &[(u64, u64)],
+) -> Vec<Vec<Slice>> {
+    // Flatten: (part, row group, first row, rows weighed, bytes before, bytes).
     let mut groups = Vec::new();
-    let (mut first, mut offset) = (0u64, 0u64);
+    let (mut first, mut offset, mut weighed) = (0u64, 0u64, 0u64);
     for (p, rgs) in layout.iter().enumerate() {
         for (g, &(rows, bytes)) in rgs.iter().enumerate() {
-            groups.push((p, g, first, rows, offset, bytes));
+            let chosen = if selection.is_empty() { rows } else { rows::count_in(selection, first, rows) };
+            if chosen > 0 || selection.is_empty() {
+                // Weigh a partly selected row group by its share of the bytes.
+                let bytes = if rows > 0 { (bytes as u128 * chosen as u128 / rows as u128) as u64 } else { bytes };
+                groups.push((p, g, first, weighed, chosen, offset, bytes));
+                weighed += chosen;
+                offset += bytes;
+            }
             first += rows;
-            offset += bytes;
         }
     }
-    let (total_rows, total_bytes) = (first, offset);
+    let (total_rows, total_bytes) = (weighed, offset);
     let count = match wanted {
         Some(n) => (n as usize).min(groups.len().max(1)),
         None => (total_bytes.div_ceil(TARGET_PARTITION_BYTES) as usize).clamp(1, groups.len().max(1)),
@@ -245,9 +285,9 @@ fn partition(parts: &[Entry], layout: &[Vec<(u64, u64)>], wanted: Option<u32>) -
     let share = |start: u64, len: u64, total: u64| {
         ((start as u128 * 2 + len as u128) * count as u128 / (total as u128 * 2)) as usize
     };
-    for &(p, g, first_row, rows, before, bytes) in &groups {
+    for &(p, g, first_row, rows_before, rows, before, bytes) in &groups {
         let idx = match wanted {
-            Some(_) if total_rows > 0 => share(first_row, rows, total_rows),
+            Some(_) if total_rows > 0 => share(rows_before, rows, total_rows),
             _ if total_bytes > 0 => share(before, bytes, total_bytes),
             _ => 0,
         }

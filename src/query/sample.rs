@@ -8,7 +8,6 @@
 //! bijection of u64, so distinct positions have distinct hashes and an exact
 //! count (`sample_rows`) is a threshold too.
 
-use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
 use std::collections::BinaryHeap;
 
 /// The splitmix64 finalizer (Steele, Lea and Flood), a bijection of u64.
@@ -78,29 +77,6 @@ pub fn keep_mask(seed: u64, threshold: u64, first: u64, len: usize) -> Vec<bool>
     (0..len as u64).map(|i| row_hash(seed, first + i) < threshold).collect()
 }
 
-/// A Parquet row selection for `len` rows starting at table position `first`.
-pub fn row_selection(seed: u64, threshold: u64, first: u64, len: usize) -> RowSelection {
-    let mut selectors: Vec<RowSelector> = Vec::new();
-    let mut run_keep = None;
-    let mut run_len = 0usize;
-    for keep in keep_mask(seed, threshold, first, len) {
-        if Some(keep) != run_keep && run_len > 0 {
-            selectors.push(if run_keep == Some(true) {
-                RowSelector::select(run_len)
-            } else {
-                RowSelector::skip(run_len)
-            });
-            run_len = 0;
-        }
-        run_keep = Some(keep);
-        run_len += 1;
-    }
-    if run_len > 0 {
-        selectors.push(if run_keep == Some(true) { RowSelector::select(run_len) } else { RowSelector::skip(run_len) });
-    }
-    RowSelection::from(selectors)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,13 +104,5 @@ mod tests {
             assert_eq!(kept, n);
         }
         assert_eq!(threshold_for_count(9, 1000, 1000), None);
-    }
-
-    #[test]
-    fn selection_matches_mask() {
-        let t = threshold_for_fraction(0.3).unwrap();
-        let sel = row_selection(5, t, 1000, 777);
-        let mask = keep_mask(5, t, 1000, 777);
-        assert_eq!(sel.row_count(), mask.iter().filter(|k| **k).count());
     }
 }

@@ -5,9 +5,10 @@
 
 use super::engine::{Engine, ReadStats, session};
 use super::prepare::Prepared;
+use super::rows::Positions;
 use super::shape::{Projector, Selector};
 use super::table::Table;
-use super::{Error, limits, sample};
+use super::{Error, limits};
 use crate::proto::{Query, Slice};
 use arrow::array::{ArrayRef, RecordBatch};
 use arrow::datatypes::{Field, Schema, SchemaRef};
@@ -35,6 +36,7 @@ impl Engine {
         stats: &Arc<ReadStats>,
     ) -> Result<BoxStream<'static, Result<RecordBatch, Error>>, Error> {
         let ctx = session();
+        let positions = Positions::of(query)?;
         let mut streams = Vec::with_capacity(slices.len());
         // A ticket's slices are in table order and never overlap, so a
         // forged ticket cannot make one read repeat the same rows.
@@ -60,7 +62,7 @@ impl Engine {
                 )));
             }
             previous = Some((part, slice.row_group_end));
-            let access = access_plan(row_groups, slice, query);
+            let access = access_plan(row_groups, slice, positions.as_ref());
             let located = self.registry.locate(entry).await?;
             let url = format!("sheaf-part-{i}://data");
             ctx.register_object_store(&url::Url::parse(&url).expect("valid URL"), located.store.clone());
@@ -97,16 +99,22 @@ impl Engine {
     }
 }
 
-/// The row groups of `slice` to read, and under a sample the rows of each.
-fn access_plan(row_groups: &[RowGroupMetaData], slice: &Slice, query: &Query) -> ParquetAccessPlan {
+/// The row groups of `slice` to read, and under a sample or a `rows`
+/// selection the rows of each (row groups with none selected are skipped).
+fn access_plan(row_groups: &[RowGroupMetaData], slice: &Slice, positions: Option<&Positions>) -> ParquetAccessPlan {
     let mut access = ParquetAccessPlan::new_none(row_groups.len());
     let mut first = slice.first_row;
     let (start, end) = (slice.row_group_start as usize, slice.row_group_end as usize);
     for (rg, group) in row_groups.iter().enumerate().take(end).skip(start) {
         let rows = group.num_rows() as usize;
-        match query.sample_threshold {
+        match positions {
             None => access.set(rg, RowGroupAccess::Scan),
-            Some(t) => access.set(rg, RowGroupAccess::Selection(sample::row_selection(query.seed, t, first, rows))),
+            Some(p) => {
+                let selection = p.row_selection(first, rows);
+                if selection.selects_any() {
+                    access.set(rg, RowGroupAccess::Selection(selection));
+                }
+            }
         }
         first += rows as u64;
     }
@@ -320,8 +328,10 @@ fn zip_columns(
     .boxed()
 }
 
-pub(super) fn sample_sequential(query: &Query) -> Selector {
-    Selector { sample: query.sample_threshold.map(|t| (query.seed, t)), position: 0, filter: None, remaining: None }
+/// Selects by position (sample, `rows`) a table read sequentially, before
+/// its filter.
+pub(super) fn positions_sequential(query: &Query) -> Result<Selector, Error> {
+    Ok(Selector { positions: Positions::of(query)?, position: 0, filter: None, remaining: None })
 }
 
 /// Applies the selector (sample, filter, limit) and stops pulling input once

@@ -2,7 +2,7 @@
 //! and which columns, cast to types every Flight client decodes.
 
 use super::Error;
-use super::sample;
+use super::rows::Positions;
 use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use arrow::compute::{cast, filter_record_batch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -88,11 +88,11 @@ impl Projector {
     }
 }
 
-/// Chooses rows: sampling by table position (for tables read sequentially),
-/// then the filter, then the limit.
+/// Chooses rows: by table position (sample and `rows`, for tables read
+/// sequentially), then the filter, then the limit.
 pub struct Selector {
-    /// `(seed, threshold)` when sampling here (Parquet samples in the scan).
-    pub sample: Option<(u64, u64)>,
+    /// The positions kept, when selecting here (Parquet selects in the scan).
+    pub positions: Option<Positions>,
     /// Table position of the next row to arrive.
     pub position: u64,
     /// The filter, bound to the batches' schema.
@@ -110,10 +110,10 @@ impl Selector {
     /// The selected rows of the next batch.
     pub fn select(&mut self, batch: RecordBatch) -> Result<RecordBatch, Error> {
         let mut batch = batch;
-        if let Some((seed, threshold)) = self.sample {
-            let keep = BooleanArray::from(sample::keep_mask(seed, threshold, self.position, batch.num_rows()));
+        if let Some(positions) = &self.positions {
+            let keep = BooleanArray::from(positions.keep_mask(self.position, batch.num_rows()));
             self.position += batch.num_rows() as u64;
-            batch = filter_record_batch(&batch, &keep).map_err(|e| Error::engine("sampling", e))?;
+            batch = filter_record_batch(&batch, &keep).map_err(|e| Error::engine("selecting rows", e))?;
         }
         if let Some(filter) = &self.filter
             && batch.num_rows() > 0

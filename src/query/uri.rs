@@ -7,7 +7,9 @@
 //! Parameters (values percent-encoded; `+` is a plus sign, not a space):
 //! `columns=a,b`, `filter=<SQL expression>`, `limit=N`, `sample=F` (0..=1),
 //! `sample_rows=N`, `seed=S`, `partitions=N`, `compression=zstd|lz4`,
-//! `content=true` (manifest table only). Unknown parameters are an error.
+//! `content=true` (manifest table only), `rows=START:END[,START:END|,ROW]...`
+//! (random access by table position, see [`super::rows`]). Unknown
+//! parameters are an error.
 
 use super::Error;
 use super::limits::excerpt;
@@ -75,6 +77,9 @@ pub struct QuerySpec {
     pub compression: Compression,
     /// Manifest table: include file contents.
     pub content: bool,
+    /// Only these table rows (canonical `[start, end)` ranges, see
+    /// [`super::rows`]); empty means every row.
+    pub rows: Vec<(u64, u64)>,
 }
 
 impl QuerySpec {
@@ -177,6 +182,10 @@ impl DatasetUri {
                     spec.partitions = Some(u32::try_from(n).unwrap_or(u32::MAX));
                 }
                 "compression" => spec.compression = Compression::parse(&value).map_err(|e| bad(e.to_string()))?,
+                "rows" => {
+                    spec.rows =
+                        super::rows::parse(&value).and_then(|r| super::rows::checked(r, "the URI")).map_err(&bad)?
+                }
                 "content" => {
                     spec.content = match value.as_str() {
                         "true" | "1" | "" => true,
@@ -186,7 +195,7 @@ impl DatasetUri {
                 }
                 other => {
                     return Err(bad(format!(
-                        "unknown parameter {} (known: columns, filter, limit, sample, sample_rows, seed, partitions, compression, content)",
+                        "unknown parameter {} (known: columns, filter, limit, sample, sample_rows, seed, partitions, compression, content, rows)",
                         excerpt(other)
                     )));
                 }
@@ -214,6 +223,8 @@ impl DatasetUri {
             partitions: request.partitions,
             compression: Compression::parse(&request.compression).map_err(|e| bad(e.to_string()))?,
             content: request.content,
+            rows: super::rows::checked(request.rows.iter().map(|r| (r.start, r.end)).collect(), "the request")
+                .map_err(bad)?,
         };
         query.check(!path.is_empty()).map_err(bad)?;
         Ok(DatasetUri { package, revision, path, query })
@@ -417,6 +428,9 @@ impl fmt::Display for DatasetUri {
         if q.content {
             params.push(("content", "true".into()));
         }
+        if !q.rows.is_empty() {
+            params.push(("rows", super::rows::display(&q.rows)));
+        }
         for (i, (k, v)) in params.iter().enumerate() {
             write!(f, "{}{k}={}", if i == 0 { '?' } else { '&' }, utf8_percent_encode(v, VALUE))?;
         }
@@ -441,11 +455,17 @@ mod tests {
         assert_eq!(u.query.sample, Some(0.5));
         assert_eq!(u.query.partitions, Some(4));
         assert_eq!(DatasetUri::parse(&u.to_string()).unwrap(), u);
+        let r = DatasetUri::parse("t/d/x.parquet?rows=90:100,5,0:3").unwrap();
+        assert_eq!(r.query.rows, [(0, 3), (5, 6), (90, 100)]);
+        assert_eq!(r.to_string(), "sheaf://t/d/x.parquet?rows=0:3,5,90:100");
     }
 
     #[test]
     fn rejects_unknown_and_bad_parameters() {
         for bad in [
+            "sheaf://t/d/x?rows=",
+            "sheaf://t/d/x?rows=5:3",
+            "sheaf://t/d/x?rows=a",
             "sheaf://t/d/x?colums=a",
             "sheaf://t/d/x?limit=-1",
             "sheaf://t/d/x?sample=2",
