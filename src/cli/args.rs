@@ -62,6 +62,9 @@ pub enum Command {
     Get(GetArgs),
     /// Print the sha2-256-chunked hash of files, as quilt3 computes it.
     Hash(HashArgs),
+    /// Show, check, prune or clear the local cache of pinned reads that the
+    /// Python client fills (SHEAF_CACHE_DIR, default ~/.cache/sheaf-client).
+    Cache(CacheArgs),
     /// Publish a local table file (Parquet, Arrow IPC or CSV) through a Sheaf
     /// server as a new revision: FILE sheaf://OWNER/NAME/PATH.
     Put(PutArgs),
@@ -163,6 +166,59 @@ pub struct TagArgs {
 pub struct DeleteArgs {
     /// OWNER/NAME[@HASH_PREFIX]
     pub reference: String,
+}
+
+/// Flags of `sheaf cache`.
+#[derive(Debug, Args)]
+pub struct CacheArgs {
+    /// The cache folder (default: $SHEAF_CACHE_DIR, else
+    /// $XDG_CACHE_HOME/sheaf-client, else ~/.cache/sheaf-client).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub action: Option<CacheAction>,
+}
+
+/// What `sheaf cache` does (default: info).
+#[derive(Debug, Clone, Subcommand)]
+pub enum CacheAction {
+    /// Entries and bytes in the cache.
+    Info,
+    /// Every entry, least recently used first.
+    List,
+    /// Remove least recently used entries until at most --max-bytes remain.
+    Prune {
+        /// The bound, in bytes (suffixes K, M, G, T: powers of 1024).
+        #[arg(long, value_parser = parse_bytes)]
+        max_bytes: u64,
+    },
+    /// Remove every entry.
+    Clear,
+    /// Check every entry (size, trailer, Arrow IPC, CRC-32); with --delete,
+    /// remove the damaged ones (the client re-fetches them).
+    Verify {
+        #[arg(long)]
+        delete: bool,
+    },
+}
+
+/// `123`, `10K`, `512M`, `2G`, `1T` (powers of 1024; a trailing `B`/`iB` is allowed).
+pub fn parse_bytes(text: &str) -> std::result::Result<u64, String> {
+    let t = text.trim();
+    let t = t.strip_suffix("iB").or_else(|| t.strip_suffix('B')).unwrap_or(t);
+    let (digits, shift) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
+        Some('K') => (&t[..t.len() - 1], 10),
+        Some('M') => (&t[..t.len() - 1], 20),
+        Some('G') => (&t[..t.len() - 1], 30),
+        Some('T') => (&t[..t.len() - 1], 40),
+        _ => (t, 0),
+    };
+    digits
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1u64 << shift))
+        .ok_or_else(|| format!("not a size in bytes: {text:?} (examples: 1048576, 512M, 2G)"))
 }
 
 /// Flags of `sheaf gc`.
@@ -509,6 +565,10 @@ mod tests {
             let e = a.target().unwrap_err();
             assert_eq!(e.to_string(), format!("delete takes OWNER/NAME or OWNER/NAME@HASH, not {bad}"));
         }
+        let Command::Cache(a) = command(&["cache", "prune", "--max-bytes", "2G"]) else { panic!() };
+        assert!(matches!(a.action, Some(CacheAction::Prune { max_bytes: 2_147_483_648 })));
+        assert_eq!(parse_bytes("512MiB"), Ok(512 << 20));
+        assert!(parse_bytes("lots").is_err());
         let Command::Delete(a) = command(&["delete", "t/one@abc123"]) else { panic!() };
         assert!(matches!(a.target().unwrap().revision, Revision::Hash(_)));
     }

@@ -6,6 +6,7 @@ mod args;
 mod auth;
 mod bar;
 mod browse;
+mod cache;
 mod delete;
 mod demo;
 mod diff;
@@ -90,6 +91,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
     let progress = Bar::new(json);
     Ok(match &cli.command {
         Command::Hash(a) => emit(json, &hash::run(a).await?),
+        Command::Cache(a) => emit(json, &cache::run(a).await?),
         Command::Auth(a) => emit(json, &auth::run(&a.command)?),
         Command::Get(a) => emit(json, &get::run(a).await?),
         Command::Put(a) => emit(json, &put::run(a).await?),

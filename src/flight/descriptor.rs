@@ -4,7 +4,7 @@
 //! (CMD). The form of the request is the form of the answer's metadata.
 
 use crate::proto::{self, Form};
-use crate::query::limits::MAX_URI_BYTES;
+use crate::query::limits::MAX_DESCRIPTOR_BYTES;
 use crate::query::{DatasetUri, PutTarget};
 use arrow_flight::FlightDescriptor;
 use arrow_flight::flight_descriptor::DescriptorType;
@@ -37,9 +37,10 @@ pub fn put_target(d: &FlightDescriptor) -> Result<(PutTarget, Form), Status> {
 
 fn named(d: &FlightDescriptor) -> Result<Named, Status> {
     let size = d.cmd.len() + d.path.iter().map(|p| p.len() + 1).sum::<usize>();
-    if size > MAX_URI_BYTES {
+    // Text URIs are held to their own, smaller limit when parsed.
+    if size > MAX_DESCRIPTOR_BYTES {
         return Err(Status::invalid_argument(format!(
-            "the descriptor is {size} bytes; a dataset request may have at most {MAX_URI_BYTES}"
+            "the descriptor is {size} bytes; a dataset request may have at most {MAX_DESCRIPTOR_BYTES}"
         )));
     }
     match d.r#type() {

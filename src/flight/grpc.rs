@@ -29,8 +29,9 @@ use tower::Service;
 
 /// The gRPC path of DoGet.
 pub const DO_GET_PATH: &str = "/arrow.flight.protocol.FlightService/DoGet";
-/// Largest DoGet request (a ticket) accepted.
-const MAX_REQUEST: usize = 1024 * 1024;
+/// Largest DoGet request (a ticket) accepted: a ticket may carry up to
+/// 100,000 row ranges of a random read (at most 24 bytes each).
+const MAX_REQUEST: usize = 4 * 1024 * 1024;
 
 /// Frames one message for the wire: the head (5-byte gRPC prefix and the
 /// protobuf fields before `data_body`) and the body's parts, unchanged. Their

@@ -15,8 +15,12 @@ use super::Error;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::logical_expr::Expr;
 
-/// Longest dataset URI (descriptor or text form) accepted.
+/// Longest dataset URI (text form) accepted.
 pub const MAX_URI_BYTES: usize = 64 * 1024;
+/// Largest descriptor accepted: a typed request may list up to
+/// [`super::rows::MAX_ROW_RANGES`] row ranges (at most 24 bytes each);
+/// text URIs inside are still held to [`MAX_URI_BYTES`].
+pub const MAX_DESCRIPTOR_BYTES: usize = 3 * 1024 * 1024;
 /// Longest filter expression accepted.
 pub const MAX_FILTER_BYTES: usize = 16 * 1024;
 /// Most columns a request may name, and most columns an uploaded table may have.

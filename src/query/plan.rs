@@ -105,7 +105,7 @@ impl Engine {
             entry_end: 0,
             signature: Default::default(),
         };
-        let (tickets, total_bytes) = endpoints(&layout, &table.entries, table.format, q, base);
+        let (mut tickets, total_bytes) = endpoints(&layout, &table.entries, table.format, q, base);
         let regions = tickets
             .iter()
             .map(|t| {
@@ -115,7 +115,16 @@ impl Engine {
                     selected: (!q.rows.is_empty()).then(|| rows::count_in(&q.rows, first_row, rows)),
                 })
             })
-            .collect();
+            .collect::<Vec<Option<Region>>>();
+        // Each ticket carries only the ranges inside its own region, so the
+        // endpoints together are no larger than the request.
+        if !q.rows.is_empty() {
+            for (ticket, region) in tickets.iter_mut().zip(&regions) {
+                if let (Some(r), Some(query)) = (region, ticket.query.as_mut()) {
+                    query.rows = rows::to_proto(&rows::clip(&q.rows, r.first_row, r.rows));
+                }
+            }
+        }
         Ok(Plan {
             uri: uri.pinned(&top_hash),
             top_hash,

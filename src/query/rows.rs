@@ -75,6 +75,11 @@ pub fn count_in(ranges: &[(u64, u64)], first: u64, len: u64) -> u64 {
     overlapping(ranges, first, end).map(|(s, e)| e - s).sum()
 }
 
+/// The parts of canonical `ranges` inside `[first, first + len)`.
+pub fn clip(ranges: &[(u64, u64)], first: u64, len: u64) -> Vec<(u64, u64)> {
+    overlapping(ranges, first, first.saturating_add(len)).collect()
+}
+
 /// The parts of canonical `ranges` inside `[first, end)`.
 fn overlapping(ranges: &[(u64, u64)], first: u64, end: u64) -> impl Iterator<Item = (u64, u64)> + '_ {
     let from = ranges.partition_point(|&(_, e)| e <= first);
@@ -192,6 +197,7 @@ mod tests {
         assert_eq!(count_in(&p.ranges, 5, 10), 4);
         assert_eq!(count_in(&p.ranges, 0, 100), 16);
         assert_eq!(count_in(&p.ranges, 12, 18), 0);
+        assert_eq!(clip(&p.ranges, 5, 30), vec![(5, 7), (10, 12), (30, 35)]);
         for (first, len) in [(0, 50), (5, 7), (12, 18), (35, 2)] {
             let mask = p.keep_mask(first, len);
             assert_eq!(mask.iter().filter(|k| **k).count() as u64, count_in(&p.ranges, first, len as u64));

@@ -147,3 +147,16 @@ def test_bad_rows_are_refused_naming_them(flight_data, rows, needle):
     with pytest.raises(pa.ArrowInvalid) as e:
         fl.info(flight_data.client, uri(*READINGS, rows=rows))
     assert needle in str(e.value), str(e.value)
+
+
+def test_each_ticket_carries_only_its_own_ranges(flight_data):
+    """3,000 scattered ranges over 8 endpoints: the tickets together are about
+    the size of the request, not 8 times it."""
+    c = flight_data.client
+    readings = flight_data.readings()
+    ranges = [(p, p + 3) for p in range(0, 99_000, 33)]
+    u = uri(*READINGS, rows=text(ranges), partitions=8)
+    fi = fl.info(c, u)
+    assert len(fi.endpoints) == 8
+    assert sum(len(e.ticket.ticket) for e in fi.endpoints) < 2 * len(u)
+    assert_same(pa.concat_tables(fl.read_endpoints(c, fi)), readings.take(positions(ranges, readings.num_rows)))

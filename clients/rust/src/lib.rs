@@ -20,6 +20,7 @@
 //! canonical order. Messages of any size are accepted (the gRPC default of
 //! 4 MiB would refuse rows with large values).
 
+pub mod cache;
 mod client;
 pub mod endpoints;
 mod error;
