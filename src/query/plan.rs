@@ -206,25 +206,23 @@ fn endpoints(
 }
 
 /// The rows of the table endpoint `t` covers, before filters and sampling:
-/// `(first row, rows)`, when known.
+/// `(first row, rows)`, a contiguous span, when known.
 fn region(t: &Ticket, layout: &Layout, entries: &[Entry], table_rows: Option<u64>) -> Option<(u64, u64)> {
     match layout {
         Layout::Sequential(_) if t.entry_end > 0 => Some((t.entry_start, t.entry_end - t.entry_start)),
         Layout::Sequential(rows) => rows.or(table_rows).map(|r| (0, r)),
         Layout::Parquet(parts) => {
+            // The span from the first slice's first row to the last slice's
+            // end: contiguous, also when a `rows` selection skips row groups
+            // between slices (they hold no selected row).
             let first = t.slices.first().map_or(0, |s| s.first_row);
-            let rows = t
-                .slices
-                .iter()
-                .map(|s| {
-                    let part = entries.iter().position(|e| e.logical_key == s.logical_key).expect("a part");
-                    parts[part][s.row_group_start as usize..s.row_group_end as usize]
-                        .iter()
-                        .map(|(r, _)| r)
-                        .sum::<u64>()
-                })
-                .sum();
-            Some((first, rows))
+            let end = t.slices.last().map_or(0, |s| {
+                let part = entries.iter().position(|e| e.logical_key == s.logical_key).expect("a part");
+                let rows: u64 =
+                    parts[part][s.row_group_start as usize..s.row_group_end as usize].iter().map(|(r, _)| r).sum();
+                s.first_row + rows
+            });
+            Some((first, end - first))
         }
     }
 }

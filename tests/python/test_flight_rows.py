@@ -160,3 +160,18 @@ def test_each_ticket_carries_only_its_own_ranges(flight_data):
     assert len(fi.endpoints) == 8
     assert sum(len(e.ticket.ticket) for e in fi.endpoints) < 2 * len(u)
     assert_same(pa.concat_tables(fl.read_endpoints(c, fi)), readings.take(positions(ranges, readings.num_rows)))
+
+
+@pytest.mark.parametrize("partitions", [1, 2, 4])
+def test_endpoints_over_row_groups_far_apart_lose_no_row(flight_data, partitions):
+    """One endpoint may read row groups with unselected ones between them: its
+    region is the whole span, and every selected row comes back."""
+    c = flight_data.client
+    parts = fl.read(c, uri(T, "parts"))
+    ranges = [(5, 6), (1500, 1510), (3199, 3200)]
+    fi = fl.info(c, uri(T, "parts", rows=text(ranges), partitions=partitions))
+    metas = endpoint_meta(fi)
+    assert sum(m["selected_rows"] for m in metas) == 12
+    spans = [(m["first_row"], m["first_row"] + m["table_rows"]) for m in metas]
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:], strict=False)), spans
+    assert_same(pa.concat_tables(fl.read_endpoints(c, fi)), parts.take(positions(ranges, parts.num_rows)))
