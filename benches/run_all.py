@@ -42,6 +42,7 @@ SCENARIOS = [
 FULL_LIMITS = {"scale": 3 * 3600}
 CLIENTS = [
     ("dataloader", "PyTorch DataLoader over Sheaf vs local Parquet"),
+    ("cache_random", "Python client: cached re-read vs wire read, random access vs local pyarrow"),
     ("spark_read", "Spark read through the connector vs spark.read.parquet"),
     ("write_python", "Python client write vs pq.write_table to a local file"),
     ("spark_write", "Spark write through the connector vs df.write.parquet"),

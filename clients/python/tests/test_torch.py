@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import time
 from collections import Counter
 
-import pyarrow.flight as flight
 import pytest
 import torch
 
@@ -171,24 +172,33 @@ def test_set_epoch_reaches_persistent_workers(client):
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_equal_batches(client, workers):
-    # Five endpoints of 4000 rows for two ranks: one rank reads three, the other two.
+    # tiny.parquet's 10 rows for 3 ranks in batches of 2, short ones dropped: runs of 3, 3 and 4
+    # rows make 1, 1 and 2 batches (with 2 workers per rank, runs of 1, 2 | 2, 1 | 2, 2 rows).
     def counts(equal):
         out = []
-        for rank in range(2):
-            ds = train(client, partitions=5, batch_size=500, rank=rank, world_size=2, equal_batches=equal, seed=1)
+        for rank in range(3):
+            ds = train(
+                client,
+                uri="sheaf://test/tables:v1/tables/tiny.parquet",
+                batch_size=2,
+                rank=rank,
+                world_size=3,
+                equal_batches=equal,
+                drop_last=True,
+                seed=1,
+            )
             batches = id_batches(ds, workers)
             assert len(batches) == len(loader(ds, workers))
             out.append(batches)
         return out
 
     uneven = counts(False)
-    assert len(uneven[0]) != len(uneven[1])
-    assert_exactly(flat(uneven[0]) + flat(uneven[1]), range(N))
+    assert [len(b) for b in uneven] == [1, 1, 2]
     even = counts(True)
-    assert len(even[0]) == len(even[1]) == min(len(uneven[0]), len(uneven[1]))
-    ids = flat(even[0]) + flat(even[1])
-    assert len(ids) == len(set(ids)) and set(ids) <= set(range(N))
-    for rank in range(2):  # the batches kept are the first ones of the uneven run
+    assert [len(b) for b in even] == [1, 1, 1]
+    ids = [i for rank in even for i in flat(rank)]
+    assert len(ids) == len(set(ids)) and set(ids) <= set(range(testdata.TINY))
+    for rank in range(3):  # the batches kept are the first ones of the uneven run
         assert even[rank] == uneven[rank][: len(even[rank])]
 
 
@@ -214,15 +224,6 @@ def test_defaults_without_distributed(client):
 # ---------------------------------------------------------------------------
 # Resuming mid-epoch
 # ---------------------------------------------------------------------------
-
-
-class CountDoGet(flight.ClientMiddlewareFactory):
-    def __init__(self):
-        self.calls = 0
-
-    def start_call(self, info):
-        if info.method == flight.FlightMethod.DO_GET:
-            self.calls += 1
 
 
 @pytest.mark.parametrize("workers,buffer", [(0, 0), (2, 0), (2, 2500), (0, 2500)])
@@ -252,47 +253,70 @@ def test_resume_mid_epoch(client, workers, buffer):
     assert sorted(flat(id_batches(resumed_ds, workers))) == list(range(N))
 
 
-def test_resume_does_not_reread_consumed_endpoints(data):
-    counter = CountDoGet()
-    client = sheaf.connect(data.url, timeout=60, read_timeout=60, middleware=[counter])
+def rows_sent(log, start: int) -> int:
+    """Rows the server sent (its DoGet log lines) since byte ``start`` of its log."""
+    with open(log, "rb") as f:
+        f.seek(start)
+        text = f.read().decode(errors="replace")
+    return sum(int(m) for m in re.findall(r"DoGet finished .*? rows_sent=(\d+)", text))
 
+
+def test_resume_reads_only_the_rows_left(client, data):
     def fresh():
-        return train(client, seed=9, batch_size=250, partitions=20)
+        return train(client, seed=9, batch_size=250, partitions=20, shuffle_buffer=3000)
 
     ds = fresh()
-    assert ds.piece_rows == [1000] * 20  # 4 batches per endpoint
-    before = counter.calls
+    assert ds.piece_rows == [1000] * 20
+    assert ds.source.streams[0].by_rows, "a plain Parquet read is read by row position"
     it = iter(ds)
-    for _ in range(22):  # five and a half endpoints
+    for _ in range(22):
         next(it)
     state = ds.state_dict()
     it.close()
-    assert state["batches"] == 22 and state["num_workers"] == 1
+    assert state["batches"] == 22 and state["pass"]["num_workers"] == 1
 
     resumed = fresh()
     resumed.load_state_dict(state)
-    before = counter.calls
+    start = data.server.log.stat().st_size
     remaining = sum(1 for _ in resumed)
     assert remaining == 80 - 22
-    assert counter.calls - before == 15, "the five endpoints consumed whole must not be read again"
+    deadline = time.monotonic() + 10  # the server logs each DoGet as its stream ends
+    while rows_sent(data.server.log, start) < N - 22 * 250 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert rows_sent(data.server.log, start) == N - 22 * 250, "exactly the rows left are read, none consumed"
 
 
 def test_resume_refuses_a_different_setup(client):
     ds = train(client, seed=9)
     it = iter(ds)
-    next(it)
+    first = next(it)["id"].tolist()
     state = ds.state_dict()
     it.close()
     with pytest.raises(ValueError, match="seed"):
         train(client, seed=10).load_state_dict(state)
     with pytest.raises(ValueError, match="batch_size"):
         train(client, seed=9, batch_size=100).load_state_dict(state)
+    # The state of a world of one rank is complete: it resumes with DataLoader workers too.
     other = train(client, seed=9)
-    other.load_state_dict(dict(state, num_workers=2))  # saved with two workers, resumed in-process
-    with pytest.raises(ValueError, match="num_workers"):
-        list(other)
+    other.load_state_dict(state)
+    assert_exactly(first + flat(id_batches(other, 2)), range(N))
+    # One rank's state of a world of two resumes only the same topology, unless merged.
+    rank0 = train(client, seed=9, rank=0, world_size=2)
+    it = iter(rank0)
+    next(it)
+    part = rank0.state_dict()
+    it.close()
+    alone = train(client, seed=9)
+    alone.load_state_dict(part)
+    with pytest.raises(ValueError, match="merge_state_dicts"):
+        list(alone)
+    # A plain DataLoader with workers: the dataset cannot know what they yielded.
+    plain = train(client, seed=9)
+    dl = torch.utils.data.DataLoader(plain, batch_size=None, num_workers=1, multiprocessing_context=DEFAULT_CTX)
+    next(iter(dl))
     with pytest.raises(ValueError, match="batches="):
-        train(client).state_dict()
+        plain.state_dict()
+    assert plain.state_dict(batches=1, num_workers=1)["batches"] == 1
 
 
 # ---------------------------------------------------------------------------

@@ -3,8 +3,9 @@
 //! for `sheaf cache`.
 //!
 //! Layout, shared with `clients/python/src/sheaf/cache.py`:
-//! - root: `$SHEAF_CACHE_DIR`, else `$XDG_CACHE_HOME/sheaf-client`, else
-//!   `~/.cache/sheaf-client`; everything of this layout is under `v1/`;
+//! - root: `$SHEAF_CACHE_DIR`, else `sheaf-client` in the user's cache
+//!   folder (`$XDG_CACHE_HOME` or `~/.cache`; macOS `~/Library/Caches`;
+//!   Windows `%LOCALAPPDATA%`); everything of this layout is under `v1/`;
 //! - entries: `v1/entries/<kk>/<key>.arrow`, `key` 64 lowercase hex digits
 //!   (SHA-256 of what was read: a pinned ticket, or a pinned URI and row
 //!   ranges), `kk` its first two; an entry is an Arrow IPC file followed by
@@ -75,18 +76,22 @@ pub struct CacheDir {
 
 impl CacheDir {
     /// The cache at `dir`, or where the Python client puts it by default
-    /// (`$SHEAF_CACHE_DIR`, `$XDG_CACHE_HOME/sheaf-client`,
-    /// `~/.cache/sheaf-client`).
+    /// (`$SHEAF_CACHE_DIR`, else `sheaf-client` in the user's cache folder).
     pub fn locate(dir: Option<&Path>) -> io::Result<CacheDir> {
         let env = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+        // The platform's user cache folder, as the Python client picks it.
+        let platform = if cfg!(target_os = "macos") {
+            env("HOME").map(|h| h.join("Library").join("Caches"))
+        } else if cfg!(windows) {
+            env("LOCALAPPDATA")
+        } else {
+            env("XDG_CACHE_HOME").or_else(|| env("HOME").map(|h| h.join(".cache")))
+        };
         let root = match dir {
             Some(d) => d.to_path_buf(),
-            None => env("SHEAF_CACHE_DIR")
-                .or_else(|| env("XDG_CACHE_HOME").map(|x| x.join("sheaf-client")))
-                .or_else(|| env("HOME").map(|h| h.join(".cache").join("sheaf-client")))
-                .ok_or_else(|| {
-                    io::Error::new(io::ErrorKind::NotFound, "no cache folder: set SHEAF_CACHE_DIR or HOME")
-                })?,
+            None => env("SHEAF_CACHE_DIR").or_else(|| platform.map(|p| p.join("sheaf-client"))).ok_or_else(|| {
+                io::Error::new(io::ErrorKind::NotFound, "no cache folder: set SHEAF_CACHE_DIR or HOME")
+            })?,
         };
         Ok(CacheDir { root })
     }

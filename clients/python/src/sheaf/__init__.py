@@ -7,9 +7,13 @@ Flight into pyarrow, pandas, polars and PyTorch, and write new revisions.
 >>> ds.to_pandas()                                                              # doctest: +SKIP
 >>> client.write("sheaf://team/features/train.parquet", df, message="features")  # doctest: +SKIP
 
-PyTorch support lives in :mod:`sheaf.torch` (``pip install 'sheaf[torch]'``).
+PyTorch support lives in :mod:`sheaf.torch` (``pip install 'sheaf[torch]'``);
+random access (``ds.take``, ``ds[i]``, ``ds.to_torch_map()``) in
+:mod:`sheaf.random_access` and :mod:`sheaf.torch_map`; the local cache of
+pinned reads (``sheaf.connect(url, cache=True)``) in :mod:`sheaf.cache`.
 """
 
+from ._cache import Cache
 from ._version import __version__
 from .client import Client, Entry, File, PackageInfo, RevisionContents, RevisionInfo, TableInfo, connect
 from .dataset import Dataset, Endpoint
@@ -33,6 +37,7 @@ from .write import LineageInput, LineageNode, LineageTracker, Part, Writer, Writ
 __all__ = [
     "__version__",
     "connect",
+    "Cache",
     "Client",
     "Dataset",
     "Endpoint",

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TypeVar
 
 import pyarrow.flight as flight
@@ -37,13 +37,51 @@ __all__ = [
     "decode",
     "sql_string",
     "as_json",
+    "RowsSpec",
+    "row_ranges",
+    "rows_text",
+    "rows_of",
+    "MAX_ROW_RANGES",
+    "MAX_REQUEST_BYTES",
+    "MAX_TYPED_REQUEST_BYTES",
+    "request_bytes",
+    "max_request_bytes",
+    "range_bytes",
 ]
 
 #: A dataset request: typed, or a dataset URI.
 Request = sheaf_pb2.DatasetRequest | str
 
 #: The keyword parameters of a dataset: the query fields of ``DatasetRequest``.
-QUERY = ("columns", "filter", "limit", "sample", "sample_rows", "seed", "partitions", "compression", "content")
+QUERY = (
+    "columns",
+    "filter",
+    "limit",
+    "sample",
+    "sample_rows",
+    "seed",
+    "partitions",
+    "compression",
+    "content",
+    "rows",
+)
+
+#: The most row ranges one request may name (the server refuses more, naming
+#: ``rows``); bigger random reads are split into several requests.
+MAX_ROW_RANGES = 100_000
+
+#: The largest dataset URI (text descriptor) the server accepts, in bytes;
+#: random reads of a text dataset are also split to stay under it.
+MAX_REQUEST_BYTES = 64 * 1024
+
+#: What random reads of a typed dataset keep each request under (the server
+#: accepts typed descriptors of up to 3 MiB: 100,000 ranges fit).
+MAX_TYPED_REQUEST_BYTES = 5 * 2**19
+
+#: Rows by position in the whole table (0-based, before filter and sample):
+#: ``(start, end)`` half-open pairs, ``range`` objects (step 1), single
+#: positions, or the URI text ``"0:100,250,1000:1010"``.
+RowsSpec = str | Sequence[tuple[int, int] | range | int]
 
 M = TypeVar("M", bound=message.Message)
 
@@ -80,6 +118,11 @@ def _set(request: sheaf_pb2.DatasetRequest, query: Mapping[str, object]) -> shea
                 if value is not None:
                     names = value.split(",") if isinstance(value, str) else value
                     request.columns.extend(str(c).strip() for c in names)  # type: ignore[attr-defined]
+            elif name == "rows":
+                del request.rows[:]
+                if value is not None:
+                    for start, end in row_ranges(value):  # type: ignore[arg-type]
+                        request.rows.add(start=start, end=end)
             elif value is None or value is False:
                 request.ClearField(name)
             else:
@@ -87,6 +130,61 @@ def _set(request: sheaf_pb2.DatasetRequest, query: Mapping[str, object]) -> shea
         except (TypeError, ValueError) as e:
             raise InvalidArgumentError(f"dataset parameter {name}={value!r}: {e}", code="CLIENT") from e
     return request
+
+
+def row_ranges(rows: RowsSpec) -> list[tuple[int, int]]:
+    """``rows`` as half-open ``(start, end)`` pairs, in the order given
+    (the server sorts and merges them). Refuses negative positions and
+    ranges that end before they start, naming ``rows``."""
+    out: list[tuple[int, int]] = []
+    if isinstance(rows, str):
+        for part in rows.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            start_text, colon, end_text = part.partition(":")
+            try:
+                start = int(start_text)
+                end = int(end_text) if colon else start + 1
+            except ValueError:
+                raise InvalidArgumentError(
+                    f"rows: {part!r} is not ROW or START:END (positions separated by commas)", code="CLIENT"
+                ) from None
+            out.append((start, end))
+    else:
+        for item in rows:
+            if isinstance(item, range):
+                if item.step != 1:
+                    raise InvalidArgumentError(f"rows: {item!r} must have step 1", code="CLIENT")
+                out.append((item.start, item.stop))
+            elif isinstance(item, (tuple, list)) and len(item) == 2:
+                out.append((int(item[0]), int(item[1])))
+            elif isinstance(item, int) or hasattr(item, "__index__"):
+                position = int(item)
+                out.append((position, position + 1))
+            else:
+                raise InvalidArgumentError(
+                    f"rows: {item!r} is not a position, a (start, end) pair or a range", code="CLIENT"
+                )
+    for start, end in out:
+        if start < 0 or end < start:
+            raise InvalidArgumentError(
+                f"rows: range {start}:{end} is not a half-open range of non-negative positions", code="CLIENT"
+            )
+    return out
+
+
+def rows_of(request: Request) -> list[tuple[int, int]] | None:
+    """The request's ``rows`` ranges as given; ``None`` when it has none."""
+    if isinstance(request, str):
+        text = _param(request, "rows")
+        return None if text is None else row_ranges(text)
+    return [(r.start, r.end) for r in request.rows] or None
+
+
+def rows_text(rows: RowsSpec) -> str:
+    """``rows`` in the URI grammar: ``START:END`` pairs separated by commas."""
+    return ",".join(f"{s}:{e}" for s, e in row_ranges(rows))
 
 
 def pin(request: Request, top_hash: str, pinned_uri: str) -> Request:
@@ -139,11 +237,35 @@ def descriptor(request: Request) -> flight.FlightDescriptor:
     return flight.FlightDescriptor.for_command(packed.SerializeToString())
 
 
-def describe(request: Request) -> str:
-    """The request, for messages."""
+def describe(request: Request, limit: int = 600) -> str:
+    """The request, for messages (clipped to about ``limit`` characters: a
+    request naming thousands of ``rows`` ranges stays readable)."""
     if isinstance(request, str):
-        return request
-    return "DatasetRequest {" + text_format.MessageToString(request, as_one_line=True) + "}"
+        text = request
+    else:
+        text = "DatasetRequest {" + text_format.MessageToString(request, as_one_line=True) + "}"
+    if len(text) > limit:
+        text = f"{text[: limit - 100]}...{text[-60:]} ({len(text):,} characters)"
+    return text
+
+
+def request_bytes(request: Request) -> int:
+    """The size of the request's Flight descriptor."""
+    if isinstance(request, str):
+        return len(request.encode("utf-8"))
+    return request.ByteSize() + 64  # the google.protobuf.Any around it
+
+
+def max_request_bytes(request: Request) -> int:
+    """The descriptor size requests of this form are kept under:
+    :data:`MAX_REQUEST_BYTES` for a URI, :data:`MAX_TYPED_REQUEST_BYTES` typed."""
+    return MAX_REQUEST_BYTES if isinstance(request, str) else MAX_TYPED_REQUEST_BYTES
+
+
+def range_bytes(start: int, end: int) -> int:
+    """An upper bound of what one ``rows`` range adds to a request, in either
+    form (``START%3AEND%2C`` in a URI; a typed ``RowRange`` is never longer)."""
+    return len(str(start)) + len(str(end)) + 6
 
 
 def decode(raw: bytes, into: M, *, typed: bool, what: str) -> M:
@@ -168,11 +290,13 @@ def sql_string(value: str) -> str:
 # -- text: the query of a URI, split off and edited, never interpreted ---------
 
 
-def _encode(value: object) -> str:
+def _encode(value: object, name: str = "") -> str:
     """A parameter value as the URI grammar wants it: percent-encoded, so `+`,
     `&`, `=`, spaces and quotes survive."""
     if isinstance(value, bool):
         value = "true" if value else "false"
+    elif name == "rows":
+        value = rows_text(value)  # type: ignore[arg-type]
     elif isinstance(value, (list, tuple)):
         value = ",".join(str(v) for v in value)
     return urllib.parse.quote(str(value), safe="")
@@ -199,14 +323,14 @@ def _with_params(uri: str, params: Mapping[str, object]) -> str:
         if value is None or (key == "content" and value is False):
             current.pop(key, None)
         else:
-            current[key] = _encode(value)
+            current[key] = _encode(value, key)
     return base + ("?" + "&".join(f"{k}={v}" for k, v in current.items()) if current else "")
 
 
 def append(uri: str, params: Mapping[str, object]) -> str:
     """``uri`` with ``params`` added after its own query (``None`` values left
     out); a parameter given both ways reaches the server twice, which refuses it."""
-    pairs = [f"{k}={_encode(v)}" for k, v in params.items() if v is not None]
+    pairs = [f"{k}={_encode(v, k)}" for k, v in params.items() if v is not None]
     if not pairs:
         return uri
     return uri + ("&" if "?" in uri else "?") + "&".join(pairs)

@@ -29,6 +29,7 @@ import pyarrow.flight as flight
 from google.protobuf import any_pb2, message
 
 from . import _fork, _request
+from ._cache import Cache, CacheSetting, make_cache
 from ._proto import sheaf_pb2
 from .errors import (
     DeadlineExceededError,
@@ -235,6 +236,8 @@ def connect(
     private_key: Pem | None = None,
     disable_server_verification: bool = False,
     middleware: Sequence[flight.ClientMiddlewareFactory] = (),
+    cache: CacheSetting = None,
+    max_cache_bytes: int | None = None,
 ) -> Client:
     """Connects to a Sheaf server.
 
@@ -264,6 +267,13 @@ def connect(
         middleware: ``pyarrow.flight.ClientMiddlewareFactory`` objects given
             to every connection (tracing, metrics); they must be picklable
             to reach spawned DataLoader workers.
+        cache: a local cache of pinned reads (:mod:`sheaf.cache`): ``True``
+            for the default folder (``$SHEAF_CACHE_DIR``, else the user's
+            cache folder's ``sheaf-client``), a folder path, or a
+            :class:`sheaf.cache.Cache`; ``None``/``False`` (default): none.
+            Every endpoint read is looked up there first and stored after.
+        max_cache_bytes: the cache's bound (default 10 GiB, or
+            ``$SHEAF_CACHE_MAX_BYTES``); least recently used entries go first.
 
     The connection is opened lazily (at once for a login) and again in every
     process that uses the client (a forked DataLoader worker gets its own),
@@ -296,7 +306,7 @@ def connect(
         cert_chain=_pem(cert_chain, "cert_chain"),
         private_key=_pem(private_key, "private_key"),
     )
-    client = Client(spec)
+    client = Client(spec, cache=make_cache(cache, max_cache_bytes))
     if username is not None and password is not None:
         try:
             client._login(username, password)
@@ -312,8 +322,10 @@ class Client:
     Thread-safe; picklable (the connection is re-opened where it is used).
     """
 
-    def __init__(self, spec: ConnectionSpec) -> None:
+    def __init__(self, spec: ConnectionSpec, cache: Cache | None = None) -> None:
         self._spec = spec
+        self._cache = cache
+        self._variants: dict[Cache | None, Client] = {}
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._flights: dict[str, flight.FlightClient] = {}
@@ -332,11 +344,30 @@ class Client:
         """How to connect (used to reconnect in other processes)."""
         return self._spec
 
+    @property
+    def cache(self) -> Cache | None:
+        """The local cache of pinned reads this client uses, if any."""
+        return self._cache
+
+    def with_cache(self, cache: CacheSetting = True, max_cache_bytes: int | None = None) -> Client:
+        """A client with the same connection settings and another cache
+        setting (as :func:`connect`'s ``cache``); ``self`` when it is the same.
+        Made once per setting and reused."""
+        wanted = make_cache(cache, max_cache_bytes)
+        if wanted == self._cache:
+            return self
+        with self._lock:
+            variant = self._variants.get(wanted)
+            if variant is None:
+                variant = self._variants[wanted] = Client(self._spec, cache=wanted)
+                variant._trackers = self._trackers  # what it plans is this client's lineage too
+            return variant
+
     def __getstate__(self) -> dict[str, Any]:
-        return {"spec": self._spec}
+        return {"spec": self._spec, "cache": self._cache}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["spec"])  # type: ignore[misc]
+        self.__init__(state["spec"], state.get("cache"))  # type: ignore[misc]
 
     def __repr__(self) -> str:
         return f"<sheaf.Client {self._spec.url}>"
@@ -349,6 +380,8 @@ class Client:
 
     def close(self) -> None:
         """Closes this process's connections (they reopen on next use)."""
+        for variant in list(self._variants.values()):
+            variant.close()
         with self._lock:
             clients, self._flights = self._flights, {}
             if self._pid != os.getpid():
@@ -711,6 +744,8 @@ class Client:
         partitions: int | None = None,
         content: bool | None = None,
         compression: str | None = None,
+        rows: _request.RowsSpec | None = None,
+        cache: CacheSetting = None,
     ) -> Dataset:
         """Plans a read (GetFlightInfo) and returns a :class:`~sheaf.Dataset` handle.
 
@@ -725,7 +760,14 @@ class Client:
         - ``limit``; ``sample`` (fraction) or ``sample_rows`` (exact count),
           with ``seed``; ``partitions`` (endpoints wanted);
         - ``content=True``: for the manifest table (no path), the files' bytes;
-        - ``compression``: ``"zstd"`` or ``"lz4"`` on the wire.
+        - ``compression``: ``"zstd"`` or ``"lz4"`` on the wire;
+        - ``rows``: only these rows of the table, by position before filter
+          and sample (``[(start, end), ...]`` half-open, ``range`` objects,
+          single positions, or ``"0:100,250"``); the server reads only the
+          pages holding them. At most 100,000 ranges (:meth:`Dataset.take`
+          splits bigger reads);
+        - ``cache``: this dataset's local cache setting (as :func:`connect`'s),
+          instead of the client's; ``False`` reads it without the cache.
 
         Nothing is read yet; the handle shows schema, pinned top hash, row
         count and endpoints. The revision is pinned: every read of the
@@ -743,6 +785,7 @@ class Client:
             "partitions": partitions,
             "compression": compression,
             "content": content or None,
+            "rows": rows,
         }
         request: _request.Request
         if uri is None:
@@ -755,7 +798,8 @@ class Client:
                     f"dataset({uri!r}): give a URI or package=/revision=/tag=/path=, not both", code="CLIENT"
                 )
             request = _request.append(uri, query)
-        return Dataset.plan(self, request)
+        client = self if cache is None else self.with_cache(cache)
+        return Dataset.plan(client, request)
 
     # -- files ---------------------------------------------------------------
 

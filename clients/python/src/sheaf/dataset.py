@@ -4,6 +4,7 @@ PyTorch."""
 
 from __future__ import annotations
 
+import copy
 import sys
 import threading
 from collections.abc import Callable, Generator, Iterator, Sequence
@@ -15,16 +16,23 @@ import pyarrow as pa
 import pyarrow.flight as flight
 
 from . import _request
+from ._cache import ticket_key
 from ._proto import sheaf_pb2
 from ._request import Request
 from .errors import SheafError, UnavailableError, from_flight
 
 if TYPE_CHECKING:
+    import datasets
     import pandas
     import polars
+    import ray.data
 
+    from ._cache import CacheSetting
+    from .arrays import NumpyBatches
     from .client import Client
+    from .tf import TensorFlowLoader
     from .torch import TorchDataset
+    from .torch_map import MapDataset
 
 __all__ = ["Dataset", "Endpoint"]
 
@@ -48,6 +56,9 @@ class Endpoint:
     locations: tuple[str, ...] = ()
     first_row: int | None = None
     table_rows: int | None = None
+    #: Under a ``rows=`` selection: how many of its table rows the selection
+    #: keeps (before filter and sampling); ``None`` without ``rows``.
+    selected_rows: int | None = None
 
 
 class _NoProgress:
@@ -70,10 +81,17 @@ def progress_bar(enabled: bool | None, total: int | None, desc: str) -> Any:
     return tqdm(total=total, desc=desc, unit=" rows", unit_scale=True, leave=False)
 
 
-def read_endpoint(client: Client, endpoint: Endpoint, context: str) -> Generator[pa.RecordBatch, None, None]:
+def read_endpoint(
+    client: Client, endpoint: Endpoint, context: str, *, cache: bool = True
+) -> Generator[pa.RecordBatch, None, None]:
     """Streams the record batches of one endpoint, converting Flight errors
     into :class:`~sheaf.SheafError`. Closing the generator early cancels the
     stream on the server.
+
+    With a client cache (``sheaf.connect(..., cache=True)``) and ``cache``,
+    an endpoint read before is served from the local cache (memory-mapped,
+    no server call), and one read to its end is stored there
+    (:mod:`sheaf.cache`; the key is the ticket).
 
     The endpoint policy (the same in every Sheaf client): its locations are
     tried in order, moving to the next one when a location cannot be
@@ -81,6 +99,13 @@ def read_endpoint(client: Client, endpoint: Endpoint, context: str) -> Generator
     ``arrow-flight-reuse-connection://?``, means the client's own server.
     Every location's connection is opened once and reused
     (:meth:`~sheaf.Client.flight_client`)."""
+    store = client.cache if cache else None
+    key = ticket_key(endpoint.ticket) if store is not None else None
+    if store is not None and key is not None:
+        table = store.get(key)
+        if table is not None:
+            yield from table.to_batches()
+            return
     locations: Sequence[str | None] = endpoint.locations or (None,)
     for attempt, location in enumerate(locations):
         here = location is None or location.startswith(REUSE_CONNECTION)
@@ -101,6 +126,12 @@ def read_endpoint(client: Client, endpoint: Endpoint, context: str) -> Generator
                 continue
             raise err from e
         break
+    writer = None
+    if store is not None and key is not None:
+        try:
+            writer = store.writer(key, reader.schema)
+        except OSError:
+            writer = None  # an unwritable cache folder: read without it
     done = False
     try:
         while True:
@@ -108,12 +139,26 @@ def read_endpoint(client: Client, endpoint: Endpoint, context: str) -> Generator
                 chunk = reader.read_chunk()
             except StopIteration:
                 done = True
+                if writer is not None:
+                    try:
+                        writer.commit()
+                    except OSError:
+                        pass  # a full disk: the rows were read all the same
+                    writer = None
                 return
             except Exception as e:
                 raise from_flight(e, where) from e
             if chunk.data is not None:
+                if writer is not None:
+                    try:
+                        writer.write(chunk.data)
+                    except OSError:
+                        writer.abort()
+                        writer = None
                 yield chunk.data
     finally:
+        if writer is not None:
+            writer.abort()
         if not done:
             try:
                 reader.cancel()
@@ -152,7 +197,7 @@ class Dataset:
         self._total_bytes = info.total_bytes if info.total_bytes >= 0 else None
         endpoints = []
         for i, e in enumerate(info.endpoints):
-            first_row = table_rows = None
+            first_row = table_rows = selected = None
             if e.app_metadata:
                 rows = _request.decode(
                     bytes(e.app_metadata),
@@ -161,8 +206,9 @@ class Dataset:
                     what=f"{what}: FlightEndpoint.app_metadata of endpoint {i}",
                 )
                 first_row, table_rows = rows.first_row, rows.table_rows
+                selected = rows.selected_rows if rows.HasField("selected_rows") else None
             locations = tuple(loc.uri.decode() if isinstance(loc.uri, bytes) else str(loc.uri) for loc in e.locations)
-            endpoints.append(Endpoint(i, bytes(e.ticket.ticket), locations, first_row, table_rows))
+            endpoints.append(Endpoint(i, bytes(e.ticket.ticket), locations, first_row, table_rows, selected))
         self._endpoints = tuple(endpoints)
         self._endpoint_rows: list[int] | None = None
         self._lock = threading.Lock()
@@ -360,6 +406,58 @@ class Dataset:
         assert isinstance(frame, pl.DataFrame)
         return frame
 
+    # -- random access, cache -------------------------------------------------
+
+    def take(self, indices: Any, *, fill_cache: bool = False, max_workers: int | None = None) -> pa.Table:
+        """Rows at positions ``indices`` (a sequence, numpy array, tensor or
+        ``range``; any order, duplicates allowed, negative from the end), in
+        that order; ``IndexError`` names the dataset and the index out of
+        range. Only the pages holding them are read (``rows=`` requests of
+        at most 100,000 ranges, 64 KiB for a URI); rows of endpoints stored in the client's
+        cache are taken locally (``fill_cache``: store the endpoints holding
+        them first). Positions are the dataset's rows: a dataset with
+        ``filter``, ``sample`` or ``sample_rows`` refuses
+        (:class:`~sheaf.InvalidArgumentError` naming it); see
+        :mod:`sheaf.random_access`."""
+        from .random_access import take
+
+        return take(self, indices, fill_cache=fill_cache, max_workers=max_workers)
+
+    def __getitem__(self, item: int | slice) -> Any:
+        """``ds[i]``: row ``i`` as a dict; ``ds[a:b]`` (any step): a ``pyarrow.Table`` (:meth:`take`)."""
+        from .random_access import getitem
+
+        return getitem(self, item)
+
+    def read_rows(self, ranges: _request.RowsSpec, *, cache: bool = True, max_workers: int | None = None) -> pa.Table:
+        """The rows at table positions in ``ranges`` (``[(start, end), ...]``),
+        in table order, with this dataset's columns, filter and sample (its
+        own ``rows`` and ``limit`` replaced). With a client cache the block
+        is looked up first (no server call at all when stored) and stored
+        after; see :func:`sheaf.random_access.read_rows`."""
+        from .random_access import read_rows
+
+        return read_rows(self, ranges, cache=cache, max_workers=max_workers)
+
+    def with_cache(self, cache: CacheSetting = True, max_cache_bytes: int | None = None) -> Dataset:
+        """This dataset read through another local cache setting (as
+        :func:`sheaf.connect`'s ``cache``; ``False``: no cache); no new planning."""
+        client = self._client.with_cache(cache, max_cache_bytes)
+        if client is self._client:
+            return self
+        twin = copy.copy(self)
+        twin._client = client
+        twin.__dict__.pop("_cache_plan", None)  # random access's plan for the cache: made again through `client`
+        return twin
+
+    def to_torch_map(self, *, collate: Callable[[pa.Table], Any] | None = None, fill_cache: bool = False) -> MapDataset:
+        """A map-style ``torch.utils.data.Dataset`` over this dataset's rows
+        (any sampler; a DataLoader batch is one request); see
+        :class:`sheaf.torch_map.MapDataset`."""
+        from .torch_map import MapDataset
+
+        return MapDataset(self, collate=collate, fill_cache=fill_cache)
+
     # -- row counts ----------------------------------------------------------
 
     def endpoint_rows(self) -> list[int]:
@@ -390,6 +488,11 @@ class Dataset:
             return [self._num_rows]  # exact: a plain read, a limit or sample_rows
         if self._given("sample_rows") or self._given("limit"):
             return None
+        if self._given("rows"):  # the rows each endpoint's selection keeps
+            kept = [e.selected_rows for e in self._endpoints]
+            if any(k is None for k in kept) or sum(k or 0 for k in kept) != self._num_rows:
+                return None
+            return [k or 0 for k in kept]
         rows, next_row = [], 0
         for e in self._endpoints:
             if e.first_row is None or e.table_rows is None or e.first_row != next_row:
@@ -429,38 +532,45 @@ class Dataset:
         with ThreadPoolExecutor(max(1, min(8, len(self._endpoints))), thread_name_prefix="sheaf-count") as pool:
             return list(pool.map(count, counting.endpoints))
 
+    # -- other frameworks ------------------------------------------------------
+
+    def to_numpy_batches(self, batch_size: int = 1024, **options: Any) -> NumpyBatches:
+        """Batches as ``{column: numpy.ndarray}`` (zero-copy where Arrow allows; ``jax.numpy.asarray``
+        takes them), in the order of :meth:`to_torch`; see :class:`sheaf.arrays.NumpyBatches`."""
+        from .arrays import NumpyBatches
+
+        return NumpyBatches(self, batch_size, **options)
+
+    def to_tensorflow(self, batch_size: int = 1024, **options: Any) -> TensorFlowLoader:
+        """A TensorFlow loader (its ``.dataset`` is the ``tf.data.Dataset``), in the order of
+        :meth:`to_torch`; see :class:`sheaf.tf.TensorFlowLoader`. Needs TensorFlow."""
+        from .tf import TensorFlowLoader
+
+        return TensorFlowLoader(self, batch_size, **options)
+
+    def to_huggingface(self, **options: Any) -> datasets.IterableDataset:
+        """A Hugging Face ``datasets.IterableDataset`` in the epoch order of :meth:`to_torch`; see
+        :func:`sheaf.huggingface.iterable_dataset`. Needs ``datasets``."""
+        from .huggingface import iterable_dataset
+
+        return iterable_dataset(self, **options)
+
+    def to_ray(self, **read_args: Any) -> ray.data.Dataset:
+        """A ``ray.data.Dataset`` with one read task (block) per endpoint; see
+        :func:`sheaf.ray.read`. Needs ``ray[data]``."""
+        from .ray import read
+
+        return read(self, **read_args)
+
     # -- PyTorch -------------------------------------------------------------
 
-    def to_torch(
-        self,
-        batch_size: int = 1024,
-        *,
-        seed: int = 0,
-        shuffle: bool = True,
-        shuffle_buffer: int = 0,
-        rank: int | None = None,
-        world_size: int | None = None,
-        drop_last: bool = False,
-        equal_batches: bool = False,
-        collate: Callable[[pa.RecordBatch], Any] | None = None,
-        partitions: int | None = None,
-    ) -> TorchDataset:
-        """A ``torch.utils.data.IterableDataset`` of batches; see
-        :class:`sheaf.torch.TorchDataset` for every option. Use it with
-        ``sheaf.torch.DataLoader(ds, num_workers=...)`` (or a torch
+    def to_torch(self, batch_size: int = 1024, **options: Any) -> TorchDataset:
+        """A ``torch.utils.data.IterableDataset`` of batches; every keyword
+        (``seed``, ``shuffle``, ``shuffle_buffer``, ``rank``, ``world_size``,
+        ``drop_last``, ``equal_batches``, ``collate``, ``partitions``, ...)
+        goes to :class:`sheaf.torch.TorchDataset`, which documents them. Use
+        it with ``sheaf.torch.DataLoader(ds, num_workers=...)`` (or a torch
         ``DataLoader`` with ``batch_size=None``)."""
         from .torch import TorchDataset
 
-        return TorchDataset(
-            self,
-            batch_size=batch_size,
-            seed=seed,
-            shuffle=shuffle,
-            shuffle_buffer=shuffle_buffer,
-            rank=rank,
-            world_size=world_size,
-            drop_last=drop_last,
-            equal_batches=equal_batches,
-            collate=collate,
-            partitions=partitions,
-        )
+        return TorchDataset(self, batch_size=batch_size, **options)

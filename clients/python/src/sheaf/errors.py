@@ -198,9 +198,10 @@ class SchemaMismatchError(InvalidArgumentError):
 
 
 class TensorConversionError(SheafError, TypeError):
-    """A column cannot become a tensor (wrong type, or nulls); raised by
-    :mod:`sheaf.torch`. Drop the column with ``columns=`` or convert it
-    yourself with ``collate=``."""
+    """A column cannot become a tensor or array (wrong type, or nulls);
+    raised by :mod:`sheaf.torch`, :mod:`sheaf.arrays` and :mod:`sheaf.tf`.
+    Drop the column with ``columns=`` or convert it yourself with
+    ``collate=``."""
 
     code = "CLIENT"
 
