@@ -18,10 +18,22 @@ pub struct PackageName {
     pub name: String,
 }
 
+/// Longest owner, name or tag: one directory name in a local registry.
+pub const MAX_NAME_PART: usize = 255;
+
 fn valid_part(part: &str) -> bool {
     !part.is_empty()
+        && part.len() <= MAX_NAME_PART
         && !part.starts_with('.')
         && part.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+/// At most 64 characters of a caller-given `text`, for messages.
+pub(crate) fn excerpt(text: &str) -> String {
+    match text.char_indices().nth(64) {
+        Some((i, _)) => format!("{}...", &text[..i]),
+        None => text.to_owned(),
+    }
 }
 
 impl FromStr for PackageName {
@@ -32,7 +44,9 @@ impl FromStr for PackageName {
                 Ok(PackageName { owner: owner.into(), name: name.into() })
             }
             _ => Err(Error::invalid(format!(
-                "invalid package name {s:?}: expected OWNER/NAME using letters, digits, '_', '-' and '.'"
+                "invalid package name {:?}: expected OWNER/NAME using letters, digits, '_', '-' and '.' \
+                 (at most {MAX_NAME_PART} each)",
+                excerpt(s)
             ))),
         }
     }
@@ -52,7 +66,8 @@ pub fn validate_tag(tag: &str) -> Result<(), Error> {
     }
     if !valid_part(tag) {
         return Err(Error::invalid(format!(
-            "invalid tag {tag:?}: use letters, digits, '_', '-' and '.', not starting with '.'"
+            "invalid tag {:?}: use letters, digits, '_', '-' and '.' (at most {MAX_NAME_PART}), not starting with '.'",
+            excerpt(tag)
         )));
     }
     Ok(())
@@ -170,6 +185,15 @@ impl fmt::Display for PackageRef {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_names_are_refused_with_a_short_message() {
+        let part = "n".repeat(MAX_NAME_PART);
+        assert!(format!("o/{part}").parse::<PackageName>().is_ok());
+        let err = format!("o/{part}n").parse::<PackageName>().unwrap_err().to_string();
+        assert!(err.contains("at most 255") && err.len() < 300, "{err}");
+        assert!(validate_tag(&"t".repeat(MAX_NAME_PART + 1)).is_err());
+    }
 
     #[test]
     fn refs_parse() {

@@ -21,6 +21,7 @@
 //! `sheaf gc` removes sessions past their expiry with their staged data.
 
 use super::commit::{ATTEMPTS, backoff, turn};
+use super::names::excerpt;
 use super::pointers::now_secs;
 use super::push::LocalFile;
 use super::{Error, PackageName, Registry, Resolved, Result};
@@ -135,14 +136,6 @@ fn valid_id(id: &str) -> bool {
 /// Whether a table path names a file table (else a folder of parts).
 pub fn is_file_table(table: &str) -> bool {
     table.to_ascii_lowercase().ends_with(".parquet")
-}
-
-/// At most 64 characters of a caller-given `text`, for messages.
-fn excerpt(text: &str) -> String {
-    match text.char_indices().nth(64) {
-        Some((i, _)) => format!("{}...", &text[..i]),
-        None => text.to_owned(),
-    }
 }
 
 fn not_found(id: &str, why: &str) -> Error {

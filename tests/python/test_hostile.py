@@ -658,12 +658,36 @@ def test_tickets_edited_by_one_byte(srv):
     alive(srv, "edited tickets")
 
 
-def test_two_megabyte_tickets(srv):
+def test_tickets_over_the_size_limit(srv):
+    """Tickets over the 4 MiB a DoGet may carry (room for 100,000 row ranges)
+    are refused before they are decoded, whatever they hold."""
     good = _ticket(srv)
     rng = random.Random(11)
+    size = 5 * MEGA
     big = [
-        rng.randbytes(2 * MEGA),
-        good + h.pb_encode([(15, 2, b"u" * (2 * MEGA))]),  # an unknown field
+        rng.randbytes(size),
+        good + h.pb_encode([(15, 2, b"u" * size)]),  # a huge signature field
+        h.edit_ticket(good, query={"filter": "id = " + "1" * size}),
+        h.edit_ticket(good, query={"columns": ["id"] * 1_400_000}),
+        h.edit_ticket(good, package="o/" + "n" * size),
+        h.edit_ticket(good, path="p" * size + ".parquet"),
+    ]
+    for raw in big:
+        assert len(raw) >= size
+        refused(
+            srv,
+            _redeem(srv, raw),
+            ("INVALID_ARGUMENT", "NOT_FOUND"),
+            max_len=MAX_MESSAGE,
+            what=f"5 MB ticket starting {raw[:12]!r}",
+        )
+    alive(srv, "5 MB tickets")
+
+
+def test_two_megabyte_tickets_are_checked_field_by_field(srv):
+    """Under the limit, a ticket's fields are held to their own limits."""
+    good = _ticket(srv)
+    big = [
         h.edit_ticket(good, query={"filter": "id = " + "1" * (2 * MEGA)}),
         h.edit_ticket(good, query={"columns": ["id"] * 600_000}),
         h.edit_ticket(good, package="o/" + "n" * (2 * MEGA)),
