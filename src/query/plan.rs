@@ -121,7 +121,11 @@ impl Engine {
         if !q.rows.is_empty() {
             for (ticket, region) in tickets.iter_mut().zip(&regions) {
                 if let (Some(r), Some(query)) = (region, ticket.query.as_mut()) {
-                    query.rows = rows::to_proto(&rows::clip(&q.rows, r.first_row, r.rows));
+                    let own = rows::clip(&q.rows, r.first_row, r.rows);
+                    // An endpoint holding no selected row keeps a range outside
+                    // its region, which selects nothing there (no ranges at
+                    // all would mean every row).
+                    query.rows = rows::to_proto(if own.is_empty() { &q.rows[..1] } else { &own });
                 }
             }
         }

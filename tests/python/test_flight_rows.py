@@ -109,11 +109,14 @@ def test_rows_of_file_tables(flight_data, path, reader):
     assert_same(got, table.take(positions(ranges, table.num_rows)), path)
 
 
-def test_rows_of_the_manifest_table(flight_data):
+@pytest.mark.parametrize("partitions", [None, 3])
+def test_rows_of_the_manifest_table(flight_data, partitions):
+    """Also over several runs of entries, where some runs hold no selected row."""
     c = flight_data.client
     full = fl.read(c, uri(T))
-    got = fl.read(c, uri(T, rows="1,3:5"))
-    assert_same(got, full.take([1, 3, 4]))
+    params = {"partitions": partitions} if partitions else {}
+    assert_same(fl.read(c, uri(T, rows="1,3:5", **params)), full.take([1, 3, 4]))
+    assert_same(fl.read(c, uri(T, rows="1", **params)), full.take([1]))
 
 
 def test_positions_past_the_end_select_nothing(flight_data):
