@@ -37,25 +37,15 @@ Writes PATH.md and PATH.json. No timing is asserted.
 
 from __future__ import annotations
 
-import os
-import sys
-
-# pyarrow's allocator (mimalloc) returns memory to the OS after each read unless
-# told otherwise, which makes client figures swing (0.4-3.3 GB/s on this machine);
-# every loader runs in this process with the same setting. Set before pyarrow loads.
-if os.environ.get("MIMALLOC_PURGE_DELAY") != "-1" and __name__ == "__main__":
-    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], {**os.environ, "MIMALLOC_PURGE_DELAY": "-1"})
-
 import argparse  # noqa: E402
 import datetime  # noqa: E402
 import importlib.util  # noqa: E402
 import json  # noqa: E402
+import os
 import platform  # noqa: E402
-import re  # noqa: E402
-import select  # noqa: E402
 import shutil  # noqa: E402
 import statistics  # noqa: E402
-import subprocess  # noqa: E402
+import sys
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -69,6 +59,7 @@ CLIENT_SRC = Path(os.environ.get("SHEAF_CLIENT_SRC") or ROOT / "clients" / "pyth
 if (CLIENT_SRC / "sheaf" / "_proto" / "sheaf_pb2.py").exists():
     sys.path.insert(0, str(CLIENT_SRC))
 
+import harness as h  # noqa: E402  (first: client environment before pyarrow)
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
@@ -82,14 +73,6 @@ BATCH = 1024
 SETTINGS = {"in-process (num_workers=0)": 0, "1 worker": 1, "2 workers": 2}
 LOADERS = ("sheaf", "local", "mosaic")
 CACHE = Path(os.environ.get("SHEAF_CACHE", Path.home() / ".cache" / "sheaf"))
-
-
-def sheaf_bin() -> str:
-    if os.environ.get("SHEAF_BIN"):
-        return os.environ["SHEAF_BIN"]
-    if os.environ.get("CARGO_TARGET_DIR"):
-        return str(Path(os.environ["CARGO_TARGET_DIR"]) / "release" / "sheaf")
-    return str(CACHE / "target" / "release" / "sheaf")
 
 
 def make_table(rows: int) -> pa.Table:
@@ -225,29 +208,6 @@ def first_batch(loader) -> float:
     return secs
 
 
-def start_server(registry: Path, log: Path) -> tuple[subprocess.Popen, str]:
-    cmd = [sheaf_bin(), "--registry", str(registry), "serve", "--listen", "127.0.0.1:0"]
-    logf = open(log, "wb")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=logf)
-    out, deadline = b"", time.monotonic() + 60
-    while b"\n" not in out:
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise SystemExit(f"{' '.join(cmd)} did not start:\n{log.read_text(errors='replace')}")
-        if select.select([proc.stdout], [], [], 0.5)[0]:
-            out += os.read(proc.stdout.fileno(), 4096)
-    m = re.search(r"on (grpc://\S+)", out.decode())
-    if not m:
-        proc.kill()
-        raise SystemExit(f"unexpected serve output: {out!r}")
-    return proc, m.group(1)
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def fmt_rate(r: float | None) -> str:
     return "-" if r is None else f"{r:,.0f}"
 
@@ -288,10 +248,10 @@ def main() -> None:
                 mosaic_note = f"writing MDS failed ({type(e).__name__}: {e})"
         del table
         registry = scratch / "registry"
-        subprocess.run(
-            [sheaf_bin(), "--registry", str(registry), "push", "bench/train", str(src)], check=True, capture_output=True
-        )
-        server, url = start_server(registry, scratch / "serve.log")
+        h.push(registry, "bench/train", src)
+        server = h.start_sheaf(registry, scratch)
+        server.client.close()  # no gRPC channel in this process when DataLoader workers fork
+        url = server.url
         client = sheaf.connect(url, timeout=120)
         ds = client.dataset("sheaf://bench/train/train.parquet")
         train = ds.to_torch(batch_size=BATCH, seed=0)
@@ -318,10 +278,10 @@ def main() -> None:
                 train.set_epoch(r + 1)
                 local.epoch = r + 1
                 for name in names[r % len(names) :] + names[: r % len(names)]:
-                    cpu0 = cpu_seconds(server.pid)
+                    cpu0 = server.cpu()
                     secs, n = epoch(loaders[name])
                     if name == "sheaf" and workers:
-                        server_cpu.append(cpu_seconds(server.pid) - cpu0)
+                        server_cpu.append(server.cpu() - cpu0)
                     want = mosaic_rows if name == "mosaic" else rows
                     if n != want:
                         raise SystemExit(f"{name}, {setting}: read {n} rows, expected {want}")
@@ -340,8 +300,7 @@ def main() -> None:
         endpoints = len(train.dataset.endpoints)
     finally:
         if server is not None:
-            server.terminate()
-            server.wait(timeout=30)
+            server.stop()
         shutil.rmtree(scratch, ignore_errors=True)
 
     table_rows, rps = [], {}
