@@ -3,7 +3,8 @@
 //! Data flows one way through the modules:
 //! [`manifest`] (format and hashing, no I/O) -> [`registry`] (packages on an
 //! object store: push, install, verify, pointers) -> [`query`] (dataset URIs,
-//! planning, DataFusion scans, sampling) -> [`flight`] (the Arrow Flight
+//! planning, DataFusion scans, sampling) -> [`sql`] (SQL over every package
+//! revision, on the same engine) -> [`flight`] (the Arrow Flight and Flight SQL
 //! service, whose callers [`auth`] identifies and guards) -> the `sheaf` CLI.
 //! The CLI and the server call the same library.
 
@@ -16,6 +17,7 @@ pub mod profile;
 pub mod progress;
 pub mod query;
 pub mod registry;
+pub mod sql;
 
 pub use registry::{Error, PackageName, PackageRef, ReadPolicy, Registry, Result, Revision};
 /// The wire contract (`proto/sheaf.proto`), generated once, in the client crate.

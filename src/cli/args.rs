@@ -288,6 +288,17 @@ pub struct ServeArgs {
     /// DEADLINE_EXCEEDED.
     #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
     pub query_timeout: std::time::Duration,
+    /// MiB of memory one SQL query may hold; past it sorts, joins and
+    /// aggregates spill to disk, or the query fails with RESOURCE_EXHAUSTED.
+    #[arg(long, default_value_t = 2048)]
+    pub sql_memory_mib: usize,
+    /// Time one SQL query (one result endpoint) may run, waiting for a turn
+    /// included; past it the query fails with DEADLINE_EXCEEDED (e.g. 30s, 5m).
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub sql_timeout: std::time::Duration,
+    /// SQL queries running at once; more wait for a turn.
+    #[arg(long, default_value_t = 8)]
+    pub sql_max_queries: usize,
     /// After SIGTERM or Ctrl-C, how long running requests may take to
     /// finish before the server stops anyway.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]

@@ -77,6 +77,11 @@ pub async fn prepare(registry: Registry, args: &ServeArgs) -> Result<Server> {
         redact,
         auth: Arc::new(authenticator),
         tls,
+        sql: sheaf::sql::SqlLimits {
+            memory_bytes: args.sql_memory_mib << 20,
+            timeout: args.sql_timeout,
+            max_queries: args.sql_max_queries,
+        },
         ..Default::default()
     };
     let listening = Listening { listening: format!("{scheme}://{bound}"), registry: url };

@@ -80,6 +80,16 @@ impl Authenticator {
         self.state.is_some()
     }
 
+    /// The caller of a request, as the [`AuthLayer`] put it in the
+    /// request's extensions; without `--auth`, anyone may do anything.
+    pub fn caller(&self, principal: Option<&Principal>) -> Result<Principal, tonic::Status> {
+        match principal {
+            Some(p) => Ok(p.clone()),
+            None if !self.required() => Ok(Principal::unrestricted()),
+            None => Err(tonic::Status::unauthenticated("authentication required")),
+        }
+    }
+
     fn current(&self) -> Option<Arc<State>> {
         self.state.as_ref().map(|s| s.read().expect("auth state poisoned").clone())
     }
@@ -255,7 +265,10 @@ fn basic(headers: &http::HeaderMap) -> Option<(String, String)> {
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
-    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    // Go's Flight clients (ADBC's driver) send the credentials unpadded.
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    let config = GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+    let decoded = GeneralPurpose::new(&base64::alphabet::STANDARD, config).decode(encoded.trim()).ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (user, password) = text.split_once(':')?;
     Some((user.to_owned(), password.to_owned()))
@@ -407,6 +420,11 @@ mod tests {
         let mut headers = http::HeaderMap::new();
         headers.insert(http::header::AUTHORIZATION, "Basic YWxpY2U6czNjcjp0".parse().unwrap());
         assert_eq!(basic(&headers), Some(("alice".into(), "s3cr:t".into())));
+        // Padded and unpadded (Go's RawStdEncoding) forms of "alice:pw".
+        for encoded in ["YWxpY2U6cHc=", "YWxpY2U6cHc"] {
+            headers.insert(http::header::AUTHORIZATION, format!("Basic {encoded}").parse().unwrap());
+            assert_eq!(basic(&headers), Some(("alice".into(), "pw".into())), "{encoded}");
+        }
         headers.insert(http::header::AUTHORIZATION, "Bearer x".parse().unwrap());
         assert_eq!(basic(&headers), None);
     }

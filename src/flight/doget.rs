@@ -37,13 +37,13 @@ impl DoGetStream {
     }
 
     /// Scans an execution, encoding its batches (IPC body `compression`) and
-    /// recording them for the cache. The scan starts when the stream is first
+    /// recording them for the cache (when given a recording). The scan starts when the stream is first
     /// polled (no request timeout while it waits for a permit).
     pub fn scanned(
         execution: Execution,
         compression: Compression,
         (gates, limits): (Gates, StreamLimits),
-        recording: Recording,
+        recording: Option<Recording>,
         what: String,
     ) -> Result<Self, Status> {
         let codec = match compression {
@@ -58,7 +58,12 @@ impl DoGetStream {
         let batches = pipeline::scan(execution.batches, gates, limits, what.clone());
         let encoded = encode::encode(execution.schema, options, compression != Compression::None, batches);
         let tally = Tally::new(what, false, Some(execution.stats));
-        Ok(DoGetStream { messages: encoded.boxed(), recording: Some(recording), tally: Some(tally) })
+        Ok(DoGetStream { messages: encoded.boxed(), recording, tally: Some(tally) })
+    }
+
+    /// Sends messages encoded elsewhere (Flight SQL's catalog answers).
+    pub fn encoded(messages: BoxStream<'static, Result<WireMessage, Status>>, what: String) -> Self {
+        DoGetStream { messages, recording: None, tally: Some(Tally::new(what, false, None)) }
     }
 }
 

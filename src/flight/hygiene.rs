@@ -87,19 +87,21 @@ pub fn clean_message(encoded: &str, redact: &[String]) -> String {
 }
 
 fn clean_headers(headers: &mut http::HeaderMap, redact: &[String], note: &AuditNote) {
-    complete_detail(headers, &note.subject());
-    let Some(value) = headers.get("grpc-message") else { return };
-    let encoded = String::from_utf8_lossy(value.as_bytes()).into_owned();
-    let cleaned = clean_message(&encoded, redact);
-    let value = utf8_percent_encode(&cleaned, GRPC_MESSAGE).to_string();
-    match http::HeaderValue::from_str(&value) {
-        Ok(v) => {
-            headers.insert("grpc-message", v);
-        }
-        Err(_) => {
-            headers.remove("grpc-message");
+    if let Some(value) = headers.get("grpc-message") {
+        let encoded = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        let cleaned = clean_message(&encoded, redact);
+        let value = utf8_percent_encode(&cleaned, GRPC_MESSAGE).to_string();
+        match http::HeaderValue::from_str(&value) {
+            Ok(v) => {
+                headers.insert("grpc-message", v);
+            }
+            Err(_) => {
+                headers.remove("grpc-message");
+            }
         }
     }
+    // After cleaning: the detail copies the cleaned message.
+    complete_detail(headers, &note.subject());
 }
 
 fn panic_trailers(panic: &(dyn std::any::Any + Send)) -> http::HeaderMap {

@@ -7,7 +7,8 @@
 //! response starts; streams are not cut) and gRPC health.
 //! Errors become gRPC status codes in one place ([`status`]).
 //!
-//! Modules: [`service`](SheafFlight) (the RPCs), `actions` (DoAction),
+//! Modules: [`service`](SheafFlight) (the RPCs), [`sql`] (Flight SQL),
+//! `actions` (DoAction),
 //! `put` (DoPut), [`cache`] (encoded DoGet streams for repeated reads),
 //! [`grpc`] (DoGet framed without tonic's codec copy, in front of the
 //! generated service).
@@ -25,6 +26,8 @@ mod ingest;
 pub mod pipeline;
 mod put;
 mod service;
+pub mod sql;
+mod sql_info;
 pub mod status;
 mod write;
 
@@ -75,6 +78,8 @@ pub struct ServeOptions {
     pub auth: Arc<auth::Authenticator>,
     /// TLS, when the server has a certificate.
     pub tls: Option<TlsOptions>,
+    /// Limits of Flight SQL queries.
+    pub sql: crate::sql::SqlLimits,
 }
 
 /// The server's TLS certificate and key (PEM), and optionally the CA whose
@@ -104,6 +109,7 @@ impl Default for ServeOptions {
             redact: Vec::new(),
             auth: Arc::new(auth::Authenticator::open()),
             tls: None,
+            sql: crate::sql::SqlLimits::default(),
         }
     }
 }
@@ -130,8 +136,10 @@ pub async fn serve(
     health.set_serving::<FlightServiceServer<SheafFlight>>().await;
     let cache = cache::StreamCache::new(options.cache_bytes);
     let gates = pipeline::Gates::new(options.max_concurrent_scans, options.max_open_scans);
+    let sql = Arc::new(crate::sql::SqlEngine::new(engine.clone(), options.sql));
     let flight = SheafFlight::new(engine, options.advertise.clone(), cache, gates, options.stream_limits)
-        .with_auth(options.auth.clone());
+        .with_auth(options.auth.clone())
+        .with_sql(sql::SqlFlight::new(sql, options.auth.clone()));
     let flight = Arc::new(flight);
     let flight = grpc::FlightRoutes::new(flight, |generated| {
         generated.max_decoding_message_size(MAX_DECODING_MESSAGE).max_encoding_message_size(usize::MAX)

@@ -200,6 +200,7 @@ pub(super) async fn receive(
 /// did, in the form of the request's descriptor.
 pub async fn put(
     engine: &Engine,
+    sql: Option<&super::sql::SqlFlight>,
     mut messages: Streaming<FlightData>,
     principal: &Principal,
     note: &super::audit::AuditNote,
@@ -213,6 +214,12 @@ pub async fn put(
         let flight = stream::once(futures::future::ready(Ok(first)))
             .chain(messages.map_err(|s| FlightError::Tonic(Box::new(s))));
         return super::ingest::ingest(engine, command, flight, principal, note).await;
+    }
+    if super::sql::is_sql(&descriptor.cmd) {
+        let sql = sql.ok_or_else(|| Status::unimplemented("this server does not offer Flight SQL"))?;
+        let flight = stream::once(futures::future::ready(Ok(first)))
+            .chain(messages.map_err(|s| FlightError::Tonic(Box::new(s))));
+        return sql.put(&descriptor, flight).await;
     }
     let (response, form) = put_table(engine, first, descriptor, messages, principal, note).await?;
     Ok(form.encode(&response, false))

@@ -36,6 +36,8 @@ pub struct SheafFlight {
     gates: Gates,
     limits: StreamLimits,
     auth: Arc<Authenticator>,
+    /// Flight SQL, when the server offers it.
+    sql: Option<Arc<super::sql::SqlFlight>>,
 }
 
 impl SheafFlight {
@@ -58,7 +60,19 @@ impl SheafFlight {
             gates,
             limits,
             auth: Arc::new(Authenticator::open()),
+            sql: None,
         }
+    }
+
+    /// Answers Flight SQL requests with `sql`.
+    pub fn with_sql(mut self, sql: super::sql::SqlFlight) -> Self {
+        self.sql = Some(Arc::new(sql));
+        self
+    }
+
+    /// The Flight SQL service, or UNIMPLEMENTED.
+    fn sql(&self) -> Result<&Arc<super::sql::SqlFlight>, Status> {
+        self.sql.as_ref().ok_or_else(|| Status::unimplemented("this server does not offer Flight SQL"))
     }
 
     /// Checks callers with `auth` (the server's [`super::auth::AuthLayer`]
@@ -72,11 +86,7 @@ impl SheafFlight {
     /// The caller of a request: set by the auth layer; without `--auth`,
     /// anyone may do anything.
     pub fn caller(&self, principal: Option<&Principal>) -> Result<Principal, Status> {
-        match principal {
-            Some(p) => Ok(p.clone()),
-            None if !self.auth.required() => Ok(Principal::unrestricted()),
-            None => Err(Status::unauthenticated("authentication required")),
-        }
+        self.auth.caller(principal)
     }
 
     /// Fails unless `principal` may do `access` with `package`; a package it
@@ -124,6 +134,17 @@ impl SheafFlight {
         principal: &Principal,
         note: &AuditNote,
     ) -> Result<DoGetStream, Status> {
+        if super::sql::is_sql(&ticket_bytes) {
+            metrics::DO_GET.add(1);
+            return match self.sql()?.do_get_ticket(ticket_bytes, principal).await? {
+                super::sql::SqlRows::Statement(execution, what) => {
+                    DoGetStream::scanned(execution, Compression::None, (self.gates.clone(), self.limits), None, what)
+                }
+                super::sql::SqlRows::Catalog(messages) => {
+                    Ok(DoGetStream::encoded(messages.map_ok(WireMessage::from).boxed(), "Flight SQL catalog".into()))
+                }
+            };
+        }
         let ticket = self.open_ticket(ticket_bytes.clone())?;
         note.target(&ticket.package, Some(&ticket.top_hash), Some(&ticket.path));
         let package: crate::registry::PackageName = ticket
@@ -142,7 +163,7 @@ impl SheafFlight {
         let compression = Compression::parse(ticket.query.as_ref().map(|q| q.compression.as_str()).unwrap_or(""))?;
         let execution = self.engine.execute(ticket).await?;
         let recording = self.cache.record(ticket_bytes.to_vec());
-        DoGetStream::scanned(execution, compression, (self.gates.clone(), self.limits), recording, what)
+        DoGetStream::scanned(execution, compression, (self.gates.clone(), self.limits), Some(recording), what)
     }
 
     /// The FlightInfo of a plan; its metadata in the request's `form`.
@@ -234,6 +255,11 @@ impl FlightService for SheafFlight {
     }
 
     async fn get_flight_info(&self, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+        if request.get_ref().r#type() == arrow_flight::flight_descriptor::DescriptorType::Cmd
+            && super::sql::is_sql(&request.get_ref().cmd)
+        {
+            return FlightService::get_flight_info(self.sql()?.as_ref(), request).await;
+        }
         let principal = self.caller(request.extensions().get::<Principal>())?;
         let note = AuditNote::of(request.extensions());
         let descriptor = request.into_inner();
@@ -253,14 +279,20 @@ impl FlightService for SheafFlight {
 
     async fn get_schema(&self, request: Request<FlightDescriptor>) -> Result<Response<SchemaResult>, Status> {
         let principal = self.caller(request.extensions().get::<Principal>())?;
-        let (uri, _) = descriptor::dataset(request.get_ref())?;
-        let note = AuditNote::of(request.extensions());
-        note.target(&uri.package.to_string(), None, Some(&uri.path));
-        self.require(&principal, Access::Read, &uri.package)?;
-        let plan = self.engine.plan(&uri).await?;
-        note.target(&uri.package.to_string(), Some(&plan.top_hash), None);
+        let schema = match super::sql::is_sql(&request.get_ref().cmd) {
+            true => self.sql()?.schema(request.get_ref(), &principal).await?,
+            false => {
+                let (uri, _) = descriptor::dataset(request.get_ref())?;
+                let note = AuditNote::of(request.extensions());
+                note.target(&uri.package.to_string(), None, Some(&uri.path));
+                self.require(&principal, Access::Read, &uri.package)?;
+                let plan = self.engine.plan(&uri).await?;
+                note.target(&uri.package.to_string(), Some(&plan.top_hash), None);
+                plan.schema
+            }
+        };
         let options = IpcWriteOptions::default();
-        let result: SchemaResult = SchemaAsIpc::new(&plan.schema, &options)
+        let result: SchemaResult = SchemaAsIpc::new(&schema, &options)
             .try_into()
             .map_err(|e: arrow::error::ArrowError| Status::internal(format!("encoding the schema: {e}")))?;
         Ok(Response::new(result))
@@ -282,11 +314,11 @@ impl FlightService for SheafFlight {
         let principal = self.caller(request.extensions().get::<Principal>())?;
         let note = AuditNote::of(request.extensions());
         let engine = self.engine.clone();
+        let sql = self.sql.clone();
         let messages = request.into_inner();
         let result = stream::once(async move {
-            let put = std::panic::AssertUnwindSafe(super::put::put(&engine, messages, &principal, &note))
-                .catch_unwind()
-                .await;
+            let put = super::put::put(&engine, sql.as_deref(), messages, &principal, &note);
+            let put = std::panic::AssertUnwindSafe(put).catch_unwind().await;
             let put = put.unwrap_or_else(|panic| {
                 tracing::error!(panic = %pipeline::panic_message(panic.as_ref()), "DoPut panicked");
                 Err(Status::internal("DoPut failed on the server (details are in its log); nothing was committed"))
@@ -307,6 +339,9 @@ impl FlightService for SheafFlight {
     }
 
     async fn do_action(&self, request: Request<Action>) -> Result<Response<Self::DoActionStream>, Status> {
+        if super::sql::is_sql_action(&request.get_ref().r#type) {
+            return FlightService::do_action(self.sql()?.as_ref(), request).await;
+        }
         let principal = self.caller(request.extensions().get::<Principal>())?;
         let note = AuditNote::of(request.extensions());
         let action = request.into_inner();
@@ -319,6 +354,7 @@ impl FlightService for SheafFlight {
         let types: Vec<Result<ActionType, Status>> = actions::ACTIONS
             .iter()
             .map(|(name, description)| Ok(ActionType { r#type: (*name).into(), description: (*description).into() }))
+            .chain(self.sql.iter().flat_map(|_| super::sql::action_types().into_iter().map(Ok)))
             .collect();
         Ok(Response::new(stream::iter(types).boxed()))
     }

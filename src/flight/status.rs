@@ -46,8 +46,8 @@ pub fn detailed(status: Status, reason: ErrorReason, fields: &[(&str, &str)]) ->
         domain: DOMAIN.to_owned(),
         metadata: metadata.collect(),
     };
-    // The message stays out of the detail: only `grpc-message` carries it,
-    // after the hygiene layer has cleaned it.
+    // The detail gets its message from `grpc-message` once the hygiene
+    // layer has cleaned it ([`complete_detail`]).
     let rpc = pb::Status { code: status.code() as i32, message: String::new(), details: vec![any(&info)] };
     Status::with_details(status.code(), status.message(), rpc.encode_to_vec().into())
 }
@@ -106,6 +106,13 @@ pub fn complete_detail(headers: &mut http::HeaderMap, subject: &Subject) {
         }
     }
     rpc.details.insert(0, any(&info));
+    // The detail repeats `grpc-message` (call this once it is cleaned):
+    // clients of gRPC's rich error model (Go's, ADBC's) show the detail's
+    // message instead of the header's.
+    rpc.message = headers
+        .get("grpc-message")
+        .map(|v| percent_encoding::percent_decode(v.as_bytes()).decode_utf8_lossy().into_owned())
+        .unwrap_or_default();
     if let Ok(value) = http::HeaderValue::from_str(&engine.encode(rpc.encode_to_vec())) {
         headers.insert(DETAILS_HEADER, value);
     }
@@ -173,6 +180,9 @@ pub fn from_query(e: &query::Error) -> Status {
         E::Registry(r) => from_registry(r),
         E::Evaluation { .. } => detailed(Status::invalid_argument(e.to_string()), ErrorReason::EvaluationFailed, &[]),
         E::Exhausted { .. } => detailed(Status::resource_exhausted(e.to_string()), ErrorReason::ResourceExhausted, &[]),
+        E::TimedOut(m) => detailed(Status::deadline_exceeded(m.clone()), ErrorReason::ResourceExhausted, &[]),
+        E::Cancelled(m) => detailed(Status::cancelled(m.clone()), ErrorReason::InvalidRequest, &[]),
+        E::ReadOnly(m) => detailed(Status::invalid_argument(m.clone()), ErrorReason::InvalidRequest, &[]),
         E::Storage { context, .. } => {
             tracing::warn!(error = %e, "storage failure during a scan");
             let status = Status::unavailable(format!("{context}: storage failed; retry later"));

@@ -7,6 +7,7 @@
 use super::Error;
 use super::manifest_table;
 use super::prepare::prepare;
+use super::reader::{PINNED_STORE_URL, PinnedPart};
 use super::scan::{positions_sequential, shape};
 use super::shape::Selector;
 use super::sources::{self, PARQUET_BATCH_ROWS};
@@ -16,6 +17,7 @@ use crate::proto::Ticket;
 use crate::registry::Registry;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
+use datafusion::execution::TaskContext;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use parquet::arrow::arrow_reader::ArrowReaderMetadata;
@@ -23,9 +25,11 @@ use quick_cache::sync::Cache;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Entries kept in each of the engine's caches (manifests, Parquet footers,
-/// schemas); the least used go first.
+/// Entries kept in each of the engine's caches (manifests, schemas); the
+/// least used go first.
 const CACHE_ENTRIES: usize = 4096;
+/// Memory the cached Parquet metadata (footers and page indexes) may take.
+const FOOTER_CACHE_BYTES: u64 = 512 << 20;
 
 /// Work done by one read, filled in while its stream runs (complete once
 /// the stream has ended). Also added to the process-wide
@@ -69,8 +73,12 @@ pub struct Execution {
 /// footers by content hash: both are immutable.
 pub struct Engine {
     pub(super) registry: Registry,
+    /// The long-lived DataFusion context every scan runs in: its runtime
+    /// (object stores, memory, spill files) is shared by the URI reads and
+    /// the SQL engine ([`crate::sql`]).
+    context: SessionContext,
     manifests: Cache<String, Arc<Manifest>>,
-    footers: Cache<String, Arc<ArrowReaderMetadata>>,
+    footers: Cache<String, Arc<ArrowReaderMetadata>, FooterWeight>,
     /// Inferred schemas of whole-file tables (reading them is a full read).
     schemas: Cache<String, SchemaRef>,
 }
@@ -83,16 +91,38 @@ pub(super) fn data_key(entry: &Entry) -> String {
 }
 
 /// The data layout of a table, from which partitions are cut.
-pub(super) enum Layout {
+pub enum Layout {
     /// Parquet parts: per part, `(rows, uncompressed bytes)` of each row group.
     Parquet(Vec<Vec<(u64, u64)>>),
     /// Read whole, by one endpoint; row count known for the manifest table.
     Sequential(Option<u64>),
 }
 
-pub(super) fn session() -> SessionContext {
-    // One partition per plan keeps rows in file order.
-    SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1).with_batch_size(PARQUET_BATCH_ROWS))
+/// Weighs a cached footer by the memory it takes.
+#[derive(Clone)]
+struct FooterWeight;
+
+impl quick_cache::Weighter<String, Arc<ArrowReaderMetadata>> for FooterWeight {
+    fn weight(&self, key: &String, footer: &Arc<ArrowReaderMetadata>) -> u64 {
+        (key.len() + footer.metadata().memory_size()) as u64
+    }
+}
+
+/// The engine's context: the scans of URI reads are assembled by hand
+/// (one partition per plan keeps rows in file order); the pinned-parts
+/// store is registered once.
+fn context() -> SessionContext {
+    let config = SessionConfig::new().with_target_partitions(1).with_batch_size(PARQUET_BATCH_ROWS);
+    let context = SessionContext::new_with_config(config);
+    let url = url::Url::parse(PINNED_STORE_URL).expect("valid URL");
+    context.register_object_store(&url, Arc::new(object_store::memory::InMemory::new()));
+    context
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("registry", &self.registry.url()).finish_non_exhaustive()
+    }
 }
 
 impl Engine {
@@ -100,8 +130,9 @@ impl Engine {
     pub fn new(registry: Registry) -> Self {
         Engine {
             registry,
+            context: context(),
             manifests: Cache::new(CACHE_ENTRIES),
-            footers: Cache::new(CACHE_ENTRIES),
+            footers: Cache::with_weighter(CACHE_ENTRIES, FOOTER_CACHE_BYTES, FooterWeight),
             schemas: Cache::new(CACHE_ENTRIES),
         }
     }
@@ -109,6 +140,30 @@ impl Engine {
     /// The registry read from.
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// The long-lived DataFusion context (see [`Engine`]'s field).
+    pub fn context(&self) -> &SessionContext {
+        &self.context
+    }
+
+    /// A task context for the engine's hand-assembled scans.
+    pub(super) fn task_ctx(&self) -> Arc<TaskContext> {
+        self.context.task_ctx()
+    }
+
+    /// A Parquet part located and described, for a scan by
+    /// [`super::reader::PinnedReaders`].
+    pub async fn pinned_part(&self, entry: &Entry) -> Result<PinnedPart, Error> {
+        let footer = self.footer(entry).await?;
+        let located = self.registry.locate(entry).await?;
+        Ok(PinnedPart {
+            name: entry.logical_key.clone(),
+            store: located.store,
+            path: located.path,
+            size: entry.size,
+            metadata: footer.metadata().clone(),
+        })
     }
 
     /// A revision's manifest, cached.
@@ -122,7 +177,7 @@ impl Engine {
     }
 
     /// A Parquet part's footer, cached.
-    pub(super) async fn footer(&self, entry: &Entry) -> Result<Arc<ArrowReaderMetadata>, Error> {
+    pub async fn footer(&self, entry: &Entry) -> Result<Arc<ArrowReaderMetadata>, Error> {
         let key = data_key(entry);
         if let Some(m) = self.footers.get(&key) {
             return Ok(m);
@@ -133,7 +188,7 @@ impl Engine {
     }
 
     /// The schema and layout of a table. Parquet parts must share a schema.
-    pub(super) async fn describe(&self, table: &Table, content: bool) -> Result<(SchemaRef, Layout), Error> {
+    pub async fn describe(&self, table: &Table, content: bool) -> Result<(SchemaRef, Layout), Error> {
         match table.format {
             Format::Manifest => {
                 Ok((manifest_table::schema(content), Layout::Sequential(Some(table.entries.len() as u64))))
@@ -230,7 +285,21 @@ impl Engine {
         let name = format!("{package}@{}", &top_hash[..12]);
         let query = ticket.query.clone().unwrap_or_default();
         let table = table::find(&manifest, &ticket.path, &name)?;
-        let (schema, _) = self.describe(&table, query.content).await?;
+        let schema = match (table.format, ticket.slices.first()) {
+            // Only the ticket's own parts are read (planning checked that
+            // every part has the same schema).
+            (Format::Parquet, Some(slice)) => {
+                let entry = table.entries.iter().find(|e| e.logical_key == slice.logical_key).ok_or_else(|| {
+                    Error::invalid(format!(
+                        "bad ticket: {} is not a part of {}",
+                        super::limits::excerpt(&slice.logical_key),
+                        table.path
+                    ))
+                })?;
+                self.footer(entry).await?.schema().clone()
+            }
+            _ => self.describe(&table, query.content).await?.0,
+        };
         let prepared = prepare(&schema, &query, &name)?;
         let out_schema = prepared.projector.schema().clone();
         let selector =

@@ -69,6 +69,15 @@ pub enum Error {
         #[source]
         source: DataFusionError,
     },
+    /// The request ran past its time limit.
+    #[error("{0}")]
+    TimedOut(String),
+    /// The client cancelled the request.
+    #[error("{0}")]
+    Cancelled(String),
+    /// The request would write, and this path only reads (SQL).
+    #[error("{0}")]
+    ReadOnly(String),
     /// A task serving the request panicked; the request failed as a whole.
     #[error("{0}: internal error (a task panicked)")]
     Panicked(String),

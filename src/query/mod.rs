@@ -14,6 +14,7 @@ pub mod limits;
 mod manifest_table;
 mod plan;
 mod prepare;
+pub mod reader;
 pub mod rows;
 mod scan;
 mod shape;
@@ -23,7 +24,7 @@ pub mod sample;
 pub mod table;
 pub mod uri;
 
-pub use engine::{Engine, Execution, ReadStats};
+pub use engine::{Engine, Execution, Layout, ReadStats};
 pub use error::{Error, panic_message};
 pub use plan::{Plan, Region};
 pub use scan::read_ahead;

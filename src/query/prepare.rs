@@ -35,11 +35,19 @@ pub(super) fn prepare(schema: &SchemaRef, query: &Query, table: &str) -> Result<
     limits::on_planning_stack(|| prepare_checked(schema, query, table))
 }
 
+/// The context filters are parsed and bound in: only its function registry
+/// and configuration are used, so one serves every request.
+fn parser() -> &'static datafusion::prelude::SessionContext {
+    static PARSER: std::sync::LazyLock<datafusion::prelude::SessionContext> =
+        std::sync::LazyLock::new(datafusion::prelude::SessionContext::new);
+    &PARSER
+}
+
 /// A filter parsed, and bound to a schema.
 type Bound = (Expr, Arc<dyn PhysicalExpr>);
 
 fn prepare_checked(schema: &SchemaRef, query: &Query, table: &str) -> Result<Prepared, Error> {
-    let ctx = super::engine::session();
+    let ctx = parser();
     let parse = |schema: &SchemaRef| -> Result<Option<Bound>, Error> {
         if query.filter.trim().is_empty() {
             return Ok(None);

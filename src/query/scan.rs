@@ -3,8 +3,9 @@
 //! decoded on two tasks for plain reads; and the row selection shared by
 //! every table format.
 
-use super::engine::{Engine, ReadStats, session};
+use super::engine::{Engine, ReadStats};
 use super::prepare::Prepared;
+use super::reader::{PINNED_STORE_URL, PinnedReaders};
 use super::rows::Positions;
 use super::shape::{Projector, Selector};
 use super::table::Table;
@@ -35,13 +36,13 @@ impl Engine {
         prepared: &Prepared,
         stats: &Arc<ReadStats>,
     ) -> Result<BoxStream<'static, Result<RecordBatch, Error>>, Error> {
-        let ctx = session();
+        let ctx = self.task_ctx();
         let positions = Positions::of(query)?;
         let mut streams = Vec::with_capacity(slices.len());
         // A ticket's slices are in table order and never overlap, so a
         // forged ticket cannot make one read repeat the same rows.
         let mut previous: Option<(usize, u32)> = None;
-        for (i, slice) in slices.iter().enumerate() {
+        for slice in slices {
             let part = table.entries.iter().position(|e| e.logical_key == slice.logical_key).ok_or_else(|| {
                 Error::invalid(format!(
                     "bad ticket: {} is not a part of {}",
@@ -50,8 +51,8 @@ impl Engine {
                 ))
             })?;
             let entry = &table.entries[part];
-            let footer = self.footer(entry).await?;
-            let row_groups = footer.metadata().row_groups();
+            let pinned = self.pinned_part(entry).await?;
+            let row_groups = pinned.metadata.row_groups();
             if slice.row_group_end as usize > row_groups.len() || slice.row_group_start >= slice.row_group_end {
                 return Err(Error::invalid(format!("bad ticket: row groups out of range for {}", entry.logical_key)));
             }
@@ -63,16 +64,16 @@ impl Engine {
             }
             previous = Some((part, slice.row_group_end));
             let access = access_plan(row_groups, slice, positions.as_ref());
-            let located = self.registry.locate(entry).await?;
-            let url = format!("sheaf-part-{i}://data");
-            ctx.register_object_store(&url::Url::parse(&url).expect("valid URL"), located.store.clone());
-            let file = PartitionedFile::new(located.path.to_string(), entry.size).with_extension(access);
-            let scan = SliceScan { url, file, file_schema: file_schema.clone(), query, prepared };
+            let file = PartitionedFile::new(pinned.name.clone(), entry.size).with_extension(access);
+            let object = (pinned.store.clone(), pinned.path.clone());
+            let halves_of = pinned.metadata.clone();
+            let readers = Arc::new(PinnedReaders::new([pinned]));
+            let scan = SliceScan { readers, file, file_schema: file_schema.clone(), query, prepared };
             // A plain read (no filter, no limit) decodes its columns in two
             // halves on two tasks, so one stream uses both cores; the halves
             // see the same row groups and selection, hence the same batches.
             let halves = match query.filter.is_empty() && query.limit.is_none() {
-                true => split_columns(&prepared.needed, footer.metadata(), slice),
+                true => split_columns(&prepared.needed, &halves_of, slice),
                 false => None,
             };
             let groups = halves.clone().map_or_else(|| vec![prepared.needed.clone()], |(a, b)| vec![a, b]);
@@ -81,9 +82,8 @@ impl Engine {
             let what = format!("reading {}", entry.logical_key);
             let mut scans = Vec::with_capacity(plans.len());
             for plan in &plans {
-                let s = plan.execute(0, ctx.task_ctx()).map_err(|e| Error::engine(what.clone(), e))?;
-                let object = (located.store.clone(), located.path.clone());
-                scans.push(storage_or_data(s, what.clone(), object, entry.logical_key.clone()));
+                let s = plan.execute(0, ctx.clone()).map_err(|e| Error::engine(what.clone(), e))?;
+                scans.push(storage_or_data(s, what.clone(), object.clone(), entry.logical_key.clone()));
             }
             let batches = match halves {
                 None => scans.pop().expect("one scan"),
@@ -123,7 +123,7 @@ fn access_plan(row_groups: &[RowGroupMetaData], slice: &Slice, positions: Option
 
 /// What every scan of one slice shares.
 struct SliceScan<'a> {
-    url: String,
+    readers: Arc<PinnedReaders>,
     file: PartitionedFile,
     file_schema: SchemaRef,
     query: &'a Query,
@@ -137,24 +137,26 @@ impl SliceScan<'_> {
         let mut source = ParquetSource::new(self.file_schema.clone())
             .with_enable_page_index(true)
             .with_bloom_filter_on_read(true)
-            .with_pushdown_filters(true);
+            .with_pushdown_filters(true)
+            .with_parquet_file_reader_factory(self.readers.clone());
         if let Some(p) = &self.prepared.file_filter {
             source = source.with_predicate(p.clone());
         }
         let limit = if self.query.filter.is_empty() { self.query.limit.map(|l| l as usize) } else { None };
-        let config = FileScanConfigBuilder::new(ObjectStoreUrl::parse(&self.url).expect("valid URL"), Arc::new(source))
-            .with_file(self.file.clone())
-            .with_projection_indices(Some(projection))
-            .map_err(|e| Error::engine("planning the scan", e))?
-            .with_limit(limit)
-            .build();
+        let config =
+            FileScanConfigBuilder::new(ObjectStoreUrl::parse(PINNED_STORE_URL).expect("valid URL"), Arc::new(source))
+                .with_file(self.file.clone())
+                .with_projection_indices(Some(projection))
+                .map_err(|e| Error::engine("planning the scan", e))?
+                .with_limit(limit)
+                .build();
         Ok(DataSourceExec::from_data_source(config))
     }
 }
 
 /// A scan's batches with its errors classified. Parquet reports some storage
-/// failures as text; on an engine error the object itself is checked, to
-/// tell storage from data.
+/// failures as text; on an engine or storage error the object itself is
+/// checked, to tell data from storage and name what storage refused.
 fn storage_or_data(
     batches: datafusion::execution::SendableRecordBatchStream,
     what: String,
@@ -167,7 +169,9 @@ fn storage_or_data(
             let (store, path, key) = (store.clone(), path.clone(), key.clone());
             async move {
                 match e {
-                    Error::Engine { .. } => match store.head(&path).await {
+                    // The object itself tells what failed: gone, moved
+                    // behind a link, refused (the registry names these).
+                    Error::Engine { .. } | Error::Storage { .. } => match store.head(&path).await {
                         Err(store_error) => {
                             Err(crate::registry::Error::storage(format!("data of {key}"), store_error).into())
                         }

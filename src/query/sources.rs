@@ -40,7 +40,13 @@ pub async fn parquet_metadata(registry: &Registry, entry: &Entry) -> Result<Arro
     let unreadable = |e: &dyn std::fmt::Display| {
         Error::invalid(format!("{} is not a readable Parquet file: {e}", entry.logical_key))
     };
-    let footer = match DFParquetMetadata::new(located.store.as_ref(), &meta).fetch_metadata().await {
+    // With the page index: scans of the part use this metadata (it is cached)
+    // instead of reading the footer again.
+    let footer = DFParquetMetadata::new(located.store.as_ref(), &meta)
+        .with_page_index_policy(Some(parquet::file::metadata::PageIndexPolicy::Optional))
+        .fetch_metadata()
+        .await;
+    let footer = match footer {
         Ok(footer) => footer,
         // Tell a missing or unreachable object (NOT_FOUND, UNAVAILABLE) from
         // bytes that are not Parquet (INVALID_ARGUMENT).

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # CI step of the JVM client and Spark connector (clients/jvm):
-#   1. Maven build of sheaf-client and sheaf-spark: the formatting check (Spotless with
-#      google-java-format; `mvn spotless:apply` fixes it), Java generated from proto/sheaf.proto
-#      (protoc from Maven), their JUnit tests against the real server ($SHEAF_BIN, required),
-#      then the shaded connector jar;
+#   1. Maven build of sheaf-client, sheaf-spark and sheaf-jdbc-tests: the formatting check
+#      (Spotless with google-java-format; `mvn spotless:apply` fixes it), Java generated from
+#      proto/sheaf.proto (protoc from Maven), their JUnit tests against the real server
+#      ($SHEAF_BIN, required; sheaf-jdbc-tests drives Flight SQL through the stock Arrow Flight
+#      SQL JDBC driver over TLS with a login), then the shaded connector jar;
 #   2. the stock-Spark smoke test: PySpark from PyPI (pinned) with only that jar in spark.jars.
 #
 #   SHEAF_BIN=/path/to/sheaf bash clients/jvm/ci/test.sh

@@ -1,0 +1,798 @@
+//! Flight SQL: arrow-flight's [`FlightSqlService`] over the SQL engine
+//! ([`crate::sql`]). [`super::SheafFlight`] hands it every request whose
+//! descriptor, ticket or action is a Flight SQL command; the typed dispatch
+//! is arrow-flight's. Statement results are DoGet streams like any other
+//! (the same gates and stream limits); the catalog commands answer from the
+//! registry, showing the caller only the packages it may read.
+//!
+//! Tickets and prepared-statement handles are self-contained (see
+//! [`crate::sql::ticket`]): a result ticket pins every revision the
+//! statement read, and FlightInfo's `app_metadata` lists them as JSON
+//! (`{"revisions": ["owner/name@<top hash>", ...], "sql": ...}`).
+
+use super::auth::Authenticator;
+use super::sql_info::{SQL_INFO, XDBC_INFO};
+use crate::auth::{Access, Principal};
+use crate::query::Execution;
+use crate::sql::{MANIFEST_TABLE, MayRead, PreparedHandle, SqlEngine, StatementTicket, ticket};
+use arrow::array::{RecordBatch, StringArray};
+use arrow::datatypes::{Schema, SchemaRef};
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::flight_service_server::FlightService;
+use arrow_flight::sql::server::FlightSqlService;
+use arrow_flight::sql::{
+    ActionBeginSavepointRequest, ActionBeginSavepointResult, ActionBeginTransactionRequest,
+    ActionBeginTransactionResult, ActionCancelQueryRequest, ActionCancelQueryResult,
+    ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest, ActionCreatePreparedStatementResult,
+    ActionEndSavepointRequest, ActionEndTransactionRequest, Any, Command, CommandGetCatalogs, CommandGetCrossReference,
+    CommandGetDbSchemas, CommandGetExportedKeys, CommandGetImportedKeys, CommandGetPrimaryKeys, CommandGetSqlInfo,
+    CommandGetTableTypes, CommandGetTables, CommandGetXdbcTypeInfo, CommandPreparedStatementQuery,
+    CommandStatementQuery, DoPutPreparedStatementResult, ProstMessageExt, SqlInfo, TicketStatementQuery,
+};
+use arrow_flight::{
+    Action, CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus, FlightData, FlightDescriptor,
+    FlightEndpoint, FlightInfo, IpcMessage, SchemaAsIpc, Ticket,
+};
+use bytes::Bytes;
+use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
+use prost::Message;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tonic::{Request, Response, Status};
+
+/// The prefix of every Flight SQL message's type URL.
+const SQL_TYPE_PREFIX: &str = "type.googleapis.com/arrow.flight.protocol.sql.";
+/// Batches of parameters accepted in one bind.
+const MAX_PARAMETER_BATCHES: usize = 16;
+/// The Flight action cancelling a FlightInfo's queries.
+const CANCEL_FLIGHT_INFO: &str = "CancelFlightInfo";
+/// The actions Flight SQL defines (answered by [`SqlFlight`]).
+const SQL_ACTIONS: [&str; 9] = [
+    "CreatePreparedStatement",
+    "ClosePreparedStatement",
+    "CreatePreparedSubstraitPlan",
+    "BeginTransaction",
+    "EndTransaction",
+    "BeginSavepoint",
+    "EndSavepoint",
+    "CancelQuery",
+    CANCEL_FLIGHT_INFO,
+];
+
+/// Whether `bytes` (a descriptor's command or a ticket) is a Flight SQL
+/// message.
+pub fn is_sql(bytes: &[u8]) -> bool {
+    prost_types::Any::decode(bytes).is_ok_and(|any| any.type_url.starts_with(SQL_TYPE_PREFIX))
+}
+
+/// Whether an action is Flight SQL's.
+pub fn is_sql_action(name: &str) -> bool {
+    SQL_ACTIONS.contains(&name)
+}
+
+/// The Flight SQL actions, for ListActions.
+pub fn action_types() -> Vec<arrow_flight::ActionType> {
+    SQL_ACTIONS
+        .iter()
+        .map(|name| arrow_flight::ActionType { r#type: (*name).into(), description: format!("Flight SQL {name}") })
+        .collect()
+}
+
+/// What a Flight SQL DoGet streams.
+pub enum SqlRows {
+    /// A statement's rows, to go through the DoGet pipeline.
+    Statement(Execution, String),
+    /// A catalog command's answer, encoded.
+    Catalog(BoxStream<'static, Result<FlightData, Status>>),
+}
+
+/// The Flight SQL service.
+pub struct SqlFlight {
+    sql: Arc<SqlEngine>,
+    auth: Arc<Authenticator>,
+    cancels: Arc<Cancels>,
+}
+
+impl SqlFlight {
+    /// The service over `sql`, checking callers with `auth`.
+    pub fn new(sql: Arc<SqlEngine>, auth: Arc<Authenticator>) -> Self {
+        SqlFlight { sql, auth, cancels: Arc::default() }
+    }
+
+    fn caller<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
+        self.auth.caller(request.extensions().get::<Principal>())
+    }
+
+    /// Which packages `principal` may read.
+    fn may_read(principal: &Principal) -> MayRead {
+        let principal = principal.clone();
+        Arc::new(move |package: &str| principal.may(Access::Read, package))
+    }
+
+    /// The FlightInfo of a statement: planned with its revisions resolved,
+    /// one endpoint per output partition, each ticket pinned.
+    async fn statement_info(
+        &self,
+        sql: &str,
+        parameters: Vec<u8>,
+        principal: &Principal,
+        descriptor: FlightDescriptor,
+    ) -> Result<FlightInfo, Status> {
+        let bound = ticket::decode_parameters(&parameters)?;
+        let planned = self.sql.plan(sql, bound.as_ref(), Self::may_read(principal), None).await?;
+        let physical = self.sql.physical(&planned).await?;
+        let partitions = physical.properties().output_partitioning().partition_count();
+        let pins = planned.pins.clone();
+        tracing::info!(principal = %principal.label(), sql = %crate::query::limits::clip(sql, 400),
+            revisions = ?pins.revisions(), endpoints = partitions, "Flight SQL statement planned");
+        let endpoints = (0..partitions).map(|partition| {
+            let ticket = StatementTicket {
+                sql: sql.to_owned(),
+                pins: Some(pins.clone()),
+                parameters: parameters.clone(),
+                partition: partition as u32,
+                partitions: partitions as u32,
+            };
+            let ticket = TicketStatementQuery { statement_handle: ticket.encode_to_vec().into() };
+            FlightEndpoint::new().with_ticket(Ticket::new(ticket.as_any().encode_to_vec()))
+        });
+        let metadata = serde_json::json!({ "revisions": pins.revisions(), "sql": sql });
+        FlightInfo::new()
+            .try_with_schema(physical.schema().as_ref())
+            .map_err(|e| Status::internal(format!("encoding the schema: {e}")))?
+            .with_descriptor(descriptor)
+            .with_endpoints(endpoints.collect())
+            .with_total_records(-1)
+            .with_total_bytes(-1)
+            .with_ordered(partitions == 1)
+            .with_app_metadata(metadata.to_string().into_bytes())
+            .pipe(Ok)
+    }
+
+    /// The schema of a statement's rows (GetSchema).
+    pub async fn statement_schema(&self, sql: &str, principal: &Principal) -> Result<SchemaRef, Status> {
+        let planned = self.sql.plan(sql, None, Self::may_read(principal), None).await?;
+        Ok(planned.schema())
+    }
+
+    /// The schema of the rows a Flight SQL descriptor names (GetSchema):
+    /// statements and prepared statements; catalog commands have fixed
+    /// schemas.
+    pub async fn schema(&self, descriptor: &FlightDescriptor, principal: &Principal) -> Result<SchemaRef, Status> {
+        let any = Any::decode(descriptor.cmd.as_ref()).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        match Command::try_from(any).map_err(|e| Status::invalid_argument(e.to_string()))? {
+            Command::CommandStatementQuery(q) => self.statement_schema(&q.query, principal).await,
+            Command::CommandPreparedStatementQuery(q) => {
+                let handle = open_handle(&q.prepared_statement_handle)?;
+                self.statement_schema(&handle.sql, principal).await
+            }
+            Command::CommandGetCatalogs(q) => Ok(q.into_builder().schema()),
+            Command::CommandGetDbSchemas(q) => Ok(q.into_builder().schema()),
+            Command::CommandGetTables(q) => Ok(q.into_builder().schema()),
+            Command::CommandGetTableTypes(q) => Ok(q.into_builder().schema()),
+            Command::CommandGetSqlInfo(q) => Ok(q.into_builder(&SQL_INFO).schema()),
+            Command::CommandGetXdbcTypeInfo(q) => Ok(q.into_builder(&XDBC_INFO).schema()),
+            other => Err(Status::unimplemented(format!("GetSchema of {}", other.type_url()))),
+        }
+    }
+
+    /// A Flight SQL DoGet: a statement's partition, or a catalog answer.
+    pub async fn do_get_ticket(&self, ticket: Bytes, principal: &Principal) -> Result<SqlRows, Status> {
+        let any = Any::decode(ticket.as_ref()).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if any.is::<TicketStatementQuery>() {
+            let query: TicketStatementQuery = any
+                .unpack()
+                .map_err(|e| Status::invalid_argument(e.to_string()))?
+                .ok_or_else(|| Status::invalid_argument("not a TicketStatementQuery"))?;
+            let statement = StatementTicket::decode(query.statement_handle.as_ref())
+                .map_err(|e| Status::invalid_argument(format!("not a Sheaf SQL ticket: {e}")))?;
+            let what =
+                format!("SQL {} partition {}", crate::query::limits::clip(&statement.sql, 200), statement.partition);
+            let execution = self.sql.execute(statement, Self::may_read(principal)).await?;
+            let (guard, cancelled) = self.cancels.register(ticket.to_vec());
+            let batches = until_cancelled(execution.batches, cancelled, guard);
+            return Ok(SqlRows::Statement(Execution { batches, ..execution }, what));
+        }
+        let mut request = Request::new(Ticket { ticket });
+        request.extensions_mut().insert(principal.clone());
+        let response = FlightService::do_get(self, request).await?;
+        Ok(SqlRows::Catalog(response.into_inner().boxed()))
+    }
+
+    /// A Flight SQL DoPut: parameters bound to a prepared statement; every
+    /// update is refused (read-only). Answers the result's `app_metadata`.
+    pub async fn put(
+        &self,
+        descriptor: &FlightDescriptor,
+        flight: impl futures::Stream<Item = Result<FlightData, arrow_flight::error::FlightError>> + Send + 'static,
+    ) -> Result<Vec<u8>, Status> {
+        let any = Any::decode(descriptor.cmd.as_ref()).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        match Command::try_from(any).map_err(|e| Status::invalid_argument(e.to_string()))? {
+            Command::CommandPreparedStatementQuery(query) => {
+                let batches = arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(flight)
+                    .take(MAX_PARAMETER_BATCHES + 1)
+                    .try_collect::<Vec<_>>()
+                    .await
+                    .map_err(|e| Status::invalid_argument(format!("the bound parameters: {e}")))?;
+                if batches.len() > MAX_PARAMETER_BATCHES {
+                    return Err(Status::invalid_argument("bind one row of parameters per execution"));
+                }
+                self.bind(query, batches).await
+            }
+            other => Err(read_only(&format!("{} (an update)", other.type_url()))),
+        }
+    }
+
+    /// Binds parameters to a prepared statement (DoPut): answers the
+    /// handle that carries them.
+    pub async fn bind(
+        &self,
+        query: CommandPreparedStatementQuery,
+        batches: Vec<RecordBatch>,
+    ) -> Result<Vec<u8>, Status> {
+        let handle = open_handle(&query.prepared_statement_handle)?;
+        let parameters = match batches.first() {
+            None => Vec::new(),
+            Some(first) => {
+                let batch = arrow::compute::concat_batches(&first.schema(), &batches)
+                    .map_err(|e| Status::invalid_argument(format!("the bound parameters: {e}")))?;
+                ticket::encode_parameters(&batch)?
+            }
+        };
+        let handle = PreparedHandle { sql: handle.sql, parameters };
+        let result = DoPutPreparedStatementResult { prepared_statement_handle: Some(handle.encode_to_vec().into()) };
+        Ok(result.encode_to_vec())
+    }
+
+    /// The FlightInfo of a catalog command: one endpoint whose ticket is
+    /// the command itself.
+    fn catalog_info(
+        &self,
+        command: impl ProstMessageExt,
+        schema: &Schema,
+        descriptor: FlightDescriptor,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let endpoint = FlightEndpoint::new().with_ticket(Ticket::new(command.as_any().encode_to_vec()));
+        let info = FlightInfo::new()
+            .try_with_schema(schema)
+            .map_err(|e| Status::internal(format!("encoding the schema: {e}")))?
+            .with_endpoint(endpoint)
+            .with_descriptor(descriptor);
+        Ok(Response::new(info))
+    }
+
+    /// The readable packages whose name matches a LIKE `pattern`, with
+    /// their latest revision.
+    async fn packages(&self, principal: &Principal, pattern: Option<&str>) -> Result<Vec<(String, String)>, Status> {
+        let packages = self.sql.engine().registry().list_packages().await?;
+        let readable: Vec<(String, String)> = packages
+            .into_iter()
+            .filter(|p| principal.may(Access::Read, &p.name))
+            .filter_map(|p| Some((p.name.clone(), p.latest?)))
+            .collect();
+        Ok(match pattern {
+            None => readable,
+            Some(pattern) => {
+                let names = StringArray::from_iter_values(readable.iter().map(|(n, _)| n.as_str()));
+                let matched = arrow::compute::kernels::comparison::like(&names, &StringArray::new_scalar(pattern))
+                    .map_err(|e| Status::invalid_argument(format!("the schema pattern {pattern:?}: {e}")))?;
+                readable.into_iter().zip(matched.iter()).filter(|(_, m)| *m == Some(true)).map(|(p, _)| p).collect()
+            }
+        })
+    }
+}
+
+/// Lets a value be passed on in a method chain.
+trait Pipe: Sized {
+    fn pipe<T>(self, f: impl FnOnce(Self) -> T) -> T {
+        f(self)
+    }
+}
+impl<T> Pipe for T {}
+
+/// A prepared-statement handle decoded.
+fn open_handle(bytes: &[u8]) -> Result<PreparedHandle, Status> {
+    PreparedHandle::decode(bytes).map_err(|e| Status::invalid_argument(format!("not a Sheaf prepared statement: {e}")))
+}
+
+/// Encodes one batch as a DoGet answer.
+fn answer(
+    batch: Result<RecordBatch, impl std::fmt::Display>,
+) -> Result<Response<BoxStream<'static, Result<FlightData, Status>>>, Status> {
+    let batch = batch.map_err(|e| Status::internal(format!("building the answer: {e}")))?;
+    let stream = FlightDataEncoderBuilder::new()
+        .with_schema(batch.schema())
+        .build(stream::once(async { Ok(batch) }))
+        .map_err(Status::from);
+    Ok(Response::new(stream.boxed()))
+}
+
+/// A read-only refusal.
+fn read_only(what: &str) -> Status {
+    Status::invalid_argument(format!("{what}: Sheaf SQL is read-only (no transactions, no writes through SQL)"))
+}
+
+/// Running statement streams by ticket, so CancelFlightInfo can stop them.
+#[derive(Default)]
+pub struct Cancels {
+    running: Mutex<HashMap<Vec<u8>, Vec<(u64, tokio::sync::watch::Sender<bool>)>>>,
+    next: AtomicU64,
+}
+
+/// Removes a stream from [`Cancels`] when it ends.
+pub struct Registered {
+    cancels: Arc<Cancels>,
+    ticket: Vec<u8>,
+    id: u64,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        let mut running = self.cancels.running.lock().expect("cancels poisoned");
+        if let Some(list) = running.get_mut(&self.ticket) {
+            list.retain(|(id, _)| *id != self.id);
+            if list.is_empty() {
+                running.remove(&self.ticket);
+            }
+        }
+    }
+}
+
+impl Cancels {
+    fn register(self: &Arc<Self>, ticket: Vec<u8>) -> (Registered, tokio::sync::watch::Receiver<bool>) {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.running.lock().expect("cancels poisoned").entry(ticket.clone()).or_default().push((id, tx));
+        (Registered { cancels: self.clone(), ticket, id }, rx)
+    }
+
+    /// Cancels the streams of these tickets; how many there were.
+    fn cancel(&self, tickets: impl IntoIterator<Item = Vec<u8>>) -> usize {
+        let running = self.running.lock().expect("cancels poisoned");
+        let mut cancelled = 0;
+        for ticket in tickets {
+            for (_, tx) in running.get(&ticket).into_iter().flatten() {
+                let _ = tx.send(true);
+                cancelled += 1;
+            }
+        }
+        cancelled
+    }
+
+    /// Cancels the queries of a FlightInfo's endpoints.
+    fn cancel_info(&self, info: &FlightInfo) -> CancelStatus {
+        let tickets = info.endpoint.iter().filter_map(|e| e.ticket.as_ref()).map(|t| t.ticket.to_vec());
+        match self.cancel(tickets) {
+            0 => CancelStatus::NotCancellable,
+            _ => CancelStatus::Cancelled,
+        }
+    }
+}
+
+/// Ends `batches` with an error (never a silent end) once cancelled.
+fn until_cancelled(
+    batches: BoxStream<'static, Result<RecordBatch, crate::query::Error>>,
+    cancelled: tokio::sync::watch::Receiver<bool>,
+    guard: Registered,
+) -> BoxStream<'static, Result<RecordBatch, crate::query::Error>> {
+    stream::unfold(Some((batches, cancelled, guard)), |state| async move {
+        let (mut batches, mut cancelled, guard) = state?;
+        let next = tokio::select! {
+            biased;
+            _ = cancelled.wait_for(|c| *c) => None,
+            next = batches.next() => Some(next),
+        };
+        match next {
+            None => {
+                Some((Err(crate::query::Error::Cancelled("the query was cancelled (CancelFlightInfo)".into())), None))
+            }
+            Some(None) => None,
+            Some(Some(Err(e))) => Some((Err(e), None)),
+            Some(Some(Ok(b))) => Some((Ok(b), Some((batches, cancelled, guard)))),
+        }
+    })
+    .boxed()
+}
+
+#[tonic::async_trait]
+impl FlightSqlService for SqlFlight {
+    type FlightService = SqlFlight;
+
+    async fn get_flight_info_statement(
+        &self,
+        query: CommandStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        if query.transaction_id.is_some() {
+            return Err(read_only("a statement in a transaction"));
+        }
+        let principal = self.caller(&request)?;
+        let info = self.statement_info(&query.query, Vec::new(), &principal, request.into_inner()).await?;
+        Ok(Response::new(info))
+    }
+
+    async fn get_flight_info_prepared_statement(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let principal = self.caller(&request)?;
+        let handle = open_handle(&query.prepared_statement_handle)?;
+        let info = self.statement_info(&handle.sql, handle.parameters, &principal, request.into_inner()).await?;
+        Ok(Response::new(info))
+    }
+
+    async fn get_flight_info_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder().schema();
+        self.catalog_info(query, &schema, request.into_inner())
+    }
+
+    async fn get_flight_info_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder().schema();
+        self.catalog_info(query, &schema, request.into_inner())
+    }
+
+    async fn get_flight_info_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder().schema();
+        self.catalog_info(query, &schema, request.into_inner())
+    }
+
+    async fn get_flight_info_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder().schema();
+        self.catalog_info(query, &schema, request.into_inner())
+    }
+
+    async fn get_flight_info_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder(&SQL_INFO).schema();
+        self.catalog_info(query, &schema, request.into_inner())
+    }
+
+    async fn get_flight_info_primary_keys(
+        &self,
+        query: CommandGetPrimaryKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.catalog_info(query, &keys_schema(), request.into_inner())
+    }
+
+    async fn get_flight_info_exported_keys(
+        &self,
+        query: CommandGetExportedKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.catalog_info(query, &foreign_keys_schema(), request.into_inner())
+    }
+
+    async fn get_flight_info_imported_keys(
+        &self,
+        query: CommandGetImportedKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.catalog_info(query, &foreign_keys_schema(), request.into_inner())
+    }
+
+    async fn get_flight_info_cross_reference(
+        &self,
+        query: CommandGetCrossReference,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.catalog_info(query, &foreign_keys_schema(), request.into_inner())
+    }
+
+    async fn get_flight_info_xdbc_type_info(
+        &self,
+        query: CommandGetXdbcTypeInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder(&XDBC_INFO).schema();
+        self.catalog_info(query, &schema, request.into_inner())
+    }
+
+    async fn do_get_statement(
+        &self,
+        ticket: TicketStatementQuery,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let principal = self.caller(&request)?;
+        let bytes = ticket.as_any().encode_to_vec();
+        match self.do_get_ticket(bytes.into(), &principal).await? {
+            SqlRows::Statement(execution, _) => {
+                let batches =
+                    execution.batches.map_err(|e| arrow_flight::error::FlightError::Tonic(Box::new(e.into())));
+                let stream =
+                    FlightDataEncoderBuilder::new().with_schema(execution.schema).build(batches).map_err(Status::from);
+                Ok(Response::new(stream.boxed()))
+            }
+            SqlRows::Catalog(stream) => Ok(Response::new(stream)),
+        }
+    }
+
+    async fn do_get_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let mut builder = query.into_builder();
+        builder.append(crate::sql::CATALOG);
+        answer(builder.build())
+    }
+
+    async fn do_get_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let principal = self.caller(&request)?;
+        let packages = match query.catalog.as_deref() {
+            Some(c) if c != crate::sql::CATALOG => Vec::new(),
+            _ => self.packages(&principal, query.db_schema_filter_pattern.as_deref()).await?,
+        };
+        let mut builder = query.into_builder();
+        for (name, _) in packages {
+            builder.append(crate::sql::CATALOG, name);
+        }
+        answer(builder.build())
+    }
+
+    async fn do_get_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let principal = self.caller(&request)?;
+        let packages = match query.catalog.as_deref() {
+            Some(c) if c != crate::sql::CATALOG => Vec::new(),
+            _ => self.packages(&principal, query.db_schema_filter_pattern.as_deref()).await?,
+        };
+        let include_schema = query.include_schema;
+        let mut builder = query.into_builder();
+        for (package, top_hash) in packages {
+            for (table, schema) in self.sql.tables(&package, &top_hash, include_schema).await? {
+                let schema = schema.unwrap_or_else(|| Arc::new(Schema::empty()));
+                let name = if table.is_empty() { MANIFEST_TABLE.to_owned() } else { table };
+                builder
+                    .append(crate::sql::CATALOG, &package, name, "TABLE", &schema)
+                    .map_err(|e| Status::internal(format!("listing tables: {e}")))?;
+            }
+        }
+        answer(builder.build())
+    }
+
+    async fn do_get_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let mut builder = query.into_builder();
+        builder.append("TABLE");
+        answer(builder.build())
+    }
+
+    async fn do_get_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        answer(query.into_builder(&SQL_INFO).build())
+    }
+
+    async fn do_get_primary_keys(
+        &self,
+        _query: CommandGetPrimaryKeys,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        answer(Ok::<_, Status>(RecordBatch::new_empty(Arc::new(keys_schema()))))
+    }
+
+    async fn do_get_exported_keys(
+        &self,
+        _query: CommandGetExportedKeys,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        answer(Ok::<_, Status>(RecordBatch::new_empty(Arc::new(foreign_keys_schema()))))
+    }
+
+    async fn do_get_imported_keys(
+        &self,
+        _query: CommandGetImportedKeys,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        answer(Ok::<_, Status>(RecordBatch::new_empty(Arc::new(foreign_keys_schema()))))
+    }
+
+    async fn do_get_cross_reference(
+        &self,
+        _query: CommandGetCrossReference,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        answer(Ok::<_, Status>(RecordBatch::new_empty(Arc::new(foreign_keys_schema()))))
+    }
+
+    async fn do_get_xdbc_type_info(
+        &self,
+        query: CommandGetXdbcTypeInfo,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        answer(query.into_builder(&XDBC_INFO).build())
+    }
+
+    async fn do_action_create_prepared_statement(
+        &self,
+        query: ActionCreatePreparedStatementRequest,
+        request: Request<Action>,
+    ) -> Result<ActionCreatePreparedStatementResult, Status> {
+        if query.transaction_id.is_some() {
+            return Err(read_only("a prepared statement in a transaction"));
+        }
+        let principal = self.caller(&request)?;
+        let planned = self.sql.plan(&query.query, None, Self::may_read(&principal), None).await?;
+        let handle = PreparedHandle { sql: query.query, parameters: Vec::new() };
+        Ok(ActionCreatePreparedStatementResult {
+            prepared_statement_handle: handle.encode_to_vec().into(),
+            dataset_schema: schema_bytes(&planned.schema())?,
+            parameter_schema: match planned.parameters.fields().is_empty() {
+                true => Bytes::new(),
+                false => schema_bytes(&advertised(&planned.parameters))?,
+            },
+        })
+    }
+
+    async fn do_action_close_prepared_statement(
+        &self,
+        _query: ActionClosePreparedStatementRequest,
+        _request: Request<Action>,
+    ) -> Result<(), Status> {
+        // Handles hold no server state.
+        Ok(())
+    }
+
+    async fn do_action_begin_transaction(
+        &self,
+        _query: ActionBeginTransactionRequest,
+        _request: Request<Action>,
+    ) -> Result<ActionBeginTransactionResult, Status> {
+        Err(read_only("BeginTransaction"))
+    }
+
+    async fn do_action_end_transaction(
+        &self,
+        _query: ActionEndTransactionRequest,
+        _request: Request<Action>,
+    ) -> Result<(), Status> {
+        Err(read_only("EndTransaction"))
+    }
+
+    async fn do_action_begin_savepoint(
+        &self,
+        _query: ActionBeginSavepointRequest,
+        _request: Request<Action>,
+    ) -> Result<ActionBeginSavepointResult, Status> {
+        Err(read_only("BeginSavepoint"))
+    }
+
+    async fn do_action_end_savepoint(
+        &self,
+        _query: ActionEndSavepointRequest,
+        _request: Request<Action>,
+    ) -> Result<(), Status> {
+        Err(read_only("EndSavepoint"))
+    }
+
+    async fn do_action_cancel_query(
+        &self,
+        query: ActionCancelQueryRequest,
+        _request: Request<Action>,
+    ) -> Result<ActionCancelQueryResult, Status> {
+        let info = FlightInfo::decode(query.info.as_ref())
+            .map_err(|e| Status::invalid_argument(format!("CancelQuery: not a FlightInfo: {e}")))?;
+        // CancelResult: 1 cancelled, 3 not cancellable.
+        let result = match self.cancels.cancel_info(&info) {
+            CancelStatus::Cancelled => 1,
+            _ => 3,
+        };
+        Ok(ActionCancelQueryResult { result })
+    }
+
+    async fn do_action_fallback(
+        &self,
+        request: Request<Action>,
+    ) -> Result<Response<<Self as FlightService>::DoActionStream>, Status> {
+        let action = request.into_inner();
+        if action.r#type != CANCEL_FLIGHT_INFO {
+            return Err(Status::invalid_argument(format!(
+                "unknown action {}",
+                crate::query::limits::excerpt(&action.r#type)
+            )));
+        }
+        let cancel = CancelFlightInfoRequest::decode(action.body.as_ref())
+            .map_err(|e| Status::invalid_argument(format!("CancelFlightInfo: {e}")))?;
+        let info = cancel.info.ok_or_else(|| Status::invalid_argument("CancelFlightInfo names no FlightInfo"))?;
+        let status = self.cancels.cancel_info(&info);
+        let body = CancelFlightInfoResult { status: status as i32 }.encode_to_vec();
+        Ok(Response::new(stream::once(async move { Ok(arrow_flight::Result::new(body)) }).boxed()))
+    }
+
+    async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
+}
+
+/// The parameter types a prepared statement advertises: a parameter whose
+/// type the planner could not infer (`SELECT ?`) is offered as a string, so
+/// drivers that bind by the advertised type (JDBC) can bind it; the value
+/// is then cast where the statement uses it.
+fn advertised(parameters: &Schema) -> Schema {
+    use arrow::datatypes::{DataType, Field};
+    Schema::new(
+        parameters
+            .fields()
+            .iter()
+            .map(|f| match f.data_type() {
+                DataType::Null => Field::new(f.name(), DataType::Utf8, true),
+                _ => f.as_ref().clone(),
+            })
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// The IPC encoding of a schema, as Flight SQL results carry it.
+fn schema_bytes(schema: &Schema) -> Result<Bytes, Status> {
+    let options = arrow::ipc::writer::IpcWriteOptions::default();
+    let message: IpcMessage = SchemaAsIpc::new(schema, &options)
+        .try_into()
+        .map_err(|e: arrow::error::ArrowError| Status::internal(format!("encoding the schema: {e}")))?;
+    Ok(message.0)
+}
+
+/// The columns of `GetPrimaryKeys`.
+fn keys_schema() -> Schema {
+    use arrow::datatypes::{DataType, Field};
+    Schema::new(vec![
+        Field::new("catalog_name", DataType::Utf8, true),
+        Field::new("db_schema_name", DataType::Utf8, true),
+        Field::new("table_name", DataType::Utf8, false),
+        Field::new("column_name", DataType::Utf8, false),
+        Field::new("key_name", DataType::Utf8, true),
+        Field::new("key_sequence", DataType::Int32, false),
+    ])
+}
+
+/// The columns of `GetExportedKeys`, `GetImportedKeys` and
+/// `GetCrossReference`.
+fn foreign_keys_schema() -> Schema {
+    use arrow::datatypes::{DataType, Field};
+    Schema::new(vec![
+        Field::new("pk_catalog_name", DataType::Utf8, true),
+        Field::new("pk_db_schema_name", DataType::Utf8, true),
+        Field::new("pk_table_name", DataType::Utf8, false),
+        Field::new("pk_column_name", DataType::Utf8, false),
+        Field::new("fk_catalog_name", DataType::Utf8, true),
+        Field::new("fk_db_schema_name", DataType::Utf8, true),
+        Field::new("fk_table_name", DataType::Utf8, false),
+        Field::new("fk_column_name", DataType::Utf8, false),
+        Field::new("key_sequence", DataType::Int32, false),
+        Field::new("fk_key_name", DataType::Utf8, true),
+        Field::new("pk_key_name", DataType::Utf8, true),
+        Field::new("update_rule", DataType::UInt8, false),
+        Field::new("delete_rule", DataType::UInt8, false),
+    ])
+}

@@ -1,0 +1,466 @@
+//! The SQL engine: statements parsed, checked (reads only), planned on the
+//! engine's long-lived runtime, cut into output partitions and executed
+//! under per-query limits (a memory pool that spills or fails, a time
+//! limit, a cap on queries running at once).
+
+use super::catalog::{self, Resolver, SheafCatalog};
+use super::ticket::{self, Pins, StatementTicket};
+use super::{CATALOG, TABLE_FUNCTION};
+use crate::query::{Engine, Error, Execution, ReadStats};
+use arrow::array::RecordBatch;
+use arrow::datatypes::{Schema, SchemaRef};
+use datafusion::catalog::{CatalogProviderList, MemoryCatalogProviderList, TableFunction};
+use datafusion::common::{ParamValues, ScalarValue};
+use datafusion::error::DataFusionError;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::execution::session_state::SessionState;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
+use datafusion::prelude::SessionConfig;
+use datafusion::sql::parser::{DFParser, Statement as DfStatement};
+use datafusion::sql::sqlparser::ast::{Statement as SqlStatement, Value, VisitMut, VisitorMut};
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+pub use super::catalog::MayRead;
+
+/// The schema unqualified names fall into (it holds no table).
+pub(super) const DEFAULT_SCHEMA: &str = "public";
+/// Longest statement accepted.
+const MAX_SQL_BYTES: usize = 1 << 20;
+/// Rows per batch of SQL results.
+const BATCH_ROWS: usize = 8192;
+
+/// Limits of SQL queries.
+#[derive(Debug, Clone, Copy)]
+pub struct SqlLimits {
+    /// Memory one query may hold (sorts, joins and aggregates spill to disk
+    /// past it, or fail with RESOURCE_EXHAUSTED).
+    pub memory_bytes: usize,
+    /// Time one query (one result partition) may run.
+    pub timeout: Duration,
+    /// Queries running at once; more wait for a turn (within their timeout).
+    pub max_queries: usize,
+}
+
+impl Default for SqlLimits {
+    fn default() -> Self {
+        SqlLimits { memory_bytes: 2 << 30, timeout: Duration::from_secs(300), max_queries: 8 }
+    }
+}
+
+/// Plans and runs SQL over the registry of an [`Engine`].
+pub struct SqlEngine {
+    engine: Arc<Engine>,
+    base: SessionState,
+    limits: SqlLimits,
+    running: Arc<Semaphore>,
+}
+
+/// A statement planned for one caller.
+pub struct Planned {
+    /// The session it was planned in (its catalog pinned).
+    state: SessionState,
+    /// The logical plan, parameters bound.
+    plan: LogicalPlan,
+    /// The revisions it read.
+    pub pins: Pins,
+    /// The parameters it takes (`$1`, `$2`, ...), in order.
+    pub parameters: Schema,
+}
+
+impl Planned {
+    /// The schema of its rows.
+    pub fn schema(&self) -> SchemaRef {
+        Arc::new(self.plan.schema().as_arrow().clone())
+    }
+}
+
+impl SqlEngine {
+    /// An SQL engine on `engine`'s runtime (object stores, caches, spill
+    /// files), with `limits`.
+    pub fn new(engine: Arc<Engine>, limits: SqlLimits) -> Self {
+        let mut config = SessionConfig::new()
+            .with_default_catalog_and_schema(CATALOG, DEFAULT_SCHEMA)
+            .with_create_default_catalog_and_schema(false)
+            .with_information_schema(false)
+            .with_batch_size(BATCH_ROWS)
+            .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()).max(2));
+        let options = config.options_mut();
+        options.execution.parquet.pushdown_filters = true;
+        options.execution.parquet.reorder_filters = true;
+        let runtime = engine.context().runtime_env();
+        let base =
+            SessionStateBuilder::new().with_config(config).with_runtime_env(runtime).with_default_features().build();
+        let running = Arc::new(Semaphore::new(limits.max_queries.max(1)));
+        SqlEngine { engine, base, limits, running }
+    }
+
+    /// The engine it reads through.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// Its limits.
+    pub fn limits(&self) -> SqlLimits {
+        self.limits
+    }
+
+    /// The tables of a package revision (path; `""` is the manifest
+    /// table), with their schemas when `schemas` is set. A table that cannot
+    /// be planned (a file that does not parse, a folder of parts whose
+    /// schemas differ) is left out.
+    pub async fn tables(
+        &self,
+        package: &str,
+        top_hash: &str,
+        schemas: bool,
+    ) -> Result<Vec<(String, Option<SchemaRef>)>, Error> {
+        let package: crate::registry::PackageName = package.parse()?;
+        let manifest = self.engine.manifest(top_hash).await?;
+        let mut out = Vec::new();
+        for (path, _) in crate::query::table::list(&manifest) {
+            // Planned even when the schema is not asked for: a folder whose
+            // parts disagree is not a table a tool could open.
+            let uri = crate::query::DatasetUri::table(&package, top_hash, &path);
+            match self.engine.plan(&uri).await {
+                Ok(plan) => out.push((path, schemas.then_some(plan.schema))),
+                Err(e) => tracing::warn!(uri = %uri, error = %e, "table left out of GetTables"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Plans `sql` for a caller who may read what `may_read` allows:
+    /// resolves the revisions it names (or takes them from `pins`, when
+    /// redeeming a ticket) and binds `parameters`.
+    pub async fn plan(
+        &self,
+        sql: &str,
+        parameters_given: Option<&RecordBatch>,
+        may_read: MayRead,
+        pins: Option<Pins>,
+    ) -> Result<Planned, Error> {
+        let statement = parse(sql)?;
+        let resolver = Arc::new(Resolver::new(self.engine.clone(), may_read, pins));
+        let uris = match &statement {
+            DfStatement::Statement(s) => catalog::function_uris(s)?,
+            _ => Vec::new(),
+        };
+        let function = resolver.function_tables(uris).await?;
+        let catalogs = MemoryCatalogProviderList::new();
+        catalogs.register_catalog(CATALOG.to_owned(), Arc::new(SheafCatalog(resolver.clone())));
+        let mut functions = self.base.table_functions().clone();
+        functions
+            .insert(TABLE_FUNCTION.to_owned(), Arc::new(TableFunction::new(TABLE_FUNCTION.into(), Arc::new(function))));
+        let runtime = self.base.runtime_env();
+        let runtime = Arc::new(RuntimeEnv {
+            memory_pool: Arc::new(FairSpillPool::new(self.limits.memory_bytes)),
+            disk_manager: runtime.disk_manager.clone(),
+            cache_manager: runtime.cache_manager.clone(),
+            object_store_registry: runtime.object_store_registry.clone(),
+        });
+        let state = SessionStateBuilder::new_from_existing(self.base.clone())
+            .with_catalog_list(Arc::new(catalogs))
+            .with_table_functions(functions)
+            .with_runtime_env(runtime)
+            .build();
+        let plan =
+            state.statement_to_plan(statement).await.map_err(|e| from_datafusion("planning the statement", e))?;
+        let parameters = parameter_schema(&plan)?;
+        let plan = match parameters_given {
+            Some(batch) => bind(plan, batch, &parameters)?,
+            None => plan,
+        };
+        Ok(Planned { state, plan, pins: resolver.pins(), parameters })
+    }
+
+    /// The physical plan of a statement, and how many output partitions
+    /// (endpoints) it has: several only when they are independent (scans,
+    /// filters and projections of the tables' parts), so each endpoint reads
+    /// only its own share; anything that exchanges rows between partitions
+    /// (aggregates, joins, sorts, limits) is merged into one.
+    pub async fn physical(&self, planned: &Planned) -> Result<Arc<dyn ExecutionPlan>, Error> {
+        let plan = planned
+            .state
+            .create_physical_plan(&planned.plan)
+            .await
+            .map_err(|e| from_datafusion("planning the statement", e))?;
+        let partitions = plan.output_partitioning().partition_count();
+        Ok(match partitions > 1 && !independent(plan.as_ref()) {
+            true => Arc::new(CoalescePartitionsExec::new(plan)),
+            false => plan,
+        })
+    }
+
+    /// Runs one output partition of a ticket's statement, for a caller who
+    /// may read what `may_read` allows (checked again: a ticket grants
+    /// nothing). Waits for a turn among the running queries, and fails once
+    /// the query runs past its time limit.
+    pub async fn execute(&self, ticket: StatementTicket, may_read: MayRead) -> Result<Execution, Error> {
+        let parameters = ticket::decode_parameters(&ticket.parameters)?;
+        let planned =
+            self.plan(&ticket.sql, parameters.as_ref(), may_read, Some(ticket.pins.unwrap_or_default())).await?;
+        let plan = self.physical(&planned).await?;
+        let partitions = plan.output_partitioning().partition_count();
+        if partitions != ticket.partitions as usize || ticket.partition as usize >= partitions {
+            return Err(Error::invalid(format!(
+                "bad ticket: partition {} of {} for a plan of {partitions} partitions",
+                ticket.partition, ticket.partitions
+            )));
+        }
+        let timeout = self.limits.timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let permit = tokio::time::timeout_at(deadline, self.running.clone().acquire_owned())
+            .await
+            .map_err(|_| Error::TimedOut(format!("the query waited {} s for a turn", timeout.as_secs())))?
+            .map_err(|_| Error::internal("running a query", "the query gate is closed"))?;
+        let schema = plan.schema();
+        // One partition runs alone: DataFusion's sibling scans must not
+        // share (steal) work, or it would read the other endpoints' rows.
+        let mut state = planned.state;
+        state.config_mut().options_mut().execution.enable_file_stream_work_stealing = partitions == 1;
+        let task = state.task_ctx();
+        let stream =
+            plan.execute(ticket.partition as usize, task).map_err(|e| from_datafusion("running the statement", e))?;
+        let batches = limited(stream, deadline, timeout, permit);
+        Ok(Execution { schema, batches, stats: Arc::new(ReadStats::default()) })
+    }
+}
+
+/// Whether every node of `plan` keeps its partitions apart.
+fn independent(plan: &dyn ExecutionPlan) -> bool {
+    const APART: [&str; 7] = [
+        "DataSourceExec",
+        "ProjectionExec",
+        "FilterExec",
+        "CoalesceBatchesExec",
+        "StreamingTableExec",
+        "CooperativeExec",
+        "EmptyExec",
+    ];
+    APART.contains(&plan.name()) && plan.children().iter().all(|c| independent(c.as_ref()))
+}
+
+/// A result stream that fails (never just ends) at the deadline, holding
+/// its turn among running queries until it ends.
+fn limited(
+    stream: datafusion::execution::SendableRecordBatchStream,
+    deadline: tokio::time::Instant,
+    timeout: Duration,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> BoxStream<'static, Result<RecordBatch, Error>> {
+    futures::stream::unfold(Some((stream, permit)), move |state| async move {
+        let (mut stream, permit) = state?;
+        match tokio::time::timeout_at(deadline, stream.next()).await {
+            Err(_) => Some((
+                Err(Error::TimedOut(format!(
+                    "the query ran past its time limit of {} s (sheaf serve --sql-timeout)",
+                    timeout.as_secs()
+                ))),
+                None,
+            )),
+            Ok(None) => None,
+            Ok(Some(Ok(batch))) => Some((Ok(batch), Some((stream, permit)))),
+            Ok(Some(Err(e))) => Some((Err(from_datafusion("running the statement", e)), None)),
+        }
+    })
+    .boxed()
+}
+
+/// Parses one statement and refuses anything but a query.
+fn parse(sql: &str) -> Result<DfStatement, Error> {
+    if sql.len() > MAX_SQL_BYTES {
+        return Err(Error::invalid(format!(
+            "the statement is {} bytes; at most {MAX_SQL_BYTES} are accepted",
+            sql.len()
+        )));
+    }
+    let mut statements = DFParser::parse_sql_with_dialect(sql, &GenericDialect {})
+        .map_err(|e| Error::invalid(format!("SQL syntax: {}", e.strip_backtrace())))?;
+    if statements.len() != 1 {
+        return Err(Error::invalid(format!(
+            "one statement per request, got {} (separate them into several requests)",
+            statements.len()
+        )));
+    }
+    let mut statement = statements.pop_front().expect("one statement");
+    match &mut statement {
+        DfStatement::Statement(s) if matches!(s.as_ref(), SqlStatement::Query(_)) => {
+            number_placeholders(s)?;
+            Ok(statement)
+        }
+        DfStatement::Explain(_) => Ok(statement),
+        _ => Err(Error::ReadOnly(
+            "Sheaf SQL is read-only: only queries (SELECT, WITH, VALUES, EXPLAIN) run; \
+             publish data with a write (DoPut, bulk ingest, or a client's write)"
+                .into(),
+        )),
+    }
+}
+
+/// Numbers `?` placeholders `$1`, `$2`, ... in the order they appear.
+fn number_placeholders(statement: &mut SqlStatement) -> Result<(), Error> {
+    struct Number(usize, bool);
+    impl VisitorMut for Number {
+        type Break = ();
+        fn pre_visit_value(&mut self, value: &mut datafusion::sql::sqlparser::ast::ValueWithSpan) -> ControlFlow<()> {
+            if let Value::Placeholder(p) = &mut value.value {
+                match p.as_str() {
+                    "?" => {
+                        self.0 += 1;
+                        *p = format!("${}", self.0);
+                    }
+                    _ => self.1 = true,
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut number = Number(0, false);
+    let _ = statement.visit(&mut number);
+    if number.0 > 0 && number.1 {
+        return Err(Error::invalid("use either ? or $1, $2, ... placeholders in one statement, not both"));
+    }
+    Ok(())
+}
+
+/// The parameters a plan takes, `$1`, `$2`, ... in order, typed when the
+/// planner could infer their types.
+fn parameter_schema(plan: &LogicalPlan) -> Result<Schema, Error> {
+    let fields = plan.get_parameter_fields().map_err(|e| from_datafusion("reading the parameters", e))?;
+    let mut names: Vec<&String> = fields.keys().collect();
+    names.sort_by_key(|n| (n.trim_start_matches('$').parse::<usize>().unwrap_or(usize::MAX), n.as_str()));
+    Ok(Schema::new(
+        names
+            .into_iter()
+            .map(|n| {
+                let data_type = fields[n].as_ref().map_or(arrow::datatypes::DataType::Null, |f| f.data_type().clone());
+                arrow::datatypes::Field::new(n.as_str(), data_type, true)
+            })
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// Binds the first row of `batch` to the plan's parameters, in order.
+fn bind(plan: LogicalPlan, batch: &RecordBatch, parameters: &Schema) -> Result<LogicalPlan, Error> {
+    if batch.num_columns() != parameters.fields().len() {
+        return Err(Error::invalid(format!(
+            "the statement takes {} parameters; {} were bound",
+            parameters.fields().len(),
+            batch.num_columns()
+        )));
+    }
+    if batch.num_rows() != 1 {
+        return Err(Error::invalid(format!("bind one row of parameters per execution; got {} rows", batch.num_rows())));
+    }
+    // Drivers send their own types (JDBC's setInt an Int32 for a BIGINT
+    // column): each value is cast to the type the planner expects.
+    let mut values = Vec::with_capacity(batch.num_columns());
+    for (column, field) in batch.columns().iter().zip(parameters.fields()) {
+        let value = ScalarValue::try_from_array(column, 0).map_err(|e| from_datafusion("reading the parameters", e))?;
+        let expected = field.data_type();
+        let value = match expected.is_null() || value.data_type() == *expected {
+            true => value,
+            false => value.cast_to(expected).map_err(|e| {
+                Error::invalid(format!(
+                    "parameter {} is {} and cannot become {expected}: {}",
+                    field.name(),
+                    value.data_type(),
+                    e.strip_backtrace()
+                ))
+            })?,
+        };
+        values.push(value);
+    }
+    plan.with_param_values(ParamValues::from(values)).map_err(|e| from_datafusion("binding the parameters", e))
+}
+
+/// A DataFusion error as a query error: Sheaf's own errors raised inside
+/// DataFusion (a package or table not found) come out as they went in;
+/// the rest are classified ([`Error::engine`]).
+pub(super) fn from_datafusion(context: &str, e: DataFusionError) -> Error {
+    match take_ours(e) {
+        Ok(ours) => ours,
+        Err(e) => Error::engine(context, e),
+    }
+}
+
+fn take_ours(e: DataFusionError) -> Result<Error, DataFusionError> {
+    match e {
+        DataFusionError::External(b) => match b.downcast::<Error>() {
+            Ok(ours) => Ok(*ours),
+            Err(b) => match b.downcast::<DataFusionError>() {
+                Ok(inner) => take_ours(*inner),
+                Err(b) => Err(DataFusionError::External(b)),
+            },
+        },
+        DataFusionError::Context(c, inner) => take_ours(*inner).map_err(|i| DataFusionError::Context(c, Box::new(i))),
+        DataFusionError::ArrowError(a, bt) => match *a {
+            arrow::error::ArrowError::ExternalError(b) => match b.downcast::<DataFusionError>() {
+                Ok(inner) => take_ours(*inner),
+                Err(b) => match b.downcast::<Error>() {
+                    Ok(ours) => Ok(*ours),
+                    Err(b) => {
+                        Err(DataFusionError::ArrowError(Box::new(arrow::error::ArrowError::ExternalError(b)), bt))
+                    }
+                },
+            },
+            other => Err(DataFusionError::ArrowError(Box::new(other), bt)),
+        },
+        other => Err(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sql_of(statement: &DfStatement) -> String {
+        statement.to_string()
+    }
+
+    #[test]
+    fn only_queries_run() {
+        for write in [
+            "INSERT INTO t VALUES (1)",
+            "CREATE TABLE t (a INT)",
+            "DELETE FROM t",
+            "COPY (SELECT 1) TO '/tmp/x.parquet'",
+            "CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION '/etc'",
+            "SET datafusion.execution.batch_size = 1",
+            "DROP TABLE t",
+        ] {
+            let e = parse(write).unwrap_err();
+            assert!(matches!(e, Error::ReadOnly(_)), "{write}: {e:?}");
+            assert!(e.to_string().contains("read-only"), "{e}");
+        }
+        assert!(parse("SELECT 1").is_ok());
+        assert!(parse("WITH a AS (SELECT 1) SELECT * FROM a").is_ok());
+        assert!(parse("EXPLAIN SELECT 1").is_ok());
+        let e = parse("SELECT 1; SELECT 2").unwrap_err();
+        assert!(e.to_string().contains("one statement per request"), "{e}");
+        let e = parse("SELEC 1").unwrap_err();
+        assert!(e.to_string().contains("SQL syntax"), "{e}");
+        let e = parse(&"x".repeat(MAX_SQL_BYTES + 1)).unwrap_err();
+        assert!(e.to_string().contains("at most"), "{e}");
+    }
+
+    #[test]
+    fn question_marks_become_numbered_placeholders() {
+        let s = parse("SELECT * FROM t WHERE a > ? AND b = ? OR c IN (SELECT d FROM u WHERE e = ?)").unwrap();
+        let text = sql_of(&s);
+        assert!(text.contains("a > $1") && text.contains("b = $2") && text.contains("e = $3"), "{text}");
+        let e = parse("SELECT * FROM t WHERE a > ? AND b = $1").unwrap_err();
+        assert!(e.to_string().contains("not both"), "{e}");
+        assert!(sql_of(&parse("SELECT $1, $2").unwrap()).contains("$2"));
+    }
+}
