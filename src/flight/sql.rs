@@ -428,7 +428,7 @@ impl FlightSqlService for SqlFlight {
         query: CommandGetCatalogs,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.clone().into_builder().schema();
+        let schema = query.into_builder().schema();
         self.catalog_info(query, &schema, request.into_inner())
     }
 
@@ -455,7 +455,7 @@ impl FlightSqlService for SqlFlight {
         query: CommandGetTableTypes,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.clone().into_builder().schema();
+        let schema = query.into_builder().schema();
         self.catalog_info(query, &schema, request.into_inner())
     }
 
@@ -505,7 +505,7 @@ impl FlightSqlService for SqlFlight {
         query: CommandGetXdbcTypeInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.clone().into_builder(&XDBC_INFO).schema();
+        let schema = query.into_builder(&XDBC_INFO).schema();
         self.catalog_info(query, &schema, request.into_inner())
     }
 

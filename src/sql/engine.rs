@@ -4,6 +4,7 @@
 //! limit, a cap on queries running at once).
 
 use super::catalog::{self, Resolver, SheafCatalog};
+use super::runtime::CpuRuntime;
 use super::ticket::{self, Pins, StatementTicket};
 use super::{CATALOG, TABLE_FUNCTION};
 use crate::query::{Engine, Error, Execution, ReadStats};
@@ -24,7 +25,6 @@ use datafusion::sql::parser::{DFParser, Statement as DfStatement};
 use datafusion::sql::sqlparser::ast::{Statement as SqlStatement, Value, VisitMut, VisitorMut};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use futures::StreamExt;
-use futures::stream::BoxStream;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,6 +63,8 @@ pub struct SqlEngine {
     base: SessionState,
     limits: SqlLimits,
     running: Arc<Semaphore>,
+    /// Where plans run ([`super::runtime`]).
+    cpu: CpuRuntime,
 }
 
 /// A statement planned for one caller.
@@ -88,12 +90,13 @@ impl SqlEngine {
     /// An SQL engine on `engine`'s runtime (object stores, caches, spill
     /// files), with `limits`.
     pub fn new(engine: Arc<Engine>, limits: SqlLimits) -> Self {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         let mut config = SessionConfig::new()
             .with_default_catalog_and_schema(CATALOG, DEFAULT_SCHEMA)
             .with_create_default_catalog_and_schema(false)
             .with_information_schema(false)
             .with_batch_size(BATCH_ROWS)
-            .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()).max(2));
+            .with_target_partitions(threads.max(2));
         let options = config.options_mut();
         options.execution.parquet.pushdown_filters = true;
         options.execution.parquet.reorder_filters = true;
@@ -101,7 +104,8 @@ impl SqlEngine {
         let base =
             SessionStateBuilder::new().with_config(config).with_runtime_env(runtime).with_default_features().build();
         let running = Arc::new(Semaphore::new(limits.max_queries.max(1)));
-        SqlEngine { engine, base, limits, running }
+        let cpu = CpuRuntime::new(threads);
+        SqlEngine { engine, base, limits, running, cpu }
     }
 
     /// The engine it reads through.
@@ -221,7 +225,9 @@ impl SqlEngine {
         let deadline = tokio::time::Instant::now() + timeout;
         let permit = tokio::time::timeout_at(deadline, self.running.clone().acquire_owned())
             .await
-            .map_err(|_| Error::TimedOut(format!("the query waited {} s for a turn", timeout.as_secs())))?
+            .map_err(|_| {
+                Error::TimedOut(format!("the query waited {} for a turn", humantime::format_duration(timeout)))
+            })?
             .map_err(|_| Error::internal("running a query", "the query gate is closed"))?;
         let schema = plan.schema();
         // One partition runs alone: DataFusion's sibling scans must not
@@ -229,9 +235,17 @@ impl SqlEngine {
         let mut state = planned.state;
         state.config_mut().options_mut().execution.enable_file_stream_work_stealing = partitions == 1;
         let task = state.task_ctx();
-        let stream =
-            plan.execute(ticket.partition as usize, task).map_err(|e| from_datafusion("running the statement", e))?;
-        let batches = limited(stream, deadline, timeout, permit);
+        let partition = ticket.partition as usize;
+        let produce = move || {
+            let stream = plan.execute(partition, task).map_err(|e| from_datafusion("running the statement", e))?;
+            // The turn is held while the query runs on the SQL runtime.
+            let batches = stream.map(move |b| {
+                let _turn = &permit;
+                b.map_err(|e| from_datafusion("running the statement", e))
+            });
+            Ok(batches.boxed())
+        };
+        let batches = self.cpu.run(produce, deadline, timeout);
         Ok(Execution { schema, batches, stats: Arc::new(ReadStats::default()) })
     }
 }
@@ -248,32 +262,6 @@ fn independent(plan: &dyn ExecutionPlan) -> bool {
         "EmptyExec",
     ];
     APART.contains(&plan.name()) && plan.children().iter().all(|c| independent(c.as_ref()))
-}
-
-/// A result stream that fails (never just ends) at the deadline, holding
-/// its turn among running queries until it ends.
-fn limited(
-    stream: datafusion::execution::SendableRecordBatchStream,
-    deadline: tokio::time::Instant,
-    timeout: Duration,
-    permit: tokio::sync::OwnedSemaphorePermit,
-) -> BoxStream<'static, Result<RecordBatch, Error>> {
-    futures::stream::unfold(Some((stream, permit)), move |state| async move {
-        let (mut stream, permit) = state?;
-        match tokio::time::timeout_at(deadline, stream.next()).await {
-            Err(_) => Some((
-                Err(Error::TimedOut(format!(
-                    "the query ran past its time limit of {} s (sheaf serve --sql-timeout)",
-                    timeout.as_secs()
-                ))),
-                None,
-            )),
-            Ok(None) => None,
-            Ok(Some(Ok(batch))) => Some((Ok(batch), Some((stream, permit)))),
-            Ok(Some(Err(e))) => Some((Err(from_datafusion("running the statement", e)), None)),
-        }
-    })
-    .boxed()
 }
 
 /// Parses one statement and refuses anything but a query.

@@ -19,6 +19,7 @@
 
 mod catalog;
 mod engine;
+mod runtime;
 mod tables;
 pub mod ticket;
 

@@ -106,7 +106,10 @@ impl TableProvider for ParquetTable {
     }
 }
 
-/// A dataset URI read by the engine, one partition per endpoint.
+/// A dataset URI read by the engine, one partition per endpoint. Scans
+/// re-plan the URI with the columns they need, their filters (when the URI
+/// has no `limit`, under which a filter would change which rows are kept)
+/// and their limit, so the engine reads only what the statement uses.
 #[derive(Debug)]
 pub struct PlannedTable {
     engine: Arc<Engine>,
@@ -136,24 +139,92 @@ impl TableProvider for PlannedTable {
         TableType::Base
     }
 
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
+        // Pushed into the URI's filter when that is safe; the planner keeps
+        // its own filter above in every case.
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
     async fn scan(
         &self,
         _state: &dyn Session,
         projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
+        filters: &[Expr],
         limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        let partitions: Vec<Arc<dyn PartitionStream>> = self
-            .plan
+        let schema = &self.plan.schema;
+        let mut uri = self.plan.uri.clone();
+        // Columns: the projected ones (one, for a projection of none).
+        let wanted: Option<Vec<usize>> = match projection {
+            Some(p) if p.len() < schema.fields().len() => Some(if p.is_empty() { vec![0] } else { p.clone() }),
+            _ => None,
+        };
+        if let Some(indices) = &wanted {
+            uri.query.columns = indices.iter().map(|&i| schema.field(i).name().clone()).collect();
+        }
+        let unlimited = uri.query.limit.is_none();
+        if unlimited && let Some(text) = filter_text(filters) {
+            uri.query.filter = Some(match uri.query.filter.take() {
+                Some(own) => format!("({own}) AND ({text})"),
+                None => text,
+            });
+        }
+        if filters.is_empty()
+            && let Some(l) = limit
+        {
+            uri.query.limit = Some(uri.query.limit.map_or(l as u64, |own| own.min(l as u64)));
+        }
+        let plan = match uri == self.plan.uri {
+            true => self.plan.clone(),
+            // A filter the URI grammar refuses is left to the planner.
+            false => match self.engine.plan(&uri).await {
+                Ok(plan) => plan,
+                Err(_) if uri.query.filter != self.plan.uri.query.filter => {
+                    uri.query.filter = self.plan.uri.query.filter.clone();
+                    self.engine.plan(&uri).await.map_err(external)?
+                }
+                Err(e) => return Err(external(e)),
+            },
+        };
+        // The partitions' schema: the projected columns; a projection of
+        // none keeps one column to count rows by, projected away below.
+        let partition_schema = plan.schema.clone();
+        let projection_after = match projection {
+            Some(p) if p.is_empty() => Some(vec![]),
+            Some(p) if wanted.is_none() => Some(p.clone()),
+            _ => None,
+        };
+        let partitions: Vec<Arc<dyn PartitionStream>> = plan
             .tickets
             .iter()
             .map(|t| {
-                Arc::new(Endpoint { engine: self.engine.clone(), ticket: t.clone(), schema: self.plan.schema.clone() })
-                    as Arc<dyn PartitionStream>
+                let endpoint =
+                    Endpoint { engine: self.engine.clone(), ticket: t.clone(), schema: partition_schema.clone() };
+                Arc::new(endpoint) as Arc<dyn PartitionStream>
             })
             .collect();
-        Ok(Arc::new(StreamingTableExec::try_new(self.plan.schema.clone(), partitions, projection, [], false, limit)?))
+        let exec =
+            StreamingTableExec::try_new(partition_schema, partitions, projection_after.as_ref(), [], false, limit)?;
+        Ok(Arc::new(exec))
     }
+}
+
+/// The statement's filters on this table as one URI filter (SQL text over
+/// the table's own column names), when they can be written as one.
+fn filter_text(filters: &[Expr]) -> Option<String> {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    let all = conjunction(filters.to_vec())?;
+    let unqualified = all
+        .transform(|e| match e {
+            Expr::Column(c) => Ok(Transformed::yes(Expr::Column(datafusion::common::Column::new_unqualified(c.name)))),
+            other => Ok(Transformed::no(other)),
+        })
+        .ok()?
+        .data;
+    datafusion::sql::unparser::expr_to_sql(&unqualified).ok().map(|sql| sql.to_string())
 }
 
 /// One endpoint of a planned read, as a partition.
