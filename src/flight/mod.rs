@@ -27,7 +27,6 @@ pub mod pipeline;
 mod put;
 mod service;
 pub mod sql;
-mod sql_info;
 pub mod status;
 mod write;
 

@@ -10,8 +10,11 @@
 //! statement read, and FlightInfo's `app_metadata` lists them as JSON
 //! (`{"revisions": ["owner/name@<top hash>", ...], "sql": ...}`).
 
+mod cancel;
+mod info;
+mod schemas;
+
 use super::auth::Authenticator;
-use super::sql_info::{SQL_INFO, XDBC_INFO};
 use crate::auth::{Access, Principal};
 use crate::query::Execution;
 use crate::sql::{MANIFEST_TABLE, MayRead, PreparedHandle, SqlEngine, StatementTicket, ticket};
@@ -31,14 +34,15 @@ use arrow_flight::sql::{
 };
 use arrow_flight::{
     Action, CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus, FlightData, FlightDescriptor,
-    FlightEndpoint, FlightInfo, IpcMessage, SchemaAsIpc, Ticket,
+    FlightEndpoint, FlightInfo, Ticket,
 };
 use bytes::Bytes;
+use cancel::{Cancels, until_cancelled};
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
+use info::{SQL_INFO, XDBC_INFO};
 use prost::Message;
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use schemas::{advertised, foreign_keys_schema, keys_schema, schema_bytes};
+use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 /// The prefix of every Flight SQL message's type URL.
@@ -138,7 +142,7 @@ impl SqlFlight {
             FlightEndpoint::new().with_ticket(Ticket::new(ticket.as_any().encode_to_vec()))
         });
         let metadata = serde_json::json!({ "revisions": pins.revisions(), "sql": sql });
-        FlightInfo::new()
+        let info = FlightInfo::new()
             .try_with_schema(physical.schema().as_ref())
             .map_err(|e| Status::internal(format!("encoding the schema: {e}")))?
             .with_descriptor(descriptor)
@@ -146,8 +150,8 @@ impl SqlFlight {
             .with_total_records(-1)
             .with_total_bytes(-1)
             .with_ordered(partitions == 1)
-            .with_app_metadata(metadata.to_string().into_bytes())
-            .pipe(Ok)
+            .with_app_metadata(metadata.to_string().into_bytes());
+        Ok(info)
     }
 
     /// The schema of a statement's rows (GetSchema).
@@ -283,14 +287,6 @@ impl SqlFlight {
     }
 }
 
-/// Lets a value be passed on in a method chain.
-trait Pipe: Sized {
-    fn pipe<T>(self, f: impl FnOnce(Self) -> T) -> T {
-        f(self)
-    }
-}
-impl<T> Pipe for T {}
-
 /// A prepared-statement handle decoded.
 fn open_handle(bytes: &[u8]) -> Result<PreparedHandle, Status> {
     PreparedHandle::decode(bytes).map_err(|e| Status::invalid_argument(format!("not a Sheaf prepared statement: {e}")))
@@ -311,88 +307,6 @@ fn answer(
 /// A read-only refusal.
 fn read_only(what: &str) -> Status {
     Status::invalid_argument(format!("{what}: Sheaf SQL is read-only (no transactions, no writes through SQL)"))
-}
-
-/// Running statement streams by ticket, so CancelFlightInfo can stop them.
-#[derive(Default)]
-pub struct Cancels {
-    running: Mutex<HashMap<Vec<u8>, Vec<(u64, tokio::sync::watch::Sender<bool>)>>>,
-    next: AtomicU64,
-}
-
-/// Removes a stream from [`Cancels`] when it ends.
-pub struct Registered {
-    cancels: Arc<Cancels>,
-    ticket: Vec<u8>,
-    id: u64,
-}
-
-impl Drop for Registered {
-    fn drop(&mut self) {
-        let mut running = self.cancels.running.lock().expect("cancels poisoned");
-        if let Some(list) = running.get_mut(&self.ticket) {
-            list.retain(|(id, _)| *id != self.id);
-            if list.is_empty() {
-                running.remove(&self.ticket);
-            }
-        }
-    }
-}
-
-impl Cancels {
-    fn register(self: &Arc<Self>, ticket: Vec<u8>) -> (Registered, tokio::sync::watch::Receiver<bool>) {
-        let (tx, rx) = tokio::sync::watch::channel(false);
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
-        self.running.lock().expect("cancels poisoned").entry(ticket.clone()).or_default().push((id, tx));
-        (Registered { cancels: self.clone(), ticket, id }, rx)
-    }
-
-    /// Cancels the streams of these tickets; how many there were.
-    fn cancel(&self, tickets: impl IntoIterator<Item = Vec<u8>>) -> usize {
-        let running = self.running.lock().expect("cancels poisoned");
-        let mut cancelled = 0;
-        for ticket in tickets {
-            for (_, tx) in running.get(&ticket).into_iter().flatten() {
-                let _ = tx.send(true);
-                cancelled += 1;
-            }
-        }
-        cancelled
-    }
-
-    /// Cancels the queries of a FlightInfo's endpoints.
-    fn cancel_info(&self, info: &FlightInfo) -> CancelStatus {
-        let tickets = info.endpoint.iter().filter_map(|e| e.ticket.as_ref()).map(|t| t.ticket.to_vec());
-        match self.cancel(tickets) {
-            0 => CancelStatus::NotCancellable,
-            _ => CancelStatus::Cancelled,
-        }
-    }
-}
-
-/// Ends `batches` with an error (never a silent end) once cancelled.
-fn until_cancelled(
-    batches: BoxStream<'static, Result<RecordBatch, crate::query::Error>>,
-    cancelled: tokio::sync::watch::Receiver<bool>,
-    guard: Registered,
-) -> BoxStream<'static, Result<RecordBatch, crate::query::Error>> {
-    stream::unfold(Some((batches, cancelled, guard)), |state| async move {
-        let (mut batches, mut cancelled, guard) = state?;
-        let next = tokio::select! {
-            biased;
-            _ = cancelled.wait_for(|c| *c) => None,
-            next = batches.next() => Some(next),
-        };
-        match next {
-            None => {
-                Some((Err(crate::query::Error::Cancelled("the query was cancelled (CancelFlightInfo)".into())), None))
-            }
-            Some(None) => None,
-            Some(Some(Err(e))) => Some((Err(e), None)),
-            Some(Some(Ok(b))) => Some((Ok(b), Some((batches, cancelled, guard)))),
-        }
-    })
-    .boxed()
 }
 
 #[tonic::async_trait]
@@ -734,65 +648,4 @@ impl FlightSqlService for SqlFlight {
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
-}
-
-/// The parameter types a prepared statement advertises: a parameter whose
-/// type the planner could not infer (`SELECT ?`) is offered as a string, so
-/// drivers that bind by the advertised type (JDBC) can bind it; the value
-/// is then cast where the statement uses it.
-fn advertised(parameters: &Schema) -> Schema {
-    use arrow::datatypes::{DataType, Field};
-    Schema::new(
-        parameters
-            .fields()
-            .iter()
-            .map(|f| match f.data_type() {
-                DataType::Null => Field::new(f.name(), DataType::Utf8, true),
-                _ => f.as_ref().clone(),
-            })
-            .collect::<Vec<_>>(),
-    )
-}
-
-/// The IPC encoding of a schema, as Flight SQL results carry it.
-fn schema_bytes(schema: &Schema) -> Result<Bytes, Status> {
-    let options = arrow::ipc::writer::IpcWriteOptions::default();
-    let message: IpcMessage = SchemaAsIpc::new(schema, &options)
-        .try_into()
-        .map_err(|e: arrow::error::ArrowError| Status::internal(format!("encoding the schema: {e}")))?;
-    Ok(message.0)
-}
-
-/// The columns of `GetPrimaryKeys`.
-fn keys_schema() -> Schema {
-    use arrow::datatypes::{DataType, Field};
-    Schema::new(vec![
-        Field::new("catalog_name", DataType::Utf8, true),
-        Field::new("db_schema_name", DataType::Utf8, true),
-        Field::new("table_name", DataType::Utf8, false),
-        Field::new("column_name", DataType::Utf8, false),
-        Field::new("key_name", DataType::Utf8, true),
-        Field::new("key_sequence", DataType::Int32, false),
-    ])
-}
-
-/// The columns of `GetExportedKeys`, `GetImportedKeys` and
-/// `GetCrossReference`.
-fn foreign_keys_schema() -> Schema {
-    use arrow::datatypes::{DataType, Field};
-    Schema::new(vec![
-        Field::new("pk_catalog_name", DataType::Utf8, true),
-        Field::new("pk_db_schema_name", DataType::Utf8, true),
-        Field::new("pk_table_name", DataType::Utf8, false),
-        Field::new("pk_column_name", DataType::Utf8, false),
-        Field::new("fk_catalog_name", DataType::Utf8, true),
-        Field::new("fk_db_schema_name", DataType::Utf8, true),
-        Field::new("fk_table_name", DataType::Utf8, false),
-        Field::new("fk_column_name", DataType::Utf8, false),
-        Field::new("key_sequence", DataType::Int32, false),
-        Field::new("fk_key_name", DataType::Utf8, true),
-        Field::new("pk_key_name", DataType::Utf8, true),
-        Field::new("update_rule", DataType::UInt8, false),
-        Field::new("delete_rule", DataType::UInt8, false),
-    ])
 }

@@ -1,0 +1,91 @@
+//! CancelFlightInfo: running statement streams by ticket, and the stream
+//! wrapper that ends one with CANCELLED (never a silent end).
+
+use arrow::array::RecordBatch;
+use arrow_flight::{CancelStatus, FlightInfo};
+use futures::stream::{self, BoxStream, StreamExt};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Running statement streams by ticket, so CancelFlightInfo can stop them.
+#[derive(Default)]
+pub struct Cancels {
+    running: Mutex<HashMap<Vec<u8>, Vec<(u64, tokio::sync::watch::Sender<bool>)>>>,
+    next: AtomicU64,
+}
+
+/// Removes a stream from [`Cancels`] when it ends.
+pub struct Registered {
+    cancels: Arc<Cancels>,
+    ticket: Vec<u8>,
+    id: u64,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        let mut running = self.cancels.running.lock().expect("cancels poisoned");
+        if let Some(list) = running.get_mut(&self.ticket) {
+            list.retain(|(id, _)| *id != self.id);
+            if list.is_empty() {
+                running.remove(&self.ticket);
+            }
+        }
+    }
+}
+
+impl Cancels {
+    pub(super) fn register(self: &Arc<Self>, ticket: Vec<u8>) -> (Registered, tokio::sync::watch::Receiver<bool>) {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.running.lock().expect("cancels poisoned").entry(ticket.clone()).or_default().push((id, tx));
+        (Registered { cancels: self.clone(), ticket, id }, rx)
+    }
+
+    /// Cancels the streams of these tickets; how many there were.
+    fn cancel(&self, tickets: impl IntoIterator<Item = Vec<u8>>) -> usize {
+        let running = self.running.lock().expect("cancels poisoned");
+        let mut cancelled = 0;
+        for ticket in tickets {
+            for (_, tx) in running.get(&ticket).into_iter().flatten() {
+                let _ = tx.send(true);
+                cancelled += 1;
+            }
+        }
+        cancelled
+    }
+
+    /// Cancels the queries of a FlightInfo's endpoints.
+    pub(super) fn cancel_info(&self, info: &FlightInfo) -> CancelStatus {
+        let tickets = info.endpoint.iter().filter_map(|e| e.ticket.as_ref()).map(|t| t.ticket.to_vec());
+        match self.cancel(tickets) {
+            0 => CancelStatus::NotCancellable,
+            _ => CancelStatus::Cancelled,
+        }
+    }
+}
+
+/// Ends `batches` with an error (never a silent end) once cancelled.
+pub(super) fn until_cancelled(
+    batches: BoxStream<'static, Result<RecordBatch, crate::query::Error>>,
+    cancelled: tokio::sync::watch::Receiver<bool>,
+    guard: Registered,
+) -> BoxStream<'static, Result<RecordBatch, crate::query::Error>> {
+    stream::unfold(Some((batches, cancelled, guard)), |state| async move {
+        let (mut batches, mut cancelled, guard) = state?;
+        let next = tokio::select! {
+            biased;
+            _ = cancelled.wait_for(|c| *c) => None,
+            next = batches.next() => Some(next),
+        };
+        match next {
+            None => {
+                Some((Err(crate::query::Error::Cancelled("the query was cancelled (CancelFlightInfo)".into())), None))
+            }
+            Some(None) => None,
+            Some(Some(Err(e))) => Some((Err(e), None)),
+            Some(Some(Ok(b))) => Some((Ok(b), Some((batches, cancelled, guard)))),
+        }
+    })
+    .boxed()
+}
