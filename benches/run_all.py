@@ -46,6 +46,7 @@ CLIENTS = [
     ("spark_read", "Spark read through the connector vs spark.read.parquet"),
     ("write_python", "Python client write vs pq.write_table to a local file"),
     ("spark_write", "Spark write through the connector vs df.write.parquet"),
+    ("sql", "Flight SQL through ADBC vs DuckDB on the same local Parquet"),
 ]
 
 
