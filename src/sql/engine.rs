@@ -90,13 +90,14 @@ impl SqlEngine {
     /// An SQL engine on `engine`'s runtime (object stores, caches, spill
     /// files), with `limits`.
     pub fn new(engine: Arc<Engine>, limits: SqlLimits) -> Self {
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let partitions = cores.max(2);
         let mut config = SessionConfig::new()
             .with_default_catalog_and_schema(CATALOG, DEFAULT_SCHEMA)
             .with_create_default_catalog_and_schema(false)
             .with_information_schema(false)
             .with_batch_size(BATCH_ROWS)
-            .with_target_partitions(threads.max(2));
+            .with_target_partitions(partitions);
         let options = config.options_mut();
         options.execution.parquet.pushdown_filters = true;
         options.execution.parquet.reorder_filters = true;
@@ -104,7 +105,10 @@ impl SqlEngine {
         let base =
             SessionStateBuilder::new().with_config(config).with_runtime_env(runtime).with_default_features().build();
         let running = Arc::new(Semaphore::new(limits.max_queries.max(1)));
-        let cpu = CpuRuntime::new(threads);
+        // A thread for every partition of every query allowed to run: a
+        // query computing without yielding keeps its threads, and the OS
+        // shares the cores between it and the others.
+        let cpu = CpuRuntime::new(partitions * limits.max_queries.max(1));
         SqlEngine { engine, base, limits, running, cpu }
     }
 
