@@ -73,8 +73,11 @@ impl Resolver {
             return Ok((named.package, top_hash_of(done)));
         }
         let top_hash = match &self.pinned {
-            Some(pins) => match pins.schemas.get(schema) {
-                Some(pinned) => top_hash_of(pinned),
+            Some(pins) => match pins.schemas.get(schema).map(|p| top_hash_of(p)) {
+                Some(hash) if hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()) => hash,
+                Some(_) => {
+                    return Err(Error::invalid(format!("bad ticket: schema {schema} is not pinned to a top hash")));
+                }
                 None => return Err(Error::invalid(format!("the ticket does not pin schema {schema}"))),
             },
             None => self.engine.registry().resolve(&named.package, &named.revision).await?,

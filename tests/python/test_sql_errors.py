@@ -403,3 +403,17 @@ def test_cancel_flight_info(data, tmp_path):
     finally:
         connections.close()
         server.stop()
+
+
+@pytest.mark.parametrize("pin", ["", "x", "../" * 30, "0" * 63 + "g"], ids=["empty", "short", "path", "not_hex"])
+def test_forged_ticket_pins_are_refused(server, pin):
+    """A result ticket is the client's to keep, so its pins are checked: a schema pinned to anything but a 64-hex
+    top hash is refused as a bad ticket (INVALID_ARGUMENT naming the schema), and the server keeps answering."""
+    sql = f"SELECT count(*) FROM {ORD}"
+    pins = sl._field(1, sl._field(1, b"sql/sales") + sl._field(2, f"sql/sales@{pin}".encode()))
+    statement = sl._field(1, sql.encode()) + sl._field(2, pins) + bytes([5 << 3, 1])  # partitions = 1
+    ticket = flight.Ticket(sl.pack_any("TicketStatementQuery", sl._field(1, statement)))
+    out = auth_lib.attempt(lambda: server.client.do_get(ticket, sl.OPTIONS).read_all())
+    assert out.code == "INVALID_ARGUMENT", out.describe()
+    assert "sql/sales" in out.message and "bad ticket" in out.message, out.describe()
+    assert sl.flight_sql(server.client, sql).num_rows == 1
