@@ -285,17 +285,26 @@ fn parse(sql: &str) -> Result<DfStatement, Error> {
         )));
     }
     let mut statement = statements.pop_front().expect("one statement");
-    match &mut statement {
-        DfStatement::Statement(s) if matches!(s.as_ref(), SqlStatement::Query(_)) => {
-            number_placeholders(s)?;
-            Ok(statement)
-        }
-        DfStatement::Explain(_) => Ok(statement),
-        _ => Err(Error::ReadOnly(
+    if !is_query(&statement) {
+        return Err(Error::ReadOnly(
             "Sheaf SQL is read-only: only queries (SELECT, WITH, VALUES, EXPLAIN) run; \
              publish data with a write (DoPut, bulk ingest, or a client's write)"
                 .into(),
-        )),
+        ));
+    }
+    if let DfStatement::Statement(s) = &mut statement {
+        number_placeholders(s)?;
+    }
+    Ok(statement)
+}
+
+/// Whether a statement only reads: a query, or EXPLAIN of one (EXPLAIN
+/// ANALYZE runs what it explains, so a COPY under it would write files).
+fn is_query(statement: &DfStatement) -> bool {
+    match statement {
+        DfStatement::Statement(s) => matches!(s.as_ref(), SqlStatement::Query(_)),
+        DfStatement::Explain(explain) => is_query(&explain.statement),
+        _ => false,
     }
 }
 
@@ -430,6 +439,9 @@ mod tests {
             "CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION '/etc'",
             "SET datafusion.execution.batch_size = 1",
             "DROP TABLE t",
+            "EXPLAIN ANALYZE COPY (SELECT 1) TO '/tmp/x.csv' STORED AS CSV",
+            "EXPLAIN INSERT INTO t VALUES (1)",
+            "EXPLAIN ANALYZE CREATE TABLE t AS SELECT 1",
         ] {
             let e = parse(write).unwrap_err();
             assert!(matches!(e, Error::ReadOnly(_)), "{write}: {e:?}");
@@ -438,6 +450,7 @@ mod tests {
         assert!(parse("SELECT 1").is_ok());
         assert!(parse("WITH a AS (SELECT 1) SELECT * FROM a").is_ok());
         assert!(parse("EXPLAIN SELECT 1").is_ok());
+        assert!(parse("EXPLAIN ANALYZE SELECT 1").is_ok());
         let e = parse("SELECT 1; SELECT 2").unwrap_err();
         assert!(e.to_string().contains("one statement per request"), "{e}");
         let e = parse("SELEC 1").unwrap_err();

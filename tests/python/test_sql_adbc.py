@@ -12,6 +12,7 @@ Run from the repository root:
 from __future__ import annotations
 
 import datetime as dt
+import os
 
 import pyarrow as pa
 import pyarrow.flight as flight
@@ -281,10 +282,12 @@ WRITES = [
     f"DELETE FROM {STO} WHERE store_id = 1",
     f"UPDATE {STO} SET name = 'x' WHERE store_id = 1",
     f"DROP TABLE {STO}",
+    # EXPLAIN ANALYZE runs what it explains: a COPY under it would write a file on the server.
+    "EXPLAIN ANALYZE COPY (SELECT 1 AS a) TO '/tmp/sheaf-sql-must-not-write.csv' STORED AS CSV",
 ]
 
 
-@pytest.mark.parametrize("sql", WRITES, ids=["insert", "create", "delete", "update", "drop"])
+@pytest.mark.parametrize("sql", WRITES, ids=["insert", "create", "delete", "update", "drop", "explain_analyze_copy"])
 def test_writes_refused_as_read_only(conn, sql):
     for how, run in (
         ("execute", lambda: sl.query(conn, sql)),
@@ -294,6 +297,7 @@ def test_writes_refused_as_read_only(conn, sql):
         assert err.code in ("INVALID_ARGUMENT", "UNIMPLEMENTED"), f"{how}: {err}"
         assert "read-only" in err.message.lower() or "read only" in err.message.lower(), f"{how}: {err}"
     assert sl.query(conn, f"SELECT count(*) AS n FROM {STO}").column("n")[0].as_py() == 52
+    assert not os.path.exists("/tmp/sheaf-sql-must-not-write.csv")
 
 
 def _execute_update(conn, sql):
