@@ -101,7 +101,7 @@ impl Call<'_> {
     fn readable(&self, package: &PackageName) -> Result<(), Status> {
         self.note.target(&package.to_string(), None, None);
         super::auth::require(self.principal, Access::Read, &package.to_string(), || {
-            crate::registry::Error::NotFound(format!("package {package} in {}", self.engine.registry().url())).into()
+            self.engine.registry().package_not_found(package).into()
         })
     }
 }

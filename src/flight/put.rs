@@ -239,7 +239,7 @@ async fn put_table(
     let registry = engine.registry();
     // Before anything is read or written: a write grant on the package.
     super::auth::require(principal, Access::Write, &target.package.to_string(), || {
-        crate::registry::Error::NotFound(format!("package {} in {}", target.package, registry.url())).into()
+        registry.package_not_found(&target.package).into()
     })?;
     let what = format!("{}/{}", target.package, target.path);
     let flight =

@@ -17,9 +17,7 @@ const MAX_TTL_SECS: u64 = 7 * 86_400;
 const MAX_INPUTS: usize = 10_000;
 
 fn require_write(registry: &Registry, principal: &Principal, package: &str) -> Result<(), Status> {
-    super::auth::require(principal, Access::Write, package, || {
-        registry::Error::NotFound(format!("package {package} in {}", registry.url())).into()
-    })
+    super::auth::require(principal, Access::Write, package, || registry.package_not_found(package).into())
 }
 
 /// The full top hash `base` (a hash, a prefix of 6+ hex digits, or a tag) of `pkg` names.
@@ -165,7 +163,7 @@ pub async fn lineage(
     let root: PackageRef = req.r#ref.parse()?;
     note.target(&root.package.to_string(), None, None);
     super::auth::require(principal, Access::Read, &root.package.to_string(), || {
-        registry::Error::NotFound(format!("package {} in {}", root.package, registry.url())).into()
+        registry.package_not_found(&root.package).into()
     })?;
     let depth = req.depth.unwrap_or(16).min(64);
     let reader = principal.clone();

@@ -6,10 +6,11 @@
 
 use super::Error;
 use super::manifest_table;
+use super::planner::{self, Shape};
 use super::prepare::prepare;
 use super::reader::{PINNED_STORE_URL, PinnedPart};
-use super::scan::{positions_sequential, shape};
-use super::shape::Selector;
+use super::rows::Positions;
+use super::shape::select_positions;
 use super::sources::{self, PARQUET_BATCH_ROWS};
 use super::table::{self, Format, Table};
 use crate::manifest::{Entry, Manifest};
@@ -108,9 +109,9 @@ impl quick_cache::Weighter<String, Arc<ArrowReaderMetadata>> for FooterWeight {
     }
 }
 
-/// The engine's context: the scans of URI reads are assembled by hand
-/// (one partition per plan keeps rows in file order); the pinned-parts
-/// store is registered once.
+/// The engine's context: URI reads are planned in it with one target
+/// partition (one output partition keeps rows in table order); the
+/// pinned-parts store is registered once.
 fn context() -> SessionContext {
     let config = SessionConfig::new().with_target_partitions(1).with_batch_size(PARQUET_BATCH_ROWS);
     let context = SessionContext::new_with_config(config);
@@ -147,7 +148,7 @@ impl Engine {
         &self.context
     }
 
-    /// A task context for the engine's hand-assembled scans.
+    /// A task context for running the engine's plans.
     pub(super) fn task_ctx(&self) -> Arc<TaskContext> {
         self.context.task_ctx()
     }
@@ -301,35 +302,37 @@ impl Engine {
             _ => self.describe(&table, query.content).await?.0,
         };
         let prepared = prepare(&schema, &query, &name)?;
-        let out_schema = prepared.projector.schema().clone();
-        let selector =
-            Selector { positions: None, position: 0, filter: prepared.filter.clone(), remaining: query.limit };
         let stream = match table.format {
             Format::Parquet => self.parquet_stream(&table, &ticket.slices, &query, schema, &prepared, &stats).await?,
             Format::Manifest => {
-                return manifest_table::read(&self.registry, &table, &ticket, &query, &schema, &name, stats);
+                return manifest_table::read(self, &table, &ticket, &query, &schema, &name, stats);
             }
             format => {
                 let entry = &table.entries[0];
                 stats.add(0, entry.size);
                 let batches = sources::read_sequential(&self.registry, entry, format, schema.clone()).await?;
                 let needed = prepared.needed.clone();
-                let sampled = positions_sequential(&query)?;
                 let counted = stats.clone();
-                batches
+                let batches = batches
                     .and_then(move |b| {
                         counted.add(b.num_rows() as u64, 0);
                         futures::future::ready(b.project(&needed).map_err(|e| Error::engine("projecting", e)))
                     })
-                    .scan(sampled, |s, b| {
-                        // Sampling by position needs every row, before filters.
-                        futures::future::ready(Some(b.and_then(|b| s.select(b))))
-                    })
-                    .boxed()
+                    .boxed();
+                // Sampling by position needs every row, before the filter.
+                let selected = select_positions(batches, Positions::of(&query)?, 0);
+                let input = planner::rows_table(prepared.needed_schema.clone(), selected)?;
+                let shape = Shape { columns: &prepared.columns, filter: prepared.filter.as_ref(), limit: query.limit };
+                let plan = planner::plan(&self.context.state(), input, &shape)?;
+                planner::execute(&plan, self.task_ctx(), format!("reading {}", entry.logical_key))?
             }
         };
-        let path = ticket.path.clone();
-        let batches = shape(stream, selector, prepared.projector).map_err(move |e| e.in_table(&path, &name)).boxed();
+        let (path, projector) = (ticket.path.clone(), prepared.projector);
+        let out_schema = projector.schema().clone();
+        let batches = stream
+            .and_then(move |b| futures::future::ready(projector.project(&b)))
+            .map_err(move |e| e.in_table(&path, &name))
+            .boxed();
         Ok(Execution { schema: out_schema, batches, stats })
     }
 }

@@ -4,10 +4,11 @@
 //! content is fetched.
 
 use super::Error;
-use super::engine::{Execution, ReadStats};
+use super::engine::{Engine, Execution, ReadStats};
+use super::planner::{self, Shape};
 use super::prepare::prepare;
-use super::scan::select_rows;
-use super::shape::{Projector, Selector};
+use super::rows::Positions;
+use super::shape::{Projector, select_positions};
 use super::sources;
 use super::table::Table;
 use crate::manifest::Entry;
@@ -37,7 +38,7 @@ pub(super) fn schema(with_content: bool) -> SchemaRef {
 /// Executes a ticket of the manifest table of `table` (named `name`):
 /// its run of entries, selected, then projected.
 pub(super) fn read(
-    registry: &Registry,
+    engine: &Engine,
     table: &Table,
     ticket: &Ticket,
     query: &Query,
@@ -45,7 +46,8 @@ pub(super) fn read(
     name: &str,
     stats: Arc<ReadStats>,
 ) -> Result<Execution, Error> {
-    let base = prepare(&schema(false), &Query { columns: vec![], ..query.clone() }, name)?;
+    let base_schema = schema(false);
+    let base = prepare(&base_schema, &Query { columns: vec![], ..query.clone() }, name)?;
     let (start, end) = match (ticket.entry_start, ticket.entry_end) {
         (0, 0) => (0, table.entries.len()),
         (s, e) if s < e && e <= table.entries.len() as u64 => (s as usize, e as usize),
@@ -56,39 +58,36 @@ pub(super) fn read(
             )));
         }
     };
-    // Sampling hashes each entry's position in the whole manifest.
-    let selector = Selector {
-        positions: super::rows::Positions::of(query)?,
-        position: start as u64,
-        filter: base.filter,
-        remaining: query.limit,
+    stats.add((end - start) as u64, 0);
+    let entries = &table.entries[start..end];
+    // Rows are chosen on the entry columns, so `content=true` downloads only
+    // the selected files and stops at the limit. Sampling hashes each
+    // entry's position in the whole manifest.
+    let selected = select_positions(rows(entries), Positions::of(query)?, start as u64);
+    let input = planner::rows_table(base_schema, selected)?;
+    let shape = Shape { columns: &base.columns, filter: base.filter.as_ref(), limit: query.limit };
+    let plan = planner::plan(&engine.context().state(), input, &shape)?;
+    let label = format!("the manifest of {name}");
+    let chosen = planner::execute(&plan, engine.task_ctx(), format!("reading {label}"))?;
+    let chosen = match query.content {
+        true => with_content(chosen, entries, engine.registry().clone()),
+        false => chosen,
     };
     let projector = Projector::new(table_schema, &query.columns, name)?;
     let out_schema = projector.schema().clone();
-    stats.add((end - start) as u64, 0);
-    let rows = rows(&table.entries[start..end], selector, query.content, registry.clone());
-    let batches = rows.and_then(move |b| futures::future::ready(projector.project(&b))).boxed();
-    let label = format!("the manifest of {name}");
+    let batches = chosen.and_then(move |b| futures::future::ready(projector.project(&b))).boxed();
     let batches = batches.map_err(move |e| e.in_table("", &label)).boxed();
     Ok(Execution { schema: out_schema, batches, stats })
 }
 
-/// The manifest table: entries in batches of 1024. `selector` (sampling,
-/// filter, limit) runs on the entry columns, so `content=true` downloads
-/// only the selected files and stops at the limit.
-fn rows(
-    entries: &[Entry],
-    selector: Selector,
-    with_content: bool,
-    registry: Registry,
-) -> BoxStream<'static, Result<RecordBatch, Error>> {
+/// The entry columns of the manifest table, in batches of 1024 entries.
+fn rows(entries: &[Entry]) -> BoxStream<'static, Result<RecordBatch, Error>> {
     let base_schema = schema(false);
     let entries: Arc<Vec<Entry>> = Arc::new(entries.to_vec());
     let chunks: Vec<(usize, usize)> =
         (0..entries.len()).step_by(1024).map(|s| (s, (s + 1024).min(entries.len()))).collect();
-    let base = {
-        let entries = entries.clone();
-        stream::iter(chunks).map(move |(start, end)| {
+    stream::iter(chunks)
+        .map(move |(start, end)| {
             let slice = &entries[start..end];
             let columns: Vec<ArrayRef> = vec![
                 Arc::new(StringArray::from_iter_values(slice.iter().map(|e| e.logical_key.as_str()))),
@@ -100,14 +99,18 @@ fn rows(
             RecordBatch::try_new(base_schema.clone(), columns)
                 .map_err(|e| Error::engine("building the manifest table", e))
         })
-    };
-    let selected = select_rows(base.boxed(), selector);
-    if !with_content {
-        return selected.boxed();
-    }
+        .boxed()
+}
+
+/// The chosen rows with each entry's bytes added as `content`.
+fn with_content(
+    chosen: BoxStream<'static, Result<RecordBatch, Error>>,
+    entries: &[Entry],
+    registry: Registry,
+) -> BoxStream<'static, Result<RecordBatch, Error>> {
     let by_key: Arc<HashMap<String, Entry>> =
         Arc::new(entries.iter().map(|e| (e.logical_key.clone(), e.clone())).collect());
-    selected
+    chosen
         .and_then(move |batch| {
             let registry = registry.clone();
             let by_key = by_key.clone();

@@ -13,6 +13,7 @@ mod error;
 pub mod limits;
 mod manifest_table;
 mod plan;
+mod planner;
 mod prepare;
 pub mod reader;
 pub mod rows;

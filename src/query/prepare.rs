@@ -1,5 +1,5 @@
-//! Column plans: which file columns a request reads, its filter parsed,
-//! checked and bound, and the output projection.
+//! Column plans: which file columns a request reads, its filter parsed and
+//! checked, and the output columns.
 
 use super::shape::Projector;
 use super::{Error, limits};
@@ -9,7 +9,6 @@ use datafusion::common::DFSchema;
 use datafusion::logical_expr::Expr;
 use datafusion::logical_expr::simplify::SimplifyContext;
 use datafusion::optimizer::simplify_expressions::ExprSimplifier;
-use datafusion::physical_expr::PhysicalExpr;
 use std::sync::Arc;
 
 /// A column plan: which file columns to read, the filter, the output.
@@ -18,11 +17,15 @@ pub(super) struct Prepared {
     pub(super) needed: Vec<usize>,
     /// Schema of the batches holding just those columns.
     pub(super) needed_schema: SchemaRef,
-    /// The filter bound to the needed columns.
-    pub(super) filter: Option<Arc<dyn PhysicalExpr>>,
-    /// The filter bound to the full file schema (for Parquet pruning).
-    pub(super) file_filter: Option<Arc<dyn PhysicalExpr>>,
-    /// Output columns and casts.
+    /// The filter, coerced and simplified (columns by name).
+    pub(super) filter: Option<Expr>,
+    /// The columns a read's plan outputs: the requested ones, each once,
+    /// in order.
+    pub(super) columns: Vec<String>,
+    /// Indices of [`Self::columns`] in the table.
+    pub(super) column_indices: Vec<usize>,
+    /// From the plan's output to the requested columns (a column may be
+    /// asked for twice) in the types they travel as.
     pub(super) projector: Projector,
 }
 
@@ -43,12 +46,9 @@ fn parser() -> &'static datafusion::prelude::SessionContext {
     &PARSER
 }
 
-/// A filter parsed, and bound to a schema.
-type Bound = (Expr, Arc<dyn PhysicalExpr>);
-
 fn prepare_checked(schema: &SchemaRef, query: &Query, table: &str) -> Result<Prepared, Error> {
     let ctx = parser();
-    let parse = |schema: &SchemaRef| -> Result<Option<Bound>, Error> {
+    let parse = |schema: &SchemaRef| -> Result<Option<Expr>, Error> {
         if query.filter.trim().is_empty() {
             return Ok(None);
         }
@@ -75,7 +75,7 @@ fn prepare_checked(schema: &SchemaRef, query: &Query, table: &str) -> Result<Pre
                 limits::excerpt(&query.filter)
             )));
         }
-        Ok(Some((expr, physical)))
+        Ok(Some(expr))
     };
     let full = parse(schema)?;
     // Check output columns against the full schema for a clear error.
@@ -85,7 +85,7 @@ fn prepare_checked(schema: &SchemaRef, query: &Query, table: &str) -> Result<Pre
     } else {
         query.columns.iter().map(|c| schema.index_of(c).expect("checked")).collect()
     };
-    if let Some((expr, _)) = &full {
+    if let Some(expr) = &full {
         for col in expr.column_refs() {
             let i = schema.index_of(&col.name).map_err(|_| Error::UnknownColumn {
                 column: col.name.clone(),
@@ -97,12 +97,18 @@ fn prepare_checked(schema: &SchemaRef, query: &Query, table: &str) -> Result<Pre
     needed.sort_unstable();
     needed.dedup();
     let needed_schema = Arc::new(schema.project(&needed).map_err(|e| Error::engine("projecting", e))?);
-    let filter = parse(&needed_schema)?.map(|(_, p)| p);
-    let columns: Vec<String> = if query.columns.is_empty() {
-        schema.fields().iter().map(|f| f.name().clone()).collect()
-    } else {
-        query.columns.clone()
-    };
-    let projector = Projector::new(&needed_schema, &columns, table)?;
-    Ok(Prepared { needed, needed_schema, filter, file_filter: full.map(|(_, p)| p), projector })
+    let mut column_indices: Vec<usize> = Vec::new();
+    for c in &query.columns {
+        let i = schema.index_of(c).expect("checked");
+        if !column_indices.contains(&i) {
+            column_indices.push(i);
+        }
+    }
+    if query.columns.is_empty() {
+        column_indices = (0..schema.fields().len()).collect();
+    }
+    let output = schema.project(&column_indices).map_err(|e| Error::engine("projecting", e))?;
+    let columns = output.fields().iter().map(|f| f.name().clone()).collect();
+    let projector = Projector::new(&output, &query.columns, table)?;
+    Ok(Prepared { needed, needed_schema, filter: full, columns, column_indices, projector })
 }

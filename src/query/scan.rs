@@ -1,29 +1,27 @@
-//! Parquet scans: a ticket's slices become DataFusion scans (pruned by
-//! page index and bloom filters, filter pushed down, sampled rows selected),
-//! decoded on two tasks for plain reads; and the row selection shared by
-//! every table format.
+//! Parquet scans: a ticket's slices become plans of DataFusion scans
+//! (sampled rows selected in the access plan; projection, filter and limit
+//! planned by [`super::planner`]), decoded on two tasks for plain reads.
 
 use super::engine::{Engine, ReadStats};
+use super::planner::{self, Shape, SliceTable};
 use super::prepare::Prepared;
-use super::reader::{PINNED_STORE_URL, PinnedReaders};
+use super::reader::PinnedReaders;
 use super::rows::Positions;
-use super::shape::{Projector, Selector};
 use super::table::Table;
 use super::{Error, limits};
 use crate::proto::{Query, Slice};
 use arrow::array::{ArrayRef, RecordBatch};
 use arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::catalog::TableProvider;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::parquet::{ParquetAccessPlan, RowGroupAccess};
-use datafusion::datasource::physical_plan::{FileScanConfigBuilder, ParquetSource};
-use datafusion::datasource::source::DataSourceExec;
-use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::physical_plan::ExecutionPlan;
 use futures::FutureExt;
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
 use parquet::file::metadata::RowGroupMetaData;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 impl Engine {
     /// The batches of a ticket's Parquet slices, in table order.
@@ -36,7 +34,7 @@ impl Engine {
         prepared: &Prepared,
         stats: &Arc<ReadStats>,
     ) -> Result<BoxStream<'static, Result<RecordBatch, Error>>, Error> {
-        let ctx = self.task_ctx();
+        let (state, ctx) = (self.context().state(), self.task_ctx());
         let positions = Positions::of(query)?;
         let mut streams = Vec::with_capacity(slices.len());
         // A ticket's slices are in table order and never overlap, so a
@@ -68,35 +66,71 @@ impl Engine {
             let object = (pinned.store.clone(), pinned.path.clone());
             let halves_of = pinned.metadata.clone();
             let readers = Arc::new(PinnedReaders::new([pinned]));
-            let scan = SliceScan { readers, file, file_schema: file_schema.clone(), query, prepared };
+            let input: Arc<dyn TableProvider> = Arc::new(SliceTable { schema: file_schema.clone(), readers, file });
+            let shape = Shape { columns: &prepared.columns, filter: prepared.filter.as_ref(), limit: query.limit };
             // A plain read (no filter, no limit) decodes its columns in two
             // halves on two tasks, so one stream uses both cores; the halves
             // see the same row groups and selection, hence the same batches.
-            let halves = match query.filter.is_empty() && query.limit.is_none() {
-                true => split_columns(&prepared.needed, &halves_of, slice),
+            let halves = match shape.filter.is_none() && shape.limit.is_none() {
+                true => split_columns(&prepared.column_indices, &halves_of, slice),
                 false => None,
             };
-            let groups = halves.clone().map_or_else(|| vec![prepared.needed.clone()], |(a, b)| vec![a, b]);
-            let plans: Vec<Arc<dyn ExecutionPlan>> =
-                groups.into_iter().map(|g| scan.plan(g)).collect::<Result<_, _>>()?;
             let what = format!("reading {}", entry.logical_key);
+            let plans = match &halves {
+                None => vec![planner::plan(&state, input, &shape)?],
+                Some((a, b)) => [a, b]
+                    .into_iter()
+                    .map(|half| {
+                        let columns: Vec<String> = half.iter().map(|&c| file_schema.field(c).name().clone()).collect();
+                        planner::plan(&state, input.clone(), &Shape { columns: &columns, filter: None, limit: None })
+                    })
+                    .collect::<Result<_, _>>()?,
+            };
             let mut scans = Vec::with_capacity(plans.len());
             for plan in &plans {
-                let s = plan.execute(0, ctx.clone()).map_err(|e| Error::engine(what.clone(), e))?;
-                scans.push(storage_or_data(s, what.clone(), object.clone(), entry.logical_key.clone()));
+                let s = planner::execute(plan, ctx.clone(), what.clone())?;
+                scans.push(storage_or_data(s, object.clone(), entry.logical_key.clone()));
             }
             let batches = match halves {
                 None => scans.pop().expect("one scan"),
                 Some((a, b)) => {
                     let second = read_ahead(scans.pop().expect("two scans"));
                     let first = read_ahead(scans.pop().expect("two scans"));
-                    zip_columns(first, second, &prepared.needed, &a, &b)
+                    zip_columns(first, second, &prepared.column_indices, &a, &b)
                 }
             };
-            streams.push(accounted(batches, plans, prepared.needed_schema.clone(), stats.clone()));
+            streams.push(accounted(batches, plans, stats.clone()));
         }
-        Ok(stream::iter(streams).flatten().boxed())
+        let batches = stream::iter(streams).flatten().boxed();
+        // Each slice's plan stops at the limit; the ticket's rows stop there
+        // too, and the slices after it are never opened.
+        Ok(match query.limit {
+            Some(limit) => limited(batches, limit),
+            None => batches,
+        })
     }
+}
+
+/// The first `limit` rows of `batches`; the input is not polled past them.
+fn limited(
+    batches: BoxStream<'static, Result<RecordBatch, Error>>,
+    limit: u64,
+) -> BoxStream<'static, Result<RecordBatch, Error>> {
+    stream::unfold((batches, limit), |(mut batches, remaining)| async move {
+        if remaining == 0 {
+            return None;
+        }
+        let item = batches.next().await?;
+        let (item, remaining) = match item {
+            Ok(b) => {
+                let n = (b.num_rows() as u64).min(remaining);
+                (Ok(b.slice(0, n as usize)), remaining - n)
+            }
+            Err(e) => (Err(e), 0),
+        };
+        Some((item, (batches, remaining)))
+    })
+    .boxed()
 }
 
 /// The row groups of `slice` to read, and under a sample or a `rows`
@@ -121,50 +155,15 @@ fn access_plan(row_groups: &[RowGroupMetaData], slice: &Slice, positions: Option
     access
 }
 
-/// What every scan of one slice shares.
-struct SliceScan<'a> {
-    readers: Arc<PinnedReaders>,
-    file: PartitionedFile,
-    file_schema: SchemaRef,
-    query: &'a Query,
-    prepared: &'a Prepared,
-}
-
-impl SliceScan<'_> {
-    /// A DataFusion scan of the slice's file reading `projection`, with the
-    /// filter pushed into the decoder and pruning by page index and blooms.
-    fn plan(&self, projection: Vec<usize>) -> Result<Arc<dyn ExecutionPlan>, Error> {
-        let mut source = ParquetSource::new(self.file_schema.clone())
-            .with_enable_page_index(true)
-            .with_bloom_filter_on_read(true)
-            .with_pushdown_filters(true)
-            .with_parquet_file_reader_factory(self.readers.clone());
-        if let Some(p) = &self.prepared.file_filter {
-            source = source.with_predicate(p.clone());
-        }
-        let limit = if self.query.filter.is_empty() { self.query.limit.map(|l| l as usize) } else { None };
-        let config =
-            FileScanConfigBuilder::new(ObjectStoreUrl::parse(PINNED_STORE_URL).expect("valid URL"), Arc::new(source))
-                .with_file(self.file.clone())
-                .with_projection_indices(Some(projection))
-                .map_err(|e| Error::engine("planning the scan", e))?
-                .with_limit(limit)
-                .build();
-        Ok(DataSourceExec::from_data_source(config))
-    }
-}
-
 /// A scan's batches with its errors classified. Parquet reports some storage
 /// failures as text; on an engine or storage error the object itself is
 /// checked, to tell data from storage and name what storage refused.
 fn storage_or_data(
-    batches: datafusion::execution::SendableRecordBatchStream,
-    what: String,
+    batches: BoxStream<'static, Result<RecordBatch, Error>>,
     (store, path): (Arc<dyn object_store::ObjectStore>, object_store::path::Path),
     key: String,
 ) -> BoxStream<'static, Result<RecordBatch, Error>> {
     batches
-        .map_err(move |e| Error::engine(what.clone(), e))
         .or_else(move |e| {
             let (store, path, key) = (store.clone(), path.clone(), key.clone());
             async move {
@@ -184,33 +183,35 @@ fn storage_or_data(
         .boxed()
 }
 
-/// A slice's batches, counted as they pass and given the planned schema
-/// (a scan may return its own field metadata); once they have ended, the
-/// scans' metrics add the rows the pushed-down filter decoded and dropped,
-/// and the bytes fetched.
+/// A slice's batches, counted as they pass; once they have ended, the
+/// plans' scans add the rows they decoded that did not come out (dropped
+/// by the pushed-down filter, or read ahead of a limit), and the bytes
+/// fetched.
 fn accounted(
     batches: BoxStream<'static, Result<RecordBatch, Error>>,
     plans: Vec<Arc<dyn ExecutionPlan>>,
-    schema: SchemaRef,
     stats: Arc<ReadStats>,
 ) -> BoxStream<'static, Result<RecordBatch, Error>> {
     let counted = stats.clone();
+    let delivered = Arc::new(AtomicU64::new(0));
+    let seen = delivered.clone();
     let account = stream::once(async move {
-        for plan in plans {
-            if let Some(m) = plan.metrics() {
-                let get = |name: &str| m.sum_by_name(name).map_or(0, |v| v.as_usize() as u64);
-                stats.add(get("pushdown_rows_pruned"), get("bytes_scanned"));
-            }
+        let (mut rows, mut bytes) = (0, 0);
+        for plan in &plans {
+            let (r, b) = planner::scanned(plan);
+            rows += r;
+            bytes += b;
         }
+        // Two halves decode the same rows: count them once.
+        let rows = rows / plans.len().max(1) as u64;
+        stats.add(rows.saturating_sub(seen.load(Ordering::Relaxed)), bytes);
         None
     })
     .filter_map(futures::future::ready);
     batches
-        .inspect_ok(move |b| counted.add(b.num_rows() as u64, 0))
-        .and_then(move |b| {
-            let r = RecordBatch::try_new(schema.clone(), b.columns().to_vec())
-                .map_err(|e| Error::engine("assembling a batch", e));
-            futures::future::ready(r)
+        .inspect_ok(move |b| {
+            counted.add(b.num_rows() as u64, 0);
+            delivered.fetch_add(b.num_rows() as u64, Ordering::Relaxed);
         })
         .chain(account)
         .boxed()
@@ -290,16 +291,16 @@ fn split_columns(
 }
 
 /// Joins the batches of two scans of the same rows over different columns
-/// back into `needed` order.
+/// back into `columns` order.
 fn zip_columns(
     first: BoxStream<'static, Result<RecordBatch, Error>>,
     second: BoxStream<'static, Result<RecordBatch, Error>>,
-    needed: &[usize],
+    columns: &[usize],
     a: &[usize],
     b: &[usize],
 ) -> BoxStream<'static, Result<RecordBatch, Error>> {
-    // For each needed column: (which half, position in it).
-    let order: Vec<(usize, usize)> = needed
+    // For each column: (which half, position in it).
+    let order: Vec<(usize, usize)> = columns
         .iter()
         .map(|c| match a.iter().position(|x| x == c) {
             Some(j) => (0, j),
@@ -330,42 +331,4 @@ fn zip_columns(
         }
     })
     .boxed()
-}
-
-/// Selects by position (sample, `rows`) a table read sequentially, before
-/// its filter.
-pub(super) fn positions_sequential(query: &Query) -> Result<Selector, Error> {
-    Ok(Selector { positions: Positions::of(query)?, position: 0, filter: None, remaining: None })
-}
-
-/// Applies the selector (sample, filter, limit) and stops pulling input once
-/// the limit is reached (dropping the input cancels its work).
-pub(super) fn select_rows(
-    input: BoxStream<'static, Result<RecordBatch, Error>>,
-    selector: Selector,
-) -> BoxStream<'static, Result<RecordBatch, Error>> {
-    stream::unfold((input, selector), |(mut input, mut selector)| async move {
-        loop {
-            if selector.done() {
-                return None;
-            }
-            match input.next().await? {
-                Err(e) => return Some((Err(e), (input, selector))),
-                Ok(batch) => match selector.select(batch) {
-                    Ok(b) if b.num_rows() == 0 => continue,
-                    other => return Some((other, (input, selector))),
-                },
-            }
-        }
-    })
-    .boxed()
-}
-
-/// Selects rows, then projects the output columns.
-pub(super) fn shape(
-    input: BoxStream<'static, Result<RecordBatch, Error>>,
-    selector: Selector,
-    projector: Projector,
-) -> BoxStream<'static, Result<RecordBatch, Error>> {
-    select_rows(input, selector).and_then(move |b| futures::future::ready(projector.project(&b))).boxed()
 }

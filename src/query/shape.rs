@@ -1,12 +1,13 @@
-//! Shaping record batches for the wire: which rows (sample, filter, limit)
-//! and which columns, cast to types every Flight client decodes.
+//! Shaping record batches for the wire: the rows of inputs read whole kept
+//! by position (sample, `rows`), and the output columns cast to types every
+//! Flight client decodes.
 
 use super::Error;
 use super::rows::Positions;
-use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use arrow::array::{Array, BooleanArray, RecordBatch};
 use arrow::compute::{cast, filter_record_batch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::physical_expr::PhysicalExpr;
+use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 use std::sync::Arc;
 
 /// The type a column travels as: views become their plain forms and
@@ -88,50 +89,26 @@ impl Projector {
     }
 }
 
-/// Chooses rows: by table position (sample and `rows`, for tables read
-/// sequentially), then the filter, then the limit.
-pub struct Selector {
-    /// The positions kept, when selecting here (Parquet selects in the scan).
-    pub positions: Option<Positions>,
-    /// Table position of the next row to arrive.
-    pub position: u64,
-    /// The filter, bound to the batches' schema.
-    pub filter: Option<Arc<dyn PhysicalExpr>>,
-    /// Rows still allowed by the limit.
-    pub remaining: Option<u64>,
-}
-
-impl Selector {
-    /// Whether the limit is exhausted (stop reading).
-    pub fn done(&self) -> bool {
-        self.remaining == Some(0)
-    }
-
-    /// The selected rows of the next batch.
-    pub fn select(&mut self, batch: RecordBatch) -> Result<RecordBatch, Error> {
-        let mut batch = batch;
-        if let Some(positions) = &self.positions {
-            let keep = BooleanArray::from(positions.keep_mask(self.position, batch.num_rows()));
-            self.position += batch.num_rows() as u64;
-            batch = filter_record_batch(&batch, &keep).map_err(|e| Error::engine("selecting rows", e))?;
-        }
-        if let Some(filter) = &self.filter
-            && batch.num_rows() > 0
-        {
-            let mask = filter
-                .evaluate(&batch)
-                .and_then(|v| v.into_array(batch.num_rows()))
-                .map_err(|e| Error::engine("evaluating the filter", e))?;
-            let mask = mask.as_boolean_opt().ok_or_else(|| {
-                Error::invalid(format!("the filter must be a boolean expression, not {}", mask.data_type()))
-            })?;
-            batch = filter_record_batch(&batch, mask).map_err(|e| Error::engine("filtering", e))?;
-        }
-        if let Some(remaining) = self.remaining.as_mut() {
-            let n = (batch.num_rows() as u64).min(*remaining);
-            *remaining -= n;
-            batch = batch.slice(0, n as usize);
-        }
-        Ok(batch)
-    }
+/// Keeps the rows of `positions` (sample, `rows`) of an input read whole,
+/// whose first row is at table position `first`; batches left empty are
+/// dropped.
+pub(super) fn select_positions(
+    input: BoxStream<'static, Result<RecordBatch, Error>>,
+    positions: Option<Positions>,
+    first: u64,
+) -> BoxStream<'static, Result<RecordBatch, Error>> {
+    let Some(positions) = positions else {
+        return input;
+    };
+    input
+        .scan(first, move |position, batch| {
+            let selected = batch.and_then(|batch| {
+                let keep = BooleanArray::from(positions.keep_mask(*position, batch.num_rows()));
+                *position += batch.num_rows() as u64;
+                filter_record_batch(&batch, &keep).map_err(|e| Error::engine("selecting rows", e))
+            });
+            futures::future::ready(Some(selected))
+        })
+        .try_filter(|b| futures::future::ready(b.num_rows() > 0))
+        .boxed()
 }

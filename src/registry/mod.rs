@@ -111,6 +111,12 @@ impl Registry {
         &self.location.url
     }
 
+    /// The error for a package this registry does not have, or that the
+    /// caller may not see (both answer alike, so a name leaks nothing).
+    pub fn package_not_found(&self, package: impl std::fmt::Display) -> Error {
+        Error::NotFound(format!("package {package} in {}", self.url()))
+    }
+
     pub(crate) fn store(&self) -> &Arc<dyn ObjectStore> {
         &self.store
     }
@@ -250,10 +256,9 @@ impl Registry {
     /// among all manifests of the registry).
     pub async fn resolve(&self, pkg: &PackageName, revision: &Revision) -> Result<String> {
         match revision {
-            Revision::Latest => self
-                .read_pointer(&Self::latest_path(pkg))
-                .await?
-                .ok_or_else(|| Error::NotFound(format!("package {pkg} in {}", self.url()))),
+            Revision::Latest => {
+                self.read_pointer(&Self::latest_path(pkg)).await?.ok_or_else(|| self.package_not_found(pkg))
+            }
             Revision::Tag(tag) => self
                 .read_pointer(&Self::tags_dir(pkg).join(tag.as_str()))
                 .await?

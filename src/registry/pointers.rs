@@ -152,7 +152,7 @@ impl Registry {
         let stamps = self.timestamp_pointers(pkg).await?;
         let latest = self.read_pointer(&Self::latest_path(pkg)).await?;
         if stamps.is_empty() && latest.is_none() {
-            return Err(Error::NotFound(format!("package {pkg} in {}", self.url())));
+            return Err(self.package_not_found(pkg));
         }
         let tags = self.tags(pkg).await?;
         stream::iter(stamps)
@@ -357,7 +357,7 @@ impl Registry {
         let tags = self.tags(pkg).await?;
         let latest = self.read_pointer(&Self::latest_path(pkg)).await?;
         if stamps.is_empty() && latest.is_none() && tags.is_empty() {
-            return Err(Error::NotFound(format!("package {pkg} in {}", self.url())));
+            return Err(self.package_not_found(pkg));
         }
         let doomed = |h: &str| top_hash.is_none_or(|t| t == h);
         if let Some(t) = top_hash

@@ -58,10 +58,7 @@ impl Resolver {
     fn check(&self, package: &PackageName) -> Result<(), Error> {
         match (self.may_read)(&package.to_string()) {
             true => Ok(()),
-            false => {
-                Err(crate::registry::Error::NotFound(format!("package {package} in {}", self.engine.registry().url()))
-                    .into())
-            }
+            false => Err(self.engine.registry().package_not_found(package).into()),
         }
     }
 

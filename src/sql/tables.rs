@@ -11,14 +11,15 @@
 //!   per endpoint of its plan.
 
 use super::catalog::external;
-use crate::query::reader::{PINNED_STORE_URL, PinnedPart, PinnedReaders};
+use crate::query::reader::{PINNED_STORE_URL, PinnedReaders};
 use crate::query::table::Table;
 use crate::query::{DatasetUri, Engine, Error, Plan};
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::{DFSchema, Statistics};
+use datafusion::common::Statistics;
 use datafusion::datasource::TableType;
+use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::TaskContext;
@@ -35,7 +36,10 @@ use std::sync::Arc;
 #[derive(Debug)]
 pub struct ParquetTable {
     schema: SchemaRef,
-    parts: Vec<PinnedPart>,
+    /// Reads the parts (shared by every scan of the table).
+    readers: Arc<PinnedReaders>,
+    /// The parts as the scan lists them, with their statistics.
+    files: Vec<PartitionedFile>,
     statistics: Statistics,
 }
 
@@ -53,7 +57,8 @@ impl ParquetTable {
             true => Statistics::try_merge_iter(per_file, &schema).unwrap_or_else(|_| Statistics::new_unknown(&schema)),
             false => Statistics::new_unknown(&schema),
         };
-        Ok(ParquetTable { schema, parts, statistics })
+        let readers = Arc::new(PinnedReaders::new(parts));
+        Ok(ParquetTable { schema, readers, files, statistics })
     }
 }
 
@@ -84,20 +89,18 @@ impl TableProvider for ParquetTable {
         &self,
         state: &dyn Session,
         projection: Option<&Vec<usize>>,
-        filters: &[Expr],
+        // DataFusion's physical optimizer pushes the filter above the scan
+        // into the Parquet source (pruning, and the decoder when the
+        // session's `pushdown_filters` is on); taking them here too would
+        // evaluate them twice.
+        _filters: &[Expr],
         limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        let readers = Arc::new(PinnedReaders::new(self.parts.iter().cloned()));
-        let mut source = ParquetSource::new(self.schema.clone())
+        let source = ParquetSource::new(self.schema.clone())
             .with_table_parquet_options(state.table_options().parquet.clone())
-            .with_parquet_file_reader_factory(readers);
-        if let Some(predicate) = conjunction(filters.to_vec()) {
-            let df_schema = DFSchema::try_from(self.schema.as_ref().clone())?;
-            source = source.with_predicate(state.create_physical_expr(predicate, &df_schema)?);
-        }
-        let files = self.parts.iter().map(|p| p.file(&self.schema)).collect::<Vec<_>>();
+            .with_parquet_file_reader_factory(self.readers.clone());
         let config = FileScanConfigBuilder::new(ObjectStoreUrl::parse(PINNED_STORE_URL)?, Arc::new(source))
-            .with_file_group(FileGroup::new(files))
+            .with_file_group(FileGroup::new(self.files.clone()))
             .with_statistics(self.statistics.clone())
             .with_projection_indices(projection.cloned())?
             .with_limit(limit)

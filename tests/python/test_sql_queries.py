@@ -431,3 +431,18 @@ def test_manifest_table_equals_flight_read(server, conn):
     sl.assert_same_result(got, expected, ordered=True, what="_manifest")
     pinned = sl.query(conn, 'SELECT logical_key FROM "sql/stores:v1"."_manifest" ORDER BY logical_key')
     assert pinned.column("logical_key").to_pylist() == ["README.md", "tables/stores.parquet"]
+
+
+def test_where_is_evaluated_once_in_the_parquet_decoder(conn):
+    """DataFusion's physical optimizer pushes a WHERE on a Parquet table into the scan: no FilterExec stays above it,
+    and the scan's predicate holds each condition once (the table does not add the filters it is offered a second
+    time)."""
+    cur = conn.cursor()
+    cur.execute(f"EXPLAIN SELECT order_id FROM {ORD} WHERE quantity > 10 AND store_id = 7")
+    physical = "\n".join(str(plan) for kind, plan in cur.fetchall() if kind == "physical_plan")
+    cur.close()
+    assert physical, "EXPLAIN gave no physical plan"
+    assert "FilterExec" not in physical, physical
+    scan = next(line for line in physical.splitlines() if "DataSourceExec" in line)
+    predicate = scan.split(" predicate=", 1)[1].split(", pruning_predicate=", 1)[0]
+    assert predicate.count("quantity@") == 1 and predicate.count("store_id@") == 1, scan
