@@ -9,10 +9,24 @@
 //! Memory is bounded: cached streams and streams being recorded share one
 //! byte budget, least recently used streams are evicted first, and a stream
 //! larger than half the budget is simply not cached.
+//!
+//! Reads of one ticket coalesce: while a stream of a ticket is being
+//! recorded, another read of it waits for the recording and is sent from
+//! the cache once it is there (many workers starting on the same data
+//! decode it once, not once each). It waits only while the recording makes
+//! progress: when the recording stalls (its client stopped reading) for
+//! [`STALL`], gives up (the stream is too large to cache) or fails, the
+//! waiting read executes the ticket itself.
 
 use super::encode::WireMessage;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// How long a read waits for a recording of its ticket that records
+/// nothing new before it reads on its own.
+pub const STALL: Duration = Duration::from_secs(2);
 
 /// The encoded messages of one DoGet, in order.
 pub type Messages = Arc<Vec<WireMessage>>;
@@ -27,13 +41,37 @@ pub struct StreamCache {
 #[derive(Debug, Default)]
 struct State {
     entries: HashMap<Vec<u8>, Entry>,
-    /// Tickets being recorded: one recording per ticket at a time, so many
-    /// clients reading the same new ticket at once do not each reserve a
-    /// copy and crowd each other out of the budget.
-    recording: HashSet<Vec<u8>>,
+    /// Tickets being recorded, and their progress: one recording per
+    /// ticket at a time, so many clients reading the same new ticket at once
+    /// do not each reserve a copy and crowd each other out of the budget;
+    /// the others wait for it ([`StreamCache::lookup`]).
+    recording: HashMap<Vec<u8>, watch::Receiver<Progress>>,
     /// Bytes of cached entries plus bytes reserved by recordings.
     used: u64,
     clock: u64,
+}
+
+/// How far a recording has got; its sender is dropped when it ends.
+#[derive(Debug, Clone, Copy)]
+struct Progress {
+    /// When it started or last recorded a message.
+    at: Instant,
+    gave_up: bool,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Progress { at: Instant::now(), gave_up: false }
+    }
+}
+
+/// What [`StreamCache::lookup`] found for a ticket.
+#[derive(Debug)]
+pub enum Lookup {
+    /// The ticket's messages, cached.
+    Hit(Messages),
+    /// Not cached: execute the ticket, feeding the recording.
+    Miss(Recording),
 }
 
 #[derive(Debug)]
@@ -59,15 +97,71 @@ impl StreamCache {
         Some(entry.messages.clone())
     }
 
+    /// The cached messages of `ticket`, or a recording to feed while
+    /// executing it. While another read records the same ticket, waits for
+    /// it (see the module's documentation) and answers from the cache.
+    pub async fn lookup(self: &Arc<Self>, ticket: &[u8]) -> Lookup {
+        loop {
+            let mut progress = {
+                let mut state = self.state.lock().expect("stream cache poisoned");
+                state.clock += 1;
+                let now = state.clock;
+                if let Some(entry) = state.entries.get_mut(ticket) {
+                    entry.last_used = now;
+                    return Lookup::Hit(entry.messages.clone());
+                }
+                if self.budget == 0 {
+                    return Lookup::Miss(self.recording(ticket.to_vec(), None));
+                }
+                match state.recording.get(ticket) {
+                    Some(progress) => progress.clone(),
+                    None => {
+                        let (sender, receiver) = watch::channel(Progress::new());
+                        state.recording.insert(ticket.to_vec(), receiver);
+                        return Lookup::Miss(self.recording(ticket.to_vec(), Some(sender)));
+                    }
+                }
+            };
+            // Another read records this ticket: wait while it progresses
+            // (one already stalled is not waited for).
+            if progress.borrow_and_update().at.elapsed() >= STALL {
+                return Lookup::Miss(self.recording(ticket.to_vec(), None));
+            }
+            loop {
+                match tokio::time::timeout(STALL, progress.changed()).await {
+                    // It recorded more; unless it gave up, keep waiting.
+                    Ok(Ok(())) if !progress.borrow_and_update().gave_up => continue,
+                    // It ended: cached now, or the ticket is free to record.
+                    Ok(Err(_)) => break,
+                    // It gave up or stalled: read alone.
+                    _ => return Lookup::Miss(self.recording(ticket.to_vec(), None)),
+                }
+            }
+        }
+    }
+
     /// Starts recording the stream of `ticket`; feed it every message, then
     /// call [`Recording::finish`] once the stream ended successfully.
     /// Dropping a recording (a failed or abandoned stream) caches nothing.
     /// A ticket already being recorded by another stream gets a recording
     /// that records nothing.
     pub fn record(self: &Arc<Self>, ticket: Vec<u8>) -> Recording {
-        let first =
-            self.budget > 0 && self.state.lock().expect("stream cache poisoned").recording.insert(ticket.clone());
-        Recording { cache: self.clone(), ticket, messages: Vec::new(), reserved: 0, gave_up: !first, owns: first }
+        let mut state = self.state.lock().expect("stream cache poisoned");
+        if self.budget == 0 || state.recording.contains_key(&ticket) {
+            drop(state);
+            return self.recording(ticket, None);
+        }
+        let (sender, receiver) = watch::channel(Progress::new());
+        state.recording.insert(ticket.clone(), receiver);
+        drop(state);
+        self.recording(ticket, Some(sender))
+    }
+
+    /// A recording of `ticket`: it records when it holds the ticket's slot
+    /// (`progress`), else records nothing.
+    fn recording(self: &Arc<Self>, ticket: Vec<u8>, progress: Option<watch::Sender<Progress>>) -> Recording {
+        let gave_up = progress.is_none();
+        Recording { cache: self.clone(), ticket, messages: Vec::new(), reserved: 0, gave_up, progress }
     }
 
     fn recording_ended(&self, ticket: &[u8]) {
@@ -119,8 +213,9 @@ pub struct Recording {
     messages: Vec<WireMessage>,
     reserved: u64,
     gave_up: bool,
-    /// This recording holds the ticket's slot in `State::recording`.
-    owns: bool,
+    /// Set when this recording holds the ticket's slot in
+    /// `State::recording`: tells the reads waiting for it how it goes.
+    progress: Option<watch::Sender<Progress>>,
 }
 
 impl Recording {
@@ -135,6 +230,9 @@ impl Recording {
         if self.reserved + bytes <= self.cache.budget / 2 && self.cache.reserve(bytes) {
             self.reserved += bytes;
             self.messages.push(message.clone());
+            if let Some(progress) = &self.progress {
+                progress.send_modify(|p| p.at = Instant::now());
+            }
         } else {
             self.abandon();
         }
@@ -144,6 +242,9 @@ impl Recording {
         self.gave_up = true;
         self.messages = Vec::new();
         self.cache.release(std::mem::take(&mut self.reserved));
+        if let Some(progress) = &self.progress {
+            progress.send_modify(|p| p.gave_up = true);
+        }
     }
 
     /// The stream ended successfully: cache it.
@@ -160,8 +261,12 @@ impl Drop for Recording {
         if self.reserved > 0 {
             self.cache.release(self.reserved);
         }
-        if self.owns {
+        if let Some(progress) = self.progress.take() {
+            // The slot is free before the reads waiting for this recording
+            // wake (when its sender is dropped); a finished stream is in the
+            // cache before either.
             self.cache.recording_ended(&self.ticket);
+            drop(progress);
         }
     }
 }
@@ -238,6 +343,67 @@ mod tests {
         let mut again = cache.record(b"a".to_vec());
         again.push(&msg(10));
         assert_eq!(cache.used(), 110);
+    }
+
+    fn hit(lookup: Lookup) -> Option<usize> {
+        match lookup {
+            Lookup::Hit(messages) => Some(messages.len()),
+            Lookup::Miss(_) => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_read_of_a_ticket_being_recorded_waits_for_it_and_is_sent_from_the_cache() {
+        let cache = StreamCache::new(1000);
+        let Lookup::Miss(mut first) = cache.lookup(b"a").await else { panic!("nothing is cached yet") };
+        let waiter = tokio::spawn({
+            let cache = cache.clone();
+            async move { hit(cache.lookup(b"a").await) }
+        });
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+            first.push(&msg(10));
+        }
+        first.finish();
+        assert_eq!(waiter.await.unwrap(), Some(3), "the waiting read got the recorded stream");
+    }
+
+    #[tokio::test]
+    async fn a_waiting_read_records_itself_when_the_recording_fails_and_reads_alone_when_it_gives_up() {
+        let cache = StreamCache::new(1000);
+        let Lookup::Miss(mut first) = cache.lookup(b"a").await else { panic!("nothing is cached yet") };
+        let waiter = tokio::spawn({
+            let cache = cache.clone();
+            async move { cache.lookup(b"a").await }
+        });
+        tokio::task::yield_now().await;
+        first.push(&msg(10));
+        drop(first); // the stream failed
+        let Lookup::Miss(mut second) = waiter.await.unwrap() else { panic!("nothing was cached") };
+        // The waiting read took the ticket's slot: it records.
+        second.push(&msg(10));
+        assert_eq!(cache.used(), 10);
+        // A read waiting for a recording that gives up (too large) reads alone.
+        let waiter = tokio::spawn({
+            let cache = cache.clone();
+            async move { cache.lookup(b"a").await }
+        });
+        tokio::task::yield_now().await;
+        second.push(&msg(600));
+        let Lookup::Miss(mut alone) = waiter.await.unwrap() else { panic!("nothing was cached") };
+        alone.push(&msg(10));
+        assert_eq!(cache.used(), 0, "neither records any more");
+    }
+
+    #[tokio::test]
+    async fn a_waiting_read_stops_waiting_for_a_stalled_recording() {
+        let cache = StreamCache::new(1000);
+        let Lookup::Miss(_stalled) = cache.lookup(b"a").await else { panic!("nothing is cached yet") };
+        let started = std::time::Instant::now();
+        let Lookup::Miss(mut alone) = cache.lookup(b"a").await else { panic!("nothing was cached") };
+        assert!(started.elapsed() >= STALL);
+        alone.push(&msg(10));
+        assert_eq!(cache.used(), 0, "the stalled recording keeps the slot; this read records nothing");
     }
 
     #[test]

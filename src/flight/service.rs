@@ -3,7 +3,7 @@
 use super::actions;
 use super::audit::AuditNote;
 use super::auth::Authenticator;
-use super::cache::StreamCache;
+use super::cache::{Lookup, StreamCache};
 use super::descriptor;
 use super::doget::DoGetStream;
 use super::encode::WireMessage;
@@ -98,7 +98,7 @@ impl SheafFlight {
         package: &crate::registry::PackageName,
     ) -> Result<(), Status> {
         super::auth::require(principal, access, &package.to_string(), || {
-            crate::registry::Error::NotFound(format!("package {package} in {}", self.engine.registry().url())).into()
+            self.engine.registry().package_not_found(package).into()
         })
     }
 
@@ -157,12 +157,12 @@ impl SheafFlight {
         let what = format!("{}@{}/{} partition {}", ticket.package, ticket.top_hash, ticket.path, ticket.partition);
         let what = crate::query::limits::clip(&what, 400).into_owned();
         metrics::DO_GET.add(1);
-        if let Some(cached) = self.cache.get(&ticket_bytes) {
-            return Ok(DoGetStream::cached(cached, what));
-        }
         let compression = Compression::parse(ticket.query.as_ref().map(|q| q.compression.as_str()).unwrap_or(""))?;
+        let recording = match self.cache.lookup(&ticket_bytes).await {
+            Lookup::Hit(cached) => return Ok(DoGetStream::cached(cached, what)),
+            Lookup::Miss(recording) => recording,
+        };
         let execution = self.engine.execute(ticket).await?;
-        let recording = self.cache.record(ticket_bytes.to_vec());
         DoGetStream::scanned(execution, compression, (self.gates.clone(), self.limits), Some(recording), what)
     }
 

@@ -259,9 +259,10 @@ def test_gc_collects_expired_sessions_only(server, registry):
     c = server.client
     live = begin(c, "w/gc")
     put_part(c, live, "w/gc", "f", table(0, 10))
-    dead = begin(c, "w/gc", ttl_seconds=1)
+    # Long enough for the part to land on a loaded machine (1 s once was not).
+    dead = begin(c, "w/gc", ttl_seconds=3)
     put_part(c, dead, "w/gc", "f", table(0, 10))
-    time.sleep(2.1)
+    time.sleep(3.2)
     with pytest.raises(pa.ArrowException, match="expired"):
         commit(c, dead)
     sheaf = Sheaf(str(registry))
