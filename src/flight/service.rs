@@ -137,7 +137,9 @@ impl SheafFlight {
         if super::sql::is_sql(&ticket_bytes) {
             metrics::DO_GET.add(1);
             return match self.sql()?.do_get_ticket(ticket_bytes, principal).await? {
-                super::sql::SqlRows::Statement(execution, what) => {
+                super::sql::SqlRows::Statement(execution, what, revisions) => {
+                    // The audit line names every revision the statement reads.
+                    note.target(&revisions.join(","), None, None);
                     DoGetStream::scanned(execution, Compression::None, (self.gates.clone(), self.limits), None, what)
                 }
                 super::sql::SqlRows::Catalog(messages) => {

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import time
 
 import pyarrow as pa
 import pyarrow.flight as flight
@@ -326,6 +327,21 @@ def test_app_metadata_lists_every_revision(server, data):
     )
     for r in meta["revisions"]:
         assert HEX64.match(r.split("@", 1)[1])
+
+
+def test_audit_line_of_a_statement_names_its_revisions(server, data):
+    sql = f'SELECT count(*) AS n FROM {ORD} o JOIN "sql/stores:v1"."tables/stores.parquet" s USING (store_id)'
+    start = server.log_size()
+    fi = sl.statement_info(server.client, sql)
+    for endpoint in fi.endpoints:
+        server.client.do_get(endpoint.ticket).read_all()
+    deadline = time.monotonic() + 30
+    while "rpc=DoGet" not in server.stderr(start):
+        assert time.monotonic() < deadline, server.stderr(start)[-3000:]
+        time.sleep(0.05)
+    line = next(x for x in server.stderr(start).splitlines() if "rpc=DoGet" in x)
+    for revision in (f"sql/sales@{data.tops['sql/sales']}", f"sql/stores@{data.tops['sql/stores@v1']}"):
+        assert revision in line, line
 
 
 def test_large_scan_has_several_endpoints(server, duck):

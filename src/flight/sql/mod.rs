@@ -85,8 +85,10 @@ pub fn action_types() -> Vec<arrow_flight::ActionType> {
 
 /// What a Flight SQL DoGet streams.
 pub enum SqlRows {
-    /// A statement's rows, to go through the DoGet pipeline.
-    Statement(Execution, String),
+    /// A statement's rows, to go through the DoGet pipeline; what they
+    /// are (for logs) and the revisions the statement reads
+    /// (`owner/name@<top hash>`, for the audit line).
+    Statement(Execution, String, Vec<String>),
     /// A catalog command's answer, encoded.
     Catalog(BoxStream<'static, Result<FlightData, Status>>),
 }
@@ -193,10 +195,11 @@ impl SqlFlight {
                 .map_err(|e| Status::invalid_argument(format!("not a Sheaf SQL ticket: {e}")))?;
             let what =
                 format!("SQL {} partition {}", crate::query::limits::clip(&statement.sql, 200), statement.partition);
+            let revisions = statement.pins.as_ref().map(|p| p.revisions()).unwrap_or_default();
             let execution = self.sql.execute(statement, Self::may_read(principal)).await?;
             let (guard, cancelled) = self.cancels.register(ticket.to_vec());
             let batches = until_cancelled(execution.batches, cancelled, guard);
-            return Ok(SqlRows::Statement(Execution { batches, ..execution }, what));
+            return Ok(SqlRows::Statement(Execution { batches, ..execution }, what, revisions));
         }
         let mut request = Request::new(Ticket { ticket });
         request.extensions_mut().insert(principal.clone());
@@ -431,7 +434,7 @@ impl FlightSqlService for SqlFlight {
         let principal = self.caller(&request)?;
         let bytes = ticket.as_any().encode_to_vec();
         match self.do_get_ticket(bytes.into(), &principal).await? {
-            SqlRows::Statement(execution, _) => {
+            SqlRows::Statement(execution, _, _) => {
                 let batches =
                     execution.batches.map_err(|e| arrow_flight::error::FlightError::Tonic(Box::new(e.into())));
                 let stream =
