@@ -32,6 +32,9 @@ from sheaf_testlib import (
     write_tree,
 )
 
+# The Flight SQL suites' fixtures (data, server, connect, conn, duck).
+pytest_plugins = ["sql_fixtures"]
+
 
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(QUILT_HOME, ignore_errors=True)

@@ -27,37 +27,6 @@ STO = '"sql/stores"."tables/stores.parquet"'
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return sl.sql_data(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def server(data):
-    s = sl.serve(data)
-    yield s
-    s.stop()
-
-
-@pytest.fixture(scope="module")
-def connect(server):
-    connections = sl.Connections(server.url)
-    yield connections
-    connections.close()
-
-
-@pytest.fixture(scope="module")
-def conn(connect):
-    return connect()
-
-
-@pytest.fixture(scope="module")
-def duck(data):
-    con = sl.duck_connection(data)
-    yield con
-    con.close()
-
-
-@pytest.fixture(scope="module")
 def auth_server(data, tmp_path_factory):
     s = sl.serve_with_auth(data, tmp_path_factory.mktemp("sql-auth"))
     yield s

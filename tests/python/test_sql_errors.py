@@ -29,25 +29,6 @@ ORD = '"sql/sales"."tables/orders.parquet"'
 STO = '"sql/stores"."tables/stores.parquet"'
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return sl.sql_data(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def server(data):
-    s = sl.serve(data)
-    yield s
-    s.stop()
-
-
-@pytest.fixture(scope="module")
-def conn(server):
-    connections = sl.Connections(server.url)
-    yield connections()
-    connections.close()
-
-
 def _still_answers(conn):
     got = sl.query(conn, f"SELECT count(*) AS n FROM {ORD} WHERE store_id = 1")
     assert got.column("n")[0].as_py() > 0

@@ -330,32 +330,6 @@ QUERIES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return sl.sql_data(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def server(data):
-    s = sl.serve(data)
-    yield s
-    s.stop()
-
-
-@pytest.fixture(scope="module")
-def conn(server):
-    connections = sl.Connections(server.url)
-    yield connections()
-    connections.close()
-
-
-@pytest.fixture(scope="module")
-def duck(data):
-    con = sl.duck_connection(data)
-    yield con
-    con.close()
-
-
 def test_enough_queries():
     assert len(QUERIES) >= 30
     assert len({q.name for q in QUERIES}) == len(QUERIES)
