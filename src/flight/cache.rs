@@ -123,8 +123,9 @@ impl StreamCache {
                 }
             };
             // Another read records this ticket: wait while it progresses
-            // (one already stalled is not waited for).
-            if progress.borrow_and_update().at.elapsed() >= STALL {
+            // (one that already gave up or stalled is not waited for).
+            let now = *progress.borrow_and_update();
+            if now.gave_up || now.at.elapsed() >= STALL {
                 return Lookup::Miss(self.recording(ticket.to_vec(), None));
             }
             loop {
@@ -393,6 +394,12 @@ mod tests {
         let Lookup::Miss(mut alone) = waiter.await.unwrap() else { panic!("nothing was cached") };
         alone.push(&msg(10));
         assert_eq!(cache.used(), 0, "neither records any more");
+        // A read arriving after the recording gave up does not wait for it.
+        let late = futures::FutureExt::now_or_never(cache.lookup(b"a")).expect("answered without waiting");
+        let Lookup::Miss(mut late) = late else { panic!("nothing was cached") };
+        late.push(&msg(10));
+        assert_eq!(cache.used(), 0);
+        drop(second);
     }
 
     #[tokio::test]
