@@ -113,7 +113,10 @@ impl quick_cache::Weighter<String, Arc<ArrowReaderMetadata>> for FooterWeight {
 /// partition (one output partition keeps rows in table order); the
 /// pinned-parts store is registered once.
 fn context() -> SessionContext {
-    let config = SessionConfig::new().with_target_partitions(1).with_batch_size(PARQUET_BATCH_ROWS);
+    let mut config = SessionConfig::new().with_target_partitions(1).with_batch_size(PARQUET_BATCH_ROWS);
+    // Filters are evaluated in the Parquet decoder (page index and bloom
+    // filters are on by default).
+    config.options_mut().execution.parquet.pushdown_filters = true;
     let context = SessionContext::new_with_config(config);
     let url = url::Url::parse(PINNED_STORE_URL).expect("valid URL");
     context.register_object_store(&url, Arc::new(object_store::memory::InMemory::new()));

@@ -12,6 +12,7 @@ mod engine;
 mod error;
 pub mod limits;
 mod manifest_table;
+pub mod pinned_table;
 mod plan;
 mod planner;
 mod prepare;

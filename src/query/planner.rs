@@ -8,20 +8,14 @@
 //! selected before the plan for inputs read whole, so they apply before the
 //! filter, as the ticket says.
 
-use super::reader::{PINNED_STORE_URL, PinnedReaders};
 use super::{Error, limits};
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
-use async_trait::async_trait;
+use datafusion::catalog::TableProvider;
 use datafusion::catalog::streaming::StreamingTable;
-use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::{Column, DataFusionError};
-use datafusion::datasource::TableType;
-use datafusion::datasource::listing::PartitionedFile;
-use datafusion::datasource::physical_plan::{FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::provider_as_source;
 use datafusion::datasource::source::DataSourceExec;
-use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::{SessionState, TaskContext};
 use datafusion::logical_expr::{Expr, LogicalPlanBuilder};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
@@ -119,54 +113,6 @@ pub(super) fn scanned(plan: &Arc<dyn ExecutionPlan>) -> (u64, u64) {
     (rows, bytes)
 }
 
-/// One slice of a Parquet part: its row groups and selected rows are in the
-/// file's access plan; the scan decodes the planned columns with the
-/// filter DataFusion pushes into it (pruning by statistics, page index and
-/// bloom filters).
-#[derive(Debug)]
-pub(super) struct SliceTable {
-    /// The part's schema.
-    pub schema: SchemaRef,
-    /// The reader of the part.
-    pub readers: Arc<PinnedReaders>,
-    /// The part, with its access plan.
-    pub file: PartitionedFile,
-}
-
-#[async_trait]
-impl TableProvider for SliceTable {
-    fn schema(&self) -> SchemaRef {
-        self.schema.clone()
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::Base
-    }
-
-    /// Filters are not taken here: DataFusion's physical optimizer pushes
-    /// its filter into the Parquet source, which evaluates it in the
-    /// decoder and drops the filter above the scan.
-    async fn scan(
-        &self,
-        _state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        limit: Option<usize>,
-    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        let source = ParquetSource::new(self.schema.clone())
-            .with_enable_page_index(true)
-            .with_bloom_filter_on_read(true)
-            .with_pushdown_filters(true)
-            .with_parquet_file_reader_factory(self.readers.clone());
-        let config = FileScanConfigBuilder::new(ObjectStoreUrl::parse(PINNED_STORE_URL)?, Arc::new(source))
-            .with_file(self.file.clone())
-            .with_projection_indices(projection.cloned())?
-            .with_limit(limit)
-            .build();
-        Ok(DataSourceExec::from_data_source(config))
-    }
-}
-
 /// Rows already read, as a table scanned once (whole-file tables, the
 /// manifest's entries).
 pub(super) fn rows_table(
@@ -210,8 +156,10 @@ impl PartitionStream for Once {
 mod tests {
     use super::*;
     use crate::query::reader::PinnedPart;
+    use crate::query::reader::{PINNED_STORE_URL, PinnedReaders};
     use arrow::array::{Int64Array, StringArray};
     use arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::datasource::listing::PartitionedFile;
     use datafusion::physical_plan::displayable;
     use datafusion::prelude::{SessionConfig, SessionContext, col, lit};
     use parquet::arrow::ArrowWriter;
@@ -251,11 +199,12 @@ mod tests {
         let pinned = PinnedPart { name: "part.parquet".into(), store, path, size, metadata };
         let readers = Arc::new(PinnedReaders::new([pinned]));
         let file = PartitionedFile::new("part.parquet", size);
-        let config = SessionConfig::new().with_target_partitions(1);
+        let mut config = SessionConfig::new().with_target_partitions(1);
+        config.options_mut().execution.parquet.pushdown_filters = true;
         let ctx = SessionContext::new_with_config(config);
         let url = url::Url::parse(PINNED_STORE_URL).unwrap();
         ctx.register_object_store(&url, Arc::new(object_store::memory::InMemory::new()));
-        (ctx, Arc::new(SliceTable { schema, readers, file }))
+        (ctx, Arc::new(crate::query::pinned_table::PinnedTable::new(schema, readers, vec![file], None)))
     }
 
     #[tokio::test]

@@ -3,7 +3,8 @@
 //! planned by [`super::planner`]), decoded on two tasks for plain reads.
 
 use super::engine::{Engine, ReadStats};
-use super::planner::{self, Shape, SliceTable};
+use super::pinned_table::PinnedTable;
+use super::planner::{self, Shape};
 use super::prepare::Prepared;
 use super::reader::PinnedReaders;
 use super::rows::Positions;
@@ -66,7 +67,8 @@ impl Engine {
             let object = (pinned.store.clone(), pinned.path.clone());
             let halves_of = pinned.metadata.clone();
             let readers = Arc::new(PinnedReaders::new([pinned]));
-            let input: Arc<dyn TableProvider> = Arc::new(SliceTable { schema: file_schema.clone(), readers, file });
+            let input: Arc<dyn TableProvider> =
+                Arc::new(PinnedTable::new(file_schema.clone(), readers, vec![file], None));
             let shape = Shape { columns: &prepared.columns, filter: prepared.filter.as_ref(), limit: query.limit };
             // A plain read (no filter, no limit) decodes its columns in two
             // halves on two tasks, so one stream uses both cores; the halves

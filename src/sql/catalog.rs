@@ -6,7 +6,7 @@
 //! what it resolved as [`Pins`]. Given pins (a ticket being redeemed), it
 //! resolves nothing: every name must be pinned.
 
-use super::tables::{ParquetTable, PlannedTable};
+use super::tables::{PlannedTable, parquet_table};
 use super::{MANIFEST_TABLE, Pins};
 use crate::query::table::{self, Format};
 use crate::query::{DatasetUri, Engine, Error};
@@ -93,7 +93,7 @@ impl Resolver {
         let label = format!("{package}@{}", &top_hash[..12]);
         let found = table::find(&manifest, path, &label)?;
         Ok(match found.format {
-            Format::Parquet => Arc::new(ParquetTable::open(&self.engine, &found, &label).await?),
+            Format::Parquet => Arc::new(parquet_table(&self.engine, &found, &label).await?),
             _ => {
                 let uri = DatasetUri::table(&package, &top_hash, path);
                 Arc::new(PlannedTable::open(self.engine.clone(), &uri).await?)

@@ -12,7 +12,7 @@
 //! resolved as it is planned ([`catalog`]) and recorded as [`Pins`], so a
 //! [`ticket::StatementTicket`] re-plans exactly the same statement on any
 //! replica. Parquet tables are DataFusion scans of the pinned parts
-//! ([`tables::ParquetTable`], metadata from the engine's cache); other
+//! ([`crate::query::pinned_table::PinnedTable`], metadata from the engine's cache); other
 //! tables and the table function run the engine's own reads
 //! ([`tables::PlannedTable`]). Errors are the query layer's
 //! ([`crate::query::Error`]).

@@ -1,6 +1,6 @@
 //! Tables of pinned revisions as DataFusion [`TableProvider`]s.
 //!
-//! - [`ParquetTable`]: a Parquet table (one file or a folder of parts)
+//! - [`parquet_table`]: a Parquet table (one file or a folder of parts)
 //!   scanned by DataFusion itself, so projections, filters (row-group,
 //!   page-index and bloom-filter pruning, pushdown into the decoder) and
 //!   limits are the planner's; the parts' metadata comes from the engine's
@@ -11,7 +11,8 @@
 //!   per endpoint of its plan.
 
 use super::catalog::external;
-use crate::query::reader::{PINNED_STORE_URL, PinnedReaders};
+use crate::query::pinned_table::PinnedTable;
+use crate::query::reader::PinnedReaders;
 use crate::query::table::Table;
 use crate::query::{DatasetUri, Engine, Error, Plan};
 use arrow::datatypes::SchemaRef;
@@ -19,11 +20,7 @@ use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::Statistics;
 use datafusion::datasource::TableType;
-use datafusion::datasource::listing::PartitionedFile;
-use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
-use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::TaskContext;
-use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
@@ -32,81 +29,21 @@ use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
 use futures::{StreamExt, TryStreamExt};
 use std::sync::Arc;
 
-/// A Parquet table of a pinned revision.
-#[derive(Debug)]
-pub struct ParquetTable {
-    schema: SchemaRef,
-    /// Reads the parts (shared by every scan of the table).
-    readers: Arc<PinnedReaders>,
-    /// The parts as the scan lists them, with their statistics.
-    files: Vec<PartitionedFile>,
-    statistics: Statistics,
-}
-
-impl ParquetTable {
-    /// The table's parts located and described (footers from the cache).
-    pub async fn open(engine: &Engine, table: &Table, label: &str) -> Result<Self, Error> {
-        let (schema, _) = engine.describe(table, false).await.map_err(|e| e.in_table(&table.path, label))?;
-        let mut parts = Vec::with_capacity(table.entries.len());
-        for entry in &table.entries {
-            parts.push(engine.pinned_part(entry).await?);
-        }
-        let files: Vec<_> = parts.iter().map(|p| p.file(&schema)).collect();
-        let per_file: Vec<&Statistics> = files.iter().filter_map(|f| f.statistics.as_deref()).collect();
-        let statistics = match per_file.len() == files.len() {
-            true => Statistics::try_merge_iter(per_file, &schema).unwrap_or_else(|_| Statistics::new_unknown(&schema)),
-            false => Statistics::new_unknown(&schema),
-        };
-        let readers = Arc::new(PinnedReaders::new(parts));
-        Ok(ParquetTable { schema, readers, files, statistics })
+/// A Parquet table of a pinned revision: its parts located and described
+/// (footers from the engine's cache), with statistics merged from them.
+pub async fn parquet_table(engine: &Engine, table: &Table, label: &str) -> Result<PinnedTable, Error> {
+    let (schema, _) = engine.describe(table, false).await.map_err(|e| e.in_table(&table.path, label))?;
+    let mut parts = Vec::with_capacity(table.entries.len());
+    for entry in &table.entries {
+        parts.push(engine.pinned_part(entry).await?);
     }
-}
-
-#[async_trait]
-impl TableProvider for ParquetTable {
-    fn schema(&self) -> SchemaRef {
-        self.schema.clone()
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::Base
-    }
-
-    fn supports_filters_pushdown(
-        &self,
-        filters: &[&Expr],
-    ) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
-        // Pruning and decoder pushdown are not exact for every predicate:
-        // the planner keeps its filter above the scan.
-        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
-    }
-
-    fn statistics(&self) -> Option<Statistics> {
-        Some(self.statistics.clone())
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        // DataFusion's physical optimizer pushes the filter above the scan
-        // into the Parquet source (pruning, and the decoder when the
-        // session's `pushdown_filters` is on); taking them here too would
-        // evaluate them twice.
-        _filters: &[Expr],
-        limit: Option<usize>,
-    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        let source = ParquetSource::new(self.schema.clone())
-            .with_table_parquet_options(state.table_options().parquet.clone())
-            .with_parquet_file_reader_factory(self.readers.clone());
-        let config = FileScanConfigBuilder::new(ObjectStoreUrl::parse(PINNED_STORE_URL)?, Arc::new(source))
-            .with_file_group(FileGroup::new(self.files.clone()))
-            .with_statistics(self.statistics.clone())
-            .with_projection_indices(projection.cloned())?
-            .with_limit(limit)
-            .build();
-        Ok(DataSourceExec::from_data_source(config))
-    }
+    let files: Vec<_> = parts.iter().map(|p| p.file(&schema)).collect();
+    let per_file: Vec<&Statistics> = files.iter().filter_map(|f| f.statistics.as_deref()).collect();
+    let statistics = match per_file.len() == files.len() {
+        true => Statistics::try_merge_iter(per_file, &schema).unwrap_or_else(|_| Statistics::new_unknown(&schema)),
+        false => Statistics::new_unknown(&schema),
+    };
+    Ok(PinnedTable::new(schema, Arc::new(PinnedReaders::new(parts)), files, Some(statistics)))
 }
 
 /// A dataset URI read by the engine, one partition per endpoint. Scans
