@@ -2,11 +2,16 @@
 
 mod cli;
 
-use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let args = cli::Cli::parse();
+    let args = match cli::config::parse_from(std::env::args_os().collect()) {
+        Ok(args) => args,
+        Err(message) => {
+            eprintln!("sheaf: error: {message}");
+            return ExitCode::from(cli::codes::INVALID);
+        }
+    };
     sheaf::flight::tune_allocator();
     // Larger stacks than the 2 MiB default: expression trees are evaluated
     // recursively on these threads (planning has its own, larger stack).

@@ -240,28 +240,55 @@ pub struct GcArgs {
     pub unreferenced: bool,
 }
 
-/// Flags of `sheaf serve`.
+/// Flags of `sheaf serve`. Every flag also has a key in the `--config`
+/// file (its long name) and an environment variable (`SHEAF_` and its long
+/// name in upper snake case); a flag wins over the environment, which wins
+/// over the file ([`super::config`]).
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    /// A TOML file of settings: keys are the long names of these flags (and
+    /// `registry`), e.g. `cache-mib = 512`, `peer = ["grpc://b:50051"]`.
+    /// Flags and environment variables win over it.
+    #[arg(long, env = "SHEAF_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Address to listen on; port 0 picks a free port (the bound address
     /// is printed on stdout).
     #[arg(long, default_value = "127.0.0.1:50051", env = "SHEAF_LISTEN")]
     pub listen: std::net::SocketAddr,
-    /// Location (grpc://host:port) written into endpoints; repeat to
-    /// spread endpoints across several servers. Default: none, meaning
-    /// "the server you asked".
-    #[arg(long)]
+    /// This server's address as clients reach it (grpc://host:port or
+    /// grpc+tls://host:port), written into endpoints. With --peer or
+    /// --peer-dns, every endpoint lists all healthy replicas. Default:
+    /// none, meaning "the server you asked".
+    #[arg(long, env = "SHEAF_ADVERTISE", value_delimiter = ',')]
     pub advertise: Vec<String>,
+    /// Another replica serving the same registry (grpc://host:port);
+    /// repeat for several. Replicas that fail the gRPC health check are
+    /// left out of endpoints until they pass again.
+    #[arg(long, env = "SHEAF_PEER", value_delimiter = ',')]
+    pub peer: Vec<String>,
+    /// HOST:PORT whose addresses (re-resolved every few seconds) are the
+    /// replicas, e.g. a Kubernetes headless service.
+    #[arg(long, env = "SHEAF_PEER_DNS")]
+    pub peer_dns: Option<String>,
+    /// How an endpoint's replicas are ordered: `rendezvous` (by a hash of
+    /// its ticket, so each replica caches its own share of the data) or
+    /// `round-robin`.
+    #[arg(long, env = "SHEAF_PLACEMENT", default_value = "rendezvous", value_parser = ["rendezvous", "round-robin"])]
+    pub placement: String,
     /// A location outside the registry that manifests' physical keys may
     /// point into (path or URL); repeat for several. The registry itself
     /// is always allowed; nothing else is read.
-    #[arg(long)]
+    #[arg(long, env = "SHEAF_ALLOW", value_delimiter = ',')]
     pub allow: Vec<String>,
     /// Push the demo package first, so there is something to read.
-    #[arg(long)]
+    #[arg(long, env = "SHEAF_DEMO")]
     pub demo: bool,
+    /// Serve Prometheus metrics (/metrics), liveness (/healthz) and
+    /// readiness (/readyz) over plain HTTP on this address.
+    #[arg(long, env = "SHEAF_METRICS_LISTEN")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// Requests handled at once; more are refused with UNAVAILABLE.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, env = "SHEAF_MAX_CONCURRENT_REQUESTS")]
     pub max_concurrent_requests: usize,
     /// MiB of memory for encoded DoGet streams, so a repeated read of a
     /// ticket is sent from memory (pinned revisions never change); 0 turns
@@ -270,41 +297,46 @@ pub struct ServeArgs {
     pub cache_mib: u64,
     /// DoGet streams reading storage at once (more wait their turn);
     /// bounds memory under many clients. Cached reads do not count.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, env = "SHEAF_MAX_CONCURRENT_SCANS")]
     pub max_concurrent_scans: usize,
     /// DoGet streams reading storage that may be open at once (producing
     /// or waiting for their client; more wait for a turn): bounds the
     /// memory of uncached reads. At least --max-concurrent-scans. (16: at
     /// 64 simultaneous first reads, benchmark scenario 5 peaks at 1.56 GB
     /// with 16 and 2.2-2.5 GB with 32, at the same throughput.)
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, env = "SHEAF_MAX_OPEN_SCANS")]
     pub max_open_scans: usize,
     /// A DoGet whose client takes no data for this long is ended, and
     /// its scan's memory released (e.g. 60s, 5m).
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, env = "SHEAF_STALL_TIMEOUT")]
     pub stall_timeout: std::time::Duration,
     /// Time one DoGet stream may spend producing batches (not counting
     /// time waiting for its client); past it the stream fails with
     /// DEADLINE_EXCEEDED.
-    #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "30m", value_parser = humantime::parse_duration, env = "SHEAF_QUERY_TIMEOUT")]
     pub query_timeout: std::time::Duration,
     /// MiB of memory one SQL query may hold; past it sorts, joins and
     /// aggregates spill to disk, or the query fails with RESOURCE_EXHAUSTED.
-    #[arg(long, default_value_t = 2048)]
+    #[arg(long, default_value_t = 2048, env = "SHEAF_SQL_MEMORY_MIB")]
     pub sql_memory_mib: usize,
     /// Time one SQL query (one result endpoint) may run, waiting for a turn
     /// included; past it the query fails with DEADLINE_EXCEEDED (e.g. 30s, 5m).
-    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration, env = "SHEAF_SQL_TIMEOUT")]
     pub sql_timeout: std::time::Duration,
     /// SQL queries running at once; more wait for a turn.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, env = "SHEAF_SQL_MAX_QUERIES")]
     pub sql_max_queries: usize,
-    /// After SIGTERM or Ctrl-C, how long running requests may take to
+    /// After SIGTERM or Ctrl-C: how long the server stays ready-false but
+    /// still accepts requests (so load balancers and peers stop sending
+    /// new ones) before it stops accepting.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration, env = "SHEAF_DRAIN_DELAY")]
+    pub drain_delay: std::time::Duration,
+    /// After the drain delay, how long running requests may take to
     /// finish before the server stops anyway.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, env = "SHEAF_SHUTDOWN_GRACE")]
     pub shutdown_grace: std::time::Duration,
     /// Log as JSON lines (default: human-readable). Level from RUST_LOG.
-    #[arg(long)]
+    #[arg(long, env = "SHEAF_LOG_JSON")]
     pub log_json: bool,
     /// Who may read and write what: a TOML file of users, API tokens and
     /// grants (README, "Authentication"). Reloaded on SIGHUP.
@@ -312,18 +344,22 @@ pub struct ServeArgs {
     pub auth: Option<PathBuf>,
     /// TLS certificate chain (PEM); with --tls-key, clients connect with
     /// grpc+tls://.
-    #[arg(long, requires = "tls_key")]
+    #[arg(long, requires = "tls_key", env = "SHEAF_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
     /// TLS private key (PEM).
-    #[arg(long, requires = "tls_cert")]
+    #[arg(long, requires = "tls_cert", env = "SHEAF_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
     /// CA certificates (PEM): clients must present a certificate signed
     /// by one of them (mutual TLS).
-    #[arg(long, requires = "tls_cert")]
+    #[arg(long, requires = "tls_cert", env = "SHEAF_TLS_CLIENT_CA")]
     pub tls_client_ca: Option<PathBuf>,
+    /// CA certificates (PEM) trusted when checking grpc+tls:// peers'
+    /// health, besides the system's roots.
+    #[arg(long, env = "SHEAF_PEER_CA")]
+    pub peer_ca: Option<PathBuf>,
     /// Serve without --auth on a non-loopback address: anyone who can
     /// reach the port reads and writes every package.
-    #[arg(long)]
+    #[arg(long, env = "SHEAF_INSECURE_ANONYMOUS")]
     pub insecure_anonymous: bool,
 }
 

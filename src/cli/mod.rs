@@ -7,6 +7,7 @@ mod auth;
 mod bar;
 mod browse;
 mod cache;
+pub mod config;
 mod delete;
 mod demo;
 mod diff;

@@ -5,6 +5,7 @@
 use super::Report;
 use super::args::ServeArgs;
 use serde::Serialize;
+use sheaf::flight::replicas::{Placement, ReplicaOptions};
 use sheaf::flight::{self, ServeOptions, TlsOptions, auth::Authenticator};
 use sheaf::query::Engine;
 use sheaf::{Error, ReadPolicy, Registry, Result};
@@ -35,6 +36,7 @@ impl Report for Listening {}
 /// A server ready to run: port bound, options built.
 pub struct Server {
     engine: Arc<Engine>,
+    shutdown: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
     incoming: TcpIncoming,
     bound: SocketAddr,
     options: ServeOptions,
@@ -62,9 +64,20 @@ pub async fn prepare(registry: Registry, args: &ServeArgs) -> Result<Server> {
         tracing::warn!(listen = %listen, "passwords and tokens travel in plaintext: give --tls-cert and --tls-key");
     }
     let scheme = if tls.is_some() { "grpc+tls" } else { "grpc" };
+    let metrics = match args.metrics_listen {
+        Some(addr) => {
+            let listener = std::net::TcpListener::bind(addr)
+                .map_err(|e| Error::Invalid(format!("--metrics-listen: cannot listen on {addr}: {e}")))?;
+            tracing::info!(metrics = %listener.local_addr().unwrap_or(addr), "metrics, /healthz and /readyz over HTTP");
+            Some(Arc::new(listener))
+        }
+        None => None,
+    };
     let options = ServeOptions {
         listen,
-        advertise: args.advertise.clone(),
+        replicas: replicas(args, tls.as_ref())?,
+        metrics,
+        drain_delay: args.drain_delay,
         max_concurrent_requests: args.max_concurrent_requests,
         cache_bytes: args.cache_mib << 20,
         max_concurrent_scans: args.max_concurrent_scans,
@@ -85,7 +98,8 @@ pub async fn prepare(registry: Registry, args: &ServeArgs) -> Result<Server> {
         ..Default::default()
     };
     let listening = Listening { listening: format!("{scheme}://{bound}"), registry: url };
-    Ok(Server { engine, incoming, bound, options, listening })
+    let shutdown = Box::pin(flight::shutdown_signal());
+    Ok(Server { engine, shutdown, incoming, bound, options, listening })
 }
 
 impl Server {
@@ -98,7 +112,7 @@ impl Server {
     /// up to `--shutdown-grace`).
     pub async fn run(self) -> Result<u8> {
         tracing::info!(listen = %self.bound, registry = %self.listening.registry, "serving");
-        flight::serve(self.engine, self.incoming, &self.options, flight::shutdown_signal())
+        flight::serve(self.engine, self.incoming, &self.options, self.shutdown)
             .await
             .map_err(|e| Error::Invalid(format!("server failed: {e}")))?;
         Ok(super::codes::OK)
@@ -121,6 +135,37 @@ fn authenticator(args: &ServeArgs) -> Result<Authenticator> {
             "refusing to serve {listen} without --auth: anyone who could reach it would read and write every package; give --auth FILE, listen on loopback, or pass --insecure-anonymous"
         ))),
     }
+}
+
+/// Who the replicas are, from `--advertise`, `--peer`, `--peer-dns` and
+/// `--placement`; every address is checked now.
+fn replicas(args: &ServeArgs, tls: Option<&TlsOptions>) -> Result<ReplicaOptions> {
+    for url in args.advertise.iter().chain(&args.peer) {
+        let ok = matches!(url.split_once("://"), Some(("grpc" | "grpc+tcp" | "grpc+tls", rest)) if !rest.is_empty());
+        if !ok {
+            return Err(Error::Invalid(format!(
+                "{url:?} is not a replica address: give grpc://HOST:PORT or grpc+tls://HOST:PORT"
+            )));
+        }
+    }
+    if let Some(name) = &args.peer_dns
+        && name.rsplit_once(':').is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
+    {
+        return Err(Error::Invalid(format!("--peer-dns {name:?}: give HOST:PORT, e.g. sheaf-headless:50051")));
+    }
+    let read = |p: &PathBuf| std::fs::read(p).map_err(|e| Error::io(p.display().to_string(), e));
+    Ok(ReplicaOptions {
+        advertise: args.advertise.clone(),
+        peers: args.peer.clone(),
+        peer_dns: args.peer_dns.clone(),
+        placement: match args.placement.as_str() {
+            "round-robin" => Placement::RoundRobin,
+            _ => Placement::Rendezvous,
+        },
+        peer_ca: args.peer_ca.as_ref().map(read).transpose()?,
+        identity: tls.filter(|t| t.client_ca.is_some()).map(|t| (t.cert.clone(), t.key.clone())),
+        tls: tls.is_some(),
+    })
 }
 
 /// The TLS files, read now so that a missing one stops the start.

@@ -11,17 +11,25 @@
 //! `top_hash` and `table` by the handlers through the [`AuditNote`] in the
 //! request's extensions. `outcome` is the gRPC status code, or `CANCELLED`
 //! when the client went away before the end; `bytes` counts the response
-//! body. Secrets never reach it: it carries names, never credentials.
+//! body; `request_id` is the caller's `x-request-id` or a fresh one, also
+//! returned in the response headers and carried by every log line of the
+//! call (a tracing span). Secrets never reach it: it carries names, never
+//! credentials.
+//!
+//! The same record feeds the Prometheus request metrics: a count, a latency
+//! histogram and response bytes per RPC and status code
+//! ([`crate::metrics::prometheus::observe_request`]).
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
 use tonic::body::Body;
 use tower::{Layer, Service};
+use tracing::Instrument;
 
 /// What the auth layer and the handlers tell the audit line about a call.
 /// Cheap to clone; every clone writes to the same record.
@@ -117,17 +125,46 @@ where
         let rpc = crate::query::limits::clip(rpc, 64).into_owned();
         let note = AuditNote::default();
         request.extensions_mut().insert(note.clone());
-        let line = Line { note, rpc, peer: super::auth::peer(&request), started: Instant::now(), bytes: 0, code: None };
-        let future = self.inner.call(request);
-        Box::pin(async move {
-            let response = future.await?;
-            let (parts, body) = response.into_parts();
-            let mut line = line;
-            // A trailers-only response (an error before any message) carries
-            // its status in the headers.
-            line.code = status_code(&parts.headers);
-            Ok(http::Response::from_parts(parts, Body::new(AuditBody { inner: body, line: Some(line) })))
-        })
+        let request_id = request_id(request.headers());
+        let span = tracing::info_span!("rpc", request_id = %request_id);
+        let peer = super::auth::peer(&request);
+        let line =
+            Line { note, rpc, request_id: request_id.clone(), peer, started: Instant::now(), bytes: 0, code: None };
+        let future = span.in_scope(|| self.inner.call(request));
+        Box::pin(
+            async move {
+                let response = future.await?;
+                let (mut parts, body) = response.into_parts();
+                if let Ok(value) = http::HeaderValue::from_str(&request_id) {
+                    parts.headers.insert(REQUEST_ID, value);
+                }
+                let mut line = line;
+                // A trailers-only response (an error before any message) carries
+                // its status in the headers.
+                line.code = status_code(&parts.headers);
+                Ok(http::Response::from_parts(parts, Body::new(AuditBody { inner: body, line: Some(line) })))
+            }
+            .instrument(span),
+        )
+    }
+}
+
+/// The header that carries a request's id, both ways.
+const REQUEST_ID: &str = "x-request-id";
+
+/// The caller's `x-request-id` (clipped to 64 printable characters), or a
+/// fresh one: every log line of the request carries it, and the response
+/// returns it.
+fn request_id(headers: &http::HeaderMap) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    static PROCESS: LazyLock<u32> = LazyLock::new(|| {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        (nanos as u32) ^ std::process::id().rotate_left(16)
+    });
+    let given = headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty());
+    match given {
+        Some(id) => crate::query::limits::clip(id, 64).chars().filter(|c| c.is_ascii_graphic()).collect(),
+        None => format!("{:08x}-{:x}", *PROCESS, NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)),
     }
 }
 
@@ -139,6 +176,7 @@ fn status_code(headers: &http::HeaderMap) -> Option<tonic::Code> {
 struct Line {
     note: AuditNote,
     rpc: String,
+    request_id: String,
     peer: Option<std::net::IpAddr>,
     started: Instant,
     bytes: u64,
@@ -154,6 +192,8 @@ impl Line {
             (None, true) => "UNKNOWN",
             (None, false) => "CANCELLED",
         };
+        let elapsed = self.started.elapsed();
+        crate::metrics::prometheus::observe_request(&self.rpc, outcome, elapsed.as_secs_f64(), self.bytes);
         tracing::info!(
             target: "audit",
             principal = fields.principal.as_deref().unwrap_or("unauthenticated"),
@@ -163,7 +203,8 @@ impl Line {
             table = fields.table.as_deref().unwrap_or(""),
             outcome,
             bytes = self.bytes,
-            ms = self.started.elapsed().as_millis() as u64,
+            ms = elapsed.as_millis() as u64,
+            request_id = %self.request_id,
             peer = %self.peer.map_or_else(String::new, |p| p.to_string()),
         );
     }

@@ -181,6 +181,7 @@ impl Authenticator {
         let state = self.current().expect("login only with --auth");
         let keys = vec![format!("peer {}", peer.map_or("?".into(), |p| p.to_string())), format!("user {user}")];
         if let Some(wait) = self.limited(&keys) {
+            crate::metrics::LOGINS_FAILED.add(1);
             tracing::warn!(user = %crate::query::limits::clip(user, 64), peer = ?peer, "login refused: too many failed logins");
             return Err(Status::unauthenticated(format!(
                 "too many failed logins; retry in {} s",
@@ -201,6 +202,7 @@ impl Authenticator {
         .unwrap_or(false);
         if !ok {
             self.record_failure(&keys);
+            crate::metrics::LOGINS_FAILED.add(1);
             tracing::warn!(user = %crate::query::limits::clip(user, 64), peer = ?peer, "login failed");
             return Err(Status::unauthenticated("invalid username or password"));
         }

@@ -179,14 +179,18 @@ impl StreamCache {
             };
             let evicted = state.entries.remove(&oldest).expect("present");
             state.used -= evicted.bytes;
+            crate::metrics::CACHE_BYTES.add(-(evicted.bytes as i64));
+            crate::metrics::CACHE_EVICTIONS.add(1);
         }
         state.used += bytes;
+        crate::metrics::CACHE_BYTES.add(bytes as i64);
         true
     }
 
     fn release(&self, bytes: u64) {
         let mut state = self.state.lock().expect("stream cache poisoned");
         state.used -= bytes;
+        crate::metrics::CACHE_BYTES.add(-(bytes as i64));
     }
 
     fn insert(&self, ticket: Vec<u8>, messages: Vec<WireMessage>, bytes: u64) {
@@ -197,6 +201,7 @@ impl StreamCache {
         // the same ticket may have won the race, then ours are released.
         if let Some(previous) = state.entries.insert(ticket, entry) {
             state.used -= previous.bytes;
+            crate::metrics::CACHE_BYTES.add(-(previous.bytes as i64));
         }
     }
 

@@ -23,8 +23,10 @@ pub mod encode;
 pub mod grpc;
 pub mod hygiene;
 mod ingest;
+pub mod ops;
 pub mod pipeline;
 mod put;
+pub mod replicas;
 mod service;
 pub mod sql;
 pub mod status;
@@ -46,9 +48,11 @@ use tonic::transport::server::TcpIncoming;
 pub struct ServeOptions {
     /// Address to listen on (port 0 picks a free port).
     pub listen: SocketAddr,
-    /// Locations written into endpoints, spread across them; empty means
-    /// "this server".
-    pub advertise: Vec<String>,
+    /// The replicas endpoints name ([`replicas`]); none means "this server".
+    pub replicas: replicas::ReplicaOptions,
+    /// The operators' HTTP endpoint (`/metrics`, `/healthz`, `/readyz`),
+    /// bound already.
+    pub metrics: Option<Arc<std::net::TcpListener>>,
     /// Requests handled at once; more are refused with UNAVAILABLE.
     pub max_concurrent_requests: usize,
     /// Time allowed until a response starts.
@@ -67,8 +71,11 @@ pub struct ServeOptions {
     /// Limits of each DoGet stream: how long it waits for a client that
     /// takes nothing, and the time it may spend producing batches.
     pub stream_limits: pipeline::StreamLimits,
-    /// After a shutdown signal, how long running requests may take to
-    /// finish before the server stops anyway.
+    /// After a shutdown signal, how long the server reports not ready but
+    /// still accepts requests, before it stops accepting.
+    pub drain_delay: Duration,
+    /// After the drain delay, how long running requests may take to finish
+    /// before the server stops anyway.
     pub shutdown_grace: Duration,
     /// Storage locations (URLs and paths) never shown to clients in
     /// messages: the registry root and the allowed locations.
@@ -97,13 +104,15 @@ impl Default for ServeOptions {
     fn default() -> Self {
         ServeOptions {
             listen: ([127, 0, 0, 1], 50051).into(),
-            advertise: Vec::new(),
+            replicas: replicas::ReplicaOptions::default(),
+            metrics: None,
             max_concurrent_requests: 256,
             request_timeout: Duration::from_secs(60),
             cache_bytes: 1 << 30,
             max_concurrent_scans: 8,
             max_open_scans: 16,
             stream_limits: pipeline::StreamLimits::default(),
+            drain_delay: Duration::ZERO,
             shutdown_grace: Duration::from_secs(30),
             redact: Vec::new(),
             auth: Arc::new(auth::Authenticator::open()),
@@ -123,8 +132,10 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<(TcpIncoming, SocketAddr)> {
     Ok((incoming, local))
 }
 
-/// Serves `engine` on `incoming` until `shutdown` completes, then lets
-/// running requests finish for at most `options.shutdown_grace`.
+/// Serves `engine` on `incoming` until `shutdown` completes, then drains:
+/// reports not ready (gRPC health, `/readyz`, and to the other replicas) at
+/// once, keeps accepting for `options.drain_delay`, then stops accepting and
+/// lets running requests finish for at most `options.shutdown_grace`.
 pub async fn serve(
     engine: Arc<Engine>,
     incoming: TcpIncoming,
@@ -132,11 +143,30 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<FlightServiceServer<SheafFlight>>().await;
+    health.set_not_serving::<FlightServiceServer<SheafFlight>>().await;
+    let readiness = Arc::new(ops::Readiness::default());
+    let replicas = Arc::new(replicas::Replicas::new(options.replicas.clone()));
+    let mut tasks = vec![
+        tokio::spawn(trim_when_idle()),
+        tokio::spawn(reload_on_hangup(options.auth.clone())),
+        tokio::spawn(options.auth.clone().watch(AUTH_FILE_POLL)),
+        tokio::spawn(replicas.clone().watch()),
+        tokio::spawn(until_registry_answers(engine.clone(), readiness.clone(), health.clone())),
+    ];
+    if let Some(listener) = &options.metrics {
+        let listener = listener.try_clone().and_then(|l| {
+            l.set_nonblocking(true)?;
+            tokio::net::TcpListener::from_std(l)
+        });
+        match listener {
+            Ok(listener) => tasks.push(tokio::spawn(ops::serve(listener, readiness.clone()))),
+            Err(e) => tracing::error!(error = %e, "the metrics endpoint cannot listen"),
+        }
+    }
     let cache = cache::StreamCache::new(options.cache_bytes);
     let gates = pipeline::Gates::new(options.max_concurrent_scans, options.max_open_scans);
     let sql = Arc::new(crate::sql::SqlEngine::new(engine.clone(), options.sql));
-    let flight = SheafFlight::new(engine, options.advertise.clone(), cache, gates, options.stream_limits)
+    let flight = SheafFlight::new(engine, replicas.clone(), cache, gates, options.stream_limits)
         .with_auth(options.auth.clone())
         .with_sql(sql::SqlFlight::new(sql, options.auth.clone()));
     let flight = Arc::new(flight);
@@ -149,14 +179,19 @@ pub async fn serve(
         .layer(auth::AuthLayer::new(options.auth.clone()))
         .load_shed()
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(options.max_concurrent_requests));
-    let trimmer = tokio::spawn(trim_when_idle());
-    let reloader = tokio::spawn(reload_on_hangup(options.auth.clone()));
-    let watcher = tokio::spawn(options.auth.clone().watch(AUTH_FILE_POLL));
     let signalled = Arc::new(tokio::sync::Notify::new());
     let notify = signalled.clone();
+    let drain_delay = options.drain_delay;
     let shutdown = async move {
         shutdown.await;
+        readiness.drain();
+        replicas.drain();
         let _ = health.set_not_serving::<FlightServiceServer<SheafFlight>>().await;
+        tracing::info!(
+            drain_delay_s = drain_delay.as_secs_f64(),
+            "draining: not ready; accepting until the drain delay ends"
+        );
+        tokio::time::sleep(drain_delay).await;
         notify.notify_one();
     };
     let mut builder = Server::builder();
@@ -184,10 +219,35 @@ pub async fn serve(
             Ok(())
         }
     };
-    trimmer.abort();
-    reloader.abort();
-    watcher.abort();
+    for task in tasks {
+        task.abort();
+    }
     result
+}
+
+/// Tries the registry's storage every second until it answers, then reports
+/// the Flight service ready (unless it already drains).
+async fn until_registry_answers(
+    engine: Arc<Engine>,
+    readiness: Arc<ops::Readiness>,
+    health: tonic_health::server::HealthReporter,
+) {
+    let mut warned = false;
+    loop {
+        match engine.registry().reachable().await {
+            Ok(()) => break,
+            Err(e) if !warned => {
+                tracing::warn!(error = %e, "the registry's storage does not answer; not ready until it does");
+                warned = true;
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    readiness.registry_reachable();
+    if !readiness.draining() {
+        health.set_serving::<FlightServiceServer<SheafFlight>>().await;
+    }
 }
 
 /// How often the auth file (and the files it names) are checked for changes.
@@ -246,21 +306,23 @@ pub fn tune_allocator() {
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    // Registered now, not when first polled: a SIGTERM that arrives right
+    // after the "serving" line must start a drain, not kill the process.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    async move {
+        let term = async {
+            match term.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => futures::future::pending::<()>().await,
             }
-            Err(_) => futures::future::pending::<()>().await,
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term => {},
         }
-    };
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+        tracing::info!("shutting down: finishing running requests");
     }
-    tracing::info!("shutting down: finishing running requests");
 }

@@ -107,10 +107,13 @@ async fn produce(
     failed: Arc<Mutex<Option<Status>>>,
 ) {
     let fail = |status: Status| *failed.lock().expect("outcome poisoned") = Some(status);
+    let waiting = crate::metrics::SCANS_WAITING.track();
     let _open = tokio::select! {
         _ = tx.closed() => return,
         slot = gates.open.clone().acquire_owned() => slot.expect("the open-scan semaphore is never closed"),
     };
+    drop(waiting);
+    let _running = crate::metrics::SCANS_OPEN.track();
     let scans = gates.scans;
     let mut busy = Duration::ZERO;
     loop {

@@ -8,6 +8,7 @@ use super::descriptor;
 use super::doget::DoGetStream;
 use super::encode::WireMessage;
 use super::pipeline::{self, Gates, StreamLimits};
+use super::replicas::Replicas;
 use crate::auth::glob_match;
 use crate::auth::{Access, Principal};
 use crate::metrics;
@@ -30,7 +31,7 @@ use tonic::{Request, Response, Status, Streaming};
 /// Sheaf's Flight service.
 pub struct SheafFlight {
     engine: Arc<Engine>,
-    advertise: Vec<String>,
+    replicas: Arc<Replicas>,
     next_location: AtomicUsize,
     cache: Arc<StreamCache>,
     gates: Gates,
@@ -41,20 +42,20 @@ pub struct SheafFlight {
 }
 
 impl SheafFlight {
-    /// A service over `engine`; endpoint locations are spread across
-    /// `advertise` (empty: endpoints name no location, meaning "this server").
-    /// Repeated reads are answered from `cache`; reads of storage take turns
-    /// on `gates` (see [`pipeline`]), under `limits`.
+    /// A service over `engine`; endpoints name the healthy `replicas` in
+    /// placement order (none configured: no location, meaning "this
+    /// server"). Repeated reads are answered from `cache`; reads of storage
+    /// take turns on `gates` (see [`pipeline`]), under `limits`.
     pub fn new(
         engine: Arc<Engine>,
-        advertise: Vec<String>,
+        replicas: Arc<Replicas>,
         cache: Arc<StreamCache>,
         gates: Gates,
         limits: StreamLimits,
     ) -> Self {
         SheafFlight {
             engine,
-            advertise,
+            replicas,
             next_location: AtomicUsize::new(0),
             cache,
             gates,
@@ -172,7 +173,9 @@ impl SheafFlight {
     fn flight_info(&self, plan: &Plan, descriptor: FlightDescriptor, form: Form) -> Result<FlightInfo, Status> {
         let start = self.next_location.fetch_add(plan.tickets.len().max(1), Ordering::Relaxed);
         let endpoints = plan.tickets.iter().zip(&plan.regions).enumerate().map(|(i, (t, region))| {
-            let mut endpoint = FlightEndpoint::new().with_ticket(Ticket::new(self.ticket_bytes(t)));
+            let ticket = self.ticket_bytes(t);
+            let locations = self.replicas.locations(&ticket, start + i);
+            let mut endpoint = FlightEndpoint::new().with_ticket(Ticket::new(ticket));
             if let Some(r) = *region {
                 let meta = proto::EndpointMetadata {
                     partition: i as u32,
@@ -182,10 +185,7 @@ impl SheafFlight {
                 };
                 endpoint = endpoint.with_app_metadata(form.encode(&meta, false));
             }
-            match self.advertise.len() {
-                0 => endpoint,
-                n => endpoint.with_location(self.advertise[(start + i) % n].clone()),
-            }
+            locations.into_iter().fold(endpoint, |endpoint, location| endpoint.with_location(location))
         });
         let meta = proto::FlightInfoMetadata {
             package: plan.uri.package.to_string(),

@@ -1,7 +1,8 @@
 //! An object store wrapper that counts the bytes read from storage into
-//! [`crate::metrics::BYTES_READ`]. Every store the registry opens is wrapped,
-//! so the figure covers manifests, footers and data alike. It also checks
-//! that ranged reads return exactly the bytes asked for.
+//! [`crate::metrics::BYTES_READ`] and its failed reads and writes into
+//! [`crate::metrics::STORAGE_ERRORS`]. Every store the registry opens is
+//! wrapped, so the figures cover manifests, footers and data alike. It also
+//! checks that ranged reads return exactly the bytes asked for.
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -36,7 +37,7 @@ impl std::fmt::Display for Metered {
 #[deny(clippy::missing_trait_methods)]
 impl ObjectStore for Metered {
     async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> Result<PutResult> {
-        self.0.put_opts(location, payload, opts).await
+        counted(self.0.put_opts(location, payload, opts).await)
     }
 
     async fn put_multipart_opts(&self, location: &Path, opts: PutMultipartOptions) -> Result<Box<dyn MultipartUpload>> {
@@ -45,7 +46,7 @@ impl ObjectStore for Metered {
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
         let head = options.head;
-        let result = self.0.get_opts(location, options).await?;
+        let result = counted(self.0.get_opts(location, options).await)?;
         if !head {
             crate::metrics::BYTES_READ.add(result.range.end.saturating_sub(result.range.start));
         }
@@ -53,7 +54,7 @@ impl ObjectStore for Metered {
     }
 
     async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
-        let data = self.0.get_ranges(location, ranges).await?;
+        let data = counted(self.0.get_ranges(location, ranges).await)?;
         // A store that returns fewer (or more) bytes than a range asked for
         // fails here, not later in a decoder that assumes the lengths match.
         if data.len() != ranges.len() || data.iter().zip(ranges).any(|(d, r)| d.len() as u64 != r.end - r.start) {
@@ -89,4 +90,21 @@ impl ObjectStore for Metered {
     async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> Result<()> {
         self.0.rename_opts(from, to, options).await
     }
+}
+
+/// Counts a failed storage request in [`crate::metrics::STORAGE_ERRORS`]
+/// ("not found" and "already exists" answer a question; they are not failures).
+fn counted<T>(result: Result<T>) -> Result<T> {
+    if let Err(e) = &result
+        && !matches!(
+            e,
+            object_store::Error::NotFound { .. }
+                | object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. }
+                | object_store::Error::NotModified { .. }
+        )
+    {
+        crate::metrics::STORAGE_ERRORS.add(1);
+    }
+    result
 }

@@ -117,6 +117,15 @@ impl Registry {
         Error::NotFound(format!("package {package} in {}", self.url()))
     }
 
+    /// Whether the registry's storage answers: one listing of its manifests
+    /// folder (a server is not ready before it does).
+    pub async fn reachable(&self) -> Result<()> {
+        self.store.list_with_delimiter(Some(&Path::from(MANIFESTS))).await.map(|_| ()).or_else(|e| match e {
+            object_store::Error::NotFound { .. } => Ok(()), // an empty registry
+            e => Err(Error::storage(format!("listing {MANIFESTS} in {}", self.url()), e)),
+        })
+    }
+
     pub(crate) fn store(&self) -> &Arc<dyn ObjectStore> {
         &self.store
     }

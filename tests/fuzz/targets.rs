@@ -96,7 +96,7 @@ pub async fn redeem(flight: &SheafFlight, ticket: Bytes) -> Result<sheaf::flight
 
 /// A Flight service over `engine` with the server's default limits.
 pub fn new_flight(engine: Arc<Engine>, cache: Arc<StreamCache>) -> SheafFlight {
-    SheafFlight::new(engine, vec![], cache, sheaf::flight::pipeline::Gates::new(8, 64), Default::default())
+    SheafFlight::new(engine, Default::default(), cache, sheaf::flight::pipeline::Gates::new(8, 64), Default::default())
 }
 
 fn data_batch() -> RecordBatch {

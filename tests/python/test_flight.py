@@ -723,27 +723,38 @@ def test_compression_round_trips(flight_data, codec):
 # ---------------------------------------------------------------------------
 
 
-def test_advertise_spreads_endpoints_round_robin(registry, flight_server, sheaf, tmp_path):
+def test_advertise_lists_every_location_in_placement_order(registry, flight_server, sheaf, tmp_path):
     src = tmp_path / "src"
     table = pa.table({"id": pa.array(range(6000), pa.int64())})
     fl.write_parquet(src / "x.parquet", table, row_group_size=1000)
     sheaf.push("o/p", src)
     port = free_port()
     locations = [f"grpc://127.0.0.1:{port}", f"grpc://localhost:{port}"]
-    server = flight_server(
-        registry, "--advertise", locations[0], "--advertise", locations[1], listen=f"127.0.0.1:{port}"
-    )
+    args = ["--advertise", locations[0], "--advertise", locations[1]]
+    server = flight_server(registry, *args, "--placement", "round-robin", listen=f"127.0.0.1:{port}")
     fi = fl.info(server.client, uri("o/p", "x.parquet", partitions=6))
     assert len(fi.endpoints) == 6
     seen = [[loc.uri.decode() for loc in ep.locations] for ep in fi.endpoints]
-    assert all(len(s) == 1 for s in seen), seen
+    assert all(sorted(s) == sorted(locations) for s in seen), seen
     firsts = [s[0] for s in seen]
-    assert set(firsts) == set(locations)
     # Round-robin: consecutive endpoints alternate between the two locations.
     assert all(firsts[i] != firsts[i + 1] for i in range(len(firsts) - 1)), firsts
     # Each location is a real server: reading from it gives the table.
     got = pa.concat_tables(fl.read_endpoints(server.client, fi, connect=server.connect))
     assert_same(got, table)
+    server.stop()
+
+    # Rendezvous (the default): the order depends on the ticket only, so
+    # planning again (or at another replica) puts the same location first.
+    server = flight_server(registry, *args, listen=f"127.0.0.1:{port}")
+
+    def plan() -> list[list[str]]:
+        fi = fl.info(server.client, uri("o/p", "x.parquet", partitions=6))
+        return [[loc.uri.decode() for loc in ep.locations] for ep in fi.endpoints]
+
+    first = plan()
+    assert all(sorted(s) == sorted(locations) for s in first), first
+    assert plan() == first
 
 
 # ---------------------------------------------------------------------------

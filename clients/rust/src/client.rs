@@ -172,29 +172,42 @@ impl Client {
     }
 
     /// Reads one endpoint by the endpoint policy ([`crate::endpoints`]):
-    /// its locations in order, else this server.
+    /// its locations in order, else this server. When the replica serving it
+    /// fails mid-stream, the read continues at the next location, skipping
+    /// the rows already delivered (a ticket returns the same rows in the same
+    /// order everywhere), so no row is lost or repeated.
     pub async fn read_endpoint(
         &self,
         endpoint: &FlightEndpoint,
     ) -> Result<BoxStream<'static, Result<RecordBatch, Error>>, Error> {
         let ticket = endpoint.ticket.clone().ok_or_else(|| Error::Other("endpoint without a ticket".into()))?;
-        let locations: Vec<&str> = match endpoint.location.as_slice() {
-            [] => vec![""],
-            many => many.iter().map(|l| l.uri.as_str()).collect(),
+        let locations: Vec<String> = match endpoint.location.as_slice() {
+            [] => vec![String::new()],
+            many => many.iter().map(|l| l.uri.clone()).collect(),
         };
-        let mut last = None;
-        for location in locations {
-            let attempt = async {
-                let channel = self.channels.get(location).await?;
-                Ok::<_, Error>(self.flight(channel)?.do_get(ticket.clone()).await?)
-            };
-            match attempt.await {
-                Ok(stream) => return Ok(stream.map_err(Error::from).boxed()),
-                Err(e) if e.try_elsewhere() => last = Some(e),
-                Err(e) => return Err(e),
+        let mut resume = Resume { client: self.clone(), ticket, locations, next: 0, delivered: 0, tried: Vec::new() };
+        let first = resume.open().await?;
+        let batches = stream::unfold((resume, Some(first)), |(mut resume, current)| async move {
+            let mut current = current?;
+            loop {
+                match current.next().await {
+                    None => return None,
+                    Some(Ok(batch)) => {
+                        resume.delivered += batch.num_rows() as u64;
+                        return Some((Ok(batch), (resume, Some(current))));
+                    }
+                    Some(Err(e)) if e.replica_failed() && resume.next < resume.locations.len() => {
+                        resume.tried.push(format!("{}: {e}", resume.locations[resume.next - 1]));
+                        match resume.open().await {
+                            Ok(stream) => current = stream,
+                            Err(e) => return Some((Err(e), (resume, None))),
+                        }
+                    }
+                    Some(Err(e)) => return Some((Err(resume.failed(e)), (resume, None))),
+                }
             }
-        }
-        Err(last.unwrap_or_else(|| Error::Other("endpoint without a location".into())))
+        });
+        Ok(batches.boxed())
     }
 
     /// Reads every endpoint, `parallelism` at a time, yielding batches in
@@ -229,4 +242,73 @@ impl Client {
         let batches = self.read(&dataset, 4).try_collect().await?;
         Ok((dataset, batches))
     }
+}
+
+/// The state of one endpoint's read across replicas.
+struct Resume {
+    client: Client,
+    ticket: arrow_flight::Ticket,
+    locations: Vec<String>,
+    /// The next location to try.
+    next: usize,
+    /// Rows handed to the caller so far; a stream reopened elsewhere skips
+    /// them.
+    delivered: u64,
+    /// The locations that failed mid-stream, and how.
+    tried: Vec<String>,
+}
+
+impl Resume {
+    /// Opens the ticket at the next location that answers (connection
+    /// refused or UNAVAILABLE: the one after it), counting rows from zero.
+    async fn open(&mut self) -> Result<BoxStream<'static, Result<RecordBatch, Error>>, Error> {
+        let mut last = None;
+        while self.next < self.locations.len() {
+            let location = self.locations[self.next].clone();
+            self.next += 1;
+            let attempt = async {
+                let channel = self.client.channels.get(&location).await?;
+                Ok::<_, Error>(self.client.flight(channel)?.do_get(self.ticket.clone()).await?)
+            };
+            match attempt.await {
+                Ok(stream) => {
+                    let mut skip = self.delivered;
+                    // Rows already delivered are dropped as the new stream
+                    // brings them again.
+                    let stream = stream.map_err(Error::from).try_filter_map(move |batch| {
+                        let rows = batch.num_rows() as u64;
+                        let cut = skip.min(rows);
+                        skip -= cut;
+                        let rest = (cut < rows).then(|| batch.slice(cut as usize, (rows - cut) as usize));
+                        futures::future::ready(Ok(rest))
+                    });
+                    return Ok(stream.boxed());
+                }
+                Err(e) if e.try_elsewhere() => {
+                    self.tried.push(format!("{}: {e}", display(&location)));
+                    last = Some(e)
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(match last {
+            Some(e) if self.tried.len() > 1 => self.failed(e),
+            Some(e) => e,
+            None => Error::Other("endpoint without a location".into()),
+        })
+    }
+
+    /// `e`, naming every location that failed before it when there were
+    /// others.
+    fn failed(&self, e: Error) -> Error {
+        if self.tried.is_empty() {
+            return e;
+        }
+        Error::Other(format!("{e} (after every location of the endpoint failed: {})", self.tried.join("; ")))
+    }
+}
+
+/// A location as messages name it.
+fn display(location: &str) -> &str {
+    if location.is_empty() { "this server" } else { location }
 }

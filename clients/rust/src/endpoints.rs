@@ -21,7 +21,7 @@ pub fn is_this_server(location: &str, own_url: &str) -> bool {
 }
 
 /// `grpc://` and `grpc+tls://` as the `http://` and `https://` tonic dials.
-pub(crate) fn http_url(url: &str) -> String {
+pub fn http_url(url: &str) -> String {
     match url.split_once("://") {
         Some(("grpc" | "grpc+tcp", rest)) => format!("http://{rest}"),
         Some(("grpc+tls", rest)) => format!("https://{rest}"),

@@ -102,4 +102,18 @@ impl Error {
     pub(crate) fn try_elsewhere(&self) -> bool {
         matches!(self, Error::Connect { .. }) || self.code() == Some(tonic::Code::Unavailable)
     }
+
+    /// Whether a stream failed because its server went away (the connection
+    /// broke), not because the server refused: the read may continue at
+    /// another location. A status the server sent carries Sheaf's detail;
+    /// one made by the transport does not.
+    pub(crate) fn replica_failed(&self) -> bool {
+        let Some(server) = self.server() else { return false };
+        let transport = server.status.details().is_empty() && server.status.metadata().is_empty();
+        match server.status.code() {
+            tonic::Code::Unavailable => true,
+            tonic::Code::Unknown | tonic::Code::Internal | tonic::Code::Cancelled => transport,
+            _ => false,
+        }
+    }
 }

@@ -1,0 +1,256 @@
+"""`sheaf serve` as operators run it: settings from a file, the environment
+and flags (flag > environment > file), the HTTP endpoint of --metrics-listen
+(/metrics parsed by the Prometheus project's OpenMetrics parser, /healthz,
+/readyz), draining on SIGTERM, and request ids in the audit log."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import pyarrow as pa
+import pyarrow.flight as flight
+import pytest
+from ops_lib import http_get, scrape, value, wait_ready
+from sheaf_testlib import SHEAF_BIN, base_env, free_port
+
+
+def run_serve(tmp_path, *args, env=None, config: str | None = None, registry=None, timeout=30):
+    """Starts `sheaf serve ARGS` (with `--config FILE` when `config` is
+    given) and returns (process, first stdout line, stderr path)."""
+    cmd = [str(SHEAF_BIN)]
+    if registry is not None:
+        cmd += ["--registry", str(registry)]
+    cmd += ["serve", *map(str, args)]
+    if config is not None:
+        path = tmp_path / f"sheaf-{time.monotonic_ns()}.toml"
+        path.write_text(config)
+        cmd += ["--config", str(path)]
+    full = base_env()
+    full.update({"NO_COLOR": "1", "RUST_LOG": "info"})
+    full.update(env or {})
+    log = tmp_path / f"serve-{time.monotonic_ns()}.stderr"
+    with open(log, "wb") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, env=full)
+    line = proc.stdout.readline().decode()
+    return proc, line, log
+
+
+def stop(proc):
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def run_fails(tmp_path, *args, env=None, config=None) -> tuple[int, str]:
+    proc, _, log = run_serve(tmp_path, *args, env=env, config=config)
+    code = proc.wait(timeout=30)
+    return code, log.read_text()
+
+
+# ---------------------------------------------------------------------------
+# --config, SHEAF_*, flags
+# ---------------------------------------------------------------------------
+
+
+def test_flag_beats_environment_beats_file(tmp_path):
+    registry = tmp_path / "registry"
+    p_file, p_env, p_flag = free_port(), free_port(), free_port()
+    config = f'listen = "127.0.0.1:{p_file}"\nregistry = "{registry}"\ncache-mib = 8\nlog-json = true\n'
+    cases = [
+        ({}, [], p_file),
+        ({"SHEAF_LISTEN": f"127.0.0.1:{p_env}"}, [], p_env),
+        ({"SHEAF_LISTEN": f"127.0.0.1:{p_env}"}, ["--listen", f"127.0.0.1:{p_flag}"], p_flag),
+    ]
+    for env, args, port in cases:
+        proc, line, log = run_serve(tmp_path, *args, env=env, config=config)
+        try:
+            assert line.strip().endswith(f"grpc://127.0.0.1:{port}"), (env, args, line, log.read_text())
+            assert str(registry) in line, line  # `registry` from the file
+            deadline = time.monotonic() + 10
+            while not log.read_text() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            # log-json = true from the file: stderr is JSON lines.
+            first = log.read_text().splitlines()[0]
+            assert first.startswith("{"), first
+        finally:
+            stop(proc)
+    # A flag in the environment only (SHEAF_CONFIG names the file itself).
+    path = tmp_path / "via-env.toml"
+    path.write_text(config)
+    proc, line, _ = run_serve(tmp_path, env={"SHEAF_CONFIG": str(path)})
+    try:
+        assert line.strip().endswith(f"grpc://127.0.0.1:{p_file}"), line
+    finally:
+        stop(proc)
+
+
+def test_bad_keys_and_values_are_named(tmp_path):
+    for config, expected in [
+        ("cache-mb = 1\n", "key `cache-mb`: unknown key"),
+        ("cache_mib = 1\n", "key `cache_mib`: keys are spelled as the flags are: `cache-mib`"),
+        ('cache-mib = "lots"\n', "key `cache-mib`: invalid value 'lots'"),
+        ('demo = "yes"\n', "key `demo`: expected true or false"),
+        ("listen = [1, 2]\n", "key `listen`: takes one value, not a list"),
+        ("[section]\nx = 1\n", "key `section`: unknown key"),
+        ("listen = \n", "TOML parse error"),
+    ]:
+        code, err = run_fails(tmp_path, config=config)
+        assert code == 2, (config, err)
+        assert "sheaf: error: " in err and ".toml" in err and expected in err, (config, err)
+    code, err = run_fails(tmp_path, "--config", tmp_path / "missing.toml")
+    assert code == 2 and "cannot read --config" in err and "missing.toml" in err, err
+    code, err = run_fails(tmp_path, env={"SHEAF_CACHE_MIB": "lots"})
+    assert code == 2 and "'lots'" in err and "--cache-mib" in err, err
+    code, err = run_fails(tmp_path, "--peer", "http://elsewhere:1", "--listen", "127.0.0.1:0")
+    assert code == 2 and '"http://elsewhere:1" is not a replica address' in err, err
+
+
+def test_lists_come_from_the_file_or_the_environment(tmp_path):
+    """`peer` as a TOML list, SHEAF_PEER comma-separated; endpoints name
+    them all (plus this server's advertised address)."""
+    registry = tmp_path / "registry"
+    port = free_port()
+    me = f"grpc://127.0.0.1:{port}"
+    config = f'advertise = "{me}"\npeer = ["grpc://127.0.0.1:1", "grpc://127.0.0.1:2"]\nlisten = "127.0.0.1:{port}"\n'
+    for env, peers in [
+        ({}, {"grpc://127.0.0.1:1", "grpc://127.0.0.1:2"}),
+        ({"SHEAF_PEER": "grpc://127.0.0.1:3,grpc://127.0.0.1:4"}, {"grpc://127.0.0.1:3", "grpc://127.0.0.1:4"}),
+    ]:
+        proc, line, log = run_serve(tmp_path, "--demo", env=env, config=config, registry=registry)
+        try:
+            client = flight.FlightClient(me)
+            fi = client.get_flight_info(flight.FlightDescriptor.for_path("demo/weather", "tables/readings.parquet"))
+            # Before the first health round every configured peer is listed;
+            # after it the dead ones are gone. Either way: this server first
+            # or among them, no duplicates, nothing else.
+            locs = [loc.uri.decode() for loc in fi.endpoints[0].locations]
+            assert me in locs and len(set(locs)) == len(locs) and set(locs) <= peers | {me}, locs
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                fi = client.get_flight_info(flight.FlightDescriptor.for_path("demo/weather", "tables/readings.parquet"))
+                if [loc.uri.decode() for loc in fi.endpoints[0].locations] == [me]:
+                    break
+                time.sleep(0.5)
+            else:
+                pytest.fail(f"dead peers still listed: {fi.endpoints[0].locations}\n{log.read_text()}")
+            client.close()
+        finally:
+            stop(proc)
+
+
+# ---------------------------------------------------------------------------
+# --metrics-listen
+# ---------------------------------------------------------------------------
+
+
+def test_metrics_move_with_the_traffic(tmp_path):
+    port, mport = free_port(), free_port()
+    base = f"http://127.0.0.1:{mport}"
+    proc, line, log = run_serve(
+        tmp_path,
+        "--demo",
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--metrics-listen",
+        f"127.0.0.1:{mport}",
+        registry=tmp_path / "registry",
+    )
+    try:
+        assert http_get(f"{base}/healthz")[0] == 200
+        wait_ready(base)
+        assert http_get(f"{base}/nothing")[0] == 404
+        before = scrape(base)
+        client = flight.FlightClient(f"grpc://127.0.0.1:{port}")
+        descriptor = flight.FlightDescriptor.for_path("demo/weather", "tables/readings.parquet")
+        tables = []
+        for _ in range(2):  # the second read is answered from the stream cache
+            fi = client.get_flight_info(descriptor)
+            tables.append(pa.concat_tables(client.do_get(ep.ticket).read_all() for ep in fi.endpoints))
+        with pytest.raises(pa.ArrowKeyError):  # NOT_FOUND
+            client.get_flight_info(flight.FlightDescriptor.for_path("no/such", "x.parquet"))
+        after = scrape(base)
+        rows = tables[0].num_rows
+        assert rows > 0 and tables[0].equals(tables[1])
+
+        def moved(name, **labels):
+            return value(after, name, **labels) - value(before, name, **labels)
+
+        assert moved("sheaf_requests_total", rpc="GetFlightInfo", code="OK") == 2
+        assert moved("sheaf_requests_total", rpc="GetFlightInfo", code="NOT_FOUND") == 1
+        assert moved("sheaf_requests_total", rpc="DoGet", code="OK") == 2 * len(fi.endpoints)
+        assert moved("sheaf_request_duration_seconds_count", rpc="DoGet", code="OK") == 2 * len(fi.endpoints)
+        assert moved("sheaf_rows_sent_total") == 2 * rows
+        assert moved("sheaf_cache_hits_total") == len(fi.endpoints)
+        assert moved("sheaf_storage_read_bytes_total") > 0
+        assert value(after, "sheaf_cache_bytes") > 0
+        assert moved("sheaf_response_bytes_total", rpc="DoGet", code="OK") > 0
+        for gauge in ("sheaf_scans_open", "sheaf_scans_waiting"):
+            assert (gauge, ()) in after, gauge
+        client.close()
+    finally:
+        stop(proc)
+
+
+def test_sigterm_drains(tmp_path):
+    """SIGTERM: /readyz turns 503 at once while the server still answers for
+    --drain-delay, then it stops accepting and exits 0."""
+    port, mport = free_port(), free_port()
+    base = f"http://127.0.0.1:{mport}"
+    proc, line, log = run_serve(
+        tmp_path,
+        "--demo",
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--metrics-listen",
+        f"127.0.0.1:{mport}",
+        "--drain-delay",
+        "3s",
+        registry=tmp_path / "registry",
+    )
+    try:
+        wait_ready(base)
+        client = flight.FlightClient(f"grpc://127.0.0.1:{port}")
+        descriptor = flight.FlightDescriptor.for_path("demo/weather", "tables/readings.parquet")
+        fi = client.get_flight_info(descriptor)
+        reader = client.do_get(fi.endpoints[0].ticket)  # a stream running across the signal
+        signalled = time.monotonic()
+        os.kill(proc.pid, signal.SIGTERM)
+        time.sleep(0.5)
+        status, _, body = http_get(f"{base}/readyz")
+        assert status == 503 and "draining" in body, (status, body)
+        assert http_get(f"{base}/healthz")[0] == 200
+        # Still accepting during the drain delay: new calls are answered.
+        assert client.get_flight_info(descriptor).total_records == fi.total_records
+        assert reader.read_all().num_rows > 0
+        client.close()
+        assert proc.wait(timeout=30) == 0
+        assert time.monotonic() - signalled >= 2.5, "stopped before the drain delay ended"
+        assert "draining" in log.read_text()
+    finally:
+        stop(proc)
+
+
+def test_request_ids_reach_the_audit_log(tmp_path):
+    port = free_port()
+    proc, line, log = run_serve(tmp_path, "--demo", "--listen", f"127.0.0.1:{port}", registry=tmp_path / "registry")
+    try:
+        client = flight.FlightClient(f"grpc://127.0.0.1:{port}")
+        options = flight.FlightCallOptions(headers=[(b"x-request-id", b"trace-abc-123")])
+        client.get_flight_info(flight.FlightDescriptor.for_path("demo/weather", "tables/readings.parquet"), options)
+        client.close()
+        deadline = time.monotonic() + 10
+        while "trace-abc-123" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        lines = [ln for ln in log.read_text().splitlines() if "trace-abc-123" in ln]
+        assert any("GetFlightInfo" in ln and "audit" in ln for ln in lines), log.read_text()[-3000:]
+        # Calls without one get a fresh id each.
+        assert "request_id=" in log.read_text()
+    finally:
+        stop(proc)
