@@ -95,11 +95,11 @@ class Server:
                 self.proc.wait()
 
 
-def start_server(registry: Path, log: Path, *extra: str) -> Server:
+def start_server(registry: Path, log: Path, *extra: str, listen: str = "127.0.0.1:0") -> Server:
     binary = sheaf_bin()
     if not binary.is_file():
         pytest.fail(f"sheaf binary not found at {binary}: set SHEAF_BIN or build it (cargo build --release)")
-    cmd = [str(binary), "--registry", str(registry), "serve", "--listen", "127.0.0.1:0", *extra]
+    cmd = [str(binary), "--registry", str(registry), "serve", "--listen", listen, *extra]
     with open(log, "wb") as logf:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=logf, env=child_env())
     out = b""

@@ -68,6 +68,11 @@ class FakeSheaf(flight.FlightServerBase):
         # Makes the exception DoGet raises (a new one each time: one kept
         # here would keep, through its traceback, the server and gRPC alive).
         self.get_error: Callable[[], Exception] | None = None
+        # DoGet's batches hold `batch_rows` rows each; with `stream_error`, the
+        # stream fails with it after sending `fail_after` rows (whole batches).
+        self.batch_rows: int | None = None
+        self.fail_after = 0
+        self.stream_error: Callable[[], Exception] | None = None
         self.lock = threading.Lock()
 
     @property
@@ -107,7 +112,23 @@ class FakeSheaf(flight.FlightServerBase):
         if self.get_error is not None:
             raise self.get_error()
         first, rows = map(int, ticket.ticket.decode().split(":"))
-        return flight.RecordBatchStream(pa.table({"id": pa.array(range(first, first + rows), pa.int64())}))
+        table = pa.table({"id": pa.array(range(first, first + rows), pa.int64())})
+        if self.batch_rows is None and self.stream_error is None:
+            return flight.RecordBatchStream(table)
+        batches = table.to_batches(max_chunksize=self.batch_rows or rows)
+        error, fail_after = self.stream_error, self.fail_after
+
+        def stream():
+            sent = 0
+            for batch in batches:
+                if error is not None and sent >= fail_after:
+                    raise error()
+                yield batch
+                sent += batch.num_rows
+            if error is not None:
+                raise error()
+
+        return flight.GeneratorStream(table.schema, stream())
 
     def do_action(self, context, action):
         body = action.body.to_pybytes()
@@ -176,7 +197,7 @@ def encode(msg, typed: bool) -> bytes:
 
 
 def stop(server: FakeSheaf) -> None:
-    server.get_error = None
+    server.get_error = server.stream_error = None
     server.shutdown()
     del server
     gc.collect()  # the last reference to a server may sit in a cycle; gRPC stops once it is gone
@@ -480,6 +501,112 @@ def test_every_location_unavailable(fake, fake_client):
     with pytest.raises(sheaf.UnavailableError) as e:
         fake_client.dataset(package="x/y", path="t").to_table()
     assert dead[1] in str(e.value)
+
+
+# ---------------------------------------------------------------------------
+# The endpoint policy in the middle of a stream (replicas; test_failover.py
+# kills real servers)
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def third():
+    server = FakeSheaf("c")
+    try:
+        yield server
+    finally:
+        stop(server)
+
+
+def unavailable():
+    return flight.FlightUnavailableError("Stream removed (Socket closed)")
+
+
+def ids_of(batches) -> list[int]:
+    return [i for b in batches for i in b.column("id").to_pylist()]
+
+
+@pytest.mark.parametrize(
+    ("fail_after", "a_rows", "b_rows"),
+    [
+        (8, 4, 5),  # the cut inside B's second batch: sliced
+        (10, 5, 5),  # on a batch boundary of both
+        (0, 4, 5),  # before the first batch
+        (23, 4, 5),  # after the last row, before the end of the stream
+    ],
+)
+def test_a_replica_failing_mid_stream_resumes_at_the_next_location(
+    fake, other, fake_client, fail_after, a_rows, b_rows
+):
+    fake.endpoints = [(0, 23, [other.url, fake.url]), (23, 4, [other.url, fake.url])]
+    other.batch_rows, other.fail_after, other.stream_error = a_rows, fail_after, unavailable
+    fake.batch_rows = b_rows
+    ds = fake_client.dataset(package="x/y", path="t")
+    assert ids_of(ds.to_batches(progress=False)) == list(range(27))
+    assert other.gets == [b"0:23", b"23:4"] and fake.gets == [b"0:23", b"23:4"]
+    assert ds.to_table(max_workers=2).column("id").to_pylist() == list(range(27))
+
+
+def test_transport_failures_reported_as_internal_fail_over(fake, other, fake_client):
+    fake.endpoints = [(0, 20, [other.url, fake.url])]
+    other.batch_rows, other.fail_after = 3, 6
+    other.stream_error = lambda: flight.FlightInternalError("Received RST_STREAM with error code 2")
+    assert fake_client.dataset(package="x/y", path="t").to_table().column("id").to_pylist() == list(range(20))
+    assert fake.gets == [b"0:20"]
+
+
+@pytest.mark.parametrize(
+    ("error", "cls"),
+    [
+        (lambda: flight.FlightServerError("x", extra_info=status_details("INTEGRITY", 15, "hash mismatch")), None),
+        (lambda: flight.FlightServerError("x", extra_info=status_details("INTERNAL", 13, "a bug")), None),
+        (lambda: flight.FlightTimedOutError("query timeout"), sheaf.DeadlineExceededError),
+        (lambda: flight.FlightInternalError("a bug without details"), sheaf.SheafError),
+        (lambda: pa.ArrowInvalid("bad request"), sheaf.InvalidArgumentError),
+    ],
+)
+def test_sheaf_errors_in_the_middle_of_a_stream_are_raised_not_retried(fake, other, fake_client, error, cls):
+    fake.endpoints = [(0, 20, [other.url, fake.url])]
+    other.batch_rows, other.fail_after, other.stream_error = 4, 8, error
+    got = []
+    with pytest.raises(sheaf.SheafError) as e:
+        for batch in fake_client.dataset(package="x/y", path="t").to_batches(progress=False):
+            got.append(batch)
+    assert not isinstance(e.value, sheaf.UnavailableError)
+    if cls is not None:
+        assert isinstance(e.value, cls)
+    else:
+        assert e.value.reason in ("INTEGRITY", "INTERNAL")
+    assert ids_of(got) == list(range(8))
+    assert fake.gets == [], "a Sheaf error was retried at the next location"
+
+
+def test_each_location_once_then_one_error_naming_them(fake, other, third, fake_client):
+    dead = f"grpc://127.0.0.1:{free_port()}"
+    locations = [other.url, third.url, dead, other.url]  # other listed twice: tried once
+    fake.endpoints = [(0, 30, locations)]
+    other.batch_rows, other.fail_after, other.stream_error = 4, 8, unavailable
+    third.batch_rows, third.fail_after, third.stream_error = 5, 15, unavailable
+    got = []
+    with pytest.raises(sheaf.UnavailableError) as e:
+        for batch in fake_client.dataset(package="x/y", path="t").to_batches(progress=False):
+            got.append(batch)
+    assert ids_of(got) == list(range(15)), "rows lost or repeated before the failure"
+    message = str(e.value)
+    assert "endpoint 0" in message and "every location failed" in message
+    for where in (other.url, third.url, dead):
+        assert message.count(where) == 1, f"{where} not named once in {message}"
+    assert "after 8 rows" in message and "after 15 rows" in message
+    assert other.gets == [b"0:30"] and third.gets == [b"0:30"] and fake.gets == []
+
+
+def test_one_location_failing_mid_stream_raises_its_own_error(fake, fake_client):
+    fake.endpoints = [(0, 10, [])]
+    fake.batch_rows, fake.fail_after, fake.stream_error = 3, 6, unavailable
+    with pytest.raises(sheaf.UnavailableError, match="Socket closed") as e:
+        fake_client.dataset(package="x/y", path="t").to_table()
+    assert "every location" not in str(e.value)
+    assert fake.gets == [b"0:10"], "the one location was tried again"
 
 
 # ---------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 import sys
 import threading
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -17,9 +17,10 @@ import pyarrow.flight as flight
 
 from . import _request
 from ._cache import ticket_key
+from ._failover import EndpointStream
 from ._proto import sheaf_pb2
 from ._request import Request
-from .errors import SheafError, UnavailableError, from_flight
+from .errors import SheafError, from_flight
 
 if TYPE_CHECKING:
     import datasets
@@ -35,11 +36,6 @@ if TYPE_CHECKING:
     from .torch_map import MapDataset
 
 __all__ = ["Dataset", "Endpoint"]
-
-
-#: A location meaning "the server this endpoint came from" (Arrow Flight's
-#: convention), like no location at all.
-REUSE_CONNECTION = "arrow-flight-reuse-connection:"
 
 
 @dataclass(frozen=True)
@@ -86,19 +82,22 @@ def read_endpoint(
 ) -> Generator[pa.RecordBatch, None, None]:
     """Streams the record batches of one endpoint, converting Flight errors
     into :class:`~sheaf.SheafError`. Closing the generator early cancels the
-    stream on the server.
+    stream on the server. Every read of an endpoint's rows goes through here.
 
     With a client cache (``sheaf.connect(..., cache=True)``) and ``cache``,
     an endpoint read before is served from the local cache (memory-mapped,
     no server call), and one read to its end is stored there
     (:mod:`sheaf.cache`; the key is the ticket).
 
-    The endpoint policy (the same in every Sheaf client): its locations are
-    tried in order, moving to the next one when a location cannot be
-    connected to or answers UNAVAILABLE; no location, or
-    ``arrow-flight-reuse-connection://?``, means the client's own server.
-    Every location's connection is opened once and reused
-    (:meth:`~sheaf.Client.flight_client`)."""
+    The endpoint policy (the same in every Sheaf client; see
+    :mod:`sheaf._failover`): its locations are tried in order; no location,
+    or ``arrow-flight-reuse-connection://?``, means the client's own server.
+    When a location cannot be connected to or its replica fails (UNAVAILABLE,
+    or a broken connection), before the first batch or in the middle of the
+    stream, the same ticket is read at the next location from the first row
+    not yielded yet: no row is lost or repeated. Sheaf's own errors are
+    raised, not retried; each location is tried once. Every location's
+    connection is opened once and reused (:meth:`~sheaf.Client.flight_client`)."""
     store = client.cache if cache else None
     key = ticket_key(endpoint.ticket) if store is not None else None
     if store is not None and key is not None:
@@ -106,64 +105,35 @@ def read_endpoint(
         if table is not None:
             yield from table.to_batches()
             return
-    locations: Sequence[str | None] = endpoint.locations or (None,)
-    for attempt, location in enumerate(locations):
-        here = location is None or location.startswith(REUSE_CONNECTION)
-        where = f"{context} (endpoint {endpoint.index}" + (")" if here else f" at {location})")
-        last = attempt + 1 == len(locations)
-        try:
-            connection = client.flight_client(None if here else location)
-        except SheafError:
-            if last:
-                raise
-            continue  # cannot connect there: the next location
-        try:
-            reader = connection.do_get(flight.Ticket(endpoint.ticket), client.call_options(read=True))
-            reader.schema  # noqa: B018 - waits for the stream with the GIL released (apache/arrow#34731)
-        except Exception as e:
-            err = from_flight(e, where)
-            if isinstance(err, UnavailableError) and not last:
-                continue
-            raise err from e
-        break
+    stream = EndpointStream(client, endpoint, context)
+    schema = stream.open()
     writer = None
     if store is not None and key is not None:
         try:
-            writer = store.writer(key, reader.schema)
+            writer = store.writer(key, schema)
         except OSError:
             writer = None  # an unwritable cache folder: read without it
-    done = False
     try:
-        while True:
-            try:
-                chunk = reader.read_chunk()
-            except StopIteration:
-                done = True
-                if writer is not None:
-                    try:
-                        writer.commit()
-                    except OSError:
-                        pass  # a full disk: the rows were read all the same
+        # The stream yields each row once, in order, whatever replica it came
+        # from: what the writer stores is the endpoint's whole table.
+        for batch in stream:
+            if writer is not None:
+                try:
+                    writer.write(batch)
+                except OSError:
+                    writer.abort()
                     writer = None
-                return
-            except Exception as e:
-                raise from_flight(e, where) from e
-            if chunk.data is not None:
-                if writer is not None:
-                    try:
-                        writer.write(chunk.data)
-                    except OSError:
-                        writer.abort()
-                        writer = None
-                yield chunk.data
+            yield batch
+        if writer is not None:
+            try:
+                writer.commit()
+            except OSError:
+                pass  # a full disk: the rows were read all the same
+            writer = None
     finally:
         if writer is not None:
-            writer.abort()
-        if not done:
-            try:
-                reader.cancel()
-            except Exception:  # noqa: BLE001 - the stream may already be gone
-                pass
+            writer.abort()  # not read to its end (an error, or closed early): nothing stored
+        stream.close()
 
 
 class Dataset:
