@@ -10,8 +10,10 @@ from a server with --auth (API token; user name and password), and writes: a Dat
 written with `df.write.format("sheaf")` reads back equal (through the connector and through
 pyarrow's Flight client), the save modes, a task that fails on its first attempt (retried
 without duplicates), a failed job (no revision), `INSERT INTO` a `USING sheaf` table, the
-lineage a write records, and a write refused without a write grant. Prints "N passed,
-M failed" and exits non-zero on any failure. The certificates come from
+lineage a write records, and a write refused without a write grant. With a binary whose
+`serve` takes --peer, a replica failover: three replicas listing each other, one SIGKILLed
+while a job reads from it, the job's result exact with no failed task (skipped, and said so,
+with an older binary). Prints "N passed, M failed" and exits non-zero on any failure. The certificates come from
 testdata/make_certs.py (trustme, in the project venv).
 """
 
@@ -23,19 +25,34 @@ import os
 import re
 import secrets
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 import traceback
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
 
-def start_server(bin_path: str, registry: Path, log: Path, *extra: str) -> tuple[subprocess.Popen, str]:
-    env = dict(os.environ, RUST_LOG="info", RUST_BACKTRACE="0")
+class Skipped(Exception):
+    """A check that cannot run here (its reason is printed)."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(
+    bin_path: str, registry: Path, log: Path, *extra: str, listen: str = "127.0.0.1:0", rust_log: str = "info"
+) -> tuple[subprocess.Popen, str]:
+    env = dict(os.environ, RUST_LOG=rust_log, RUST_BACKTRACE="0")
     proc = subprocess.Popen(
-        [bin_path, "--registry", str(registry), "serve", "--listen", "127.0.0.1:0", *extra],
+        [bin_path, "--registry", str(registry), "serve", "--listen", listen, *extra],
         stdout=subprocess.PIPE,
         stderr=log.open("wb"),
         env=env,
@@ -373,6 +390,154 @@ def main() -> int:
         else:
             raise AssertionError("a write without a write grant should fail")
 
+    def check_replica_failover():
+        """Three replicas (each --advertise itself, --peer the others) over one registry; a job
+        reading a 3,000,000-row table in two partitions, slowed down by its Python consumer, while
+        the first replica to start serving it is SIGKILLed: the job's result is exact (every row
+        once, in order within each partition) with no failed task, so the failover happened inside
+        the task (the connector's EndpointStream), not through Spark's task retries."""
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        help_text = subprocess.run([sheaf_bin, "serve", "--help"], capture_output=True, text=True).stdout
+        if "--peer" not in help_text:
+            raise Skipped(f"{sheaf_bin} serve has no --peer: its endpoints list no replicas to fail over to")
+        rows = 3_000_000
+        subprocess.run(
+            [sys.executable, str(HERE.parent / "testdata" / "make_tables.py"), "--big", str(work / "gen-big")],
+            check=True,
+        )
+        big = work / "gen-big" / "big" / "big.parquet"
+        subprocess.run(
+            [sheaf_bin, "--registry", str(registry), "push", "replica/big", str(big.parent)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        ports: list[int] = []
+        while len(ports) < 3:
+            p = free_port()
+            if p not in ports:
+                ports.append(p)
+        urls = [f"grpc://127.0.0.1:{p}" for p in ports]
+        logs = [work / f"replica-{i}.log" for i in range(3)]
+        procs: list[subprocess.Popen] = []
+        try:
+            for i, port in enumerate(ports):
+                peers = [a for u in urls if u != urls[i] for a in ("--peer", u)]
+                proc_i, _ = start_server(
+                    sheaf_bin,
+                    registry,
+                    logs[i],
+                    "--advertise",
+                    urls[i],
+                    *peers,
+                    listen=f"127.0.0.1:{port}",
+                    rust_log="info,sheaf::flight::doget=debug",  # logs "DoGet ticket=..." as a read starts
+                )
+                procs.append(proc_i)
+            # Peers join once they answer the health check: wait until an endpoint lists all three.
+            planner = flight.FlightClient(urls[0])
+            deadline = time.monotonic() + 30
+            while True:
+                info = planner.get_flight_info(flight.FlightDescriptor.for_command("sheaf://replica/big/big.parquet"))
+                listed = {loc.uri.decode().rstrip("/") for loc in info.endpoints[0].locations}
+                if listed == set(urls):
+                    break
+                assert time.monotonic() < deadline, f"after 30 s the endpoints list {listed}, not {urls}"
+                time.sleep(0.2)
+            planner.close()
+
+            table = pq.read_table(big)
+            expected_x = int(pc.sum(pc.cast(pc.multiply(table.column("x"), 1e6), pa.int64(), safe=False)).as_py())
+
+            def consume(batches):
+                # One endpoint per partition: its ids must be consecutive, each once.
+                first = last = None
+                n = xsum = 0
+                ok = True
+                for b in batches:
+                    if b.num_rows == 0:
+                        continue
+                    ids = b.column("id").to_numpy()
+                    ok = ok and bool(np.all(np.diff(ids) == 1)) and (last is None or ids[0] == last + 1)
+                    first = int(ids[0]) if first is None else first
+                    last = int(ids[-1])
+                    n += b.num_rows
+                    xsum += int(pc.sum(pc.cast(pc.multiply(b.column("x"), 1e6), pa.int64(), safe=False)).as_py())
+                    time.sleep(0.04)  # a slow consumer: the read is still running when a replica dies
+                yield pa.RecordBatch.from_pydict(
+                    {"first": [first], "last": [last], "n": [n], "ok": [ok], "xsum": [xsum]},
+                    schema=pa.schema(
+                        [
+                            ("first", pa.int64()),
+                            ("last", pa.int64()),
+                            ("n", pa.int64()),
+                            ("ok", pa.bool_()),
+                            ("xsum", pa.int64()),
+                        ]
+                    ),
+                )
+
+            killed: list[int] = []
+
+            def read_log(log: Path) -> str:
+                return re.sub(r"\x1b\[[;\d]*m", "", log.read_text(errors="replace"))  # without colours
+
+            # A replica starting to serve the table (RUST_LOG has sheaf::flight::doget=debug).
+            started = re.compile(r"DEBUG .*DoGet (?:from the cache )?ticket=replica/big")
+
+            def killer():
+                stop = time.monotonic() + 120
+                while time.monotonic() < stop:
+                    for i, log in enumerate(logs):
+                        if log.exists() and started.search(read_log(log)):
+                            time.sleep(1.0)  # its stream is running: a few batches out
+                            procs[i].kill()  # SIGKILL
+                            procs[i].wait()
+                            killed.append(i)
+                            return
+                    time.sleep(0.05)
+
+            k = threading.Thread(target=killer, daemon=True)
+            k.start()
+            spark.sparkContext.setJobGroup("sheaf-failover", "replica failover smoke")
+            try:
+                df = (
+                    spark.read.format("sheaf")
+                    .option("server", urls[0])
+                    .option("partitions", 2)
+                    .load("replica/big/big.parquet")
+                    .select("id", "x")
+                )
+                parts = df.mapInArrow(consume, "first long, last long, n long, ok boolean, xsum long").collect()
+            finally:
+                spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
+            k.join(timeout=5)
+            assert killed, "no replica started serving replica/big (no DoGet in the replicas' logs)"
+            victim = killed[0]
+            parts = sorted(parts, key=lambda r: r.first)
+            assert all(r.ok for r in parts), parts
+            assert parts[0].first == 0 and parts[-1].last == rows - 1, parts
+            assert all(a.last + 1 == b.first for a, b in zip(parts, parts[1:], strict=False)), parts
+            assert sum(r.n for r in parts) == rows, parts
+            assert sum(r.xsum for r in parts) == expected_x, (sum(r.xsum for r in parts), expected_x)
+            tracker = spark.sparkContext.statusTracker()
+            for job in tracker.getJobIdsForGroup("sheaf-failover"):
+                for stage in tracker.getJobInfo(job).stageIds:
+                    info = tracker.getStageInfo(stage)
+                    assert info.numFailedTasks == 0 and info.currentAttemptId == 0, info
+            # The killed replica was serving: some ticket was read again elsewhere, in the same task.
+            starts = [len(started.findall(read_log(log))) for log in logs]
+            assert starts[victim] >= 1 and sum(starts) > 2, (victim, starts)
+            print(f"     replica {urls[victim]} killed mid-read; DoGet starts per replica: {starts}")
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait(timeout=30)
+
     checks = [
         check_equal_to_parquet,
         check_pushdown_and_top_hash,
@@ -387,6 +552,7 @@ def main() -> int:
         check_insert_into_table,
         check_write_lineage,
         check_write_refused_without_grant,
+        check_replica_failover,
     ]
     try:
         for check in checks:
@@ -394,6 +560,8 @@ def main() -> int:
                 check()
                 passed += 1
                 print(f"ok   {check.__name__}")
+            except Skipped as why:
+                print(f"skip {check.__name__}: {why}")
             except Exception:  # noqa: BLE001 - report every failure
                 failed += 1
                 print(f"FAIL {check.__name__}")

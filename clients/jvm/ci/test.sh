@@ -5,7 +5,8 @@
 #      proto/sheaf.proto (protoc from Maven), their JUnit tests against the real server
 #      ($SHEAF_BIN, required; sheaf-jdbc-tests drives Flight SQL through the stock Arrow Flight
 #      SQL JDBC driver over TLS with a login), then the shaded connector jar;
-#   2. the stock-Spark smoke test: PySpark from PyPI (pinned) with only that jar in spark.jars.
+#   2. the stock-Spark smoke test: PySpark from PyPI (pinned) with only that jar in spark.jars
+#      (with a binary whose `serve` takes --peer, it also kills a replica in the middle of a job).
 #
 #   SHEAF_BIN=/path/to/sheaf bash clients/jvm/ci/test.sh
 #

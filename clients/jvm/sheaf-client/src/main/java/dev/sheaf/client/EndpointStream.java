@@ -2,11 +2,14 @@ package dev.sheaf.client;
 
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Locale;
 import org.apache.arrow.flight.FlightRuntimeException;
 import org.apache.arrow.flight.FlightStatusCode;
 import org.apache.arrow.flight.FlightStream;
+import org.apache.arrow.vector.FieldVector;
 import org.apache.arrow.vector.VectorSchemaRoot;
 import org.apache.arrow.vector.types.pojo.Schema;
+import org.apache.arrow.vector.util.TransferPair;
 
 /**
  * The record batches of one endpoint, read one at a time.
@@ -19,10 +22,19 @@ import org.apache.arrow.vector.types.pojo.Schema;
  * }
  * }</pre>
  *
- * <p>The endpoint's locations are tried in order: until the first batch arrives, a location that
- * cannot be reached (UNAVAILABLE) is left for the next one. The root is reused for every batch.
- * Closing before the end cancels the server's scan. {@code close()} may be called any number of
- * times.
+ * <p>Failover: the endpoint's locations are tried in order, each at most once. When a location
+ * fails with a transport failure ({@link #isTransportFailure}: it cannot be reached, the replica
+ * was killed or its connection reset, or it answers UNAVAILABLE), before the first batch or in the
+ * middle of the stream, the same ticket is opened at the next location and the rows already handed
+ * out are skipped (a batch the cut falls inside is sliced), so the caller sees every row once, in
+ * order. Any other error (the server's own: NOT_FOUND, INVALID_ARGUMENT, PERMISSION_DENIED,
+ * DATA_LOSS, DEADLINE_EXCEEDED, ...) is raised at once. When every location failed, one {@link
+ * SheafException} names the endpoint and each location with its error (the last error is its cause,
+ * the earlier ones are suppressed).
+ *
+ * <p>Batches: the stream's root is reused for every batch and handed out as it is (no copy); only
+ * the one batch a failover cuts is a slice of its own. Closing before the end cancels the server's
+ * scan. {@code close()} may be called any number of times.
  */
 public final class EndpointStream implements AutoCloseable {
   /** Opens the endpoint's stream at one of its targets. */
@@ -37,18 +49,41 @@ public final class EndpointStream implements AutoCloseable {
     FlightStream open(String target);
   }
 
+  /**
+   * How gRPC Java (Netty) describes a lost connection or an HTTP/2 stream ended by the transport
+   * (or by a proxy in between), rather than a status sent by a server: what it gives with INTERNAL
+   * or UNKNOWN for a reset stream, an abrupt GOAWAY, a stream or connection closed in the middle of
+   * a message, or a proxy's HTTP error.
+   */
+  private static final String[] TRANSPORT_FAILURES = {
+    "rst_stream closed stream",
+    "goaway",
+    "encountered end-of-stream mid-frame",
+    "received unexpected eos",
+    "http2 exception",
+    "channel closed",
+    "network closed",
+    "connection closed",
+    "http status code",
+    "keepalive failed",
+  };
+
   private final String endpoint;
   private final List<String> targets;
   private final Opener opener;
-  private final List<SheafException> skipped = new ArrayList<>();
+  private final List<SheafException> failures = new ArrayList<>();
+  private final List<String> failed = new ArrayList<>();
   private int current;
   private FlightStream stream;
+  private VectorSchemaRoot slice;
   private String what;
   private boolean finished;
-  private boolean failed;
+  private boolean raised;
   private boolean closed;
   private long rows;
   private long batches;
+  private long skip;
+  private long rowsAtOpen;
 
   /**
    * Opens the stream at the first target.
@@ -58,6 +93,9 @@ public final class EndpointStream implements AutoCloseable {
    * @param opener starts the DoGet at a target
    */
   EndpointStream(String endpoint, List<String> targets, Opener opener) {
+    if (targets.isEmpty()) {
+      throw new IllegalArgumentException(endpoint + ": no server to read it from");
+    }
     this.endpoint = endpoint;
     this.targets = List.copyOf(targets);
     this.opener = opener;
@@ -66,6 +104,7 @@ public final class EndpointStream implements AutoCloseable {
 
   private void open() {
     what = "DoGet " + endpoint + " on " + targets.get(current);
+    rowsAtOpen = rows;
     try {
       stream = opener.open(targets.get(current));
     } catch (FlightRuntimeException e) {
@@ -75,23 +114,92 @@ public final class EndpointStream implements AutoCloseable {
   }
 
   /**
-   * Handles a failure of the current target: moves to the next one when it could not be reached and
-   * no batch came yet (the next one is then opened), else throws.
+   * Whether a failed DoGet may succeed at another replica: a transport failure, not an error a
+   * Sheaf server sent about the request. True for UNAVAILABLE (a location that cannot be reached, a
+   * connection reset or closed under the stream - what Arrow Java raises when the replica's process
+   * is killed: {@code UNAVAILABLE: io exception} caused by a {@code SocketException: Connection
+   * reset}, or {@code UNAVAILABLE: Network closed for unknown reason} - or a server saying it
+   * cannot serve now); and for INTERNAL or UNKNOWN without Sheaf's error details when gRPC names a
+   * transport failure (a reset HTTP/2 stream, an abrupt GOAWAY, end of stream in the middle of a
+   * message, a proxy's HTTP error) or an I/O error caused it. Every error a Sheaf server sends
+   * carries its {@code ErrorInfo}, so its INTERNAL, DATA_LOSS and the rest are never taken for a
+   * transport failure.
+   *
+   * @param e the Flight error
+   * @return whether to try the next location
+   */
+  static boolean isTransportFailure(FlightRuntimeException e) {
+    FlightStatusCode code = e.status().code();
+    if (code == FlightStatusCode.UNAVAILABLE) {
+      return true;
+    }
+    if (code != FlightStatusCode.INTERNAL && code != FlightStatusCode.UNKNOWN) {
+      return false;
+    }
+    if (SheafException.from("", e).reason() != null) {
+      return false; // the server's own error
+    }
+    String description = e.status().description();
+    if (description != null) {
+      String d = description.toLowerCase(Locale.ROOT);
+      for (String t : TRANSPORT_FAILURES) {
+        if (d.contains(t)) {
+          return true;
+        }
+      }
+    }
+    for (Throwable c = e.getCause(); c != null; c = c.getCause() == c ? null : c.getCause()) {
+      if (c instanceof java.io.IOException
+          || c.getClass().getName().startsWith("io.netty.handler.codec.http2.Http2Exception")) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /**
+   * Handles a failure of the current target: a transport failure moves to the next target (opened
+   * at once; the rows handed out so far are skipped there), anything else, or a failure of the last
+   * target, is thrown.
    */
   private void fail(FlightRuntimeException e) {
     SheafException error = SheafException.from(what, e);
-    if (batches > 0
-        || e.status().code() != FlightStatusCode.UNAVAILABLE
-        || current + 1 >= targets.size()) {
+    boolean transport = isTransportFailure(e);
+    if (!transport || current + 1 >= targets.size()) {
       finished = true;
-      failed = true;
-      skipped.forEach(error::addSuppressed);
+      raised = true;
+      closeSlice();
+      if (transport && !failures.isEmpty()) {
+        failed.add(summary(error));
+        error =
+            error.withMessage(
+                "DoGet "
+                    + endpoint
+                    + ": every location failed: "
+                    + String.join("; ", failed)
+                    + " ("
+                    + targets.size()
+                    + " tried, in order)");
+      }
+      failures.forEach(error::addSuppressed);
       throw error;
     }
-    skipped.add(error);
+    failures.add(error);
+    failed.add(summary(error));
     closeQuietly();
     current++;
+    skip = rows;
     open();
+  }
+
+  /** A failure as "LOCATION: CODE: description[ (mid-stream, at row N)]". */
+  private String summary(SheafException error) {
+    String m = error.getMessage();
+    String own = m.startsWith(what + ": ") ? m.substring(what.length() + 2) : m;
+    return targets.get(current)
+        + ": "
+        + own
+        + (rows > rowsAtOpen ? " (mid-stream, at row " + rows + ")" : "");
   }
 
   /** Closes the stream of a target left for the next one. */
@@ -107,24 +215,59 @@ public final class EndpointStream implements AutoCloseable {
     stream = null;
   }
 
+  /** Frees the batch sliced by a failover, if any. */
+  private void closeSlice() {
+    if (slice != null) {
+      slice.close();
+      slice = null;
+    }
+  }
+
   /**
    * Loads the next batch into {@link #root()}.
    *
    * @return false at the end of the endpoint
-   * @throws SheafException if the server fails the read (its message names what failed)
+   * @throws SheafException if the server fails the read (its message names what failed), or when
+   *     every location failed
    */
   public boolean next() {
     if (closed) {
       throw new IllegalStateException(what + ": the stream is closed");
     }
+    closeSlice();
     while (!finished) {
       try {
         if (!stream.next()) {
           finished = true;
+          if (skip > 0) {
+            raised = true;
+            throw new SheafException(
+                ErrorCode.INTERNAL,
+                what
+                    + ": the stream ended after "
+                    + (rows - skip)
+                    + " rows, before the "
+                    + rows
+                    + " rows already read from "
+                    + String.join(", ", targets.subList(0, current))
+                    + " (the replicas disagree on the ticket's rows)",
+                null);
+          }
           return false;
         }
+        VectorSchemaRoot root = stream.getRoot();
+        int n = root.getRowCount();
+        if (skip > 0) {
+          if (skip >= n) {
+            skip -= n; // handed out before the failover
+            continue;
+          }
+          slice = tail(root, (int) skip);
+          skip = 0;
+          n = slice.getRowCount();
+        }
         batches++;
-        rows += stream.getRoot().getRowCount();
+        rows += n;
         return true;
       } catch (FlightRuntimeException e) {
         fail(e);
@@ -134,10 +277,30 @@ public final class EndpointStream implements AutoCloseable {
   }
 
   /**
+   * The rows of a batch from {@code from} on, as a root of its own: the buffers are shared, not
+   * copied (only validity bits and offsets are rewritten when the cut is not aligned).
+   */
+  private static VectorSchemaRoot tail(VectorSchemaRoot batch, int from) {
+    int length = batch.getRowCount() - from;
+    List<FieldVector> vectors = new ArrayList<>();
+    try {
+      for (FieldVector v : batch.getFieldVectors()) {
+        TransferPair p = v.getTransferPair(v.getAllocator());
+        p.splitAndTransfer(from, length);
+        vectors.add((FieldVector) p.getTo());
+      }
+    } catch (RuntimeException e) {
+      vectors.forEach(FieldVector::close);
+      throw e;
+    }
+    return new VectorSchemaRoot(batch.getSchema(), vectors, length);
+  }
+
+  /**
    * @return the current batch; replaced by the next call to {@link #next()}
    */
   public VectorSchemaRoot root() {
-    return stream.getRoot();
+    return slice != null ? slice : stream.getRoot();
   }
 
   /**
@@ -159,17 +322,33 @@ public final class EndpointStream implements AutoCloseable {
   }
 
   /**
-   * @return rows read so far
+   * @return rows handed out so far (each row once, whatever the failovers)
    */
   public long rowsRead() {
     return rows;
   }
 
   /**
-   * @return batches read so far
+   * @return batches handed out so far
    */
   public long batchesRead() {
     return batches;
+  }
+
+  /**
+   * @return how many locations failed and were left for the next one (0 when the first one served
+   *     the whole stream)
+   */
+  public int failovers() {
+    return failures.size();
+  }
+
+  /**
+   * @return the errors of the locations left for the next one, in order (each message names the
+   *     location)
+   */
+  public List<SheafException> failoverErrors() {
+    return List.copyOf(failures);
   }
 
   /**
@@ -203,6 +382,7 @@ public final class EndpointStream implements AutoCloseable {
       return;
     }
     closed = true;
+    closeSlice();
     if (stream == null) {
       return;
     }
@@ -218,7 +398,7 @@ public final class EndpointStream implements AutoCloseable {
     } catch (FlightRuntimeException e) {
       // A failed stream reports its error again, and a cancelled one may report CANCELLED
       // while draining: neither is news to the caller.
-      if (!failed && (finished || e.status().code() != FlightStatusCode.CANCELLED)) {
+      if (!raised && (finished || e.status().code() != FlightStatusCode.CANCELLED)) {
         throw SheafException.from(what + " (closing)", e);
       }
     } catch (RuntimeException e) {

@@ -7,6 +7,7 @@ import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Iterator;
+import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
@@ -45,11 +46,13 @@ import sheaf.v1.Sheaf;
  * URI, sent as it is), actions send and receive packed messages, and errors carry their reason
  * ({@link SheafException#reason()}).
  *
- * <p>Endpoints: an endpoint's locations are tried in order, moving to the next one when a location
- * cannot be reached (UNAVAILABLE) before the first batch; an endpoint without a location, or with
- * Flight's {@code arrow-flight-reuse-connection://?}, is read from this client's server, over its
- * own connection. The connection to each other location is opened once and kept until {@link
- * #close()}.
+ * <p>Endpoints: an endpoint's locations (the replicas holding it) are tried in order, each at most
+ * once, moving to the next one on a transport failure - a location that cannot be reached, or a
+ * replica that fails in the middle of the stream - where the read continues after the rows already
+ * handed out (see {@link EndpointStream}); the server's own errors are raised. An endpoint without
+ * a location, or with Flight's {@code arrow-flight-reuse-connection://?}, is read from this
+ * client's server, over its own connection. The connection to each other location is opened once
+ * and kept until {@link #close()}.
  *
  * <p>Credentials and TLS: an API token, or a user name and password exchanged once (when the client
  * is built) for a session token, which is all the client keeps ({@link #token()}); {@code
@@ -808,13 +811,14 @@ public final class SheafClient implements AutoCloseable {
 
   /**
    * Opens one endpoint's stream of batches (DoGet), trying its locations in order (see {@link
-   * #targets(Endpoint)}): a location that cannot be reached before the first batch is left for the
-   * next.
+   * #targets(Endpoint)}): a location that cannot be reached, or that fails in the middle of the
+   * stream, is left for the next, where the stream goes on after the rows already handed out.
    *
    * @param endpoint the endpoint
    * @return the stream; close it
-   * @throws SheafException UNAVAILABLE when no location can be reached (the others' errors are
-   *     suppressed exceptions); CLIENT for a plaintext location from a TLS server
+   * @throws SheafException UNAVAILABLE when every location failed (the message names each, the
+   *     earlier errors are suppressed exceptions); CLIENT for a plaintext location from a TLS
+   *     server
    */
   public EndpointStream stream(Endpoint endpoint) {
     checkOpen();
@@ -825,9 +829,9 @@ public final class SheafClient implements AutoCloseable {
   }
 
   /**
-   * The servers an endpoint is read from, in the order they are tried: its locations, where
-   * Flight's {@code arrow-flight-reuse-connection://?} means this client's server; this client's
-   * server alone when it names none.
+   * The servers an endpoint is read from, in the order they are tried, each once: its locations,
+   * where Flight's {@code arrow-flight-reuse-connection://?} means this client's server; this
+   * client's server alone when it names none.
    *
    * @param endpoint the endpoint
    * @return server URLs
@@ -836,11 +840,11 @@ public final class SheafClient implements AutoCloseable {
     if (endpoint.locations().isEmpty()) {
       return List.of(url);
     }
-    List<String> out = new ArrayList<>();
+    LinkedHashSet<String> out = new LinkedHashSet<>();
     for (String l : endpoint.locations()) {
       out.add(ServerAddress.meansSameServer(l) ? url : l);
     }
-    return out;
+    return List.copyOf(out);
   }
 
   /**

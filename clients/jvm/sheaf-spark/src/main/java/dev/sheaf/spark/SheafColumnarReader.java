@@ -11,17 +11,25 @@ import org.apache.spark.sql.connector.metric.CustomTaskMetric;
 import org.apache.spark.sql.connector.read.PartitionReader;
 import org.apache.spark.sql.vectorized.ColumnVector;
 import org.apache.spark.sql.vectorized.ColumnarBatch;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * Reads one endpoint on an executor and hands each Arrow batch to Spark as a {@link ColumnarBatch}
  * of Spark's {@code ArrowColumnVector}s over the received buffers (no row-by-row conversion; only
  * columns of types Spark cannot take are converted, column by column).
  *
+ * <p>The endpoint is read through {@link EndpointStream}, so a replica that fails (killed,
+ * unreachable) in the middle of the task's read is left for the endpoint's next location, where the
+ * read goes on after the rows already handed to Spark: the task neither fails nor repeats rows.
+ *
  * <p>A batch is valid until the next call to {@link #next()}. {@link #close()} (idempotent, called
  * by Spark from a task-completion listener) cancels an unfinished stream, frees converted columns,
  * then closes the connection and its allocator, which reports any leaked buffer.
  */
 final class SheafColumnarReader implements PartitionReader<ColumnarBatch> {
+  private static final Logger LOG = LoggerFactory.getLogger(SheafColumnarReader.class);
+
   private final SheafInputPartition partition;
   private final SheafConnection connection;
   private final ReadPlan plan;
@@ -31,6 +39,7 @@ final class SheafColumnarReader implements PartitionReader<ColumnarBatch> {
   private ColumnarBatch batch;
   private long rows;
   private long batches;
+  private int failoversLogged;
   private boolean closed;
 
   SheafColumnarReader(SheafInputPartition partition, SheafConnection connection, ReadPlan plan) {
@@ -61,7 +70,9 @@ final class SheafColumnarReader implements PartitionReader<ColumnarBatch> {
       if (stream == null) {
         open();
       }
-      if (!stream.next()) {
+      boolean more = stream.next();
+      logFailovers();
+      if (!more) {
         return false;
       }
     } catch (SheafException e) {
@@ -81,6 +92,19 @@ final class SheafColumnarReader implements PartitionReader<ColumnarBatch> {
     rows += root.getRowCount();
     batches++;
     return true;
+  }
+
+  /** Logs (WARN, in the executor's log) each location the stream left for the next one. */
+  private void logFailovers() {
+    List<SheafException> errors = stream.failoverErrors();
+    for (int i = failoversLogged; i < errors.size(); i++) {
+      LOG.warn(
+          "sheaf: reading {}: {}; continuing at the next location ({} rows read so far, each once)",
+          plan.uri,
+          errors.get(i).getMessage(),
+          stream.rowsRead());
+    }
+    failoversLogged = errors.size();
   }
 
   /** The stream must have the columns planned on the driver (a server bug otherwise). */
@@ -113,7 +137,9 @@ final class SheafColumnarReader implements PartitionReader<ColumnarBatch> {
   @Override
   public CustomTaskMetric[] currentMetricsValues() {
     return new CustomTaskMetric[] {
-      SheafMetrics.value(SheafMetrics.ROWS, rows), SheafMetrics.value(SheafMetrics.BATCHES, batches)
+      SheafMetrics.value(SheafMetrics.ROWS, rows),
+      SheafMetrics.value(SheafMetrics.BATCHES, batches),
+      SheafMetrics.value(SheafMetrics.FAILOVERS, stream == null ? 0 : stream.failovers())
     };
   }
 

@@ -15,6 +15,12 @@ public final class SheafMetrics {
   /** Name of the metric counting Arrow batches received from the server. */
   public static final String BATCHES = "sheafBatchesReceived";
 
+  /**
+   * Name of the metric counting endpoint reads moved to another location after a transport failure
+   * (a replica killed or unreachable).
+   */
+  public static final String FAILOVERS = "sheafFailovers";
+
   /** Name of the metric counting rows sent to the server by a write. */
   public static final String ROWS_SENT = "sheafRowsSent";
 
@@ -87,8 +93,24 @@ public final class SheafMetrics {
     }
   }
 
+  /** Locations left for the next one of their endpoint by the scan's tasks (each attempt). */
+  public static final class Failovers extends CustomSumMetric {
+    /** Created by Spark by reflection. */
+    public Failovers() {}
+
+    @Override
+    public String name() {
+      return FAILOVERS;
+    }
+
+    @Override
+    public String description() {
+      return "Sheaf locations failed over";
+    }
+  }
+
   static CustomMetric[] supported() {
-    return new CustomMetric[] {new Rows(), new Batches()};
+    return new CustomMetric[] {new Rows(), new Batches(), new Failovers()};
   }
 
   static CustomMetric[] supportedByWrites() {

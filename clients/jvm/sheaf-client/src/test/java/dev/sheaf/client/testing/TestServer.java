@@ -4,6 +4,7 @@ import java.io.BufferedReader;
 import java.io.File;
 import java.io.IOException;
 import java.io.InputStreamReader;
+import java.net.InetAddress;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -174,6 +175,65 @@ public final class TestServer implements AutoCloseable {
   }
 
   /**
+   * A server over a registry folder of the caller's (which deletes it), listening on a given port:
+   * a replica, with arguments such as {@code --advertise URL --peer URL}. Its log is a file in the
+   * registry's parent folder.
+   *
+   * @param registry the registry folder
+   * @param port the port to listen on (127.0.0.1), known before it starts
+   * @param extraArgs arguments added to {@code serve}
+   * @return the running server; close it
+   * @throws Exception if it does not start
+   */
+  public static TestServer replica(Path registry, int port, List<String> extraArgs)
+      throws Exception {
+    return serve(
+        registry.getParent(), registry, false, "127.0.0.1:" + port, extraArgs, null, null, null);
+  }
+
+  /**
+   * Whether this {@code sheaf serve} takes {@code --peer} (replicas that list each other in every
+   * endpoint's locations).
+   *
+   * @return whether {@code sheaf serve --help} names {@code --peer}
+   * @throws Exception if the help cannot be run
+   */
+  public static boolean servesReplicas() throws Exception {
+    return run(List.of(binary().toString(), "serve", "--help")).contains("--peer");
+  }
+
+  /**
+   * A port free at the moment (the caller starts a server on it at once).
+   *
+   * @return the port
+   * @throws IOException if no socket can be opened
+   */
+  public static int freePort() throws IOException {
+    try (java.net.ServerSocket s =
+        new java.net.ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
+      return s.getLocalPort();
+    }
+  }
+
+  /**
+   * Kills the server at once (SIGKILL, as a crashed or evicted replica): no drain, its streams end
+   * in the middle.
+   *
+   * @throws InterruptedException if interrupted while waiting for it to end
+   */
+  public void kill() throws InterruptedException {
+    process.destroyForcibly();
+    process.waitFor(10, TimeUnit.SECONDS);
+  }
+
+  /**
+   * @return whether the server process is still running
+   */
+  public boolean alive() {
+    return process.isAlive();
+  }
+
+  /**
    * Pushes a folder as a package into this server's registry.
    *
    * @param name OWNER/NAME
@@ -185,7 +245,16 @@ public final class TestServer implements AutoCloseable {
     return push(registry, name, dir);
   }
 
-  private static String push(Path registry, String name, Path dir) throws Exception {
+  /**
+   * Pushes a folder as a package into a registry folder.
+   *
+   * @param registry the registry folder
+   * @param name OWNER/NAME
+   * @param dir the folder
+   * @return the top hash
+   * @throws Exception if the push fails
+   */
+  public static String push(Path registry, String name, Path dir) throws Exception {
     String out =
         run(
             List.of(
@@ -212,6 +281,19 @@ public final class TestServer implements AutoCloseable {
       String latest,
       Path data)
       throws Exception {
+    return serve(root, registry, ownsRoot, "127.0.0.1:0", extra, first, latest, data);
+  }
+
+  private static TestServer serve(
+      Path root,
+      Path registry,
+      boolean ownsRoot,
+      String listen,
+      List<String> extra,
+      String first,
+      String latest,
+      Path data)
+      throws Exception {
     Path log = Files.createTempFile(root, "server-", ".log");
     List<String> cmd =
         new ArrayList<>(
@@ -221,7 +303,7 @@ public final class TestServer implements AutoCloseable {
                 registry.toString(),
                 "serve",
                 "--listen",
-                "127.0.0.1:0"));
+                listen));
     cmd.addAll(extra);
     ProcessBuilder pb = new ProcessBuilder(cmd).redirectError(log.toFile());
     pb.environment().put("RUST_LOG", "info");
