@@ -36,6 +36,7 @@ SCENARIOS = [
     ("6", "push_hash"),
     ("8", "tls"),
     ("9", "scale"),
+    ("10", "replicas"),
 ]
 # Scenarios that need longer than the default limit in a full run (scale: trees of
 # 10k, 100k and 1M files, each step once per tool; about an hour here).

@@ -28,6 +28,7 @@ TITLES = {
     "7": "Clients (DataLoader, Spark)",
     "8": "TLS and authentication",
     "9": "Packages of many small files",
+    "10": "Replicas",
 }
 NAMES = {
     "1": "flight_read",
@@ -38,6 +39,7 @@ NAMES = {
     "6": "push_hash",
     "8": "tls",
     "9": "scale",
+    "10": "replicas",
 }
 CLIENTS_AFTER = "6"  # scenario 7 (the clients' own scripts) is listed after this one
 RATIO_CELL = re.compile(r"^\s*\**\s*(\d+(?:\.\d+)?)\s*x\s*\**\s*$")
@@ -156,7 +158,8 @@ def build(quick: bool) -> Path:
         "this shared 2-core machine). Every ratio is oriented so that above 1 means Sheaf is ahead, except three "
         "that are Sheaf against a bound: bytes read / bytes needed (3), large / small table (4) and peak RSS / "
         "2 GiB (5); most of 8 is Sheaf against itself (throughput over TLS or with --auth / plaintext without, "
-        "1.0 meaning no cost). Figures are medians (min-max) unless one sample.",
+        "1.0 meaning no cost); 10 is Sheaf against itself too (three replicas with rendezvous placement against one "
+        "replica and against round-robin placement). Figures are medians (min-max) unless one sample.",
         "",
         *h.md_table(
             ["#", "measurement", "Sheaf", "baseline", "ratio", "goal", "status"],
