@@ -65,6 +65,55 @@ def start_server(
     raise SystemExit(f"sheaf serve did not start:\n{log.read_text()}")
 
 
+class MotoS3:
+    """moto's S3 server on a free loopback port with one bucket, for the replica check: the
+    registry the replicas share is on S3, as in a deployment. `env` is what sheaf needs."""
+
+    BUCKET = "sheaf-replicas"
+
+    def __init__(self, work: Path) -> None:
+        exe = Path(sys.executable).parent / "moto_server"
+        port = free_port()
+        self.endpoint = f"http://127.0.0.1:{port}"
+        self.log = work / "moto.log"
+        self.proc = subprocess.Popen(
+            [str(exe if exe.exists() else "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+            stdout=self.log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        self.env = {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ALLOW_HTTP": "true",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_REGION": "us-east-1",
+        }
+        import boto3
+
+        client = boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name="us-east-1",
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                client.create_bucket(Bucket=self.BUCKET)
+                break
+            except Exception as e:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise SystemExit(f"moto_server did not start:\n{self.log.read_text(errors='replace')}") from e
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+
 def sheaf_auth(bin_path: str, *args: str, input: str | None = None) -> dict:
     """`sheaf --json auth ARGS`."""
     r = subprocess.run([bin_path, "--json", "auth", *args], capture_output=True, text=True, input=input, check=True)
@@ -391,7 +440,8 @@ def main() -> int:
             raise AssertionError("a write without a write grant should fail")
 
     def check_replica_failover():
-        """Three replicas (each --advertise itself, --peer the others) over one registry; a job
+        """Three replicas (each --advertise itself, --peer the others) over one registry on S3
+        (moto on loopback); a job
         reading a 3,000,000-row table in two partitions, slowed down by its Python consumer, while
         the first replica to start serving it is SIGKILLed: the job's result is exact (every row
         once, in order within each partition) with no failed task, so the failover happened inside
@@ -410,11 +460,21 @@ def main() -> int:
             check=True,
         )
         big = work / "gen-big" / "big" / "big.parquet"
-        subprocess.run(
-            [sheaf_bin, "--registry", str(registry), "push", "replica/big", str(big.parent)],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
+        # The replicas share a registry on S3 (moto on loopback), as deployed replicas do.
+        s3 = MotoS3(work)
+        saved_env = {k: os.environ.get(k) for k in s3.env}
+        os.environ.update(s3.env)
+        s3_registry = f"s3://{MotoS3.BUCKET}/registry"
+        procs: list[subprocess.Popen] = []
+        try:
+            subprocess.run(
+                [sheaf_bin, "--registry", s3_registry, "push", "replica/big", str(big.parent)],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
+        except BaseException:
+            s3.stop()
+            raise
         ports: list[int] = []
         while len(ports) < 3:
             p = free_port()
@@ -422,13 +482,12 @@ def main() -> int:
                 ports.append(p)
         urls = [f"grpc://127.0.0.1:{p}" for p in ports]
         logs = [work / f"replica-{i}.log" for i in range(3)]
-        procs: list[subprocess.Popen] = []
         try:
             for i, port in enumerate(ports):
                 peers = [a for u in urls if u != urls[i] for a in ("--peer", u)]
                 proc_i, _ = start_server(
                     sheaf_bin,
-                    registry,
+                    s3_registry,
                     logs[i],
                     "--advertise",
                     urls[i],
@@ -537,6 +596,12 @@ def main() -> int:
                 if p.poll() is None:
                     p.kill()
                     p.wait(timeout=30)
+            s3.stop()
+            for k, v in saved_env.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
 
     checks = [
         check_equal_to_parquet,
