@@ -150,24 +150,31 @@ def test_lists_come_from_the_file_or_the_environment(tmp_path):
 # ---------------------------------------------------------------------------
 
 
-def test_metrics_move_with_the_traffic(tmp_path):
+def serve_demo_with_metrics(tmp_path, *args):
+    """`sheaf serve --demo` on a free port with --metrics-listen on another;
+    returns (process, Flight URL, metrics base URL, stderr path)."""
     port, mport = free_port(), free_port()
-    base = f"http://127.0.0.1:{mport}"
-    proc, line, log = run_serve(
+    proc, _, log = run_serve(
         tmp_path,
         "--demo",
         "--listen",
         f"127.0.0.1:{port}",
         "--metrics-listen",
         f"127.0.0.1:{mport}",
+        *args,
         registry=tmp_path / "registry",
     )
+    return proc, f"grpc://127.0.0.1:{port}", f"http://127.0.0.1:{mport}", log
+
+
+def test_metrics_move_with_the_traffic(tmp_path):
+    proc, url, base, _ = serve_demo_with_metrics(tmp_path)
     try:
         assert http_get(f"{base}/healthz")[0] == 200
         wait_ready(base)
         assert http_get(f"{base}/nothing")[0] == 404
         before = scrape(base)
-        client = flight.FlightClient(f"grpc://127.0.0.1:{port}")
+        client = flight.FlightClient(url)
         descriptor = flight.FlightDescriptor.for_path("demo/weather", "tables/readings.parquet")
         tables = []
         for _ in range(2):  # the second read is answered from the stream cache
@@ -201,22 +208,10 @@ def test_metrics_move_with_the_traffic(tmp_path):
 def test_sigterm_drains(tmp_path):
     """SIGTERM: /readyz turns 503 at once while the server still answers for
     --drain-delay, then it stops accepting and exits 0."""
-    port, mport = free_port(), free_port()
-    base = f"http://127.0.0.1:{mport}"
-    proc, line, log = run_serve(
-        tmp_path,
-        "--demo",
-        "--listen",
-        f"127.0.0.1:{port}",
-        "--metrics-listen",
-        f"127.0.0.1:{mport}",
-        "--drain-delay",
-        "3s",
-        registry=tmp_path / "registry",
-    )
+    proc, url, base, log = serve_demo_with_metrics(tmp_path, "--drain-delay", "3s")
     try:
         wait_ready(base)
-        client = flight.FlightClient(f"grpc://127.0.0.1:{port}")
+        client = flight.FlightClient(url)
         descriptor = flight.FlightDescriptor.for_path("demo/weather", "tables/readings.parquet")
         fi = client.get_flight_info(descriptor)
         reader = client.do_get(fi.endpoints[0].ticket)  # a stream running across the signal
