@@ -1309,7 +1309,6 @@ async fn doget_parquet_under_short_reads() {
 /// retry) and corrupt or short data as DATA_LOSS, never as INVALID_ARGUMENT
 /// (the client's fault) or INTERNAL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: storage faults reach clients with the wrong code: (1) a store error on the footer read in Engine::plan is INVALID_ARGUMENT `<key> is not a readable Parquet file` (sources::parquet_metadata: the HEAD after the failed fetch succeeds, so the bytes are blamed); (2) a store error on the footer read the scan itself makes (DataFusion's opener fetches the metadata again) is INTERNAL, not UNAVAILABLE: parquet reports it as ParquetError::General(\"Failed to fetch metadata for file ...: Object Store error: ...\"), a string, so query::Error::engine finds no object_store error in the chain; (3) a manifest cut short is INVALID_ARGUMENT `manifest <hash>: manifest line N: EOF while parsing ...` (registry::Error::Manifest of stored bytes), not DATA_LOSS; (4) a CSV/JSON/IPC table whose bytes fail their hash or whose stream fails is INVALID_ARGUMENT `cannot read <key> as csv: Io error: data of <key>: content does not match its hash` / `...: <store error>`, not DATA_LOSS / UNAVAILABLE"]
 async fn storage_faults_get_unavailable_or_data_loss() {
     let reads = [READS[0], READS[2], SEQUENTIAL_READS[0], SEQUENTIAL_READS[2]];
     doget_sweep("codes", Via::Flight, &reads, &[Backend::Memory], &PARQUET_FAULTS).await;

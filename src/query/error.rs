@@ -122,10 +122,20 @@ fn arrow_in_chain(e: &DataFusionError) -> Option<&ArrowError> {
 }
 
 /// Whether an object-store error is anywhere in `e`'s chain of sources.
-fn from_storage(e: &DataFusionError) -> bool {
+pub(crate) fn from_storage(e: &DataFusionError) -> bool {
     let mut current: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = current {
         if err.downcast_ref::<object_store::Error>().is_some() || err.downcast_ref::<std::io::Error>().is_some() {
+            return true;
+        }
+        // The one place the type is lost: DataFusion's Parquet reader reports
+        // a failed metadata fetch as text (`Failed to fetch metadata for file
+        // F: Object Store error: ...`), dropping the store's error.
+        if let Some(parquet::errors::ParquetError::General(message)) =
+            err.downcast_ref::<parquet::errors::ParquetError>()
+            && message.starts_with("Failed to fetch metadata for file ")
+            && message.contains(": Object Store error: ")
+        {
             return true;
         }
         if let Some(DataFusionError::ObjectStore(_) | DataFusionError::IoError(_)) =

@@ -58,6 +58,11 @@ pub async fn parquet_metadata(registry: &Registry, entry: &Entry) -> Result<Arro
             );
             return Err(match located.store.head(&meta.location).await {
                 Err(store_error) => crate::registry::Error::storage(what, store_error).into(),
+                // The object is there: a read that failed is the storage's
+                // fault, not the bytes'.
+                Ok(_) if super::error::from_storage(&e) => {
+                    Error::engine(format!("reading the footer of {}", entry.logical_key), e)
+                }
                 Ok(_) => unreadable(&e),
             });
         }
@@ -97,6 +102,28 @@ struct ChunkReader {
     key: String,
     expected: u64,
     seen: u64,
+    failure: SourceFailure,
+}
+
+/// The error that made a [`ChunkReader`] fail, kept typed: arrow's readers
+/// turn the I/O errors of their input into text (a CSV reader's `CsvError`
+/// string), and a storage failure or a hash mismatch must reach the client
+/// as itself (UNAVAILABLE, DATA_LOSS), not as "not a CSV file".
+#[derive(Clone, Default)]
+struct SourceFailure(Arc<std::sync::Mutex<Option<Error>>>);
+
+impl SourceFailure {
+    /// Records `e`; returns the I/O error the reader reports.
+    fn fail(&self, kind: std::io::ErrorKind, e: Error) -> std::io::Error {
+        let io = std::io::Error::new(kind, e.to_string());
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+        io
+    }
+
+    /// The reader's own error, if it failed.
+    fn take(&self) -> Option<Error> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
 }
 
 impl ChunkReader {
@@ -115,7 +142,14 @@ impl ChunkReader {
                 }
             }
         });
-        Ok(ChunkReader { chunks, current: Bytes::new(), key: entry.logical_key.clone(), expected: entry.size, seen: 0 })
+        Ok(ChunkReader {
+            chunks,
+            current: Bytes::new(),
+            key: entry.logical_key.clone(),
+            expected: entry.size,
+            seen: 0,
+            failure: SourceFailure::default(),
+        })
     }
 }
 
@@ -133,13 +167,15 @@ impl Read for ChunkReader {
                     }
                     self.current = chunk;
                 }
-                Some(Err(e)) => return Err(std::io::Error::other(e)),
+                Some(Err(e)) => return Err(self.failure.fail(std::io::ErrorKind::Other, e)),
                 None if self.seen == self.expected => return Ok(0),
                 None => {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        format!("{}: the data ended after {} of its {} bytes", self.key, self.seen, self.expected),
-                    ));
+                    // Cut short in transit (a stored object of the wrong
+                    // size fails its hash check first): worth a retry.
+                    let message = format!("the data ended after {} of its {} bytes", self.seen, self.expected);
+                    let cut = object_store::Error::Generic { store: "sheaf", source: message.into() };
+                    let e = Error::Registry(crate::registry::Error::storage(format!("data of {}", self.key), cut));
+                    return Err(self.failure.fail(std::io::ErrorKind::UnexpectedEof, e));
                 }
             }
         }
@@ -190,8 +226,11 @@ fn csv_format(format: Format) -> arrow::csv::reader::Format {
     arrow::csv::reader::Format::default().with_header(true).with_delimiter(delimiter)
 }
 
-fn unreadable(format: Format, key: &str, e: ArrowError) -> Error {
-    Error::invalid(format!("cannot read {key} as {}: {e}", format.name()))
+/// A sequential reader's failure: the input's own error when it caused it
+/// (storage, hash check, data cut short: see [`SourceFailure`]), so it keeps
+/// its kind; else the data is not in the format.
+fn unreadable(format: Format, key: &str, e: ArrowError, input: &SourceFailure) -> Error {
+    input.take().unwrap_or_else(|| Error::invalid(format!("cannot read {key} as {}: {e}", format.name())))
 }
 
 /// The schema of a file in a sequential format, reading only what that
@@ -199,9 +238,10 @@ fn unreadable(format: Format, key: &str, e: ArrowError) -> Error {
 /// always use this schema), the schema message of Arrow IPC.
 pub async fn sequential_schema(registry: &Registry, entry: &Entry, format: Format) -> Result<SchemaRef, Error> {
     let reader = ChunkReader::open(registry, entry).await?;
+    let input = reader.failure.clone();
     let key = entry.logical_key.clone();
     blocking(entry.logical_key.clone(), move || {
-        let bad = |e| unreadable(format, &key, e);
+        let bad = |e| unreadable(format, &key, e, &input);
         let schema = match format {
             Format::Csv | Format::Tsv => csv_format(format).infer_schema(reader, Some(INFER_RECORDS)).map_err(bad)?.0,
             Format::JsonLines => {
@@ -231,6 +271,7 @@ pub async fn read_sequential(
     schema: SchemaRef,
 ) -> Result<BoxStream<'static, Result<RecordBatch, Error>>, Error> {
     let reader = ChunkReader::open(registry, entry).await?;
+    let input = reader.failure.clone();
     let key = entry.logical_key.clone();
     // The decoder runs on a blocking thread (see `channel` for how its end
     // is told from a decoder that panics or vanishes).
@@ -238,7 +279,7 @@ pub async fn read_sequential(
     let task_key = key.clone();
     let task = blocking(key.clone(), move || {
         let key = task_key;
-        let bad = |e| unreadable(format, &key, e);
+        let bad = |e| unreadable(format, &key, e, &input);
         let batches: Result<Box<dyn Iterator<Item = Result<RecordBatch, ArrowError>>>, Error> = match format {
             Format::Csv | Format::Tsv => arrow::csv::ReaderBuilder::new(schema)
                 .with_format(csv_format(format))

@@ -257,7 +257,15 @@ impl Registry {
 
     async fn get_bytes(&self, path: &Path, what: &str) -> Result<Bytes> {
         let result = self.store.get(path).await.map_err(|e| Error::storage(what, e))?;
-        result.bytes().await.map_err(|e| Error::storage(what, e))
+        let expected = result.range.end - result.range.start;
+        let bytes = result.bytes().await.map_err(|e| Error::storage(what, e))?;
+        // A body that ends early is a failed read (worth a retry), not a
+        // malformed object.
+        if bytes.len() as u64 != expected {
+            let message = format!("the read ended after {} of {expected} bytes", bytes.len());
+            return Err(Error::storage(what, object_store::Error::Generic { store: "sheaf", source: message.into() }));
+        }
+        Ok(bytes)
     }
 
     /// Resolves a reference to a full top hash: the latest pointer, a tag, or a
