@@ -23,6 +23,7 @@ pub mod encode;
 pub mod grpc;
 pub mod hygiene;
 mod ingest;
+pub mod linger;
 pub mod ops;
 pub mod pipeline;
 mod put;
@@ -135,7 +136,8 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<(TcpIncoming, SocketAddr)> {
 /// Serves `engine` on `incoming` until `shutdown` completes, then drains:
 /// reports not ready (gRPC health, `/readyz`, and to the other replicas) at
 /// once, keeps accepting for `options.drain_delay`, then stops accepting and
-/// lets running requests finish for at most `options.shutdown_grace`.
+/// lets running requests finish, and their clients read what was sent
+/// ([`linger`]), for at most `options.shutdown_grace`.
 pub async fn serve(
     engine: Arc<Engine>,
     incoming: TcpIncoming,
@@ -143,8 +145,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_not_serving::<FlightServiceServer<SheafFlight>>().await;
     let readiness = Arc::new(ops::Readiness::default());
+    publish(&readiness, &health).await;
     let replicas = Arc::new(replicas::Replicas::new(options.replicas.clone()));
     let mut tasks = vec![
         tokio::spawn(trim_when_idle()),
@@ -186,13 +188,19 @@ pub async fn serve(
         shutdown.await;
         readiness.drain();
         replicas.drain();
-        let _ = health.set_not_serving::<FlightServiceServer<SheafFlight>>().await;
+        publish(&readiness, &health).await;
         tracing::info!(
             drain_delay_s = drain_delay.as_secs_f64(),
             "draining: not ready; accepting until the drain delay ends"
         );
         tokio::time::sleep(drain_delay).await;
         notify.notify_one();
+    };
+    let grace = options.shutdown_grace;
+    let lingering = linger::Lingering::new(grace);
+    let incoming = {
+        let lingering = lingering.clone();
+        tokio_stream::StreamExt::map(incoming, move |accepted| accepted.map(|io| lingering.wrap(io)))
     };
     let mut builder = Server::builder();
     if let Some(tls) = &options.tls {
@@ -211,10 +219,22 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(flight)
         .serve_with_incoming_shutdown(incoming, shutdown);
-    let grace = options.shutdown_grace;
+    let grace_over = async {
+        signalled.notified().await;
+        tokio::time::sleep(grace).await
+    };
+    tokio::pin!(grace_over);
     let result = tokio::select! {
-        result = server => result,
-        _ = async { signalled.notified().await; tokio::time::sleep(grace).await } => {
+        result = server => {
+            // The connections are closed; their clients may still be reading
+            // what was sent. Exit when they are done, within the same grace.
+            tokio::select! {
+                _ = lingering.settled() => {}
+                _ = &mut grace_over => tracing::warn!("clients still reading at the end of the shutdown grace period"),
+            }
+            result
+        }
+        _ = &mut grace_over => {
             tracing::warn!(grace_s = grace.as_secs_f64(), "requests still running after the shutdown grace period; stopping anyway");
             Ok(())
         }
@@ -245,8 +265,16 @@ async fn until_registry_answers(
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     readiness.registry_reachable();
-    if !readiness.draining() {
-        health.set_serving::<FlightServiceServer<SheafFlight>>().await;
+    publish(&readiness, &health).await;
+}
+
+/// Tells the gRPC health service what `/readyz` says: the FlightService is
+/// SERVING only when ready (the overall service `""` stays SERVING while the
+/// process lives).
+async fn publish(readiness: &ops::Readiness, health: &tonic_health::server::HealthReporter) {
+    match readiness.check() {
+        Ok(()) => health.set_serving::<FlightServiceServer<SheafFlight>>().await,
+        Err(_) => health.set_not_serving::<FlightServiceServer<SheafFlight>>().await,
     }
 }
 

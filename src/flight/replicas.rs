@@ -137,13 +137,7 @@ impl Replicas {
         if self.options.peers.is_empty() && self.options.peer_dns.is_none() {
             return;
         }
-        let tls = match self.client_tls() {
-            Ok(tls) => tls,
-            Err(e) => {
-                tracing::error!(error = %e, "peer TLS settings are unusable; peers are listed unchecked");
-                return;
-            }
-        };
+        let tls = self.client_tls();
         let mut channels = std::collections::HashMap::new();
         loop {
             let candidates = self.candidates().await;
@@ -182,7 +176,7 @@ impl Replicas {
         peers
     }
 
-    fn client_tls(&self) -> Result<ClientTlsConfig, tonic::transport::Error> {
+    fn client_tls(&self) -> ClientTlsConfig {
         let mut tls = ClientTlsConfig::new().with_native_roots();
         if let Some(ca) = &self.options.peer_ca {
             tls = tls.ca_certificate(Certificate::from_pem(ca));
@@ -190,17 +184,20 @@ impl Replicas {
         if let Some((cert, key)) = &self.options.identity {
             tls = tls.identity(Identity::from_pem(cert, key));
         }
-        Ok(tls)
+        tls
     }
 }
 
-/// A lazily connecting channel to `peer` (an unusable address gives a
-/// channel that always fails, so the peer is simply unhealthy).
+/// A lazily connecting channel to `peer` (an unusable address or TLS
+/// setting gives a channel that always fails, so the peer is unhealthy).
 fn channel(peer: &str, tls: &ClientTlsConfig) -> Option<tonic::transport::Channel> {
     let url = sheaf_client::endpoints::http_url(peer);
     let mut endpoint = Endpoint::from_shared(url.clone()).ok()?.connect_timeout(CHECK_TIMEOUT).timeout(CHECK_TIMEOUT);
     if url.starts_with("https://") {
-        endpoint = endpoint.tls_config(tls.clone()).ok()?;
+        endpoint = endpoint
+            .tls_config(tls.clone())
+            .inspect_err(|e| tracing::error!(peer, error = %e, "peer TLS settings (--peer-ca) are unusable"))
+            .ok()?;
     }
     Some(endpoint.connect_lazy())
 }

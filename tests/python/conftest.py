@@ -29,6 +29,7 @@ from sheaf_testlib import (
     free_port,
     make_tree,
     start_server,
+    terminate,
     write_tree,
 )
 
@@ -163,13 +164,7 @@ def moto(tmp_path_factory):
         client.create_bucket(Bucket=BUCKET)
         yield {"env": env, "endpoint": endpoint, "client": client, "bucket": BUCKET}
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        terminate(proc, 10)
 
 
 # --------------------------------------------------------------------------

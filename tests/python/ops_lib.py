@@ -1,15 +1,18 @@
-"""HTTP helpers for the operators' endpoint of `sheaf serve --metrics-listen`:
-plain GETs, /metrics parsed by the Prometheus project's OpenMetrics parser,
-waiting for /readyz."""
+"""Helpers for `sheaf serve` as operators run it: starting and stopping it
+with settings from a file, the environment and flags, and the HTTP endpoint
+of --metrics-listen (plain GETs, /metrics parsed by the Prometheus project's
+OpenMetrics parser, waiting for /readyz)."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 import urllib.error
 import urllib.request
 
 import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
+from sheaf_testlib import SHEAF_BIN, base_env, terminate
 
 #: No proxy, whatever the environment says: these are loopback addresses.
 HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -45,3 +48,28 @@ def wait_ready(base: str, timeout: float = 20) -> None:
             return
         time.sleep(0.2)
     pytest.fail(f"{base}/readyz never answered 200")
+
+
+def run_serve(tmp_path, *args, env=None, config: str | None = None, registry=None, timeout=30):
+    """Starts `sheaf serve ARGS` (with `--config FILE` when `config` is
+    given) and returns (process, first stdout line, stderr path)."""
+    cmd = [str(SHEAF_BIN)]
+    if registry is not None:
+        cmd += ["--registry", str(registry)]
+    cmd += ["serve", *map(str, args)]
+    if config is not None:
+        path = tmp_path / f"sheaf-{time.monotonic_ns()}.toml"
+        path.write_text(config)
+        cmd += ["--config", str(path)]
+    full = base_env()
+    full.update({"NO_COLOR": "1", "RUST_LOG": "info"})
+    full.update(env or {})
+    log = tmp_path / f"serve-{time.monotonic_ns()}.stderr"
+    with open(log, "wb") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, env=full)
+    line = proc.stdout.readline().decode()
+    return proc, line, log
+
+
+def stop(proc):
+    terminate(proc, 20)

@@ -286,6 +286,17 @@ def file_url(path: Path) -> str:
 BUCKET = "sheaf-test"
 
 
+def terminate(proc: subprocess.Popen, timeout: float = 20) -> None:
+    """SIGTERM `proc` if it still runs, then wait (SIGKILL after `timeout`)."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -360,13 +371,7 @@ class FlightServer:
         self._clients.clear()
         if self in LIVE_SERVERS:
             LIVE_SERVERS.remove(self)
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, timeout)
         if self.proc.stdout:
             self.proc.stdout.close()
         return self.proc.returncode

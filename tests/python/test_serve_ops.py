@@ -7,45 +7,14 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
+import socket
 import time
 
 import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
-from ops_lib import http_get, scrape, value, wait_ready
-from sheaf_testlib import SHEAF_BIN, base_env, free_port
-
-
-def run_serve(tmp_path, *args, env=None, config: str | None = None, registry=None, timeout=30):
-    """Starts `sheaf serve ARGS` (with `--config FILE` when `config` is
-    given) and returns (process, first stdout line, stderr path)."""
-    cmd = [str(SHEAF_BIN)]
-    if registry is not None:
-        cmd += ["--registry", str(registry)]
-    cmd += ["serve", *map(str, args)]
-    if config is not None:
-        path = tmp_path / f"sheaf-{time.monotonic_ns()}.toml"
-        path.write_text(config)
-        cmd += ["--config", str(path)]
-    full = base_env()
-    full.update({"NO_COLOR": "1", "RUST_LOG": "info"})
-    full.update(env or {})
-    log = tmp_path / f"serve-{time.monotonic_ns()}.stderr"
-    with open(log, "wb") as err:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, env=full)
-    line = proc.stdout.readline().decode()
-    return proc, line, log
-
-
-def stop(proc):
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+from ops_lib import http_get, run_serve, scrape, stop, value, wait_ready
+from sheaf_testlib import free_port
 
 
 def run_fails(tmp_path, *args, env=None, config=None) -> tuple[int, str]:
@@ -228,6 +197,60 @@ def test_sigterm_drains(tmp_path):
         assert proc.wait(timeout=30) == 0
         assert time.monotonic() - signalled >= 2.5, "stopped before the drain delay ended"
         assert "draining" in log.read_text()
+    finally:
+        stop(proc)
+
+
+# HTTP/2 frames, as a client's transport writes them (RFC 9113 section 4.1).
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+def h2_frame(kind: int, payload: bytes = b"", flags: int = 0, stream: int = 0) -> bytes:
+    return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
+
+
+def test_sigterm_lingers_until_the_client_closes(tmp_path):
+    """After a graceful stop the server shuts its sockets down for writing and
+    reads until each client closes: frames a client sends after the end (a slow
+    reader's WINDOW_UPDATEs as it reads a stream's tail) meet an open socket,
+    not a reset that would discard what it had not read yet, and the process
+    exits once the client closed."""
+    port = free_port()
+    proc, _, log = run_serve(tmp_path, "--demo", "--listen", f"127.0.0.1:{port}", registry=tmp_path / "registry")
+    try:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+        sock.sendall(H2_PREFACE + h2_frame(0x4))  # SETTINGS
+        kinds, buffered, signalled = [], b"", False
+        # Answer as a client's transport does (SETTINGS and PING acknowledged:
+        # the server's graceful stop waits for its PING's answer) until the
+        # server's end (FIN).
+        while True:
+            while len(buffered) >= 9 and len(buffered) >= 9 + int.from_bytes(buffered[:3], "big"):
+                size = int.from_bytes(buffered[:3], "big")
+                kind, flags, payload = buffered[3], buffered[4], buffered[9 : 9 + size]
+                buffered = buffered[9 + size :]
+                kinds.append(kind)
+                if kind == 0x4 and not flags & 0x1:
+                    sock.sendall(h2_frame(0x4, flags=0x1))
+                elif kind == 0x6 and not flags & 0x1:
+                    sock.sendall(h2_frame(0x6, payload, flags=0x1))
+            if not signalled and 0x4 in kinds:  # the connection is served
+                proc.send_signal(signal.SIGTERM)
+                signalled = True
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            buffered += chunk
+        assert 0x7 in kinds, f"no GOAWAY before the end: frame types {kinds}"
+        time.sleep(1)
+        assert proc.poll() is None, "the server exited while a client still had its connection open"
+        window_update = h2_frame(0x8, (1 << 20).to_bytes(4, "big"))
+        for _ in range(3):
+            sock.sendall(window_update)
+            time.sleep(0.2)
+        assert sock.recv(1) == b"", "the server reset the connection"  # ConnectionResetError otherwise
+        sock.close()
+        assert proc.wait(timeout=20) == 0, log.read_text()[-3000:]
     finally:
         stop(proc)
 
