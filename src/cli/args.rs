@@ -54,7 +54,7 @@ pub enum Command {
     /// Push the demo package (demo/weather) into the registry and show it.
     Demo,
     /// Serve the registry's tables over Arrow Flight (gRPC).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Credentials for `sheaf serve --auth`.
     Auth(AuthArgs),
     /// Read a dataset from a Sheaf server into a file (Parquet, Arrow IPC or
@@ -338,6 +338,12 @@ pub struct ServeArgs {
     /// Log as JSON lines (default: human-readable). Level from RUST_LOG.
     #[arg(long, env = "SHEAF_LOG_JSON")]
     pub log_json: bool,
+    /// Export a trace span per RPC to this OpenTelemetry collector over
+    /// OTLP/gRPC (http://host:4317, or https:// with the system's roots).
+    /// The OTEL_* variables (service name, headers, sampler, batching)
+    /// apply. Default: no export.
+    #[arg(long, env = "SHEAF_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
     /// Who may read and write what: a TOML file of users, API tokens and
     /// grants (README, "Authentication"). Reloaded on SIGHUP.
     #[arg(long, env = "SHEAF_AUTH")]

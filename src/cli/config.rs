@@ -111,7 +111,7 @@ fn file_args(path: &Path, text: &str, top: &ArgMatches, serve: &ArgMatches) -> R
 #[cfg(test)]
 fn serve_args(cli: Cli) -> super::args::ServeArgs {
     match cli.command {
-        super::args::Command::Serve(a) => a,
+        super::args::Command::Serve(a) => *a,
         _ => panic!("not serve"),
     }
 }

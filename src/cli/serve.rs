@@ -7,6 +7,7 @@ use super::args::ServeArgs;
 use serde::Serialize;
 use sheaf::flight::replicas::{Placement, ReplicaOptions};
 use sheaf::flight::{self, ServeOptions, TlsOptions, auth::Authenticator};
+use sheaf::metrics::otlp::Exporter;
 use sheaf::query::Engine;
 use sheaf::{Error, ReadPolicy, Registry, Result};
 use std::fmt;
@@ -37,6 +38,7 @@ impl Report for Listening {}
 pub struct Server {
     engine: Arc<Engine>,
     shutdown: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+    traces: Option<Exporter>,
     incoming: TcpIncoming,
     bound: SocketAddr,
     options: ServeOptions,
@@ -46,7 +48,17 @@ pub struct Server {
 /// Checks the flags of `args` and binds the port; the order of the checks
 /// decides which mistake is reported first.
 pub async fn prepare(registry: Registry, args: &ServeArgs) -> Result<Server> {
-    init_logging(args.log_json);
+    let traces = match &args.otlp_endpoint {
+        Some(endpoint) => {
+            let instance = args.advertise.first().cloned().unwrap_or_else(|| args.listen.to_string());
+            Some(Exporter::start(endpoint, &instance).map_err(|e| Error::Invalid(e.to_string()))?)
+        }
+        None => None,
+    };
+    init_logging(args.log_json, traces.as_ref());
+    if let Some(endpoint) = &args.otlp_endpoint {
+        tracing::info!(otlp_endpoint = %endpoint, "exporting a trace span per RPC over OTLP/gRPC");
+    }
     if args.demo {
         let report = super::demo::push(&registry, &sheaf::progress::NoProgress).await?;
         tracing::info!(package = %report.package, top_hash = %report.top_hash, "demo package ready");
@@ -99,7 +111,7 @@ pub async fn prepare(registry: Registry, args: &ServeArgs) -> Result<Server> {
     };
     let listening = Listening { listening: format!("{scheme}://{bound}"), registry: url };
     let shutdown = Box::pin(flight::shutdown_signal());
-    Ok(Server { engine, shutdown, incoming, bound, options, listening })
+    Ok(Server { engine, shutdown, traces, incoming, bound, options, listening })
 }
 
 impl Server {
@@ -112,9 +124,11 @@ impl Server {
     /// up to `--shutdown-grace`).
     pub async fn run(self) -> Result<u8> {
         tracing::info!(listen = %self.bound, registry = %self.listening.registry, "serving");
-        flight::serve(self.engine, self.incoming, &self.options, self.shutdown)
-            .await
-            .map_err(|e| Error::Invalid(format!("server failed: {e}")))?;
+        let served = flight::serve(self.engine, self.incoming, &self.options, self.shutdown).await;
+        if let Some(traces) = self.traces {
+            traces.shutdown(std::time::Duration::from_secs(5)).await;
+        }
+        served.map_err(|e| Error::Invalid(format!("server failed: {e}")))?;
         Ok(super::codes::OK)
     }
 }
@@ -201,13 +215,21 @@ fn storage_locations(registry_url: &str, allow: &[String]) -> Vec<String> {
     out
 }
 
-/// Structured logs on stderr; level from RUST_LOG (default info).
-fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+/// Structured logs on stderr, level from RUST_LOG (default info); with
+/// `traces`, Sheaf's own spans (at info and above, whatever RUST_LOG says)
+/// also go to the OpenTelemetry collector.
+fn init_logging(json: bool, traces: Option<&Exporter>) {
     use std::io::IsTerminal;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none());
-    let _ = if json { builder.json().try_init() } else { builder.try_init() };
+    let fmt = if json { fmt.json().boxed() } else { fmt.boxed() };
+    let otel = traces.map(|t| {
+        t.layer().with_filter(tracing_subscriber::filter::Targets::new().with_target("sheaf", tracing::Level::INFO))
+    });
+    let _ = tracing_subscriber::registry().with(fmt.with_filter(filter)).with(otel).try_init();
 }

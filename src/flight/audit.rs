@@ -18,7 +18,8 @@
 //!
 //! The same record feeds the Prometheus request metrics: a count, a latency
 //! histogram and response bytes per RPC and status code
-//! ([`crate::metrics::prometheus::observe_request`]).
+//! ([`crate::metrics::prometheus::observe_request`]), and, when traces are
+//! exported, the attributes of the call's span ([`crate::metrics::otlp`]).
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -126,10 +127,25 @@ where
         let note = AuditNote::default();
         request.extensions_mut().insert(note.clone());
         let request_id = request_id(request.headers());
-        let span = tracing::info_span!("rpc", request_id = %request_id);
+        let span = if crate::metrics::otlp::enabled() {
+            // Named after the RPC in the exported trace, a child of the caller's.
+            let span = tracing::info_span!("rpc", otel.name = %rpc, otel.kind = "server", request_id = %request_id);
+            crate::metrics::otlp::adopt_parent(&span, request.headers());
+            span
+        } else {
+            tracing::info_span!("rpc", request_id = %request_id)
+        };
         let peer = super::auth::peer(&request);
-        let line =
-            Line { note, rpc, request_id: request_id.clone(), peer, started: Instant::now(), bytes: 0, code: None };
+        let line = Line {
+            note,
+            rpc,
+            request_id: request_id.clone(),
+            peer,
+            started: Instant::now(),
+            bytes: 0,
+            code: None,
+            span: span.clone(),
+        };
         let future = span.in_scope(|| self.inner.call(request));
         Box::pin(
             async move {
@@ -181,6 +197,9 @@ struct Line {
     started: Instant,
     bytes: u64,
     code: Option<tonic::Code>,
+    /// The call's span, kept open until the response ends (a DoGet's span
+    /// covers its stream).
+    span: tracing::Span,
 }
 
 impl Line {
@@ -194,9 +213,21 @@ impl Line {
         };
         let elapsed = self.started.elapsed();
         crate::metrics::prometheus::observe_request(&self.rpc, outcome, elapsed.as_secs_f64(), self.bytes);
+        let principal = fields.principal.as_deref().unwrap_or("unauthenticated");
+        crate::metrics::otlp::finish_span(
+            &self.span,
+            self.code,
+            outcome,
+            &[
+                ("sheaf.principal", principal),
+                ("sheaf.package", fields.package.as_deref().unwrap_or("")),
+                ("sheaf.top_hash", fields.top_hash.as_deref().unwrap_or("")),
+                ("sheaf.table", fields.table.as_deref().unwrap_or("")),
+            ],
+        );
         tracing::info!(
             target: "audit",
-            principal = fields.principal.as_deref().unwrap_or("unauthenticated"),
+            principal,
             rpc = %self.rpc,
             package = fields.package.as_deref().unwrap_or(""),
             top_hash = fields.top_hash.as_deref().unwrap_or(""),
@@ -247,7 +278,10 @@ impl HttpBody for AuditBody {
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
+        // Whatever the stream logs belongs to the call's span.
+        let entered = this.line.as_ref().map(|line| line.span.enter());
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        drop(entered);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(line) = this.line.as_mut() {

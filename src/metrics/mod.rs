@@ -3,8 +3,10 @@
 //! process started; read a snapshot before and after a request for per-request
 //! figures. Each DoGet also logs its own figures (see `flight::service`).
 //! [`prometheus`] exposes them, with per-RPC request counts and latencies,
-//! in the Prometheus text format.
+//! in the Prometheus text format; [`otlp`] exports the calls' spans to an
+//! OpenTelemetry collector.
 
+pub mod otlp;
 pub mod prometheus;
 
 use serde::Serialize;

@@ -73,7 +73,7 @@ SPEC_SERVE_FLAGS = frozenset(
     "config listen registry advertise peer peer-dns placement allow demo metrics-listen "
     "max-concurrent-requests cache-mib max-concurrent-scans max-open-scans stall-timeout "
     "query-timeout sql-memory-mib sql-timeout sql-max-queries drain-delay shutdown-grace "
-    "log-json auth tls-cert tls-key tls-client-ca peer-ca insecure-anonymous json".split()
+    "log-json otlp-endpoint auth tls-cert tls-key tls-client-ca peer-ca insecure-anonymous json".split()
 )
 
 
