@@ -13,6 +13,10 @@ Packages pushed (data generated deterministically by `testdata.py`):
 - test/tables, revision tagged `v1`, then a second revision (latest);
 - test/files: images/ (binary files), docs/, README.md;
 - demo/weather (`serve --demo`), which the README's examples read.
+
+Also the fixtures of the in-process fake servers of fakes.py (`fake`,
+`fake_client`, `other`, `third`, `writes`, `writes_client`), which the
+contract tests use instead of the real server.
 """
 
 from __future__ import annotations
@@ -242,3 +246,58 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------------------
+# In-process fake servers (fakes.py), for the contract tests (imported in the
+# fixtures, as sheaf is: tests_frameworks/conftest.py loads this module too)
+# ---------------------------------------------------------------------------
+
+
+def _fake_server(cls_name: str, *args):
+    """Starts fakes.<cls_name>(*args); stops it when the test ends."""
+    import fakes
+
+    server = getattr(fakes, cls_name)(*args)
+    try:
+        yield server
+    finally:
+        fakes.stop(server)
+
+
+def _client_of(server):
+    import sheaf
+
+    c = sheaf.connect(server.url, timeout=10, read_timeout=10)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def fake():
+    yield from _fake_server("FakeSheaf")
+
+
+@pytest.fixture
+def fake_client(fake):
+    yield from _client_of(fake)
+
+
+@pytest.fixture
+def other():
+    yield from _fake_server("FakeSheaf", "b")
+
+
+@pytest.fixture
+def third():
+    yield from _fake_server("FakeSheaf", "c")
+
+
+@pytest.fixture
+def writes():
+    yield from _fake_server("FakeWrites")
+
+
+@pytest.fixture
+def writes_client(writes):
+    yield from _client_of(writes)

@@ -1,7 +1,9 @@
 """Replicas: the client's failover between an endpoint's locations, against
 real `sheaf serve` processes over one local registry, one of them killed
-(SIGKILL) while a read is running (the policy is in sheaf._failover; its
-rules one at a time, against pyarrow servers, are in test_contract.py).
+(SIGKILL) while a read is running (the policy is in sheaf._failover), and
+its rules in the middle of a stream one at a time, against the in-process
+pyarrow servers of fakes.py (the rules before a stream starts are in
+test_contract.py).
 
 Three replicas listen on fixed loopback ports. Endpoints with several
 locations are built here from the server's tickets (a ticket is valid on every
@@ -38,6 +40,7 @@ from sheaf._proto import sheaf_pb2
 from sheaf.errors import from_flight
 
 from conftest import TIMEOUT, Server, child_env, free_port, run_sheaf, sheaf_bin, start_server
+from fakes import ids_of, status_details, unavailable
 
 #: Rows of the table read: far more than a socket and HTTP/2 window hold, so a
 #: replica killed after its first batch has most of the stream left to send.
@@ -359,3 +362,92 @@ def test_the_replicas_endpoints_fail_over(peers, big):
     assert_same_rows(got, big.expected)
     second = peers.urls.index(ds.endpoints[0].locations[1])
     assert len(peers.do_gets(second)) == 1, "the endpoint's second location did not serve the rest"
+
+
+# ---------------------------------------------------------------------------
+# The endpoint policy in the middle of a stream, rule by rule, against the
+# in-process fake servers of fakes.py (no sheaf serve)
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fail_after", "a_rows", "b_rows"),
+    [
+        (8, 4, 5),  # the cut inside B's second batch: sliced
+        (10, 5, 5),  # on a batch boundary of both
+        (0, 4, 5),  # before the first batch
+        (23, 4, 5),  # after the last row, before the end of the stream
+    ],
+)
+def test_a_replica_failing_mid_stream_resumes_at_the_next_location(
+    fake, other, fake_client, fail_after, a_rows, b_rows
+):
+    fake.endpoints = [(0, 23, [other.url, fake.url]), (23, 4, [other.url, fake.url])]
+    other.batch_rows, other.fail_after, other.stream_error = a_rows, fail_after, unavailable
+    fake.batch_rows = b_rows
+    ds = fake_client.dataset(package="x/y", path="t")
+    assert ids_of(ds.to_batches(progress=False)) == list(range(27))
+    assert other.gets == [b"0:23", b"23:4"] and fake.gets == [b"0:23", b"23:4"]
+    assert ds.to_table(max_workers=2).column("id").to_pylist() == list(range(27))
+
+
+def test_transport_failures_reported_as_internal_fail_over(fake, other, fake_client):
+    fake.endpoints = [(0, 20, [other.url, fake.url])]
+    other.batch_rows, other.fail_after = 3, 6
+    other.stream_error = lambda: flight.FlightInternalError("Received RST_STREAM with error code 2")
+    assert fake_client.dataset(package="x/y", path="t").to_table().column("id").to_pylist() == list(range(20))
+    assert fake.gets == [b"0:20"]
+
+
+@pytest.mark.parametrize(
+    ("error", "cls"),
+    [
+        (lambda: flight.FlightServerError("x", extra_info=status_details("INTEGRITY", 15, "hash mismatch")), None),
+        (lambda: flight.FlightServerError("x", extra_info=status_details("INTERNAL", 13, "a bug")), None),
+        (lambda: flight.FlightTimedOutError("query timeout"), sheaf.DeadlineExceededError),
+        (lambda: flight.FlightInternalError("a bug without details"), sheaf.SheafError),
+        (lambda: pa.ArrowInvalid("bad request"), sheaf.InvalidArgumentError),
+    ],
+)
+def test_sheaf_errors_in_the_middle_of_a_stream_are_raised_not_retried(fake, other, fake_client, error, cls):
+    fake.endpoints = [(0, 20, [other.url, fake.url])]
+    other.batch_rows, other.fail_after, other.stream_error = 4, 8, error
+    got = []
+    with pytest.raises(sheaf.SheafError) as e:
+        for batch in fake_client.dataset(package="x/y", path="t").to_batches(progress=False):
+            got.append(batch)
+    assert not isinstance(e.value, sheaf.UnavailableError)
+    if cls is not None:
+        assert isinstance(e.value, cls)
+    else:
+        assert e.value.reason in ("INTEGRITY", "INTERNAL")
+    assert ids_of(got) == list(range(8))
+    assert fake.gets == [], "a Sheaf error was retried at the next location"
+
+
+def test_each_location_once_then_one_error_naming_them(fake, other, third, fake_client):
+    dead = f"grpc://127.0.0.1:{free_port()}"
+    locations = [other.url, third.url, dead, other.url]  # other listed twice: tried once
+    fake.endpoints = [(0, 30, locations)]
+    other.batch_rows, other.fail_after, other.stream_error = 4, 8, unavailable
+    third.batch_rows, third.fail_after, third.stream_error = 5, 15, unavailable
+    got = []
+    with pytest.raises(sheaf.UnavailableError) as e:
+        for batch in fake_client.dataset(package="x/y", path="t").to_batches(progress=False):
+            got.append(batch)
+    assert ids_of(got) == list(range(15)), "rows lost or repeated before the failure"
+    message = str(e.value)
+    assert "endpoint 0" in message and "every location failed" in message
+    for where in (other.url, third.url, dead):
+        assert message.count(where) == 1, f"{where} not named once in {message}"
+    assert "after 8 rows" in message and "after 15 rows" in message
+    assert other.gets == [b"0:30"] and third.gets == [b"0:30"] and fake.gets == []
+
+
+def test_one_location_failing_mid_stream_raises_its_own_error(fake, fake_client):
+    fake.endpoints = [(0, 10, [])]
+    fake.batch_rows, fake.fail_after, fake.stream_error = 3, 6, unavailable
+    with pytest.raises(sheaf.UnavailableError, match="Socket closed") as e:
+        fake_client.dataset(package="x/y", path="t").to_table()
+    assert "every location" not in str(e.value)
+    assert fake.gets == [b"0:10"], "the one location was tried again"
