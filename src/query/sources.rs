@@ -172,10 +172,9 @@ impl Read for ChunkReader {
                 None => {
                     // Cut short in transit (a stored object of the wrong
                     // size fails its hash check first): worth a retry.
-                    let message = format!("the data ended after {} of its {} bytes", self.seen, self.expected);
-                    let cut = object_store::Error::Generic { store: "sheaf", source: message.into() };
-                    let e = Error::Registry(crate::registry::Error::storage(format!("data of {}", self.key), cut));
-                    return Err(self.failure.fail(std::io::ErrorKind::UnexpectedEof, e));
+                    let cut =
+                        crate::registry::Error::cut_short(format!("data of {}", self.key), self.seen, self.expected);
+                    return Err(self.failure.fail(std::io::ErrorKind::UnexpectedEof, cut.into()));
                 }
             }
         }

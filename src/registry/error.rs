@@ -152,4 +152,11 @@ impl Error {
             source => Error::Storage { context: context.into(), source },
         }
     }
+
+    /// A read of `context` whose data ended after `got` of its `expected`
+    /// bytes: a storage failure (worth a retry), not malformed data.
+    pub fn cut_short(context: impl Into<String>, got: u64, expected: u64) -> Self {
+        let message = format!("the read ended after {got} of {expected} bytes");
+        Error::storage(context, object_store::Error::Generic { store: "sheaf", source: message.into() })
+    }
 }

@@ -262,8 +262,7 @@ impl Registry {
         // A body that ends early is a failed read (worth a retry), not a
         // malformed object.
         if bytes.len() as u64 != expected {
-            let message = format!("the read ended after {} of {expected} bytes", bytes.len());
-            return Err(Error::storage(what, object_store::Error::Generic { store: "sheaf", source: message.into() }));
+            return Err(Error::cut_short(what, bytes.len() as u64, expected));
         }
         Ok(bytes)
     }
