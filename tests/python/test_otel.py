@@ -190,6 +190,8 @@ def test_a_collector_that_is_down_costs_no_request(tmp_path):
         assert proc.wait(timeout=30) == 0, log.read_text()
         # The flush at shutdown gives up instead of holding the exit.
         assert time.monotonic() - started < 20
+        # The failed exports are logged, not silent.
+        assert "ExportError" in log.read_text(), log.read_text()[-3000:]
     finally:
         stop(proc)
 
