@@ -16,7 +16,8 @@ Packages pushed (data generated deterministically by `testdata.py`):
 
 Also the fixtures of the in-process fake servers of fakes.py (`fake`,
 `fake_client`, `other`, `third`, `writes`, `writes_client`), which the
-contract tests use instead of the real server.
+contract tests use instead of the real server, and `read` and `hashes`, which
+the write tests (test_write.py, test_write_sessions.py) check with.
 """
 
 from __future__ import annotations
@@ -246,6 +247,21 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def read(client, uri: str):
+    """The table (``pyarrow.Table``) a dataset URI names, read whole."""
+    return client.dataset(uri).to_table()
+
+
+def hashes(client, package: str) -> list[str]:
+    """The top hashes of a package's revisions, newest first; none for a package that does not exist."""
+    import sheaf
+
+    try:
+        return [r.top_hash for r in client.list_revisions(package)]
+    except sheaf.NotFoundError:
+        return []
 
 
 # ---------------------------------------------------------------------------

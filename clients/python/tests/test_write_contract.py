@@ -5,7 +5,8 @@ binary `PutResponse`, commit_write listing the parts uploaded (retried in the
 same session when its answer is lost), abort_write when the block fails,
 lineage, and `derived_from=` pinned by planning.
 
-Writes against the real server are tested in test_write.py.
+Writes against the real server are tested in test_write.py and
+test_write_sessions.py.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pyarrow as pa
 import pytest
 
 import sheaf
+from sheaf import _write_data
 from sheaf._proto import sheaf_pb2
 
 from fakes import TOP
@@ -58,7 +60,7 @@ def test_writer_parts_positions_and_defaults(writes, writes_client):
 
 
 def test_big_batches_are_sent_in_slices(writes, writes_client, monkeypatch):
-    monkeypatch.setattr(sheaf.write, "MAX_BATCH_ROWS", 1000)
+    monkeypatch.setattr(_write_data, "MAX_BATCH_ROWS", 1000)
     writes_client.write("x/y/t.parquet", pa.table({"a": pa.array(range(4500), pa.int64())}))
     assert writes.puts[0][1] == 4500
 

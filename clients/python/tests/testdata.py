@@ -1,5 +1,5 @@
 """Deterministic test data for the client's tests (written to folders that
-conftest.py pushes as packages)."""
+conftest.py pushes as packages), and the tables the write tests write."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import decimal
 import random
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -83,6 +84,20 @@ def parts() -> dict[str, pa.Table]:
 
 def csv_text(n: int = 500) -> str:
     return "id,x\n" + "".join(f"{i},{i * 0.25}\n" for i in range(n))
+
+
+def features(n: int, start: int = 0, seed: int = 0) -> pa.Table:
+    """A table for the write tests: ids from ``start``, a float, a small int and a string."""
+    rng = np.random.default_rng(seed)
+    ids = np.arange(start, start + n, dtype=np.int64)
+    return pa.table(
+        {
+            "id": ids,
+            "x": rng.standard_normal(n),
+            "k": rng.integers(0, 50, n).astype(np.int32),
+            "name": pa.array([f"n{i % 97}" for i in ids], pa.string()),
+        }
+    )
 
 
 def write_tables(root: Path, revision: int = 1) -> None:

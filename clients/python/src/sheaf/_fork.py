@@ -38,12 +38,12 @@ from typing import TYPE_CHECKING, TypeVar
 from .errors import UnavailableError
 
 if TYPE_CHECKING:
-    from .client import Client
+    from ._connection import Connection
 
 T = TypeVar("T")
 
-# Every Client of this process.
-_LIVE: weakref.WeakSet[Client] = weakref.WeakSet()
+# Every connection (Client) of this process.
+_LIVE: weakref.WeakSet[Connection] = weakref.WeakSet()
 
 #: How long a fork waits for gRPC to settle once Sheaf's connections are closed.
 #: gRPC may keep a poller thread for up to 10 s after its last channel closes.
@@ -85,7 +85,7 @@ def grpc_threads() -> int:
     return sum(name.startswith(_GRPC_NAMES) for name in _threads().values())
 
 
-def track(client: Client) -> None:
+def track(client: Connection) -> None:
     """Closes ``client``'s connections before each fork of this process."""
     _LIVE.add(client)
 
