@@ -1,5 +1,6 @@
 package dev.sheaf.client;
 
+import java.util.Objects;
 import java.util.concurrent.atomic.AtomicReference;
 import org.apache.arrow.flight.AsyncPutListener;
 import org.apache.arrow.flight.FlightClient;
@@ -7,7 +8,11 @@ import org.apache.arrow.flight.FlightDescriptor;
 import org.apache.arrow.flight.FlightRuntimeException;
 import org.apache.arrow.flight.PutResult;
 import org.apache.arrow.memory.ArrowBuf;
+import org.apache.arrow.vector.VectorLoader;
 import org.apache.arrow.vector.VectorSchemaRoot;
+import org.apache.arrow.vector.VectorUnloader;
+import org.apache.arrow.vector.ipc.message.ArrowRecordBatch;
+import org.apache.arrow.vector.types.pojo.Schema;
 import sheaf.v1.Sheaf;
 
 /**
@@ -49,17 +54,47 @@ public final class PartUpload implements AutoCloseable {
     }
   }
 
-  PartUpload(
-      FlightClient flight,
+  /**
+   * Starts uploading one part of a session (see {@link SheafClient#openPart}).
+   *
+   * @throws SheafException when the call cannot start
+   */
+  static PartUpload open(
+      FlightConnections connections,
+      WriteSession session,
+      String path,
+      Integer part,
+      Schema schema) {
+    connections.checkOpen();
+    DatasetRequest request =
+        DatasetRequest.of(session.packageName())
+            .withPath(Objects.requireNonNull(path, "path"))
+            .withSession(session.id())
+            .withPart(part);
+    String what =
+        "DoPut "
+            + session.packageName()
+            + "/"
+            + path
+            + (part == null ? "" : " part " + part)
+            + " (session "
+            + session.id()
+            + ") on "
+            + connections.url();
+    VectorSchemaRoot root = VectorSchemaRoot.create(schema, connections.allocator());
+    return new PartUpload(connections, request.descriptor(), root, what);
+  }
+
+  private PartUpload(
+      FlightConnections connections,
       FlightDescriptor descriptor,
       VectorSchemaRoot root,
-      String what,
-      org.apache.arrow.flight.CallOption[] options) {
+      String what) {
     this.what = what;
     this.root = root;
     this.listener = new Listener();
     try {
-      this.stream = flight.startPut(descriptor, root, listener, options);
+      this.stream = connections.startPut(descriptor, root, listener);
     } catch (FlightRuntimeException e) {
       root.close();
       throw SheafException.from(what, e);
@@ -103,6 +138,26 @@ public final class PartUpload implements AutoCloseable {
       throw fail(e);
     }
     rows += root.getRowCount();
+  }
+
+  /**
+   * Loads a batch of the upload's schema into {@link #root()} (which references the batch's
+   * buffers, counted; the batch is left untouched) and sends it ({@link #putNext()}).
+   *
+   * @throws SheafException CLIENT when the batch's schema differs from the upload's
+   */
+  void putCopy(VectorSchemaRoot batch) {
+    if (!batch.getSchema().equals(root.getSchema())) {
+      throw new SheafException(
+          "the batch's schema "
+              + batch.getSchema()
+              + " differs from the upload's "
+              + root.getSchema());
+    }
+    try (ArrowRecordBatch copy = new VectorUnloader(batch).getRecordBatch()) {
+      new VectorLoader(root).load(copy);
+    }
+    putNext();
   }
 
   /**

@@ -1,38 +1,18 @@
 package dev.sheaf.client;
 
-import com.google.protobuf.Any;
-import com.google.protobuf.Message;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
-import java.util.Iterator;
 import java.util.LinkedHashSet;
 import java.util.List;
-import java.util.Map;
 import java.util.Objects;
-import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.TimeUnit;
-import org.apache.arrow.flight.Action;
-import org.apache.arrow.flight.CallHeaders;
-import org.apache.arrow.flight.CallOption;
-import org.apache.arrow.flight.CallOptions;
-import org.apache.arrow.flight.FlightCallHeaders;
-import org.apache.arrow.flight.FlightClient;
 import org.apache.arrow.flight.FlightDescriptor;
 import org.apache.arrow.flight.FlightInfo;
-import org.apache.arrow.flight.FlightRuntimeException;
-import org.apache.arrow.flight.HeaderCallOption;
-import org.apache.arrow.flight.Location;
-import org.apache.arrow.flight.Result;
 import org.apache.arrow.flight.Ticket;
 import org.apache.arrow.memory.BufferAllocator;
-import org.apache.arrow.memory.RootAllocator;
-import org.apache.arrow.vector.VectorLoader;
 import org.apache.arrow.vector.VectorSchemaRoot;
-import org.apache.arrow.vector.VectorUnloader;
 import org.apache.arrow.vector.ipc.ArrowReader;
-import org.apache.arrow.vector.ipc.message.ArrowRecordBatch;
 import org.apache.arrow.vector.types.pojo.Schema;
 import sheaf.v1.Sheaf;
 
@@ -65,20 +45,7 @@ import sheaf.v1.Sheaf;
  * IllegalStateException}.
  */
 public final class SheafClient implements AutoCloseable {
-  /** gRPC's largest message size: the server sends messages of any size. */
-  private static final int MAX_MESSAGE = Integer.MAX_VALUE;
-
-  private final String url;
-  private final Location location;
-  private final RootAllocator ownRoot;
-  private final BufferAllocator allocator;
-  private final Tls tls;
-  private final FlightClient flight;
-  private final Map<String, FlightClient> others = new ConcurrentHashMap<>();
-  private final String token;
-  private final CallOption[] unary;
-  private final CallOption[] streaming;
-  private volatile boolean closed;
+  private final FlightConnections connections;
 
   /**
    * Options of a client; create with {@link SheafClient#builder(String)}.
@@ -90,15 +57,16 @@ public final class SheafClient implements AutoCloseable {
    * #clientCertificate} adds a client certificate for mutual TLS.
    */
   public static final class Builder {
-    private final String url;
-    private String token;
-    private String username;
-    private String password;
-    private Pem rootCerts;
-    private Pem clientCert;
-    private Pem clientKey;
-    private BufferAllocator allocator;
-    private Duration callTimeout = Duration.ofMinutes(2);
+    // Read by FlightConnections.
+    final String url;
+    String token;
+    String username;
+    String password;
+    Pem rootCerts;
+    Pem clientCert;
+    Pem clientKey;
+    BufferAllocator allocator;
+    Duration callTimeout = Duration.ofMinutes(2);
 
     private Builder(String url) {
       this.url = Objects.requireNonNull(url, "server URL");
@@ -236,78 +204,12 @@ public final class SheafClient implements AutoCloseable {
       if (username != null && token != null) {
         throw new SheafException("give a token or a username and password, not both");
       }
-      return new SheafClient(this);
+      return new SheafClient(new FlightConnections(this));
     }
   }
 
-  private SheafClient(Builder b) {
-    this.url = b.url;
-    this.location = ServerAddress.parse(b.url);
-    this.tls = Tls.of(b.url, ServerAddress.isTls(location), b.rootCerts, b.clientCert, b.clientKey);
-    this.ownRoot = b.allocator == null ? new RootAllocator() : null;
-    BufferAllocator parent = b.allocator == null ? ownRoot : b.allocator;
-    this.allocator = parent.newChildAllocator("sheaf-client " + b.url, 0, Long.MAX_VALUE);
-    Login login = b.username == null ? null : new Login();
-    try {
-      this.flight = open(location, login);
-      this.token =
-          login == null ? b.token : login.run(flight, url, b.username, b.password, b.callTimeout);
-    } catch (RuntimeException e) {
-      closed = true;
-      closeQuietly(e);
-      throw e;
-    }
-    List<CallOption> common = new ArrayList<>();
-    if (token != null) {
-      CallHeaders headers = new FlightCallHeaders();
-      headers.insert("authorization", "Bearer " + token);
-      common.add(new HeaderCallOption(headers));
-    }
-    this.streaming = common.toArray(new CallOption[0]);
-    common.add(CallOptions.timeout(b.callTimeout.toMillis(), TimeUnit.MILLISECONDS));
-    this.unary = common.toArray(new CallOption[0]);
-  }
-
-  private FlightClient open(Location where, Login login) {
-    FlightClient.Builder builder =
-        FlightClient.builder(allocator, where).maxInboundMessageSize(MAX_MESSAGE);
-    tls.configure(builder, where);
-    if (login != null) {
-      builder.intercept(login.middleware());
-    }
-    try {
-      return builder.build();
-    } catch (RuntimeException e) {
-      // Netty refusing the TLS material (the PEM was checked, so rarely).
-      throw new SheafException(
-          ErrorCode.CLIENT,
-          "connecting to " + where.getUri() + ": TLS settings refused: " + e.getMessage(),
-          e);
-    }
-  }
-
-  /**
-   * Closes the connection and allocators of a client whose construction failed; their errors join
-   * {@code cause}.
-   */
-  private void closeQuietly(RuntimeException cause) {
-    try {
-      if (flight != null) {
-        flight.close();
-      }
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
-    } catch (RuntimeException e) {
-      cause.addSuppressed(e);
-    }
-    try {
-      allocator.close();
-      if (ownRoot != null) {
-        ownRoot.close();
-      }
-    } catch (RuntimeException e) {
-      cause.addSuppressed(e);
-    }
+  private SheafClient(FlightConnections connections) {
+    this.connections = connections;
   }
 
   /**
@@ -334,7 +236,7 @@ public final class SheafClient implements AutoCloseable {
    * @return the server URL this client was built with
    */
   public String url() {
-    return url;
+    return connections.url();
   }
 
   /**
@@ -346,7 +248,7 @@ public final class SheafClient implements AutoCloseable {
    * @return the token, or null without credentials
    */
   public String token() {
-    return token;
+    return connections.token();
   }
 
   /**
@@ -371,7 +273,7 @@ public final class SheafClient implements AutoCloseable {
     }
     List<PackageInfo> out = new ArrayList<>();
     Sheaf.ListPackagesResponse response =
-        action(
+        connections.action(
             "list_packages",
             request.build(),
             Sheaf.ListPackagesResponse.class,
@@ -391,7 +293,7 @@ public final class SheafClient implements AutoCloseable {
   public List<RevisionInfo> listRevisions(String packageName) {
     List<RevisionInfo> out = new ArrayList<>();
     Sheaf.ListRevisionsResponse response =
-        action(
+        connections.action(
             "list_revisions",
             Sheaf.ListRevisionsRequest.newBuilder().setPackage(packageName).build(),
             Sheaf.ListRevisionsResponse.class,
@@ -417,7 +319,7 @@ public final class SheafClient implements AutoCloseable {
    */
   public ResolvedRevision resolve(String reference) {
     Sheaf.ResolveResponse r =
-        action(
+        connections.action(
             "resolve",
             Sheaf.ResolveRequest.newBuilder().setRef(reference).build(),
             Sheaf.ResolveResponse.class,
@@ -434,7 +336,7 @@ public final class SheafClient implements AutoCloseable {
   public List<TableInfo> listTables(String reference) {
     List<TableInfo> out = new ArrayList<>();
     Sheaf.ListTablesResponse response =
-        action(
+        connections.action(
             "list_tables",
             Sheaf.ListTablesRequest.newBuilder().setRef(reference).build(),
             Sheaf.ListTablesResponse.class,
@@ -472,7 +374,7 @@ public final class SheafClient implements AutoCloseable {
    * @return the server's answer
    */
   public Sheaf.BeginWriteResponse beginWrite(Sheaf.BeginWriteRequest request) {
-    return action(
+    return connections.action(
         "begin_write",
         request,
         Sheaf.BeginWriteResponse.class,
@@ -494,24 +396,7 @@ public final class SheafClient implements AutoCloseable {
    * @throws SheafException when the call cannot start
    */
   public PartUpload openPart(WriteSession session, String path, Integer part, Schema schema) {
-    checkOpen();
-    DatasetRequest request =
-        DatasetRequest.of(session.packageName())
-            .withPath(Objects.requireNonNull(path, "path"))
-            .withSession(session.id())
-            .withPart(part);
-    String what =
-        "DoPut "
-            + session.packageName()
-            + "/"
-            + path
-            + (part == null ? "" : " part " + part)
-            + " (session "
-            + session.id()
-            + ") on "
-            + url;
-    VectorSchemaRoot root = VectorSchemaRoot.create(schema, allocator);
-    return new PartUpload(flight, request.descriptor(), root, what, streaming);
+    return PartUpload.open(connections, session, path, part, schema);
   }
 
   /**
@@ -527,8 +412,7 @@ public final class SheafClient implements AutoCloseable {
   public UploadedPart putPart(
       WriteSession session, String path, Integer part, VectorSchemaRoot batch) {
     try (PartUpload up = openPart(session, path, part, batch.getSchema())) {
-      copy(batch, up.root());
-      up.putNext();
+      up.putCopy(batch);
       return up.finish();
     }
   }
@@ -549,27 +433,9 @@ public final class SheafClient implements AutoCloseable {
     VectorSchemaRoot source = reader.getVectorSchemaRoot();
     try (PartUpload up = openPart(session, path, part, source.getSchema())) {
       while (reader.loadNextBatch()) {
-        copy(source, up.root());
-        up.putNext();
+        up.putCopy(source);
       }
       return up.finish();
-    }
-  }
-
-  /**
-   * Loads a batch into the upload's root (same schema): the root references the batch's buffers
-   * (counted), the source is left untouched.
-   */
-  private static void copy(VectorSchemaRoot from, VectorSchemaRoot to) {
-    if (!from.getSchema().equals(to.getSchema())) {
-      throw new SheafException(
-          "the batch's schema "
-              + from.getSchema()
-              + " differs from the upload's "
-              + to.getSchema());
-    }
-    try (ArrowRecordBatch batch = new VectorUnloader(from).getRecordBatch()) {
-      new VectorLoader(to).load(batch);
     }
   }
 
@@ -612,7 +478,7 @@ public final class SheafClient implements AutoCloseable {
    * @return the server's answer
    */
   public Sheaf.CommitWriteResponse commitWrite(Sheaf.CommitWriteRequest request) {
-    return action(
+    return connections.action(
         "commit_write",
         request,
         Sheaf.CommitWriteResponse.class,
@@ -641,7 +507,7 @@ public final class SheafClient implements AutoCloseable {
    * @return the server's (empty) answer
    */
   public Sheaf.AbortWriteResponse abortWrite(Sheaf.AbortWriteRequest request) {
-    return action(
+    return connections.action(
         "abort_write",
         request,
         Sheaf.AbortWriteResponse.class,
@@ -685,7 +551,8 @@ public final class SheafClient implements AutoCloseable {
    * @return the server's answer
    */
   public Sheaf.LineageResponse lineage(Sheaf.LineageRequest request) {
-    return action("lineage", request, Sheaf.LineageResponse.class, "lineage " + request.getRef());
+    return connections.action(
+        "lineage", request, Sheaf.LineageResponse.class, "lineage " + request.getRef());
   }
 
   /**
@@ -697,39 +564,12 @@ public final class SheafClient implements AutoCloseable {
    */
   public String userMetadata(String reference) {
     Sheaf.BrowseResponse r =
-        action(
+        connections.action(
             "browse",
             Sheaf.BrowseRequest.newBuilder().setRef(reference).build(),
             Sheaf.BrowseResponse.class,
             "browse " + reference);
     return r.hasUserMeta() ? r.getUserMeta() : null;
-  }
-
-  /**
-   * Runs an action: the request packed in an {@code Any} as the body, the response packed in an
-   * {@code Any} as the first result.
-   */
-  private <T extends Message> T action(
-      String type, Message request, Class<T> responseType, String what) {
-    checkOpen();
-    String context = what + " on " + url;
-    try {
-      Iterator<Result> results =
-          flight.doAction(new Action(type, Any.pack(request).toByteArray()), unary);
-      byte[] first = null;
-      while (results.hasNext()) {
-        byte[] bytes = results.next().getBody();
-        if (first == null) {
-          first = bytes;
-        }
-      }
-      if (first == null) {
-        throw new SheafException(ErrorCode.CLIENT, context + ": the server sent no result", null);
-      }
-      return Wire.unpack(first, responseType, context);
-    } catch (FlightRuntimeException e) {
-      throw SheafException.from(context, e);
-    }
   }
 
   /**
@@ -743,15 +583,8 @@ public final class SheafClient implements AutoCloseable {
    *     malformed URI
    */
   public Dataset dataset(String uri) {
-    checkOpen();
-    String what = "GetFlightInfo " + uri + " on " + url;
-    FlightInfo info;
-    try {
-      info = flight.getInfo(text(uri), unary);
-    } catch (FlightRuntimeException e) {
-      throw SheafException.from(what, e);
-    }
-    return Dataset.from(uri, null, info, url);
+    FlightInfo info = connections.getInfo(text(uri), uri);
+    return Dataset.from(uri, null, info, url());
   }
 
   /**
@@ -765,15 +598,8 @@ public final class SheafClient implements AutoCloseable {
    *     message names them)
    */
   public Dataset dataset(DatasetRequest request) {
-    checkOpen();
-    String what = "GetFlightInfo " + request + " on " + url;
-    FlightInfo info;
-    try {
-      info = flight.getInfo(request.descriptor(), unary);
-    } catch (FlightRuntimeException e) {
-      throw SheafException.from(what, e);
-    }
-    return Dataset.from(request.toString(), request, info, url);
+    FlightInfo info = connections.getInfo(request.descriptor(), request.toString());
+    return Dataset.from(request.toString(), request, info, url());
   }
 
   /**
@@ -783,7 +609,7 @@ public final class SheafClient implements AutoCloseable {
    * @return its schema
    */
   public Schema schema(DatasetRequest request) {
-    return schema(request.descriptor(), request.toString());
+    return connections.getSchema(request.descriptor(), request.toString());
   }
 
   /**
@@ -793,16 +619,7 @@ public final class SheafClient implements AutoCloseable {
    * @return its schema
    */
   public Schema schema(String uri) {
-    return schema(text(uri), uri);
-  }
-
-  private Schema schema(FlightDescriptor descriptor, String shown) {
-    checkOpen();
-    try {
-      return flight.getSchema(descriptor, unary).getSchema();
-    } catch (FlightRuntimeException e) {
-      throw SheafException.from("GetSchema " + shown + " on " + url, e);
-    }
+    return connections.getSchema(text(uri), uri);
   }
 
   private static FlightDescriptor text(String uri) {
@@ -821,11 +638,10 @@ public final class SheafClient implements AutoCloseable {
    *     server
    */
   public EndpointStream stream(Endpoint endpoint) {
-    checkOpen();
+    connections.checkOpen();
     Ticket ticket = new Ticket(endpoint.ticket());
     String name = "endpoint " + endpoint.index();
-    return new EndpointStream(
-        name, targets(endpoint), t -> connection(t).getStream(ticket, streaming));
+    return new EndpointStream(name, targets(endpoint), t -> connections.getStream(t, ticket));
   }
 
   /**
@@ -838,11 +654,11 @@ public final class SheafClient implements AutoCloseable {
    */
   public List<String> targets(Endpoint endpoint) {
     if (endpoint.locations().isEmpty()) {
-      return List.of(url);
+      return List.of(url());
     }
     LinkedHashSet<String> out = new LinkedHashSet<>();
     for (String l : endpoint.locations()) {
-      out.add(ServerAddress.meansSameServer(l) ? url : l);
+      out.add(ServerAddress.meansSameServer(l) ? url() : l);
     }
     return List.copyOf(out);
   }
@@ -857,20 +673,11 @@ public final class SheafClient implements AutoCloseable {
     return targets(endpoint).get(0);
   }
 
-  /** The connection to a server: this client's own, or one opened once per location and kept. */
-  private FlightClient connection(String target) {
-    checkOpen();
-    if (target.equals(url)) {
-      return flight;
-    }
-    return others.computeIfAbsent(target, t -> open(tls.check(t), null));
-  }
-
   /**
    * @return connections this client keeps to other servers than its own (for tests)
    */
   int otherConnections() {
-    return others.size();
+    return connections.otherConnections();
   }
 
   /**
@@ -882,21 +689,15 @@ public final class SheafClient implements AutoCloseable {
    * @return the reader; close it
    */
   public DatasetReader read(Dataset dataset, int parallelism) {
-    checkOpen();
-    return new DatasetReader(this, dataset, parallelism, allocator);
+    connections.checkOpen();
+    return new DatasetReader(this, dataset, parallelism, connections.allocator());
   }
 
   /**
    * @return the allocator this client allocates from (a child of the builder's)
    */
   public BufferAllocator allocator() {
-    return allocator;
-  }
-
-  private void checkOpen() {
-    if (closed) {
-      throw new IllegalStateException("the Sheaf client of " + url + " is closed");
-    }
+    return connections.allocator();
   }
 
   /**
@@ -907,33 +708,6 @@ public final class SheafClient implements AutoCloseable {
    */
   @Override
   public void close() {
-    if (closed) {
-      return;
-    }
-    closed = true;
-    List<FlightClient> all = new ArrayList<>(others.values());
-    all.add(flight);
-    others.clear();
-    RuntimeException first = null;
-    for (FlightClient c : all) {
-      try {
-        c.close();
-      } catch (InterruptedException e) {
-        Thread.currentThread().interrupt();
-      } catch (RuntimeException e) {
-        first = first == null ? e : first;
-      }
-    }
-    try {
-      allocator.close();
-      if (ownRoot != null) {
-        ownRoot.close();
-      }
-    } catch (RuntimeException e) {
-      first = first == null ? e : first;
-    }
-    if (first != null) {
-      throw first;
-    }
+    connections.close();
   }
 }
