@@ -453,6 +453,28 @@ def test_missing_blob_is_not_found(sheaf, registry, small_tree, tmp_path):
     assert_exit(r, 3, "a/b")
 
 
+@pytest.mark.parametrize("victim", ["a/b", BIG_KEY])
+def test_install_does_not_read_a_blob_replaced_by_a_symlink(sheaf, registry, tree, tmp_path, victim):
+    """A registry is a folder anyone may have copied or untarred: a blob that
+    is a symlink is refused, even when the file it points at holds exactly the
+    right bytes (so a hash check alone would pass). Small entries are copied in
+    one blocking step and large ones streamed; both paths refuse it."""
+    root, files = tree
+    sheaf.push("o/p", root)
+    entry = next(e for e in sheaf.json("browse", "o/p")["entries"] if e["logical_key"] == victim)
+    blob = blob_path(registry, entry["hash"]["value"])
+    outside = tmp_path / "outside.bin"
+    outside.write_bytes(files[victim])
+    blob.unlink()
+    blob.symlink_to(outside)
+    dest = tmp_path / "dest"
+    r = sheaf("install", "o/p", "--dest", dest)
+    assert r.returncode != 0, f"install read through a symlinked blob\n{describe(r)}"
+    assert "sheaf: error:" in r.stderr and victim in r.stderr, describe(r)
+    assert not dest.joinpath(*victim.split("/")).exists(), "the entry was installed through the symlink"
+    assert _partials(dest) == [], "partial downloads left behind"
+
+
 @pytest.mark.parametrize("subpath", ["", "/nested"])
 def test_a_manifest_edited_after_its_first_lines_installs_nothing(sheaf, registry, small_tree, tmp_path, subpath):
     """install streams the manifest and spools what it selects: nothing may be
