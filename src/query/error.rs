@@ -128,16 +128,6 @@ pub(crate) fn from_storage(e: &DataFusionError) -> bool {
         if err.downcast_ref::<object_store::Error>().is_some() || err.downcast_ref::<std::io::Error>().is_some() {
             return true;
         }
-        // The one place the type is lost: DataFusion's Parquet reader reports
-        // a failed metadata fetch as text (`Failed to fetch metadata for file
-        // F: Object Store error: ...`), dropping the store's error.
-        if let Some(parquet::errors::ParquetError::General(message)) =
-            err.downcast_ref::<parquet::errors::ParquetError>()
-            && message.starts_with("Failed to fetch metadata for file ")
-            && message.contains(": Object Store error: ")
-        {
-            return true;
-        }
         if let Some(DataFusionError::ObjectStore(_) | DataFusionError::IoError(_)) =
             err.downcast_ref::<DataFusionError>()
         {
