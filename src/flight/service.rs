@@ -137,16 +137,7 @@ impl SheafFlight {
     ) -> Result<DoGetStream, Status> {
         if super::sql::is_sql(&ticket_bytes) {
             metrics::DO_GET.add(1);
-            return match self.sql()?.do_get_ticket(ticket_bytes, principal).await? {
-                super::sql::SqlRows::Statement(execution, what, revisions) => {
-                    // The audit line names every revision the statement reads.
-                    note.target(&revisions.join(","), None, None);
-                    DoGetStream::scanned(execution, Compression::None, (self.gates.clone(), self.limits), None, what)
-                }
-                super::sql::SqlRows::Catalog(messages) => {
-                    Ok(DoGetStream::encoded(messages.map_ok(WireMessage::from).boxed(), "Flight SQL catalog".into()))
-                }
-            };
+            return self.sql_messages(ticket_bytes, principal, note).await;
         }
         let ticket = self.open_ticket(ticket_bytes.clone())?;
         note.target(&ticket.package, Some(&ticket.top_hash), Some(&ticket.path));
@@ -167,6 +158,39 @@ impl SheafFlight {
         };
         let execution = self.engine.execute(ticket).await?;
         DoGetStream::scanned(execution, compression, (self.gates.clone(), self.limits), Some(recording), what)
+    }
+
+    /// The messages of a Flight SQL DoGet: a statement's result partition
+    /// (from the cache when it was kept), or a catalog answer.
+    async fn sql_messages(
+        &self,
+        ticket_bytes: Bytes,
+        principal: &Principal,
+        note: &AuditNote,
+    ) -> Result<DoGetStream, Status> {
+        let sql = self.sql()?;
+        match sql.do_get_ticket(ticket_bytes.clone(), principal).await? {
+            super::sql::SqlRows::Statement(statement) => {
+                // The audit line names every revision the statement reads.
+                note.target(&statement.revisions.join(","), None, None);
+                let what = statement.what.clone();
+                // Its revisions are pinned, so a deterministic statement's
+                // answer is the ticket's for good: kept like a URI read's.
+                let recording = match statement.may_reuse {
+                    true => match self.cache.lookup(&ticket_bytes).await {
+                        Lookup::Hit(cached) => return Ok(DoGetStream::cached(cached, what)),
+                        Lookup::Miss(recording) => Some(recording),
+                    },
+                    false => None,
+                };
+                let (execution, reusable) = sql.run(statement, principal).await?;
+                let recording = recording.filter(|_| reusable);
+                DoGetStream::scanned(execution, Compression::None, (self.gates.clone(), self.limits), recording, what)
+            }
+            super::sql::SqlRows::Catalog(messages) => {
+                Ok(DoGetStream::encoded(messages.map_ok(WireMessage::from).boxed(), "Flight SQL catalog".into()))
+            }
+        }
     }
 
     /// The FlightInfo of a plan; its metadata in the request's `form`.

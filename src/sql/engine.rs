@@ -11,13 +11,14 @@ use crate::query::{Engine, Error, Execution, ReadStats};
 use arrow::array::RecordBatch;
 use arrow::datatypes::{Schema, SchemaRef};
 use datafusion::catalog::{CatalogProviderList, MemoryCatalogProviderList, TableFunction};
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::error::DataFusionError;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::session_state::SessionState;
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 use datafusion::prelude::SessionConfig;
@@ -80,6 +81,33 @@ pub struct Planned {
 }
 
 impl Planned {
+    /// Whether running it again gives the same rows, so that its ticket's
+    /// answer may be kept: it read exactly the revisions `pins` name (a
+    /// caller allowed to read those may see it), and calls no function whose
+    /// value changes from one run to the next (`random()`, `uuid()`, `now()`,
+    /// `current_date`: any whose volatility is not immutable).
+    pub fn reusable(&self, pins: &Pins) -> bool {
+        if self.pins != *pins {
+            return false;
+        }
+        let changing = |e: &Expr| match e {
+            Expr::ScalarFunction(f) => f.func.signature().volatility != Volatility::Immutable,
+            Expr::AggregateFunction(f) => f.func.signature().volatility != Volatility::Immutable,
+            _ => false,
+        };
+        let mut fixed = true;
+        let _ = self.plan.apply_with_subqueries(|node| {
+            node.apply_expressions(|e| {
+                if e.exists(|e| Ok(changing(e)))? {
+                    fixed = false;
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        });
+        fixed
+    }
+
     /// The schema of its rows.
     pub fn schema(&self) -> SchemaRef {
         Arc::new(self.plan.schema().as_arrow().clone())
@@ -176,11 +204,15 @@ impl SqlEngine {
             cache_manager: runtime.cache_manager.clone(),
             object_store_registry: runtime.object_store_registry.clone(),
         });
-        let state = SessionStateBuilder::new_from_existing(self.base.clone())
+        let mut state = SessionStateBuilder::new_from_existing(self.base.clone())
             .with_catalog_list(Arc::new(catalogs))
             .with_table_functions(functions)
             .with_runtime_env(runtime)
             .build();
+        // The statement's clock: `now()` and `current_date` are read once,
+        // when it is planned (without it DataFusion cannot fold them and
+        // fails the query).
+        state.mark_start_execution();
         let plan =
             state.statement_to_plan(statement).await.map_err(|e| from_datafusion("planning the statement", e))?;
         let parameters = parameter_schema(&plan)?;
@@ -213,10 +245,15 @@ impl SqlEngine {
     /// may read what `may_read` allows (checked again: a ticket grants
     /// nothing). Waits for a turn among the running queries, and fails once
     /// the query runs past its time limit.
-    pub async fn execute(&self, ticket: StatementTicket, may_read: MayRead) -> Result<Execution, Error> {
+    ///
+    /// Also says whether the rows are the ticket's for good
+    /// ([`Planned::reusable`] against the ticket's pins), so that a cache of
+    /// DoGet streams may keep them.
+    pub async fn execute(&self, ticket: StatementTicket, may_read: MayRead) -> Result<(Execution, bool), Error> {
         let parameters = ticket::decode_parameters(&ticket.parameters)?;
-        let planned =
-            self.plan(&ticket.sql, parameters.as_ref(), may_read, Some(ticket.pins.unwrap_or_default())).await?;
+        let pins = ticket.pins.unwrap_or_default();
+        let planned = self.plan(&ticket.sql, parameters.as_ref(), may_read, Some(pins.clone())).await?;
+        let reusable = planned.reusable(&pins);
         let plan = self.physical(&planned).await?;
         let partitions = plan.output_partitioning().partition_count();
         if partitions != ticket.partitions as usize || ticket.partition as usize >= partitions {
@@ -250,7 +287,7 @@ impl SqlEngine {
             Ok(batches.boxed())
         };
         let batches = self.cpu.run(produce, deadline, timeout);
-        Ok(Execution { schema, batches, stats: Arc::new(ReadStats::default()) })
+        Ok((Execution { schema, batches, stats: Arc::new(ReadStats::default()) }, reusable))
     }
 }
 

@@ -85,12 +85,27 @@ pub fn action_types() -> Vec<arrow_flight::ActionType> {
 
 /// What a Flight SQL DoGet streams.
 pub enum SqlRows {
-    /// A statement's rows, to go through the DoGet pipeline; what they
-    /// are (for logs) and the revisions the statement reads
-    /// (`owner/name@<top hash>`, for the audit line).
-    Statement(Execution, String, Vec<String>),
+    /// A statement's result partition, to run ([`SqlFlight::run`]) through
+    /// the DoGet pipeline.
+    Statement(SqlStatement),
     /// A catalog command's answer, encoded.
     Catalog(BoxStream<'static, Result<FlightData, Status>>),
+}
+
+/// A statement's result partition, decoded from its ticket, not run yet.
+pub struct SqlStatement {
+    ticket: StatementTicket,
+    /// The ticket's bytes: its name for `CancelFlightInfo`.
+    bytes: Bytes,
+    /// What it is, for logs.
+    pub what: String,
+    /// The revisions it reads (`owner/name@<top hash>`), for the audit line.
+    pub revisions: Vec<String>,
+    /// Whether the caller may read every revision the ticket pins: only then
+    /// may an answer kept from an earlier run of it be sent (a run checks
+    /// every table it reads; an answer kept is reusable only when its run
+    /// read exactly the pinned revisions, see [`crate::sql::Planned::reusable`]).
+    pub may_reuse: bool,
 }
 
 /// The Flight SQL service.
@@ -196,15 +211,32 @@ impl SqlFlight {
             let what =
                 format!("SQL {} partition {}", crate::query::limits::clip(&statement.sql, 200), statement.partition);
             let revisions = statement.pins.as_ref().map(|p| p.revisions()).unwrap_or_default();
-            let execution = self.sql.execute(statement, Self::may_read(principal)).await?;
-            let (guard, cancelled) = self.cancels.register(ticket.to_vec());
-            let batches = until_cancelled(execution.batches, cancelled, guard);
-            return Ok(SqlRows::Statement(Execution { batches, ..execution }, what, revisions));
+            let may_reuse = revisions
+                .iter()
+                .all(|r| principal.may(Access::Read, r.split_once('@').map_or(r.as_str(), |(package, _)| package)));
+            return Ok(SqlRows::Statement(SqlStatement {
+                ticket: statement,
+                bytes: ticket,
+                what,
+                revisions,
+                may_reuse,
+            }));
         }
         let mut request = Request::new(Ticket { ticket });
         request.extensions_mut().insert(principal.clone());
         let response = FlightService::do_get(self, request).await?;
         Ok(SqlRows::Catalog(response.into_inner().boxed()))
+    }
+
+    /// Runs a statement's result partition for `principal` (who must be
+    /// allowed to read every table it reads); also says whether its rows may
+    /// be kept for later DoGets of the same ticket
+    /// ([`crate::sql::SqlEngine::execute`]).
+    pub async fn run(&self, statement: SqlStatement, principal: &Principal) -> Result<(Execution, bool), Status> {
+        let (execution, reusable) = self.sql.execute(statement.ticket, Self::may_read(principal)).await?;
+        let (guard, cancelled) = self.cancels.register(statement.bytes.to_vec());
+        let batches = until_cancelled(execution.batches, cancelled, guard);
+        Ok((Execution { batches, ..execution }, reusable))
     }
 
     /// A Flight SQL DoPut: parameters bound to a prepared statement; every
@@ -434,7 +466,8 @@ impl FlightSqlService for SqlFlight {
         let principal = self.caller(&request)?;
         let bytes = ticket.as_any().encode_to_vec();
         match self.do_get_ticket(bytes.into(), &principal).await? {
-            SqlRows::Statement(execution, _, _) => {
+            SqlRows::Statement(statement) => {
+                let (execution, _) = self.run(statement, &principal).await?;
                 let batches =
                     execution.batches.map_err(|e| arrow_flight::error::FlightError::Tonic(Box::new(e.into())));
                 let stream =
