@@ -244,6 +244,30 @@ impl Manifest {
         }
     }
 
+    /// About how many bytes of memory the manifest takes (its lines, their
+    /// strings and metadata), for caches bounded by memory.
+    pub fn memory_size(&self) -> usize {
+        let lines: usize = self
+            .lines
+            .iter()
+            .map(|line| match line {
+                Line::Entry(e) => {
+                    e.logical_key.capacity()
+                        + e.physical_keys.iter().map(|k| std::mem::size_of::<String>() + k.capacity()).sum::<usize>()
+                        + e.hash.kind.capacity()
+                        + e.hash.value.capacity()
+                        + json_size(&e.meta)
+                        + map_size(&e.extra)
+                }
+                Line::Dir(d) => d.logical_key.capacity() + json_size(&d.meta) + map_size(&d.extra),
+            })
+            .sum();
+        std::mem::size_of::<Self>()
+            + map_size(&self.header)
+            + self.lines.capacity() * std::mem::size_of::<Line>()
+            + lines
+    }
+
     /// File entries in order.
     pub fn entries(&self) -> impl Iterator<Item = &Entry> {
         self.lines.iter().filter_map(|l| match l {
@@ -313,6 +337,26 @@ fn parse_line(mut obj: Map<String, Value>, line: usize) -> Result<Line, Error> {
     Ok(Line::Entry(Entry { logical_key, physical_keys, size, hash, meta, extra: obj }))
 }
 
+/// Heap bytes a JSON value holds beyond its own size (strings, and for
+/// arrays and objects their items; an object's entry counts a key, a value
+/// and about three words of its map's bookkeeping).
+fn json_size(value: &Value) -> usize {
+    match value {
+        Value::String(s) => s.capacity(),
+        Value::Array(items) => items.iter().map(|v| std::mem::size_of::<Value>() + json_size(v)).sum(),
+        Value::Object(map) => map_size(map),
+        Value::Null | Value::Bool(_) | Value::Number(_) => 0,
+    }
+}
+
+fn map_size(map: &Map<String, Value>) -> usize {
+    map.iter()
+        .map(|(k, v)| {
+            std::mem::size_of::<String>() + k.capacity() + std::mem::size_of::<Value>() + 3 * 8 + json_size(v)
+        })
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -326,6 +370,22 @@ mod tests {
             meta: json!({}),
             extra: Map::new(),
         }
+    }
+
+    #[test]
+    fn memory_size_counts_every_entry_and_its_metadata() {
+        let entries = |n: usize| (0..n).map(|i| entry(&format!("dir/file-{i:06}.txt"), 1, "AAAA")).collect();
+        let small = Manifest::build(None, None, entries(10)).unwrap().memory_size();
+        let large = Manifest::build(None, None, entries(10_000)).unwrap().memory_size();
+        // Each entry holds its key, a physical key, a hash and a line: well
+        // over 100 bytes, and never a kilobyte.
+        let per_entry = (large - small) / 9_990;
+        assert!((100..1000).contains(&per_entry), "{per_entry} bytes per entry");
+        let mut with_meta = Manifest::build(None, None, entries(10)).unwrap();
+        if let Line::Entry(e) = &mut with_meta.lines[0] {
+            e.meta = json!({"sheaf": {"profile": {"notes": "x".repeat(10_000), "columns": [1, 2, 3]}}});
+        }
+        assert!(with_meta.memory_size() >= small + 10_000);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The engine: one per server, over one registry. It caches what never
-//! changes (manifests by top hash; Parquet footers and inferred schemas by
-//! content hash, in bounded caches) and executes tickets. Planning is in
+//! changes (manifests by top hash, bounded by memory; Parquet footers and
+//! inferred schemas by content hash, in bounded caches) and executes tickets. Planning is in
 //! [`super::plan`], column plans in [`super::prepare`], Parquet scans in
 //! [`super::scan`], the manifest table in [`super::manifest_table`].
 
@@ -31,6 +31,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 const CACHE_ENTRIES: usize = 4096;
 /// Memory the cached Parquet metadata (footers and page indexes) may take.
 const FOOTER_CACHE_BYTES: u64 = 512 << 20;
+/// Memory the cached manifests may take, by [`Manifest::memory_size`] (a
+/// million entries of short keys weigh about 0.4 GB; a manifest heavier than
+/// this is read again on every use).
+const MANIFEST_CACHE_BYTES: u64 = 1 << 30;
 
 /// Work done by one read, filled in while its stream runs (complete once
 /// the stream has ended). Also added to the process-wide
@@ -78,7 +82,7 @@ pub struct Engine {
     /// (object stores, memory, spill files) is shared by the URI reads and
     /// the SQL engine ([`crate::sql`]).
     context: SessionContext,
-    manifests: Cache<String, Arc<Manifest>>,
+    manifests: Cache<String, Arc<Manifest>, ManifestWeight>,
     footers: Cache<String, Arc<ArrowReaderMetadata>, FooterWeight>,
     /// Inferred schemas of whole-file tables (reading them is a full read).
     schemas: Cache<String, SchemaRef>,
@@ -109,6 +113,16 @@ impl quick_cache::Weighter<String, Arc<ArrowReaderMetadata>> for FooterWeight {
     }
 }
 
+/// Weighs a cached manifest by the memory it takes.
+#[derive(Clone)]
+struct ManifestWeight;
+
+impl quick_cache::Weighter<String, Arc<Manifest>> for ManifestWeight {
+    fn weight(&self, key: &String, manifest: &Arc<Manifest>) -> u64 {
+        (key.len() + manifest.memory_size()) as u64
+    }
+}
+
 /// The engine's context: URI reads are planned in it with one target
 /// partition (one output partition keeps rows in table order); the
 /// pinned-parts store is registered once.
@@ -123,6 +137,19 @@ fn context() -> SessionContext {
     context
 }
 
+/// The manifest cache: bounded by memory, in one shard, so that a single
+/// large manifest may take the whole budget (a sharded cache gives each
+/// shard a share of it).
+fn manifest_cache() -> Cache<String, Arc<Manifest>, ManifestWeight> {
+    let options = quick_cache::OptionsBuilder::new()
+        .estimated_items_capacity(CACHE_ENTRIES)
+        .weight_capacity(MANIFEST_CACHE_BYTES)
+        .shards(1)
+        .build()
+        .expect("valid cache options");
+    Cache::with_options(options, ManifestWeight, Default::default(), Default::default())
+}
+
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine").field("registry", &self.registry.url()).finish_non_exhaustive()
@@ -135,7 +162,7 @@ impl Engine {
         Engine {
             registry,
             context: context(),
-            manifests: Cache::new(CACHE_ENTRIES),
+            manifests: manifest_cache(),
             footers: Cache::with_weighter(CACHE_ENTRIES, FOOTER_CACHE_BYTES, FooterWeight),
             schemas: Cache::new(CACHE_ENTRIES),
         }
