@@ -212,13 +212,22 @@ impl Manifest {
     /// Encodes the manifest as quilt3 writes it: one JSON object per line,
     /// `\n`-terminated, UTF-8, Python's default separators.
     pub fn to_jsonl(&self) -> Vec<u8> {
-        let mut out = json::encode(&Value::Object(self.header.clone()), json::Style::ManifestLine);
-        out.push('\n');
+        let mut out = Vec::new();
+        self.write_jsonl(&mut out).expect("writing to memory cannot fail");
+        out
+    }
+
+    /// Writes the manifest as [`Manifest::to_jsonl`] does, a line at a time
+    /// (a manifest of a million entries never exists as one string).
+    pub fn write_jsonl<W: std::io::Write + ?Sized>(&self, out: &mut W) -> std::io::Result<()> {
+        let header = json::encode(&Value::Object(self.header.clone()), json::Style::ManifestLine);
+        out.write_all(header.as_bytes())?;
+        out.write_all(b"\n")?;
         for line in &self.lines {
-            out.push_str(&json::encode(&line.to_json(), json::Style::ManifestLine));
-            out.push('\n');
+            out.write_all(json::encode(&line.to_json(), json::Style::ManifestLine).as_bytes())?;
+            out.write_all(b"\n")?;
         }
-        out.into_bytes()
+        Ok(())
     }
 
     /// The top hash (64 lowercase hex characters), computed exactly as quilt3's

@@ -208,8 +208,9 @@ impl Registry {
     }
 
     /// Writes a manifest under its top hash unless it is already there.
-    async fn write_manifest(&self, manifest: &Manifest, top_hash: &str) -> Result<()> {
-        match self.put_small(&Self::manifest_path(top_hash), manifest.to_jsonl(), PutMode::Create).await {
+    async fn write_manifest(&self, manifest: Manifest, top_hash: &str) -> Result<()> {
+        let write = move |out: &mut dyn std::io::Write| manifest.write_jsonl(out);
+        match self.put_written(&Self::manifest_path(top_hash), write, PutMode::Create).await {
             Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
             Err(e) => Err(Error::storage(format!("writing manifest {top_hash} to {}", self.url()), e)),
         }
@@ -226,7 +227,21 @@ impl Registry {
         bytes: Vec<u8>,
         mode: PutMode,
     ) -> Result<(), object_store::Error> {
+        self.put_written(path, move |out: &mut dyn std::io::Write| out.write_all(&bytes), mode).await
+    }
+
+    /// [`Registry::put_small`] of the bytes `write` writes: on local disk
+    /// straight into the staging file (on a blocking thread), elsewhere
+    /// into memory first.
+    pub(crate) async fn put_written(
+        &self,
+        path: &Path,
+        write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()> + Send + 'static,
+        mode: PutMode,
+    ) -> Result<(), object_store::Error> {
         let Some(root) = self.location.local_root.clone() else {
+            let mut bytes = Vec::new();
+            write(&mut bytes).map_err(|e| object_store::Error::Generic { store: "memory", source: Box::new(e) })?;
             return self.store.put_opts(path, PutPayload::from(bytes), mode.into()).await.map(|_| ());
         };
         let target = path.parts().fold(root.clone(), |p, part| p.join(part.as_ref()));
@@ -241,8 +256,14 @@ impl Registry {
             static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
             let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let tmp = staging.join(format!("{}-{n}", std::process::id()));
-            std::fs::write(&tmp, &bytes)?;
-            std::fs::File::open(&tmp)?.sync_all()?;
+            use std::io::Write as _;
+            let mut file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp)?);
+            let written = write(&mut file).and_then(|()| file.flush());
+            let synced = written.and_then(|()| file.get_ref().sync_all());
+            if let Err(e) = synced {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
             let result = if create { std::fs::hard_link(&tmp, &target) } else { std::fs::rename(&tmp, &target) };
             let _ = std::fs::remove_file(&tmp);
             result

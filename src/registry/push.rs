@@ -116,7 +116,7 @@ impl Registry {
         report.uploaded_files = files;
         report.uploaded_bytes = bytes;
 
-        self.write_manifest(&manifest, &top_hash).await?;
+        self.write_manifest(manifest, &top_hash).await?;
         report.previous = self.record_revision(pkg, &top_hash).await?;
         Ok(report)
     }
@@ -209,6 +209,8 @@ impl Registry {
         let (manifest, top_hash) = self.manifest_of(dir, opts, &hashed).await?;
         let mut report =
             PushReport { uploaded_files, uploaded_bytes, ..PushReport::new(pkg, &top_hash, hashed.len(), total) };
+        // The manifest holds what the walk found: its memory goes back now.
+        drop(hashed);
         // `latest` is read again: another push may have moved it meanwhile.
         let latest = self.read_pointer(&Self::latest_path(pkg)).await?;
         if latest.as_deref() == Some(top_hash.as_str()) {
@@ -216,7 +218,7 @@ impl Registry {
             report.previous = latest;
             return Ok(report);
         }
-        self.write_manifest(&manifest, &top_hash).await?;
+        self.write_manifest(manifest, &top_hash).await?;
         report.previous = self.record_revision(pkg, &top_hash).await?;
         Ok(report)
     }

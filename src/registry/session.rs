@@ -423,7 +423,7 @@ impl Registry {
             }
             .map_err(|source| Error::Manifest { top_hash: format!("being committed to {pkg}"), source })?;
             let top_hash = manifest.top_hash();
-            self.write_manifest(&manifest, &top_hash).await?;
+            self.write_manifest(manifest, &top_hash).await?;
             match self.advance_latest(&pkg, previous.as_deref(), &top_hash).await {
                 Ok(()) => {
                     outcome = Some(self.outcome(&pkg, &top_hash, previous, &tables, &parts));
