@@ -233,7 +233,7 @@ impl Registry {
     /// [`Registry::put_small`] of the bytes `write` writes: on local disk
     /// straight into the staging file (on a blocking thread), elsewhere
     /// into memory first.
-    pub(crate) async fn put_written(
+    async fn put_written(
         &self,
         path: &Path,
         write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()> + Send + 'static,

@@ -190,7 +190,8 @@ def as_table(data: WriteData, what: str) -> pa.Table | None:
         # other index as columns (reset_index() or drop it to choose).
         try:
             return pa.Table.from_pandas(data)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as e:  # names the column
+        # pyarrow's message names the column it could not convert.
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as e:
             raise InvalidArgumentError(f"{what}: the DataFrame cannot become an Arrow table: {e}", code="CLIENT") from e
     if _is(data, "polars", "DataFrame"):
         table = data.to_arrow()
