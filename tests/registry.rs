@@ -171,3 +171,75 @@ async fn traversal_keys_are_refused_before_anything_is_written() {
     assert!(err.to_string().contains("../escape.txt"), "{err}");
     assert!(!outer.path().join("escape.txt").exists());
 }
+
+/// A push walks its folder a round of 2,048 files at a time and writes the
+/// manifest as it goes: a package of several rounds, with names whose walk
+/// order differs from plain string order, gets one manifest in walk order
+/// whichever registry it goes to, and hints from the previous revision find
+/// the one file changed in a later round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_of_several_rounds_writes_one_manifest_in_walk_order() {
+    let src = tempfile::tempdir().unwrap();
+    for i in 0..4500u32 {
+        write(src.path(), &format!("d{}/f{i:05}", i % 3), &(i % 7).to_le_bytes());
+    }
+    for name in ["B", "a/b", "a-b", "b/x", "b.txt", "d1.txt", "d1-x/y"] {
+        write(src.path(), name, name.as_bytes());
+    }
+    let opts = PushOptions::default();
+    let memory = unique_memory_registry("rounds");
+    let on_memory = memory.push(&pkg("r/p"), src.path(), &opts, &NoProgress).await.unwrap();
+    assert_eq!(on_memory.files, 4507);
+    let disk_dir = tempfile::tempdir().unwrap();
+    let disk = Registry::open(disk_dir.path().to_str().unwrap()).unwrap();
+    let on_disk = disk.push(&pkg("r/p"), src.path(), &opts, &NoProgress).await.unwrap();
+    assert_eq!(on_disk.top_hash, on_memory.top_hash, "physical keys are not hashed");
+    // 7 distinct contents of 4 bytes and 7 named files.
+    assert_eq!((on_disk.uploaded_files, on_memory.uploaded_files), (14, 14));
+
+    let m = disk.read_manifest(&on_disk.top_hash).await.unwrap();
+    let keys: Vec<&str> = m.entries().map(|e| e.logical_key.as_str()).collect();
+    assert_eq!(&keys[..4], ["B", "a/b", "a-b", "b/x"]);
+    assert_eq!(keys[4], "b.txt");
+    let mut sorted = keys.clone();
+    sorted.sort_by(|a, b| a.split('/').cmp(b.split('/')));
+    assert_eq!(keys, sorted);
+    let at = |key: &str| keys.iter().position(|k| *k == key).unwrap();
+    assert_eq!((at("d1-x/y"), at("d1.txt")), (at("d1/f04498") + 1, at("d1/f04498") + 2));
+
+    let again = disk.push(&pkg("r/p"), src.path(), &opts, &NoProgress).await.unwrap();
+    assert!(again.unchanged && again.uploaded_files == 0, "{again:?}");
+    write(src.path(), "d2/f04499", b"late");
+    let changed = disk.push(&pkg("r/p"), src.path(), &opts, &NoProgress).await.unwrap();
+    assert_eq!((changed.files, changed.uploaded_files, changed.uploaded_bytes), (4507, 1, 4), "{changed:?}");
+    assert_eq!(changed.previous.as_deref(), Some(on_disk.top_hash.as_str()));
+    let r: PackageRef = format!("r/p@{}", changed.top_hash).parse().unwrap();
+    assert!(disk.verify(&r, src.path(), false, &NoProgress).await.unwrap().ok);
+    assert!(fs::read_dir(disk_dir.path().join(".sheaf/tmp")).unwrap().next().is_none(), "no staging left");
+}
+
+/// A push that fails half way (a file whose bytes do not match its listed
+/// size, found in a later round) leaves no revision and no staged manifest,
+/// on local disk and elsewhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_failing_in_a_later_round_leaves_no_revision() {
+    // sysfs lists its files as 4096 bytes and reads fewer (a local push
+    // reads the listed size); procfs lists them empty and reads more (a
+    // remote push hashes to the end).
+    let (sysfs, procfs) = ("/sys/kernel/mm/transparent_hugepage/enabled", "/proc/self/status");
+    assert!(fs::metadata(sysfs).unwrap().len() as usize > fs::read(sysfs).unwrap().len(), "{sysfs}");
+    let dir = tempfile::tempdir().unwrap();
+    let disk = Registry::open(dir.path().to_str().unwrap()).unwrap();
+    for (reg, target) in [(disk, sysfs), (unique_memory_registry("fails"), procfs)] {
+        let src = tempfile::tempdir().unwrap();
+        for i in 0..2100u32 {
+            write(src.path(), &format!("f{i:05}"), b"x");
+        }
+        std::os::unix::fs::symlink(target, src.path().join("f02100")).unwrap();
+        let err = reg.push(&pkg("f/p"), src.path(), &PushOptions::default(), &NoProgress).await.unwrap_err();
+        assert!(err.to_string().contains("f02100"), "{err}");
+        assert!(reg.resolve(&pkg("f/p"), &Revision::Latest).await.is_err(), "{target}");
+    }
+    assert!(fs::read_dir(dir.path().join(".quilt/packages")).map(|d| d.count()).unwrap_or(0) == 0);
+    assert!(fs::read_dir(dir.path().join(".sheaf/tmp")).unwrap().next().is_none(), "no staging left");
+}

@@ -11,6 +11,7 @@ pub mod hash;
 pub mod json;
 pub mod key;
 pub mod stream;
+pub mod writer;
 
 use hash::EntryHash;
 use serde_json::{Map, Value, json};
@@ -37,6 +38,15 @@ pub enum Error {
     /// Two entries with the same logical key.
     #[error("duplicate logical key {0:?}")]
     DuplicateKey(String),
+    /// An entry written after one it sorts before (manifests are in walk
+    /// order, see [`key::walk_order`]).
+    #[error("logical key {key:?} comes before {previous:?} but was written after it")]
+    OutOfOrder {
+        /// The key written before.
+        previous: String,
+        /// The key that should have come first.
+        key: String,
+    },
     /// An entry whose hash type Sheaf cannot compute, so its data cannot be
     /// checked (a newer quilt, or a foreign writer).
     #[error(
@@ -123,12 +133,7 @@ impl Manifest {
         user_meta: Option<Map<String, Value>>,
         mut entries: Vec<Entry>,
     ) -> Result<Self, Error> {
-        let mut header = Map::new();
-        header.insert("version".into(), json!("v0"));
-        header.insert("message".into(), message.map(Value::String).unwrap_or(Value::Null));
-        if let Some(meta) = user_meta {
-            header.insert("user_meta".into(), Value::Object(meta));
-        }
+        let header = writer::new_header(message, user_meta);
         entries.sort_by(|a, b| key::walk_order(&a.logical_key, &b.logical_key));
         for pair in entries.windows(2) {
             if pair[0].logical_key == pair[1].logical_key {
@@ -220,12 +225,9 @@ impl Manifest {
     /// Writes the manifest as [`Manifest::to_jsonl`] does, a line at a time
     /// (a manifest of a million entries never exists as one string).
     pub fn write_jsonl<W: std::io::Write + ?Sized>(&self, out: &mut W) -> std::io::Result<()> {
-        let header = json::encode(&Value::Object(self.header.clone()), json::Style::ManifestLine);
-        out.write_all(header.as_bytes())?;
-        out.write_all(b"\n")?;
+        writer::write_line(out, &Value::Object(self.header.clone()))?;
         for line in &self.lines {
-            out.write_all(json::encode(&line.to_json(), json::Style::ManifestLine).as_bytes())?;
-            out.write_all(b"\n")?;
+            writer::write_line(out, &line.to_json())?;
         }
         Ok(())
     }
@@ -299,22 +301,29 @@ impl Manifest {
 impl Line {
     /// The line as the JSON object quilt3 writes.
     pub fn to_json(&self) -> Value {
-        let mut obj = Map::new();
         match self {
-            Line::Entry(e) => {
-                obj.insert("logical_key".into(), json!(e.logical_key));
-                obj.insert("physical_keys".into(), json!(e.physical_keys));
-                obj.insert("size".into(), json!(e.size));
-                obj.insert("hash".into(), json!({"type": e.hash.kind, "value": e.hash.value}));
-                obj.insert("meta".into(), e.meta.clone());
-                obj.extend(e.extra.clone());
-            }
+            Line::Entry(e) => e.to_json(),
             Line::Dir(d) => {
+                let mut obj = Map::new();
                 obj.insert("logical_key".into(), json!(d.logical_key));
                 obj.insert("meta".into(), d.meta.clone());
                 obj.extend(d.extra.clone());
+                Value::Object(obj)
             }
         }
+    }
+}
+
+impl Entry {
+    /// The entry's line as the JSON object quilt3 writes.
+    pub fn to_json(&self) -> Value {
+        let mut obj = Map::new();
+        obj.insert("logical_key".into(), json!(self.logical_key));
+        obj.insert("physical_keys".into(), json!(self.physical_keys));
+        obj.insert("size".into(), json!(self.size));
+        obj.insert("hash".into(), json!({"type": self.hash.kind, "value": self.hash.value}));
+        obj.insert("meta".into(), self.meta.clone());
+        obj.extend(self.extra.clone());
         Value::Object(obj)
     }
 }

@@ -20,6 +20,7 @@ mod commit;
 mod diff;
 mod error;
 mod gc;
+mod hints;
 mod install;
 mod lineage;
 mod local_blobs;
@@ -30,6 +31,7 @@ mod pointers;
 mod push;
 mod selection;
 mod session;
+mod staged;
 
 pub use commit::{Base, CommitFile, CommitReport};
 pub use diff::Diff;
@@ -51,7 +53,7 @@ use crate::manifest::{Entry, Manifest};
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{GetOptions, ObjectStore, ObjectStoreExt, PutMode, PutPayload};
+use object_store::{GetOptions, ObjectStore, ObjectStoreExt};
 use std::sync::Arc;
 
 const MANIFESTS: &str = ".quilt/packages";
@@ -205,75 +207,6 @@ impl Registry {
             Ok(serde_json::Value::Object(h)) if head.contains(&b'\n') => Ok(h),
             _ => Ok(self.read_manifest(top_hash).await?.header),
         }
-    }
-
-    /// Writes a manifest under its top hash unless it is already there.
-    async fn write_manifest(&self, manifest: Manifest, top_hash: &str) -> Result<()> {
-        let write = move |out: &mut dyn std::io::Write| manifest.write_jsonl(out);
-        match self.put_written(&Self::manifest_path(top_hash), write, PutMode::Create).await {
-            Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
-            Err(e) => Err(Error::storage(format!("writing manifest {top_hash} to {}", self.url()), e)),
-        }
-    }
-
-    /// Writes a small object (manifest, pointer, tag) atomically. On local
-    /// disk the bytes are staged under `.sheaf/tmp` and linked (create) or
-    /// renamed (overwrite) into place: object_store would stage them beside
-    /// the target, and a kill could then leave `latest#1` in a folder whose
-    /// every file quilt3 lists.
-    pub(crate) async fn put_small(
-        &self,
-        path: &Path,
-        bytes: Vec<u8>,
-        mode: PutMode,
-    ) -> Result<(), object_store::Error> {
-        self.put_written(path, move |out: &mut dyn std::io::Write| out.write_all(&bytes), mode).await
-    }
-
-    /// [`Registry::put_small`] of the bytes `write` writes: on local disk
-    /// straight into the staging file (on a blocking thread), elsewhere
-    /// into memory first.
-    async fn put_written(
-        &self,
-        path: &Path,
-        write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()> + Send + 'static,
-        mode: PutMode,
-    ) -> Result<(), object_store::Error> {
-        let Some(root) = self.location.local_root.clone() else {
-            let mut bytes = Vec::new();
-            write(&mut bytes).map_err(|e| object_store::Error::Generic { store: "memory", source: Box::new(e) })?;
-            return self.store.put_opts(path, PutPayload::from(bytes), mode.into()).await.map(|_| ());
-        };
-        let target = path.parts().fold(root.clone(), |p, part| p.join(part.as_ref()));
-        let staging = root.join(TMP);
-        let create = matches!(mode, PutMode::Create);
-        let key = path.to_string();
-        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            std::fs::create_dir_all(&staging)?;
-            if let Some(parent) = target.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-            let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let tmp = staging.join(format!("{}-{n}", std::process::id()));
-            use std::io::Write as _;
-            let mut file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp)?);
-            let written = write(&mut file).and_then(|()| file.flush());
-            let synced = written.and_then(|()| file.get_ref().sync_all());
-            if let Err(e) = synced {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(e);
-            }
-            let result = if create { std::fs::hard_link(&tmp, &target) } else { std::fs::rename(&tmp, &target) };
-            let _ = std::fs::remove_file(&tmp);
-            result
-        })
-        .await
-        .expect("write task panicked")
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::AlreadyExists => object_store::Error::AlreadyExists { path: key, source: Box::new(e) },
-            _ => object_store::Error::Generic { store: "LocalFileSystem", source: Box::new(e) },
-        })
     }
 
     async fn get_bytes(&self, path: &Path, what: &str) -> Result<Bytes> {

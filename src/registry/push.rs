@@ -5,25 +5,27 @@
 //! blobs (content-addressed, each written atomically), then the manifest, then
 //! the timestamp pointer, then `latest` by compare-and-swap.
 
+use super::hints::Hints;
 use super::local_blobs::BlobDirs;
+use super::staged::Staged;
 use super::{Error, IO_CONCURRENCY, PackageName, Registry, Result};
 use crate::manifest::hash::{self, EntryHash, StreamHasher};
-use crate::manifest::{Entry, Manifest, key};
-use crate::progress::Progress;
+use crate::manifest::writer::{self, ManifestWriter, WriteError};
+use crate::manifest::{Entry, key};
+use crate::progress::{NoProgress, Progress};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
 use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::{Map, Value};
-use std::collections::HashMap;
 use std::path::{Path as FsPath, PathBuf};
 use tokio::io::AsyncReadExt;
 
 /// Files at most this large are uploaded in one put; larger ones in parts.
-const SINGLE_PUT_MAX: u64 = 16 * 1024 * 1024;
+pub(super) const SINGLE_PUT_MAX: u64 = 16 * 1024 * 1024;
 /// Part size of multipart uploads (S3 needs at least 5 MiB).
-const PART_SIZE: usize = 16 * 1024 * 1024;
+pub(super) const PART_SIZE: usize = 16 * 1024 * 1024;
 
 /// What to record with a pushed revision.
 #[derive(Debug, Clone, Default)]
@@ -82,8 +84,44 @@ pub(super) struct LocalFile {
     pub(super) size: u64,
 }
 
+/// Files stored per round of the walk: each round is spread over every core,
+/// then its entries are written to the manifest in walk order, so memory
+/// holds one round's files, not the package's.
+const ROUND: usize = 2048;
+
+/// One file of a round, stored (or hashed, for a remote registry).
+struct Stored {
+    file: LocalFile,
+    hash: EntryHash,
+    /// Its blob was written by this push.
+    new: bool,
+    /// Entry metadata (a profile, with `--profile`).
+    meta: Value,
+}
+
+/// What the walk wrote: the manifest (staged, not yet published) and counts.
+struct Walked {
+    manifest: Staged,
+    top_hash: String,
+    files: usize,
+    bytes: u64,
+    stored_files: usize,
+    stored_bytes: u64,
+}
+
 impl Registry {
     /// Pushes the folder `dir` as a new revision of `pkg`.
+    ///
+    /// The folder is walked in walk order (the manifest's), a round of
+    /// files at a time: each round is hashed on every core (on local disk
+    /// while it is copied into the registry, see `local_blobs`; elsewhere it
+    /// is then uploaded), and its entries are appended to the manifest,
+    /// which is staged in a file. Memory follows a round and the largest
+    /// folder's listing, not the package's size. Files that the latest
+    /// revision holds under the same logical key with the same size are
+    /// probably unchanged (`hints`): on local disk those are only hashed, and
+    /// copied (read again and checked against that hash) only when their
+    /// blob is missing, so re-pushing a folder writes nothing it need not.
     pub async fn push(
         &self,
         pkg: &PackageName,
@@ -91,126 +129,62 @@ impl Registry {
         opts: &PushOptions,
         progress: &dyn Progress,
     ) -> Result<PushReport> {
+        // A first walk checks every name and sizes the progress bar before
+        // anything is written.
         let root = dir.to_path_buf();
-        let files = tokio::task::spawn_blocking(move || scan(&root)).await.expect("scan task panicked")?;
-        let total: u64 = files.iter().map(|f| f.size).sum();
-
-        if let Some(root) = self.location.local_root.clone() {
-            return self.push_local(pkg, dir, &root, files, total, opts, progress).await;
-        }
-
-        progress.start("hashing", total);
-        let hashed = hash_all(files, progress).await?;
-        progress.finish();
-
-        let (manifest, top_hash) = self.manifest_of(dir, opts, &hashed).await?;
-        let mut report = PushReport::new(pkg, &top_hash, hashed.len(), total);
+        let total =
+            tokio::task::spawn_blocking(move || walk(&root)?.try_fold(0u64, |total, f| f.map(|f| total + f.size)))
+                .await
+                .expect("walk task panicked")?;
         let latest = self.read_pointer(&Self::latest_path(pkg)).await?;
-        if latest.as_deref() == Some(top_hash.as_str()) {
-            report.unchanged = true;
-            report.previous = latest;
-            return Ok(report);
-        }
+        let local = self.location.local_root.is_some();
+        let hints = match &latest {
+            Some(previous) if local => self.hints(previous),
+            _ => Hints::none(),
+        };
+        let staged = self.stage().map_err(|e| Error::io("a staging file for the manifest", e))?;
+        let header = writer::new_header(opts.message.clone(), opts.user_meta.clone());
+        let manifest = ManifestWriter::new(staged, header).map_err(|e| Error::io("the manifest's staging file", e))?;
 
-        let (files, bytes) = self.upload_missing(hashed, progress).await?;
-        report.uploaded_files = files;
-        report.uploaded_bytes = bytes;
-
-        self.write_manifest(manifest, &top_hash).await?;
-        report.previous = self.record_revision(pkg, &top_hash).await?;
-        Ok(report)
-    }
-
-    /// `push` to a registry on local disk: every file is read once, hashed
-    /// while it is written into the registry (see `local_blobs`), on all
-    /// cores. Files that the latest revision holds under the same logical key
-    /// with the same size are probably unchanged: those are only hashed, and
-    /// copied (read again and checked against that hash) only when their blob
-    /// is missing, so re-pushing a folder writes nothing it need not. One
-    /// function (about 90 lines) on purpose: its steps share the walk's
-    /// state and read in the order they run.
-    #[allow(clippy::too_many_arguments)]
-    async fn push_local(
-        &self,
-        pkg: &PackageName,
-        dir: &FsPath,
-        root: &FsPath,
-        files: Vec<LocalFile>,
-        total: u64,
-        opts: &PushOptions,
-        progress: &dyn Progress,
-    ) -> Result<PushReport> {
-        let latest = self.read_pointer(&Self::latest_path(pkg)).await?;
-        let mut known: HashMap<String, (u64, EntryHash)> = HashMap::new();
-        if let Some(previous) = &latest {
-            // Only a hint: a previous revision that cannot be read means every
-            // file is copied.
-            if let Ok(m) = self.read_manifest(previous).await {
-                known = m
-                    .entries()
-                    .filter(|e| e.hash.blob_hex().is_some())
-                    .map(|e| (e.logical_key.clone(), (e.size, e.hash.clone())))
-                    .collect();
+        progress.start(if local { "hashing and copying" } else { "hashing and uploading" }, total);
+        let (advance_tx, mut advance_rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+        let (round_tx, mut round_rx) = tokio::sync::mpsc::channel::<Vec<(LocalFile, EntryHash)>>(1);
+        let (registry, root, profile) = (self.clone(), dir.to_path_buf(), opts.profile);
+        let work = tokio::task::spawn_blocking(move || {
+            let advance = |n: u64| {
+                let _ = advance_tx.send(n);
+            };
+            let rounds = (!local).then_some(round_tx);
+            registry.walk_and_store(&root, hints, profile, manifest, rounds, &advance)
+        });
+        let mut uploaded = (0usize, 0u64);
+        loop {
+            tokio::select! {
+                Some(n) = advance_rx.recv() => progress.advance(n),
+                round = round_rx.recv() => match round {
+                    Some(round) => {
+                        let (files, bytes) = self.upload_missing(round, &NoProgress).await?;
+                        uploaded = (uploaded.0 + files, uploaded.1 + bytes);
+                    }
+                    None => break,
+                },
             }
         }
-
-        progress.start("hashing and copying", total);
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
-        let root = root.to_path_buf();
-        let work = tokio::task::spawn_blocking(move || -> Result<Vec<(LocalFile, EntryHash, bool)>> {
-            let dirs = BlobDirs::open(&root)?;
-            let advance = |n: u64| {
-                let _ = tx.send(n);
-            };
-            // Two threads per core: writers wait for the device (O_DIRECT)
-            // while others hash.
-            let threads = std::thread::available_parallelism().map_or(2, |n| n.get()) * 2;
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .map_err(|e| Error::io("the push thread pool", std::io::Error::other(e)))?;
-            pool.install(|| {
-                files
-                    .into_par_iter()
-                    .map(|f| {
-                        let likely = known.get(&f.key).filter(|(size, _)| *size == f.size);
-                        if likely.is_some() {
-                            let (size, h) = hash::hash_file_chunked(&f.path)
-                                .map_err(|e| Error::io(f.path.display().to_string(), e))?;
-                            if size != f.size {
-                                return Err(Error::invalid(format!(
-                                    "{} changed size while it was being hashed",
-                                    f.path.display()
-                                )));
-                            }
-                            if dirs.has(&h.blob_hex().expect("chunked hash"))? {
-                                advance(size);
-                                return Ok((f, h, false));
-                            }
-                            // Its bytes were counted while hashing.
-                            let stored = dirs.store(&f.path, f.size, Some(&h), &|_| {})?;
-                            return Ok((f, stored.hash, stored.new));
-                        }
-                        let stored = dirs.store(&f.path, f.size, None, &advance)?;
-                        Ok((f, stored.hash, stored.new))
-                    })
-                    .collect()
-            })
-        });
-        while let Some(n) = rx.recv().await {
+        while let Some(n) = advance_rx.recv().await {
             progress.advance(n);
         }
-        let stored = work.await.expect("push task panicked")?;
+        let walked = work.await.expect("push task panicked")?;
         progress.finish();
+        if local {
+            uploaded = (walked.stored_files, walked.stored_bytes);
+        }
 
-        let uploaded_files = stored.iter().filter(|s| s.2).count();
-        let uploaded_bytes = stored.iter().filter(|s| s.2).map(|s| s.0.size).sum();
-        let hashed: Vec<(LocalFile, EntryHash)> = stored.into_iter().map(|(f, h, _)| (f, h)).collect();
-        let (manifest, top_hash) = self.manifest_of(dir, opts, &hashed).await?;
-        let mut report =
-            PushReport { uploaded_files, uploaded_bytes, ..PushReport::new(pkg, &top_hash, hashed.len(), total) };
-        // The manifest holds what the walk found: its memory goes back now.
-        drop(hashed);
+        let top_hash = walked.top_hash;
+        let mut report = PushReport {
+            uploaded_files: uploaded.0,
+            uploaded_bytes: uploaded.1,
+            ..PushReport::new(pkg, &top_hash, walked.files, walked.bytes)
+        };
         // `latest` is read again: another push may have moved it meanwhile.
         let latest = self.read_pointer(&Self::latest_path(pkg)).await?;
         if latest.as_deref() == Some(top_hash.as_str()) {
@@ -218,67 +192,93 @@ impl Registry {
             report.previous = latest;
             return Ok(report);
         }
-        self.write_manifest(manifest, &top_hash).await?;
+        self.publish_manifest(walked.manifest, &top_hash).await?;
         report.previous = self.record_revision(pkg, &top_hash).await?;
         Ok(report)
     }
 
-    /// The new revision's manifest and top hash: the hashed files of `dir`
-    /// as entries naming this registry's blobs.
-    async fn manifest_of(
+    /// The walk of [`Registry::push`], on a blocking thread: rounds of files
+    /// stored (local disk) or hashed, appended to `manifest`, and for a
+    /// remote registry handed to `rounds` to upload.
+    fn walk_and_store(
         &self,
         dir: &FsPath,
-        opts: &PushOptions,
-        hashed: &[(LocalFile, EntryHash)],
-    ) -> Result<(Manifest, String)> {
-        let mut entries = self.blob_entries(hashed);
-        if opts.profile {
-            let tables: Vec<(usize, PathBuf)> = hashed
-                .iter()
-                .enumerate()
-                .filter(|(_, (f, _))| crate::profile::is_profiled(&f.path))
-                .map(|(i, (f, _))| (i, f.path.clone()))
-                .collect();
-            let profiles = tokio::task::spawn_blocking(move || {
-                tables
+        mut hints: Hints,
+        profile: bool,
+        mut manifest: ManifestWriter<Staged>,
+        rounds: Option<tokio::sync::mpsc::Sender<Vec<(LocalFile, EntryHash)>>>,
+        advance: &(dyn Fn(u64) + Sync),
+    ) -> Result<Walked> {
+        let dirs = self.location.local_root.as_deref().map(BlobDirs::open).transpose()?;
+        // Two threads per core: writers wait for the device (O_DIRECT)
+        // while others hash.
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get()) * 2;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .map_err(|e| Error::io("the push thread pool", std::io::Error::other(e)))?;
+        let mut files = walk(dir)?;
+        let (mut count, mut bytes, mut stored_files, mut stored_bytes) = (0, 0, 0, 0);
+        loop {
+            let mut round = Vec::with_capacity(ROUND);
+            for f in files.by_ref().take(ROUND) {
+                let f = f?;
+                let hint = hints.lookup(&f.key);
+                round.push((f, hint));
+            }
+            if round.is_empty() {
+                break;
+            }
+            let stored: Vec<Stored> = pool.install(|| {
+                round
                     .into_par_iter()
-                    .filter_map(|(i, path)| match crate::profile::profile_file(&path) {
-                        Ok(Some(p)) => Some((i, p)),
-                        Ok(None) => None,
-                        // A table that cannot be read is still data: pushed, without a profile.
-                        Err(e) => {
-                            tracing::warn!(error = %e, "no profile");
-                            None
-                        }
-                    })
-                    .collect::<Vec<_>>()
-            })
-            .await
-            .expect("profile task panicked");
-            for (i, profile) in profiles {
-                entries[i].meta = serde_json::json!({ "sheaf": { "profile": profile.to_json() } });
+                    .map(|(f, hint)| store_one(dirs.as_ref(), f, hint, profile, advance))
+                    .collect::<Result<_>>()
+            })?;
+            for s in &stored {
+                let entry = Entry { meta: s.meta.clone(), ..self.blob_entry(&s.file, &s.hash) };
+                manifest.entry(&entry).map_err(|e| match e {
+                    WriteError::Manifest(source) => {
+                        Error::Manifest { top_hash: format!("being built from {}", dir.display()), source }
+                    }
+                    WriteError::Io(e) => Error::io("the manifest's staging file", e),
+                })?;
+                count += 1;
+                bytes += s.file.size;
+                if s.new {
+                    stored_files += 1;
+                    stored_bytes += s.file.size;
+                }
+            }
+            if let Some(rounds) = &rounds {
+                let round = stored.into_iter().map(|s| (s.file, s.hash)).collect();
+                if rounds.blocking_send(round).is_err() {
+                    // The uploads failed: their error is the push's.
+                    return Err(Error::invalid("push stopped"));
+                }
             }
         }
-        let manifest = Manifest::build(opts.message.clone(), opts.user_meta.clone(), entries)
-            .map_err(|source| Error::Manifest { top_hash: format!("being built from {}", dir.display()), source })?;
-        let top_hash = manifest.top_hash();
-        Ok((manifest, top_hash))
+        let (manifest, top_hash) = manifest.finish();
+        Ok(Walked { manifest, top_hash, files: count, bytes, stored_files, stored_bytes })
     }
 
     /// Manifest entries for hashed local files, their physical keys naming
     /// the registry's content-addressed blobs.
     pub(super) fn blob_entries(&self, hashed: &[(LocalFile, EntryHash)]) -> Vec<Entry> {
-        hashed
-            .iter()
-            .map(|(f, h)| Entry {
-                logical_key: f.key.clone(),
-                physical_keys: vec![self.location.url_of(&Self::blob_path(&h.blob_hex().expect("chunked hash")))],
-                size: f.size,
-                hash: h.clone(),
-                meta: Value::Object(Map::new()),
-                extra: Map::new(),
-            })
-            .collect()
+        hashed.iter().map(|(f, h)| self.blob_entry(f, h)).collect()
+    }
+
+    /// The manifest entry of a hashed local file, its physical key naming
+    /// the registry's content-addressed blob.
+    fn blob_entry(&self, f: &LocalFile, h: &EntryHash) -> Entry {
+        Entry {
+            logical_key: f.key.clone(),
+            physical_keys: vec![self.location.url_of(&Self::blob_path(&h.blob_hex().expect("chunked hash")))],
+            size: f.size,
+            hash: h.clone(),
+            meta: Value::Object(Map::new()),
+            extra: Map::new(),
+        }
     }
 
     /// Uploads the blobs the registry does not hold yet (one upload per
@@ -385,35 +385,91 @@ impl Registry {
     }
 }
 
-/// Lists the regular files under `root` (following symlinks) with their
-/// logical keys, refusing names that cannot be keys.
-fn scan(root: &FsPath) -> Result<Vec<LocalFile>> {
+/// Stores one file of a round: on local disk copied into the registry
+/// while it is hashed (or only hashed when `hint` says the registry probably
+/// holds it), elsewhere hashed; profiled when asked.
+fn store_one(
+    dirs: Option<&BlobDirs>,
+    f: LocalFile,
+    hint: Option<(u64, EntryHash)>,
+    profile: bool,
+    advance: &(dyn Fn(u64) + Sync),
+) -> Result<Stored> {
+    let meta = match profile && crate::profile::is_profiled(&f.path) {
+        true => match crate::profile::profile_file(&f.path) {
+            Ok(Some(p)) => serde_json::json!({ "sheaf": { "profile": p.to_json() } }),
+            Ok(None) => Value::Object(Map::new()),
+            // A table that cannot be read is still data: pushed, without a profile.
+            Err(e) => {
+                tracing::warn!(error = %e, path = %f.path.display(), "no profile");
+                Value::Object(Map::new())
+            }
+        },
+        false => Value::Object(Map::new()),
+    };
+    let Some(dirs) = dirs else {
+        let h = hash_checked(&f)?;
+        advance(f.size);
+        return Ok(Stored { file: f, hash: h, new: false, meta });
+    };
+    if hint.is_some_and(|(size, _)| size == f.size) {
+        let h = hash_checked(&f)?;
+        if dirs.has(&h.blob_hex().expect("chunked hash"))? {
+            advance(f.size);
+            return Ok(Stored { file: f, hash: h, new: false, meta });
+        }
+        // Its bytes were counted while hashing.
+        let stored = dirs.store(&f.path, f.size, Some(&h), &|_| {})?;
+        return Ok(Stored { file: f, hash: stored.hash, new: stored.new, meta });
+    }
+    let stored = dirs.store(&f.path, f.size, None, advance)?;
+    Ok(Stored { file: f, hash: stored.hash, new: stored.new, meta })
+}
+
+/// Hashes `f` with `sha2-256-chunked`, refusing a file whose size changed
+/// since it was listed.
+fn hash_checked(f: &LocalFile) -> Result<EntryHash> {
+    let (size, h) = hash::hash_file_chunked(&f.path).map_err(|e| Error::io(f.path.display().to_string(), e))?;
+    if size != f.size {
+        return Err(Error::invalid(format!("{} changed size while it was being hashed", f.path.display())));
+    }
+    Ok(h)
+}
+
+/// The regular files under `root` (following symlinks) with their logical
+/// keys, in walk order (each folder's names sorted by code point, a folder's
+/// files where its name sorts: the manifest's order), refusing names that
+/// cannot be keys. Holds one listing per open folder.
+fn walk(root: &FsPath) -> Result<impl Iterator<Item = Result<LocalFile>> + use<>> {
     let meta = std::fs::metadata(root).map_err(|e| Error::io(root.display().to_string(), e))?;
     if !meta.is_dir() {
         return Err(Error::invalid(format!("{} is not a directory", root.display())));
     }
-    let mut files = Vec::new();
-    for item in walkdir::WalkDir::new(root).follow_links(true).sort_by_file_name() {
-        let item = item.map_err(|e| {
-            let path = e.path().map(|p| p.display().to_string()).unwrap_or_else(|| root.display().to_string());
-            Error::io(path, e.into())
-        })?;
-        if !item.file_type().is_file() {
-            continue;
-        }
-        let rel = item.path().strip_prefix(root).expect("walkdir stays under root");
-        let key = rel
-            .components()
-            .map(|c| c.as_os_str().to_str())
-            .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| Error::invalid(format!("{}: file names must be UTF-8", item.path().display())))?
-            .join("/");
-        key::validate(&key)
-            .map_err(|why| Error::invalid(format!("{}: cannot be a logical key: {why}", item.path().display())))?;
-        let size = item.metadata().map_err(|e| Error::io(item.path().display().to_string(), e.into()))?.len();
-        files.push(LocalFile { path: item.path().to_path_buf(), key, size });
+    let root = root.to_path_buf();
+    let items = walkdir::WalkDir::new(&root).follow_links(true).sort_by_file_name().into_iter();
+    Ok(items.filter_map(move |item| local_file(&root, item).transpose()))
+}
+
+/// The walked `item` as a file to push, `None` for a folder.
+fn local_file(root: &FsPath, item: walkdir::Result<walkdir::DirEntry>) -> Result<Option<LocalFile>> {
+    let item = item.map_err(|e| {
+        let path = e.path().map(|p| p.display().to_string()).unwrap_or_else(|| root.display().to_string());
+        Error::io(path, e.into())
+    })?;
+    if !item.file_type().is_file() {
+        return Ok(None);
     }
-    Ok(files)
+    let rel = item.path().strip_prefix(root).expect("walkdir stays under root");
+    let key = rel
+        .components()
+        .map(|c| c.as_os_str().to_str())
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| Error::invalid(format!("{}: file names must be UTF-8", item.path().display())))?
+        .join("/");
+    key::validate(&key)
+        .map_err(|why| Error::invalid(format!("{}: cannot be a logical key: {why}", item.path().display())))?;
+    let size = item.metadata().map_err(|e| Error::io(item.path().display().to_string(), e.into()))?.len();
+    Ok(Some(LocalFile { path: item.path().to_path_buf(), key, size }))
 }
 
 /// Hashes every file with `sha2-256-chunked` on all cores.
@@ -425,12 +481,8 @@ pub(super) async fn hash_all(files: Vec<LocalFile>, progress: &dyn Progress) -> 
         files
             .into_par_iter()
             .map(|f| {
-                let (size, h) =
-                    hash::hash_file_chunked(&f.path).map_err(|e| Error::io(f.path.display().to_string(), e))?;
-                if size != f.size {
-                    return Err(Error::invalid(format!("{} changed size while it was being hashed", f.path.display())));
-                }
-                let _ = tx.send(size);
+                let h = hash_checked(&f)?;
+                let _ = tx.send(f.size);
                 Ok((f, h))
             })
             .collect::<Result<Vec<_>>>()
