@@ -26,6 +26,16 @@ pub fn encode(value: &Value, style: Style) -> String {
     out
 }
 
+/// Appends `value` encoded in `style` to `out`.
+pub fn encode_into(out: &mut String, value: &Value, style: Style) {
+    write_value(out, value, style);
+}
+
+/// Appends the JSON string of `s` encoded in `style` to `out`.
+pub fn encode_str_into(out: &mut String, s: &str, style: Style) {
+    write_string(out, s, style);
+}
+
 fn write_value(out: &mut String, value: &Value, style: Style) {
     match value {
         Value::Null => out.push_str("null"),
@@ -141,7 +151,20 @@ pub fn python_float_repr(f: f64) -> String {
 
 fn write_string(out: &mut String, s: &str, style: Style) {
     out.push('"');
-    for c in s.chars() {
+    // Most strings (keys, hashes, paths) need no escape: copied in one piece
+    // up to the first byte that may. That byte is ASCII or, in canonical
+    // style, the lead byte of a character, so the split is on a character.
+    let plain = s
+        .bytes()
+        .position(|b| match b {
+            b'"' | b'\\' => true,
+            0x20..=0x7e => false,
+            0x80.. => style == Style::Canonical,
+            _ => true,
+        })
+        .unwrap_or(s.len());
+    out.push_str(&s[..plain]);
+    for c in s[plain..].chars() {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
@@ -198,6 +221,16 @@ impl Exact {
 /// are exact: parsed to the nearest double, as Python does.)
 pub fn has_inexact_numbers(text: &str) -> bool {
     let bytes = text.as_bytes();
+    // Every integer of fewer than 19 digits fits in an i64: a text without a
+    // run of 19 digits and without `-0` needs no closer look.
+    let mut run = 0u32;
+    let long_run = bytes.iter().any(|b| {
+        run = if b.is_ascii_digit() { run + 1 } else { 0 };
+        run >= 19
+    });
+    if !long_run && !bytes.windows(2).any(|w| w == b"-0") {
+        return false;
+    }
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
@@ -483,6 +516,32 @@ mod tests {
             encode(&v, Style::Canonical),
             r#"{"a":["\u00e9","\ud83d\ude00","\u007f","\n\"\\/"],"b":1,"c":{"y":null,"z":1.0}}"#
         );
+    }
+
+    #[test]
+    fn strings_escape_after_a_plain_prefix() {
+        let v = json!(["dir/é.txt", "ab\"c\\d", "x😀y\u{7f}", "plain/key.parquet", "tab\tend"]);
+        assert_eq!(
+            encode(&v, Style::Canonical),
+            r#"["dir/\u00e9.txt","ab\"c\\d","x\ud83d\ude00y\u007f","plain/key.parquet","tab\tend"]"#
+        );
+        assert_eq!(
+            encode(&v, Style::ManifestLine),
+            "[\"dir/é.txt\", \"ab\\\"c\\\\d\", \"x😀y\u{7f}\", \"plain/key.parquet\", \"tab\\tend\"]"
+        );
+    }
+
+    #[test]
+    fn integers_up_to_64_bits_and_minus_zero_in_strings_are_exact() {
+        for text in [
+            r#"{"n": 9223372036854775807, "m": -9223372036854775808}"#,
+            r#"{"n": 18446744073709551615, "k": "a-0", "f": -0.0}"#,
+            r#"{"s": "123456789012345678901234567890"}"#,
+        ] {
+            assert!(!has_inexact_numbers(text), "{text}");
+        }
+        assert!(has_inexact_numbers(r#"{"n": [1, -0]}"#));
+        assert!(has_inexact_numbers(r#"{"n": 12345678901234567890123}"#));
     }
 
     #[test]

@@ -580,7 +580,7 @@ impl Registry {
                 let what =
                     format!("manifest {path} in {} (gc removes nothing while a manifest cannot be read)", self.url());
                 let result = self.store().get(&path).await.map_err(|e| Error::storage(what.clone(), e))?;
-                let mut body = result.into_stream();
+                let mut body = super::body_stream(result);
                 let (mut pending, mut line_no, mut refs) = (Vec::new(), 0, HashSet::new());
                 while let Some(chunk) = body.try_next().await.map_err(|e| Error::storage(what.clone(), e))? {
                     let mut rest = &chunk[..];

@@ -123,7 +123,7 @@ impl Registry {
         tokio::spawn(async move {
             // A failed read ends the hints early: the channel closes.
             let Ok(result) = store.get(&path).await else { return };
-            let mut chunks = result.into_stream();
+            let mut chunks = super::body_stream(result);
             while let Ok(Some(chunk)) = chunks.try_next().await {
                 if tx.send(chunk).await.is_err() {
                     return;

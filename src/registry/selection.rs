@@ -70,7 +70,7 @@ impl Registry {
         let what = format!("manifest {top_hash} in {}", self.url());
         let bad = |source: manifest::Error| Error::Manifest { top_hash: top_hash.into(), source };
         let result = self.store.get(&Self::manifest_path(top_hash)).await.map_err(|e| Error::storage(&what, e))?;
-        let mut chunks = result.into_stream();
+        let mut chunks = super::body_stream(result);
         let mut parser = LineParser::new();
         let mut splitter = LineSplitter::default();
         let mut feed = |bytes: &[u8]| -> Result<()> {
