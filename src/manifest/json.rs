@@ -421,11 +421,21 @@ pub fn parse_like_python(text: &str) -> Result<Value, String> {
 /// Python's `repr` of the nearest double.
 pub fn encode_exact_canonical(value: &Exact) -> String {
     let mut out = String::new();
-    write_exact(&mut out, value);
+    write_exact(&mut out, value, Style::Canonical);
     out
 }
 
-fn write_exact(out: &mut String, value: &Exact) {
+/// Encodes `value` as quilt3 writes a manifest line it loaded: members in
+/// their order (a repeated key keeps its first place and its last value, as
+/// Python's dict does), numbers as written but for `-0`, which Python reads
+/// as the integer 0, and floats, printed by `repr`.
+pub fn encode_exact_line(value: &Exact) -> String {
+    let mut out = String::new();
+    write_exact(&mut out, value, Style::ManifestLine);
+    out
+}
+
+fn write_exact(out: &mut String, value: &Exact, style: Style) {
     match value {
         Exact::Null => out.push_str("null"),
         Exact::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
@@ -439,37 +449,44 @@ fn write_exact(out: &mut String, value: &Exact) {
             }
             out.push_str(digits);
         }
-        Exact::String(s) => write_string(out, s, Style::Canonical),
+        Exact::String(s) => write_string(out, s, style),
         Exact::Array(items) => {
             out.push('[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push_str(item_separator(style));
                 }
-                write_exact(out, item);
+                write_exact(out, item, style);
             }
             out.push(']');
         }
         Exact::Object(members) => {
-            let mut sorted: Vec<&(String, Exact)> = members.iter().collect();
-            sorted.sort_by(|a, b| a.0.cmp(&b.0));
             // Python's dict keeps the last of repeated keys, in the first one's place.
-            sorted.dedup_by(|later, earlier| {
-                if later.0 == earlier.0 {
-                    std::mem::swap(later, earlier);
-                    true
-                } else {
-                    false
+            let mut fields: Vec<(&String, &Exact)> = Vec::with_capacity(members.len());
+            let mut at: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+            for (key, v) in members {
+                match at.get(key.as_str()) {
+                    Some(&i) => fields[i].1 = v,
+                    None => {
+                        at.insert(key, fields.len());
+                        fields.push((key, v));
+                    }
                 }
-            });
+            }
+            if style == Style::Canonical {
+                fields.sort_by(|a, b| a.0.cmp(b.0));
+            }
             out.push('{');
-            for (i, (key, v)) in sorted.into_iter().enumerate() {
+            for (i, (key, v)) in fields.into_iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push_str(item_separator(style));
                 }
-                write_string(out, key, Style::Canonical);
-                out.push(':');
-                write_exact(out, v);
+                write_string(out, key, style);
+                out.push_str(match style {
+                    Style::Canonical => ":",
+                    Style::ManifestLine => ": ",
+                });
+                write_exact(out, v, style);
             }
             out.push('}');
         }

@@ -109,10 +109,25 @@ pub enum Line {
 pub struct Parsed {
     /// The top hash of the manifest as written.
     pub top_hash: String,
-    /// Where it first holds numbers Sheaf reads only approximately
-    /// (integers beyond 64 bits, `-0`), if anywhere: such a manifest is
-    /// read, verified and served, but not written back.
+    /// Where it first holds numbers serde_json values hold only
+    /// approximately (integers beyond 64 bits, `-0`), if anywhere. Such
+    /// lines are kept as read ([`Manifest`] keeps them beside its values), so
+    /// they hash and are written back exactly.
     pub inexact: Option<String>,
+}
+
+/// What a manifest read from storage holds that its serde_json values
+/// cannot: the lines with integers beyond 64 bits or `-0`, as written.
+/// Python keeps such numbers exact, so quilt3 hashes and writes them back
+/// unchanged, and so does Sheaf: from this text, never from the values.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct ExactLines {
+    /// The header, its numbers as written.
+    header: Option<json::Exact>,
+    /// The header line as read, while the header is unchanged.
+    header_text: Option<Box<str>>,
+    /// Entry and folder lines as read, by logical key.
+    lines: std::collections::HashMap<String, Box<str>>,
 }
 
 /// A parsed or newly built manifest.
@@ -120,8 +135,11 @@ pub struct Parsed {
 pub struct Manifest {
     /// The header object, as read or built (`version`, `message`, `user_meta`, ...).
     pub header: Map<String, Value>,
-    /// Entries and folder lines in file order.
+    /// Entries and folder lines in file order. Their values hold integers
+    /// beyond 64 bits as the nearest float: what is written and hashed for
+    /// such a line is its text as read.
     pub lines: Vec<Line>,
+    exact: ExactLines,
 }
 
 impl Manifest {
@@ -143,7 +161,7 @@ impl Manifest {
         for e in &entries {
             key::validate(&e.logical_key).map_err(|reason| Error::InvalidKey { key: e.logical_key.clone(), reason })?;
         }
-        Ok(Manifest { header, lines: entries.into_iter().map(Line::Entry).collect() })
+        Ok(Manifest { header, lines: entries.into_iter().map(Line::Entry).collect(), exact: ExactLines::default() })
     }
 
     /// A new revision of this manifest: `changes` replace the entries with
@@ -153,13 +171,32 @@ impl Manifest {
     pub fn with_changes(&self, changes: Vec<Entry>, message: Option<String>) -> Result<Self, Error> {
         let mut header = self.header.clone();
         header.shift_remove(OBSOLETE_TOP_HASH_KEY);
-        header.insert("message".into(), message.map(Value::String).unwrap_or(Value::Null));
+        let message = message.map(Value::String).unwrap_or(Value::Null);
+        let mut exact = self.exact.clone();
+        exact.header_text = None;
+        if let Some(json::Exact::Object(members)) = &mut exact.header {
+            members.retain(|(k, _)| k != OBSOLETE_TOP_HASH_KEY);
+            let text = json::encode(&message, json::Style::ManifestLine);
+            let value = json::parse_exact(&text).expect("encoded JSON parses");
+            // Python's dict: a repeated key keeps its first place, last value.
+            match members.iter().position(|(k, _)| k == "message") {
+                Some(i) => {
+                    members.retain(|(k, _)| k != "message");
+                    members.insert(i, ("message".into(), value));
+                }
+                None => members.push(("message".into(), value)),
+            }
+        }
+        header.insert("message".into(), message);
         let mut by_key: std::collections::HashMap<String, Entry> = std::collections::HashMap::new();
         for e in changes {
             key::validate(&e.logical_key).map_err(|reason| Error::InvalidKey { key: e.logical_key.clone(), reason })?;
             if let Some(dup) = by_key.insert(e.logical_key.clone(), e) {
                 return Err(Error::DuplicateKey(dup.logical_key));
             }
+        }
+        for key in by_key.keys() {
+            exact.lines.remove(key);
         }
         let mut lines: Vec<Line> = self
             .lines
@@ -170,12 +207,8 @@ impl Manifest {
             })
             .collect();
         lines.extend(by_key.into_values().map(Line::Entry));
-        let key_of = |l: &Line| match l {
-            Line::Entry(e) => e.logical_key.clone(),
-            Line::Dir(d) => d.logical_key.clone(),
-        };
-        lines.sort_by(|a, b| key::walk_order(&key_of(a), &key_of(b)));
-        Ok(Manifest { header, lines })
+        lines.sort_by(|a, b| key::walk_order(a.logical_key(), b.logical_key()));
+        Ok(Manifest { header, lines, exact })
     }
 
     /// Parses JSONL manifest bytes, validating every logical key (a
@@ -191,10 +224,21 @@ impl Manifest {
     pub fn parse_hashed(bytes: &[u8]) -> Result<(Self, Parsed), Error> {
         let mut parser = stream::LineParser::new();
         let mut lines = Vec::new();
+        let mut exact = ExactLines::default();
         for raw in bytes.split(|&b| b == b'\n') {
             let text = stream::line_text(raw, parser.lines_read() + 1)?;
-            if let Some(line) = parser.feed(text)? {
-                lines.push(line);
+            match parser.feed(text)? {
+                Some(line) => {
+                    if parser.last_line_inexact() {
+                        exact.lines.insert(line.logical_key().to_owned(), text.into());
+                    }
+                    lines.push(line);
+                }
+                None if exact.header.is_none() && parser.exact_header().is_some() => {
+                    exact.header = parser.exact_header().cloned();
+                    exact.header_text = Some(text.into());
+                }
+                None => {}
             }
         }
         let inexact = parser.inexact().map(str::to_owned);
@@ -211,7 +255,7 @@ impl Manifest {
             }
             Err(e) => return Err(e),
         };
-        Ok((Manifest { header, lines }, Parsed { top_hash, inexact }))
+        Ok((Manifest { header, lines, exact }, Parsed { top_hash, inexact }))
     }
 
     /// Encodes the manifest as quilt3 writes it: one JSON object per line,
@@ -225,11 +269,26 @@ impl Manifest {
     /// Writes the manifest as [`Manifest::to_jsonl`] does, a line at a time
     /// (a manifest of a million entries never exists as one string).
     pub fn write_jsonl<W: std::io::Write + ?Sized>(&self, out: &mut W) -> std::io::Result<()> {
-        writer::write_line(out, &Value::Object(self.header.clone()))?;
+        match (&self.exact.header_text, &self.exact.header) {
+            (Some(text), _) => writeln!(out, "{text}")?,
+            (None, Some(header)) => writeln!(out, "{}", json::encode_exact_line(header))?,
+            (None, None) => writer::write_line(out, &Value::Object(self.header.clone()))?,
+        }
         for line in &self.lines {
-            writer::write_line(out, &line.to_json())?;
+            match self.exact_line(line) {
+                Some(text) => writeln!(out, "{text}")?,
+                None => writer::write_line(out, &line.to_json())?,
+            }
         }
         Ok(())
+    }
+
+    /// The text of `line` as read, when it holds numbers its values do not.
+    fn exact_line(&self, line: &Line) -> Option<&str> {
+        match self.exact.lines.is_empty() {
+            true => None,
+            false => self.exact.lines.get(line.logical_key()).map(|t| &**t),
+        }
     }
 
     /// The top hash (64 lowercase hex characters), computed exactly as quilt3's
@@ -237,9 +296,16 @@ impl Manifest {
     /// canonical JSON of the header (without an obsolete `top_hash` key), then
     /// of `{hash, logical_key, meta, size}` for every entry in order.
     pub fn top_hash(&self) -> String {
-        let mut hasher = stream::TopHasher::new(&self.header);
-        for e in self.entries() {
-            hasher.entry(e);
+        let mut hasher = match &self.exact.header {
+            Some(header) => stream::TopHasher::new_exact(header),
+            None => stream::TopHasher::new(&self.header),
+        };
+        for line in &self.lines {
+            let Line::Entry(e) = line else { continue };
+            match self.exact_line(line) {
+                Some(text) => hasher.entry_exact(&json::parse_exact(text).expect("parsed when it was read")),
+                None => hasher.entry(e),
+            }
         }
         hasher.finish()
     }
@@ -273,7 +339,9 @@ impl Manifest {
                 Line::Dir(d) => d.logical_key.capacity() + json_size(&d.meta) + map_size(&d.extra),
             })
             .sum();
+        let exact: usize = self.exact.lines.iter().map(|(k, t)| k.capacity() + t.len() + 4 * 8).sum();
         std::mem::size_of::<Self>()
+            + exact
             + map_size(&self.header)
             + self.lines.capacity() * std::mem::size_of::<Line>()
             + lines
@@ -299,6 +367,14 @@ impl Manifest {
 }
 
 impl Line {
+    /// The entry's or folder's logical key.
+    pub fn logical_key(&self) -> &str {
+        match self {
+            Line::Entry(e) => &e.logical_key,
+            Line::Dir(d) => &d.logical_key,
+        }
+    }
+
     /// The line as the JSON object quilt3 writes.
     pub fn to_json(&self) -> Value {
         match self {
@@ -479,6 +555,38 @@ mod tests {
         // Only the header's own key is dropped: user metadata named top_hash is hashed.
         let meta = Manifest::parse(br#"{"version": "v0", "message": null, "user_meta": {"top_hash": 1}}"#).unwrap();
         assert_eq!(meta.top_hash(), "0563e63347f846f7e668809789c2da5fc49e7970b96b7d64779325cee9835c23");
+    }
+
+    #[test]
+    fn a_new_revision_keeps_numbers_beyond_64_bits_as_written() {
+        let text = concat!(
+            "{\"version\": \"v0\", \"top_hash\": {\"alg\": \"v0\"}, \"message\": \"old\", ",
+            "\"user_meta\": {\"n\": 1180591620717411303424, \"z\": -0}}\n",
+            "{\"logical_key\": \"a\", \"physical_keys\": [\"file:///a\"], \"size\": 1, ",
+            "\"hash\": {\"type\": \"SHA256\", \"value\": \"00\"}, \"meta\": {\"big\": -1208925819614629174706176}}\n",
+            "{\"logical_key\": \"c\", \"physical_keys\": [\"file:///c\"], \"size\": 1, ",
+            "\"hash\": {\"type\": \"SHA256\", \"value\": \"00\"}, \"meta\": {}}\n",
+        );
+        let (m, parsed) = Manifest::parse_hashed(text.as_bytes()).unwrap();
+        assert!(parsed.inexact.is_some());
+        assert_eq!(m.top_hash(), parsed.top_hash, "hashed from the text as read");
+        assert_eq!(String::from_utf8(m.to_jsonl()).unwrap(), text, "written back as read");
+
+        let next = m.with_changes(vec![entry("b", 2, "x")], Some("new".into())).unwrap();
+        let written = String::from_utf8(next.to_jsonl()).unwrap();
+        let lines: Vec<&str> = written.lines().collect();
+        assert_eq!(
+            lines[0],
+            "{\"version\": \"v0\", \"message\": \"new\", \"user_meta\": {\"n\": 1180591620717411303424, \"z\": 0}}"
+        );
+        assert_eq!(lines[1], text.lines().nth(1).unwrap(), "the untouched entry is kept as read");
+        assert!(lines[2].contains("\"b\"") && lines[3] == text.lines().nth(2).unwrap());
+        let (reread, parsed) = Manifest::parse_hashed(written.as_bytes()).unwrap();
+        assert_eq!((next.top_hash(), reread.top_hash()), (parsed.top_hash.clone(), parsed.top_hash));
+
+        // An entry replaced by a change is written from its new values.
+        let replaced = m.with_changes(vec![entry("a", 2, "x")], None).unwrap();
+        assert!(!String::from_utf8(replaced.to_jsonl()).unwrap().contains("1208925819614629174706176"));
     }
 
     #[test]

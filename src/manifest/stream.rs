@@ -110,6 +110,10 @@ pub struct LineParser {
     previous: Option<String>,
     /// The first line with numbers serde_json cannot keep exactly.
     inexact: Option<String>,
+    /// The header with its numbers as written, when it holds such numbers.
+    exact_header: Option<json::Exact>,
+    /// Whether the line just fed holds such numbers.
+    last_inexact: bool,
 }
 
 impl Default for LineParser {
@@ -129,6 +133,8 @@ impl LineParser {
             keys: std::hash::RandomState::new(),
             previous: None,
             inexact: None,
+            exact_header: None,
+            last_inexact: false,
         }
     }
 
@@ -136,6 +142,7 @@ impl LineParser {
     /// folder line it holds, or `None` for the header and blank lines.
     pub fn feed(&mut self, text: &str) -> Result<Option<Line>, Error> {
         self.line_no += 1;
+        self.last_inexact = false;
         if text.trim().is_empty() {
             return Ok(None);
         }
@@ -158,6 +165,7 @@ impl LineParser {
                 None => TopHasher::new(&obj),
             });
             self.header = Some(obj);
+            self.exact_header = exact;
             return Ok(None);
         }
         let line = match plain_entry(text) {
@@ -168,6 +176,7 @@ impl LineParser {
             }
             None => super::parse_line(parse_object(text, self.line_no)?, self.line_no)?,
         };
+        self.last_inexact = exact.is_some();
         if let Line::Entry(e) = &line {
             if self.previous.as_deref() == Some(e.logical_key.as_str()) {
                 return Err(Error::DuplicateKey(e.logical_key.clone()));
@@ -196,6 +205,18 @@ impl LineParser {
     /// manifest written from the parsed values would change them.
     pub fn inexact(&self) -> Option<&str> {
         self.inexact.as_deref()
+    }
+
+    /// Whether the line just fed holds numbers that Sheaf reads only
+    /// approximately: its text is what must be written back.
+    pub fn last_line_inexact(&self) -> bool {
+        self.last_inexact
+    }
+
+    /// The header with its numbers as written, when it holds numbers that
+    /// Sheaf reads only approximately.
+    pub fn exact_header(&self) -> Option<&json::Exact> {
+        self.exact_header.as_ref()
     }
 
     /// Lines read so far (blank ones included), for error messages.

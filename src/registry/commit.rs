@@ -123,7 +123,7 @@ impl Registry {
                 Base::Exactly(h) => Some(h.clone()),
             };
             let manifest = match &previous {
-                Some(h) => self.read_manifest_for_write(h).await?.with_changes(entries.clone(), message.clone()),
+                Some(h) => self.read_manifest(h).await?.with_changes(entries.clone(), message.clone()),
                 None => Manifest::build(message.clone(), None, entries.clone()),
             }
             .map_err(|source| Error::Manifest { top_hash: format!("being committed to {pkg}"), source })?;

@@ -158,20 +158,6 @@ impl Registry {
         self.read_manifest_parsed(top_hash).await.map(|(m, _)| m)
     }
 
-    /// Reads the manifest named `top_hash` as the base of a new revision:
-    /// refused when it holds numbers Sheaf reads only approximately
-    /// (integers beyond 64 bits, `-0`), which writing it back would change.
-    pub async fn read_manifest_for_write(&self, top_hash: &str) -> Result<Manifest> {
-        let (manifest, parsed) = self.read_manifest_parsed(top_hash).await?;
-        if let Some(at) = parsed.inexact {
-            return Err(Error::Invalid(format!(
-                "revision {top_hash} holds metadata numbers Sheaf cannot write back exactly (integers beyond \
-                 64 bits or -0, first in {at}); a new revision on top of it would change them, so none is made"
-            )));
-        }
-        Ok(manifest)
-    }
-
     async fn read_manifest_parsed(&self, top_hash: &str) -> Result<(Manifest, crate::manifest::Parsed)> {
         let what = format!("manifest {top_hash} in {}", self.url());
         let bytes = self.get_bytes(&Self::manifest_path(top_hash), &what).await?;

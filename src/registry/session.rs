@@ -361,7 +361,7 @@ impl Registry {
                 Some(h) => Some(h.clone()),
             };
             let base = match &previous {
-                Some(h) => Some(self.read_manifest_for_write(h).await?),
+                Some(h) => Some(self.read_manifest(h).await?),
                 None => None,
             };
             // A commit retried after its answer was lost: latest is its own revision.

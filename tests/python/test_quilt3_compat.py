@@ -182,9 +182,10 @@ def test_sheaf_pushed_package_is_read_installed_and_verified_by_quilt3(quilt3, q
 
 
 # Integers beyond 64 bits: Sheaf hashes them exactly as written (so it reads,
-# verifies and serves quilt3 packages holding them), but its metadata values
-# cannot hold them, so it refuses to write them (--meta, or a new revision on
-# top of such a package) rather than round them (README "Known limitations").
+# verifies and serves quilt3 packages holding them) and keeps the lines holding
+# them as written in a new revision on top of such a package; its metadata
+# values cannot hold them, so `--meta` refuses them rather than round them
+# (README "Known limitations").
 BIG_INTEGERS = ['{"n": 18446744073709551616}', '{"n": -9223372036854775809}', '{"n": 123456789012345678901234567890}']
 
 
@@ -247,44 +248,52 @@ def test_meta_integers_beyond_64_bits_are_refused_not_rounded(sheaf, registry, t
     assert not (registry / ".quilt" / "named_packages" / "s" / "big").exists()
 
 
-def test_quilt3_package_with_big_integers_installs_verifies_and_refuses_a_rounding_commit(
+def test_quilt3_package_with_big_integers_installs_verifies_and_takes_a_new_revision_exactly(
     quilt3, sheaf, registry, tmp_path
 ):
     src = tmp_path / "src"
     src.mkdir()
     (src / "a.txt").write_text("hello")
     meta = {"n": 2**70, "z": 0}
-    qtop = (
-        quilt3.Package()
-        .set_dir("/", str(src), meta=meta)
-        .build("q/big", registry=_registry_url(registry), message="big")
-    )
+    entry_meta = {"big": -(2**80), "list": [2**65, 1, -0.0], "s": "x"}
+    pkg = quilt3.Package().set_dir("/", str(src), meta=meta)
+    pkg.set("b/c.txt", str(src / "a.txt"), meta=entry_meta)
+    url = _registry_url(registry)
+    qtop = pkg.build("q/big", registry=url, message="big")
     browsed = sheaf.json("browse", "q/big")
     assert browsed["top_hash"] == qtop
     dest = tmp_path / "dest"
     installed = sheaf.json("install", "q/big", "--dest", dest)
     assert installed["top_hash"] == qtop and (dest / "a.txt").read_text() == "hello"
     assert sheaf("verify", "q/big", "--dir", dest).returncode == 0
-    # A new revision on top of it would round 2**70: DoPut refuses, naming why, and commits nothing.
+    # A new revision on top of it (DoPut adds a table) keeps every number as
+    # written: quilt3 loads it with the same top hash and the same metadata.
     import pyarrow as pa
     import pyarrow.flight as flight
     from sheaf_testlib import start_server
 
+    old_lines = (registry / ".quilt/packages" / qtop).read_text().splitlines()
     server = start_server(registry)
     try:
         table = pa.table({"x": [1, 2, 3]})
         writer, reader = server.client.do_put(
             flight.FlightDescriptor.for_command("sheaf://q/big/t.parquet"), table.schema
         )
-        with pytest.raises(pa.ArrowException) as e:
-            writer.write_table(table)
-            writer.done_writing()
-            reader.read()
-            writer.close()
-        assert "beyond" in str(e.value) and "64 bits" in str(e.value), str(e.value)
+        writer.write_table(table)
+        writer.done_writing()
+        reader.read()
+        writer.close()
     finally:
         server.stop()
-    assert sheaf.json("browse", "q/big")["top_hash"] == qtop
+    new_top = sheaf.json("browse", "q/big")["top_hash"]
+    assert new_top != qtop
+    new_lines = (registry / ".quilt/packages" / new_top).read_text().splitlines()
+    kept = [line for line in old_lines[1:] if json.loads(line)["logical_key"] in ("a.txt", "b/c.txt")]
+    assert len(kept) == 2 and all(line in new_lines for line in kept), new_lines
+    loaded = quilt3.Package.browse("q/big", registry=url, top_hash=new_top)
+    assert loaded.top_hash == new_top
+    assert loaded.meta == meta and loaded["b/c.txt"].meta == entry_meta
+    assert "t.parquet" in loaded
 
 
 # ---------------------------------------------------------------------------
