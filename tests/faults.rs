@@ -561,7 +561,7 @@ fn tree_b() -> Files {
 async fn push(reg: &Registry, p: &PackageName, files: &Files, message: &str) -> Result<String, sheaf::Error> {
     let dir = tempfile::tempdir().unwrap();
     write_tree(dir.path(), files);
-    let opts = PushOptions { message: Some(message.into()), user_meta: None, profile: false };
+    let opts = PushOptions { message: Some(message.into()), ..Default::default() };
     Ok(reg.push(p, dir.path(), &opts, &NoProgress).await?.top_hash)
 }
 
@@ -769,7 +769,7 @@ async fn push_under_faults() {
                     let faulty = env.faulty.clone();
                     let p2 = p.clone();
                     let result = guarded(&label, async move {
-                        let opts = PushOptions { message: Some("second".into()), user_meta: None, profile: false };
+                        let opts = PushOptions { message: Some("second".into()), ..Default::default() };
                         faulty.push(&p2, &b_path, &opts, &NoProgress).await
                     })
                     .await;

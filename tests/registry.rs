@@ -34,7 +34,7 @@ async fn push_install_verify_round_trip_on_memory() {
     let reg = unique_memory_registry("roundtrip");
     let src = tempfile::tempdir().unwrap();
     tree(src.path(), 7);
-    let opts = PushOptions { message: Some("first".into()), user_meta: None, profile: false };
+    let opts = PushOptions { message: Some("first".into()), ..Default::default() };
     let first = reg.push(&pkg("t/p"), src.path(), &opts, &NoProgress).await.unwrap();
     assert_eq!(first.files, 4);
     assert_eq!(first.uploaded_files, 4);

@@ -3,6 +3,7 @@
 use super::get::TlsFiles;
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Map, Value};
+use sheaf::manifest::json;
 use sheaf::registry::{GcOptions, PushOptions};
 use sheaf::{Error, PackageName, PackageRef, Result, Revision};
 use std::path::PathBuf;
@@ -501,16 +502,28 @@ impl PushArgs {
     /// Infinity allowed) and must be an object: it becomes the header's
     /// `user_meta`.
     pub fn options(&self) -> Result<PushOptions> {
-        let user_meta = self.meta.as_deref().map(parse_meta).transpose()?;
-        Ok(PushOptions { message: self.message.clone(), user_meta, profile: !self.no_profile })
+        let (user_meta, exact_user_meta) = match self.meta.as_deref().map(parse_meta).transpose()? {
+            Some((values, exact)) => (Some(values), exact),
+            None => (None, None),
+        };
+        Ok(PushOptions { message: self.message.clone(), user_meta, exact_user_meta, profile: !self.no_profile })
     }
 }
 
-fn parse_meta(text: &str) -> Result<Map<String, Value>> {
-    match sheaf::manifest::json::parse_like_python(text) {
-        Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(Error::Invalid(format!("--meta must be a JSON object, got {text}"))),
-        Err(e) => Err(Error::Invalid(format!("--meta is not valid JSON: {e}"))),
+/// `--meta` as values, and as written when it holds integers beyond 64 bits
+/// (which the values hold as the nearest float).
+fn parse_meta(text: &str) -> Result<(Map<String, Value>, Option<json::Exact>)> {
+    let not_json = |e: String| Error::Invalid(format!("--meta is not valid JSON: {e}"));
+    let (value, exact) = match json::parse_like_python(text) {
+        Ok(value) => (value, None),
+        Err(e) => {
+            let value: Value = serde_json::from_str(text).map_err(|_| not_json(e.clone()))?;
+            (value, Some(json::parse_exact(text).map_err(|_| not_json(e))?))
+        }
+    };
+    match value {
+        Value::Object(m) => Ok((m, exact)),
+        _ => Err(Error::Invalid(format!("--meta must be a JSON object, got {text}"))),
     }
 }
 
@@ -636,6 +649,9 @@ mod tests {
         assert_eq!(m.keys().collect::<Vec<_>>(), ["a", "b"]);
         assert_eq!(options("[1]").unwrap_err().to_string(), "--meta must be a JSON object, got [1]");
         assert!(options("{bad").unwrap_err().to_string().starts_with("--meta is not valid JSON: "));
+        let big = options(r#"{"n": 1180591620717411303424, "z": -0}"#).unwrap();
+        assert!(big.exact_user_meta.is_some() && big.user_meta.unwrap()["n"].is_f64());
+        assert!(options(r#"{"n": 1}"#).unwrap().exact_user_meta.is_none());
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub async fn push(registry: &Registry, progress: &dyn Progress) -> Result<PushRe
     let dir = std::env::temp_dir().join(format!("sheaf-demo-{}", std::process::id()));
     sheaf::demo::write_demo_files(&dir).map_err(|e| Error::io(dir.display().to_string(), e))?;
     let package: PackageName = sheaf::demo::DEMO_PACKAGE.parse()?;
-    let opts = PushOptions { message: Some("Sheaf demo data".into()), user_meta: None, profile: true };
+    let opts = PushOptions { message: Some("Sheaf demo data".into()), profile: true, ..Default::default() };
     let pushed = registry.push(&package, &dir, &opts, progress).await;
     let _ = std::fs::remove_dir_all(&dir);
     pushed

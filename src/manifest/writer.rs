@@ -22,6 +22,17 @@ pub fn new_header(message: Option<String>, user_meta: Option<Map<String, Value>>
     header
 }
 
+/// [`new_header`] with `user_meta` holding numbers serde_json values cannot
+/// (see [`encoding::parse_exact`]), for [`ManifestWriter::new_exact`].
+pub fn new_header_exact(message: Option<String>, user_meta: encoding::Exact) -> encoding::Exact {
+    use encoding::Exact;
+    Exact::Object(vec![
+        ("version".into(), Exact::String("v0".into())),
+        ("message".into(), message.map(Exact::String).unwrap_or(Exact::Null)),
+        ("user_meta".into(), user_meta),
+    ])
+}
+
 /// Writes `line` as quilt3 does: one JSON object, Python's default
 /// separators, `\n`-terminated.
 pub fn write_line<W: Write + ?Sized>(out: &mut W, line: &Value) -> std::io::Result<()> {
@@ -44,6 +55,15 @@ impl<W: Write> ManifestWriter<W> {
     pub fn new(mut out: W, header: Map<String, Value>) -> std::io::Result<Self> {
         let hasher = TopHasher::new(&header);
         write_line(&mut out, &Value::Object(header))?;
+        Ok(ManifestWriter { out, hasher, last: None, entries: 0 })
+    }
+
+    /// Starts a manifest whose header holds numbers serde_json values
+    /// cannot (integers beyond 64 bits): written and hashed from `header`,
+    /// its numbers as given.
+    pub fn new_exact(mut out: W, header: &encoding::Exact) -> std::io::Result<Self> {
+        let hasher = TopHasher::new_exact(header);
+        writeln!(out, "{}", encoding::encode_exact_line(header))?;
         Ok(ManifestWriter { out, hasher, last: None, entries: 0 })
     }
 

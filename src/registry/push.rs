@@ -34,6 +34,10 @@ pub struct PushOptions {
     pub message: Option<String>,
     /// Package-level metadata (the header's `user_meta`).
     pub user_meta: Option<Map<String, Value>>,
+    /// The same metadata with its numbers as written, when it holds numbers
+    /// `user_meta`'s values cannot (integers beyond 64 bits): the header is
+    /// then written and hashed from it, as quilt3 would.
+    pub exact_user_meta: Option<crate::manifest::json::Exact>,
     /// Profile every Parquet and CSV file ([`crate::profile`]) into its
     /// entry's metadata (`sheaf.profile`). Off, a folder gets the top hash
     /// quilt3 would give it.
@@ -143,8 +147,13 @@ impl Registry {
             _ => Hints::none(),
         };
         let staged = self.stage().map_err(|e| Error::io("a staging file for the manifest", e))?;
-        let header = writer::new_header(opts.message.clone(), opts.user_meta.clone());
-        let manifest = ManifestWriter::new(staged, header).map_err(|e| Error::io("the manifest's staging file", e))?;
+        let manifest = match &opts.exact_user_meta {
+            Some(meta) => {
+                ManifestWriter::new_exact(staged, &writer::new_header_exact(opts.message.clone(), meta.clone()))
+            }
+            None => ManifestWriter::new(staged, writer::new_header(opts.message.clone(), opts.user_meta.clone())),
+        }
+        .map_err(|e| Error::io("the manifest's staging file", e))?;
 
         progress.start(if local { "hashing and copying" } else { "hashing and uploading" }, total);
         let (advance_tx, mut advance_rx) = tokio::sync::mpsc::unbounded_channel::<u64>();

@@ -76,7 +76,7 @@ pub fn fixture() -> &'static Fixture {
             let opts = PushOptions {
                 message: Some("fuzz fixture".into()),
                 user_meta: meta.as_object().cloned(),
-                profile: false,
+                ..Default::default()
             };
             let report = registry.push(&package, dir.path(), &opts, &NoProgress).await.unwrap();
             registry.tag(&package, &report.top_hash, "v1", false).await.unwrap();
