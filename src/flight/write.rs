@@ -54,10 +54,12 @@ pub async fn begin(
     };
     let metadata = match req.metadata.as_deref() {
         None => None,
-        Some(text) => match serde_json::from_str::<Value>(text) {
+        // Read as Python reads it; an integer beyond 64 bits is refused
+        // (a session's metadata is kept as values, which would round it).
+        Some(text) => match crate::manifest::json::parse_like_python(text) {
             Ok(Value::Object(m)) => Some(m),
             Ok(_) => return Err(bad("metadata must be a JSON object".into())),
-            Err(e) => return Err(bad(format!("metadata is not valid JSON: {e}"))),
+            Err(e) => return Err(bad(format!("metadata: {e}"))),
         },
     };
     if req.inputs.len() > MAX_INPUTS {

@@ -133,6 +133,18 @@ def test_append_with_another_schema_names_the_column(server):
     assert fl.action(c, "resolve", {"ref": "w/schema"})["top_hash"] == before
 
 
+def test_session_metadata_is_read_as_python_reads_it_and_big_integers_are_refused(server):
+    c = server.client
+    with pytest.raises(pa.ArrowException, match="beyond 64 bits"):
+        begin(c, "w/meta", metadata='{"n": 1180591620717411303424}')
+    with pytest.raises(pa.ArrowException, match="must be a JSON object"):
+        begin(c, "w/meta", metadata="[1]")
+    s = begin(c, "w/meta", metadata='{"n": 18446744073709551615, "z": -0}')
+    put_part(c, s, "w/meta", "f", table(0, 1))
+    commit(c, s)
+    assert revisions(c, "w/meta")
+
+
 def test_abort_and_unknown_sessions(server):
     c = server.client
     s = begin(c, "w/abort")
