@@ -94,10 +94,13 @@ pub async fn run(args: &PutArgs) -> Result<PutReport, Failure> {
 async fn put(args: &PutArgs) -> Result<PutReport, (u8, String)> {
     let client_err = |e: Error| (client_exit_code(&e), e.to_string());
     let invalid = |m: String| (codes::INVALID, m);
-    let metadata = match args.meta.as_deref().map(serde_json::from_str::<serde_json::Value>) {
+    // Read as Python reads it: an integer beyond 64 bits is refused here,
+    // not rounded (as the server refuses it).
+    let metadata = match args.meta.as_deref().map(sheaf::manifest::json::parse_like_python) {
         None => None,
         Some(Ok(serde_json::Value::Object(m))) => Some(m),
-        Some(_) => return Err(invalid("--meta must be a JSON object".into())),
+        Some(Err(e)) => return Err(invalid(format!("--meta: {e}"))),
+        Some(Ok(_)) => return Err(invalid("--meta must be a JSON object".into())),
     };
     let (schema, batches) = open(&args.file).map_err(invalid)?;
     let client = super::get::connect(&args.remote.server, args.remote.token.clone(), &args.remote.tls()).await?;

@@ -265,6 +265,9 @@ def test_sheaf_put_publishes_a_file(server, registry, tmp_path):
     assert r.returncode != 0 and "csv exists in w/cli" in r.stderr
     r = sheaf("put", str(tmp_path / "missing.parquet"), "sheaf://w/cli/x.parquet", "--server", server.url)
     assert r.returncode != 0 and "missing.parquet" in r.stderr
+    big = '{"n": 1180591620717411303424}'
+    r = sheaf("put", str(csv), "sheaf://w/cli/big", "--server", server.url, "--meta", big)
+    assert r.returncode != 0 and "beyond 64 bits" in r.stderr, r.stderr
 
 
 def test_gc_collects_expired_sessions_only(server, registry):
