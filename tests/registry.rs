@@ -243,3 +243,39 @@ async fn a_push_failing_in_a_later_round_leaves_no_revision() {
     assert!(fs::read_dir(dir.path().join(".quilt/packages")).map(|d| d.count()).unwrap_or(0) == 0);
     assert!(fs::read_dir(dir.path().join(".sheaf/tmp")).unwrap().next().is_none(), "no staging left");
 }
+
+/// Duplicate logical keys are refused whether the manifest is in walk order
+/// (found next to each other, nothing kept per entry) or not (a second pass).
+#[tokio::test]
+async fn duplicate_keys_are_refused_in_manifests_in_any_order() {
+    use sheaf::manifest::stream::LineParser;
+    let entry = |key: &str| {
+        format!(
+            r#"{{"logical_key": "{key}", "physical_keys": ["file:///x/{key}"], "size": 1, "hash": {{"type": "SHA256", "value": "00"}}, "meta": {{}}}}"#
+        )
+    };
+    let reg_dir = tempfile::tempdir().unwrap();
+    let reg = Registry::open(reg_dir.path().to_str().unwrap()).unwrap();
+    for (keys, duplicate) in
+        [(["a", "b", "c"], false), (["b", "a", "c"], false), (["b", "a", "b"], true), (["a", "b", "b"], true)]
+    {
+        let lines: Vec<String> =
+            std::iter::once(r#"{"version": "v0", "message": null}"#.to_owned()).chain(keys.map(entry)).collect();
+        // Named by the top hash a parser keeping nothing per entry computes.
+        let mut parser = LineParser::streaming();
+        let fed = lines.iter().try_for_each(|l| parser.feed(l).map(|_| ()));
+        let top = match fed.and_then(|()| parser.finish()) {
+            Ok((_, top)) => top,
+            Err(_) => "0".repeat(64),
+        };
+        write(reg_dir.path(), &format!(".quilt/packages/{top}"), (lines.join("\n") + "\n").as_bytes());
+        let read = reg.read_under(&top, "").await;
+        match duplicate {
+            false => assert_eq!(read.unwrap().entries.len(), 3, "{keys:?}"),
+            true => {
+                let err = read.unwrap_err().to_string();
+                assert!(err.contains("duplicate logical key"), "{keys:?}: {err}");
+            }
+        }
+    }
+}

@@ -103,8 +103,11 @@ pub struct LineParser {
     /// Fingerprints of the entries' logical keys, checked for duplicates at
     /// the end (a real duplicate is confirmed by the caller's keys when it
     /// kept them; a 64-bit collision among a million keys has odds of about
-    /// 3 in 100 million).
-    fingerprints: Vec<u64>,
+    /// 3 in 100 million). `None` for [`LineParser::streaming`].
+    fingerprints: Option<Vec<u64>>,
+    /// Whether every entry so far came after the one before in walk order
+    /// (as quilt3 and Sheaf write them): duplicates are then adjacent.
+    sorted: bool,
     keys: std::hash::RandomState,
     /// The last entry's key, to report an adjacent duplicate by name.
     previous: Option<String>,
@@ -123,19 +126,35 @@ impl Default for LineParser {
 }
 
 impl LineParser {
-    /// A parser expecting the header line first.
+    /// A parser expecting the header line first, finding duplicate logical
+    /// keys wherever they are (8 bytes per entry).
     pub fn new() -> Self {
         LineParser {
             line_no: 0,
             header: None,
             hasher: None,
-            fingerprints: Vec::new(),
+            fingerprints: Some(Vec::new()),
+            sorted: true,
             keys: std::hash::RandomState::new(),
             previous: None,
             inexact: None,
             exact_header: None,
             last_inexact: false,
         }
+    }
+
+    /// A parser keeping nothing per entry: a duplicate logical key is found
+    /// when the manifest is in walk order (every manifest quilt3 and Sheaf
+    /// write is), where it is next to its twin. For a manifest that is not
+    /// ([`LineParser::sorted`] is then false at the end) the caller checks
+    /// for duplicates with a second pass of [`LineParser::new`].
+    pub fn streaming() -> Self {
+        LineParser { fingerprints: None, ..Self::new() }
+    }
+
+    /// Whether every entry so far came after the one before in walk order.
+    pub fn sorted(&self) -> bool {
+        self.sorted
     }
 
     /// Reads the next line (without its line break). Returns the entry or
@@ -178,10 +197,16 @@ impl LineParser {
         };
         self.last_inexact = exact.is_some();
         if let Line::Entry(e) = &line {
-            if self.previous.as_deref() == Some(e.logical_key.as_str()) {
-                return Err(Error::DuplicateKey(e.logical_key.clone()));
+            if let Some(previous) = &self.previous {
+                match key::walk_order(previous, &e.logical_key) {
+                    std::cmp::Ordering::Less => {}
+                    std::cmp::Ordering::Equal => return Err(Error::DuplicateKey(e.logical_key.clone())),
+                    std::cmp::Ordering::Greater => self.sorted = false,
+                }
             }
-            self.fingerprints.push(self.keys.hash_one(&e.logical_key));
+            if let Some(fingerprints) = &mut self.fingerprints {
+                fingerprints.push(self.keys.hash_one(&e.logical_key));
+            }
             match &mut self.previous {
                 Some(previous) => e.logical_key.clone_into(previous),
                 None => self.previous = Some(e.logical_key.clone()),
@@ -228,9 +253,11 @@ impl LineParser {
     /// manifest and for duplicate logical keys.
     pub fn finish(mut self) -> Result<(Map<String, Value>, String), Error> {
         let header = self.header.ok_or(Error::Parse { line: 1, message: "empty manifest".into() })?;
-        self.fingerprints.sort_unstable();
-        if self.fingerprints.windows(2).any(|w| w[0] == w[1]) {
-            return Err(Error::DuplicateKey("(two entries share a logical key)".into()));
+        if let Some(fingerprints) = &mut self.fingerprints {
+            fingerprints.sort_unstable();
+            if fingerprints.windows(2).any(|w| w[0] == w[1]) {
+                return Err(Error::DuplicateKey("(two entries share a logical key)".into()));
+            }
         }
         Ok((header, self.hasher.expect("set with the header").finish()))
     }

@@ -99,7 +99,8 @@ impl Spool {
         let mut file = self.file.into_inner().map_err(|e| io(e.into_error()))?;
         file.seek(std::io::SeekFrom::Start(0)).map_err(io)?;
         let mut lines = std::io::BufReader::with_capacity(1 << 20, file).split(b'\n');
-        let mut parser = manifest::stream::LineParser::new();
+        // Entries of a manifest already checked: nothing kept per entry.
+        let mut parser = manifest::stream::LineParser::streaming();
         // Local, already-written lines: reading them on the runtime thread
         // costs microseconds per entry.
         Ok(stream::iter(std::iter::from_fn(move || {

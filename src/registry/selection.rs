@@ -61,17 +61,36 @@ impl Registry {
     /// entry under `prefix` to `visit` in manifest order, and checks the
     /// whole manifest's top hash at the end (so nothing `visit` saw may be
     /// acted on before this returns `Ok`). Returns the header.
+    ///
+    /// Memory does not grow with the manifest when it is in walk order (as
+    /// quilt3 and Sheaf write them); one that is not is read a second time to
+    /// look for duplicate logical keys (8 bytes per entry).
     pub async fn scan_under(
         &self,
         top_hash: &str,
         prefix: &str,
-        mut visit: impl FnMut(Entry) -> Result<()>,
+        visit: impl FnMut(Entry) -> Result<()>,
     ) -> Result<Map<String, Value>> {
+        let (header, sorted) = self.scan_lines(top_hash, prefix, LineParser::streaming(), visit).await?;
+        if !sorted {
+            self.scan_lines(top_hash, prefix, LineParser::new(), |_| Ok(())).await?;
+        }
+        Ok(header)
+    }
+
+    /// One pass of [`Registry::scan_under`] with `parser`: the header and
+    /// whether the entries were in walk order.
+    async fn scan_lines(
+        &self,
+        top_hash: &str,
+        prefix: &str,
+        mut parser: LineParser,
+        mut visit: impl FnMut(Entry) -> Result<()>,
+    ) -> Result<(Map<String, Value>, bool)> {
         let what = format!("manifest {top_hash} in {}", self.url());
         let bad = |source: manifest::Error| Error::Manifest { top_hash: top_hash.into(), source };
         let result = self.store.get(&Self::manifest_path(top_hash)).await.map_err(|e| Error::storage(&what, e))?;
         let mut chunks = super::body_stream(result);
-        let mut parser = LineParser::new();
         let mut splitter = LineSplitter::default();
         let mut feed = |bytes: &[u8]| -> Result<()> {
             let text = line_text(bytes, parser.lines_read() + 1).map_err(bad)?;
@@ -86,6 +105,7 @@ impl Registry {
             splitter.push(&chunk, &mut feed)?;
         }
         splitter.finish(&mut feed)?;
+        let sorted = parser.sorted();
         let (header, actual) = parser.finish().map_err(bad)?;
         if actual != top_hash {
             return Err(Error::Integrity {
@@ -94,6 +114,6 @@ impl Registry {
                 actual,
             });
         }
-        Ok(header)
+        Ok((header, sorted))
     }
 }
