@@ -1,9 +1,10 @@
 //! Manifests a line at a time, for packages of any number of files: a
 //! [`LineParser`] reads one line after another and keeps nothing but the
-//! running top hash ([`TopHasher`]) and 8 bytes per entry (to find duplicate
-//! logical keys), so the caller decides what to keep (a folder's entries for
-//! `browse`, a sub-path's for `install`) and memory follows what it keeps,
-//! not the size of the package.
+//! running top hash ([`TopHasher`]) and, for duplicate logical keys, the
+//! previous key (manifests in walk order, [`LineParser::streaming`]) or 8
+//! bytes per entry ([`LineParser::new`]), so the caller decides what to keep
+//! (a folder's entries for `browse`, a sub-path's for `install`) and memory
+//! follows what it keeps, not the size of the package.
 //!
 //! [`super::Manifest::parse`] is this parser keeping every line.
 
