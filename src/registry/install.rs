@@ -76,20 +76,16 @@ impl Spool {
     fn new() -> Result<Self> {
         let file = tempfile::tempfile().map_err(|e| Error::io("a temporary file for the install", e))?;
         let mut spool = Spool { file: std::io::BufWriter::with_capacity(1 << 20, file) };
-        spool.write_line("{}")?;
+        spool.write_line(&serde_json::Value::Object(serde_json::Map::new()))?;
         Ok(spool)
     }
 
-    fn write_line(&mut self, line: &str) -> Result<()> {
-        use std::io::Write;
-        let io = |e| Error::io("the install's temporary file", e);
-        self.file.write_all(line.as_bytes()).map_err(io)?;
-        self.file.write_all(b"\n").map_err(io)
+    fn write_line(&mut self, line: &serde_json::Value) -> Result<()> {
+        manifest::writer::write_line(&mut self.file, line).map_err(|e| Error::io("the install's temporary file", e))
     }
 
     fn push(&mut self, e: &Entry) -> Result<()> {
-        let line = manifest::Line::Entry(e.clone()).to_json();
-        self.write_line(&manifest::json::encode(&line, manifest::json::Style::ManifestLine))
+        self.write_line(&e.to_json())
     }
 
     /// The entries, read back in order.
