@@ -1174,7 +1174,7 @@ enum Via {
 }
 
 fn flight_over(engine: Arc<Engine>) -> SheafFlight {
-    targets::new_flight(engine, StreamCache::new(256 << 20))
+    targets::new_flight(engine, StreamCache::new(256 << 20, 1))
 }
 
 fn rows(batches: &[RecordBatch]) -> usize {

@@ -296,6 +296,11 @@ pub struct ServeArgs {
     /// the cache off.
     #[arg(long, default_value_t = 1024, env = "SHEAF_CACHE_MIB")]
     pub cache_mib: u64,
+    /// Keep a ticket's stream from its Nth read on (1: from the first). A
+    /// table read once then neither evicts what is read again nor pays for
+    /// being kept (a first read that is kept costs about a fifth more).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..), env = "SHEAF_CACHE_MIN_READS")]
+    pub cache_min_reads: u32,
     /// DoGet streams reading storage at once (more wait their turn);
     /// bounds memory under many clients. Cached reads do not count.
     #[arg(long, default_value_t = 8, env = "SHEAF_MAX_CONCURRENT_SCANS")]

@@ -92,6 +92,7 @@ pub async fn prepare(registry: Registry, args: &ServeArgs) -> Result<Server> {
         drain_delay: args.drain_delay,
         max_concurrent_requests: args.max_concurrent_requests,
         cache_bytes: args.cache_mib << 20,
+        cache_min_reads: args.cache_min_reads,
         max_concurrent_scans: args.max_concurrent_scans,
         max_open_scans: args.max_open_scans,
         stream_limits: flight::pipeline::StreamLimits {

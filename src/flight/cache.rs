@@ -10,6 +10,14 @@
 //! byte budget, least recently used streams are evicted first, and a stream
 //! larger than half the budget is simply not cached.
 //!
+//! A ticket is recorded from its `min_reads`-th read on (2 by default, as
+//! nginx's `proxy_cache_min_uses`): a table read once (a notebook's look, an
+//! export) neither evicts what is read again nor pays for being kept. Keeping
+//! a stream is not free: its buffers stay allocated, so the next batches are
+//! decoded into fresh memory, and a first read that records costs about a
+//! fifth more (page faults; `benches/flight_read.py`). The reads counted are
+//! remembered for the last [`SEEN_TICKETS`] tickets, by a keyed hash.
+//!
 //! Reads of one ticket coalesce: while a stream of a ticket is being
 //! recorded, another read of it waits for the recording and is sent from
 //! the cache once it is there (many workers starting on the same data
@@ -20,6 +28,7 @@
 
 use super::encode::WireMessage;
 use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -28,6 +37,10 @@ use tokio::sync::watch;
 /// nothing new before it reads on its own.
 pub const STALL: Duration = Duration::from_secs(2);
 
+/// Tickets whose reads are counted towards `min_reads` (the least recently
+/// read are forgotten first): 16 bytes each.
+pub const SEEN_TICKETS: usize = 1 << 16;
+
 /// The encoded messages of one DoGet, in order.
 pub type Messages = Arc<Vec<WireMessage>>;
 
@@ -35,12 +48,19 @@ pub type Messages = Arc<Vec<WireMessage>>;
 #[derive(Debug)]
 pub struct StreamCache {
     budget: u64,
+    /// The read of a ticket from which on it is recorded (1: the first).
+    min_reads: u32,
+    /// Keys the hashes of [`State::seen`].
+    hasher: RandomState,
     state: Mutex<State>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct State {
     entries: HashMap<Vec<u8>, Entry>,
+    /// Reads so far of recently read tickets not cached (by keyed hash; a
+    /// collision only records a ticket one read early).
+    seen: quick_cache::unsync::Cache<u64, u32>,
     /// Tickets being recorded, and their progress: one recording per
     /// ticket at a time, so many clients reading the same new ticket at once
     /// do not each reserve a copy and crowd each other out of the budget;
@@ -65,6 +85,17 @@ impl Progress {
     }
 }
 
+/// When a ticket's stream starts being kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// From its `min_reads`-th read on: for streams about as large as the
+    /// work of producing them (a table's rows).
+    Repeated,
+    /// From its first read: for answers much smaller than the work behind
+    /// them (a SQL statement's aggregates).
+    First,
+}
+
 /// What [`StreamCache::lookup`] found for a ticket.
 #[derive(Debug)]
 pub enum Lookup {
@@ -82,9 +113,36 @@ struct Entry {
 }
 
 impl StreamCache {
-    /// A cache holding at most `budget` bytes (0 disables it).
-    pub fn new(budget: u64) -> Arc<Self> {
-        Arc::new(StreamCache { budget, state: Mutex::default() })
+    /// A cache holding at most `budget` bytes (0 disables it) that records
+    /// a ticket from its `min_reads`-th read on (0 and 1: from the first).
+    pub fn new(budget: u64, min_reads: u32) -> Arc<Self> {
+        let state = State {
+            entries: HashMap::new(),
+            seen: quick_cache::unsync::Cache::new(SEEN_TICKETS),
+            recording: HashMap::new(),
+            used: 0,
+            clock: 0,
+        };
+        Arc::new(StreamCache {
+            budget,
+            min_reads: min_reads.max(1),
+            hasher: RandomState::new(),
+            state: Mutex::new(state),
+        })
+    }
+
+    /// Counts a read of `ticket`, which is not cached nor being recorded:
+    /// whether this read records it.
+    fn admit(&self, state: &mut State, ticket: &[u8], admission: Admission) -> bool {
+        if self.min_reads <= 1 || admission == Admission::First {
+            return true;
+        }
+        let key = self.hasher.hash_one(ticket);
+        let reads = state.seen.get(&key).copied().unwrap_or(0).saturating_add(1);
+        // Kept after admission too: a ticket evicted from the cache after
+        // it was read again is recorded again at its next read.
+        state.seen.insert(key, reads);
+        reads >= self.min_reads
     }
 
     /// The cached messages of `ticket`, if any.
@@ -98,9 +156,11 @@ impl StreamCache {
     }
 
     /// The cached messages of `ticket`, or a recording to feed while
-    /// executing it. While another read records the same ticket, waits for
-    /// it (see the module's documentation) and answers from the cache.
-    pub async fn lookup(self: &Arc<Self>, ticket: &[u8]) -> Lookup {
+    /// executing it (one that records nothing when `admission` says this
+    /// read is too early). While another read records the same ticket,
+    /// waits for it (see the module's documentation) and answers from the
+    /// cache.
+    pub async fn lookup(self: &Arc<Self>, ticket: &[u8], admission: Admission) -> Lookup {
         loop {
             let mut progress = {
                 let mut state = self.state.lock().expect("stream cache poisoned");
@@ -113,8 +173,12 @@ impl StreamCache {
                 if self.budget == 0 {
                     return Lookup::Miss(self.recording(ticket.to_vec(), None));
                 }
-                match state.recording.get(ticket) {
-                    Some(progress) => progress.clone(),
+                let recording = state.recording.get(ticket).cloned();
+                match recording {
+                    Some(progress) => progress,
+                    None if !self.admit(&mut state, ticket, admission) => {
+                        return Lookup::Miss(self.recording(ticket.to_vec(), None));
+                    }
                     None => {
                         let (sender, receiver) = watch::channel(Progress::new());
                         state.recording.insert(ticket.to_vec(), receiver);
@@ -288,7 +352,7 @@ mod tests {
 
     #[test]
     fn caches_finished_streams_only() {
-        let cache = StreamCache::new(1000);
+        let cache = StreamCache::new(1000, 1);
         let mut r = cache.record(b"a".to_vec());
         r.push(&msg(100));
         drop(r);
@@ -304,7 +368,7 @@ mod tests {
 
     #[test]
     fn evicts_least_recently_used_and_bounds_memory() {
-        let cache = StreamCache::new(1000);
+        let cache = StreamCache::new(1000, 1);
         for key in [b"a", b"b", b"c"] {
             let mut r = cache.record(key.to_vec());
             r.push(&msg(400));
@@ -335,7 +399,7 @@ mod tests {
 
     #[test]
     fn one_recording_per_ticket_at_a_time() {
-        let cache = StreamCache::new(1000);
+        let cache = StreamCache::new(1000, 1);
         let mut first = cache.record(b"a".to_vec());
         let mut second = cache.record(b"a".to_vec());
         first.push(&msg(100));
@@ -360,11 +424,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_read_of_a_ticket_being_recorded_waits_for_it_and_is_sent_from_the_cache() {
-        let cache = StreamCache::new(1000);
-        let Lookup::Miss(mut first) = cache.lookup(b"a").await else { panic!("nothing is cached yet") };
+        let cache = StreamCache::new(1000, 1);
+        let Lookup::Miss(mut first) = cache.lookup(b"a", Admission::Repeated).await else {
+            panic!("nothing is cached yet")
+        };
         let waiter = tokio::spawn({
             let cache = cache.clone();
-            async move { hit(cache.lookup(b"a").await) }
+            async move { hit(cache.lookup(b"a", Admission::Repeated).await) }
         });
         for _ in 0..3 {
             tokio::task::yield_now().await;
@@ -376,11 +442,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_waiting_read_records_itself_when_the_recording_fails_and_reads_alone_when_it_gives_up() {
-        let cache = StreamCache::new(1000);
-        let Lookup::Miss(mut first) = cache.lookup(b"a").await else { panic!("nothing is cached yet") };
+        let cache = StreamCache::new(1000, 1);
+        let Lookup::Miss(mut first) = cache.lookup(b"a", Admission::Repeated).await else {
+            panic!("nothing is cached yet")
+        };
         let waiter = tokio::spawn({
             let cache = cache.clone();
-            async move { cache.lookup(b"a").await }
+            async move { cache.lookup(b"a", Admission::Repeated).await }
         });
         tokio::task::yield_now().await;
         first.push(&msg(10));
@@ -392,7 +460,7 @@ mod tests {
         // A read waiting for a recording that gives up (too large) reads alone.
         let waiter = tokio::spawn({
             let cache = cache.clone();
-            async move { cache.lookup(b"a").await }
+            async move { cache.lookup(b"a", Admission::Repeated).await }
         });
         tokio::task::yield_now().await;
         second.push(&msg(600));
@@ -400,7 +468,8 @@ mod tests {
         alone.push(&msg(10));
         assert_eq!(cache.used(), 0, "neither records any more");
         // A read arriving after the recording gave up does not wait for it.
-        let late = futures::FutureExt::now_or_never(cache.lookup(b"a")).expect("answered without waiting");
+        let late = futures::FutureExt::now_or_never(cache.lookup(b"a", Admission::Repeated))
+            .expect("answered without waiting");
         let Lookup::Miss(mut late) = late else { panic!("nothing was cached") };
         late.push(&msg(10));
         assert_eq!(cache.used(), 0);
@@ -409,18 +478,70 @@ mod tests {
 
     #[tokio::test]
     async fn a_waiting_read_stops_waiting_for_a_stalled_recording() {
-        let cache = StreamCache::new(1000);
-        let Lookup::Miss(_stalled) = cache.lookup(b"a").await else { panic!("nothing is cached yet") };
+        let cache = StreamCache::new(1000, 1);
+        let Lookup::Miss(_stalled) = cache.lookup(b"a", Admission::Repeated).await else {
+            panic!("nothing is cached yet")
+        };
         let started = std::time::Instant::now();
-        let Lookup::Miss(mut alone) = cache.lookup(b"a").await else { panic!("nothing was cached") };
+        let Lookup::Miss(mut alone) = cache.lookup(b"a", Admission::Repeated).await else {
+            panic!("nothing was cached")
+        };
         assert!(started.elapsed() >= STALL);
         alone.push(&msg(10));
         assert_eq!(cache.used(), 0, "the stalled recording keeps the slot; this read records nothing");
     }
 
+    #[tokio::test]
+    async fn a_ticket_is_kept_from_its_min_reads_th_read_on() {
+        let cache = StreamCache::new(1000, 2);
+        let Lookup::Miss(mut first) = cache.lookup(b"a", Admission::Repeated).await else {
+            panic!("nothing is cached yet")
+        };
+        first.push(&msg(10));
+        first.finish();
+        assert_eq!(cache.used(), 0, "a first read is not kept");
+        // Another ticket's first read does not count for this one.
+        let Lookup::Miss(mut other) = cache.lookup(b"b", Admission::Repeated).await else {
+            panic!("nothing is cached yet")
+        };
+        other.push(&msg(10));
+        other.finish();
+        let Lookup::Miss(mut second) = cache.lookup(b"a", Admission::Repeated).await else {
+            panic!("not kept after one read")
+        };
+        // Reads of the ticket while its second read records wait for it.
+        let waiter = tokio::spawn({
+            let cache = cache.clone();
+            async move { hit(cache.lookup(b"a", Admission::Repeated).await) }
+        });
+        tokio::task::yield_now().await;
+        second.push(&msg(10));
+        second.push(&msg(10));
+        second.finish();
+        assert_eq!(waiter.await.unwrap(), Some(2), "the waiting read got the recorded stream");
+        assert_eq!(hit(cache.lookup(b"a", Admission::Repeated).await), Some(2));
+        assert!(cache.get(b"b").is_none());
+        // Evicted after it was read again, a ticket is recorded at its next read.
+        for key in [b"c", b"d"] {
+            let mut r = cache.record(key.to_vec());
+            r.push(&msg(495));
+            r.finish();
+        }
+        assert!(cache.get(b"a").is_none(), "evicted");
+        let Lookup::Miss(mut again) = cache.lookup(b"a", Admission::Repeated).await else { panic!("evicted") };
+        again.push(&msg(10));
+        again.finish();
+        assert_eq!(hit(cache.lookup(b"a", Admission::Repeated).await), Some(1));
+        // An answer admitted at its first read is kept from it.
+        let Lookup::Miss(mut answer) = cache.lookup(b"sql", Admission::First).await else { panic!("not cached") };
+        answer.push(&msg(5));
+        answer.finish();
+        assert_eq!(hit(cache.lookup(b"sql", Admission::First).await), Some(1));
+    }
+
     #[test]
     fn disabled_cache_records_nothing() {
-        let cache = StreamCache::new(0);
+        let cache = StreamCache::new(0, 1);
         let mut r = cache.record(b"a".to_vec());
         r.push(&msg(1));
         r.finish();

@@ -60,6 +60,8 @@ pub struct ServeOptions {
     pub request_timeout: Duration,
     /// Memory for encoded DoGet streams answered again from memory (0: off).
     pub cache_bytes: u64,
+    /// The read of a ticket from which on its stream is kept (1: the first).
+    pub cache_min_reads: u32,
     /// DoGet streams producing batches from storage at once; more wait for
     /// a turn. A stream holds a permit only while it produces a batch, not
     /// while it waits for its client (cached reads do not count).
@@ -110,6 +112,7 @@ impl Default for ServeOptions {
             max_concurrent_requests: 256,
             request_timeout: Duration::from_secs(60),
             cache_bytes: 1 << 30,
+            cache_min_reads: 2,
             max_concurrent_scans: 8,
             max_open_scans: 16,
             stream_limits: pipeline::StreamLimits::default(),
@@ -165,7 +168,7 @@ pub async fn serve(
             Err(e) => tracing::error!(error = %e, "the metrics endpoint cannot listen"),
         }
     }
-    let cache = cache::StreamCache::new(options.cache_bytes);
+    let cache = cache::StreamCache::new(options.cache_bytes, options.cache_min_reads);
     let gates = pipeline::Gates::new(options.max_concurrent_scans, options.max_open_scans);
     let sql = Arc::new(crate::sql::SqlEngine::new(engine.clone(), options.sql));
     let flight = SheafFlight::new(engine, replicas.clone(), cache, gates, options.stream_limits)

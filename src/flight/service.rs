@@ -3,7 +3,7 @@
 use super::actions;
 use super::audit::AuditNote;
 use super::auth::Authenticator;
-use super::cache::{Lookup, StreamCache};
+use super::cache::{Admission, Lookup, StreamCache};
 use super::descriptor;
 use super::doget::DoGetStream;
 use super::encode::WireMessage;
@@ -152,7 +152,7 @@ impl SheafFlight {
         let what = crate::query::limits::clip(&what, 400).into_owned();
         metrics::DO_GET.add(1);
         let compression = Compression::parse(ticket.query.as_ref().map(|q| q.compression.as_str()).unwrap_or(""))?;
-        let recording = match self.cache.lookup(&ticket_bytes).await {
+        let recording = match self.cache.lookup(&ticket_bytes, Admission::Repeated).await {
             Lookup::Hit(cached) => return Ok(DoGetStream::cached(cached, what)),
             Lookup::Miss(recording) => recording,
         };
@@ -177,7 +177,9 @@ impl SheafFlight {
                 // Its revisions are pinned, so a deterministic statement's
                 // answer is the ticket's for good: kept like a URI read's.
                 let recording = match statement.may_reuse {
-                    true => match self.cache.lookup(&ticket_bytes).await {
+                    // Kept from the first read: an answer is usually far
+                    // smaller than the scan behind it.
+                    true => match self.cache.lookup(&ticket_bytes, Admission::First).await {
                         Lookup::Hit(cached) => return Ok(DoGetStream::cached(cached, what)),
                         Lookup::Miss(recording) => Some(recording),
                     },

@@ -316,7 +316,10 @@ fn zip_columns(
             if done {
                 return None;
             }
-            let joined = match (first.next().await, second.next().await) {
+            // Both at once: each half's task starts when first polled, so
+            // awaiting one before the other would fetch and decode the
+            // second half's first row group only after the first half's.
+            let joined = match futures::future::join(first.next(), second.next()).await {
                 (None, None) => return None,
                 (Some(Err(e)), _) | (_, Some(Err(e))) => Err(e),
                 (Some(Ok(x)), Some(Ok(y))) if x.num_rows() == y.num_rows() => {

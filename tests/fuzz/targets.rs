@@ -82,7 +82,7 @@ pub fn fixture() -> &'static Fixture {
             registry.tag(&package, &report.top_hash, "v1", false).await.unwrap();
             let engine = Arc::new(Engine::new(registry));
             // No stream cache: a target's outcome must not depend on earlier calls.
-            let flight = Arc::new(new_flight(engine.clone(), StreamCache::new(0)));
+            let flight = Arc::new(new_flight(engine.clone(), StreamCache::new(0, 1)));
             (engine, flight, report.top_hash)
         });
         Fixture { rt, engine, flight, top_hash }

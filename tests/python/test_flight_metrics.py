@@ -112,6 +112,13 @@ def test_repeated_read_is_answered_from_the_cache(server, sorted_table):
     s = server()
     u = uri(T, "data.parquet", columns="id,v1", partitions=3)
     first = fl.read(s.client, u)
+    # A ticket is kept from its second read on (--cache-min-reads 2): that
+    # read decodes the table again and records it.
+    before = metrics(s.client)
+    second = fl.read(s.client, u)
+    d = delta(before, metrics(s.client))
+    assert_same(second, first)
+    assert d["do_get"] == 3 and d["do_get_cached"] == 0 and d["rows_scanned"] == ROWS, d
     before = metrics(s.client)
     again = fl.read(s.client, u)
     d = delta(before, metrics(s.client))
@@ -124,6 +131,17 @@ def test_repeated_read_is_answered_from_the_cache(server, sorted_table):
     log = s.stderr()
     assert re.search(r"DoGet finished .*cached=true .*rows_sent=\d+", log), log[-3000:]
     assert re.search(r"DoGet finished .*cached=false .*rows_scanned=\d+ .*bytes_scanned=\d+", log), log[-3000:]
+
+
+def test_cache_min_reads_1_keeps_a_ticket_from_its_first_read(server):
+    s = server("--cache-min-reads", "1")
+    u = uri(T, "data.parquet", columns="id,v1", partitions=3)
+    first = fl.read(s.client, u)
+    before = metrics(s.client)
+    again = fl.read(s.client, u)
+    d = delta(before, metrics(s.client))
+    assert_same(again, first)
+    assert d["do_get_cached"] == 3 and d["rows_scanned"] == 0, d
 
 
 def test_cache_off_reads_storage_every_time(server, sorted_table):
