@@ -7,10 +7,12 @@ every endpoint's DoGet) batch by batch, keeping nothing; with fewer than 4
 clients each reads it 4/N times so every level moves at least 4 tables. The
 table is harness.narrow_table (numeric and string columns, several row groups).
 On Sheaf each level runs twice on its fresh server: first one read per client,
-all at once, before anything is in Sheaf's cache of encoded streams (reads of
-one ticket coalesce: one decodes Parquet and records its stream, the others
-wait for it and are sent the recording, counted as DoGets from cache; a read
-that finds no recording under way decodes), then the repeated reads.
+all at once, before anything is in Sheaf's cache of encoded streams (a ticket
+is kept from its second read on, and reads of one ticket coalesce: the first
+decodes Parquet without recording, the second decodes and records its stream,
+the others wait for that recording and are sent it, counted as DoGets from
+cache; a read that finds no recording under way decodes), then the repeated
+reads.
 
 Servers: Sheaf and pyarrow's C++ FlightServerBase with the table in memory
 (peers.py memory). Each level gets a fresh server process (one warm-up read
