@@ -120,17 +120,26 @@ def generate(tables: int, rows: int) -> Path:
 
 
 def free_ports(n: int) -> list[int]:
-    """`n` distinct free loopback ports (all bound at once, then released)."""
-    socks = []
+    """`n` distinct loopback ports free now, below the kernel's ephemeral range
+    (ports there are taken by outgoing connections, so one picked by binding
+    port 0 may be gone before its server binds it)."""
     try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    ports: list[int] = []
+    rng = random.Random()  # not the seeded module generator
+    while len(ports) < n:
+        port = rng.randrange(max(1024, low - 16384), low)
+        if port in ports:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        ports.append(port)
+    return ports
 
 
 class Replica:

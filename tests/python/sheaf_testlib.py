@@ -298,9 +298,33 @@ def terminate(proc: subprocess.Popen, timeout: float = 20) -> None:
 
 
 def free_port() -> int:
+    """A loopback port free now, below the kernel's ephemeral range: ports in
+    that range are taken by every outgoing connection, so one picked there
+    (by binding port 0) may be gone before the server a test starts on it
+    binds it ("Address already in use"). Never the same port twice per process."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    for _ in range(500):
+        port = _PORT_RNG.randrange(max(1024, low - 16384), low)
+        if port in _PORTS_GIVEN:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _PORTS_GIVEN.add(port)
+        return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+_PORTS_GIVEN: set[int] = set()
+# Its own generator: tests that seed `random` get the same draws whatever ports were picked.
+_PORT_RNG = random.Random()
 
 
 # --------------------------------------------------------------------------
