@@ -38,7 +38,7 @@ use tokio::sync::watch;
 pub const STALL: Duration = Duration::from_secs(2);
 
 /// Tickets whose reads are counted towards `min_reads` (the least recently
-/// read are forgotten first): 16 bytes each.
+/// read are forgotten first; a few dozen bytes each).
 pub const SEEN_TICKETS: usize = 1 << 16;
 
 /// The encoded messages of one DoGet, in order.

@@ -175,10 +175,10 @@ impl SheafFlight {
                 note.target(&statement.revisions.join(","), None, None);
                 let what = statement.what.clone();
                 // Its revisions are pinned, so a deterministic statement's
-                // answer is the ticket's for good: kept like a URI read's.
+                // answer is the ticket's for good: kept like a URI read's,
+                // but from its first read (an answer is usually far smaller
+                // than the scan behind it).
                 let recording = match statement.may_reuse {
-                    // Kept from the first read: an answer is usually far
-                    // smaller than the scan behind it.
                     true => match self.cache.lookup(&ticket_bytes, Admission::First).await {
                         Lookup::Hit(cached) => return Ok(DoGetStream::cached(cached, what)),
                         Lookup::Miss(recording) => Some(recording),
