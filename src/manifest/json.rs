@@ -70,6 +70,16 @@ fn write_object(out: &mut String, map: &Map<String, Value>, style: Style) {
         // is the same order.
         fields.sort_by(|a, b| a.0.cmp(b.0));
     }
+    write_fields(out, fields, style, write_value);
+}
+
+/// `{"key": value, ...}` of `fields` in their order, each value written by `write`.
+fn write_fields<V: ?Sized>(
+    out: &mut String,
+    fields: Vec<(&String, &V)>,
+    style: Style,
+    write: fn(&mut String, &V, Style),
+) {
     out.push('{');
     for (i, (key, value)) in fields.into_iter().enumerate() {
         if i > 0 {
@@ -80,7 +90,7 @@ fn write_object(out: &mut String, map: &Map<String, Value>, style: Style) {
             Style::Canonical => ":",
             Style::ManifestLine => ": ",
         });
-        write_value(out, value, style);
+        write(out, value, style);
     }
     out.push('}');
 }
@@ -476,19 +486,7 @@ fn write_exact(out: &mut String, value: &Exact, style: Style) {
             if style == Style::Canonical {
                 fields.sort_by(|a, b| a.0.cmp(b.0));
             }
-            out.push('{');
-            for (i, (key, v)) in fields.into_iter().enumerate() {
-                if i > 0 {
-                    out.push_str(item_separator(style));
-                }
-                write_string(out, key, style);
-                out.push_str(match style {
-                    Style::Canonical => ":",
-                    Style::ManifestLine => ": ",
-                });
-                write_exact(out, v, style);
-            }
-            out.push('}');
+            write_fields(out, fields, style, write_exact);
         }
     }
 }
