@@ -46,6 +46,7 @@ import sheaf.v1.Sheaf;
  */
 public final class SheafClient implements AutoCloseable {
   private final FlightConnections connections;
+  private final Writes writes;
 
   /**
    * Options of a client; create with {@link SheafClient#builder(String)}.
@@ -210,6 +211,7 @@ public final class SheafClient implements AutoCloseable {
 
   private SheafClient(FlightConnections connections) {
     this.connections = connections;
+    this.writes = new Writes(connections);
   }
 
   /**
@@ -374,11 +376,7 @@ public final class SheafClient implements AutoCloseable {
    * @return the server's answer
    */
   public Sheaf.BeginWriteResponse beginWrite(Sheaf.BeginWriteRequest request) {
-    return connections.action(
-        "begin_write",
-        request,
-        Sheaf.BeginWriteResponse.class,
-        "begin_write " + request.getPackage());
+    return writes.begin(request);
   }
 
   /**
@@ -396,7 +394,7 @@ public final class SheafClient implements AutoCloseable {
    * @throws SheafException when the call cannot start
    */
   public PartUpload openPart(WriteSession session, String path, Integer part, Schema schema) {
-    return PartUpload.open(connections, session, path, part, schema);
+    return writes.openPart(session, path, part, schema);
   }
 
   /**
@@ -411,10 +409,7 @@ public final class SheafClient implements AutoCloseable {
    */
   public UploadedPart putPart(
       WriteSession session, String path, Integer part, VectorSchemaRoot batch) {
-    try (PartUpload up = openPart(session, path, part, batch.getSchema())) {
-      up.putCopy(batch);
-      return up.finish();
-    }
+    return writes.putPart(session, path, part, batch);
   }
 
   /**
@@ -430,13 +425,7 @@ public final class SheafClient implements AutoCloseable {
    */
   public UploadedPart putPart(WriteSession session, String path, Integer part, ArrowReader reader)
       throws java.io.IOException {
-    VectorSchemaRoot source = reader.getVectorSchemaRoot();
-    try (PartUpload up = openPart(session, path, part, source.getSchema())) {
-      while (reader.loadNextBatch()) {
-        up.putCopy(source);
-      }
-      return up.finish();
-    }
+    return writes.putPart(session, path, part, reader);
   }
 
   /**
@@ -463,12 +452,7 @@ public final class SheafClient implements AutoCloseable {
    * @return the new revision
    */
   public CommitResult commit(String sessionId, List<String> partIds) {
-    return CommitResult.of(
-        commitWrite(
-            Sheaf.CommitWriteRequest.newBuilder()
-                .setSession(sessionId)
-                .addAllParts(partIds)
-                .build()));
+    return writes.commit(sessionId, partIds);
   }
 
   /**
@@ -478,15 +462,7 @@ public final class SheafClient implements AutoCloseable {
    * @return the server's answer
    */
   public Sheaf.CommitWriteResponse commitWrite(Sheaf.CommitWriteRequest request) {
-    return connections.action(
-        "commit_write",
-        request,
-        Sheaf.CommitWriteResponse.class,
-        "commit_write session "
-            + request.getSession()
-            + " ("
-            + request.getPartsCount()
-            + " parts)");
+    return writes.commit(request);
   }
 
   /**
@@ -507,11 +483,7 @@ public final class SheafClient implements AutoCloseable {
    * @return the server's (empty) answer
    */
   public Sheaf.AbortWriteResponse abortWrite(Sheaf.AbortWriteRequest request) {
-    return connections.action(
-        "abort_write",
-        request,
-        Sheaf.AbortWriteResponse.class,
-        "abort_write session " + request.getSession());
+    return writes.abort(request);
   }
 
   /**
