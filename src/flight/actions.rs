@@ -7,7 +7,7 @@
 use super::audit::AuditNote;
 use crate::auth::{Access, Principal, glob_match};
 use crate::proto::{self, Form};
-use crate::query::{DatasetUri, Engine, table};
+use crate::query::{DatasetUri, Engine};
 use crate::registry::{PackageName, PackageRef};
 use prost::{Message, Name};
 use serde::Serialize;
@@ -239,8 +239,11 @@ async fn list_tables(call: &Call<'_>, req: proto::ListTablesRequest) -> Result<p
     let r = reference("list_tables", &req.r#ref)?;
     call.readable(&r.package)?;
     let top_hash = call.engine.registry().resolve(&r.package, &r.revision).await?;
-    let manifest = call.engine.manifest(&top_hash).await?;
-    let tables = table::list(&manifest)
+    let tables = call
+        .engine
+        .revision(&top_hash)
+        .await?
+        .tables()
         .into_iter()
         .map(|(path, format)| proto::TableSummary {
             uri: DatasetUri::table(&r.package, &top_hash, &path).to_string(),

@@ -13,7 +13,7 @@ use crate::auth::glob_match;
 use crate::auth::{Access, Principal};
 use crate::metrics;
 use crate::proto::{self, Form};
-use crate::query::{Compression, DatasetUri, Engine, Plan, table};
+use crate::query::{Compression, DatasetUri, Engine, Plan};
 use arrow::ipc::writer::IpcWriteOptions;
 use arrow_flight::flight_service_server::FlightService;
 use arrow_flight::{
@@ -265,9 +265,9 @@ impl FlightService for SheafFlight {
         for p in packages.into_iter().filter(|p| glob_match(&pattern, &p.name) && principal.may(Access::Read, &p.name))
         {
             let Some(top_hash) = p.latest else { continue };
-            let manifest = self.engine.manifest(&top_hash).await?;
+            let tables = self.engine.revision(&top_hash).await?.tables();
             let package = p.name.parse()?;
-            for (path, _) in table::list(&manifest) {
+            for (path, _) in tables {
                 let uri = DatasetUri::table(&package, &top_hash, &path);
                 // A table that cannot be planned (say, an unreadable file) is
                 // left out of the listing, not allowed to fail it.

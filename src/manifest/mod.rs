@@ -328,14 +328,7 @@ impl Manifest {
             .lines
             .iter()
             .map(|line| match line {
-                Line::Entry(e) => {
-                    e.logical_key.capacity()
-                        + e.physical_keys.iter().map(|k| std::mem::size_of::<String>() + k.capacity()).sum::<usize>()
-                        + e.hash.kind.capacity()
-                        + e.hash.value.capacity()
-                        + json_size(&e.meta)
-                        + map_size(&e.extra)
-                }
+                Line::Entry(e) => e.memory_size() - std::mem::size_of::<Entry>(),
                 Line::Dir(d) => d.logical_key.capacity() + json_size(&d.meta) + map_size(&d.extra),
             })
             .sum();
@@ -391,6 +384,18 @@ impl Line {
 }
 
 impl Entry {
+    /// About how many bytes of memory the entry takes (itself, its strings
+    /// and metadata), for caches bounded by memory.
+    pub fn memory_size(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.logical_key.capacity()
+            + self.physical_keys.iter().map(|k| std::mem::size_of::<String>() + k.capacity()).sum::<usize>()
+            + self.hash.kind.capacity()
+            + self.hash.value.capacity()
+            + json_size(&self.meta)
+            + map_size(&self.extra)
+    }
+
     /// The entry's line as the JSON object quilt3 writes.
     pub fn to_json(&self) -> Value {
         let mut obj = Map::new();

@@ -264,6 +264,22 @@ impl LineParser {
     }
 }
 
+/// Parses one line of a manifest's body on its own (a line re-read from a
+/// known offset, after the whole manifest was checked): the entry it holds,
+/// or `None` for a folder line or a blank one.
+pub fn entry_line(text: &str, line: usize) -> Result<Option<Entry>, Error> {
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    if let Some(e) = plain_entry(text) {
+        return Ok(Some(e));
+    }
+    match super::parse_line(parse_object(text, line)?, line)? {
+        Line::Entry(e) => Ok(Some(e)),
+        Line::Dir(_) => Ok(None),
+    }
+}
+
 /// An entry line with exactly the fields quilt3 writes, each of the
 /// expected type, read straight into an [`Entry`]: most lines, and twice as
 /// fast as a map of values. Anything else (folder lines, unknown or repeated

@@ -1,19 +1,22 @@
 //! The engine: one per server, over one registry. It caches what never
-//! changes (manifests by top hash, bounded by memory; Parquet footers and
-//! inferred schemas by content hash, in bounded caches) and executes tickets. Planning is in
+//! changes (revisions' indexes and tables by top hash, Parquet footers and
+//! inferred schemas by content hash, in caches bounded by memory or count)
+//! and executes tickets. Planning is in
 //! [`super::plan`], column plans in [`super::prepare`], Parquet scans in
-//! [`super::scan`], the manifest table in [`super::manifest_table`].
+//! [`super::scan`], the manifest table in [`super::manifest_table`], what is kept of a
+//! revision in [`super::revision`].
 
 use super::Error;
 use super::manifest_table;
 use super::planner::{self, Shape};
 use super::prepare::prepare;
 use super::reader::{PINNED_STORE_URL, PinnedPart};
+use super::revision::Revision;
 use super::rows::Positions;
 use super::shape::select_positions;
 use super::sources::{self, PARQUET_BATCH_ROWS};
-use super::table::{self, Format, Table};
-use crate::manifest::{Entry, Manifest};
+use super::table::{Format, Table};
+use crate::manifest::Entry;
 use crate::proto::Ticket;
 use crate::registry::Registry;
 use arrow::array::RecordBatch;
@@ -31,10 +34,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 const CACHE_ENTRIES: usize = 4096;
 /// Memory the cached Parquet metadata (footers and page indexes) may take.
 const FOOTER_CACHE_BYTES: u64 = 512 << 20;
-/// Memory the cached manifests may take, by [`Manifest::memory_size`] (a
-/// million entries of short keys weigh about 0.4 GB; a manifest heavier than
-/// this is read again on every use).
-const MANIFEST_CACHE_BYTES: u64 = 1 << 30;
+/// Memory the cached revisions may take ([`Revision::memory_size`]: about
+/// 50 bytes per 1,024 entries, plus the paths of its tables).
+const REVISION_CACHE_BYTES: u64 = 256 << 20;
+/// Memory the cached tables (their entries) may take.
+const TABLE_CACHE_BYTES: u64 = 256 << 20;
 
 /// Work done by one read, filled in while its stream runs (complete once
 /// the stream has ended). Also added to the process-wide
@@ -74,15 +78,17 @@ pub struct Execution {
     pub stats: Arc<ReadStats>,
 }
 
-/// Plans and executes reads over one registry. Caches manifests and Parquet
-/// footers by content hash: both are immutable.
+/// Plans and executes reads over one registry. Caches revisions, tables and
+/// Parquet footers by content hash: all are immutable.
 pub struct Engine {
     pub(super) registry: Registry,
     /// The long-lived DataFusion context every scan runs in: its runtime
     /// (object stores, memory, spill files) is shared by the URI reads and
     /// the SQL engine ([`crate::sql`]).
     context: SessionContext,
-    manifests: Cache<String, Arc<Manifest>, ManifestWeight>,
+    revisions: Cache<String, Arc<Revision>, Weight>,
+    /// Tables by `"<top hash> <path>"`.
+    tables: Cache<String, Arc<Table>, Weight>,
     footers: Cache<String, Arc<ArrowReaderMetadata>, FooterWeight>,
     /// Inferred schemas of whole-file tables (reading them is a full read).
     schemas: Cache<String, SchemaRef>,
@@ -113,13 +119,19 @@ impl quick_cache::Weighter<String, Arc<ArrowReaderMetadata>> for FooterWeight {
     }
 }
 
-/// Weighs a cached manifest by the memory it takes.
+/// Weighs a cached revision or table by the memory it takes.
 #[derive(Clone)]
-struct ManifestWeight;
+struct Weight;
 
-impl quick_cache::Weighter<String, Arc<Manifest>> for ManifestWeight {
-    fn weight(&self, key: &String, manifest: &Arc<Manifest>) -> u64 {
-        (key.len() + manifest.memory_size()) as u64
+impl quick_cache::Weighter<String, Arc<Revision>> for Weight {
+    fn weight(&self, key: &String, revision: &Arc<Revision>) -> u64 {
+        (key.len() + revision.memory_size()) as u64
+    }
+}
+
+impl quick_cache::Weighter<String, Arc<Table>> for Weight {
+    fn weight(&self, key: &String, table: &Arc<Table>) -> u64 {
+        (key.len() + table.memory_size()) as u64
     }
 }
 
@@ -137,17 +149,20 @@ fn context() -> SessionContext {
     context
 }
 
-/// The manifest cache: bounded by memory, in one shard, so that a single
-/// large manifest may take the whole budget (a sharded cache gives each
-/// shard a share of it).
-fn manifest_cache() -> Cache<String, Arc<Manifest>, ManifestWeight> {
+/// A cache bounded by memory, in one shard, so that a single large revision
+/// or table may take the whole budget (a sharded cache gives each shard a
+/// share of it).
+fn weighed_cache<V: Clone>(bytes: u64) -> Cache<String, V, Weight>
+where
+    Weight: quick_cache::Weighter<String, V>,
+{
     let options = quick_cache::OptionsBuilder::new()
         .estimated_items_capacity(CACHE_ENTRIES)
-        .weight_capacity(MANIFEST_CACHE_BYTES)
+        .weight_capacity(bytes)
         .shards(1)
         .build()
         .expect("valid cache options");
-    Cache::with_options(options, ManifestWeight, Default::default(), Default::default())
+    Cache::with_options(options, Weight, Default::default(), Default::default())
 }
 
 impl std::fmt::Debug for Engine {
@@ -162,7 +177,8 @@ impl Engine {
         Engine {
             registry,
             context: context(),
-            manifests: manifest_cache(),
+            revisions: weighed_cache(REVISION_CACHE_BYTES),
+            tables: weighed_cache(TABLE_CACHE_BYTES),
             footers: Cache::with_weighter(CACHE_ENTRIES, FOOTER_CACHE_BYTES, FooterWeight),
             schemas: Cache::new(CACHE_ENTRIES),
         }
@@ -197,14 +213,22 @@ impl Engine {
         })
     }
 
-    /// A revision's manifest, cached.
-    pub async fn manifest(&self, top_hash: &str) -> Result<Arc<Manifest>, Error> {
-        if let Some(m) = self.manifests.get(top_hash) {
-            return Ok(m);
+    /// What is kept of a revision (its manifest's index and its tables),
+    /// cached; concurrent first uses read the manifest once.
+    pub async fn revision(&self, top_hash: &str) -> Result<Arc<Revision>, Error> {
+        let read = async { Revision::read(&self.registry, top_hash).await.map(Arc::new) };
+        self.revisions.get_or_insert_async(top_hash, read).await
+    }
+
+    /// The table at `path` of a revision (`""`: the manifest table), named
+    /// `name` in errors, cached.
+    pub async fn table(&self, top_hash: &str, path: &str, name: &str) -> Result<Arc<Table>, Error> {
+        let revision = self.revision(top_hash).await?;
+        if path.is_empty() {
+            return Ok(Arc::new(Table::manifest(revision.index.clone())));
         }
-        let m = Arc::new(self.registry.read_manifest(top_hash).await?);
-        self.manifests.insert(top_hash.to_owned(), m.clone());
-        Ok(m)
+        let read = async { revision.table(&self.registry, path, name).await.map(Arc::new) };
+        self.tables.get_or_insert_async(&format!("{top_hash} {path}"), read).await
     }
 
     /// A Parquet part's footer, cached.
@@ -222,7 +246,8 @@ impl Engine {
     pub async fn describe(&self, table: &Table, content: bool) -> Result<(SchemaRef, Layout), Error> {
         match table.format {
             Format::Manifest => {
-                Ok((manifest_table::schema(content), Layout::Sequential(Some(table.entries.len() as u64))))
+                let rows = table.index.as_ref().map_or(0, |index| index.entries);
+                Ok((manifest_table::schema(content), Layout::Sequential(Some(rows))))
             }
             Format::Parquet => {
                 let footers: Vec<Arc<ArrowReaderMetadata>> =
@@ -310,12 +335,11 @@ impl Engine {
         if top_hash.len() != 64 || !top_hash.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(Error::invalid(format!("bad ticket: {top_hash:?} is not a top hash")));
         }
-        // Reading the manifest by its name checks that the revision exists
-        // (and, once cached, costs no storage round trip per DoGet).
-        let manifest = self.manifest(&top_hash).await?;
+        // Reading the revision by its name checks that it exists (and, once
+        // cached, costs no storage round trip per DoGet).
         let name = format!("{package}@{}", &top_hash[..12]);
         let query = ticket.query.clone().unwrap_or_default();
-        let table = table::find(&manifest, &ticket.path, &name)?;
+        let table = self.table(&top_hash, &ticket.path, &name).await?;
         let schema = match (table.format, ticket.slices.first()) {
             // Only the ticket's own parts are read (planning checked that
             // every part has the same schema).

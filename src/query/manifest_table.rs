@@ -13,12 +13,13 @@ use super::sources;
 use super::table::Table;
 use crate::manifest::Entry;
 use crate::proto::{Query, Ticket};
-use crate::registry::Registry;
+use crate::registry::{ManifestIndex, Registry};
 use arrow::array::{ArrayRef, BinaryBuilder, RecordBatch, StringArray, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
+use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
 
 /// The manifest table's schema; `content` adds the entries' bytes.
 pub(super) fn schema(with_content: bool) -> SchemaRef {
@@ -36,7 +37,8 @@ pub(super) fn schema(with_content: bool) -> SchemaRef {
 }
 
 /// Executes a ticket of the manifest table of `table` (named `name`):
-/// its run of entries, selected, then projected.
+/// its run of entries, read from the manifest's blocks as they are sent,
+/// selected, then projected.
 pub(super) fn read(
     engine: &Engine,
     table: &Table,
@@ -46,32 +48,48 @@ pub(super) fn read(
     name: &str,
     stats: Arc<ReadStats>,
 ) -> Result<Execution, Error> {
+    let index = table.index.clone().expect("the manifest table has an index");
     let base_schema = schema(false);
     let base = prepare(&base_schema, &Query { columns: vec![], ..query.clone() }, name)?;
     let (start, end) = match (ticket.entry_start, ticket.entry_end) {
-        (0, 0) => (0, table.entries.len()),
-        (s, e) if s < e && e <= table.entries.len() as u64 => (s as usize, e as usize),
+        (0, 0) => (0, index.entries),
+        (s, e) if s < e && e <= index.entries => (s, e),
         (s, e) => {
             return Err(Error::invalid(format!(
                 "bad ticket: entries [{s}, {e}) of {name}, which has {} entries",
-                table.entries.len()
+                index.entries
             )));
         }
     };
-    stats.add((end - start) as u64, 0);
-    let entries = &table.entries[start..end];
+    stats.add(end - start, 0);
+    let entries = run(engine.registry(), index, start..end);
     // Rows are chosen on the entry columns, so `content=true` downloads only
     // the selected files and stops at the limit. Sampling hashes each
     // entry's position in the whole manifest.
-    let selected = select_positions(rows(entries), Positions::of(query)?, start as u64);
+    let (entries, kept) = match query.content {
+        true => {
+            let kept: Arc<Mutex<HashMap<String, Entry>>> = Default::default();
+            let keep = kept.clone();
+            let entries = entries
+                .map_ok(move |block| {
+                    let mut keep = keep.lock().expect("not poisoned");
+                    keep.extend(block.iter().map(|e| (e.logical_key.clone(), e.clone())));
+                    block
+                })
+                .boxed();
+            (entries, Some(kept))
+        }
+        false => (entries, None),
+    };
+    let selected = select_positions(rows(entries), Positions::of(query)?, start);
     let input = planner::rows_table(base_schema, selected)?;
     let shape = Shape { columns: &base.columns, filter: base.filter.as_ref(), limit: query.limit };
     let plan = planner::plan(&engine.context().state(), input, &shape)?;
     let label = format!("the manifest of {name}");
     let chosen = planner::execute(&plan, engine.task_ctx(), format!("reading {label}"))?;
-    let chosen = match query.content {
-        true => with_content(chosen, entries, engine.registry().clone()),
-        false => chosen,
+    let chosen = match kept {
+        Some(kept) => with_content(chosen, kept, engine.registry().clone()),
+        None => chosen,
     };
     let projector = Projector::new(table_schema, &query.columns, name)?;
     let out_schema = projector.schema().clone();
@@ -80,15 +98,34 @@ pub(super) fn read(
     Ok(Execution { schema: out_schema, batches, stats })
 }
 
-/// The entry columns of the manifest table, in batches of 1024 entries.
-fn rows(entries: &[Entry]) -> BoxStream<'static, Result<RecordBatch, Error>> {
+/// Entries `[start, end)` of an indexed manifest, a block at a time (the
+/// first and last blocks trimmed to the run).
+fn run(
+    registry: &Registry,
+    index: Arc<ManifestIndex>,
+    entries: Range<u64>,
+) -> BoxStream<'static, Result<Vec<Entry>, Error>> {
+    let blocks = index.blocks_of(entries.clone());
+    let mut first = index.first_entry(blocks.start);
+    registry
+        .read_blocks(index, blocks)
+        .map_err(Error::from)
+        .map_ok(move |block| {
+            let (from, len) = (first, block.len() as u64);
+            first += len;
+            let skip = entries.start.saturating_sub(from).min(len) as usize;
+            let take = (entries.end.min(from + len).saturating_sub(from)) as usize;
+            block.into_iter().take(take).skip(skip).collect()
+        })
+        .try_filter(|block: &Vec<Entry>| futures::future::ready(!block.is_empty()))
+        .boxed()
+}
+
+/// The entry columns of the manifest table, a batch per block of entries.
+fn rows(entries: BoxStream<'static, Result<Vec<Entry>, Error>>) -> BoxStream<'static, Result<RecordBatch, Error>> {
     let base_schema = schema(false);
-    let entries: Arc<Vec<Entry>> = Arc::new(entries.to_vec());
-    let chunks: Vec<(usize, usize)> =
-        (0..entries.len()).step_by(1024).map(|s| (s, (s + 1024).min(entries.len()))).collect();
-    stream::iter(chunks)
-        .map(move |(start, end)| {
-            let slice = &entries[start..end];
+    entries
+        .and_then(move |slice| {
             let columns: Vec<ArrayRef> = vec![
                 Arc::new(StringArray::from_iter_values(slice.iter().map(|e| e.logical_key.as_str()))),
                 Arc::new(UInt64Array::from_iter_values(slice.iter().map(|e| e.size))),
@@ -96,30 +133,32 @@ fn rows(entries: &[Entry]) -> BoxStream<'static, Result<RecordBatch, Error>> {
                 Arc::new(StringArray::from_iter_values(slice.iter().map(|e| e.hash.value.as_str()))),
                 Arc::new(StringArray::from_iter_values(slice.iter().map(|e| e.meta.to_string()))),
             ];
-            RecordBatch::try_new(base_schema.clone(), columns)
-                .map_err(|e| Error::engine("building the manifest table", e))
+            futures::future::ready(
+                RecordBatch::try_new(base_schema.clone(), columns)
+                    .map_err(|e| Error::engine("building the manifest table", e)),
+            )
         })
         .boxed()
 }
 
-/// The chosen rows with each entry's bytes added as `content`.
+/// The chosen rows with each entry's bytes added as `content`; `kept` holds
+/// the run's entries by logical key, filled as the run is read.
 fn with_content(
     chosen: BoxStream<'static, Result<RecordBatch, Error>>,
-    entries: &[Entry],
+    kept: Arc<Mutex<HashMap<String, Entry>>>,
     registry: Registry,
 ) -> BoxStream<'static, Result<RecordBatch, Error>> {
-    let by_key: Arc<HashMap<String, Entry>> =
-        Arc::new(entries.iter().map(|e| (e.logical_key.clone(), e.clone())).collect());
     chosen
         .and_then(move |batch| {
             let registry = registry.clone();
-            let by_key = by_key.clone();
+            let kept = kept.clone();
             async move {
                 let keys = batch.column(0).as_any().downcast_ref::<StringArray>().expect("logical_key is Utf8").clone();
                 let mut content = BinaryBuilder::new();
                 for key in keys.iter().flatten() {
-                    let entry = by_key.get(key).expect("key from this manifest");
-                    let data = sources::read_whole(&registry, entry).await?;
+                    // Taken out: each entry is chosen once.
+                    let entry = kept.lock().expect("not poisoned").remove(key).expect("key from this run");
+                    let data = sources::read_whole(&registry, &entry).await?;
                     content.append_value(&data);
                 }
                 let mut columns = batch.columns().to_vec();

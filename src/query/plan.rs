@@ -5,11 +5,12 @@
 
 use super::engine::{Engine, Layout};
 use super::prepare::prepare;
-use super::table::{self, Format};
+use super::table::Format;
 use super::{DatasetUri, Error, rows, sample};
 use crate::manifest::Entry;
 use crate::proto::{Query, Slice, Ticket};
 use arrow::datatypes::SchemaRef;
+use futures::TryStreamExt;
 
 /// Uncompressed bytes per endpoint when the client does not ask for a
 /// partition count: large tables spread over several endpoints.
@@ -53,9 +54,8 @@ impl Engine {
     /// cuts the table into endpoints.
     pub async fn plan(&self, uri: &DatasetUri) -> Result<Plan, Error> {
         let top_hash = self.registry.resolve(&uri.package, &uri.revision).await?;
-        let manifest = self.manifest(&top_hash).await?;
         let name = format!("{}@{}", uri.package, &top_hash[..12]);
-        let table = table::find(&manifest, &uri.path, &name)?;
+        let table = self.table(&top_hash, &uri.path, &name).await?;
         let (schema, layout) = self.describe(&table, uri.query.content).await?;
         let table_name =
             if uri.path.is_empty() { format!("the manifest of {name}") } else { format!("{} in {name}", uri.path) };
@@ -105,7 +105,21 @@ impl Engine {
             entry_end: 0,
             signature: Default::default(),
         };
-        let (mut tickets, total_bytes) = endpoints(&layout, &table.entries, table.format, q, base);
+        // The manifest table is cut by entry: each weighs 1, or its size when
+        // contents are read (read from the manifest's blocks, 8 bytes each).
+        let weights: Vec<u64> = match &table.index {
+            Some(index) if q.limit.is_none() && q.content => {
+                let mut sizes = Vec::with_capacity(index.entries as usize);
+                let mut blocks = self.registry.read_blocks(index.clone(), 0..index.blocks.len());
+                while let Some(block) = blocks.try_next().await? {
+                    sizes.extend(block.iter().map(|e| e.size));
+                }
+                sizes
+            }
+            Some(index) if q.limit.is_none() => vec![1; index.entries as usize],
+            _ => Vec::new(),
+        };
+        let (mut tickets, total_bytes) = endpoints(&layout, &table.entries, &weights, table.format, q, base);
         let regions = tickets
             .iter()
             .map(|t| {
@@ -161,12 +175,13 @@ fn result_rows(table_rows: Option<u64>, q: &super::QuerySpec) -> Option<u64> {
 }
 
 /// One ticket per endpoint, and the bytes read when known. The manifest
-/// table is cut into runs of entries, balanced by content size when contents
+/// table is cut into runs of entries by their `weights` (content size when contents
 /// are read; Parquet into runs of row groups. A limit is global: one
 /// endpoint reads in order and stops early.
 fn endpoints(
     layout: &Layout,
     entries: &[Entry],
+    weights: &[u64],
     format: Format,
     q: &super::QuerySpec,
     base: Ticket,
@@ -175,13 +190,12 @@ fn endpoints(
         // The manifest table: runs of entries, balanced by content size
         // when contents are read. A limit is global: one endpoint.
         Layout::Sequential(_) if format == Format::Manifest && q.limit.is_none() => {
-            let weights: Vec<u64> = entries.iter().map(|e| if q.content { e.size } else { 1 }).collect();
             let count = match q.partitions {
                 Some(n) => n as usize,
                 None if q.content => weights.iter().sum::<u64>().div_ceil(TARGET_PARTITION_BYTES) as usize,
-                None => entries.len().div_ceil(MANIFEST_ROWS_PER_PARTITION),
+                None => weights.len().div_ceil(MANIFEST_ROWS_PER_PARTITION),
             };
-            let tickets = split_weighted(&weights, count)
+            let tickets = split_weighted(weights, count)
                 .into_iter()
                 .enumerate()
                 .map(|(i, (start, end))| Ticket {

@@ -7,8 +7,9 @@
 //! - the manifest itself is a table (path `""`): one row per entry.
 
 use super::Error;
-use crate::manifest::{Entry, Manifest, key};
-use std::collections::BTreeSet;
+use crate::manifest::{Entry, key};
+use crate::registry::ManifestIndex;
+use std::sync::Arc;
 
 /// The format of a table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,58 +67,76 @@ pub struct Table {
     /// Format.
     pub format: Format,
     /// Data entries in canonical order (parts for Parquet; one entry for other
-    /// files; every entry for the manifest table).
+    /// files; none for the manifest table, whose entries are read from
+    /// storage a run at a time through `index`).
     pub entries: Vec<Entry>,
+    /// The manifest table's index of the manifest's entries.
+    pub index: Option<Arc<ManifestIndex>>,
 }
 
-/// Finds the table at `path` in a manifest.
-pub fn find(manifest: &Manifest, path: &str, package: &str) -> Result<Table, Error> {
-    if path.is_empty() {
-        return Ok(Table {
-            path: String::new(),
-            format: Format::Manifest,
-            entries: manifest.entries().cloned().collect(),
-        });
+impl Table {
+    /// The manifest table of an indexed manifest.
+    pub fn manifest(index: Arc<ManifestIndex>) -> Self {
+        Table { path: String::new(), format: Format::Manifest, entries: Vec::new(), index: Some(index) }
     }
-    if let Some(entry) = manifest.entries().find(|e| e.logical_key == path) {
-        let format = Format::of_file(path).ok_or_else(|| {
-            Error::invalid(format!(
-                "{path} in {package} is not a table: supported extensions are .parquet, .csv, .tsv, .jsonl, .ndjson, .arrow, .feather, .arrows"
-            ))
-        })?;
-        return Ok(Table { path: path.to_owned(), format, entries: vec![entry.clone()] });
+
+    /// Memory the table takes, about.
+    pub fn memory_size(&self) -> usize {
+        std::mem::size_of::<Self>() + self.path.len() + self.entries.iter().map(Entry::memory_size).sum::<usize>()
     }
-    let parts: Vec<Entry> = manifest
-        .entries()
-        .filter(|e| key::is_under(&e.logical_key, path) && Format::of_file(&e.logical_key) == Some(Format::Parquet))
-        .cloned()
-        .collect();
-    if parts.is_empty() {
-        let is_folder = manifest.entries().any(|e| key::is_under(&e.logical_key, path));
-        return Err(if is_folder {
-            Error::invalid(format!("folder {path} in {package} holds no Parquet files, so it is not a table"))
-        } else {
-            Error::NotFound(format!("path {path} in {package}"))
-        });
-    }
-    Ok(Table { path: path.trim_end_matches('/').to_owned(), format: Format::Parquet, entries: parts })
 }
 
-/// Every table of a manifest: `(path, format)`, the manifest table first,
-/// then files and Parquet folders in walk order.
-pub fn list(manifest: &Manifest) -> Vec<(String, Format)> {
-    let mut out = vec![(String::new(), Format::Manifest)];
-    let mut folders = BTreeSet::new();
-    for e in manifest.entries() {
-        if let Some(format) = Format::of_file(&e.logical_key) {
-            out.push((e.logical_key.clone(), format));
-            if format == Format::Parquet
-                && let Some((folder, _)) = e.logical_key.rsplit_once('/')
-            {
-                folders.insert(folder.to_owned());
+/// Finds the table at `path` (not the manifest table) among the entries of
+/// a revision that may hold it (every entry, or the blocks a
+/// [`super::revision::Revision`] says hold it), fed one at a time: it keeps
+/// only the table's own entries.
+pub struct Finder<'a> {
+    path: &'a str,
+    file: Option<Entry>,
+    parts: Vec<Entry>,
+    is_folder: bool,
+}
+
+impl<'a> Finder<'a> {
+    /// Looks for the table at `path`.
+    pub fn new(path: &'a str) -> Self {
+        Finder { path, file: None, parts: Vec::new(), is_folder: false }
+    }
+
+    /// Looks at the next entry.
+    pub fn add(&mut self, e: Entry) {
+        if self.file.is_some() {
+            return;
+        }
+        if e.logical_key == self.path {
+            self.file = Some(e);
+        } else if key::is_under(&e.logical_key, self.path) {
+            self.is_folder = true;
+            if Format::of_file(&e.logical_key) == Some(Format::Parquet) {
+                self.parts.push(e);
             }
         }
     }
-    out.extend(folders.into_iter().map(|f| (f, Format::Parquet)));
-    out
+
+    /// The table, or what the path is instead, naming `package`.
+    pub fn finish(self, package: &str) -> Result<Table, Error> {
+        let path = self.path;
+        if let Some(e) = self.file {
+            let format = Format::of_file(path).ok_or_else(|| {
+                Error::invalid(format!(
+                    "{path} in {package} is not a table: supported extensions are .parquet, .csv, .tsv, .jsonl, .ndjson, .arrow, .feather, .arrows"
+                ))
+            })?;
+            return Ok(Table { path: path.to_owned(), format, entries: vec![e], index: None });
+        }
+        if self.parts.is_empty() {
+            return Err(if self.is_folder {
+                Error::invalid(format!("folder {path} in {package} holds no Parquet files, so it is not a table"))
+            } else {
+                Error::NotFound(format!("path {path} in {package}"))
+            });
+        }
+        let path = path.trim_end_matches('/').to_owned();
+        Ok(Table { path, format: Format::Parquet, entries: self.parts, index: None })
+    }
 }

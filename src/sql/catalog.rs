@@ -8,7 +8,7 @@
 
 use super::tables::{PlannedTable, parquet_table};
 use super::{MANIFEST_TABLE, Pins};
-use crate::query::table::{self, Format};
+use crate::query::table::Format;
 use crate::query::{DatasetUri, Engine, Error};
 use crate::registry::PackageName;
 use async_trait::async_trait;
@@ -88,10 +88,9 @@ impl Resolver {
     /// The table `name` of the schema `schema`.
     async fn table(&self, schema: &str, name: &str) -> Result<Arc<dyn TableProvider>, Error> {
         let (package, top_hash) = self.revision(schema).await?;
-        let manifest = self.engine.manifest(&top_hash).await?;
         let path = if name == MANIFEST_TABLE { "" } else { name };
         let label = format!("{package}@{}", &top_hash[..12]);
-        let found = table::find(&manifest, path, &label)?;
+        let found = self.engine.table(&top_hash, path, &label).await?;
         Ok(match found.format {
             Format::Parquet => Arc::new(parquet_table(&self.engine, &found, &label).await?),
             _ => {

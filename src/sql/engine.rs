@@ -161,9 +161,8 @@ impl SqlEngine {
         schemas: bool,
     ) -> Result<Vec<(String, Option<SchemaRef>)>, Error> {
         let package: crate::registry::PackageName = package.parse()?;
-        let manifest = self.engine.manifest(top_hash).await?;
         let mut out = Vec::new();
-        for (path, _) in crate::query::table::list(&manifest) {
+        for (path, _) in self.engine.revision(top_hash).await?.tables() {
             // Planned even when the schema is not asked for: a folder whose
             // parts disagree is not a table a tool could open.
             let uri = crate::query::DatasetUri::table(&package, top_hash, &path);

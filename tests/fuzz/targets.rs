@@ -23,6 +23,7 @@ use arrow_flight::Action;
 use arrow_flight::flight_service_server::FlightService;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
+use object_store::ObjectStoreExt;
 use object_store::memory::InMemory;
 use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
@@ -32,7 +33,7 @@ use sheaf::flight::cache::StreamCache;
 use sheaf::manifest::Manifest;
 use sheaf::progress::NoProgress;
 use sheaf::proto;
-use sheaf::query::{DatasetUri, Engine, PutTarget, table};
+use sheaf::query::{DatasetUri, Engine, PutTarget, Revision};
 use sheaf::registry::PushOptions;
 use sheaf::{PackageName, Registry};
 use std::future::Future;
@@ -426,10 +427,11 @@ pub fn ticket(data: &[u8]) {
 }
 
 /// Manifest bytes: parsing fails with a message or yields a manifest that
-/// encodes and parses back to itself with the same top hash; its tables
-/// are listed and found.
+/// encodes and parses back to itself with the same top hash; stored in a
+/// registry, its index holds every entry and its tables are listed and
+/// found.
 pub fn manifest(data: &[u8]) {
-    let m = match Manifest::parse(data) {
+    let (m, parsed) = match Manifest::parse_hashed(data) {
         Ok(m) => m,
         Err(e) => return assert!(!e.to_string().is_empty()),
     };
@@ -441,11 +443,21 @@ pub fn manifest(data: &[u8]) {
     assert_eq!(back, m, "a manifest changed in a write/read round trip");
     assert_eq!(back.top_hash(), top_hash, "a manifest's top hash changed in a round trip");
     let _ = m.with_changes(vec![], Some("fuzz".into()));
-    for (path, _) in table::list(&m) {
-        if let Err(e) = table::find(&m, &path, "fuzz/p") {
-            panic!("table {path:?} is listed but not found: {e}");
+    let store = Arc::new(InMemory::new());
+    let registry = Registry::with_store("memory://sheaf-fuzz-manifest", store.clone()).unwrap();
+    let top = parsed.top_hash;
+    block_on("indexing a manifest", async {
+        let path = object_store::path::Path::from(format!(".quilt/packages/{top}"));
+        store.put(&path, Bytes::copy_from_slice(data).into()).await.unwrap();
+        let revision =
+            Revision::read(&registry, &top).await.unwrap_or_else(|e| panic!("a parsed manifest is not indexed: {e}"));
+        assert_eq!(revision.index.entries, m.entries().count() as u64, "the index counts every entry");
+        for (path, _) in revision.tables() {
+            if let Err(e) = revision.table(&registry, &path, "fuzz/p").await {
+                panic!("table {path:?} is listed but not found: {e}");
+            }
         }
-    }
+    });
 }
 
 /// DoAction: the action name, a newline, the body.
