@@ -18,6 +18,13 @@ that very process, through `/usr/bin/time -f %M`):
                  `Package.browse(...)` then the folder's entries (size, hash, key) to a file
   manifest load  `sheaf browse REF none/` (loads the manifest, lists nothing) vs
                  `Package.browse(...)`
+  manifest table the manifest's entries as an Arrow table in a file: `sheaf get
+                 sheaf://REF --out F.arrow` from a fresh `sheaf serve` (so its first
+                 read indexes the manifest) vs `Package.browse(...)`, a walk of
+                 every entry into a pyarrow table (key, size, hash) and
+                 `feather.write_feather`. Sheaf's time is the `sheaf get` process;
+                 its peak RSS is the server's (VmHWM: what holding a revision
+                 costs it; the client streams to the file)
 
 quilt3 runs in its own interpreter per step with fresh XDG folders (no cache
 shared between steps or rounds), QUILT_MINIMIZE_STDOUT and telemetry off; its
@@ -38,6 +45,8 @@ Trees are cached in $SHEAF_CACHE/bench-data/scale-v1-N/. Usage:
     python benches/scale.py --quick                 # CI: 2,000 and 5,000 files
     python benches/scale.py                         # 10k, 100k, 1M files
     python benches/scale.py --sizes 10000,100000    # any ladder
+    python benches/scale.py --steps table --merge benches/results/scale.json
+                                                    # some steps again, the others kept
 """
 
 from __future__ import annotations
@@ -74,7 +83,13 @@ STEPS = [
         "`sheaf browse REF FOLDER` vs `Package.browse` + folder walk",
     ),
     ("load", "manifest load", "`sheaf browse REF none/` vs `Package.browse`"),
+    (
+        "table",
+        "manifest as a table",
+        "`sheaf get` of the manifest table from a fresh server vs `Package.browse` + walk into an Arrow file",
+    ),
 ]
+READ_STEPS = ("install", "install_folder", "browse_folder", "load", "table")
 STEP_TITLE = {k: t for k, t, _ in STEPS}
 TIME = "/usr/bin/time"  # GNU time, for each step's peak RSS (see measure)
 # Where GNU time is missing: a small Python process that spawns the command and
@@ -116,6 +131,17 @@ elif op == "browse_folder":
 elif op == "load":
     pkg = quilt3.Package.browse(name, registry=reg)
     count = len(pkg.keys())
+elif op == "table":
+    import pyarrow as pa
+    import pyarrow.feather as feather
+    pkg = quilt3.Package.browse(name, registry=reg)
+    keys, sizes, hashes = [], [], []
+    for key, entry in pkg.walk():
+        keys.append(key)
+        sizes.append(entry.size)
+        hashes.append(entry.hash["value"])
+    feather.write_feather(pa.table({"logical_key": keys, "size": sizes, "hash": hashes}), arg)
+    count = len(keys)
 secs = time.perf_counter() - t
 print(json.dumps({"seconds": secs, "import_seconds": t_import, "baseline_rss": base, "count": count}))
 """
@@ -294,7 +320,9 @@ class Bench:
 # --------------------------------------------------------------------------
 
 
-def run_size(b: Bench, n: int, rounds: int, prev: dict | None, skip_quilt3: bool) -> dict:
+def run_size(b: Bench, n: int, rounds: int, prev: dict | None, skip_quilt3: bool, wanted: tuple[str, ...] = ()) -> dict:
+    """Measures the steps of `wanted` (every step when empty) at `n` files.
+    Sheaf's push always runs (the read steps read what it pushed)."""
     src = tree(n)
     folder = folder_of(n)
     res: dict = {"files": n, "folder": folder, "rounds": rounds, "steps": {}, "loadavg_start": h.loadavg()}
@@ -305,6 +333,8 @@ def run_size(b: Bench, n: int, rounds: int, prev: dict | None, skip_quilt3: bool
         """None to run, else why not."""
         if tool == "quilt3" and skip_quilt3:
             return "not run (--quilt3-max-files)"
+        if wanted and step not in wanted and not (step == "push" and tool == "sheaf"):
+            return "not run (--steps)"
         if steps.get(step, {}).get(tool, {}).get("timed_out"):
             return "stopped at the limit in an earlier round"
         p = ((prev or {}).get("steps", {}).get(step, {}).get(tool)) or {}
@@ -351,7 +381,8 @@ def run_size(b: Bench, n: int, rounds: int, prev: dict | None, skip_quilt3: bool
     # push / build: fresh registries each round, the last one kept for the read steps.
     s_reg = q_reg = None
     order = ["sheaf", "quilt3"]
-    for rnd in range(rounds):
+    # Under --steps without push, one push makes the registry the steps read.
+    for rnd in range(rounds if not wanted or "push" in wanted else 1):
         for tool in order if rnd % 2 == 0 else order[::-1]:
             why = plan("push", tool)
             if why:
@@ -385,7 +416,7 @@ def run_size(b: Bench, n: int, rounds: int, prev: dict | None, skip_quilt3: bool
     q_src = (q_reg, PKG_QUILT) if q_reg else (s_reg, PKG_SHEAF)
     res["quilt3_reads"] = "its own build" if q_reg else "the package Sheaf pushed"
 
-    for step in ("install", "install_folder", "browse_folder", "load"):
+    for step in READ_STEPS:
         for rnd in range(rounds):
             for tool in order if rnd % 2 == 0 else order[::-1]:
                 why = plan(step, tool)
@@ -396,7 +427,9 @@ def run_size(b: Bench, n: int, rounds: int, prev: dict | None, skip_quilt3: bool
                 h.progress(f"{n:,} files: {step}, {tool}, round {rnd + 1}/{rounds}")
                 out = b.fresh("out")
                 dest = b.fresh("dest")
-                if tool == "sheaf":
+                if tool == "sheaf" and step == "table":
+                    r = sheaf_table(b, s_reg, out)
+                elif tool == "sheaf":
                     ref = PKG_SHEAF + (f"/{folder}" if step == "install_folder" else "")
                     args = {
                         "install": ["install", ref, "--dest", str(dest)],
@@ -410,15 +443,18 @@ def run_size(b: Bench, n: int, rounds: int, prev: dict | None, skip_quilt3: bool
                     elif step == "load":
                         r["count"] = None
                 else:
-                    arg = str(out.with_suffix(".list")) if step == "browse_folder" else str(dest)
-                    r = b.quilt3_run(step, q_src[1], q_src[0], arg, folder, out)
+                    arg = {"browse_folder": str(out.with_suffix(".list")), "table": str(out.with_suffix(".arrow"))}
+                    r = b.quilt3_run(step, q_src[1], q_src[0], arg.get(step, str(dest)), folder, out)
+                    if step == "table" and not r.get("timed_out"):
+                        r["count"] = pa_rows(out.with_suffix(".arrow"))
                 if step.startswith("install") and not r.get("timed_out"):
                     r["count"] = count_files(dest)
-                want = {"install": n, "install_folder": PER_FOLDER, "browse_folder": PER_FOLDER}.get(step)
+                want = {"install": n, "install_folder": PER_FOLDER, "browse_folder": PER_FOLDER, "table": n}.get(step)
                 if want is not None and not r.get("timed_out") and r.get("count") != want:
                     raise RuntimeError(f"{tool} {step} at {n} files: {r.get('count')} files/entries, expected {want}")
                 rm(dest)
                 rm(out.with_suffix(".list"))
+                rm(out.with_suffix(".arrow"))
                 record(step, tool, r)
                 settle()
                 h.progress(f"  {r['seconds']:.2f} s, peak RSS {h.fmt_bytes(r['rss'])}")
@@ -430,6 +466,29 @@ def run_size(b: Bench, n: int, rounds: int, prev: dict | None, skip_quilt3: bool
         rm(q_reg)
     res["loadavg_end"] = h.loadavg()
     return res
+
+
+def pa_rows(path: Path) -> int:
+    import pyarrow as pa
+
+    with pa.memory_map(str(path)) as f:
+        return pa.ipc.open_file(f).read_all().num_rows
+
+
+def sheaf_table(b: Bench, registry: Path, out: Path) -> dict:
+    """`sheaf get` of the manifest table from a fresh server over `registry`:
+    the client process timed, the server's peak RSS reported."""
+    server = h.start_sheaf(registry, b.fresh("serve-logs"))
+    try:
+        arrow = out.with_suffix(".arrow")
+        r = b.sheaf_run(["get", f"sheaf://{PKG_SHEAF}", "--server", server.url, "--out", str(arrow)], out)
+        r["client_rss"] = r["rss"]
+        r["rss"] = server.hwm()
+        if not r.get("timed_out"):
+            r["count"] = pa_rows(arrow)
+    finally:
+        server.stop()
+    return r
 
 
 # --------------------------------------------------------------------------
@@ -552,7 +611,8 @@ def report(opts, sizes: list[dict], params: dict) -> h.Result:
         f"in quilt3's favour; the whole process is the column `quilt3 process s`); Sheaf's are the whole "
         f"`sheaf` process. Peak RSS is `ru_maxrss` of that process "
         f"(quilt3's includes Python and `import quilt3`: "
-        f"{h.fmt_bytes(params.get('quilt3_import_rss'))} on its own). Ratios: quilt3 / Sheaf.",
+        f"{h.fmt_bytes(params.get('quilt3_import_rss'))} on its own), except Sheaf's in the manifest table "
+        f"step: the server's (VmHWM), whose first read of a revision indexes its manifest. Ratios: quilt3 / Sheaf.",
         "",
     ]
     rows = []
@@ -617,7 +677,7 @@ def report(opts, sizes: list[dict], params: dict) -> h.Result:
         for r in sizes
         for key, _, _ in STEPS
         for tool in ("sheaf", "quilt3")
-        if (r["steps"][key].get(tool) or {}).get("skipped")
+        if (r["steps"][key].get(tool) or {}).get("skipped") not in (None, "not run (--steps)")
     ]
     if skipped:
         d += ["", f"Not measured (step limit {params['step_limit_s'] / 60:.0f} min):", ""]
@@ -636,6 +696,7 @@ def report(opts, sizes: list[dict], params: dict) -> h.Result:
                         )
                     )
     res.notes = [
+        *([f"Merged report: {params['merged']}."] if params.get("merged") else []),
         "`sheaf push` copies every file into the registry (content-addressed blobs) and writes the manifest; "
         "quilt3 `build` only hashes and writes the manifest (its `push` needs S3), so the push row gives Sheaf "
         "more work.",
@@ -682,6 +743,12 @@ def main() -> None:
     ap.add_argument("--step-limit", type=float, default=900, help="seconds one quilt3 step may take (default 900)")
     ap.add_argument("--quilt3-max-files", type=int, default=0, help="run quilt3 only up to this size (0: no limit)")
     ap.add_argument("--from-json", help="write the report again from a previous run's .json (no measuring)")
+    ap.add_argument(
+        "--steps", help=f"comma-separated steps to measure (default: all of {', '.join(k for k, _, _ in STEPS)})"
+    )
+    ap.add_argument(
+        "--merge", help="a previous run's .json: the steps measured now replace its figures, the others are kept"
+    )
     opts = ap.parse_args()
     if opts.from_json:
         prev = json.loads(Path(opts.from_json).read_text())
@@ -692,6 +759,10 @@ def main() -> None:
         return
     h.check_sheaf_binary()
     sizes = [int(x) for x in (opts.sizes or ("2000,5000" if opts.quick else "10000,100000,1000000")).split(",")]
+    wanted = tuple(x for x in (opts.steps or "").split(",") if x)
+    unknown = set(wanted) - set(STEP_TITLE)
+    if unknown:
+        ap.error(f"unknown steps {', '.join(sorted(unknown))}; steps are {', '.join(STEP_TITLE)}")
     base_rounds = opts.rounds or (1 if opts.quick else 3)
     scratch = Path(tempfile.mkdtemp(prefix="sheaf-bench-scale-", dir=os.environ.get("SHEAF_SCALE_SCRATCH")))
     b = Bench(scratch, opts.step_limit)
@@ -707,7 +778,7 @@ def main() -> None:
                 continue
             rounds = base_rounds if n <= 100_000 else 1
             skip_q = bool(opts.quilt3_max_files) and n > opts.quilt3_max_files
-            results.append(run_size(b, n, rounds, results[-1] if results else None, skip_q))
+            results.append(run_size(b, n, rounds, results[-1] if results else None, skip_q, wanted))
     finally:
         if opts.keep:
             h.progress(f"kept {scratch}")
@@ -721,7 +792,31 @@ def main() -> None:
         "seconds": round(time.monotonic() - t0, 1),
         "results": results,
     }
+    if opts.merge:
+        results, params = merged(json.loads(Path(opts.merge).read_text()), results, params, wanted)
     report(opts, results, params).write(opts.out)
+
+
+def merged(prev: dict, results: list[dict], params: dict, wanted: tuple[str, ...]) -> tuple[list[dict], dict]:
+    """The previous run's results with the steps measured now (`wanted`)
+    replaced, at the sizes both runs have; the sizes only this run has are
+    added. The notes name which steps came from which run."""
+    old = {r["files"]: r for r in prev["params"]["results"]}
+    for r in results:
+        if r["files"] in old:
+            for step in wanted or STEP_TITLE:
+                old[r["files"]]["steps"][step] = r["steps"][step]
+        else:
+            old[r["files"]] = r
+    out = [old[n] for n in sorted(old)]
+    kept = ", ".join(t for k, t in STEP_TITLE.items() if wanted and k not in wanted)
+    params = dict(prev["params"], results=out, sizes=sorted(old))
+    params["merged"] = (
+        f"{', '.join(STEP_TITLE[k] for k in wanted or STEP_TITLE)} measured {time.strftime('%Y-%m-%d %H:%M')} "
+        f"by this binary; {kept or 'nothing'} kept from the run of {prev['machine']['date']} "
+        f"({prev['binary']['commit']})"
+    )
+    return out, params
 
 
 if __name__ == "__main__":

@@ -237,8 +237,8 @@ impl Registry {
             });
         }
         if !sorted {
-            // Duplicate logical keys, wherever they are.
-            self.scan_under(top_hash, "", |_| Ok(())).await?;
+            // Duplicate logical keys, wherever they are (8 bytes per entry).
+            self.scan_lines(top_hash, "", LineParser::new(), |_| Ok(())).await?;
         }
         let entries = blocks.done.iter().map(|b| u64::from(b.entries)).sum();
         Ok(ManifestIndex { top_hash: top_hash.to_owned(), header, entries, blocks: blocks.done, keys })

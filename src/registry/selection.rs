@@ -80,7 +80,7 @@ impl Registry {
 
     /// One pass of [`Registry::scan_under`] with `parser`: the header and
     /// whether the entries were in walk order.
-    async fn scan_lines(
+    pub(super) async fn scan_lines(
         &self,
         top_hash: &str,
         prefix: &str,
