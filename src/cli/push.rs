@@ -40,8 +40,12 @@ impl Report for Pushed {
         if r.unchanged {
             return Vec::new();
         }
+        let cloned = match r.cloned_files {
+            0 => String::new(),
+            n => format!(", {n} of them as copy-on-write clones"),
+        };
         vec![format!(
-            "pushed {} files ({}); uploaded {} new blobs ({})",
+            "pushed {} files ({}); uploaded {} new blobs ({}){cloned}",
             r.files,
             human_bytes(r.bytes),
             r.uploaded_files,
@@ -62,6 +66,7 @@ mod tests {
             bytes: 18,
             uploaded_files: if unchanged { 0 } else { 1 },
             uploaded_bytes: if unchanged { 0 } else { 6 },
+            cloned_files: 0,
             unchanged,
             previous: None,
         })

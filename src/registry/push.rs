@@ -59,6 +59,10 @@ pub struct PushReport {
     pub uploaded_files: usize,
     /// Bytes uploaded.
     pub uploaded_bytes: u64,
+    /// Files stored as copy-on-write clones of their source (a local registry
+    /// on a file system that shares blocks, such as XFS or Btrfs): no bytes
+    /// written for them.
+    pub cloned_files: usize,
     /// `latest` already pointed at this exact revision: nothing was written.
     pub unchanged: bool,
     /// Where `latest` pointed before.
@@ -76,6 +80,7 @@ impl PushReport {
             bytes,
             uploaded_files: 0,
             uploaded_bytes: 0,
+            cloned_files: 0,
             unchanged: false,
             previous: None,
         }
@@ -111,6 +116,7 @@ struct Walked {
     bytes: u64,
     stored_files: usize,
     stored_bytes: u64,
+    cloned_files: usize,
 }
 
 impl Registry {
@@ -192,6 +198,7 @@ impl Registry {
         let mut report = PushReport {
             uploaded_files: uploaded.0,
             uploaded_bytes: uploaded.1,
+            cloned_files: walked.cloned_files,
             ..PushReport::new(pkg, &top_hash, walked.files, walked.bytes)
         };
         // `latest` is read again: another push may have moved it meanwhile.
@@ -268,7 +275,8 @@ impl Registry {
             }
         }
         let (manifest, top_hash) = manifest.finish();
-        Ok(Walked { manifest, top_hash, files: count, bytes, stored_files, stored_bytes })
+        let cloned_files = dirs.as_ref().map_or(0, |d| d.cloned() as usize);
+        Ok(Walked { manifest, top_hash, files: count, bytes, stored_files, stored_bytes, cloned_files })
     }
 
     /// Manifest entries for hashed local files, their physical keys naming

@@ -301,6 +301,7 @@ def test_json_outputs(sheaf, registry, tree, tmp_path):
         "bytes",
         "uploaded_files",
         "uploaded_bytes",
+        "cloned_files",
         "unchanged",
         "previous",
     }
@@ -308,6 +309,7 @@ def test_json_outputs(sheaf, registry, tree, tmp_path):
     assert first["files"] == len(files) and first["bytes"] == sum(map(len, files.values()))
     assert first["uploaded_files"] == len(set(files.values()))  # duplicate contents are stored once
     assert first["unchanged"] is False and first["previous"] is None
+    assert 0 <= first["cloned_files"] <= first["uploaded_files"]  # clones where blocks are shared: test_reflink.py
     top = first["top_hash"]
 
     again = sheaf.push("o/p", root, "-m", "msg", "--meta", '{"k": [1, 2.5]}')
