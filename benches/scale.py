@@ -800,7 +800,8 @@ def main() -> None:
 def merged(prev: dict, results: list[dict], params: dict, wanted: tuple[str, ...]) -> tuple[list[dict], dict]:
     """The previous run's results with the steps measured now (`wanted`)
     replaced, at the sizes both runs have; the sizes only this run has are
-    added. The notes name which steps came from which run."""
+    added. `params["step_dates"]` says when (and by which commit) each step
+    was measured, carried over from merge to merge; the notes show it."""
     old = {r["files"]: r for r in prev["params"]["results"]}
     for r in results:
         if r["files"] in old:
@@ -809,13 +810,16 @@ def merged(prev: dict, results: list[dict], params: dict, wanted: tuple[str, ...
         else:
             old[r["files"]] = r
     out = [old[n] for n in sorted(old)]
-    kept = ", ".join(t for k, t in STEP_TITLE.items() if wanted and k not in wanted)
-    params = dict(prev["params"], results=out, sizes=sorted(old))
-    params["merged"] = (
-        f"{', '.join(STEP_TITLE[k] for k in wanted or STEP_TITLE)} measured {time.strftime('%Y-%m-%d %H:%M')} "
-        f"by this binary; {kept or 'nothing'} kept from the run of {prev['machine']['date']} "
-        f"({prev['binary']['commit']})"
-    )
+    then = f"{prev['machine']['date']} ({prev['binary']['commit']})"
+    dates = dict(prev["params"].get("step_dates") or {k: then for k in STEP_TITLE})
+    binary = h.binary_facts()
+    for k in wanted or STEP_TITLE:
+        dates[k] = f"{time.strftime('%Y-%m-%d %H:%M')} ({binary['commit']})"
+    params = dict(prev["params"], results=out, sizes=sorted(old), step_dates=dates)
+    by_date: dict[str, list[str]] = {}
+    for k, when in dates.items():
+        by_date.setdefault(when, []).append(STEP_TITLE.get(k, k))
+    params["merged"] = "; ".join(f"{', '.join(v)} measured {when}" for when, v in sorted(by_date.items()))
     return out, params
 
 
