@@ -18,7 +18,7 @@ use crate::manifest::stream::{LineParser, LineSplitter, entry_line, line_text};
 use crate::manifest::{self, Entry, Line};
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
-use object_store::{GetOptions, GetRange, ObjectStoreExt};
+use object_store::{GetOptions, GetRange};
 use serde_json::{Map, Value};
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher};
@@ -96,33 +96,33 @@ struct Blocks {
 }
 
 impl Blocks {
-    /// The line at `start` (`text` without its line break), whether it holds
-    /// an entry of `size` bytes of data, and the end of the manifest. Returns
-    /// the number of the block an entry went to.
-    fn line(&mut self, start: u64, text: &[u8], entry: Option<u64>, file_size: u64) -> Option<usize> {
-        let end = (start + text.len() as u64 + 1).min(file_size);
-        let Some(size) = entry else {
-            if self.open.is_some() {
-                self.pending.extend_from_slice(text);
-                self.pending.push(b'\n');
-            }
-            return None;
-        };
+    /// A line that holds no entry (header, folder, blank): part of the open
+    /// block only if another of its entries follows.
+    fn other(&mut self, text: &[u8]) {
+        if self.open.is_some() {
+            self.pending.extend_from_slice(text);
+            self.pending.push(b'\n');
+        }
+    }
+
+    /// An entry's line (`text` without its line break, at bytes `range`) of
+    /// `size` bytes of data: returns the number of the block it went to.
+    fn entry(&mut self, range: Range<u64>, text: &[u8], size: u64) -> usize {
         if self.open.as_ref().is_some_and(|(b, _)| b.entries as usize == BLOCK_ENTRIES) {
             self.close();
         }
         let (block, hasher) = self.open.get_or_insert_with(|| {
-            let block = Block { start, end, entries: 0, bytes: 0, digest: 0 };
+            let block = Block { start: range.start, end: range.end, entries: 0, bytes: 0, digest: 0 };
             (block, self.keys.build_hasher())
         });
         hasher.write(&self.pending);
         self.pending.clear();
         hasher.write(text);
         hasher.write(b"\n");
-        block.end = end;
+        block.end = range.end;
         block.entries += 1;
         block.bytes += size;
-        Some(self.done.len())
+        self.done.len()
     }
 
     fn close(&mut self) {
@@ -197,45 +197,19 @@ impl Registry {
     /// order, before the top hash is checked (act on nothing it saw unless
     /// this returns `Ok`).
     pub async fn index_manifest(&self, top_hash: &str, mut visit: impl FnMut(usize, &Entry)) -> Result<ManifestIndex> {
-        let what = format!("manifest {top_hash} in {}", self.url());
-        let bad = |source: manifest::Error| Error::Manifest { top_hash: top_hash.into(), source };
-        let result = self.store.get(&Self::manifest_path(top_hash)).await.map_err(|e| Error::storage(&what, e))?;
-        let file_size = result.meta.size;
-        let mut chunks = super::body_stream(result);
-        let mut parser = LineParser::streaming();
         let keys = std::hash::RandomState::new();
         let mut blocks = Blocks { keys: keys.clone(), done: Vec::new(), open: None, pending: Vec::new() };
-        let mut pos = 0u64;
-        let mut splitter = LineSplitter::default();
-        let mut feed = |bytes: &[u8]| -> Result<()> {
-            let start = pos;
-            pos += bytes.len() as u64 + 1;
-            let text = line_text(bytes, parser.lines_read() + 1).map_err(bad)?;
-            match parser.feed(text).map_err(bad)? {
-                Some(Line::Entry(e)) => {
-                    let block = blocks.line(start, bytes, Some(e.size), file_size).expect("an entry has a block");
-                    visit(block, &e);
+        let (header, sorted) = self
+            .read_lines(top_hash, LineParser::streaming(), |line| {
+                let range = line.start..line.end;
+                match &line.parsed {
+                    Some(Line::Entry(e)) => visit(blocks.entry(range, line.bytes, e.size), e),
+                    _ => blocks.other(line.bytes),
                 }
-                _ => {
-                    blocks.line(start, bytes, None, file_size);
-                }
-            }
-            Ok(())
-        };
-        while let Some(chunk) = chunks.try_next().await.map_err(|e| Error::storage(&what, e))? {
-            splitter.push(&chunk, &mut feed)?;
-        }
-        splitter.finish(&mut feed)?;
+                Ok(())
+            })
+            .await?;
         blocks.close();
-        let sorted = parser.sorted();
-        let (header, actual) = parser.finish().map_err(bad)?;
-        if actual != top_hash {
-            return Err(Error::Integrity {
-                what: format!("manifest {top_hash} (corrupt)"),
-                expected: top_hash.into(),
-                actual,
-            });
-        }
         if !sorted {
             // Duplicate logical keys, wherever they are (8 bytes per entry).
             self.scan_lines(top_hash, "", LineParser::new(), |_| Ok(())).await?;

@@ -35,6 +35,17 @@ impl Selection {
     }
 }
 
+/// A line of a manifest as [`Registry::read_lines`] reads it.
+pub(super) struct ReadLine<'a> {
+    /// Its bytes, without the line break.
+    pub(super) bytes: &'a [u8],
+    /// Byte offsets of its start and of its end (after its line break).
+    pub(super) start: u64,
+    pub(super) end: u64,
+    /// The entry or folder line it holds (`None`: the header, a blank line).
+    pub(super) parsed: Option<Line>,
+}
+
 impl Registry {
     /// Resolves `r` and reads the entries of its manifest under `prefix`
     /// (`""` for every entry; a file's own key selects that file), checking
@@ -84,27 +95,42 @@ impl Registry {
         &self,
         top_hash: &str,
         prefix: &str,
-        mut parser: LineParser,
+        parser: LineParser,
         mut visit: impl FnMut(Entry) -> Result<()>,
+    ) -> Result<(Map<String, Value>, bool)> {
+        self.read_lines(top_hash, parser, |line| match line.parsed {
+            Some(Line::Entry(e)) if key::is_under(&e.logical_key, prefix) => visit(e),
+            _ => Ok(()),
+        })
+        .await
+    }
+
+    /// Streams the manifest named `top_hash` through `parser`, handing every
+    /// line to `each` with its place in the file, and checks the top hash at
+    /// the end. Returns the header and whether the entries were in walk order.
+    pub(super) async fn read_lines(
+        &self,
+        top_hash: &str,
+        mut parser: LineParser,
+        mut each: impl FnMut(ReadLine<'_>) -> Result<()>,
     ) -> Result<(Map<String, Value>, bool)> {
         let what = format!("manifest {top_hash} in {}", self.url());
         let bad = |source: manifest::Error| Error::Manifest { top_hash: top_hash.into(), source };
         let result = self.store.get(&Self::manifest_path(top_hash)).await.map_err(|e| Error::storage(&what, e))?;
         let mut chunks = super::body_stream(result);
         let mut splitter = LineSplitter::default();
-        let mut feed = |bytes: &[u8]| -> Result<()> {
+        let mut pos = 0u64;
+        let mut feed = |bytes: &[u8], line_break: bool| -> Result<()> {
+            let start = pos;
+            pos += bytes.len() as u64 + u64::from(line_break);
             let text = line_text(bytes, parser.lines_read() + 1).map_err(bad)?;
-            if let Some(Line::Entry(e)) = parser.feed(text).map_err(bad)?
-                && key::is_under(&e.logical_key, prefix)
-            {
-                visit(e)?;
-            }
-            Ok(())
+            let parsed = parser.feed(text).map_err(bad)?;
+            each(ReadLine { bytes, start, end: pos, parsed })
         };
         while let Some(chunk) = chunks.try_next().await.map_err(|e| Error::storage(&what, e))? {
-            splitter.push(&chunk, &mut feed)?;
+            splitter.push(&chunk, |bytes| feed(bytes, true))?;
         }
-        splitter.finish(&mut feed)?;
+        splitter.finish(|bytes| feed(bytes, false))?;
         let sorted = parser.sorted();
         let (header, actual) = parser.finish().map_err(bad)?;
         if actual != top_hash {
