@@ -229,10 +229,10 @@ impl Registry {
     }
 
     /// Streams an entry into `target` through a temporary file, hashing as it
-    /// goes; only verified data is renamed into place.
+    /// goes; only verified data is put into place.
     async fn download(&self, entry: &Entry, target: &FsPath, progress: &dyn Progress) -> Result<()> {
         let (mut file, guard) = PartialFile::create(target)?;
-        let tmp = guard.path.clone();
+        let tmp = guard.path.clone().unwrap_or_else(|| target.to_path_buf());
         let result = async {
             // `install` refused unverifiable hash types up front; this is the
             // backstop, before a byte is read.
@@ -263,7 +263,7 @@ impl Registry {
                     });
                 }
             }
-            tokio::fs::rename(&tmp, target).await.map_err(|e| Error::io(target.display().to_string(), e))
+            guard.put_in_place(&file, target).await.map_err(|e| Error::io(target.display().to_string(), e))
         }
         .await;
         if result.is_ok() {
@@ -356,11 +356,15 @@ impl Registry {
     }
 }
 
-/// A download in progress: created exclusively (never through an existing
-/// file or symlink), and removed when dropped unless disarmed, so a failed
-/// or cancelled install leaves nothing behind.
+/// A download in progress: an unnamed file in the target's folder
+/// (`O_TMPFILE`) where the file system has them, linked to its name once
+/// verified (one folder operation, and nothing left by a crash); elsewhere a
+/// file created exclusively beside the target (never through an existing file
+/// or symlink), renamed into place once verified and removed when dropped
+/// unless disarmed, so a failed or cancelled install leaves nothing behind.
 struct PartialFile {
-    path: PathBuf,
+    /// The named partial file; `None` for an unnamed one.
+    path: Option<PathBuf>,
     armed: bool,
 }
 
@@ -369,14 +373,21 @@ impl PartialFile {
     /// this download's future, and an open still running on a blocking
     /// thread would create the file after the guard was gone.
     fn create(target: &FsPath) -> Result<(tokio::fs::File, PartialFile)> {
+        #[cfg(target_os = "linux")]
+        if let Some(folder) = target.parent() {
+            use std::os::unix::fs::OpenOptionsExt;
+            let unnamed = std::fs::OpenOptions::new().write(true).custom_flags(libc::O_TMPFILE).open(folder);
+            if let Ok(file) = unnamed {
+                return Ok((tokio::fs::File::from_std(file), PartialFile { path: None, armed: true }));
+            }
+        }
         let name = target.file_name().and_then(|n| n.to_str()).unwrap_or("entry");
-        let nanos =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
         for attempt in 0..8u32 {
-            let path =
-                target.with_file_name(format!(".{name}.sheaf-partial-{}-{nanos:x}-{attempt}", std::process::id()));
+            let path = partial_name(target, name, attempt);
             match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
-                Ok(file) => return Ok((tokio::fs::File::from_std(file), PartialFile { path, armed: true })),
+                Ok(file) => {
+                    return Ok((tokio::fs::File::from_std(file), PartialFile { path: Some(path), armed: true }));
+                }
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(Error::io(path.display().to_string(), e)),
             }
@@ -384,15 +395,76 @@ impl PartialFile {
         Err(Error::invalid(format!("{}: cannot create a temporary file beside it", target.display())))
     }
 
+    /// Gives the verified `file` the name `target`, replacing what is there.
+    async fn put_in_place(&self, file: &tokio::fs::File, target: &FsPath) -> std::io::Result<()> {
+        match &self.path {
+            Some(path) => tokio::fs::rename(path, target).await,
+            // Synchronously, like the create: a cancelled install must not
+            // leave a link call running on a descriptor that may be reused.
+            None => link_unnamed(std::os::fd::AsRawFd::as_raw_fd(file), target),
+        }
+    }
+
     fn disarm(mut self) {
         self.armed = false;
     }
 }
 
+/// A name for a partial file beside `target` (`name` is its file name).
+fn partial_name(target: &FsPath, name: &str, attempt: u32) -> PathBuf {
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    target.with_file_name(format!(".{name}.sheaf-partial-{}-{nanos:x}-{attempt}", std::process::id()))
+}
+
+/// Links the unnamed file open as `fd` to `target` (through its /proc
+/// entry, open(2)'s way). Where `target` exists (a file being replaced),
+/// links it to a partial name beside it and renames that over `target`.
+#[cfg(not(target_os = "linux"))]
+fn link_unnamed(_fd: std::os::fd::RawFd, _target: &FsPath) -> std::io::Result<()> {
+    Err(std::io::ErrorKind::Unsupported.into())
+}
+
+#[cfg(target_os = "linux")]
+fn link_unnamed(fd: std::os::fd::RawFd, target: &FsPath) -> std::io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let proc = CString::new(format!("/proc/self/fd/{fd}")).expect("no NUL");
+    let link = |to: &FsPath| -> std::io::Result<()> {
+        let to = CString::new(to.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
+        // SAFETY: NUL-terminated paths; linkat only reads them.
+        let r = unsafe {
+            libc::linkat(libc::AT_FDCWD, proc.as_ptr(), libc::AT_FDCWD, to.as_ptr(), libc::AT_SYMLINK_FOLLOW)
+        };
+        if r == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+    };
+    match link(target) {
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+            let name = target.file_name().and_then(|n| n.to_str()).unwrap_or("entry");
+            for attempt in 0..8u32 {
+                let partial = partial_name(target, name, attempt);
+                match link(&partial) {
+                    Ok(()) => {
+                        let renamed = std::fs::rename(&partial, target);
+                        if renamed.is_err() {
+                            let _ = std::fs::remove_file(&partial);
+                        }
+                        return renamed;
+                    }
+                    Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(std::io::Error::other("cannot create a temporary file beside it"))
+        }
+        other => other,
+    }
+}
+
 impl Drop for PartialFile {
     fn drop(&mut self) {
-        if self.armed {
-            let _ = std::fs::remove_file(&self.path);
+        if let (true, Some(path)) = (self.armed, &self.path) {
+            let _ = std::fs::remove_file(path);
         }
     }
 }

@@ -247,8 +247,9 @@ impl Registry {
             body: Option<BoxStream<'static, object_store::Result<Bytes>>>,
             splitter: Option<LineSplitter>,
             reader: BlockReader,
+            received: u64,
         }
-        let state = State { body: None, splitter: Some(LineSplitter::default()), reader };
+        let state = State { body: None, splitter: Some(LineSplitter::default()), reader, received: 0 };
         futures::stream::try_unfold(state, move |mut state| {
             let (store, path, what, range) = (store.clone(), path.clone(), what.clone(), range.clone());
             async move {
@@ -265,18 +266,24 @@ impl Registry {
                     }
                     let body = state.body.as_mut().expect("opened above");
                     match body.try_next().await.map_err(|e| Error::storage(&what, e))? {
-                        Some(chunk) => splitter.push(&chunk, |line| state.reader.line(line))?,
+                        Some(chunk) => {
+                            state.received += chunk.len() as u64;
+                            splitter.push(&chunk, |line| state.reader.line(line))?;
+                        }
                         None => {
+                            // A body that ends early is a failed read (worth a
+                            // retry), whether the read or the file was cut.
+                            let expected = range.end - range.start;
+                            if state.received != expected {
+                                return Err(Error::cut_short(what, state.received, expected));
+                            }
                             let splitter = state.splitter.take().expect("present");
                             splitter.finish(|line| state.reader.line(line))?;
                             if state.reader.next < state.reader.last {
                                 return Err(Error::Integrity {
-                                    what: format!(
-                                        "manifest {} (shorter than when it was read)",
-                                        state.reader.index.top_hash
-                                    ),
-                                    expected: format!("{} bytes", range.end),
-                                    actual: format!("{} bytes", state.reader.pos.min(range.end)),
+                                    what: format!("manifest {} (its index)", state.reader.index.top_hash),
+                                    expected: format!("{} blocks", state.reader.last),
+                                    actual: format!("{} blocks", state.reader.next),
                                 });
                             }
                         }

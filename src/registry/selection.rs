@@ -117,9 +117,10 @@ impl Registry {
         let what = format!("manifest {top_hash} in {}", self.url());
         let bad = |source: manifest::Error| Error::Manifest { top_hash: top_hash.into(), source };
         let result = self.store.get(&Self::manifest_path(top_hash)).await.map_err(|e| Error::storage(&what, e))?;
+        let expected = result.range.end - result.range.start;
         let mut chunks = super::body_stream(result);
         let mut splitter = LineSplitter::default();
-        let mut pos = 0u64;
+        let (mut pos, mut received) = (0u64, 0u64);
         let mut feed = |bytes: &[u8], line_break: bool| -> Result<()> {
             let start = pos;
             pos += bytes.len() as u64 + u64::from(line_break);
@@ -128,7 +129,13 @@ impl Registry {
             each(ReadLine { bytes, start, end: pos, parsed })
         };
         while let Some(chunk) = chunks.try_next().await.map_err(|e| Error::storage(&what, e))? {
+            received += chunk.len() as u64;
             splitter.push(&chunk, |bytes| feed(bytes, true))?;
+        }
+        // A body that ends early is a failed read (worth a retry), not a
+        // malformed manifest: said before its cut last line is parsed.
+        if received != expected {
+            return Err(Error::cut_short(what, received, expected));
         }
         splitter.finish(|bytes| feed(bytes, false))?;
         let sorted = parser.sorted();
