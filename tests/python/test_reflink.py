@@ -61,21 +61,28 @@ def _files() -> dict[str, bytes]:
     }
 
 
+def _push(xfs, src, registry, package: str, env: dict[str, str] | None = None):
+    """Writes the test files to `src`, pushes them to `registry` and installs
+    them back: the push report, the files, their bytes and how much the XFS
+    file system grew."""
+    files = write_tree(src, _files())
+    before = _used(xfs)
+    report = Sheaf(str(registry), env=env).push(package, src)
+    grown = _used(xfs) - before
+    dest = src.parent / f"{src.name}-installed"
+    Sheaf(str(registry)).ok("install", package, "--dest", dest)
+    assert read_tree(dest) == files
+    return report, files, sum(len(v) for v in files.values()), grown
+
+
 def test_push_on_the_same_file_system_clones_instead_of_copying(xfs, tmp_path):
     src, registry = xfs / "src-same", xfs / "reg-same"
-    files = write_tree(src, _files())
-    data = sum(len(v) for v in files.values())
-    before = _used(xfs)
-    report = Sheaf(str(registry)).push("t/cow", src)
-    grown = _used(xfs) - before
+    report, files, data, grown = _push(xfs, src, registry, "t/cow")
     assert report["uploaded_files"] == 4
     # Every new blob with data is a clone; the empty one has nothing to share.
     assert report["cloned_files"] == 3, report
     assert grown < data // 10, f"the registry took {grown} bytes for {data} bytes of clones"
-    # The blobs hold the bytes hashed: installed (and verified) as pushed.
-    dest = tmp_path / "dest"
-    Sheaf(str(registry)).ok("install", "t/cow", "--dest", dest)
-    assert read_tree(dest) == files
+    # The blobs hold the bytes hashed: installed (and verified) as pushed (in _push).
     # A change to a source after the push does not reach its blob (copy on write).
     with open(src / "big.bin", "r+b") as f:
         f.seek(1000)
@@ -88,26 +95,12 @@ def test_push_on_the_same_file_system_clones_instead_of_copying(xfs, tmp_path):
 
 
 def test_push_from_another_file_system_copies(xfs, tmp_path):
-    src, registry = tmp_path / "src", xfs / "reg-other"
-    files = write_tree(src, _files())
-    data = sum(len(v) for v in files.values())
-    before = _used(xfs)
-    report = Sheaf(str(registry)).push("t/copied", src)
+    report, _, data, grown = _push(xfs, tmp_path / "src", xfs / "reg-other", "t/copied")
     assert report["cloned_files"] == 0 and report["uploaded_files"] == 4, report
-    assert _used(xfs) - before >= data
-    dest = tmp_path / "dest"
-    Sheaf(str(registry)).ok("install", "t/copied", "--dest", dest)
-    assert read_tree(dest) == files
+    assert grown >= data
 
 
 def test_reflink_can_be_turned_off(xfs, tmp_path):
-    src, registry = xfs / "src-off", xfs / "reg-off"
-    files = write_tree(src, _files())
-    data = sum(len(v) for v in files.values())
-    before = _used(xfs)
-    report = Sheaf(str(registry), env={"SHEAF_PUSH_REFLINK": "0"}).push("t/off", src)
+    report, _, data, grown = _push(xfs, xfs / "src-off", xfs / "reg-off", "t/off", {"SHEAF_PUSH_REFLINK": "0"})
     assert report["cloned_files"] == 0, report
-    assert _used(xfs) - before >= data
-    dest = tmp_path / "dest"
-    Sheaf(str(registry)).ok("install", "t/off", "--dest", dest)
-    assert read_tree(dest) == files
+    assert grown >= data
