@@ -6,16 +6,24 @@
 //! type is refused before anything is read or written: data that cannot be
 //! checked never passes as checked.
 
+use super::local_copy::{self, LocalSource};
 use super::{Error, IO_CONCURRENCY, PackageRef, Registry, Result};
 use crate::manifest::hash::{self, StreamHasher};
 use crate::manifest::{self, Entry, Manifest};
 use crate::progress::Progress;
-use futures::stream::{self, TryStreamExt};
+use futures::stream::{self, StreamExt, TryStreamExt};
+use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::HashSet;
 use std::io::ErrorKind;
 use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+
+/// Entries placed per round of the install's thread pool.
+const ROUND: usize = 1024;
 
 /// The outcome of an install.
 #[derive(Debug, Clone, Serialize)]
@@ -57,9 +65,9 @@ pub struct VerifyReport {
 
 /// Where `e` goes under the install folder: its logical key without the
 /// sub-path (a sub-path naming one file installs that file by its name).
-fn relative(r: &PackageRef, e: &Entry) -> String {
-    let Some(sub) = &r.subpath else { return e.logical_key.clone() };
-    match e.logical_key.strip_prefix(sub.as_str()).and_then(|s| s.strip_prefix('/')) {
+fn relative(subpath: Option<&str>, e: &Entry) -> String {
+    let Some(sub) = subpath else { return e.logical_key.clone() };
+    match e.logical_key.strip_prefix(sub).and_then(|s| s.strip_prefix('/')) {
         Some(rest) => rest.to_owned(),
         None => e.logical_key.rsplit('/').next().unwrap_or(&e.logical_key).to_owned(),
     }
@@ -90,6 +98,11 @@ impl Spool {
 
     /// The entries, read back in order.
     fn into_stream(self) -> Result<impl futures::Stream<Item = Result<Entry>>> {
+        Ok(stream::iter(self.into_entries()?))
+    }
+
+    /// The entries, read back in order (blocking reads of a local file).
+    fn into_entries(self) -> Result<impl Iterator<Item = Result<Entry>> + Send + 'static> {
         use std::io::{BufRead, Seek};
         let io = |e| Error::io("the install's temporary file", e);
         let mut file = self.file.into_inner().map_err(|e| io(e.into_error()))?;
@@ -97,9 +110,7 @@ impl Spool {
         let mut lines = std::io::BufReader::with_capacity(1 << 20, file).split(b'\n');
         // Entries of a manifest already checked: nothing kept per entry.
         let mut parser = manifest::stream::LineParser::streaming();
-        // Local, already-written lines: reading them on the runtime thread
-        // costs microseconds per entry.
-        Ok(stream::iter(std::iter::from_fn(move || {
+        Ok(std::iter::from_fn(move || {
             loop {
                 let bytes = match lines.next()? {
                     Ok(b) => b,
@@ -114,14 +125,21 @@ impl Spool {
                     Err(e) => return Some(Err(e)),
                 }
             }
-        })))
+        }))
     }
 }
 
 /// The file path for `rel` under `dest`, creating parent folders. Refuses to
 /// pass through anything but real directories, so a symlink planted in `dest`
 /// cannot redirect a write outside it. `rel` is an already validated key.
-fn prepare_target(dest: &FsPath, rel: &str) -> Result<PathBuf> {
+/// `checked` is the folder (relative to `dest`) the previous call checked:
+/// entries come sorted by key, so consecutive files mostly share a folder,
+/// which is then not checked again.
+fn prepare_target(dest: &FsPath, rel: &str, checked: &mut Option<String>) -> Result<PathBuf> {
+    let folder = rel.rsplit_once('/').map_or("", |(folder, _)| folder);
+    if checked.as_deref() == Some(folder) {
+        return Ok(dest.join(rel));
+    }
     let mut path = dest.to_path_buf();
     let segments: Vec<&str> = rel.split('/').collect();
     for segment in &segments[..segments.len() - 1] {
@@ -147,6 +165,7 @@ fn prepare_target(dest: &FsPath, rel: &str) -> Result<PathBuf> {
         }
     }
     path.push(segments[segments.len() - 1]);
+    *checked = Some(folder.to_owned());
     Ok(path)
 }
 
@@ -189,50 +208,54 @@ impl Registry {
         }
         std::fs::create_dir_all(dest).map_err(|e| Error::io(dest.display().to_string(), e))?;
         progress.start("installing", total);
-        let downloads = spool
-            .into_stream()?
-            .map_ok(|entry| async move {
-                let rel = relative(r, &entry);
-                let dest = dest.to_path_buf();
-                let entry_c = entry.clone();
-                let (target, present) = tokio::task::spawn_blocking(move || {
-                    let target = prepare_target(&dest, &rel)?;
-                    let present = already_present(&target, &entry_c);
-                    Ok::<_, Error>((target, present))
-                })
-                .await
-                .expect("install task panicked")?;
-                if present {
-                    progress.advance(entry.size);
-                    return Ok(None);
-                }
-                self.download(&entry, &target, progress).await?;
-                Ok::<_, Error>(Some(entry.size))
-            })
-            .try_buffer_unordered(IO_CONCURRENCY)
-            .try_fold((0usize, 0u64), |(n, bytes), downloaded| async move {
-                Ok(match downloaded {
-                    Some(size) => (n + 1, bytes + size),
-                    None => (n, bytes),
-                })
-            });
-        let (downloaded_files, downloaded_bytes) = downloads.await?;
+        // Files are placed by a pool of threads, each file by one blocking
+        // call where the data is on local disk; entries whose data is
+        // elsewhere come back here to be downloaded through the object store.
+        let (advance_tx, mut advance_rx) = mpsc::unbounded_channel::<u64>();
+        let (fetch_tx, fetch_rx) = mpsc::channel::<(Entry, PathBuf)>(IO_CONCURRENCY * 4);
+        let stop = StopOnDrop(Arc::new(AtomicBool::new(false)));
+        let placer = Placer {
+            subpath: r.subpath.clone(),
+            dest: dest.to_path_buf(),
+            source: self.location.local_root.as_deref().map(|root| LocalSource::open(root, self.url())),
+            stop: stop.0.clone(),
+            advance: advance_tx,
+            fetch: fetch_tx,
+        };
+        let entries = spool.into_entries()?;
+        let work = tokio::task::spawn_blocking(move || placer.place_all(entries));
+        let fetched = stream::unfold(fetch_rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
+            .map(|(entry, target)| async move { self.download(&entry, &target, progress).await.map(|()| entry.size) })
+            .buffer_unordered(IO_CONCURRENCY)
+            .try_fold((0usize, 0u64), |(n, bytes), size| async move { Ok((n + 1, bytes + size)) });
+        let advanced = async {
+            while let Some(n) = advance_rx.recv().await {
+                progress.advance(n);
+            }
+            Ok(())
+        };
+        let ((fetched_files, fetched_bytes), ()) = futures::future::try_join(fetched, advanced).await?;
+        let (copied_files, copied_bytes) = work.await.expect("install task panicked")?;
+        drop(stop);
         progress.finish();
+        let downloaded_files = fetched_files + copied_files;
         Ok(InstallReport {
             top_hash,
             files,
             bytes: total,
             downloaded_files,
-            downloaded_bytes,
+            downloaded_bytes: fetched_bytes + copied_bytes,
             skipped_files: files - downloaded_files,
         })
     }
 
-    /// Streams an entry into `target` through a temporary file, hashing as it
-    /// goes; only verified data is put into place.
+    /// Streams an entry into `target` through the object store and a
+    /// temporary file, hashing as it goes; only verified data is put into
+    /// place.
     async fn download(&self, entry: &Entry, target: &FsPath, progress: &dyn Progress) -> Result<()> {
-        let (mut file, guard) = PartialFile::create(target)?;
-        let tmp = guard.path.clone().unwrap_or_else(|| target.to_path_buf());
+        let (file, guard) = PartialFile::create(target)?;
+        let mut file = tokio::fs::File::from_std(file);
+        let tmp = guard.name(target).to_path_buf();
         let result = async {
             // `install` refused unverifiable hash types up front; this is the
             // backstop, before a byte is read.
@@ -248,22 +271,8 @@ impl Registry {
                 progress.advance(chunk.len() as u64);
             }
             file.flush().await.map_err(|e| Error::io(tmp.display().to_string(), e))?;
-            let what =
-                format!("{} ({})", entry.logical_key, entry.physical_keys.first().map(String::as_str).unwrap_or(""));
-            match hasher.finish() {
-                Ok(h) if h == entry.hash => {}
-                Ok(h) => {
-                    return Err(Error::Integrity { what, expected: entry.hash.to_string(), actual: h.to_string() });
-                }
-                Err(size) => {
-                    return Err(Error::Integrity {
-                        what,
-                        expected: format!("{} bytes", entry.size),
-                        actual: format!("{size} bytes"),
-                    });
-                }
-            }
-            guard.put_in_place(&file, target).await.map_err(|e| Error::io(target.display().to_string(), e))
+            check(entry, hasher)?;
+            guard.put_in_place(&file, target).map_err(|e| Error::io(target.display().to_string(), e))
         }
         .await;
         if result.is_ok() {
@@ -290,7 +299,7 @@ impl Registry {
         self.scan_under(&top_hash, r.subpath.as_deref().unwrap_or(""), |e| {
             require_verifiable(&top_hash, [&e])?;
             total += e.size;
-            expected.insert(relative(r, &e));
+            expected.insert(relative(r.subpath.as_deref(), &e));
             spool.push(&e)
         })
         .await?;
@@ -305,7 +314,7 @@ impl Registry {
         let checks: Vec<(String, Check)> = spool
             .into_stream()?
             .map_ok(|entry| {
-                let rel = relative(r, &entry);
+                let rel = relative(r.subpath.as_deref(), &entry);
                 let path = dir_buf.join(&rel);
                 async move {
                     let check = tokio::task::spawn_blocking(move || check_file(&path, &entry))
@@ -356,6 +365,100 @@ impl Registry {
     }
 }
 
+/// Checks what `hasher` saw against the entry's hash and size.
+pub(super) fn check(entry: &Entry, hasher: StreamHasher) -> Result<()> {
+    match hasher.finish() {
+        Ok(h) if h == entry.hash => Ok(()),
+        Ok(h) => Err(mismatch(entry, entry.hash.to_string(), h.to_string())),
+        Err(size) => Err(mismatch(entry, format!("{} bytes", entry.size), format!("{size} bytes"))),
+    }
+}
+
+/// The error for an entry whose data is not what its manifest says.
+pub(super) fn mismatch(entry: &Entry, expected: String, actual: String) -> Error {
+    let what = format!("{} ({})", entry.logical_key, entry.physical_keys.first().map(String::as_str).unwrap_or(""));
+    Error::Integrity { what, expected, actual }
+}
+
+/// Sets its flag when dropped: an install that fails, or whose future is
+/// dropped, stops its placing threads at their next file.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The blocking half of an install: puts each entry in place, on a pool of
+/// threads (two per core: while some wait for the disk, others hash).
+struct Placer {
+    subpath: Option<String>,
+    dest: PathBuf,
+    /// The registry, when it is on local disk.
+    source: Option<LocalSource>,
+    stop: Arc<AtomicBool>,
+    advance: mpsc::UnboundedSender<u64>,
+    /// Entries (and their target paths) to download through the object store.
+    fetch: mpsc::Sender<(Entry, PathBuf)>,
+}
+
+impl Placer {
+    /// Places every entry; returns the files and bytes it copied itself.
+    fn place_all(self, entries: impl Iterator<Item = Result<Entry>>) -> Result<(usize, u64)> {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get()) * 2;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .map_err(|e| Error::io("the install thread pool", std::io::Error::other(e)))?;
+        let mut entries = entries;
+        let (mut files, mut bytes) = (0usize, 0u64);
+        loop {
+            let round = entries.by_ref().take(ROUND).collect::<Result<Vec<Entry>>>()?;
+            if round.is_empty() {
+                return Ok((files, bytes));
+            }
+            let copied: Vec<Option<u64>> = pool.install(|| {
+                round
+                    .into_par_iter()
+                    .map_init(|| None, |checked, entry| self.place(entry, checked))
+                    .collect::<Result<_>>()
+            })?;
+            for size in copied.into_iter().flatten() {
+                files += 1;
+                bytes += size;
+            }
+        }
+    }
+
+    /// Puts one entry in place: returns its size when this call copied it,
+    /// `None` when it was already there or was handed over to be downloaded.
+    fn place(&self, entry: Entry, checked: &mut Option<String>) -> Result<Option<u64>> {
+        if self.stop.load(Ordering::Relaxed) {
+            return Err(Error::invalid("install stopped"));
+        }
+        let rel = relative(self.subpath.as_deref(), &entry);
+        let target = prepare_target(&self.dest, &rel, checked)?;
+        if already_present(&target, &entry) {
+            let _ = self.advance.send(entry.size);
+            return Ok(None);
+        }
+        if let Some(src) = self.source.as_ref().map(|s| s.open_data(&entry)).transpose()?.flatten() {
+            let (mut file, guard) = PartialFile::create(&target)?;
+            let advance = |n| {
+                let _ = self.advance.send(n);
+            };
+            local_copy::copy(src, &entry, &mut file, guard.name(&target), &advance)?;
+            guard.put_in_place(&file, &target).map_err(|e| Error::io(target.display().to_string(), e))?;
+            guard.disarm();
+            return Ok(Some(entry.size));
+        }
+        // The download's failure, if any, is the install's error.
+        self.fetch.blocking_send((entry, target)).map_err(|_| Error::invalid("install stopped"))?;
+        Ok(None)
+    }
+}
+
 /// A download in progress: an unnamed file in the target's folder
 /// (`O_TMPFILE`) where the file system has them, linked to its name once
 /// verified (one folder operation, and nothing left by a crash); elsewhere a
@@ -372,13 +475,13 @@ impl PartialFile {
     /// Creates the file synchronously: an install that fails elsewhere drops
     /// this download's future, and an open still running on a blocking
     /// thread would create the file after the guard was gone.
-    fn create(target: &FsPath) -> Result<(tokio::fs::File, PartialFile)> {
+    fn create(target: &FsPath) -> Result<(std::fs::File, PartialFile)> {
         #[cfg(target_os = "linux")]
         if let Some(folder) = target.parent() {
             use std::os::unix::fs::OpenOptionsExt;
             let unnamed = std::fs::OpenOptions::new().write(true).custom_flags(libc::O_TMPFILE).open(folder);
             if let Ok(file) = unnamed {
-                return Ok((tokio::fs::File::from_std(file), PartialFile { path: None, armed: true }));
+                return Ok((file, PartialFile { path: None, armed: true }));
             }
         }
         let name = target.file_name().and_then(|n| n.to_str()).unwrap_or("entry");
@@ -386,7 +489,7 @@ impl PartialFile {
             let path = partial_name(target, name, attempt);
             match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
                 Ok(file) => {
-                    return Ok((tokio::fs::File::from_std(file), PartialFile { path: Some(path), armed: true }));
+                    return Ok((file, PartialFile { path: Some(path), armed: true }));
                 }
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(Error::io(path.display().to_string(), e)),
@@ -395,13 +498,19 @@ impl PartialFile {
         Err(Error::invalid(format!("{}: cannot create a temporary file beside it", target.display())))
     }
 
+    /// The file's name in errors: its partial name, or `target` for an
+    /// unnamed one.
+    fn name<'a>(&'a self, target: &'a FsPath) -> &'a FsPath {
+        self.path.as_deref().unwrap_or(target)
+    }
+
     /// Gives the verified `file` the name `target`, replacing what is there.
-    async fn put_in_place(&self, file: &tokio::fs::File, target: &FsPath) -> std::io::Result<()> {
+    /// Synchronously, like the create: a cancelled install must not leave a
+    /// rename or link running (on a descriptor that may be reused).
+    fn put_in_place(&self, file: &impl std::os::fd::AsRawFd, target: &FsPath) -> std::io::Result<()> {
         match &self.path {
-            Some(path) => tokio::fs::rename(path, target).await,
-            // Synchronously, like the create: a cancelled install must not
-            // leave a link call running on a descriptor that may be reused.
-            None => link_unnamed(std::os::fd::AsRawFd::as_raw_fd(file), target),
+            Some(path) => std::fs::rename(path, target),
+            None => link_unnamed(file.as_raw_fd(), target),
         }
     }
 

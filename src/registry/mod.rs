@@ -22,6 +22,7 @@ mod error;
 mod gc;
 mod hints;
 mod install;
+mod local_copy;
 mod lineage;
 mod local_blobs;
 mod location;
