@@ -100,7 +100,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Push(a) => emit(json, &push::run(&open()?, a, &progress).await?),
         Command::List => emit(json, &list::run(&open()?).await?),
         Command::Log(a) => emit(json, &log::run(&open()?, a).await?),
-        Command::Browse(a) => emit(json, &browse::run(&open()?, a).await?),
+        Command::Browse(a) => browse::run(&open()?, a, json).await?,
         Command::Install(a) => emit(json, &install::run(&open()?, a, &progress).await?),
         Command::Verify(a) => emit(json, &verify::run(&open()?, a, &progress).await?),
         Command::Diff(a) => emit(json, &diff::run(&open()?, a).await?),

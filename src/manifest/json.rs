@@ -17,6 +17,9 @@ pub enum Style {
     /// The form of a manifest line as quilt3 writes it: keys in their order,
     /// `, ` and `: ` separators, non-ASCII characters written as UTF-8.
     ManifestLine,
+    /// As [`Style::ManifestLine`] with `,` and `:` separators: the compact
+    /// form serde_json prints, for showing values (`sheaf browse`).
+    Compact,
 }
 
 /// Encodes `value` the way Python's `json.dumps` does in the given style.
@@ -58,7 +61,7 @@ fn write_value(out: &mut String, value: &Value, style: Style) {
 
 fn item_separator(style: Style) -> &'static str {
     match style {
-        Style::Canonical => ",",
+        Style::Canonical | Style::Compact => ",",
         Style::ManifestLine => ", ",
     }
 }
@@ -87,7 +90,7 @@ fn write_fields<V: ?Sized>(
         }
         write_string(out, key, style);
         out.push_str(match style {
-            Style::Canonical => ":",
+            Style::Canonical | Style::Compact => ":",
             Style::ManifestLine => ": ",
         });
         write(out, value, style);
@@ -435,6 +438,15 @@ pub fn encode_exact_canonical(value: &Exact) -> String {
     out
 }
 
+/// Encodes `value` compactly ([`Style::Compact`]), every integer as
+/// written: how `sheaf browse` shows metadata holding integers beyond 64
+/// bits, which a serde_json value would round.
+pub fn encode_exact_compact(value: &Exact) -> String {
+    let mut out = String::new();
+    write_exact(&mut out, value, Style::Compact);
+    out
+}
+
 /// Encodes `value` as quilt3 writes a manifest line it loaded: members in
 /// their order (a repeated key keeps its first place and its last value, as
 /// Python's dict does), numbers as written but for `-0`, which Python reads
@@ -495,6 +507,16 @@ fn write_exact(out: &mut String, value: &Exact, style: Style) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn compact_exact_keeps_every_integer_and_the_member_order() {
+        let text = r#"{"z": 1180591620717411303424, "a": [-0, 1.5, "é\n"], "m": {"k": -1208925819614629174706176}}"#;
+        let exact = parse_exact(text).unwrap();
+        assert_eq!(
+            encode_exact_compact(&exact),
+            r#"{"z":1180591620717411303424,"a":[0,1.5,"é\n"],"m":{"k":-1208925819614629174706176}}"#
+        );
+    }
 
     #[test]
     #[allow(clippy::approx_constant)] // the digits of pi are the point: repr must print them all

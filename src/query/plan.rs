@@ -105,19 +105,20 @@ impl Engine {
             entry_end: 0,
             signature: Default::default(),
         };
-        // The manifest table is cut by entry: each weighs 1, or its size when
-        // contents are read (read from the manifest's blocks, 8 bytes each).
-        let weights: Vec<u64> = match &table.index {
+        // The manifest table is cut by entry: into runs of equal counts, or
+        // balanced by size when contents are read (sizes read from the
+        // manifest's blocks, 8 bytes each).
+        let weights = match &table.index {
             Some(index) if q.limit.is_none() && q.content => {
                 let mut sizes = Vec::with_capacity(index.entries as usize);
                 let mut blocks = self.registry.read_blocks(index.clone(), 0..index.blocks.len());
                 while let Some(block) = blocks.try_next().await? {
                     sizes.extend(block.iter().map(|e| e.size));
                 }
-                sizes
+                Weights::Sizes(sizes)
             }
-            Some(index) if q.limit.is_none() => vec![1; index.entries as usize],
-            _ => Vec::new(),
+            Some(index) => Weights::Even(index.entries as usize),
+            None => Weights::Even(0),
         };
         let (mut tickets, total_bytes) = endpoints(&layout, &table.entries, &weights, table.format, q, base);
         let regions = tickets
@@ -174,14 +175,22 @@ fn result_rows(table_rows: Option<u64>, q: &super::QuerySpec) -> Option<u64> {
     }
 }
 
+/// How the manifest table's entries weigh when cut into endpoints.
+enum Weights {
+    /// This many entries, each weighing the same.
+    Even(usize),
+    /// The entries' content sizes.
+    Sizes(Vec<u64>),
+}
+
 /// One ticket per endpoint, and the bytes read when known. The manifest
-/// table is cut into runs of entries by their `weights` (content size when contents
-/// are read; Parquet into runs of row groups. A limit is global: one
-/// endpoint reads in order and stops early.
+/// table is cut into runs of entries by their `weights`; Parquet into runs
+/// of row groups. A limit is global: one endpoint reads in order and stops
+/// early.
 fn endpoints(
     layout: &Layout,
     entries: &[Entry],
-    weights: &[u64],
+    weights: &Weights,
     format: Format,
     q: &super::QuerySpec,
     base: Ticket,
@@ -190,12 +199,16 @@ fn endpoints(
         // The manifest table: runs of entries, balanced by content size
         // when contents are read. A limit is global: one endpoint.
         Layout::Sequential(_) if format == Format::Manifest && q.limit.is_none() => {
-            let count = match q.partitions {
-                Some(n) => n as usize,
-                None if q.content => weights.iter().sum::<u64>().div_ceil(TARGET_PARTITION_BYTES) as usize,
-                None => weights.len().div_ceil(MANIFEST_ROWS_PER_PARTITION),
+            let runs = match weights {
+                Weights::Sizes(sizes) => {
+                    let by_size = sizes.iter().sum::<u64>().div_ceil(TARGET_PARTITION_BYTES) as usize;
+                    split_weighted(sizes, q.partitions.map_or(by_size, |n| n as usize))
+                }
+                Weights::Even(n) => {
+                    split_even(*n, q.partitions.map_or(n.div_ceil(MANIFEST_ROWS_PER_PARTITION), |n| n as usize))
+                }
             };
-            let tickets = split_weighted(weights, count)
+            let tickets = runs
                 .into_iter()
                 .enumerate()
                 .map(|(i, (start, end))| Ticket {
@@ -243,6 +256,13 @@ fn region(t: &Ticket, layout: &Layout, entries: &[Entry], table_rows: Option<u64
             Some((first, end - first))
         }
     }
+}
+
+/// Cuts `n` items into `count` (at least 1, at most one per item) contiguous
+/// runs `[start, end)` of equal length, give or take one.
+fn split_even(n: usize, count: usize) -> Vec<(usize, usize)> {
+    let count = count.clamp(1, n.max(1));
+    (0..count).map(|i| (i * n / count, (i + 1) * n / count)).collect()
 }
 
 /// Cuts `weights.len()` items into `count` (at least 1, at most one per item)
@@ -339,7 +359,16 @@ fn partition(
 
 #[cfg(test)]
 mod tests {
-    use super::split_weighted;
+    use super::{split_even, split_weighted};
+
+    #[test]
+    fn even_runs_are_what_equal_weights_give() {
+        for n in [0, 1, 2, 3, 10, 1023, 1024, 100_001] {
+            for count in [0, 1, 2, 3, 7, 64, 200_000] {
+                assert_eq!(split_even(n, count), split_weighted(&vec![1; n], count), "{n} items, {count} runs");
+            }
+        }
+    }
 
     fn check(weights: &[u64], count: usize) -> Vec<(usize, usize)> {
         let runs = split_weighted(weights, count);

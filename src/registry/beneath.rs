@@ -107,7 +107,12 @@ pub fn open_beneath(root: &std::path::Path, location: &Path) -> Result<File> {
             });
         }
         let last = i + 1 == parts.len();
-        let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC | if last { 0 } else { libc::O_DIRECTORY };
+        // The last component without blocking: a FIFO in its place must not
+        // hang the open (it is refused below as not a regular file).
+        let flags = libc::O_RDONLY
+            | libc::O_NOFOLLOW
+            | libc::O_CLOEXEC
+            | if last { libc::O_NONBLOCK } else { libc::O_DIRECTORY };
         let name = c(part)?;
         // SAFETY: `current` is an open directory; `name` is NUL-terminated.
         let fd = unsafe { libc::openat(current.as_raw_fd(), name.as_ptr(), flags) };

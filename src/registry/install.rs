@@ -96,11 +96,6 @@ impl Spool {
         self.write_line(&e.to_json())
     }
 
-    /// The entries, read back in order.
-    fn into_stream(self) -> Result<impl futures::Stream<Item = Result<Entry>>> {
-        Ok(stream::iter(self.into_entries()?))
-    }
-
     /// The entries, read back in order (blocking reads of a local file).
     fn into_entries(self) -> Result<impl Iterator<Item = Result<Entry>> + Send + 'static> {
         use std::io::{BufRead, Seek};
@@ -310,25 +305,38 @@ impl Registry {
             return Err(Error::NotFound(format!("directory {}", dir.display())));
         }
         progress.start("verifying", total);
-        let dir_buf = dir.to_path_buf();
-        let checks: Vec<(String, Check)> = spool
-            .into_stream()?
-            .map_ok(|entry| {
-                let rel = relative(r.subpath.as_deref(), &entry);
-                let path = dir_buf.join(&rel);
-                async move {
-                    let check = tokio::task::spawn_blocking(move || check_file(&path, &entry))
-                        .await
-                        .expect("verify task panicked");
-                    Ok::<_, Error>((rel, check))
+        // Checked on a pool of threads, a round of entries at a time; only
+        // the problems are kept.
+        let (advance_tx, mut advance_rx) = mpsc::unbounded_channel::<u64>();
+        let (subpath, dir_buf) = (r.subpath.clone(), dir.to_path_buf());
+        let entries = spool.into_entries()?;
+        let work = tokio::task::spawn_blocking(move || {
+            let pool = super::io_pool("the verify thread pool")?;
+            let mut entries = entries;
+            let mut problems = Vec::new();
+            loop {
+                let round = entries.by_ref().take(ROUND).collect::<Result<Vec<Entry>>>()?;
+                if round.is_empty() {
+                    return Ok::<_, Error>(problems);
                 }
-            })
-            .try_buffer_unordered(2)
-            .inspect_ok(|(_, c)| progress.advance(c.bytes))
-            // Only the problems are kept.
-            .try_filter(|(_, c)| futures::future::ready(!matches!(c.verdict, Verdict::Ok)))
-            .try_collect()
-            .await?;
+                let found: Vec<(String, Check)> = pool.install(|| {
+                    round
+                        .into_par_iter()
+                        .filter_map(|entry| {
+                            let rel = relative(subpath.as_deref(), &entry);
+                            let check = check_file(&dir_buf.join(&rel), &entry);
+                            let _ = advance_tx.send(check.bytes);
+                            (!matches!(check.verdict, Verdict::Ok)).then_some((rel, check))
+                        })
+                        .collect()
+                });
+                problems.extend(found);
+            }
+        });
+        while let Some(n) = advance_rx.recv().await {
+            progress.advance(n);
+        }
+        let checks = work.await.expect("verify task panicked")?;
         progress.finish();
         let extra = tokio::task::spawn_blocking({
             let dir = dir.to_path_buf();
@@ -391,7 +399,7 @@ impl Drop for StopOnDrop {
 }
 
 /// The blocking half of an install: puts each entry in place, on a pool of
-/// threads (two per core: while some wait for the disk, others hash).
+/// threads ([`super::io_pool`]).
 struct Placer {
     subpath: Option<String>,
     dest: PathBuf,
@@ -406,11 +414,7 @@ struct Placer {
 impl Placer {
     /// Places every entry; returns the files and bytes it copied itself.
     fn place_all(self, entries: impl Iterator<Item = Result<Entry>>) -> Result<(usize, u64)> {
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get()) * 2;
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .map_err(|e| Error::io("the install thread pool", std::io::Error::other(e)))?;
+        let pool = super::io_pool("the install thread pool")?;
         let mut entries = entries;
         let (mut files, mut bytes) = (0usize, 0u64);
         loop {

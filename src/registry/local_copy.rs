@@ -59,7 +59,9 @@ impl LocalSource {
         }
         let (Some(blobs), Some(hex)) = (&self.blobs, entry.hash.blob_hex()) else { return Ok(None) };
         let name = CString::new(hex).map_err(|e| Error::invalid(e.to_string()))?;
-        let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        // Not blocking on a FIFO planted under a blob's name (reads of a
+        // regular file ignore the flag).
+        let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC;
         // SAFETY: `blobs` is an open directory; `name` is NUL-terminated.
         let fd = unsafe { libc::openat(blobs.as_raw_fd(), name.as_ptr(), flags) };
         if fd < 0 {
@@ -67,7 +69,9 @@ impl LocalSource {
             return Ok(None);
         }
         // SAFETY: `fd` was just opened and is owned by nothing else.
-        Ok(Some(unsafe { File::from_raw_fd(fd) }))
+        let file = unsafe { File::from_raw_fd(fd) };
+        // Anything but a regular file is no blob (as for the object store).
+        Ok(file.metadata().is_ok_and(|m| m.is_file()).then_some(file))
     }
 }
 

@@ -22,9 +22,9 @@ mod error;
 mod gc;
 mod hints;
 mod install;
-mod local_copy;
 mod lineage;
 mod local_blobs;
+mod local_copy;
 mod location;
 mod manifest_index;
 mod metered;
@@ -68,6 +68,14 @@ const TMP: &str = ".sheaf/tmp";
 
 /// How many object-store requests one operation keeps in flight.
 const IO_CONCURRENCY: usize = 8;
+
+/// A pool of threads for work that both reads or writes files and hashes
+/// them (push, install, verify): two per core, so that while some wait for
+/// the disk, others hash.
+fn io_pool(what: &str) -> Result<rayon::ThreadPool> {
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()) * 2;
+    rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| Error::io(what, std::io::Error::other(e)))
+}
 
 /// A registry: an object-store location plus the policy for reading physical
 /// keys that point outside it.

@@ -226,13 +226,7 @@ impl Registry {
         advance: &(dyn Fn(u64) + Sync),
     ) -> Result<Walked> {
         let dirs = self.location.local_root.as_deref().map(BlobDirs::open).transpose()?;
-        // Two threads per core: writers wait for the device (O_DIRECT)
-        // while others hash.
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get()) * 2;
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .map_err(|e| Error::io("the push thread pool", std::io::Error::other(e)))?;
+        let pool = super::io_pool("the push thread pool")?;
         let mut files = walk(dir)?;
         let (mut count, mut bytes, mut stored_files, mut stored_bytes) = (0, 0, 0, 0);
         loop {

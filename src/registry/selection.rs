@@ -80,17 +80,42 @@ impl Registry {
         &self,
         top_hash: &str,
         prefix: &str,
-        visit: impl FnMut(Entry) -> Result<()>,
+        mut visit: impl FnMut(Entry) -> Result<()>,
     ) -> Result<Map<String, Value>> {
-        let (header, sorted) = self.scan_lines(top_hash, prefix, LineParser::streaming(), visit).await?;
+        Ok(self.scan_under_lines(top_hash, prefix, |e, _| visit(e)).await?.0)
+    }
+
+    /// As [`Registry::scan_under`], handing `visit` each entry's line as
+    /// written too, and returning the header's line beside the header: for
+    /// showing what a serde_json value cannot hold exactly (integers beyond
+    /// 64 bits, see [`crate::manifest::json::Exact`]).
+    pub async fn scan_under_lines(
+        &self,
+        top_hash: &str,
+        prefix: &str,
+        mut visit: impl FnMut(Entry, &str) -> Result<()>,
+    ) -> Result<(Map<String, Value>, String)> {
+        let mut header_line = None;
+        let each = |line: ReadLine<'_>| match line.parsed {
+            Some(Line::Entry(e)) if key::is_under(&e.logical_key, prefix) => {
+                visit(e, std::str::from_utf8(line.bytes).unwrap_or_default())
+            }
+            None if header_line.is_none() && !line.bytes.trim_ascii().is_empty() => {
+                header_line = Some(String::from_utf8_lossy(line.bytes).into_owned());
+                Ok(())
+            }
+            _ => Ok(()),
+        };
+        let (header, sorted) = self.read_lines(top_hash, LineParser::streaming(), each).await?;
         if !sorted {
             self.scan_lines(top_hash, prefix, LineParser::new(), |_| Ok(())).await?;
         }
-        Ok(header)
+        Ok((header, header_line.unwrap_or_default()))
     }
 
-    /// One pass of [`Registry::scan_under`] with `parser`: the header and
-    /// whether the entries were in walk order.
+    /// One pass over the manifest named `top_hash` with `parser`, handing
+    /// `visit` each entry under `prefix`: the header and whether the entries
+    /// were in walk order.
     pub(super) async fn scan_lines(
         &self,
         top_hash: &str,

@@ -453,6 +453,21 @@ def test_missing_blob_is_not_found(sheaf, registry, small_tree, tmp_path):
     assert_exit(r, 3, "a/b")
 
 
+def test_a_fifo_in_place_of_a_blob_fails_install_and_never_hangs(sheaf, registry, small_tree, tmp_path):
+    """Opening a FIFO for reading waits for a writer: a registry holding one
+    under a blob's name must fail the install, naming the entry, not hang."""
+    root, _ = small_tree
+    sheaf.push("o/p", root)
+    entry = next(e for e in sheaf.json("browse", "o/p")["entries"] if e["logical_key"] == "a/b")
+    blob = blob_path(registry, entry["hash"]["value"])
+    blob.unlink()
+    os.mkfifo(blob)
+    dest = tmp_path / "dest"
+    r = sheaf("install", "o/p", "--dest", dest, timeout=60)
+    assert r.returncode != 0 and "a/b" in r.stderr, describe(r)
+    assert not (dest / "a" / "b").exists() and _partials(dest) == []
+
+
 @pytest.mark.parametrize("victim", ["a/b", BIG_KEY])
 def test_install_does_not_read_a_blob_replaced_by_a_symlink(sheaf, registry, tree, tmp_path, victim):
     """A registry is a folder anyone may have copied or untarred: a blob that
@@ -493,6 +508,11 @@ def test_a_manifest_edited_after_its_first_lines_installs_nothing(sheaf, registr
     r = sheaf("install", f"o/p{subpath}@{top}", "--dest", dest)
     assert_exit(r, 4, top)
     assert not dest.exists() or not any(dest.rglob("*")), sorted(dest.rglob("*"))
+    # browse streams too, and prints nothing of a manifest that does not match.
+    for json_flag in ([], ["--json"]):
+        r = sheaf(*json_flag, "browse", f"o/p@{top}", *([subpath.strip("/")] if subpath else []))
+        assert_exit(r, 4, top)
+        assert r.stdout == "", describe(r)
 
 
 # ---------------------------------------------------------------------------

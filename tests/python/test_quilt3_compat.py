@@ -252,6 +252,12 @@ def test_quilt3_package_with_big_integers_installs_verifies_and_takes_a_new_revi
     qtop = pkg.build("q/big", registry=url, message="big")
     browsed = sheaf.json("browse", "q/big")
     assert browsed["top_hash"] == qtop
+    # browse shows every number as written, in JSON and in text.
+    assert browsed["user_meta"] == meta, browsed["user_meta"]
+    # quilt3 keeps an entry's own metadata under "user_meta" in its meta.
+    assert {e["logical_key"]: e["meta"] for e in browsed["entries"]}["b/c.txt"]["user_meta"] == entry_meta
+    text = sheaf("browse", "q/big").stdout
+    assert str(2**70) in text and str(-(2**80)) in text and str(2**65) in text, text
     dest = tmp_path / "dest"
     installed = sheaf.json("install", "q/big", "--dest", dest)
     assert installed["top_hash"] == qtop and (dest / "a.txt").read_text() == "hello"
