@@ -82,6 +82,7 @@ STEPS = [
         "browse one folder (1000 entries)",
         "`sheaf browse REF FOLDER` vs `Package.browse` + folder walk",
     ),
+    ("browse", "browse whole package", "`sheaf browse REF` vs `Package.browse` + walk, a line per entry"),
     ("load", "manifest load", "`sheaf browse REF none/` vs `Package.browse`"),
     (
         "table",
@@ -89,7 +90,7 @@ STEPS = [
         "`sheaf get` of the manifest table from a fresh server vs `Package.browse` + walk into an Arrow file",
     ),
 ]
-READ_STEPS = ("install", "install_folder", "browse_folder", "load", "table")
+READ_STEPS = ("install", "install_folder", "browse_folder", "browse", "load", "table")
 STEP_TITLE = {k: t for k, t, _ in STEPS}
 TIME = "/usr/bin/time"  # GNU time, for each step's peak RSS (see measure)
 # Where GNU time is missing: a small Python process that spawns the command and
@@ -127,6 +128,13 @@ elif op == "browse_folder":
     with open(arg, "w") as out:
         for key, entry in pkg[folder].walk():
             out.write(f"{entry.size:>12}  {entry.hash['value']}  {folder}/{key}\n")
+            count += 1
+elif op == "browse":
+    pkg = quilt3.Package.browse(name, registry=reg)
+    count = 0
+    with open(arg, "w") as out:
+        for key, entry in pkg.walk():
+            out.write(f"{entry.size:>12}  {entry.hash['value']}  {key}\n")
             count += 1
 elif op == "load":
     pkg = quilt3.Package.browse(name, registry=reg)
@@ -195,15 +203,38 @@ def warm(path: Path) -> float:
     return time.perf_counter() - t
 
 
-def rm(path: Path) -> None:
+# When the last tree was deleted (monotonic seconds), for `settle`.
+last_rm = 0.0
+
+# ext4 without a journal (this VM's root file system) does not reuse an inode
+# freed in the last 60 s (300 s more while its inode table block is dirty,
+# hence the sync first): every file created in that window searches past the
+# freed ones. Right after a tree of 100,000 files was deleted, the same binary
+# installed 100,000 files in 35 s instead of 3.8 s (22 s after a 36 s wait). A
+# step that follows a deletion of that size waits the window out, so neither
+# tool pays for the tree the other one left.
+INODE_REUSE_WAIT = 62.0
+SETTLE_FROM_FILES = 50_000
+
+
+def rm(path: Path, files: int = 0) -> None:
+    """Deletes `path`; `files` (about how many it holds) from
+    `SETTLE_FROM_FILES` on makes the next `settle` wait."""
+    global last_rm
     if path.exists():
         subprocess.run(["rm", "-rf", str(path)], check=True)
+        if files >= SETTLE_FROM_FILES:
+            last_rm = time.monotonic()
 
 
 def settle() -> None:
     """Between measured steps: write back what the last one left dirty (tens of
-    thousands of small files), so the next step does not pay for it."""
+    thousands of small files), so the next step does not pay for it; after a
+    large deletion, wait until the inodes it freed can be reused
+    (`INODE_REUSE_WAIT`)."""
     subprocess.run(["sync"], check=False)
+    if last_rm:
+        time.sleep(max(0.0, last_rm + INODE_REUSE_WAIT - time.monotonic()))
 
 
 def count_files(path: Path) -> int:
@@ -325,6 +356,7 @@ def run_size(b: Bench, n: int, rounds: int, prev: dict | None, skip_quilt3: bool
     Sheaf's push always runs (the read steps read what it pushed)."""
     src = tree(n)
     folder = folder_of(n)
+    settle()  # after the previous size's trees were deleted
     res: dict = {"files": n, "folder": folder, "rounds": rounds, "steps": {}, "loadavg_start": h.loadavg()}
     res["warm_seconds"] = round(warm(src), 1)
     steps = res["steps"]
@@ -394,19 +426,30 @@ def run_size(b: Bench, n: int, rounds: int, prev: dict | None, skip_quilt3: bool
             if tool == "sheaf":
                 r = b.sheaf_run(["--registry", str(reg), "push", PKG_SHEAF, str(src)], b.fresh("out"))
                 if s_reg:
-                    rm(s_reg)
+                    rm(s_reg, n)
                 s_reg = reg
             else:
                 r = b.quilt3_run("push", PKG_QUILT, reg, str(src), "", b.fresh("out"))
                 if q_reg:
-                    rm(q_reg)
+                    rm(q_reg, n)
                 q_reg = None if r.get("timed_out") else reg
                 if r.get("timed_out"):
-                    rm(reg)
+                    rm(reg, n)
             record("push", tool, r)
             settle()
             h.progress(f"  {r['seconds']:.2f} s, peak RSS {h.fmt_bytes(r['rss'])}")
     finish("push")
+    if not wanted or {"push", "install"} & set(wanted):
+        # A floor for writing a file per file: `cp -r` of the tree (no hashing,
+        # no manifest), once per size.
+        dest = b.fresh("cp")
+        h.progress(f"{n:,} files: cp -r of the tree (reference)")
+        t = time.perf_counter()
+        subprocess.run(["cp", "-r", str(src), str(dest)], check=True)
+        res["cp_seconds"] = round(time.perf_counter() - t, 2)
+        h.progress(f"  {res['cp_seconds']:.2f} s")
+        rm(dest, n)
+        settle()
     if s_reg is None:
         raise RuntimeError("sheaf push did not run")
     manifests = list((s_reg / ".quilt" / "packages").iterdir())
@@ -435,24 +478,40 @@ def run_size(b: Bench, n: int, rounds: int, prev: dict | None, skip_quilt3: bool
                         "install": ["install", ref, "--dest", str(dest)],
                         "install_folder": ["install", ref, "--dest", str(dest)],
                         "browse_folder": ["browse", ref, folder],
+                        "browse": ["browse", ref],
                         "load": ["browse", ref, "none/"],
                     }[step]
                     r = b.sheaf_run(["--registry", str(s_reg), *args], out)
                     if step == "browse_folder":
                         r["count"] = sum(1 for line in out.read_text().splitlines() if f" {folder}/" in line)
+                    elif step == "browse":
+                        # Entry lines start with the right-aligned size.
+                        with out.open() as f:
+                            r["count"] = sum(1 for line in f if line[:12].strip().isdigit())
                     elif step == "load":
                         r["count"] = None
                 else:
-                    arg = {"browse_folder": str(out.with_suffix(".list")), "table": str(out.with_suffix(".arrow"))}
+                    arg = {
+                        "browse_folder": str(out.with_suffix(".list")),
+                        "browse": str(out.with_suffix(".list")),
+                        "table": str(out.with_suffix(".arrow")),
+                    }
                     r = b.quilt3_run(step, q_src[1], q_src[0], arg.get(step, str(dest)), folder, out)
                     if step == "table" and not r.get("timed_out"):
                         r["count"] = pa_rows(out.with_suffix(".arrow"))
                 if step.startswith("install") and not r.get("timed_out"):
                     r["count"] = count_files(dest)
-                want = {"install": n, "install_folder": PER_FOLDER, "browse_folder": PER_FOLDER, "table": n}.get(step)
+                want = {
+                    "install": n,
+                    "install_folder": PER_FOLDER,
+                    "browse_folder": PER_FOLDER,
+                    "browse": n,
+                    "table": n,
+                }
+                want = want.get(step)
                 if want is not None and not r.get("timed_out") and r.get("count") != want:
                     raise RuntimeError(f"{tool} {step} at {n} files: {r.get('count')} files/entries, expected {want}")
-                rm(dest)
+                rm(dest, r.get("count") or 0)
                 rm(out.with_suffix(".list"))
                 rm(out.with_suffix(".arrow"))
                 record(step, tool, r)
@@ -461,9 +520,9 @@ def run_size(b: Bench, n: int, rounds: int, prev: dict | None, skip_quilt3: bool
         finish(step)
 
     if s_reg:
-        rm(s_reg)
+        rm(s_reg, n)
     if q_reg:
-        rm(q_reg)
+        rm(q_reg, n)
     res["loadavg_end"] = h.loadavg()
     return res
 
@@ -533,6 +592,10 @@ def short_n(n: int) -> str:
 def report(opts, sizes: list[dict], params: dict) -> h.Result:
     res = h.Result("9", "scale", "Packages of many small files: Sheaf vs quilt3", opts.quick)
     res.params = params
+    for r in sizes:
+        # A step added after a size was measured has no figures there.
+        for key, _, _ in STEPS:
+            r["steps"].setdefault(key, {})
     for key, title, how in STEPS:
         # The largest size where both tools measured this step.
         both = [r for r in sizes if ok(r["steps"][key].get("sheaf")) and ok(r["steps"][key].get("quilt3"))]
@@ -704,7 +767,23 @@ def report(opts, sizes: list[dict], params: dict) -> h.Result:
         "the manifest into its local registry.",
         "The machine has 2 cores shared with other builds (load average per size above); absolute times drift "
         "about 20% between runs.",
+        f"After a tree of {SETTLE_FROM_FILES:,} files or more was deleted, the next step starts "
+        f"{INODE_REUSE_WAIT:.0f} s after the deletion: this VM's ext4 (no journal) skips inodes freed in the last "
+        "60 s, so a step right after one (as measured before this wait) was up to 9x slower for whichever tool "
+        "came second.",
     ]
+    if params.get("scratch_fs"):
+        res.notes.append(
+            f"Registries and install folders were on `{params['scratch_fs']}` (set with `SHEAF_SCALE_SCRATCH`)"
+            + (f" for the steps measured {params['scratch_when']}" if params.get("scratch_when") else "")
+            + "."
+        )
+    cp = [f"{short_n(r['files'])} {r['cp_seconds']:.1f} s" for r in sizes if r.get("cp_seconds")]
+    if cp:
+        res.notes.append(
+            "For scale, `cp -r` of the same tree (no hashing, no manifest; a floor for any tool that writes a "
+            "file per file, as push and install do): " + ", ".join(cp) + "."
+        )
     if spread:
         res.notes.append(
             "Rounds more than 1.5x apart (the noise of a shared machine; CPU-s is the process's user + "
@@ -784,7 +863,9 @@ def main() -> None:
             h.progress(f"kept {scratch}")
         else:
             shutil.rmtree(scratch, ignore_errors=True)
+    fs = subprocess.run(["findmnt", "-n", "-o", "SOURCE,FSTYPE,OPTIONS", "-T", str(scratch.parent)], capture_output=True)
     params = {
+        "scratch_fs": fs.stdout.decode().strip() or None,
         "sizes": sizes,
         "per_folder": PER_FOLDER,
         "step_limit_s": opts.step_limit,
@@ -807,6 +888,8 @@ def merged(prev: dict, results: list[dict], params: dict, wanted: tuple[str, ...
         if r["files"] in old:
             for step in wanted or STEP_TITLE:
                 old[r["files"]]["steps"][step] = r["steps"][step]
+            if "cp_seconds" in r:
+                old[r["files"]]["cp_seconds"] = r["cp_seconds"]
         else:
             old[r["files"]] = r
     out = [old[n] for n in sorted(old)]
@@ -815,7 +898,8 @@ def merged(prev: dict, results: list[dict], params: dict, wanted: tuple[str, ...
     binary = h.binary_facts()
     for k in wanted or STEP_TITLE:
         dates[k] = f"{time.strftime('%Y-%m-%d %H:%M')} ({binary['commit']})"
-    params = dict(prev["params"], results=out, sizes=sorted(old), step_dates=dates)
+    params = dict(prev["params"], results=out, sizes=sorted(old), step_dates=dates, scratch_fs=params.get("scratch_fs"))
+    params["scratch_when"] = f"{time.strftime('%Y-%m-%d %H:%M')} ({', '.join(wanted or STEP_TITLE)})"
     by_date: dict[str, list[str]] = {}
     for k, when in dates.items():
         by_date.setdefault(when, []).append(STEP_TITLE.get(k, k))
