@@ -863,7 +863,8 @@ def main() -> None:
             h.progress(f"kept {scratch}")
         else:
             shutil.rmtree(scratch, ignore_errors=True)
-    fs = subprocess.run(["findmnt", "-n", "-o", "SOURCE,FSTYPE,OPTIONS", "-T", str(scratch.parent)], capture_output=True)
+    findmnt = ["findmnt", "-n", "-o", "SOURCE,FSTYPE,OPTIONS", "-T", str(scratch.parent)]
+    fs = subprocess.run(findmnt, capture_output=True)
     params = {
         "scratch_fs": fs.stdout.decode().strip() or None,
         "sizes": sizes,
