@@ -254,11 +254,7 @@ impl Registry {
         let result = async {
             // `install` refused unverifiable hash types up front; this is the
             // backstop, before a byte is read.
-            let Some(mut hasher) = StreamHasher::new(&entry.hash, entry.size) else {
-                let why =
-                    manifest::Error::UnverifiableHash { key: entry.logical_key.clone(), kind: entry.hash.kind.clone() };
-                return Err(Error::invalid(why.to_string()));
-            };
+            let mut hasher = super::hasher_for(entry)?;
             let mut body = self.open_entry(entry).await?;
             while let Some(chunk) = body.try_next().await? {
                 hasher.update(&chunk);

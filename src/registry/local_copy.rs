@@ -15,7 +15,6 @@
 
 use super::{BLOBS, Error, Result};
 use crate::manifest::Entry;
-use crate::manifest::hash::StreamHasher;
 use object_store::path::Path;
 use std::ffi::CString;
 use std::fs::File;
@@ -87,11 +86,7 @@ pub(super) fn copy(
 ) -> Result<()> {
     let physical_key = entry.physical_keys.first().map(String::as_str).unwrap_or_default();
     let read_err = |e| Error::io(format!("reading data of {} at {physical_key}", entry.logical_key), e);
-    let Some(mut hasher) = StreamHasher::new(&entry.hash, entry.size) else {
-        let why =
-            crate::manifest::Error::UnverifiableHash { key: entry.logical_key.clone(), kind: entry.hash.kind.clone() };
-        return Err(Error::invalid(why.to_string()));
-    };
+    let mut hasher = super::hasher_for(entry)?;
     let size = src.metadata().map_err(read_err)?.len();
     let expected = || format!("{} bytes", entry.size);
     if size != entry.size {

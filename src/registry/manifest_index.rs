@@ -212,7 +212,7 @@ impl Registry {
         blocks.close();
         if !sorted {
             // Duplicate logical keys, wherever they are (8 bytes per entry).
-            self.scan_lines(top_hash, "", LineParser::new(), |_| Ok(())).await?;
+            self.check_unique_keys(top_hash).await?;
         }
         let entries = blocks.done.iter().map(|b| u64::from(b.entries)).sum();
         Ok(ManifestIndex { top_hash: top_hash.to_owned(), header, entries, blocks: blocks.done, keys })

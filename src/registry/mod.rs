@@ -77,6 +77,16 @@ fn io_pool(what: &str) -> Result<rayon::ThreadPool> {
     rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| Error::io(what, std::io::Error::other(e)))
 }
 
+/// A hasher for the entry's data, or an error naming the entry when Sheaf
+/// cannot compute its hash type (never read as if verified).
+fn hasher_for(entry: &Entry) -> Result<StreamHasher> {
+    StreamHasher::new(&entry.hash, entry.size).ok_or_else(|| {
+        let why =
+            crate::manifest::Error::UnverifiableHash { key: entry.logical_key.clone(), kind: entry.hash.kind.clone() };
+        Error::invalid(why.to_string())
+    })
+}
+
 /// A registry: an object-store location plus the policy for reading physical
 /// keys that point outside it.
 #[derive(Clone)]
@@ -297,13 +307,7 @@ impl Registry {
     /// match; it gets [`Error::Integrity`] instead. An entry whose hash type
     /// Sheaf cannot verify is refused before anything is read.
     pub async fn open_entry_verified(&self, entry: &Entry) -> Result<BoxStream<'static, Result<Bytes>>> {
-        let Some(hasher) = StreamHasher::new(&entry.hash, entry.size) else {
-            let why = crate::manifest::Error::UnverifiableHash {
-                key: entry.logical_key.clone(),
-                kind: entry.hash.kind.clone(),
-            };
-            return Err(Error::invalid(why.to_string()));
-        };
+        let hasher = hasher_for(entry)?;
         let body = self.open_entry(entry).await?;
         let (what, expected, size) = (format!("data of {}", entry.logical_key), entry.hash.clone(), entry.size);
         struct State {

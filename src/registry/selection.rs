@@ -108,26 +108,16 @@ impl Registry {
         };
         let (header, sorted) = self.read_lines(top_hash, LineParser::streaming(), each).await?;
         if !sorted {
-            self.scan_lines(top_hash, prefix, LineParser::new(), |_| Ok(())).await?;
+            self.check_unique_keys(top_hash).await?;
         }
         Ok((header, header_line.unwrap_or_default()))
     }
 
-    /// One pass over the manifest named `top_hash` with `parser`, handing
-    /// `visit` each entry under `prefix`: the header and whether the entries
-    /// were in walk order.
-    pub(super) async fn scan_lines(
-        &self,
-        top_hash: &str,
-        prefix: &str,
-        parser: LineParser,
-        mut visit: impl FnMut(Entry) -> Result<()>,
-    ) -> Result<(Map<String, Value>, bool)> {
-        self.read_lines(top_hash, parser, |line| match line.parsed {
-            Some(Line::Entry(e)) if key::is_under(&e.logical_key, prefix) => visit(e),
-            _ => Ok(()),
-        })
-        .await
+    /// Reads the manifest named `top_hash` again keeping every logical key
+    /// (8 bytes each), to refuse duplicates in a manifest not in walk order
+    /// (a streaming pass only compares neighbours).
+    pub(super) async fn check_unique_keys(&self, top_hash: &str) -> Result<()> {
+        self.read_lines(top_hash, LineParser::new(), |_| Ok(())).await.map(drop)
     }
 
     /// Streams the manifest named `top_hash` through `parser`, handing every
