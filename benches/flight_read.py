@@ -4,7 +4,7 @@
 One Parquet file (benches/harness.py narrow_table: int64, float64, float32, int32
 and a string column; pyarrow's default writer) is pushed into a fresh local
 registry and read whole (GetFlightInfo, then every endpoint's DoGet in order)
-by one pyarrow client from:
+by pyarrow clients from:
 
   - Sheaf (`sheaf serve`): the first read of a freshly started server (cold),
     and repeated reads of a running one (hot); also hot with the endpoints read
@@ -19,9 +19,17 @@ by one pyarrow client from:
     start-up costs, ~0.3 s, are not counted against it),
   - pyarrow.parquet.read_table of the local file (no network).
 
-Every server is its own process; the client is this process with
-MIMALLOC_PURGE_DELAY=-1 (harness.py). Reads alternate between servers each round
-(the order rotates) and figures are medians with min-max. GB/s counts the
+Every reader is a pyarrow client process of its own (benches/read_once.py),
+with MIMALLOC_PURGE_DELAY=-1 (harness.py): a fresh one for each cold read, a
+long-lived one per server for the hot reads. Within one client, how many fresh
+pages a read touches depends on what that process read before, from whatever
+server (measured: a peer read right after a Sheaf read faulted 14k client pages,
+one after another peer read 240k), and that decided comparisons more than either
+server did. Each cold round reads a fresh Sheaf server and the warm Parquet peer
+(alternating which goes first), then the other cold kinds by the benchmark's own
+process (informational, with the peer read the same way). Hot reads alternate
+between servers in a new (seeded) order each round. Every server is its own
+process; figures are medians with min-max. GB/s counts the
 table's Arrow size in memory (the same number for every reader). Server CPU-s
 per read come from /proc/PID/stat; Sheaf's bytes read from storage and rows
 scanned from its `metrics` action ("n/a" while the server lacks it); "read()
@@ -67,6 +75,22 @@ def measure(server: h.Server | None, fn, want_rows: int, metrics: bool = False) 
     return out
 
 
+def measure_remote(server: h.Server, read, want_rows: int, metrics: bool = False) -> dict:
+    """Runs `read()` (a read by another client process, returning its figures)
+    and what the server spent on it."""
+    cpu0, rc0 = server.cpu(), server.rchar()
+    m0 = h.sheaf_metrics(server.client) if metrics else None
+    r = read()
+    if r["rows"] != want_rows:
+        raise AssertionError(f"read {r['rows']} rows, expected {want_rows}")
+    rc1 = server.rchar()
+    r["cpu"] = server.cpu() - cpu0
+    r["rchar"] = (rc1 - rc0) if rc0 is not None and rc1 is not None else None
+    if metrics:
+        r["metrics"] = h.metrics_delta(m0, h.sheaf_metrics(server.client))
+    return r
+
+
 class Series:
     def __init__(self, label: str):
         self.label = label
@@ -74,6 +98,7 @@ class Series:
         self.cpu = h.Samples()
         self.rchar = h.Samples()
         self.batches = h.Samples()
+        self.client_cpu = h.Samples()
         self.metrics: list[dict | None] = []
 
     def add(self, r: dict) -> None:
@@ -83,6 +108,8 @@ class Series:
             self.cpu.add(r["cpu"])
         if r.get("rchar") is not None:
             self.rchar.add(r["rchar"])
+        if r.get("client_cpu") is not None:
+            self.client_cpu.add(r["client_cpu"])
         if "metrics" in r:
             self.metrics.append(r["metrics"])
 
@@ -131,10 +158,36 @@ def main() -> None:
             + ([(cold_nocache, ("--cache-mib", "0"), None)] if cold_nocache else [])
             + ([(cold_min1, ("--cache-min-reads", "1"), None)] if cold_min1 else [])
         )
+        # The goal's pair: each read by a fresh client process; the peer's
+        # server is warm (two reads first), as in the hot rounds.
+        fresh_sheaf = Series("Sheaf, first read (fresh server, fresh client process)")
+        fresh_pq = Series("pyarrow server reading Parquet per request (fresh client process)")
+        pq_cold = h.start_peer("parquet", [path], logs)
+        for _ in range(2):
+            h.read_all(pq_cold.client, peer_target)
+
+        def fresh_sheaf_read() -> None:
+            srv = h.start_sheaf(registry, logs)
+            try:
+                fresh_sheaf.add(measure_remote(srv, lambda: h.read_in_fresh_client(srv.url, uri), rows))
+            finally:
+                srv.stop()
+
+        def fresh_pq_read() -> None:
+            fresh_pq.add(measure_remote(pq_cold, lambda: h.read_in_fresh_client(pq_cold.url, peer_target), rows))
+
+        # The in-process comparison (informational): the peer read by this process.
+        inproc_pq = Series("pyarrow server reading Parquet per request (read by this process)")
+        cold_kinds.append((inproc_pq, None, None))
+        pair = [fresh_sheaf_read, fresh_pq_read]
         for i in range(cfg["cold"]):
             h.progress(f"cold round {i + 1}/{cfg['cold']}")
-            k = i % len(cold_kinds)
-            for series, args, then in cold_kinds[k:] + cold_kinds[:k]:
+            for read in pair[i % 2 :] + pair[: i % 2]:
+                read()
+            for series, args, then in h.round_order(cold_kinds, i):
+                if args is None:
+                    series.add(measure(pq_cold, lambda: h.read_all(pq_cold.client, peer_target), rows))
+                    continue
                 srv = h.start_sheaf(registry, logs, *args)
                 try:
                     # Metrics are asked for after the read only, so the read is the server's first request.
@@ -145,6 +198,7 @@ def main() -> None:
                         then.add(measure(srv, lambda srv=srv: h.read_all(srv.client, uri), rows, metrics=True))
                 finally:
                     srv.stop()
+        pq_cold.stop()
 
         h.progress("hot rounds: starting the servers")
         with contextlib.ExitStack() as stack:
@@ -152,48 +206,36 @@ def main() -> None:
             mem = stack.enter_context(h.start_peer("memory", [path], logs))
             pqs = stack.enter_context(h.start_peer("parquet", [path], logs))
             nocache = stack.enter_context(h.start_sheaf(registry, logs, "--cache-mib", "0")) if has_cache_flag else None
+
+            # Each Flight reader is a client process of its own, reading its
+            # server again and again (see benches/read_once.py).
+            def remote(label: str, srv: h.Server, target: str, parallel: int = 1, metrics: bool = False):
+                proc = stack.enter_context(h.ReaderProcess(srv.url, target, parallel))
+                return (Series(label), lambda: measure_remote(srv, proc.read, rows, metrics=metrics))
+
             readers = [
-                (Series("Sheaf, repeated reads"), sheaf, lambda: h.read_all(sheaf.client, uri), True),
+                remote("Sheaf, repeated reads", sheaf, uri, metrics=True),
+                remote("Sheaf, repeated reads, endpoints 2 at a time", sheaf, uri, parallel=2, metrics=True),
+                remote("pyarrow C++ server, table in memory", mem, peer_target),
+                remote("pyarrow server reading Parquet per request", pqs, peer_target),
                 (
-                    Series("Sheaf, repeated reads, endpoints 2 at a time"),
-                    sheaf,
-                    lambda: h.read_all(sheaf.client, uri, parallel=2),
-                    True,
+                    Series("pyarrow.parquet.read_table, local file"),
+                    lambda: measure(None, lambda: pq.read_table(path), rows),
                 ),
-                (
-                    Series("pyarrow C++ server, table in memory"),
-                    mem,
-                    lambda: h.read_all(mem.client, peer_target),
-                    False,
-                ),
-                (
-                    Series("pyarrow server reading Parquet per request"),
-                    pqs,
-                    lambda: h.read_all(pqs.client, peer_target),
-                    False,
-                ),
-                (Series("pyarrow.parquet.read_table, local file"), None, lambda: pq.read_table(path), False),
             ]
             if nocache:
                 readers.insert(
-                    2,
-                    (
-                        Series("Sheaf, repeated reads, cache off (--cache-mib 0)"),
-                        nocache,
-                        lambda: h.read_all(nocache.client, uri),
-                        True,
-                    ),
+                    2, remote("Sheaf, repeated reads, cache off (--cache-mib 0)", nocache, uri, metrics=True)
                 )
             # Warm-up: connections, code paths, page cache, and Sheaf's stream
             # cache (a ticket is kept from its second read on).
             for _ in range(2):
-                for _, _srv, fn, _ in readers:
-                    fn()
+                for _, run in readers:
+                    run()
             for i in range(cfg["hot"]):
                 h.progress(f"hot round {i + 1}/{cfg['hot']}")
-                k = i % len(readers)
-                for series, srv, fn, met in readers[k:] + readers[:k]:
-                    series.add(measure(srv, fn, rows, metrics=met))
+                for series, run in h.round_order(readers, i):
+                    series.add(run())
             sheaf_idle_rss = sheaf.rss()
             sheaf_hwm = sheaf.hwm()
             mem_hwm = mem.hwm()
@@ -209,7 +251,7 @@ def main() -> None:
     hot_pq = by_label["pyarrow server reading Parquet per request"]
     local = by_label["pyarrow.parquet.read_table, local file"]
     extra_cold = [x for x in (cold_nocache, cold_second, cold_min1) if x is not None]
-    all_series = [cold_sheaf, *extra_cold, *(r[0] for r in readers)]
+    all_series = [fresh_sheaf, fresh_pq, cold_sheaf, *extra_cold, inproc_pq, *(r[0] for r in readers)]
     g = {s.label: s.gbps(nbytes) for s in all_series}
 
     res = h.Result("1", "flight_read", "Full-table read, numeric and string columns", opts.quick)
@@ -226,7 +268,7 @@ def main() -> None:
         return g[a.label].median / g[b.label].median
 
     hot_ratio = ratio(hot_sheaf, hot_mem)
-    cold_ratio = ratio(cold_sheaf, hot_pq)
+    cold_ratio = ratio(fresh_sheaf, fresh_pq)
     res.rows = [
         h.Row(
             "Full-table hot read, GB/s (repeated DoGet)",
@@ -237,12 +279,18 @@ def main() -> None:
             "met" if hot_ratio >= 1.0 else "short",
         ),
         h.Row(
-            "Full-table cold read, GB/s (first DoGet of a fresh server)",
-            h.fmt_range(g[cold_sheaf.label]),
-            f"{h.fmt_range(g[hot_pq.label])} pyarrow server reading Parquet per request",
+            "Full-table cold read, GB/s (first DoGet of a fresh server; each read by a fresh client process)",
+            h.fmt_range(g[fresh_sheaf.label]),
+            f"{h.fmt_range(g[fresh_pq.label])} pyarrow server reading Parquet per request",
             h.fmt_ratio(cold_ratio),
             ">= 1.0x",
             "met" if cold_ratio >= 1.0 else "short",
+        ),
+        h.Row(
+            "Full-table cold read, GB/s, both read by the benchmark's own long-lived client process",
+            h.fmt_range(g[cold_sheaf.label]),
+            f"{h.fmt_range(g[inproc_pq.label])} pyarrow server reading Parquet per request",
+            h.fmt_ratio(ratio(cold_sheaf, inproc_pq)),
         ),
         *(
             [
@@ -284,6 +332,7 @@ def main() -> None:
                 h.fmt_rate(rows / sec.median),
                 h.fmt_range(sec, 3),
                 h.fmt_range(s.cpu, 2) if s.cpu.values else "-",
+                h.fmt_range(s.client_cpu, 2) if s.client_cpu.values else "-",
                 mcell(s, "bytes_read") if s.metrics else "-",
                 mcell(s, "rows_scanned", lambda v: f"{v:,.0f}") if s.metrics else "-",
                 (
@@ -300,9 +349,11 @@ def main() -> None:
     res.detail = [
         f"Table: {rows:,} rows, {h.fmt_bytes(nbytes)} in Arrow, {h.fmt_bytes(file_size)} Parquet "
         f"({pq.ParquetFile(path).metadata.num_row_groups} row groups); Sheaf plans {n_endpoints} endpoint(s). "
-        f"Cold: {cfg['cold']} fresh Sheaf servers of each kind, one read each (two for the default one: "
+        f"Cold: {cfg['cold']} rounds; in each, a fresh Sheaf server read once by a fresh client process and "
+        "the warm Parquet-per-request peer read once by another (alternating which goes first), then one "
+        "fresh Sheaf server of each other kind read by this process (two reads for the default one: "
         "its second read records the stream); "
-        f"hot: {cfg['hot']} alternating rounds after two warm-up reads. "
+        f"hot: {cfg['hot']} rounds after two warm-up reads, every reader once per round in a new (seeded) order. "
         "Median (min-max).",
         "",
         *h.md_table(
@@ -312,6 +363,7 @@ def main() -> None:
                 "rows/s",
                 "seconds",
                 "server CPU-s per read",
+                "client CPU-s (own client process)",
                 "bytes read (metrics)",
                 "rows scanned (metrics)",
                 "DoGets from cache (metrics)",
@@ -332,9 +384,9 @@ def main() -> None:
         cached = hot_sheaf.metric_sum("do_get_cached")
         facts = (
             f"per read Sheaf's server spends {hot_sheaf.cpu.median:.2f} CPU-s ({cores(hot_sheaf):.1f} cores "
-            f"busy) against {hot_mem.cpu.median:.2f} ({cores(hot_mem):.1f} cores) for pyarrow, with the same "
-            f"client; Sheaf read {h.fmt_bytes(hot_sheaf.rchar.median if hot_sheaf.rchar.values else None)} from "
-            "storage per read"
+            f"busy) against {hot_mem.cpu.median:.2f} ({cores(hot_mem):.1f} cores) for pyarrow, each read by "
+            "its own client process; Sheaf read "
+            f"{h.fmt_bytes(hot_sheaf.rchar.median if hot_sheaf.rchar.values else None)} from storage per read"
             + (
                 f" and served {cached:.0f} of {hot_sheaf.metric_sum('do_get'):.0f} DoGets from its cache"
                 if cached is not None
@@ -359,12 +411,12 @@ def main() -> None:
         if hot_sheaf.seconds.min <= hot_mem.seconds.max and hot_mem.seconds.min <= hot_sheaf.seconds.max:
             why += " The two ranges overlap: the gap is within this run's noise."
         res.notes.append("Hot read short of pyarrow's C++ server: " + facts + why)
-    if cold_ratio < 1.0 and cold_sheaf.cpu.values and hot_pq.cpu.values:
+    if cold_ratio < 1.0 and fresh_sheaf.cpu.values and fresh_pq.cpu.values:
         note = (
             f"Cold read short of the Parquet-per-request peer: Sheaf's first read takes "
-            f"{cold_sheaf.seconds.median:.2f} s and {cold_sheaf.cpu.median:.2f} server CPU-s "
-            f"({cores(cold_sheaf):.1f} cores busy) against {hot_pq.seconds.median:.2f} s and "
-            f"{hot_pq.cpu.median:.2f} CPU-s ({cores(hot_pq):.1f} cores) for the peer."
+            f"{fresh_sheaf.seconds.median:.2f} s and {fresh_sheaf.cpu.median:.2f} server CPU-s "
+            f"({cores(fresh_sheaf):.1f} cores busy) against {fresh_pq.seconds.median:.2f} s and "
+            f"{fresh_pq.cpu.median:.2f} CPU-s ({cores(fresh_pq):.1f} cores) for the peer."
         )
         if cold_min1 and cold_min1.seconds.values:
             note += (
@@ -372,16 +424,26 @@ def main() -> None:
                 f"{cold_min1.cpu.median:.2f} CPU-s, so recording the stream costs "
                 f"{cold_min1.seconds.median - cold_sheaf.seconds.median:+.2f} s on the read that records it."
             )
-        if cores(hot_pq) > 1.3 * cores(cold_sheaf):
+        if cores(fresh_pq) > 1.3 * cores(fresh_sheaf):
             note += (
                 " The peer's pq.read_table decodes column chunks on both cores; decoding row groups (or "
                 "columns) in parallel within one stream would close most of the gap."
             )
-        elif cold_sheaf.cpu.median > 1.15 * hot_pq.cpu.median:
+        elif fresh_sheaf.cpu.median > 1.15 * fresh_pq.cpu.median:
             note += " Sheaf spends more CPU per read than the peer: the decode-and-encode path is the cost."
-        if cold_sheaf.seconds.min <= hot_pq.seconds.max and hot_pq.seconds.min <= cold_sheaf.seconds.max:
+        if fresh_sheaf.seconds.min <= fresh_pq.seconds.max and fresh_pq.seconds.min <= fresh_sheaf.seconds.max:
             note += " The two ranges overlap: the gap is within this run's noise."
         res.notes.append(note)
+    if fresh_sheaf.client_cpu.values and fresh_pq.client_cpu.values:
+        res.notes.append(
+            f"Cold read by a fresh client process: Sheaf {fresh_sheaf.seconds.median:.2f} s, "
+            f"{fresh_sheaf.cpu.median:.2f} server and {fresh_sheaf.client_cpu.median:.2f} client CPU-s; the peer "
+            f"{fresh_pq.seconds.median:.2f} s, {fresh_pq.cpu.median:.2f} server and "
+            f"{fresh_pq.client_cpu.median:.2f} client CPU-s. Read by this long-lived process instead: Sheaf "
+            f"{cold_sheaf.seconds.median:.2f} s, the peer {inproc_pq.seconds.median:.2f} s "
+            f"({ratio(cold_sheaf, inproc_pq):.2f}x; the client's allocator state left by the previous read decides "
+            "how many fresh pages a read touches, see the header of benches/flight_read.py)."
+        )
     if not any(hot_sheaf.metrics):
         res.notes.append(
             "The server answered the `metrics` action with an error: bytes read and rows scanned "

@@ -48,6 +48,7 @@ if __name__ != "__main__":
 import datetime  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
+import random  # noqa: E402
 import re  # noqa: E402
 import shutil  # noqa: E402
 import statistics  # noqa: E402
@@ -478,6 +479,71 @@ def descriptor(target: str) -> flight.FlightDescriptor:
     if target.startswith("sheaf://"):
         return flight.FlightDescriptor.for_command(target)
     return flight.FlightDescriptor.for_path(target)
+
+
+def round_order(items: list, round_no: int) -> list:
+    """`items` in a new order for round `round_no` (seeded, so runs repeat).
+    Unlike a rotation of one fixed order, no item always follows the same
+    other: a read leaves the client's allocator in a state that helps or
+    hurts the read after it."""
+    order = list(items)
+    random.Random(round_no).shuffle(order)
+    return order
+
+
+class ReaderProcess:
+    """A client process of its own reading one target again and again
+    (benches/read_once.py --repeat), so what other readers leave in a client's
+    allocator does not change its reads. `read()` returns seconds, rows,
+    batches, client_cpu and client_faults of one read."""
+
+    def __init__(self, url: str, target: str, parallel: int = 1):
+        self.proc = subprocess.Popen(
+            [sys.executable, str(BENCHES / "read_once.py"), "--repeat", url, target, str(parallel)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **CLIENT_ENV},
+            preexec_fn=_die_with_parent,
+        )
+
+    def read(self) -> dict:
+        assert self.proc.stdin and self.proc.stdout
+        self.proc.stdin.write("read\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"read_once.py --repeat exited ({self.proc.wait()}); its stderr is above")
+        return json.loads(line)
+
+    def stop(self) -> None:
+        if self.proc.stdin:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+    def __enter__(self) -> ReaderProcess:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def read_in_fresh_client(url: str, target: str) -> dict:
+    """`read_all` of `target` by a new client process (benches/read_once.py):
+    seconds, rows, batches, client_cpu and client_faults of that one read."""
+    r = subprocess.run(
+        [sys.executable, str(BENCHES / "read_once.py"), url, target],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **CLIENT_ENV},
+        timeout=600,
+    )
+    if r.returncode != 0:
+        raise RuntimeError(f"read_once.py {url} {target} failed ({r.returncode}): {r.stderr[-3000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
 
 
 def read_all(client: flight.FlightClient, target: str, parallel: int = 1) -> pa.Table:
