@@ -14,7 +14,6 @@ use crate::progress::Progress;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use rayon::prelude::*;
 use serde::Serialize;
-use std::collections::HashSet;
 use std::io::ErrorKind;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
@@ -282,15 +281,15 @@ impl Registry {
         progress: &dyn Progress,
     ) -> Result<VerifyReport> {
         let top_hash = self.resolve(&r.package, &r.revision).await?;
-        // Streamed like install: entries parked on disk, only their paths
-        // kept in memory (for the extra-files check).
+        // Streamed like install: entries parked on disk, and their paths
+        // too (for the extra-files check), so memory does not grow with them.
         let mut spool = Spool::new()?;
-        let mut expected: HashSet<String> = HashSet::new();
+        let mut expected = super::extra_files::ExpectedPaths::new()?;
         let mut total = 0u64;
         self.scan_under(&top_hash, r.subpath.as_deref().unwrap_or(""), |e| {
             require_verifiable(&top_hash, [&e])?;
             total += e.size;
-            expected.insert(relative(r.subpath.as_deref(), &e));
+            expected.push(&relative(r.subpath.as_deref(), &e))?;
             spool.push(&e)
         })
         .await?;
@@ -336,7 +335,8 @@ impl Registry {
         progress.finish();
         let extra = tokio::task::spawn_blocking({
             let dir = dir.to_path_buf();
-            move || list_extra(&dir, &expected).map(|extra| (extra, expected.len()))
+            let checked = expected.len() as usize;
+            move || expected.extra_in(&dir).map(|extra| (extra, checked))
         })
         .await
         .expect("listing task panicked")?;
@@ -602,20 +602,4 @@ fn check_file(path: &FsPath, entry: &Entry) -> Check {
         },
     };
     Check { verdict, bytes: entry.size }
-}
-
-fn list_extra(dir: &FsPath, expected: &HashSet<String>) -> Result<Vec<String>> {
-    let mut extra = Vec::new();
-    for item in walkdir::WalkDir::new(dir).follow_links(true).sort_by_file_name() {
-        let item = item.map_err(|e| Error::io(dir.display().to_string(), e.into()))?;
-        if !item.file_type().is_file() {
-            continue;
-        }
-        let rel = item.path().strip_prefix(dir).expect("under dir");
-        let rel = rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
-        if !expected.contains(&rel) {
-            extra.push(rel);
-        }
-    }
-    Ok(extra)
 }

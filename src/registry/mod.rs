@@ -19,6 +19,7 @@ mod beneath;
 mod commit;
 mod diff;
 mod error;
+mod extra_files;
 mod gc;
 mod hints;
 mod install;
