@@ -23,9 +23,9 @@ Every reader is a pyarrow client process of its own (benches/read_once.py),
 with MIMALLOC_PURGE_DELAY=-1 (harness.py): a fresh one for each cold read, a
 long-lived one per server for the hot reads. Within one client, how many fresh
 pages a read touches depends on what that process read before, from whatever
-server (measured: a peer read right after a Sheaf read faulted 14k client pages,
-one after another peer read 240k), and that decided comparisons more than either
-server did. Each cold round reads a fresh Sheaf server and the warm Parquet peer
+server (measured: a peer read right after a Sheaf read faulted 8k-82k client
+pages, one right after another peer read 220k-250k), and that decided comparisons
+more than either server did. Each cold round reads a fresh Sheaf server and the warm Parquet peer
 (alternating which goes first), then the other cold kinds by the benchmark's own
 process (informational, with the peer read the same way). Hot reads alternate
 between servers in a new (seeded) order each round. Every server is its own
