@@ -163,42 +163,44 @@ def main() -> None:
         fresh_sheaf = Series("Sheaf, first read (fresh server, fresh client process)")
         fresh_pq = Series("pyarrow server reading Parquet per request (fresh client process)")
         pq_cold = h.start_peer("parquet", [path], logs)
-        for _ in range(2):
-            h.read_all(pq_cold.client, peer_target)
+        try:
+            for _ in range(2):
+                h.read_all(pq_cold.client, peer_target)
 
-        def fresh_sheaf_read() -> None:
-            srv = h.start_sheaf(registry, logs)
-            try:
-                fresh_sheaf.add(measure_remote(srv, lambda: h.read_in_fresh_client(srv.url, uri), rows))
-            finally:
-                srv.stop()
-
-        def fresh_pq_read() -> None:
-            fresh_pq.add(measure_remote(pq_cold, lambda: h.read_in_fresh_client(pq_cold.url, peer_target), rows))
-
-        # The in-process comparison (informational): the peer read by this process.
-        inproc_pq = Series("pyarrow server reading Parquet per request (read by this process)")
-        cold_kinds.append((inproc_pq, None, None))
-        pair = [fresh_sheaf_read, fresh_pq_read]
-        for i in range(cfg["cold"]):
-            h.progress(f"cold round {i + 1}/{cfg['cold']}")
-            for read in pair[i % 2 :] + pair[: i % 2]:
-                read()
-            for series, args, then in h.round_order(cold_kinds, i):
-                if args is None:
-                    series.add(measure(pq_cold, lambda: h.read_all(pq_cold.client, peer_target), rows))
-                    continue
-                srv = h.start_sheaf(registry, logs, *args)
+            def fresh_sheaf_read() -> None:
+                srv = h.start_sheaf(registry, logs)
                 try:
-                    # Metrics are asked for after the read only, so the read is the server's first request.
-                    r = measure(srv, lambda srv=srv: h.read_all(srv.client, uri), rows)
-                    r["metrics"] = h.sheaf_metrics(srv.client)
-                    series.add(r)
-                    if then is not None:
-                        then.add(measure(srv, lambda srv=srv: h.read_all(srv.client, uri), rows, metrics=True))
+                    fresh_sheaf.add(measure_remote(srv, lambda: h.read_in_fresh_client(srv.url, uri), rows))
                 finally:
                     srv.stop()
-        pq_cold.stop()
+
+            def fresh_pq_read() -> None:
+                fresh_pq.add(measure_remote(pq_cold, lambda: h.read_in_fresh_client(pq_cold.url, peer_target), rows))
+
+            # The in-process comparison (informational): the peer read by this process.
+            inproc_pq = Series("pyarrow server reading Parquet per request (read by this process)")
+            cold_kinds.append((inproc_pq, None, None))
+            pair = [fresh_sheaf_read, fresh_pq_read]
+            for i in range(cfg["cold"]):
+                h.progress(f"cold round {i + 1}/{cfg['cold']}")
+                for read in pair[i % 2 :] + pair[: i % 2]:
+                    read()
+                for series, args, then in h.round_order(cold_kinds, i):
+                    if args is None:
+                        series.add(measure(pq_cold, lambda: h.read_all(pq_cold.client, peer_target), rows))
+                        continue
+                    srv = h.start_sheaf(registry, logs, *args)
+                    try:
+                        # Metrics are asked for after the read only, so the read is the server's first request.
+                        r = measure(srv, lambda srv=srv: h.read_all(srv.client, uri), rows)
+                        r["metrics"] = h.sheaf_metrics(srv.client)
+                        series.add(r)
+                        if then is not None:
+                            then.add(measure(srv, lambda srv=srv: h.read_all(srv.client, uri), rows, metrics=True))
+                    finally:
+                        srv.stop()
+        finally:
+            pq_cold.stop()
 
         h.progress("hot rounds: starting the servers")
         with contextlib.ExitStack() as stack:
