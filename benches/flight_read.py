@@ -44,7 +44,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import contextlib  # noqa: E402
 import shutil  # noqa: E402
-import time  # noqa: E402
 
 import harness as h  # noqa: E402  (first: client environment before pyarrow)
 import pyarrow.parquet as pq  # noqa: E402
@@ -52,40 +51,19 @@ import pyarrow.parquet as pq  # noqa: E402
 SIZES = {"quick": dict(rows=500_000, cold=2, hot=3), "full": dict(rows=15_000_000, cold=7, hot=15)}
 
 
-def measure(server: h.Server | None, fn, want_rows: int, metrics: bool = False) -> dict:
-    """Runs `fn()` (a read returning a table) and what the server spent on it."""
+def measure(server: h.Server | None, read, want_rows: int, metrics: bool = False) -> dict:
+    """Runs `read()` (returning the figures of one read: `harness.timed_read`
+    here, or another client process's) and adds what the server spent on it."""
     cpu0 = server.cpu() if server else None
     rc0 = server.rchar() if server else None
-    m0 = h.sheaf_metrics(server.client) if metrics else None
-    t0 = time.perf_counter()
-    table = fn()
-    dt = time.perf_counter() - t0
-    rows = table.num_rows
-    batches = table.column(0).num_chunks if table.num_columns else 0
-    del table
-    if rows != want_rows:
-        raise AssertionError(f"read {rows} rows, expected {want_rows}")
-    out = {"seconds": dt, "batches": batches}
-    if server:
-        out["cpu"] = server.cpu() - cpu0
-        rc1 = server.rchar()
-        out["rchar"] = (rc1 - rc0) if rc0 is not None and rc1 is not None else None
-    if metrics:
-        out["metrics"] = h.metrics_delta(m0, h.sheaf_metrics(server.client))
-    return out
-
-
-def measure_remote(server: h.Server, read, want_rows: int, metrics: bool = False) -> dict:
-    """Runs `read()` (a read by another client process, returning its figures)
-    and what the server spent on it."""
-    cpu0, rc0 = server.cpu(), server.rchar()
     m0 = h.sheaf_metrics(server.client) if metrics else None
     r = read()
     if r["rows"] != want_rows:
         raise AssertionError(f"read {r['rows']} rows, expected {want_rows}")
-    rc1 = server.rchar()
-    r["cpu"] = server.cpu() - cpu0
-    r["rchar"] = (rc1 - rc0) if rc0 is not None and rc1 is not None else None
+    if server:
+        r["cpu"] = server.cpu() - cpu0
+        rc1 = server.rchar()
+        r["rchar"] = (rc1 - rc0) if rc0 is not None and rc1 is not None else None
     if metrics:
         r["metrics"] = h.metrics_delta(m0, h.sheaf_metrics(server.client))
     return r
@@ -170,12 +148,12 @@ def main() -> None:
             def fresh_sheaf_read() -> None:
                 srv = h.start_sheaf(registry, logs)
                 try:
-                    fresh_sheaf.add(measure_remote(srv, lambda: h.read_in_fresh_client(srv.url, uri), rows))
+                    fresh_sheaf.add(measure(srv, lambda: h.read_in_fresh_client(srv.url, uri), rows))
                 finally:
                     srv.stop()
 
             def fresh_pq_read() -> None:
-                fresh_pq.add(measure_remote(pq_cold, lambda: h.read_in_fresh_client(pq_cold.url, peer_target), rows))
+                fresh_pq.add(measure(pq_cold, lambda: h.read_in_fresh_client(pq_cold.url, peer_target), rows))
 
             # The in-process comparison (informational): the peer read by this process.
             inproc_pq = Series("pyarrow server reading Parquet per request (read by this process)")
@@ -187,16 +165,27 @@ def main() -> None:
                     read()
                 for series, args, then in h.round_order(cold_kinds, i):
                     if args is None:
-                        series.add(measure(pq_cold, lambda: h.read_all(pq_cold.client, peer_target), rows))
+                        series.add(
+                            measure(
+                                pq_cold, lambda: h.timed_read(lambda: h.read_all(pq_cold.client, peer_target)), rows
+                            )
+                        )
                         continue
                     srv = h.start_sheaf(registry, logs, *args)
                     try:
                         # Metrics are asked for after the read only, so the read is the server's first request.
-                        r = measure(srv, lambda srv=srv: h.read_all(srv.client, uri), rows)
+                        r = measure(srv, lambda srv=srv: h.timed_read(lambda: h.read_all(srv.client, uri)), rows)
                         r["metrics"] = h.sheaf_metrics(srv.client)
                         series.add(r)
                         if then is not None:
-                            then.add(measure(srv, lambda srv=srv: h.read_all(srv.client, uri), rows, metrics=True))
+                            then.add(
+                                measure(
+                                    srv,
+                                    lambda srv=srv: h.timed_read(lambda: h.read_all(srv.client, uri)),
+                                    rows,
+                                    metrics=True,
+                                )
+                            )
                     finally:
                         srv.stop()
         finally:
@@ -213,7 +202,7 @@ def main() -> None:
             # server again and again (see benches/read_once.py).
             def remote(label: str, srv: h.Server, target: str, parallel: int = 1, metrics: bool = False):
                 proc = stack.enter_context(h.ReaderProcess(srv.url, target, parallel))
-                return (Series(label), lambda: measure_remote(srv, proc.read, rows, metrics=metrics))
+                return (Series(label), lambda: measure(srv, proc.read, rows, metrics=metrics))
 
             readers = [
                 remote("Sheaf, repeated reads", sheaf, uri, metrics=True),
@@ -222,7 +211,7 @@ def main() -> None:
                 remote("pyarrow server reading Parquet per request", pqs, peer_target),
                 (
                     Series("pyarrow.parquet.read_table, local file"),
-                    lambda: measure(None, lambda: pq.read_table(path), rows),
+                    lambda: measure(None, lambda: h.timed_read(lambda: pq.read_table(path)), rows),
                 ),
             ]
             if nocache:
@@ -365,7 +354,7 @@ def main() -> None:
                 "rows/s",
                 "seconds",
                 "server CPU-s per read",
-                "client CPU-s (own client process)",
+                "client CPU-s per read",
                 "bytes read (metrics)",
                 "rows scanned (metrics)",
                 "DoGets from cache (metrics)",

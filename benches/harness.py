@@ -50,6 +50,7 @@ import json  # noqa: E402
 import platform  # noqa: E402
 import random  # noqa: E402
 import re  # noqa: E402
+import resource  # noqa: E402
 import shutil  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
@@ -479,6 +480,26 @@ def descriptor(target: str) -> flight.FlightDescriptor:
     if target.startswith("sheaf://"):
         return flight.FlightDescriptor.for_command(target)
     return flight.FlightDescriptor.for_path(target)
+
+
+def timed_read(fn) -> dict:
+    """Runs `fn()` (a read returning a table) in this process: its seconds,
+    rows, batches (chunks of the first column), and this process's CPU-seconds
+    and minor page faults during it. The table is dropped before returning."""
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
+    t0 = time.perf_counter()
+    table = fn()
+    seconds = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    out = {
+        "seconds": seconds,
+        "rows": table.num_rows,
+        "batches": table.column(0).num_chunks if table.num_columns else 0,
+        "client_cpu": (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime),
+        "client_faults": r1.ru_minflt - r0.ru_minflt,
+    }
+    del table
+    return out
 
 
 def round_order(items: list, round_no: int) -> list:

@@ -24,28 +24,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import json  # noqa: E402
-import resource  # noqa: E402
-import time  # noqa: E402
 
 import harness as h  # noqa: E402  (first: client environment before pyarrow)
 import pyarrow.flight as flight  # noqa: E402
 
 
 def read(client: flight.FlightClient, target: str, parallel: int) -> dict:
-    r0 = resource.getrusage(resource.RUSAGE_SELF)
-    t0 = time.perf_counter()
-    table = h.read_all(client, target, parallel=parallel)
-    seconds = time.perf_counter() - t0
-    r1 = resource.getrusage(resource.RUSAGE_SELF)
-    out = {
-        "seconds": seconds,
-        "rows": table.num_rows,
-        "batches": table.column(0).num_chunks if table.num_columns else 0,
-        "client_cpu": (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime),
-        "client_faults": r1.ru_minflt - r0.ru_minflt,
-    }
-    del table
-    return out
+    return h.timed_read(lambda: h.read_all(client, target, parallel=parallel))
 
 
 def main() -> None:

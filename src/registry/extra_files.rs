@@ -74,11 +74,8 @@ impl ExpectedPaths {
         spool.seek(SeekFrom::Start(0)).map_err(spool_error)?;
         let expected = split(BufReader::with_capacity(1 << 20, spool), buckets)?;
         let mut found = Buckets::new(buckets)?;
-        for (index, item) in walkdir::WalkDir::new(dir).follow_links(true).sort_by_file_name().into_iter().enumerate() {
-            let item = item.map_err(|e| Error::io(dir.display().to_string(), e.into()))?;
-            if !item.file_type().is_file() {
-                continue;
-            }
+        for (index, item) in super::push::regular_files(dir).enumerate() {
+            let item = item?;
             let rel = item.path().strip_prefix(dir).expect("under dir");
             let rel = rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
             found.push(index as u64, &rel)?;

@@ -307,26 +307,19 @@ impl Registry {
         let entries = spool.into_entries()?;
         let work = tokio::task::spawn_blocking(move || {
             let pool = super::io_pool("the verify thread pool")?;
-            let mut entries = entries;
-            let mut problems = Vec::new();
-            loop {
-                let round = entries.by_ref().take(ROUND).collect::<Result<Vec<Entry>>>()?;
-                if round.is_empty() {
-                    return Ok::<_, Error>(problems);
-                }
-                let found: Vec<(String, Check)> = pool.install(|| {
-                    round
-                        .into_par_iter()
-                        .filter_map(|entry| {
-                            let rel = relative(subpath.as_deref(), &entry);
-                            let check = check_file(&dir_buf.join(&rel), &entry);
-                            let _ = advance_tx.send(check.bytes);
-                            (!matches!(check.verdict, Verdict::Ok)).then_some((rel, check))
-                        })
-                        .collect()
+            let mut problems: Vec<(String, Check)> = Vec::new();
+            super::in_rounds(entries, ROUND, |round| {
+                pool.install(|| {
+                    problems.par_extend(round.into_par_iter().filter_map(|entry| {
+                        let rel = relative(subpath.as_deref(), &entry);
+                        let check = check_file(&dir_buf.join(&rel), &entry);
+                        let _ = advance_tx.send(check.bytes);
+                        (!matches!(check.verdict, Verdict::Ok)).then_some((rel, check))
+                    }))
                 });
-                problems.extend(found);
-            }
+                Ok(())
+            })?;
+            Ok::<_, Error>(problems)
         });
         while let Some(n) = advance_rx.recv().await {
             progress.advance(n);
@@ -411,13 +404,8 @@ impl Placer {
     /// Places every entry; returns the files and bytes it copied itself.
     fn place_all(self, entries: impl Iterator<Item = Result<Entry>>) -> Result<(usize, u64)> {
         let pool = super::io_pool("the install thread pool")?;
-        let mut entries = entries;
         let (mut files, mut bytes) = (0usize, 0u64);
-        loop {
-            let round = entries.by_ref().take(ROUND).collect::<Result<Vec<Entry>>>()?;
-            if round.is_empty() {
-                return Ok((files, bytes));
-            }
+        super::in_rounds(entries, ROUND, |round| {
             let copied: Vec<Option<u64>> = pool.install(|| {
                 round
                     .into_par_iter()
@@ -428,7 +416,9 @@ impl Placer {
                 files += 1;
                 bytes += size;
             }
-        }
+            Ok(())
+        })?;
+        Ok((files, bytes))
     }
 
     /// Puts one entry in place: returns its size when this call copied it,

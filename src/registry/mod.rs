@@ -78,6 +78,23 @@ fn io_pool(what: &str) -> Result<rayon::ThreadPool> {
     rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| Error::io(what, std::io::Error::other(e)))
 }
 
+/// Hands `items` to `each` a round of `size` at a time (each round usually
+/// run on an [`io_pool`]), so memory holds one round whatever the count;
+/// stops at the first error of either.
+fn in_rounds<T>(
+    mut items: impl Iterator<Item = Result<T>>,
+    size: usize,
+    mut each: impl FnMut(Vec<T>) -> Result<()>,
+) -> Result<()> {
+    loop {
+        let round = items.by_ref().take(size).collect::<Result<Vec<T>>>()?;
+        if round.is_empty() {
+            return Ok(());
+        }
+        each(round)?;
+    }
+}
+
 /// A hasher for the entry's data, or an error naming the entry when Sheaf
 /// cannot compute its hash type (never read as if verified).
 fn hasher_for(entry: &Entry) -> Result<StreamHasher> {

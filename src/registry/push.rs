@@ -227,18 +227,14 @@ impl Registry {
     ) -> Result<Walked> {
         let dirs = self.location.local_root.as_deref().map(BlobDirs::open).transpose()?;
         let pool = super::io_pool("the push thread pool")?;
-        let mut files = walk(dir)?;
-        let (mut count, mut bytes, mut stored_files, mut stored_bytes) = (0, 0, 0, 0);
-        loop {
-            let mut round = Vec::with_capacity(ROUND);
-            for f in files.by_ref().take(ROUND) {
-                let f = f?;
+        let files = walk(dir)?.map(|f| {
+            f.map(|f| {
                 let hint = hints.lookup(&f.key);
-                round.push((f, hint));
-            }
-            if round.is_empty() {
-                break;
-            }
+                (f, hint)
+            })
+        });
+        let (mut count, mut bytes, mut stored_files, mut stored_bytes) = (0, 0, 0, 0);
+        super::in_rounds(files, ROUND, |round| {
             let stored: Vec<Stored> = pool.install(|| {
                 round
                     .into_par_iter()
@@ -267,7 +263,8 @@ impl Registry {
                     return Err(Error::invalid("push stopped"));
                 }
             }
-        }
+            Ok(())
+        })?;
         let (manifest, top_hash) = manifest.finish();
         let cloned_files = dirs.as_ref().map_or(0, |d| d.cloned() as usize);
         Ok(Walked { manifest, top_hash, files: count, bytes, stored_files, stored_bytes, cloned_files })
@@ -457,19 +454,25 @@ fn walk(root: &FsPath) -> Result<impl Iterator<Item = Result<LocalFile>> + use<>
         return Err(Error::invalid(format!("{} is not a directory", root.display())));
     }
     let root = root.to_path_buf();
-    let items = walkdir::WalkDir::new(&root).follow_links(true).sort_by_file_name().into_iter();
-    Ok(items.filter_map(move |item| local_file(&root, item).transpose()))
+    Ok(regular_files(&root).map(move |item| local_file(&root, item?)))
 }
 
-/// The walked `item` as a file to push, `None` for a folder.
-fn local_file(root: &FsPath, item: walkdir::Result<walkdir::DirEntry>) -> Result<Option<LocalFile>> {
-    let item = item.map_err(|e| {
-        let path = e.path().map(|p| p.display().to_string()).unwrap_or_else(|| root.display().to_string());
-        Error::io(path, e.into())
-    })?;
-    if !item.file_type().is_file() {
-        return Ok(None);
-    }
+/// The regular files under `root` (following symlinks), in walk order (each
+/// folder's names sorted by code point, a folder's files where its name
+/// sorts); an error names the path that could not be read.
+pub(super) fn regular_files(root: &FsPath) -> impl Iterator<Item = Result<walkdir::DirEntry>> + use<> {
+    let root = root.to_path_buf();
+    walkdir::WalkDir::new(&root).follow_links(true).sort_by_file_name().into_iter().filter_map(move |item| match item {
+        Ok(item) => item.file_type().is_file().then_some(Ok(item)),
+        Err(e) => {
+            let path = e.path().map(|p| p.display().to_string()).unwrap_or_else(|| root.display().to_string());
+            Some(Err(Error::io(path, e.into())))
+        }
+    })
+}
+
+/// The walked file `item` as a file to push.
+fn local_file(root: &FsPath, item: walkdir::DirEntry) -> Result<LocalFile> {
     let rel = item.path().strip_prefix(root).expect("walkdir stays under root");
     let key = rel
         .components()
@@ -480,7 +483,7 @@ fn local_file(root: &FsPath, item: walkdir::Result<walkdir::DirEntry>) -> Result
     key::validate(&key)
         .map_err(|why| Error::invalid(format!("{}: cannot be a logical key: {why}", item.path().display())))?;
     let size = item.metadata().map_err(|e| Error::io(item.path().display().to_string(), e.into()))?.len();
-    Ok(Some(LocalFile { path: item.path().to_path_buf(), key, size }))
+    Ok(LocalFile { path: item.path().to_path_buf(), key, size })
 }
 
 /// Hashes every file with `sha2-256-chunked` on all cores.
