@@ -84,11 +84,13 @@ pub struct PushArgs {
     /// Commit message.
     #[arg(long, short)]
     pub message: Option<String>,
-    /// Package metadata, a JSON object.
+    /// Package metadata, a JSON object (or `null`).
     #[arg(long)]
     pub meta: Option<String>,
     /// Do not profile Parquet and CSV files into their entries' metadata
-    /// (the folder then gets exactly the top hash quilt3 gives it).
+    /// (the folder then gets exactly the top hash quilt3 gives it; quilt3's
+    /// `set_dir` without metadata writes `user_meta: null`, as `--meta null`
+    /// does).
     #[arg(long)]
     pub no_profile: bool,
 }
@@ -504,11 +506,16 @@ impl PushArgs {
     }
 
     /// Message and metadata. `--meta` is read as quilt3 reads JSON (NaN and
-    /// Infinity allowed) and must be an object: it becomes the header's
-    /// `user_meta`.
+    /// Infinity allowed) and must be an object, or `null`: it becomes the
+    /// header's `user_meta` (`null` as quilt3's `set_dir` writes it when given
+    /// no metadata; without `--meta` the header has no `user_meta`).
     pub fn options(&self) -> Result<PushOptions> {
-        let (user_meta, exact_user_meta) = match self.meta.as_deref().map(parse_meta).transpose()? {
-            Some((values, exact)) => (Some(values), exact),
+        let (user_meta, exact_user_meta) = match self.meta.as_deref() {
+            Some(text) if text.trim() == "null" => (None, Some(json::Exact::Null)),
+            Some(text) => {
+                let (values, exact) = parse_meta(text)?;
+                (Some(values), exact)
+            }
             None => (None, None),
         };
         Ok(PushOptions { message: self.message.clone(), user_meta, exact_user_meta, profile: !self.no_profile })

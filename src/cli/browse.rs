@@ -73,6 +73,9 @@ pub async fn run(registry: &Registry, args: &BrowseArgs, json: bool) -> Result<u
             Ok(())
         })
         .await?;
+    if count == 0 && !prefix.is_empty() {
+        return Err(Error::NotFound(format!("path {prefix} in {}@{top_hash}", r.package)));
+    }
     let mut spool = spool.into_inner().map_err(|e| spool_err(e.into_error()))?;
     spool.seek(SeekFrom::Start(0)).map_err(spool_err)?;
     let message = header.get("message").and_then(Value::as_str);

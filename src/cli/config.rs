@@ -20,7 +20,7 @@ use std::path::Path;
 /// configuration file into [`Cli`]. Usage errors exit as clap's do; a bad
 /// file or key is returned as a message naming it.
 pub fn parse_from(argv: Vec<OsString>) -> Result<Cli, String> {
-    let matches = Cli::command().get_matches_from(&argv);
+    let matches = Cli::command().try_get_matches_from(&argv).unwrap_or_else(|e| usage_exit(e, &argv));
     let serve = match matches.subcommand() {
         Some(("serve", serve)) => serve,
         _ => return Ok(from_matches(&matches)),
@@ -30,8 +30,24 @@ pub fn parse_from(argv: Vec<OsString>) -> Result<Cli, String> {
     };
     let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read --config {}: {e}", path.display()))?;
     let extra = file_args(&path, &text, &matches, serve)?;
-    let matches = Cli::command().get_matches_from(argv.into_iter().chain(extra));
+    let all: Vec<OsString> = argv.into_iter().chain(extra).collect();
+    let matches = Cli::command().try_get_matches_from(&all).unwrap_or_else(|e| usage_exit(e, &all));
     Ok(from_matches(&matches))
+}
+
+/// Ends the process on a usage error as clap does (help and version print
+/// as usual), except that with `--json` the error is one JSON line,
+/// `{"error": {"kind": "usage", "message": ...}}`, like every other error.
+fn usage_exit(e: clap::Error, argv: &[OsString]) -> ! {
+    use clap::error::ErrorKind;
+    let json = argv.iter().skip(1).any(|a| a == "--json");
+    if !json || matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        e.exit()
+    }
+    let message = e.render().to_string();
+    let message = message.trim().trim_start_matches("error: ");
+    eprintln!("{}", serde_json::json!({"error": {"kind": "usage", "message": message}}));
+    std::process::exit(i32::from(super::codes::INVALID))
 }
 
 fn from_matches(matches: &ArgMatches) -> Cli {

@@ -8,7 +8,8 @@
 //!   [`MAX_MESSAGE_BYTES`], so an error quoting a huge request cannot turn
 //!   into a header the client refuses;
 //! - the server's storage locations (registry root, allowed folders) are
-//!   replaced by `<registry>` in every message;
+//!   replaced by `<registry>` in every message, and the credentials of any
+//!   URL in it by `***`;
 //! - every error status carries its machine-readable detail
 //!   ([`super::status::complete_detail`]), naming the package, revision and
 //!   table the call was about.
@@ -71,6 +72,9 @@ pub struct Hygiene<S> {
 /// The cleaned text of a `grpc-message` value.
 pub fn clean_message(encoded: &str, redact: &[String]) -> String {
     let mut text = percent_decode_str(encoded).decode_utf8_lossy().into_owned();
+    if let std::borrow::Cow::Owned(hidden) = crate::registry::hide_credentials(&text) {
+        text = hidden;
+    }
     for secret in redact {
         if text.contains(secret.as_str()) {
             text = text.replace(secret.as_str(), "<registry>");

@@ -38,6 +38,15 @@ pub enum Error {
     /// Two entries with the same logical key.
     #[error("duplicate logical key {0:?}")]
     DuplicateKey(String),
+    /// Two entries with the same logical key, found by a streaming pass
+    /// (which keeps fingerprints of the keys, not the keys): their lines.
+    #[error("two entries share a logical key: manifest lines {first} and {second}")]
+    DuplicateKeyAt {
+        /// Line of the first entry (1 is the header).
+        first: usize,
+        /// Line of the second.
+        second: usize,
+    },
     /// An entry written after one it sorts before (manifests are in walk
     /// order, see [`key::walk_order`]).
     #[error("logical key {key:?} comes before {previous:?} but was written after it")]
@@ -244,7 +253,7 @@ impl Manifest {
         let inexact = parser.inexact().map(str::to_owned);
         let (header, top_hash) = match parser.finish() {
             Ok(done) => done,
-            Err(Error::DuplicateKey(_)) => {
+            Err(Error::DuplicateKey(_) | Error::DuplicateKeyAt { .. }) => {
                 // Name the key (the parser only keeps fingerprints).
                 let mut seen = std::collections::HashSet::new();
                 let dup = lines.iter().find_map(|l| match l {

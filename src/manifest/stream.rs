@@ -105,7 +105,7 @@ pub struct LineParser {
     /// the end (a real duplicate is confirmed by the caller's keys when it
     /// kept them; a 64-bit collision among a million keys has odds of about
     /// 3 in 100 million). `None` for [`LineParser::streaming`].
-    fingerprints: Option<Vec<u64>>,
+    fingerprints: Option<Vec<(u64, u32)>>,
     /// Whether every entry so far came after the one before in walk order
     /// (as quilt3 and Sheaf write them): duplicates are then adjacent.
     sorted: bool,
@@ -128,7 +128,7 @@ impl Default for LineParser {
 
 impl LineParser {
     /// A parser expecting the header line first, finding duplicate logical
-    /// keys wherever they are (8 bytes per entry).
+    /// keys wherever they are (16 bytes per entry: a fingerprint and a line number).
     pub fn new() -> Self {
         LineParser {
             line_no: 0,
@@ -206,7 +206,7 @@ impl LineParser {
                 }
             }
             if let Some(fingerprints) = &mut self.fingerprints {
-                fingerprints.push(self.keys.hash_one(&e.logical_key));
+                fingerprints.push((self.keys.hash_one(&e.logical_key), self.line_no as u32));
             }
             match &mut self.previous {
                 Some(previous) => e.logical_key.clone_into(previous),
@@ -256,8 +256,8 @@ impl LineParser {
         let header = self.header.ok_or(Error::Parse { line: 1, message: "empty manifest".into() })?;
         if let Some(fingerprints) = &mut self.fingerprints {
             fingerprints.sort_unstable();
-            if fingerprints.windows(2).any(|w| w[0] == w[1]) {
-                return Err(Error::DuplicateKey("(two entries share a logical key)".into()));
+            if let Some(w) = fingerprints.windows(2).find(|w| w[0].0 == w[1].0) {
+                return Err(Error::DuplicateKeyAt { first: w[0].1 as usize, second: w[1].1 as usize });
             }
         }
         Ok((header, self.hasher.expect("set with the header").finish()))
@@ -425,6 +425,6 @@ mod tests {
         for l in ["{\"version\": \"v0\"}".to_owned(), line("a"), line("b"), line("a")] {
             p.feed(&l).unwrap();
         }
-        assert!(matches!(p.finish(), Err(Error::DuplicateKey(_))));
+        assert!(matches!(p.finish(), Err(Error::DuplicateKeyAt { first: 2, second: 4 })));
     }
 }

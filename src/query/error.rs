@@ -43,7 +43,7 @@ pub enum Error {
         source: DataFusionError,
     },
     /// Storage failed while the engine read table data.
-    #[error("{context}: storage failed: {}", root_message(source))]
+    #[error("{context}: storage failed: {}", crate::registry::hide_credentials(&root_message(source)))]
     Storage {
         /// What was being read.
         context: String,

@@ -10,6 +10,7 @@
 pub mod channel;
 mod engine;
 mod error;
+mod float_bounds;
 pub mod limits;
 mod manifest_table;
 pub mod pinned_table;
@@ -22,6 +23,7 @@ pub mod rows;
 mod scan;
 mod shape;
 mod sources;
+mod split;
 
 pub mod sample;
 pub mod table;
@@ -32,4 +34,5 @@ pub use error::{Error, panic_message};
 pub use plan::{Plan, Region};
 pub use revision::Revision;
 pub use scan::read_ahead;
+pub use shape::{to_wire, wire_schema};
 pub use uri::{Compression, DatasetUri, PutTarget, QuerySpec};

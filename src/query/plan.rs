@@ -5,18 +5,25 @@
 
 use super::engine::{Engine, Layout};
 use super::prepare::prepare;
+use super::split::{WeightedCut, split_even};
 use super::table::Format;
 use super::{DatasetUri, Error, rows, sample};
 use crate::manifest::Entry;
 use crate::proto::{Query, Slice, Ticket};
+use crate::registry::ManifestIndex;
 use arrow::datatypes::SchemaRef;
 use futures::TryStreamExt;
+use std::sync::Arc;
 
 /// Uncompressed bytes per endpoint when the client does not ask for a
 /// partition count: large tables spread over several endpoints.
 const TARGET_PARTITION_BYTES: u64 = 64 * 1024 * 1024;
 /// Entries per endpoint of the manifest table read without contents.
 const MANIFEST_ROWS_PER_PARTITION: usize = 1_000_000;
+/// Planning the manifest table by content size reads every block in one
+/// pass when there are at most this many blocks per run wanted, and else
+/// only the blocks in which a run may end, one ranged read each.
+const READ_ALL_BLOCKS_RATIO: usize = 8;
 
 /// A planned read: what GetFlightInfo returns.
 #[derive(Debug, Clone)]
@@ -106,21 +113,13 @@ impl Engine {
             signature: Default::default(),
         };
         // The manifest table is cut by entry: into runs of equal counts, or
-        // balanced by size when contents are read (sizes read from the
-        // manifest's blocks, 8 bytes each).
-        let weights = match &table.index {
-            Some(index) if q.limit.is_none() && q.content => {
-                let mut sizes = Vec::with_capacity(index.entries as usize);
-                let mut blocks = self.registry.read_blocks(index.clone(), 0..index.blocks.len());
-                while let Some(block) = blocks.try_next().await? {
-                    sizes.extend(block.iter().map(|e| e.size));
-                }
-                Weights::Sizes(sizes)
-            }
-            Some(index) => Weights::Even(index.entries as usize),
-            None => Weights::Even(0),
+        // balanced by size when contents are read.
+        let runs = match &table.index {
+            Some(index) if q.limit.is_none() && q.content => Runs::Cut(self.size_runs(index, q.partitions).await?),
+            Some(index) => Runs::Even(index.entries as usize),
+            None => Runs::Even(0),
         };
-        let (mut tickets, total_bytes) = endpoints(&layout, &table.entries, &weights, table.format, q, base);
+        let (mut tickets, total_bytes) = endpoints(&layout, &table.entries, runs, table.format, q, base);
         let regions = tickets
             .iter()
             .map(|t| {
@@ -154,6 +153,43 @@ impl Engine {
             regions,
         })
     }
+
+    /// The manifest's entries cut into runs of about equal content size:
+    /// `partitions` of them, or about `TARGET_PARTITION_BYTES` each. The
+    /// cut is the one every entry's size gives, but the index knows each
+    /// block's entries and bytes, so only the blocks in which a run may end
+    /// are read (a few blocks of 1,024 entries for a million tiny files, not
+    /// the whole manifest); when most blocks are needed, all are read in one
+    /// pass.
+    async fn size_runs(
+        &self,
+        index: &Arc<ManifestIndex>,
+        partitions: Option<u32>,
+    ) -> Result<Vec<(usize, usize)>, Error> {
+        let total = index.blocks.iter().map(|b| b.bytes).sum::<u64>();
+        let count = partitions.map_or(total.div_ceil(TARGET_PARTITION_BYTES) as usize, |n| n as usize);
+        let mut cut = WeightedCut::new(index.entries as usize, total, count);
+        let sizes = |block: Vec<Entry>| block.iter().map(|e| e.size).collect::<Vec<u64>>();
+        if count.saturating_mul(READ_ALL_BLOCKS_RATIO) >= index.blocks.len() {
+            let mut blocks = self.registry.read_blocks(index.clone(), 0..index.blocks.len());
+            while let Some(block) = blocks.try_next().await? {
+                cut.feed(&sizes(block));
+            }
+            return Ok(cut.finish());
+        }
+        for (b, block) in index.blocks.iter().enumerate() {
+            let entries = block.entries as usize;
+            if cut.passes(entries, block.bytes) {
+                cut.skip(entries, block.bytes);
+                continue;
+            }
+            let mut read = self.registry.read_blocks(index.clone(), b..b + 1);
+            while let Some(block) = read.try_next().await? {
+                cut.feed(&sizes(block));
+            }
+        }
+        Ok(cut.finish())
+    }
 }
 
 /// Rows of the result: exact for plain reads and exact-count samples, an
@@ -175,22 +211,22 @@ fn result_rows(table_rows: Option<u64>, q: &super::QuerySpec) -> Option<u64> {
     }
 }
 
-/// How the manifest table's entries weigh when cut into endpoints.
-enum Weights {
-    /// This many entries, each weighing the same.
+/// How the manifest table's entries are cut into endpoints.
+enum Runs {
+    /// This many entries, in runs of equal counts.
     Even(usize),
-    /// The entries' content sizes.
-    Sizes(Vec<u64>),
+    /// Runs already cut (by content size).
+    Cut(Vec<(usize, usize)>),
 }
 
 /// One ticket per endpoint, and the bytes read when known. The manifest
-/// table is cut into runs of entries by their `weights`; Parquet into runs
+/// table is cut into `runs` of entries; Parquet into runs
 /// of row groups. A limit is global: one endpoint reads in order and stops
 /// early.
 fn endpoints(
     layout: &Layout,
     entries: &[Entry],
-    weights: &Weights,
+    runs: Runs,
     format: Format,
     q: &super::QuerySpec,
     base: Ticket,
@@ -199,13 +235,10 @@ fn endpoints(
         // The manifest table: runs of entries, balanced by content size
         // when contents are read. A limit is global: one endpoint.
         Layout::Sequential(_) if format == Format::Manifest && q.limit.is_none() => {
-            let runs = match weights {
-                Weights::Sizes(sizes) => {
-                    let by_size = sizes.iter().sum::<u64>().div_ceil(TARGET_PARTITION_BYTES) as usize;
-                    split_weighted(sizes, q.partitions.map_or(by_size, |n| n as usize))
-                }
-                Weights::Even(n) => {
-                    split_even(*n, q.partitions.map_or(n.div_ceil(MANIFEST_ROWS_PER_PARTITION), |n| n as usize))
+            let runs = match runs {
+                Runs::Cut(runs) => runs,
+                Runs::Even(n) => {
+                    split_even(n, q.partitions.map_or(n.div_ceil(MANIFEST_ROWS_PER_PARTITION), |n| n as usize))
                 }
             };
             let tickets = runs
@@ -256,40 +289,6 @@ fn region(t: &Ticket, layout: &Layout, entries: &[Entry], table_rows: Option<u64
             Some((first, end - first))
         }
     }
-}
-
-/// Cuts `n` items into `count` (at least 1, at most one per item) contiguous
-/// runs `[start, end)` of equal length, give or take one.
-fn split_even(n: usize, count: usize) -> Vec<(usize, usize)> {
-    let count = count.clamp(1, n.max(1));
-    (0..count).map(|i| (i * n / count, (i + 1) * n / count)).collect()
-}
-
-/// Cuts `weights.len()` items into `count` (at least 1, at most one per item)
-/// contiguous runs `[start, end)` of about equal total weight.
-fn split_weighted(weights: &[u64], count: usize) -> Vec<(usize, usize)> {
-    let n = weights.len();
-    let count = count.clamp(1, n.max(1));
-    if n == 0 {
-        return vec![(0, 0)];
-    }
-    let total: u64 = weights.iter().sum::<u64>().max(1);
-    let mut runs = Vec::with_capacity(count);
-    let (mut start, mut acc) = (0usize, 0u64);
-    for (i, w) in weights.iter().enumerate() {
-        acc += w;
-        let runs_left = count - runs.len();
-        let items_left = n - i - 1;
-        // Close the run once it reaches its share of the weight, keeping at
-        // least one item for every run still to come.
-        let share = total * (runs.len() as u64 + 1) / count as u64;
-        if runs_left > 1 && (acc >= share || items_left < runs_left) {
-            runs.push((start, i + 1));
-            start = i + 1;
-        }
-    }
-    runs.push((start, n));
-    runs
 }
 
 /// Cuts Parquet row groups into endpoints: `wanted` of them (as equal in rows
@@ -355,50 +354,4 @@ fn partition(
         out.push(Vec::new());
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{split_even, split_weighted};
-
-    #[test]
-    fn even_runs_are_what_equal_weights_give() {
-        for n in [0, 1, 2, 3, 10, 1023, 1024, 100_001] {
-            for count in [0, 1, 2, 3, 7, 64, 200_000] {
-                assert_eq!(split_even(n, count), split_weighted(&vec![1; n], count), "{n} items, {count} runs");
-            }
-        }
-    }
-
-    fn check(weights: &[u64], count: usize) -> Vec<(usize, usize)> {
-        let runs = split_weighted(weights, count);
-        // Contiguous, non-empty (unless there is nothing), covering everything.
-        assert_eq!(runs.first().map(|r| r.0), Some(0));
-        assert_eq!(runs.last().map(|r| r.1), Some(weights.len()));
-        for pair in runs.windows(2) {
-            assert_eq!(pair[0].1, pair[1].0);
-        }
-        if !weights.is_empty() {
-            assert!(runs.iter().all(|(s, e)| s < e), "{runs:?}");
-        }
-        runs
-    }
-
-    #[test]
-    fn splits_into_the_count_asked_within_the_items() {
-        assert_eq!(check(&[1; 10], 3).len(), 3);
-        assert_eq!(check(&[1; 10], 10).len(), 10);
-        assert_eq!(check(&[1; 3], 8).len(), 3);
-        assert_eq!(check(&[1; 5], 0).len(), 1);
-        assert_eq!(check(&[], 4), vec![(0, 0)]);
-        assert_eq!(check(&[0; 6], 3).len(), 3);
-    }
-
-    #[test]
-    fn balances_by_weight() {
-        // One heavy item gets a run of its own.
-        assert_eq!(check(&[100, 1, 1, 1, 1], 2), vec![(0, 1), (1, 5)]);
-        assert_eq!(check(&[1, 1, 1, 1, 100], 2), vec![(0, 4), (4, 5)]);
-        assert_eq!(check(&[5; 8], 4), vec![(0, 2), (2, 4), (4, 6), (6, 8)]);
-    }
 }

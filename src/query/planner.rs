@@ -61,7 +61,9 @@ async fn planned(
     if let Some(filter) = shape.filter {
         builder = builder.filter(filter.clone())?;
     }
-    if let Some(limit) = shape.limit {
+    // DataFusion keeps a limit as an i64: one beyond (SQL's LIMIT
+    // 9223372036854775807 OFFSET 1 pushed down as skip + fetch) means all.
+    if let Some(limit) = shape.limit.filter(|&l| l < i64::MAX as u64) {
         builder = builder.limit(0, Some(usize::try_from(limit).unwrap_or(usize::MAX)))?;
     }
     let columns = shape.columns.iter().map(|c| Expr::Column(Column::new_unqualified(c)));

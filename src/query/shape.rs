@@ -30,6 +30,32 @@ fn wire_field(f: &Field) -> Field {
     f.clone().with_data_type(wire_type(f.data_type()))
 }
 
+/// `schema` with every column of its [`wire_type`]: what an SQL result's
+/// FlightInfo and GetSchema announce, and what its batches carry.
+pub fn wire_schema(schema: &Schema) -> SchemaRef {
+    let fields: Vec<Field> = schema.fields().iter().map(|f| wire_field(f)).collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+/// `batch` with its columns cast to `schema`, its [`wire_schema`].
+pub fn to_wire(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, Error> {
+    if batch.schema().fields() == schema.fields() {
+        return Ok(batch);
+    }
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(col, field)| match col.data_type() == field.data_type() {
+            true => Ok(col.clone()),
+            false => {
+                cast(col, field.data_type()).map_err(|e| Error::engine(format!("casting column {}", field.name()), e))
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(schema.clone(), columns).map_err(|e| Error::engine("assembling a batch", e))
+}
+
 /// Selects and casts the output columns of a batch.
 #[derive(Debug, Clone)]
 pub struct Projector {

@@ -67,6 +67,7 @@ pub async fn parquet_metadata(registry: &Registry, entry: &Entry) -> Result<Arro
             });
         }
     };
+    let footer = super::float_bounds::without_float_bounds(footer);
     ArrowReaderMetadata::try_new(footer, ArrowReaderOptions::new()).map_err(|e| unreadable(&e))
 }
 

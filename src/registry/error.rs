@@ -3,6 +3,7 @@
 //! will map them to gRPC status codes, each in one place.
 
 use crate::manifest;
+use std::borrow::Cow;
 
 /// Errors from registry operations.
 #[derive(Debug, thiserror::Error)]
@@ -93,7 +94,7 @@ pub enum Error {
         source: manifest::Error,
     },
     /// The object store failed.
-    #[error("{context}: {source}")]
+    #[error("{context}: {}", hide_credentials(&source.to_string()))]
     Storage {
         /// What was being done.
         context: String,
@@ -158,5 +159,49 @@ impl Error {
     pub fn cut_short(context: impl Into<String>, got: u64, expected: u64) -> Self {
         let message = format!("the read ended after {got} of {expected} bytes");
         Error::storage(context, object_store::Error::Generic { store: "sheaf", source: message.into() })
+    }
+}
+
+/// `text` with the credentials of every URL in it (the `user:password@` of
+/// `scheme://user:password@host/...`, as an endpoint such as
+/// `AWS_ENDPOINT_URL` may carry) replaced by `***`: store errors quote the
+/// URL they requested, and no message may show a secret.
+pub fn hide_credentials(text: &str) -> Cow<'_, str> {
+    if !text.contains("://") {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let end = tail.find(|c: char| matches!(c, '/' | '?' | '#') || c.is_whitespace()).unwrap_or(tail.len());
+        let authority = &tail[..end];
+        match authority.rfind('@') {
+            Some(at) => {
+                out.push_str("***");
+                out.push_str(&authority[at..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hide_credentials;
+
+    #[test]
+    fn credentials_in_urls_are_hidden() {
+        let text = "GET http://admin:hunter2@127.0.0.1:9/bucket?x=a@b failed; s3://bucket/k@1 and https://tok@h";
+        assert_eq!(
+            hide_credentials(text),
+            "GET http://***@127.0.0.1:9/bucket?x=a@b failed; s3://bucket/k@1 and https://***@h"
+        );
+        assert_eq!(hide_credentials("no url here: a@b"), "no url here: a@b");
+        assert_eq!(hide_credentials("file:///tmp/a@b/c"), "file:///tmp/a@b/c");
     }
 }

@@ -64,7 +64,7 @@ pub struct VerifyReport {
 
 /// Where `e` goes under the install folder: its logical key without the
 /// sub-path (a sub-path naming one file installs that file by its name).
-fn relative(subpath: Option<&str>, e: &Entry) -> String {
+pub(super) fn relative(subpath: Option<&str>, e: &Entry) -> String {
     let Some(sub) = subpath else { return e.logical_key.clone() };
     match e.logical_key.strip_prefix(sub).and_then(|s| s.strip_prefix('/')) {
         Some(rest) => rest.to_owned(),
@@ -254,14 +254,14 @@ impl Registry {
             // `install` refused unverifiable hash types up front; this is the
             // backstop, before a byte is read.
             let mut hasher = super::hasher_for(entry)?;
-            let mut body = self.open_entry(entry).await?;
+            let (mut body, from) = self.open_entry_at(entry).await?;
             while let Some(chunk) = body.try_next().await? {
                 hasher.update(&chunk);
                 file.write_all(&chunk).await.map_err(|e| Error::io(tmp.display().to_string(), e))?;
                 progress.advance(chunk.len() as u64);
             }
             file.flush().await.map_err(|e| Error::io(tmp.display().to_string(), e))?;
-            check(entry, hasher)?;
+            check(entry, &from, hasher)?;
             guard.put_in_place(&file, target).map_err(|e| Error::io(target.display().to_string(), e))
         }
         .await;
@@ -295,6 +295,9 @@ impl Registry {
         .await?;
         if let (Some(sub), true) = (&r.subpath, expected.is_empty()) {
             return Err(Error::NotFound(format!("path {sub} in {}@{top_hash}", r.package)));
+        }
+        if dir.exists() && !dir.is_dir() {
+            return Err(Error::Invalid(format!("{} is not a directory: verify checks a folder", dir.display())));
         }
         if !dir.is_dir() {
             return Err(Error::NotFound(format!("directory {}", dir.display())));
@@ -362,19 +365,21 @@ impl Registry {
     }
 }
 
-/// Checks what `hasher` saw against the entry's hash and size.
-pub(super) fn check(entry: &Entry, hasher: StreamHasher) -> Result<()> {
+/// Checks what `hasher` saw (of the data read at `from`) against the
+/// entry's hash and size.
+pub(super) fn check(entry: &Entry, from: &str, hasher: StreamHasher) -> Result<()> {
     match hasher.finish() {
         Ok(h) if h == entry.hash => Ok(()),
-        Ok(h) => Err(mismatch(entry, entry.hash.to_string(), h.to_string())),
-        Err(size) => Err(mismatch(entry, format!("{} bytes", entry.size), format!("{size} bytes"))),
+        Ok(h) => Err(mismatch(entry, from, entry.hash.to_string(), h.to_string())),
+        Err(size) => Err(mismatch(entry, from, format!("{} bytes", entry.size), format!("{size} bytes"))),
     }
 }
 
-/// The error for an entry whose data is not what its manifest says.
-pub(super) fn mismatch(entry: &Entry, expected: String, actual: String) -> Error {
-    let what = format!("{} ({})", entry.logical_key, entry.physical_keys.first().map(String::as_str).unwrap_or(""));
-    Error::Integrity { what, expected, actual }
+/// The error for an entry whose data, read at `from` (which may differ from
+/// its physical key: a registry's own blob of that hash), is not what its
+/// manifest says.
+pub(super) fn mismatch(entry: &Entry, from: &str, expected: String, actual: String) -> Error {
+    Error::Integrity { what: format!("{} ({from})", entry.logical_key), expected, actual }
 }
 
 /// Sets its flag when dropped: an install that fails, or whose future is
@@ -433,12 +438,12 @@ impl Placer {
             let _ = self.advance.send(entry.size);
             return Ok(None);
         }
-        if let Some(src) = self.source.as_ref().map(|s| s.open_data(&entry)).transpose()?.flatten() {
+        if let Some((src, from)) = self.source.as_ref().map(|s| s.open_data(&entry)).transpose()?.flatten() {
             let (mut file, guard) = PartialFile::create(&target)?;
             let advance = |n| {
                 let _ = self.advance.send(n);
             };
-            local_copy::copy(src, &entry, &mut file, guard.name(&target), &advance)?;
+            local_copy::copy(src, &from, &entry, &mut file, guard.name(&target), &advance)?;
             guard.put_in_place(&file, &target).map_err(|e| Error::io(target.display().to_string(), e))?;
             guard.disarm();
             return Ok(Some(entry.size));

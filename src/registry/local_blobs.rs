@@ -185,19 +185,28 @@ impl BlobDirs {
         false
     }
 
-    /// Whether the blob named `hex` exists (without following a link).
-    pub(super) fn has(&self, hex: &str) -> Result<bool> {
+    /// Whether the blob named `hex` exists as a regular file of `size`
+    /// bytes (without following a link). A blob of another size is damaged
+    /// (truncated, say): the push stores it again.
+    pub(super) fn has(&self, hex: &str, size: u64) -> Result<bool> {
+        Ok(self.blob_size(hex)? == Some(size))
+    }
+
+    /// The size of the blob named `hex` when it is a regular file; `None`
+    /// when there is none, `Some(u64::MAX)` for anything else in its place.
+    fn blob_size(&self, hex: &str) -> Result<Option<u64>> {
         let name = cstr(hex).map_err(|e| self.blob_error(hex, e))?;
         // SAFETY: an all-zero `stat` is a valid value to be overwritten.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
         // SAFETY: valid directory descriptor, NUL-terminated name, owned buffer.
         let r = unsafe { libc::fstatat(self.blobs.as_raw_fd(), name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) };
         if r == 0 {
-            return Ok(true);
+            let regular = st.st_mode & libc::S_IFMT == libc::S_IFREG;
+            return Ok(Some(if regular { st.st_size as u64 } else { u64::MAX }));
         }
         let e = io::Error::last_os_error();
         match e.kind() {
-            io::ErrorKind::NotFound => Ok(false),
+            io::ErrorKind::NotFound => Ok(None),
             _ => Err(self.blob_error(hex, e)),
         }
     }
@@ -349,7 +358,32 @@ impl BlobDirs {
     /// Links the staging file (`out`, named `name` in `.sheaf/tmp/` or
     /// unnamed) into `.sheaf/blobs/` as the blob of `hash`; false when that
     /// blob was already there.
+    ///
+    /// A blob already there with another size than the staging file's is
+    /// damaged (content-addressed blobs never change size): it is replaced.
     fn link(&self, out: &File, name: Option<&CString>, hash: &EntryHash) -> Result<bool> {
+        if self.link_once(out, name, hash)? {
+            return Ok(true);
+        }
+        let hex = hash.blob_hex().expect("a chunked hash");
+        let size = out.metadata().map_err(|e| self.blob_error(&hex, e))?.len();
+        if self.blob_size(&hex)?.is_none_or(|found| found == size) {
+            return Ok(false);
+        }
+        tracing::warn!(blob = %self.root.join(BLOBS).join(&hex).display(), size, "replacing a damaged blob");
+        let hex_c = cstr(&hex).expect("hex has no NUL");
+        // SAFETY: valid directory descriptor and NUL-terminated name.
+        if unsafe { libc::unlinkat(self.blobs.as_raw_fd(), hex_c.as_ptr(), 0) } < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::NotFound {
+                return Err(self.blob_error(&hex, e));
+            }
+        }
+        self.link_once(out, name, hash)
+    }
+
+    /// One create-only link of the staging file as the blob of `hash`.
+    fn link_once(&self, out: &File, name: Option<&CString>, hash: &EntryHash) -> Result<bool> {
         let hex = hash.blob_hex().expect("a chunked hash");
         let hex_c = cstr(&hex).expect("hex has no NUL");
         let blobs = self.blobs.as_raw_fd();
@@ -517,11 +551,19 @@ mod tests {
         assert_eq!(stored.hash, hash_file_chunked(&src).unwrap().1);
         let hex = stored.hash.blob_hex().unwrap();
         assert_eq!(std::fs::read(reg.join(BLOBS).join(&hex)).unwrap(), data);
-        assert!(dirs.has(&hex).unwrap());
+        assert!(dirs.has(&hex, data.len() as u64).unwrap());
         // The same content again: found, not stored twice; no staging left.
         let again = dirs.store(&src, data.len() as u64, Some(&stored.hash), &|_| {}).unwrap();
         assert!(!again.new);
-        assert_eq!(files_in(&reg.join(BLOBS)), vec![hex]);
+        assert_eq!(files_in(&reg.join(BLOBS)), vec![hex.clone()]);
+        assert!(files_in(&reg.join(TMP)).is_empty());
+        // A damaged blob (truncated) is not taken for the content: stored again.
+        assert!(!dirs.has(&hex, data.len() as u64 + 1).unwrap());
+        std::fs::write(reg.join(BLOBS).join(&hex), b"cut").unwrap();
+        assert!(!dirs.has(&hex, data.len() as u64).unwrap());
+        let repaired = dirs.store(&src, data.len() as u64, Some(&stored.hash), &|_| {}).unwrap();
+        assert!(repaired.new);
+        assert_eq!(std::fs::read(reg.join(BLOBS).join(&hex)).unwrap(), data);
         assert!(files_in(&reg.join(TMP)).is_empty());
         // Empty files hash as quilt3 hashes them.
         std::fs::write(&src, b"").unwrap();

@@ -43,8 +43,9 @@ impl LocalSource {
         LocalSource { root: root.to_path_buf(), inside: format!("{url}/"), blobs }
     }
 
-    /// Opens the entry's data, or `None` when it is not in this registry.
-    pub(super) fn open_data(&self, entry: &Entry) -> Result<Option<File>> {
+    /// Opens the entry's data, with the URL of what was opened (for errors),
+    /// or `None` when it is not in this registry.
+    pub(super) fn open_data(&self, entry: &Entry) -> Result<Option<(File, String)>> {
         let physical_key = entry
             .physical_keys
             .first()
@@ -53,11 +54,11 @@ impl LocalSource {
             let path =
                 Path::from_url_path(rel).map_err(|e| Error::invalid(format!("physical key {physical_key}: {e}")))?;
             return super::beneath::open_beneath(&self.root, &path)
-                .map(Some)
+                .map(|file| Some((file, physical_key.clone())))
                 .map_err(|e| Error::storage(format!("data of {} at {physical_key}", entry.logical_key), e));
         }
         let (Some(blobs), Some(hex)) = (&self.blobs, entry.hash.blob_hex()) else { return Ok(None) };
-        let name = CString::new(hex).map_err(|e| Error::invalid(e.to_string()))?;
+        let name = CString::new(hex.clone()).map_err(|e| Error::invalid(e.to_string()))?;
         // Not blocking on a FIFO planted under a blob's name (reads of a
         // regular file ignore the flag).
         let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC;
@@ -70,27 +71,28 @@ impl LocalSource {
         // SAFETY: `fd` was just opened and is owned by nothing else.
         let file = unsafe { File::from_raw_fd(fd) };
         // Anything but a regular file is no blob (as for the object store).
-        Ok(file.metadata().is_ok_and(|m| m.is_file()).then_some(file))
+        let url = format!("{}{BLOBS}/{hex}", self.inside);
+        Ok(file.metadata().is_ok_and(|m| m.is_file()).then_some((file, url)))
     }
 }
 
-/// Copies the entry's data from `src` (opened by [`LocalSource::open_data`])
-/// into `out` (named `out_name` in errors), checking it against the entry's
-/// size and hash; `advance` hears of every step.
+/// Copies the entry's data from `src` (opened by [`LocalSource::open_data`]
+/// at `from`) into `out` (named `out_name` in errors), checking it against
+/// the entry's size and hash; `advance` hears of every step.
 pub(super) fn copy(
     mut src: File,
+    from: &str,
     entry: &Entry,
     out: &mut File,
     out_name: &FsPath,
     advance: &dyn Fn(u64),
 ) -> Result<()> {
-    let physical_key = entry.physical_keys.first().map(String::as_str).unwrap_or_default();
-    let read_err = |e| Error::io(format!("reading data of {} at {physical_key}", entry.logical_key), e);
+    let read_err = |e| Error::io(format!("reading data of {} at {from}", entry.logical_key), e);
     let mut hasher = super::hasher_for(entry)?;
     let size = src.metadata().map_err(read_err)?.len();
     let expected = || format!("{} bytes", entry.size);
     if size != entry.size {
-        return Err(super::install::mismatch(entry, expected(), format!("{size} bytes")));
+        return Err(super::install::mismatch(entry, from, expected(), format!("{size} bytes")));
     }
     BUFFER.with_borrow_mut(|buf| {
         if buf.len() < STEP.min(entry.size as usize) {
@@ -102,7 +104,12 @@ pub(super) fn copy(
             match src.read_exact(&mut buf[..n]) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                    return Err(super::install::mismatch(entry, expected(), "fewer bytes (it shrank)".to_owned()));
+                    return Err(super::install::mismatch(
+                        entry,
+                        from,
+                        expected(),
+                        "fewer bytes (it shrank)".to_owned(),
+                    ));
                 }
                 Err(e) => return Err(read_err(e)),
             }
@@ -113,7 +120,7 @@ pub(super) fn copy(
         }
         Ok(())
     })?;
-    super::install::check(entry, hasher)
+    super::install::check(entry, from, hasher)
 }
 
 /// Opens the folder `rel` below `root` without following a symbolic link

@@ -211,7 +211,7 @@ impl Registry {
             .await?;
         blocks.close();
         if !sorted {
-            // Duplicate logical keys, wherever they are (8 bytes per entry).
+            // Duplicate logical keys, wherever they are (16 bytes per entry).
             self.check_unique_keys(top_hash).await?;
         }
         let entries = blocks.done.iter().map(|b| u64::from(b.entries)).sum();

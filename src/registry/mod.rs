@@ -38,7 +38,7 @@ mod staged;
 
 pub use commit::{Base, CommitFile, CommitReport};
 pub use diff::Diff;
-pub use error::{Error, Result};
+pub use error::{Error, Result, hide_credentials};
 pub use gc::{Action as GcAction, GarbageKind, GcOptions, GcReport, Leftover};
 pub use install::{InstallReport, VerifyReport};
 pub use lineage::{LineageInput, LineageNode, is_top_hash};
@@ -311,12 +311,22 @@ impl Registry {
     /// a quilt3-built revision whose files Sheaf has since pushed); otherwise
     /// from wherever the physical key points.
     pub async fn open_entry(&self, entry: &Entry) -> Result<BoxStream<'static, Result<Bytes>>> {
+        Ok(self.open_entry_at(entry).await?.0)
+    }
+
+    /// As [`Registry::open_entry`], with the URL of what is read: the
+    /// physical key, or this registry's blob of the entry's hash.
+    pub(crate) async fn open_entry_at(&self, entry: &Entry) -> Result<(BoxStream<'static, Result<Bytes>>, String)> {
         let Resolved { store, path, version } = self.locate(entry).await?;
         let physical_key = entry.physical_keys.first().map(String::as_str).unwrap_or_default();
-        let what = format!("data of {} at {physical_key}", entry.logical_key);
+        let from = match Arc::ptr_eq(&store, &self.store) {
+            true => format!("{}/{path}", self.url()),
+            false => physical_key.to_owned(),
+        };
+        let what = format!("data of {} at {from}", entry.logical_key);
         let options = GetOptions { version, ..Default::default() };
         let result = store.get_opts(&path, options).await.map_err(|e| Error::storage(what.clone(), e))?;
-        Ok(body_stream(result).map_err(move |e| Error::storage(what.clone(), e)).boxed())
+        Ok((body_stream(result).map_err(move |e| Error::storage(what.clone(), e)).boxed(), from))
     }
 
     /// Streams the bytes of an entry (as [`Registry::open_entry`]) checked

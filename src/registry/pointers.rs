@@ -139,7 +139,15 @@ impl Registry {
         names.sort();
         stream::iter(names)
             .map(|name| async move {
-                let latest = self.read_pointer(&Self::latest_path(&name)).await?;
+                // One package's damaged `latest` does not hide the others:
+                // it is listed without a revision (browse names the fault).
+                let latest = match self.read_pointer(&Self::latest_path(&name)).await {
+                    Err(e @ Error::Integrity { .. }) => {
+                        tracing::warn!(package = %name, error = %e, "unreadable latest pointer");
+                        None
+                    }
+                    other => other?,
+                };
                 Ok(PackageSummary { name: name.to_string(), latest })
             })
             .buffered(IO_CONCURRENCY)
@@ -218,8 +226,8 @@ impl Registry {
         }
     }
 
-    /// Records a pushed revision: a create-only timestamp pointer (the next free
-    /// second if two pushes land in the same one), then `latest` by CAS.
+    /// Records a pushed revision: a create-only timestamp pointer (the next
+    /// free second if other revisions hold this one), then `latest` by CAS.
     /// Returns where `latest` pointed before.
     pub(crate) async fn record_revision(&self, pkg: &PackageName, top_hash: &str) -> Result<Option<String>> {
         self.write_timestamp_pointer(pkg, top_hash).await?;
@@ -250,25 +258,31 @@ impl Registry {
         self.write_timestamp_pointer(pkg, top_hash).await
     }
 
-    /// Writes a create-only timestamp pointer to `top_hash` (the next free
-    /// second if another revision took this one).
+    /// Writes a create-only timestamp pointer to `top_hash`, named by the
+    /// current second, or the next free one when other revisions hold it (a
+    /// burst of pushes takes consecutive seconds, so `log` keeps their
+    /// order). A pointer to the same revision found where the run of taken
+    /// seconds ends is this revision's record already (a retried push);
+    /// found earlier in the run, it is an older push of the same content
+    /// (a push back to an earlier revision) and a new pointer is written.
     async fn write_timestamp_pointer(&self, pkg: &PackageName, top_hash: &str) -> Result<()> {
         let dir = Self::named_dir(pkg);
         let mut secs = now_secs();
         loop {
             let path = dir.clone().join(secs.to_string());
             match self.put_small(&path, top_hash.as_bytes().to_vec(), PutMode::Create).await {
-                Ok(_) => break,
+                Ok(_) => return Ok(()),
                 Err(object_store::Error::AlreadyExists { .. }) => {
-                    if self.read_pointer(&path).await?.as_deref() == Some(top_hash) {
-                        break;
-                    }
                     secs += 1;
+                    if self.read_pointer(&path).await?.as_deref() == Some(top_hash)
+                        && self.read_pointer(&dir.clone().join(secs.to_string())).await?.is_none()
+                    {
+                        return Ok(());
+                    }
                 }
                 Err(e) => return Err(Error::storage(format!("writing revision pointer of {pkg}"), e)),
             }
         }
-        Ok(())
     }
 
     /// Moves (or removes, when `next` returns `None`) the `latest` pointer by

@@ -139,6 +139,7 @@ impl Registry {
         opts: &PushOptions,
         progress: &dyn Progress,
     ) -> Result<PushReport> {
+        self.refuse_pushing_itself(dir)?;
         // A first walk checks every name and sizes the progress bar before
         // anything is written.
         let root = dir.to_path_buf();
@@ -289,6 +290,24 @@ impl Registry {
         }
     }
 
+    /// Refuses to push a folder holding this (local) registry: the revision
+    /// would record the registry's own files, staging files of this very
+    /// push included.
+    fn refuse_pushing_itself(&self, dir: &FsPath) -> Result<()> {
+        let Some(registry) = &self.location.local_root else { return Ok(()) };
+        // The registry's folder may not exist yet (a first push creates it).
+        let resolved = |p: &FsPath| p.canonicalize().or_else(|_| std::path::absolute(p));
+        let (Ok(registry), Ok(folder)) = (resolved(registry), resolved(dir)) else { return Ok(()) };
+        if registry.starts_with(&folder) {
+            return Err(Error::Invalid(format!(
+                "the registry {} is inside the folder {} being pushed; push a folder that does not hold it",
+                registry.display(),
+                dir.display()
+            )));
+        }
+        Ok(())
+    }
+
     /// Uploads the blobs the registry does not hold yet (one upload per
     /// distinct content). Returns how many files and bytes were uploaded.
     pub(super) async fn upload_missing(
@@ -303,7 +322,9 @@ impl Registry {
             .map(|(f, h)| async move {
                 let path = Self::blob_path(&h.blob_hex().expect("chunked hash"));
                 match self.store().head(&path).await {
-                    Ok(_) => Ok(None),
+                    // A blob of another size is damaged: uploaded again.
+                    Ok(meta) if meta.size == f.size => Ok(None),
+                    Ok(_) => Ok(Some((f, h))),
                     Err(object_store::Error::NotFound { .. }) => Ok(Some((f, h))),
                     Err(e) => Err(Error::storage(format!("checking blob of {} in {}", f.key, self.url()), e)),
                 }
@@ -422,7 +443,7 @@ fn store_one(
     };
     if hint.is_some_and(|(size, _)| size == f.size) {
         let h = hash_checked(&f)?;
-        if dirs.has(&h.blob_hex().expect("chunked hash"))? {
+        if dirs.has(&h.blob_hex().expect("chunked hash"), f.size)? {
             advance(f.size);
             return Ok(Stored { file: f, hash: h, new: false, meta });
         }

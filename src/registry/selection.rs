@@ -75,7 +75,7 @@ impl Registry {
     ///
     /// Memory does not grow with the manifest when it is in walk order (as
     /// quilt3 and Sheaf write them); one that is not is read a second time to
-    /// look for duplicate logical keys (8 bytes per entry).
+    /// look for duplicate logical keys (16 bytes per entry).
     pub async fn scan_under(
         &self,
         top_hash: &str,
@@ -114,7 +114,8 @@ impl Registry {
     }
 
     /// Reads the manifest named `top_hash` again keeping every logical key
-    /// (8 bytes each), to refuse duplicates in a manifest not in walk order
+    /// (a fingerprint and a line, 16 bytes each), to refuse duplicates in a
+    /// manifest not in walk order
     /// (a streaming pass only compares neighbours).
     pub(super) async fn check_unique_keys(&self, top_hash: &str) -> Result<()> {
         self.read_lines(top_hash, LineParser::new(), |_| Ok(())).await.map(drop)

@@ -23,7 +23,10 @@ use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 use datafusion::prelude::SessionConfig;
 use datafusion::sql::parser::{DFParser, Statement as DfStatement};
-use datafusion::sql::sqlparser::ast::{Statement as SqlStatement, Value, VisitMut, VisitorMut};
+use datafusion::sql::sqlparser::ast::{
+    Expr as SqlExpr, Query as SqlQuery, Statement as SqlStatement, TableFactor, Value, Visit, VisitMut, Visitor,
+    VisitorMut,
+};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use futures::StreamExt;
 use std::ops::ControlFlow;
@@ -37,6 +40,10 @@ pub use super::catalog::MayRead;
 pub(super) const DEFAULT_SCHEMA: &str = "public";
 /// Longest statement accepted.
 const MAX_SQL_BYTES: usize = 1 << 20;
+/// Deepest nesting of expressions and subqueries accepted: DataFusion
+/// walks (and copies) expression trees by recursion, and a chain such as
+/// `1+1+...+1` of ten thousand terms would overflow a thread's stack.
+const MAX_SQL_NESTING: usize = 256;
 /// Rows per batch of SQL results.
 const BATCH_ROWS: usize = 8192;
 
@@ -108,9 +115,10 @@ impl Planned {
         fixed
     }
 
-    /// The schema of its rows.
+    /// The schema of its rows, as they travel (dictionaries hydrated, views
+    /// in their plain forms: see [`crate::query::wire_schema`]).
     pub fn schema(&self) -> SchemaRef {
-        Arc::new(self.plan.schema().as_arrow().clone())
+        crate::query::wire_schema(self.plan.schema().as_arrow())
     }
 }
 
@@ -266,22 +274,31 @@ impl SqlEngine {
         let permit = tokio::time::timeout_at(deadline, self.running.clone().acquire_owned())
             .await
             .map_err(|_| {
-                Error::TimedOut(format!("the query waited {} for a turn", humantime::format_duration(timeout)))
+                Error::TimedOut(format!(
+                    "the query waited {} for a turn: {} queries, the most at once (sheaf serve \
+                     --sql-max-queries), held them, counting cancelled or timed-out ones still computing \
+                     until they next yield",
+                    humantime::format_duration(timeout),
+                    self.limits.max_queries.max(1)
+                ))
             })?
             .map_err(|_| Error::internal("running a query", "the query gate is closed"))?;
-        let schema = plan.schema();
+        let schema = crate::query::wire_schema(&plan.schema());
         // One partition runs alone: DataFusion's sibling scans must not
         // share (steal) work, or it would read the other endpoints' rows.
         let mut state = planned.state;
         state.config_mut().options_mut().execution.enable_file_stream_work_stealing = partitions == 1;
         let task = state.task_ctx();
         let partition = ticket.partition as usize;
+        let wire = schema.clone();
         let produce = move || {
             let stream = plan.execute(partition, task).map_err(|e| from_datafusion("running the statement", e))?;
-            // The turn is held while the query runs on the SQL runtime.
+            // The turn is held while the query computes on the SQL runtime:
+            // a query cancelled or timed out keeps it until its computation
+            // next yields, as it keeps its threads.
             let batches = stream.map(move |b| {
                 let _turn = &permit;
-                b.map_err(|e| from_datafusion("running the statement", e))
+                b.map_err(|e| from_datafusion("running the statement", e)).and_then(|b| crate::query::to_wire(b, &wire))
             });
             Ok(batches.boxed())
         };
@@ -314,6 +331,9 @@ fn parse(sql: &str) -> Result<DfStatement, Error> {
     }
     let mut statements = DFParser::parse_sql_with_dialect(sql, &GenericDialect {})
         .map_err(|e| Error::invalid(format!("SQL syntax: {}", e.strip_backtrace())))?;
+    if statements.is_empty() {
+        return Err(Error::invalid("the statement is empty"));
+    }
     if statements.len() != 1 {
         return Err(Error::invalid(format!(
             "one statement per request, got {} (separate them into several requests)",
@@ -321,6 +341,26 @@ fn parse(sql: &str) -> Result<DfStatement, Error> {
         )));
     }
     let mut statement = statements.pop_front().expect("one statement");
+    if let Err(e) = check_walk(&statement) {
+        // Dropping a deep tree recurses as deep.
+        crate::query::limits::on_planning_stack(move || drop(statement));
+        return Err(e);
+    }
+    if let DfStatement::Statement(s) = &statement
+        && matches!(
+            s.as_ref(),
+            SqlStatement::ShowTables { .. }
+                | SqlStatement::ShowColumns { .. }
+                | SqlStatement::ExplainTable { .. }
+                | SqlStatement::ShowVariable { .. }
+        )
+    {
+        return Err(Error::invalid(
+            "SHOW and DESCRIBE are not supported: list schemas, tables and their columns with Flight SQL's \
+             GetDbSchemas and GetTables (ADBC adbc_get_objects, JDBC DatabaseMetaData), or read a table's \
+             schema with SELECT * FROM ... LIMIT 0",
+        ));
+    }
     if !is_query(&statement) {
         return Err(Error::ReadOnly(
             "Sheaf SQL is read-only: only queries (SELECT, WITH, VALUES, EXPLAIN) run; \
@@ -332,6 +372,72 @@ fn parse(sql: &str) -> Result<DfStatement, Error> {
         number_placeholders(s)?;
     }
     Ok(statement)
+}
+
+/// Refuses a statement nesting expressions and subqueries deeper than
+/// [`MAX_SQL_NESTING`] (the walk stops at that depth), and one sampling a
+/// table with `TABLESAMPLE`, which the planner would silently ignore.
+fn check_walk(statement: &DfStatement) -> Result<(), Error> {
+    #[derive(Default)]
+    struct Walk {
+        depth: usize,
+        too_deep: bool,
+        sampled: bool,
+    }
+    impl Walk {
+        fn enter(&mut self) -> ControlFlow<()> {
+            self.depth += 1;
+            self.too_deep = self.depth > MAX_SQL_NESTING;
+            if self.too_deep { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+        }
+        fn leave(&mut self) -> ControlFlow<()> {
+            self.depth -= 1;
+            ControlFlow::Continue(())
+        }
+    }
+    impl Visitor for Walk {
+        type Break = ();
+        fn pre_visit_expr(&mut self, _: &SqlExpr) -> ControlFlow<()> {
+            self.enter()
+        }
+        fn post_visit_expr(&mut self, _: &SqlExpr) -> ControlFlow<()> {
+            self.leave()
+        }
+        fn pre_visit_query(&mut self, _: &SqlQuery) -> ControlFlow<()> {
+            self.enter()
+        }
+        fn post_visit_query(&mut self, _: &SqlQuery) -> ControlFlow<()> {
+            self.leave()
+        }
+        fn pre_visit_table_factor(&mut self, table: &TableFactor) -> ControlFlow<()> {
+            self.sampled = matches!(
+                table,
+                TableFactor::Table { sample: Some(_), .. } | TableFactor::Derived { sample: Some(_), .. }
+            );
+            if self.sampled { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+        }
+    }
+    let mut walk = Walk::default();
+    match statement {
+        DfStatement::Statement(s) => {
+            let _ = s.visit(&mut walk);
+        }
+        DfStatement::Explain(explain) => return check_walk(&explain.statement),
+        _ => {}
+    }
+    if walk.too_deep {
+        return Err(Error::invalid(format!(
+            "the statement nests expressions or subqueries more than {MAX_SQL_NESTING} levels deep (a chain \
+             of operators counts a level each); write long lists of alternatives as `column IN (...)`"
+        )));
+    }
+    if walk.sampled {
+        return Err(Error::invalid(
+            "TABLESAMPLE is not supported; sample with the table function, which draws reproducible rows: \
+             SELECT * FROM sheaf('sheaf://owner/name/path?sample=0.1&seed=7')",
+        ));
+    }
+    Ok(())
 }
 
 /// Whether a statement only reads: a query, or EXPLAIN of one (EXPLAIN
@@ -491,8 +597,31 @@ mod tests {
         assert!(e.to_string().contains("one statement per request"), "{e}");
         let e = parse("SELEC 1").unwrap_err();
         assert!(e.to_string().contains("SQL syntax"), "{e}");
+        assert!(parse(";").unwrap_err().to_string().contains("empty"));
+        assert!(parse("SHOW TABLES").unwrap_err().to_string().contains("GetTables"));
+        assert!(parse("DESCRIBE t").unwrap_err().to_string().contains("GetTables"));
         let e = parse(&"x".repeat(MAX_SQL_BYTES + 1)).unwrap_err();
         assert!(e.to_string().contains("at most"), "{e}");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_without_overflowing() {
+        let chain = format!("SELECT {} AS x", vec!["1"; 300_000].join("+"));
+        let e = crate::query::limits::on_planning_stack(|| parse(&chain)).unwrap_err();
+        assert!(e.to_string().contains("levels deep"), "{e}");
+        let ors = (0..1000).map(|i| format!("id = {i}")).collect::<Vec<_>>().join(" OR ");
+        assert!(parse(&format!("SELECT * FROM t WHERE {ors}")).is_err());
+        let ins = (0..10_000).map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+        assert!(parse(&format!("SELECT * FROM t WHERE id IN ({ins})")).is_ok());
+        assert!(parse(&format!("EXPLAIN SELECT {}", vec!["1"; 1000].join("+"))).is_err());
+        assert!(parse(&format!("SELECT {}", vec!["1"; 200].join("+"))).is_ok());
+    }
+
+    #[test]
+    fn tablesample_is_refused_with_the_way_to_sample() {
+        let e = parse("SELECT * FROM t TABLESAMPLE SYSTEM (10)").unwrap_err();
+        assert!(e.to_string().contains("sample="), "{e}");
+        assert!(parse("SELECT * FROM (SELECT * FROM t TABLESAMPLE BERNOULLI (5)) s").is_err());
     }
 
     #[test]

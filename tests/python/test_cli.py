@@ -238,6 +238,25 @@ def test_diff(sheaf, two_revisions):
     assert same["added"] == same["removed"] == same["modified"] == [] and same["header_changed"] is False
 
 
+def test_diff_of_sub_paths_compares_only_the_parts_selected(sheaf, tmp_path):
+    """`diff a@A/x b@B/x` compares folder x across revisions (keys under x); two folders of one revision compare
+    by their keys under each; a sub-path that selects nothing is not found (exit 3) naming it."""
+    root = tmp_path / "t"
+    write_tree(root, {"x/f": b"1", "x/g": b"same", "y/f": b"1", "y/g": b"same"})
+    r1 = sheaf.push("o/p", root)["top_hash"]
+    (root / "y" / "f").write_bytes(b"2")
+    r2 = sheaf.push("o/p", root)["top_hash"]
+    x = sheaf.json("diff", f"o/p@{r1}/x", f"o/p@{r2}/x")
+    assert x["added"] == x["removed"] == x["modified"] == [], x
+    y = sheaf.json("diff", f"o/p@{r1}/y", f"o/p@{r2}/y")
+    assert y["modified"] == ["f"] and y["added"] == y["removed"] == [], y
+    folders = sheaf.json("diff", f"o/p@{r2}/x", f"o/p@{r2}/y")
+    assert folders["modified"] == ["f"] and folders["added"] == folders["removed"] == [], folders
+    one_file = sheaf.json("diff", f"o/p@{r1}/y/f", f"o/p@{r2}/y/f")
+    assert one_file["modified"] == ["f"], one_file
+    assert_exit(sheaf("diff", f"o/p@{r1}/nonexistent", f"o/p@{r2}"), 3, "nonexistent")
+
+
 def test_diff_across_packages_and_header_only_change(sheaf, tmp_path):
     root = tmp_path / "t"
     write_tree(root, {"x": b"x"})
@@ -278,17 +297,59 @@ def test_subpath_install_and_verify(sheaf, small_tree, tmp_path):
     assert_exit(sheaf("install", "o/p/does/not/exist", "--dest", tmp_path / "x"), 3, "does/not/exist")
 
 
+def test_push_refuses_a_folder_holding_the_registry(tmp_path):
+    """Pushing the folder the local registry lives in would record the registry's own files (this push's staging
+    files among them): refused with exit 2 naming both, nothing written."""
+    root = tmp_path / "project"
+    write_tree(root, {"data.csv": b"a,b\n1,2\n"})
+    registry = root / "reg"
+    inside = Sheaf(str(registry))
+    r = inside("push", "o/p", root)
+    assert_exit(r, 2, "inside the folder", str(root))
+    assert not (registry / ".quilt" / "named_packages").exists()
+
+
 def test_browse_prefix(sheaf, small_tree):
     root, files = small_tree
     sheaf.push("o/p", root)
     keys = [e["logical_key"] for e in sheaf.json("browse", "o/p", "nested")["entries"]]
     assert keys == ["nested/deeper/deepest/leaf.txt", "nested/sibling.csv"]
     assert [e["logical_key"] for e in sheaf.json("browse", "o/p", "a")["entries"]] == ["a/b"]
+    # A path that selects nothing is not found (as for install and verify), naming it.
+    assert_exit(sheaf("browse", "o/p/nonexistent"), 3, "nonexistent")
+    assert_exit(sheaf("browse", "o/p", "nonexistent"), 3, "nonexistent")
 
 
 # ---------------------------------------------------------------------------
 # --json output of every command, human output
 # ---------------------------------------------------------------------------
+
+
+def test_list_shows_every_package_when_one_latest_is_damaged(sheaf, registry, tmp_path):
+    """A package whose `latest` pointer holds garbage is listed without a revision; the others are listed as
+    usual (one damaged pointer used to fail the whole listing), and browsing it names the pointer at fault."""
+    root = tmp_path / "t"
+    write_tree(root, {"x": b"x"})
+    good = sheaf.push("o/good", root)["top_hash"]
+    sheaf.push("o/bad", root)
+    (Path(registry) / ".quilt" / "named_packages" / "o" / "bad" / "latest").write_text("garbage\n")
+    assert sorted(sheaf.json("list"), key=lambda p: p["name"]) == [
+        {"name": "o/bad", "latest": None},
+        {"name": "o/good", "latest": good},
+    ]
+    assert_exit(sheaf("browse", "o/bad"), 4, "latest")
+
+
+def test_usage_errors_are_json_with_json(sheaf):
+    """With --json a usage error (a missing argument, an unknown flag) is one JSON line on stderr, exit 2, like
+    every other error; without it, clap's usual text."""
+    for args in (["--json", "push"], ["--json", "browse", "o/p", "--no-such-flag"]):
+        r = sheaf(*args)
+        assert r.returncode == 2, describe(r)
+        err = json.loads(r.stderr.strip().splitlines()[-1])["error"]
+        assert err["kind"] == "usage" and err["message"], err
+    r = sheaf("push")
+    assert r.returncode == 2 and "Usage" in r.stderr, describe(r)
 
 
 def test_json_outputs(sheaf, registry, tree, tmp_path):

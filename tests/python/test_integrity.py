@@ -230,6 +230,24 @@ def test_concurrent_pushes_to_one_package(sheaf, registry, tmp_path):
     check_registry(registry)
 
 
+def test_quick_pushes_record_every_revision_in_order(sheaf, registry, tmp_path):
+    """Pushes back to back (as a script makes them): each gets a timestamp pointer of its own, in order, and going
+    back to an earlier revision is recorded as the newest."""
+    pkg = "quick/pkg"
+    trees = {}
+    for name in "abc":
+        trees[name] = tmp_path / name
+        write_tree(trees[name], {"which.txt": name.encode()})
+    order = ["a", "b", "c", "a", "a"]
+    hashes = [sheaf.json("push", pkg, trees[name])["top_hash"] for name in order]
+    log = sheaf.json("log", pkg)
+    # The second push of a in a row changes nothing and adds no revision.
+    assert [r["top_hash"] for r in log] == hashes[3::-1]
+    assert "latest" in log[0]["tags"]
+    stamps = [r["timestamp"] for r in log]
+    assert stamps == sorted(stamps, reverse=True) and len(set(stamps)) == 4
+
+
 def test_install_into_a_fresh_folder_creates_shared_parent_folders(sheaf, tmp_path):
     """Files are installed concurrently; several of them share new parent
     folders, which must be created once without failing the install."""
@@ -442,6 +460,25 @@ def test_truncated_blob_is_an_integrity_error(sheaf, registry, small_tree, tmp_p
     blob.write_bytes(files["nested/sibling.csv"][:-1])
     r = sheaf("install", "o/p", "--dest", tmp_path / "dest")
     assert_exit(r, 4, "nested/sibling.csv")
+
+
+def test_push_stores_again_a_damaged_blob_it_finds(sheaf, registry, small_tree, tmp_path):
+    """A blob truncated in the registry is not taken for its content by the next push holding that content: the
+    push stores it again (content-addressed blobs never change size), and the new revision installs and verifies."""
+    root, files = small_tree
+    sheaf.push("o/p", root)
+    entry = next(e for e in sheaf.json("browse", "o/p")["entries"] if e["logical_key"] == "nested/sibling.csv")
+    blob = blob_path(registry, entry["hash"]["value"])
+    os.chmod(blob, 0o644)
+    blob.write_bytes(b"")
+    (root / "new.txt").write_bytes(b"a change, so the push makes a new revision")
+    report = sheaf.json("push", "o/p", root)
+    assert report["uploaded_files"] >= 2, report
+    assert blob.read_bytes() == files["nested/sibling.csv"]
+    dest = tmp_path / "dest"
+    sheaf.json("install", "o/p", "--dest", dest)
+    assert (dest / "nested" / "sibling.csv").read_bytes() == files["nested/sibling.csv"]
+    assert sheaf.json("verify", "o/p", "--dir", dest)["ok"] is True
 
 
 def test_missing_blob_is_not_found(sheaf, registry, small_tree, tmp_path):

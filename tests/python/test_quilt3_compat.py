@@ -297,6 +297,17 @@ def test_quilt3_package_with_big_integers_installs_verifies_and_takes_a_new_revi
 # ---------------------------------------------------------------------------
 
 
+def test_set_dir_without_metadata_matches_push_with_meta_null(quilt3, sheaf, registry, tmp_path):
+    """quilt3's usual `Package().set_dir('/', DIR).build(...)` writes `user_meta: null`; `sheaf push --meta null
+    --no-profile` gives the same folder the same top hash (and without --meta, no user_meta: another hash)."""
+    root = tmp_path / "t"
+    make_tree(root, big=False)
+    qtop = quilt3.Package().set_dir("/", str(root)).build("q/nometa", registry=_registry_url(registry))
+    assert sheaf.push("s/nometa", root, "--meta", "null", "--no-profile")["top_hash"] == qtop
+    assert sheaf.push("s/absent", root, "--no-profile")["top_hash"] != qtop
+    assert sheaf.json("browse", "s/nometa")["user_meta"] is None
+
+
 def test_null_empty_and_text_messages_hash_differently_and_identically_in_both_tools(quilt3, sheaf, registry, tmp_path):
     root = tmp_path / "t"
     make_tree(root, big=False)

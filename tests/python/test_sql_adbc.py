@@ -11,6 +11,7 @@ Run from the repository root:
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import time
@@ -20,7 +21,7 @@ import pyarrow.flight as flight
 import pyarrow.parquet as pq
 import pytest
 import sql_lib as sl
-from sheaf_testlib import HEX64, Sheaf
+from sheaf_testlib import HEX64, Sheaf, start_server
 
 ORD = '"sql/sales"."tables/orders.parquet"'
 STO = '"sql/stores"."tables/stores.parquet"'
@@ -418,3 +419,70 @@ def test_full_table_roundtrip(conn, data):
     local = pq.read_table(data.orders_path)
     assert got.schema.equals(local.schema, check_metadata=False), f"{got.schema}\n!=\n{local.schema}"
     assert got.combine_chunks().equals(local.combine_chunks())
+
+
+@contextlib.contextmanager
+def _serving(tmp_path, package: str, root):
+    """`root` pushed as `package` into a registry of its own and served: yields the server and an ADBC
+    connection to it."""
+    registry = tmp_path / "registry"
+    Sheaf(str(registry)).push(package, root)
+    server = start_server(registry, log_dir=tmp_path / "logs")
+    connections = sl.Connections(server.url)
+    try:
+        yield server, connections()
+    finally:
+        connections.close()
+        server.stop()
+
+
+def test_dictionary_columns_travel_as_their_values(tmp_path):
+    """A Parquet column stored as a dictionary (pyarrow's dictionary_encode, a pandas Categorical) is announced and
+    sent as its value type, the same in FlightInfo, GetTables and the stream, so ADBC reads it (a schema that
+    differed between them failed every query returning the column)."""
+    import pandas as pd
+
+    root = tmp_path / "pkg"
+    (root / "t").mkdir(parents=True)
+    pq.write_table(
+        pa.table({"cat": pa.array(["a", "b", "a"]).dictionary_encode(), "n": [1, 2, 3]}), root / "t" / "enc.parquet"
+    )
+    pd.DataFrame({"c": pd.Categorical(["x", "y", "x"]), "v": [1, 2, 3]}).to_parquet(root / "t" / "pandas.parquet")
+    with _serving(tmp_path, "dict/pkg", root) as (server, conn):
+        got = sl.query(conn, 'SELECT * FROM "dict/pkg"."t/enc.parquet" ORDER BY n')
+        assert got.column("cat").to_pylist() == ["a", "b", "a"]
+        assert got.schema.field("cat").type == pa.string()
+        assert sl.query(conn, 'SELECT n FROM "dict/pkg"."t/enc.parquet" WHERE cat = \'a\' ORDER BY n').column(
+            "n"
+        ).to_pylist() == [1, 3]
+        cats = sl.query(conn, 'SELECT c, v FROM "dict/pkg"."t/pandas.parquet" ORDER BY v')
+        assert cats.column("c").to_pylist() == ["x", "y", "x"]
+        info = sl.statement_info(server.client, 'SELECT * FROM "dict/pkg"."t/enc.parquet"')
+        assert info.schema.field("cat").type == pa.string()
+        table_schema = conn.adbc_get_table_schema("t/enc.parquet", db_schema_filter="dict/pkg")
+        assert table_schema.field("cat").type == pa.string()
+
+
+def test_nan_rows_are_not_pruned_by_statistics(tmp_path):
+    """Parquet writers leave NaN out of a float column's min and max, while SQL orders NaN above every number:
+    `f > 10` keeps the NaN rows and `max(f)` is NaN whether or not the filter is pushed into the scan, in SQL and in
+    a URI filter, as a full scan evaluates them (statistics would have pruned every row group)."""
+    values = [float(i % 7) for i in range(1000)]
+    for i in range(0, 1000, 50):
+        values[i] = float("nan")
+    root = tmp_path / "pkg"
+    root.mkdir()
+    pq.write_table(pa.table({"f": values, "i": list(range(1000))}), root / "n.parquet", row_group_size=100)
+    with _serving(tmp_path, "nan/pkg", root) as (server, conn):
+        t = '"nan/pkg"."n.parquet"'
+        one = lambda sql: sl.query(conn, sql).column(0)[0].as_py()  # noqa: E731
+        assert one(f"SELECT count(*) FROM {t} WHERE f > 10") == 20
+        assert one(f"SELECT count(*) FILTER (WHERE f > 10) FROM {t}") == 20
+        assert one(f"SELECT count(*) FROM {t} WHERE f = 'NaN'::double") == 20
+        assert one(f"SELECT count(*) FROM {t} WHERE f < 3 AND i >= 500") == sum(
+            1 for i, v in enumerate(values) if v < 3 and i >= 500
+        )
+        top = one(f"SELECT max(f) FROM {t}")
+        assert top != top, f"max(f) is NaN, got {top}"
+        got = sl.flight_uri(server.client, "sheaf://nan/pkg/n.parquet?filter=f%20%3E%2010")
+        assert got.num_rows == 20

@@ -91,6 +91,41 @@ def test_bad_sql(conn, sql):
 
 
 @pytest.mark.parametrize(
+    ("sql", "hint"),
+    [
+        (f"SELECT count(*) FROM {ORD} TABLESAMPLE SYSTEM (0)", "sample="),
+        ("SHOW TABLES", "GetTables"),
+        (f"DESCRIBE {ORD}", "GetTables"),
+        (";", "empty"),
+    ],
+    ids=["tablesample", "show_tables", "describe", "empty"],
+)
+def test_unsupported_statements_say_what_to_use(conn, sql, hint):
+    """Statements DataFusion would ignore part of (TABLESAMPLE) or that Sheaf answers another way (SHOW, DESCRIBE)
+    are refused with INVALID_ARGUMENT pointing at the way that works."""
+    err = sl.failing_query(conn, sql)
+    sl.assert_refused(err, "INVALID_ARGUMENT", hint)
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT " + "+".join(["1"] * 10_000) + " AS x",
+        f"SELECT count(*) FROM {ORD} WHERE " + " OR ".join(f"order_id = {i}" for i in range(3_000)),
+        "SELECT " + "(SELECT " * 300 + "1" + ")" * 300,
+    ],
+    ids=["operator_chain", "or_chain", "nested_subqueries"],
+)
+def test_deeply_nested_statement_is_refused(conn, sql):
+    """A statement nesting expressions thousands deep (which would overflow a thread's stack in the planner) is
+    refused with INVALID_ARGUMENT saying how deep is allowed, and the server keeps answering."""
+    err = sl.failing_query(conn, sql)
+    sl.assert_refused(err, "INVALID_ARGUMENT")
+    assert "levels deep" in err.message or "recursion" in err.message.lower(), err
+    _still_answers(conn)
+
+
+@pytest.mark.parametrize(
     "sql",
     ["SELECT * FROM orders", 'SELECT * FROM "tables/orders.parquet"'],
     ids=["bare_name", "path_without_package"],

@@ -244,6 +244,11 @@ QUERIES = [
         ordered=True,
     ),
     Q("distinct", f"SELECT DISTINCT category, is_returned FROM {ORD}"),
+    # The largest LIMIT (BI tools send it to mean "all") with an OFFSET: pushed down as one beyond i64.
+    Q(
+        "huge_limit_offset",
+        f"SELECT count(*) AS n FROM (SELECT logical_key FROM {MAN} LIMIT 9223372036854775807 OFFSET 1)",
+    ),
     # ---- subqueries, CTEs, CASE, set operations
     Q(
         "cte_top_customers",

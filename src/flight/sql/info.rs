@@ -11,7 +11,7 @@ use arrow_flight::sql::{
 use std::sync::LazyLock;
 
 /// Keywords beyond SQL-92 the dialect reserves (JDBC `getSQLKeywords`).
-const KEYWORDS: &[&str] = &["ARRAY", "EXPLAIN", "FILTER", "ILIKE", "LIMIT", "OFFSET", "QUALIFY", "STRUCT", "UNNEST"];
+const KEYWORDS: &[&str] = &["EXPLAIN", "FILTER", "ILIKE", "LIMIT", "OFFSET", "QUALIFY", "STRUCT", "UNNEST"];
 const NUMERIC: &[&str] = &[
     "ABS", "ACOS", "ASIN", "ATAN", "ATAN2", "CBRT", "CEIL", "COS", "DEGREES", "EXP", "FLOOR", "LN", "LOG", "LOG10",
     "LOG2", "PI", "POWER", "RADIANS", "RANDOM", "ROUND", "SIGNUM", "SIN", "SQRT", "TAN", "TRUNC",
@@ -54,6 +54,7 @@ pub static SQL_INFO: LazyLock<SqlInfoData> = LazyLock::new(|| {
     let mut b = SqlInfoDataBuilder::new();
     b.append(SqlInfo::FlightSqlServerName, "Sheaf");
     b.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
+    // The Arrow columnar format version (1.5: views), as the key asks.
     b.append(SqlInfo::FlightSqlServerArrowVersion, "1.5");
     b.append(SqlInfo::FlightSqlServerReadOnly, true);
     b.append(SqlInfo::FlightSqlServerSql, true);
@@ -69,7 +70,9 @@ pub static SQL_INFO: LazyLock<SqlInfoData> = LazyLock::new(|| {
     b.append(SqlInfo::SqlDdlTable, false);
     b.append(SqlInfo::SqlIdentifierCase, SqlSupportedCaseSensitivity::SqlCaseSensitivityLowercase as i32);
     b.append(SqlInfo::SqlIdentifierQuoteChar, "\"");
-    b.append(SqlInfo::SqlQuotedIdentifierCase, SqlSupportedCaseSensitivity::SqlCaseSensitivityCaseInsensitive as i32);
+    // Quoted identifiers keep their case ("a" and "A" are two columns):
+    // the enumeration has no value for that, so unknown, not insensitive.
+    b.append(SqlInfo::SqlQuotedIdentifierCase, SqlSupportedCaseSensitivity::SqlCaseSensitivityUnknown as i32);
     b.append(SqlInfo::SqlAllTablesAreSelectable, true);
     b.append(SqlInfo::SqlNullOrdering, SqlNullOrdering::SqlNullsSortedHigh as i32);
     b.append(SqlInfo::SqlKeywords, KEYWORDS);

@@ -160,7 +160,7 @@ impl SqlFlight {
         });
         let metadata = serde_json::json!({ "revisions": pins.revisions(), "sql": sql });
         let info = FlightInfo::new()
-            .try_with_schema(physical.schema().as_ref())
+            .try_with_schema(crate::query::wire_schema(&physical.schema()).as_ref())
             .map_err(|e| Status::internal(format!("encoding the schema: {e}")))?
             .with_descriptor(descriptor)
             .with_endpoints(endpoints.collect())
