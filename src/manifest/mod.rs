@@ -40,7 +40,7 @@ pub enum Error {
     DuplicateKey(String),
     /// Two entries with the same logical key, found by a streaming pass
     /// (which keeps fingerprints of the keys, not the keys): their lines.
-    #[error("two entries share a logical key: manifest lines {first} and {second}")]
+    #[error("duplicate logical key on manifest lines {first} and {second}")]
     DuplicateKeyAt {
         /// Line of the first entry (1 is the header).
         first: usize,
