@@ -74,7 +74,7 @@ pub async fn run(registry: &Registry, args: &BrowseArgs, json: bool) -> Result<u
         })
         .await?;
     if count == 0 && !prefix.is_empty() {
-        return Err(Error::NotFound(format!("path {prefix} in {}@{top_hash}", r.package)));
+        return Err(Error::path_not_found(&prefix, &r.package, &top_hash));
     }
     let mut spool = spool.into_inner().map_err(|e| spool_err(e.into_error()))?;
     spool.seek(SeekFrom::Start(0)).map_err(spool_err)?;

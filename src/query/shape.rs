@@ -4,7 +4,7 @@
 
 use super::Error;
 use super::rows::Positions;
-use arrow::array::{Array, BooleanArray, RecordBatch};
+use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch};
 use arrow::compute::{cast, filter_record_batch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
@@ -42,9 +42,13 @@ pub fn to_wire(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, Er
     if batch.schema().fields() == schema.fields() {
         return Ok(batch);
     }
-    let columns = batch
-        .columns()
-        .iter()
+    cast_to(batch.columns().iter(), schema)
+}
+
+/// A batch of `schema` from `columns`, each cast to its field's type where
+/// it differs.
+fn cast_to<'a>(columns: impl Iterator<Item = &'a ArrayRef>, schema: &SchemaRef) -> Result<RecordBatch, Error> {
+    let columns = columns
         .zip(schema.fields())
         .map(|(col, field)| match col.data_type() == field.data_type() {
             true => Ok(col.clone()),
@@ -55,7 +59,6 @@ pub fn to_wire(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, Er
         .collect::<Result<Vec<_>, _>>()?;
     RecordBatch::try_new(schema.clone(), columns).map_err(|e| Error::engine("assembling a batch", e))
 }
-
 /// Selects and casts the output columns of a batch.
 #[derive(Debug, Clone)]
 pub struct Projector {
@@ -97,21 +100,7 @@ impl Projector {
 
     /// Projects a batch whose schema is the `input` given at construction.
     pub fn project(&self, batch: &RecordBatch) -> Result<RecordBatch, Error> {
-        let columns = self
-            .indices
-            .iter()
-            .zip(self.schema.fields())
-            .map(|(&i, field)| {
-                let col = batch.column(i);
-                if col.data_type() == field.data_type() {
-                    Ok(col.clone())
-                } else {
-                    cast(col, field.data_type())
-                        .map_err(|e| Error::engine(format!("casting column {}", field.name()), e))
-                }
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        RecordBatch::try_new(self.schema.clone(), columns).map_err(|e| Error::engine("assembling a batch", e))
+        cast_to(self.indices.iter().map(|&i| batch.column(i)), &self.schema)
     }
 }
 

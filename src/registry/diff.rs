@@ -59,7 +59,7 @@ impl Registry {
     async fn selected(&self, r: &PackageRef) -> Result<Selection> {
         let selection = self.load_under(r, r.subpath.as_deref().unwrap_or("")).await?;
         if let (Some(sub), true) = (&r.subpath, selection.entries.is_empty()) {
-            return Err(Error::NotFound(format!("path {sub} in {}@{}", r.package, selection.top_hash)));
+            return Err(Error::path_not_found(sub, &r.package, &selection.top_hash));
         }
         Ok(selection)
     }

@@ -145,6 +145,11 @@ impl Error {
         }
     }
 
+    /// A sub-path that selects no entry of revision `top_hash` of `package`.
+    pub fn path_not_found(path: &str, package: impl std::fmt::Display, top_hash: &str) -> Self {
+        Error::NotFound(format!("path {path} in {package}@{top_hash}"))
+    }
+
     /// Wraps a store error; a store "not found" becomes [`Error::NotFound`]
     /// naming `context`.
     pub fn storage(context: impl Into<String>, source: object_store::Error) -> Self {

@@ -198,7 +198,7 @@ impl Registry {
         })
         .await?;
         if let (Some(sub), 0) = (&r.subpath, files) {
-            return Err(Error::NotFound(format!("path {sub} in {}@{top_hash}", r.package)));
+            return Err(Error::path_not_found(sub, &r.package, &top_hash));
         }
         std::fs::create_dir_all(dest).map_err(|e| Error::io(dest.display().to_string(), e))?;
         progress.start("installing", total);
@@ -294,7 +294,7 @@ impl Registry {
         })
         .await?;
         if let (Some(sub), true) = (&r.subpath, expected.is_empty()) {
-            return Err(Error::NotFound(format!("path {sub} in {}@{top_hash}", r.package)));
+            return Err(Error::path_not_found(sub, &r.package, &top_hash));
         }
         if dir.exists() && !dir.is_dir() {
             return Err(Error::Invalid(format!("{} is not a directory: verify checks a folder", dir.display())));
