@@ -2,6 +2,7 @@
 
 use super::args::BrowseArgs;
 use super::exit::codes;
+use super::text::shown;
 use serde_json::Value;
 use sheaf::manifest::{Entry, json};
 use sheaf::{Error, Registry, Result};
@@ -30,7 +31,7 @@ fn text_line(e: &Entry, line: &str) -> String {
         Value::Null => String::new(),
         _ => format!("  {}", meta_json(e, line)),
     };
-    format!("{:>12}  {}  {}{}", e.size, e.hash, e.logical_key, meta)
+    format!("{:>12}  {}  {}{}", e.size, e.hash, shown(&e.logical_key), meta)
 }
 
 /// An entry as one JSON object: key, size, hash, metadata, physical keys
@@ -91,7 +92,7 @@ pub async fn run(registry: &Registry, args: &BrowseArgs, json: bool) -> Result<u
     } else {
         let mut head = format!("{} {}", r.package, top_hash);
         if let Some(m) = message {
-            head.push_str(&format!("\nmessage: {m}"));
+            head.push_str(&format!("\nmessage: {}", shown(m)));
         }
         if let Some(m) = user_meta {
             head.push_str(&format!("\nmeta: {m}"));

@@ -3,7 +3,7 @@
 
 use super::Report;
 use super::args::DiffArgs;
-use super::text::{short, write_lines};
+use super::text::{short, shown, write_lines};
 use serde::Serialize;
 use sheaf::profile::{RevisionDrift, SchemaChange, TableComparison, html};
 use sheaf::registry::Diff;
@@ -60,9 +60,9 @@ impl fmt::Display for Changes {
         let html = self.html.iter().map(|p| format!("report written to {p}"));
         let lines = head
             .chain(header)
-            .chain(d.added.iter().map(|k| format!("+ {k}")))
-            .chain(d.removed.iter().map(|k| format!("- {k}")))
-            .chain(d.modified.iter().map(|k| format!("M {k}")))
+            .chain(d.added.iter().map(|k| format!("+ {}", shown(k))))
+            .chain(d.removed.iter().map(|k| format!("- {}", shown(k))))
+            .chain(d.modified.iter().map(|k| format!("M {}", shown(k))))
             .chain(profile)
             .chain(html);
         write_lines(f, lines)

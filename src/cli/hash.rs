@@ -2,7 +2,7 @@
 
 use super::Report;
 use super::args::HashArgs;
-use super::text::write_lines;
+use super::text::{shown, write_lines};
 use serde::Serialize;
 use sheaf::manifest::hash::{EntryHash, hash_file_chunked};
 use sheaf::{Error, Result};
@@ -46,7 +46,7 @@ pub async fn run(args: &HashArgs) -> Result<Hashes> {
 
 impl fmt::Display for Hashes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write_lines(f, self.0.iter().map(|h| format!("{}  {}", h.hash.value, h.path)))
+        write_lines(f, self.0.iter().map(|h| format!("{}  {}", h.hash.value, shown(&h.path))))
     }
 }
 

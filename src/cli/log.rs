@@ -2,7 +2,7 @@
 
 use super::Report;
 use super::args::LogArgs;
-use super::text::{when, write_lines};
+use super::text::{shown, when, write_lines};
 use serde::Serialize;
 use sheaf::registry::RevisionInfo;
 use sheaf::{Registry, Result};
@@ -24,7 +24,13 @@ impl fmt::Display for Revisions {
             let tags = if r.tags.is_empty() { String::new() } else { format!(" ({})", r.tags.join(", ")) };
             // Derived revisions are marked; `sheaf lineage` shows their inputs.
             let derived = if r.derived { " [derived]" } else { "" };
-            format!("{}  {}{}{derived}  {}", r.top_hash, when(r.timestamp), tags, r.message.as_deref().unwrap_or(""))
+            format!(
+                "{}  {}{}{derived}  {}",
+                r.top_hash,
+                when(r.timestamp),
+                tags,
+                shown(r.message.as_deref().unwrap_or(""))
+            )
         };
         write_lines(f, self.0.iter().map(line))
     }

@@ -1,7 +1,20 @@
 //! Small pieces of the text output, shared by the commands' reports.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::time::{Duration, UNIX_EPOCH};
+
+/// `s` fit for a line of text output: control characters (a newline in a
+/// file name or a message, an escape sequence a terminal would obey) are
+/// written as escapes (`\n`, `\u{1b}`), so one entry is always one line.
+pub fn shown(s: &str) -> Cow<'_, str> {
+    match s.chars().any(char::is_control) {
+        false => Cow::Borrowed(s),
+        true => Cow::Owned(
+            s.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.into() }).collect(),
+        ),
+    }
+}
 
 /// The first 12 characters of a hash, as people quote it.
 pub fn short(hash: &str) -> &str {
@@ -49,6 +62,12 @@ mod tests {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             write_lines(f, &self.0)
         }
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert!(matches!(shown("a/b c.txt"), Cow::Borrowed("a/b c.txt")));
+        assert_eq!(shown("x\nfake line\r\u{1b}[31m\u{85}"), "x\\nfake line\\r\\u{1b}[31m\\u{85}");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `sheaf verify`: does a folder hold exactly a revision's files?
 
 use super::args::VerifyArgs;
-use super::text::{short, write_lines};
+use super::text::{short, shown, write_lines};
 use super::{Report, codes};
 use serde::Serialize;
 use sheaf::progress::Progress;
@@ -33,10 +33,10 @@ pub async fn run(registry: &Registry, args: &VerifyArgs, progress: &dyn Progress
 impl fmt::Display for Verified {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let r = &self.report;
-        let findings = (r.missing.iter().map(|k| format!("missing   {k}")))
-            .chain(r.modified.iter().map(|k| format!("modified  {k}")))
-            .chain(r.extra.iter().map(|k| format!("extra     {k}")))
-            .chain(r.unverifiable.iter().map(|k| format!("unverifiable hash type (size checked) {k}")));
+        let findings = (r.missing.iter().map(|k| format!("missing   {}", shown(k))))
+            .chain(r.modified.iter().map(|k| format!("modified  {}", shown(k))))
+            .chain(r.extra.iter().map(|k| format!("extra     {}", shown(k))))
+            .chain(r.unverifiable.iter().map(|k| format!("unverifiable hash type (size checked) {}", shown(k))));
         let verdict = format!(
             "{}: {} against {}@{} ({} files checked)",
             self.dir.display(),

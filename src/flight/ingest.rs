@@ -8,7 +8,9 @@
 //! `owner/name` and its `table` the table's path in it (a folder, or a
 //! `.parquet` file); without a `schema`, `table` is the whole
 //! `owner/name/path`. Table options: `if_exists` FAIL (the default) refuses an
-//! existing table, APPEND adds a part to its folder, REPLACE replaces it;
+//! existing table, APPEND adds a part to its folder (and is refused for an
+//! existing single-file table, which it could only replace), REPLACE
+//! replaces it;
 //! `if_not_exist` FAIL refuses a table that does not exist. Temporary tables
 //! and transactions are refused (UNIMPLEMENTED).
 
@@ -83,6 +85,15 @@ pub async fn ingest(
         Ok(TableExistsOption::Replace) => proto::WriteMode::Overwrite,
         _ => proto::WriteMode::ErrorIfExists,
     };
+    if mode == proto::WriteMode::Append
+        && crate::registry::is_file_table(&path)
+        && table_exists(engine, &package, &path).await?
+    {
+        return Err(Status::failed_precondition(format!(
+            "bulk ingest: {path} of {package} is a single Parquet file, which an append would replace; append to a \
+             folder table (a name without .parquet: each ingest adds a part) or replace it (mode replace)"
+        )));
+    }
     let registry = engine.registry();
     let begin = proto::BeginWriteRequest {
         package: package.clone(),

@@ -215,7 +215,7 @@ pub async fn put(
             .chain(messages.map_err(|s| FlightError::Tonic(Box::new(s))));
         return super::ingest::ingest(engine, command, flight, principal, note).await;
     }
-    if super::sql::is_sql(&descriptor.cmd) {
+    if super::sql::is_sql(&descriptor.cmd)? {
         let sql = sql.ok_or_else(|| Status::unimplemented("this server does not offer Flight SQL"))?;
         let flight = stream::once(futures::future::ready(Ok(first)))
             .chain(messages.map_err(|s| FlightError::Tonic(Box::new(s))));

@@ -135,7 +135,7 @@ impl SheafFlight {
         principal: &Principal,
         note: &AuditNote,
     ) -> Result<DoGetStream, Status> {
-        if super::sql::is_sql(&ticket_bytes) {
+        if super::sql::is_sql(&ticket_bytes)? {
             metrics::DO_GET.add(1);
             return self.sql_messages(ticket_bytes, principal, note).await;
         }
@@ -284,7 +284,7 @@ impl FlightService for SheafFlight {
 
     async fn get_flight_info(&self, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
         if request.get_ref().r#type() == arrow_flight::flight_descriptor::DescriptorType::Cmd
-            && super::sql::is_sql(&request.get_ref().cmd)
+            && super::sql::is_sql(&request.get_ref().cmd)?
         {
             return FlightService::get_flight_info(self.sql()?.as_ref(), request).await;
         }
@@ -307,7 +307,7 @@ impl FlightService for SheafFlight {
 
     async fn get_schema(&self, request: Request<FlightDescriptor>) -> Result<Response<SchemaResult>, Status> {
         let principal = self.caller(request.extensions().get::<Principal>())?;
-        let schema = match super::sql::is_sql(&request.get_ref().cmd) {
+        let schema = match super::sql::is_sql(&request.get_ref().cmd)? {
             true => self.sql()?.schema(request.get_ref(), &principal).await?,
             false => {
                 let (uri, _) = descriptor::dataset(request.get_ref())?;
@@ -368,6 +368,8 @@ impl FlightService for SheafFlight {
 
     async fn do_action(&self, request: Request<Action>) -> Result<Response<Self::DoActionStream>, Status> {
         if super::sql::is_sql_action(&request.get_ref().r#type) {
+            // Refuses a malformed Flight SQL body (most actions carry one).
+            super::sql::is_sql(&request.get_ref().body)?;
             return FlightService::do_action(self.sql()?.as_ref(), request).await;
         }
         let principal = self.caller(request.extensions().get::<Principal>())?;

@@ -51,9 +51,32 @@ pub fn is_under(key: &str, prefix: &str) -> bool {
     prefix.is_empty() || key == prefix || (key.starts_with(prefix) && key.as_bytes().get(prefix.len()) == Some(&b'/'))
 }
 
+/// Whether `key` lies strictly under `file` taken as a folder (`x/y` and
+/// `x/y/z` under `x`): a manifest cannot hold both, as no file system (and
+/// no quilt3 package) has a file and a folder at one path.
+pub fn is_strictly_under(key: &str, file: &str) -> bool {
+    key.len() > file.len() && key.starts_with(file) && key.as_bytes()[file.len()] == b'/'
+}
+
+/// The proper prefixes of `key` that are folders (`a`, `a/b` for `a/b/c`).
+pub fn folders(key: &str) -> impl Iterator<Item = &str> {
+    key.match_indices('/').map(move |(i, _)| &key[..i])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn files_and_folders() {
+        assert!(is_strictly_under("x/y", "x"));
+        assert!(is_strictly_under("x/y/z", "x/y"));
+        assert!(!is_strictly_under("x", "x"));
+        assert!(!is_strictly_under("xy", "x"));
+        assert!(!is_strictly_under("x-y/z", "x"));
+        assert_eq!(folders("a/b/c").collect::<Vec<_>>(), ["a", "a/b"]);
+        assert_eq!(folders("a").count(), 0);
+    }
 
     #[test]
     fn order_matches_quilt3() {

@@ -47,6 +47,24 @@ pub enum Error {
         /// Line of the second.
         second: usize,
     },
+    /// An entry's key is a folder of another entry's key (`x` and `x/y`):
+    /// no file system can hold both (quilt3 does not load such a manifest).
+    #[error("logical key {file:?} is a file, but {under:?} makes it a folder")]
+    FileIsFolder {
+        /// The key of the file.
+        file: String,
+        /// A key under it.
+        under: String,
+    },
+    /// [`Error::FileIsFolder`] found by a streaming pass of a manifest not in
+    /// walk order (which keeps fingerprints of the keys): their lines.
+    #[error("the logical key on manifest line {file} is a file, but the one on line {under} makes it a folder")]
+    FileIsFolderAt {
+        /// Line of the file's entry (1 is the header).
+        file: usize,
+        /// Line of an entry under it.
+        under: usize,
+    },
     /// An entry written after one it sorts before (manifests are in walk
     /// order, see [`key::walk_order`]).
     #[error("logical key {key:?} comes before {previous:?} but was written after it")]
@@ -166,6 +184,7 @@ impl Manifest {
             if pair[0].logical_key == pair[1].logical_key {
                 return Err(Error::DuplicateKey(pair[0].logical_key.clone()));
             }
+            check_pair(&pair[0].logical_key, &pair[1].logical_key)?;
         }
         for e in &entries {
             key::validate(&e.logical_key).map_err(|reason| Error::InvalidKey { key: e.logical_key.clone(), reason })?;
@@ -217,6 +236,15 @@ impl Manifest {
             .collect();
         lines.extend(by_key.into_values().map(Line::Entry));
         lines.sort_by(|a, b| key::walk_order(a.logical_key(), b.logical_key()));
+        let mut previous: Option<&str> = None;
+        for line in &lines {
+            if let Line::Entry(e) = line {
+                if let Some(previous) = previous {
+                    check_pair(previous, &e.logical_key)?;
+                }
+                previous = Some(&e.logical_key);
+            }
+        }
         Ok(Manifest { header, lines, exact })
     }
 
@@ -261,6 +289,21 @@ impl Manifest {
                     _ => None,
                 });
                 return Err(Error::DuplicateKey(dup.unwrap_or_default()));
+            }
+            Err(Error::FileIsFolderAt { file, under }) => {
+                // Name the keys (the parser only keeps fingerprints).
+                let mut keys: Vec<&str> = lines
+                    .iter()
+                    .filter_map(|l| match l {
+                        Line::Entry(e) => Some(e.logical_key.as_str()),
+                        _ => None,
+                    })
+                    .collect();
+                keys.sort_by(|a, b| key::walk_order(a, b));
+                return Err(keys
+                    .windows(2)
+                    .find_map(|w| check_pair(w[0], w[1]).err())
+                    .unwrap_or(Error::FileIsFolderAt { file, under }));
             }
             Err(e) => return Err(e),
         };
@@ -418,6 +461,16 @@ impl Entry {
     }
 }
 
+/// Refuses two keys next to each other in walk order where the first is a
+/// folder of the second (`x`, `x/y`): in walk order a file's key is followed
+/// by the keys under it, so checking neighbours finds every such pair.
+pub(crate) fn check_pair(previous: &str, key: &str) -> Result<(), Error> {
+    match key::is_strictly_under(key, previous) {
+        true => Err(Error::FileIsFolder { file: previous.into(), under: key.into() }),
+        false => Ok(()),
+    }
+}
+
 fn parse_line(mut obj: Map<String, Value>, line: usize) -> Result<Line, Error> {
     let bad = |message: &str| Error::Parse { line, message: message.to_string() };
     let logical_key = match obj.remove("logical_key") {
@@ -494,6 +547,16 @@ mod tests {
             e.meta = json!({"sheaf": {"profile": {"notes": "x".repeat(10_000), "columns": [1, 2, 3]}}});
         }
         assert!(with_meta.memory_size() >= small + 10_000);
+    }
+
+    #[test]
+    fn no_revision_holds_a_file_that_is_also_a_folder() {
+        let got = Manifest::build(None, None, vec![entry("x/y", 1, "AAAA"), entry("x", 1, "AAAA")]);
+        assert!(matches!(&got, Err(Error::FileIsFolder { file, under }) if file == "x" && under == "x/y"), "{got:?}");
+        let base = Manifest::build(None, None, vec![entry("x", 1, "AAAA"), entry("x-y", 1, "AAAA")]).unwrap();
+        let got = base.with_changes(vec![entry("x/z/w", 1, "AAAA")], None);
+        assert!(matches!(&got, Err(Error::FileIsFolder { file, under }) if file == "x" && under == "x/z/w"), "{got:?}");
+        base.with_changes(vec![entry("x.d/z", 1, "AAAA"), entry("x", 2, "BBBB")], None).unwrap();
     }
 
     #[test]

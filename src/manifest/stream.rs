@@ -106,6 +106,10 @@ pub struct LineParser {
     /// kept them; a 64-bit collision among a million keys has odds of about
     /// 3 in 100 million). `None` for [`LineParser::streaming`].
     fingerprints: Option<Vec<(u64, u32)>>,
+    /// Fingerprints of the folders the entries' keys lie in, with the line
+    /// first naming each (a run of siblings records its folder once):
+    /// checked against the keys' when the manifest is not in walk order.
+    folders: Option<Vec<(u64, u32)>>,
     /// Whether every entry so far came after the one before in walk order
     /// (as quilt3 and Sheaf write them): duplicates are then adjacent.
     sorted: bool,
@@ -135,6 +139,7 @@ impl LineParser {
             header: None,
             hasher: None,
             fingerprints: Some(Vec::new()),
+            folders: Some(Vec::new()),
             sorted: true,
             keys: std::hash::RandomState::new(),
             previous: None,
@@ -150,7 +155,7 @@ impl LineParser {
     /// ([`LineParser::sorted`] is then false at the end) the caller checks
     /// for duplicates with a second pass of [`LineParser::new`].
     pub fn streaming() -> Self {
-        LineParser { fingerprints: None, ..Self::new() }
+        LineParser { fingerprints: None, folders: None, ..Self::new() }
     }
 
     /// Whether every entry so far came after the one before in walk order.
@@ -200,13 +205,24 @@ impl LineParser {
         if let Line::Entry(e) = &line {
             if let Some(previous) = &self.previous {
                 match key::walk_order(previous, &e.logical_key) {
-                    std::cmp::Ordering::Less => {}
+                    std::cmp::Ordering::Less => super::check_pair(previous, &e.logical_key)?,
                     std::cmp::Ordering::Equal => return Err(Error::DuplicateKey(e.logical_key.clone())),
-                    std::cmp::Ordering::Greater => self.sorted = false,
+                    std::cmp::Ordering::Greater => {
+                        self.sorted = false;
+                        super::check_pair(&e.logical_key, previous)?;
+                    }
                 }
             }
             if let Some(fingerprints) = &mut self.fingerprints {
                 fingerprints.push((self.keys.hash_one(&e.logical_key), self.line_no as u32));
+            }
+            if let Some(folders) = &mut self.folders {
+                let previous = self.previous.as_deref().unwrap_or("");
+                for folder in key::folders(&e.logical_key) {
+                    if !key::is_strictly_under(previous, folder) {
+                        folders.push((self.keys.hash_one(folder), self.line_no as u32));
+                    }
+                }
             }
             match &mut self.previous {
                 Some(previous) => e.logical_key.clone_into(previous),
@@ -258,6 +274,19 @@ impl LineParser {
             fingerprints.sort_unstable();
             if let Some(w) = fingerprints.windows(2).find(|w| w[0].0 == w[1].0) {
                 return Err(Error::DuplicateKeyAt { first: w[0].1 as usize, second: w[1].1 as usize });
+            }
+            // In walk order every file-and-folder pair was next to each other
+            // and refused as it was fed.
+            if let Some(folders) = self.folders.as_mut().filter(|_| !self.sorted) {
+                folders.sort_unstable();
+                for &(key, line) in fingerprints.iter() {
+                    let at = folders.partition_point(|&(f, _)| f < key);
+                    if let Some(&(f, under)) = folders.get(at)
+                        && f == key
+                    {
+                        return Err(Error::FileIsFolderAt { file: line as usize, under: under as usize });
+                    }
+                }
             }
         }
         Ok((header, self.hasher.expect("set with the header").finish()))
@@ -426,5 +455,45 @@ mod tests {
             p.feed(&l).unwrap();
         }
         assert!(matches!(p.finish(), Err(Error::DuplicateKeyAt { first: 2, second: 4 })));
+    }
+
+    #[test]
+    fn a_file_that_is_also_a_folder_is_refused_adjacent_or_not() {
+        let line = |k: &str| {
+            format!(
+                "{{\"logical_key\": \"{k}\", \"physical_keys\": [\"file:///x\"], \"size\": 1, \"hash\": {{\"type\": \"SHA256\", \"value\": \"00\"}}}}"
+            )
+        };
+        let feed_all = |keys: &[&str], mut p: LineParser| -> Result<(), Error> {
+            p.feed("{\"version\": \"v0\"}")?;
+            for k in keys {
+                p.feed(&line(k))?;
+            }
+            p.finish().map(drop)
+        };
+        // In walk order: refused as fed, by name, streaming or not.
+        for p in [LineParser::new(), LineParser::streaming()] {
+            let got = feed_all(&["a", "x", "x/b/c", "y"], p);
+            assert!(
+                matches!(&got, Err(Error::FileIsFolder { file, under }) if file == "x" && under == "x/b/c"),
+                "{got:?}"
+            );
+        }
+        // Out of order, next to each other.
+        let got = feed_all(&["x/y", "x"], LineParser::new());
+        assert!(matches!(&got, Err(Error::FileIsFolder { file, under }) if file == "x" && under == "x/y"), "{got:?}");
+        // Out of order, apart: found at the end by fingerprints, by line.
+        let got = feed_all(&["b/c/d", "b/c/e", "z", "a", "b/c"], LineParser::new());
+        assert!(matches!(got, Err(Error::FileIsFolderAt { file: 6, under: 2 })), "{got:?}");
+        // Siblings, lookalike names and an unsorted manifest without conflicts load.
+        feed_all(&["x", "x-y/z", "x.txt", "xy/z"], LineParser::new()).unwrap();
+        feed_all(&["b/c/d", "a/b", "b/c/e", "a/c/d"], LineParser::new()).unwrap();
+        // A whole parse names the keys.
+        let text = ["{\"version\": \"v0\"}".to_owned(), line("b/c/d"), line("z"), line("b/c")].join("\n");
+        let got = super::super::Manifest::parse(text.as_bytes());
+        assert!(
+            matches!(&got, Err(Error::FileIsFolder { file, under }) if file == "b/c" && under == "b/c/d"),
+            "{got:?}"
+        );
     }
 }

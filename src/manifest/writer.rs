@@ -68,13 +68,14 @@ impl<W: Write> ManifestWriter<W> {
     }
 
     /// Appends an entry. Fails with [`Error::InvalidKey`] for a key that
-    /// cannot be one, and [`Error::DuplicateKey`] or [`Error::OutOfOrder`]
-    /// for a key not after the previous one; nothing is written then.
+    /// cannot be one, [`Error::DuplicateKey`] or [`Error::OutOfOrder`]
+    /// for a key not after the previous one, and [`Error::FileIsFolder`]
+    /// for a key under the previous one; nothing is written then.
     pub fn entry(&mut self, e: &Entry) -> Result<(), WriteError> {
         key::validate(&e.logical_key).map_err(|reason| Error::InvalidKey { key: e.logical_key.clone(), reason })?;
         if let Some(last) = &self.last {
             match key::walk_order(last, &e.logical_key) {
-                Ordering::Less => {}
+                Ordering::Less => super::check_pair(last, &e.logical_key)?,
                 Ordering::Equal => return Err(Error::DuplicateKey(e.logical_key.clone()).into()),
                 Ordering::Greater => {
                     return Err(Error::OutOfOrder { previous: last.clone(), key: e.logical_key.clone() }.into());

@@ -164,6 +164,28 @@ impl Error {
                 _ => Error::Engine { context, source },
             };
         }
+        // Sheaf's own error, raised inside the engine and shared between
+        // partitions (it cannot be moved out), or a regular expression of
+        // the statement that does not compile.
+        let mut current: Option<&(dyn std::error::Error + 'static)> = Some(&source);
+        while let Some(err) = current {
+            match err.downcast_ref::<Error>() {
+                Some(
+                    Error::Invalid(_) | Error::UnknownColumn { .. } | Error::Evaluation { .. } | Error::NotFound(_),
+                ) => {
+                    return Error::Evaluation { context, source };
+                }
+                Some(Error::Exhausted { .. }) => return Error::Exhausted { context, source },
+                Some(Error::Storage { .. }) => return Error::Storage { context, source },
+                Some(_) => break,
+                None if err.downcast_ref::<regex::Error>().is_some()
+                    || err.downcast_ref::<regex_syntax::Error>().is_some() =>
+                {
+                    return Error::Evaluation { context, source };
+                }
+                None => current = err.source(),
+            }
+        }
         match source.find_root() {
             DataFusionError::ResourcesExhausted(_) => Error::Exhausted { context, source },
             DataFusionError::Plan(_)
@@ -227,5 +249,21 @@ mod tests {
             DataFusionError::External(Box::new(object_store::Error::Generic { store: "x", source: "y".into() })),
         );
         assert!(matches!(e, Error::Storage { .. }), "{e:?}");
+        // Sheaf's own error shared between partitions, a bad regular expression.
+        let ours = Error::invalid("cannot read t.csv as csv: a value changed type");
+        let shared = DataFusionError::Shared(std::sync::Arc::new(DataFusionError::External(Box::new(ours))));
+        let e = Error::engine("running", shared);
+        assert!(matches!(e, Error::Evaluation { .. }), "{e:?}");
+        assert!(e.to_string().contains("t.csv"), "{e}");
+        let unclosed = String::from("(");
+        let regex = regex::Regex::new(&unclosed).unwrap_err();
+        assert!(matches!(
+            Error::engine("planning", DataFusionError::External(Box::new(regex))),
+            Error::Evaluation { .. }
+        ));
+        let syntax = regex_syntax::Parser::new().parse(&unclosed).unwrap_err();
+        let planned =
+            DataFusionError::Context("Invalid regex".into(), Box::new(DataFusionError::External(Box::new(syntax))));
+        assert!(matches!(Error::engine("planning", planned), Error::Evaluation { .. }));
     }
 }

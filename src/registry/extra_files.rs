@@ -61,7 +61,8 @@ impl ExpectedPaths {
         self.count == 0
     }
 
-    /// The files under `dir` (symbolic links followed) that no expected path
+    /// The files under `dir` (symbolic links followed, links to nothing
+    /// skipped) that no expected path
     /// names, relative to `dir` with `/` between components, in the order of
     /// a walk sorted by file name. Blocking.
     pub(crate) fn extra_in(self, dir: &FsPath) -> Result<Vec<String>> {
@@ -74,7 +75,7 @@ impl ExpectedPaths {
         spool.seek(SeekFrom::Start(0)).map_err(spool_error)?;
         let expected = split(BufReader::with_capacity(1 << 20, spool), buckets)?;
         let mut found = Buckets::new(buckets)?;
-        for (index, item) in super::push::regular_files(dir).enumerate() {
+        for (index, item) in super::push::regular_files(dir, super::push::FolderLinks::Follow, None).enumerate() {
             let item = item?;
             let rel = item.path().strip_prefix(dir).expect("under dir");
             let rel = rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");

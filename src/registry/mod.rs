@@ -32,6 +32,7 @@ mod metered;
 mod names;
 mod pointers;
 mod push;
+mod quiltignore;
 mod selection;
 mod session;
 mod staged;

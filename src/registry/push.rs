@@ -7,6 +7,7 @@
 
 use super::hints::Hints;
 use super::local_blobs::BlobDirs;
+use super::quiltignore::QuiltIgnore;
 use super::staged::Staged;
 use super::{Error, IO_CONCURRENCY, PackageName, Registry, Result};
 use crate::manifest::hash::{self, EntryHash, StreamHasher};
@@ -465,31 +466,77 @@ fn hash_checked(f: &LocalFile) -> Result<EntryHash> {
     Ok(h)
 }
 
-/// The regular files under `root` (following symlinks) with their logical
-/// keys, in walk order (each folder's names sorted by code point, a folder's
-/// files where its name sorts: the manifest's order), refusing names that
-/// cannot be keys. Holds one listing per open folder.
+/// The files under `root` to push, with their logical keys, in walk order
+/// (each folder's names sorted by code point, a folder's files where its name
+/// sorts: the manifest's order), as quilt3's `set_dir` takes them: what the
+/// folder's `.quiltignore` names is left out, a symbolic link to a file is
+/// the file, links to folders and links to nothing are skipped. Names that
+/// cannot be keys are refused. Holds one listing per open folder.
 fn walk(root: &FsPath) -> Result<impl Iterator<Item = Result<LocalFile>> + use<>> {
     let meta = std::fs::metadata(root).map_err(|e| Error::io(root.display().to_string(), e))?;
     if !meta.is_dir() {
         return Err(Error::invalid(format!("{} is not a directory", root.display())));
     }
+    let ignore = QuiltIgnore::load(root)?;
     let root = root.to_path_buf();
-    Ok(regular_files(&root).map(move |item| local_file(&root, item?)))
+    Ok(regular_files(&root, FolderLinks::Skip, ignore).map(move |item| local_file(&root, item?)))
 }
 
-/// The regular files under `root` (following symlinks), in walk order (each
-/// folder's names sorted by code point, a folder's files where its name
-/// sorts); an error names the path that could not be read.
-pub(super) fn regular_files(root: &FsPath) -> impl Iterator<Item = Result<walkdir::DirEntry>> + use<> {
+/// What a walk does with a symbolic link to a folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum FolderLinks {
+    /// Walks the folder it points to.
+    Follow,
+    /// Skips it, as quilt3 does.
+    Skip,
+}
+
+/// The regular files under `root` and the symbolic links to regular files,
+/// in walk order (each folder's names sorted by code point, a folder's files
+/// where its name sorts), leaving out what `ignore` names; links to nothing
+/// are skipped. An error names the path that could not be read.
+pub(super) fn regular_files(
+    root: &FsPath,
+    links: FolderLinks,
+    ignore: Option<QuiltIgnore>,
+) -> impl Iterator<Item = Result<walkdir::DirEntry>> + use<> {
     let root = root.to_path_buf();
-    walkdir::WalkDir::new(&root).follow_links(true).sort_by_file_name().into_iter().filter_map(move |item| match item {
-        Ok(item) => item.file_type().is_file().then_some(Ok(item)),
-        Err(e) => {
-            let path = e.path().map(|p| p.display().to_string()).unwrap_or_else(|| root.display().to_string());
-            Some(Err(Error::io(path, e.into())))
-        }
-    })
+    let ignore = ignore.map(std::sync::Arc::new);
+    let (folders, files) = (ignore.clone(), ignore);
+    let under = root.clone();
+    walkdir::WalkDir::new(&root)
+        .follow_links(links == FolderLinks::Follow)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(move |e| {
+            let ignored = || folders.as_ref().is_some_and(|i| i.ignores_folder(&relative_key(&under, e.path())));
+            !(e.depth() > 0 && e.file_type().is_dir() && ignored())
+        })
+        .filter_map(move |item| match item {
+            Ok(item) => {
+                let file = item.file_type().is_file()
+                    || (item.path_is_symlink() && std::fs::metadata(item.path()).is_ok_and(|m| m.is_file()));
+                let ignored = || files.as_ref().is_some_and(|i| i.ignores_file(&relative_key(&root, item.path())));
+                (file && !ignored()).then_some(Ok(item))
+            }
+            Err(e) if e.loop_ancestor().is_none() && e.path().is_some_and(links_to_nothing) => None,
+            Err(e) => {
+                let path = e.path().map(|p| p.display().to_string()).unwrap_or_else(|| root.display().to_string());
+                Some(Err(Error::io(path, e.into())))
+            }
+        })
+}
+
+/// Whether `path` is a symbolic link whose target does not exist.
+fn links_to_nothing(path: &FsPath) -> bool {
+    path.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink()) && std::fs::metadata(path).is_err()
+}
+
+/// `path` under `root` with `/` between its components (lossy: only for
+/// matching; keys are checked to be UTF-8 where they are made).
+fn relative_key(root: &FsPath, path: &FsPath) -> String {
+    let rel = path.strip_prefix(root).unwrap_or(path);
+    rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
 }
 
 /// The walked file `item` as a file to push.
@@ -503,7 +550,8 @@ fn local_file(root: &FsPath, item: walkdir::DirEntry) -> Result<LocalFile> {
         .join("/");
     key::validate(&key)
         .map_err(|why| Error::invalid(format!("{}: cannot be a logical key: {why}", item.path().display())))?;
-    let size = item.metadata().map_err(|e| Error::io(item.path().display().to_string(), e.into()))?.len();
+    // A link's size is its target's.
+    let size = std::fs::metadata(item.path()).map_err(|e| Error::io(item.path().display().to_string(), e))?.len();
     Ok(LocalFile { path: item.path().to_path_buf(), key, size })
 }
 

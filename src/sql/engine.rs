@@ -5,6 +5,7 @@
 
 use super::catalog::{self, Resolver, SheafCatalog};
 use super::runtime::CpuRuntime;
+use super::stop::{self, Stop};
 use super::ticket::{self, Pins, StatementTicket};
 use super::{CATALOG, TABLE_FUNCTION};
 use crate::query::{Engine, Error, Execution, ReadStats};
@@ -24,8 +25,8 @@ use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 use datafusion::prelude::SessionConfig;
 use datafusion::sql::parser::{DFParser, Statement as DfStatement};
 use datafusion::sql::sqlparser::ast::{
-    Expr as SqlExpr, Query as SqlQuery, Statement as SqlStatement, TableFactor, Value, Visit, VisitMut, Visitor,
-    VisitorMut,
+    Expr as SqlExpr, LimitClause, Query as SqlQuery, Statement as SqlStatement, TableFactor, Value, Visit, VisitMut,
+    Visitor, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use futures::StreamExt;
@@ -276,8 +277,7 @@ impl SqlEngine {
             .map_err(|_| {
                 Error::TimedOut(format!(
                     "the query waited {} for a turn: {} queries, the most at once (sheaf serve \
-                     --sql-max-queries), held them, counting cancelled or timed-out ones still computing \
-                     until they next yield",
+                     --sql-max-queries), held them",
                     humantime::format_duration(timeout),
                     self.limits.max_queries.max(1)
                 ))
@@ -291,11 +291,12 @@ impl SqlEngine {
         let task = state.task_ctx();
         let partition = ticket.partition as usize;
         let wire = schema.clone();
-        let produce = move || {
+        let produce = move |stop: Stop| {
+            let plan = stop::stoppable(plan, &stop).map_err(|e| from_datafusion("planning the statement", e))?;
             let stream = plan.execute(partition, task).map_err(|e| from_datafusion("running the statement", e))?;
             // The turn is held while the query computes on the SQL runtime:
             // a query cancelled or timed out keeps it until its computation
-            // next yields, as it keeps its threads.
+            // reaches the next check of its stop flag, or yields.
             let batches = stream.map(move |b| {
                 let _turn = &permit;
                 b.map_err(|e| from_datafusion("running the statement", e)).and_then(|b| crate::query::to_wire(b, &wire))
@@ -375,14 +376,19 @@ fn parse(sql: &str) -> Result<DfStatement, Error> {
 }
 
 /// Refuses a statement nesting expressions and subqueries deeper than
-/// [`MAX_SQL_NESTING`] (the walk stops at that depth), and one sampling a
-/// table with `TABLESAMPLE`, which the planner would silently ignore.
+/// [`MAX_SQL_NESTING`] (the walk stops at that depth), one sampling a
+/// table with `TABLESAMPLE`, which the planner would silently ignore, and
+/// one accessing list elements or struct fields, which Sheaf's engine does
+/// not plan (its nested functions, which can build lists of any size
+/// outside the memory pool, are left out).
 fn check_walk(statement: &DfStatement) -> Result<(), Error> {
     #[derive(Default)]
     struct Walk {
         depth: usize,
         too_deep: bool,
         sampled: bool,
+        element_access: bool,
+        limit_parameter: bool,
     }
     impl Walk {
         fn enter(&mut self) -> ControlFlow<()> {
@@ -397,13 +403,28 @@ fn check_walk(statement: &DfStatement) -> Result<(), Error> {
     }
     impl Visitor for Walk {
         type Break = ();
-        fn pre_visit_expr(&mut self, _: &SqlExpr) -> ControlFlow<()> {
+        fn pre_visit_expr(&mut self, expr: &SqlExpr) -> ControlFlow<()> {
+            self.element_access = matches!(expr, SqlExpr::CompoundFieldAccess { .. });
+            if self.element_access {
+                return ControlFlow::Break(());
+            }
             self.enter()
         }
         fn post_visit_expr(&mut self, _: &SqlExpr) -> ControlFlow<()> {
             self.leave()
         }
-        fn pre_visit_query(&mut self, _: &SqlQuery) -> ControlFlow<()> {
+        fn pre_visit_query(&mut self, query: &SqlQuery) -> ControlFlow<()> {
+            let placeholder = |e: &SqlExpr| matches!(e, SqlExpr::Value(v) if matches!(v.value, Value::Placeholder(_)));
+            self.limit_parameter = match &query.limit_clause {
+                Some(LimitClause::LimitOffset { limit, offset, .. }) => {
+                    limit.as_ref().is_some_and(placeholder) || offset.as_ref().is_some_and(|o| placeholder(&o.value))
+                }
+                Some(LimitClause::OffsetCommaLimit { offset, limit }) => placeholder(offset) || placeholder(limit),
+                None => false,
+            };
+            if self.limit_parameter {
+                return ControlFlow::Break(());
+            }
             self.enter()
         }
         fn post_visit_query(&mut self, _: &SqlQuery) -> ControlFlow<()> {
@@ -430,6 +451,17 @@ fn check_walk(statement: &DfStatement) -> Result<(), Error> {
             "the statement nests expressions or subqueries more than {MAX_SQL_NESTING} levels deep (a chain \
              of operators counts a level each); write long lists of alternatives as `column IN (...)`"
         )));
+    }
+    if walk.limit_parameter {
+        return Err(Error::invalid(
+            "LIMIT and OFFSET take numbers, not parameters (? or $n): write the number into the statement",
+        ));
+    }
+    if walk.element_access {
+        return Err(Error::invalid(
+            "element and field access (`list_column[1]`, `struct_column['name']`) is not supported: select \
+             the whole column",
+        ));
     }
     if walk.sampled {
         return Err(Error::invalid(
@@ -482,6 +514,13 @@ fn parameter_schema(plan: &LogicalPlan) -> Result<Schema, Error> {
     let fields = plan.get_parameter_fields().map_err(|e| from_datafusion("reading the parameters", e))?;
     let mut names: Vec<&String> = fields.keys().collect();
     names.sort_by_key(|n| (n.trim_start_matches('$').parse::<usize>().unwrap_or(usize::MAX), n.as_str()));
+    // Parameters are bound by position: `$3` alone would take the first value.
+    if let Some((i, name)) = names.iter().enumerate().find(|(i, n)| n.as_str() != format!("${}", i + 1)) {
+        return Err(Error::invalid(format!(
+            "placeholders are numbered $1, $2, ... without gaps; the statement uses {name} but not ${}",
+            i + 1
+        )));
+    }
     Ok(Schema::new(
         names
             .into_iter()
@@ -547,6 +586,12 @@ fn take_ours(e: DataFusionError) -> Result<Error, DataFusionError> {
             },
         },
         DataFusionError::Context(c, inner) => take_ours(*inner).map_err(|i| DataFusionError::Context(c, Box::new(i))),
+        // An error one partition shares with the others: ours if no other
+        // holds it any more, else classified where it lies.
+        DataFusionError::Shared(shared) => match std::sync::Arc::try_unwrap(shared) {
+            Ok(inner) => take_ours(inner),
+            Err(shared) => Err(DataFusionError::Shared(shared)),
+        },
         DataFusionError::ArrowError(a, bt) => match *a {
             arrow::error::ArrowError::ExternalError(b) => match b.downcast::<DataFusionError>() {
                 Ok(inner) => take_ours(*inner),
@@ -622,6 +667,28 @@ mod tests {
         let e = parse("SELECT * FROM t TABLESAMPLE SYSTEM (10)").unwrap_err();
         assert!(e.to_string().contains("sample="), "{e}");
         assert!(parse("SELECT * FROM (SELECT * FROM t TABLESAMPLE BERNOULLI (5)) s").is_err());
+    }
+
+    #[test]
+    fn element_access_is_refused_plainly() {
+        for sql in ["SELECT l[1] FROM t", "SELECT s['x'] FROM t", "SELECT * FROM t WHERE l[1][2] > 0"] {
+            let e = parse(sql).unwrap_err();
+            assert!(e.to_string().contains("element and field access"), "{sql}: {e}");
+        }
+        assert!(parse("SELECT t.l, \"s\".x FROM t").is_ok());
+    }
+
+    #[test]
+    fn limit_parameters_are_refused_plainly() {
+        for sql in [
+            "SELECT * FROM t LIMIT ?",
+            "SELECT * FROM t LIMIT 5 OFFSET $1",
+            "SELECT * FROM (SELECT a FROM t LIMIT ?) s",
+        ] {
+            let e = parse(sql).unwrap_err();
+            assert!(e.to_string().contains("LIMIT and OFFSET take numbers"), "{sql}: {e}");
+        }
+        assert!(parse("SELECT * FROM t WHERE a = ? LIMIT 5 OFFSET 2").is_ok());
     }
 
     #[test]

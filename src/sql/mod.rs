@@ -20,6 +20,7 @@
 mod catalog;
 mod engine;
 mod runtime;
+mod stop;
 mod tables;
 pub mod ticket;
 

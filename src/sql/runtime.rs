@@ -3,9 +3,11 @@
 //! large sort) never holds the threads that serve gRPC, keep time or read
 //! storage for other requests. Its results cross over a bounded channel; the
 //! consumer keeps the query's deadline on the server's runtime and, on the
-//! deadline, a cancellation or a client going away, aborts the producing
-//! task (which stops at its next await: DataFusion yields between batches).
+//! deadline, a cancellation or a client going away, raises the query's
+//! [`Stop`] flag (checked inside operators that compute without yielding)
+//! and aborts the producing task (which stops at its next await).
 
+use super::stop::Stop;
 use crate::query::Error;
 use arrow::array::RecordBatch;
 use futures::StreamExt;
@@ -39,9 +41,10 @@ impl CpuRuntime {
         }
     }
 
-    /// Runs `produce` (a stream of batches made on this runtime) and hands
-    /// its batches to the caller's runtime. The stream fails (never just
-    /// ends) once `deadline` passes; dropping it aborts the production.
+    /// Runs `produce` (a stream of batches made on this runtime, given the
+    /// flag that stops it) and hands its batches to the caller's runtime.
+    /// The stream fails (never just ends) once `deadline` passes; dropping
+    /// it raises the flag and aborts the production.
     pub fn run<F>(
         &self,
         produce: F,
@@ -49,11 +52,13 @@ impl CpuRuntime {
         timeout: Duration,
     ) -> BoxStream<'static, Result<RecordBatch, Error>>
     where
-        F: FnOnce() -> Result<BoxStream<'static, Result<RecordBatch, Error>>, Error> + Send + 'static,
+        F: FnOnce(Stop) -> Result<BoxStream<'static, Result<RecordBatch, Error>>, Error> + Send + 'static,
     {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch, Error>>(AHEAD);
+        let stop = Stop::default();
+        let flag = stop.clone();
         let production = async move {
-            let mut batches = match produce() {
+            let mut batches = match produce(flag) {
                 Ok(b) => b,
                 Err(e) => {
                     let _ = tx.send(Err(e)).await;
@@ -71,7 +76,7 @@ impl CpuRuntime {
             Some(runtime) => runtime.spawn(production),
             None => tokio::spawn(production),
         };
-        let state = Producing { rx, task: AbortOnDrop(task), deadline, timeout };
+        let state = Producing { rx, task: AbortOnDrop { task, stop }, deadline, timeout };
         futures::stream::unfold(Some(state), |state| async move {
             let mut state = state?;
             match tokio::time::timeout_at(state.deadline, state.rx.recv()).await {
@@ -111,18 +116,22 @@ struct Producing {
     timeout: Duration,
 }
 
-/// Aborts the producing task when the consumer goes away.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+/// Stops the producing task when the consumer goes away.
+struct AbortOnDrop {
+    task: tokio::task::JoinHandle<()>,
+    stop: Stop,
+}
 
 impl AbortOnDrop {
     /// Whether the task returned (rather than panicked).
     async fn finished_cleanly(&mut self) -> bool {
-        (&mut self.0).await.is_ok()
+        (&mut self.task).await.is_ok()
     }
 }
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
-        self.0.abort();
+        self.stop.raise();
+        self.task.abort();
     }
 }

@@ -21,6 +21,7 @@ from sheaf_testlib import (
     chunked_hash,
     describe,
     read_tree,
+    write_manifest,
     write_tree,
 )
 
@@ -338,6 +339,55 @@ def test_list_shows_every_package_when_one_latest_is_damaged(sheaf, registry, tm
         {"name": "o/good", "latest": good},
     ]
     assert_exit(sheaf("browse", "o/bad"), 4, "latest")
+
+
+def test_manifest_with_a_file_that_is_also_a_folder_is_refused(sheaf, registry, tmp_path):
+    """A manifest holding both `x` and `x/y` (quilt3 refuses to load it; no file system holds both) is refused as a
+    damaged manifest, naming both keys, before install writes anything: in walk order and out of it."""
+    root = tmp_path / "t"
+    write_tree(root, {"x": b"x"})
+    top = sheaf.push("o/src", root)["top_hash"]
+    manifest = (Path(registry) / ".quilt" / "packages" / top).read_text().splitlines()
+    line = json.loads(manifest[1])
+    for order in (["a", "x", "x/y"], ["x/y", "a", "x"]):
+        lines = [dict(line, logical_key=k) for k in order]
+        name = "o/" + "-".join(k.replace("/", "_") for k in order)
+        write_manifest(Path(registry), {"version": "v0", "message": None}, lines, name=name)
+        dest = tmp_path / ("dest-" + name.replace("/", "_"))
+        r = sheaf("install", name, "--dest", str(dest))
+        # In walk order the keys are named; out of it (a second, fingerprinting pass) their manifest lines.
+        named = '"x" is a file, but "x/y" makes it a folder' if order[0] == "a" else "line 4 is a file"
+        assert r.returncode == 2 and named in r.stderr, describe(r)
+        assert not dest.exists() or not any(dest.iterdir()), f"install wrote {list(dest.rglob('*'))}"
+        r = sheaf("browse", name)
+        assert r.returncode == 2 and "makes it a folder" in r.stderr, describe(r)
+
+
+def test_text_output_escapes_control_characters(sheaf, tmp_path):
+    """A newline or a terminal escape in a file name or a message cannot forge lines of text output (browse, log,
+    diff, hash): control characters are shown escaped; --json keeps them as they are."""
+    root = tmp_path / "t"
+    write_tree(root, {"plain.txt": b"p", "evil\n0  fake  line\x1b[2J": b"e"})
+    first = sheaf.push("o/esc", root, "-m", "first\nsecond")["top_hash"]
+    browse = sheaf("browse", "o/esc")
+    assert browse.returncode == 0, describe(browse)
+    lines = browse.stdout.splitlines()
+    assert len(lines) == 4, lines  # head, message, two entries
+    assert "message: first\\nsecond" in lines
+    assert any(line.endswith("evil\\n0  fake  line\\u{1b}[2J") for line in lines), lines
+    assert "\x1b" not in browse.stdout
+    log = sheaf("log", "o/esc")
+    assert log.stdout.splitlines() == [log.stdout.strip()] and "first\\nsecond" in log.stdout, describe(log)
+    hashed = sheaf("hash", str(root / "evil\n0  fake  line\x1b[2J"), str(root / "plain.txt"))
+    assert len(hashed.stdout.splitlines()) == 2 and "\\u{1b}" in hashed.stdout, describe(hashed)
+    keys = [e["logical_key"] for e in sheaf.json("browse", "o/esc")["entries"]]
+    assert keys == ["evil\n0  fake  line\x1b[2J", "plain.txt"]
+    for f in root.iterdir():
+        if f.name != "plain.txt":
+            f.unlink()
+    second = sheaf.push("o/esc", root, "-m", "first\nsecond")["top_hash"]
+    diff = sheaf("diff", f"o/esc@{first}", f"o/esc@{second}")
+    assert diff.stdout.splitlines()[1:] == ["- evil\\n0  fake  line\\u{1b}[2J"], describe(diff)
 
 
 def test_usage_errors_are_json_with_json(sheaf):

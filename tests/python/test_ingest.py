@@ -42,6 +42,15 @@ def test_adbc_ingest_creates_appends_and_replaces(server):
     with adbc.connect(server.url) as conn, conn.cursor() as cur:
         assert cur.adbc_ingest("ing/other/t.parquet", table(0, 10), mode="create_append") == 10
     assert fl.read(c, "sheaf://ing/other/t.parquet").num_rows == 10
+    # Appending to a single-file table would replace it: refused, the table and its history unchanged.
+    before = fl.action(c, "list_revisions", {"package": "ing/other"})
+    for mode in ("append", "create_append"):
+        with adbc.connect(server.url) as conn, conn.cursor() as cur:
+            with pytest.raises(adbc.Error, match="single Parquet file") as e:
+                cur.adbc_ingest("ing/other/t.parquet", table(10, 5), mode=mode)
+            assert "FailedPrecondition" in str(e.value), e.value
+    assert fl.read(c, "sheaf://ing/other/t.parquet").column("id").to_pylist() == list(range(10))
+    assert fl.action(c, "list_revisions", {"package": "ing/other"}) == before
     revisions = fl.action(c, "list_revisions", {"package": "ing/est"})
     assert [r["message"] for r in revisions] == ["bulk ingest into features"] * 3, revisions
     lineage = fl.action(c, "browse", {"ref": "ing/est"})["user_meta"]["sheaf"]["lineage"]

@@ -308,6 +308,62 @@ def test_set_dir_without_metadata_matches_push_with_meta_null(quilt3, sheaf, reg
     assert sheaf.json("browse", "s/nometa")["user_meta"] is None
 
 
+QUILTIGNORE_CASES = {
+    # name: (.quiltignore text, or None for no file)
+    "patterns": "*.log\nbuild/\ncache\n\ndata/raw*\nx[0-9].bin\n[!a]?.tmp\nbad *\n",
+    "ignores_itself": ".quiltignore\n*.tmp\n",
+    # Patterns match absolute paths: one naming the folder pushed leaves everything out.
+    "names_the_pushed_folder": "t/*\n",
+    "no_file": None,
+}
+
+
+@pytest.mark.parametrize("text", QUILTIGNORE_CASES.values(), ids=QUILTIGNORE_CASES.keys())
+def test_quiltignore_symlinks_and_dangling_links_as_quilt3_set_dir(quilt3, sheaf, registry, tmp_path, text):
+    """`sheaf push` takes a folder's files exactly as quilt3's `set_dir` does: what `.quiltignore` names (matched as
+    fnmatch patterns against absolute paths) is left out, a link to a file is that file, links to folders and links
+    to nothing are skipped. Same top hash, same keys."""
+    root = tmp_path / "t"
+    write_tree(
+        root,
+        {
+            "keep.txt": b"k",
+            "a.log": b"log",
+            "sub/deep/b.log": b"log",
+            "build/out.bin": b"o",
+            "src/build/x.c": b"c",
+            "cache": b"file named cache",
+            "lib/cache/c.bin": b"c",
+            "data/raw1.csv": b"r",
+            "data/rawer/z.csv": b"r",
+            "data/clean.csv": b"c",
+            "x1.bin": b"1",
+            "x10.bin": b"10",
+            "ab.tmp": b"t",
+            "bb.tmp": b"t",
+            "bad name\\x": b"ignored names are never checked",
+        },
+    )
+    outside = tmp_path / "outside"
+    write_tree(outside, {"o.txt": b"outside", "f.txt": b"linked file"})
+    (root / "linked-folder").symlink_to(outside, target_is_directory=True)
+    (root / "linked-file.txt").symlink_to(outside / "f.txt")
+    (root / "dangling").symlink_to(tmp_path / "nowhere")
+    if text is not None:
+        (root / ".quiltignore").write_text(text)
+    if text is None or "bad *" not in text:
+        (root / "bad name\\x").unlink()  # a name that cannot be a key: pushed only where a pattern leaves it out
+    qpkg = quilt3.Package().set_dir("/", str(root))
+    qkeys = sorted(k for k, _ in qpkg.walk())
+    qtop = qpkg.build("q/ignore", registry=_registry_url(registry))
+    report = sheaf.push("s/ignore", root, "--meta", "null", "--no-profile")
+    skeys = sorted(e["logical_key"] for e in sheaf.json("browse", "s/ignore")["entries"])
+    assert skeys == qkeys
+    assert report["top_hash"] == qtop
+    assert not any(k.startswith("linked-folder") or k == "dangling" for k in skeys)
+    assert ("linked-file.txt" in skeys) == (text != QUILTIGNORE_CASES["names_the_pushed_folder"])
+
+
 def test_null_empty_and_text_messages_hash_differently_and_identically_in_both_tools(quilt3, sheaf, registry, tmp_path):
     root = tmp_path / "t"
     make_tree(root, big=False)

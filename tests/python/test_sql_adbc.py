@@ -114,6 +114,13 @@ def test_prepare_reports_parameter_schema(conn):
     assert 1 in ids  # order 1: store 9, prod-12
 
 
+def test_placeholders_with_a_gap_are_refused(conn):
+    """Parameters bind by position: a statement using $2 without $1 would bind its first value to $2; refused,
+    naming the missing placeholder."""
+    err = sl.failing_query(conn, f"SELECT order_id FROM {ORD} WHERE store_id = $2", parameters=(9,))
+    sl.assert_refused(err, "INVALID_ARGUMENT", "$1")
+
+
 # --------------------------------------------------------------------------
 # Catalog
 # --------------------------------------------------------------------------

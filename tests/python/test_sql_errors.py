@@ -23,7 +23,7 @@ import auth_lib
 import pyarrow.flight as flight
 import pytest
 import sql_lib as sl
-from sheaf_testlib import start_server
+from sheaf_testlib import Sheaf, start_server
 
 ORD = '"sql/sales"."tables/orders.parquet"'
 STO = '"sql/stores"."tables/stores.parquet"'
@@ -97,8 +97,10 @@ def test_bad_sql(conn, sql):
         ("SHOW TABLES", "GetTables"),
         (f"DESCRIBE {ORD}", "GetTables"),
         (";", "empty"),
+        (f"SELECT note[1] FROM {ORD}", "element and field access"),
+        (f"SELECT * FROM {ORD} LIMIT $1", "LIMIT and OFFSET take numbers"),
     ],
-    ids=["tablesample", "show_tables", "describe", "empty"],
+    ids=["tablesample", "show_tables", "describe", "empty", "element_access", "limit_parameter"],
 )
 def test_unsupported_statements_say_what_to_use(conn, sql, hint):
     """Statements DataFusion would ignore part of (TABLESAMPLE) or that Sheaf answers another way (SHOW, DESCRIBE)
@@ -161,6 +163,55 @@ def test_codes_seen_by_pyarrow_flight(server):
         out = auth_lib.attempt(lambda sql=sql: sl.flight_sql(server.client, sql))
         assert out.code == code, f"{sql}: {out.describe()}"
         assert name in out.message, f"{sql}: {out.describe()}"
+
+
+def test_malformed_flight_sql_messages_are_invalid_argument(server):
+    """A Flight SQL message whose body does not decode (a truncated varint here) is the client's fault:
+    INVALID_ARGUMENT naming the message, in GetFlightInfo, GetSchema, DoGet and DoAction alike; the server answers
+    the next statement."""
+    garbage = b"\x08\xff\xff"  # field 1, a varint cut short
+    options = flight.FlightCallOptions(timeout=30)
+    command = flight.FlightDescriptor.for_command(sl.pack_any("CommandStatementQuery", garbage))
+    calls = {
+        "GetFlightInfo": lambda: server.client.get_flight_info(command, options),
+        "GetSchema": lambda: server.client.get_schema(command, options),
+        "DoGet": lambda: server.client.do_get(
+            flight.Ticket(sl.pack_any("TicketStatementQuery", garbage)), options
+        ).read_all(),
+        "DoAction": lambda: list(
+            server.client.do_action(
+                flight.Action("CreatePreparedStatement", sl.pack_any("ActionCreatePreparedStatementRequest", garbage)),
+                options,
+            )
+        ),
+    }
+    for call, run in calls.items():
+        out = auth_lib.attempt(run)
+        assert out.code == "INVALID_ARGUMENT", f"{call}: {out.describe()}"
+        assert "malformed Flight SQL" in out.message and "Statement" in out.message, f"{call}: {out.describe()}"
+    ok = auth_lib.attempt(lambda: sl.flight_sql(server.client, f"SELECT count(*) AS n FROM {STO}", options))
+    assert ok.ok and ok.value.column("n")[0].as_py() == 52, ok.describe()
+
+
+def test_values_meeting_the_data_badly_are_invalid_argument(conn, tmp_path):
+    """Errors of the statement meeting the data are the client's, INVALID_ARGUMENT naming the cause: a regular
+    expression that does not compile (constant, found while planning), and a CSV column whose values change type
+    after the rows its type was inferred from (found while reading, in a scan shared between partitions)."""
+    err = sl.failing_query(conn, f"SELECT count(*) FROM {ORD} WHERE regexp_like(note, '(')")
+    sl.assert_refused(err, "INVALID_ARGUMENT", "unclosed group")
+    root, registry = tmp_path / "t", tmp_path / "reg"
+    root.mkdir()
+    rows = ["a,b", *(f"{i},x{i}" for i in range(20_000)), "oops,y"]
+    (root / "t.csv").write_text("\n".join(rows) + "\n")
+    assert Sheaf(str(registry)).push("csv/t", root)["top_hash"]
+    server = start_server(registry, log_dir=tmp_path)
+    connections = sl.Connections(server.url)
+    try:
+        err = sl.failing_query(connections(), 'SELECT sum(a) AS s FROM "csv/t"."t.csv"')
+        sl.assert_refused(err, "INVALID_ARGUMENT", "t.csv", "oops")
+    finally:
+        connections.close()
+        server.stop()
 
 
 def test_revision_caller_may_not_read(data, tmp_path):
@@ -243,13 +294,11 @@ TIMEOUT_CASES = {
     # (statement, whether the server must go idle after the timeout)
     # ~26 s of work here: the idle check only shows nothing lingers past the plan's natural end.
     "cross_join": (SLOW, True),
-    # A CPU-bound plan (an aggregate over a nested-loop join) computes inside one poll and cannot be interrupted until
-    # it yields (no preemption in Rust/tokio; DataFusion yields only where an input is Pending): README "Known
-    # limitations". For these the test asserts the timeout answer, that the server keeps answering Flight and SQL,
-    # and that SIGTERM still stops it; not that the computation stops. (A UNION ALL of two scans as the probe side
-    # and a filter keeping half the pairs did not stop either.)
-    "never_yields": (NEVER_YIELDS, False),
-    "three_way": (THREE_WAY, False),
+    # A CPU-bound plan (an aggregate over a nested-loop join whose filter rejects the pairs) computes inside one poll:
+    # aborting its task alone would wait for it to yield (hours). The query's stop flag, checked in every join's
+    # filter and output, ends it.
+    "never_yields": (NEVER_YIELDS, True),
+    "three_way": (THREE_WAY, True),
 }
 
 
@@ -396,8 +445,7 @@ def test_long_query_does_not_block_others(data, tmp_path):
 
 def test_cancel_flight_info(data, tmp_path):
     """CancelFlightInfo on a running statement: status CANCELLED (or CANCELLING), its DoGet ends with CANCELLED, the
-    server answers the next statement and still stops on SIGTERM. (Whether the computation itself stops is the known
-    limitation above: README "Known limitations".)"""
+    computation stops, the server answers the next statement and still stops on SIGTERM."""
     server = start_server(data.registry, "--shutdown-grace", "2s", log_dir=tmp_path)
     connections = sl.Connections(server.url)
     try:
@@ -413,11 +461,35 @@ def test_cancel_flight_info(data, tmp_path):
         thread.join(60)
         assert not thread.is_alive(), "the cancelled DoGet did not end"
         assert out["outcome"].code == "CANCELLED", out["outcome"].describe()
+        assert_goes_idle(server.proc.pid, "after CancelFlightInfo")
         _still_answers(connections())
         connections.close()
         _stops_on_sigterm(server)
     finally:
         connections.close()
+        server.stop()
+
+
+def test_stopped_query_gives_back_its_turn(data, tmp_path):
+    """--sql-max-queries 1: a statement computing without yielding that times out, then one whose client goes away,
+    each give back the only turn and stop computing: the next statement is answered (it would wait for a turn and
+    time out while the first still computed)."""
+    server = start_server(data.registry, "--sql-max-queries", "1", "--sql-timeout", "3s", log_dir=tmp_path)
+    try:
+        other = flight.FlightCallOptions(timeout=30)
+        small = f"SELECT count(*) AS n FROM {STO}"
+        timed_out = auth_lib.attempt(lambda: sl.flight_sql(server.client, NEVER_YIELDS, CLIENT_DEADLINE))
+        assert timed_out.code == "DEADLINE_EXCEEDED", timed_out.describe()
+        after = auth_lib.attempt(lambda: sl.flight_sql(server.client, small, other))
+        assert after.ok, f"the next statement after a timed-out one: {after.describe()}"
+        assert after.value.column("n")[0].as_py() == 52
+        # The client gives up after 1 s (its own deadline): the server sees the call go away.
+        gone = auth_lib.attempt(lambda: sl.flight_sql(server.client, NEVER_YIELDS, flight.FlightCallOptions(timeout=1)))
+        assert not gone.ok, gone.describe()
+        assert_goes_idle(server.proc.pid, "after the client went away")
+        after = auth_lib.attempt(lambda: sl.flight_sql(server.client, small, other))
+        assert after.ok, f"the next statement after one whose client went away: {after.describe()}"
+    finally:
         server.stop()
 
 

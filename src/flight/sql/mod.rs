@@ -65,9 +65,19 @@ const SQL_ACTIONS: [&str; 9] = [
 ];
 
 /// Whether `bytes` (a descriptor's command or a ticket) is a Flight SQL
-/// message.
-pub fn is_sql(bytes: &[u8]) -> bool {
-    prost_types::Any::decode(bytes).is_ok_and(|any| any.type_url.starts_with(SQL_TYPE_PREFIX))
+/// message. One whose body does not decode is refused here, with
+/// INVALID_ARGUMENT naming its type (arrow-flight's service would answer
+/// INTERNAL, as if the server were at fault).
+pub fn is_sql(bytes: &[u8]) -> Result<bool, Status> {
+    let Ok(any) = arrow_flight::sql::Any::decode(bytes) else { return Ok(false) };
+    let Some(what) = any.type_url.strip_prefix(SQL_TYPE_PREFIX).map(str::to_owned) else { return Ok(false) };
+    match arrow_flight::sql::Command::try_from(any) {
+        Ok(_) => Ok(true),
+        Err(e) => Err(Status::invalid_argument(format!(
+            "a malformed Flight SQL {}: {e}",
+            crate::query::limits::excerpt(&what)
+        ))),
+    }
 }
 
 /// Whether an action is Flight SQL's.
