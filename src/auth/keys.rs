@@ -39,6 +39,18 @@ pub struct Session {
     /// Expiry, in seconds since the Unix epoch.
     #[serde(rename = "e")]
     pub expires: u64,
+    /// A fingerprint of the credential the user logged in with
+    /// ([`credential_fingerprint`]): a session ends when it changes.
+    #[serde(rename = "c", default)]
+    pub credential: String,
+}
+
+/// A fingerprint of a user's stored credential (its password's PHC string):
+/// 16 hex digits of its SHA-256, which tell a changed password from the one
+/// a session was opened with and reveal nothing of either.
+pub fn credential_fingerprint(phc: &str) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(phc.as_bytes())[..8])
 }
 
 fn now() -> u64 {
@@ -56,9 +68,14 @@ impl Keys {
         Keys { key, session_ttl }
     }
 
-    /// A session token for `user`, valid for the session lifetime.
-    pub fn issue_session(&self, user: &str) -> String {
-        let session = Session { user: user.to_owned(), expires: now() + self.session_ttl.as_secs() };
+    /// A session token for `user`, who logged in with `credential` (the
+    /// stored PHC string), valid for the session lifetime.
+    pub fn issue_session(&self, user: &str, credential: &str) -> String {
+        let session = Session {
+            user: user.to_owned(),
+            expires: now() + self.session_ttl.as_secs(),
+            credential: credential_fingerprint(credential),
+        };
         let payload = B64.encode(serde_json::to_vec(&session).expect("serializable"));
         let tag = hmac::sign(&self.key, payload.as_bytes());
         format!("{SESSION_PREFIX}{payload}.{}", B64.encode(tag.as_ref()))
@@ -117,14 +134,17 @@ mod tests {
     #[test]
     fn sessions_are_signed_and_expire() {
         let keys = Keys::new(Some(b"0123456789abcdef0123456789abcdef"), Duration::from_secs(60));
-        let token = keys.issue_session("alice");
-        assert_eq!(keys.check_session(&token).unwrap().user, "alice");
+        let token = keys.issue_session("alice", "$argon2id$phc");
+        let session = keys.check_session(&token).unwrap();
+        assert_eq!(session.user, "alice");
+        assert_eq!(session.credential, credential_fingerprint("$argon2id$phc"));
+        assert_ne!(session.credential, credential_fingerprint("$argon2id$another"));
         let other = Keys::new(Some(b"another key another key another k"), Duration::from_secs(60));
         assert!(other.check_session(&token).is_err());
         // Editing the payload breaks the tag.
         let forged = token.replacen("sheaf1.e", "sheaf1.f", 1);
         assert!(keys.check_session(&forged).is_err());
-        let expired = Keys::new(Some(b"0123456789abcdef0123456789abcdef"), Duration::ZERO).issue_session("alice");
+        let expired = Keys::new(Some(b"0123456789abcdef0123456789abcdef"), Duration::ZERO).issue_session("alice", "x");
         assert_eq!(keys.check_session(&expired).unwrap_err(), "session expired: log in again");
     }
 

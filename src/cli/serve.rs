@@ -66,7 +66,8 @@ pub async fn prepare(registry: Registry, args: &ServeArgs) -> Result<Server> {
     let policy = ReadPolicy::allow_list(&args.allow)?;
     let url = registry.url().to_string();
     let redact = storage_locations(&url, &args.allow);
-    let engine = Arc::new(Engine::new(registry.with_policy(policy)));
+    // Callers with grants name only a package's own revisions.
+    let engine = Arc::new(Engine::new(registry.with_policy(policy).with_own_revisions(args.auth.is_some())));
     let listen = args.listen;
     let (incoming, bound) =
         flight::bind(listen).map_err(|e| Error::Invalid(format!("cannot listen on {listen}: {e}")))?;

@@ -168,9 +168,10 @@ where
 /// The header that carries a request's id, both ways.
 const REQUEST_ID: &str = "x-request-id";
 
-/// The caller's `x-request-id` (clipped to 64 printable characters), or a
-/// fresh one: every log line of the request carries it, and the response
-/// returns it.
+/// The caller's `x-request-id` (clipped to 64 characters, of which only
+/// letters, digits and `-_.:/+@` are kept, so that it can neither quote nor
+/// forge the fields of a log line), or a fresh one: every log line of the
+/// request carries it, and the response returns it.
 fn request_id(headers: &http::HeaderMap) -> String {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     static PROCESS: LazyLock<u32> = LazyLock::new(|| {
@@ -179,7 +180,10 @@ fn request_id(headers: &http::HeaderMap) -> String {
     });
     let given = headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty());
     match given {
-        Some(id) => crate::query::limits::clip(id, 64).chars().filter(|c| c.is_ascii_graphic()).collect(),
+        Some(id) => crate::query::limits::clip(id, 64)
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || "-_.:/+@".contains(*c))
+            .collect(),
         None => format!("{:08x}-{:x}", *PROCESS, NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)),
     }
 }

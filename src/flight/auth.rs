@@ -182,7 +182,7 @@ impl Authenticator {
         let keys = vec![format!("peer {}", peer.map_or("?".into(), |p| p.to_string())), format!("user {user}")];
         if let Some(wait) = self.limited(&keys) {
             crate::metrics::LOGINS_FAILED.add(1);
-            tracing::warn!(user = %crate::query::limits::clip(user, 64), peer = ?peer, "login refused: too many failed logins");
+            tracing::warn!(user = ?crate::query::limits::clip(user, 64), peer = ?peer, "login refused: too many failed logins");
             return Err(Status::unauthenticated(format!(
                 "too many failed logins; retry in {} s",
                 wait.as_secs().max(1)
@@ -203,11 +203,13 @@ impl Authenticator {
         if !ok {
             self.record_failure(&keys);
             crate::metrics::LOGINS_FAILED.add(1);
-            tracing::warn!(user = %crate::query::limits::clip(user, 64), peer = ?peer, "login failed");
+            // Quoted and escaped: a name is the caller's text (a newline would forge a log line).
+            tracing::warn!(user = ?crate::query::limits::clip(user, 64), peer = ?peer, "login failed");
             return Err(Status::unauthenticated("invalid username or password"));
         }
         tracing::info!(user = %user, peer = ?peer, "login");
-        Ok(state.keys.issue_session(user))
+        let phc = state.config.users.get(user).map(|u| u.password.as_str()).unwrap_or_default();
+        Ok(state.keys.issue_session(user, phc))
     }
 
     /// The caller a bearer token proves.
@@ -222,8 +224,12 @@ impl Authenticator {
         }
         if Keys::is_session_token(token) {
             let session = state.keys.check_session(token).map_err(|why| Status::unauthenticated(why.to_owned()))?;
-            // A user removed from the file is revoked at once.
+            // A user removed from the file is revoked at once, and so is a
+            // session opened with a password since changed.
             let user = state.config.users.get(&session.user).ok_or_else(invalid)?;
+            if session.credential != auth::keys::credential_fingerprint(&user.password) {
+                return Err(Status::unauthenticated("session ended: the password changed since login; log in again"));
+            }
             return Ok(Principal::identified(Kind::User, &session.user, &user.groups, &state.config));
         }
         let t = state.config.token_by_digest(&auth::keys::token_digest(token)).ok_or_else(invalid)?;

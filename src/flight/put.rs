@@ -23,6 +23,38 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use tonic::{Status, Streaming};
 
+/// `flight` with every message checked ([`crate::query::ipc`]) before
+/// arrow decodes it: a message arrow would panic or over-allocate on is
+/// refused, naming `what` is being uploaded.
+pub(super) fn checked_ipc(
+    flight: impl futures::Stream<Item = Result<FlightData, FlightError>> + Send + 'static,
+    what: String,
+) -> impl futures::Stream<Item = Result<FlightData, FlightError>> + Send + 'static {
+    use crate::query::ipc::{IpcLimits, check_message};
+    flight.map(move |item| {
+        let data = item?;
+        match check_message(&data.data_header, &data.data_body, IpcLimits::UPLOAD) {
+            Ok(()) => Ok(data),
+            Err(why) => Err(FlightError::Tonic(Box::new(Status::invalid_argument(format!(
+                "{what}: the uploaded stream is not valid Arrow IPC: {why}"
+            ))))),
+        }
+    })
+}
+
+/// The next decoded batch of an upload. arrow panics on some batches its
+/// checks pass (a validity bitmap shorter than its column): that is the
+/// client's malformed stream, INVALID_ARGUMENT.
+async fn next_batch(batches: &mut FlightRecordBatchStream, what: &str) -> Result<Option<RecordBatch>, Status> {
+    use futures::FutureExt;
+    match std::panic::AssertUnwindSafe(batches.try_next()).catch_unwind().await {
+        Ok(next) => next.map_err(stream_error),
+        Err(_) => Err(Status::invalid_argument(format!(
+            "DoPut to {what}: the uploaded stream is not valid Arrow IPC: a batch cannot be decoded"
+        ))),
+    }
+}
+
 fn stream_error(e: FlightError) -> Status {
     match e {
         FlightError::Tonic(status) => *status,
@@ -40,10 +72,22 @@ fn check_schema(schema: &arrow::datatypes::Schema, what: &str) -> Result<(), Sta
             "DoPut to {what}: the table has no columns; Parquet cannot keep its rows"
         )));
     }
-    if columns > MAX_COLUMNS {
+    // Nested fields count: each is a column of its own in Parquet, with
+    // its own writer, statistics and profile.
+    let leaves: usize = schema.fields().iter().map(|f| leaf_columns(f.data_type())).sum();
+    if columns > MAX_COLUMNS || leaves > MAX_COLUMNS {
         return Err(Status::invalid_argument(format!(
-            "DoPut to {what}: the table has {columns} columns; at most {MAX_COLUMNS} are accepted"
+            "DoPut to {what}: the table has {columns} columns ({leaves} counting the fields of nested ones); at \
+             most {MAX_COLUMNS} are accepted"
         )));
+    }
+    let mut names = std::collections::HashSet::new();
+    if let Some(twice) = schema.fields().iter().find(|f| !names.insert(f.name().as_str())) {
+        let status = Status::invalid_argument(format!(
+            "DoPut to {what}: two columns are named {}; column names must differ (no reader could tell them apart)",
+            excerpt(twice.name())
+        ));
+        return Err(super::status::detailed(status, ErrorReason::InvalidRequest, &[("column", twice.name())]));
     }
     for field in schema.fields() {
         let refuse = |why: String| {
@@ -67,6 +111,20 @@ fn check_schema(schema: &arrow::datatypes::Schema, what: &str) -> Result<(), Sta
         return Err(refuse(why));
     }
     Ok(())
+}
+
+/// The Parquet columns (leaves) a column of `data_type` makes.
+fn leaf_columns(data_type: &arrow::datatypes::DataType) -> usize {
+    use arrow::datatypes::DataType as T;
+    match data_type {
+        T::List(f) | T::LargeList(f) | T::ListView(f) | T::LargeListView(f) | T::FixedSizeList(f, _) | T::Map(f, _) => {
+            leaf_columns(f.data_type())
+        }
+        T::Struct(fields) => fields.iter().map(|f| leaf_columns(f.data_type())).sum::<usize>().max(1),
+        T::Dictionary(_, value) => leaf_columns(value),
+        T::RunEndEncoded(_, values) => leaf_columns(values.data_type()),
+        _ => 1,
+    }
 }
 
 /// The part of `data_type` (itself or a nested type) that the Parquet
@@ -132,8 +190,8 @@ pub(super) async fn receive(
     flight: impl futures::Stream<Item = Result<FlightData, FlightError>> + Send + 'static,
     what: &str,
 ) -> Result<Received, Status> {
-    let mut batches = FlightRecordBatchStream::new_from_flight_data(flight);
-    let first_batch = batches.try_next().await.map_err(stream_error)?;
+    let mut batches = FlightRecordBatchStream::new_from_flight_data(checked_ipc(flight, format!("DoPut to {what}")));
+    let first_batch = next_batch(&mut batches, what).await?;
     let schema = batches
         .schema()
         .cloned()
@@ -185,7 +243,7 @@ pub(super) async fn receive(
         if to_writer.send(batch).await.is_err() {
             break; // the writer failed: its error is below
         }
-        next = batches.try_next().await.map_err(stream_error)?;
+        next = next_batch(&mut batches, what).await?;
     }
     drop((to_writer, to_profiler));
     let panicked = |e: tokio::task::JoinError| Status::internal(format!("DoPut to {what}: {e}"));

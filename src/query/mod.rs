@@ -11,6 +11,7 @@ pub mod channel;
 mod engine;
 mod error;
 mod float_bounds;
+pub mod ipc;
 pub mod limits;
 mod manifest_table;
 pub mod pinned_table;

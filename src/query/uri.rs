@@ -299,6 +299,10 @@ pub struct PutTarget {
     pub part: Option<u32>,
 }
 
+/// The longest file or folder name a write may create (`NAME_MAX` of
+/// common file systems).
+const MAX_NAME_BYTES: usize = 255;
+
 impl PutTarget {
     /// Checks the path and the options that go together: a part upload
     /// (`session`) names a Parquet file or a folder, and takes no revision
@@ -308,6 +312,12 @@ impl PutTarget {
         let parquet = self.path.to_ascii_lowercase().ends_with(".parquet");
         if self.path.is_empty() {
             return Err(bad("DoPut needs the path of the table to write (a .parquet file)"));
+        }
+        // No file system (nor `sheaf install`) takes a longer file name.
+        if self.path.split('/').any(|segment| segment.len() > MAX_NAME_BYTES) {
+            return Err(bad(&format!(
+                "a file or folder name in the path is longer than {MAX_NAME_BYTES} bytes; no file system could install it"
+            )));
         }
         match &self.session {
             None if !parquet => Err(bad("DoPut writes a Parquet table: the path must end with .parquet")),
@@ -333,7 +343,17 @@ impl PutTarget {
                 "message" => message = Some(value),
                 "session" => session = Some(value),
                 "part" => {
-                    part = Some(value.parse().map_err(|_| bad(format!("part={} is not a number", excerpt(&value))))?)
+                    // Part keys carry the number in five digits: their text
+                    // order is the folder's row order.
+                    let number =
+                        value.parse::<u64>().map_err(|_| bad(format!("part={} is not a number", excerpt(&value))))?;
+                    if number > u64::from(crate::registry::MAX_PART) {
+                        return Err(bad(format!(
+                            "part={number} is out of range: parts are numbered 0 to {}",
+                            crate::registry::MAX_PART
+                        )));
+                    }
+                    part = Some(number as u32);
                 }
                 other => {
                     return Err(bad(format!(

@@ -50,7 +50,8 @@ pub use pointers::{DeleteReport, PackageSummary, RevisionInfo, now_secs};
 pub use push::{PushOptions, PushReport};
 pub use selection::Selection;
 pub use session::{
-    DEFAULT_TTL_SECS, PartRecord, SessionSpec, WriteMode, WriteOutcome, columns_of, is_file_table, table_entries,
+    DEFAULT_TTL_SECS, MAX_PART, PartRecord, SessionSpec, WriteMode, WriteOutcome, columns_of, is_file_table,
+    table_entries,
 };
 
 use crate::manifest::hash::StreamHasher;
@@ -113,6 +114,9 @@ pub struct Registry {
     location: Location,
     store: Arc<dyn ObjectStore>,
     policy: ReadPolicy,
+    /// Whether a revision named by hash must be one of the package's own
+    /// ([`Registry::with_own_revisions`]).
+    own_revisions: bool,
 }
 
 impl std::fmt::Debug for Registry {
@@ -128,7 +132,7 @@ impl Registry {
     pub fn open(spec: &str) -> Result<Self> {
         let location = Location::parse(spec)?;
         let store = location.open()?;
-        Ok(Registry { location, store, policy: ReadPolicy::AllowAll })
+        Ok(Registry { location, store, policy: ReadPolicy::AllowAll, own_revisions: false })
     }
 
     /// A registry at `spec` whose objects are read and written through
@@ -139,13 +143,34 @@ impl Registry {
         let location = Location::parse(spec)?;
         // The same checks and counters as every store the registry opens.
         let store = metered::Metered::wrap(store);
-        Ok(Registry { location, store, policy: ReadPolicy::AllowAll })
+        Ok(Registry { location, store, policy: ReadPolicy::AllowAll, own_revisions: false })
     }
 
     /// Restricts which physical keys outside the registry may be read.
     pub fn with_policy(mut self, policy: ReadPolicy) -> Self {
         self.policy = policy;
         self
+    }
+
+    /// With `own` set, `owner/name@hash` names only a revision of
+    /// `owner/name` (one its timestamps, `latest` or a tag point to): a
+    /// server whose callers have grants sets it, so that a caller may not
+    /// read another package's revision through a package it may read.
+    /// Unset (the CLI, as quilt3), a full hash names any manifest in the
+    /// registry and a prefix falls back to any manifest it begins.
+    pub fn with_own_revisions(mut self, own: bool) -> Self {
+        self.own_revisions = own;
+        self
+    }
+
+    /// Fails as a missing revision unless `top_hash` is a revision of
+    /// `pkg` (only when [`Registry::with_own_revisions`] is set): for a hash
+    /// that comes pinned from a client rather than resolved here.
+    pub async fn check_own_revision(&self, pkg: &PackageName, top_hash: &str) -> Result<()> {
+        if !self.own_revisions || self.pointed_hashes(pkg).await?.iter().any(|h| h == top_hash) {
+            return Ok(());
+        }
+        Err(Error::NotFound(format!("revision {top_hash} of {pkg}")))
     }
 
     /// The registry's root URL.
@@ -259,14 +284,17 @@ impl Registry {
                 .read_pointer(&Self::tags_dir(pkg).join(tag.as_str()))
                 .await?
                 .ok_or_else(|| Error::NotFound(format!("tag {tag} of {pkg}"))),
-            Revision::Hash(prefix) if prefix.len() == 64 => match self.store.head(&Self::manifest_path(prefix)).await {
-                Ok(_) => Ok(prefix.clone()),
-                Err(e) => Err(Error::storage(format!("revision {prefix} of {pkg}"), e)),
-            },
+            Revision::Hash(prefix) if prefix.len() == 64 && !self.own_revisions => {
+                match self.store.head(&Self::manifest_path(prefix)).await {
+                    Ok(_) => Ok(prefix.clone()),
+                    Err(e) => Err(Error::storage(format!("revision {prefix} of {pkg}"), e)),
+                }
+            }
             Revision::Hash(prefix) => {
                 let mut own: Vec<String> =
                     self.pointed_hashes(pkg).await?.into_iter().filter(|h| h.starts_with(prefix.as_str())).collect();
-                if own.is_empty() {
+                // Any manifest the prefix begins, unless only own revisions count.
+                if own.is_empty() && !self.own_revisions {
                     own = self.manifests_with_prefix(prefix).await?;
                 }
                 own.sort();

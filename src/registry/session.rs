@@ -6,6 +6,7 @@
 //! .sheaf/sessions/<id>/session.json          what the session writes (SessionSpec)
 //! .sheaf/sessions/<id>/parts/<part>.parquet  a part's data, staged
 //! .sheaf/sessions/<id>/parts/<part>.json     its record, written once the data is in place
+//! .sheaf/sessions/<id>/ended                 "commit" or "abort": how it ends, claimed once
 //! .sheaf/sessions/<id>/committed.json        the commit's outcome (answers a retried commit)
 //! ```
 //!
@@ -138,6 +139,29 @@ pub fn is_file_table(table: &str) -> bool {
     table.to_ascii_lowercase().ends_with(".parquet")
 }
 
+/// The highest part number: part keys carry it in five digits, and their
+/// text order is the folder's row order.
+pub const MAX_PART: u32 = 99_999;
+
+/// The marker of how a session ends (`commit` or `abort`).
+const END_MARKER: &str = "ended";
+
+/// How a write session ends.
+#[derive(Debug, Clone, Copy)]
+enum End {
+    Commit,
+    Abort,
+}
+
+impl End {
+    fn as_str(self) -> &'static str {
+        match self {
+            End::Commit => "commit",
+            End::Abort => "abort",
+        }
+    }
+}
+
 fn not_found(id: &str, why: &str) -> Error {
     Error::SessionNotFound { session: id.to_owned(), why: why.to_owned() }
 }
@@ -220,6 +244,9 @@ impl Registry {
         if self.committed(id).await?.is_some() {
             return Err(Error::invalid(format!("write session {id} of {} is already committed", spec.package)));
         }
+        if part > MAX_PART {
+            return Err(Error::invalid(format!("part {part} is out of range: parts are numbered 0 to {MAX_PART}")));
+        }
         let part_id = format!(
             "{:013x}{}",
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64),
@@ -293,6 +320,9 @@ impl Registry {
         if let Some(done) = self.committed(id).await? {
             return Ok(done);
         }
+        self.claim_end(id, End::Commit).await?;
+        // An abort that won before the claim had removed the record first.
+        self.write_session(id).await?;
         let mut parts = self.parts(id).await?;
         if !only.is_empty() {
             let wanted: HashSet<&str> = only.iter().map(String::as_str).collect();
@@ -466,8 +496,36 @@ impl Registry {
         }
     }
 
+    /// Records how session `id` ends, first come first served: a commit and
+    /// an abort racing (two clients, two replicas) cannot both win. The
+    /// marker is created only if absent (atomic on every store Sheaf
+    /// writes); the same end claimed again (a retry) passes.
+    async fn claim_end(&self, id: &str, end: End) -> Result<()> {
+        let path = Self::session_dir(id).join(END_MARKER);
+        let context = || format!("ending write session {id}");
+        match self.put_small(&path, end.as_str().as_bytes().to_vec(), PutMode::Create).await {
+            Ok(()) => return Ok(()),
+            Err(object_store::Error::AlreadyExists { .. }) => {}
+            Err(e) => return Err(Error::storage(context(), e)),
+        }
+        let bytes = match self.store().get(&path).await {
+            Ok(r) => r.bytes().await.map_err(|e| Error::storage(context(), e))?,
+            // Removed since by the abort that claimed it.
+            Err(object_store::Error::NotFound { .. }) => return Err(not_found(id, "it was aborted")),
+            Err(e) => return Err(Error::storage(context(), e)),
+        };
+        match (end, bytes.as_ref() == end.as_str().as_bytes()) {
+            (_, true) => Ok(()),
+            (End::Commit, false) => Err(not_found(id, "it was aborted")),
+            (End::Abort, false) => Err(Error::invalid(format!(
+                "write session {id} is committed (or being committed); it cannot be aborted"
+            ))),
+        }
+    }
+
     /// Drops session `id` and its staged parts. Aborting a session that is
-    /// gone succeeds; aborting a committed one is refused.
+    /// gone succeeds; aborting a committed one (or one being committed) is
+    /// refused.
     pub async fn abort_write(&self, id: &str) -> Result<()> {
         if !valid_id(id) {
             return Err(not_found(&excerpt(id), "a session id is 32 lowercase hex digits"));
@@ -478,6 +536,7 @@ impl Registry {
                 done.top_hash, done.package
             )));
         }
+        self.claim_end(id, End::Abort).await?;
         let dir = Self::session_dir(id);
         // The record first: from then on the session is gone, whatever else remains.
         match self.store().delete(&dir.clone().join("session.json")).await {
@@ -527,7 +586,20 @@ impl Registry {
 
 /// `(name, Arrow type)` of each column of `schema`.
 pub fn columns_of(schema: &arrow::datatypes::Schema) -> Vec<(String, String)> {
-    schema.fields().iter().map(|f| (f.name().clone(), f.data_type().to_string())).collect()
+    let column = |f: &arrow::datatypes::FieldRef| {
+        // Readers require a folder's parts to agree on these too.
+        let mut ty = f.data_type().to_string();
+        if !f.is_nullable() {
+            ty.push_str(" NOT NULL");
+        }
+        if !f.metadata().is_empty() {
+            let mut meta: Vec<_> = f.metadata().iter().collect();
+            meta.sort();
+            ty.push_str(&format!(" with field metadata {meta:?}"));
+        }
+        (f.name().clone(), ty)
+    };
+    schema.fields().iter().map(column).collect()
 }
 
 /// The entries of table `table` in `m`: the file itself, or the files under the folder.

@@ -70,10 +70,21 @@ impl Resolver {
             return Ok((named.package, top_hash_of(done)));
         }
         let top_hash = match &self.pinned {
-            Some(pins) => match pins.schemas.get(schema).map(|p| top_hash_of(p)) {
-                Some(hash) if hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()) => hash,
+            // A ticket comes back from the client: its pin must name the
+            // schema's own package and one of its revisions.
+            Some(pins) => match pins.schemas.get(schema).and_then(|p| p.rsplit_once('@')) {
+                Some((package, hash))
+                    if package == named.package.to_string()
+                        && hash.len() == 64
+                        && hash.bytes().all(|b| b.is_ascii_hexdigit()) =>
+                {
+                    self.engine.registry().check_own_revision(&named.package, hash).await?;
+                    hash.to_owned()
+                }
                 Some(_) => {
-                    return Err(Error::invalid(format!("bad ticket: schema {schema} is not pinned to a top hash")));
+                    return Err(Error::invalid(format!(
+                        "bad ticket: schema {schema} is not pinned to a top hash of its package"
+                    )));
                 }
                 None => return Err(Error::invalid(format!("the ticket does not pin schema {schema}"))),
             },

@@ -84,8 +84,18 @@ pub fn decode_parameters(bytes: &[u8]) -> Result<Option<RecordBatch>, Error> {
         return Ok(None);
     }
     let bad = |e: arrow::error::ArrowError| Error::invalid(format!("bad parameters in the handle: {e}"));
-    let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None).map_err(bad)?;
-    let batches: Vec<RecordBatch> = reader.collect::<Result<_, _>>().map_err(bad)?;
+    // A handle or ticket comes back from the client: its bytes are checked
+    // before arrow trusts their headers.
+    crate::query::ipc::check_stream(bytes, crate::query::ipc::IpcLimits::PARAMETERS)
+        .map_err(|why| Error::invalid(format!("bad parameters in the handle: {why}")))?;
+    // arrow reads a schema message with unwraps: an edited one panics.
+    let decoded = std::panic::catch_unwind(|| {
+        let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)?;
+        reader.collect::<Result<Vec<RecordBatch>, _>>()
+    });
+    let batches = decoded
+        .map_err(|_| Error::invalid("bad parameters in the handle: not a valid Arrow IPC stream"))?
+        .map_err(bad)?;
     let schema = batches.first().map(|b| b.schema()).ok_or_else(|| Error::invalid("bad parameters: no batch"))?;
     let batch = arrow::compute::concat_batches(&schema, &batches).map_err(bad)?;
     Ok(Some(batch))

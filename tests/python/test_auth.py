@@ -354,6 +354,23 @@ def test_api_tokens_read(world):
     assert {a.type for a in c.list_actions(tok(world, "nightly"))} >= {"list_packages", "resolve"}
 
 
+def test_a_user_name_cannot_forge_log_lines(world, spawn):
+    """A failed login's user name is the caller's text: written quoted and escaped, so a newline in it cannot start a
+    forged line of the log. (A server of its own: failed logins count towards the caller's limit.)"""
+    server = spawn()
+    c = server.client
+    name = "mallory\n2026-01-01T00:00:00Z INFO audit principal=alice outcome=OK forged=1"
+    out = login_attempt(c, name, "not-the-password")
+    assert out.code == "UNAUTHENTICATED", out.describe()
+    deadline = time.monotonic() + 10
+    log = Path(server.log_path)
+    while "mallory" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    lines = log.read_text().splitlines()
+    assert any("login failed" in ln and "mallory\\n" in ln for ln in lines), lines[-5:]
+    assert not any(ln.startswith("2026-01-01T00:00:00Z") for ln in lines)
+
+
 def test_wrong_password_and_unknown_user_answer_alike(world, spawn):
     # A server of its own: failed logins may be rate-limited per peer.
     s = spawn()
@@ -542,6 +559,39 @@ def test_unreadable_package_answers_like_a_missing_one(world, who, hidden):
             f"{what}: {hidden} ({who} may not read it) must answer like a missing package:\n"
             f"  hidden:  {h.message}\n  missing: {m.message}"
         )
+
+
+def _sql_ticket(sql: str, pins: dict[str, str]) -> flight.Ticket:
+    """A hand-made Flight SQL result ticket: TicketStatementQuery{StatementTicket{sql, pins, partitions = 1}}."""
+    entries = [(1, 2, pb_encode([(1, 2, k), (2, 2, v)])) for k, v in pins.items()]
+    statement = pb_encode([(1, 2, sql), (2, 2, pb_encode(entries)), (5, 0, 1)])
+    query = pb_encode([(1, 2, statement)])
+    any_ = pb_encode([(1, 2, "type.googleapis.com/arrow.flight.protocol.sql.TicketStatementQuery"), (2, 2, query)])
+    return flight.Ticket(any_)
+
+
+def test_a_readable_package_does_not_name_another_packages_revision(world):
+    """alice may read team/data, not secret/data. Naming secret/data's revision through team/data (a URI with its
+    full hash or a prefix of it, a Flight SQL ticket pinning team/data to it or to secret/data itself) answers
+    NOT_FOUND or INVALID_ARGUMENT and no row; team/data's own revisions still read by hash and by prefix."""
+    c = world.server.client
+    opts = alice(world)
+    secret, own = world.tops["secret/data"], world.tops["team/data"]
+    for ref in (secret, secret[:10]):
+        for path in (TABLE, ""):
+            out = attempt(lambda ref=ref, path=path: info(c, u(f"team/data@{ref}", path), opts))
+            assert out.code == "NOT_FOUND", f"team/data@{ref} {path or '(manifest)'}: {out.describe()}"
+    for ref in (own, own[:8]):
+        assert attempt(lambda ref=ref: info(c, u(f"team/data@{ref}"), opts)).ok
+    select = f'SELECT * FROM "team/data"."{TABLE}"'
+    for pin, code in (
+        (f"secret/data@{secret}", "INVALID_ARGUMENT"),
+        (f"team/data@{secret}", "NOT_FOUND"),
+    ):
+        out = attempt(lambda pin=pin: c.do_get(_sql_ticket(select, {"team/data": pin}), opts).read_all())
+        assert out.code == code, f"a ticket pinning team/data to {pin}: {out.describe()}"
+    honest = attempt(lambda: c.do_get(_sql_ticket(select, {"team/data": f"team/data@{own}"}), opts).read_all())
+    assert honest.ok and honest.value.num_rows > 0, honest.describe()
 
 
 @pytest.mark.parametrize("who", ["alice", "bob", "nightly", "outsider"])
@@ -1360,3 +1410,25 @@ def test_sheaf_get_over_tls_with_a_token_or_a_client_certificate(world, spawn, p
     )
     assert r.returncode != 0, describe(r)
     assert world.tokens["nightly"].token not in r.stderr + r.stdout
+
+
+def test_a_password_change_ends_the_sessions_opened_with_the_old_one(world, spawn, tmp_path):
+    """After alice's password changes in the auth file (reloaded on SIGHUP), the session she opened with the old
+    password is refused, saying why; she logs in with the new one."""
+    alice_v1 = world.users["alice"]
+    config = Config(key=world.config.key, users=[alice_v1], tokens=[], grants=main_grants())
+    path = config.write(tmp_path / "password.toml")
+    s = spawn(cfg=path)
+    c = s.client
+    old = bearer(login(c, "alice", alice_v1.password))
+    assert info(c, u("team/data"), old).total_records == ROWS
+    alice_v2 = User("alice", "alice-new-pw-" + secrets.token_hex(8), alice_v1.groups)
+    Config(key=world.config.key, users=[alice_v2], tokens=[], grants=main_grants()).write(path)
+    s.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while (o := attempt(lambda: info(c, u("team/data"), old))).ok and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert o.code == "UNAUTHENTICATED" and "password changed" in o.message, o.describe()
+    assert login_attempt(c, "alice", alice_v1.password).code == "UNAUTHENTICATED"
+    new = bearer(login(c, "alice", alice_v2.password))
+    assert info(c, u("team/data"), new).total_records == ROWS

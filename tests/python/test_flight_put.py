@@ -120,6 +120,7 @@ INVALID_ARGUMENT = (pa.ArrowInvalid, "invalid argument error")
         ("sheaf://up/bad/../x.parquet", INVALID_ARGUMENT, "x.parquet"),
         ("sheaf://demo/weather:nosuchtag/x.parquet", NOT_FOUND, "nosuchtag"),
         (f"sheaf://demo/weather@{'0' * 64}/x.parquet", NOT_FOUND, "0" * 64),
+        (f"sheaf://up/bad/{'n' * 256}.parquet", INVALID_ARGUMENT, "longer than 255 bytes"),
     ],
 )
 def test_bad_targets_commit_nothing(server, target, code, words):
@@ -201,3 +202,65 @@ def test_put_file_is_quilt3_readable(server, registry, quilt3, tmp_path):
     dest = tmp_path / "q3.parquet"
     pkg["t.parquet"].fetch(str(dest))
     assert pq.read_table(dest).equals(table)
+
+
+# ---------------------------------------------------------------------------
+# Uploads that cannot be stored or decoded safely
+# ---------------------------------------------------------------------------
+
+
+def _raw_put(url: str, messages: list[bytes]) -> tuple[str, str]:
+    """DoPut of hand-made FlightData messages over grpcio (pyarrow only sends well-formed ones): (code, details)."""
+    import grpc
+
+    channel = grpc.insecure_channel(url.removeprefix("grpc://"))
+    call = channel.stream_stream(
+        "/arrow.flight.protocol.FlightService/DoPut", request_serializer=lambda x: x, response_deserializer=lambda x: x
+    )
+    try:
+        list(call(iter(messages), timeout=30))
+        return "OK", ""
+    except grpc.RpcError as e:
+        return e.code().name, e.details()
+    finally:
+        channel.close()
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field (numbers below 2048)."""
+    key = number << 3 | 2
+    head = bytes([key]) if key < 128 else bytes([key & 0x7F | 0x80, key >> 7])
+    size, n = b"", len(payload)
+    while True:
+        size += bytes([n & 0x7F | (0x80 if n >> 7 else 0)])
+        n >>= 7
+        if not n:
+            return head + size + payload
+
+
+def test_batch_body_shorter_than_its_header_is_invalid_argument(server):
+    """A record batch whose body is cut short (its header says more bytes): INVALID_ARGUMENT naming the cut, no
+    panic in the log, nothing committed, and the server goes on."""
+    table = pa.table({"id": pa.array([1, 2, 3], pa.int64())})
+    schema = pa.ipc.read_message(table.schema.serialize())
+    batch = pa.ipc.read_message(table.to_batches()[0].serialize())
+    header, body = batch.metadata.to_pybytes(), batch.body.to_pybytes()
+    descriptor = b"\x08\x02" + _field(2, b"sheaf://up/cut/t.parquet")  # FlightDescriptor{type = CMD, cmd}
+    first = _field(1, descriptor) + _field(2, schema.metadata.to_pybytes())
+    for cut in (body[:-1], body[: len(body) // 2], b""):
+        code, details = _raw_put(server.url, [first, _field(2, header) + (_field(1000, cut) if cut else b"")])
+        assert code == "INVALID_ARGUMENT" and "cut short" in details, (code, details)
+    assert "panicked" not in server.log_path.read_text()
+    put(server.client, "sheaf://up/cut/t.parquet", table)
+    assert len(revisions(server.client, "up/cut")) == 1, "the refused uploads committed something"
+
+
+def test_uploads_no_reader_could_open_are_refused(server):
+    """Two columns of one name, or more nested fields than the column limit (each is a Parquet column): refused
+    before anything is written, naming the column or the count."""
+    twice = pa.Table.from_arrays([pa.array([1]), pa.array([2])], names=["a", "a"])
+    with pytest.raises(pa.ArrowInvalid, match='two columns are named "a"'):
+        put(server.client, "sheaf://up/dup/t.parquet", twice)
+    wide = pa.StructArray.from_arrays([pa.array([1], pa.int8())] * 5000, names=[f"f{i}" for i in range(5000)])
+    with pytest.raises(pa.ArrowInvalid, match="5000 counting the fields of nested ones"):
+        put(server.client, "sheaf://up/wide/t.parquet", pa.table({"s": wide}))

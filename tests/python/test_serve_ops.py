@@ -272,5 +272,14 @@ def test_request_ids_reach_the_audit_log(tmp_path):
         assert any("GetFlightInfo" in ln and "audit" in ln for ln in lines), log.read_text()[-3000:]
         # Calls without one get a fresh id each.
         assert "request_id=" in log.read_text()
+        # Quotes, equals signs and spaces cannot forge fields of the audit line: only [A-Za-z0-9-_.:/+@] are kept.
+        client = flight.FlightClient(f"grpc://127.0.0.1:{port}")
+        forged = flight.FlightCallOptions(headers=[(b"x-request-id", b'id7"outcome="OK" principal="admin')])
+        client.get_flight_info(flight.FlightDescriptor.for_path("demo/weather", "tables/readings.parquet"), forged)
+        client.close()
+        while "id7outcomeOKprincipaladmin" not in log.read_text() and time.monotonic() < deadline + 10:
+            time.sleep(0.2)
+        assert "request_id=id7outcomeOKprincipaladmin" in log.read_text(), log.read_text()[-3000:]
+        assert 'outcome="OK" principal="admin' not in log.read_text()
     finally:
         stop(proc)

@@ -214,6 +214,38 @@ def test_values_meeting_the_data_badly_are_invalid_argument(conn, tmp_path):
         server.stop()
 
 
+# An Arrow IPC stream of one row whose compressed buffer declares 80 GiB once decompressed (a client's edit of the
+# parameters a ticket or a prepared statement's handle carries back): decoded as is, it aborted the server.
+BOMB_PARAMETERS = bytes.fromhex(
+    "ffffffff700000001000000000000a000c000600050008000a000000000104000c000000080008000000040008000000040000000100"
+    "000014000000100014000800060007000c00000010001000000000000105100000001800000004000000000000000100000070000000"
+    "040004000400000000000000ffffffff9800000014000000000000000c0016000600050008000c000c0000000003040018000000180000"
+    "001400000000000a0018000c00040008000a0000004c000000100000000100000000000000000000000300000000000000000000000000"
+    "0000000000000000000000000000080000000000000008000000000000000a0000000000000000000000010000000100000000000000"
+    "0000000000000000000000000a00000061616161616161613561000000000000ffffffff00000000"
+)
+
+
+def test_parameters_edited_in_a_ticket_or_handle_are_refused(server):
+    """Parameters come back from the client inside tickets and prepared statements' handles: an edited stream is
+    INVALID_ARGUMENT naming the parameters, never decoded blindly (no abort, no panic); the server goes on."""
+    options = flight.FlightCallOptions(timeout=30)
+    statement = sl._field(1, b"SELECT $1 AS v") + sl._field(3, BOMB_PARAMETERS) + b"\x28\x01"  # partitions = 1
+    ticket = flight.Ticket(sl.pack_any("TicketStatementQuery", sl._field(1, statement)))
+    handle = sl._field(1, b"SELECT $1 AS v") + sl._field(2, BOMB_PARAMETERS)
+    command = flight.FlightDescriptor.for_command(sl.pack_any("CommandPreparedStatementQuery", sl._field(1, handle)))
+    for call, run in {
+        "DoGet of a ticket": lambda: server.client.do_get(ticket, options).read_all(),
+        "GetFlightInfo of a handle": lambda: server.client.get_flight_info(command, options),
+    }.items():
+        out = auth_lib.attempt(run)
+        assert out.code == "INVALID_ARGUMENT" and "parameters" in out.message, f"{call}: {out.describe()}"
+    assert server.proc.poll() is None, "the server died"
+    assert "panicked" not in server.log_path.read_text()
+    ok = auth_lib.attempt(lambda: sl.flight_sql(server.client, f"SELECT count(*) AS n FROM {STO}", options))
+    assert ok.ok, ok.describe()
+
+
 def test_revision_caller_may_not_read(data, tmp_path):
     """bob may read sql/sales only: a pinned revision of sql/stores answers like a missing package."""
     server = sl.serve_with_auth(data, tmp_path)

@@ -5,6 +5,7 @@ and `sheaf gc` of expired sessions. quilt3 reads every revision written."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import time
 
@@ -130,7 +131,20 @@ def test_append_with_another_schema_names_the_column(server):
     put_part(c, s, "w/schema", "f", pa.table({"id": pa.array([1], pa.int64())}))
     with pytest.raises(pa.ArrowException, match=r"column name: the appended data lacks column name"):
         commit(c, s)
+    # Declared non-null, or with field metadata: readers need a folder's parts to agree on both, so the append is
+    # refused naming the column (it made the whole folder unreadable).
+    base = table(0, 1)
+    for changed in (
+        base.cast(pa.schema([pa.field("id", pa.int64(), nullable=False), base.schema.field("name")])),
+        base.cast(pa.schema([base.schema.field("id").with_metadata({"unit": "m"}), base.schema.field("name")])),
+    ):
+        s = begin(c, "w/schema")
+        put_part(c, s, "w/schema", "f", changed)
+        refused = r"column id: the table has it as Int64, the appended data as Int64 (NOT NULL|with field metadata)"
+        with pytest.raises(pa.ArrowException, match=refused):
+            commit(c, s)
     assert fl.action(c, "resolve", {"ref": "w/schema"})["top_hash"] == before
+    assert fl.read(c, "sheaf://w/schema/f").num_rows == 10
 
 
 def test_session_metadata_is_read_as_python_reads_it_and_big_integers_are_refused(server):
@@ -166,6 +180,36 @@ def test_abort_and_unknown_sessions(server):
     target = f"sheaf://w/one-pkg/f?session={s}&message=x"
     with pytest.raises(pa.ArrowException, match="no revision nor message"):
         c.do_put(flight.FlightDescriptor.for_command(target), table(0, 1).schema, OPTIONS)[1].read()
+
+
+def test_commit_racing_abort_exactly_one_wins(server):
+    """A commit and an abort of one session sent at once: exactly one of them succeeds. When the commit wins, its
+    revision holds the uploaded rows and a retried commit answers it again; when the abort wins, no revision is
+    made. Never both, never an empty revision."""
+    c = server.client
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        for i in range(12):
+            before = len(revisions(c, "w/race"))
+            s = begin(c, "w/race")
+            put_part(c, s, "w/race", f"t{i}", table(0, 2))
+            committing = pool.submit(lambda s=s: commit(c, s))
+            aborting = pool.submit(lambda s=s: fl.action(c, "abort_write", {"session": s}))
+            done, failed = [], []
+            for name, future in (("commit", committing), ("abort", aborting)):
+                try:
+                    done.append((name, future.result(timeout=60)))
+                except pa.ArrowException as e:
+                    failed.append((name, str(e)))
+            assert len(done) == 1, f"round {i}: succeeded {done}, failed {failed}"
+            winner, answer = done[0]
+            if winner == "commit":
+                assert answer["rows"] == 2, answer
+                assert commit(c, s)["top_hash"] == answer["top_hash"], "a retried commit answers the same revision"
+                assert len(revisions(c, "w/race")) == before + 1
+                assert "being committed" in failed[0][1] or "is committed" in failed[0][1], failed
+            else:
+                assert len(revisions(c, "w/race")) == before, f"round {i}: the aborted session made a revision"
+                assert "aborted" in failed[0][1], failed
 
 
 def test_lineage_is_recorded_and_walked(server, registry):
@@ -309,3 +353,15 @@ def test_push_profiles_parquet_and_csv_files(registry, tmp_path):
     assert not entries["broken.parquet"]["meta"] and not entries["notes.txt"]["meta"]
     plain = sheaf.push("w/plain", root, "--no-profile")
     assert all(not e["meta"] for e in sheaf.json("browse", "w/plain")["entries"]), plain
+
+
+def test_part_numbers_beyond_five_digits_are_refused(server):
+    """Part keys carry their number in five digits (their text order is the folder's row order): part 100000 and
+    above are refused naming the range, in the URI and past 32 bits alike."""
+    c = server.client
+    s = begin(c, "w/parts")
+    for part in (100_000, 4_294_967_296):
+        with pytest.raises(pa.ArrowException, match=r"out of range: parts are numbered 0 to 99999"):
+            put_part(c, s, "w/parts", "f", table(0, 1), part=part)
+    put_part(c, s, "w/parts", "f", table(0, 1), part=99_999)
+    assert commit(c, s)["rows"] == 1

@@ -259,6 +259,7 @@ impl SqlFlight {
         let any = Any::decode(descriptor.cmd.as_ref()).map_err(|e| Status::invalid_argument(e.to_string()))?;
         match Command::try_from(any).map_err(|e| Status::invalid_argument(e.to_string()))? {
             Command::CommandPreparedStatementQuery(query) => {
+                let flight = super::put::checked_ipc(flight, "the bound parameters".into());
                 let batches = arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(flight)
                     .take(MAX_PARAMETER_BATCHES + 1)
                     .try_collect::<Vec<_>>()
