@@ -20,6 +20,7 @@
 mod catalog;
 mod engine;
 mod runtime;
+mod statement;
 mod stop;
 mod tables;
 pub mod ticket;
