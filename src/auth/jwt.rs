@@ -182,10 +182,10 @@ impl JwtVerifier {
             match jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(token, &key.key, &validation) {
                 Ok(data) => return self.claims(&data.claims),
                 Err(e) if matches!(e.kind(), ErrorKind::InvalidSignature) => last = Some(e),
-                Err(e) => return Err(self.reason(e.kind())),
+                Err(e) => return Err(self.reason(e.kind(), token)),
             }
         }
-        Err(self.reason(last.as_ref().map_or(&ErrorKind::InvalidSignature, |e| e.kind())))
+        Err(self.reason(last.as_ref().map_or(&ErrorKind::InvalidSignature, |e| e.kind()), token))
     }
 
     fn claims(&self, claims: &serde_json::Map<String, serde_json::Value>) -> Result<Claims, String> {
@@ -204,8 +204,19 @@ impl JwtVerifier {
         Ok(Claims { name, groups })
     }
 
-    fn reason(&self, kind: &ErrorKind) -> String {
+    /// The message for a refused token. `token` is read again only to tell a
+    /// claim that is absent from one of the wrong type (a string `exp`, say),
+    /// which jsonwebtoken reports alike; its values are never quoted.
+    fn reason(&self, kind: &ErrorKind, token: &str) -> String {
         match kind {
+            ErrorKind::MissingRequiredClaim(c) if raw_part(token, 1).is_some_and(|p| p.contains_key(c.as_str())) => {
+                let wanted = match c.as_str() {
+                    "exp" | "nbf" => "a number of seconds since 1970",
+                    "aud" => "a string or a list of strings",
+                    _ => "a string",
+                };
+                format!("JWT claim {c:?} is not {wanted}")
+            }
             ErrorKind::ExpiredSignature => "JWT expired".into(),
             ErrorKind::ImmatureSignature => "JWT is not valid yet (nbf)".into(),
             ErrorKind::InvalidAudience => format!("JWT audience is not {:?}", self.audience),
@@ -220,9 +231,14 @@ impl JwtVerifier {
 
 /// The JSON object in a JWT's first part, if it is one.
 fn raw_header(token: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
+    raw_part(token, 0)
+}
+
+/// The JSON object in part `index` of a JWT (0 header, 1 claims), if it is one.
+fn raw_part(token: &str, index: usize) -> Option<serde_json::Map<String, serde_json::Value>> {
     use base64::Engine;
-    let first = token.split('.').next()?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(first.trim_end_matches('=')).ok()?;
+    let part = token.split('.').nth(index)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part.trim_end_matches('=')).ok()?;
     serde_json::from_slice(&bytes).ok()
 }
 
@@ -310,6 +326,10 @@ mod tests {
             v.verify(&token(c)).unwrap_err()
         };
         assert_eq!(with("exp", (now() - 10).into()), "JWT expired");
+        assert_eq!(with("exp", "tomorrow".into()), "JWT claim \"exp\" is not a number of seconds since 1970");
+        let mut no_exp = good.clone();
+        no_exp.as_object_mut().unwrap().remove("exp");
+        assert_eq!(v.verify(&token(no_exp)).unwrap_err(), "JWT has no \"exp\" claim");
         assert!(with("aud", "other".into()).contains("audience"));
         assert!(with("iss", "https://evil".into()).contains("issuer"));
         assert!(with("sub", serde_json::Value::Null).contains("\"sub\""));

@@ -156,14 +156,20 @@ fn authenticator(args: &ServeArgs) -> Result<Authenticator> {
 /// Who the replicas are, from `--advertise`, `--peer`, `--peer-dns` and
 /// `--placement`; every address is checked now.
 fn replicas(args: &ServeArgs, tls: Option<&TlsOptions>) -> Result<ReplicaOptions> {
-    for url in args.advertise.iter().chain(&args.peer) {
-        let ok = matches!(url.split_once("://"), Some(("grpc" | "grpc+tcp" | "grpc+tls", rest)) if !rest.is_empty());
-        if !ok {
-            return Err(Error::Invalid(format!(
-                "{url:?} is not a replica address: give grpc://HOST:PORT or grpc+tls://HOST:PORT"
-            )));
+    // Each address once, in one spelling (`grpc://h:1/` and `grpc://H:1`
+    // are one replica, which endpoints must not list twice).
+    let addresses = |given: &[String]| -> Result<Vec<String>> {
+        let mut out: Vec<String> = Vec::new();
+        for url in given {
+            let address = replica_address(url)?;
+            if !out.contains(&address) {
+                out.push(address);
+            }
         }
-    }
+        Ok(out)
+    };
+    let advertise = addresses(&args.advertise)?;
+    let peers = addresses(&args.peer)?;
     if let Some(name) = &args.peer_dns
         && name.rsplit_once(':').is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
     {
@@ -171,8 +177,8 @@ fn replicas(args: &ServeArgs, tls: Option<&TlsOptions>) -> Result<ReplicaOptions
     }
     let read = |p: &PathBuf| std::fs::read(p).map_err(|e| Error::io(p.display().to_string(), e));
     Ok(ReplicaOptions {
-        advertise: args.advertise.clone(),
-        peers: args.peer.clone(),
+        advertise,
+        peers,
         peer_dns: args.peer_dns.clone(),
         placement: match args.placement.as_str() {
             "round-robin" => Placement::RoundRobin,
@@ -182,6 +188,31 @@ fn replicas(args: &ServeArgs, tls: Option<&TlsOptions>) -> Result<ReplicaOptions
         identity: tls.filter(|t| t.client_ca.is_some()).map(|t| (t.cert.clone(), t.key.clone())),
         tls: tls.is_some(),
     })
+}
+
+/// A replica address in its one spelling, `SCHEME://host:port`; anything
+/// else (a path, a query, user info, no port) is refused naming it.
+fn replica_address(text: &str) -> Result<String> {
+    let bad = || {
+        Error::Invalid(format!(
+            "{text:?} is not a replica address: give grpc://HOST:PORT or grpc+tls://HOST:PORT (nothing after the port)"
+        ))
+    };
+    let url = url::Url::parse(text).map_err(|_| bad())?;
+    let plain = url.path().is_empty() || url.path() == "/";
+    if !matches!(url.scheme(), "grpc" | "grpc+tcp" | "grpc+tls")
+        || !plain
+        || url.query().is_some()
+        || url.fragment().is_some()
+        || !url.username().is_empty()
+        || url.password().is_some()
+    {
+        return Err(bad());
+    }
+    match (url.host_str(), url.port()) {
+        (Some(host), Some(port)) if !host.is_empty() => Ok(format!("{}://{host}:{port}", url.scheme())),
+        _ => Err(bad()),
+    }
 }
 
 /// The TLS files, read now so that a missing one stops the start.
@@ -236,4 +267,34 @@ fn init_logging(json: bool, traces: Option<&Exporter>) {
         t.layer().with_filter(tracing_subscriber::filter::Targets::new().with_target("sheaf", tracing::Level::INFO))
     });
     let _ = tracing_subscriber::registry().with(fmt.with_filter(filter)).with(otel).try_init();
+    // A panic (a request's is caught by the hygiene layer and answered
+    // INTERNAL) is logged as one event in the log's own format, not as raw
+    // lines on stderr; its message is escaped (it may quote client input),
+    // and a backtrace is added only when RUST_BACKTRACE asks for one.
+    std::panic::set_hook(Box::new(|info| {
+        let panic = sheaf::query::panic_message(info.payload());
+        let location = info.location().map(ToString::to_string).unwrap_or_default();
+        let backtrace = std::backtrace::Backtrace::capture();
+        match backtrace.status() {
+            std::backtrace::BacktraceStatus::Captured => {
+                tracing::error!(?panic, %location, %backtrace, "panicked")
+            }
+            _ => tracing::error!(?panic, %location, "panicked"),
+        }
+    }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replica_addresses_have_one_spelling() {
+        assert_eq!(replica_address("grpc://h:1").unwrap(), "grpc://h:1");
+        assert_eq!(replica_address("grpc://h:1/").unwrap(), "grpc://h:1");
+        assert_eq!(replica_address("grpc+tls://[::1]:50051").unwrap(), "grpc+tls://[::1]:50051");
+        for bad in ["grpc://h", "grpc://h:1/x", "grpc://h:1?q", "grpc://u:p@h:1", "http://h:1", "h:1", ""] {
+            assert!(replica_address(bad).is_err(), "{bad}");
+        }
+    }
 }

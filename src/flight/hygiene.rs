@@ -109,7 +109,7 @@ fn clean_headers(headers: &mut http::HeaderMap, redact: &[String], note: &AuditN
 }
 
 fn panic_trailers(panic: &(dyn std::any::Any + Send)) -> http::HeaderMap {
-    tracing::error!(panic = %panic_message(panic), "a response stream panicked");
+    tracing::error!(panic = ?panic_message(panic), "a response stream panicked");
     let mut map = http::HeaderMap::new();
     let _ = Status::internal("internal error: the response failed on the server (details are in its log)")
         .add_header(&mut map);
@@ -138,7 +138,7 @@ where
             let response = match AssertUnwindSafe(future).catch_unwind().await {
                 Ok(result) => result?,
                 Err(panic) => {
-                    tracing::error!(panic = %panic_message(panic.as_ref()), "a request handler panicked");
+                    tracing::error!(panic = ?panic_message(panic.as_ref()), "a request handler panicked");
                     Status::internal("internal error: the request failed on the server (details are in its log)")
                         .into_http()
                 }

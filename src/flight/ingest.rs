@@ -46,6 +46,13 @@ fn target(command: &CommandStatementIngest) -> Result<(String, String), Status> 
             crate::query::limits::excerpt(&format!("{}.{}", command.schema.as_deref().unwrap_or(""), command.table))
         ))
     };
+    if let Some(catalog) = command.catalog.as_deref().filter(|c| !c.is_empty() && *c != crate::sql::CATALOG) {
+        return Err(bad(&format!(
+            "there is no catalog {}; Sheaf's one catalog is {}",
+            crate::query::limits::excerpt(catalog),
+            crate::sql::CATALOG
+        )));
+    }
     let table = command.table.trim_matches('/');
     let (package, path) = match command.schema.as_deref().filter(|s| !s.is_empty()) {
         Some(schema) => (schema.to_owned(), table.to_owned()),

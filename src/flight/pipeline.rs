@@ -153,7 +153,7 @@ async fn produce(
             Ok(None) => return slot.send(None),
             Err(panic) => {
                 let message = panic_message(panic.as_ref());
-                tracing::error!(read = %what, panic = %message, "a DoGet scan panicked");
+                tracing::error!(read = %what, panic = ?message, "a DoGet scan panicked");
                 return slot.send(Some(Err(status::from_query(&query::Error::Panicked(format!("reading {what}"))))));
             }
         }

@@ -263,7 +263,12 @@ pub async fn put(
     principal: &Principal,
     note: &super::audit::AuditNote,
 ) -> Result<Vec<u8>, Status> {
-    let first = messages.message().await?.ok_or_else(|| Status::invalid_argument("DoPut received no messages"))?;
+    let first = messages.message().await?.ok_or_else(|| {
+        Status::invalid_argument(
+            "DoPut received no messages, so no descriptor naming where to write (ADBC's bulk ingest sends none for a \
+             table of no rows: ingest at least one row)",
+        )
+    })?;
     let descriptor = first
         .flight_descriptor
         .clone()

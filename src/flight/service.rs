@@ -265,7 +265,15 @@ impl FlightService for SheafFlight {
         for p in packages.into_iter().filter(|p| glob_match(&pattern, &p.name) && principal.may(Access::Read, &p.name))
         {
             let Some(top_hash) = p.latest else { continue };
-            let tables = self.engine.revision(&top_hash).await?.tables();
+            // A package whose latest manifest cannot be read is left out
+            // too (and logged), as `sheaf list` lists it without a revision.
+            let tables = match self.engine.revision(&top_hash).await {
+                Ok(revision) => revision.tables(),
+                Err(e) => {
+                    tracing::warn!(package = %p.name, top_hash = %top_hash, error = %e, "package left out of ListFlights");
+                    continue;
+                }
+            };
             let package = p.name.parse()?;
             for (path, _) in tables {
                 let uri = DatasetUri::table(&package, &top_hash, &path);
@@ -348,7 +356,7 @@ impl FlightService for SheafFlight {
             let put = super::put::put(&engine, sql.as_deref(), messages, &principal, &note);
             let put = std::panic::AssertUnwindSafe(put).catch_unwind().await;
             let put = put.unwrap_or_else(|panic| {
-                tracing::error!(panic = %pipeline::panic_message(panic.as_ref()), "DoPut panicked");
+                tracing::error!(panic = ?pipeline::panic_message(panic.as_ref()), "DoPut panicked");
                 Err(Status::internal("DoPut failed on the server (details are in its log); nothing was committed"))
             });
             let app_metadata = put.inspect_err(|e| {

@@ -40,7 +40,7 @@ const DETAILS_HEADER: &str = "grpc-status-details-bin";
 /// `status` with its detail: `reason` and the non-empty `fields`
 /// (`package`, `top_hash`, `path`, `column`).
 pub fn detailed(status: Status, reason: ErrorReason, fields: &[(&str, &str)]) -> Status {
-    let metadata = fields.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
+    let metadata = fields.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| ((*k).to_owned(), detail_value(v)));
     let info = pb::ErrorInfo {
         reason: reason.as_str_name().to_owned(),
         domain: DOMAIN.to_owned(),
@@ -50,6 +50,15 @@ pub fn detailed(status: Status, reason: ErrorReason, fields: &[(&str, &str)]) ->
     // layer has cleaned it ([`complete_detail`]).
     let rpc = pb::Status { code: status.code() as i32, message: String::new(), details: vec![any(&info)] };
     Status::with_details(status.code(), status.message(), rpc.encode_to_vec().into())
+}
+
+/// Characters of one detail value kept: values may quote the request (a
+/// column name), and gRPC clients refuse trailers over 16 KiB, which would
+/// turn the answer into RESOURCE_EXHAUSTED.
+const MAX_DETAIL_CHARS: usize = 512;
+
+fn detail_value(value: &str) -> String {
+    crate::query::limits::clip(value, MAX_DETAIL_CHARS).into_owned()
 }
 
 fn any(info: &pb::ErrorInfo) -> prost_types::Any {
@@ -102,7 +111,7 @@ pub fn complete_detail(headers: &mut http::HeaderMap, subject: &Subject) {
     };
     for (key, value) in [("package", &subject.package), ("top_hash", &subject.top_hash), ("path", &subject.path)] {
         if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
-            info.metadata.entry(key.to_owned()).or_insert_with(|| v.to_owned());
+            info.metadata.entry(key.to_owned()).or_insert_with(|| detail_value(v));
         }
     }
     rpc.details.insert(0, any(&info));
@@ -130,9 +139,14 @@ pub fn from_registry(e: &registry::Error) -> Status {
             detailed(Status::invalid_argument(e.to_string()), ErrorReason::InvalidManifest, &[("top_hash", top_hash)])
         }
         E::NotFound(_) => detailed(Status::not_found(e.to_string()), ErrorReason::NotFound, &[]),
-        E::Integrity { what, .. } => {
+        E::Integrity { what, expected, actual } => {
             tracing::warn!(error = %e, "integrity failure");
-            let status = Status::data_loss(format!("{what}: content does not match its hash"));
+            let status = match (expected.strip_suffix(" bytes"), actual.strip_suffix(" bytes")) {
+                (Some(expected), Some(actual)) => {
+                    Status::data_loss(format!("{what}: {actual} bytes, where its manifest records {expected}"))
+                }
+                _ => Status::data_loss(format!("{what}: content does not match its hash")),
+            };
             detailed(status, ErrorReason::Integrity, &[("path", what)])
         }
         E::Forbidden { logical_key, .. } => {
@@ -187,6 +201,10 @@ pub fn from_query(e: &query::Error) -> Status {
             tracing::warn!(error = %e, "storage failure during a scan");
             let status = Status::unavailable(format!("{context}: storage failed; retry later"));
             detailed(status, ErrorReason::Unavailable, &[])
+        }
+        E::Corrupt { .. } => {
+            tracing::warn!(error = %e, "stored data cannot be decoded");
+            detailed(Status::data_loss(e.to_string()), ErrorReason::Integrity, &[])
         }
         E::Engine { context, .. } | E::Panicked(context) => {
             tracing::error!(error = %e, "internal error");

@@ -15,6 +15,10 @@ const MAX_TTL_SECS: u64 = 7 * 86_400;
 
 /// Most lineage inputs one write records.
 const MAX_INPUTS: usize = 10_000;
+/// Largest user metadata (JSON text) and commit message a session takes:
+/// every read of the revision's manifest reads its header, which holds both.
+const MAX_METADATA_BYTES: usize = 1 << 20;
+const MAX_MESSAGE_BYTES: usize = 64 << 10;
 
 fn require_write(registry: &Registry, principal: &Principal, package: &str) -> Result<(), Status> {
     super::auth::require(principal, Access::Write, package, || registry.package_not_found(package).into())
@@ -52,6 +56,12 @@ pub async fn begin(
         Ok(proto::WriteMode::ErrorIfExists) => WriteMode::ErrorIfExists,
         Err(_) => return Err(bad(format!("unknown write mode {}", req.mode))),
     };
+    if let Some(text) = req.metadata.as_deref().filter(|t| t.len() > MAX_METADATA_BYTES) {
+        return Err(bad(format!("metadata of {} bytes; at most {MAX_METADATA_BYTES} are kept", text.len())));
+    }
+    if let Some(text) = req.message.as_deref().filter(|t| t.len() > MAX_MESSAGE_BYTES) {
+        return Err(bad(format!("a message of {} bytes; at most {MAX_MESSAGE_BYTES} are kept", text.len())));
+    }
     let metadata = match req.metadata.as_deref() {
         None => None,
         // Read as Python reads it; an integer beyond 64 bits is refused

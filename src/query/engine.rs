@@ -288,7 +288,7 @@ impl Engine {
 
     /// Rows of a whole-file table, by reading it.
     pub(super) async fn count_rows(&self, table: &Table, schema: SchemaRef) -> Result<u64, Error> {
-        let batches = sources::read_sequential(&self.registry, &table.entries[0], table.format, schema).await?;
+        let (batches, _) = sources::read_sequential(&self.registry, &table.entries[0], table.format, schema).await?;
         batches.try_fold(0u64, |rows, b| futures::future::ready(Ok(rows + b.num_rows() as u64))).await
     }
 
@@ -364,7 +364,8 @@ impl Engine {
             format => {
                 let entry = &table.entries[0];
                 stats.add(0, entry.size);
-                let batches = sources::read_sequential(&self.registry, entry, format, schema.clone()).await?;
+                let (batches, verdict) =
+                    sources::read_sequential(&self.registry, entry, format, schema.clone()).await?;
                 let needed = prepared.needed.clone();
                 let counted = stats.clone();
                 let batches = batches
@@ -378,7 +379,9 @@ impl Engine {
                 let input = planner::rows_table(prepared.needed_schema.clone(), selected)?;
                 let shape = Shape { columns: &prepared.columns, filter: prepared.filter.as_ref(), limit: query.limit };
                 let plan = planner::plan(&self.context.state(), input, &shape)?;
-                planner::execute(&plan, self.task_ctx(), format!("reading {}", entry.logical_key))?
+                let rows = planner::execute(&plan, self.task_ctx(), format!("reading {}", entry.logical_key))?;
+                // A limit ends the rows before the file: its rest is checked too.
+                sources::verified_at_end(rows, verdict)
             }
         };
         let (path, projector) = (ticket.path.clone(), prepared.projector);

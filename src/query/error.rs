@@ -60,7 +60,17 @@ pub enum Error {
         #[source]
         source: DataFusionError,
     },
-    /// Any other failure inside the engine (a bug, or data it cannot decode).
+    /// Stored table data that cannot be decoded (a Parquet page that does
+    /// not decompress, a column chunk cut short): damaged or never valid.
+    #[error("{context}: the stored data cannot be decoded: {}", root_message(source))]
+    Corrupt {
+        /// What was being read.
+        context: String,
+        /// The engine's error, holding the decoder's.
+        #[source]
+        source: DataFusionError,
+    },
+    /// Any other failure inside the engine (a bug).
     #[error("{context}: {}", root_message(source))]
     Engine {
         /// What was being done.
@@ -121,6 +131,22 @@ fn arrow_in_chain(e: &DataFusionError) -> Option<&ArrowError> {
     None
 }
 
+/// The first Parquet error in `e`'s chain of sources.
+fn parquet_in_chain(e: &DataFusionError) -> Option<&parquet::errors::ParquetError> {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = current {
+        let parquet = match err.downcast_ref::<DataFusionError>() {
+            Some(DataFusionError::ParquetError(p)) => Some(p.as_ref()),
+            _ => err.downcast_ref::<parquet::errors::ParquetError>(),
+        };
+        if parquet.is_some() {
+            return parquet;
+        }
+        current = err.source();
+    }
+    None
+}
+
 /// Whether an object-store error is anywhere in `e`'s chain of sources.
 pub(crate) fn from_storage(e: &DataFusionError) -> bool {
     let mut current: Option<&(dyn std::error::Error + 'static)> = Some(e);
@@ -161,8 +187,19 @@ impl Error {
                 | ArrowError::ParseError(_)
                 | ArrowError::OffsetOverflowError(_) => Error::Evaluation { context, source },
                 ArrowError::MemoryError(_) => Error::Exhausted { context, source },
+                // The Parquet reader's failure, as text (see below).
+                ArrowError::ParquetError(text) if !text.contains("NYI") && !text.contains("not yet implemented") => {
+                    Error::Corrupt { context, source }
+                }
                 _ => Error::Engine { context, source },
             };
+        }
+        // The Parquet decoder's own failure (not an unsupported feature):
+        // the bytes are not what their footer says.
+        if parquet_in_chain(&source).is_some_and(|p| {
+            !matches!(p, parquet::errors::ParquetError::NYI(_) | parquet::errors::ParquetError::NeedMoreData(_))
+        }) {
+            return Error::Corrupt { context, source };
         }
         // Sheaf's own error, raised inside the engine and shared between
         // partitions (it cannot be moved out), or a regular expression of
@@ -209,6 +246,7 @@ impl Error {
             Error::Storage { context, source } => Error::Storage { context: name(context), source },
             Error::Exhausted { context, source } => Error::Exhausted { context: name(context), source },
             Error::Engine { context, source } => Error::Engine { context: name(context), source },
+            Error::Corrupt { context, source } => Error::Corrupt { context: name(context), source },
             Error::Panicked(context) => Error::Panicked(name(context)),
             other => other,
         }
@@ -238,6 +276,14 @@ mod tests {
         );
         assert!(matches!(Error::engine("t", nested), Error::Exhausted { .. }));
         assert!(matches!(Error::internal("t", "halves differ"), Error::Engine { .. }));
+        let pages = parquet::errors::ParquetError::External("snappy: corrupt input".into());
+        let e = Error::engine("reading t.parquet", DataFusionError::ParquetError(Box::new(pages)));
+        assert!(matches!(e, Error::Corrupt { .. }), "{e:?}");
+        assert!(e.to_string().contains("the stored data cannot be decoded: snappy: corrupt input"), "{e}");
+        let text = ArrowError::ParquetError("External: snappy: corrupt input".into());
+        assert!(matches!(Error::engine("reading t.parquet", text), Error::Corrupt { .. }));
+        let nyi = parquet::errors::ParquetError::NYI("a new encoding".into());
+        assert!(matches!(Error::engine("t", DataFusionError::ParquetError(Box::new(nyi))), Error::Engine { .. }));
         // An Arrow wrapper around a resource error is a resource error.
         let wrapped = DataFusionError::ArrowError(
             Box::new(ArrowError::ExternalError(Box::new(DataFusionError::ResourcesExhausted("pool".into())))),

@@ -3,8 +3,9 @@
 //! the body panics while slicing, and a compressed buffer's declared size is
 //! allocated as declared (tens of gigabytes from a few bytes, which aborts
 //! the process: no `catch_unwind` stops that). Uploads (DoPut) and the
-//! parameters inside Flight SQL tickets and handles are checked here first;
-//! what still cannot be decoded (a validity bitmap shorter than its column
+//! parameters inside Flight SQL tickets and handles are checked here first,
+//! and so are the Arrow IPC files of a registry ([`CheckedStream`]: anyone
+//! who may push can store one); what still cannot be decoded (a validity bitmap shorter than its column
 //! panics in arrow) is decoded under `catch_unwind` by the callers.
 
 use arrow::ipc::{MessageHeader, root_as_message};
@@ -25,6 +26,9 @@ impl IpcLimits {
     /// message at 256 MiB; compressed buffers may inflate to 2 GiB, the
     /// most one Arrow buffer of 32-bit offsets addresses).
     pub const UPLOAD: IpcLimits = IpcLimits { rows: i32::MAX as i64, buffer_bytes: 2 << 30, message_bytes: 4 << 30 };
+    /// Arrow IPC files of a registry: as uploads (a message's body is also
+    /// bounded by the file's size, see [`CheckedStream`]).
+    pub const STORED: IpcLimits = IpcLimits::UPLOAD;
     /// Bound parameters: one row.
     pub const PARAMETERS: IpcLimits = IpcLimits { rows: 1, buffer_bytes: 16 << 20, message_bytes: 64 << 20 };
 }
@@ -122,6 +126,102 @@ pub fn check_stream(bytes: &[u8], limits: IpcLimits) -> Result<(), String> {
     Ok(())
 }
 
+/// An Arrow IPC stream read from `inner` a message at a time, each checked
+/// ([`check_message`]) before the bytes reach arrow's `StreamReader`: a
+/// message's header and body must lie within the `size` bytes the stream
+/// has (so nothing is allocated beyond them) and declare nothing beyond the
+/// limits. After the end-of-stream marker the rest passes through as is.
+pub struct CheckedStream<R> {
+    inner: R,
+    limits: IpcLimits,
+    /// Bytes of the stream not read from `inner` yet.
+    left: u64,
+    /// The checked message being handed out, and how much of it was.
+    pending: Vec<u8>,
+    at: usize,
+    ended: bool,
+}
+
+impl<R: std::io::Read> CheckedStream<R> {
+    /// Reads the stream of at most `size` bytes from `inner`.
+    pub fn new(inner: R, size: u64, limits: IpcLimits) -> Self {
+        CheckedStream { inner, limits, left: size, pending: Vec::new(), at: 0, ended: false }
+    }
+
+    /// Appends `n` bytes of `inner` to `pending`; false at a clean end of
+    /// the input before any of them.
+    fn take(&mut self, n: usize, what: &str) -> std::io::Result<bool> {
+        if n as u64 > self.left {
+            return Err(invalid(format!("{what} of {n} bytes, but only {} bytes are left in the file", self.left)));
+        }
+        let start = self.pending.len();
+        self.pending.resize(start + n, 0);
+        let mut filled = 0;
+        while filled < n {
+            match self.inner.read(&mut self.pending[start + filled..])? {
+                0 if filled == 0 && start == 0 => return Ok(false),
+                0 => {
+                    return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, format!("{what} is cut short")));
+                }
+                k => filled += k,
+            }
+        }
+        self.left -= n as u64;
+        Ok(true)
+    }
+
+    /// Reads and checks the next message into `pending`.
+    fn next_message(&mut self) -> std::io::Result<()> {
+        self.pending.clear();
+        self.at = 0;
+        if !self.take(4, "a message length")? {
+            self.ended = true; // no end-of-stream marker: arrow reads an end
+            return Ok(());
+        }
+        let mut length = i32::from_le_bytes(self.pending[..4].try_into().expect("4 bytes"));
+        if length == -1 {
+            self.take(4, "a message length")?;
+            length = i32::from_le_bytes(self.pending[4..8].try_into().expect("4 bytes"));
+        }
+        if length == 0 {
+            self.ended = true;
+            return Ok(());
+        }
+        let length = usize::try_from(length).map_err(|_| invalid(format!("a message of {length} bytes")))?;
+        let header_at = self.pending.len();
+        self.take(length, "a message header")?;
+        let body_length = {
+            let message = root_as_message(&self.pending[header_at..])
+                .map_err(|e| invalid(format!("not an Arrow IPC message: {e}")))?;
+            message.bodyLength()
+        };
+        let body_length =
+            usize::try_from(body_length).map_err(|_| invalid(format!("a body of {body_length} bytes")))?;
+        let body_at = self.pending.len();
+        self.take(body_length, "a message body")?;
+        check_message(&self.pending[header_at..body_at], &self.pending[body_at..], self.limits).map_err(invalid)
+    }
+}
+
+fn invalid(why: String) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, why)
+}
+
+impl<R: std::io::Read> std::io::Read for CheckedStream<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.at == self.pending.len() {
+            if self.ended {
+                return self.inner.read(buf);
+            }
+            self.next_message()?;
+        }
+        let n = buf.len().min(self.pending.len() - self.at);
+        buf[..n].copy_from_slice(&self.pending[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,6 +250,38 @@ mod tests {
         assert!(e.contains("2 rows"), "{e}");
     }
 
+    fn read_checked(bytes: &[u8]) -> Result<usize, arrow::error::ArrowError> {
+        let checked = CheckedStream::new(std::io::Cursor::new(bytes), bytes.len() as u64, IpcLimits::STORED);
+        let reader = arrow::ipc::reader::StreamReader::try_new(checked, None)?;
+        Ok(reader.collect::<Result<Vec<_>, _>>()?.iter().map(|b| b.num_rows()).sum())
+    }
+
+    #[test]
+    fn checked_streams_read_as_arrow_reads_them() {
+        assert_eq!(read_checked(&stream(1000)).unwrap(), 1000);
+        // Bytes after the end-of-stream marker (a file's footer) pass through.
+        let mut longer = stream(10);
+        longer.extend_from_slice(b"footer");
+        assert_eq!(read_checked(&longer).unwrap(), 10);
+        // A body declared beyond the file is refused before it is allocated.
+        let whole = stream(3);
+        let schema_length = i32::from_le_bytes(whole[4..8].try_into().unwrap()) as usize;
+        let batch_at = 8 + schema_length;
+        let header_length = i32::from_le_bytes(whole[batch_at + 4..batch_at + 8].try_into().unwrap()) as usize;
+        let header = &whole[batch_at + 8..batch_at + 8 + header_length];
+        let body_length = root_as_message(header).unwrap().bodyLength();
+        let found: Vec<usize> =
+            header.windows(8).enumerate().filter(|(_, w)| *w == body_length.to_le_bytes()).map(|(i, _)| i).collect();
+        assert_eq!(found.len(), 1, "the body length is written once in the header");
+        let at = found[0];
+        let mut huge = whole.clone();
+        huge[batch_at + 8 + at..batch_at + 8 + at + 8].copy_from_slice(&(1i64 << 46).to_le_bytes());
+        let e = read_checked(&huge).unwrap_err().to_string();
+        assert!(e.contains("a message body of 70368744177664 bytes, but only"), "{e}");
+        huge[batch_at + 8 + at..batch_at + 8 + at + 8].copy_from_slice(&(-8i64).to_le_bytes());
+        assert!(read_checked(&huge).unwrap_err().to_string().contains("a body of -8 bytes"));
+    }
+
     #[test]
     fn cut_and_mangled_streams_never_abort() {
         let whole = stream(100);
@@ -165,6 +297,7 @@ mod tests {
             for delta in [1u8, 0x80, 0xff] {
                 let mut bytes = whole.clone();
                 bytes[i] = bytes[i].wrapping_add(delta);
+                let _ = std::panic::catch_unwind(|| read_checked(&bytes));
                 if check_stream(&bytes, IpcLimits::UPLOAD).is_ok() {
                     let _ = std::panic::catch_unwind(|| {
                         let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(&bytes), None)?;

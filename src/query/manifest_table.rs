@@ -66,7 +66,9 @@ pub(super) fn read(
     // Rows are chosen on the entry columns, so `content=true` downloads only
     // the selected files and stops at the limit. Sampling hashes each
     // entry's position in the whole manifest.
-    let (entries, kept) = match query.content {
+    // Contents are downloaded only when the `content` column is asked for.
+    let read_content = query.content && (query.columns.is_empty() || query.columns.iter().any(|c| c == "content"));
+    let (entries, kept) = match read_content {
         true => {
             let kept: Arc<Mutex<HashMap<String, Entry>>> = Default::default();
             let keep = kept.clone();
@@ -87,9 +89,9 @@ pub(super) fn read(
     let plan = planner::plan(&engine.context().state(), input, &shape)?;
     let label = format!("the manifest of {name}");
     let chosen = planner::execute(&plan, engine.task_ctx(), format!("reading {label}"))?;
-    let chosen = match kept {
-        Some(kept) => with_content(chosen, kept, engine.registry().clone()),
-        None => chosen,
+    let chosen = match query.content {
+        true => with_content(chosen, kept, engine.registry().clone()),
+        false => chosen,
     };
     let projector = Projector::new(table_schema, &query.columns, name)?;
     let out_schema = projector.schema().clone();
@@ -141,30 +143,90 @@ fn rows(entries: BoxStream<'static, Result<Vec<Entry>, Error>>) -> BoxStream<'st
         .boxed()
 }
 
-/// The chosen rows with each entry's bytes added as `content`; `kept` holds
-/// the run's entries by logical key, filled as the run is read.
+/// Bytes of file contents one batch carries, about (a batch ends after the
+/// entry that reaches it): memory per stream stays bounded whatever the
+/// rows' batches hold.
+const BATCH_CONTENT_BYTES: u64 = 64 << 20;
+
+/// The largest entry whose bytes `content=true` puts in a row; larger files
+/// are read with `sheaf install` or as tables of their own.
+pub const MAX_CONTENT_BYTES: u64 = 256 << 20;
+
+/// The chosen rows with each entry's bytes added as `content`, cut into
+/// batches of about [`BATCH_CONTENT_BYTES`]; `kept` holds the run's entries
+/// by logical key, filled as the run is read. Without `kept` (the content
+/// column is not among the columns asked for) nothing is downloaded and the
+/// column is empty.
 fn with_content(
     chosen: BoxStream<'static, Result<RecordBatch, Error>>,
-    kept: Arc<Mutex<HashMap<String, Entry>>>,
+    kept: Option<Arc<Mutex<HashMap<String, Entry>>>>,
     registry: Registry,
 ) -> BoxStream<'static, Result<RecordBatch, Error>> {
-    chosen
-        .and_then(move |batch| {
-            let registry = registry.clone();
-            let kept = kept.clone();
-            async move {
-                let keys = batch.column(0).as_any().downcast_ref::<StringArray>().expect("logical_key is Utf8").clone();
-                let mut content = BinaryBuilder::new();
-                for key in keys.iter().flatten() {
-                    // Taken out: each entry is chosen once.
-                    let entry = kept.lock().expect("not poisoned").remove(key).expect("key from this run");
-                    let data = sources::read_whole(&registry, &entry).await?;
-                    content.append_value(&data);
-                }
-                let mut columns = batch.columns().to_vec();
-                columns.push(Arc::new(content.finish()));
-                RecordBatch::try_new(schema(true), columns).map_err(|e| Error::engine("building the manifest table", e))
+    struct State {
+        chosen: BoxStream<'static, Result<RecordBatch, Error>>,
+        kept: Option<Arc<Mutex<HashMap<String, Entry>>>>,
+        registry: Registry,
+        /// A batch of chosen rows and its first row not sent yet.
+        pending: Option<(RecordBatch, usize)>,
+    }
+    let state = State { chosen, kept, registry, pending: None };
+    futures::stream::unfold(Some(state), |state| async move {
+        let mut state = state?;
+        let (batch, at) = match state.pending.take() {
+            Some(pending) => pending,
+            None => match state.chosen.next().await? {
+                Ok(batch) => (batch, 0),
+                Err(e) => return Some((Err(e), None)),
+            },
+        };
+        match next_content_batch(state.kept.as_deref(), &state.registry, &batch, at).await {
+            Ok((out, end)) => {
+                state.pending = (end < batch.num_rows()).then_some((batch, end));
+                Some((Ok(out), Some(state)))
             }
-        })
-        .boxed()
+            Err(e) => Some((Err(e), None)),
+        }
+    })
+    .boxed()
+}
+
+/// Rows `at..` of `batch`, as many as about [`BATCH_CONTENT_BYTES`] of
+/// contents take (at least one), with their `content` (empty without
+/// `kept`: all the rows at once); and the row after them.
+async fn next_content_batch(
+    kept: Option<&Mutex<HashMap<String, Entry>>>,
+    registry: &Registry,
+    batch: &RecordBatch,
+    at: usize,
+) -> Result<(RecordBatch, usize), Error> {
+    let keys = batch.column(0).as_any().downcast_ref::<StringArray>().expect("logical_key is Utf8");
+    let mut content = BinaryBuilder::new();
+    let (mut end, mut bytes) = (at, 0u64);
+    while end < batch.num_rows() && (end == at || bytes < BATCH_CONTENT_BYTES || kept.is_none()) {
+        if let Some(kept) = kept {
+            // Taken out: each entry is chosen once.
+            let entry = kept.lock().expect("not poisoned").remove(keys.value(end)).expect("key from this run");
+            if entry.size > MAX_CONTENT_BYTES {
+                return Err(Error::Exhausted {
+                    context: format!("content of {}", entry.logical_key),
+                    source: datafusion::error::DataFusionError::ResourcesExhausted(format!(
+                        "{} bytes, over the {MAX_CONTENT_BYTES} a row of the manifest table may carry; read the \
+                         file with `sheaf install` or as a table",
+                        entry.size
+                    )),
+                });
+            }
+            let data = sources::read_whole(registry, &entry).await?;
+            bytes += data.len() as u64;
+            content.append_value(&data);
+        } else {
+            content.append_value(b"");
+        }
+        end += 1;
+    }
+    let mut columns = batch.slice(at, end - at).columns().to_vec();
+    columns.push(Arc::new(content.finish()));
+    let out =
+        RecordBatch::try_new(schema(true), columns).map_err(|e| Error::engine("building the manifest table", e))?;
+    Ok((out, end))
 }

@@ -47,6 +47,15 @@ fn parser() -> &'static datafusion::prelude::SessionContext {
 }
 
 fn prepare_checked(schema: &SchemaRef, query: &Query, table: &str) -> Result<Prepared, Error> {
+    // The engine plans by column name: a name twice cannot be told apart.
+    let mut names = std::collections::HashSet::new();
+    if let Some(twice) = schema.fields().iter().map(|f| f.name()).find(|n| !names.insert(n.as_str())) {
+        return Err(Error::invalid(format!(
+            "{table} has more than one column named {}; a table whose column names repeat cannot be read \
+             (rename them in the file)",
+            limits::excerpt(twice)
+        )));
+    }
     let ctx = parser();
     let parse = |schema: &SchemaRef| -> Result<Option<Expr>, Error> {
         if query.filter.trim().is_empty() {

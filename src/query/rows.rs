@@ -42,7 +42,15 @@ pub fn checked(ranges: Vec<(u64, u64)>, what: &str) -> Result<Vec<(u64, u64)>, S
     if let Some((s, e)) = ranges.iter().find(|(s, e)| s > e) {
         return Err(format!("rows: range {s}:{e} in {what} ends before it starts"));
     }
-    Ok(canonical(ranges))
+    let named = !ranges.is_empty();
+    let canonical = canonical(ranges);
+    // No ranges means every row: ranges that all select nothing must not.
+    if named && canonical.is_empty() {
+        return Err(format!(
+            "rows: every range in {what} is empty (START:END selects START to END-1); a read of no rows is not asked for"
+        ));
+    }
+    Ok(canonical)
 }
 
 /// Parses the text form `START:END[,START:END|,ROW]...`.

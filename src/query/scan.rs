@@ -19,7 +19,6 @@ use datafusion::datasource::physical_plan::parquet::{ParquetAccessPlan, RowGroup
 use datafusion::physical_plan::ExecutionPlan;
 use futures::FutureExt;
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
-use object_store::ObjectStoreExt;
 use parquet::file::metadata::RowGroupMetaData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -91,7 +90,7 @@ impl Engine {
             let mut scans = Vec::with_capacity(plans.len());
             for plan in &plans {
                 let s = planner::execute(plan, ctx.clone(), what.clone())?;
-                scans.push(storage_or_data(s, object.clone(), entry.logical_key.clone()));
+                scans.push(storage_or_data(s, object.clone(), (entry.logical_key.clone(), entry.size)));
             }
             let batches = match halves {
                 None => scans.pop().expect("one scan"),
@@ -158,26 +157,23 @@ fn access_plan(row_groups: &[RowGroupMetaData], slice: &Slice, positions: Option
 }
 
 /// A scan's batches with its errors classified. Parquet reports some storage
-/// failures as text; on an engine or storage error the object itself is
-/// checked, to tell data from storage and name what storage refused.
+/// failures as text; on an engine, storage or decoding error the object
+/// itself is checked, to tell data from storage, name what storage refused
+/// and tell a blob of the wrong size (DATA_LOSS) from one that cannot be read.
 fn storage_or_data(
     batches: BoxStream<'static, Result<RecordBatch, Error>>,
     (store, path): (Arc<dyn object_store::ObjectStore>, object_store::path::Path),
-    key: String,
+    (key, size): (String, u64),
 ) -> BoxStream<'static, Result<RecordBatch, Error>> {
     batches
         .or_else(move |e| {
             let (store, path, key) = (store.clone(), path.clone(), key.clone());
             async move {
                 match e {
-                    // The object itself tells what failed: gone, moved
-                    // behind a link, refused (the registry names these).
-                    Error::Engine { .. } | Error::Storage { .. } => match store.head(&path).await {
-                        Err(store_error) => {
-                            Err(crate::registry::Error::storage(format!("data of {key}"), store_error).into())
-                        }
-                        Ok(_) => Err(e),
-                    },
+                    Error::Engine { .. } | Error::Storage { .. } | Error::Corrupt { .. } => {
+                        let what = format!("data of {key}");
+                        Err(super::sources::checked_object(store.as_ref(), &path, what, size).await.err().unwrap_or(e))
+                    }
                     other => Err(other),
                 }
             }
@@ -242,7 +238,7 @@ pub fn read_ahead<T: Send + 'static>(
                     Ok(None) => break,
                     Err(panic) => {
                         let text = super::error::panic_message(panic.as_ref());
-                        tracing::error!(panic = %text, "a read-ahead task panicked");
+                        tracing::error!(panic = ?text, "a read-ahead task panicked");
                         Err(Error::Panicked("reading".into()))
                     }
                 };

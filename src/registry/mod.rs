@@ -30,6 +30,7 @@ mod location;
 mod manifest_index;
 mod metered;
 mod names;
+mod own;
 mod pointers;
 mod push;
 mod quiltignore;
@@ -46,6 +47,7 @@ pub use lineage::{LineageInput, LineageNode, is_top_hash};
 pub use location::{Location, ReadPolicy, Resolved};
 pub use manifest_index::{BLOCK_ENTRIES, Block, ManifestIndex};
 pub use names::{PackageName, PackageRef, Revision, validate_tag};
+pub use own::TTL as OWN_REVISION_TTL;
 pub use pointers::{DeleteReport, PackageSummary, RevisionInfo, now_secs};
 pub use push::{PushOptions, PushReport};
 pub use selection::Selection;
@@ -114,9 +116,9 @@ pub struct Registry {
     location: Location,
     store: Arc<dyn ObjectStore>,
     policy: ReadPolicy,
-    /// Whether a revision named by hash must be one of the package's own
-    /// ([`Registry::with_own_revisions`]).
-    own_revisions: bool,
+    /// Set when a revision named by hash must be one of the package's own
+    /// ([`Registry::with_own_revisions`]): the revisions confirmed so.
+    own_revisions: Option<Arc<own::OwnRevisions>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -132,7 +134,7 @@ impl Registry {
     pub fn open(spec: &str) -> Result<Self> {
         let location = Location::parse(spec)?;
         let store = location.open()?;
-        Ok(Registry { location, store, policy: ReadPolicy::AllowAll, own_revisions: false })
+        Ok(Registry { location, store, policy: ReadPolicy::AllowAll, own_revisions: None })
     }
 
     /// A registry at `spec` whose objects are read and written through
@@ -143,7 +145,7 @@ impl Registry {
         let location = Location::parse(spec)?;
         // The same checks and counters as every store the registry opens.
         let store = metered::Metered::wrap(store);
-        Ok(Registry { location, store, policy: ReadPolicy::AllowAll, own_revisions: false })
+        Ok(Registry { location, store, policy: ReadPolicy::AllowAll, own_revisions: None })
     }
 
     /// Restricts which physical keys outside the registry may be read.
@@ -157,9 +159,11 @@ impl Registry {
     /// server whose callers have grants sets it, so that a caller may not
     /// read another package's revision through a package it may read.
     /// Unset (the CLI, as quilt3), a full hash names any manifest in the
-    /// registry and a prefix falls back to any manifest it begins.
+    /// registry and a prefix falls back to any manifest it begins. A full
+    /// hash found among the package's revisions is remembered for
+    /// [`OWN_REVISION_TTL`] (its pointers are not read again meanwhile).
     pub fn with_own_revisions(mut self, own: bool) -> Self {
-        self.own_revisions = own;
+        self.own_revisions = own.then(|| Arc::new(own::OwnRevisions::new()));
         self
     }
 
@@ -167,10 +171,21 @@ impl Registry {
     /// `pkg` (only when [`Registry::with_own_revisions`] is set): for a hash
     /// that comes pinned from a client rather than resolved here.
     pub async fn check_own_revision(&self, pkg: &PackageName, top_hash: &str) -> Result<()> {
-        if !self.own_revisions || self.pointed_hashes(pkg).await?.iter().any(|h| h == top_hash) {
+        let Some(own) = &self.own_revisions else { return Ok(()) };
+        if own.knows(pkg, top_hash) || self.own_hashes(pkg).await?.iter().any(|h| h == top_hash) {
             return Ok(());
         }
         Err(Error::NotFound(format!("revision {top_hash} of {pkg}")))
+    }
+
+    /// The package's revisions (timestamps, `latest`, tags), read now and,
+    /// with [`Registry::with_own_revisions`], remembered as its own.
+    async fn own_hashes(&self, pkg: &PackageName) -> Result<Vec<String>> {
+        let hashes = self.pointed_hashes(pkg).await?;
+        if let Some(own) = &self.own_revisions {
+            own.confirm(pkg, &hashes);
+        }
+        Ok(hashes)
     }
 
     /// The registry's root URL.
@@ -284,17 +299,18 @@ impl Registry {
                 .read_pointer(&Self::tags_dir(pkg).join(tag.as_str()))
                 .await?
                 .ok_or_else(|| Error::NotFound(format!("tag {tag} of {pkg}"))),
-            Revision::Hash(prefix) if prefix.len() == 64 && !self.own_revisions => {
+            Revision::Hash(prefix) if prefix.len() == 64 && self.own_revisions.is_none() => {
                 match self.store.head(&Self::manifest_path(prefix)).await {
                     Ok(_) => Ok(prefix.clone()),
                     Err(e) => Err(Error::storage(format!("revision {prefix} of {pkg}"), e)),
                 }
             }
+            Revision::Hash(hash) if self.own_revisions.as_ref().is_some_and(|o| o.knows(pkg, hash)) => Ok(hash.clone()),
             Revision::Hash(prefix) => {
                 let mut own: Vec<String> =
-                    self.pointed_hashes(pkg).await?.into_iter().filter(|h| h.starts_with(prefix.as_str())).collect();
+                    self.own_hashes(pkg).await?.into_iter().filter(|h| h.starts_with(prefix.as_str())).collect();
                 // Any manifest the prefix begins, unless only own revisions count.
-                if own.is_empty() && !self.own_revisions {
+                if own.is_empty() && self.own_revisions.is_none() {
                     own = self.manifests_with_prefix(prefix).await?;
                 }
                 own.sort();

@@ -65,14 +65,7 @@ impl Registry {
     }
 
     async fn read_pointer_versioned(&self, path: &Path) -> Result<Option<(String, UpdateVersion)>> {
-        let result = match self.store().get(path).await {
-            Ok(r) => r,
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(Error::storage(format!("pointer {path} in {}", self.url()), e)),
-        };
-        let version = UpdateVersion { e_tag: result.meta.e_tag.clone(), version: result.meta.version.clone() };
-        let bytes = result.bytes().await.map_err(|e| Error::storage(format!("pointer {path}"), e))?;
-        let hash = String::from_utf8_lossy(&bytes).trim().to_ascii_lowercase();
+        let Some((hash, version)) = self.read_pointer_text(path).await? else { return Ok(None) };
         if !is_top_hash(&hash) {
             return Err(Error::Integrity {
                 what: format!("pointer {path} in {}", self.url()),
@@ -81,6 +74,27 @@ impl Registry {
             });
         }
         Ok(Some((hash, version)))
+    }
+
+    /// A pointer's text (trimmed, lowercased), whatever it holds, and its
+    /// version; `None` when there is no pointer.
+    async fn read_pointer_text(&self, path: &Path) -> Result<Option<(String, UpdateVersion)>> {
+        let result = match self.store().get(path).await {
+            Ok(r) => r,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(Error::storage(format!("pointer {path} in {}", self.url()), e)),
+        };
+        let version = UpdateVersion { e_tag: result.meta.e_tag.clone(), version: result.meta.version.clone() };
+        let bytes = result.bytes().await.map_err(|e| Error::storage(format!("pointer {path}"), e))?;
+        Ok(Some((String::from_utf8_lossy(&bytes).trim().to_ascii_lowercase(), version)))
+    }
+
+    /// `latest`, or `None` when there is none or it is damaged (not a top
+    /// hash): for a push, which records the package's whole content whatever
+    /// `latest` held, and replaces a damaged one ([`Registry::swap_latest`]).
+    pub(crate) async fn latest_unless_damaged(&self, pkg: &PackageName) -> Result<Option<String>> {
+        let text = self.read_pointer_text(&Self::latest_path(pkg)).await?;
+        Ok(text.map(|(hash, _)| hash).filter(|hash| is_top_hash(hash)))
     }
 
     /// Every top hash the package's pointers and tags name.
@@ -297,10 +311,9 @@ impl Registry {
         let _lock = self.lock_pointers(pkg).await?;
         let conditional = _lock.0.is_none();
         for attempt in 0..64u32 {
-            let current = self.read_pointer_versioned(&path).await?;
-            let old = current.as_ref().map(|(h, _)| h.clone());
+            let (old, current) = self.latest_to_swap(pkg, &path).await?;
             let Some(new) = next(old.as_deref()) else {
-                if old.is_some() {
+                if current.is_some() {
                     self.store()
                         .delete(&path)
                         .await
@@ -314,7 +327,7 @@ impl Registry {
             let mode = match (conditional, current) {
                 (false, _) => PutMode::Overwrite, // serialized by the OS lock
                 (true, None) => PutMode::Create,
-                (true, Some((_, version))) => PutMode::Update(version),
+                (true, Some(version)) => PutMode::Update(version),
             };
             match self.put_small(&path, new.into_bytes(), mode).await {
                 Ok(_) => return Ok(old),
@@ -325,6 +338,29 @@ impl Registry {
             }
         }
         Err(Error::Conflict(format!("gave up moving latest of {pkg}: too many concurrent writers")))
+    }
+
+    /// `latest` and its version, for [`Registry::swap_latest`]. A damaged
+    /// `latest` (not a top hash) names no revision: it is returned as none
+    /// (with its version), so `push` replaces it and `delete` removes it, once
+    /// a second read finds the same text (a read cut short is no damage).
+    async fn latest_to_swap(&self, pkg: &PackageName, path: &Path) -> Result<(Option<String>, Option<UpdateVersion>)> {
+        let text = match self.read_pointer_text(path).await? {
+            None => return Ok((None, None)),
+            Some((hash, version)) if is_top_hash(&hash) => return Ok((Some(hash), Some(version))),
+            Some((text, _)) => text,
+        };
+        match self.read_pointer_versioned(path).await {
+            Ok(Some((hash, version))) => Ok((Some(hash), Some(version))),
+            Ok(None) => Ok((None, None)),
+            Err(e) => match self.read_pointer_text(path).await? {
+                Some((again, version)) if again == text => {
+                    tracing::warn!(package = %pkg, latest = ?super::names::excerpt(&text), "replacing a damaged latest pointer");
+                    Ok((None, Some(version)))
+                }
+                _ => Err(e),
+            },
+        }
     }
 
     /// On a local registry, takes an exclusive OS lock for the package's
@@ -369,8 +405,10 @@ impl Registry {
     pub async fn delete(&self, pkg: &PackageName, top_hash: Option<&str>) -> Result<DeleteReport> {
         let stamps = self.timestamp_pointers(pkg).await?;
         let tags = self.tags(pkg).await?;
-        let latest = self.read_pointer(&Self::latest_path(pkg)).await?;
-        if stamps.is_empty() && latest.is_none() && tags.is_empty() {
+        // A damaged `latest` counts as a pointer to remove (see `swap_latest`).
+        let latest_text = self.read_pointer_text(&Self::latest_path(pkg)).await?.map(|(text, _)| text);
+        let latest = latest_text.clone().filter(|t| is_top_hash(t));
+        if stamps.is_empty() && latest_text.is_none() && tags.is_empty() {
             return Err(self.package_not_found(pkg));
         }
         let doomed = |h: &str| top_hash.is_none_or(|t| t == h);

@@ -148,7 +148,7 @@ impl Registry {
             tokio::task::spawn_blocking(move || walk(&root)?.try_fold(0u64, |total, f| f.map(|f| total + f.size)))
                 .await
                 .expect("walk task panicked")?;
-        let latest = self.read_pointer(&Self::latest_path(pkg)).await?;
+        let latest = self.latest_unless_damaged(pkg).await?;
         let local = self.location.local_root.is_some();
         let hints = match &latest {
             Some(previous) if local => self.hints(previous),
@@ -204,7 +204,7 @@ impl Registry {
             ..PushReport::new(pkg, &top_hash, walked.files, walked.bytes)
         };
         // `latest` is read again: another push may have moved it meanwhile.
-        let latest = self.read_pointer(&Self::latest_path(pkg)).await?;
+        let latest = self.latest_unless_damaged(pkg).await?;
         if latest.as_deref() == Some(top_hash.as_str()) {
             report.unchanged = true;
             report.previous = latest;

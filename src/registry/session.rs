@@ -361,8 +361,10 @@ impl Registry {
                 let blob = Self::blob_path(&p.hash.blob_hex().expect("chunked hash"));
                 let staged = Self::session_dir(id).join("parts").join(format!("{}.parquet", p.id));
                 let context = format!("committing {} to {pkg}", p.key);
+                let size = p.size;
                 async move {
-                    if store.head(&blob).await.is_ok() {
+                    // A blob of another size is damaged: stored again, as push does.
+                    if store.head(&blob).await.is_ok_and(|meta| meta.size == size) {
                         return Ok(());
                     }
                     store.copy(&staged, &blob).await.map_err(|e| Error::storage(context, e))

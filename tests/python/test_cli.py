@@ -206,6 +206,22 @@ def test_delete_package_keeps_data(sheaf, registry, two_revisions, tmp_path):
     assert "o/p" in [p["name"] for p in sheaf.json("list")]
 
 
+def test_a_damaged_latest_is_mended_by_push_and_removed_by_delete(sheaf, registry, two_revisions, tmp_path):
+    """A `latest` that holds no top hash (written by hand or cut short) names no revision: reads say so, naming
+    the pointer; a push replaces it and a delete removes it (they no longer stop at it)."""
+    r1, r2 = two_revisions
+    latest = registry / ".quilt" / "named_packages" / "o" / "p" / "latest"
+    latest.write_text("not a hash")
+    assert_exit(sheaf("browse", "o/p"), 4, "latest")
+    write_tree(tmp_path / "again", {"x.txt": b"again"})
+    top = sheaf.push("o/p", tmp_path / "again")["top_hash"]
+    assert latest.read_text().strip() == top
+    latest.write_text("not a hash")
+    sheaf.json("delete", "o/p")
+    assert not latest.exists()
+    assert "o/p" not in [p["name"] for p in sheaf.json("list")]
+
+
 def test_delete_refuses_tags_and_unknown_revisions(sheaf, two_revisions):
     r1, r2 = two_revisions
     sheaf.json("tag", f"o/p@{r1}", "v1")

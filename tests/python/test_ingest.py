@@ -38,6 +38,16 @@ def test_adbc_ingest_creates_appends_and_replaces(server):
         # append to a table that does not exist; a table named without a schema.
         with pytest.raises(adbc.Error, match="NOT_FOUND|NotFound"):
             cur.adbc_ingest("missing", table(0, 1), mode="append", db_schema_name="ing/est")
+    # A table of no rows: ADBC sends no message at all; the answer says so.
+    with adbc.connect(server.url) as conn, conn.cursor() as cur:
+        with pytest.raises(adbc.Error, match="no messages.*ingest at least one row"):
+            cur.adbc_ingest("nothing", table(0, 0), mode="create", db_schema_name="ing/est")
+    # A catalog other than Sheaf's one is refused by name, nothing written.
+    with adbc.connect(server.url) as conn, conn.cursor() as cur:
+        with pytest.raises(adbc.Error, match='no catalog "elsewhere"') as e:
+            cur.adbc_ingest("t2", table(0, 1), mode="create", catalog_name="elsewhere", db_schema_name="ing/est")
+        assert "InvalidArgument" in str(e.value), e.value
+        assert cur.adbc_ingest("t2", table(0, 1), mode="create", catalog_name="sheaf", db_schema_name="ing/est") == 1
     # A table named without a schema (a new cursor: ADBC keeps a cursor's ingest options).
     with adbc.connect(server.url) as conn, conn.cursor() as cur:
         assert cur.adbc_ingest("ing/other/t.parquet", table(0, 10), mode="create_append") == 10
@@ -52,6 +62,6 @@ def test_adbc_ingest_creates_appends_and_replaces(server):
     assert fl.read(c, "sheaf://ing/other/t.parquet").column("id").to_pylist() == list(range(10))
     assert fl.action(c, "list_revisions", {"package": "ing/other"}) == before
     revisions = fl.action(c, "list_revisions", {"package": "ing/est"})
-    assert [r["message"] for r in revisions] == ["bulk ingest into features"] * 3, revisions
+    assert [r["message"] for r in revisions] == ["bulk ingest into t2"] + ["bulk ingest into features"] * 3, revisions
     lineage = fl.action(c, "browse", {"ref": "ing/est"})["user_meta"]["sheaf"]["lineage"]
     assert lineage["writer"]["tool"] == "flight-sql ingest"

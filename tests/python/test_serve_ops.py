@@ -79,6 +79,9 @@ def test_bad_keys_and_values_are_named(tmp_path):
     assert code == 2 and "'lots'" in err and "--cache-mib" in err, err
     code, err = run_fails(tmp_path, "--peer", "http://elsewhere:1", "--listen", "127.0.0.1:0")
     assert code == 2 and '"http://elsewhere:1" is not a replica address' in err, err
+    for bad in ("grpc://elsewhere:1/path", "grpc://elsewhere:1?x=1", "grpc://user@elsewhere:1", "grpc://elsewhere"):
+        code, err = run_fails(tmp_path, "--advertise", bad, "--listen", "127.0.0.1:0")
+        assert code == 2 and f"{bad!r}".replace("'", '"') + " is not a replica address" in err, err
 
 
 def test_lists_come_from_the_file_or_the_environment(tmp_path):

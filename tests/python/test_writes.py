@@ -15,7 +15,7 @@ import pyarrow.flight as flight
 import pyarrow.parquet as pq
 import pytest
 from flight_testlib import OPTIONS, assert_same
-from sheaf_testlib import HEX64, Sheaf, file_url
+from sheaf_testlib import HEX64, Sheaf, blob_path, file_url
 
 
 @pytest.fixture
@@ -153,6 +153,11 @@ def test_session_metadata_is_read_as_python_reads_it_and_big_integers_are_refuse
         begin(c, "w/meta", metadata='{"n": 1180591620717411303424}')
     with pytest.raises(pa.ArrowException, match="must be a JSON object"):
         begin(c, "w/meta", metadata="[1]")
+    # Metadata and messages go into every read of the revision's manifest header: bounded.
+    with pytest.raises(pa.ArrowException, match=r"begin_write to w/meta: metadata of \d+ bytes; at most 1048576"):
+        begin(c, "w/meta", metadata=json.dumps({"x": "y" * (1 << 20)}))
+    with pytest.raises(pa.ArrowException, match=r"begin_write to w/meta: a message of 65537 bytes; at most 65536"):
+        begin(c, "w/meta", message="m" * 65537)
     s = begin(c, "w/meta", metadata='{"n": 18446744073709551615, "z": -0}')
     put_part(c, s, "w/meta", "f", table(0, 1))
     commit(c, s)
@@ -365,3 +370,21 @@ def test_part_numbers_beyond_five_digits_are_refused(server):
             put_part(c, s, "w/parts", "f", table(0, 1), part=part)
     put_part(c, s, "w/parts", "f", table(0, 1), part=99_999)
     assert commit(c, s)["rows"] == 1
+
+
+def test_a_commit_stores_again_a_damaged_blob_it_would_reuse(server, registry):
+    """The blob of a committed part cut short in storage; a later write of the same data must not take the damaged
+    blob for its content (the new revision would be unreadable): it stores the data again, as push does."""
+    c = server.client
+    s = begin(c, "w/first")
+    put_part(c, s, "w/first", "t.parquet", table(0, 500))
+    commit(c, s)
+    (entry,) = [e for e in Sheaf(str(registry)).json("browse", "w/first")["entries"] if e["logical_key"] == "t.parquet"]
+    blob = blob_path(registry, entry["hash"]["value"])
+    blob.chmod(0o644)
+    blob.write_bytes(blob.read_bytes()[:100])
+    s = begin(c, "w/second")
+    put_part(c, s, "w/second", "t.parquet", table(0, 500))
+    commit(c, s)
+    assert blob.stat().st_size == entry["size"]
+    assert_same(fl.read(c, "sheaf://w/second/t.parquet"), table(0, 500))

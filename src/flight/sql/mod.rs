@@ -259,11 +259,21 @@ impl SqlFlight {
         let any = Any::decode(descriptor.cmd.as_ref()).map_err(|e| Status::invalid_argument(e.to_string()))?;
         match Command::try_from(any).map_err(|e| Status::invalid_argument(e.to_string()))? {
             Command::CommandPreparedStatementQuery(query) => {
+                use futures::FutureExt;
                 let flight = super::put::checked_ipc(flight, "the bound parameters".into());
-                let batches = arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(flight)
+                let collected = arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(flight)
                     .take(MAX_PARAMETER_BATCHES + 1)
-                    .try_collect::<Vec<_>>()
+                    .try_collect::<Vec<_>>();
+                // arrow panics on some batches its checks pass (a validity
+                // bitmap shorter than its column): the client's malformed stream.
+                let batches = std::panic::AssertUnwindSafe(collected)
+                    .catch_unwind()
                     .await
+                    .map_err(|_| {
+                        Status::invalid_argument(
+                            "the bound parameters are not valid Arrow IPC: a batch cannot be decoded",
+                        )
+                    })?
                     .map_err(|e| Status::invalid_argument(format!("the bound parameters: {e}")))?;
                 if batches.len() > MAX_PARAMETER_BATCHES {
                     return Err(Status::invalid_argument("bind one row of parameters per execution"));
