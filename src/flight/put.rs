@@ -45,7 +45,10 @@ pub(super) fn checked_ipc(
 /// The next decoded batch of an upload. arrow panics on some batches its
 /// checks pass (a validity bitmap shorter than its column): that is the
 /// client's malformed stream, INVALID_ARGUMENT.
-async fn next_batch(batches: &mut FlightRecordBatchStream, what: &str) -> Result<Option<RecordBatch>, Status> {
+pub(super) async fn next_batch(
+    batches: &mut FlightRecordBatchStream,
+    what: &str,
+) -> Result<Option<RecordBatch>, Status> {
     use futures::FutureExt;
     match std::panic::AssertUnwindSafe(batches.try_next()).catch_unwind().await {
         Ok(next) => next.map_err(stream_error),

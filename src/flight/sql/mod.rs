@@ -12,6 +12,7 @@
 
 mod cancel;
 mod info;
+mod prepared;
 mod schemas;
 
 use super::auth::Authenticator;
@@ -30,7 +31,7 @@ use arrow_flight::sql::{
     ActionEndSavepointRequest, ActionEndTransactionRequest, Any, Command, CommandGetCatalogs, CommandGetCrossReference,
     CommandGetDbSchemas, CommandGetExportedKeys, CommandGetImportedKeys, CommandGetPrimaryKeys, CommandGetSqlInfo,
     CommandGetTableTypes, CommandGetTables, CommandGetXdbcTypeInfo, CommandPreparedStatementQuery,
-    CommandStatementQuery, DoPutPreparedStatementResult, ProstMessageExt, SqlInfo, TicketStatementQuery,
+    CommandStatementQuery, ProstMessageExt, SqlInfo, TicketStatementQuery,
 };
 use arrow_flight::{
     Action, CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus, FlightData, FlightDescriptor,
@@ -40,6 +41,7 @@ use bytes::Bytes;
 use cancel::{Cancels, until_cancelled};
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use info::{SQL_INFO, XDBC_INFO};
+use prepared::open_handle;
 use prost::Message;
 use schemas::{advertised, foreign_keys_schema, keys_schema, schema_bytes};
 use std::sync::Arc;
@@ -47,8 +49,6 @@ use tonic::{Request, Response, Status};
 
 /// The prefix of every Flight SQL message's type URL.
 const SQL_TYPE_PREFIX: &str = "type.googleapis.com/arrow.flight.protocol.sql.";
-/// Batches of parameters accepted in one bind.
-const MAX_PARAMETER_BATCHES: usize = 16;
 /// The Flight action cancelling a FlightInfo's queries.
 const CANCEL_FLIGHT_INFO: &str = "CancelFlightInfo";
 /// The actions Flight SQL defines (answered by [`SqlFlight`]).
@@ -249,62 +249,6 @@ impl SqlFlight {
         Ok((Execution { batches, ..execution }, reusable))
     }
 
-    /// A Flight SQL DoPut: parameters bound to a prepared statement; every
-    /// update is refused (read-only). Answers the result's `app_metadata`.
-    pub async fn put(
-        &self,
-        descriptor: &FlightDescriptor,
-        flight: impl futures::Stream<Item = Result<FlightData, arrow_flight::error::FlightError>> + Send + 'static,
-    ) -> Result<Vec<u8>, Status> {
-        let any = Any::decode(descriptor.cmd.as_ref()).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        match Command::try_from(any).map_err(|e| Status::invalid_argument(e.to_string()))? {
-            Command::CommandPreparedStatementQuery(query) => {
-                use futures::FutureExt;
-                let flight = super::put::checked_ipc(flight, "the bound parameters".into());
-                let collected = arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(flight)
-                    .take(MAX_PARAMETER_BATCHES + 1)
-                    .try_collect::<Vec<_>>();
-                // arrow panics on some batches its checks pass (a validity
-                // bitmap shorter than its column): the client's malformed stream.
-                let batches = std::panic::AssertUnwindSafe(collected)
-                    .catch_unwind()
-                    .await
-                    .map_err(|_| {
-                        Status::invalid_argument(
-                            "the bound parameters are not valid Arrow IPC: a batch cannot be decoded",
-                        )
-                    })?
-                    .map_err(|e| Status::invalid_argument(format!("the bound parameters: {e}")))?;
-                if batches.len() > MAX_PARAMETER_BATCHES {
-                    return Err(Status::invalid_argument("bind one row of parameters per execution"));
-                }
-                self.bind(query, batches).await
-            }
-            other => Err(read_only(&format!("{} (an update)", other.type_url()))),
-        }
-    }
-
-    /// Binds parameters to a prepared statement (DoPut): answers the
-    /// handle that carries them.
-    pub async fn bind(
-        &self,
-        query: CommandPreparedStatementQuery,
-        batches: Vec<RecordBatch>,
-    ) -> Result<Vec<u8>, Status> {
-        let handle = open_handle(&query.prepared_statement_handle)?;
-        let parameters = match batches.first() {
-            None => Vec::new(),
-            Some(first) => {
-                let batch = arrow::compute::concat_batches(&first.schema(), &batches)
-                    .map_err(|e| Status::invalid_argument(format!("the bound parameters: {e}")))?;
-                ticket::encode_parameters(&batch)?
-            }
-        };
-        let handle = PreparedHandle { sql: handle.sql, parameters };
-        let result = DoPutPreparedStatementResult { prepared_statement_handle: Some(handle.encode_to_vec().into()) };
-        Ok(result.encode_to_vec())
-    }
-
     /// The FlightInfo of a catalog command: one endpoint whose ticket is
     /// the command itself.
     fn catalog_info(
@@ -341,11 +285,6 @@ impl SqlFlight {
             }
         })
     }
-}
-
-/// A prepared-statement handle decoded.
-fn open_handle(bytes: &[u8]) -> Result<PreparedHandle, Status> {
-    PreparedHandle::decode(bytes).map_err(|e| Status::invalid_argument(format!("not a Sheaf prepared statement: {e}")))
 }
 
 /// Encodes one batch as a DoGet answer.
