@@ -8,14 +8,20 @@ use sheaf::registry::RevisionInfo;
 use sheaf::{Registry, Result};
 use std::fmt;
 
-/// A package's revisions; one line each: hash, time, tags, message.
+/// A package's revisions; one line each: hash, time, tags, message. What is
+/// wrong with its pointers goes to stderr as warnings.
 #[derive(Serialize)]
 #[serde(transparent)]
-pub struct Revisions(pub Vec<RevisionInfo>);
+pub struct Revisions {
+    revisions: Vec<RevisionInfo>,
+    #[serde(skip)]
+    problems: Vec<String>,
+}
 
 /// Lists the revisions of the package in `args`.
 pub async fn run(registry: &Registry, args: &LogArgs) -> Result<Revisions> {
-    Ok(Revisions(registry.revisions(&args.package()?).await?))
+    let (revisions, problems) = registry.revision_log(&args.package()?).await?;
+    Ok(Revisions { revisions, problems })
 }
 
 impl fmt::Display for Revisions {
@@ -32,8 +38,12 @@ impl fmt::Display for Revisions {
                 shown(r.message.as_deref().unwrap_or(""))
             )
         };
-        write_lines(f, self.0.iter().map(line))
+        write_lines(f, self.revisions.iter().map(line))
     }
 }
 
-impl Report for Revisions {}
+impl Report for Revisions {
+    fn notes(&self) -> Vec<String> {
+        self.problems.iter().map(|p| format!("warning: {p} (left out)")).collect()
+    }
+}

@@ -45,6 +45,7 @@ pub fn check_message(header: &[u8], body: &[u8], limits: IpcLimits) -> Result<()
         // while decoding, so it is converted here, where that is caught.
         MessageHeader::Schema => {
             let schema = message.header_as_schema().ok_or("a schema message without its schema")?;
+            check_schema(schema)?;
             let converted = std::panic::catch_unwind(|| arrow::ipc::convert::fb_to_schema(schema));
             return converted.map(drop).map_err(|_| "the schema message cannot be read".to_owned());
         }
@@ -92,6 +93,100 @@ pub fn check_message(header: &[u8], body: &[u8], limits: IpcLimits) -> Result<()
         if total > limits.message_bytes {
             return Err(format!("buffers of over {} bytes in one message", limits.message_bytes));
         }
+    }
+    Ok(())
+}
+
+/// Checks a schema for what arrow's conversion (`fb_to_schema`) panics on,
+/// so that a crafted schema is refused naming the column at fault (the
+/// conversion still runs under `catch_unwind`, for anything missed here).
+/// Nesting is bounded by the flatbuffer verifier's depth limit.
+fn check_schema(schema: arrow::ipc::Schema<'_>) -> Result<(), String> {
+    let big_endian = schema.endianness() == arrow::ipc::Endianness::Big;
+    for field in schema.fields().ok_or("a schema message without fields")?.iter() {
+        check_field(field, big_endian)?;
+    }
+    Ok(())
+}
+
+/// One field of [`check_schema`] and its children.
+fn check_field(field: arrow::ipc::Field<'_>, big_endian: bool) -> Result<(), String> {
+    use arrow::ipc::{DateUnit, IntervalUnit, Precision, TimeUnit, Type, UnionMode};
+    let name = field.name().unwrap_or_default();
+    let bad = |what: &str| Err(format!("column {}: {what}", super::limits::excerpt(name)));
+    let int_ok = |int: arrow::ipc::Int<'_>| matches!(int.bitWidth(), 8 | 16 | 32 | 64);
+    if let Some(dictionary) = field.dictionary()
+        && !dictionary.indexType().is_some_and(int_ok)
+    {
+        return bad("a dictionary whose index is not an 8, 16, 32 or 64-bit integer");
+    }
+    let children = field.children().map(|c| c.len());
+    let ok = match field.type_type() {
+        Type::Null
+        | Type::Bool
+        | Type::Binary
+        | Type::BinaryView
+        | Type::LargeBinary
+        | Type::Utf8
+        | Type::Utf8View
+        | Type::LargeUtf8
+        | Type::Struct_ => true,
+        Type::Int => field.type_as_int().is_some_and(int_ok),
+        Type::FixedSizeBinary => field.type_as_fixed_size_binary().is_some_and(|b| b.byteWidth() >= 0),
+        Type::FloatingPoint => field
+            .type_as_floating_point()
+            .is_some_and(|f| matches!(f.precision(), Precision::HALF | Precision::SINGLE | Precision::DOUBLE)),
+        Type::Date => field.type_as_date().is_some_and(|d| matches!(d.unit(), DateUnit::DAY | DateUnit::MILLISECOND)),
+        Type::Time => field.type_as_time().is_some_and(|t| {
+            matches!(
+                (t.bitWidth(), t.unit()),
+                (32, TimeUnit::SECOND | TimeUnit::MILLISECOND) | (64, TimeUnit::MICROSECOND | TimeUnit::NANOSECOND)
+            )
+        }),
+        Type::Timestamp => field.type_as_timestamp().is_some_and(|t| (0..=3).contains(&t.unit().0)),
+        Type::Duration => field.type_as_duration().is_some_and(|d| (0..=3).contains(&d.unit().0)),
+        Type::Interval => field.type_as_interval().is_some_and(|i| {
+            matches!(i.unit(), IntervalUnit::YEAR_MONTH | IntervalUnit::DAY_TIME | IntervalUnit::MONTH_DAY_NANO)
+        }),
+        Type::List | Type::LargeList | Type::ListView | Type::LargeListView => children == Some(1),
+        Type::Map => children == Some(1) && field.type_as_map().is_some(),
+        Type::FixedSizeList => {
+            children == Some(1) && field.type_as_fixed_size_list().is_some_and(|l| l.listSize() >= 0)
+        }
+        Type::RunEndEncoded => children == Some(2),
+        Type::Decimal => {
+            !big_endian
+                && field.type_as_decimal().is_some_and(|d| {
+                    matches!(d.bitWidth(), 32 | 64 | 128 | 256)
+                        && u8::try_from(d.precision()).is_ok()
+                        && i8::try_from(d.scale()).is_ok()
+                })
+        }
+        Type::Union => field.type_as_union().is_some_and(|u| {
+            let fields = children.unwrap_or(0);
+            matches!(u.mode(), UnionMode::Dense | UnionMode::Sparse)
+                && match u.typeIds() {
+                    // As arrow reads them: each id cast to i8, non-negative, unique.
+                    Some(ids) => {
+                        let mut seen = 0u128;
+                        ids.len() == fields
+                            && ids.iter().all(|id| {
+                                let id = id as i8;
+                                let fresh = id >= 0 && seen & (1 << id) == 0;
+                                seen |= 1u128.checked_shl(id as u32).unwrap_or(0);
+                                fresh
+                            })
+                    }
+                    None => fields <= 128,
+                }
+        }),
+        _ => false,
+    };
+    if !ok {
+        return bad(&format!("type {:?}, declared in a way arrow cannot read", field.type_type()));
+    }
+    for child in field.children().iter().flat_map(|c| c.iter()) {
+        check_field(child, big_endian)?;
     }
     Ok(())
 }
@@ -306,5 +401,82 @@ mod tests {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod schema_tests {
+    use super::*;
+    use arrow::datatypes::{DataType, Field, IntervalUnit, Schema, TimeUnit, UnionFields, UnionMode};
+    use std::sync::Arc;
+
+    /// The schema message of a stream of a schema holding most types.
+    fn schema_message() -> Vec<u8> {
+        let item = Arc::new(Field::new("item", DataType::Int32, true));
+        let fields = vec![
+            Field::new("i8", DataType::Int8, true),
+            Field::new("u64", DataType::UInt64, true),
+            Field::new("f16", DataType::Float16, true),
+            Field::new("f64", DataType::Float64, true),
+            Field::new("d32", DataType::Date32, true),
+            Field::new("t64", DataType::Time64(TimeUnit::Nanosecond), true),
+            Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())), true),
+            Field::new("dur", DataType::Duration(TimeUnit::Second), true),
+            Field::new("iv", DataType::Interval(IntervalUnit::MonthDayNano), true),
+            Field::new("fsb", DataType::FixedSizeBinary(4), true),
+            Field::new("dec", DataType::Decimal128(20, 3), true),
+            Field::new("list", DataType::List(item.clone()), true),
+            Field::new("fsl", DataType::FixedSizeList(item.clone(), 3), true),
+            Field::new("st", DataType::Struct(vec![item.as_ref().clone()].into()), true),
+            Field::new_dictionary("dict", DataType::Int16, DataType::Utf8, true),
+            Field::new(
+                "un",
+                DataType::Union(
+                    UnionFields::try_new([0, 5], [item.as_ref().clone(), Field::new("s", DataType::Utf8, true)])
+                        .unwrap(),
+                    UnionMode::Dense,
+                ),
+                true,
+            ),
+        ];
+        let mut out = Vec::new();
+        let mut w = arrow::ipc::writer::StreamWriter::try_new(&mut out, &Schema::new(fields)).unwrap();
+        w.finish().unwrap();
+        drop(w);
+        let length = i32::from_le_bytes(out[4..8].try_into().unwrap()) as usize;
+        out[8..8 + length].to_vec()
+    }
+
+    fn conversion_panics(header: &[u8]) -> Option<bool> {
+        let schema = root_as_message(header).ok()?.header_as_schema()?;
+        check_schema(schema).ok()?;
+        Some(std::panic::catch_unwind(|| arrow::ipc::convert::fb_to_schema(schema)).is_err())
+    }
+
+    #[test]
+    fn schemas_arrow_would_panic_on_are_refused_first() {
+        let header = schema_message();
+        assert_eq!(conversion_panics(&header), Some(false));
+        // Every single-byte change that the check lets through converts
+        // without a panic (arrow converts schemas with unwraps and panics).
+        for i in 0..header.len() {
+            for delta in [1u8, 2, 0x10, 0x80, 0xff] {
+                let mut bytes = header.clone();
+                bytes[i] = bytes[i].wrapping_add(delta);
+                assert_ne!(
+                    conversion_panics(&bytes),
+                    Some(true),
+                    "byte {i} + {delta:#x} passed the check and panicked"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_int_of_bit_width_zero_names_its_column() {
+        // A fuzzer's find (it panicked inside arrow before this check).
+        let stream = include_bytes!("../../tests/fuzz/corpus/put/crash-ipc-int-bit-width-0");
+        let e = check_stream(stream, IpcLimits::UPLOAD).unwrap_err();
+        assert!(e.contains("column \"id\": type Int, declared in a way arrow cannot read"), "{e}");
     }
 }

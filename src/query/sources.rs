@@ -37,9 +37,6 @@ pub async fn parquet_metadata(registry: &Registry, entry: &Entry) -> Result<Arro
         e_tag: None,
         version: located.version,
     };
-    let unreadable = |e: &dyn std::fmt::Display| {
-        Error::invalid(format!("{} is not a readable Parquet file: {e}", entry.logical_key))
-    };
     // With the page index: scans of the part use this metadata (it is cached)
     // instead of reading the footer again.
     let footer = DFParquetMetadata::new(located.store.as_ref(), &meta)
@@ -63,12 +60,30 @@ pub async fn parquet_metadata(registry: &Registry, entry: &Entry) -> Result<Arro
                 Ok(()) if super::error::from_storage(&e) => {
                     Error::engine(format!("reading the footer of {}", entry.logical_key), e)
                 }
-                Ok(()) => unreadable(&e),
+                Ok(()) => unreadable(registry, entry, e.to_string()).await,
             });
         }
     };
     let footer = super::float_bounds::without_float_bounds(footer);
-    ArrowReaderMetadata::try_new(footer, ArrowReaderOptions::new()).map_err(|e| unreadable(&e))
+    match ArrowReaderMetadata::try_new(footer, ArrowReaderOptions::new()) {
+        Ok(metadata) => Ok(metadata),
+        Err(e) => Err(unreadable(registry, entry, e.to_string()).await),
+    }
+}
+
+/// The error for a Parquet file whose footer does not decode: its bytes are
+/// checked against the entry's hash first (read whole, on this error path
+/// only), so that damage in storage is DATA_LOSS, and only a file that was
+/// never Parquet is INVALID_ARGUMENT.
+async fn unreadable(registry: &Registry, entry: &Entry, why: String) -> Error {
+    let checked = match registry.open_entry_verified(entry).await {
+        Ok(stream) => stream.try_for_each(|_| async { Ok(()) }).await,
+        Err(e) => Err(e),
+    };
+    match checked {
+        Err(damaged) => damaged.into(),
+        Ok(()) => Error::invalid(format!("{} is not a readable Parquet file: {why}", entry.logical_key)),
+    }
 }
 
 /// Checks, after a read of it failed, that the object holding `what` (the

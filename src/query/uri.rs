@@ -156,8 +156,9 @@ impl DatasetUri {
         let bad = |msg: String| Error::invalid(format!("invalid dataset URI {}: {msg}", excerpt(text)));
         let (r, path, params) = split_uri(text).map_err(bad)?;
         let mut spec = QuerySpec::default();
-        for (key, value) in params {
+        for (key, raw) in params {
             let key = key.as_str();
+            let value = decode(&raw).map_err(&bad)?;
             let number = |what: &str| -> Result<u64, Error> {
                 value
                     .parse()
@@ -165,8 +166,7 @@ impl DatasetUri {
             };
             match key {
                 "columns" => {
-                    spec.columns =
-                        value.split(',').map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned).collect();
+                    spec.columns = column_names(&raw).map_err(&bad)?;
                 }
                 "filter" => spec.filter = Some(value.clone()).filter(|f| !f.trim().is_empty()),
                 "limit" => spec.limit = Some(number("limit")?),
@@ -206,15 +206,19 @@ impl DatasetUri {
     }
 
     /// The dataset a typed request names, checked by the same rules as the
-    /// text form (the typed form can also name columns holding a comma).
+    /// text form. Column names are taken exactly as given (blanks and commas
+    /// included; the text form encodes them as `%20` and `%2C`).
     pub fn from_request(request: &proto::DatasetRequest) -> Result<Self, Error> {
         let (package, revision, path) = target(&request.package, request.revision.as_ref(), &request.path)?;
         let bad = |msg: String| Error::invalid(format!("invalid dataset request for {package}: {msg}"));
         if request.message.is_some() || !request.session.is_empty() || request.part.is_some() {
             return Err(bad("message, session and part apply only to DoPut".into()));
         }
+        if request.columns.iter().any(String::is_empty) {
+            return Err(bad("columns holds an empty name (leave columns empty to read every column)".into()));
+        }
         let query = QuerySpec {
-            columns: request.columns.iter().map(|c| c.trim()).filter(|c| !c.is_empty()).map(str::to_owned).collect(),
+            columns: request.columns.clone(),
             filter: Some(request.filter.clone()).filter(|f| !f.trim().is_empty()),
             limit: request.limit,
             sample: request.sample,
@@ -246,12 +250,25 @@ impl DatasetUri {
     }
 }
 
-/// A URI's package reference, decoded path and decoded parameters.
+/// A URI's package reference, decoded path and raw (still percent-encoded)
+/// parameters.
 type SplitUri = (PackageRef, String, Vec<(String, String)>);
+
+/// A percent-decoded query value.
+fn decode(raw: &str) -> Result<String, String> {
+    percent_decode_str(raw).decode_utf8().map(|v| v.into_owned()).map_err(|e| e.to_string())
+}
+
+/// The names in a raw `columns` value: split at literal commas before
+/// decoding, so `%2C` is a comma inside a name; blanks around a name are
+/// trimmed unless encoded (`%20a` is the name " a"); empty names are skipped.
+fn column_names(raw: &str) -> Result<Vec<String>, String> {
+    raw.split(',').map(str::trim).filter(|c| !c.is_empty()).map(decode).collect()
+}
 
 /// Splits `sheaf://OWNER/NAME[@REV][/PATH][?QUERY]` (the scheme is
 /// optional) into the package reference, the decoded path (empty when there
-/// is none) and the decoded parameters, refusing a parameter given twice.
+/// is none) and the raw parameters, refusing a parameter given twice.
 fn split_uri(text: &str) -> Result<SplitUri, String> {
     let rest = text.strip_prefix(SCHEME).unwrap_or(text);
     let (location, query) = rest.split_once('?').unwrap_or((rest, ""));
@@ -270,11 +287,10 @@ fn split_uri(text: &str) -> Result<SplitUri, String> {
     let mut seen = std::collections::HashSet::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let value = percent_decode_str(value).decode_utf8().map_err(|e| e.to_string())?.into_owned();
         if !seen.insert(key.to_owned()) {
             return Err(format!("parameter {} given twice", excerpt(key)));
         }
-        params.push((key.to_owned(), value));
+        params.push((key.to_owned(), value.to_owned()));
     }
     Ok((r, path, params))
 }
@@ -338,7 +354,8 @@ impl PutTarget {
         let bad = |msg: String| Error::invalid(format!("invalid DoPut URI {}: {msg}", excerpt(text)));
         let (r, path, params) = split_uri(text).map_err(bad)?;
         let (mut message, mut session, mut part) = (None, None, None);
-        for (key, value) in params {
+        for (key, raw) in params {
+            let value = decode(&raw).map_err(&bad)?;
             match key.as_str() {
                 "message" => message = Some(value),
                 "session" => session = Some(value),
@@ -410,6 +427,10 @@ const PATH: &AsciiSet = &CONTROLS
 /// delimiters.
 const VALUE: &AsciiSet = &CONTROLS.add(b' ').add(b'&').add(b'=').add(b'%').add(b'#').add(b'+').add(b'"').add(b'?');
 
+/// Characters escaped in one name of `columns=`: those of [`VALUE`] and the
+/// comma that separates names.
+const COLUMN: &AsciiSet = &VALUE.add(b',');
+
 impl fmt::Display for DatasetUri {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{SCHEME}{}", self.package)?;
@@ -422,7 +443,8 @@ impl fmt::Display for DatasetUri {
         let q = &self.query;
         let mut params: Vec<(&str, String)> = Vec::new();
         if !q.columns.is_empty() {
-            params.push(("columns", q.columns.join(",")));
+            let names: Vec<String> = q.columns.iter().map(|c| utf8_percent_encode(c, COLUMN).to_string()).collect();
+            params.push(("columns", names.join(",")));
         }
         if let Some(v) = &q.filter {
             params.push(("filter", v.clone()));
@@ -452,7 +474,10 @@ impl fmt::Display for DatasetUri {
             params.push(("rows", super::rows::display(&q.rows)));
         }
         for (i, (k, v)) in params.iter().enumerate() {
-            write!(f, "{}{k}={}", if i == 0 { '?' } else { '&' }, utf8_percent_encode(v, VALUE))?;
+            // Column names are encoded one by one above, so that a comma
+            // inside a name stays distinct from the list's commas.
+            let v = if *k == "columns" { v.clone() } else { utf8_percent_encode(v, VALUE).to_string() };
+            write!(f, "{}{k}={v}", if i == 0 { '?' } else { '&' })?;
         }
         Ok(())
     }
@@ -510,6 +535,32 @@ mod tests {
             let latest = DatasetUri { revision: Revision::Latest, ..u };
             assert_eq!(DatasetUri::parse(&latest.to_string()).unwrap().path, path, "{latest}");
         }
+    }
+
+    #[test]
+    fn odd_column_names_round_trip() {
+        let names = ["a,b", " padded ", "x%2Cy", "plain", "é & =?#+"];
+        let mut u = DatasetUri::table(&"t/d".parse().unwrap(), &"a".repeat(64), "x.parquet");
+        u.query.columns = names.map(str::to_owned).to_vec();
+        let text = u.to_string();
+        assert!(text.contains("columns=a%2Cb,%20padded%20,x%252Cy,plain,"), "{text}");
+        assert_eq!(DatasetUri::parse(&text).unwrap().query.columns, names, "{text}");
+        // Literal blanks around a name are trimmed; empty names skipped.
+        let text_form = DatasetUri::parse("t/d/x?columns=%20a%20, b ,c%2Cd,,").unwrap();
+        assert_eq!(text_form.query.columns, [" a ", "b", "c,d"]);
+        // The typed form takes names exactly and refuses an empty one.
+        let mut request = proto::DatasetRequest {
+            package: "t/d".into(),
+            path: "x.parquet".into(),
+            columns: vec![" a".into(), "b,c".into()],
+            ..Default::default()
+        };
+        let from_typed = DatasetUri::from_request(&request).unwrap();
+        assert_eq!(from_typed.query.columns, [" a", "b,c"]);
+        assert_eq!(DatasetUri::parse(&from_typed.to_string()).unwrap(), from_typed);
+        request.columns.push(String::new());
+        let err = DatasetUri::from_request(&request).unwrap_err().to_string();
+        assert!(err.contains("empty name"), "{err}");
     }
 
     #[test]

@@ -116,7 +116,15 @@ impl FromStr for PackageRef {
         let (name, revision, subpath) = if let Some((name, rev)) = split_revision(second, s)? {
             (name, rev, rest.map(str::to_owned))
         } else {
-            match rest.map(|r| split_revision(r, s)).transpose()?.flatten() {
+            // A revision after the path: a '@' or ':' inside a file name
+            // lands here, so a refusal says how to write one.
+            let after_path = rest.map(|r| split_revision(r, s)).transpose().map_err(|e| match e {
+                Error::Invalid(m) => {
+                    Error::Invalid(format!("{m} (a '@' or ':' that belongs to the path is written %40 or %3A)"))
+                }
+                other => other,
+            })?;
+            match after_path.flatten() {
                 Some((sub, rev)) => (second, rev, Some(sub.to_owned())),
                 None => (second, Revision::Latest, rest.map(str::to_owned)),
             }
@@ -216,5 +224,7 @@ mod tests {
         let early: PackageRef = "team/data:v1/x.csv".parse().unwrap();
         assert_eq!(early.revision, Revision::Tag("v1".into()));
         assert_eq!(early.subpath.as_deref(), Some("x.csv"));
+        let err = "team/data/photos/me@home.jpg".parse::<PackageRef>().unwrap_err().to_string();
+        assert!(err.contains("written %40 or %3A"), "{err}");
     }
 }

@@ -46,6 +46,26 @@ pub struct DeleteReport {
     pub latest: Option<String>,
 }
 
+/// The pointer files of one folder (timestamp pointers or tags): the top
+/// hashes they name by key, and the damaged ones, which name no revision.
+struct Listed<K> {
+    named: Vec<(K, String)>,
+    damaged: Vec<Damaged>,
+}
+
+/// A pointer file that holds no top hash on two reads.
+#[derive(Debug, Clone)]
+struct Damaged {
+    path: Path,
+    text: String,
+}
+
+impl Damaged {
+    fn describe(&self) -> String {
+        format!("pointer {} holds {:?}, not a top hash", self.path, super::names::excerpt(&self.text))
+    }
+}
+
 fn is_top_hash(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
@@ -97,35 +117,61 @@ impl Registry {
         Ok(text.map(|(hash, _)| hash).filter(|hash| is_top_hash(hash)))
     }
 
-    /// Every top hash the package's pointers and tags name.
+    /// Every top hash the package's pointers and tags name (damaged ones
+    /// name none and are skipped).
     pub(crate) async fn pointed_hashes(&self, pkg: &PackageName) -> Result<Vec<String>> {
-        let mut hashes: Vec<String> = self.timestamp_pointers(pkg).await?.into_iter().map(|(_, h)| h).collect();
-        hashes.extend(self.read_pointer(&Self::latest_path(pkg)).await?);
-        hashes.extend(self.tags(pkg).await?.into_iter().map(|(_, h)| h));
+        let mut hashes: Vec<String> = self.timestamp_pointers(pkg).await?.named.into_iter().map(|(_, h)| h).collect();
+        hashes.extend(self.latest_unless_damaged(pkg).await?);
+        hashes.extend(self.listed_tags(pkg).await?.named.into_iter().map(|(_, h)| h));
         Ok(hashes)
     }
 
-    /// `(unix_seconds, top_hash)` for every timestamp pointer, newest first.
-    async fn timestamp_pointers(&self, pkg: &PackageName) -> Result<Vec<(u64, String)>> {
-        let dir = Self::named_dir(pkg);
+    /// `(unix_seconds, top_hash)` for every timestamp pointer, newest first,
+    /// and the damaged ones.
+    async fn timestamp_pointers(&self, pkg: &PackageName) -> Result<Listed<u64>> {
         let list = self
             .store()
-            .list_with_delimiter(Some(&dir))
+            .list_with_delimiter(Some(&Self::named_dir(pkg)))
             .await
             .map_err(|e| Error::storage(format!("listing revisions of {pkg}"), e))?;
-        let stamps: Vec<(u64, Path)> = list
+        let stamps = list
             .objects
             .into_iter()
-            .filter_map(|o| o.location.filename().and_then(|n| n.parse::<u64>().ok()).map(|t| (t, o.location.clone())))
-            .collect();
-        let mut out: Vec<(u64, String)> = stream::iter(stamps)
-            .map(|(t, path)| async move { Ok::<_, Error>(self.read_pointer(&path).await?.map(|h| (t, h))) })
+            .filter_map(|o| o.location.filename().and_then(|n| n.parse::<u64>().ok()).map(|t| (t, o.location.clone())));
+        let mut listed = self.read_listed(pkg, stamps).await?;
+        listed.named.sort_by(|a, b| b.cmp(a));
+        Ok(listed)
+    }
+
+    /// Reads pointer files. One that holds no top hash is read once more (a
+    /// read cut short is no damage) and, still not one, counted as damaged:
+    /// it names no revision, so it hides none of the others from `log`,
+    /// resolution or `delete`.
+    async fn read_listed<K>(&self, pkg: &PackageName, paths: impl Iterator<Item = (K, Path)>) -> Result<Listed<K>> {
+        let read: Vec<(K, Path, Option<String>)> = stream::iter(paths)
+            .map(|(key, path)| async move {
+                let mut text = self.read_pointer_text(&path).await?.map(|(t, _)| t);
+                if text.as_deref().is_some_and(|t| !is_top_hash(t)) {
+                    text = self.read_pointer_text(&path).await?.map(|(t, _)| t);
+                }
+                Ok::<_, Error>((key, path, text))
+            })
             .buffer_unordered(IO_CONCURRENCY)
-            .try_filter_map(|x| async move { Ok(x) })
             .try_collect()
             .await?;
-        out.sort_by(|a, b| b.cmp(a));
-        Ok(out)
+        let mut listed = Listed { named: Vec::new(), damaged: Vec::new() };
+        for (key, path, text) in read {
+            match text {
+                None => {}
+                Some(hash) if is_top_hash(&hash) => listed.named.push((key, hash)),
+                Some(text) => {
+                    let damaged = Damaged { path, text };
+                    tracing::warn!(package = %pkg, problem = %damaged.describe(), "damaged pointer skipped");
+                    listed.damaged.push(damaged);
+                }
+            }
+        }
+        Ok(listed)
     }
 
     /// All packages that have pointers, with their latest revision, sorted.
@@ -153,10 +199,14 @@ impl Registry {
         names.sort();
         stream::iter(names)
             .map(|name| async move {
-                // One package's damaged `latest` does not hide the others:
-                // it is listed without a revision (browse names the fault).
+                // One package's damaged or refused `latest` (a symbolic
+                // link) does not hide the others: it is listed without a
+                // revision (browse names the fault).
                 let latest = match self.read_pointer(&Self::latest_path(&name)).await {
-                    Err(e @ Error::Integrity { .. }) => {
+                    Err(
+                        e @ (Error::Integrity { .. }
+                        | Error::Storage { source: object_store::Error::PermissionDenied { .. }, .. }),
+                    ) => {
                         tracing::warn!(package = %name, error = %e, "unreadable latest pointer");
                         None
                     }
@@ -169,52 +219,86 @@ impl Registry {
             .await
     }
 
-    /// The package's revisions, newest first, with messages and tags.
+    /// The package's revisions, newest first, with messages and tags
+    /// ([`Registry::revision_log`] without its problems, which are logged).
     pub async fn revisions(&self, pkg: &PackageName) -> Result<Vec<RevisionInfo>> {
+        let (revisions, problems) = self.revision_log(pkg).await?;
+        for problem in problems {
+            tracing::warn!(package = %pkg, %problem, "revision left out of the log");
+        }
+        Ok(revisions)
+    }
+
+    /// The package's revisions, newest first, with messages and tags, and
+    /// what is wrong with its pointers: a damaged pointer or tag, one naming
+    /// a manifest that is gone, a `latest` that no timestamp pointer
+    /// records. What is intact is listed whatever the others hold.
+    pub async fn revision_log(&self, pkg: &PackageName) -> Result<(Vec<RevisionInfo>, Vec<String>)> {
         let stamps = self.timestamp_pointers(pkg).await?;
-        let latest = self.read_pointer(&Self::latest_path(pkg)).await?;
-        if stamps.is_empty() && latest.is_none() {
+        let latest_text = self.read_pointer_text(&Self::latest_path(pkg)).await?.map(|(t, _)| t);
+        let latest = latest_text.clone().filter(|t| is_top_hash(t));
+        if stamps.named.is_empty() && stamps.damaged.is_empty() && latest_text.is_none() {
             return Err(self.package_not_found(pkg));
         }
-        let tags = self.tags(pkg).await?;
-        stream::iter(stamps)
+        let tags = self.listed_tags(pkg).await?;
+        let mut problems: Vec<String> = stamps.damaged.iter().chain(&tags.damaged).map(Damaged::describe).collect();
+        if let Some(text) = latest_text.as_deref().filter(|t| !is_top_hash(t)) {
+            problems.push(format!("latest holds {:?}, not a top hash", super::names::excerpt(text)));
+        }
+        if let Some(l) = latest.as_deref().filter(|l| !stamps.named.iter().any(|(_, h)| h == l)) {
+            problems.push(format!("latest names {l}, which no timestamp pointer records"));
+        }
+        let read: Vec<std::result::Result<RevisionInfo, String>> = stream::iter(stamps.named)
             .map(|(timestamp, top_hash)| {
                 let mut names: Vec<String> =
-                    tags.iter().filter(|(_, h)| *h == top_hash).map(|(t, _)| t.clone()).collect();
+                    tags.named.iter().filter(|(_, h)| *h == top_hash).map(|(t, _)| t.clone()).collect();
                 if latest.as_deref() == Some(top_hash.as_str()) {
                     names.insert(0, "latest".into());
                 }
                 async move {
-                    let header = self.read_header(&top_hash).await?;
+                    let header = match self.read_header(&top_hash).await {
+                        Ok(header) => header,
+                        Err(Error::NotFound(_)) => {
+                            let path = Self::named_dir(pkg).join(timestamp.to_string());
+                            return Ok(Err(format!("pointer {path} names manifest {top_hash}, which is gone")));
+                        }
+                        Err(e) => return Err(e),
+                    };
                     let message = header.get("message").and_then(|m| m.as_str()).map(str::to_owned);
                     let derived = super::lineage::inputs_of(header.get("user_meta")).next().is_some();
-                    Ok(RevisionInfo { top_hash, timestamp, message, tags: names, derived })
+                    Ok(Ok(RevisionInfo { top_hash, timestamp, message, tags: names, derived }))
                 }
             })
             .buffered(IO_CONCURRENCY)
             .try_collect()
-            .await
+            .await?;
+        let mut revisions = Vec::new();
+        for r in read {
+            match r {
+                Ok(info) => revisions.push(info),
+                Err(problem) => problems.push(problem),
+            }
+        }
+        Ok((revisions, problems))
     }
 
-    /// The package's tags, `(tag, top_hash)`, sorted by tag.
+    /// The package's tags, `(tag, top_hash)`, sorted by tag (damaged ones
+    /// are skipped; `revision_log` names them).
     pub async fn tags(&self, pkg: &PackageName) -> Result<Vec<(String, String)>> {
-        let dir = Self::tags_dir(pkg);
+        Ok(self.listed_tags(pkg).await?.named)
+    }
+
+    /// The package's tags, sorted by tag, and the damaged ones.
+    async fn listed_tags(&self, pkg: &PackageName) -> Result<Listed<String>> {
         let list = self
             .store()
-            .list_with_delimiter(Some(&dir))
+            .list_with_delimiter(Some(&Self::tags_dir(pkg)))
             .await
             .map_err(|e| Error::storage(format!("listing tags of {pkg}"), e))?;
-        let mut tags: Vec<(String, String)> = stream::iter(list.objects)
-            .map(|o| async move {
-                let tag = o.location.filename().unwrap_or_default().to_owned();
-                Ok::<_, Error>(self.read_pointer(&o.location).await?.map(|h| (tag, h)))
-            })
-            .buffer_unordered(IO_CONCURRENCY)
-            .try_filter_map(|x| async move { Ok(x) })
-            .try_collect()
-            .await?;
-        tags.sort();
-        Ok(tags)
+        let tags = list.objects.into_iter().map(|o| (o.location.filename().unwrap_or_default().to_owned(), o.location));
+        let mut listed = self.read_listed(pkg, tags).await?;
+        listed.named.sort();
+        Ok(listed)
     }
 
     /// Points `tag` at `top_hash` (which must exist). An existing tag pointing
@@ -288,8 +372,11 @@ impl Registry {
                 Ok(_) => return Ok(()),
                 Err(object_store::Error::AlreadyExists { .. }) => {
                     secs += 1;
-                    if self.read_pointer(&path).await?.as_deref() == Some(top_hash)
-                        && self.read_pointer(&dir.clone().join(secs.to_string())).await?.is_none()
+                    // Text, not a checked read: a damaged pointer holding
+                    // this second is no revision's record, only skipped.
+                    let taken = self.read_pointer_text(&path).await?.map(|(text, _)| text);
+                    if taken.as_deref() == Some(top_hash)
+                        && self.read_pointer_text(&dir.clone().join(secs.to_string())).await?.is_none()
                     {
                         return Ok(());
                     }
@@ -402,13 +489,18 @@ impl Registry {
     /// immutable). Without `top_hash` the whole package disappears from
     /// listings; with it, that revision's pointers and tags go and `latest`
     /// falls back to the newest remaining revision.
+    ///
+    /// Damaged pointers and tags (and a damaged `latest`) name no revision:
+    /// deleting the whole package removes them too; deleting one revision
+    /// leaves them.
     pub async fn delete(&self, pkg: &PackageName, top_hash: Option<&str>) -> Result<DeleteReport> {
-        let stamps = self.timestamp_pointers(pkg).await?;
-        let tags = self.tags(pkg).await?;
+        let Listed { named: stamps, damaged: damaged_stamps } = self.timestamp_pointers(pkg).await?;
+        let Listed { named: tags, damaged: damaged_tags } = self.listed_tags(pkg).await?;
         // A damaged `latest` counts as a pointer to remove (see `swap_latest`).
         let latest_text = self.read_pointer_text(&Self::latest_path(pkg)).await?.map(|(text, _)| text);
         let latest = latest_text.clone().filter(|t| is_top_hash(t));
-        if stamps.is_empty() && latest_text.is_none() && tags.is_empty() {
+        let damaged: Vec<Path> = damaged_stamps.into_iter().chain(damaged_tags).map(|d| d.path).collect();
+        if stamps.is_empty() && latest_text.is_none() && tags.is_empty() && damaged.is_empty() {
             return Err(self.package_not_found(pkg));
         }
         let doomed = |h: &str| top_hash.is_none_or(|t| t == h);
@@ -422,6 +514,9 @@ impl Registry {
         let mut paths: Vec<Path> =
             stamps.iter().filter(|(_, h)| doomed(h)).map(|(t, _)| Self::named_dir(pkg).join(t.to_string())).collect();
         paths.extend(tags.iter().filter(|(_, h)| doomed(h)).map(|(t, _)| Self::tags_dir(pkg).join(t.as_str())));
+        if top_hash.is_none() {
+            paths.extend(damaged);
+        }
         let removed = paths.len();
         stream::iter(paths)
             .map(|p| async move {

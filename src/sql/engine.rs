@@ -78,6 +78,27 @@ pub struct Planned {
 }
 
 impl Planned {
+    /// What the statement reads, for errors about stored data (a Parquet
+    /// decoder's own message names no file): its tables and the revisions
+    /// they were pinned to, clipped.
+    fn reads(&self) -> String {
+        let mut tables = Vec::new();
+        let _ = self.plan.apply_with_subqueries(|node| {
+            if let LogicalPlan::TableScan(scan) = node {
+                tables.push(scan.table_name.to_quoted_string());
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
+        tables.sort();
+        tables.dedup();
+        let mut text = format!("{} of {}", tables.join(", "), self.pins.revisions().join(", "));
+        if let Some((cut, _)) = text.char_indices().nth(1000) {
+            text.truncate(cut);
+            text.push_str("...");
+        }
+        text
+    }
+
     /// Whether running it again gives the same rows, so that its ticket's
     /// answer may be kept: it read exactly the revisions `pins` name (a
     /// caller allowed to read those may see it), and calls no function whose
@@ -273,6 +294,7 @@ impl SqlEngine {
             })?
             .map_err(|_| Error::internal("running a query", "the query gate is closed"))?;
         let schema = crate::query::wire_schema(&plan.schema());
+        let reads = planned.reads();
         // One partition runs alone: DataFusion's sibling scans must not
         // share (steal) work, or it would read the other endpoints' rows.
         let mut state = planned.state;
@@ -282,13 +304,13 @@ impl SqlEngine {
         let wire = schema.clone();
         let produce = move |stop: Stop| {
             let plan = stop::stoppable(plan, &stop).map_err(|e| from_datafusion("planning the statement", e))?;
-            let stream = plan.execute(partition, task).map_err(|e| from_datafusion("running the statement", e))?;
+            let stream = plan.execute(partition, task).map_err(|e| running(e, &reads))?;
             // The turn is held while the query computes on the SQL runtime:
             // a query cancelled or timed out keeps it until its computation
             // reaches the next check of its stop flag, or yields.
             let batches = stream.map(move |b| {
                 let _turn = &permit;
-                b.map_err(|e| from_datafusion("running the statement", e)).and_then(|b| crate::query::to_wire(b, &wire))
+                b.map_err(|e| running(e, &reads)).and_then(|b| crate::query::to_wire(b, &wire))
             });
             Ok(batches.boxed())
         };
@@ -372,6 +394,17 @@ fn bind(plan: LogicalPlan, batch: &RecordBatch, parameters: &Schema) -> Result<L
 /// A DataFusion error as a query error: Sheaf's own errors raised inside
 /// DataFusion (a package or table not found) come out as they went in;
 /// the rest are classified ([`Error::engine`]).
+/// An error of a running statement; one about undecodable stored data
+/// names what the statement reads (see [`Planned::reads`]).
+fn running(e: DataFusionError, reads: &str) -> Error {
+    match from_datafusion("running the statement", e) {
+        Error::Corrupt { context, source } => {
+            Error::Corrupt { context: format!("{context} (reading {reads})"), source }
+        }
+        other => other,
+    }
+}
+
 pub(super) fn from_datafusion(context: &str, e: DataFusionError) -> Error {
     match take_ours(e) {
         Ok(ours) => ours,

@@ -222,6 +222,42 @@ def test_a_damaged_latest_is_mended_by_push_and_removed_by_delete(sheaf, registr
     assert "o/p" not in [p["name"] for p in sheaf.json("list")]
 
 
+def test_damaged_timestamp_pointers_and_tags_hide_nothing_else(sheaf, registry, two_revisions, tmp_path):
+    """A timestamp pointer or tag holding no top hash names no revision: `log` lists the others and warns
+    naming it (it used to fail the whole log), resolution, `tag` and `delete` of one revision work, and
+    `delete` of the package removes the damaged pointers too. A pointer to a manifest that is gone is left
+    out of the log the same way."""
+    r1, r2 = two_revisions
+    named = registry / ".quilt" / "named_packages" / "o" / "p"
+    sheaf.json("tag", f"o/p@{r1}", "v1")
+    tag = registry / ".sheaf" / "tags" / "o" / "p" / "v1"
+    assert tag.read_text().strip() == r1
+    (stamp_r1,) = [p for p in named.iterdir() if p.name != "latest" and p.read_text().strip() == r1]
+    stamp_r1.write_text("nothex")
+    tag.write_text("garbage")
+    r = sheaf("log", "o/p")
+    assert r.returncode == 0 and r2 in r.stdout and r1 not in r.stdout, describe(r)
+    for part in (f"named_packages/o/p/{stamp_r1.name} holds", "tags/o/p/v1 holds", '"garbage"', "warning:"):
+        assert part in r.stderr, describe(r)
+    assert [x["top_hash"] for x in sheaf.json("log", "o/p")] == [r2]
+    sheaf.json("tag", f"o/p@{r2[:8]}", "v2")
+    assert sheaf.json("browse", "o/p:v2")["top_hash"] == r2
+    # A pointer whose manifest is gone is left out and named.
+    write_tree(tmp_path / "gone", {"g.txt": b"gone"})
+    gone = sheaf.push("o/p", tmp_path / "gone")["top_hash"]
+    manifest = registry / ".quilt" / "packages" / gone
+    manifest.rename(tmp_path / "gone.manifest")
+    r = sheaf("log", "o/p")
+    assert r.returncode == 0 and r2 in r.stdout and f"names manifest {gone}, which is gone" in r.stderr, describe(r)
+    (tmp_path / "gone.manifest").rename(manifest)
+    sheaf.json("delete", f"o/p@{gone}")
+    out = sheaf.json("delete", f"o/p@{r2}")
+    assert out["latest"] is None and stamp_r1.exists() and tag.exists(), out
+    sheaf.json("delete", "o/p")
+    assert not named.exists() and not tag.exists()
+    assert "o/p" not in [p["name"] for p in sheaf.json("list")]
+
+
 def test_delete_refuses_tags_and_unknown_revisions(sheaf, two_revisions):
     r1, r2 = two_revisions
     sheaf.json("tag", f"o/p@{r1}", "v1")
@@ -355,6 +391,13 @@ def test_list_shows_every_package_when_one_latest_is_damaged(sheaf, registry, tm
         {"name": "o/good", "latest": good},
     ]
     assert_exit(sheaf("browse", "o/bad"), 4, "latest")
+    # A `latest` that is a symbolic link is refused (never followed) and hides nothing else either.
+    latest = Path(registry) / ".quilt" / "named_packages" / "o" / "bad" / "latest"
+    latest.unlink()
+    (tmp_path / "elsewhere").write_text(good)
+    latest.symlink_to(tmp_path / "elsewhere")
+    assert {"name": "o/good", "latest": good} in sheaf.json("list")
+    assert_exit(sheaf("browse", "o/bad"), 1, "latest", "symbolic link")
 
 
 def test_manifest_with_a_file_that_is_also_a_folder_is_refused(sheaf, registry, tmp_path):

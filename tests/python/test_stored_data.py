@@ -75,11 +75,11 @@ def stored(tmp_path_factory):
         "csv/early.csv": _csv(100_001),  # another blob than limit.csv's
         "csv/ragged.csv": b"a,b\n" + b"1,2\n" * 10 + b"1,2,3\n" + b"1,2\n" * 10,
         "late.jsonl": b'{"a": 1}\n' * 1200 + b'{"a": null, "b": "new"}\n',
+        "pq/never.parquet": b"this was never a Parquet file\n" * 40,
     }
     for name, data in files.items():
         (tree / name).parent.mkdir(parents=True, exist_ok=True)
         (tree / name).write_bytes(data)
-    (tree / "pq").mkdir()
     big = pa.table({"x": pa.array(range(200_000), pa.int64()), "s": [f"v{i % 977}" for i in range(200_000)]})
     pq.write_table(big, tree / "pq/cut.parquet", compression="snappy", row_group_size=50_000)
     raw = bytearray((tree / "pq/cut.parquet").read_bytes())
@@ -91,8 +91,9 @@ def stored(tmp_path_factory):
     )
     sheaf = Sheaf(str(registry))
     sheaf.push(PKG, tree, "--no-profile")
-    entries = {e["logical_key"]: e for e in sheaf.json("browse", PKG)["entries"]}
-    return {"registry": registry, "entries": entries, "files": files}
+    browsed = sheaf.json("browse", PKG)
+    entries = {e["logical_key"]: e for e in browsed["entries"]}
+    return {"registry": registry, "entries": entries, "files": files, "top_hash": browsed["top_hash"]}
 
 
 def _blob(stored, key: str) -> Path:
@@ -187,6 +188,34 @@ def test_parquet_blobs_cut_short_or_undecodable_are_data_loss(stored, damage, se
     out = _get(c, uri(PKG, "pq/corrupt.parquet"))
     assert out.code == "DATA_LOSS", out.describe()
     assert "corrupt.parquet" in out.message and "cannot be decoded" in out.message, out.message
+
+
+def test_a_damaged_parquet_footer_is_data_loss_and_a_file_never_parquet_is_invalid(stored, damage, serve):
+    """The footer's end overwritten (same size): the file was Parquet when pushed, so its bytes are checked
+    against the manifest's hash before the answer is "not a readable Parquet file"."""
+    raw = bytearray(_blob(stored, "pq/cut.parquet").read_bytes())
+    raw[-40:] = b"\x00" * 40
+    damage("pq/cut.parquet", bytes(raw))
+    c = serve().client
+    out = _get(c, uri(PKG, "pq/cut.parquet"))
+    assert out.code == "DATA_LOSS" and "cut.parquet" in out.message, out.describe()
+    out = _get(c, uri(PKG, "pq/never.parquet"))
+    assert out.code == "INVALID_ARGUMENT", out.describe()
+    assert "pq/never.parquet is not a readable Parquet file" in out.message, out.message
+
+
+def test_sql_over_undecodable_parquet_names_the_table_and_revision(stored, serve):
+    import adbc_driver_flightsql.dbapi as fsql
+
+    server = serve()
+    top = stored["top_hash"]
+    with fsql.connect(server.url, autocommit=True) as conn, conn.cursor() as cur:
+        with pytest.raises(Exception) as caught:
+            cur.execute(f'SELECT sum(x), count(DISTINCT s) FROM "{PKG}"."pq/corrupt.parquet"')
+            cur.fetch_arrow_table()
+    message = str(caught.value)
+    for part in ("(DataLoss;", "cannot be decoded", f'"{PKG}"."pq/corrupt.parquet" of {PKG}@{top}'):
+        assert part in message, message
 
 
 def test_requests_on_odd_tables_name_what_is_at_fault(serve):

@@ -202,3 +202,32 @@ def test_manifest_table_as_a_dataset(client, data):
     assert dict(zip(table.column("logical_key").to_pylist(), table.column("content").to_pylist(), strict=True)) == {
         k: v for k, v in testdata.files().items() if k.startswith("docs/")
     }
+
+
+def test_column_names_with_commas_and_blanks_round_trip(tmp_path):
+    """A typed request names columns exactly; its pinned URI (and keyword
+    columns added to a URI) encode a comma or blank inside a name, so every
+    form reads the same columns."""
+    import sheaf
+
+    from conftest import TIMEOUT, _push, start_server
+
+    table = pa.table({"a,b": [1, 2], " c": ["x", "y"], "d": [3.0, 4.0]})
+    src, registry = tmp_path / "src", tmp_path / "registry"
+    src.mkdir()
+    registry.mkdir()
+    pq.write_table(table, src / "t.parquet")
+    _push(registry, "odd/columns", src, "odd column names")
+    server = start_server(registry, tmp_path / "serve.log")
+    try:
+        with sheaf.connect(server.url, timeout=TIMEOUT, read_timeout=TIMEOUT) as c:
+            want = table.select(["a,b", " c"])
+            typed = c.dataset(package="odd/columns", path="t.parquet", columns=["a,b", " c"])
+            assert typed.to_table().equals(want)
+            assert "columns=a%2Cb,%20c" in typed.pinned_uri
+            assert c.dataset(typed.pinned_uri).to_table().equals(want)
+            assert c.dataset("sheaf://odd/columns/t.parquet", columns=["a,b", " c"]).to_table().equals(want)
+            # A string is the URI's list: split at commas, blanks trimmed.
+            assert c.dataset(package="odd/columns", path="t.parquet", columns=" d, ").schema.names == ["d"]
+    finally:
+        server.stop()

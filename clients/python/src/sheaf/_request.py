@@ -116,8 +116,13 @@ def _set(request: sheaf_pb2.DatasetRequest, query: Mapping[str, object]) -> shea
             if name == "columns":
                 del request.columns[:]
                 if value is not None:
-                    names = value.split(",") if isinstance(value, str) else value
-                    request.columns.extend(str(c).strip() for c in names)  # type: ignore[attr-defined]
+                    # A string is the URI's list ("a, b"); a sequence names
+                    # columns exactly (blanks and commas included).
+                    if isinstance(value, str):
+                        names = [c.strip() for c in value.split(",") if c.strip()]
+                    else:
+                        names = [str(c) for c in value]  # type: ignore[attr-defined]
+                    request.columns.extend(names)
             elif name == "rows":
                 del request.rows[:]
                 if value is not None:
@@ -293,6 +298,11 @@ def sql_string(value: str) -> str:
 def _encode(value: object, name: str = "") -> str:
     """A parameter value as the URI grammar wants it: percent-encoded, so `+`,
     `&`, `=`, spaces and quotes survive."""
+    if name == "columns" and isinstance(value, (str, list, tuple)):
+        # Each name on its own, so that a comma inside a name is `%2C` and
+        # the list's own commas stay literal (the server splits there).
+        names = [c.strip() for c in value.split(",") if c.strip()] if isinstance(value, str) else list(value)
+        return ",".join(urllib.parse.quote(str(c), safe="") for c in names)
     if isinstance(value, bool):
         value = "true" if value else "false"
     elif name == "rows":

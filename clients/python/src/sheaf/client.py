@@ -432,7 +432,7 @@ class Client(Connection):
         (``owner/name``) with ``revision=`` (hash prefix) or ``tag=`` and
         ``path=``, sent as a typed ``sheaf.v1.DatasetRequest``. Parameters:
 
-        - ``columns``: projection, in that order;
+        - ``columns``: projection, in that order (a list of exact names, or a string split at commas);
         - ``filter``: a SQL expression over the table's columns;
         - ``limit``; ``sample`` (fraction) or ``sample_rows`` (exact count),
           with ``seed``; ``partitions`` (endpoints wanted);
@@ -453,7 +453,7 @@ class Client(Connection):
         from .dataset import Dataset
 
         query = {
-            "columns": list(columns) if columns is not None else None,
+            "columns": columns if columns is None or isinstance(columns, str) else list(columns),
             "filter": filter,
             "limit": limit,
             "sample": sample,

@@ -37,6 +37,9 @@ public final class DatasetRequest implements Serializable {
   /** Characters of parameter values shown as they are ({@code &}, {@code =}, {@code +} are not). */
   private static final Escaper VALUE = new PercentEscaper("-._~!$'()*,;:@/", false);
 
+  /** Characters of one column name shown as they are: those of values but the comma, which parts names. */
+  private static final Escaper COLUMN = new PercentEscaper("-._~!$'()*;:@/", false);
+
   private final Sheaf.DatasetRequest proto;
 
   private DatasetRequest(Sheaf.DatasetRequest proto) {
@@ -407,7 +410,7 @@ public final class DatasetRequest implements Serializable {
     List<String> params = new ArrayList<>();
     if (proto.getColumnsCount() > 0) {
       List<String> names = new ArrayList<>();
-      proto.getColumnsList().forEach(c -> names.add(VALUE.escape(c)));
+      proto.getColumnsList().forEach(c -> names.add(COLUMN.escape(c)));
       params.add("columns=" + String.join(",", names));
     }
     if (filter() != null) {
