@@ -24,6 +24,11 @@ On-disk layout (the Rust ``sheaf cache`` command reads the same):
   ``u64 ipc_length | u32 crc32 | u32 flags (0) | b"SHEAFCv1"`` (little
   endian), ``crc32`` the zlib CRC-32 of the ``ipc_length`` IPC bytes and
   ``ipc_length + 24`` the file's size;
+- an entry is bound to its key: the IPC file's footer metadata holds
+  ``sheaf.cache.key`` = the key (64 hex characters, covered by the CRC). An
+  entry whose footer names another key (a file copied or restored over
+  another entry) or none (written before the binding) is not trusted: it is
+  dropped and read from the server again;
 - recency: an entry's modification time is its last use (a read sets it);
   eviction removes the oldest first;
 - writes: ``v1/tmp/<key>.<pid>.<random>.tmp``, then an atomic rename onto the
@@ -77,6 +82,8 @@ VERIFY_ENV = "SHEAF_CACHE_VERIFY"
 DEFAULT_MAX_BYTES = 10 * 2**30
 #: The layout version: the subfolder of the root holding everything.
 VERSION = "v1"
+#: The IPC file footer's metadata key holding the entry's own key.
+KEY_METADATA = b"sheaf.cache.key"
 #: The trailer after each entry's IPC bytes.
 TRAILER = struct.Struct("<QII8s")
 MAGIC = b"SHEAFCv1"
@@ -227,8 +234,10 @@ class Cache:
     entry's CRC-32 the first time this process opens it (about 1.5-3 GB/s
     here), and its structure (size, trailer, Arrow footer) every time;
     ``"structure"`` skips the CRC (a truncated entry is still caught; a
-    flipped bit in the data is not). A failed check drops the entry: the
-    read goes to the server and stores it again."""
+    flipped bit in the data is not). Every open also checks that the entry
+    is bound to its key (the key in the IPC footer: see the module's doc). A
+    failed check drops the entry: the read goes to the server and stores it
+    again."""
 
     def __init__(
         self, path: str | os.PathLike[str] | None = None, max_bytes: int | None = None, *, verify: str | None = None
@@ -318,7 +327,9 @@ class Cache:
                 _touch(path)
                 return held[0]
         try:
-            table = self._load(path, st.st_size, check_crc=self.verify == "full" and ident not in self._verified)
+            table = self._load(
+                path, st.st_size, check_crc=self.verify == "full" and ident not in self._verified, key=key
+            )
         except FileNotFoundError:
             with self._lock:
                 self.stats.misses += 1
@@ -341,7 +352,7 @@ class Cache:
         return table
 
     @staticmethod
-    def _load(path: Path, size: int, *, check_crc: bool) -> pa.Table:
+    def _load(path: Path, size: int, *, check_crc: bool, key: str) -> pa.Table:
         if size < TRAILER.size:
             raise CorruptEntry(f"{path}: {size} bytes, shorter than the trailer")
         try:
@@ -360,7 +371,12 @@ class Cache:
         if check_crc and zlib.crc32(memoryview(body)) != crc:
             raise CorruptEntry(f"{path}: CRC-32 mismatch")
         try:
-            table = pa.ipc.open_file(body).read_all()
+            reader = pa.ipc.open_file(body)
+            bound = (reader.metadata or {}).get(KEY_METADATA)
+            if bound != key.encode():
+                what = "no key (written before entries were bound to them)" if bound is None else "another key's"
+                raise CorruptEntry(f"{path}: the entry holds {what}")
+            table = reader.read_all()
         except (pa.ArrowException, OSError, ValueError) as e:
             raise CorruptEntry(f"{path}: not an Arrow IPC file ({e})") from e
         return table
@@ -531,7 +547,7 @@ class EntryWriter:
         self._final = cache.entry_path(key)
         self._tmp = cache.root / "tmp" / f"{key}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
         self._sink: Any = pa.OSFile(str(self._tmp), "wb")
-        self._writer: Any = pa.ipc.new_file(self._sink, schema)
+        self._writer: Any = pa.ipc.new_file(self._sink, schema, metadata={KEY_METADATA: key.encode()})
         self._done = False
         self.too_big = False
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -38,7 +39,7 @@ from .errors import (
 if TYPE_CHECKING:
     from .client import Client
 
-__all__ = ["connect", "Connection", "ConnectionSpec", "TOKEN_ENV", "Pem"]
+__all__ = ["connect", "Connection", "ConnectionSpec", "TOKEN_ENV", "DEFAULT_STALL_TIMEOUT", "Pem"]
 
 R = TypeVar("R", bound=message.Message)
 
@@ -50,6 +51,10 @@ _INHERITED: list[Any] = []
 #: The environment variable :func:`connect` reads a token from when it is
 #: given neither ``token`` nor ``username``.
 TOKEN_ENV = "SHEAF_TOKEN"
+
+#: :func:`connect`'s default ``stall_timeout``: seconds an endpoint stream may
+#: wait for the server's next message before its location counts as failed.
+DEFAULT_STALL_TIMEOUT = 60.0
 
 #: PEM text (``bytes`` or ``str``) or the path of a PEM file.
 Pem = bytes | str | os.PathLike[str]
@@ -69,6 +74,7 @@ class ConnectionSpec:
     headers: tuple[tuple[str, str], ...] = ()
     timeout: float | None = None
     read_timeout: float | None = None
+    stall_timeout: float | None = DEFAULT_STALL_TIMEOUT
     tls_root_certs: bytes | None = None
     disable_server_verification: bool = False
     middleware: tuple[Any, ...] = ()
@@ -114,6 +120,7 @@ def connect(
     headers: dict[str, str] | Sequence[tuple[str, str]] | None = None,
     timeout: float | None = 60.0,
     read_timeout: float | None = None,
+    stall_timeout: float | None = DEFAULT_STALL_TIMEOUT,
     tls_root_certs: Pem | None = None,
     cert_chain: Pem | None = None,
     private_key: Pem | None = None,
@@ -125,7 +132,9 @@ def connect(
     """Connects to a Sheaf server.
 
     Args:
-        url: ``grpc://host:port`` or ``grpc+tls://host:port``.
+        url: ``grpc://host:port`` or ``grpc+tls://host:port``. A URL with
+            credentials (``grpc://user:password@host:port``) is refused:
+            give them as ``username``/``password`` or ``token``.
         token: an API token (``sheaf auth new-token``), sent as
             ``authorization: Bearer <token>`` on every call. Without
             ``token`` and ``username``, ``$SHEAF_TOKEN`` when it is set.
@@ -140,8 +149,20 @@ def connect(
         headers: extra gRPC headers sent on every call.
         timeout: seconds for each metadata call (login, actions, planning);
             ``None`` waits forever.
-        read_timeout: seconds for each endpoint stream (DoGet), ``None`` (the
-            default) for no limit, since a large endpoint takes a while.
+        read_timeout: seconds for each endpoint stream (DoGet) as a whole,
+            ``None`` (the default) for no limit, since a large endpoint takes
+            a while.
+        stall_timeout: seconds a read may wait for the server's next message
+            (the stream's opening, then each batch) before the location
+            counts as failed (default 60; ``None``: wait forever): a frozen,
+            hung or overloaded replica. The read then moves on to the
+            endpoint's next location, skipping the rows already delivered;
+            with none left it raises :class:`~sheaf.StalledError` (a
+            :class:`~sheaf.DeadlineExceededError`) naming the endpoint, the
+            locations and the timeout. Only time spent waiting for the server
+            counts: a caller slow to ask for the next batch never stalls a
+            stream. Raise it for reads whose server may send nothing for long
+            (a filter that matches few rows of a large table).
         tls_root_certs: root certificates trusted for ``grpc+tls`` besides
             the system's (PEM text, or a ``pathlib.Path``).
         cert_chain, private_key: a client certificate and its key for mutual
@@ -163,6 +184,12 @@ def connect(
     so a client is safe to hand to other processes: they get the token, the
     certificates and the key, never a password.
     """
+    _refuse_credentials_in(url)
+    if stall_timeout is not None and not stall_timeout > 0:
+        raise InvalidArgumentError(
+            f"connect(): stall_timeout={stall_timeout!r} must be a positive number of seconds, or None (no limit)",
+            code="CLIENT",
+        )
     if isinstance(headers, dict):
         headers = list(headers.items())
     if (username is None) != (password is None):
@@ -183,6 +210,7 @@ def connect(
         headers=tuple((str(k), str(v)) for k, v in headers or ()),
         timeout=timeout,
         read_timeout=read_timeout,
+        stall_timeout=None if stall_timeout is None else float(stall_timeout),
         tls_root_certs=_pem(tls_root_certs, "tls_root_certs"),
         disable_server_verification=disable_server_verification,
         middleware=tuple(middleware),
@@ -199,6 +227,25 @@ def connect(
             client.close()
             raise
     return client
+
+
+def _refuse_credentials_in(url: str) -> None:
+    """Refuses a URL with a user name or password in it (``grpc://user:pw@host``):
+    they would not be sent, and the URL is shown in messages. The error
+    repeats neither."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return  # not a URL at all: the Flight client says what is wrong with it
+    if "@" not in parts.netloc:
+        return
+    where = f"{parts.scheme}://...@{parts.netloc.rpartition('@')[2]}"
+    raise InvalidArgumentError(
+        f"connect({where!r}): the URL holds credentials (USER:PASSWORD@ or TOKEN@), which are not sent that way; "
+        "give the URL without them and the credentials as username= and password= (a login), or token= "
+        f"(or ${TOKEN_ENV})",
+        code="CLIENT",
+    )
 
 
 class Connection:

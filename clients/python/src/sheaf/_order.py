@@ -40,7 +40,21 @@ from typing import Any
 
 import numpy as np
 
+from .errors import InvalidArgumentError
+
 _M64 = (1 << 64) - 1
+
+
+def seed_of(seed: Any, what: str = "seed") -> int:
+    """``seed`` checked as the dataset's ``seed=`` is (a ``uint64``): an int
+    from 0 to 2**64 - 1, else :class:`~sheaf.InvalidArgumentError` naming it
+    (an order's seed is never silently wrapped or cut to 64 bits)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) <= _M64:
+        raise InvalidArgumentError(
+            f"{what}={seed!r}: expected an integer from 0 to 2**64 - 1 (as a dataset's seed=)", code="CLIENT"
+        )
+    return int(seed)
+
 
 Array = np.ndarray[Any, np.dtype[np.int64]]
 

@@ -5,11 +5,12 @@ PyTorch."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import sys
 import threading
 from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -20,7 +21,7 @@ from ._cache import ticket_key
 from ._failover import EndpointStream
 from ._proto import sheaf_pb2
 from ._request import Request
-from .errors import SheafError, from_flight
+from .errors import InvalidArgumentError, SheafError, from_flight
 
 if TYPE_CHECKING:
     import datasets
@@ -45,7 +46,10 @@ class Endpoint:
     ``locations`` are where it can be read, tried in order; empty when it is
     read from the server that planned it. ``first_row`` and ``table_rows``
     are the table rows it covers (before filters and sampling), from the
-    server's endpoint metadata; ``None`` for tables read whole."""
+    server's endpoint metadata; ``None`` for tables read whole.
+
+    ``rows`` and ``schema`` are what its stream must hold, when the plan
+    says: every read checks them (:func:`read_endpoint`)."""
 
     index: int
     ticket: bytes
@@ -55,6 +59,12 @@ class Endpoint:
     #: Under a ``rows=`` selection: how many of its table rows the selection
     #: keeps (before filter and sampling); ``None`` without ``rows``.
     selected_rows: int | None = None
+    #: The exact rows its stream returns, when the plan gives them (a read
+    #: without filter or ``sample=``: :meth:`Dataset.endpoint_rows` without
+    #: counting); ``None`` when unknown before reading.
+    rows: int | None = None
+    #: The dataset's planned schema, which its stream must have.
+    schema: pa.Schema | None = field(default=None, repr=False, compare=False)
 
 
 class _NoProgress:
@@ -84,6 +94,14 @@ def read_endpoint(
     into :class:`~sheaf.SheafError`. Closing the generator early cancels the
     stream on the server. Every read of an endpoint's rows goes through here.
 
+    The stream must match its plan: a schema other than ``endpoint.schema``,
+    or (when the plan gives it, ``endpoint.rows``) another number of rows —
+    a stream that ends early, or holds more — raises
+    :class:`~sheaf.DataLossError` naming the endpoint; nothing is cached.
+    A server that sends nothing for ``stall_timeout`` seconds
+    (:func:`sheaf.connect`) while the read waits for it counts as a failed
+    replica (:class:`~sheaf.StalledError` when no location is left).
+
     With a client cache (``sheaf.connect(..., cache=True)``) and ``cache``,
     an endpoint read before is served from the local cache (memory-mapped,
     no server call), and one read to its end is stored there
@@ -103,8 +121,10 @@ def read_endpoint(
     if store is not None and key is not None:
         table = store.get(key)
         if table is not None:
-            yield from table.to_batches()
-            return
+            if _holds(endpoint, table):
+                yield from table.to_batches()
+                return
+            store.discard(key)  # not what the plan says: read it again
     stream = EndpointStream(client, endpoint, context)
     schema = stream.open()
     writer = None
@@ -134,6 +154,25 @@ def read_endpoint(
         if writer is not None:
             writer.abort()  # not read to its end (an error, or closed early): nothing stored
         stream.close()
+
+
+def _holds(endpoint: Endpoint, table: pa.Table) -> bool:
+    """Whether ``table`` (a cache entry) has the endpoint's planned rows and schema."""
+    if endpoint.rows is not None and table.num_rows != endpoint.rows:
+        return False
+    return endpoint.schema is None or table.schema.equals(endpoint.schema)
+
+
+def max_workers_of(max_workers: int | None, what: str) -> int | None:
+    """``max_workers`` checked: ``None`` (the default) or a positive int."""
+    if max_workers is None:
+        return None
+    if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
+        raise InvalidArgumentError(
+            f"{what}(max_workers={max_workers!r}): give a positive number of threads, or None for the default",
+            code="CLIENT",
+        )
+    return max_workers
 
 
 class Dataset:
@@ -178,8 +217,13 @@ class Dataset:
                 first_row, table_rows = rows.first_row, rows.table_rows
                 selected = rows.selected_rows if rows.HasField("selected_rows") else None
             locations = tuple(loc.uri.decode() if isinstance(loc.uri, bytes) else str(loc.uri) for loc in e.locations)
-            endpoints.append(Endpoint(i, bytes(e.ticket.ticket), locations, first_row, table_rows, selected))
+            endpoints.append(
+                Endpoint(i, bytes(e.ticket.ticket), locations, first_row, table_rows, selected, schema=self._schema)
+            )
         self._endpoints = tuple(endpoints)
+        planned = self._planned_rows()
+        if planned is not None:  # exact counts: every read checks its endpoint's
+            self._endpoints = tuple(dataclasses.replace(e, rows=n) for e, n in zip(endpoints, planned, strict=True))
         self._endpoint_rows: list[int] | None = None
         self._lock = threading.Lock()
 
@@ -330,6 +374,7 @@ class Dataset:
     def to_table(self, *, max_workers: int | None = None, progress: bool | None = None) -> pa.Table:
         """Reads every endpoint, ``max_workers`` at a time (default: up to 8),
         into one table whose rows are in endpoint order."""
+        max_workers_of(max_workers, "to_table")
         if not self._endpoints:
             return self._schema.empty_table()
         bar = progress_bar(progress, self._num_rows, self.name)

@@ -35,6 +35,7 @@ __all__ = [
     "DataLossError",
     "UnimplementedError",
     "DeadlineExceededError",
+    "StalledError",
     "TensorConversionError",
     "AlreadyExistsError",
     "SessionNotFoundError",
@@ -159,7 +160,12 @@ class PermissionDeniedError(SheafError, PermissionError):
 
 
 class DataLossError(SheafError):
-    """Stored data does not match its hash (reason ``INTEGRITY``)."""
+    """Stored data does not match its hash (reason ``INTEGRITY``); or, raised
+    by the client (``code`` ``"CLIENT"``, no ``reason``), an endpoint's stream
+    that contradicts its plan: it ended with fewer rows than the plan says
+    the endpoint holds (or held more), or its schema is not the dataset's.
+    The message names the dataset, the endpoint, and the rows planned and
+    received (or the schema difference); nothing of such a stream is cached."""
 
     code = "DATA_LOSS"
 
@@ -175,6 +181,15 @@ class DeadlineExceededError(SheafError, TimeoutError):
     :func:`sheaf.connect`, or within the server's own limit."""
 
     code = "DEADLINE_EXCEEDED"
+
+
+class StalledError(DeadlineExceededError):
+    """A server sent nothing for ``stall_timeout`` seconds (an option of
+    :func:`sheaf.connect`) while a read waited for it: a frozen, hung or
+    overloaded replica. Raised by the client (``code`` ``"CLIENT"``). A
+    stalled location is a replica failure: the read moves on to the
+    endpoint's next location, and this is raised when none is left (naming
+    the endpoint, each location and the timeout)."""
 
 
 class AlreadyExistsError(SheafError, FileExistsError):

@@ -126,7 +126,7 @@ class _Source:
         self.batch_size = batch_size
         self.drop_last = drop_last
         self.equal_batches = equal_batches
-        self.seed = int(seed)
+        self.seed = _order.seed_of(seed)
 
     # -- what is read ----------------------------------------------------------
 

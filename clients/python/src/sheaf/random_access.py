@@ -77,24 +77,53 @@ def length(ds: Dataset) -> int:
     return sum(ds.endpoint_rows())
 
 
+def _out_of_range(ds: Dataset, index: Any, n: int) -> IndexError:
+    return IndexError(f"{ds.name}: index {int(index)} is out of range for its {n:,} rows")
+
+
 def _positions(ds: Dataset, indices: Any, n: int) -> np.ndarray[Any, Any]:
-    """``indices`` as non-negative int64 dataset positions, checked against ``n``."""
+    """``indices`` as non-negative int64 dataset positions, checked against
+    ``n`` before any conversion (an index too large for int64, such as a
+    uint64 or a Python int, is out of range as given, never wrapped)."""
     if hasattr(indices, "numpy") and callable(indices.numpy) and not isinstance(indices, np.ndarray):
         indices = indices.numpy()  # a torch tensor
     if isinstance(indices, range):
+        if len(indices):
+            for end in (indices[0], indices[-1]):  # a range's extremes are its ends
+                if not -n <= end < n:
+                    raise _out_of_range(ds, end, n)
         asked = np.arange(indices.start, indices.stop, indices.step, dtype=np.int64)
     else:
         asked = np.asarray(indices)
-        if asked.dtype == object or asked.dtype.kind not in "iub":
+        if asked.dtype.kind == "f" and asked.size and not isinstance(indices, np.ndarray):
+            # numpy makes floats of Python ints mixing negatives and ones past int64: keep them ints
+            exact = np.asarray(indices, dtype=object)
+            if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in exact.reshape(-1)):
+                asked = exact
+        if asked.dtype == object and asked.size:
+            # Python ints beyond int64 (numpy keeps them as objects), maybe among smaller ones.
+            flat = asked.reshape(-1)
+            for value in flat:
+                if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                    raise TypeError(f"take() on {ds.name}: indices must be integers, not {type(value).__name__}")
+                if not -n <= int(value) < n:
+                    raise _out_of_range(ds, value, n)
+            asked = np.array([int(v) for v in flat], dtype=np.int64)
+        elif asked.dtype == object or asked.dtype.kind not in "iub":
             if asked.size == 0:
                 asked = asked.astype(np.int64)
             else:
                 raise TypeError(f"take() on {ds.name}: indices must be integers, not {asked.dtype}")
-        asked = asked.astype(np.int64, copy=False).reshape(-1)
+        asked = asked.reshape(-1)
+        if asked.dtype.kind == "u":
+            big = np.flatnonzero(asked >= np.uint64(n))
+            if big.size:
+                raise _out_of_range(ds, asked[big[0]], n)
+        asked = asked.astype(np.int64, copy=False)
     pos = np.where(asked < 0, asked + n, asked)
     bad = np.flatnonzero((pos < 0) | (pos >= n))
     if bad.size:
-        raise IndexError(f"{ds.name}: index {int(asked[bad[0]])} is out of range for its {n:,} rows")
+        raise _out_of_range(ds, asked[bad[0]], n)
     return pos
 
 
@@ -117,7 +146,11 @@ def take(ds: Dataset, indices: Any, *, fill_cache: bool = False, max_workers: in
 
     With a client cache, rows of endpoints of ``ds`` stored there are taken
     locally; ``fill_cache`` first reads (and stores) every endpoint holding
-    asked rows that is not stored yet, so later takes need no server."""
+    asked rows that is not stored yet, so later takes need no server.
+    ``max_workers``: a positive int (threads reading at once), or ``None``."""
+    from .dataset import max_workers_of
+
+    max_workers_of(max_workers, "take")
     _check_addressable(ds, "take()")
     n = length(ds)
     pos = _positions(ds, indices, n)
@@ -291,6 +324,9 @@ def read_rows(
     With a client cache (and ``cache``), the block is looked up under
     :func:`sheaf.cache.rows_key` first — a stored block costs no server call,
     not even planning — and stored after reading."""
+    from .dataset import max_workers_of
+
+    max_workers_of(max_workers, "read_rows")
     canon = canonical_ranges(_request.row_ranges(ranges))
     store = ds.client.cache if cache else None
     key = rows_key(ds.pinned_uri, canon) if store is not None else None
