@@ -103,3 +103,43 @@ async fn a_replica_killed_mid_stream_costs_a_retry_not_an_error() {
     let message = e.to_string();
     assert!(message.contains(&gone_url) && message.contains("grpc://127.0.0.1:1"), "{message}");
 }
+
+/// Reads `endpoint` to its end, returning the ids; `after_first` runs once
+/// the first batch arrived.
+async fn read_ids(client: &Client, endpoint: &FlightEndpoint, mut after_first: impl FnMut()) -> Vec<i64> {
+    let mut stream = client.read_endpoint(endpoint).await.unwrap();
+    let mut ids: Vec<i64> = Vec::new();
+    while let Some(batch) = stream.next().await {
+        let batch = batch.unwrap();
+        let first = ids.is_empty();
+        ids.extend(batch.column(0).as_any().downcast_ref::<Int64Array>().unwrap().values().iter());
+        if first {
+            after_first();
+        }
+    }
+    ids
+}
+
+/// A replica frozen (SIGSTOP: its connection stays open, nothing answers)
+/// mid-stream, or before a read, is given up when it leaves the client's
+/// keepalive pings unanswered: the read moves to the next location, every
+/// row once, instead of waiting forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_replica_is_left_for_the_next_location() {
+    let registry = tempfile::tempdir().unwrap();
+    push(registry.path());
+    let frozen = serve(registry.path());
+    let spare = serve(registry.path());
+    let client = Client::connect(&spare.url).await.unwrap();
+    let dataset = client.dataset("sheaf://t/ids/ids.parquet").await.unwrap();
+    let mut endpoint: FlightEndpoint = dataset.info.endpoint[0].clone();
+    endpoint.location = [&frozen.url, &spare.url].into_iter().map(|u| Location { uri: u.clone() }).collect();
+    let pid = frozen.child.id() as libc::pid_t;
+    let stop = || assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let ids = read_ids(&client, &endpoint, stop).await;
+    assert!(ids.iter().copied().eq(0..ROWS), "mid-stream: every row once, in order");
+    // Still frozen: a new read of the same endpoint moves on as well.
+    let ids = read_ids(&client, &endpoint, || {}).await;
+    assert!(ids.iter().copied().eq(0..ROWS), "before the read: every row once, in order");
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+}

@@ -58,7 +58,7 @@ const JSON_WRITE_MODE: &[&str] = &["BeginWriteRequest.mode"];
 
 /// Optional fields left out of JSON when absent (instead of `null`), so a
 /// client that does not know them sees the same object as before.
-const JSON_OMIT_NONE: &[&str] = &["EndpointMetadata.selected_rows"];
+const JSON_OMIT_NONE: &[&str] = &["EndpointMetadata.selected_rows", "EndpointMetadata.rows"];
 
 fn main() {
     println!("cargo:rerun-if-changed=../../proto/sheaf.proto");

@@ -90,6 +90,9 @@ pub fn exit_code(e: &Error) -> u8 {
 /// The exit code for a client error (`sheaf get`), by its gRPC status.
 pub fn client_exit_code(e: &sheaf_client::Error) -> u8 {
     use tonic::Code;
+    if matches!(e, sheaf_client::Error::Contradicted(_)) {
+        return codes::INTEGRITY; // a stream that broke its plan: data lost on the way
+    }
     match e.code() {
         Some(Code::NotFound) => codes::NOT_FOUND,
         Some(Code::InvalidArgument) => codes::INVALID,

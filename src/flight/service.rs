@@ -208,6 +208,7 @@ impl SheafFlight {
                     first_row: r.first_row,
                     table_rows: r.rows,
                     selected_rows: r.selected,
+                    rows: plan.exact_rows(i),
                 };
                 endpoint = endpoint.with_app_metadata(form.encode(&meta, false));
             }

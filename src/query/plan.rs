@@ -56,6 +56,28 @@ pub struct Region {
     pub selected: Option<u64>,
 }
 
+impl Plan {
+    /// The exact rows endpoint `i`'s stream returns, when the plan knows
+    /// them: a read that drops no rows by filter or sample fraction returns
+    /// its region's rows (those its `rows` ranges select); a read of one
+    /// endpoint returns the plan's total (under a limit or `sample_rows`
+    /// too). `None` when only reading tells.
+    pub fn exact_rows(&self, i: usize) -> Option<u64> {
+        let q = &self.uri.query;
+        if q.filter.is_some() || q.sample.is_some() {
+            return None;
+        }
+        if self.tickets.len() == 1 {
+            return self.total_rows;
+        }
+        if q.limit.is_some() || q.sample_rows.is_some() {
+            return None;
+        }
+        let region = self.regions.get(i).copied().flatten()?;
+        Some(region.selected.unwrap_or(region.rows))
+    }
+}
+
 impl Engine {
     /// Plans a read: resolves the revision, checks columns and filter, and
     /// cuts the table into endpoints.

@@ -156,9 +156,8 @@ impl DatasetUri {
         let bad = |msg: String| Error::invalid(format!("invalid dataset URI {}: {msg}", excerpt(text)));
         let (r, path, params) = split_uri(text).map_err(bad)?;
         let mut spec = QuerySpec::default();
-        for (key, raw) in params {
+        for (key, value) in params {
             let key = key.as_str();
-            let value = decode(&raw).map_err(&bad)?;
             let number = |what: &str| -> Result<u64, Error> {
                 value
                     .parse()
@@ -166,7 +165,7 @@ impl DatasetUri {
             };
             match key {
                 "columns" => {
-                    spec.columns = column_names(&raw).map_err(&bad)?;
+                    spec.columns = column_names(&value).map_err(&bad)?;
                 }
                 "filter" => spec.filter = Some(value.clone()).filter(|f| !f.trim().is_empty()),
                 "limit" => spec.limit = Some(number("limit")?),
@@ -207,7 +206,7 @@ impl DatasetUri {
 
     /// The dataset a typed request names, checked by the same rules as the
     /// text form. Column names are taken exactly as given (blanks and commas
-    /// included; the text form encodes them as `%20` and `%2C`).
+    /// included; the text form quotes such names, see [`column_names`]).
     pub fn from_request(request: &proto::DatasetRequest) -> Result<Self, Error> {
         let (package, revision, path) = target(&request.package, request.revision.as_ref(), &request.path)?;
         let bad = |msg: String| Error::invalid(format!("invalid dataset request for {package}: {msg}"));
@@ -250,25 +249,65 @@ impl DatasetUri {
     }
 }
 
-/// A URI's package reference, decoded path and raw (still percent-encoded)
-/// parameters.
+/// A URI's package reference, decoded path and decoded parameters.
 type SplitUri = (PackageRef, String, Vec<(String, String)>);
 
-/// A percent-decoded query value.
-fn decode(raw: &str) -> Result<String, String> {
-    percent_decode_str(raw).decode_utf8().map(|v| v.into_owned()).map_err(|e| e.to_string())
+/// The names of a (decoded) `columns` value: a comma-separated list, blanks
+/// around a name trimmed; a name in double quotes is taken as written, SQL's
+/// way (`"a,b"` holds a comma, `" a"` a blank, `""` inside one is a quote).
+/// Empty entries are skipped; an empty quoted name is refused.
+pub fn column_names(value: &str) -> Result<Vec<String>, String> {
+    let mut names = Vec::new();
+    let mut rest = value.trim_start();
+    while !rest.is_empty() {
+        if let Some(quoted) = rest.strip_prefix('"') {
+            let mut name = String::new();
+            let mut chars = quoted.char_indices();
+            let end = loop {
+                match chars.next() {
+                    None => return Err(format!("columns: a quoted name is not closed: {}", excerpt(value))),
+                    Some((i, '"')) if quoted[i + 1..].starts_with('"') => {
+                        name.push('"');
+                        chars.next();
+                    }
+                    Some((i, '"')) => break i + 1,
+                    Some((_, c)) => name.push(c),
+                }
+            };
+            if name.is_empty() {
+                return Err("columns: an empty quoted name (leave columns out to read every column)".into());
+            }
+            names.push(name);
+            rest = quoted[end..].trim_start();
+            match rest.strip_prefix(',') {
+                Some(after) => rest = after.trim_start(),
+                None if rest.is_empty() => {}
+                None => return Err(format!("columns: text after a quoted name: {}", excerpt(value))),
+            }
+        } else {
+            let (name, after) = rest.split_once(',').unwrap_or((rest, ""));
+            if !name.trim().is_empty() {
+                names.push(name.trim().to_owned());
+            }
+            rest = after.trim_start();
+        }
+    }
+    Ok(names)
 }
 
-/// The names in a raw `columns` value: split at literal commas before
-/// decoding, so `%2C` is a comma inside a name; blanks around a name are
-/// trimmed unless encoded (`%20a` is the name " a"); empty names are skipped.
-fn column_names(raw: &str) -> Result<Vec<String>, String> {
-    raw.split(',').map(str::trim).filter(|c| !c.is_empty()).map(decode).collect()
+/// A column name as `columns=` lists it: quoted when it holds a comma or a
+/// quote, starts with one, or has blanks at its edges.
+fn listed_column(name: &str) -> std::borrow::Cow<'_, str> {
+    let plain = !name.is_empty() && !name.contains([',', '"']) && name.trim() == name;
+    match plain {
+        true => name.into(),
+        false => format!("\"{}\"", name.replace('"', "\"\"")).into(),
+    }
 }
 
 /// Splits `sheaf://OWNER/NAME[@REV][/PATH][?QUERY]` (the scheme is
 /// optional) into the package reference, the decoded path (empty when there
-/// is none) and the raw parameters, refusing a parameter given twice.
+/// is none) and the decoded parameters, refusing a parameter given twice.
 fn split_uri(text: &str) -> Result<SplitUri, String> {
     let rest = text.strip_prefix(SCHEME).unwrap_or(text);
     let (location, query) = rest.split_once('?').unwrap_or((rest, ""));
@@ -290,7 +329,8 @@ fn split_uri(text: &str) -> Result<SplitUri, String> {
         if !seen.insert(key.to_owned()) {
             return Err(format!("parameter {} given twice", excerpt(key)));
         }
-        params.push((key.to_owned(), value.to_owned()));
+        let value = percent_decode_str(value).decode_utf8().map_err(|e| e.to_string())?.into_owned();
+        params.push((key.to_owned(), value));
     }
     Ok((r, path, params))
 }
@@ -354,8 +394,7 @@ impl PutTarget {
         let bad = |msg: String| Error::invalid(format!("invalid DoPut URI {}: {msg}", excerpt(text)));
         let (r, path, params) = split_uri(text).map_err(bad)?;
         let (mut message, mut session, mut part) = (None, None, None);
-        for (key, raw) in params {
-            let value = decode(&raw).map_err(&bad)?;
+        for (key, value) in params {
             match key.as_str() {
                 "message" => message = Some(value),
                 "session" => session = Some(value),
@@ -427,10 +466,6 @@ const PATH: &AsciiSet = &CONTROLS
 /// delimiters.
 const VALUE: &AsciiSet = &CONTROLS.add(b' ').add(b'&').add(b'=').add(b'%').add(b'#').add(b'+').add(b'"').add(b'?');
 
-/// Characters escaped in one name of `columns=`: those of [`VALUE`] and the
-/// comma that separates names.
-const COLUMN: &AsciiSet = &VALUE.add(b',');
-
 impl fmt::Display for DatasetUri {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{SCHEME}{}", self.package)?;
@@ -443,7 +478,7 @@ impl fmt::Display for DatasetUri {
         let q = &self.query;
         let mut params: Vec<(&str, String)> = Vec::new();
         if !q.columns.is_empty() {
-            let names: Vec<String> = q.columns.iter().map(|c| utf8_percent_encode(c, COLUMN).to_string()).collect();
+            let names: Vec<_> = q.columns.iter().map(|c| listed_column(c)).collect();
             params.push(("columns", names.join(",")));
         }
         if let Some(v) = &q.filter {
@@ -474,10 +509,7 @@ impl fmt::Display for DatasetUri {
             params.push(("rows", super::rows::display(&q.rows)));
         }
         for (i, (k, v)) in params.iter().enumerate() {
-            // Column names are encoded one by one above, so that a comma
-            // inside a name stays distinct from the list's commas.
-            let v = if *k == "columns" { v.clone() } else { utf8_percent_encode(v, VALUE).to_string() };
-            write!(f, "{}{k}={v}", if i == 0 { '?' } else { '&' })?;
+            write!(f, "{}{k}={}", if i == 0 { '?' } else { '&' }, utf8_percent_encode(v, VALUE))?;
         }
         Ok(())
     }
@@ -539,15 +571,19 @@ mod tests {
 
     #[test]
     fn odd_column_names_round_trip() {
-        let names = ["a,b", " padded ", "x%2Cy", "plain", "é & =?#+"];
+        let names = ["a,b", " padded ", "say \"hi\"", "x%2Cy", "plain", "é & =?#+"];
         let mut u = DatasetUri::table(&"t/d".parse().unwrap(), &"a".repeat(64), "x.parquet");
         u.query.columns = names.map(str::to_owned).to_vec();
         let text = u.to_string();
-        assert!(text.contains("columns=a%2Cb,%20padded%20,x%252Cy,plain,"), "{text}");
+        let listed = r#""a,b"," padded ","say ""hi""",x%2Cy,plain,é & =?#+"#;
+        assert!(text.ends_with(&format!("columns={}", utf8_percent_encode(listed, VALUE))), "{text}");
         assert_eq!(DatasetUri::parse(&text).unwrap().query.columns, names, "{text}");
-        // Literal blanks around a name are trimmed; empty names skipped.
-        let text_form = DatasetUri::parse("t/d/x?columns=%20a%20, b ,c%2Cd,,").unwrap();
-        assert_eq!(text_form.query.columns, [" a ", "b", "c,d"]);
+        // Standard encoders percent-encode the list's own commas: still a list.
+        let encoded = DatasetUri::parse("t/d/x?columns=a%2C%20b%2C%22c%2Cd%22,,").unwrap();
+        assert_eq!(encoded.query.columns, ["a", "b", "c,d"]);
+        for bad in [r#"t/d/x?columns="a"#, r#"t/d/x?columns="a"b"#, r#"t/d/x?columns="""#] {
+            assert!(DatasetUri::parse(bad).unwrap_err().to_string().contains("columns:"), "{bad}");
+        }
         // The typed form takes names exactly and refuses an empty one.
         let mut request = proto::DatasetRequest {
             package: "t/d".into(),

@@ -871,11 +871,21 @@ def test_endpoint_app_metadata_names_the_rows_each_covers(flight_data, n):
     for m, table in zip(metas, fl.read_endpoints(c, fi), strict=False):
         assert m["first_row"] == first
         assert m["table_rows"] == table.num_rows
+        assert m["rows"] == table.num_rows  # exact: the stream must hold them
         first += m["table_rows"]
     assert first == fi.total_records
-    # Whole-file tables: one endpoint; its region is known once counted.
+    # Under a filter or a sample fraction only reading tells the rows.
+    for params in ({"filter": "id > 3"}, {"sample": 0.5}):
+        fi = fl.info(c, uri(T, "parts", partitions=n, **params))
+        assert all("rows" not in json.loads(bytes(ep.app_metadata)) for ep in fi.endpoints), params
+    # Whole-file tables: one endpoint; its region is known once counted, and its exact rows are the sample's.
     fi = fl.info(c, uri(T, "csv/data.csv", sample_rows=10, seed=1))
-    assert json.loads(bytes(fi.endpoints[0].app_metadata)) == {"partition": 0, "first_row": 0, "table_rows": 20_000}
+    assert json.loads(bytes(fi.endpoints[0].app_metadata)) == {
+        "partition": 0,
+        "first_row": 0,
+        "table_rows": 20_000,
+        "rows": 10,
+    }
 
 
 def test_total_bytes_counts_the_columns_read(flight_data):

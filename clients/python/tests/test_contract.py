@@ -120,7 +120,7 @@ def test_a_uri_is_sent_as_it_is(fake, fake_client):
         assert fake.commands[-1] == uri.encode() and ds.request == ds.uri == uri
     # Keyword parameters are appended to its query; the server judges them.
     fake_client.dataset("sheaf://x/y/t?limit=3", limit=4, columns=["a", "b"], filter="x = 'a&b'")
-    assert fake.commands[-1] == b"sheaf://x/y/t?limit=3&columns=a,b&filter=x%20%3D%20%27a%26b%27&limit=4"
+    assert fake.commands[-1] == b"sheaf://x/y/t?limit=3&columns=a%2Cb&filter=x%20%3D%20%27a%26b%27&limit=4"
     fake_client.dataset("sheaf://x/y/t", partitions=2)
     assert fake.commands[-1] == b"sheaf://x/y/t?partitions=2"
 

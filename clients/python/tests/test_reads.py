@@ -224,7 +224,7 @@ def test_column_names_with_commas_and_blanks_round_trip(tmp_path):
             want = table.select(["a,b", " c"])
             typed = c.dataset(package="odd/columns", path="t.parquet", columns=["a,b", " c"])
             assert typed.to_table().equals(want)
-            assert "columns=a%2Cb,%20c" in typed.pinned_uri
+            assert "columns=%22a,b%22,%22%20c%22" in typed.pinned_uri  # the names quoted: "a,b"," c"
             assert c.dataset(typed.pinned_uri).to_table().equals(want)
             assert c.dataset("sheaf://odd/columns/t.parquet", columns=["a,b", " c"]).to_table().equals(want)
             # A string is the URI's list: split at commas, blanks trimmed.

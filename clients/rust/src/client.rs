@@ -216,10 +216,20 @@ impl Client {
     /// ([`PREFETCH_BATCHES`] batches each), so memory stays bounded by
     /// `parallelism` x that, whatever the endpoints' sizes. Must be polled
     /// inside a tokio runtime.
+    ///
+    /// Each endpoint's stream is held to its plan: batches of another schema
+    /// than the dataset's, or a stream of other rows than the endpoint's
+    /// exact count (when the plan gives one), fail the read with
+    /// [`Error::Contradicted`].
     pub fn read<'a>(&'a self, dataset: &'a Dataset, parallelism: usize) -> BoxStream<'a, Result<RecordBatch, Error>> {
-        stream::iter(dataset.info.endpoint.iter())
-            .map(move |e| async move {
-                let mut batches = self.read_endpoint(e).await?;
+        stream::iter(dataset.info.endpoint.iter().enumerate())
+            .map(move |(i, e)| async move {
+                let plan = Planned {
+                    what: format!("{} (endpoint {i})", dataset.pinned_uri),
+                    schema: dataset.schema.clone(),
+                    rows: dataset.endpoint_metadata(i).and_then(|m| m.rows),
+                };
+                let mut batches = plan.check(self.read_endpoint(e).await?);
                 let (tx, mut rx) = tokio::sync::mpsc::channel(PREFETCH_BATCHES);
                 tokio::spawn(async move {
                     while let Some(batch) = batches.next().await {
@@ -242,6 +252,76 @@ impl Client {
         let batches = self.read(&dataset, 4).try_collect().await?;
         Ok((dataset, batches))
     }
+}
+
+/// What one endpoint's stream must hold: the dataset's schema and, when
+/// the plan gives it, an exact number of rows.
+struct Planned {
+    /// The endpoint, for messages.
+    what: String,
+    schema: SchemaRef,
+    rows: Option<u64>,
+}
+
+impl Planned {
+    /// `batches`, failing at the first batch of another schema, or at the
+    /// end (or once past the count) when the rows are not the planned ones.
+    fn check(
+        self,
+        batches: BoxStream<'static, Result<RecordBatch, Error>>,
+    ) -> BoxStream<'static, Result<RecordBatch, Error>> {
+        let ended = stream::once(async { None });
+        let items = batches.map(Some).chain(ended);
+        items
+            .scan((self, 0u64, false), |(plan, seen, failed), item| {
+                let out = match item {
+                    _ if *failed => None,
+                    Some(Ok(batch)) => {
+                        *seen += batch.num_rows() as u64;
+                        if !same_columns(&batch.schema(), &plan.schema) {
+                            Some(Some(Err(plan.contradicted(format!(
+                                "a batch of schema {:?}, where the plan's is {:?}",
+                                batch.schema().fields(),
+                                plan.schema.fields()
+                            )))))
+                        } else if plan.rows.is_some_and(|r| *seen > r) {
+                            Some(Some(Err(
+                                plan.contradicted(format!("more than the {} rows planned", plan.rows.unwrap_or(0)))
+                            )))
+                        } else {
+                            Some(Some(Ok(batch)))
+                        }
+                    }
+                    Some(Err(e)) => Some(Some(Err(e))),
+                    None => match plan.rows {
+                        Some(r) if *seen != r => {
+                            Some(Some(Err(plan.contradicted(format!("{seen} rows, where the plan has {r}")))))
+                        }
+                        _ => Some(None),
+                    },
+                };
+                if matches!(out, Some(Some(Err(_)))) {
+                    *failed = true;
+                }
+                futures::future::ready(out)
+            })
+            .filter_map(futures::future::ready)
+            .boxed()
+    }
+
+    fn contradicted(&self, what: String) -> Error {
+        Error::Contradicted(format!("{}: the server's stream holds {what}; the answer is broken", self.what))
+    }
+}
+
+/// Whether two schemas have the same columns: names, types and
+/// nullability, in order (metadata aside).
+fn same_columns(a: &arrow::datatypes::Schema, b: &arrow::datatypes::Schema) -> bool {
+    a.fields().len() == b.fields().len()
+        && a.fields()
+            .iter()
+            .zip(b.fields().iter())
+            .all(|(x, y)| x.name() == y.name() && x.data_type() == y.data_type() && x.is_nullable() == y.is_nullable())
 }
 
 /// The state of one endpoint's read across replicas.

@@ -5,12 +5,26 @@
 //!   connecting fails or the server answers UNAVAILABLE;
 //! - no location, or `arrow-flight-reuse-connection://?`, means this server
 //!   (the client's own connection);
-//! - one channel per location is opened and reused for the client's life.
+//! - one channel per location is opened and reused for the client's life;
+//!   while calls are open it is pinged, so a frozen server fails them (and
+//!   the read moves on) instead of leaving them waiting forever.
 
 use crate::Error;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+
+/// How long connecting to a location may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+/// While calls are open, the connection is pinged this often (HTTP/2 PING):
+/// a server that is frozen (a stopped or hung process, a host gone without
+/// closing the connection) answers nothing, where a busy one answers at
+/// once, however long its query computes.
+pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// A ping unanswered this long closes the connection: its calls fail as
+/// UNAVAILABLE, so a read moves on to the endpoint's next location.
+pub const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The URI Arrow Flight defines for "the connection this endpoint came on".
 pub const REUSE_CONNECTION: &str = "arrow-flight-reuse-connection://?";
@@ -36,7 +50,12 @@ pub fn http_url(url: &str) -> String {
 pub(crate) async fn connect(url: &str, tls: &ClientTlsConfig) -> Result<Channel, Error> {
     let fail = |message: String| Error::Connect { url: url.to_owned(), message };
     let target = http_url(url);
-    let mut endpoint = Endpoint::from_shared(target.clone()).map_err(|e| fail(e.to_string()))?.tcp_nodelay(true);
+    let mut endpoint = Endpoint::from_shared(target.clone())
+        .map_err(|e| fail(e.to_string()))?
+        .tcp_nodelay(true)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
+        .keep_alive_timeout(KEEP_ALIVE_TIMEOUT);
     if target.starts_with("https://") {
         endpoint = endpoint.tls_config(tls.clone()).map_err(|e| fail(format!("TLS: {e}")))?;
     } else if !target.starts_with("http://") {

@@ -22,6 +22,10 @@ pub enum Error {
         /// Why.
         message: String,
     },
+    /// A stream contradicted its plan (other rows or another schema than
+    /// the server planned): the answer is broken, not to be used.
+    #[error("{0}")]
+    Contradicted(String),
     /// Anything else (decoding, bad responses).
     #[error("{0}")]
     Other(String),

@@ -298,11 +298,10 @@ def sql_string(value: str) -> str:
 def _encode(value: object, name: str = "") -> str:
     """A parameter value as the URI grammar wants it: percent-encoded, so `+`,
     `&`, `=`, spaces and quotes survive."""
-    if name == "columns" and isinstance(value, (str, list, tuple)):
-        # Each name on its own, so that a comma inside a name is `%2C` and
-        # the list's own commas stay literal (the server splits there).
-        names = [c.strip() for c in value.split(",") if c.strip()] if isinstance(value, str) else list(value)
-        return ",".join(urllib.parse.quote(str(c), safe="") for c in names)
+    if name == "columns" and isinstance(value, (list, tuple)):
+        # The URI's list: a name holding a comma or a quote, or blanks at its
+        # edges, in double quotes (SQL's way), so it reads back exactly.
+        value = ",".join(_listed_column(str(c)) for c in value)
     if isinstance(value, bool):
         value = "true" if value else "false"
     elif name == "rows":
@@ -310,6 +309,13 @@ def _encode(value: object, name: str = "") -> str:
     elif isinstance(value, (list, tuple)):
         value = ",".join(str(v) for v in value)
     return urllib.parse.quote(str(value), safe="")
+
+
+def _listed_column(name: str) -> str:
+    """A column name as a URI's ``columns=`` lists it (quoted when needed)."""
+    if name and "," not in name and '"' not in name and name.strip() == name:
+        return name
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _split(uri: str) -> tuple[str, dict[str, str]]:

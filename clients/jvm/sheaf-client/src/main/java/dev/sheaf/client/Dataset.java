@@ -1,8 +1,10 @@
 package dev.sheaf.client;
 
 import java.util.ArrayList;
+import java.util.HashSet;
 import java.util.List;
 import java.util.OptionalLong;
+import java.util.Set;
 import org.apache.arrow.flight.FlightEndpoint;
 import org.apache.arrow.flight.FlightInfo;
 import org.apache.arrow.flight.Location;
@@ -14,6 +16,9 @@ import sheaf.v1.Sheaf.FlightInfoMetadata;
  * A planned read: what GetFlightInfo answered for a {@link DatasetRequest} or a text dataset URI.
  * It pins the revision: {@link #topHash()} and {@link #pinnedUri()} name exactly the data its
  * endpoints return, so record them to reproduce a read.
+ *
+ * <p>Its endpoints carry what their streams must hold (the schema, and the exact rows when the plan
+ * gives them: {@link Endpoint#rows()}), which every read checks.
  */
 public final class Dataset {
   private final String requested;
@@ -84,6 +89,14 @@ public final class Dataset {
       endpoints.add(
           new Endpoint(endpoints.size(), e.getTicket().getBytes(), locations, firstRow, tableRows));
     }
+    long[] exact = exactRows(info.getRecords(), endpoints, parameters(request, requested, m));
+    for (int i = 0; i < endpoints.size(); i++) {
+      endpoints.set(
+          i,
+          endpoints
+              .get(i)
+              .withPlan(exact == null ? -1 : exact[i], info.getSchema(), m.getPinnedUri()));
+    }
     return new Dataset(
         requested,
         request,
@@ -93,6 +106,73 @@ public final class Dataset {
         info.getBytes(),
         m,
         server);
+  }
+
+  /**
+   * The parameters a request sets that change how many rows it returns ({@code filter}, {@code
+   * sample}, {@code sample_rows}, {@code limit}, {@code rows}): the typed request's fields, or the
+   * query parameters of the text URI sent and of the pinned URI the server answered.
+   */
+  private static Set<String> parameters(
+      DatasetRequest request, String requested, FlightInfoMetadata m) {
+    Set<String> out = new HashSet<>();
+    if (request != null) {
+      if (request.filter() != null) {
+        out.add("filter");
+      }
+      if (request.sample() != null) {
+        out.add("sample");
+      }
+      if (request.sampleRows() != null) {
+        out.add("sample_rows");
+      }
+      if (request.limit() != null) {
+        out.add("limit");
+      }
+      return out;
+    }
+    for (String uri : new String[] {requested, m.getPinnedUri()}) {
+      int q = uri.indexOf('?');
+      if (q < 0) {
+        continue;
+      }
+      for (String pair : uri.substring(q + 1).split("&")) {
+        String name = pair.split("=", 2)[0].trim();
+        out.add(name.equals("sampleRows") ? "sample_rows" : name);
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Each endpoint's exact rows, when the plan gives them; else null. Exact: a known total without
+   * filter or fractional sample, and either one endpoint (a plain read, a limit or {@code
+   * sample_rows}) or endpoints whose table rows follow each other and add up to the total (no
+   * limit, {@code sample_rows} or {@code rows} selection cutting them).
+   */
+  static long[] exactRows(long total, List<Endpoint> endpoints, Set<String> parameters) {
+    if (total < 0 || parameters.contains("filter") || parameters.contains("sample")) {
+      return null; // unknown, or an estimate
+    }
+    if (endpoints.size() == 1) {
+      return new long[] {total};
+    }
+    if (parameters.contains("sample_rows")
+        || parameters.contains("limit")
+        || parameters.contains("rows")) {
+      return null;
+    }
+    long[] out = new long[endpoints.size()];
+    long next = 0;
+    for (int i = 0; i < out.length; i++) {
+      Endpoint e = endpoints.get(i);
+      if (e.firstRow().isEmpty() || e.tableRows().isEmpty() || e.firstRow().getAsLong() != next) {
+        return null;
+      }
+      out[i] = e.tableRows().getAsLong();
+      next += out[i];
+    }
+    return next == total ? out : null;
   }
 
   /**

@@ -22,9 +22,11 @@ import sheaf.v1.Sheaf;
  * }</pre>
  *
  * <p>Immutable; the {@code with...} methods return modified copies. The client sends the message
- * packed in a {@code google.protobuf.Any} as the Flight descriptor's command, and checks nothing
- * itself: the server validates every field (package name, revision, path, columns, filter, ranges)
- * with the same rules as for a text dataset URI, and its errors name what is wrong. Without a
+ * packed in a {@code google.protobuf.Any} as the Flight descriptor's command. It checks only what
+ * the message cannot carry - a negative {@code limit}, {@code sampleRows} or {@code partitions}
+ * (unsigned fields) is refused with an {@link IllegalArgumentException} - and leaves the rest to
+ * the server, which validates every field (package name, revision, path, columns, filter, ranges)
+ * with the same rules as for a text dataset URI, and whose errors name what is wrong. Without a
  * revision the server reads {@code latest}; without a path, the package's manifest table. To send a
  * text URI instead, pass it to {@link SheafClient#dataset(String)} as it is.
  */
@@ -36,9 +38,6 @@ public final class DatasetRequest implements Serializable {
 
   /** Characters of parameter values shown as they are ({@code &}, {@code =}, {@code +} are not). */
   private static final Escaper VALUE = new PercentEscaper("-._~!$'()*,;:@/", false);
-
-  /** Characters of one column name shown as they are: those of values but the comma, which parts names. */
-  private static final Escaper COLUMN = new PercentEscaper("-._~!$'()*;:@/", false);
 
   private final Sheaf.DatasetRequest proto;
 
@@ -274,10 +273,12 @@ public final class DatasetRequest implements Serializable {
   /**
    * The same request reading at most {@code n} rows (the server then plans one endpoint).
    *
-   * @param n the limit, or null for none
+   * @param n the limit (0 or more), or null for none
    * @return the request
+   * @throws IllegalArgumentException for a negative limit
    */
   public DatasetRequest withLimit(Long n) {
+    notNegative("limit", n);
     return with(b -> optional(n, b::setLimit, b::clearLimit));
   }
 
@@ -295,10 +296,12 @@ public final class DatasetRequest implements Serializable {
   /**
    * The same request keeping exactly {@code n} rows (those with the smallest seeded hashes).
    *
-   * @param n the sample size, or null for no sampling
+   * @param n the sample size (0 or more), or null for no sampling
    * @return the request
+   * @throws IllegalArgumentException for a negative size
    */
   public DatasetRequest withSampleRows(Long n) {
+    notNegative("sampleRows", n);
     return with(b -> optional(n, b::setSampleRows, b::clearSampleRows));
   }
 
@@ -316,10 +319,13 @@ public final class DatasetRequest implements Serializable {
   /**
    * The same request asking for {@code n} endpoints (the server may plan fewer).
    *
-   * @param n the number of endpoints, or null for the server's default (about 64 MiB each)
+   * @param n the number of endpoints (0 or more), or null for the server's default (about 64 MiB
+   *     each)
    * @return the request
+   * @throws IllegalArgumentException for a negative number
    */
   public DatasetRequest withPartitions(Integer n) {
+    notNegative("partitions", n);
     return with(b -> optional(n, b::setPartitions, b::clearPartitions));
   }
 
@@ -367,6 +373,17 @@ public final class DatasetRequest implements Serializable {
     return with(b -> optional(position, b::setPart, b::clearPart));
   }
 
+  /**
+   * Refuses a negative count: the message's fields are unsigned, where a negative Java value would
+   * arrive as a huge one.
+   */
+  private static void notNegative(String parameter, Number n) {
+    if (n != null && n.longValue() < 0) {
+      throw new IllegalArgumentException(
+          parameter + " must not be negative, not " + n + " (" + parameter + " is unsigned)");
+    }
+  }
+
   private static <T> void optional(T value, Consumer<T> set, Runnable clear) {
     if (value == null) {
       clear.run();
@@ -396,6 +413,16 @@ public final class DatasetRequest implements Serializable {
   }
 
   /**
+   * A column name as the URI's {@code columns=} list writes it: in double quotes (SQL's way, a
+   * quote doubled) when it holds a comma or a quote, or has blanks at its edges.
+   */
+  private static String listedColumn(String name) {
+    boolean plain =
+        !name.isEmpty() && !name.contains(",") && !name.contains("\"") && name.strip().equals(name);
+    return plain ? name : "\"" + name.replace("\"", "\"\"") + "\"";
+  }
+
+  /**
    * The request as a text dataset URI, percent-encoded, for people (messages, plans); the server
    * reads the same request from it.
    *
@@ -410,8 +437,8 @@ public final class DatasetRequest implements Serializable {
     List<String> params = new ArrayList<>();
     if (proto.getColumnsCount() > 0) {
       List<String> names = new ArrayList<>();
-      proto.getColumnsList().forEach(c -> names.add(COLUMN.escape(c)));
-      params.add("columns=" + String.join(",", names));
+      proto.getColumnsList().forEach(c -> names.add(listedColumn(c)));
+      params.add("columns=" + VALUE.escape(String.join(",", names)));
     }
     if (filter() != null) {
       params.add("filter=" + VALUE.escape(filter()));

@@ -1,23 +1,34 @@
 package dev.sheaf.client;
 
 import java.io.Serializable;
+import java.nio.ByteBuffer;
 import java.util.Arrays;
 import java.util.List;
+import java.util.Objects;
 import java.util.OptionalLong;
+import org.apache.arrow.vector.types.pojo.Schema;
 
 /**
  * One endpoint of a {@link Dataset}: a self-contained, reusable ticket and the servers that can
  * redeem it. Plain bytes and strings, so it can be sent to another process (a Spark executor) and
  * read there with {@link SheafClient#stream(Endpoint)}.
+ *
+ * <p>An endpoint of a {@link Dataset} also carries what its stream must hold, which every read of
+ * it checks: the dataset's planned schema ({@link #schema()}), its exact rows when the plan gives
+ * them ({@link #rows()}), and the dataset's pinned URI for messages ({@link #dataset()}).
  */
 public final class Endpoint implements Serializable {
-  private static final long serialVersionUID = 2L;
+  private static final long serialVersionUID = 3L;
 
   private final int index;
   private final byte[] ticket;
   private final List<String> locations;
   private final long firstRow;
   private final long tableRows;
+  private final long rows;
+  private final byte[] schema;
+  private final String dataset;
+  private transient Schema parsedSchema;
 
   /**
    * An endpoint.
@@ -42,11 +53,46 @@ public final class Endpoint implements Serializable {
    * @param tableRows rows of the table it covers (before filters and sampling), or -1
    */
   public Endpoint(int index, byte[] ticket, List<String> locations, long firstRow, long tableRows) {
+    this(index, ticket, locations, firstRow, tableRows, -1, null, null);
+  }
+
+  private Endpoint(
+      int index,
+      byte[] ticket,
+      List<String> locations,
+      long firstRow,
+      long tableRows,
+      long rows,
+      byte[] schema,
+      String dataset) {
     this.index = index;
     this.ticket = ticket.clone();
     this.locations = List.copyOf(locations);
     this.firstRow = firstRow;
     this.tableRows = tableRows;
+    this.rows = rows;
+    this.schema = schema;
+    this.dataset = dataset;
+  }
+
+  /**
+   * The same endpoint with what its dataset's plan says its stream holds.
+   *
+   * @param exactRows the rows its stream returns, or -1 when the plan does not say
+   * @param plannedSchema the dataset's schema, or null
+   * @param pinnedUri the dataset's pinned URI (for messages), or null
+   * @return the endpoint
+   */
+  Endpoint withPlan(long exactRows, Schema plannedSchema, String pinnedUri) {
+    return new Endpoint(
+        index,
+        ticket,
+        locations,
+        firstRow,
+        tableRows,
+        exactRows,
+        plannedSchema == null ? null : plannedSchema.serializeAsMessage(),
+        pinnedUri);
   }
 
   /**
@@ -86,6 +132,46 @@ public final class Endpoint implements Serializable {
     return tableRows < 0 ? OptionalLong.empty() : OptionalLong.of(tableRows);
   }
 
+  /**
+   * The exact rows this endpoint's stream returns, when its dataset's plan gives them: a read
+   * without filter or fractional sample whose endpoints' {@link #tableRows()} add up to the
+   * dataset's {@link Dataset#totalRows()} (or the single endpoint of such a read, limit and {@code
+   * sampleRows} included). A stream that ends with fewer rows, or holds more, fails with a {@link
+   * SheafException} of code {@link ErrorCode#DATA_LOSS}.
+   *
+   * @return the rows, or empty when they are known only by reading
+   */
+  public OptionalLong rows() {
+    return rows < 0 ? OptionalLong.empty() : OptionalLong.of(rows);
+  }
+
+  /**
+   * The schema this endpoint's stream must have: its dataset's (the columns asked for). A stream
+   * with other column names or types fails with a {@link SheafException} of code {@link
+   * ErrorCode#DATA_LOSS} naming the difference.
+   *
+   * @return the planned schema, or null for an endpoint built without its dataset
+   */
+  public Schema schema() {
+    if (schema == null) {
+      return null;
+    }
+    Schema s = parsedSchema;
+    if (s == null) {
+      s = Schema.deserializeMessage(ByteBuffer.wrap(schema));
+      parsedSchema = s;
+    }
+    return s;
+  }
+
+  /**
+   * @return the pinned URI of the dataset this endpoint belongs to (named by error messages), or
+   *     null for an endpoint built without its dataset
+   */
+  public String dataset() {
+    return dataset;
+  }
+
   @Override
   public boolean equals(Object o) {
     if (!(o instanceof Endpoint)) {
@@ -96,7 +182,10 @@ public final class Endpoint implements Serializable {
         && Arrays.equals(e.ticket, ticket)
         && e.locations.equals(locations)
         && e.firstRow == firstRow
-        && e.tableRows == tableRows;
+        && e.tableRows == tableRows
+        && e.rows == rows
+        && Arrays.equals(e.schema, schema)
+        && Objects.equals(e.dataset, dataset);
   }
 
   @Override

@@ -1,13 +1,20 @@
 package dev.sheaf.client;
 
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
+import java.util.concurrent.ScheduledFuture;
+import java.util.concurrent.ScheduledThreadPoolExecutor;
+import java.util.concurrent.TimeUnit;
+import java.util.function.Supplier;
 import org.apache.arrow.flight.FlightRuntimeException;
 import org.apache.arrow.flight.FlightStatusCode;
 import org.apache.arrow.flight.FlightStream;
 import org.apache.arrow.vector.FieldVector;
 import org.apache.arrow.vector.VectorSchemaRoot;
+import org.apache.arrow.vector.types.pojo.DictionaryEncoding;
+import org.apache.arrow.vector.types.pojo.Field;
 import org.apache.arrow.vector.types.pojo.Schema;
 import org.apache.arrow.vector.util.TransferPair;
 
@@ -31,6 +38,22 @@ import org.apache.arrow.vector.util.TransferPair;
  * DATA_LOSS, DEADLINE_EXCEEDED, ...) is raised at once. When every location failed, one {@link
  * SheafException} names the endpoint and each location with its error (the last error is its cause,
  * the earlier ones are suppressed).
+ *
+ * <p>Stalls: a location that sends nothing for the client's stall timeout ({@link
+ * SheafClient.Builder#stallTimeout}, default 60 s) while the stream waits for it - for the stream
+ * to open (its schema), or for the next batch - is a failed replica too (a frozen, hung or
+ * overloaded process keeps its connection open and answers nothing): its call is cancelled and the
+ * read goes on at the next location, skipping the rows already handed out. Only time spent waiting
+ * for the server counts, never the time the caller holds a batch. When every location stalled, the
+ * error is {@link ErrorCode#TIMED_OUT} and names the endpoint, each location and the timeout.
+ *
+ * <p>Plan checks: the stream must match its dataset's plan (see {@link Endpoint#schema()} and
+ * {@link Endpoint#rows()}). Its schema (column names, types, nullability) is compared with the
+ * planned one when the stream opens at each location; an endpoint whose exact rows the plan gives
+ * must hold that many. A stream with another schema, one that ends (even cleanly) with fewer rows,
+ * or one holding more fails with a {@link SheafException} of code {@link ErrorCode#DATA_LOSS}
+ * naming the dataset, the endpoint, the location and the rows planned and received (or the schema
+ * difference); a batch past the planned rows is not handed out. It is not retried elsewhere.
  *
  * <p>Batches: the stream's root is reused for every batch and handed out as it is (no copy); only
  * the one batch a failover cuts is a slice of its own. Closing before the end cancels the server's
@@ -68,9 +91,22 @@ public final class EndpointStream implements AutoCloseable {
     "keepalive failed",
   };
 
+  /** Cancels the calls that waited for their server past the stall timeout: one thread. */
+  private static volatile ScheduledThreadPoolExecutor watchdog;
+
   private final String endpoint;
   private final List<String> targets;
   private final Opener opener;
+  private final Schema planned;
+  private final long plannedRows;
+  private final Duration stallTimeout;
+  private final long stallNanos;
+  private volatile FlightStream stalledStream;
+  private String waitingFor;
+  private Schema seen;
+  private String seenAt;
+  private boolean checked;
+  private int stalls;
   private final List<SheafException> failures = new ArrayList<>();
   private final List<String> failed = new ArrayList<>();
   private int current;
@@ -93,24 +129,169 @@ public final class EndpointStream implements AutoCloseable {
    * @param opener starts the DoGet at a target
    */
   EndpointStream(String endpoint, List<String> targets, Opener opener) {
+    this(endpoint, targets, opener, null, -1, null);
+  }
+
+  /**
+   * Opens the stream at the first target, checking it against its plan.
+   *
+   * @param endpoint the endpoint, for messages (such as {@code endpoint 3 of sheaf://...})
+   * @param targets the servers to try, in order (at least one)
+   * @param opener starts the DoGet at a target
+   * @param planned the schema the stream must have, or null for no check
+   * @param plannedRows the exact rows the stream must hold, or -1 for no check
+   * @param stallTimeout how long to wait for the server's next message before its location counts
+   *     as failed, or null to wait forever
+   */
+  EndpointStream(
+      String endpoint,
+      List<String> targets,
+      Opener opener,
+      Schema planned,
+      long plannedRows,
+      Duration stallTimeout) {
     if (targets.isEmpty()) {
       throw new IllegalArgumentException(endpoint + ": no server to read it from");
     }
     this.endpoint = endpoint;
     this.targets = List.copyOf(targets);
     this.opener = opener;
+    this.planned = planned;
+    this.plannedRows = plannedRows;
+    this.stallTimeout = stallTimeout;
+    this.stallNanos = stallTimeout == null ? 0 : stallTimeout.toNanos();
     open();
   }
 
   private void open() {
     what = "DoGet " + endpoint + " on " + targets.get(current);
     rowsAtOpen = rows;
+    checked = false;
     try {
       stream = opener.open(targets.get(current));
     } catch (FlightRuntimeException e) {
       stream = null;
-      fail(e);
+      fail(e, false);
     }
+  }
+
+  /** The one thread cancelling calls that waited past the stall timeout, started on first use. */
+  private static ScheduledThreadPoolExecutor watchdog() {
+    ScheduledThreadPoolExecutor w = watchdog;
+    if (w == null) {
+      synchronized (EndpointStream.class) {
+        w = watchdog;
+        if (w == null) {
+          w =
+              new ScheduledThreadPoolExecutor(
+                  1,
+                  r -> {
+                    Thread t = new Thread(r, "sheaf-stall-watchdog");
+                    t.setDaemon(true);
+                    return t;
+                  });
+          w.setRemoveOnCancelPolicy(true);
+          watchdog = w;
+        }
+      }
+    }
+    return w;
+  }
+
+  /**
+   * Runs a call that waits for the server (the stream's schema, its next batch), cancelling the
+   * stream when it waits past the stall timeout; the call then fails with CANCELLED, and {@link
+   * #stalledStream} tells the failure from others.
+   */
+  private <T> T watched(FlightStream s, String waiting, Supplier<T> call) {
+    if (stallNanos <= 0) {
+      return call.get();
+    }
+    waitingFor = waiting;
+    ScheduledFuture<?> alarm =
+        watchdog()
+            .schedule(
+                () -> {
+                  stalledStream = s;
+                  try {
+                    s.cancel("sheaf: nothing received for " + seconds(stallTimeout), null);
+                  } catch (RuntimeException ignored) {
+                    // The call ended meanwhile.
+                  }
+                },
+                stallNanos,
+                TimeUnit.NANOSECONDS);
+    try {
+      return call.get();
+    } finally {
+      alarm.cancel(false);
+    }
+  }
+
+  /** A duration in seconds, for messages: {@code 60 s}, {@code 0.5 s}. */
+  static String seconds(Duration d) {
+    long millis = d.toMillis();
+    return (millis % 1000 == 0 ? Long.toString(millis / 1000) : Double.toString(millis / 1000.0))
+        + " s";
+  }
+
+  /**
+   * How a stream's schema differs from the planned one, in words: other column names (or order), or
+   * the first column (or nested field) whose type or nullability differs. Metadata is not compared;
+   * for dictionary-encoded columns only the index type is.
+   *
+   * @param planned the schema the plan gave (GetFlightInfo)
+   * @param got the stream's schema
+   * @return the difference, or null when there is none
+   */
+  public static String schemaDifference(Schema planned, Schema got) {
+    return fieldsDifference(planned.getFields(), got.getFields(), "");
+  }
+
+  private static String fieldsDifference(List<Field> want, List<Field> have, String parent) {
+    List<String> wantNames = new ArrayList<>();
+    want.forEach(f -> wantNames.add(f.getName()));
+    List<String> haveNames = new ArrayList<>();
+    have.forEach(f -> haveNames.add(f.getName()));
+    if (!wantNames.equals(haveNames)) {
+      return (parent.isEmpty() ? "columns " : "fields of column \"" + parent + "\": ")
+          + haveNames
+          + " instead of "
+          + wantNames;
+    }
+    for (int i = 0; i < want.size(); i++) {
+      Field w = want.get(i);
+      Field h = have.get(i);
+      String name = parent.isEmpty() ? w.getName() : parent + "." + w.getName();
+      DictionaryEncoding dw = w.getDictionary();
+      DictionaryEncoding dh = h.getDictionary();
+      if ((dw == null) != (dh == null)
+          || (dw == null
+              ? !w.getType().equals(h.getType())
+              : !dw.getIndexType().equals(dh.getIndexType()))) {
+        return "column \"" + name + "\" is " + typeOf(h) + " instead of " + typeOf(w);
+      }
+      if (w.isNullable() != h.isNullable()) {
+        return "column \""
+            + name
+            + "\" is "
+            + (h.isNullable() ? "nullable" : "not nullable")
+            + ", unlike the plan's";
+      }
+      if (dw == null) {
+        String d = fieldsDifference(w.getChildren(), h.getChildren(), name);
+        if (d != null) {
+          return d;
+        }
+      }
+    }
+    return null;
+  }
+
+  private static String typeOf(Field f) {
+    return f.getDictionary() == null
+        ? f.getType().toString()
+        : "dictionary(" + f.getDictionary().getIndexType() + ")";
   }
 
   /**
@@ -158,28 +339,62 @@ public final class EndpointStream implements AutoCloseable {
   }
 
   /**
-   * Handles a failure of the current target: a transport failure moves to the next target (opened
-   * at once; the rows handed out so far are skipped there), anything else, or a failure of the last
-   * target, is thrown.
+   * Handles a failure of the current target: a replica failure (a transport failure, or a stall)
+   * moves to the next target (opened at once; the rows handed out so far are skipped there);
+   * anything else, or a failure of the last target, is thrown.
+   *
+   * @param e the Flight error
+   * @param stall whether the call was cancelled for waiting past the stall timeout
    */
-  private void fail(FlightRuntimeException e) {
-    SheafException error = SheafException.from(what, e);
-    boolean transport = isTransportFailure(e);
-    if (!transport || current + 1 >= targets.size()) {
+  private void fail(FlightRuntimeException e, boolean stall) {
+    SheafException error =
+        stall
+            ? new SheafException(
+                ErrorCode.TIMED_OUT,
+                what
+                    + ": stalled: nothing received for "
+                    + seconds(stallTimeout)
+                    + " while waiting for "
+                    + waitingFor,
+                e)
+            : SheafException.from(what, e);
+    boolean replica = stall || isTransportFailure(e);
+    if (stall) {
+      stalls++;
+    }
+    if (!replica || current + 1 >= targets.size()) {
       finished = true;
       raised = true;
       closeSlice();
-      if (transport && !failures.isEmpty()) {
+      if (stall) {
+        closeQuietly();
+      }
+      String hint =
+          stalls == 0
+              ? ""
+              : " (stallTimeout "
+                  + seconds(stallTimeout)
+                  + ": SheafClient.Builder.stallTimeout, or the Spark option stallTimeout, changes"
+                  + " it)";
+      if (replica && !failures.isEmpty()) {
         failed.add(summary(error));
+        boolean allStalled = stalls == failures.size() + 1;
+        String message =
+            "DoGet "
+                + endpoint
+                + ": every location failed: "
+                + String.join("; ", failed)
+                + " ("
+                + targets.size()
+                + " tried, in order)"
+                + hint;
         error =
-            error.withMessage(
-                "DoGet "
-                    + endpoint
-                    + ": every location failed: "
-                    + String.join("; ", failed)
-                    + " ("
-                    + targets.size()
-                    + " tried, in order)");
+            stall
+                ? new SheafException(
+                    allStalled ? ErrorCode.TIMED_OUT : ErrorCode.UNAVAILABLE, message, error)
+                : error.withMessage(message);
+      } else if (stall) {
+        error = new SheafException(ErrorCode.TIMED_OUT, error.getMessage() + hint, e);
       }
       failures.forEach(error::addSuppressed);
       throw error;
@@ -190,6 +405,51 @@ public final class EndpointStream implements AutoCloseable {
     current++;
     skip = rows;
     open();
+  }
+
+  /**
+   * A stream contradicting its plan: closes it (cancelling the server's scan) and returns the error
+   * to throw, naming the call (dataset, endpoint, location) and what is wrong.
+   */
+  private SheafException contradiction(ErrorCode code, String text) {
+    finished = true;
+    raised = true;
+    closeSlice();
+    closeQuietly();
+    return new SheafException(code, what + ": " + text, null);
+  }
+
+  /**
+   * Checks the schema of the stream opened at the current target: against the plan, or without one
+   * against the schema read at an earlier location.
+   */
+  private void checkSchema(Schema got) {
+    if (planned != null) {
+      String d = schemaDifference(planned, got);
+      if (d != null) {
+        throw contradiction(
+            ErrorCode.DATA_LOSS,
+            "the stream's schema is not the dataset's: "
+                + d
+                + "; the server's stream contradicts its plan");
+      }
+    } else if (seen != null) {
+      String d = schemaDifference(seen, got);
+      if (d != null) {
+        throw contradiction(
+            ErrorCode.INTERNAL,
+            "the stream resumed there has another schema than the one read at "
+                + seenAt
+                + ": "
+                + d
+                + " (the replicas disagree on the ticket's schema)");
+      }
+    }
+    if (seen == null) {
+      seen = got;
+      seenAt = targets.get(current);
+    }
+    checked = true;
   }
 
   /** A failure as "LOCATION: CODE: description[ (mid-stream, at row N)]". */
@@ -227,8 +487,9 @@ public final class EndpointStream implements AutoCloseable {
    * Loads the next batch into {@link #root()}.
    *
    * @return false at the end of the endpoint
-   * @throws SheafException if the server fails the read (its message names what failed), or when
-   *     every location failed
+   * @throws SheafException if the server fails the read (its message names what failed); when every
+   *     location failed (UNAVAILABLE, or TIMED_OUT when every one stalled); DATA_LOSS when the
+   *     stream contradicts its plan (another schema, fewer or more rows than planned)
    */
   public boolean next() {
     if (closed) {
@@ -236,8 +497,12 @@ public final class EndpointStream implements AutoCloseable {
     }
     closeSlice();
     while (!finished) {
+      FlightStream s = stream;
       try {
-        if (!stream.next()) {
+        if (!checked) {
+          checkSchema(watched(s, "the stream to open", s::getSchema));
+        }
+        if (!watched(s, "the next batch", s::next)) {
           finished = true;
           if (skip > 0) {
             raised = true;
@@ -253,9 +518,22 @@ public final class EndpointStream implements AutoCloseable {
                     + " (the replicas disagree on the ticket's rows)",
                 null);
           }
+          if (plannedRows >= 0 && rows != plannedRows) {
+            throw contradiction(
+                ErrorCode.DATA_LOSS,
+                "the stream ended after "
+                    + rows
+                    + " rows, but the plan says the endpoint holds "
+                    + plannedRows
+                    + " (planned "
+                    + plannedRows
+                    + ", received "
+                    + rows
+                    + "); the server's stream contradicts its plan");
+          }
           return false;
         }
-        VectorSchemaRoot root = stream.getRoot();
+        VectorSchemaRoot root = s.getRoot();
         int n = root.getRowCount();
         if (skip > 0) {
           if (skip >= n) {
@@ -266,11 +544,22 @@ public final class EndpointStream implements AutoCloseable {
           skip = 0;
           n = slice.getRowCount();
         }
+        if (plannedRows >= 0 && rows + n > plannedRows) {
+          throw contradiction(
+              ErrorCode.DATA_LOSS,
+              "the stream holds more than the "
+                  + plannedRows
+                  + " rows planned for the endpoint ("
+                  + (rows + n)
+                  + " received so far; planned "
+                  + plannedRows
+                  + "); the server's stream contradicts its plan");
+        }
         batches++;
         rows += n;
         return true;
       } catch (FlightRuntimeException e) {
-        fail(e);
+        fail(e, stalledStream == s);
       }
     }
     return false;
@@ -304,19 +593,29 @@ public final class EndpointStream implements AutoCloseable {
   }
 
   /**
-   * The schema of the endpoint's batches (waits for the server's first message).
+   * The schema of the endpoint's batches (waits for the server's first message), checked against
+   * the plan.
    *
    * @return the schema
+   * @throws SheafException as {@link #next()}
    */
   public Schema schema() {
     while (true) {
       if (closed) {
         throw new IllegalStateException(what + ": the stream is closed");
       }
+      FlightStream s = stream;
+      if (s == null) {
+        throw new IllegalStateException(what + ": the stream failed");
+      }
       try {
-        return stream.getSchema();
+        Schema got = watched(s, "the stream to open", s::getSchema);
+        if (!checked) {
+          checkSchema(got);
+        }
+        return got;
       } catch (FlightRuntimeException e) {
-        fail(e);
+        fail(e, stalledStream == s);
       }
     }
   }

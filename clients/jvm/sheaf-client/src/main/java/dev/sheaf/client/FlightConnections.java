@@ -47,6 +47,7 @@ final class FlightConnections implements AutoCloseable {
   private final String token;
   private final CallOption[] unary;
   private final CallOption[] streaming;
+  private final java.time.Duration stallTimeout;
   private volatile boolean closed;
 
   /**
@@ -56,6 +57,7 @@ final class FlightConnections implements AutoCloseable {
    */
   FlightConnections(SheafClient.Builder b) {
     this.url = b.url;
+    this.stallTimeout = b.stallTimeout;
     Location location = ServerAddress.parse(b.url);
     this.tls = Tls.of(b.url, ServerAddress.isTls(location), b.rootCerts, b.clientCert, b.clientKey);
     this.ownRoot = b.allocator == null ? new RootAllocator() : null;
@@ -129,6 +131,13 @@ final class FlightConnections implements AutoCloseable {
    */
   String url() {
     return url;
+  }
+
+  /**
+   * @return how long a stream waits for its server's next message, or null for ever
+   */
+  java.time.Duration stallTimeout() {
+    return stallTimeout;
   }
 
   /**

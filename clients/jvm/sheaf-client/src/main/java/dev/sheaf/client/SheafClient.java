@@ -27,12 +27,13 @@ import sheaf.v1.Sheaf;
  * ({@link SheafException#reason()}).
  *
  * <p>Endpoints: an endpoint's locations (the replicas holding it) are tried in order, each at most
- * once, moving to the next one on a transport failure - a location that cannot be reached, or a
- * replica that fails in the middle of the stream - where the read continues after the rows already
- * handed out (see {@link EndpointStream}); the server's own errors are raised. An endpoint without
- * a location, or with Flight's {@code arrow-flight-reuse-connection://?}, is read from this
- * client's server, over its own connection. The connection to each other location is opened once
- * and kept until {@link #close()}.
+ * once, moving to the next one on a transport failure - a location that cannot be reached, a
+ * replica that fails in the middle of the stream, or one that sends nothing for the stall timeout
+ * ({@link Builder#stallTimeout}) - where the read continues after the rows already handed out (see
+ * {@link EndpointStream}); the server's own errors are raised. An endpoint without a location, or
+ * with Flight's {@code arrow-flight-reuse-connection://?}, is read from this client's server, over
+ * its own connection. The connection to each other location is opened once and kept until {@link
+ * #close()}.
  *
  * <p>Credentials and TLS: an API token, or a user name and password exchanged once (when the client
  * is built) for a session token, which is all the client keeps ({@link #token()}); {@code
@@ -45,6 +46,9 @@ import sheaf.v1.Sheaf;
  * IllegalStateException}.
  */
 public final class SheafClient implements AutoCloseable {
+  /** The default of {@link Builder#stallTimeout}: 60 seconds. */
+  public static final Duration DEFAULT_STALL_TIMEOUT = Duration.ofSeconds(60);
+
   private final FlightConnections connections;
   private final Writes writes;
 
@@ -68,6 +72,7 @@ public final class SheafClient implements AutoCloseable {
     Pem clientKey;
     BufferAllocator allocator;
     Duration callTimeout = Duration.ofMinutes(2);
+    Duration stallTimeout = DEFAULT_STALL_TIMEOUT;
 
     private Builder(String url) {
       this.url = Objects.requireNonNull(url, "server URL");
@@ -176,13 +181,37 @@ public final class SheafClient implements AutoCloseable {
 
     /**
      * Deadline of calls that answer at once (login, GetFlightInfo, GetSchema, actions); streams of
-     * batches have none. Default two minutes.
+     * batches have none as a whole (see {@link #stallTimeout} for the wait between their messages).
+     * Default two minutes.
      *
      * @param timeout the deadline
      * @return this builder
      */
     public Builder callTimeout(Duration timeout) {
       this.callTimeout = Objects.requireNonNull(timeout, "timeout");
+      return this;
+    }
+
+    /**
+     * How long a read waits for the server's next message - an endpoint stream's opening (its
+     * schema), then each batch - before the location counts as a failed replica: a frozen, hung or
+     * overloaded server keeps its connection open and sends nothing. The read then goes on at the
+     * endpoint's next location, skipping the rows already handed out; with none left it fails with
+     * {@link ErrorCode#TIMED_OUT}, naming the endpoint, each location and the timeout. Only time
+     * spent waiting for the server counts, never the time the caller holds a batch. Default 60
+     * seconds ({@link #DEFAULT_STALL_TIMEOUT}); raise it for reads whose server may send nothing
+     * for long (a filter matching few rows of a large table).
+     *
+     * @param timeout a positive duration, or null to wait forever
+     * @return this builder
+     * @throws IllegalArgumentException for a zero or negative duration
+     */
+    public Builder stallTimeout(Duration timeout) {
+      if (timeout != null && (timeout.isZero() || timeout.isNegative())) {
+        throw new IllegalArgumentException(
+            "stallTimeout must be positive (or null to wait forever), not " + timeout);
+      }
+      this.stallTimeout = timeout;
       return this;
     }
 
@@ -217,7 +246,10 @@ public final class SheafClient implements AutoCloseable {
   /**
    * A builder for a client of the server at {@code url}.
    *
-   * @param url {@code grpc://HOST:PORT}, {@code grpc+tls://HOST:PORT} or {@code HOST:PORT}
+   * @param url {@code grpc://HOST:PORT}, {@code grpc+tls://HOST:PORT} or {@code HOST:PORT}; without
+   *     credentials (a URL with {@code USER:PASSWORD@} or {@code TOKEN@} is refused by {@link
+   *     Builder#build()}: give them with {@link Builder#username}, {@link Builder#password} or
+   *     {@link Builder#token})
    * @return the builder
    */
   public static Builder builder(String url) {
@@ -600,20 +632,32 @@ public final class SheafClient implements AutoCloseable {
 
   /**
    * Opens one endpoint's stream of batches (DoGet), trying its locations in order (see {@link
-   * #targets(Endpoint)}): a location that cannot be reached, or that fails in the middle of the
-   * stream, is left for the next, where the stream goes on after the rows already handed out.
+   * #targets(Endpoint)}): a location that cannot be reached, that fails in the middle of the
+   * stream, or that sends nothing for the stall timeout ({@link Builder#stallTimeout}), is left for
+   * the next, where the stream goes on after the rows already handed out. The stream is checked
+   * against the endpoint's plan ({@link Endpoint#schema()}, {@link Endpoint#rows()}).
    *
    * @param endpoint the endpoint
    * @return the stream; close it
    * @throws SheafException UNAVAILABLE when every location failed (the message names each, the
-   *     earlier errors are suppressed exceptions); CLIENT for a plaintext location from a TLS
-   *     server
+   *     earlier errors are suppressed exceptions), TIMED_OUT when every one stalled; DATA_LOSS
+   *     (from {@link EndpointStream#next()}) for a stream contradicting its plan; CLIENT for a
+   *     plaintext location from a TLS server
    */
   public EndpointStream stream(Endpoint endpoint) {
     connections.checkOpen();
     Ticket ticket = new Ticket(endpoint.ticket());
-    String name = "endpoint " + endpoint.index();
-    return new EndpointStream(name, targets(endpoint), t -> connections.getStream(t, ticket));
+    String name =
+        "endpoint "
+            + endpoint.index()
+            + (endpoint.dataset() == null ? "" : " of " + endpoint.dataset());
+    return new EndpointStream(
+        name,
+        targets(endpoint),
+        t -> connections.getStream(t, ticket),
+        endpoint.schema(),
+        endpoint.rows().orElse(-1),
+        connections.stallTimeout());
   }
 
   /**

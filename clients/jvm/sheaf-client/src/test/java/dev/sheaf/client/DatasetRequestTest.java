@@ -81,7 +81,7 @@ class DatasetRequestTest {
             .withPartitions(4);
     assertEquals(
         "sheaf://team/data@abcdef12/odd%20dir/q%3Fmark%20%2541%40x%3Ay.parquet"
-            + "?columns=a,%C3%A9,b%2Cc,%20d&filter=a%20%3E%203%20AND%20b%20%3D%20'x%2By%26z%3D%2541'"
+            + "?columns=a,%C3%A9,%22b,c%22,%22%20d%22&filter=a%20%3E%203%20AND%20b%20%3D%20'x%2By%26z%3D%2541'"
             + "&seed=18446744073709551615&partitions=4",
         r.toString());
     assertEquals(

@@ -41,6 +41,7 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
 
 /**
  * Mid-stream failover against real replicas: several {@code sheaf serve} processes over one local
@@ -350,6 +351,152 @@ class FailoverTest {
     }
   }
 
+  private static final java.time.Duration STALL = java.time.Duration.ofSeconds(2);
+
+  private SheafClient stallingClient(String url) {
+    return SheafClient.builder(url).allocator(root).stallTimeout(STALL).build();
+  }
+
+  @Test
+  @Timeout(120) // a frozen replica must not hang the read
+  void aReplicaFrozenMidStreamIsLeftForTheNextAfterTheStallTimeout() throws Exception {
+    try (Replicas r = replicas(2, false, List.of());
+        SheafClient c = stallingClient(r.urls.get(0))) {
+      Endpoint e = endpoint(c, r.urls);
+      Table t = new Table();
+      String frozen = null;
+      try (EndpointStream s = c.stream(e)) {
+        while (s.next()) {
+          t.add(s.root());
+          if (frozen == null && s.batchesRead() == 2) {
+            frozen = s.target();
+            r.at(frozen).freeze(); // SIGSTOP: the connection stays open, nothing more comes
+          }
+        }
+        assertEquals(1, s.failovers());
+        assertEquals(r.urls.get(1), s.target());
+        String m = s.failoverErrors().get(0).getMessage();
+        assertEquals(ErrorCode.TIMED_OUT, s.failoverErrors().get(0).code(), m);
+        assertTrue(m.contains(frozen), m);
+        assertTrue(m.contains("stalled: nothing received for 2 s while waiting for"), m);
+      }
+      t.assertWhole();
+      assertTrue(r.at(frozen).alive());
+    }
+  }
+
+  @Test
+  @Timeout(120) // a frozen replica must not hang the read
+  void aReplicaFrozenBeforeTheStreamOpensIsLeftForTheNext() throws Exception {
+    try (Replicas r = replicas(2, false, List.of());
+        SheafClient c = stallingClient(r.urls.get(0))) {
+      Endpoint e = endpoint(c, r.urls);
+      r.at(r.urls.get(0)).freeze();
+      Table t = new Table();
+      try (EndpointStream s = c.stream(e)) {
+        while (s.next()) {
+          t.add(s.root());
+        }
+        assertEquals(1, s.failovers());
+        String m = s.failoverErrors().get(0).getMessage();
+        assertTrue(m.contains("while waiting for the stream to open"), m);
+      }
+      t.assertWhole();
+    }
+  }
+
+  @Test
+  @Timeout(120) // a frozen replica must not hang the read
+  void whenEveryLocationStallsTheErrorIsTimedOutNamingEachAndTheTimeout() throws Exception {
+    try (Replicas r = replicas(2, false, List.of());
+        SheafClient c = stallingClient(r.urls.get(0))) {
+      Endpoint e = endpoint(c, r.urls);
+      Table t = new Table();
+      long started = System.nanoTime();
+      SheafException error;
+      try (EndpointStream s = c.stream(e)) {
+        error =
+            assertThrows(
+                SheafException.class,
+                () -> {
+                  while (s.next()) {
+                    t.add(s.root());
+                    if (s.batchesRead() == 2) {
+                      r.servers.get(0).freeze();
+                      r.servers.get(1).freeze();
+                    }
+                  }
+                });
+        assertEquals(1, s.failovers());
+      }
+      double seconds = (System.nanoTime() - started) / 1e9;
+      assertTrue(seconds < 30, "failed after " + seconds + " s");
+      t.assertPrefix();
+      String m = error.getMessage();
+      assertEquals(ErrorCode.TIMED_OUT, error.code(), m);
+      assertTrue(m.startsWith("DoGet endpoint 0"), m);
+      assertTrue(m.contains("every location failed"), m);
+      assertTrue(m.indexOf(r.urls.get(0)) >= 0 && m.indexOf(r.urls.get(1)) >= 0, m);
+      assertTrue(m.contains("stallTimeout 2 s"), m);
+      assertEquals(1, error.getSuppressed().length);
+
+      // One location: its own error, naming it and the timeout.
+      Endpoint alone = new Endpoint(0, e.ticket(), List.of(r.urls.get(1)));
+      try (EndpointStream s = c.stream(alone)) {
+        SheafException one = assertThrows(SheafException.class, s::next);
+        assertEquals(ErrorCode.TIMED_OUT, one.code(), one.getMessage());
+        assertTrue(one.getMessage().contains(r.urls.get(1)), one.getMessage());
+        assertTrue(one.getMessage().contains("stallTimeout 2 s"), one.getMessage());
+      }
+    }
+  }
+
+  @Test
+  @Timeout(120) // a frozen replica must not hang the read
+  void aCallerHoldingABatchLongerThanTheStallTimeoutIsNoStall() throws Exception {
+    try (Replicas r = replicas(1, false, List.of());
+        SheafClient c =
+            SheafClient.builder(r.urls.get(0))
+                .allocator(root)
+                .stallTimeout(java.time.Duration.ofSeconds(1))
+                .build()) {
+      Table t = new Table();
+      try (EndpointStream s = c.stream(c.dataset(BIG).endpoints().get(0))) {
+        while (s.next()) {
+          t.add(s.root());
+          if (s.batchesRead() == 2) {
+            Thread.sleep(2_500);
+          }
+        }
+        assertEquals(0, s.failovers());
+      }
+      t.assertWhole();
+    }
+  }
+
+  @Test
+  @Timeout(120) // a frozen replica must not hang the read
+  void aParallelReadOfSeveralEndpointsSurvivesAFrozenReplica() throws Exception {
+    assumeTrue(peers, "sheaf serve has no --peer: a Dataset listing replicas cannot be planned");
+    try (Replicas r = replicas(2, true, List.of());
+        SheafClient c = stallingClient(r.urls.get(0))) {
+      Dataset ds = c.dataset(BIG.withPartitions(4));
+      assertEquals(4, ds.endpoints().size());
+      Table t = new Table();
+      String frozen = null;
+      try (DatasetReader reader = c.read(ds, 2)) {
+        while (reader.next()) {
+          t.add(reader.root());
+          if (frozen == null && t.n >= 200_000) {
+            frozen = c.target(ds.endpoints().get(reader.endpointIndex()));
+            r.at(frozen).freeze();
+          }
+        }
+      }
+      t.assertWhole();
+    }
+  }
+
   @Test
   void whenEveryLocationFailsOneErrorNamesTheEndpointAndEachLocation() throws Exception {
     String dead = "grpc://127.0.0.1:" + TestServer.freePort();
@@ -381,7 +528,8 @@ class FailoverTest {
       t.assertPrefix();
       String m = error.getMessage();
       assertEquals(ErrorCode.UNAVAILABLE, error.code(), m);
-      assertTrue(m.startsWith("DoGet endpoint 0: every location failed: "), m);
+      assertTrue(m.startsWith("DoGet endpoint 0"), m);
+      assertTrue(m.contains(": every location failed: "), m);
       assertTrue(
           m.indexOf(live) >= 0
               && m.indexOf(live) < m.indexOf(dead)

@@ -6,7 +6,6 @@ import dev.sheaf.client.SheafException;
 import java.util.List;
 import org.apache.arrow.vector.FieldVector;
 import org.apache.arrow.vector.VectorSchemaRoot;
-import org.apache.arrow.vector.types.pojo.Field;
 import org.apache.spark.sql.connector.metric.CustomTaskMetric;
 import org.apache.spark.sql.connector.read.PartitionReader;
 import org.apache.spark.sql.vectorized.ColumnVector;
@@ -21,7 +20,16 @@ import org.slf4j.LoggerFactory;
  *
  * <p>The endpoint is read through {@link EndpointStream}, so a replica that fails (killed,
  * unreachable) in the middle of the task's read is left for the endpoint's next location, where the
- * read goes on after the rows already handed to Spark: the task neither fails nor repeats rows.
+ * read goes on after the rows already handed to Spark: the task neither fails nor repeats rows. A
+ * replica that sends nothing for the {@code stallTimeout} option (default 60 s) while the task
+ * waits for it counts as failed too.
+ *
+ * <p>The stream checks itself against the plan made on the driver (the endpoint carries the
+ * dataset's schema and, when the plan gives them, its exact rows): its schema ({@link
+ * EndpointStream#schemaDifference}: names, types, nullability) when it opens at each location, so
+ * the column positions of the {@link ReadPlan} hold; and its row count, so a stream that ends early
+ * or holds more fails the task (DATA_LOSS, naming the dataset, the endpoint and the rows planned
+ * and received) instead of returning a wrong result.
  *
  * <p>A batch is valid until the next call to {@link #next()}. {@link #close()} (idempotent, called
  * by Spark from a task-completion listener) cancels an unfinished stream, frees converted columns,
@@ -49,6 +57,10 @@ final class SheafColumnarReader implements PartitionReader<ColumnarBatch> {
   }
 
   private void open() {
+    if (partition.endpoint.schema() == null) {
+      throw new IllegalStateException(
+          "sheaf: " + partition + " of " + plan.uri + " carries no planned schema to check");
+    }
     client = connection.builder().allocator(ExecutorAllocator.root()).build();
     stream = client.stream(partition.endpoint);
     converters = new ColumnConverter[plan.conversions.length];
@@ -77,12 +89,11 @@ final class SheafColumnarReader implements PartitionReader<ColumnarBatch> {
       }
     } catch (SheafException e) {
       // Name the dataset: the client's message names the call, the server and the cause.
-      throw e.withMessage("sheaf: reading " + plan.uri + ": " + e.getMessage());
+      String m = e.getMessage();
+      throw e.withMessage(
+          m.contains(plan.uri) ? "sheaf: " + m : "sheaf: reading " + plan.uri + ": " + m);
     }
     VectorSchemaRoot root = stream.root();
-    if (batches == 0) {
-      check(root.getSchema().getFields());
-    }
     ColumnVector[] columns = new ColumnVector[plan.streamIndex.length];
     for (int i = 0; i < columns.length; i++) {
       FieldVector v = root.getVector(plan.streamIndex[i]);
@@ -98,35 +109,14 @@ final class SheafColumnarReader implements PartitionReader<ColumnarBatch> {
   private void logFailovers() {
     List<SheafException> errors = stream.failoverErrors();
     for (int i = failoversLogged; i < errors.size(); i++) {
+      String m = errors.get(i).getMessage();
       LOG.warn(
-          "sheaf: reading {}: {}; continuing at the next location ({} rows read so far, each once)",
-          plan.uri,
-          errors.get(i).getMessage(),
+          "sheaf: {}{}; continuing at the next location ({} rows read so far, each once)",
+          m.contains(plan.uri) ? "" : "reading " + plan.uri + ": ",
+          m,
           stream.rowsRead());
     }
     failoversLogged = errors.size();
-  }
-
-  /** The stream must have the columns planned on the driver (a server bug otherwise). */
-  private void check(List<Field> fields) {
-    for (int i = 0; i < plan.streamIndex.length; i++) {
-      String want = plan.schema.fields()[i].name();
-      int at = plan.streamIndex[i];
-      if (at >= fields.size() || !fields.get(at).getName().equals(want)) {
-        throw new IllegalStateException(
-            "sheaf: "
-                + stream.description()
-                + " of "
-                + plan.uri
-                + " sent columns "
-                + fields
-                + ", not column \""
-                + want
-                + "\" at position "
-                + at
-                + " as GetFlightInfo promised");
-      }
-    }
   }
 
   @Override

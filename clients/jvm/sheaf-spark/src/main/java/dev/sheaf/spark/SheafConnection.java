@@ -7,27 +7,35 @@ import java.io.Serializable;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.Paths;
+import java.time.Duration;
 
 /**
- * How executors connect: the server URL, a bearer token, and the PEM bytes of the TLS options. Sent
- * with every task (in {@link SheafReaderFactory}), so it never holds a password: after a login on
- * the driver, the token is the session token the server answered. The PEM files are read on the
- * driver and their bytes shipped, so executors need no copy of them (the client key travels with
- * the tasks, as the token does: on a shared cluster, encrypt Spark's RPC with {@code
- * spark.network.crypto.enabled}).
+ * How executors connect: the server URL, a bearer token, the PEM bytes of the TLS options and the
+ * stall timeout of their reads. Sent with every task (in {@link SheafReaderFactory}), so it never
+ * holds a password: after a login on the driver, the token is the session token the server
+ * answered. The PEM files are read on the driver and their bytes shipped, so executors need no copy
+ * of them (the client key travels with the tasks, as the token does: on a shared cluster, encrypt
+ * Spark's RPC with {@code spark.network.crypto.enabled}).
  */
 final class SheafConnection implements Serializable {
-  private static final long serialVersionUID = 1L;
+  private static final long serialVersionUID = 2L;
 
   final String server;
+  private final Duration stallTimeout;
   private final String token;
   private final byte[] rootCerts;
   private final byte[] clientCert;
   private final byte[] clientKey;
 
   private SheafConnection(
-      String server, String token, byte[] rootCerts, byte[] clientCert, byte[] clientKey) {
+      String server,
+      Duration stallTimeout,
+      String token,
+      byte[] rootCerts,
+      byte[] clientCert,
+      byte[] clientKey) {
     this.server = server;
+    this.stallTimeout = stallTimeout;
     this.token = token;
     this.rootCerts = rootCerts;
     this.clientCert = clientCert;
@@ -51,7 +59,8 @@ final class SheafConnection implements Serializable {
         SheafClient.builder(options.server)
             .token(options.token)
             .username(options.username)
-            .password(options.password);
+            .password(options.password)
+            .stallTimeout(options.stallTimeout);
     if (roots != null) {
       b.tlsRootCerts(Paths.get(options.tlsRootCerts));
     }
@@ -60,7 +69,8 @@ final class SheafConnection implements Serializable {
     }
     SheafClient client = b.build();
     return new Opened(
-        new SheafConnection(options.server, client.token(), roots, cert, key), client);
+        new SheafConnection(options.server, options.stallTimeout, client.token(), roots, cert, key),
+        client);
   }
 
   /** A connection and the driver's client of it. */
@@ -78,7 +88,7 @@ final class SheafConnection implements Serializable {
    * @return a builder of a client with this connection's server, token and TLS settings
    */
   SheafClient.Builder builder() {
-    SheafClient.Builder b = SheafClient.builder(server).token(token);
+    SheafClient.Builder b = SheafClient.builder(server).token(token).stallTimeout(stallTimeout);
     if (rootCerts != null) {
       b.tlsRootCerts(rootCerts);
     }

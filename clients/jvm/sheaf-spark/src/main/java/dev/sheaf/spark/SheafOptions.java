@@ -1,7 +1,9 @@
 package dev.sheaf.spark;
 
 import dev.sheaf.client.DatasetRequest;
+import dev.sheaf.client.SheafClient;
 import dev.sheaf.client.SheafException;
+import java.time.Duration;
 import java.util.Locale;
 import java.util.Map;
 import java.util.TreeMap;
@@ -13,12 +15,13 @@ import java.util.TreeMap;
  *   <caption>Options</caption>
  *   <tr><th>option</th><th>meaning</th></tr>
  *   <tr><td>{@code path}</td><td>{@code [sheaf://]OWNER/NAME[@HASH|:TAG]/PATH}, the argument of {@code load}: a dataset URI without a query, read by the server</td></tr>
- *   <tr><td>{@code server}</td><td>{@code grpc://HOST:PORT} or {@code grpc+tls://HOST:PORT} (required)</td></tr>
+ *   <tr><td>{@code server}</td><td>{@code grpc://HOST:PORT} or {@code grpc+tls://HOST:PORT} (required; without credentials, which go in the options below)</td></tr>
  *   <tr><td>{@code token}</td><td>bearer token sent as {@code authorization: Bearer ...}</td></tr>
  *   <tr><td>{@code username}, {@code password}</td><td>log in once on the driver; executors get the session token</td></tr>
  *   <tr><td>{@code tlsRootCerts}</td><td>PEM file of the CAs trusted for {@code grpc+tls://} (read on the driver)</td></tr>
  *   <tr><td>{@code tlsClientCert}, {@code tlsClientKey}</td><td>PEM files of a client certificate and its PKCS#8 key (mutual TLS)</td></tr>
  *   <tr><td>{@code partitions}</td><td>number of endpoints (Spark partitions) asked of the server</td></tr>
+ *   <tr><td>{@code stallTimeout}</td><td>seconds a task's read waits for the server's next message before the location counts as failed (default 60; {@code none} waits forever)</td></tr>
  *   <tr><td>{@code sample}, {@code seed}</td><td>keep this fraction of rows, chosen by the server's seeded hash</td></tr>
  *   <tr><td>{@code sampleRows}</td><td>keep exactly this many rows (with {@code seed})</td></tr>
  *   <tr><td>{@code filter}</td><td>a filter in the server's SQL, applied before Spark's own</td></tr>
@@ -43,6 +46,9 @@ final class SheafOptions {
   final String tlsRootCerts;
   final String tlsClientCert;
   final String tlsClientKey;
+
+  /** How long a read waits for the server's next message; null waits forever. */
+  final Duration stallTimeout;
 
   /** The table as given: a dataset URI without a query, parsed by the server. */
   final String table;
@@ -95,6 +101,16 @@ final class SheafOptions {
       throw new SheafException(
           "sheaf: the \"server\" option is required, such as .option(\"server\", \"grpc://127.0.0.1:50051\")");
     }
+    String hidden = dev.sheaf.client.ServerAddress.withoutCredentials(server.trim());
+    if (hidden != null) {
+      // The URL is shown in plans and messages, and its credentials would not be sent.
+      throw new SheafException(
+          "sheaf: the option server (\""
+              + hidden
+              + "\") holds credentials (USER:PASSWORD@ or TOKEN@), which are not sent that way:"
+              + " give the server without them, and the credentials as the options username and"
+              + " password (a login on the driver), or token");
+    }
     String path = m.get("path");
     String location = m.get("location");
     if (path != null
@@ -145,6 +161,16 @@ final class SheafOptions {
     this.partitions = m.containsKey("partitions") ? parseInt(m, "partitions") : null;
     this.sample = m.containsKey("sample") ? parseDouble(m, "sample") : null;
     this.sampleRows = m.containsKey("samplerows") ? parseLong(m, "sampleRows") : null;
+    if (partitions != null && partitions < 0) {
+      throw new SheafException("sheaf: option partitions must not be negative, not " + partitions);
+    }
+    if (sampleRows != null && sampleRows < 0) {
+      throw new SheafException("sheaf: option sampleRows must not be negative, not " + sampleRows);
+    }
+    this.stallTimeout =
+        m.containsKey("stallTimeout")
+            ? parseStallTimeout(m.get("stallTimeout"))
+            : SheafClient.DEFAULT_STALL_TIMEOUT;
     this.seed = m.containsKey("seed") ? parseSeed(m.get("seed")) : 0L;
     this.filter = m.get("filter");
     String unsupported = m.getOrDefault("unsupportedColumns", "error").toLowerCase(Locale.ROOT);
@@ -221,6 +247,31 @@ final class SheafOptions {
         .withSampleRows(sampleRows)
         .withSeed(seed)
         .withFilter(filter);
+  }
+
+  /**
+   * The {@code stallTimeout} option: seconds (a positive number, fractions allowed), or {@code
+   * none} to wait forever.
+   */
+  static Duration parseStallTimeout(String s) {
+    String t = s.trim();
+    if (t.equalsIgnoreCase("none")) {
+      return null;
+    }
+    double seconds;
+    try {
+      seconds = Double.parseDouble(t);
+    } catch (NumberFormatException e) {
+      seconds = Double.NaN;
+    }
+    if (!(seconds > 0) || Double.isInfinite(seconds) || seconds * 1000 < 1) {
+      throw new SheafException(
+          "sheaf: option stallTimeout must be a positive number of seconds (at least 0.001), or"
+              + " none to wait forever, not \""
+              + s
+              + "\"");
+    }
+    return Duration.ofMillis(Math.round(seconds * 1000));
   }
 
   private static String emptyToNull(String s) {

@@ -37,6 +37,7 @@ public final class TestServer implements AutoCloseable {
   private final Path root;
   private final Path registry;
   private final boolean ownsRoot;
+  private volatile boolean frozen;
 
   /** Top hash of the first revision of {@code test/types} (tagged {@code v1}). */
   public final String firstRevision;
@@ -224,6 +225,45 @@ public final class TestServer implements AutoCloseable {
   public void kill() throws InterruptedException {
     process.destroyForcibly();
     process.waitFor(10, TimeUnit.SECONDS);
+  }
+
+  /**
+   * Freezes the server (SIGSTOP, as a hung process or a stuck host): its connections stay open and
+   * it answers nothing until {@link #thaw()}. {@link #close()} thaws it first.
+   *
+   * @throws Exception if the signal cannot be sent
+   */
+  public void freeze() throws Exception {
+    signal("STOP");
+    frozen = true;
+  }
+
+  /**
+   * Lets a frozen server run again (SIGCONT).
+   *
+   * @throws Exception if the signal cannot be sent
+   */
+  public void thaw() throws Exception {
+    if (frozen && process.isAlive()) {
+      signal("CONT");
+    }
+    frozen = false;
+  }
+
+  private void signal(String name) throws Exception {
+    Process kill =
+        new ProcessBuilder("kill", "-" + name, Long.toString(process.pid()))
+            .redirectErrorStream(true)
+            .start();
+    if (!kill.waitFor(10, TimeUnit.SECONDS) || kill.exitValue() != 0) {
+      throw new IllegalStateException(
+          "kill -"
+              + name
+              + " "
+              + process.pid()
+              + " failed: "
+              + new String(kill.getInputStream().readAllBytes(), StandardCharsets.UTF_8));
+    }
   }
 
   /**
@@ -458,6 +498,7 @@ public final class TestServer implements AutoCloseable {
   /** Stops the server (SIGTERM, then SIGKILL) and, for the first server, deletes its files. */
   @Override
   public void close() throws Exception {
+    thaw();
     process.destroy();
     if (!process.waitFor(10, TimeUnit.SECONDS)) {
       process.destroyForcibly();
