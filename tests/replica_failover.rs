@@ -73,19 +73,13 @@ async fn a_replica_killed_mid_stream_costs_a_retry_not_an_error() {
     let mut endpoint: FlightEndpoint = dataset.info.endpoint[0].clone();
     endpoint.location = [&doomed.url, &spare.url].into_iter().map(|u| Location { uri: u.clone() }).collect();
     let mut doomed = doomed;
-    let mut stream = client.read_endpoint(&endpoint).await.unwrap();
-    let mut ids: Vec<i64> = Vec::new();
     let mut killed = false;
-    while let Some(batch) = stream.next().await {
-        let batch = batch.unwrap();
-        let column = batch.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
-        ids.extend(column.values().iter());
-        if !killed && !ids.is_empty() {
-            doomed.child.kill().unwrap(); // SIGKILL
-            doomed.child.wait().unwrap();
-            killed = true;
-        }
-    }
+    let ids = read_ids(&client, &endpoint, || {
+        doomed.child.kill().unwrap(); // SIGKILL
+        doomed.child.wait().unwrap();
+        killed = true;
+    })
+    .await;
     assert!(killed);
     assert_eq!(ids.len() as i64, ROWS, "every row once");
     assert!(ids.iter().copied().eq(0..ROWS), "in order, no row lost or repeated");

@@ -5,8 +5,6 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
 import java.util.concurrent.ScheduledFuture;
-import java.util.concurrent.ScheduledThreadPoolExecutor;
-import java.util.concurrent.TimeUnit;
 import java.util.function.Supplier;
 import org.apache.arrow.flight.FlightRuntimeException;
 import org.apache.arrow.flight.FlightStatusCode;
@@ -91,9 +89,6 @@ public final class EndpointStream implements AutoCloseable {
     "keepalive failed",
   };
 
-  /** Cancels the calls that waited for their server past the stall timeout: one thread. */
-  private static volatile ScheduledThreadPoolExecutor watchdog;
-
   private final String endpoint;
   private final List<String> targets;
   private final Opener opener;
@@ -175,29 +170,6 @@ public final class EndpointStream implements AutoCloseable {
     }
   }
 
-  /** The one thread cancelling calls that waited past the stall timeout, started on first use. */
-  private static ScheduledThreadPoolExecutor watchdog() {
-    ScheduledThreadPoolExecutor w = watchdog;
-    if (w == null) {
-      synchronized (EndpointStream.class) {
-        w = watchdog;
-        if (w == null) {
-          w =
-              new ScheduledThreadPoolExecutor(
-                  1,
-                  r -> {
-                    Thread t = new Thread(r, "sheaf-stall-watchdog");
-                    t.setDaemon(true);
-                    return t;
-                  });
-          w.setRemoveOnCancelPolicy(true);
-          watchdog = w;
-        }
-      }
-    }
-    return w;
-  }
-
   /**
    * Runs a call that waits for the server (the stream's schema, its next batch), cancelling the
    * stream when it waits past the stall timeout; the call then fails with CANCELLED, and {@link
@@ -209,18 +181,16 @@ public final class EndpointStream implements AutoCloseable {
     }
     waitingFor = waiting;
     ScheduledFuture<?> alarm =
-        watchdog()
-            .schedule(
-                () -> {
-                  stalledStream = s;
-                  try {
-                    s.cancel("sheaf: nothing received for " + seconds(stallTimeout), null);
-                  } catch (RuntimeException ignored) {
-                    // The call ended meanwhile.
-                  }
-                },
-                stallNanos,
-                TimeUnit.NANOSECONDS);
+        StallWatchdog.schedule(
+            () -> {
+              stalledStream = s;
+              try {
+                s.cancel("sheaf: nothing received for " + seconds(stallTimeout), null);
+              } catch (RuntimeException ignored) {
+                // The call ended meanwhile.
+              }
+            },
+            stallNanos);
     try {
       return call.get();
     } finally {
