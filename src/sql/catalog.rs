@@ -241,45 +241,54 @@ impl TableFunctionImpl for SheafFunction {
     }
 }
 
-/// The string literals passed to `sheaf(...)` in a statement.
-pub(super) fn function_uris(statement: &datafusion::sql::sqlparser::ast::Statement) -> Result<Vec<String>, Error> {
+/// The dataset URIs the statement passes to `sheaf()` (as a table, or
+/// `LATERAL sheaf(...)`, also under EXPLAIN), each a single-quoted literal;
+/// anything else given to it is refused here, naming the right form.
+pub(super) fn function_uris(statement: &datafusion::sql::parser::Statement) -> Result<Vec<String>, Error> {
+    use datafusion::sql::parser::Statement as DfStatement;
     use datafusion::sql::sqlparser::ast::{
         Expr as SqlExpr, FunctionArg, FunctionArgExpr, TableFactor, Value, Visit, Visitor,
     };
     use std::ops::ControlFlow;
     struct Collect(Vec<String>, Option<Error>);
+    impl Collect {
+        fn take(&mut self, args: &[FunctionArg]) -> ControlFlow<()> {
+            let refused = match args {
+                [FunctionArg::Unnamed(FunctionArgExpr::Expr(SqlExpr::Value(v)))] => match &v.value {
+                    Value::SingleQuotedString(s) => {
+                        self.0.push(s.clone());
+                        return ControlFlow::Continue(());
+                    }
+                    _ => "sheaf() takes a dataset URI as a single-quoted string: sheaf('sheaf://owner/name/path')",
+                },
+                _ => "sheaf() takes one argument, a dataset URI as a string literal: sheaf('sheaf://owner/name/path')",
+            };
+            self.1 = Some(Error::invalid(refused));
+            ControlFlow::Break(())
+        }
+    }
     impl Visitor for Collect {
         type Break = ();
         fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
-            if let TableFactor::Table { name, args: Some(args), .. } = factor {
-                let is_ours = name.0.len() == 1
-                    && name.0[0].as_ident().is_some_and(|i| i.value.eq_ignore_ascii_case(super::TABLE_FUNCTION));
-                if !is_ours {
-                    return ControlFlow::Continue(());
-                }
-                match args.args.as_slice() {
-                    [FunctionArg::Unnamed(FunctionArgExpr::Expr(SqlExpr::Value(v)))] => match &v.value {
-                        Value::SingleQuotedString(s) => self.0.push(s.clone()),
-                        _ => {
-                            self.1 = Some(Error::invalid(
-                                "sheaf() takes a dataset URI as a single-quoted string: sheaf('sheaf://owner/name/path')",
-                            ));
-                            return ControlFlow::Break(());
-                        }
-                    },
-                    _ => {
-                        self.1 = Some(Error::invalid(
-                            "sheaf() takes one argument, a dataset URI as a string literal: sheaf('sheaf://owner/name/path')",
-                        ));
-                        return ControlFlow::Break(());
-                    }
-                }
+            let ours = |name: &datafusion::sql::sqlparser::ast::ObjectName| {
+                name.0.len() == 1
+                    && name.0[0].as_ident().is_some_and(|i| i.value.eq_ignore_ascii_case(super::TABLE_FUNCTION))
+            };
+            match factor {
+                TableFactor::Table { name, args: Some(args), .. } if ours(name) => self.take(&args.args),
+                TableFactor::Function { name, args, .. } if ours(name) => self.take(args),
+                _ => ControlFlow::Continue(()),
             }
-            ControlFlow::Continue(())
         }
     }
     let mut collect = Collect(Vec::new(), None);
-    let _ = statement.visit(&mut collect);
+    match statement {
+        DfStatement::Statement(s) => {
+            let _ = s.visit(&mut collect);
+        }
+        DfStatement::Explain(explain) => return function_uris(&explain.statement),
+        _ => {}
+    }
     match collect.1 {
         Some(e) => Err(e),
         None => Ok(collect.0),

@@ -11,7 +11,7 @@ use super::ticket::{self, Pins, StatementTicket};
 use super::{CATALOG, TABLE_FUNCTION};
 use crate::query::{Engine, Error, Execution, ReadStats};
 use arrow::array::RecordBatch;
-use arrow::datatypes::{Schema, SchemaRef};
+use arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::catalog::{CatalogProviderList, MemoryCatalogProviderList, TableFunction};
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::{ParamValues, ScalarValue};
@@ -149,8 +149,11 @@ impl SqlEngine {
         options.execution.parquet.pushdown_filters = true;
         options.execution.parquet.reorder_filters = true;
         let runtime = engine.context().runtime_env();
-        let base =
+        let mut base =
             SessionStateBuilder::new().with_config(config).with_runtime_env(runtime).with_default_features().build();
+        if let Err(e) = super::functions::bound(&mut base, limits.memory_bytes) {
+            tracing::error!(error = %e, "cannot bound the size of repeat(), lpad() and rpad() results");
+        }
         let running = Arc::new(Semaphore::new(limits.max_queries.max(1)));
         // A thread for every partition of every query allowed to run: a
         // query computing without yielding keeps its threads, and the OS
@@ -195,7 +198,10 @@ impl SqlEngine {
 
     /// Plans `sql` for a caller who may read what `may_read` allows:
     /// resolves the revisions it names (or takes them from `pins`, when
-    /// redeeming a ticket) and binds `parameters`.
+    /// redeeming a ticket) and binds `parameters`. The statement is parsed
+    /// and checked here; it is planned on the SQL runtime (planning computes
+    /// without yielding, and must not hold the threads that serve gRPC) and
+    /// fails past the query time limit ([`CpuRuntime::compute`]).
     pub async fn plan(
         &self,
         sql: &str,
@@ -204,59 +210,30 @@ impl SqlEngine {
         pins: Option<Pins>,
     ) -> Result<Planned, Error> {
         let statement = parse(sql)?;
-        let resolver = Arc::new(Resolver::new(self.engine.clone(), may_read, pins));
-        let uris = match &statement {
-            DfStatement::Statement(s) => catalog::function_uris(s)?,
-            _ => Vec::new(),
-        };
-        let function = resolver.function_tables(uris).await?;
-        let catalogs = MemoryCatalogProviderList::new();
-        catalogs.register_catalog(CATALOG.to_owned(), Arc::new(SheafCatalog(resolver.clone())));
-        let mut functions = self.base.table_functions().clone();
-        functions
-            .insert(TABLE_FUNCTION.to_owned(), Arc::new(TableFunction::new(TABLE_FUNCTION.into(), Arc::new(function))));
-        let runtime = self.base.runtime_env();
-        let runtime = Arc::new(RuntimeEnv {
-            memory_pool: Arc::new(FairSpillPool::new(self.limits.memory_bytes)),
-            disk_manager: runtime.disk_manager.clone(),
-            cache_manager: runtime.cache_manager.clone(),
-            object_store_registry: runtime.object_store_registry.clone(),
-        });
-        let mut state = SessionStateBuilder::new_from_existing(self.base.clone())
-            .with_catalog_list(Arc::new(catalogs))
-            .with_table_functions(functions)
-            .with_runtime_env(runtime)
-            .build();
-        // The statement's clock: `now()` and `current_date` are read once,
-        // when it is planned (without it DataFusion cannot fold them and
-        // fails the query).
-        state.mark_start_execution();
-        let plan =
-            state.statement_to_plan(statement).await.map_err(|e| from_datafusion("planning the statement", e))?;
-        let parameters = parameter_schema(&plan)?;
-        let plan = match parameters_given {
-            Some(batch) => bind(plan, batch, &parameters)?,
-            None => plan,
-        };
-        Ok(Planned { state, plan, pins: resolver.pins(), parameters })
+        let (base, engine, memory) = (self.base.clone(), self.engine.clone(), self.limits.memory_bytes);
+        let parameters_given = parameters_given.cloned();
+        let planning = plan_statement(base, engine, memory, statement, parameters_given, may_read, pins);
+        self.cpu.compute(planning, self.limits.timeout, "planning the statement").await
     }
 
     /// The physical plan of a statement, and how many output partitions
     /// (endpoints) it has: several only when they are independent (scans,
     /// filters and projections of the tables' parts), so each endpoint reads
     /// only its own share; anything that exchanges rows between partitions
-    /// (aggregates, joins, sorts, limits) is merged into one.
+    /// (aggregates, joins, sorts, limits) is merged into one. Made on the
+    /// SQL runtime, within the query time limit, as [`SqlEngine::plan`].
     pub async fn physical(&self, planned: &Planned) -> Result<Arc<dyn ExecutionPlan>, Error> {
-        let plan = planned
-            .state
-            .create_physical_plan(&planned.plan)
-            .await
-            .map_err(|e| from_datafusion("planning the statement", e))?;
-        let partitions = plan.output_partitioning().partition_count();
-        Ok(match partitions > 1 && !independent(plan.as_ref()) {
-            true => Arc::new(CoalescePartitionsExec::new(plan)),
-            false => plan,
-        })
+        let (state, logical) = (planned.state.clone(), planned.plan.clone());
+        let planning = async move {
+            let plan =
+                state.create_physical_plan(&logical).await.map_err(|e| from_datafusion("planning the statement", e))?;
+            let partitions = plan.output_partitioning().partition_count();
+            Ok(match partitions > 1 && !independent(plan.as_ref()) {
+                true => Arc::new(CoalescePartitionsExec::new(plan)) as Arc<dyn ExecutionPlan>,
+                false => plan,
+            })
+        };
+        self.cpu.compute(planning, self.limits.timeout, "planning the statement").await
     }
 
     /// Runs one output partition of a ticket's statement, for a caller who
@@ -319,6 +296,51 @@ impl SqlEngine {
     }
 }
 
+/// Plans a parsed statement ([`SqlEngine::plan`]) in a session of its own:
+/// the catalog of what the caller may read (or the ticket's pins), the
+/// `sheaf()` table function, and a memory pool of `memory` bytes.
+async fn plan_statement(
+    base: SessionState,
+    engine: Arc<Engine>,
+    memory: usize,
+    statement: DfStatement,
+    parameters_given: Option<RecordBatch>,
+    may_read: MayRead,
+    pins: Option<Pins>,
+) -> Result<Planned, Error> {
+    let resolver = Arc::new(Resolver::new(engine, may_read, pins));
+    let uris = catalog::function_uris(&statement)?;
+    let function = resolver.function_tables(uris).await?;
+    let catalogs = MemoryCatalogProviderList::new();
+    catalogs.register_catalog(CATALOG.to_owned(), Arc::new(SheafCatalog(resolver.clone())));
+    let mut functions = base.table_functions().clone();
+    functions
+        .insert(TABLE_FUNCTION.to_owned(), Arc::new(TableFunction::new(TABLE_FUNCTION.into(), Arc::new(function))));
+    let runtime = base.runtime_env();
+    let runtime = Arc::new(RuntimeEnv {
+        memory_pool: Arc::new(FairSpillPool::new(memory)),
+        disk_manager: runtime.disk_manager.clone(),
+        cache_manager: runtime.cache_manager.clone(),
+        object_store_registry: runtime.object_store_registry.clone(),
+    });
+    let mut state = SessionStateBuilder::new_from_existing(base)
+        .with_catalog_list(Arc::new(catalogs))
+        .with_table_functions(functions)
+        .with_runtime_env(runtime)
+        .build();
+    // The statement's clock: `now()` and `current_date` are read once,
+    // when it is planned (without it DataFusion cannot fold them and
+    // fails the query).
+    state.mark_start_execution();
+    let plan = state.statement_to_plan(statement).await.map_err(|e| from_datafusion("planning the statement", e))?;
+    let parameters = parameter_schema(&plan)?;
+    let plan = match parameters_given {
+        Some(batch) => bind(plan, &batch, &parameters)?,
+        None => plan,
+    };
+    Ok(Planned { state, plan, pins: resolver.pins(), parameters })
+}
+
 /// Whether every node of `plan` keeps its partitions apart.
 fn independent(plan: &dyn ExecutionPlan) -> bool {
     const APART: [&str; 7] = [
@@ -375,20 +397,60 @@ fn bind(plan: LogicalPlan, batch: &RecordBatch, parameters: &Schema) -> Result<L
     for (column, field) in batch.columns().iter().zip(parameters.fields()) {
         let value = ScalarValue::try_from_array(column, 0).map_err(|e| from_datafusion("reading the parameters", e))?;
         let expected = field.data_type();
-        let value = match expected.is_null() || value.data_type() == *expected {
+        let given = value.data_type();
+        let value = match expected.is_null() || given == *expected {
             true => value,
-            false => value.cast_to(expected).map_err(|e| {
-                Error::invalid(format!(
-                    "parameter {} is {} and cannot become {expected}: {}",
-                    field.name(),
-                    value.data_type(),
-                    e.strip_backtrace()
-                ))
-            })?,
+            // A NULL of any type is the expected type's NULL.
+            false if value.is_null() => ScalarValue::try_from(expected).unwrap_or(value),
+            false => {
+                let refuse = |why: String| {
+                    Error::invalid(format!("parameter {} is {given} and cannot become {expected}: {why}", field.name()))
+                };
+                if !compatible(&given, expected) {
+                    return Err(refuse(format!(
+                        "bind a value of that kind, or cast it in the statement (CAST({} AS ...))",
+                        field.name()
+                    )));
+                }
+                let cast = value.cast_to(expected).map_err(|e| refuse(e.strip_backtrace()))?;
+                // A number that changes on the way (7.9 as an integer) is
+                // refused, not truncated.
+                if !matches!(given, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+                    && cast.cast_to(&given).ok().as_ref() != Some(&value)
+                {
+                    return Err(refuse(format!("{value} does not fit without loss")));
+                }
+                cast
+            }
         };
         values.push(value);
     }
     plan.with_param_values(ParamValues::from(values)).map_err(|e| from_datafusion("binding the parameters", e))
+}
+
+/// Whether a parameter of type `given` may be cast to `expected`: within
+/// one kind (numbers, text, times and dates, booleans, bytes), or from text
+/// (drivers bind strings for anything; the cast parses them). A boolean or
+/// a timestamp is not a number here, though casts would make one.
+fn compatible(given: &DataType, expected: &DataType) -> bool {
+    #[derive(PartialEq)]
+    enum Kind {
+        Number,
+        Text,
+        Time,
+        Boolean,
+        Bytes,
+        Other,
+    }
+    let kind = |t: &DataType| match t {
+        t if t.is_numeric() => Kind::Number,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Kind::Text,
+        t if t.is_temporal() => Kind::Time,
+        DataType::Boolean => Kind::Boolean,
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => Kind::Bytes,
+        _ => Kind::Other,
+    };
+    kind(given) == Kind::Text || (kind(given) == kind(expected) && kind(given) != Kind::Other)
 }
 
 /// A DataFusion error as a query error: Sheaf's own errors raised inside

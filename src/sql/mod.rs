@@ -19,6 +19,7 @@
 
 mod catalog;
 mod engine;
+mod functions;
 mod runtime;
 mod statement;
 mod stop;

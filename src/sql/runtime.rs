@@ -100,6 +100,34 @@ impl CpuRuntime {
     }
 }
 
+impl CpuRuntime {
+    /// Runs `work` (planning: it computes without yielding) on this runtime
+    /// and waits for it for at most `timeout`: past it, or when the caller
+    /// goes away, the work is aborted at its next await (computation already
+    /// under way runs on to that point, on this runtime's threads, not the
+    /// server's). `what` names it in errors.
+    pub async fn compute<T, W>(&self, work: W, timeout: Duration, what: &str) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        W: std::future::Future<Output = Result<T, Error>> + Send + 'static,
+    {
+        let task = match &self.runtime {
+            Some(runtime) => runtime.spawn(work),
+            None => tokio::spawn(work),
+        };
+        let mut task = AbortOnDrop { task, stop: Stop::default() };
+        match tokio::time::timeout(timeout, &mut task.task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(e)) if e.is_panic() => Err(Error::Panicked(what.into())),
+            Ok(Err(_)) => Err(Error::internal(what, "the task was cancelled")),
+            Err(_) => Err(Error::TimedOut(format!(
+                "{what} took longer than the time limit of {} (sheaf serve --sql-timeout); simplify the statement",
+                humantime::format_duration(timeout)
+            ))),
+        }
+    }
+}
+
 impl Drop for CpuRuntime {
     fn drop(&mut self) {
         if let Some(runtime) = self.runtime.take() {
@@ -117,8 +145,8 @@ struct Producing {
 }
 
 /// Stops the producing task when the consumer goes away.
-struct AbortOnDrop {
-    task: tokio::task::JoinHandle<()>,
+struct AbortOnDrop<T = ()> {
+    task: tokio::task::JoinHandle<T>,
     stop: Stop,
 }
 
@@ -129,7 +157,7 @@ impl AbortOnDrop {
     }
 }
 
-impl Drop for AbortOnDrop {
+impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.stop.raise();
         self.task.abort();

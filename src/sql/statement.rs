@@ -6,8 +6,8 @@
 use crate::query::Error;
 use datafusion::sql::parser::{DFParser, Statement as DfStatement};
 use datafusion::sql::sqlparser::ast::{
-    Expr as SqlExpr, LimitClause, Query as SqlQuery, Statement as SqlStatement, TableFactor, Value, Visit, VisitMut,
-    Visitor, VisitorMut,
+    Expr as SqlExpr, LimitClause, Query as SqlQuery, SetExpr, Statement as SqlStatement, TableFactor, Value, Visit,
+    VisitMut, Visitor, VisitorMut, visit_relations,
 };
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use std::ops::ControlFlow;
@@ -18,6 +18,17 @@ const MAX_SQL_BYTES: usize = 1 << 20;
 /// walks (and copies) expression trees by recursion, and a chain such as
 /// `1+1+...+1` of ten thousand terms would overflow a thread's stack.
 const MAX_SQL_NESTING: usize = 256;
+/// Most expressions a statement may hold (an `IN` list of ten thousand
+/// values is fine): planning time grows faster than the statement.
+const MAX_SQL_EXPRESSIONS: usize = 50_000;
+/// Most items one `SELECT` may list: DataFusion plans a projection in time
+/// that grows with the square of its width (50,000 items took 85 s).
+const MAX_SELECT_ITEMS: usize = 4_096;
+/// Most table references a statement may stand for once its common table
+/// expressions are expanded (each use of a CTE is planned anew, so
+/// `c2 AS (SELECT * FROM c1 UNION ALL SELECT * FROM c1)`, repeated, doubles
+/// the plan at every level).
+const MAX_EXPANDED_TABLES: u64 = 1_000;
 
 /// Parses one statement and refuses anything but a query.
 pub(super) fn parse(sql: &str) -> Result<DfStatement, Error> {
@@ -86,6 +97,8 @@ fn check_walk(statement: &DfStatement) -> Result<(), Error> {
         sampled: bool,
         element_access: bool,
         limit_parameter: bool,
+        expressions: usize,
+        widest_select: usize,
     }
     impl Walk {
         fn enter(&mut self) -> ControlFlow<()> {
@@ -105,6 +118,10 @@ fn check_walk(statement: &DfStatement) -> Result<(), Error> {
             if self.element_access {
                 return ControlFlow::Break(());
             }
+            self.expressions += 1;
+            if self.expressions > MAX_SQL_EXPRESSIONS {
+                return ControlFlow::Break(());
+            }
             self.enter()
         }
         fn post_visit_expr(&mut self, _: &SqlExpr) -> ControlFlow<()> {
@@ -121,6 +138,12 @@ fn check_walk(statement: &DfStatement) -> Result<(), Error> {
             };
             if self.limit_parameter {
                 return ControlFlow::Break(());
+            }
+            if let SetExpr::Select(select) = query.body.as_ref() {
+                self.widest_select = self.widest_select.max(select.projection.len());
+                if self.widest_select > MAX_SELECT_ITEMS {
+                    return ControlFlow::Break(());
+                }
             }
             self.enter()
         }
@@ -149,6 +172,21 @@ fn check_walk(statement: &DfStatement) -> Result<(), Error> {
              of operators counts a level each); write long lists of alternatives as `column IN (...)`"
         )));
     }
+    if walk.expressions > MAX_SQL_EXPRESSIONS {
+        return Err(Error::invalid(format!(
+            "the statement holds more than {MAX_SQL_EXPRESSIONS} expressions; write long lists of values as \
+             `column IN (...)` or join a table of them"
+        )));
+    }
+    if walk.widest_select > MAX_SELECT_ITEMS {
+        return Err(Error::invalid(format!(
+            "a SELECT lists {} items; at most {MAX_SELECT_ITEMS} are accepted (SELECT * reads every column)",
+            walk.widest_select
+        )));
+    }
+    if let DfStatement::Statement(s) = statement {
+        expanded_tables(s)?;
+    }
     if walk.limit_parameter {
         return Err(Error::invalid(
             "LIMIT and OFFSET take numbers, not parameters (? or $n): write the number into the statement",
@@ -169,11 +207,94 @@ fn check_walk(statement: &DfStatement) -> Result<(), Error> {
     Ok(())
 }
 
+/// Refuses a statement whose common table expressions expand to more than
+/// [`MAX_EXPANDED_TABLES`] table references. A CTE stands for one table
+/// reference plus every CTE it uses, expanded (names compared without
+/// case; a CTE using itself, a recursive one, counts once).
+fn expanded_tables(statement: &SqlStatement) -> Result<(), Error> {
+    use std::collections::HashMap;
+    struct Ctes(Vec<(String, SqlQuery)>);
+    impl Visitor for Ctes {
+        type Break = ();
+        fn pre_visit_query(&mut self, query: &SqlQuery) -> ControlFlow<()> {
+            for cte in query.with.iter().flat_map(|w| &w.cte_tables) {
+                self.0.push((cte.alias.name.value.to_lowercase(), (*cte.query).clone()));
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut ctes = Ctes(Vec::new());
+    let _ = statement.visit(&mut ctes);
+    if ctes.0.is_empty() {
+        return Ok(());
+    }
+    let uses = |query: &SqlQuery| {
+        let mut names = Vec::new();
+        let _ = visit_relations(query, |name| {
+            if let Some(last) = name.0.last().and_then(|p| p.as_ident()) {
+                names.push(last.value.to_lowercase());
+            }
+            ControlFlow::<()>::Continue(())
+        });
+        names
+    };
+    let bodies: HashMap<&str, Vec<String>> = ctes.0.iter().map(|(name, query)| (name.as_str(), uses(query))).collect();
+    // Sizes in the order CTEs are defined (a CTE uses earlier ones), capped
+    // so the sums cannot overflow.
+    let mut sizes: HashMap<&str, u64> = HashMap::new();
+    for (name, _) in &ctes.0 {
+        let size = bodies[name.as_str()]
+            .iter()
+            .filter(|used| used.as_str() != name)
+            .map(|used| sizes.get(used.as_str()).copied().unwrap_or(0))
+            .fold(1u64, |total, size| total.saturating_add(size).min(MAX_EXPANDED_TABLES + 1));
+        if size > MAX_EXPANDED_TABLES {
+            return Err(Error::invalid(format!(
+                "the common table expression {name} expands to more than {MAX_EXPANDED_TABLES} table \
+                 references (each use of a CTE is planned anew); use fewer levels of CTEs that use others \
+                 several times"
+            )));
+        }
+        sizes.insert(name, size);
+    }
+    // The whole statement (its CTEs' bodies counted once more: a bound).
+    let mut total = 0u64;
+    let _ = visit_relations(statement, |name| {
+        let used = name.0.last().and_then(|p| p.as_ident()).map(|i| i.value.to_lowercase());
+        total = total.saturating_add(used.and_then(|u| sizes.get(u.as_str()).copied()).unwrap_or(1));
+        ControlFlow::<()>::Continue(())
+    });
+    if total > MAX_EXPANDED_TABLES {
+        return Err(Error::invalid(format!(
+            "the statement expands to more than {MAX_EXPANDED_TABLES} table references once its common table \
+             expressions are expanded (each use of a CTE is planned anew); use them fewer times"
+        )));
+    }
+    Ok(())
+}
+
 /// Whether a statement only reads: a query, or EXPLAIN of one (EXPLAIN
 /// ANALYZE runs what it explains, so a COPY under it would write files).
+/// A query holding a write (`WITH ... INSERT`, `SELECT ... INTO t`) is no
+/// read.
 fn is_query(statement: &DfStatement) -> bool {
+    struct Writes(bool);
+    impl Visitor for Writes {
+        type Break = ();
+        fn pre_visit_query(&mut self, query: &SqlQuery) -> ControlFlow<()> {
+            self.0 |= matches!(
+                query.body.as_ref(),
+                SetExpr::Insert(_) | SetExpr::Update(_) | SetExpr::Delete(_) | SetExpr::Merge(_)
+            ) || matches!(query.body.as_ref(), SetExpr::Select(select) if select.into.is_some());
+            if self.0 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+        }
+    }
     match statement {
-        DfStatement::Statement(s) => matches!(s.as_ref(), SqlStatement::Query(_)),
+        DfStatement::Statement(s) => {
+            let mut writes = Writes(false);
+            let _ = s.visit(&mut writes);
+            matches!(s.as_ref(), SqlStatement::Query(_)) && !writes.0
+        }
         DfStatement::Explain(explain) => is_query(&explain.statement),
         _ => false,
     }
@@ -226,6 +347,9 @@ mod tests {
             "EXPLAIN ANALYZE COPY (SELECT 1) TO '/tmp/x.csv' STORED AS CSV",
             "EXPLAIN INSERT INTO t VALUES (1)",
             "EXPLAIN ANALYZE CREATE TABLE t AS SELECT 1",
+            "WITH a AS (SELECT 1 AS x) INSERT INTO t SELECT * FROM a",
+            "WITH a AS (SELECT 1 AS x) DELETE FROM t",
+            "SELECT 1 AS x INTO t",
         ] {
             let e = parse(write).unwrap_err();
             assert!(matches!(e, Error::ReadOnly(_)), "{write}: {e:?}");
@@ -257,6 +381,33 @@ mod tests {
         assert!(parse(&format!("SELECT * FROM t WHERE id IN ({ins})")).is_ok());
         assert!(parse(&format!("EXPLAIN SELECT {}", vec!["1"; 1000].join("+"))).is_err());
         assert!(parse(&format!("SELECT {}", vec!["1"; 200].join("+"))).is_ok());
+    }
+
+    #[test]
+    fn statements_too_large_to_plan_are_refused() {
+        let wide = format!("SELECT {}", (0..5000).map(|i| format!("{i} AS c{i}")).collect::<Vec<_>>().join(", "));
+        let e = parse(&wide).unwrap_err();
+        assert!(e.to_string().contains("a SELECT lists 5000 items"), "{e}");
+        let mut doubling = String::from("WITH c0 AS (SELECT 1 AS x)");
+        for i in 1..=15 {
+            doubling += &format!(", c{i} AS (SELECT * FROM c{} UNION ALL SELECT * FROM c{})", i - 1, i - 1);
+        }
+        let e = parse(&format!("{doubling} SELECT count(*) FROM c15")).unwrap_err();
+        assert!(e.to_string().contains("common table expression c9 expands"), "{e}");
+        let uses = (0..600).map(|_| "SELECT * FROM c2").collect::<Vec<_>>().join(" UNION ALL ");
+        let e = parse(&format!("WITH c1 AS (SELECT 1), c2 AS (SELECT * FROM c1, c1) {uses}")).unwrap_err();
+        assert!(e.to_string().contains("the statement expands"), "{e}");
+        // Ordinary CTEs, a recursive one, and wide-but-reasonable selects pass.
+        assert!(
+            parse("WITH a AS (SELECT 1 AS x), b AS (SELECT * FROM a JOIN a a2 USING (x)) SELECT * FROM b, a").is_ok()
+        );
+        assert!(
+            parse("WITH RECURSIVE r AS (SELECT 1 AS n UNION ALL SELECT n + 1 FROM r WHERE n < 9) SELECT * FROM r")
+                .is_ok()
+        );
+        assert!(
+            parse(&format!("SELECT {}", (0..4000).map(|i| format!("c{i}")).collect::<Vec<_>>().join(", "))).is_ok()
+        );
     }
 
     #[test]

@@ -127,6 +127,85 @@ def test_deeply_nested_statement_is_refused(conn, sql):
     _still_answers(conn)
 
 
+def _doubling_ctes(levels: int) -> str:
+    ctes = ["c0 AS (SELECT 1 AS x)"]
+    ctes += [f"c{i} AS (SELECT * FROM c{i - 1} UNION ALL SELECT * FROM c{i - 1})" for i in range(1, levels + 1)]
+    return f"WITH {', '.join(ctes)} SELECT count(*) FROM c{levels}"
+
+
+@pytest.mark.parametrize(
+    ("sql", "named"),
+    [
+        ("SELECT " + ", ".join(f"{i} AS c{i}" for i in range(30_000)), "a SELECT lists 30000 items"),
+        (_doubling_ctes(15), "common table expression c9 expands"),
+        ("SELECT 1 WHERE 1 IN (" + ",".join(["(1+1)"] * 20_000) + ")", "more than 50000 expressions"),
+    ],
+    ids=["wide_select", "doubling_ctes", "many_expressions"],
+)
+def test_statements_too_costly_to_plan_are_refused(conn, sql, named):
+    """Planning has no natural bound: two statements of 30,000 select items froze the whole server (new
+    connections timed out) and 15 levels of doubling CTEs took 21 s and 300 MB to plan. Such statements are
+    refused before planning, naming the limit."""
+    err = sl.failing_query(conn, sql)
+    sl.assert_refused(err, "INVALID_ARGUMENT", named)
+    _still_answers(conn)
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT length(lpad('x', 300000000)) AS n",
+        "SELECT length(rpad('x', 300000000, 'yz')) AS n",
+        f"SELECT max(length(repeat(product, 20000))) AS n FROM {ORD}",
+    ],
+    ids=["lpad", "rpad", "repeat_column"],
+)
+def test_string_functions_that_would_build_past_the_memory_limit_are_refused(data, tmp_path, sql):
+    """repeat(), lpad() and rpad() build their results outside the memory pool: under --sql-memory-mib 16 they
+    held 1.2-2.4 GB. A batch whose results would pass the limit is RESOURCE_EXHAUSTED naming the function;
+    small uses still answer."""
+    server = start_server(data.registry, "--sql-memory-mib", "16", log_dir=tmp_path)
+    connections = sl.Connections(server.url)
+    try:
+        conn = connections()
+        err = sl.failing_query(conn, sql)
+        sl.assert_refused(err, "RESOURCE_EXHAUSTED", "memory")
+        assert any(f"{name}()" in err.message for name in ("lpad", "rpad", "repeat")), err
+        got = sl.query(conn, f"SELECT lpad(product, 12, '*') AS p, repeat('ab', 3) AS r FROM {ORD} LIMIT 3")
+        assert [len(v) for v in got.column("p").to_pylist()] == [12, 12, 12]
+        assert got.column("r").to_pylist() == ["ababab"] * 3
+        assert server.proc.poll() is None
+    finally:
+        connections.close()
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "WITH a AS (SELECT 1 AS x) INSERT INTO t SELECT * FROM a",
+        "WITH a AS (SELECT 1 AS x) DELETE FROM t",
+        f"SELECT store_id INTO copy_of_orders FROM {ORD}",
+    ],
+    ids=["with_insert", "with_delete", "select_into"],
+)
+def test_writes_inside_queries_are_refused_as_writes(conn, sql):
+    err = sl.failing_query(conn, sql)
+    assert "read-only" in err.message, err
+
+
+def test_table_function_under_explain_and_lateral(conn):
+    """EXPLAIN of a statement reading sheaf(...), and LATERAL sheaf(...), answered INTERNAL ("was not
+    planned"): the URIs under them are now resolved like any other."""
+    uri = "sheaf://sql/stores/tables/stores.parquet"
+    plan = sl.query(conn, f"EXPLAIN SELECT count(*) FROM sheaf('{uri}')")
+    assert plan.num_rows > 0
+    err = sl.failing_query(conn, "EXPLAIN SELECT * FROM sheaf('sheaf://no/such/t.parquet')")
+    sl.assert_refused(err, "NOT_FOUND", "no/such")
+    got = sl.query(conn, f"SELECT count(*) AS n FROM LATERAL sheaf('{uri}')")
+    assert got.column("n")[0].as_py() > 0
+
+
 @pytest.mark.parametrize(
     "sql",
     ["SELECT * FROM orders", 'SELECT * FROM "tables/orders.parquet"'],

@@ -42,12 +42,18 @@ impl Cancels {
         (Registered { cancels: self.clone(), ticket, id }, rx)
     }
 
-    /// Cancels the streams of these tickets; how many there were.
-    fn cancel(&self, tickets: impl IntoIterator<Item = Vec<u8>>) -> usize {
+    /// Cancels the streams of these tickets that `may_cancel` allows; how
+    /// many there were. A ticket it refuses counts as not running, so the
+    /// caller learns nothing of it.
+    fn cancel(&self, tickets: impl IntoIterator<Item = Vec<u8>>, may_cancel: impl Fn(&[u8]) -> bool) -> usize {
         let running = self.running.lock().expect("cancels poisoned");
         let mut cancelled = 0;
         for ticket in tickets {
-            for (_, tx) in running.get(&ticket).into_iter().flatten() {
+            let Some(streams) = running.get(&ticket) else { continue };
+            if !may_cancel(&ticket) {
+                continue;
+            }
+            for (_, tx) in streams {
                 let _ = tx.send(true);
                 cancelled += 1;
             }
@@ -55,10 +61,11 @@ impl Cancels {
         cancelled
     }
 
-    /// Cancels the queries of a FlightInfo's endpoints.
-    pub(super) fn cancel_info(&self, info: &FlightInfo) -> CancelStatus {
+    /// Cancels the queries of a FlightInfo's endpoints whose tickets
+    /// `may_cancel` allows (the others are answered as unknown ones are).
+    pub(super) fn cancel_info(&self, info: &FlightInfo, may_cancel: impl Fn(&[u8]) -> bool) -> CancelStatus {
         let tickets = info.endpoint.iter().filter_map(|e| e.ticket.as_ref()).map(|t| t.ticket.to_vec());
-        match self.cancel(tickets) {
+        match self.cancel(tickets, may_cancel) {
             0 => CancelStatus::NotCancellable,
             _ => CancelStatus::Cancelled,
         }
@@ -88,4 +95,29 @@ pub(super) fn until_cancelled(
         }
     })
     .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_flight::{FlightEndpoint, Ticket};
+
+    fn info(tickets: &[&[u8]]) -> FlightInfo {
+        let endpoints = tickets.iter().map(|t| FlightEndpoint::new().with_ticket(Ticket::new(t.to_vec())));
+        FlightInfo::new().with_endpoints(endpoints.collect())
+    }
+
+    #[test]
+    fn only_allowed_tickets_are_cancelled() {
+        let cancels = Arc::new(Cancels::default());
+        let (_a, a) = cancels.register(b"a".to_vec());
+        let (_b, b) = cancels.register(b"b".to_vec());
+        // Refused: answered as an unknown ticket is, nothing cancelled.
+        assert_eq!(cancels.cancel_info(&info(&[b"a"]), |_| false), CancelStatus::NotCancellable);
+        assert_eq!(cancels.cancel_info(&info(&[b"nope"]), |_| true), CancelStatus::NotCancellable);
+        assert!(!*a.borrow());
+        assert_eq!(cancels.cancel_info(&info(&[b"a", b"b"]), |t| t == b"b"), CancelStatus::Cancelled);
+        assert!(!*a.borrow());
+        assert!(*b.borrow());
+    }
 }

@@ -9,6 +9,7 @@ use arrow_flight::sql::{
     SqlSupportedTransaction, SupportedSqlGrammar, XdbcDataType,
 };
 use std::sync::LazyLock;
+use std::time::Duration;
 
 /// Keywords beyond SQL-92 the dialect reserves (JDBC `getSQLKeywords`).
 const KEYWORDS: &[&str] = &["EXPLAIN", "FILTER", "ILIKE", "LIMIT", "OFFSET", "QUALIFY", "STRUCT", "UNNEST"];
@@ -49,8 +50,19 @@ const DATETIME: &[&str] =
     &["CURRENT_DATE", "CURRENT_TIME", "DATE_BIN", "DATE_PART", "DATE_TRUNC", "EXTRACT", "NOW", "TO_TIMESTAMP"];
 const SYSTEM: &[&str] = &["ARROW_TYPEOF", "COALESCE", "NULLIF"];
 
-/// The answers to `GetSqlInfo`.
-pub static SQL_INFO: LazyLock<SqlInfoData> = LazyLock::new(|| {
+/// `FLIGHT_SQL_SERVER_STATEMENT_TIMEOUT`: the time one query may run
+/// (`sheaf serve --sql-timeout`), in milliseconds as the key defines it (an
+/// int32, so at most about 24 days); 0 would say "no timeout".
+fn statement_timeout_millis(timeout: Duration) -> i32 {
+    match timeout.as_millis() {
+        0 => 1, // ends at once: not "no timeout"
+        millis => i32::try_from(millis).unwrap_or(i32::MAX),
+    }
+}
+
+/// The answers to `GetSqlInfo` of a server whose queries may run for
+/// `statement_timeout`.
+pub fn sql_info(statement_timeout: Duration) -> SqlInfoData {
     let mut b = SqlInfoDataBuilder::new();
     b.append(SqlInfo::FlightSqlServerName, "Sheaf");
     b.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
@@ -63,7 +75,7 @@ pub static SQL_INFO: LazyLock<SqlInfoData> = LazyLock::new(|| {
     b.append(SqlInfo::FlightSqlServerCancel, true);
     b.append(SqlInfo::FlightSqlServerBulkIngestion, true);
     b.append(SqlInfo::FlightSqlServerIngestTransactionsSupported, false);
-    b.append(SqlInfo::FlightSqlServerStatementTimeout, 0i32);
+    b.append(SqlInfo::FlightSqlServerStatementTimeout, statement_timeout_millis(statement_timeout));
     b.append(SqlInfo::FlightSqlServerTransactionTimeout, 0i32);
     b.append(SqlInfo::SqlDdlCatalog, false);
     b.append(SqlInfo::SqlDdlSchema, false);
@@ -155,7 +167,7 @@ pub static SQL_INFO: LazyLock<SqlInfoData> = LazyLock::new(|| {
     b.append(SqlInfo::SqlLocatorsUpdateCopy, false);
     b.append(SqlInfo::SqlStoredFunctionsUsingCallSyntaxSupported, false);
     b.build().expect("valid SQL info")
-});
+}
 
 /// One row of `GetXdbcTypeInfo`.
 fn type_info(name: &str, data_type: XdbcDataType, size: Option<i32>, quoted: bool, radix: Option<i32>) -> XdbcTypeInfo {
@@ -206,3 +218,17 @@ pub static XDBC_INFO: LazyLock<XdbcTypeInfoData> = LazyLock::new(|| {
     }
     b.build().expect("valid type info")
 });
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statement_timeout_is_the_query_time_limit_in_milliseconds() {
+        assert_eq!(statement_timeout_millis(Duration::from_secs(300)), 300_000);
+        assert_eq!(statement_timeout_millis(Duration::from_millis(1500)), 1500);
+        assert_eq!(statement_timeout_millis(Duration::from_secs(100 * 86_400)), i32::MAX);
+        assert_eq!(statement_timeout_millis(Duration::ZERO), 1);
+        sql_info(Duration::from_secs(2));
+    }
+}

@@ -23,6 +23,7 @@ use arrow::array::{RecordBatch, StringArray};
 use arrow::datatypes::{Schema, SchemaRef};
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::flight_service_server::FlightService;
+use arrow_flight::sql::metadata::SqlInfoData;
 use arrow_flight::sql::server::FlightSqlService;
 use arrow_flight::sql::{
     ActionBeginSavepointRequest, ActionBeginSavepointResult, ActionBeginTransactionRequest,
@@ -40,7 +41,7 @@ use arrow_flight::{
 use bytes::Bytes;
 use cancel::{Cancels, until_cancelled};
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
-use info::{SQL_INFO, XDBC_INFO};
+use info::XDBC_INFO;
 use prepared::open_handle;
 use prost::Message;
 use schemas::{advertised, foreign_keys_schema, keys_schema, schema_bytes};
@@ -51,6 +52,10 @@ use tonic::{Request, Response, Status};
 const SQL_TYPE_PREFIX: &str = "type.googleapis.com/arrow.flight.protocol.sql.";
 /// The Flight action cancelling a FlightInfo's queries.
 const CANCEL_FLIGHT_INFO: &str = "CancelFlightInfo";
+/// Largest result ticket handed out: a DoGet request (a `Ticket` message
+/// and its gRPC framing) may be at most 4 MiB (`MAX_REQUEST` in
+/// [`super::grpc`]), so a bigger ticket could never be redeemed.
+const MAX_TICKET_BYTES: usize = 4 * 1024 * 1024 - 16;
 /// The actions Flight SQL defines (answered by [`SqlFlight`]).
 const SQL_ACTIONS: [&str; 9] = [
     "CreatePreparedStatement",
@@ -123,12 +128,15 @@ pub struct SqlFlight {
     sql: Arc<SqlEngine>,
     auth: Arc<Authenticator>,
     cancels: Arc<Cancels>,
+    /// The answers to `GetSqlInfo` (they report the engine's limits).
+    sql_info: SqlInfoData,
 }
 
 impl SqlFlight {
     /// The service over `sql`, checking callers with `auth`.
     pub fn new(sql: Arc<SqlEngine>, auth: Arc<Authenticator>) -> Self {
-        SqlFlight { sql, auth, cancels: Arc::default() }
+        let sql_info = info::sql_info(sql.limits().timeout);
+        SqlFlight { sql, auth, cancels: Arc::default(), sql_info }
     }
 
     fn caller<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
@@ -157,7 +165,8 @@ impl SqlFlight {
         let pins = planned.pins.clone();
         tracing::info!(principal = %principal.label(), sql = %crate::query::limits::clip(sql, 400),
             revisions = ?pins.revisions(), endpoints = partitions, "Flight SQL statement planned");
-        let endpoints = (0..partitions).map(|partition| {
+        let mut endpoints = Vec::with_capacity(partitions);
+        for partition in 0..partitions {
             let ticket = StatementTicket {
                 sql: sql.to_owned(),
                 pins: Some(pins.clone()),
@@ -166,14 +175,25 @@ impl SqlFlight {
                 partitions: partitions as u32,
             };
             let ticket = TicketStatementQuery { statement_handle: ticket.encode_to_vec().into() };
-            FlightEndpoint::new().with_ticket(Ticket::new(ticket.as_any().encode_to_vec()))
-        });
+            let ticket = ticket.as_any().encode_to_vec();
+            if ticket.len() > MAX_TICKET_BYTES {
+                return Err(Status::invalid_argument(format!(
+                    "the statement's result ticket would be {} bytes (the statement {} bytes, its parameters {} \
+                     bytes, the {} revisions it reads); a DoGet request carries at most {MAX_TICKET_BYTES}",
+                    ticket.len(),
+                    sql.len(),
+                    parameters.len(),
+                    pins.revisions().len()
+                )));
+            }
+            endpoints.push(FlightEndpoint::new().with_ticket(Ticket::new(ticket)));
+        }
         let metadata = serde_json::json!({ "revisions": pins.revisions(), "sql": sql });
         let info = FlightInfo::new()
             .try_with_schema(crate::query::wire_schema(&physical.schema()).as_ref())
             .map_err(|e| Status::internal(format!("encoding the schema: {e}")))?
             .with_descriptor(descriptor)
-            .with_endpoints(endpoints.collect())
+            .with_endpoints(endpoints)
             .with_total_records(-1)
             .with_total_bytes(-1)
             .with_ordered(partitions == 1)
@@ -182,8 +202,14 @@ impl SqlFlight {
     }
 
     /// The schema of a statement's rows (GetSchema).
-    pub async fn statement_schema(&self, sql: &str, principal: &Principal) -> Result<SchemaRef, Status> {
-        let planned = self.sql.plan(sql, None, Self::may_read(principal), None).await?;
+    pub async fn statement_schema(
+        &self,
+        sql: &str,
+        parameters: &[u8],
+        principal: &Principal,
+    ) -> Result<SchemaRef, Status> {
+        let bound = ticket::decode_parameters(parameters)?;
+        let planned = self.sql.plan(sql, bound.as_ref(), Self::may_read(principal), None).await?;
         Ok(planned.schema())
     }
 
@@ -193,17 +219,23 @@ impl SqlFlight {
     pub async fn schema(&self, descriptor: &FlightDescriptor, principal: &Principal) -> Result<SchemaRef, Status> {
         let any = Any::decode(descriptor.cmd.as_ref()).map_err(|e| Status::invalid_argument(e.to_string()))?;
         match Command::try_from(any).map_err(|e| Status::invalid_argument(e.to_string()))? {
-            Command::CommandStatementQuery(q) => self.statement_schema(&q.query, principal).await,
+            Command::CommandStatementQuery(q) => self.statement_schema(&q.query, &[], principal).await,
             Command::CommandPreparedStatementQuery(q) => {
                 let handle = open_handle(&q.prepared_statement_handle)?;
-                self.statement_schema(&handle.sql, principal).await
+                // With the parameters bound to it, as its execution plans it
+                // (`SELECT $1` is the bound value's type).
+                self.statement_schema(&handle.sql, &handle.parameters, principal).await
             }
             Command::CommandGetCatalogs(q) => Ok(q.into_builder().schema()),
             Command::CommandGetDbSchemas(q) => Ok(q.into_builder().schema()),
             Command::CommandGetTables(q) => Ok(q.into_builder().schema()),
             Command::CommandGetTableTypes(q) => Ok(q.into_builder().schema()),
-            Command::CommandGetSqlInfo(q) => Ok(q.into_builder(&SQL_INFO).schema()),
+            Command::CommandGetSqlInfo(q) => Ok(q.into_builder(&self.sql_info).schema()),
             Command::CommandGetXdbcTypeInfo(q) => Ok(q.into_builder(&XDBC_INFO).schema()),
+            Command::CommandGetPrimaryKeys(_) => Ok(Arc::new(keys_schema())),
+            Command::CommandGetExportedKeys(_)
+            | Command::CommandGetImportedKeys(_)
+            | Command::CommandGetCrossReference(_) => Ok(Arc::new(foreign_keys_schema())),
             other => Err(Status::unimplemented(format!("GetSchema of {}", other.type_url()))),
         }
     }
@@ -221,9 +253,7 @@ impl SqlFlight {
             let what =
                 format!("SQL {} partition {}", crate::query::limits::clip(&statement.sql, 200), statement.partition);
             let revisions = statement.pins.as_ref().map(|p| p.revisions()).unwrap_or_default();
-            let may_reuse = revisions
-                .iter()
-                .all(|r| principal.may(Access::Read, r.split_once('@').map_or(r.as_str(), |(package, _)| package)));
+            let may_reuse = may_read_all(principal, &revisions);
             return Ok(SqlRows::Statement(SqlStatement {
                 ticket: statement,
                 bytes: ticket,
@@ -279,12 +309,59 @@ impl SqlFlight {
             None => readable,
             Some(pattern) => {
                 let names = StringArray::from_iter_values(readable.iter().map(|(n, _)| n.as_str()));
-                let matched = arrow::compute::kernels::comparison::like(&names, &StringArray::new_scalar(pattern))
-                    .map_err(|e| Status::invalid_argument(format!("the schema pattern {pattern:?}: {e}")))?;
+                let matched = like("schema", &names, pattern)?;
                 readable.into_iter().zip(matched.iter()).filter(|(_, m)| *m == Some(true)).map(|(p, _)| p).collect()
             }
         })
     }
+}
+
+/// Which of `names` match the LIKE `pattern` (a catalog command's `what`
+/// name filter pattern). A pattern that cannot be matched (its regex past
+/// the size limit) is refused with INVALID_ARGUMENT naming it.
+fn like(what: &str, names: &StringArray, pattern: &str) -> Result<arrow::array::BooleanArray, Status> {
+    let refused = |e: arrow::error::ArrowError| {
+        Status::invalid_argument(format!("the {what} pattern {}: {e}", crate::query::limits::excerpt(pattern)))
+    };
+    arrow::compute::kernels::comparison::like(names, &StringArray::new_scalar(pattern)).map_err(refused)
+}
+
+/// Refuses (INVALID_ARGUMENT, naming it) a catalog command's filter pattern
+/// that cannot be matched, whatever it would filter.
+fn check_patterns(patterns: &[(&str, &Option<String>)]) -> Result<(), Status> {
+    let probe = StringArray::from_iter_values([""]);
+    for (what, pattern) in patterns {
+        if let Some(pattern) = pattern {
+            like(what, &probe, pattern)?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether `principal` may read every package of `revisions`
+/// (`owner/name@<top hash>`).
+fn may_read_all(principal: &Principal, revisions: &[String]) -> bool {
+    revisions.iter().all(|r| principal.may(Access::Read, r.split_once('@').map_or(r.as_str(), |(package, _)| package)))
+}
+
+/// Whether `principal` may cancel the statement of a result ticket: only
+/// one who may read every package it reads may (anyone else could stop
+/// another caller's query, and learn that it runs).
+fn may_cancel(principal: &Principal, ticket: &[u8]) -> bool {
+    let Ok(any) = Any::decode(ticket) else { return false };
+    let Ok(Some(query)) = any.unpack::<TicketStatementQuery>() else { return false };
+    let Ok(statement) = StatementTicket::decode(query.statement_handle.as_ref()) else { return false };
+    let revisions = statement.pins.as_ref().map(|p| p.revisions()).unwrap_or_default();
+    may_read_all(principal, &revisions)
+}
+
+/// Whether a failure may pass on a retry (storage, time and resource limits).
+fn transient(status: &Status) -> bool {
+    use tonic::Code;
+    matches!(
+        status.code(),
+        Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted | Code::Cancelled | Code::Aborted
+    )
 }
 
 /// Encodes one batch as a DoGet answer.
@@ -373,7 +450,7 @@ impl FlightSqlService for SqlFlight {
         query: CommandGetSqlInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.clone().into_builder(&SQL_INFO).schema();
+        let schema = query.clone().into_builder(&self.sql_info).schema();
         self.catalog_info(query, &schema, request.into_inner())
     }
 
@@ -454,6 +531,7 @@ impl FlightSqlService for SqlFlight {
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let principal = self.caller(&request)?;
+        check_patterns(&[("schema", &query.db_schema_filter_pattern)])?;
         let packages = match query.catalog.as_deref() {
             Some(c) if c != crate::sql::CATALOG => Vec::new(),
             _ => self.packages(&principal, query.db_schema_filter_pattern.as_deref()).await?,
@@ -471,6 +549,10 @@ impl FlightSqlService for SqlFlight {
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let principal = self.caller(&request)?;
+        // The patterns are checked first: the builder applies them again
+        // while answering, where one it cannot match would look like the
+        // server's fault (INTERNAL).
+        check_patterns(&[("schema", &query.db_schema_filter_pattern), ("table", &query.table_name_filter_pattern)])?;
         let packages = match query.catalog.as_deref() {
             Some(c) if c != crate::sql::CATALOG => Vec::new(),
             _ => self.packages(&principal, query.db_schema_filter_pattern.as_deref()).await?,
@@ -478,7 +560,20 @@ impl FlightSqlService for SqlFlight {
         let include_schema = query.include_schema;
         let mut builder = query.into_builder();
         for (package, top_hash) in packages {
-            for (table, schema) in self.sql.tables(&package, &top_hash, include_schema).await? {
+            // A package whose latest revision cannot be read (its manifest
+            // missing or unparseable) is left out, as tables that cannot be
+            // planned are, so the others are listed; a failure that may pass
+            // (storage, limits) fails the listing.
+            let tables = match self.sql.tables(&package, &top_hash, include_schema).await.map_err(Status::from) {
+                Ok(tables) => tables,
+                Err(e) if transient(&e) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(package = %package, top_hash = %top_hash, error = %e.message(),
+                        "GetTables: leaving out a package whose tables cannot be listed");
+                    continue;
+                }
+            };
+            for (table, schema) in tables {
                 let schema = schema.unwrap_or_else(|| Arc::new(Schema::empty()));
                 let name = if table.is_empty() { MANIFEST_TABLE.to_owned() } else { table };
                 builder
@@ -504,7 +599,7 @@ impl FlightSqlService for SqlFlight {
         query: CommandGetSqlInfo,
         _request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        answer(query.into_builder(&SQL_INFO).build())
+        answer(query.into_builder(&self.sql_info).build())
     }
 
     async fn do_get_primary_keys(
@@ -612,12 +707,13 @@ impl FlightSqlService for SqlFlight {
     async fn do_action_cancel_query(
         &self,
         query: ActionCancelQueryRequest,
-        _request: Request<Action>,
+        request: Request<Action>,
     ) -> Result<ActionCancelQueryResult, Status> {
+        let principal = self.caller(&request)?;
         let info = FlightInfo::decode(query.info.as_ref())
             .map_err(|e| Status::invalid_argument(format!("CancelQuery: not a FlightInfo: {e}")))?;
         // CancelResult: 1 cancelled, 3 not cancellable.
-        let result = match self.cancels.cancel_info(&info) {
+        let result = match self.cancels.cancel_info(&info, |ticket| may_cancel(&principal, ticket)) {
             CancelStatus::Cancelled => 1,
             _ => 3,
         };
@@ -628,17 +724,18 @@ impl FlightSqlService for SqlFlight {
         &self,
         request: Request<Action>,
     ) -> Result<Response<<Self as FlightService>::DoActionStream>, Status> {
-        let action = request.into_inner();
-        if action.r#type != CANCEL_FLIGHT_INFO {
+        if request.get_ref().r#type != CANCEL_FLIGHT_INFO {
             return Err(Status::invalid_argument(format!(
                 "unknown action {}",
-                crate::query::limits::excerpt(&action.r#type)
+                crate::query::limits::excerpt(&request.get_ref().r#type)
             )));
         }
+        let principal = self.caller(&request)?;
+        let action = request.into_inner();
         let cancel = CancelFlightInfoRequest::decode(action.body.as_ref())
             .map_err(|e| Status::invalid_argument(format!("CancelFlightInfo: {e}")))?;
         let info = cancel.info.ok_or_else(|| Status::invalid_argument("CancelFlightInfo names no FlightInfo"))?;
-        let status = self.cancels.cancel_info(&info);
+        let status = self.cancels.cancel_info(&info, |ticket| may_cancel(&principal, ticket));
         let body = CancelFlightInfoResult { status: status as i32 }.encode_to_vec();
         Ok(Response::new(stream::once(async move { Ok(arrow_flight::Result::new(body)) }).boxed()))
     }

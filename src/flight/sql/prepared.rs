@@ -12,6 +12,10 @@ use tonic::Status;
 
 /// Batches of parameters accepted in one bind.
 const MAX_PARAMETER_BATCHES: usize = 16;
+/// Largest bound parameters (their Arrow IPC encoding): every result ticket
+/// of an execution carries them, and a ticket must fit in a DoGet request
+/// (4 MiB, with the statement, up to 1 MiB, and the revisions it pins).
+pub(super) const MAX_PARAMETER_BYTES: usize = 1 << 20;
 
 impl SqlFlight {
     /// A Flight SQL DoPut: parameters bound to a prepared statement; every
@@ -53,7 +57,7 @@ impl SqlFlight {
             Some(first) => {
                 let batch = arrow::compute::concat_batches(&first.schema(), &batches)
                     .map_err(|e| Status::invalid_argument(format!("the bound parameters: {e}")))?;
-                ticket::encode_parameters(&batch)?
+                checked_parameters(&batch)?
             }
         };
         let handle = PreparedHandle { sql: handle.sql, parameters };
@@ -62,7 +66,53 @@ impl SqlFlight {
     }
 }
 
+/// Encodes bound parameters, refusing what no execution could use: one
+/// row is bound per execution, and its encoding must fit in the tickets
+/// that carry it ([`MAX_PARAMETER_BYTES`]).
+fn checked_parameters(batch: &RecordBatch) -> Result<Vec<u8>, Status> {
+    if batch.num_rows() != 1 {
+        return Err(Status::invalid_argument(format!(
+            "the bound parameters: bind one row of parameters per execution; got {} rows",
+            batch.num_rows()
+        )));
+    }
+    let encoded = ticket::encode_parameters(batch)?;
+    if encoded.len() > MAX_PARAMETER_BYTES {
+        return Err(Status::invalid_argument(format!(
+            "the bound parameters are {} bytes encoded; at most {MAX_PARAMETER_BYTES} are accepted (every result \
+             ticket carries them, and a ticket must fit in a DoGet request): write large values into the statement's \
+             tables instead",
+            encoded.len()
+        )));
+    }
+    Ok(encoded)
+}
+
 /// A prepared-statement handle decoded.
 pub(super) fn open_handle(bytes: &[u8]) -> Result<PreparedHandle, Status> {
     PreparedHandle::decode(bytes).map_err(|e| Status::invalid_argument(format!("not a Sheaf prepared statement: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::StringArray;
+    use std::sync::Arc;
+
+    fn strings(values: Vec<String>) -> RecordBatch {
+        RecordBatch::try_from_iter([("a", Arc::new(StringArray::from(values)) as _)]).unwrap()
+    }
+
+    #[test]
+    fn parameters_are_one_row_within_a_ticket() {
+        checked_parameters(&strings(vec!["x".into()])).unwrap();
+        let e = checked_parameters(&strings(vec!["x".into(), "y".into()])).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert!(e.message().contains("one row") && e.message().contains("2 rows"), "{e}");
+        let e = checked_parameters(&strings(vec![])).unwrap_err();
+        assert!(e.message().contains("0 rows"), "{e}");
+        let e = checked_parameters(&strings(vec!["x".repeat(MAX_PARAMETER_BYTES)])).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert!(e.message().contains("bytes encoded"), "{e}");
+    }
 }
