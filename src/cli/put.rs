@@ -86,6 +86,26 @@ fn open(path: &Path) -> Result<Batches, String> {
     })
 }
 
+/// `owner/name/path` of a write target, read as every dataset URI is
+/// (`sheaf://` optional, the path percent-decoded: `a%20b.parquet` is
+/// `a b.parquet`, the table a read of that URI finds); a revision or a
+/// query is refused, naming the URI (a write lands on `latest`; its message
+/// and metadata are options).
+fn write_target(text: &str) -> Result<String, String> {
+    let uri = sheaf::query::DatasetUri::parse(text).map_err(|e| e.to_string())?;
+    let bad = |why: &str| format!("{text:?} is not a write target: {why}");
+    if uri.revision != sheaf::registry::Revision::Latest {
+        return Err(bad("a write lands on the latest revision (drop the @hash or :tag)"));
+    }
+    if text.contains('?') || uri.query != sheaf::query::QuerySpec::default() {
+        return Err(bad("a write takes no query (?...): use --message, --meta and --mode"));
+    }
+    if uri.path.is_empty() {
+        return Err(bad("name the table's path in the package (owner/name/path)"));
+    }
+    Ok(format!("{}/{}", uri.package, uri.path))
+}
+
 /// Runs `sheaf put`.
 pub async fn run(args: &PutArgs) -> Result<PutReport, Failure> {
     put(args).await.map_err(|(code, message)| Failure::Remote { code, message })
@@ -102,6 +122,7 @@ async fn put(args: &PutArgs) -> Result<PutReport, (u8, String)> {
         Some(Err(e)) => return Err(invalid(format!("--meta: {e}"))),
         Some(Ok(_)) => return Err(invalid("--meta must be a JSON object".into())),
     };
+    let target = write_target(&args.uri).map_err(invalid)?;
     let (schema, batches) = open(&args.file).map_err(invalid)?;
     let client = super::get::connect(&args.remote.server, args.remote.token.clone(), &args.remote.tls()).await?;
     let mut derived_from = Vec::new();
@@ -131,8 +152,7 @@ async fn put(args: &PutArgs) -> Result<PutReport, (u8, String)> {
         }
     });
     let stream = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
-    let done: proto::CommitWriteResponse =
-        client.write(&args.uri, schema, stream, &options).await.map_err(client_err)?;
+    let done: proto::CommitWriteResponse = client.write(&target, schema, stream, &options).await.map_err(client_err)?;
     Ok(PutReport {
         package: done.package,
         top_hash: done.top_hash,

@@ -67,6 +67,18 @@ fn target(command: &CommandStatementIngest) -> Result<(String, String), Status> 
     if path.is_empty() {
         return Err(bad("the table needs a path inside the package"));
     }
+    // SQL names a package's manifest table so (exactly: identifiers match
+    // case-sensitively once unquoted ones are folded to lowercase); a table
+    // ingested under that name could never be read back.
+    if path == crate::sql::MANIFEST_TABLE {
+        return Err(bad(&format!(
+            "{} is reserved: SQL reads it as the table of the package's entries; choose another table name",
+            crate::sql::MANIFEST_TABLE
+        )));
+    }
+    if let Some(why) = crate::query::session_table_problem(&path) {
+        return Err(bad(&why));
+    }
     Ok((package, path))
 }
 
@@ -130,8 +142,13 @@ pub async fn ingest(
             return Err(e);
         }
     };
-    let commit = proto::CommitWriteRequest { session, parts: Vec::new() };
-    super::write::commit(registry, principal, note, commit).await?;
+    let commit = proto::CommitWriteRequest { session: session.clone(), parts: Vec::new() };
+    if let Err(e) = super::write::commit(registry, principal, note, commit).await {
+        // A refused commit made nothing and released the session: its staged
+        // data goes now (a commit that did land refuses the abort).
+        let _ = registry.abort_write(&session).await;
+        return Err(e);
+    }
     Ok(DoPutUpdateResult { record_count: i64::try_from(rows).unwrap_or(i64::MAX) }.encode_to_vec())
 }
 
@@ -143,5 +160,46 @@ async fn table_exists(engine: &Engine, package: &str, path: &str) -> Result<bool
         Ok((_, manifest)) => Ok(!crate::registry::table_entries(&manifest, path).is_empty()),
         Err(crate::registry::Error::NotFound(_)) => Ok(false),
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ingest_into(schema: Option<&str>, table: &str) -> Result<(String, String), Status> {
+        target(&CommandStatementIngest { schema: schema.map(str::to_owned), table: table.into(), ..Default::default() })
+    }
+
+    #[test]
+    fn the_manifest_table_name_is_refused() {
+        for (schema, table) in
+            [(Some("sql/stores"), "_manifest"), (Some("sql/stores"), "/_manifest/"), (None, "sql/stores/_manifest")]
+        {
+            let e = ingest_into(schema, table).unwrap_err();
+            assert_eq!(e.code(), tonic::Code::InvalidArgument);
+            assert!(e.message().contains("_manifest") && e.message().contains("reserved"), "{e}");
+        }
+        // Other names, and another case (a quoted "_MANIFEST" is a table of its own in SQL), are tables.
+        assert_eq!(ingest_into(Some("sql/stores"), "_MANIFEST").unwrap().1, "_MANIFEST");
+        assert_eq!(ingest_into(Some("sql/stores"), "_manifest/part").unwrap().1, "_manifest/part");
+        assert_eq!(ingest_into(None, "sql/stores/t.parquet").unwrap(), ("sql/stores".into(), "t.parquet".into()));
+    }
+
+    #[test]
+    fn tables_no_write_could_make_are_refused() {
+        let long = "n".repeat(300);
+        for (table, why) in [
+            ("q.csv", "must be a .parquet file or a folder"),
+            ("q.csv/", "must be a .parquet file or a folder"),
+            (long.as_str(), "longer than 255 bytes"),
+            ("a/../b", "cannot be a path in a package"),
+            ("a//b", "cannot be a path in a package"),
+        ] {
+            let e = ingest_into(Some("sql/stores"), table).unwrap_err();
+            assert_eq!(e.code(), tonic::Code::InvalidArgument);
+            assert!(e.message().contains(why), "{table}: {e}");
+        }
+        assert_eq!(ingest_into(Some("sql/stores"), "daily/2026").unwrap().1, "daily/2026");
     }
 }

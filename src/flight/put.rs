@@ -51,17 +51,19 @@ pub(super) async fn next_batch(
 ) -> Result<Option<RecordBatch>, Status> {
     use futures::FutureExt;
     match std::panic::AssertUnwindSafe(batches.try_next()).catch_unwind().await {
-        Ok(next) => next.map_err(stream_error),
+        Ok(next) => next.map_err(|e| stream_error(e, what)),
         Err(_) => Err(Status::invalid_argument(format!(
             "DoPut to {what}: the uploaded stream is not valid Arrow IPC: a batch cannot be decoded"
         ))),
     }
 }
 
-fn stream_error(e: FlightError) -> Status {
+fn stream_error(e: FlightError, what: &str) -> Status {
     match e {
         FlightError::Tonic(status) => *status,
-        other => Status::invalid_argument(format!("the uploaded stream is not valid Arrow IPC: {other}")),
+        other => {
+            Status::invalid_argument(format!("DoPut to {what}: the uploaded stream is not valid Arrow IPC: {other}"))
+        }
     }
 }
 
@@ -183,18 +185,25 @@ impl Received {
     }
 }
 
+/// How long an upload may send nothing before it is dropped
+/// (DEADLINE_EXCEEDED): an idle upload holds a temporary file and its
+/// writer's buffers.
+pub const UPLOAD_IDLE: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// Writes the record batches of `flight` to a temporary Parquet file as they
-/// arrive, profiling them. Encoding Parquet and profiling each run on a
-/// blocking thread of their own, fed through small bounded channels, so the
-/// two overlap each other and the network, no runtime worker is held by
-/// CPU-bound work, and memory stays bounded by the writer's row group plus a
-/// few batches.
+/// arrive, profiling them. Each batch is encoded and profiled on blocking
+/// threads while the next one is received (the two overlap each other and
+/// the network, and no runtime worker is held by CPU-bound work); nothing
+/// holds a thread while the upload waits for the client, so idle uploads
+/// cannot use up the blocking pool the server's storage reads share, and an
+/// upload idle for [`UPLOAD_IDLE`] is dropped. Memory stays bounded by the
+/// writer's row group plus a batch.
 pub(super) async fn receive(
     flight: impl futures::Stream<Item = Result<FlightData, FlightError>> + Send + 'static,
     what: &str,
 ) -> Result<Received, Status> {
     let mut batches = FlightRecordBatchStream::new_from_flight_data(checked_ipc(flight, format!("DoPut to {what}")));
-    let first_batch = next_batch(&mut batches, what).await?;
+    let first_batch = next_idle_bounded(&mut batches, what).await?;
     let schema = batches
         .schema()
         .cloned()
@@ -204,55 +213,114 @@ pub(super) async fn receive(
         .prefix("sheaf-put-")
         .suffix(".parquet")
         .tempfile()
-        .map_err(|e| Status::unavailable(format!("DoPut to {what}: cannot create a temporary file: {e}")))?;
-    let file = temp.reopen().map_err(|e| Status::unavailable(format!("DoPut to {what}: {e}")))?;
+        .map_err(|e| local_error(&e, what, "cannot create a temporary file"))?;
+    let file = temp.reopen().map_err(|e| local_error(&e, what, "cannot open its temporary file"))?;
     let properties = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("valid level")))
         .build();
-    let write_error =
-        |e: parquet::errors::ParquetError| Status::invalid_argument(format!("DoPut to {what}: writing Parquet: {e}"));
+    let write_error = |e: parquet::errors::ParquetError| match crate::registry::storage_full(&e) {
+        true => local_error(&e, what, "writing its temporary file"),
+        false => Status::invalid_argument(format!("DoPut to {what}: writing Parquet: {e}")),
+    };
     let columns = crate::registry::columns_of(&schema);
     let writer = ArrowWriter::try_new(file, schema.clone(), Some(properties)).map_err(write_error)?;
-
-    let (to_writer, mut for_writer) = tokio::sync::mpsc::channel::<RecordBatch>(4);
-    let writing = tokio::task::spawn_blocking(move || {
-        let mut writer = writer;
-        while let Some(batch) = for_writer.blocking_recv() {
-            writer.write(&batch)?;
-        }
-        writer.close().map(|_| ())
-    });
-    let (to_profiler, mut for_profiler) = tokio::sync::mpsc::channel::<RecordBatch>(4);
-    let profiling = tokio::task::spawn_blocking(move || {
-        let started = std::time::Instant::now();
-        let mut profiler = crate::profile::Profiler::new(&schema);
-        let mut waited = std::time::Duration::ZERO;
-        loop {
-            let t = std::time::Instant::now();
-            let Some(batch) = for_profiler.blocking_recv() else { break };
-            waited += t.elapsed();
-            profiler.update(&batch);
-        }
-        let profile = profiler.finish();
-        (profile, started.elapsed().saturating_sub(waited))
-    });
-
+    let panicked = |e: tokio::task::JoinError| Status::internal(format!("DoPut to {what}: {e}"));
+    let mut writer = Worker::new(writer);
+    let mut profiler = Worker::new((crate::profile::Profiler::new(&schema), std::time::Duration::ZERO));
     let mut rows = 0u64;
     let mut next = first_batch;
     while let Some(batch) = next {
         check_batch(&batch, what)?;
         rows += batch.num_rows() as u64;
-        let _ = to_profiler.send(batch.clone()).await;
-        if to_writer.send(batch).await.is_err() {
-            break; // the writer failed: its error is below
-        }
-        next = next_batch(&mut batches, what).await?;
+        let profiled = batch.clone();
+        profiler
+            .then(move |(mut profiler, spent)| {
+                let t = std::time::Instant::now();
+                profiler.update(&profiled);
+                Ok::<_, Status>((profiler, spent + t.elapsed()))
+            })
+            .await
+            .map_err(panicked)??;
+        writer
+            .then(move |mut writer| writer.write(&batch).map(|()| writer))
+            .await
+            .map_err(panicked)?
+            .map_err(write_error)?;
+        next = next_idle_bounded(&mut batches, what).await?;
     }
-    drop((to_writer, to_profiler));
-    let panicked = |e: tokio::task::JoinError| Status::internal(format!("DoPut to {what}: {e}"));
-    writing.await.map_err(panicked)?.map_err(write_error)?;
-    let (profile, profiling_time) = profiling.await.map_err(panicked)?;
+    let writer = writer.finish().await.map_err(panicked)?.map_err(write_error)?;
+    let (profiler, profiling_time) = profiler.finish().await.map_err(panicked)??;
+    let profile = tokio::task::spawn_blocking(move || writer.close().map(|_| profiler.finish()))
+        .await
+        .map_err(panicked)?
+        .map_err(write_error)?;
     Ok(Received { file: temp, rows, columns, profile, profile_ms: profiling_time.as_millis() as u64 })
+}
+
+/// A local file failure while receiving an upload: RESOURCE_EXHAUSTED when
+/// the server's disk is full (no retry helps until space is freed), else
+/// UNAVAILABLE. The server's paths are left out (they are for the log).
+fn local_error(e: &(dyn std::error::Error + 'static), what: &str, doing: &str) -> Status {
+    tracing::warn!(error = %e, target = what, "DoPut: {doing}");
+    match crate::registry::storage_full(e) {
+        true => Status::resource_exhausted(format!(
+            "DoPut to {what}: {doing}: the server's storage is full; retrying will not help until space is freed"
+        )),
+        false => Status::unavailable(format!("DoPut to {what}: {doing} failed on the server; retry later")),
+    }
+}
+
+/// A state (a Parquet writer, a profiler) that works on blocking threads a
+/// step at a time: each step starts when the previous one is done, and
+/// between steps no thread is held. After a failed step it holds nothing
+/// (the upload ends with that failure).
+struct Worker<S: Send + 'static, E: Send + 'static>(Option<Step<S, E>>);
+
+enum Step<S, E> {
+    Idle(S),
+    Working(tokio::task::JoinHandle<Result<S, E>>),
+}
+
+impl<S: Send + 'static, E: Send + 'static> Worker<S, E> {
+    fn new(state: S) -> Self {
+        Worker(Some(Step::Idle(state)))
+    }
+
+    /// Waits for the running step (returning its error, if it failed),
+    /// then starts `step` on a blocking thread.
+    async fn then(
+        &mut self,
+        step: impl FnOnce(S) -> Result<S, E> + Send + 'static,
+    ) -> Result<Result<(), E>, tokio::task::JoinError> {
+        let state = match self.0.take().expect("no step after a failed one") {
+            Step::Idle(state) => state,
+            Step::Working(task) => match task.await? {
+                Ok(state) => state,
+                Err(e) => return Ok(Err(e)),
+            },
+        };
+        self.0 = Some(Step::Working(tokio::task::spawn_blocking(move || step(state))));
+        Ok(Ok(()))
+    }
+
+    /// The state once its last step is done.
+    async fn finish(self) -> Result<Result<S, E>, tokio::task::JoinError> {
+        match self.0.expect("no step after a failed one") {
+            Step::Idle(state) => Ok(Ok(state)),
+            Step::Working(task) => task.await,
+        }
+    }
+}
+
+/// The next batch of an upload, or DEADLINE_EXCEEDED once it has sent
+/// nothing for [`UPLOAD_IDLE`].
+async fn next_idle_bounded(batches: &mut FlightRecordBatchStream, what: &str) -> Result<Option<RecordBatch>, Status> {
+    tokio::time::timeout(UPLOAD_IDLE, next_batch(batches, what)).await.unwrap_or_else(|_| {
+        Err(Status::deadline_exceeded(format!(
+            "DoPut to {what}: the upload sent nothing for {} s; it is dropped (nothing was written)",
+            UPLOAD_IDLE.as_secs()
+        )))
+    })
 }
 
 /// Receives one DoPut and commits it (or, in a write session, stages it as
@@ -317,7 +385,11 @@ async fn put_table(
         if spec.package != target.package.to_string() {
             return Err(crate::registry::Error::SessionNotFound {
                 session: session.clone(),
-                why: format!("it writes {}, not {}", spec.package, target.package),
+                // The session's package is named only to whom may read it.
+                why: match principal.may(Access::Read, &spec.package) {
+                    true => format!("it writes {}, not {}", spec.package, target.package),
+                    false => format!("it does not write {}", target.package),
+                },
             }
             .into());
         }
@@ -361,6 +433,7 @@ async fn put_table(
         key: target.path.clone(),
         path: received.file.path().to_path_buf(),
         meta: received.entry_meta(),
+        columns: Some(received.columns.clone()),
     };
     let report = registry.commit(&target.package, vec![file], &base, message).await?;
     let rows = received.rows;

@@ -175,6 +175,10 @@ pub fn from_registry(e: &registry::Error) -> Status {
             tracing::warn!(error = %e, "read refused by storage");
             detailed(Status::permission_denied(e.public_message()), ErrorReason::ForbiddenLocation, &[])
         }
+        E::Storage { .. } | E::Io { .. } if e.is_storage_full() => {
+            tracing::error!(error = %e, "storage full");
+            detailed(Status::resource_exhausted(e.public_message()), ErrorReason::ResourceExhausted, &[])
+        }
         E::Storage { .. } | E::Io { .. } => {
             tracing::warn!(error = %e, "storage failure");
             detailed(Status::unavailable(e.public_message()), ErrorReason::Unavailable, &[])

@@ -19,6 +19,8 @@ const MAX_INPUTS: usize = 10_000;
 /// every read of the revision's manifest reads its header, which holds both.
 const MAX_METADATA_BYTES: usize = 1 << 20;
 const MAX_MESSAGE_BYTES: usize = 64 << 10;
+/// Longest URI a lineage input records (the header holds every input's).
+const MAX_INPUT_URI_BYTES: usize = 4 << 10;
 
 fn require_write(registry: &Registry, principal: &Principal, package: &str) -> Result<(), Status> {
     super::auth::require(principal, Access::Write, package, || registry.package_not_found(package).into())
@@ -83,6 +85,15 @@ pub async fn begin(
                 "lineage input {}@{}: a full top hash (64 lowercase hex digits) is needed",
                 input.package,
                 excerpt(&input.top_hash)
+            )));
+        }
+        if input.uri.len() > MAX_INPUT_URI_BYTES {
+            return Err(bad(format!(
+                "lineage input {}@{}: a URI of {} bytes ({}); at most {MAX_INPUT_URI_BYTES} are recorded",
+                input.package,
+                input.top_hash,
+                input.uri.len(),
+                excerpt(&input.uri)
             )));
         }
         inputs.push(json!({ "package": input.package, "top_hash": input.top_hash, "uri": input.uri }));

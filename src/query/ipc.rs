@@ -22,13 +22,15 @@ pub struct IpcLimits {
 }
 
 impl IpcLimits {
-    /// Uploads: batches of any size a message can carry (gRPC caps a
-    /// message at 256 MiB; compressed buffers may inflate to 2 GiB, the
-    /// most one Arrow buffer of 32-bit offsets addresses).
-    pub const UPLOAD: IpcLimits = IpcLimits { rows: i32::MAX as i64, buffer_bytes: 2 << 30, message_bytes: 4 << 30 };
-    /// Arrow IPC files of a registry: as uploads (a message's body is also
-    /// bounded by the file's size, see [`CheckedStream`]).
-    pub const STORED: IpcLimits = IpcLimits::UPLOAD;
+    /// Uploads: as much data in a message as gRPC lets a message carry
+    /// (256 MiB), compressed or not: a few kilobytes of zstd inflating to
+    /// gigabytes drove the server to 1.7 GB for a 10 KB upload.
+    pub const UPLOAD: IpcLimits =
+        IpcLimits { rows: i32::MAX as i64, buffer_bytes: 256 << 20, message_bytes: 256 << 20 };
+    /// Arrow IPC files of a registry: batches of any size (a buffer up to
+    /// 2 GiB, the most one of 32-bit offsets addresses; a message's body is
+    /// also bounded by the file's size, see [`CheckedStream`]).
+    pub const STORED: IpcLimits = IpcLimits { rows: i32::MAX as i64, buffer_bytes: 2 << 30, message_bytes: 4 << 30 };
     /// Bound parameters: one row.
     pub const PARAMETERS: IpcLimits = IpcLimits { rows: 1, buffer_bytes: 16 << 20, message_bytes: 64 << 20 };
 }

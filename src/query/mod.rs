@@ -36,4 +36,4 @@ pub use plan::{Plan, Region};
 pub use revision::Revision;
 pub use scan::read_ahead;
 pub use shape::{to_wire, wire_schema};
-pub use uri::{Compression, DatasetUri, PutTarget, QuerySpec};
+pub use uri::{Compression, DatasetUri, PutTarget, QuerySpec, session_table_problem};

@@ -359,6 +359,37 @@ pub struct PutTarget {
 /// common file systems).
 const MAX_NAME_BYTES: usize = 255;
 
+/// Why no file system could hold a table at `path`: a file or folder name
+/// longer than [`MAX_NAME_BYTES`] (nor could `sheaf install` write it).
+fn name_problem(path: &str) -> Option<String> {
+    path.split('/').any(|segment| segment.len() > MAX_NAME_BYTES).then(|| {
+        format!(
+            "a file or folder name in the path is longer than {MAX_NAME_BYTES} bytes; no file system could install it"
+        )
+    })
+}
+
+/// Why a write session cannot write a part to the table at `path`: a part
+/// is Parquet, so the table is a `.parquet` file or a folder (a name without
+/// an extension).
+fn part_path_problem(path: &str) -> Option<&'static str> {
+    let parquet = path.to_ascii_lowercase().ends_with(".parquet");
+    (!parquet && path.rsplit('/').next().is_some_and(|name| name.contains('.'))).then_some(
+        "a part is written as Parquet: the path must be a .parquet file or a folder (a name without an extension)",
+    )
+}
+
+/// Why a table written through a write session (a Flight SQL bulk ingest)
+/// cannot be at `path` in a package, if it cannot: not a logical key, a
+/// name too long for a file system, or neither a `.parquet` file nor a
+/// folder.
+pub fn session_table_problem(path: &str) -> Option<String> {
+    if let Err(why) = crate::manifest::key::validate(path) {
+        return Some(format!("{path:?} cannot be a path in a package: {why}"));
+    }
+    name_problem(path).or_else(|| part_path_problem(path).map(str::to_owned))
+}
+
 impl PutTarget {
     /// Checks the path and the options that go together: a part upload
     /// (`session`) names a Parquet file or a folder, and takes no revision
@@ -369,11 +400,8 @@ impl PutTarget {
         if self.path.is_empty() {
             return Err(bad("DoPut needs the path of the table to write (a .parquet file)"));
         }
-        // No file system (nor `sheaf install`) takes a longer file name.
-        if self.path.split('/').any(|segment| segment.len() > MAX_NAME_BYTES) {
-            return Err(bad(&format!(
-                "a file or folder name in the path is longer than {MAX_NAME_BYTES} bytes; no file system could install it"
-            )));
+        if let Some(why) = name_problem(&self.path) {
+            return Err(bad(&why));
         }
         match &self.session {
             None if !parquet => Err(bad("DoPut writes a Parquet table: the path must end with .parquet")),
@@ -381,10 +409,11 @@ impl PutTarget {
             Some(_) if self.revision != Revision::Latest || self.message.is_some() => {
                 Err(bad("an upload in a write session takes no revision nor message: its session has them"))
             }
-            Some(_) if !parquet && self.path.rsplit('/').next().is_some_and(|name| name.contains('.')) => Err(bad(
-                "a part is written as Parquet: the path must be a .parquet file or a folder (a name without an extension)",
-            )),
-            _ => Ok(self),
+            Some(_) => match part_path_problem(&self.path) {
+                Some(why) => Err(bad(why)),
+                None => Ok(self),
+            },
+            None => Ok(self),
         }
     }
 

@@ -37,12 +37,21 @@ pub struct CommitFile {
     pub path: PathBuf,
     /// Its entry metadata (`{}` for none).
     pub meta: serde_json::Value,
+    /// `(name, Arrow type)` of its columns, when it is a Parquet table: a
+    /// file written into a folder table must agree with the folder's
+    /// ([`Registry::folder_member_agrees`]).
+    pub columns: Option<Vec<(String, String)>>,
 }
 
 impl CommitFile {
     /// `path` added as `key`, without entry metadata.
     pub fn new(key: impl Into<String>, path: impl Into<PathBuf>) -> Self {
-        CommitFile { key: key.into(), path: path.into(), meta: serde_json::Value::Object(Default::default()) }
+        CommitFile {
+            key: key.into(),
+            path: path.into(),
+            meta: serde_json::Value::Object(Default::default()),
+            columns: None,
+        }
     }
 }
 
@@ -97,11 +106,15 @@ impl Registry {
     ) -> Result<CommitReport> {
         let mut local = Vec::with_capacity(files.len());
         let mut metas = HashMap::new();
-        for CommitFile { key, path, meta } in files {
+        let mut tables = Vec::new();
+        for CommitFile { key, path, meta, columns } in files {
             crate::manifest::key::validate(&key)
                 .map_err(|why| Error::invalid(format!("{key:?} cannot be a logical key: {why}")))?;
             let size = tokio::fs::metadata(&path).await.map_err(|e| Error::io(path.display().to_string(), e))?.len();
             metas.insert(key.clone(), meta);
+            if let Some(columns) = columns {
+                tables.push((key.clone(), columns));
+            }
             local.push(LocalFile { path, key, size });
         }
         let hashed = hash_all(local, &NoProgress).await?;
@@ -123,7 +136,13 @@ impl Registry {
                 Base::Exactly(h) => Some(h.clone()),
             };
             let manifest = match &previous {
-                Some(h) => self.read_manifest(h).await?.with_changes(entries.clone(), message.clone()),
+                Some(h) => {
+                    let base = self.read_manifest(h).await?;
+                    for (key, columns) in &tables {
+                        self.folder_member_agrees(pkg, &base, key, columns, &[]).await?;
+                    }
+                    base.with_changes(entries.clone(), message.clone())
+                }
                 None => Manifest::build(message.clone(), None, entries.clone()),
             }
             .map_err(|source| Error::Manifest { top_hash: format!("being committed to {pkg}"), source })?;

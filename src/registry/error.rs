@@ -111,6 +111,21 @@ pub enum Error {
     },
 }
 
+/// Whether `e`, or an error it wraps, is a file system out of space (or
+/// over its quota): `ENOSPC`, `EDQUOT`.
+pub fn storage_full(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && matches!(io.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
 /// Result with the registry [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -128,11 +143,27 @@ impl Error {
         }
     }
 
+    /// Whether this is the server's storage being full (or over a quota):
+    /// no retry helps until space is freed.
+    pub fn is_storage_full(&self) -> bool {
+        match self {
+            Error::Io { source, .. } => storage_full(source),
+            Error::Storage { source, .. } => storage_full(source),
+            _ => false,
+        }
+    }
+
     /// The message for a client of a shared server: it names the package,
     /// revision, entry or path at fault but not the server's storage
     /// locations, nor the store's own message (both are for the log).
     pub fn public_message(&self) -> String {
         match self {
+            Error::Storage { context, .. } if self.is_storage_full() => {
+                format!("{context}: the server's storage is full; retrying will not help until space is freed")
+            }
+            Error::Io { .. } if self.is_storage_full() => {
+                "the server's storage is full; retrying will not help until space is freed".to_owned()
+            }
             Error::Forbidden { logical_key, .. } => {
                 format!("the data of {logical_key} is outside the locations this server may read; refused")
             }

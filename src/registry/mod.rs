@@ -40,7 +40,7 @@ mod staged;
 
 pub use commit::{Base, CommitFile, CommitReport};
 pub use diff::Diff;
-pub use error::{Error, Result, hide_credentials};
+pub use error::{Error, Result, hide_credentials, storage_full};
 pub use gc::{Action as GcAction, GarbageKind, GcOptions, GcReport, Leftover};
 pub use install::{InstallReport, VerifyReport};
 pub use lineage::{LineageInput, LineageNode, is_top_hash};

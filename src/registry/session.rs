@@ -189,6 +189,27 @@ impl Registry {
             Ok(()) => Ok((id, spec)),
             Err(object_store::Error::AlreadyExists { .. }) if idempotency_key.is_some() => {
                 let existing = self.write_session(&id).await?;
+                // A retry asks for what the first call asked; another write
+                // reusing the key would otherwise get a session that does
+                // something else.
+                let differs = [
+                    ("mode", existing.mode != spec.mode),
+                    ("base", existing.base != spec.base),
+                    ("message", existing.message != spec.message),
+                    ("metadata", existing.metadata != spec.metadata),
+                    ("lineage inputs", existing.lineage.get("inputs") != spec.lineage.get("inputs")),
+                ];
+                if let Some((what, _)) = differs.iter().find(|(_, differs)| *differs) {
+                    return Err(Error::Conflict(format!(
+                        "idempotency key {:?} already began write session {id} of {pkg} with another {what}{}; \
+                         a retry must ask for the same write (use another key for another write)",
+                        excerpt(idempotency_key.unwrap_or_default()),
+                        match *what {
+                            "mode" => format!(" ({}, not {})", json!(existing.mode), json!(spec.mode)),
+                            _ => String::new(),
+                        }
+                    )));
+                }
                 Ok((id, existing))
             }
             Err(e) => Err(Error::storage(format!("beginning a write session of {pkg} in {}", self.url()), e)),
@@ -270,18 +291,120 @@ impl Registry {
         let record =
             PartRecord { id: part_id.clone(), table: table.to_owned(), key, part, rows, size, hash, columns, meta };
         let body = serde_json::to_vec(&record).expect("a part record serializes");
-        self.put_small(&dir.join(format!("{part_id}.json")), body, PutMode::Overwrite)
+        self.put_small(&dir.clone().join(format!("{part_id}.json")), body, PutMode::Overwrite)
             .await
             .map_err(|e| Error::storage(format!("staging a part of {} in {}", spec.package, self.url()), e))?;
+        // A part is in the commit or refused, never acknowledged and left
+        // out. The record is written above, the session's end marker read
+        // only after; a commit claims the marker first and only then fixes
+        // the parts it takes (`taken_parts`). Each step is one request, atomic
+        // and strongly consistent on every store Sheaf writes (a local file
+        // system; S3 and the other object stores read their own writes, in
+        // listings too, and create an object only if absent, which is all
+        // the ordering needs: no store has locks to offer). So:
+        // - no marker: a commit claims its end after this read, so after
+        //   the record was written, and fixes its parts later still: the
+        //   part is in;
+        // - "abort": the abort may have listed the files it removes before
+        //   the record was written, so the part removes itself, refused;
+        // - "commit": the commit may have listed the parts before the record
+        //   was written, or after. Its set of parts is fixed once, by the
+        //   first to create its `taken` file (create-only: exactly one
+        //   wins), the commit or a part like this one (which lists, its own
+        //   record included). The part is acknowledged if the set holds it,
+        //   else removed and refused.
+        // A commit refused after its claim releases it (`release_end`) and
+        // takes parts afresh under a new claim, so a part acknowledged then
+        // is in the next commit.
+        let refuse = match self.end_marker(id).await? {
+            None => None,
+            Some(marker) if marker == End::Abort.as_str() => Some(not_found(id, "it was aborted")),
+            Some(marker) => match self.taken_parts(id, &marker).await?.contains(&part_id) {
+                true => None,
+                false => Some(Error::invalid(format!(
+                    "write session {id} of {} was committed (or is being committed) without this part, which \
+                     arrived after the commit had taken its parts; it is not staged: write it in a new session",
+                    spec.package
+                ))),
+            },
+        };
+        if let Some(e) = refuse {
+            for name in [format!("{part_id}.json"), format!("{part_id}.parquet")] {
+                let _ = self.store().delete(&dir.clone().join(name)).await;
+            }
+            return Err(e);
+        }
         Ok(record)
     }
 
-    async fn parts(&self, id: &str) -> Result<Vec<PartRecord>> {
+    /// What the end marker of session `id` holds, if it has one.
+    async fn end_marker(&self, id: &str) -> Result<Option<String>> {
+        let context = || format!("write session {id}");
+        match self.store().get(&Self::session_dir(id).join(END_MARKER)).await {
+            Ok(r) => {
+                let bytes = r.bytes().await.map_err(|e| Error::storage(context(), e))?;
+                Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(Error::storage(context(), e)),
+        }
+    }
+
+    /// The ids of the parts the commit that claimed session `id`'s end with
+    /// `marker` takes: fixed once, by the first to create the claim's
+    /// `taken` file (create-only), from a listing made after the claim. The
+    /// commit and a part staged during it ([`Registry::stage_part`]) both
+    /// call this; either may be first.
+    async fn taken_parts(&self, id: &str, marker: &str) -> Result<HashSet<String>> {
+        let nonce = marker.strip_prefix(End::Commit.as_str()).unwrap_or_default().trim();
+        let name = match nonce.is_empty() || !nonce.bytes().all(|b| b.is_ascii_hexdigit()) {
+            true => "taken.json".to_owned(),
+            false => format!("taken-{nonce}.json"),
+        };
+        let path = Self::session_dir(id).join(name.as_str());
+        let context = || format!("fixing the parts of write session {id}");
+        for _ in 0..3 {
+            match self.store().get(&path).await {
+                Ok(r) => {
+                    let bytes = r.bytes().await.map_err(|e| Error::storage(context(), e))?;
+                    return serde_json::from_slice(&bytes)
+                        .map_err(|e| Error::invalid(format!("write session {id}: {name} is not valid: {e}")));
+                }
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(Error::storage(context(), e)),
+            }
+            let dir = Self::session_dir(id).join("parts");
+            let ids: HashSet<String> = self
+                .store()
+                .list(Some(&dir))
+                .try_filter_map(|m| {
+                    let id = m.location.filename().and_then(|f| f.strip_suffix(".json")).map(str::to_owned);
+                    futures::future::ready(Ok(id))
+                })
+                .try_collect()
+                .await
+                .map_err(|e| Error::storage(context(), e))?;
+            let body = serde_json::to_vec(&ids).expect("part ids serialize");
+            match self.put_small(&path, body, PutMode::Create).await {
+                Ok(()) => return Ok(ids),
+                // Another was first: its set is read above.
+                Err(object_store::Error::AlreadyExists { .. }) => {}
+                Err(e) => return Err(Error::storage(context(), e)),
+            }
+        }
+        Err(Error::invalid(format!("write session {id}: {name} keeps changing")))
+    }
+
+    /// The records of the parts of session `id` whose ids `taken` holds.
+    async fn parts(&self, id: &str, taken: &HashSet<String>) -> Result<Vec<PartRecord>> {
         let dir = Self::session_dir(id).join("parts");
         let metas: Vec<_> = self
             .store()
             .list(Some(&dir))
-            .try_filter(|m| futures::future::ready(m.location.as_ref().ends_with(".json")))
+            .try_filter(|m| {
+                let id = m.location.filename().and_then(|f| f.strip_suffix(".json"));
+                futures::future::ready(id.is_some_and(|id| taken.contains(id)))
+            })
             .try_collect()
             .await
             .map_err(|e| Error::storage(format!("listing the parts of write session {id}"), e))?;
@@ -311,7 +434,9 @@ impl Registry {
 
     /// Commits session `id`: one new revision holding its parts (those in
     /// `only`, or all when it is empty). A session already committed answers
-    /// its outcome again.
+    /// its outcome again. A commit refused (the table exists, the schema
+    /// differs, `latest` moved, a part is unknown) releases its claim on the
+    /// session's end, so the session can be aborted, or committed again.
     pub async fn commit_write(&self, id: &str, only: &[String]) -> Result<WriteOutcome> {
         let spec = self.write_session(id).await?;
         let pkg: PackageName = spec.package.parse()?;
@@ -320,10 +445,45 @@ impl Registry {
         if let Some(done) = self.committed(id).await? {
             return Ok(done);
         }
-        self.claim_end(id, End::Commit).await?;
+        let marker = self.claim_end(id, End::Commit).await?;
+        let mut landing = false;
+        match self.commit_claimed(id, &spec, &pkg, &marker, only, &mut landing).await {
+            Ok(outcome) => Ok(outcome),
+            Err(e) => {
+                // Refused before `latest` could move (or its compare-and-swap
+                // found another revision): nothing was made, and the claim
+                // is released. A failure while `latest` was being moved keeps
+                // the claim: the revision may exist, and a retried commit
+                // answers it (the revision names its session).
+                if !landing {
+                    self.release_end(id, &marker).await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// [`Registry::commit_write`] once the session's end is claimed with
+    /// `marker`; `landing` is set while `latest` is being moved.
+    async fn commit_claimed(
+        &self,
+        id: &str,
+        spec: &SessionSpec,
+        pkg: &PackageName,
+        marker: &str,
+        only: &[String],
+        landing: &mut bool,
+    ) -> Result<WriteOutcome> {
         // An abort that won before the claim had removed the record first.
         self.write_session(id).await?;
-        let mut parts = self.parts(id).await?;
+        let taken = self.taken_parts(id, marker).await?;
+        let mut parts = self.parts(id, &taken).await?;
+        if parts.len() != taken.len() {
+            return Err(Error::invalid(format!(
+                "write session {id} of {pkg}: {} of the parts it took are gone",
+                taken.len() - parts.len()
+            )));
+        }
         if !only.is_empty() {
             let wanted: HashSet<&str> = only.iter().map(String::as_str).collect();
             let have: HashSet<&str> = parts.iter().map(|p| p.id.as_str()).collect();
@@ -350,7 +510,17 @@ impl Registry {
                 None => {
                     tables.insert(table, &p.columns);
                 }
-                Some(columns) => schema_agrees(&pkg, &table, columns, &p.columns, "another part of this write")?,
+                Some(columns) => schema_agrees(pkg, &table, columns, &p.columns, "another part of this write")?,
+            }
+        }
+        // A file written into a folder this write writes too (`t` and
+        // `t/x.parquet`) is one more file of that folder table.
+        for (table, columns) in &tables {
+            if let Some((folder, _)) = table.rsplit_once('/')
+                && is_file_table(table)
+                && let Some(have) = tables.get(folder)
+            {
+                schema_agrees(pkg, folder, have, columns, &format!("the file {table}"))?;
             }
         }
         // The staged data becomes blobs (nothing references them yet).
@@ -372,24 +542,13 @@ impl Registry {
             })
             .collect();
         stream::iter(copies).buffer_unordered(super::IO_CONCURRENCY).try_collect::<Vec<()>>().await?;
-        let entries: Vec<Entry> = parts
-            .iter()
-            .map(|p| Entry {
-                logical_key: p.key.clone(),
-                physical_keys: vec![self.location.url_of(&Self::blob_path(&p.hash.blob_hex().expect("chunked hash")))],
-                size: p.size,
-                hash: p.hash.clone(),
-                meta: p.meta.clone(),
-                extra: Map::new(),
-            })
-            .collect();
         let mut lineage = spec.lineage.clone();
         lineage.insert("session".into(), json!(id));
 
         let mut outcome = None;
         for attempt in 1..=ATTEMPTS {
             let previous = match &spec.base {
-                None => self.read_pointer(&Self::latest_path(&pkg)).await?,
+                None => self.read_pointer(&Self::latest_path(pkg)).await?,
                 Some(h) => Some(h.clone()),
             };
             let base = match &previous {
@@ -401,42 +560,71 @@ impl Registry {
                 && m.user_meta().and_then(|u| u.pointer("/sheaf/lineage/session")) == Some(&json!(id))
             {
                 let top_hash = previous.clone().expect("a base has a hash");
-                outcome = Some(self.outcome(&pkg, &top_hash, None, &tables, &parts));
+                let keys = parts.iter().map(|p| p.key.clone()).collect();
+                outcome = Some(self.outcome(pkg, &top_hash, None, &tables, &parts, keys));
                 break;
             }
             let mut removed = Vec::new();
+            // Tables named like files (`spark.parquet`) that are folders in
+            // the base: appended to, their parts become part files.
+            let mut into_folder = HashSet::new();
             for (table, columns) in &tables {
                 let existing = base.as_ref().map(|m| table_entries(m, table)).unwrap_or_default();
                 if existing.is_empty() {
                     continue;
                 }
+                // What the table is in the base decides, not its name.
+                let is_folder = existing.iter().any(|e| e.logical_key != *table);
                 match spec.mode {
                     WriteMode::ErrorIfExists => {
                         return Err(Error::Exists { package: pkg.to_string(), path: table.clone() });
                     }
                     WriteMode::Overwrite => removed.push(table.clone()),
-                    WriteMode::Append if is_file_table(table) => removed.push(table.clone()),
+                    WriteMode::Append if !is_folder => removed.push(table.clone()),
                     WriteMode::Append => {
+                        if is_file_table(table) {
+                            into_folder.insert(table.as_str());
+                        }
                         if let Some(first) = existing.iter().find(|e| e.logical_key.ends_with(".parquet")) {
                             let have = self.parquet_columns(first).await?;
-                            schema_agrees(&pkg, table, &have, columns, "the appended data")?;
+                            schema_agrees(pkg, table, &have, columns, "the appended data")?;
                         }
                     }
                 }
             }
-            let header_meta = |old: Option<&Value>| -> Map<String, Value> {
-                let mut meta = match (&spec.metadata, old) {
-                    (Some(m), _) => m.clone(),
-                    (None, Some(Value::Object(m))) => m.clone(),
-                    (None, _) => Map::new(),
-                };
-                let sheaf = meta.entry("sheaf").or_insert_with(|| json!({}));
-                if !sheaf.is_object() {
-                    *sheaf = json!({});
+            // A file written into a folder table of the base must agree with it.
+            if let Some(m) = &base {
+                for (table, columns) in &tables {
+                    let folder = table.rsplit_once('/').map(|(f, _)| f);
+                    if is_file_table(table)
+                        && !into_folder.contains(table.as_str())
+                        && folder.is_none_or(|f| !tables.contains_key(f))
+                    {
+                        self.folder_member_agrees(pkg, m, table, columns, &removed).await?;
+                    }
                 }
-                sheaf.as_object_mut().expect("an object").insert("lineage".into(), Value::Object(lineage.clone()));
-                meta
-            };
+            }
+            let entries: Vec<Entry> = parts
+                .iter()
+                .map(|p| {
+                    let table = p.table.trim_end_matches('/');
+                    let logical_key = match into_folder.contains(table) {
+                        true => format!("{table}/part-{:05}-{}.parquet", p.part, p.id),
+                        false => p.key.clone(),
+                    };
+                    Entry {
+                        logical_key,
+                        physical_keys: vec![
+                            self.location.url_of(&Self::blob_path(&p.hash.blob_hex().expect("chunked hash"))),
+                        ],
+                        size: p.size,
+                        hash: p.hash.clone(),
+                        meta: p.meta.clone(),
+                        extra: Map::new(),
+                    }
+                })
+                .collect();
+            let keys: Vec<String> = entries.iter().map(|e| e.logical_key.clone()).collect();
             let manifest = match &base {
                 Some(m) => {
                     let mut kept = m.clone();
@@ -447,21 +635,40 @@ impl Registry {
                         };
                         !removed.iter().any(|t| k == t || key::is_under(k, t))
                     });
-                    let meta = header_meta(m.user_meta());
-                    kept.header.insert("user_meta".into(), Value::Object(meta));
-                    kept.with_changes(entries.clone(), spec.message.clone())
+                    // Set in the header's exact form too, which is what is
+                    // written and hashed when the base holds numbers beyond
+                    // 64 bits (kept as written).
+                    if let Some(meta) = &spec.metadata {
+                        kept.set_header_member(&["user_meta"], Value::Object(meta.clone()));
+                    }
+                    kept.set_header_member(&["user_meta", "sheaf", "lineage"], Value::Object(lineage.clone()));
+                    kept.with_changes(entries, spec.message.clone())
                 }
-                None => Manifest::build(spec.message.clone(), Some(header_meta(None)), entries.clone()),
+                None => {
+                    let mut meta = spec.metadata.clone().unwrap_or_default();
+                    let sheaf = meta.entry("sheaf").or_insert_with(|| json!({}));
+                    if !sheaf.is_object() {
+                        *sheaf = json!({});
+                    }
+                    sheaf.as_object_mut().expect("an object").insert("lineage".into(), Value::Object(lineage.clone()));
+                    Manifest::build(spec.message.clone(), Some(meta), entries)
+                }
             }
             .map_err(|source| Error::Manifest { top_hash: format!("being committed to {pkg}"), source })?;
             let top_hash = manifest.top_hash();
             self.write_manifest(manifest, &top_hash).await?;
-            match self.advance_latest(&pkg, previous.as_deref(), &top_hash).await {
+            *landing = true;
+            match self.advance_latest(pkg, previous.as_deref(), &top_hash).await {
                 Ok(()) => {
-                    outcome = Some(self.outcome(&pkg, &top_hash, previous, &tables, &parts));
+                    outcome = Some(self.outcome(pkg, &top_hash, previous, &tables, &parts, keys));
                     break;
                 }
-                Err(Error::Moved { .. }) if spec.base.is_none() && attempt < ATTEMPTS => {
+                Err(e @ Error::Moved { .. }) => {
+                    // The compare-and-swap found another revision: nothing moved.
+                    *landing = false;
+                    if spec.base.is_some() || attempt == ATTEMPTS {
+                        return Err(e);
+                    }
                     tokio::time::sleep(backoff(attempt)).await;
                 }
                 Err(e) => return Err(e),
@@ -479,6 +686,34 @@ impl Registry {
         Ok(outcome)
     }
 
+    /// Refuses a Parquet file at `key` whose columns differ from those of
+    /// the folder table it lies in, in `m`: its folder, when that holds part
+    /// files (`part-*.parquet`, as write sessions and Spark write them)
+    /// besides it and outside the `removed` tables. Readers read such a
+    /// folder as one table, which a file of other columns would break.
+    pub(super) async fn folder_member_agrees(
+        &self,
+        pkg: &PackageName,
+        m: &Manifest,
+        key: &str,
+        columns: &[(String, String)],
+        removed: &[String],
+    ) -> Result<()> {
+        let Some((folder, _)) = key.rsplit_once('/').filter(|_| is_file_table(key)) else { return Ok(()) };
+        let part = m.entries().find(|e| {
+            e.logical_key != key
+                && e.logical_key.rsplit_once('/').is_some_and(|(f, name)| {
+                    f == folder && name.starts_with("part-") && name.to_ascii_lowercase().ends_with(".parquet")
+                })
+                && !removed.iter().any(|t| e.logical_key == *t || key::is_under(&e.logical_key, t))
+        });
+        if let Some(e) = part {
+            let have = self.parquet_columns(e).await?;
+            schema_agrees(pkg, folder, &have, columns, &format!("the file {key}"))?;
+        }
+        Ok(())
+    }
+
     fn outcome(
         &self,
         pkg: &PackageName,
@@ -486,13 +721,14 @@ impl Registry {
         previous: Option<String>,
         tables: &BTreeMap<String, &[(String, String)]>,
         parts: &[PartRecord],
+        keys: Vec<String>,
     ) -> WriteOutcome {
         WriteOutcome {
             package: pkg.to_string(),
             top_hash: top_hash.to_owned(),
             previous,
             tables: tables.keys().cloned().collect(),
-            keys: parts.iter().map(|p| p.key.clone()).collect(),
+            keys,
             rows: parts.iter().map(|p| p.rows).sum(),
             bytes: parts.iter().map(|p| p.size).sum(),
         }
@@ -501,27 +737,51 @@ impl Registry {
     /// Records how session `id` ends, first come first served: a commit and
     /// an abort racing (two clients, two replicas) cannot both win. The
     /// marker is created only if absent (atomic on every store Sheaf
-    /// writes); the same end claimed again (a retry) passes.
-    async fn claim_end(&self, id: &str, end: End) -> Result<()> {
+    /// writes); the same end claimed again (a retry) passes. Returns the
+    /// marker: `abort`, or `commit` and a random claim id (the parts a claim
+    /// takes are fixed per claim: [`Registry::taken_parts`]).
+    async fn claim_end(&self, id: &str, end: End) -> Result<String> {
         let path = Self::session_dir(id).join(END_MARKER);
         let context = || format!("ending write session {id}");
-        match self.put_small(&path, end.as_str().as_bytes().to_vec(), PutMode::Create).await {
-            Ok(()) => return Ok(()),
-            Err(object_store::Error::AlreadyExists { .. }) => {}
-            Err(e) => return Err(Error::storage(context(), e)),
-        }
-        let bytes = match self.store().get(&path).await {
-            Ok(r) => r.bytes().await.map_err(|e| Error::storage(context(), e))?,
-            // Removed since by the abort that claimed it.
-            Err(object_store::Error::NotFound { .. }) => return Err(not_found(id, "it was aborted")),
-            Err(e) => return Err(Error::storage(context(), e)),
+        let marker = match end {
+            End::Commit => format!("{} {}", end.as_str(), random_hex(8)),
+            End::Abort => end.as_str().to_owned(),
         };
-        match (end, bytes.as_ref() == end.as_str().as_bytes()) {
-            (_, true) => Ok(()),
+        let mut tries = 0;
+        let found = loop {
+            match self.put_small(&path, marker.clone().into_bytes(), PutMode::Create).await {
+                Ok(()) => return Ok(marker),
+                Err(object_store::Error::AlreadyExists { .. }) => {}
+                Err(e) => return Err(Error::storage(context(), e)),
+            }
+            match self.end_marker(id).await? {
+                Some(found) => break found,
+                // Released since by a refused commit: claimed again.
+                None if tries == 0 => tries += 1,
+                // Removed since by the abort that claimed it.
+                None => return Err(not_found(id, "it was aborted")),
+            }
+        };
+        let same = found.split(' ').next() == Some(end.as_str());
+        match (end, same) {
+            (_, true) => Ok(found),
             (End::Commit, false) => Err(not_found(id, "it was aborted")),
             (End::Abort, false) => Err(Error::invalid(format!(
                 "write session {id} is committed (or being committed); it cannot be aborted"
             ))),
+        }
+    }
+
+    /// Releases the commit claim `marker` on session `id`'s end, after a
+    /// commit that made nothing: the session can be aborted or committed
+    /// again (a new claim, which takes its parts afresh). Best effort: a
+    /// claim left in place answers a retried commit, as before.
+    async fn release_end(&self, id: &str, marker: &str) {
+        if self.end_marker(id).await.ok().flatten().as_deref() != Some(marker) {
+            return;
+        }
+        if let Err(e) = self.store().delete(&Self::session_dir(id).join(END_MARKER)).await {
+            tracing::warn!(session = id, error = %e, "a refused commit could not release its session");
         }
     }
 

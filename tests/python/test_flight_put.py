@@ -8,6 +8,7 @@ import json
 import threading
 
 import flight_testlib as fl
+import numpy as np
 import pyarrow as pa
 import pyarrow.flight as flight
 import pyarrow.parquet as pq
@@ -264,3 +265,63 @@ def test_uploads_no_reader_could_open_are_refused(server):
     wide = pa.StructArray.from_arrays([pa.array([1], pa.int8())] * 5000, names=[f"f{i}" for i in range(5000)])
     with pytest.raises(pa.ArrowInvalid, match="5000 counting the fields of nested ones"):
         put(server.client, "sheaf://up/wide/t.parquet", pa.table({"s": wide}))
+
+
+def test_idle_uploads_hold_no_threads_and_others_are_served(server):
+    """300 uploads that send a batch and then nothing: each held two of the
+    server's blocking threads for its whole life, and at about 256 of them the
+    pool that storage reads share ran out, so every other request hung. An
+    upload now holds no thread while it waits for its client."""
+    held = []
+    try:
+        for i in range(300):
+            client = flight.FlightClient(server.url)
+            writer, reader = client.do_put(
+                flight.FlightDescriptor.for_command(f"sheaf://o/idle/t{i}.parquet"), pa.schema([("x", pa.int64())])
+            )
+            writer.write_table(pa.table({"x": [i]}))
+            held.append((client, writer))
+        options = flight.FlightCallOptions(timeout=60)
+        info = server.client.get_flight_info(
+            flight.FlightDescriptor.for_command(uri("demo/weather", "tables/readings.parquet")), options
+        )
+        assert server.client.do_get(info.endpoints[0].ticket, options).read_all().num_rows > 0
+        done = put(flight.FlightClient(server.url), "sheaf://o/busy/t.parquet", pa.table({"x": [9]}))
+        assert done["rows"] == 1
+    finally:
+        for client, writer in held:
+            try:
+                writer.close()
+            except Exception:  # noqa: BLE001 - an upload ended by the server
+                pass
+            client.close()
+
+
+def test_a_compressed_upload_may_not_inflate_past_a_message(server):
+    """A zstd-compressed batch of 40M zeros is a few kilobytes on the wire and 320 MB once decompressed: a
+    few such batches drove the server to 1.7 GB. Compressed or not, a message may carry what gRPC lets one
+    carry (256 MiB): beyond, the upload is refused naming the target, nothing is written, and smaller
+    compressed batches still work."""
+    options = flight.FlightCallOptions(write_options=pa.ipc.IpcWriteOptions(compression="zstd"))
+    zeros = pa.table({"x": pa.array(np.zeros(40_000_000, dtype=np.int64))})
+    writer, reader = server.client.do_put(
+        flight.FlightDescriptor.for_command("sheaf://o/zip/t.parquet"), zeros.schema, options
+    )
+    # The refusal may surface at any step (pyarrow reports a DoPut's status when the writer closes).
+    with pytest.raises(pa.ArrowException) as failed:
+        try:
+            writer.write_table(zeros, max_chunksize=len(zeros))
+            writer.done_writing()
+            reader.read()
+        finally:
+            writer.close()
+    assert "o/zip/t.parquet" in str(failed.value) and "bytes" in str(failed.value), failed.value
+    assert "o/zip" not in [p["name"] for p in fl.action(server.client, "list_packages", {})]
+    small = zeros.slice(0, 1_000_000)
+    writer, reader = server.client.do_put(
+        flight.FlightDescriptor.for_command("sheaf://o/zip/t.parquet"), small.schema, options
+    )
+    writer.write_table(small, max_chunksize=100_000)
+    writer.done_writing()
+    assert json.loads(reader.read().to_pybytes())["rows"] == 1_000_000
+    writer.close()

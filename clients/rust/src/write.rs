@@ -109,13 +109,17 @@ impl Client {
     ) -> Result<proto::CommitWriteResponse, Error> {
         let (package, path) = split_target(target)?;
         let mut writer = self.writer(&package, options).await?;
-        match writer.put(&path, None, schema, batches).await {
-            Ok(_) => writer.commit().await,
-            Err(e) => {
-                let _ = writer.abort().await;
-                Err(e)
-            }
+        let done = match writer.put(&path, None, schema, batches).await {
+            Ok(_) => writer.commit_once().await,
+            Err(e) => Err(e),
+        };
+        // A failed upload, or a refused commit (the table exists, the schema
+        // differs, `latest` moved), leaves a session: dropped with its staged
+        // data. A commit that did land refuses the abort, which is ignored.
+        if done.is_err() {
+            let _ = writer.abort().await;
         }
+        done
     }
 
     /// The lineage of `owner/name[@hash|:tag]`: the revision, then every
@@ -162,6 +166,11 @@ impl Writer<'_> {
     /// commit whose answer was lost is retried: the server answers the same
     /// revision rather than making a second.
     pub async fn commit(self) -> Result<proto::CommitWriteResponse, Error> {
+        self.commit_once().await
+    }
+
+    /// [`Writer::commit`], keeping the writer (to abort it if refused).
+    async fn commit_once(&self) -> Result<proto::CommitWriteResponse, Error> {
         let request = proto::CommitWriteRequest { session: self.session.clone(), parts: self.parts.clone() };
         let mut attempt = 0;
         loop {
