@@ -187,6 +187,8 @@ fn replicas(args: &ServeArgs, tls: Option<&TlsOptions>) -> Result<ReplicaOptions
         peer_ca: args.peer_ca.as_ref().map(read).transpose()?,
         identity: tls.filter(|t| t.client_ca.is_some()).map(|t| (t.cert.clone(), t.key.clone())),
         tls: tls.is_some(),
+        // Set by the server from the registry it serves.
+        registry_service: None,
     })
 }
 

@@ -43,6 +43,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
 
 /// How to run the server.
 #[derive(Debug, Clone)]
@@ -149,14 +150,22 @@ pub async fn serve(
 ) -> Result<(), tonic::transport::Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
     let readiness = Arc::new(ops::Readiness::default());
-    publish(&readiness, &health).await;
-    let replicas = Arc::new(replicas::Replicas::new(options.replicas.clone()));
+    let registry_service = replicas::registry_service(engine.registry().url().as_str());
+    publish(&readiness, &health, &registry_service).await;
+    let mut replica_options = options.replicas.clone();
+    replica_options.registry_service = Some(registry_service.clone());
+    let replicas = Arc::new(replicas::Replicas::new(replica_options));
     let mut tasks = vec![
         tokio::spawn(trim_when_idle()),
         tokio::spawn(reload_on_hangup(options.auth.clone())),
         tokio::spawn(options.auth.clone().watch(AUTH_FILE_POLL)),
         tokio::spawn(replicas.clone().watch()),
-        tokio::spawn(until_registry_answers(engine.clone(), readiness.clone(), health.clone())),
+        tokio::spawn(until_registry_answers(
+            engine.clone(),
+            readiness.clone(),
+            health.clone(),
+            registry_service.clone(),
+        )),
     ];
     if let Some(listener) = &options.metrics {
         let listener = listener.try_clone().and_then(|l| {
@@ -191,7 +200,7 @@ pub async fn serve(
         shutdown.await;
         readiness.drain();
         replicas.drain();
-        publish(&readiness, &health).await;
+        publish(&readiness, &health, &registry_service).await;
         tracing::info!(
             drain_delay_s = drain_delay.as_secs_f64(),
             "draining: not ready; accepting until the drain delay ends"
@@ -254,6 +263,7 @@ async fn until_registry_answers(
     engine: Arc<Engine>,
     readiness: Arc<ops::Readiness>,
     health: tonic_health::server::HealthReporter,
+    registry_service: String,
 ) {
     let mut warned = false;
     loop {
@@ -268,17 +278,25 @@ async fn until_registry_answers(
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     readiness.registry_reachable();
-    publish(&readiness, &health).await;
+    publish(&readiness, &health, &registry_service).await;
 }
 
-/// Tells the gRPC health service what `/readyz` says: the FlightService is
-/// SERVING only when ready (the overall service `""` stays SERVING while the
-/// process lives).
-async fn publish(readiness: &ops::Readiness, health: &tonic_health::server::HealthReporter) {
-    match readiness.check() {
-        Ok(()) => health.set_serving::<FlightServiceServer<SheafFlight>>().await,
-        Err(_) => health.set_not_serving::<FlightServiceServer<SheafFlight>>().await,
-    }
+/// Tells the gRPC health service what `/readyz` says: the FlightService, and
+/// `registry_service` (the registry it serves, [`replicas::registry_service`],
+/// which peers check), are SERVING only when ready (the overall service `""`
+/// stays SERVING while the process lives).
+async fn publish(readiness: &ops::Readiness, health: &tonic_health::server::HealthReporter, registry_service: &str) {
+    let status = match readiness.check() {
+        Ok(()) => {
+            health.set_serving::<FlightServiceServer<SheafFlight>>().await;
+            ServingStatus::Serving
+        }
+        Err(_) => {
+            health.set_not_serving::<FlightServiceServer<SheafFlight>>().await;
+            ServingStatus::NotServing
+        }
+    };
+    health.set_service_status(registry_service, status).await;
 }
 
 /// How often the auth file (and the files it names) are checked for changes.

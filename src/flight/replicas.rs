@@ -9,6 +9,12 @@
 //! This server counts as healthy until it drains (after SIGTERM), and then
 //! leaves itself out at once.
 //!
+//! A peer counts only if it serves the same registry: each server reports
+//! its health also under [`registry_service`], a name derived from its
+//! registry's URL, and peers are asked for that name. A peer started with
+//! another `--registry` answers "not registered" and is left out (logged),
+//! rather than named in endpoints where every read would find nothing.
+//!
 //! Every endpoint lists all healthy members. With rendezvous placement they
 //! are ordered by a hash of the ticket and the member's address (highest
 //! random weight), so every replica puts the same member first for the same
@@ -29,8 +35,16 @@ use tonic_health::pb::health_client::HealthClient;
 pub const CHECK_EVERY: Duration = Duration::from_secs(2);
 /// How long a peer may take to connect and answer a health check.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
-/// The service whose health a peer reports.
+/// The service whose health a peer reports when no registry is named.
 const SERVICE: &str = "arrow.flight.protocol.FlightService";
+
+/// The gRPC health service name under which a server reports that it serves
+/// the registry at `registry_url` (with the Flight service's status):
+/// `sheaf.registry.` and the first 16 hex digits of the URL's SHA-256, so
+/// the name tells nothing of where the registry lives.
+pub fn registry_service(registry_url: &str) -> String {
+    format!("sheaf.registry.{}", hex::encode(&Sha256::digest(registry_url.as_bytes())[..8]))
+}
 
 /// How an endpoint's members are ordered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -61,6 +75,10 @@ pub struct ReplicaOptions {
     /// Whether this server speaks TLS (addresses from DNS are then
     /// `grpc+tls://`).
     pub tls: bool,
+    /// The health service naming this server's registry
+    /// ([`registry_service`]): peers must report it SERVING. `None` checks
+    /// the Flight service alone.
+    pub registry_service: Option<String>,
 }
 
 /// The members of the service and which of them are healthy (the default:
@@ -138,15 +156,28 @@ impl Replicas {
             return;
         }
         let tls = self.client_tls();
+        let service = self.options.registry_service.as_deref().unwrap_or(SERVICE);
         let mut channels = std::collections::HashMap::new();
+        let mut elsewhere = BTreeSet::new();
         loop {
             let candidates = self.candidates().await;
             let checks = candidates.iter().map(|peer| {
                 let channel = channels.entry(peer.clone()).or_insert_with(|| channel(peer, &tls)).clone();
-                async move { (peer.clone(), check(channel).await) }
+                async move { (peer.clone(), check(channel, service).await) }
             });
             let results = futures::future::join_all(checks).await;
-            let healthy: BTreeSet<String> = results.iter().filter(|(_, ok)| *ok).map(|(p, _)| p.clone()).collect();
+            for (peer, verdict) in &results {
+                if *verdict == Verdict::OtherRegistry && elsewhere.insert(peer.clone()) {
+                    tracing::warn!(
+                        peer = %peer,
+                        "a peer answers but does not serve this server's registry (started with another --registry?); left out of endpoints"
+                    );
+                } else if *verdict != Verdict::OtherRegistry {
+                    elsewhere.remove(peer);
+                }
+            }
+            let healthy: BTreeSet<String> =
+                results.iter().filter(|(_, v)| *v == Verdict::Serving).map(|(p, _)| p.clone()).collect();
             {
                 let mut current = self.healthy.write().unwrap_or_else(|e| e.into_inner());
                 if *current != healthy {
@@ -202,14 +233,26 @@ fn channel(peer: &str, tls: &ClientTlsConfig) -> Option<tonic::transport::Channe
     Some(endpoint.connect_lazy())
 }
 
-/// Whether the peer behind `channel` reports SERVING in time.
-async fn check(channel: Option<tonic::transport::Channel>) -> bool {
-    let Some(channel) = channel else { return false };
-    let request = tonic_health::pb::HealthCheckRequest { service: SERVICE.into() };
+/// What a peer's health check told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// It reports the service SERVING.
+    Serving,
+    /// It answers, but has no such service: it serves another registry.
+    OtherRegistry,
+    /// Not serving, unreachable, or too slow.
+    Down,
+}
+
+/// What the peer behind `channel` reports of `service`, in time.
+async fn check(channel: Option<tonic::transport::Channel>, service: &str) -> Verdict {
+    let Some(channel) = channel else { return Verdict::Down };
+    let request = tonic_health::pb::HealthCheckRequest { service: service.into() };
     let mut client = HealthClient::new(channel);
     match tokio::time::timeout(CHECK_TIMEOUT, client.check(request)).await {
-        Ok(Ok(response)) => response.into_inner().status == ServingStatus::Serving as i32,
-        _ => false,
+        Ok(Ok(response)) if response.get_ref().status == ServingStatus::Serving as i32 => Verdict::Serving,
+        Ok(Err(status)) if status.code() == tonic::Code::NotFound && service != SERVICE => Verdict::OtherRegistry,
+        _ => Verdict::Down,
     }
 }
 
@@ -294,6 +337,12 @@ mod tests {
         replicas.drain();
         assert_eq!(replicas.locations(b"k", 0), ["grpc://b:1"]);
         assert!(Replicas::new(ReplicaOptions::default()).locations(b"k", 0).is_empty());
+    }
+
+    #[test]
+    fn registry_service_name_is_pinned() {
+        // Replicas of different builds must agree (computed with Python's hashlib).
+        assert_eq!(registry_service("s3://bucket/registry"), "sheaf.registry.29d97fec2a58596d");
     }
 
     #[test]

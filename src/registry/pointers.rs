@@ -101,7 +101,21 @@ impl Registry {
     async fn read_pointer_text(&self, path: &Path) -> Result<Option<(String, UpdateVersion)>> {
         let result = match self.store().get(path).await {
             Ok(r) => r,
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(object_store::Error::NotFound { .. }) => {
+                // On local disk a folder in the pointer's place reads as
+                // missing: say what is wrong instead of acting as if the
+                // pointer did not exist (a push would write its revision and
+                // then fail to move it; a delete would leave the folder).
+                let folder = self.location.local_root.as_ref().map(|root| root.join(path.as_ref()));
+                if folder.is_some_and(|f| f.is_dir()) {
+                    return Err(Error::Integrity {
+                        what: format!("pointer {path} in {}", self.url()),
+                        expected: "a file holding a 64-character top hash".into(),
+                        actual: "a folder (move it away)".into(),
+                    });
+                }
+                return Ok(None);
+            }
             Err(e) => return Err(Error::storage(format!("pointer {path} in {}", self.url()), e)),
         };
         let version = UpdateVersion { e_tag: result.meta.e_tag.clone(), version: result.meta.version.clone() };
@@ -235,13 +249,19 @@ impl Registry {
     /// records. What is intact is listed whatever the others hold.
     pub async fn revision_log(&self, pkg: &PackageName) -> Result<(Vec<RevisionInfo>, Vec<String>)> {
         let stamps = self.timestamp_pointers(pkg).await?;
-        let latest_text = self.read_pointer_text(&Self::latest_path(pkg)).await?.map(|(t, _)| t);
+        // A folder in `latest`'s place is a problem to report, not a failure.
+        let (latest_text, folder) = match self.read_pointer_text(&Self::latest_path(pkg)).await {
+            Ok(text) => (text.map(|(t, _)| t), None),
+            Err(e @ Error::Integrity { .. }) => (None, Some(e.to_string())),
+            Err(e) => return Err(e),
+        };
         let latest = latest_text.clone().filter(|t| is_top_hash(t));
-        if stamps.named.is_empty() && stamps.damaged.is_empty() && latest_text.is_none() {
+        if stamps.named.is_empty() && stamps.damaged.is_empty() && latest_text.is_none() && folder.is_none() {
             return Err(self.package_not_found(pkg));
         }
         let tags = self.listed_tags(pkg).await?;
         let mut problems: Vec<String> = stamps.damaged.iter().chain(&tags.damaged).map(Damaged::describe).collect();
+        problems.extend(folder);
         if let Some(text) = latest_text.as_deref().filter(|t| !is_top_hash(t)) {
             problems.push(format!("latest holds {:?}, not a top hash", super::names::excerpt(text)));
         }

@@ -222,6 +222,31 @@ def test_a_damaged_latest_is_mended_by_push_and_removed_by_delete(sheaf, registr
     assert "o/p" not in [p["name"] for p in sheaf.json("list")]
 
 
+def test_a_folder_in_place_of_latest_is_named_and_nothing_is_written(sheaf, registry, two_revisions, tmp_path):
+    """A folder where `latest` belongs read as "no latest": a push wrote its revision and then failed
+    to move `latest` (exit 1), a delete said `latest` was gone and left the folder. Now every command
+    names the folder before writing anything; `log` lists the revisions and warns."""
+    r1, r2 = two_revisions
+    named = registry / ".quilt" / "named_packages" / "o" / "p"
+    latest = named / "latest"
+    latest.unlink()
+    latest.mkdir()
+    (latest / "stray").write_text("x")
+    stamps = sorted(p.name for p in named.iterdir())
+    manifests = sorted(p.name for p in (registry / ".quilt" / "packages").iterdir())
+    write_tree(tmp_path / "again", {"x.txt": b"again"})
+    for args in (("push", "o/p", str(tmp_path / "again")), ("delete", "o/p"), ("browse", "o/p")):
+        r = sheaf(*args)
+        assert r.returncode == 4, describe(r)
+        assert "named_packages/o/p/latest" in r.stderr and "a folder" in r.stderr, describe(r)
+    assert sorted(p.name for p in named.iterdir()) == stamps and (latest / "stray").exists()
+    assert sorted(p.name for p in (registry / ".quilt" / "packages").iterdir()) == manifests
+    r = sheaf("log", "o/p")
+    assert r.returncode == 0 and r1 in r.stdout and r2 in r.stdout, describe(r)
+    assert "warning:" in r.stderr and "a folder" in r.stderr, describe(r)
+    assert sheaf.json("browse", f"o/p@{r2}")["top_hash"] == r2
+
+
 def test_damaged_timestamp_pointers_and_tags_hide_nothing_else(sheaf, registry, two_revisions, tmp_path):
     """A timestamp pointer or tag holding no top hash names no revision: `log` lists the others and warns
     naming it (it used to fail the whole log), resolution, `tag` and `delete` of one revision work, and

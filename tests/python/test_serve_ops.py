@@ -117,6 +117,53 @@ def test_lists_come_from_the_file_or_the_environment(tmp_path):
             stop(proc)
 
 
+def test_a_peer_serving_another_registry_is_left_out(tmp_path):
+    """A peer started on another registry answers its health checks, but
+    every read placed on it would find nothing: it is left out of endpoints
+    (and the log says why), while a peer on the same registry stays."""
+    shared, other = tmp_path / "shared", tmp_path / "other"
+    me, same, elsewhere = (free_port() for _ in range(3))
+    url = "grpc://127.0.0.1:{}".format
+    procs = []
+    try:
+        for port, registry in [(same, shared), (elsewhere, other)]:
+            proc, line, _ = run_serve(tmp_path, "--demo", "--listen", f"127.0.0.1:{port}", registry=registry)
+            assert line, "a peer did not start"
+            procs.append(proc)
+        proc, line, log = run_serve(
+            tmp_path,
+            "--demo",
+            "--listen",
+            f"127.0.0.1:{me}",
+            "--advertise",
+            url(me),
+            "--peer",
+            url(same),
+            "--peer",
+            url(elsewhere),
+            registry=shared,
+        )
+        procs.append(proc)
+        client = flight.FlightClient(url(me))
+        locations = None
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            fi = client.get_flight_info(flight.FlightDescriptor.for_path("demo/weather", "tables/readings.parquet"))
+            locations = {loc.uri.decode() for loc in fi.endpoints[0].locations}
+            if locations == {url(me), url(same)}:
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail(f"locations {locations}\n{log.read_text()}")
+        client.close()
+        text = log.read_text()
+        assert "does not serve this server's registry" in text and url(elsewhere) in text, text
+        assert str(other) not in text, "the log names the other server's registry"
+    finally:
+        for proc in procs:
+            stop(proc)
+
+
 # ---------------------------------------------------------------------------
 # --metrics-listen
 # ---------------------------------------------------------------------------
