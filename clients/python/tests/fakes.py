@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import threading
+import urllib.parse
 from collections.abc import Callable
 
 import pyarrow as pa
@@ -47,6 +48,9 @@ class FakeSheaf(flight.FlightServerBase):
         self.gets: list[bytes] = []
         self.actions: list[tuple[str, bytes]] = []
         self.endpoints: list[tuple[int, int, list[str]]] = [(0, 5, [])]
+        # EndpointMetadata.rows of each endpoint (None: absent); by default the
+        # server's rule (`Plan::exact_rows`, see `exact_rows`).
+        self.stated_rows: list[int | None] | None = None
         # Makes the exception DoGet raises (a new one each time: one kept
         # here would keep, through its traceback, the server and gRPC alive).
         self.get_error: Callable[[], Exception] | None = None
@@ -77,8 +81,11 @@ class FakeSheaf(flight.FlightServerBase):
             package=request.package or "x/y", top_hash=TOP, path=request.path, pinned_uri=f"sheaf://x/y@{TOP}/t"
         )
         endpoints = []
+        stated = self.stated_rows or [
+            exact_rows(command, typed, request, rows, len(self.endpoints)) for _, rows, _ in self.endpoints
+        ]
         for i, (first, rows, locations) in enumerate(self.endpoints):
-            meta = sheaf_pb2.EndpointMetadata(partition=i, first_row=first, table_rows=rows)
+            meta = sheaf_pb2.EndpointMetadata(partition=i, first_row=first, table_rows=rows, rows=stated[i])
             endpoints.append(
                 flight.FlightEndpoint(f"{first}:{rows}".encode(), locations, app_metadata=encode(meta, typed))
             )
@@ -170,6 +177,26 @@ class FakeSheaf(flight.FlightServerBase):
         packed = any_pb2.Any()
         packed.Pack(response)
         yield flight.Result(packed.SerializeToString())
+
+
+def exact_rows(command: bytes, typed: bool, request: sheaf_pb2.DatasetRequest, rows: int, endpoints: int):
+    """EndpointMetadata.rows of an endpoint of `rows` rows (what the fake's
+    DoGet returns for it: it applies no filter, sample or limit), by the
+    server's rule (`Plan::exact_rows`): none under a filter or a sample
+    fraction, nor under a limit or `sample_rows` cut into several endpoints."""
+    if typed:
+        given = {
+            "filter": bool(request.filter),
+            **{k: request.HasField(k) for k in ("sample", "limit", "sample_rows")},
+        }
+    else:
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(command.decode()).query)
+        given = {k: k in query for k in ("filter", "sample", "limit", "sample_rows")}
+    if given["filter"] or given["sample"]:
+        return None
+    if endpoints > 1 and (given["limit"] or given["sample_rows"]):
+        return None
+    return rows
 
 
 def encode(msg, typed: bool) -> bytes:

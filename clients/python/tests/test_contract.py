@@ -131,9 +131,12 @@ def test_endpoint_metadata_binary_for_typed_and_json_for_text(fake, fake_client)
         assert [(e.index, e.first_row, e.table_rows) for e in ds.endpoints] == [(0, 0, 5), (1, 5, 7), (2, 12, 1)]
         assert ds.num_rows == 13 and ds.endpoint_rows() == [5, 7, 1]
         assert ds.to_table().column("id").to_pylist() == list(range(13))
-    # Rows that do not add up are counted instead of trusted.
-    fake.endpoints = [(0, 5, []), (6, 7, [])]
-    assert fake_client.dataset(package="x/y", path="t")._planned_rows() is None
+        assert [e.rows for e in ds.endpoints] == [5, 7, 1]  # EndpointMetadata.rows, as the server states them
+    # Without `rows` for every endpoint, rows are counted, not taken from table_rows.
+    fake.stated_rows = [5, None, 1]
+    ds = fake_client.dataset(package="x/y", path="t")
+    assert ds._planned_rows() is None and [e.rows for e in ds.endpoints] == [5, None, 1]
+    assert ds.endpoint_rows() == [5, 7, 1]
 
 
 def test_metadata_in_the_wrong_form_is_an_error(fake, fake_client, monkeypatch):

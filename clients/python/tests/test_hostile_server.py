@@ -19,6 +19,7 @@ import pytest
 import sheaf
 import sheaf.cache
 from sheaf._cache import ticket_key
+from sheaf._connection import keepalive_options
 from sheaf._proto import sheaf_pb2
 from sheaf.loader import Loader
 
@@ -134,12 +135,41 @@ def test_a_stream_with_more_rows_than_planned_is_an_error(hostile, hostile_clien
 
 def test_a_short_stream_is_fine_where_the_plan_gives_no_exact_count(hostile, hostile_client):
     """Under a filter (or sample=) the endpoints' table rows are not the rows
-    read: nothing to check against."""
+    read: the server states no `rows`, nothing to check against."""
     two_endpoints(hostile)
     hostile.short = 600
     ds = hostile_client.dataset(package="x/y", path="t", filter="id >= 0")
     assert [e.rows for e in ds.endpoints] == [None, None]
     assert ds.to_table().num_rows == 1400
+
+
+def test_without_stated_rows_a_stream_shorter_than_its_table_rows_is_not_flagged(hostile, hostile_client):
+    """The count checked is the server's `EndpointMetadata.rows` alone: an
+    endpoint without it (a filtered read, as the server plans it) may return
+    fewer rows than its `table_rows`, whatever the request looks like."""
+    two_endpoints(hostile)
+    hostile.stated_rows = [None, None]
+    hostile.short = 600
+    ds = hostile_client.dataset(package="x/y", path="t")
+    assert [(e.table_rows, e.rows) for e in ds.endpoints] == [(1000, None), (1000, None)]
+    assert ds.to_table().column("id").to_pylist() == list(range(1400))
+    assert ids_of(ds.to_batches(progress=False)) == list(range(1400))
+    assert ds.endpoint_rows() == [1000, 400]  # counted, not taken from table_rows
+
+
+@pytest.mark.parametrize(("stated", "expected"), [(900, "more than the 900 rows planned"), (1200, "holds 1,200")])
+def test_a_stream_disagreeing_with_the_stated_rows_is_an_error(hostile, hostile_client, stated, expected):
+    """The stream is whole by its table rows, but the server stated another
+    count (`EndpointMetadata.rows`): the stated count is what is checked."""
+    two_endpoints(hostile)
+    hostile.stated_rows = [1000, stated]
+    ds = hostile_client.dataset(package="x/y", path="t", filter="id >= 0")  # the client infers nothing from the query
+    assert [e.rows for e in ds.endpoints] == [1000, stated]
+    with pytest.raises(sheaf.DataLossError) as e:
+        ds.to_table()
+    message = str(e.value)
+    assert "endpoint 1" in message and expected in message, message
+    assert ds.endpoint_rows() == [1000, stated]  # the plan's word, without reading
 
 
 def test_the_training_loader_checks_the_rows_of_each_piece(hostile, hostile_client):
@@ -333,6 +363,22 @@ def test_stall_timeout_must_be_positive(stall):
         sheaf.connect("grpc://127.0.0.1:1", stall_timeout=stall)
 
 
-def test_stall_timeout_default_and_none():
-    assert sheaf.connect("grpc://127.0.0.1:1").spec.stall_timeout == 60.0
-    assert sheaf.connect("grpc://127.0.0.1:1", stall_timeout=None).spec.stall_timeout is None
+def test_stall_timeout_and_keepalive_defaults():
+    spec = sheaf.connect("grpc://127.0.0.1:1").spec
+    assert spec.stall_timeout is None and spec.keepalive == 10.0
+    assert sheaf.connect("grpc://127.0.0.1:1", stall_timeout=60).spec.stall_timeout == 60.0
+    assert sheaf.connect("grpc://127.0.0.1:1", keepalive=None).spec.keepalive is None
+    assert keepalive_options(10.0) == [
+        ("grpc.keepalive_time_ms", 10_000),
+        ("grpc.keepalive_timeout_ms", 20_000),
+        ("grpc.http2.ping_timeout_ms", 20_000),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.keepalive_permit_without_calls", 0),
+    ]
+    assert keepalive_options(None) == []
+
+
+@pytest.mark.parametrize("keepalive", [0, -1.0, True, "10", 1e12])
+def test_keepalive_must_be_a_positive_number_of_seconds(keepalive):
+    with pytest.raises(sheaf.InvalidArgumentError, match="keepalive"):
+        sheaf.connect("grpc://127.0.0.1:1", keepalive=keepalive)

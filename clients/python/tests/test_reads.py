@@ -146,8 +146,9 @@ def test_endpoint_rows_counted_under_a_filter(client, data):
 
 
 def test_planned_endpoint_rows_equal_counted(client, data):
-    """Plain Parquet reads know each endpoint's rows from the plan; they must
-    agree with counting them."""
+    """Plain Parquet reads know each endpoint's rows from the plan (the
+    server's EndpointMetadata.rows); they must agree with counting them. Under
+    a filter or a sample fraction the server states none."""
     for uri, partitions in (
         (NUMBERS, 7),
         ("sheaf://test/tables:v1/tables/parts", 4),
@@ -159,6 +160,10 @@ def test_planned_endpoint_rows_equal_counted(client, data):
         assert ds._planned_rows() == ds._count_rows(), uri
     limited = client.dataset(NUMBERS, limit=1234)
     assert limited.endpoint_rows() == [1234] == limited._count_rows()
+    assert [e.rows for e in limited.endpoints] == [1234]
+    for unknown in (dict(filter="label = 2"), dict(sample=0.5)):
+        ds = client.dataset(NUMBERS, partitions=3, **unknown)
+        assert len(ds.endpoints) > 1 and all(e.rows is None for e in ds.endpoints), unknown
 
 
 def test_progress_bar(client, data, capsys):

@@ -1,9 +1,13 @@
 """A frozen replica: real `sheaf serve` processes stopped with SIGSTOP (the
 process keeps its sockets open and answers nothing, as a hung or swapped-out
-server does). The client's stall timeout (`sheaf.connect(stall_timeout=)`)
-gives up on a location that sent nothing for that long while the read waited
-for it, and fails over to the next one; a caller slow to ask for batches is
-never a stall. Replicas are started as in test_failover.py."""
+server does). HTTP/2 keepalive (`sheaf.connect(keepalive=)`, on by default)
+finds it: its connection's pings go unanswered, gRPC fails the read as
+UNAVAILABLE and the read moves to the next location; a live server that sends
+nothing for long (computing, or held back by a slow consumer) answers the pings
+and is waited for. The stall timeout (`sheaf.connect(stall_timeout=)`, off by
+default) gives up on a location that sent nothing for that long while the read
+waited for it, and fails over to the next one; a caller slow to ask for
+batches is never a stall. Replicas are started as in test_failover.py."""
 
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ import copy
 import dataclasses
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -32,6 +38,8 @@ from conftest import TIMEOUT, Server, free_port, run_sheaf, start_server
 ROWS = 2_000_000
 URI = "sheaf://test/big/big.parquet"
 STALL = 3.0
+#: Keepalive of the keepalive tests: a ping after 1 s of silence, 2 s to answer it.
+KEEPALIVE = 1.0
 
 
 @dataclasses.dataclass
@@ -201,9 +209,9 @@ def test_a_slow_consumer_is_not_a_stall(pair, big):
     assert pair.do_gets(1) == [], "a slow consumer made the read move to another location"
 
 
-def test_no_stall_timeout_waits(pair, big):
-    """``stall_timeout=None``: a frozen replica is waited for (until it comes back)."""
-    with connect(pair.urls[1], stall_timeout=None) as client:
+def test_no_stall_timeout_and_no_keepalive_waits(pair, big):
+    """``stall_timeout=None, keepalive=None``: a frozen replica is waited for (until it comes back)."""
+    with connect(pair.urls[1], stall_timeout=None, keepalive=None) as client:
         ds = with_locations(client.dataset(URI, partitions=1, columns=["id"]), pair.urls)
         it = ds.to_batches(progress=False)
         rows = next(it).num_rows
@@ -230,3 +238,94 @@ def test_a_cancelled_stall_keeps_nothing_of_grpc_alive_for_a_fork(pair, big):
         assert any([c._close_for_fork() for c in list(_fork._LIVE)])
         assert _fork._settle(before), "gRPC still running after every client closed"
         assert _fork.grpc_threads() == 0
+
+
+# ---------------------------------------------------------------------------
+# Keepalive: a frozen replica is found without a stall timeout
+# ---------------------------------------------------------------------------
+
+
+def test_keepalive_leaves_a_replica_frozen_mid_stream(pair, big):
+    with connect(pair.urls[1], stall_timeout=None, keepalive=KEEPALIVE) as client:
+        ds = with_locations(client.dataset(URI, partitions=1), pair.urls)
+        it = ds.to_batches(progress=False)
+        first = next(it)
+        with frozen(pair.servers[0]):
+            start = time.monotonic()
+            rest = bounded(lambda: list(it), 120)
+            print(f"keepalive left the frozen replica after {time.monotonic() - start:.1f} s")
+    assert_same_rows(pa.Table.from_batches([first, *rest], schema=ds.schema), big.expected)
+    assert len(pair.do_gets(1)) == 1, "the second location did not serve the rest"
+
+
+def test_keepalive_leaves_a_frozen_replica_when_the_stream_opens(pair, big):
+    """The connection to the frozen replica is open (an earlier read); the
+    new DoGet's pings go unanswered."""
+    with connect(pair.urls[1], stall_timeout=None, keepalive=KEEPALIVE) as client:
+        ds = with_locations(client.dataset(URI, partitions=1, columns=["id"], limit=1000), pair.urls)
+        assert ds.to_table().num_rows == 1000  # at the first location: its connection is open
+        with frozen(pair.servers[0]):
+            got = bounded(ds.to_table, 120)
+        assert got.column("id").to_pylist() == list(range(1000))
+    assert len(pair.do_gets(1)) == 1
+
+
+def test_keepalive_with_every_location_frozen_raises_unavailable_naming_them(pair, big):
+    with connect(pair.urls[1], stall_timeout=None, keepalive=KEEPALIVE) as client:
+        ds = with_locations(client.dataset(URI, partitions=1), pair.urls)
+        it = ds.to_batches(progress=False)
+        next(it)
+        with frozen(pair.servers[0]), frozen(pair.servers[1]):
+            with pytest.raises(sheaf.UnavailableError) as e:
+                bounded(lambda: [None for _ in it], 120)
+    message = str(e.value)
+    assert "endpoint 0" in message and "every location failed" in message, message
+    for url in pair.urls:
+        assert message.count(url) == 1, message
+    assert "ping timeout" in message, message
+
+
+def test_keepalive_spares_a_slow_consumer(pair, big):
+    """A consumer holding batches for longer than a ping's interval and
+    timeout: the server, its flow-control window full, sends nothing
+    meanwhile, and answers the pings (Sheaf's server has no limit on pings)."""
+    with connect(pair.urls[0], stall_timeout=None, keepalive=KEEPALIVE) as client:
+        ds = with_locations(client.dataset(URI, partitions=1, columns=["id"]), pair.urls)
+        rows = 0
+        for i, batch in enumerate(ds.to_batches(progress=False)):
+            rows += batch.num_rows
+            if i < 2:
+                time.sleep(4 * KEEPALIVE)  # longer than a ping's interval and timeout together
+        assert rows == ROWS
+    assert pair.do_gets(1) == [], "keepalive took a live server for a dead one"
+
+
+@pytest.fixture
+def silent():
+    """A live server (silent_server.py) sending nothing for 4 keepalive
+    intervals before the stream opens, and as long again before its batch."""
+    proc = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("silent_server.py")), str(4 * KEEPALIVE)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("port "), f"silent_server.py did not start: {line!r}"
+        yield f"grpc://127.0.0.1:{int(line.split()[1])}"
+    finally:
+        proc.stdin.close()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_keepalive_waits_for_a_live_server_that_computes_long(silent):
+    with connect(silent, stall_timeout=None, keepalive=KEEPALIVE) as client:
+        ds = client.dataset(package="x/y", path="t")
+        assert ds.endpoints[0].rows == 10
+        got = bounded(ds.to_table, 120)
+    assert got.column("id").to_pylist() == list(range(10))

@@ -39,7 +39,16 @@ from .errors import (
 if TYPE_CHECKING:
     from .client import Client
 
-__all__ = ["connect", "Connection", "ConnectionSpec", "TOKEN_ENV", "DEFAULT_STALL_TIMEOUT", "Pem"]
+__all__ = [
+    "connect",
+    "Connection",
+    "ConnectionSpec",
+    "TOKEN_ENV",
+    "DEFAULT_KEEPALIVE",
+    "DEFAULT_STALL_TIMEOUT",
+    "Pem",
+    "keepalive_options",
+]
 
 R = TypeVar("R", bound=message.Message)
 
@@ -52,9 +61,43 @@ _INHERITED: list[Any] = []
 #: given neither ``token`` nor ``username``.
 TOKEN_ENV = "SHEAF_TOKEN"
 
-#: :func:`connect`'s default ``stall_timeout``: seconds an endpoint stream may
-#: wait for the server's next message before its location counts as failed.
-DEFAULT_STALL_TIMEOUT = 60.0
+#: :func:`connect`'s default ``stall_timeout`` (seconds an endpoint stream may
+#: wait for the server's next message before its location counts as failed):
+#: none. Keepalive (below) detects a frozen or unreachable server.
+DEFAULT_STALL_TIMEOUT: float | None = None
+
+#: :func:`connect`'s default ``keepalive``: while calls are open, the client
+#: pings each connection after this many seconds without hearing from the
+#: server, and drops the connection (UNAVAILABLE: the read moves on to the
+#: endpoint's next location) when a ping is not answered within twice as many.
+#: The same as the Rust client's (10 s, 20 s).
+DEFAULT_KEEPALIVE = 10.0
+
+
+def keepalive_options(seconds: float | None) -> list[tuple[str, int]]:
+    """gRPC channel arguments (``FlightClient(generic_options=...)``) for
+    HTTP/2 keepalive: a ping after ``seconds`` without a frame from the
+    server, while calls are open, failing the connection when unanswered
+    for ``2 * seconds``; none for ``None``. A live server answers pings even
+    while it computes for long before its first batch; a frozen one (SIGSTOP,
+    a hung host) or a dead path does not.
+
+    ``grpc.http2.max_pings_without_data=0`` lifts gRPC core's limit of 2 pings
+    until the client sends data (a DoGet sends none after its ticket), and
+    ``grpc.http2.ping_timeout_ms`` bounds every ping, not only keepalive's:
+    a frozen server that stopped in the middle of a stream usually leaves a
+    flow-control (BDP) ping unanswered, which gRPC otherwise waits 60 s for."""
+    if seconds is None:
+        return []
+    interval = max(1, round(seconds * 1000))
+    return [
+        ("grpc.keepalive_time_ms", interval),
+        ("grpc.keepalive_timeout_ms", 2 * interval),
+        ("grpc.http2.ping_timeout_ms", 2 * interval),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.keepalive_permit_without_calls", 0),
+    ]
+
 
 #: PEM text (``bytes`` or ``str``) or the path of a PEM file.
 Pem = bytes | str | os.PathLike[str]
@@ -75,6 +118,7 @@ class ConnectionSpec:
     timeout: float | None = None
     read_timeout: float | None = None
     stall_timeout: float | None = DEFAULT_STALL_TIMEOUT
+    keepalive: float | None = DEFAULT_KEEPALIVE
     tls_root_certs: bytes | None = None
     disable_server_verification: bool = False
     middleware: tuple[Any, ...] = ()
@@ -121,6 +165,7 @@ def connect(
     timeout: float | None = 60.0,
     read_timeout: float | None = None,
     stall_timeout: float | None = DEFAULT_STALL_TIMEOUT,
+    keepalive: float | None = DEFAULT_KEEPALIVE,
     tls_root_certs: Pem | None = None,
     cert_chain: Pem | None = None,
     private_key: Pem | None = None,
@@ -154,15 +199,29 @@ def connect(
             a while.
         stall_timeout: seconds a read may wait for the server's next message
             (the stream's opening, then each batch) before the location
-            counts as failed (default 60; ``None``: wait forever): a frozen,
-            hung or overloaded replica. The read then moves on to the
+            counts as failed; ``None`` (the default) waits as long as the
+            server is alive (``keepalive`` detects a frozen or unreachable
+            one). Set it to bound a live server that stops sending (a hung
+            handler that still answers pings). The read then moves on to the
             endpoint's next location, skipping the rows already delivered;
             with none left it raises :class:`~sheaf.StalledError` (a
             :class:`~sheaf.DeadlineExceededError`) naming the endpoint, the
             locations and the timeout. Only time spent waiting for the server
             counts: a caller slow to ask for the next batch never stalls a
-            stream. Raise it for reads whose server may send nothing for long
-            (a filter that matches few rows of a large table).
+            stream. A server that computes long before its first batch (a
+            filter matching few rows of a large table) needs a larger one.
+        keepalive: seconds (default 10) after which the client pings a
+            connection with calls open that it heard nothing on; a ping
+            unanswered for twice as long fails the connection's calls as
+            UNAVAILABLE, so a read leaves a frozen replica (a stopped
+            process, a hung host, a dead network path) for the endpoint's
+            next location. A live server answers pings while it computes, so
+            a slow first batch is not mistaken for a dead server. ``None``
+            turns pings off. (A server built on gRPC core, as pyarrow's
+            ``FlightServerBase``, answers pings more frequent than every 5
+            minutes on a call it sends nothing on with GOAWAY
+            ``too_many_pings`` by default, which fails the call; Sheaf's
+            server answers them all.)
         tls_root_certs: root certificates trusted for ``grpc+tls`` besides
             the system's (PEM text, or a ``pathlib.Path``).
         cert_chain, private_key: a client certificate and its key for mutual
@@ -190,6 +249,13 @@ def connect(
             f"connect(): stall_timeout={stall_timeout!r} must be a positive number of seconds, or None (no limit)",
             code="CLIENT",
         )
+    if keepalive is not None and (
+        isinstance(keepalive, bool) or not isinstance(keepalive, (int, float)) or not 0.001 <= keepalive < 2**30 / 1000
+    ):
+        raise InvalidArgumentError(
+            f"connect(): keepalive={keepalive!r} must be a number of seconds (at least 0.001), or None (no pings)",
+            code="CLIENT",
+        )
     if isinstance(headers, dict):
         headers = list(headers.items())
     if (username is None) != (password is None):
@@ -211,6 +277,7 @@ def connect(
         timeout=timeout,
         read_timeout=read_timeout,
         stall_timeout=None if stall_timeout is None else float(stall_timeout),
+        keepalive=None if keepalive is None else float(keepalive),
         tls_root_certs=_pem(tls_root_certs, "tls_root_certs"),
         disable_server_verification=disable_server_verification,
         middleware=tuple(middleware),
@@ -324,6 +391,7 @@ class Connection:
                             private_key=spec.private_key,
                             disable_server_verification=spec.disable_server_verification or None,
                             middleware=[*spec.middleware, DetailsMiddleware()],
+                            generic_options=keepalive_options(spec.keepalive),
                         ),
                         url,
                     )

@@ -12,8 +12,9 @@ The endpoint policy every Sheaf client follows (Python, JVM/Spark, Rust):
   A ticket returns the same rows in the same order on every replica (its
   revision is pinned), so the resumed stream continues where the failed one
   stopped;
-- a replica failure is what :func:`is_replica_failure` says: UNAVAILABLE, a
-  transport failure pyarrow reports as INTERNAL, or a stall (below). Sheaf's own errors
+- a replica failure is what :func:`is_replica_failure` says: UNAVAILABLE
+  (a frozen or unreachable replica included: below), a transport failure
+  pyarrow reports as INTERNAL, or a stall (below). Sheaf's own errors
   (INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED, DATA_LOSS,
   DEADLINE_EXCEEDED, ...) are raised at once, not retried;
 - each location is tried at most once per endpoint read, in the order given;
@@ -22,20 +23,29 @@ The endpoint policy every Sheaf client follows (Python, JVM/Spark, Rust):
   location raises that location's error as it is; when every location
   stalled, a :class:`~sheaf.StalledError`). Each move to another location is
   logged (logger ``sheaf``, INFO);
+- a frozen replica (SIGSTOP, a hung host) keeps its connection open and
+  answers nothing: HTTP/2 keepalive finds it. Every connection pings the
+  server after ``keepalive`` seconds (:func:`sheaf.connect`, default 10)
+  without a frame from it while calls are open, and gRPC fails the calls
+  as UNAVAILABLE ("Stream removed (ping timeout)") when a ping goes
+  unanswered for twice as long (:func:`sheaf._connection.keepalive_options`).
+  A live server answers pings however long it computes before its first
+  batch, so that is never taken for a failure;
 - a stall: the server sent nothing for the client's ``stall_timeout``
-  (:func:`sheaf.connect`, default 60 s) while the read waited for it: for the
+  (:func:`sheaf.connect`, default none) while the read waited for it: for the
   stream's opening (DoGet returns once the server sent the schema), or for
   the next batch. Only time spent waiting for the server counts, never the
-  time the caller holds a batch. A frozen replica (SIGSTOP, a hung process)
-  keeps its connection open and answers nothing: without this the read would
-  wait forever. A waiting ``read_chunk`` is cancelled by a watchdog thread
+  time the caller holds a batch. It bounds a live server that stops sending
+  (it still answers pings). A waiting ``read_chunk`` is cancelled by a watchdog thread
   (one per process); a DoGet that does not return in time is left to finish
   on its own thread (its stream is cancelled when it does);
 - the stream must match its plan: its schema is the dataset's (checked when
-  it opens), and an endpoint whose exact row count the plan gives
-  (``Endpoint.rows``) must hold that many rows: a stream that ends short
-  (cleanly) or holds more raises :class:`~sheaf.DataLossError` naming the
-  dataset, the endpoint and the rows planned and received (not retried).
+  it opens), and an endpoint whose exact row count the server's plan states
+  (``EndpointMetadata.rows``, kept as ``Endpoint.rows``) must hold that many
+  rows: a stream that ends short (cleanly) or holds more raises
+  :class:`~sheaf.DataLossError` naming the dataset, the endpoint and the rows
+  planned and received (not retried). Without ``rows`` (a filter, a sample
+  fraction: only reading tells) the count is not checked.
 
 What pyarrow raises when a replica dies: a server process killed (SIGKILL) or
 stopped (SIGTERM past its grace) in the middle of a DoGet surfaces from
@@ -280,9 +290,10 @@ class EndpointStream:
     docstring); :meth:`close` cancels the stream being read. ``delivered``
     counts the rows yielded so far.
 
-    ``rows``: the endpoint's exact rows when the plan gives them (default
-    ``endpoint.rows``); ``schema``: the planned schema (default
-    ``endpoint.schema``). A stream contradicting either raises
+    The stream must hold ``endpoint.rows`` rows when that is set (the
+    server's ``EndpointMetadata.rows``, or a training loader's count of its
+    piece) and have ``schema`` (default ``endpoint.schema``, the planned
+    schema); a stream contradicting either raises
     :class:`~sheaf.DataLossError`."""
 
     def __init__(
@@ -291,13 +302,12 @@ class EndpointStream:
         endpoint: Endpoint,
         context: str,
         *,
-        rows: int | None = None,
         schema: pa.Schema | None = None,
     ) -> None:
         self._client = client
         self._endpoint = endpoint
         self._context = context
-        self._rows = endpoint.rows if rows is None else rows
+        self._rows = endpoint.rows
         self._planned = endpoint.schema if schema is None else schema
         self._stall = client.spec.stall_timeout
         own = client.url
@@ -328,7 +338,7 @@ class EndpointStream:
         return StalledError(
             f"{self._context} (endpoint {self._endpoint.index} at {location}): {location} sent nothing for "
             f"{seconds:g} s while waiting for {waiting_for} (stall_timeout={seconds:g}; sheaf.connect(..., "
-            "stall_timeout=) raises it, None waits forever)",
+            "stall_timeout=) raises it, None turns it off)",
             server_message=f"stalled: nothing received for {seconds:g} s",
             context=self._context,
             code="CLIENT",

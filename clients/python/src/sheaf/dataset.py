@@ -5,7 +5,6 @@ PyTorch."""
 from __future__ import annotations
 
 import copy
-import dataclasses
 import sys
 import threading
 from collections.abc import Callable, Generator, Iterator
@@ -59,9 +58,10 @@ class Endpoint:
     #: Under a ``rows=`` selection: how many of its table rows the selection
     #: keeps (before filter and sampling); ``None`` without ``rows``.
     selected_rows: int | None = None
-    #: The exact rows its stream returns, when the plan gives them (a read
-    #: without filter or ``sample=``: :meth:`Dataset.endpoint_rows` without
-    #: counting); ``None`` when unknown before reading.
+    #: The exact rows its stream returns, when the server's plan states them
+    #: (``EndpointMetadata.rows``: a read without filter or ``sample=``;
+    #: :meth:`Dataset.endpoint_rows` without counting); ``None`` when only
+    #: reading tells, and then nothing checks the stream's row count.
     rows: int | None = None
     #: The dataset's planned schema, which its stream must have.
     schema: pa.Schema | None = field(default=None, repr=False, compare=False)
@@ -98,9 +98,10 @@ def read_endpoint(
     or (when the plan gives it, ``endpoint.rows``) another number of rows —
     a stream that ends early, or holds more — raises
     :class:`~sheaf.DataLossError` naming the endpoint; nothing is cached.
-    A server that sends nothing for ``stall_timeout`` seconds
-    (:func:`sheaf.connect`) while the read waits for it counts as a failed
-    replica (:class:`~sheaf.StalledError` when no location is left).
+    A frozen or unreachable server (found by ``keepalive``), or with a
+    ``stall_timeout`` (:func:`sheaf.connect`) one that sends nothing for that
+    long while the read waits for it, counts as a failed replica
+    (:class:`~sheaf.StalledError` for a stall when no location is left).
 
     With a client cache (``sheaf.connect(..., cache=True)``) and ``cache``,
     an endpoint read before is served from the local cache (memory-mapped,
@@ -206,7 +207,7 @@ class Dataset:
         self._total_bytes = info.total_bytes if info.total_bytes >= 0 else None
         endpoints = []
         for i, e in enumerate(info.endpoints):
-            first_row = table_rows = selected = None
+            first_row = table_rows = selected = exact = None
             if e.app_metadata:
                 rows = _request.decode(
                     bytes(e.app_metadata),
@@ -216,14 +217,15 @@ class Dataset:
                 )
                 first_row, table_rows = rows.first_row, rows.table_rows
                 selected = rows.selected_rows if rows.HasField("selected_rows") else None
+                # The server's word on the rows the stream returns: every read checks it.
+                exact = rows.rows if rows.HasField("rows") else None
             locations = tuple(loc.uri.decode() if isinstance(loc.uri, bytes) else str(loc.uri) for loc in e.locations)
             endpoints.append(
-                Endpoint(i, bytes(e.ticket.ticket), locations, first_row, table_rows, selected, schema=self._schema)
+                Endpoint(
+                    i, bytes(e.ticket.ticket), locations, first_row, table_rows, selected, exact, schema=self._schema
+                )
             )
         self._endpoints = tuple(endpoints)
-        planned = self._planned_rows()
-        if planned is not None:  # exact counts: every read checks its endpoint's
-            self._endpoints = tuple(dataclasses.replace(e, rows=n) for e, n in zip(endpoints, planned, strict=True))
         self._endpoint_rows: list[int] | None = None
         self._lock = threading.Lock()
 
@@ -478,10 +480,11 @@ class Dataset:
     def endpoint_rows(self) -> list[int]:
         """Exact rows of each endpoint.
 
-        Known without reading for plain Parquet reads (from the planned row
-        groups) and single-endpoint reads with an exact count; otherwise
-        (filters, ``sample=``, CSV/JSON/IPC tables) counted once by reading
-        the narrowest column of every endpoint. Cached."""
+        Known without reading when the server's plan states every
+        endpoint's rows (``Endpoint.rows``: plain reads, ``rows=``
+        selections, single-endpoint reads with an exact count); otherwise
+        (filters, ``sample=``, tables of unknown length) counted once by
+        reading the narrowest column of every endpoint. Cached."""
         with self._lock:
             if self._endpoint_rows is None:
                 self._endpoint_rows = self._planned_rows() or self._count_rows()
@@ -495,26 +498,11 @@ class Dataset:
         return _request.partitions(self._pinned)
 
     def _planned_rows(self) -> list[int] | None:
-        """Each endpoint's rows from the endpoint metadata (the table rows it
-        covers), when nothing drops rows; else ``None``."""
-        if self._num_rows is None or self._given("filter") or self._given("sample"):
-            return None  # unknown, or an estimate
-        if len(self._endpoints) == 1:
-            return [self._num_rows]  # exact: a plain read, a limit or sample_rows
-        if self._given("sample_rows") or self._given("limit"):
-            return None
-        if self._given("rows"):  # the rows each endpoint's selection keeps
-            kept = [e.selected_rows for e in self._endpoints]
-            if any(k is None for k in kept) or sum(k or 0 for k in kept) != self._num_rows:
-                return None
-            return [k or 0 for k in kept]
-        rows, next_row = [], 0
-        for e in self._endpoints:
-            if e.first_row is None or e.table_rows is None or e.first_row != next_row:
-                return None
-            rows.append(e.table_rows)
-            next_row += e.table_rows
-        return rows if next_row == self._num_rows else None
+        """Each endpoint's rows as the server's plan states them
+        (``EndpointMetadata.rows``), when it states them for every endpoint;
+        else ``None``."""
+        rows = [e.rows for e in self._endpoints if e.rows is not None]
+        return rows if len(rows) == len(self._endpoints) else None
 
     def _narrowest_column(self) -> str:
         best, width = self._schema.field(0).name, None

@@ -185,8 +185,9 @@ class DeadlineExceededError(SheafError, TimeoutError):
 
 class StalledError(DeadlineExceededError):
     """A server sent nothing for ``stall_timeout`` seconds (an option of
-    :func:`sheaf.connect`) while a read waited for it: a frozen, hung or
-    overloaded replica. Raised by the client (``code`` ``"CLIENT"``). A
+    :func:`sheaf.connect`, off by default) while a read waited for it: a
+    hung or overloaded replica (a frozen one is found by keepalive, as
+    UNAVAILABLE). Raised by the client (``code`` ``"CLIENT"``). A
     stalled location is a replica failure: the read moves on to the
     endpoint's next location, and this is raised when none is left (naming
     the endpoint, each location and the timeout)."""

@@ -48,17 +48,9 @@ def _read_task(dataset: Dataset, index: int) -> Iterator[pa.Table]:
 
 
 def _endpoint_rows(dataset: Dataset) -> list[int | None]:
-    """Each endpoint's rows when known without reading (its table rows, or
-    the rows a ``rows=`` selection keeps of them, adding up to the exact row
-    count), else ``None``s."""
-    rows = [e.table_rows if e.selected_rows is None else e.selected_rows for e in dataset.endpoints]
-    known = [n for n in rows if n is not None]
-    exact = dataset.num_rows is not None and not dataset.rows_estimated
-    if exact and len(known) == len(rows) and sum(known) == dataset.num_rows:
-        return list(rows)
-    if exact and len(rows) == 1:
-        return [dataset.num_rows]
-    return [None] * len(rows)
+    """Each endpoint's rows when known without reading: the server's
+    ``EndpointMetadata.rows`` (``Endpoint.rows``), else ``None``."""
+    return [e.rows for e in dataset.endpoints]
 
 
 class SheafDatasource(Datasource):
