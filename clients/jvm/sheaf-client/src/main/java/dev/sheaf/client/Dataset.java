@@ -1,10 +1,8 @@
 package dev.sheaf.client;
 
 import java.util.ArrayList;
-import java.util.HashSet;
 import java.util.List;
 import java.util.OptionalLong;
-import java.util.Set;
 import org.apache.arrow.flight.FlightEndpoint;
 import org.apache.arrow.flight.FlightInfo;
 import org.apache.arrow.flight.Location;
@@ -17,8 +15,9 @@ import sheaf.v1.Sheaf.FlightInfoMetadata;
  * It pins the revision: {@link #topHash()} and {@link #pinnedUri()} name exactly the data its
  * endpoints return, so record them to reproduce a read.
  *
- * <p>Its endpoints carry what their streams must hold (the schema, and the exact rows when the plan
- * gives them: {@link Endpoint#rows()}), which every read checks.
+ * <p>Its endpoints carry what their streams must hold (the schema, and the exact rows when the
+ * server states them: {@link Endpoint#rows()}, from {@code EndpointMetadata.rows}), which every
+ * read checks.
  */
 public final class Dataset {
   private final String requested;
@@ -81,21 +80,16 @@ public final class Dataset {
       byte[] em = e.getAppMetadata();
       long firstRow = -1;
       long tableRows = -1;
+      long rows = -1; // the server's exact rows: absent when only reading tells
       if (em != null && em.length > 0) {
         EndpointMetadata r = Wire.metadata(em, typed, EndpointMetadata.getDefaultInstance(), what);
         firstRow = r.getFirstRow();
         tableRows = r.getTableRows();
+        rows = r.hasRows() ? checkedRows(r.getRows(), what) : -1;
       }
       endpoints.add(
-          new Endpoint(endpoints.size(), e.getTicket().getBytes(), locations, firstRow, tableRows));
-    }
-    long[] exact = exactRows(info.getRecords(), endpoints, parameters(request, requested, m));
-    for (int i = 0; i < endpoints.size(); i++) {
-      endpoints.set(
-          i,
-          endpoints
-              .get(i)
-              .withPlan(exact == null ? -1 : exact[i], info.getSchema(), m.getPinnedUri()));
+          new Endpoint(endpoints.size(), e.getTicket().getBytes(), locations, firstRow, tableRows)
+              .withPlan(rows, info.getSchema(), m.getPinnedUri()));
     }
     return new Dataset(
         requested,
@@ -108,71 +102,15 @@ public final class Dataset {
         server);
   }
 
-  /**
-   * The parameters a request sets that change how many rows it returns ({@code filter}, {@code
-   * sample}, {@code sample_rows}, {@code limit}, {@code rows}): the typed request's fields, or the
-   * query parameters of the text URI sent and of the pinned URI the server answered.
-   */
-  private static Set<String> parameters(
-      DatasetRequest request, String requested, FlightInfoMetadata m) {
-    Set<String> out = new HashSet<>();
-    if (request != null) {
-      if (request.filter() != null) {
-        out.add("filter");
-      }
-      if (request.sample() != null) {
-        out.add("sample");
-      }
-      if (request.sampleRows() != null) {
-        out.add("sample_rows");
-      }
-      if (request.limit() != null) {
-        out.add("limit");
-      }
-      return out;
+  /** An endpoint's {@code rows} (a uint64), refused when it does not fit a long. */
+  private static long checkedRows(long rows, String what) {
+    if (rows < 0) {
+      throw new SheafException(
+          ErrorCode.CLIENT,
+          what + ": an endpoint's rows " + Long.toUnsignedString(rows) + " do not fit a long",
+          null);
     }
-    for (String uri : new String[] {requested, m.getPinnedUri()}) {
-      int q = uri.indexOf('?');
-      if (q < 0) {
-        continue;
-      }
-      for (String pair : uri.substring(q + 1).split("&")) {
-        String name = pair.split("=", 2)[0].trim();
-        out.add(name.equals("sampleRows") ? "sample_rows" : name);
-      }
-    }
-    return out;
-  }
-
-  /**
-   * Each endpoint's exact rows, when the plan gives them; else null. Exact: a known total without
-   * filter or fractional sample, and either one endpoint (a plain read, a limit or {@code
-   * sample_rows}) or endpoints whose table rows follow each other and add up to the total (no
-   * limit, {@code sample_rows} or {@code rows} selection cutting them).
-   */
-  static long[] exactRows(long total, List<Endpoint> endpoints, Set<String> parameters) {
-    if (total < 0 || parameters.contains("filter") || parameters.contains("sample")) {
-      return null; // unknown, or an estimate
-    }
-    if (endpoints.size() == 1) {
-      return new long[] {total};
-    }
-    if (parameters.contains("sample_rows")
-        || parameters.contains("limit")
-        || parameters.contains("rows")) {
-      return null;
-    }
-    long[] out = new long[endpoints.size()];
-    long next = 0;
-    for (int i = 0; i < out.length; i++) {
-      Endpoint e = endpoints.get(i);
-      if (e.firstRow().isEmpty() || e.tableRows().isEmpty() || e.firstRow().getAsLong() != next) {
-        return null;
-      }
-      out[i] = e.tableRows().getAsLong();
-      next += out[i];
-    }
-    return next == total ? out : null;
+    return rows;
   }
 
   /**

@@ -14,8 +14,8 @@ import org.apache.arrow.vector.types.pojo.Schema;
  * read there with {@link SheafClient#stream(Endpoint)}.
  *
  * <p>An endpoint of a {@link Dataset} also carries what its stream must hold, which every read of
- * it checks: the dataset's planned schema ({@link #schema()}), its exact rows when the plan gives
- * them ({@link #rows()}), and the dataset's pinned URI for messages ({@link #dataset()}).
+ * it checks: the dataset's planned schema ({@link #schema()}), its exact rows when the server
+ * states them ({@link #rows()}), and the dataset's pinned URI for messages ({@link #dataset()}).
  */
 public final class Endpoint implements Serializable {
   private static final long serialVersionUID = 3L;
@@ -78,7 +78,7 @@ public final class Endpoint implements Serializable {
   /**
    * The same endpoint with what its dataset's plan says its stream holds.
    *
-   * @param exactRows the rows its stream returns, or -1 when the plan does not say
+   * @param exactRows the rows its stream returns, or -1 when the server does not say
    * @param plannedSchema the dataset's schema, or null
    * @param pinnedUri the dataset's pinned URI (for messages), or null
    * @return the endpoint
@@ -133,11 +133,11 @@ public final class Endpoint implements Serializable {
   }
 
   /**
-   * The exact rows this endpoint's stream returns, when its dataset's plan gives them: a read
-   * without filter or fractional sample whose endpoints' {@link #tableRows()} add up to the
-   * dataset's {@link Dataset#totalRows()} (or the single endpoint of such a read, limit and {@code
-   * sampleRows} included). A stream that ends with fewer rows, or holds more, fails with a {@link
-   * SheafException} of code {@link ErrorCode#DATA_LOSS}.
+   * The exact rows this endpoint's stream returns, when the server states them ({@code
+   * EndpointMetadata.rows}: the server's plan knows them for a read without filter or fractional
+   * sample, and with a limit or {@code sampleRows} only for a read of one endpoint). A stream that
+   * ends with fewer rows, or holds more, fails with a {@link SheafException} of code {@link
+   * ErrorCode#DATA_LOSS}. When absent nothing about the count is checked.
    *
    * @return the rows, or empty when they are known only by reading
    */

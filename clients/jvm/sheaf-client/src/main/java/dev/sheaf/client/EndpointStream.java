@@ -29,29 +29,31 @@ import org.apache.arrow.vector.util.TransferPair;
  *
  * <p>Failover: the endpoint's locations are tried in order, each at most once. When a location
  * fails with a transport failure ({@link #isTransportFailure}: it cannot be reached, the replica
- * was killed or its connection reset, or it answers UNAVAILABLE), before the first batch or in the
- * middle of the stream, the same ticket is opened at the next location and the rows already handed
- * out are skipped (a batch the cut falls inside is sliced), so the caller sees every row once, in
- * order. Any other error (the server's own: NOT_FOUND, INVALID_ARGUMENT, PERMISSION_DENIED,
- * DATA_LOSS, DEADLINE_EXCEEDED, ...) is raised at once. When every location failed, one {@link
- * SheafException} names the endpoint and each location with its error (the last error is its cause,
- * the earlier ones are suppressed).
+ * was killed or its connection reset, its connection stopped answering keepalive pings - a frozen
+ * replica, see {@link SheafClient.Builder#keepAlive} - or it answers UNAVAILABLE), before the first
+ * batch or in the middle of the stream, the same ticket is opened at the next location and the rows
+ * already handed out are skipped (a batch the cut falls inside is sliced), so the caller sees every
+ * row once, in order. Any other error (the server's own: NOT_FOUND, INVALID_ARGUMENT,
+ * PERMISSION_DENIED, DATA_LOSS, DEADLINE_EXCEEDED, ...) is raised at once. When every location
+ * failed, one {@link SheafException} names the endpoint and each location with its error (the last
+ * error is its cause, the earlier ones are suppressed).
  *
- * <p>Stalls: a location that sends nothing for the client's stall timeout ({@link
- * SheafClient.Builder#stallTimeout}, default 60 s) while the stream waits for it - for the stream
- * to open (its schema), or for the next batch - is a failed replica too (a frozen, hung or
- * overloaded process keeps its connection open and answers nothing): its call is cancelled and the
- * read goes on at the next location, skipping the rows already handed out. Only time spent waiting
- * for the server counts, never the time the caller holds a batch. When every location stalled, the
- * error is {@link ErrorCode#TIMED_OUT} and names the endpoint, each location and the timeout.
+ * <p>Stalls: with a stall timeout ({@link SheafClient.Builder#stallTimeout}, off by default), a
+ * location that sends nothing for that long while the stream waits for it - for the stream to open
+ * (its schema), or for the next batch - is a failed replica too, even if it answers keepalive (a
+ * live server that stops sending): its call is cancelled and the read goes on at the next location,
+ * skipping the rows already handed out. Only time spent waiting for the server counts, never the
+ * time the caller holds a batch. When every location stalled, the error is {@link
+ * ErrorCode#TIMED_OUT} and names the endpoint, each location and the timeout.
  *
  * <p>Plan checks: the stream must match its dataset's plan (see {@link Endpoint#schema()} and
  * {@link Endpoint#rows()}). Its schema (column names, types, nullability) is compared with the
- * planned one when the stream opens at each location; an endpoint whose exact rows the plan gives
- * must hold that many. A stream with another schema, one that ends (even cleanly) with fewer rows,
- * or one holding more fails with a {@link SheafException} of code {@link ErrorCode#DATA_LOSS}
- * naming the dataset, the endpoint, the location and the rows planned and received (or the schema
- * difference); a batch past the planned rows is not handed out. It is not retried elsewhere.
+ * planned one when the stream opens at each location; an endpoint whose exact rows the server
+ * stated must hold that many (without them, the count is not checked). A stream with another
+ * schema, one that ends (even cleanly) with fewer rows, or one holding more fails with a {@link
+ * SheafException} of code {@link ErrorCode#DATA_LOSS} naming the dataset, the endpoint, the
+ * location and the rows planned and received (or the schema difference); a batch past the planned
+ * rows is not handed out. It is not retried elsewhere.
  *
  * <p>Batches: the stream's root is reused for every batch and handed out as it is (no copy); only
  * the one batch a failover cuts is a slice of its own. Closing before the end cancels the server's

@@ -2,6 +2,8 @@ package dev.sheaf.client;
 
 import com.google.protobuf.Any;
 import com.google.protobuf.Message;
+import io.grpc.netty.NettyChannelBuilder;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Iterator;
 import java.util.List;
@@ -15,6 +17,7 @@ import org.apache.arrow.flight.CallOptions;
 import org.apache.arrow.flight.FlightCallHeaders;
 import org.apache.arrow.flight.FlightClient;
 import org.apache.arrow.flight.FlightDescriptor;
+import org.apache.arrow.flight.FlightGrpcUtils;
 import org.apache.arrow.flight.FlightInfo;
 import org.apache.arrow.flight.FlightRuntimeException;
 import org.apache.arrow.flight.FlightStream;
@@ -22,6 +25,7 @@ import org.apache.arrow.flight.HeaderCallOption;
 import org.apache.arrow.flight.Location;
 import org.apache.arrow.flight.Result;
 import org.apache.arrow.flight.Ticket;
+import org.apache.arrow.flight.grpc.NettyClientBuilder;
 import org.apache.arrow.memory.BufferAllocator;
 import org.apache.arrow.memory.RootAllocator;
 import org.apache.arrow.vector.VectorSchemaRoot;
@@ -32,7 +36,8 @@ import org.apache.arrow.vector.types.pojo.Schema;
  * once, keeping only the session token), the Flight connection to its server and one to each other
  * endpoint location (opened on first use and kept until {@link #close()}), and the calls over them
  * with the options every call carries: {@code authorization: Bearer TOKEN}, and a deadline for the
- * calls that answer at once. Each call checks first that it is open ({@link #checkOpen()}).
+ * calls that answer at once. Each call checks first that it is open ({@link #checkOpen()}). Every
+ * connection has HTTP/2 keepalive ({@link SheafClient.Builder#keepAlive}).
  */
 final class FlightConnections implements AutoCloseable {
   /** gRPC's largest message size: the server sends messages of any size. */
@@ -47,7 +52,9 @@ final class FlightConnections implements AutoCloseable {
   private final String token;
   private final CallOption[] unary;
   private final CallOption[] streaming;
-  private final java.time.Duration stallTimeout;
+  private final Duration stallTimeout;
+  private final Duration keepAliveInterval;
+  private final Duration keepAliveTimeout;
   private volatile boolean closed;
 
   /**
@@ -58,6 +65,8 @@ final class FlightConnections implements AutoCloseable {
   FlightConnections(SheafClient.Builder b) {
     this.url = b.url;
     this.stallTimeout = b.stallTimeout;
+    this.keepAliveInterval = b.keepAliveInterval;
+    this.keepAliveTimeout = b.keepAliveTimeout;
     Location location = ServerAddress.parse(b.url);
     this.tls = Tls.of(b.url, ServerAddress.isTls(location), b.rootCerts, b.clientCert, b.clientKey);
     this.ownRoot = b.allocator == null ? new RootAllocator() : null;
@@ -84,15 +93,33 @@ final class FlightConnections implements AutoCloseable {
     this.unary = common.toArray(new CallOption[0]);
   }
 
+  /**
+   * A Flight client of one server: Arrow's own channel settings ({@link NettyClientBuilder}, what
+   * {@code FlightClient.builder} uses: TLS, message size, middleware) plus HTTP/2 keepalive, which
+   * {@code FlightClient.Builder} does not expose. With keepalive the client pings a connection that
+   * received nothing for the keepalive interval and closes it, failing its calls with UNAVAILABLE,
+   * when no answer comes within the timeout: a server busy computing answers pings, a frozen or
+   * unreachable one does not. Pings go also on connections without calls (a connection being set up
+   * to a frozen server has none yet), until gRPC's idle timeout (30 minutes without calls) closes
+   * them.
+   */
   private FlightClient open(Location where, Login login) {
-    FlightClient.Builder builder =
-        FlightClient.builder(allocator, where).maxInboundMessageSize(MAX_MESSAGE);
+    NettyClientBuilder builder =
+        new NettyClientBuilder(allocator, where).maxInboundMessageSize(MAX_MESSAGE);
     tls.configure(builder, where);
     if (login != null) {
       builder.intercept(login.middleware());
     }
     try {
-      return builder.build();
+      NettyChannelBuilder channel = builder.build();
+      if (keepAliveInterval != null) {
+        channel
+            .keepAliveTime(keepAliveInterval.toNanos(), TimeUnit.NANOSECONDS)
+            .keepAliveTimeout(keepAliveTimeout.toNanos(), TimeUnit.NANOSECONDS)
+            .keepAliveWithoutCalls(true);
+      }
+      return FlightGrpcUtils.createFlightClient(
+          builder.allocator(), channel.build(), builder.middleware());
     } catch (RuntimeException e) {
       // Netty refusing the TLS material (the PEM was checked, so rarely).
       throw new SheafException(
@@ -131,13 +158,6 @@ final class FlightConnections implements AutoCloseable {
    */
   String url() {
     return url;
-  }
-
-  /**
-   * @return how long a stream waits for its server's next message, or null for ever
-   */
-  java.time.Duration stallTimeout() {
-    return stallTimeout;
   }
 
   /**
@@ -224,6 +244,27 @@ final class FlightConnections implements AutoCloseable {
       FlightDescriptor descriptor, VectorSchemaRoot root, FlightClient.PutListener listener) {
     checkOpen();
     return flight.startPut(descriptor, root, listener, streaming);
+  }
+
+  /**
+   * Opens an endpoint's stream (see {@link SheafClient#stream(Endpoint)}), checked against its plan
+   * and watched by the stall timeout.
+   *
+   * @param targets the servers to read it from, in order
+   */
+  EndpointStream stream(Endpoint endpoint, List<String> targets) {
+    Ticket ticket = new Ticket(endpoint.ticket());
+    String name =
+        "endpoint "
+            + endpoint.index()
+            + (endpoint.dataset() == null ? "" : " of " + endpoint.dataset());
+    return new EndpointStream(
+        name,
+        targets,
+        t -> getStream(t, ticket),
+        endpoint.schema(),
+        endpoint.rows().orElse(-1),
+        stallTimeout);
   }
 
   /**

@@ -2,6 +2,8 @@ package dev.sheaf.client;
 
 import java.net.URI;
 import java.net.URISyntaxException;
+import java.util.LinkedHashSet;
+import java.util.List;
 import org.apache.arrow.flight.Location;
 
 /**
@@ -94,5 +96,23 @@ public final class ServerAddress {
   /** Whether an endpoint location means "the server that planned the dataset". */
   static boolean meansSameServer(String location) {
     return location.startsWith(REUSE_CONNECTION + ":");
+  }
+
+  /**
+   * The servers an endpoint is read from, in order, each once (see {@link
+   * SheafClient#targets(Endpoint)}).
+   *
+   * @param own the client's server
+   * @param locations the endpoint's locations
+   */
+  static List<String> targets(String own, List<String> locations) {
+    if (locations.isEmpty()) {
+      return List.of(own);
+    }
+    LinkedHashSet<String> out = new LinkedHashSet<>();
+    for (String l : locations) {
+      out.add(meansSameServer(l) ? own : l);
+    }
+    return List.copyOf(out);
   }
 }

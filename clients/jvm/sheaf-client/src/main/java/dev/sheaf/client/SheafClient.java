@@ -3,13 +3,10 @@ package dev.sheaf.client;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.time.Duration;
-import java.util.ArrayList;
-import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Objects;
 import org.apache.arrow.flight.FlightDescriptor;
 import org.apache.arrow.flight.FlightInfo;
-import org.apache.arrow.flight.Ticket;
 import org.apache.arrow.memory.BufferAllocator;
 import org.apache.arrow.vector.VectorSchemaRoot;
 import org.apache.arrow.vector.ipc.ArrowReader;
@@ -28,12 +25,13 @@ import sheaf.v1.Sheaf;
  *
  * <p>Endpoints: an endpoint's locations (the replicas holding it) are tried in order, each at most
  * once, moving to the next one on a transport failure - a location that cannot be reached, a
- * replica that fails in the middle of the stream, or one that sends nothing for the stall timeout
- * ({@link Builder#stallTimeout}) - where the read continues after the rows already handed out (see
- * {@link EndpointStream}); the server's own errors are raised. An endpoint without a location, or
- * with Flight's {@code arrow-flight-reuse-connection://?}, is read from this client's server, over
- * its own connection. The connection to each other location is opened once and kept until {@link
- * #close()}.
+ * replica that fails in the middle of the stream, one whose connection stops answering HTTP/2
+ * keepalive pings (frozen, or unreachable: {@link Builder#keepAlive}), or one that sends nothing
+ * for the stall timeout when one is set ({@link Builder#stallTimeout}) - where the read continues
+ * after the rows already handed out (see {@link EndpointStream}); the server's own errors are
+ * raised. An endpoint without a location, or with Flight's {@code
+ * arrow-flight-reuse-connection://?}, is read from this client's server, over its own connection.
+ * The connection to each other location is opened once and kept until {@link #close()}.
  *
  * <p>Credentials and TLS: an API token, or a user name and password exchanged once (when the client
  * is built) for a session token, which is all the client keeps ({@link #token()}); {@code
@@ -46,10 +44,20 @@ import sheaf.v1.Sheaf;
  * IllegalStateException}.
  */
 public final class SheafClient implements AutoCloseable {
-  /** The default of {@link Builder#stallTimeout}: 60 seconds. */
-  public static final Duration DEFAULT_STALL_TIMEOUT = Duration.ofSeconds(60);
+  /**
+   * The default of {@link Builder#stallTimeout}: none (null). Keepalive ({@link Builder#keepAlive})
+   * detects frozen or unreachable servers; a stall timeout bounds a live server that stops sending.
+   */
+  public static final Duration DEFAULT_STALL_TIMEOUT = null;
+
+  /** The default interval of {@link Builder#keepAlive}: 10 seconds (as the Rust client). */
+  public static final Duration DEFAULT_KEEPALIVE_INTERVAL = Duration.ofSeconds(10);
+
+  /** The default timeout of {@link Builder#keepAlive}: 20 seconds (as the Rust client). */
+  public static final Duration DEFAULT_KEEPALIVE_TIMEOUT = Duration.ofSeconds(20);
 
   private final FlightConnections connections;
+  private final Catalog catalog;
   private final Writes writes;
 
   /**
@@ -73,6 +81,8 @@ public final class SheafClient implements AutoCloseable {
     BufferAllocator allocator;
     Duration callTimeout = Duration.ofMinutes(2);
     Duration stallTimeout = DEFAULT_STALL_TIMEOUT;
+    Duration keepAliveInterval = DEFAULT_KEEPALIVE_INTERVAL;
+    Duration keepAliveTimeout = DEFAULT_KEEPALIVE_TIMEOUT;
 
     private Builder(String url) {
       this.url = Objects.requireNonNull(url, "server URL");
@@ -193,26 +203,52 @@ public final class SheafClient implements AutoCloseable {
     }
 
     /**
-     * How long a read waits for the server's next message - an endpoint stream's opening (its
-     * schema), then each batch - before the location counts as a failed replica: a frozen, hung or
-     * overloaded server keeps its connection open and sends nothing. The read then goes on at the
-     * endpoint's next location, skipping the rows already handed out; with none left it fails with
-     * {@link ErrorCode#TIMED_OUT}, naming the endpoint, each location and the timeout. Only time
-     * spent waiting for the server counts, never the time the caller holds a batch. Default 60
-     * seconds ({@link #DEFAULT_STALL_TIMEOUT}); raise it for reads whose server may send nothing
-     * for long (a filter matching few rows of a large table).
+     * HTTP/2 keepalive of every connection: a ping after {@code interval} without anything
+     * received, and the connection closed - its calls failing with UNAVAILABLE, which a read takes
+     * as a failed replica and leaves for the endpoint's next location - when no answer comes within
+     * {@code timeout}. A server busy computing answers pings, so a read waits for it however long
+     * it takes; a frozen (stopped, hung) or unreachable one does not. Default 10 s and 20 s ({@link
+     * #DEFAULT_KEEPALIVE_INTERVAL}, {@link #DEFAULT_KEEPALIVE_TIMEOUT}), as the Rust client; gRPC
+     * Java raises an interval under 10 s to 10 s. Pings go on connections without calls too (gRPC
+     * Java opens a call only once the server answered the connection's opening, which a frozen
+     * process never does), until gRPC's idle timeout (30 minutes without calls) closes them.
      *
-     * @param timeout a positive duration, or null to wait forever
+     * @param interval time without data before a ping, or null for no keepalive
+     * @param timeout how long to wait for the answer (ignored with a null interval)
+     * @return this builder
+     * @throws IllegalArgumentException for a zero or negative duration
+     */
+    public Builder keepAlive(Duration interval, Duration timeout) {
+      this.keepAliveInterval = positive("keepAlive interval", interval);
+      this.keepAliveTimeout =
+          interval == null ? null : positive("keepAlive timeout", Objects.requireNonNull(timeout));
+      return this;
+    }
+
+    /**
+     * How long a read waits for the server's next message - an endpoint stream's opening (its
+     * schema), then each batch - before the location counts as a failed replica. Off by default
+     * ({@link #DEFAULT_STALL_TIMEOUT}): keepalive ({@link #keepAlive}) already leaves a frozen or
+     * unreachable server; set this to bound a live server that stops sending (or computes for
+     * longer than you will wait). The read then goes on at the endpoint's next location, skipping
+     * the rows already handed out; with none left it fails with {@link ErrorCode#TIMED_OUT}, naming
+     * the endpoint, each location and the timeout. Only time spent waiting for the server counts,
+     * never the time the caller holds a batch.
+     *
+     * @param timeout a positive duration, or null to wait as long as the server answers keepalive
      * @return this builder
      * @throws IllegalArgumentException for a zero or negative duration
      */
     public Builder stallTimeout(Duration timeout) {
-      if (timeout != null && (timeout.isZero() || timeout.isNegative())) {
-        throw new IllegalArgumentException(
-            "stallTimeout must be positive (or null to wait forever), not " + timeout);
-      }
-      this.stallTimeout = timeout;
+      this.stallTimeout = positive("stallTimeout", timeout);
       return this;
+    }
+
+    private static Duration positive(String what, Duration d) {
+      if (d != null && (d.isZero() || d.isNegative())) {
+        throw new IllegalArgumentException(what + " must be positive (or null for none), not " + d);
+      }
+      return d;
     }
 
     /**
@@ -240,6 +276,7 @@ public final class SheafClient implements AutoCloseable {
 
   private SheafClient(FlightConnections connections) {
     this.connections = connections;
+    this.catalog = new Catalog(connections);
     this.writes = new Writes(connections);
   }
 
@@ -301,21 +338,7 @@ public final class SheafClient implements AutoCloseable {
    * @return the matching packages
    */
   public List<PackageInfo> listPackages(String glob) {
-    Sheaf.ListPackagesRequest.Builder request = Sheaf.ListPackagesRequest.newBuilder();
-    if (glob != null) {
-      request.setPattern(glob);
-    }
-    List<PackageInfo> out = new ArrayList<>();
-    Sheaf.ListPackagesResponse response =
-        connections.action(
-            "list_packages",
-            request.build(),
-            Sheaf.ListPackagesResponse.class,
-            "list_packages " + (glob == null ? "*" : glob));
-    for (Sheaf.PackageSummary p : response.getPackagesList()) {
-      out.add(new PackageInfo(p.getName(), p.hasLatest() ? p.getLatest() : null));
-    }
-    return out;
+    return catalog.packages(glob);
   }
 
   /**
@@ -325,22 +348,7 @@ public final class SheafClient implements AutoCloseable {
    * @return its revisions
    */
   public List<RevisionInfo> listRevisions(String packageName) {
-    List<RevisionInfo> out = new ArrayList<>();
-    Sheaf.ListRevisionsResponse response =
-        connections.action(
-            "list_revisions",
-            Sheaf.ListRevisionsRequest.newBuilder().setPackage(packageName).build(),
-            Sheaf.ListRevisionsResponse.class,
-            "list_revisions " + packageName);
-    for (Sheaf.RevisionSummary r : response.getRevisionsList()) {
-      out.add(
-          new RevisionInfo(
-              r.getTopHash(),
-              r.getTimestamp(),
-              r.hasMessage() ? r.getMessage() : null,
-              List.copyOf(r.getTagsList())));
-    }
-    return out;
+    return catalog.revisions(packageName);
   }
 
   /**
@@ -352,13 +360,7 @@ public final class SheafClient implements AutoCloseable {
    *     AMBIGUOUS_HASH) for an ambiguous hash prefix (the message lists the candidates)
    */
   public ResolvedRevision resolve(String reference) {
-    Sheaf.ResolveResponse r =
-        connections.action(
-            "resolve",
-            Sheaf.ResolveRequest.newBuilder().setRef(reference).build(),
-            Sheaf.ResolveResponse.class,
-            "resolve " + reference);
-    return new ResolvedRevision(r.getPackage(), r.getTopHash());
+    return catalog.resolve(reference);
   }
 
   /**
@@ -368,17 +370,7 @@ public final class SheafClient implements AutoCloseable {
    * @return its tables (the manifest table, with an empty path, first)
    */
   public List<TableInfo> listTables(String reference) {
-    List<TableInfo> out = new ArrayList<>();
-    Sheaf.ListTablesResponse response =
-        connections.action(
-            "list_tables",
-            Sheaf.ListTablesRequest.newBuilder().setRef(reference).build(),
-            Sheaf.ListTablesResponse.class,
-            "list_tables " + reference);
-    for (Sheaf.TableSummary t : response.getTablesList()) {
-      out.add(new TableInfo(t.getPath(), t.getFormat(), t.getUri()));
-    }
-    return out;
+    return catalog.tables(reference);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -537,15 +529,7 @@ public final class SheafClient implements AutoCloseable {
    * @return the nodes, the revision asked about first
    */
   public List<LineageNode> lineage(String reference, Integer depth) {
-    Sheaf.LineageRequest.Builder b = Sheaf.LineageRequest.newBuilder().setRef(reference);
-    if (depth != null) {
-      b.setDepth(depth);
-    }
-    List<LineageNode> out = new ArrayList<>();
-    for (Sheaf.LineageNode n : lineage(b.build()).getNodesList()) {
-      out.add(LineageNode.of(n));
-    }
-    return out;
+    return catalog.lineage(reference, depth);
   }
 
   /**
@@ -555,8 +539,7 @@ public final class SheafClient implements AutoCloseable {
    * @return the server's answer
    */
   public Sheaf.LineageResponse lineage(Sheaf.LineageRequest request) {
-    return connections.action(
-        "lineage", request, Sheaf.LineageResponse.class, "lineage " + request.getRef());
+    return catalog.lineage(request);
   }
 
   /**
@@ -567,13 +550,7 @@ public final class SheafClient implements AutoCloseable {
    * @return the metadata as JSON text, or null when the revision has none
    */
   public String userMetadata(String reference) {
-    Sheaf.BrowseResponse r =
-        connections.action(
-            "browse",
-            Sheaf.BrowseRequest.newBuilder().setRef(reference).build(),
-            Sheaf.BrowseResponse.class,
-            "browse " + reference);
-    return r.hasUserMeta() ? r.getUserMeta() : null;
+    return catalog.userMetadata(reference);
   }
 
   /**
@@ -646,18 +623,7 @@ public final class SheafClient implements AutoCloseable {
    */
   public EndpointStream stream(Endpoint endpoint) {
     connections.checkOpen();
-    Ticket ticket = new Ticket(endpoint.ticket());
-    String name =
-        "endpoint "
-            + endpoint.index()
-            + (endpoint.dataset() == null ? "" : " of " + endpoint.dataset());
-    return new EndpointStream(
-        name,
-        targets(endpoint),
-        t -> connections.getStream(t, ticket),
-        endpoint.schema(),
-        endpoint.rows().orElse(-1),
-        connections.stallTimeout());
+    return connections.stream(endpoint, targets(endpoint));
   }
 
   /**
@@ -669,14 +635,7 @@ public final class SheafClient implements AutoCloseable {
    * @return server URLs
    */
   public List<String> targets(Endpoint endpoint) {
-    if (endpoint.locations().isEmpty()) {
-      return List.of(url());
-    }
-    LinkedHashSet<String> out = new LinkedHashSet<>();
-    for (String l : endpoint.locations()) {
-      out.add(ServerAddress.meansSameServer(l) ? url() : l);
-    }
-    return List.copyOf(out);
+    return ServerAddress.targets(url(), endpoint.locations());
   }
 
   /**

@@ -1,7 +1,7 @@
 package dev.sheaf.client;
 
-import org.apache.arrow.flight.FlightClient;
 import org.apache.arrow.flight.Location;
+import org.apache.arrow.flight.grpc.NettyClientBuilder;
 
 /**
  * A client's TLS settings: the certificate authorities it trusts (the JVM's when none are given)
@@ -47,8 +47,8 @@ final class Tls {
     return new Tls(url, tlsUrl, rootCerts, clientCert, clientKey);
   }
 
-  /** Adds the certificates to a Flight client builder of a TLS location. */
-  void configure(FlightClient.Builder builder, Location where) {
+  /** Adds the certificates to the channel builder of a TLS location. */
+  void configure(NettyClientBuilder builder, Location where) {
     if (!ServerAddress.isTls(where)) {
       return;
     }

@@ -2,7 +2,6 @@ package dev.sheaf.client;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
-import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -16,7 +15,6 @@ import java.io.ObjectInputStream;
 import java.io.ObjectOutputStream;
 import java.time.Duration;
 import java.util.List;
-import java.util.Set;
 import org.apache.arrow.memory.RootAllocator;
 import org.apache.arrow.vector.BigIntVector;
 import org.apache.arrow.vector.types.pojo.ArrowType;
@@ -51,11 +49,16 @@ class PlanChecksTest {
 
   /** Reads every endpoint of the fake table with a DatasetReader; returns the ids handed out. */
   private long[] readAll(SheafClient c, Dataset ds) {
+    return readAll(c, ds, "id");
+  }
+
+  /** Reads every endpoint with a DatasetReader; returns the values of an int64 column. */
+  private long[] readAll(SheafClient c, Dataset ds, String column) {
     long[] ids = new long[4 * FakeSheafServer.ENDPOINT_ROWS];
     int n = 0;
     try (DatasetReader r = c.read(ds, 2)) {
       while (r.next()) {
-        BigIntVector id = (BigIntVector) r.root().getVector("id");
+        BigIntVector id = (BigIntVector) r.root().getVector(column);
         for (int i = 0; i < r.root().getRowCount(); i++) {
           ids[n++] = id.get(i);
         }
@@ -195,25 +198,41 @@ class PlanChecksTest {
   }
 
   @Test
-  void exactRowsOnlyWhenThePlanGivesThem() {
-    List<Endpoint> two =
-        List.of(
-            new Endpoint(0, new byte[] {0}, List.of(), 0, 10),
-            new Endpoint(1, new byte[] {1}, List.of(), 10, 5));
-    assertEquals(List.of(10L, 5L), boxed(Dataset.exactRows(15, two, Set.of())));
-    assertNull(Dataset.exactRows(16, two, Set.of()), "not adding up to the total");
-    assertNull(Dataset.exactRows(-1, two, Set.of()), "no total");
-    assertNull(Dataset.exactRows(15, two, Set.of("filter")));
-    assertNull(Dataset.exactRows(15, two, Set.of("sample")));
-    assertNull(Dataset.exactRows(15, two, Set.of("limit")));
-    List<Endpoint> one = List.of(new Endpoint(0, new byte[] {0}, List.of()));
-    assertEquals(List.of(7L), boxed(Dataset.exactRows(7, one, Set.of("limit", "sample_rows"))));
-    assertNull(Dataset.exactRows(7, one, Set.of("sample")), "an estimate");
-  }
-
-  private static List<Long> boxed(long[] a) {
-    assertNotNull(a);
-    return java.util.Arrays.stream(a).boxed().collect(java.util.stream.Collectors.toList());
+  void anEndpointWithoutRowsIsNotCheckedForItsCount() throws Exception {
+    // A filter: the server states no rows, so a stream shorter than its table rows is no error.
+    try (FakeSheafServer fake = new FakeSheafServer(Mode.TRUNCATE);
+        SheafClient c = SheafClient.builder(fake.url()).allocator(root).build()) {
+      for (Dataset ds :
+          List.of(
+              c.dataset(FAKE.withFilter("id >= 0")),
+              c.dataset("qa/fake/t.parquet?filter=id%20%3E%3D%200"))) {
+        Endpoint e = ds.endpoints().get(1);
+        assertFalse(e.rows().isPresent(), e.toString());
+        assertEquals(FakeSheafServer.ENDPOINT_ROWS, e.tableRows().getAsLong());
+        try (EndpointStream s = c.stream(e)) {
+          while (s.next()) {
+            // read on
+          }
+          assertEquals(400, s.rowsRead());
+          assertTrue(s.finished());
+        }
+        assertEquals(1400, readAll(c, ds).length);
+      }
+      // Without the filter the server states the rows, and the same stream is refused.
+      Endpoint stated = c.dataset(FAKE).endpoints().get(1);
+      assertEquals(FakeSheafServer.ENDPOINT_ROWS, stated.rows().getAsLong());
+      try (EndpointStream s = c.stream(stated)) {
+        SheafException e =
+            assertThrows(
+                SheafException.class,
+                () -> {
+                  while (s.next()) {
+                    // read on
+                  }
+                });
+        assertEquals(ErrorCode.DATA_LOSS, e.code(), e.getMessage());
+      }
+    }
   }
 
   @Test
@@ -244,6 +263,16 @@ class PlanChecksTest {
           // checked against the schema only
         }
       }
+      // A rows selection over several endpoints: the server states each one's selected rows.
+      Dataset selected =
+          c.dataset("test/types/tables/types.parquet?columns=id&rows=0:100,5000:5100&partitions=4");
+      long stated = 0;
+      for (Endpoint e : selected.endpoints()) {
+        assertTrue(e.rows().isPresent(), e.toString());
+        stated += e.rows().getAsLong();
+      }
+      assertEquals(200, stated);
+      assertEquals(200, readAll(c, selected, "id").length);
       // A limit, one endpoint: exact.
       Dataset limited = c.dataset(types.withLimit(10L));
       assertEquals(10, limited.endpoints().get(0).rows().getAsLong());
@@ -316,12 +345,19 @@ class PlanChecksTest {
   }
 
   @Test
-  void theStallTimeoutMustBePositiveOrNull() {
+  void theStallTimeoutAndKeepaliveMustBePositiveOrNull() {
     SheafClient.Builder b = SheafClient.builder("grpc://127.0.0.1:1");
     assertThrows(IllegalArgumentException.class, () -> b.stallTimeout(Duration.ZERO));
     assertThrows(IllegalArgumentException.class, () -> b.stallTimeout(Duration.ofSeconds(-1)));
     b.stallTimeout(null).stallTimeout(Duration.ofMillis(1500));
-    assertEquals(Duration.ofSeconds(60), SheafClient.DEFAULT_STALL_TIMEOUT);
+    assertNull(SheafClient.DEFAULT_STALL_TIMEOUT, "off: keepalive detects frozen servers");
+    assertThrows(
+        IllegalArgumentException.class, () -> b.keepAlive(Duration.ZERO, Duration.ofSeconds(1)));
+    assertThrows(
+        IllegalArgumentException.class, () -> b.keepAlive(Duration.ofSeconds(10), Duration.ZERO));
+    b.keepAlive(null, null).keepAlive(Duration.ofSeconds(10), Duration.ofMillis(500));
+    assertEquals(Duration.ofSeconds(10), SheafClient.DEFAULT_KEEPALIVE_INTERVAL);
+    assertEquals(Duration.ofSeconds(20), SheafClient.DEFAULT_KEEPALIVE_TIMEOUT);
     assertEquals("1.5 s", EndpointStream.seconds(Duration.ofMillis(1500)));
     assertEquals("60 s", EndpointStream.seconds(Duration.ofSeconds(60)));
   }

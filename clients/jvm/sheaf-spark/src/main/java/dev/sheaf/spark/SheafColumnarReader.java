@@ -21,11 +21,12 @@ import org.slf4j.LoggerFactory;
  * <p>The endpoint is read through {@link EndpointStream}, so a replica that fails (killed,
  * unreachable) in the middle of the task's read is left for the endpoint's next location, where the
  * read goes on after the rows already handed to Spark: the task neither fails nor repeats rows. A
- * replica that sends nothing for the {@code stallTimeout} option (default 60 s) while the task
- * waits for it counts as failed too.
+ * frozen replica (its connection stops answering keepalive pings) counts as failed too, and so,
+ * with the {@code stallTimeout} option (off by default), does one that sends nothing for that long
+ * while the task waits for it.
  *
  * <p>The stream checks itself against the plan made on the driver (the endpoint carries the
- * dataset's schema and, when the plan gives them, its exact rows): its schema ({@link
+ * dataset's schema and, when the server states them, its exact rows): its schema ({@link
  * EndpointStream#schemaDifference}: names, types, nullability) when it opens at each location, so
  * the column positions of the {@link ReadPlan} hold; and its row count, so a stream that ends early
  * or holds more fails the task (DATA_LOSS, naming the dataset, the endpoint and the rows planned

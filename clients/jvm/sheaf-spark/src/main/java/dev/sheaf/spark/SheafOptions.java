@@ -21,7 +21,7 @@ import java.util.TreeMap;
  *   <tr><td>{@code tlsRootCerts}</td><td>PEM file of the CAs trusted for {@code grpc+tls://} (read on the driver)</td></tr>
  *   <tr><td>{@code tlsClientCert}, {@code tlsClientKey}</td><td>PEM files of a client certificate and its PKCS#8 key (mutual TLS)</td></tr>
  *   <tr><td>{@code partitions}</td><td>number of endpoints (Spark partitions) asked of the server</td></tr>
- *   <tr><td>{@code stallTimeout}</td><td>seconds a task's read waits for the server's next message before the location counts as failed (default 60; {@code none} waits forever)</td></tr>
+ *   <tr><td>{@code stallTimeout}</td><td>seconds a task's read waits for the server's next message before the location counts as failed (default {@code none}: keepalive detects frozen or unreachable servers; set it to bound a live server that stops sending)</td></tr>
  *   <tr><td>{@code sample}, {@code seed}</td><td>keep this fraction of rows, chosen by the server's seeded hash</td></tr>
  *   <tr><td>{@code sampleRows}</td><td>keep exactly this many rows (with {@code seed})</td></tr>
  *   <tr><td>{@code filter}</td><td>a filter in the server's SQL, applied before Spark's own</td></tr>
@@ -251,7 +251,7 @@ final class SheafOptions {
 
   /**
    * The {@code stallTimeout} option: seconds (a positive number, fractions allowed), or {@code
-   * none} to wait forever.
+   * none} (the default) to wait as long as the server answers keepalive.
    */
   static Duration parseStallTimeout(String s) {
     String t = s.trim();
@@ -267,7 +267,7 @@ final class SheafOptions {
     if (!(seconds > 0) || Double.isInfinite(seconds) || seconds * 1000 < 1) {
       throw new SheafException(
           "sheaf: option stallTimeout must be a positive number of seconds (at least 0.001), or"
-              + " none to wait forever, not \""
+              + " none, not \""
               + s
               + "\"");
     }

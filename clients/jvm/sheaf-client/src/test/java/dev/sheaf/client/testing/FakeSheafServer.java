@@ -5,11 +5,14 @@ import com.google.protobuf.InvalidProtocolBufferException;
 import com.google.protobuf.Message;
 import com.google.protobuf.util.JsonFormat;
 import dev.sheaf.client.DatasetRequest;
+import io.grpc.netty.NettyServerBuilder;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
+import java.util.concurrent.TimeUnit;
+import java.util.function.Consumer;
 import org.apache.arrow.flight.FlightDescriptor;
 import org.apache.arrow.flight.FlightEndpoint;
 import org.apache.arrow.flight.FlightInfo;
@@ -37,7 +40,10 @@ import sheaf.v1.Sheaf;
  * {@link #TOP}: two endpoints of {@link #ENDPOINT_ROWS} rows each, columns {@code id} and {@code x}
  * (int64, {@code x = 10 * id}, {@code id} from 0 to 1999), whose plan (FlightInfo, JSON metadata
  * for a text request and binary for a typed one, with each endpoint's {@code EndpointMetadata}) is
- * right; endpoint 1's stream then misbehaves as its {@link Mode} says.
+ * right; endpoint 1's stream then misbehaves as its {@link Mode} says. As the real server ({@code
+ * Plan::exact_rows}), each endpoint's {@code EndpointMetadata.rows} states its {@link
+ * #ENDPOINT_ROWS} unless the request has a filter, a sample, a limit or {@code sample_rows} (the
+ * plan has two endpoints); streams ignore the filter and the rest.
  */
 public final class FakeSheafServer implements AutoCloseable {
   /** What endpoint 1's stream does. */
@@ -51,8 +57,16 @@ public final class FakeSheafServer implements AutoCloseable {
     /** Sends {@code id} as int32 and {@code x} as float64. */
     TYPE,
     /** Sends its columns in the other order ({@code x}, {@code id}). */
-    SWAP
+    SWAP,
+    /**
+     * What the plan says, after {@link #SLOW_SECONDS} s without sending anything (a live server
+     * computing): it answers HTTP/2 pings meanwhile.
+     */
+    SLOW
   }
+
+  /** How long {@link Mode#SLOW} waits before opening endpoint 1's stream. */
+  public static final int SLOW_SECONDS = 15;
 
   /** The revision served. */
   public static final String TOP = "ab".repeat(32);
@@ -72,9 +86,14 @@ public final class FakeSheafServer implements AutoCloseable {
    * @throws IOException if it cannot listen
    */
   public FakeSheafServer(Mode mode) throws IOException {
+    // Like the real server (hyper), it accepts the client's keepalive pings however often they come
+    // (gRPC Java servers allow one per 5 minutes by default, and none without calls).
+    Consumer<NettyServerBuilder> pings =
+        b -> b.permitKeepAliveTime(1, TimeUnit.SECONDS).permitKeepAliveWithoutCalls(true);
     server =
         FlightServer.builder(
                 allocator, Location.forGrpcInsecure("127.0.0.1", 0), new Producer(mode, allocator))
+            .transportHint("grpc.builderConsumer", pings)
             .build()
             .start();
   }
@@ -151,6 +170,27 @@ public final class FakeSheafServer implements AutoCloseable {
       }
     }
 
+    /**
+     * Whether the plan knows each endpoint's rows: the real server's rule for a plan of two
+     * endpoints (no filter, sample, limit or sample_rows in the typed request or the text URI).
+     */
+    private static boolean exact(Sheaf.DatasetRequest r, FlightDescriptor d) {
+      if (r != null) {
+        return r.getFilter().isEmpty() && !r.hasSample() && !r.hasLimit() && !r.hasSampleRows();
+      }
+      String uri = new String(d.getCommand(), StandardCharsets.UTF_8);
+      int q = uri.indexOf('?');
+      if (q >= 0) {
+        for (String pair : uri.substring(q + 1).split("&")) {
+          String name = pair.split("=", 2)[0];
+          if (List.of("filter", "sample", "limit", "sample_rows", "sampleRows").contains(name)) {
+            return false;
+          }
+        }
+      }
+      return true;
+    }
+
     @Override
     public FlightInfo getFlightInfo(CallContext context, FlightDescriptor descriptor) {
       Sheaf.DatasetRequest r = typed(descriptor);
@@ -158,15 +198,17 @@ public final class FakeSheafServer implements AutoCloseable {
       List<FlightEndpoint> endpoints = new ArrayList<>();
       for (int i = 0; i < 2; i++) {
         byte[] ticket = (i + "|" + String.join(",", columns)).getBytes(StandardCharsets.UTF_8);
-        Sheaf.EndpointMetadata em =
+        Sheaf.EndpointMetadata.Builder em =
             Sheaf.EndpointMetadata.newBuilder()
                 .setPartition(i)
                 .setFirstRow((long) i * ENDPOINT_ROWS)
-                .setTableRows(ENDPOINT_ROWS)
-                .build();
+                .setTableRows(ENDPOINT_ROWS);
+        if (exact(r, descriptor)) {
+          em.setRows(ENDPOINT_ROWS);
+        }
         endpoints.add(
             FlightEndpoint.builder(new Ticket(ticket))
-                .setAppMetadata(metadata(em, r != null))
+                .setAppMetadata(metadata(em.build(), r != null))
                 .build());
       }
       String pinned = r == null ? pinnedUri() : DatasetRequest.of(r).withHash(TOP).toString();
@@ -209,6 +251,15 @@ public final class FakeSheafServer implements AutoCloseable {
                     ? new ArrowType.Int(32, true)
                     : new ArrowType.FloatingPoint(FloatingPointPrecision.DOUBLE);
         fields.add(field(c, type));
+      }
+      if (odd && mode == Mode.SLOW) {
+        try {
+          Thread.sleep(SLOW_SECONDS * 1000L);
+        } catch (InterruptedException e) {
+          Thread.currentThread().interrupt();
+          listener.error(e);
+          return;
+        }
       }
       if (odd && mode == Mode.TRUNCATE) {
         rows = 400;
