@@ -435,7 +435,13 @@ async fn put_table(
         meta: received.entry_meta(),
         columns: Some(received.columns.clone()),
     };
-    let report = registry.commit(&target.package, vec![file], &base, message).await?;
+    let report = registry.commit(&target.package, vec![file], &base, message).await.map_err(|e| {
+        // The store's context names the file, not the table written.
+        match e.is_storage_full() {
+            true => local_error(&e, &what, "storing the revision"),
+            false => Status::from(e),
+        }
+    })?;
     let rows = received.rows;
     crate::metrics::DO_PUT.add(1);
     note.target(&report.package, Some(&report.top_hash), None);

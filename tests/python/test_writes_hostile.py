@@ -382,7 +382,7 @@ def test_a_full_disk_is_resource_exhausted_naming_the_target(flight_server, smal
     noise = pa.table({"x": np.random.default_rng(7).random(1_500_000)})  # 12 MB, incompressible
     out = al.attempt(lambda: put(c, "sheaf://h/full/big.parquet", noise))
     assert out.code == "RESOURCE_EXHAUSTED", out.describe()
-    assert "big.parquet" in out.message and "storage is full" in out.message, out.describe()
+    assert "h/full/big.parquet" in out.message and "storage is full" in out.message, out.describe()
     assert str(small_disk) not in out.message, out.describe()
     assert put(c, "sheaf://h/full/small.parquet", table(0, 10))["rows"] == 10
     entries = fl.read(c, "sheaf://h/full").column("logical_key").to_pylist()
