@@ -230,6 +230,15 @@ impl From<registry::Error> for Status {
     }
 }
 
+/// Whether a failure may pass on a retry (storage, time and resource limits).
+pub fn is_transient(status: &Status) -> bool {
+    use tonic::Code;
+    matches!(
+        status.code(),
+        Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted | Code::Cancelled | Code::Aborted
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

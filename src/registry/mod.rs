@@ -36,7 +36,9 @@ mod push;
 mod quiltignore;
 mod selection;
 mod session;
+mod session_end;
 mod staged;
+mod table_schema;
 
 pub use commit::{Base, CommitFile, CommitReport};
 pub use diff::Diff;
@@ -51,10 +53,8 @@ pub use own::TTL as OWN_REVISION_TTL;
 pub use pointers::{DeleteReport, PackageSummary, RevisionInfo, now_secs};
 pub use push::{PushOptions, PushReport};
 pub use selection::Selection;
-pub use session::{
-    DEFAULT_TTL_SECS, MAX_PART, PartRecord, SessionSpec, WriteMode, WriteOutcome, columns_of, is_file_table,
-    table_entries,
-};
+pub use session::{DEFAULT_TTL_SECS, MAX_PART, PartRecord, SessionSpec, WriteMode, WriteOutcome, is_file_table};
+pub use table_schema::{columns_of, table_entries};
 
 use crate::manifest::hash::StreamHasher;
 use crate::manifest::{Entry, Manifest};

@@ -25,7 +25,9 @@ use super::commit::{ATTEMPTS, backoff, turn};
 use super::names::excerpt;
 use super::pointers::now_secs;
 use super::push::LocalFile;
-use super::{Error, PackageName, Registry, Resolved, Result};
+use super::session_end::End;
+use super::table_schema::{schema_agrees, table_entries};
+use super::{Error, PackageName, Registry, Result};
 use crate::manifest::hash::EntryHash;
 use crate::manifest::{Entry, Line, Manifest, key};
 use futures::stream::{self, StreamExt, TryStreamExt};
@@ -123,7 +125,7 @@ pub struct WriteOutcome {
     pub bytes: u64,
 }
 
-fn random_hex(bytes: usize) -> String {
+pub(super) fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut buf).expect("system randomness");
     hex::encode(buf)
@@ -143,31 +145,12 @@ pub fn is_file_table(table: &str) -> bool {
 /// text order is the folder's row order.
 pub const MAX_PART: u32 = 99_999;
 
-/// The marker of how a session ends (`commit` or `abort`).
-const END_MARKER: &str = "ended";
-
-/// How a write session ends.
-#[derive(Debug, Clone, Copy)]
-enum End {
-    Commit,
-    Abort,
-}
-
-impl End {
-    fn as_str(self) -> &'static str {
-        match self {
-            End::Commit => "commit",
-            End::Abort => "abort",
-        }
-    }
-}
-
-fn not_found(id: &str, why: &str) -> Error {
+pub(super) fn not_found(id: &str, why: &str) -> Error {
     Error::SessionNotFound { session: id.to_owned(), why: why.to_owned() }
 }
 
 impl Registry {
-    fn session_dir(id: &str) -> Path {
+    pub(super) fn session_dir(id: &str) -> Path {
         Path::from(SESSIONS).join(id)
     }
 
@@ -294,105 +277,13 @@ impl Registry {
         self.put_small(&dir.clone().join(format!("{part_id}.json")), body, PutMode::Overwrite)
             .await
             .map_err(|e| Error::storage(format!("staging a part of {} in {}", spec.package, self.url()), e))?;
-        // A part is in the commit or refused, never acknowledged and left
-        // out. The record is written above, the session's end marker read
-        // only after; a commit claims the marker first and only then fixes
-        // the parts it takes (`taken_parts`). Each step is one request, atomic
-        // and strongly consistent on every store Sheaf writes (a local file
-        // system; S3 and the other object stores read their own writes, in
-        // listings too, and create an object only if absent, which is all
-        // the ordering needs: no store has locks to offer). So:
-        // - no marker: a commit claims its end after this read, so after
-        //   the record was written, and fixes its parts later still: the
-        //   part is in;
-        // - "abort": the abort may have listed the files it removes before
-        //   the record was written, so the part removes itself, refused;
-        // - "commit": the commit may have listed the parts before the record
-        //   was written, or after. Its set of parts is fixed once, by the
-        //   first to create its `taken` file (create-only: exactly one
-        //   wins), the commit or a part like this one (which lists, its own
-        //   record included). The part is acknowledged if the set holds it,
-        //   else removed and refused.
-        // A commit refused after its claim releases it (`release_end`) and
-        // takes parts afresh under a new claim, so a part acknowledged then
-        // is in the next commit.
-        let refuse = match self.end_marker(id).await? {
-            None => None,
-            Some(marker) if marker == End::Abort.as_str() => Some(not_found(id, "it was aborted")),
-            Some(marker) => match self.taken_parts(id, &marker).await?.contains(&part_id) {
-                true => None,
-                false => Some(Error::invalid(format!(
-                    "write session {id} of {} was committed (or is being committed) without this part, which \
-                     arrived after the commit had taken its parts; it is not staged: write it in a new session",
-                    spec.package
-                ))),
-            },
-        };
-        if let Some(e) = refuse {
+        if let Some(e) = self.part_refused(id, &part_id, &spec.package).await? {
             for name in [format!("{part_id}.json"), format!("{part_id}.parquet")] {
                 let _ = self.store().delete(&dir.clone().join(name)).await;
             }
             return Err(e);
         }
         Ok(record)
-    }
-
-    /// What the end marker of session `id` holds, if it has one.
-    async fn end_marker(&self, id: &str) -> Result<Option<String>> {
-        let context = || format!("write session {id}");
-        match self.store().get(&Self::session_dir(id).join(END_MARKER)).await {
-            Ok(r) => {
-                let bytes = r.bytes().await.map_err(|e| Error::storage(context(), e))?;
-                Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
-            }
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(Error::storage(context(), e)),
-        }
-    }
-
-    /// The ids of the parts the commit that claimed session `id`'s end with
-    /// `marker` takes: fixed once, by the first to create the claim's
-    /// `taken` file (create-only), from a listing made after the claim. The
-    /// commit and a part staged during it ([`Registry::stage_part`]) both
-    /// call this; either may be first.
-    async fn taken_parts(&self, id: &str, marker: &str) -> Result<HashSet<String>> {
-        let nonce = marker.strip_prefix(End::Commit.as_str()).unwrap_or_default().trim();
-        let name = match nonce.is_empty() || !nonce.bytes().all(|b| b.is_ascii_hexdigit()) {
-            true => "taken.json".to_owned(),
-            false => format!("taken-{nonce}.json"),
-        };
-        let path = Self::session_dir(id).join(name.as_str());
-        let context = || format!("fixing the parts of write session {id}");
-        for _ in 0..3 {
-            match self.store().get(&path).await {
-                Ok(r) => {
-                    let bytes = r.bytes().await.map_err(|e| Error::storage(context(), e))?;
-                    return serde_json::from_slice(&bytes)
-                        .map_err(|e| Error::invalid(format!("write session {id}: {name} is not valid: {e}")));
-                }
-                Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(Error::storage(context(), e)),
-            }
-            let dir = Self::session_dir(id).join("parts");
-            let ids: HashSet<String> = self
-                .store()
-                .list(Some(&dir))
-                .try_filter_map(|m| {
-                    let id = m.location.filename().and_then(|f| f.strip_suffix(".json")).map(str::to_owned);
-                    futures::future::ready(Ok(id))
-                })
-                .try_collect()
-                .await
-                .map_err(|e| Error::storage(context(), e))?;
-            let body = serde_json::to_vec(&ids).expect("part ids serialize");
-            match self.put_small(&path, body, PutMode::Create).await {
-                Ok(()) => return Ok(ids),
-                // Another was first: its set is read above.
-                Err(object_store::Error::AlreadyExists { .. }) => {}
-                Err(e) => return Err(Error::storage(context(), e)),
-            }
-        }
-        Err(Error::invalid(format!("write session {id}: {name} keeps changing")))
     }
 
     /// The records of the parts of session `id` whose ids `taken` holds.
@@ -686,34 +577,6 @@ impl Registry {
         Ok(outcome)
     }
 
-    /// Refuses a Parquet file at `key` whose columns differ from those of
-    /// the folder table it lies in, in `m`: its folder, when that holds part
-    /// files (`part-*.parquet`, as write sessions and Spark write them)
-    /// besides it and outside the `removed` tables. Readers read such a
-    /// folder as one table, which a file of other columns would break.
-    pub(super) async fn folder_member_agrees(
-        &self,
-        pkg: &PackageName,
-        m: &Manifest,
-        key: &str,
-        columns: &[(String, String)],
-        removed: &[String],
-    ) -> Result<()> {
-        let Some((folder, _)) = key.rsplit_once('/').filter(|_| is_file_table(key)) else { return Ok(()) };
-        let part = m.entries().find(|e| {
-            e.logical_key != key
-                && e.logical_key.rsplit_once('/').is_some_and(|(f, name)| {
-                    f == folder && name.starts_with("part-") && name.to_ascii_lowercase().ends_with(".parquet")
-                })
-                && !removed.iter().any(|t| e.logical_key == *t || key::is_under(&e.logical_key, t))
-        });
-        if let Some(e) = part {
-            let have = self.parquet_columns(e).await?;
-            schema_agrees(pkg, folder, &have, columns, &format!("the file {key}"))?;
-        }
-        Ok(())
-    }
-
     fn outcome(
         &self,
         pkg: &PackageName,
@@ -731,57 +594,6 @@ impl Registry {
             keys,
             rows: parts.iter().map(|p| p.rows).sum(),
             bytes: parts.iter().map(|p| p.size).sum(),
-        }
-    }
-
-    /// Records how session `id` ends, first come first served: a commit and
-    /// an abort racing (two clients, two replicas) cannot both win. The
-    /// marker is created only if absent (atomic on every store Sheaf
-    /// writes); the same end claimed again (a retry) passes. Returns the
-    /// marker: `abort`, or `commit` and a random claim id (the parts a claim
-    /// takes are fixed per claim: [`Registry::taken_parts`]).
-    async fn claim_end(&self, id: &str, end: End) -> Result<String> {
-        let path = Self::session_dir(id).join(END_MARKER);
-        let context = || format!("ending write session {id}");
-        let marker = match end {
-            End::Commit => format!("{} {}", end.as_str(), random_hex(8)),
-            End::Abort => end.as_str().to_owned(),
-        };
-        let mut tries = 0;
-        let found = loop {
-            match self.put_small(&path, marker.clone().into_bytes(), PutMode::Create).await {
-                Ok(()) => return Ok(marker),
-                Err(object_store::Error::AlreadyExists { .. }) => {}
-                Err(e) => return Err(Error::storage(context(), e)),
-            }
-            match self.end_marker(id).await? {
-                Some(found) => break found,
-                // Released since by a refused commit: claimed again.
-                None if tries == 0 => tries += 1,
-                // Removed since by the abort that claimed it.
-                None => return Err(not_found(id, "it was aborted")),
-            }
-        };
-        let same = found.split(' ').next() == Some(end.as_str());
-        match (end, same) {
-            (_, true) => Ok(found),
-            (End::Commit, false) => Err(not_found(id, "it was aborted")),
-            (End::Abort, false) => Err(Error::invalid(format!(
-                "write session {id} is committed (or being committed); it cannot be aborted"
-            ))),
-        }
-    }
-
-    /// Releases the commit claim `marker` on session `id`'s end, after a
-    /// commit that made nothing: the session can be aborted or committed
-    /// again (a new claim, which takes its parts afresh). Best effort: a
-    /// claim left in place answers a retried commit, as before.
-    async fn release_end(&self, id: &str, marker: &str) {
-        if self.end_marker(id).await.ok().flatten().as_deref() != Some(marker) {
-            return;
-        }
-        if let Err(e) = self.store().delete(&Self::session_dir(id).join(END_MARKER)).await {
-            tracing::warn!(session = id, error = %e, "a refused commit could not release its session");
         }
     }
 
@@ -817,87 +629,4 @@ impl Registry {
         }
         Ok(())
     }
-
-    /// `(name, Arrow type)` of the columns of a Parquet entry, from its footer.
-    async fn parquet_columns(&self, entry: &Entry) -> Result<Vec<(String, String)>> {
-        let what = &entry.logical_key;
-        let bad = |why: String| Error::invalid(format!("{what}: cannot read its Parquet footer: {why}"));
-        let Resolved { store, path, .. } = self.locate(entry).await?;
-        let size = store.head(&path).await.map_err(|e| Error::storage(what.clone(), e))?.size;
-        if size < 12 {
-            return Err(bad(format!("{size} bytes is too short for Parquet")));
-        }
-        let tail = store.get_range(&path, size - 8..size).await.map_err(|e| Error::storage(what.clone(), e))?;
-        if &tail[4..] != b"PAR1" {
-            return Err(bad("no Parquet magic at its end".into()));
-        }
-        let footer = u64::from(u32::from_le_bytes(tail[..4].try_into().expect("four bytes")));
-        if footer + 8 > size {
-            return Err(bad(format!("a footer of {footer} bytes in a file of {size}")));
-        }
-        let bytes =
-            store.get_range(&path, size - 8 - footer..size - 8).await.map_err(|e| Error::storage(what.clone(), e))?;
-        let metadata =
-            parquet::file::metadata::ParquetMetaDataReader::decode_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
-        let file = metadata.file_metadata();
-        let schema = parquet::arrow::parquet_to_arrow_schema(file.schema_descr(), file.key_value_metadata())
-            .map_err(|e| bad(e.to_string()))?;
-        Ok(columns_of(&schema))
-    }
-}
-
-/// `(name, Arrow type)` of each column of `schema`.
-pub fn columns_of(schema: &arrow::datatypes::Schema) -> Vec<(String, String)> {
-    let column = |f: &arrow::datatypes::FieldRef| {
-        // Readers require a folder's parts to agree on these too.
-        let mut ty = f.data_type().to_string();
-        if !f.is_nullable() {
-            ty.push_str(" NOT NULL");
-        }
-        if !f.metadata().is_empty() {
-            let mut meta: Vec<_> = f.metadata().iter().collect();
-            meta.sort();
-            ty.push_str(&format!(" with field metadata {meta:?}"));
-        }
-        (f.name().clone(), ty)
-    };
-    schema.fields().iter().map(column).collect()
-}
-
-/// The entries of table `table` in `m`: the file itself, or the files under the folder.
-pub fn table_entries<'a>(m: &'a Manifest, table: &str) -> Vec<&'a Entry> {
-    m.entries().filter(|e| e.logical_key == table || key::is_under(&e.logical_key, table)).collect()
-}
-
-/// Refuses `new` columns that differ from the table's `have`, naming the first column at fault.
-fn schema_agrees(
-    pkg: &PackageName,
-    table: &str,
-    have: &[(String, String)],
-    new: &[(String, String)],
-    what: &str,
-) -> Result<()> {
-    let mismatch = |column: &str, why: String| Error::SchemaMismatch {
-        package: pkg.to_string(),
-        path: table.to_owned(),
-        column: column.to_owned(),
-        why,
-    };
-    for (name, ty) in new {
-        match have.iter().find(|(n, _)| n == name) {
-            None => return Err(mismatch(name, format!("{what} has column {name} that the table does not have"))),
-            Some((_, had)) if had != ty => {
-                return Err(mismatch(name, format!("the table has it as {had}, {what} as {ty}")));
-            }
-            Some(_) => {}
-        }
-    }
-    if let Some((name, _)) = have.iter().find(|(n, _)| !new.iter().any(|(m, _)| m == n)) {
-        return Err(mismatch(name, format!("{what} lacks column {name} that the table has")));
-    }
-    if let Some((i, (name, _))) = new.iter().enumerate().find(|(i, (n, _))| have[*i].0 != *n) {
-        let j = have.iter().position(|(n, _)| n == name).expect("every column was found");
-        return Err(mismatch(name, format!("the table has it at position {}, {what} at {}", j + 1, i + 1)));
-    }
-    Ok(())
 }

@@ -1,9 +1,13 @@
 //! CancelFlightInfo: running statement streams by ticket, and the stream
 //! wrapper that ends one with CANCELLED (never a silent end).
 
+use crate::auth::{Access, Principal};
+use crate::sql::StatementTicket;
 use arrow::array::RecordBatch;
+use arrow_flight::sql::{Any, TicketStatementQuery};
 use arrow_flight::{CancelStatus, FlightInfo};
 use futures::stream::{self, BoxStream, StreamExt};
+use prost::Message;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -95,6 +99,23 @@ pub(super) fn until_cancelled(
         }
     })
     .boxed()
+}
+
+/// Whether `principal` may read every package of `revisions`
+/// (`owner/name@<top hash>`).
+pub(super) fn may_read_all(principal: &Principal, revisions: &[String]) -> bool {
+    revisions.iter().all(|r| principal.may(Access::Read, r.split_once('@').map_or(r.as_str(), |(package, _)| package)))
+}
+
+/// Whether `principal` may cancel the statement of a result ticket: only
+/// one who may read every package it reads may (anyone else could stop
+/// another caller's query, and learn that it runs).
+pub(super) fn may_cancel(principal: &Principal, ticket: &[u8]) -> bool {
+    let Ok(any) = Any::decode(ticket) else { return false };
+    let Ok(Some(query)) = any.unpack::<TicketStatementQuery>() else { return false };
+    let Ok(statement) = StatementTicket::decode(query.statement_handle.as_ref()) else { return false };
+    let revisions = statement.pins.as_ref().map(|p| p.revisions()).unwrap_or_default();
+    may_read_all(principal, &revisions)
 }
 
 #[cfg(test)]

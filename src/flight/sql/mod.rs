@@ -12,6 +12,7 @@
 
 mod cancel;
 mod info;
+mod patterns;
 mod prepared;
 mod schemas;
 
@@ -39,9 +40,10 @@ use arrow_flight::{
     FlightEndpoint, FlightInfo, Ticket,
 };
 use bytes::Bytes;
-use cancel::{Cancels, until_cancelled};
+use cancel::{Cancels, may_cancel, may_read_all, until_cancelled};
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use info::XDBC_INFO;
+use patterns::{check_patterns, like};
 use prepared::open_handle;
 use prost::Message;
 use schemas::{advertised, foreign_keys_schema, keys_schema, schema_bytes};
@@ -316,54 +318,6 @@ impl SqlFlight {
     }
 }
 
-/// Which of `names` match the LIKE `pattern` (a catalog command's `what`
-/// name filter pattern). A pattern that cannot be matched (its regex past
-/// the size limit) is refused with INVALID_ARGUMENT naming it.
-fn like(what: &str, names: &StringArray, pattern: &str) -> Result<arrow::array::BooleanArray, Status> {
-    let refused = |e: arrow::error::ArrowError| {
-        Status::invalid_argument(format!("the {what} pattern {}: {e}", crate::query::limits::excerpt(pattern)))
-    };
-    arrow::compute::kernels::comparison::like(names, &StringArray::new_scalar(pattern)).map_err(refused)
-}
-
-/// Refuses (INVALID_ARGUMENT, naming it) a catalog command's filter pattern
-/// that cannot be matched, whatever it would filter.
-fn check_patterns(patterns: &[(&str, &Option<String>)]) -> Result<(), Status> {
-    let probe = StringArray::from_iter_values([""]);
-    for (what, pattern) in patterns {
-        if let Some(pattern) = pattern {
-            like(what, &probe, pattern)?;
-        }
-    }
-    Ok(())
-}
-
-/// Whether `principal` may read every package of `revisions`
-/// (`owner/name@<top hash>`).
-fn may_read_all(principal: &Principal, revisions: &[String]) -> bool {
-    revisions.iter().all(|r| principal.may(Access::Read, r.split_once('@').map_or(r.as_str(), |(package, _)| package)))
-}
-
-/// Whether `principal` may cancel the statement of a result ticket: only
-/// one who may read every package it reads may (anyone else could stop
-/// another caller's query, and learn that it runs).
-fn may_cancel(principal: &Principal, ticket: &[u8]) -> bool {
-    let Ok(any) = Any::decode(ticket) else { return false };
-    let Ok(Some(query)) = any.unpack::<TicketStatementQuery>() else { return false };
-    let Ok(statement) = StatementTicket::decode(query.statement_handle.as_ref()) else { return false };
-    let revisions = statement.pins.as_ref().map(|p| p.revisions()).unwrap_or_default();
-    may_read_all(principal, &revisions)
-}
-
-/// Whether a failure may pass on a retry (storage, time and resource limits).
-fn transient(status: &Status) -> bool {
-    use tonic::Code;
-    matches!(
-        status.code(),
-        Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted | Code::Cancelled | Code::Aborted
-    )
-}
-
 /// Encodes one batch as a DoGet answer.
 fn answer(
     batch: Result<RecordBatch, impl std::fmt::Display>,
@@ -566,7 +520,7 @@ impl FlightSqlService for SqlFlight {
             // (storage, limits) fails the listing.
             let tables = match self.sql.tables(&package, &top_hash, include_schema).await.map_err(Status::from) {
                 Ok(tables) => tables,
-                Err(e) if transient(&e) => return Err(e),
+                Err(e) if super::status::is_transient(&e) => return Err(e),
                 Err(e) => {
                     tracing::warn!(package = %package, top_hash = %top_hash, error = %e.message(),
                         "GetTables: leaving out a package whose tables cannot be listed");
