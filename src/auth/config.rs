@@ -201,7 +201,7 @@ impl AuthConfig {
     /// Kept as one function (a little over 80 lines) on purpose: it reads as
     /// the file's schema, one section after the other.
     fn parse_in(text: &str, dir: Option<&Path>) -> Result<Self, String> {
-        let file: File = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())?;
+        let file: File = toml::from_str(text).map_err(|e| syntax_error(text, &e))?;
         let resolve = |f: &str| dir.map_or_else(|| Path::new(f).to_path_buf(), |d| d.join(f));
         let mut sources = Vec::new();
         let jwt = match file.jwt {
@@ -273,6 +273,16 @@ impl AuthConfig {
                     g.packages
                 ));
             }
+            // A pattern no package name can match (`team/`, `a/b/c`) is a
+            // mistake that would silently grant nothing.
+            let could_match =
+                |star: &str| g.packages.replace('*', star).parse::<crate::registry::PackageName>().is_ok();
+            if !could_match("x") && !could_match("x/x") {
+                return Err(format!(
+                    "{at} packages {:?}: matches no package name (owner/name), so it would grant nothing",
+                    g.packages
+                ));
+            }
             let access = match g.access.as_str() {
                 "read" => Access::Read,
                 "write" => Access::Write,
@@ -312,6 +322,40 @@ pub fn verify_password(phc: &str, password: &[u8]) -> bool {
     argon2::verify_encoded(phc, password).unwrap_or(false)
 }
 
+/// A TOML error as one line naming where it is (`line L, column C: ...`),
+/// without the file's text: toml's own message quotes the offending line,
+/// which may hold the server key or a password hash, and the error is
+/// logged. Quoted values in the message (`invalid type: string "..."`) are
+/// left out for the same reason; names of keys (in backticks) stay.
+fn syntax_error(text: &str, e: &toml::de::Error) -> String {
+    let mut message = String::new();
+    let mut quoted = false;
+    for c in e.message().trim_end().chars() {
+        match (c, quoted) {
+            ('"', false) => {
+                quoted = true;
+                message.push_str("\"...");
+            }
+            ('"', true) => {
+                quoted = false;
+                message.push('"');
+            }
+            (_, true) => {}
+            ('\n' | '\r', false) => message.push(' '),
+            (c, false) => message.push(c),
+        }
+    }
+    match e.span() {
+        Some(span) => {
+            let before = text.get(..span.start).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("line {line}, column {column}: {message}")
+        }
+        None => message,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,8 +383,36 @@ mod tests {
             "[jwt] jwks_file /nonexistent",
         );
         bad("[[grant]]\nto = 'jwt:'\npackages = '*'\naccess = 'read'", "grant[0] to");
+        for never in ["team/", "a/b/c", "*/", "/x"] {
+            bad(&format!("[[grant]]\nto = 'anonymous'\npackages = '{never}'\naccess = 'read'"), "matches no package");
+        }
+        for fine in ["*", "team/*", "team*", "a/b", "*/data"] {
+            let text = format!(
+                "[server]\nkey = '{}'\n[[grant]]\nto = 'anonymous'\npackages = '{fine}'\naccess = 'read'",
+                "k".repeat(32)
+            );
+            assert!(AuthConfig::parse(&text).is_ok(), "{fine}");
+        }
         let e = AuthConfig::parse("[[grant]]\nto = 'anonymous'\npackages = '*'\naccess = 'read'").unwrap_err();
         assert!(e.contains("[server] key: missing"), "{e}");
+    }
+
+    #[test]
+    fn syntax_errors_quote_nothing_of_the_file() {
+        let secret = "TOP-SECRET-SERVER-KEY-0123456789abcdef";
+        for text in [
+            format!("[server]\nkye = \"{secret}\"\n"),
+            format!("[server]\nkey = \"{secret}\" x\n"),
+            format!("server = \"{secret}\"\n"),
+            format!("[server]\nkey = [\"{secret}\"]\n"),
+        ] {
+            let e = AuthConfig::parse(&text).unwrap_err();
+            assert!(!e.contains("SECRET"), "{e}");
+            assert!(!e.contains('\n'), "{e}");
+            assert!(e.starts_with("line "), "{e}");
+        }
+        let e = AuthConfig::parse(&format!("[server]\nkye = \"{secret}\"\n")).unwrap_err();
+        assert!(e.starts_with("line 2, column 1: ") && e.contains("kye"), "{e}");
     }
 
     #[test]

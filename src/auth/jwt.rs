@@ -152,11 +152,19 @@ impl JwtVerifier {
         let header = jsonwebtoken::decode_header(token).map_err(|_| match raw_header(token) {
             // `none`, or an algorithm jsonwebtoken does not know.
             Some(h) => match h.get("alg").and_then(|a| a.as_str()) {
+                Some(alg) if alg.parse::<jsonwebtoken::Algorithm>().is_ok() => {
+                    "malformed JWT: its header does not decode".to_owned()
+                }
                 Some(alg) => format!("JWT algorithm {:?} is not accepted", crate::query::limits::clip(alg, 20)),
                 None => "malformed JWT: its header has no alg".to_owned(),
             },
             None => "malformed JWT".to_owned(),
         })?;
+        // RFC 7515 4.1.11: a token naming extensions the recipient must
+        // understand (Sheaf understands none) is refused.
+        if raw_header(token).is_some_and(|h| h.contains_key("crit")) {
+            return Err("JWT header lists critical extensions (crit), which Sheaf does not support".to_owned());
+        }
         let candidates: Vec<&Key> = self
             .keys
             .iter()
@@ -339,6 +347,14 @@ mod tests {
         let hs512 =
             jsonwebtoken::encode(&Header::new(Algorithm::HS512), &good, &EncodingKey::from_secret(SECRET)).unwrap();
         assert!(v.verify(&hs512).unwrap_err().contains("algorithm"));
+        // Critical extensions are refused (RFC 7515 4.1.11), before the signature is looked at.
+        use base64::Engine;
+        let b64 = |v: serde_json::Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+        let crit = format!("{}.{}.c2ln", b64(serde_json::json!({"alg": "HS256", "crit": ["exp-ext"]})), b64(good));
+        assert!(v.verify(&crit).unwrap_err().contains("crit"));
+        // A known algorithm whose header does not decode is said to be malformed, not refused for its algorithm.
+        let broken = format!("{}.e30.c2ln", b64(serde_json::json!({"alg": "RS256", "jwk": {"kty": 7}})));
+        assert_eq!(v.verify(&broken).unwrap_err(), "malformed JWT: its header does not decode");
     }
 
     #[test]

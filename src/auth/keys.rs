@@ -43,6 +43,11 @@ pub struct Session {
     /// ([`credential_fingerprint`]): a session ends when it changes.
     #[serde(rename = "c", default)]
     pub credential: String,
+    /// When it was issued, in seconds since the Unix epoch: a server whose
+    /// `session_ttl` is shorter than the issuer's ends it sooner (absent in
+    /// tokens of older servers, which then end at `expires` only).
+    #[serde(rename = "i", default, skip_serializing_if = "Option::is_none")]
+    pub issued: Option<u64>,
 }
 
 /// A fingerprint of a user's stored credential (its password's PHC string):
@@ -71,10 +76,12 @@ impl Keys {
     /// A session token for `user`, who logged in with `credential` (the
     /// stored PHC string), valid for the session lifetime.
     pub fn issue_session(&self, user: &str, credential: &str) -> String {
+        let issued = now();
         let session = Session {
             user: user.to_owned(),
-            expires: now() + self.session_ttl.as_secs(),
+            expires: issued + self.session_ttl.as_secs(),
             credential: credential_fingerprint(credential),
+            issued: Some(issued),
         };
         let payload = B64.encode(serde_json::to_vec(&session).expect("serializable"));
         let tag = hmac::sign(&self.key, payload.as_bytes());
@@ -95,7 +102,10 @@ impl Keys {
         hmac::verify(&self.key, payload.as_bytes(), &tag).map_err(|_| "session token not issued by this service")?;
         let bytes = B64.decode(payload).map_err(|_| "malformed session token")?;
         let session: Session = serde_json::from_slice(&bytes).map_err(|_| "malformed session token")?;
-        if session.expires <= now() {
+        // The shorter of the issuer's and this server's lifetimes: lowering
+        // `session_ttl` shortens the sessions already open.
+        let ends = session.issued.map_or(session.expires, |i| session.expires.min(i + self.session_ttl.as_secs()));
+        if ends <= now() {
             return Err("session expired: log in again");
         }
         Ok(session)
@@ -146,6 +156,12 @@ mod tests {
         assert!(keys.check_session(&forged).is_err());
         let expired = Keys::new(Some(b"0123456789abcdef0123456789abcdef"), Duration::ZERO).issue_session("alice", "x");
         assert_eq!(keys.check_session(&expired).unwrap_err(), "session expired: log in again");
+        // A server with a shorter session_ttl ends a session its peer issued for longer.
+        let long = Keys::new(Some(b"0123456789abcdef0123456789abcdef"), Duration::from_secs(3600));
+        let short = Keys::new(Some(b"0123456789abcdef0123456789abcdef"), Duration::ZERO);
+        let token = long.issue_session("alice", "x");
+        assert!(long.check_session(&token).is_ok());
+        assert_eq!(short.check_session(&token).unwrap_err(), "session expired: log in again");
     }
 
     #[test]

@@ -13,7 +13,11 @@
 //!   UNAUTHENTICATED; gRPC health needs none.
 //! - With mutual TLS, a call without an `authorization` header is the
 //!   client certificate's subject common name, `cert:NAME`.
-//! - Failed logins are limited per peer address and per user name.
+//! - Failed logins are limited per peer address and per user name, counting
+//!   the attempts still being checked: concurrent guesses wait for earlier
+//!   ones to end instead of outrunning the limit. At most
+//!   [`MAX_CONCURRENT_LOGINS`] passwords are checked at once (each check
+//!   takes argon2's memory and a core); the others wait their turn.
 //! - [`Authenticator::reload`] swaps the file in without touching running
 //!   streams (on SIGHUP, or when [`Authenticator::watch`] sees one of its
 //!   files change).
@@ -40,6 +44,9 @@ pub const HANDSHAKE_PATH: &str = "/arrow.flight.protocol.FlightService/Handshake
 const MAX_FAILURES: u32 = 5;
 /// The window over which failed logins are counted.
 const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// Passwords checked at once: an argon2id check holds about 19 MiB and a
+/// core, and logins come before the server's request limits.
+pub const MAX_CONCURRENT_LOGINS: usize = 4;
 
 struct State {
     config: AuthConfig,
@@ -47,12 +54,19 @@ struct State {
 }
 
 /// Checks credentials for the layer; shared by every connection.
-#[derive(Default)]
 pub struct Authenticator {
     /// `None`: no `--auth`, every caller may do everything.
     state: Option<RwLock<Arc<State>>>,
     path: Option<PathBuf>,
-    failures: Mutex<HashMap<String, (u32, Instant)>>,
+    attempts: Mutex<HashMap<String, Attempts>>,
+    /// Permits to check a password ([`MAX_CONCURRENT_LOGINS`]).
+    checking: tokio::sync::Semaphore,
+}
+
+impl Default for Authenticator {
+    fn default() -> Self {
+        Self::open()
+    }
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -65,14 +79,19 @@ impl Authenticator {
     /// No authentication: every caller may do everything (a server without
     /// `--auth`).
     pub fn open() -> Self {
-        Authenticator { state: None, path: None, failures: Mutex::default() }
+        Authenticator { state: None, path: None, attempts: Mutex::default(), checking: login_permits() }
     }
 
     /// Authentication under the file at `path`.
     pub fn load(path: PathBuf) -> Result<Self, String> {
         let config = AuthConfig::load(&path)?;
         let state = State { keys: Keys::new(config.key.as_deref(), config.session_ttl), config };
-        Ok(Authenticator { state: Some(RwLock::new(Arc::new(state))), path: Some(path), failures: Mutex::default() })
+        Ok(Authenticator {
+            state: Some(RwLock::new(Arc::new(state))),
+            path: Some(path),
+            attempts: Mutex::default(),
+            checking: login_permits(),
+        })
     }
 
     /// Whether callers are checked (`--auth` given).
@@ -153,26 +172,33 @@ impl Authenticator {
         self.current().is_none_or(|s| s.keys.verify(bytes, tag))
     }
 
-    fn limited(&self, keys: &[String]) -> Option<Duration> {
-        let failures = self.failures.lock().expect("failures poisoned");
-        keys.iter()
-            .filter_map(|k| failures.get(k))
-            .filter(|(n, since)| *n >= MAX_FAILURES && since.elapsed() < FAILURE_WINDOW)
-            .map(|(_, since)| FAILURE_WINDOW.saturating_sub(since.elapsed()))
-            .max()
-    }
-
-    fn record_failure(&self, keys: &[String]) {
-        let mut failures = self.failures.lock().expect("failures poisoned");
-        if failures.len() > 10_000 {
-            failures.retain(|_, (_, since)| since.elapsed() < FAILURE_WINDOW);
-        }
-        for k in keys {
-            let entry = failures.entry(k.clone()).or_insert((0, Instant::now()));
-            if entry.1.elapsed() >= FAILURE_WINDOW {
-                *entry = (0, Instant::now());
+    /// Starts a login attempt under `keys` (its peer and its user name):
+    /// refused (with how long to wait) while a key has [`MAX_FAILURES`]
+    /// failures in the window; waits while the failures plus the attempts
+    /// being checked would reach it, so concurrent guesses never get more
+    /// checks than the limit, while concurrent right passwords just queue.
+    async fn begin_attempt(&self, keys: Vec<String>) -> Result<Attempt<'_>, Duration> {
+        loop {
+            {
+                let mut attempts = self.attempts.lock().expect("attempts poisoned");
+                if attempts.len() > 10_000 {
+                    attempts.retain(|_, a| a.checking > 0 || a.since.elapsed() < FAILURE_WINDOW);
+                }
+                let now: Vec<(u32, u32, Duration)> = keys
+                    .iter()
+                    .map(|k| attempts.get(k).map_or((0, 0, Duration::ZERO), |a| (a.failed(), a.checking, a.left())))
+                    .collect();
+                if let Some(wait) = now.iter().filter(|(failed, ..)| *failed >= MAX_FAILURES).map(|t| t.2).max() {
+                    return Err(wait);
+                }
+                if now.iter().all(|(failed, checking, _)| failed + checking < MAX_FAILURES) {
+                    for k in &keys {
+                        attempts.entry(k.clone()).or_insert_with(Attempts::new).checking += 1;
+                    }
+                    return Ok(Attempt { auth: self, keys, failed: false });
+                }
             }
-            entry.0 += 1;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
@@ -180,16 +206,22 @@ impl Authenticator {
     async fn login(&self, user: &str, password: &str, peer: Option<IpAddr>) -> Result<String, Status> {
         let state = self.current().expect("login only with --auth");
         let keys = vec![format!("peer {}", peer.map_or("?".into(), |p| p.to_string())), format!("user {user}")];
-        if let Some(wait) = self.limited(&keys) {
-            crate::metrics::LOGINS_FAILED.add(1);
-            tracing::warn!(user = ?crate::query::limits::clip(user, 64), peer = ?peer, "login refused: too many failed logins");
-            return Err(Status::unauthenticated(format!(
-                "too many failed logins; retry in {} s",
-                wait.as_secs().max(1)
-            )));
-        }
+        let mut attempt = match self.begin_attempt(keys).await {
+            Ok(attempt) => attempt,
+            Err(wait) => {
+                crate::metrics::LOGINS_FAILED.add(1);
+                tracing::warn!(user = ?crate::query::limits::clip(user, 64), peer = ?peer, "login refused: too many failed logins");
+                return Err(Status::unauthenticated(format!(
+                    "too many failed logins; retry in {} s",
+                    wait.as_secs().max(1)
+                )));
+            }
+        };
         let phc = state.config.users.get(user).map(|u| u.password.clone());
         let password = password.as_bytes().to_vec();
+        // Never closed, so a permit always comes; a cancelled login gives
+        // back its place and its attempt.
+        let _permit = self.checking.acquire().await.map_err(|_| Status::unavailable("the server is stopping"))?;
         // Hash even for an unknown user, so timing does not tell names apart.
         let ok = tokio::task::spawn_blocking(move || match phc {
             Some(phc) => auth::config::verify_password(&phc, &password),
@@ -201,12 +233,13 @@ impl Authenticator {
         .await
         .unwrap_or(false);
         if !ok {
-            self.record_failure(&keys);
+            attempt.failed = true;
             crate::metrics::LOGINS_FAILED.add(1);
             // Quoted and escaped: a name is the caller's text (a newline would forge a log line).
             tracing::warn!(user = ?crate::query::limits::clip(user, 64), peer = ?peer, "login failed");
             return Err(Status::unauthenticated("invalid username or password"));
         }
+        drop(attempt);
         tracing::info!(user = %user, peer = ?peer, "login");
         let phc = state.config.users.get(user).map(|u| u.password.as_str()).unwrap_or_default();
         Ok(state.keys.issue_session(user, phc))
@@ -252,8 +285,10 @@ impl Authenticator {
             ));
         };
         let value = value.to_str().map_err(|_| Status::unauthenticated("malformed authorization header"))?;
+        if let Some(token) = bearer_token(headers) {
+            return self.bearer(token);
+        }
         match value.split_once(' ') {
-            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => self.bearer(token.trim()),
             Some((scheme, _)) if scheme.eq_ignore_ascii_case("basic") => {
                 Err(Status::unauthenticated("log in with the Flight handshake, then send the bearer token it returns"))
             }
@@ -262,9 +297,68 @@ impl Authenticator {
     }
 }
 
+/// Login attempts under one key (a peer address or a user name).
+struct Attempts {
+    /// Failed attempts since `since` (counted while within [`FAILURE_WINDOW`]).
+    failed: u32,
+    since: Instant,
+    /// Attempts being checked now.
+    checking: u32,
+}
+
+impl Attempts {
+    fn new() -> Self {
+        Attempts { failed: 0, since: Instant::now(), checking: 0 }
+    }
+
+    /// Failures in the current window.
+    fn failed(&self) -> u32 {
+        if self.since.elapsed() < FAILURE_WINDOW { self.failed } else { 0 }
+    }
+
+    /// Time left in the current window.
+    fn left(&self) -> Duration {
+        FAILURE_WINDOW.saturating_sub(self.since.elapsed())
+    }
+}
+
+/// A login attempt being checked: counted under its keys until dropped,
+/// then recorded as a failure if `failed` was set.
+struct Attempt<'a> {
+    auth: &'a Authenticator,
+    keys: Vec<String>,
+    failed: bool,
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        let mut attempts = self.auth.attempts.lock().expect("attempts poisoned");
+        for k in &self.keys {
+            let a = attempts.entry(k.clone()).or_insert_with(Attempts::new);
+            a.checking = a.checking.saturating_sub(1);
+            if self.failed {
+                if a.since.elapsed() >= FAILURE_WINDOW {
+                    (a.failed, a.since) = (0, Instant::now());
+                }
+                a.failed += 1;
+            }
+        }
+    }
+}
+
+fn login_permits() -> tokio::sync::Semaphore {
+    tokio::sync::Semaphore::new(MAX_CONCURRENT_LOGINS)
+}
+
 /// A PHC string hashed for unknown users (its password is irrelevant).
 const DUMMY_PHC: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$c2hlYWZzaGVhZnNoZWFm$Wm7Yxcwm4oB6U+Fhm3c2Ws7HPTMxYmc9Xx2m6SDeF7k";
+
+/// The token of `authorization: Bearer <token>` (the scheme in any case).
+fn bearer_token(headers: &http::HeaderMap) -> Option<&str> {
+    let (scheme, token) = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
 
 /// Decodes `Basic base64(user:password)`.
 fn basic(headers: &http::HeaderMap) -> Option<(String, String)> {
@@ -383,11 +477,7 @@ where
                         // A valid bearer token is echoed back.
                         Ok(p) if p.kind != Kind::Anonymous => {
                             note.principal(&p.label());
-                            Ok(request.headers()[http::header::AUTHORIZATION]
-                                .to_str()
-                                .unwrap_or_default()
-                                .trim_start_matches("Bearer ")
-                                .to_owned())
+                            Ok(bearer_token(request.headers()).unwrap_or_default().to_owned())
                         }
                         Ok(_) => Err(Status::unauthenticated("the handshake needs `authorization: Basic ...`")),
                         Err(e) => Err(e),
@@ -442,14 +532,40 @@ mod tests {
         assert!(argon2::verify_encoded(DUMMY_PHC, b"x").is_ok());
     }
 
-    #[test]
-    fn failed_logins_are_limited() {
+    #[tokio::test]
+    async fn failed_logins_are_limited_counting_attempts_being_checked() {
         let a = Authenticator::open();
-        let keys = vec!["peer 1.2.3.4".to_owned()];
+        let keys = || vec!["peer 1.2.3.4".to_owned(), "user alice".to_owned()];
+        let soon = Duration::from_millis(100);
+        // Five attempts being checked: a sixth waits for one of them to end.
+        let mut checking = Vec::new();
         for _ in 0..MAX_FAILURES {
-            assert!(a.limited(&keys).is_none());
-            a.record_failure(&keys);
+            checking.push(a.begin_attempt(keys()).await.unwrap());
         }
-        assert!(a.limited(&keys).is_some());
+        assert!(tokio::time::timeout(soon, a.begin_attempt(keys())).await.is_err());
+        // A right password ends without counting: the sixth may go.
+        drop(checking.pop());
+        let sixth = tokio::time::timeout(soon, a.begin_attempt(keys())).await.expect("not waiting").unwrap();
+        checking.push(sixth);
+        // All five fail: the next is refused at once, naming the wait.
+        for attempt in &mut checking {
+            attempt.failed = true;
+        }
+        drop(checking);
+        let wait = a.begin_attempt(keys()).await.err().expect("refused");
+        assert!(wait > Duration::from_secs(50), "{wait:?}");
+        // Another peer for another user is not held back.
+        assert!(a.begin_attempt(vec!["peer 5.6.7.8".into(), "user bob".into()]).await.is_ok());
+    }
+
+    #[test]
+    fn a_bearer_token_is_read_whatever_the_scheme_case() {
+        let mut headers = http::HeaderMap::new();
+        for scheme in ["Bearer", "bearer", "BEARER"] {
+            headers.insert(http::header::AUTHORIZATION, format!("{scheme}  tok ").parse().unwrap());
+            assert_eq!(bearer_token(&headers), Some("tok"), "{scheme}");
+        }
+        headers.insert(http::header::AUTHORIZATION, "Basic tok".parse().unwrap());
+        assert_eq!(bearer_token(&headers), None);
     }
 }

@@ -98,6 +98,9 @@ pub async fn ingest(
     }
     let (package, path) = target(&command)?;
     note.target(&package, None, Some(&path));
+    // Before anything is read of the package: to a caller who may not read
+    // it, its tables must answer exactly as a missing package's.
+    super::write::require_write(engine.registry(), principal, &package)?;
     let options = command.table_definition_options.unwrap_or_default();
     let mode = match TableExistsOption::try_from(options.if_exists) {
         Ok(TableExistsOption::Append) => proto::WriteMode::Append,

@@ -263,7 +263,7 @@ pub(super) async fn receive(
 fn local_error(e: &(dyn std::error::Error + 'static), what: &str, doing: &str) -> Status {
     tracing::warn!(error = %e, target = what, "DoPut: {doing}");
     match crate::registry::storage_full(e) {
-        true => Status::resource_exhausted(format!(
+        true => super::status::storage_full(format!(
             "DoPut to {what}: {doing}: the server's storage is full; retrying will not help until space is freed"
         )),
         false => Status::unavailable(format!("DoPut to {what}: {doing} failed on the server; retry later")),

@@ -177,13 +177,20 @@ pub fn from_registry(e: &registry::Error) -> Status {
         }
         E::Storage { .. } | E::Io { .. } if e.is_storage_full() => {
             tracing::error!(error = %e, "storage full");
-            detailed(Status::resource_exhausted(e.public_message()), ErrorReason::ResourceExhausted, &[])
+            storage_full(e.public_message())
         }
         E::Storage { .. } | E::Io { .. } => {
             tracing::warn!(error = %e, "storage failure");
             detailed(Status::unavailable(e.public_message()), ErrorReason::Unavailable, &[])
         }
     }
+}
+
+/// RESOURCE_EXHAUSTED for the server's storage being full (or over a
+/// quota), with `message` naming what was being written: no retry helps
+/// until space is freed, so it is not UNAVAILABLE (which clients retry).
+pub fn storage_full(message: String) -> Status {
+    detailed(Status::resource_exhausted(message), ErrorReason::ResourceExhausted, &[])
 }
 
 /// The status for a query error.

@@ -22,8 +22,21 @@ const MAX_MESSAGE_BYTES: usize = 64 << 10;
 /// Longest URI a lineage input records (the header holds every input's).
 const MAX_INPUT_URI_BYTES: usize = 4 << 10;
 
-fn require_write(registry: &Registry, principal: &Principal, package: &str) -> Result<(), Status> {
+/// Refuses a caller who may not write `package`: NOT_FOUND, exactly as for a
+/// missing package, to one who may not read it either.
+pub(super) fn require_write(registry: &Registry, principal: &Principal, package: &str) -> Result<(), Status> {
     super::auth::require(principal, Access::Write, package, || registry.package_not_found(package).into())
+}
+
+/// The spec of write session `id`, for a caller who may read its package:
+/// to anyone else a session of a package they may not read answers exactly as
+/// a session that does not exist (its id names no package to them).
+async fn session_for(registry: &Registry, principal: &Principal, id: &str) -> registry::Result<SessionSpec> {
+    let spec = registry.write_session(id).await?;
+    if !principal.may(Access::Read, &spec.package) {
+        return Err(registry::Error::no_session(id));
+    }
+    Ok(spec)
 }
 
 /// The full top hash `base` (a hash, a prefix of 6+ hex digits, or a tag) of `pkg` names.
@@ -132,7 +145,7 @@ pub async fn commit(
     note: &super::audit::AuditNote,
     req: proto::CommitWriteRequest,
 ) -> Result<proto::CommitWriteResponse, Status> {
-    let spec = registry.write_session(&req.session).await?;
+    let spec = session_for(registry, principal, &req.session).await?;
     note.target(&spec.package, None, None);
     require_write(registry, principal, &spec.package)?;
     let outcome = registry.commit_write(&req.session, &req.parts).await?;
@@ -160,7 +173,7 @@ pub async fn abort(
     note: &super::audit::AuditNote,
     req: proto::AbortWriteRequest,
 ) -> Result<proto::AbortWriteResponse, Status> {
-    match registry.write_session(&req.session).await {
+    match session_for(registry, principal, &req.session).await {
         Ok(spec) => {
             note.target(&spec.package, None, None);
             require_write(registry, principal, &spec.package)?

@@ -176,6 +176,14 @@ impl Error {
         }
     }
 
+    /// A write session `id` names no session (never begun, or collected).
+    pub fn no_session(id: &str) -> Self {
+        Error::SessionNotFound {
+            session: id.to_owned(),
+            why: "it does not exist, was aborted, or expired and was collected".to_owned(),
+        }
+    }
+
     /// A sub-path that selects no entry of revision `top_hash` of `package`.
     pub fn path_not_found(path: &str, package: impl std::fmt::Display, top_hash: &str) -> Self {
         Error::NotFound(format!("path {path} in {package}@{top_hash}"))

@@ -208,7 +208,7 @@ impl Registry {
         let bytes = match self.store().get(&path).await {
             Ok(r) => r.bytes().await.map_err(|e| Error::storage(format!("write session {id}"), e))?,
             Err(object_store::Error::NotFound { .. }) => {
-                return Err(not_found(id, "it does not exist, was aborted, or expired and was collected"));
+                return Err(Error::no_session(id));
             }
             Err(e) => return Err(Error::storage(format!("write session {id}"), e)),
         };
@@ -535,15 +535,11 @@ impl Registry {
                     kept.set_header_member(&["user_meta", "sheaf", "lineage"], Value::Object(lineage.clone()));
                     kept.with_changes(entries, spec.message.clone())
                 }
-                None => {
-                    let mut meta = spec.metadata.clone().unwrap_or_default();
-                    let sheaf = meta.entry("sheaf").or_insert_with(|| json!({}));
-                    if !sheaf.is_object() {
-                        *sheaf = json!({});
-                    }
-                    sheaf.as_object_mut().expect("an object").insert("lineage".into(), Value::Object(lineage.clone()));
-                    Manifest::build(spec.message.clone(), Some(meta), entries)
-                }
+                None => Manifest::build(spec.message.clone(), Some(spec.metadata.clone().unwrap_or_default()), entries)
+                    .map(|mut first| {
+                        first.set_header_member(&["user_meta", "sheaf", "lineage"], Value::Object(lineage.clone()));
+                        first
+                    }),
             }
             .map_err(|source| Error::Manifest { top_hash: format!("being committed to {pkg}"), source })?;
             let top_hash = manifest.top_hash();

@@ -323,6 +323,18 @@ def test_bad_auth_file_stops_serve_before_listening(world, tmp_path, case):
         assert s in r.stderr, f"{case}: the error should name {s!r}\n{describe(r)}"
 
 
+def test_a_bad_auth_file_is_reported_without_its_secrets(world, tmp_path):
+    """An auth file that does not parse is reported by line and column, one line, quoting nothing of the file: the
+    offending line may hold the server key (here misspelled) or a password hash."""
+    secret = "TOP-SECRET-" + secrets.token_hex(16)
+    path = tmp_path / "auth.toml"
+    path.write_text(f'[server]\nkye = "{secret}"\n')
+    r = al.serve_refusing(world.registry, "--listen", "127.0.0.1:0", "--auth", path)
+    assert r.returncode not in (0, -9), describe(r)
+    assert "kye" in r.stderr and "line 2, column 1" in r.stderr, describe(r)
+    assert "TOP-SECRET" not in r.stderr + r.stdout, describe(r)
+
+
 def test_missing_auth_file_stops_serve(world, tmp_path):
     path = tmp_path / "nowhere" / "auth.toml"
     r = al.serve_refusing(world.registry, "--listen", "127.0.0.1:0", "--auth", path)
@@ -387,6 +399,25 @@ def test_wrong_password_and_unknown_user_answer_alike(world, spawn):
     a, b = al.same_shape(wrong.message, "alice", unknown.message, "mallory")
     assert a == b, f"wrong password and unknown user must not be told apart:\n  {wrong.message}\n  {unknown.message}"
     assert al.same_shape(empty.message, "alice", unknown.message, "mallory")[0] == b
+
+
+def test_concurrent_guesses_get_no_more_checks_than_the_limit(world, spawn):
+    """Failed logins are limited counting the attempts still being checked: 20 wrong passwords sent at once get 5
+    checks ("invalid username or password"), the others are refused as too many, and the server's memory is not
+    spent on 20 argon2 checks at once. Concurrent right passwords all log in (they queue, none is refused)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    server = spawn()
+    clients = [server.connect() for _ in range(20)]
+    bob = world.users["bob"].password
+    with ThreadPoolExecutor(len(clients)) as pool:
+        right = list(pool.map(lambda c: login_attempt(c, "bob", bob), clients[:12]))
+        wrong = list(pool.map(lambda c: login_attempt(c, "alice", "guess"), clients))
+    assert all(o.ok for o in right), [o.describe() for o in right if not o.ok]
+    assert all(o.code == "UNAUTHENTICATED" for o in wrong), [o.describe() for o in wrong]
+    checked = [o for o in wrong if "invalid username or password" in o.message]
+    limited = [o for o in wrong if "too many failed logins" in o.message]
+    assert (len(checked), len(limited)) == (5, 15), [o.message for o in wrong]
 
 
 @pytest.fixture(scope="module")
@@ -667,6 +698,48 @@ def test_put_to_an_unreadable_package_answers_like_a_missing_one(world):
     )
     assert not world.exists("team/never")
     assert world.latest("team/data") == world.tops["team/data"]
+
+
+@pytest.mark.filterwarnings("ignore:Cannot disable autocommit")
+def test_bulk_ingest_into_an_unreadable_package_answers_like_a_missing_one(world):
+    """Flight SQL bulk ingest checks the write grant before it looks at the package: to a caller who may not read it,
+    a table of an existing package (file or not) answers exactly as a missing package's, and nothing is written."""
+    import adbc_driver_flightsql.dbapi as adbc
+
+    kw = {"adbc.flight.sql.authorization_header": f"Bearer {world.tokens['outsider'].token}"}
+    rows = pa.table({"x": pa.array(range(3), pa.int64())})
+    said = {}
+    for schema, table in (("team/data", TABLE), ("team/data", "nope.parquet"), ("team/never", TABLE)):
+        with adbc.connect(world.server.url, db_kwargs=kw, autocommit=True) as conn, conn.cursor() as cur:
+            with pytest.raises(adbc.Error) as e:
+                cur.adbc_ingest(table, rows, mode="append", db_schema_name=schema)
+            said[(schema, table)] = str(e.value)
+    missing = said[("team/never", TABLE)]
+    assert "NOT_FOUND" in missing or "NotFound" in missing, missing
+    for (schema, table), message in said.items():
+        a, b = al.same_shape(message, schema, missing, "team/never")
+        assert a == b, f"ingest into {schema} {table} must answer like a missing package:\n  {message}\n  {missing}"
+    assert world.latest("team/data") == world.tops["team/data"]
+    assert not world.exists("team/never")
+
+
+def test_a_session_of_an_unreadable_package_answers_like_a_missing_one(world):
+    """commit_write and abort_write of a session whose package the caller may not read answer exactly as for a
+    session that does not exist (its id names no package to them), and leave the session alone."""
+    c = world.server.client
+    session = action(c, "begin_write", {"package": "team/unseen-session"}, alice(world))["session"]
+    unknown = "0123456789abcdef" * 2
+    opts = tok(world, "outsider")
+    h = attempt(lambda: action(c, "commit_write", {"session": session}, opts))
+    m = attempt(lambda: action(c, "commit_write", {"session": unknown}, opts))
+    assert h.code == m.code == "NOT_FOUND", f"{h.describe()} / {m.describe()}"
+    a, b = al.same_shape(h.message, session, m.message, unknown)
+    assert a == b and "team/" not in h.message, f"\n  {h.message}\n  {m.message}"
+    assert action(c, "abort_write", {"session": session}, opts) == action(c, "abort_write", {"session": unknown}, opts)
+    # The session was neither committed nor aborted by them: its writer commits it.
+    assert not world.exists("team/unseen-session")
+    done = action(c, "commit_write", {"session": session}, alice(world))
+    assert world.latest("team/unseen-session") == done["top_hash"]
 
 
 # ---------------------------------------------------------------------------
