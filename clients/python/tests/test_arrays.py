@@ -5,11 +5,12 @@ options, and states that move between them (one checkpoint format)."""
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 import sheaf
 import sheaf.torch
-from sheaf.arrays import NumpyBatches
+from sheaf.arrays import NumpyBatches, column_to_numpy
 
 import testdata
 
@@ -53,3 +54,27 @@ def test_numpy_rejects_what_torch_rejects(client):
         NumpyBatches(ds)
     with pytest.raises(sheaf.TensorConversionError, match="'name'"):
         ds.to_torch()
+
+
+@pytest.mark.parametrize(
+    ("name", "hint"),
+    [
+        ("x_1", "filter='x_1 IS NOT NULL'"),
+        ("a,b", """filter='"a,b" IS NOT NULL'"""),
+        ("Temp", """filter='"Temp" IS NOT NULL'"""),  # unquoted names are lower-cased
+        ('say "hi"', 'filter=\'"say ""hi""" IS NOT NULL\''),  # inner quotes doubled
+        ("2x", """filter='"2x" IS NOT NULL'"""),
+    ],
+)
+def test_conversion_errors_name_the_column_and_a_valid_filter(name, hint):
+    nulls = pa.array([1.0, None])
+    for convert in (sheaf.torch.column_to_tensor, column_to_numpy):
+        with pytest.raises(sheaf.TensorConversionError) as e:
+            convert(nulls, name, "ds")
+        assert e.value.column == name and hint in str(e.value), str(e.value)
+    with pytest.raises(sheaf.TensorConversionError) as e:
+        sheaf.torch.column_to_tensor(pa.array(["s"]), name)
+    assert e.value.column == name
+    with pytest.raises(sheaf.TensorConversionError) as e:
+        sheaf.torch.check_schema(pa.schema([("ok", pa.int64()), (name, pa.string()), ("z", pa.string())]), "ds")
+    assert e.value.column == name

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import re
 import subprocess
 import sys
 import time
@@ -258,3 +259,53 @@ def test_keys_name_what_the_rows_depend_on():
     assert k == sheaf.cache.rows_key(uri + "&partitions=8&compression=zstd", [(0, 10)])
     assert k != sheaf.cache.rows_key(uri, [(0, 11)])
     assert k != sheaf.cache.rows_key(f"sheaf://o/n@{top}/t.parquet?columns=b", [(0, 10)])
+
+
+# Run in a child process: a write to a read-only memory map kills the process (SIGSEGV).
+IN_PLACE = r"""
+import sys
+
+import sheaf
+import sheaf.torch
+
+url, cache_dir, uri, rows = sys.argv[1:5]
+with sheaf.connect(url, cache=cache_dir, timeout=60, read_timeout=60) as client:
+    train = client.dataset(uri, columns=["id", "y"]).to_torch(batch_size=1000, shuffle=False)
+    for epoch in range(3):  # epoch 0 stores the entries, 1 and 2 read them
+        train.set_epoch(epoch)
+        ids, ys = [], []
+        for batch in sheaf.torch.DataLoader(train, num_workers=0):
+            ids += batch["id"].tolist()
+            ys += batch["y"].tolist()
+            batch["y"] -= 1.0  # in place, on the (cached: memory-mapped) rows
+            batch["id"].mul_(2)
+        assert ids == list(range(int(rows))), f"epoch {epoch}: ids changed"
+        assert ys == [i * 0.5 for i in range(int(rows))], f"epoch {epoch}: y changed"
+    assert client.cache.stats.hits > 0
+print("ok")
+"""
+
+
+def test_in_place_edits_of_cached_tensors_stay_private(data, tmp_path):
+    cache_dir = tmp_path / "c"
+    args = [data.url, str(cache_dir), NUMBERS, str(testdata.NUMBERS)]
+    r = subprocess.run([sys.executable, "-c", IN_PLACE, *args], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", f"exit {r.returncode}\n{r.stdout}\n{r.stderr[-3000:]}"
+    # The entries on disk are intact (their CRC-32s check).
+    cache = sheaf.cache.Cache(cache_dir, verify="full")
+    entries = cache.entries()
+    assert entries and all(cache.get(e.key) is not None for e in entries)
+    assert cache.stats.corrupt == 0
+
+
+@pytest.mark.parametrize("value", ["abc", "10GB", "-5", "1.5e9"])
+def test_a_bad_max_bytes_variable_is_named(data, tmp_path, monkeypatch, value):
+    monkeypatch.setenv("SHEAF_CACHE_MAX_BYTES", value)
+    want = rf"\$SHEAF_CACHE_MAX_BYTES='{re.escape(value)}': the cache's bound must be a whole number of bytes"
+    with pytest.raises(ValueError, match=want):
+        sheaf.cache.Cache(tmp_path / "c")
+    with pytest.raises(ValueError, match=want):
+        connect(data, True)
+    assert sheaf.cache.Cache(tmp_path / "c", max_bytes=5).max_bytes == 5  # an explicit bound needs no variable
+    monkeypatch.setenv("SHEAF_CACHE_MAX_BYTES", "12345")
+    assert sheaf.cache.Cache(tmp_path / "c").max_bytes == 12_345

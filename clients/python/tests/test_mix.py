@@ -7,12 +7,15 @@ from __future__ import annotations
 import json
 from collections import Counter
 
+import numpy as np
 import pytest
 
 import sheaf
 import sheaf.torch
 from sheaf.loader import Loader, merge_state_dicts
 from sheaf.mix import Mix
+
+from conftest import TIMEOUT
 
 PARTS = "sheaf://test/tables:v1/tables/parts"  # ids 0..2499, read by position
 NUMBERS = "sheaf://test/tables:v1/tables/numbers.parquet"
@@ -34,7 +37,7 @@ def id_batches(stream):
 
 def test_mix_is_deterministic_and_proportional(client):
     src = mixed(client)
-    assert src.epoch_rows == [2_500, 2_500]  # the largest epoch that repeats no row of the smaller one
+    assert src.epoch_rows == [2_500, 2_500]  # the largest epoch taking at most all rows of each dataset
     batches = id_batches(src.stream(epoch=0))
     assert batches == id_batches(src.stream(epoch=0))
     assert len(batches) == 50 and all(len(b) == 100 for b in batches)
@@ -89,3 +92,71 @@ def test_torch_mix(client):
     again = sheaf.torch.mix([a, b], weights=[0.25, 0.75], batch_size=200, seeds=[4, 5])
     assert [i for batch in again for i in batch["id"].tolist()] != ids  # one worker: another interleaving
     assert sorted(i for batch in again for i in batch["id"].tolist()) == sorted(ids)  # the same rows
+
+
+def sequence_ids(loader: Loader, start: int, stop: int) -> list[int]:
+    """The ids (table rows of PARTS) at positions ``[start, stop)`` of a
+    loader's endless sequence (position ``q`` is position ``q % N`` of its
+    epoch ``q // N``), from its documented order alone."""
+    st, n, out = loader.streams[0], loader.streams[0].num_rows, []
+    firsts = np.array([p.first_row for p in st.pieces], dtype=np.int64)
+    while start < stop:
+        e, off = divmod(start, n)
+        end = min(stop, (e + 1) * n)
+        pieces, rows = st.order(e).rows_at([(off, end - e * n)])
+        out += (firsts[pieces] + rows).tolist()
+        start = end
+    return out
+
+
+@pytest.mark.parametrize(
+    ("shuffle", "shuffle_buffer", "start", "stop"),
+    [
+        (False, 2_500, 0, 2_550),  # a whole window of pass 0, then rows of it cut in pass 1
+        (True, 2_500, 2_400, 2_600),  # rows of one window cut in pass 0 and in pass 1 (overlapping)
+        (True, 0, 1_000, 6_000),  # two passes over windows of one block each
+    ],
+)
+def test_a_read_across_passes_holds_rows_twice(client, shuffle, shuffle_buffer, start, stop):
+    loader = Loader(
+        client.dataset(PARTS, columns=["id"]), seed=5, shuffle=shuffle, block_rows=100, shuffle_buffer=shuffle_buffer
+    )
+    st = loader.streams[0]
+    assert st.by_rows and st.num_rows == 2_500
+    ids = [i for b in st.read(0, [(start, stop)]) for i in b.column("id").to_pylist()]
+    assert ids == sequence_ids(loader, start, stop)
+
+
+def mix_wrapping(client):
+    """PARTS is 90%: its 2,499 rows of a mixed epoch (of 2,777) cross into its next pass from epoch 1 on."""
+    a, b = client.dataset(PARTS, columns=["id"]), client.dataset(NUMBERS, columns=["id"])
+    return sheaf.torch.mix([a, b], weights=[0.9, 0.1], batch_size=97, seeds=[1, 2])
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_mix_epochs_crossing_a_datasets_end(data, client, tmp_path, workers):
+    mixed = mix_wrapping(client)
+    assert mixed.source.epoch_rows == [2_499, 277]
+    with sheaf.connect(data.url, timeout=TIMEOUT, read_timeout=TIMEOUT, cache=tmp_path / "c") as cached_client:
+        cached = mix_wrapping(cached_client)
+        parts = Loader(client.dataset(PARTS, columns=["id"]), seed=1)  # PARTS's own order in the mix
+        for epoch in range(4):
+            got = []
+            for ds in (mixed, cached):
+                ds.set_epoch(epoch)
+                kw = {"multiprocessing_context": "forkserver", "timeout": 120} if workers else {}
+                dl = sheaf.torch.DataLoader(ds, num_workers=workers, **kw)
+                got.append([batch["id"].tolist() for batch in dl])
+            assert got[0] == got[1], "the cached path reads the same batches"
+            ids = [i for batch in got[0] for i in batch]
+            assert len(ids) == 2_776
+            low = Counter(i for i in ids if i < 2_500)
+            assert low == Counter(sequence_ids(parts, epoch * 2_499, (epoch + 1) * 2_499))
+
+
+def test_mix_refuses_a_weight_that_rounds_to_zero(client):
+    a, b = Loader(client.dataset(PARTS, columns=["id"])), Loader(client.dataset(NUMBERS, columns=["id"]))
+    for weights in ([1, 1e-10], [1e-10, 1e-10]):
+        with pytest.raises(ValueError, match=r"weight 1e-10 \(of test/tables@\S+\) is too small relative to the"):
+            Mix([a, b], weights=weights)
+    assert Mix([a, b], weights=[1, 1e-9]).weights[1] > 0  # the smallest share kept

@@ -217,6 +217,27 @@ def test_take_other_formats_and_types(client, data):
         csv[500]
 
 
+def test_take_refuses_boolean_masks_and_arrays_of_several_dimensions(client):
+    import torch
+
+    ds = client.dataset(NUMBERS, columns=["id"])
+    mask = np.zeros(ds.num_rows, dtype=bool)
+    mask[[5, 9]] = True
+    for indices in (mask, torch.from_numpy(mask), [True, False], np.array([], dtype=bool)):
+        with pytest.raises(TypeError, match=r"booleans.*numpy\.flatnonzero\(mask\)"):
+            ds.take(indices)
+    assert ds.take(np.flatnonzero(mask)).column("id").to_pylist() == [5, 9]
+    for indices in (
+        np.array([[1, 2], [3, 4]]),
+        torch.tensor([[1, 2], [3, 4]]),
+        [[1, 2], [3, 4]],
+        np.zeros((0, 2), int),
+    ):
+        with pytest.raises(ValueError, match=r"one-dimensional, not of shape \((2, 2|0, 2)\)"):
+            ds.take(indices)
+    assert ds.take(np.array([[1, 2], [3, 4]]).reshape(-1)).column("id").to_pylist() == [1, 2, 3, 4]
+
+
 @pytest.mark.parametrize("form", ["typed", "text"])
 def test_rows_dataset_counts_come_from_the_plan(client, form):
     """EndpointMetadata.selected_rows: a rows= dataset's endpoint counts need no counting read."""

@@ -365,14 +365,29 @@ def test_columns_that_cannot_become_tensors(client):
     with pytest.raises(sheaf.TensorConversionError) as e:
         client.dataset(NUMBERS, columns=["id", "name"]).to_torch()
     assert "'name' (string)" in str(e.value) and "test/tables@" in str(e.value) and "collate=" in str(e.value)
-    with pytest.raises(sheaf.TensorConversionError, match="'ts'"):
+    assert e.value.column == "name"
+    with pytest.raises(sheaf.TensorConversionError, match="'ts'") as e:
         client.dataset("sheaf://test/tables:v1/tables/types.parquet", columns=["id", "ts"]).to_torch()
+    assert e.value.column == "ts"
     nulls = client.dataset("sheaf://test/tables:v1/tables/nulls.parquet").to_torch(batch_size=50)
-    with pytest.raises(sheaf.TensorConversionError, match=r"column 'v' of test/tables@\w+/tables/nulls.parquet has"):
+    with pytest.raises(
+        sheaf.TensorConversionError,
+        match=r"column 'v' of test/tables@\w+/tables/nulls.parquet has.*filter='v IS NOT NULL'",
+    ) as e:
         list(nulls)
+    assert e.value.column == "v"
     # The same error crosses the process boundary from a DataLoader worker.
     with pytest.raises(sheaf.TensorConversionError, match="null"):
         list(loader(nulls, 1))
+
+
+def test_a_negative_prefetch_is_refused(client):
+    ds = client.dataset(NUMBERS, columns=["id"])
+    with pytest.raises(ValueError, match="prefetch must be 0 or more, not -1"):
+        ds.to_torch(prefetch=-1)
+    with pytest.raises(ValueError, match="prefetch must be 0 or more, not -1"):
+        sheaf.loader.Loader(ds, prefetch=-1)
+    assert len(list(ds.to_torch(batch_size=5_000, prefetch=0))) == 4
 
 
 def test_collate_hook(client):

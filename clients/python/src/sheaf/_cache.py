@@ -41,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import mmap
 import os
 import secrets
 import struct
@@ -92,7 +93,8 @@ STALE_TMP_SECONDS = 3600.0
 #: A process storing entries rescans the folder's size at least this often
 #: (other processes store too).
 RESCAN_SECONDS = 30.0
-#: Opened entries kept per process (memory-mapped: they hold no heap memory).
+#: Entries opened for shared reads (``Cache.get(key, shared=True)``) kept per
+#: process (memory-mapped: they hold no heap memory).
 OPEN_ENTRIES = 256
 
 
@@ -113,9 +115,22 @@ def default_dir() -> Path:
 
 
 def default_max_bytes() -> int:
-    """``$SHEAF_CACHE_MAX_BYTES``, else :data:`DEFAULT_MAX_BYTES`."""
+    """``$SHEAF_CACHE_MAX_BYTES``, else :data:`DEFAULT_MAX_BYTES`; a value
+    that is not a whole number of bytes, 0 or more, raises ``ValueError``
+    naming the variable."""
     env = os.environ.get(MAX_BYTES_ENV)
-    return int(env) if env else DEFAULT_MAX_BYTES
+    if not env:
+        return DEFAULT_MAX_BYTES
+    try:
+        value = int(env)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ValueError(
+            f"${MAX_BYTES_ENV}={env!r}: the cache's bound must be a whole number of bytes, 0 or more "
+            f"(e.g. {DEFAULT_MAX_BYTES} for 10 GiB)"
+        )
+    return value
 
 
 # -- keys ---------------------------------------------------------------------
@@ -256,7 +271,7 @@ class Cache:
     def _init_process_state(self) -> None:
         self.stats = CacheStats()
         self._lock = threading.Lock()
-        self._open: OrderedDict[str, tuple[pa.Table, tuple[int, int, int], float]] = OrderedDict()
+        self._open: OrderedDict[str, tuple[pa.Table, tuple[int, int, int]]] = OrderedDict()
         self._verified: set[tuple[int, int, int]] = set()
         self._made = False
         # Bytes stored as of the last scan plus what this process stored since:
@@ -304,10 +319,18 @@ class Cache:
     def __contains__(self, key: str) -> bool:
         return self.entry_path(key).is_file()
 
-    def get(self, key: str) -> pa.Table | None:
+    def get(self, key: str, *, shared: bool = False) -> pa.Table | None:
         """The table stored under ``key``, memory-mapped (zero-copy), or
         ``None`` (not stored, or it failed its check and was dropped).
-        Marks the entry as just used."""
+        Marks the entry as just used.
+
+        Entries are mapped copy-on-write: a write to the table's buffers (an
+        in-place edit of a tensor over them) goes to pages private to its
+        mapping, never to the file. Each call maps the entry anew, so such a
+        write never reaches another read of it, unless ``shared``: then the
+        table is the one this process keeps for the entry (opened once; up
+        to :data:`OPEN_ENTRIES` kept), for callers that copy what they take
+        from it and hand none of its buffers out."""
         path = self.entry_path(key)
         try:
             st = os.stat(path)
@@ -317,12 +340,12 @@ class Cache:
                 self.stats.misses += 1
             return None
         ident = (st.st_dev, st.st_ino, st.st_size)
-        now = time.time()
-        with self._lock:
-            held = self._open.get(key)
-            if held is not None and held[1] == ident:
-                self._open.move_to_end(key)
-                self.stats.hits += 1
+        if shared:
+            with self._lock:
+                held = self._open.get(key)
+                if held is not None and held[1] == ident:
+                    self._open.move_to_end(key)
+                    self.stats.hits += 1
             if held is not None and held[1] == ident:
                 _touch(path)
                 return held[0]
@@ -345,9 +368,10 @@ class Cache:
         _touch(path)
         with self._lock:
             self._verified.add(ident)
-            self._open[key] = (table, ident, now)
-            while len(self._open) > OPEN_ENTRIES:
-                self._open.popitem(last=False)
+            if shared:
+                self._open[key] = (table, ident)
+                while len(self._open) > OPEN_ENTRIES:
+                    self._open.popitem(last=False)
             self.stats.hits += 1
         return table
 
@@ -356,12 +380,14 @@ class Cache:
         if size < TRAILER.size:
             raise CorruptEntry(f"{path}: {size} bytes, shorter than the trailer")
         try:
-            source = pa.memory_map(str(path), "r")
+            with open(path, "rb") as f:
+                # Copy-on-write (private): reads share the page cache, writes stay in this mapping.
+                mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
         except FileNotFoundError:
             raise
-        except (OSError, pa.ArrowException) as e:
+        except (OSError, ValueError) as e:  # ValueError: an empty file (truncated since the stat)
             raise CorruptEntry(f"{path}: {e}") from e
-        buf = source.read_buffer()
+        buf = pa.py_buffer(mapped)
         if buf.size != size:
             raise CorruptEntry(f"{path}: changed while opened")
         ipc_length, crc, _flags, magic = TRAILER.unpack(buf.slice(size - TRAILER.size).to_pybytes())

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import re
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import TypeVar
@@ -290,6 +291,24 @@ def decode(raw: bytes, into: M, *, typed: bool, what: str) -> M:
 def sql_string(value: str) -> str:
     """A SQL string literal (single quotes doubled)."""
     return "'" + value.replace("'", "''") + "'"
+
+
+_PLAIN_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*")
+
+
+def sql_identifier(name: str) -> str:
+    """A column name as a SQL identifier: as is when plain (lower-case
+    letters, digits and ``_``, not starting with a digit: DataFusion
+    lower-cases unquoted names), else in double quotes (inner ones doubled)."""
+    if _PLAIN_IDENTIFIER.fullmatch(name):
+        return name
+    return '"' + name.replace('"', '""') + '"'
+
+
+def not_null_filter(name: str) -> str:
+    """``filter=...`` (as Python would write the argument) dropping the rows
+    where column ``name`` is null, for error messages."""
+    return f"filter={sql_identifier(name) + ' IS NOT NULL'!r}"
 
 
 # -- text: the query of a URI, split off and edited, never interpreted ---------

@@ -123,6 +123,25 @@ def _runs(sorted_positions: Array) -> list[tuple[int, int]]:
     return list(zip(starts.tolist(), ends.tolist(), strict=True))
 
 
+def _disjoint(starts: Array, sizes: Array, held: Array) -> tuple[Array, Array]:
+    """Ranges ``[starts, starts + sizes)``, held from row ``held`` of a table
+    on, as disjoint ranges sorted by start covering the same positions:
+    ``(starts, held)``, the last range starting at or before a position holds
+    it. Ranges may repeat or overlap (a block read whole for one pass over
+    the dataset and rows of it read for the next, in one group); each keeps
+    the part no range before it (by start) holds."""
+    if len(starts) < 2:
+        return starts, held
+    if bool(np.any(np.diff(starts) < 0)):  # blocks in window order: sort to search
+        by_start = np.argsort(starts, kind="stable")
+        starts, sizes, held = starts[by_start], sizes[by_start], held[by_start]
+    ends = starts + sizes
+    covered = np.maximum.accumulate(ends)  # the end of what ranges up to each one hold
+    firsts = np.maximum(starts, np.concatenate([starts[:1], covered[:-1]]))
+    keep = firsts < ends
+    return firsts[keep], (held + firsts - starts)[keep]
+
+
 def _file_pieces(ds: Dataset, parts: int) -> list[Piece]:
     """The manifest table cut into groups of files, each planned with its own
     ticket (``logical_key IN (...)``), so workers download only their files."""
@@ -257,6 +276,8 @@ class _Stream:
             raise ValueError(f"block_rows must be at least 1, not {block_rows}")
         if shuffle_buffer < 0:
             raise ValueError(f"shuffle_buffer must be 0 or more, not {shuffle_buffer}")
+        if prefetch < 0:
+            raise ValueError(f"prefetch must be 0 or more, not {prefetch}")
         seed = _order.seed_of(seed)
         planned, pieces = plan_pieces(dataset, partitions)
         self.dataset = planned
@@ -421,16 +442,16 @@ class _Stream:
                         cut.append(pos)
                 tables = [self._read_whole_blocks(spans)] if spans else []
                 if cut:
-                    part, got = self._read_spans(_runs(np.sort(np.concatenate(cut))))
+                    # Distinct positions (a group may hold the same position of two passes over the
+                    # dataset): a row needed twice is read once and taken twice below.
+                    part, got = self._read_spans(_runs(_sorted_unique(np.concatenate(cut))))
                     tables.append(part)
                     spans.extend(got)
                 table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
             starts = np.array([a for a, _ in spans], dtype=np.int64)
             sizes = np.array([b - a for a, b in spans], dtype=np.int64)
             held = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-            if len(starts) > 1 and bool(np.any(np.diff(starts) < 0)):  # blocks in window order: sort to search
-                by_start = np.argsort(starts, kind="stable")
-                starts, held = starts[by_start], held[by_start]
+            starts, held = _disjoint(starts, sizes, held)
             if table.num_rows != int(sizes.sum()):
                 raise SheafError(
                     f"reading {self.uri}: {len(spans)} row range(s) holding {int(sizes.sum())} rows returned "

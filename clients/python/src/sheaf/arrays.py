@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from sheaf._request import not_null_filter
 from sheaf.errors import TensorConversionError
 
 if TYPE_CHECKING:
@@ -93,7 +94,7 @@ def column_to_numpy(array: pa.Array | pa.ChunkedArray, name: str = "column", wha
     if array.null_count:
         raise TensorConversionError(
             f"column {name!r}{where} has {array.null_count} null(s) in a batch, and arrays cannot hold nulls: drop "
-            f'them with filter="{name} IS NOT NULL", or convert batches yourself with collate=',
+            f"them with {not_null_filter(name)}, or convert batches yourself with collate=",
             code="CLIENT",
             column=name,
         )

@@ -426,10 +426,11 @@ class Dataset:
     # -- random access, cache -------------------------------------------------
 
     def take(self, indices: Any, *, fill_cache: bool = False, max_workers: int | None = None) -> pa.Table:
-        """Rows at positions ``indices`` (a sequence, numpy array, tensor or
-        ``range``; any order, duplicates allowed, negative from the end), in
-        that order; ``IndexError`` names the dataset and the index out of
-        range. Only the pages holding them are read (``rows=`` requests of
+        """Rows at positions ``indices`` (a one-dimensional sequence, numpy
+        array, tensor or ``range`` of integers, not a boolean mask: take
+        ``numpy.flatnonzero(mask)``; any order, duplicates allowed, negative
+        from the end), in that order; ``IndexError`` names the dataset and
+        the index out of range. Only the pages holding them are read (``rows=`` requests of
         at most 100,000 ranges, 64 KiB for a URI); rows of endpoints stored in the client's
         cache are taken locally (``fill_cache``: store the endpoints holding
         them first). Positions are the dataset's rows: a dataset with

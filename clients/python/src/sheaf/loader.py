@@ -463,7 +463,8 @@ class Loader(_Source):
             last batches are cut), so collectives never wait for a rank.
         partitions: endpoints to plan (default: the dataset's own, else 256).
         prefetch: read requests each worker keeps in flight (on threads),
-            besides the one it is cutting into batches.
+            besides the one it is cutting into batches (0 or more; 0 acts
+            as 1).
     """
 
     def __init__(

@@ -9,13 +9,17 @@ How (everything else as :class:`sheaf.loader.Loader`):
 
 - Each dataset keeps its own order (its own ``seed``, ``block_rows``,
   ``shuffle_buffer``): an endless sequence of its epochs.
-- A mixed epoch holds ``epoch_rows`` rows (default: the most that reads no
-  dataset's row twice, ``min(rows[s] / share[s])``); dataset ``s`` contributes
-  ``floor(epoch_rows * share[s])`` rows, the next ones of its sequence: mixed
-  epoch ``e`` reads positions ``[e * rows_s, (e + 1) * rows_s)`` of it, so a
-  down-weighted dataset goes through all its rows over successive mixed
-  epochs and an up-weighted one repeats (``epoch_rows`` larger than the
-  default), each stream epoch in a new order.
+- A mixed epoch holds ``epoch_rows`` rows (default: the most with no
+  dataset contributing more rows than it has, ``min(rows[s] / share[s])``);
+  dataset ``s`` contributes ``rows_s = floor(epoch_rows * share[s])`` rows,
+  the next ones of its sequence: mixed epoch ``e`` reads positions
+  ``[e * rows_s, (e + 1) * rows_s)`` of it, so a down-weighted dataset goes
+  through all its rows over successive mixed epochs and an up-weighted one
+  repeats (``epoch_rows`` larger than the default), each stream epoch in a
+  new order. Mixed epoch 0 reads no row twice by default; a later one may
+  cross into a dataset's next stream epoch, and then holds the end of one
+  of its passes and the start of the next (another order), which can share
+  rows.
 - Each dataset's rows still to be read are cut into the global workers' runs
   as for one dataset; a worker interleaves its runs in proportion to their
   sizes (:func:`sheaf._order.mix_counts`: the same shares in every batch, up
@@ -97,6 +101,13 @@ class Mix(_Source):
             empty = [st.name for st in self.streams if st.num_rows == 0]
             raise SheafError(f"Mix: {', '.join(empty)} has no rows", code="CLIENT")
         shares = [Fraction(w).limit_denominator(10**9) for w in weights]
+        for st, w, sh in zip(self.streams, weights, shares, strict=True):
+            if sh == 0:
+                raise ValueError(
+                    f"Mix: weight {w!r} (of {st.name}) is too small relative to the weights {list(weights)}: "
+                    "weights are rounded to fractions of denominator at most 1e9, and it rounds to 0; "
+                    "scale the weights up"
+                )
         total = sum(shares)
         shares = [s / total for s in shares]
         self.weights = [float(s) for s in shares]

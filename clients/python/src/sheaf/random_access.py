@@ -84,7 +84,10 @@ def _out_of_range(ds: Dataset, index: Any, n: int) -> IndexError:
 def _positions(ds: Dataset, indices: Any, n: int) -> np.ndarray[Any, Any]:
     """``indices`` as non-negative int64 dataset positions, checked against
     ``n`` before any conversion (an index too large for int64, such as a
-    uint64 or a Python int, is out of range as given, never wrapped)."""
+    uint64 or a Python int, is out of range as given, never wrapped). A
+    boolean mask is refused (``TypeError``: its values would read as
+    positions 0 and 1), and so are indices of more than one dimension
+    (``ValueError``)."""
     if hasattr(indices, "numpy") and callable(indices.numpy) and not isinstance(indices, np.ndarray):
         indices = indices.numpy()  # a torch tensor
     if isinstance(indices, range):
@@ -95,6 +98,16 @@ def _positions(ds: Dataset, indices: Any, n: int) -> np.ndarray[Any, Any]:
         asked = np.arange(indices.start, indices.stop, indices.step, dtype=np.int64)
     else:
         asked = np.asarray(indices)
+        if asked.dtype.kind == "b":
+            raise TypeError(
+                f"take() on {ds.name}: indices are booleans (a mask?), not positions; "
+                "take the positions of a mask's True values with numpy.flatnonzero(mask)"
+            )
+        if asked.ndim > 1:
+            raise ValueError(
+                f"take() on {ds.name}: indices must be one-dimensional, not of shape {asked.shape}; "
+                "flatten them first (indices.reshape(-1))"
+            )
         if asked.dtype.kind == "f" and asked.size and not isinstance(indices, np.ndarray):
             # numpy makes floats of Python ints mixing negatives and ones past int64: keep them ints
             exact = np.asarray(indices, dtype=object)
@@ -109,7 +122,7 @@ def _positions(ds: Dataset, indices: Any, n: int) -> np.ndarray[Any, Any]:
                 if not -n <= int(value) < n:
                     raise _out_of_range(ds, value, n)
             asked = np.array([int(v) for v in flat], dtype=np.int64)
-        elif asked.dtype == object or asked.dtype.kind not in "iub":
+        elif asked.dtype == object or asked.dtype.kind not in "iu":
             if asked.size == 0:
                 asked = asked.astype(np.int64)
             else:
@@ -232,11 +245,11 @@ def _from_cache(
         key = ticket_key(e.ticket)
         if key is None or where.size == 0:
             continue
-        stored = cache.get(key)
+        stored = cache.get(key, shared=True)  # take_sorted copies the rows
         if stored is None and fill_cache and e.index not in unstorable:
             for _ in read_endpoint(ds.client, e, f"filling the cache from {ds.pinned_uri}"):
                 pass
-            stored = cache.get(key)
+            stored = cache.get(key, shared=True)
             if stored is None:
                 unstorable.add(e.index)  # larger than the cache's bound: take its rows with rows=
         if stored is None or stored.num_rows != e.table_rows:

@@ -42,6 +42,7 @@ import torch
 import torch.utils.data
 
 from . import _handoff
+from ._request import not_null_filter
 from ._stream import DEFAULT_BLOCK_ROWS, DEFAULT_PARTITIONS, Rebatcher
 from .dataset import Dataset
 from .errors import TensorConversionError
@@ -83,14 +84,16 @@ def _convertible(t: pa.DataType) -> bool:
 
 def check_schema(schema: pa.Schema, what: str) -> None:
     """Raises :class:`~sheaf.TensorConversionError` naming every column of
-    ``schema`` that cannot become a tensor."""
-    bad = [f"{f.name!r} ({f.type})" for f in schema if not _convertible(f.type)]
+    ``schema`` that cannot become a tensor (its ``column`` attribute is the
+    first such column)."""
+    bad = [f for f in schema if not _convertible(f.type)]
     if bad:
         raise TensorConversionError(
-            f"{what}: column(s) {', '.join(bad)} cannot become tensors; only numeric and boolean columns and "
-            "fixed-size lists of numbers do. Leave them out with columns=[...] or convert batches yourself "
-            "with collate=(a function of a pyarrow.RecordBatch)",
+            f"{what}: column(s) {', '.join(f'{f.name!r} ({f.type})' for f in bad)} cannot become tensors; only "
+            "numeric and boolean columns and fixed-size lists of numbers do. Leave them out with columns=[...] or "
+            "convert batches yourself with collate=(a function of a pyarrow.RecordBatch)",
             code="CLIENT",
+            column=bad[0].name,
         )
 
 
@@ -105,8 +108,9 @@ def column_to_tensor(array: pa.Array, name: str = "column", what: str = "") -> t
     if array.null_count:
         raise TensorConversionError(
             f"column {name!r}{where} has {array.null_count} null(s) in a batch, and tensors cannot hold nulls: "
-            f'drop them with filter="{name} IS NOT NULL", or convert batches yourself with collate=',
+            f"drop them with {not_null_filter(name)}, or convert batches yourself with collate=",
             code="CLIENT",
+            column=name,
         )
     t = array.type
     if pa.types.is_integer(t) or pa.types.is_floating(t):
@@ -123,6 +127,7 @@ def column_to_tensor(array: pa.Array, name: str = "column", what: str = "") -> t
         f"column {name!r}{where} is {t}, which cannot become a tensor; leave it out with columns=[...] or convert "
         "batches yourself with collate=",
         code="CLIENT",
+        column=name,
     )
 
 
@@ -182,7 +187,7 @@ class TorchDataset(torch.utils.data.IterableDataset[Any]):
             batch should be; default: ``{column: tensor}`` (:func:`to_tensors`).
         partitions: endpoints to plan (default: the dataset's own
             ``partitions`` parameter, else 256; at most one per row group).
-        prefetch: read requests each worker keeps in flight (threads).
+        prefetch: read requests each worker keeps in flight (threads; 0 or more).
 
     Iterate it through :class:`sheaf.torch.DataLoader` (which tracks the
     position for :meth:`DataLoader.state_dict`), torchdata's
