@@ -51,12 +51,16 @@ pub async fn prepare(registry: Registry, args: &ServeArgs) -> Result<Server> {
     let traces = match &args.otlp_endpoint {
         Some(endpoint) => {
             let instance = args.advertise.first().cloned().unwrap_or_else(|| args.listen.to_string());
-            Some(Exporter::start(endpoint, &instance).map_err(|e| Error::Invalid(e.to_string()))?)
+            Some(
+                Exporter::start(endpoint, &instance)
+                    .map_err(|e| Error::Invalid(sheaf::registry::hide_credentials(&e.to_string()).into_owned()))?,
+            )
         }
         None => None,
     };
     init_logging(args.log_json, traces.as_ref());
     if let Some(endpoint) = &args.otlp_endpoint {
+        let endpoint = sheaf::registry::hide_credentials(endpoint);
         tracing::info!(otlp_endpoint = %endpoint, "exporting a trace span per RPC over OTLP/gRPC");
     }
     if args.demo {
@@ -140,7 +144,10 @@ impl Server {
 fn authenticator(args: &ServeArgs) -> Result<Authenticator> {
     let listen = args.listen;
     match &args.auth {
-        Some(path) => Authenticator::load(path.clone()).map_err(Error::Invalid),
+        Some(path) => {
+            warn_if_others_read(path, "the auth file (it may hold the server key and password hashes)");
+            Authenticator::load(path.clone()).map_err(Error::Invalid)
+        }
         None if listen.ip().is_loopback() || args.insecure_anonymous => {
             if !listen.ip().is_loopback() {
                 tracing::warn!(listen = %listen, "serving without --auth on a non-loopback address: anyone who can reach it reads and writes every package");
@@ -222,12 +229,35 @@ fn tls(args: &ServeArgs) -> Result<Option<TlsOptions>> {
     let read = |p: &PathBuf| std::fs::read(p).map_err(|e| Error::io(p.display().to_string(), e));
     Ok(match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(TlsOptions {
+            key: {
+                warn_if_others_read(key, "the TLS private key");
+                read(key)?
+            },
             cert: read(cert)?,
-            key: read(key)?,
             client_ca: args.tls_client_ca.as_ref().map(read).transpose()?,
         }),
         _ => None,
     })
+}
+
+/// Elsewhere file modes say nothing of who may read a file.
+#[cfg(not(unix))]
+fn warn_if_others_read(_path: &std::path::Path, _what: &str) {}
+
+/// Logs a warning when `path` (a file holding a secret) may be read by its
+/// group or by others (the server still starts).
+#[cfg(unix)]
+fn warn_if_others_read(path: &std::path::Path, what: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(
+            file = %path.display(),
+            mode = format!("{:o}", meta.permissions().mode() & 0o777),
+            "{what} may be read by its group or others; make it readable by the server's user only (chmod 600)"
+        );
+    }
 }
 
 /// Every spelling of the server's storage locations (as URLs, paths and

@@ -25,6 +25,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -87,13 +88,24 @@ impl AuditNote {
 
 /// The layer.
 #[derive(Clone, Default)]
-pub struct AuditLayer;
+pub struct AuditLayer {
+    cut: Arc<AtomicBool>,
+}
+
+impl AuditLayer {
+    /// Records that the server's shutdown grace period ended with calls
+    /// still running: from then on a call that ends without its status was
+    /// cut by the server (UNAVAILABLE), not left by its client (CANCELLED).
+    pub fn cut_at_shutdown(&self) {
+        self.cut.store(true, Ordering::Relaxed);
+    }
+}
 
 impl<S> Layer<S> for AuditLayer {
     type Service = Audit<S>;
 
     fn layer(&self, inner: S) -> Audit<S> {
-        Audit { inner }
+        Audit { inner, cut: self.cut.clone() }
     }
 }
 
@@ -101,6 +113,7 @@ impl<S> Layer<S> for AuditLayer {
 #[derive(Clone)]
 pub struct Audit<S> {
     inner: S,
+    cut: Arc<AtomicBool>,
 }
 
 impl<S> Service<http::Request<Body>> for Audit<S>
@@ -145,6 +158,7 @@ where
             bytes: 0,
             code: None,
             span: span.clone(),
+            cut: self.cut.clone(),
         };
         let future = span.in_scope(|| self.inner.call(request));
         Box::pin(
@@ -180,10 +194,7 @@ fn request_id(headers: &http::HeaderMap) -> String {
     });
     let given = headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty());
     match given {
-        Some(id) => crate::query::limits::clip(id, 64)
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || "-_.:/+@".contains(*c))
-            .collect(),
+        Some(id) => id.chars().filter(|c| c.is_ascii_alphanumeric() || "-_.:/+@".contains(*c)).take(64).collect(),
         None => format!("{:08x}-{:x}", *PROCESS, NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)),
     }
 }
@@ -204,6 +215,8 @@ struct Line {
     /// The call's span, kept open until the response ends (a DoGet's span
     /// covers its stream).
     span: tracing::Span,
+    /// Set when the server cut running calls at the end of its shutdown grace.
+    cut: Arc<AtomicBool>,
 }
 
 impl Line {
@@ -213,6 +226,7 @@ impl Line {
             (Some(code), _) => code_name(code),
             // A stream that ended without a status is an error the client sees.
             (None, true) => "UNKNOWN",
+            (None, false) if self.cut.load(Ordering::Relaxed) => "UNAVAILABLE",
             (None, false) => "CANCELLED",
         };
         let elapsed = self.started.elapsed();

@@ -187,8 +187,9 @@ pub async fn serve(
     let flight = grpc::FlightRoutes::new(flight, |generated| {
         generated.max_decoding_message_size(MAX_DECODING_MESSAGE).max_encoding_message_size(usize::MAX)
     });
+    let audit = audit::AuditLayer::default();
     let layers = tower::ServiceBuilder::new()
-        .layer(audit::AuditLayer)
+        .layer(audit.clone())
         .layer(hygiene::HygieneLayer::new(options.redact.clone()))
         .layer(auth::AuthLayer::new(options.auth.clone()))
         .load_shed()
@@ -233,7 +234,9 @@ pub async fn serve(
         .serve_with_incoming_shutdown(incoming, shutdown);
     let grace_over = async {
         signalled.notified().await;
-        tokio::time::sleep(grace).await
+        tokio::time::sleep(grace).await;
+        // Before the server, and with it every running call, is dropped.
+        audit.cut_at_shutdown();
     };
     tokio::pin!(grace_over);
     let result = tokio::select! {
@@ -257,8 +260,13 @@ pub async fn serve(
     result
 }
 
+/// How often a ready server checks that its registry's storage still answers.
+const REGISTRY_WATCH: Duration = Duration::from_secs(5);
+
 /// Tries the registry's storage every second until it answers, then reports
-/// the Flight service ready (unless it already drains).
+/// the Flight service ready (unless it already drains); then checks it every
+/// [`REGISTRY_WATCH`], reporting not ready while it does not answer (a local
+/// registry's folder deleted or unmounted), ready again once it does.
 async fn until_registry_answers(
     engine: Arc<Engine>,
     readiness: Arc<ops::Readiness>,
@@ -279,6 +287,24 @@ async fn until_registry_answers(
     }
     readiness.registry_reachable();
     publish(&readiness, &health, &registry_service).await;
+    let mut answering = true;
+    loop {
+        tokio::time::sleep(REGISTRY_WATCH).await;
+        let now = engine.registry().reachable().await;
+        match (&now, answering) {
+            (Err(e), true) => {
+                tracing::error!(error = %e, "the registry's storage stopped answering; not ready until it does");
+                readiness.registry_lost();
+            }
+            (Ok(()), false) => {
+                tracing::info!("the registry's storage answers again; ready");
+                readiness.registry_reachable();
+            }
+            _ => continue,
+        }
+        answering = now.is_ok();
+        publish(&readiness, &health, &registry_service).await;
+    }
 }
 
 /// Tells the gRPC health service what `/readyz` says: the FlightService, and

@@ -6,8 +6,9 @@
 //!   ([`crate::metrics::prometheus`]);
 //! - `GET /healthz`: 200 while the process serves (liveness);
 //! - `GET /readyz`: 200 when the server should be sent new work, 503 before
-//!   the registry's storage first answered and from the moment it drains
-//!   (SIGTERM), with the reason in the body.
+//!   the registry's storage first answered, while it does not answer (a
+//!   local registry's folder gone), and from the moment it drains (SIGTERM),
+//!   with the reason in the body.
 //!
 //! The same readiness drives the gRPC health service, which Kubernetes
 //! probes and the other replicas check.
@@ -25,6 +26,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 #[derive(Debug, Default)]
 pub struct Readiness {
     registry: AtomicBool,
+    /// The registry answered once and then stopped answering.
+    lost: AtomicBool,
     draining: AtomicBool,
 }
 
@@ -32,6 +35,12 @@ impl Readiness {
     /// Records that the registry's storage answered.
     pub fn registry_reachable(&self) {
         self.registry.store(true, Ordering::Relaxed);
+        self.lost.store(false, Ordering::Relaxed);
+    }
+
+    /// Records that the registry's storage, which answered before, does not.
+    pub fn registry_lost(&self) {
+        self.lost.store(true, Ordering::Relaxed);
     }
 
     /// Records that the server drains (no new work from now on).
@@ -50,6 +59,8 @@ impl Readiness {
             Err("draining: shutting down, running requests are finishing")
         } else if !self.registry.load(Ordering::Relaxed) {
             Err("the registry's storage has not answered yet")
+        } else if self.lost.load(Ordering::Relaxed) {
+            Err("the registry's storage does not answer")
         } else {
             Ok(())
         }

@@ -49,6 +49,16 @@ impl Location {
     }
 
     fn from_url(mut url: Url) -> Result<Self, Error> {
+        // A URL's credentials would be printed and logged wherever the
+        // registry is named, and no store reads them from there.
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(Error::invalid(format!(
+                "registry URL {} holds credentials (user:password@), which are never read from a URL: S3 takes them \
+                 from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or its profile, GCS and Azure from their own \
+                 environment variables; remove them from the URL",
+                super::hide_credentials(url.as_str())
+            )));
+        }
         match url.scheme() {
             "file" => {
                 let path = url

@@ -127,6 +127,23 @@ impl std::fmt::Debug for Registry {
     }
 }
 
+/// A local registry's folder that is not there (see `Registry::folder_gone`).
+struct StorageGone(String);
+
+impl StorageGone {
+    /// The storage error for doing `context`: UNAVAILABLE to clients, the
+    /// folder named only in the log.
+    fn context(self, context: String) -> Error {
+        Error::Storage {
+            context,
+            source: object_store::Error::Generic {
+                store: "LocalFileSystem",
+                source: format!("the registry folder {} is gone (deleted or unmounted)", self.0).into(),
+            },
+        }
+    }
+}
+
 impl Registry {
     /// Opens the registry at `spec` (a path or URL, see [`Location::parse`]).
     /// Physical keys outside it are followed ([`ReadPolicy::AllowAll`]); a
@@ -196,12 +213,27 @@ impl Registry {
     /// The error for a package this registry does not have, or that the
     /// caller may not see (both answer alike, so a name leaks nothing).
     pub fn package_not_found(&self, package: impl std::fmt::Display) -> Error {
-        Error::NotFound(format!("package {package} in {}", self.url()))
+        match self.folder_gone() {
+            Some(e) => e.context(format!("reading package {package}")),
+            None => Error::NotFound(format!("package {package} in {}", self.url())),
+        }
+    }
+
+    /// For a local registry whose folder is gone (deleted, or a volume
+    /// unmounted), the storage failure to report: nothing in it can be
+    /// said not to exist, and a retry (elsewhere) may succeed.
+    fn folder_gone(&self) -> Option<StorageGone> {
+        let root = self.location.local_root.as_ref()?;
+        (!root.is_dir()).then(|| StorageGone(root.display().to_string()))
     }
 
     /// Whether the registry's storage answers: one listing of its manifests
-    /// folder (a server is not ready before it does).
+    /// folder (a server is not ready before it does); a local registry's
+    /// folder must exist.
     pub async fn reachable(&self) -> Result<()> {
+        if let Some(e) = self.folder_gone() {
+            return Err(e.context(format!("listing {MANIFESTS}")));
+        }
         self.store.list_with_delimiter(Some(&Path::from(MANIFESTS))).await.map(|_| ()).or_else(|e| match e {
             object_store::Error::NotFound { .. } => Ok(()), // an empty registry
             e => Err(Error::storage(format!("listing {MANIFESTS} in {}", self.url()), e)),

@@ -703,3 +703,16 @@ def test_hash_matches_the_quilt_vectors(sheaf, tmp_path):
 
 def test_hash_of_a_missing_file_is_not_found(sheaf, tmp_path):
     assert_exit(sheaf("hash", tmp_path / "missing.bin"), 3, "missing.bin")
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["s3://AKIAEXAMPLEKEY:SuperSecretValue123@bucket/prefix", "gs://user:SuperSecretValue123@bucket/reg"],
+)
+def test_a_registry_url_with_credentials_is_refused_without_echoing_them(sheaf, url):
+    """No store reads credentials from the registry URL (S3 takes them from AWS_* or its profile), and a URL is
+    printed and logged wherever the registry is named: refused (exit 2) before anything starts, the secret masked."""
+    for args in (("list",), ("serve", "--listen", "127.0.0.1:0")):
+        r = sheaf(*args, registry=url)
+        assert_exit(r, 2, "credentials")
+        assert "SuperSecretValue123" not in r.stderr + r.stdout, describe(r)

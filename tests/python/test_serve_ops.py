@@ -6,6 +6,7 @@ and flags (flag > environment > file), the HTTP endpoint of --metrics-listen
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import time
@@ -253,6 +254,38 @@ def test_sigterm_drains(tmp_path):
         stop(proc)
 
 
+def test_a_registry_folder_gone_is_unavailable_and_not_ready(tmp_path):
+    """A local registry's folder deleted (or a volume unmounted) under a running server: its packages answer
+    UNAVAILABLE (a storage failure clients retry elsewhere), not NOT_FOUND (which they take as final), /readyz turns
+    503 within the watch period, and both come back once the folder does."""
+    import shutil
+
+    proc, url, base, log = serve_demo_with_metrics(tmp_path)
+    try:
+        wait_ready(base)
+        client = flight.FlightClient(url)
+        descriptor = flight.FlightDescriptor.for_path("demo/weather", "tables/readings.parquet")
+        rows = client.get_flight_info(descriptor).total_records
+        registry = tmp_path / "registry"
+        kept = tmp_path / "registry-moved"
+        shutil.move(registry, kept)
+        with pytest.raises(flight.FlightUnavailableError, match="storage failed; retry later") as e:
+            client.get_flight_info(descriptor)
+        assert str(registry) not in str(e.value), e.value
+        deadline = time.monotonic() + 20
+        while http_get(f"{base}/readyz")[0] != 503 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        status, _, body = http_get(f"{base}/readyz")
+        assert status == 503 and "does not answer" in body, (status, body)
+        shutil.move(kept, registry)
+        wait_ready(base)
+        assert client.get_flight_info(descriptor).total_records == rows
+        client.close()
+        assert "stopped answering" in log.read_text() and "answers again" in log.read_text()
+    finally:
+        stop(proc)
+
+
 # HTTP/2 frames, as a client's transport writes them (RFC 9113 section 4.1).
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
@@ -331,5 +364,15 @@ def test_request_ids_reach_the_audit_log(tmp_path):
             time.sleep(0.2)
         assert "request_id=id7outcomeOKprincipaladmin" in log.read_text(), log.read_text()[-3000:]
         assert 'outcome="OK" principal="admin' not in log.read_text()
+        # A long id keeps its first 64 characters, nothing appended.
+        client = flight.FlightClient(f"grpc://127.0.0.1:{port}")
+        long_id = "L" + "0123456789" * 50
+        options = flight.FlightCallOptions(headers=[(b"x-request-id", long_id.encode())])
+        client.get_flight_info(flight.FlightDescriptor.for_path("demo/weather", "tables/readings.parquet"), options)
+        client.close()
+        while f"request_id={long_id[:64]}" not in log.read_text() and time.monotonic() < deadline + 20:
+            time.sleep(0.2)
+        ids = {m.group(1) for m in re.finditer(r"request_id=(L\w+)", log.read_text())}
+        assert ids == {long_id[:64]}, (ids, log.read_text()[-3000:])
     finally:
         stop(proc)
