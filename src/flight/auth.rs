@@ -337,7 +337,9 @@ impl Drop for Attempt<'_> {
             let a = attempts.entry(k.clone()).or_insert_with(Attempts::new);
             a.checking = a.checking.saturating_sub(1);
             if self.failed {
-                if a.since.elapsed() >= FAILURE_WINDOW {
+                // The window starts at its first failure (the entry may be
+                // older: made by an earlier attempt that succeeded).
+                if a.failed() == 0 {
                     (a.failed, a.since) = (0, Instant::now());
                 }
                 a.failed += 1;
@@ -556,6 +558,17 @@ mod tests {
         assert!(wait > Duration::from_secs(50), "{wait:?}");
         // Another peer for another user is not held back.
         assert!(a.begin_attempt(vec!["peer 5.6.7.8".into(), "user bob".into()]).await.is_ok());
+        // The window starts at the first failure, not when a key was first seen.
+        let key = || vec!["user carol".to_owned()];
+        drop(a.begin_attempt(key()).await.unwrap()); // a right password
+        a.attempts.lock().unwrap().get_mut("user carol").unwrap().since -= FAILURE_WINDOW / 2;
+        for _ in 0..MAX_FAILURES {
+            let mut attempt = a.begin_attempt(key()).await.unwrap();
+            attempt.failed = true;
+            drop(attempt);
+        }
+        let wait = a.begin_attempt(key()).await.err().expect("refused");
+        assert!(wait > FAILURE_WINDOW - Duration::from_secs(10), "{wait:?}");
     }
 
     #[test]
