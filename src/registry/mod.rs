@@ -227,17 +227,19 @@ impl Registry {
         (!root.is_dir()).then(|| StorageGone(root.display().to_string()))
     }
 
-    /// Whether the registry's storage answers: one listing of its manifests
-    /// folder (a server is not ready before it does); a local registry's
-    /// folder must exist.
+    /// Whether the registry's storage answers: the first page of a listing
+    /// of its manifests folder (a server is not ready before it does); a
+    /// local registry's folder must exist.
     pub async fn reachable(&self) -> Result<()> {
         if let Some(e) = self.folder_gone() {
             return Err(e.context(format!("listing {MANIFESTS}")));
         }
-        self.store.list_with_delimiter(Some(&Path::from(MANIFESTS))).await.map(|_| ()).or_else(|e| match e {
-            object_store::Error::NotFound { .. } => Ok(()), // an empty registry
-            e => Err(Error::storage(format!("listing {MANIFESTS} in {}", self.url()), e)),
-        })
+        // The first page only (one request): a ready server repeats this
+        // check, and a registry may hold many manifests.
+        match self.store.list(Some(&Path::from(MANIFESTS))).next().await {
+            None | Some(Ok(_)) | Some(Err(object_store::Error::NotFound { .. })) => Ok(()), // NotFound: an empty registry
+            Some(Err(e)) => Err(Error::storage(format!("listing {MANIFESTS} in {}", self.url()), e)),
+        }
     }
 
     pub(crate) fn store(&self) -> &Arc<dyn ObjectStore> {
