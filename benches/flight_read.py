@@ -20,7 +20,7 @@ by pyarrow clients from:
   - pyarrow.parquet.read_table of the local file (no network).
 
 Every reader is a pyarrow client process of its own (benches/read_once.py),
-with MIMALLOC_PURGE_DELAY=-1 (harness.py): a fresh one for each cold read, a
+with MIMALLOC_PURGE_DELAY=-1 and glibc's malloc thresholds fixed (harness.py): a fresh one for each cold read, a
 long-lived one per server for the hot reads. Within one client, how many fresh
 pages a read touches depends on what that process read before, from whatever
 server (measured: a peer read right after a Sheaf read faulted 8k-82k client

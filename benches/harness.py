@@ -3,7 +3,12 @@
 - The client environment: every benchmark process (the pyarrow client) and every
   pyarrow peer server runs with MIMALLOC_PURGE_DELAY=-1, so mimalloc keeps freed
   memory instead of returning it to the OS after each read (without it client-side
-  figures swing 0.4-3.3 GB/s on this machine).
+  figures swing 0.4-3.3 GB/s on this machine), and with glibc's malloc thresholds
+  fixed (GLIBC_TUNABLES; gRPC's receive buffers come from glibc's malloc): with
+  glibc's adaptive thresholds a client trimmed and re-faulted its heap on some
+  reads and not others, 3k-105k page faults per read, and one unchanged Sheaf
+  server measured 0.67x-1.12x the pyarrow peer from run to run (0.81x-0.89x
+  with them fixed).
   Importing this module re-executes the script with that environment when it is
   missing, before pyarrow is loaded. `sheaf serve` gets no tuning of any kind.
 - Deterministic data (fixed seeds), cached as Parquet under
@@ -25,6 +30,8 @@ import sys
 
 CLIENT_ENV = {
     "MIMALLOC_PURGE_DELAY": "-1",
+    # Allocations under 32 MiB from the heap, and the heap never trimmed.
+    "GLIBC_TUNABLES": "glibc.malloc.trim_threshold=1073741824:glibc.malloc.mmap_threshold=33554432",
     # Buffers received over Flight need not be 64-byte aligned; pyarrow compute
     # warns about that unless told to copy.
     "ACERO_ALIGNMENT_HANDLING": "reallocate",

@@ -87,6 +87,26 @@ pub fn exit_code(e: &Error) -> u8 {
     }
 }
 
+/// A client error of a call to `server` as the CLI reports it: its exit code
+/// and message. A plaintext URL whose call broke in the HTTP/2 layer (what
+/// a TLS server answers a plaintext client) gets a hint to use TLS.
+pub fn client_failure(e: &sheaf_client::Error, server: &str) -> (u8, String) {
+    let plaintext = !server.contains("://") || server.starts_with("grpc://") || server.starts_with("grpc+tcp://");
+    let broken_transport = e.server().is_some_and(|s| {
+        s.status.details().is_empty()
+            && matches!(
+                s.status.code(),
+                tonic::Code::Internal | tonic::Code::Unknown | tonic::Code::Cancelled | tonic::Code::Unavailable
+            )
+            && (s.status.message().contains("h2 protocol error") || s.status.code() == tonic::Code::Cancelled)
+    });
+    let mut message = e.to_string();
+    if plaintext && broken_transport {
+        message.push_str(&format!(" (if {server} serves TLS, connect with grpc+tls://)"));
+    }
+    (client_exit_code(e), message)
+}
+
 /// The exit code for a client error (`sheaf get`), by its gRPC status.
 pub fn client_exit_code(e: &sheaf_client::Error) -> u8 {
     use tonic::Code;

@@ -1,7 +1,7 @@
 //! `sheaf get`: a dataset from a server into a local file.
 
 use super::args::GetArgs;
-use super::exit::{Failure, client_exit_code};
+use super::exit::{Failure, client_failure};
 use super::outfile::Writer;
 use super::{Report, codes};
 use futures::TryStreamExt;
@@ -54,7 +54,7 @@ pub struct TlsFiles<'a> {
 /// Connects to `server` with the token and TLS files given; errors carry
 /// the exit code.
 pub(super) async fn connect(server: &str, token: Option<String>, tls: &TlsFiles<'_>) -> Result<Client, (u8, String)> {
-    let client_err = |e: Error| (client_exit_code(&e), e.to_string());
+    let client_err = |e: Error| client_failure(&e, server);
     let read = |p: Option<&Path>| match p {
         Some(p) => std::fs::read(p).map(Some).map_err(|e| (codes::FAILURE, format!("{}: {e}", p.display()))),
         None => Ok(None),
@@ -82,7 +82,7 @@ async fn get(
     out: &Path,
     parallelism: usize,
 ) -> Result<GetReport, (u8, String)> {
-    let client_err = |e: Error| (client_exit_code(&e), e.to_string());
+    let client_err = |e: Error| client_failure(&e, server);
     let client = connect(server, token, tls).await?;
     let dataset = client.dataset(uri).await.map_err(client_err)?;
     let tmp = out.with_file_name(format!(

@@ -2,7 +2,7 @@
 //! revision (the Rust client's [`sheaf_client::Client::write`]).
 
 use super::args::PutArgs;
-use super::exit::{Failure, client_exit_code};
+use super::exit::{Failure, client_failure};
 use super::{Report, codes};
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
@@ -112,7 +112,7 @@ pub async fn run(args: &PutArgs) -> Result<PutReport, Failure> {
 }
 
 async fn put(args: &PutArgs) -> Result<PutReport, (u8, String)> {
-    let client_err = |e: Error| (client_exit_code(&e), e.to_string());
+    let client_err = |e: Error| client_failure(&e, &args.remote.server);
     let invalid = |m: String| (codes::INVALID, m);
     // Read as Python reads it: an integer beyond 64 bits is refused here,
     // not rounded (as the server refuses it).

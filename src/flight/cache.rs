@@ -1,10 +1,18 @@
 //! A cache of encoded DoGet streams. A ticket names a pinned revision, so
 //! the messages it yields never change: a repeated read is sent from memory
 //! without decoding Parquet or encoding IPC again (the server's "hot read").
-//! The messages share the decoded Arrow buffers (see [`super::encode`]), so
-//! recording costs no copy; sizes count the bytes the messages send, which
-//! may be less than the buffers they keep alive when a batch was a slice of
-//! a larger decoded buffer.
+//! A stream is recorded as it is sent, sharing the decoded Arrow buffers
+//! (see [`super::encode`]), so the read that records copies nothing. At its
+//! first hit (a stream read again is likely read again; one never read again
+//! never pays for it) it is made contiguous in the background, one stream at a time
+//! ([`super::grpc::contiguous`]: each message copied once into one buffer
+//! with its gRPC head): a repeated read then writes each message to the
+//! socket at once rather than Arrow buffer by Arrow buffer, which is what
+//! brings repeated reads to the pyarrow in-memory server's speed
+//! (`benches/flight_read.py`), and the bytes the cache counts become the
+//! bytes it holds (no decoded buffer kept alive by a slice of it). The copy
+//! needs room in the budget next to the stream while it is made; without
+//! room the stream stays as recorded.
 //!
 //! Memory is bounded: cached streams and streams being recorded share one
 //! byte budget, least recently used streams are evicted first, and a stream
@@ -53,6 +61,8 @@ pub struct StreamCache {
     /// Keys the hashes of [`State::seen`].
     hasher: RandomState,
     state: Mutex<State>,
+    /// One stream is made contiguous at a time.
+    compacting: Arc<tokio::sync::Semaphore>,
 }
 
 #[derive(Debug)]
@@ -66,7 +76,8 @@ struct State {
     /// do not each reserve a copy and crowd each other out of the budget;
     /// the others wait for it ([`StreamCache::lookup`]).
     recording: HashMap<Vec<u8>, watch::Receiver<Progress>>,
-    /// Bytes of cached entries plus bytes reserved by recordings.
+    /// Bytes of cached entries plus bytes reserved by recordings and by
+    /// contiguous copies being made.
     used: u64,
     clock: u64,
 }
@@ -110,6 +121,8 @@ struct Entry {
     messages: Messages,
     bytes: u64,
     last_used: u64,
+    /// Set once the entry was handed to [`StreamCache::make_contiguous`].
+    compacted: bool,
 }
 
 impl StreamCache {
@@ -128,6 +141,7 @@ impl StreamCache {
             min_reads: min_reads.max(1),
             hasher: RandomState::new(),
             state: Mutex::new(state),
+            compacting: Arc::new(tokio::sync::Semaphore::new(1)),
         })
     }
 
@@ -168,7 +182,13 @@ impl StreamCache {
                 let now = state.clock;
                 if let Some(entry) = state.entries.get_mut(ticket) {
                     entry.last_used = now;
-                    return Lookup::Hit(entry.messages.clone());
+                    let messages = entry.messages.clone();
+                    if !std::mem::replace(&mut entry.compacted, true) {
+                        let bytes = entry.bytes;
+                        drop(state);
+                        self.make_contiguous(ticket.to_vec(), messages.clone(), bytes);
+                    }
+                    return Lookup::Hit(messages);
                 }
                 if self.budget == 0 {
                     return Lookup::Miss(self.recording(ticket.to_vec(), None));
@@ -257,16 +277,56 @@ impl StreamCache {
         crate::metrics::CACHE_BYTES.add(-(bytes as i64));
     }
 
-    fn insert(&self, ticket: Vec<u8>, messages: Vec<WireMessage>, bytes: u64) {
+    fn insert(&self, ticket: Vec<u8>, messages: Messages, bytes: u64) {
         let mut state = self.state.lock().expect("stream cache poisoned");
         state.clock += 1;
-        let entry = Entry { messages: Arc::new(messages), bytes, last_used: state.clock };
+        let entry = Entry { messages, bytes, last_used: state.clock, compacted: false };
         // The bytes were reserved while recording; a concurrent recording of
         // the same ticket may have won the race, then ours are released.
         if let Some(previous) = state.entries.insert(ticket, entry) {
             state.used -= previous.bytes;
             crate::metrics::CACHE_BYTES.add(-(previous.bytes as i64));
         }
+    }
+
+    /// Makes the cached stream `messages` of `ticket` contiguous in the
+    /// background, one stream at a time. Outside a tokio runtime, or without
+    /// room in the budget for the copy next to it when its turn comes (no
+    /// entry is evicted for a copy), it stays as recorded. The copy replaces
+    /// the entry only if the entry still holds `messages`; reads already
+    /// sending them finish with them.
+    fn make_contiguous(self: &Arc<Self>, ticket: Vec<u8>, messages: Messages, bytes: u64) {
+        if messages.iter().all(|m| m.framed.is_some()) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let cache = self.clone();
+        runtime.spawn(async move {
+            let Ok(_turn) = cache.compacting.clone().acquire_owned().await else { return };
+            {
+                let mut state = cache.state.lock().expect("stream cache poisoned");
+                let current = state.entries.get(&ticket).is_some_and(|e| Arc::ptr_eq(&e.messages, &messages));
+                if !current || state.used + bytes > cache.budget {
+                    return;
+                }
+                state.used += bytes;
+                crate::metrics::CACHE_BYTES.add(bytes as i64);
+            }
+            let copy = {
+                let messages = messages.clone();
+                tokio::task::spawn_blocking(move || {
+                    messages.iter().map(super::grpc::contiguous).collect::<Result<Vec<_>, _>>()
+                })
+                .await
+            };
+            if let Ok(Ok(copy)) = copy {
+                let mut state = cache.state.lock().expect("stream cache poisoned");
+                if let Some(entry) = state.entries.get_mut(&ticket).filter(|e| Arc::ptr_eq(&e.messages, &messages)) {
+                    entry.messages = Arc::new(copy);
+                }
+            }
+            cache.release(bytes);
+        });
     }
 
     /// Bytes currently held or reserved.
@@ -320,7 +380,7 @@ impl Recording {
     /// The stream ended successfully: cache it.
     pub fn finish(mut self) {
         if !self.gave_up {
-            let (ticket, messages) = (self.ticket.clone(), std::mem::take(&mut self.messages));
+            let (ticket, messages) = (self.ticket.clone(), Arc::new(std::mem::take(&mut self.messages)));
             self.cache.insert(ticket, messages, std::mem::take(&mut self.reserved));
         }
     }
@@ -489,6 +549,64 @@ mod tests {
         assert!(started.elapsed() >= STALL);
         alone.push(&msg(10));
         assert_eq!(cache.used(), 0, "the stalled recording keeps the slot; this read records nothing");
+    }
+
+    /// Waits (a bounded while) until the cached stream of `ticket` is contiguous.
+    async fn contiguous_soon(cache: &Arc<StreamCache>, ticket: &[u8]) -> bool {
+        for _ in 0..500 {
+            if cache.get(ticket).is_some_and(|m| m.iter().all(|m| m.framed.is_some())) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    }
+
+    fn hit_now(lookup: Lookup) {
+        assert!(matches!(lookup, Lookup::Hit(_)), "a cached ticket is a hit");
+    }
+
+    #[tokio::test]
+    async fn a_cached_stream_is_made_contiguous_at_its_first_hit() {
+        let cache = StreamCache::new(1000, 1);
+        let body = |n: usize, fill: u8| vec![Bytes::from(vec![fill; n / 2]), Bytes::from(vec![fill + 1; n - n / 2])];
+        let mut r = cache.record(b"a".to_vec());
+        r.push(&WireMessage { data_header: Bytes::from_static(b"head"), body: body(100, 1), ..Default::default() });
+        r.push(&WireMessage { body: body(50, 3), ..Default::default() });
+        r.finish();
+        let as_recorded = cache.get(b"a").unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(cache.get(b"a").unwrap().iter().all(|m| m.framed.is_none()), "not before it is read again");
+        hit_now(cache.lookup(b"a", Admission::Repeated).await);
+        assert!(contiguous_soon(&cache, b"a").await);
+        let kept = cache.get(b"a").unwrap();
+        for (old, new) in as_recorded.iter().zip(kept.iter()) {
+            // The same message, in one buffer: what the wire gets is unchanged.
+            assert_eq!(new.body.len(), 1);
+            assert_eq!(new.body[0].to_vec(), old.body.concat());
+            assert_eq!(new.data_header, old.data_header);
+            let mut wire = super::super::grpc::frame(old).unwrap().to_vec();
+            old.body.iter().for_each(|p| wire.extend_from_slice(p));
+            assert_eq!(new.framed.as_ref().unwrap().to_vec(), wire);
+        }
+        assert_eq!(cache.used(), 154, "the copy's room is released once it replaced the stream");
+
+        // Without room for a copy next to it, a stream stays as recorded.
+        let mut r = cache.record(b"b".to_vec());
+        r.push(&WireMessage { body: body(300, 5), ..Default::default() });
+        r.finish();
+        hit_now(cache.lookup(b"b", Admission::Repeated).await);
+        assert!(contiguous_soon(&cache, b"b").await, "room for b's copy (454 + 300 of 1000)");
+        let mut r = cache.record(b"c".to_vec());
+        r.push(&WireMessage { body: body(480, 7), ..Default::default() });
+        r.finish();
+        hit_now(cache.lookup(b"c", Admission::Repeated).await);
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+        let c = cache.get(b"c").expect("c is cached");
+        assert!(c.iter().all(|m| m.framed.is_none()), "no room for c's copy (934 + 480 of 1000): kept as recorded");
+        assert_eq!(cache.used(), 934);
     }
 
     #[tokio::test]

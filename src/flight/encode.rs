@@ -44,6 +44,10 @@ pub struct WireMessage {
     pub app_metadata: Bytes,
     /// The IPC body, in order; its concatenation is `FlightData::data_body`.
     pub body: Vec<Bytes>,
+    /// The whole message as DoGet sends it (gRPC length prefix, protobuf
+    /// fields, body) in one buffer, when it was made contiguous for the
+    /// stream cache ([`super::grpc::contiguous`]); `body` is then a view of it.
+    pub framed: Option<Bytes>,
 }
 
 impl WireMessage {
@@ -79,7 +83,7 @@ impl From<FlightData> for WireMessage {
     /// A message of arrow-flight's encoder (DoGet messages carry no descriptor).
     fn from(m: FlightData) -> Self {
         let body = if m.data_body.is_empty() { vec![] } else { vec![m.data_body] };
-        WireMessage { data_header: m.data_header, app_metadata: m.app_metadata, body }
+        WireMessage { data_header: m.data_header, app_metadata: m.app_metadata, body, framed: None }
     }
 }
 
@@ -247,7 +251,12 @@ fn split_messages(buffers: Vec<Buffer>) -> Result<Vec<WireMessage>, ArrowError> 
             .map_err(|e| ArrowError::IpcError(format!("reading an encoded message: {e}")))?;
         let body_len =
             usize::try_from(message.bodyLength()).map_err(|_| ArrowError::IpcError("negative body length".into()))?;
-        out.push(WireMessage { data_header, app_metadata: Bytes::new(), body: coalesce(cursor.take(body_len)?) });
+        out.push(WireMessage {
+            data_header,
+            app_metadata: Bytes::new(),
+            body: coalesce(cursor.take(body_len)?),
+            framed: None,
+        });
     }
     Ok(out)
 }

@@ -1471,7 +1471,9 @@ def test_sheaf_get_over_tls_with_a_token_or_a_client_certificate(world, spawn, p
         timeout=60,
     )
     assert r.returncode != 0, describe(r)
-    # A grpc+tls:// URL never falls back to plaintext, and a plaintext URL to a TLS port fails.
+    # The error says why, not only "transport error".
+    assert "certificate" in r.stderr.lower() and "UnknownIssuer" in r.stderr, describe(r)
+    # A grpc+tls:// URL never falls back to plaintext, and a plaintext URL to a TLS port fails (with a hint).
     r = cli(
         "get",
         u("other/data"),
@@ -1482,6 +1484,7 @@ def test_sheaf_get_over_tls_with_a_token_or_a_client_certificate(world, spawn, p
         timeout=60,
     )
     assert r.returncode != 0, describe(r)
+    assert "connect with grpc+tls://" in r.stderr, describe(r)
     assert world.tokens["nightly"].token not in r.stderr + r.stdout
 
 

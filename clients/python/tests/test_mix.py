@@ -159,4 +159,8 @@ def test_mix_refuses_a_weight_that_rounds_to_zero(client):
     for weights in ([1, 1e-10], [1e-10, 1e-10]):
         with pytest.raises(ValueError, match=r"weight 1e-10 \(of test/tables@\S+\) is too small relative to the"):
             Mix([a, b], weights=weights)
-    assert Mix([a, b], weights=[1, 1e-9]).weights[1] > 0  # the smallest share kept
+    # The smallest share kept, given an epoch long enough for it to get a row; else refused, naming it.
+    assert Mix([a, b], weights=[1, 1e-9], epoch_rows=2 * 10**9).epoch_rows[1] == 1  # 2e9 / (1e9 + 1)
+    refused = r"Mix: test/tables@\S+ \(weight 1e-09 of \[1, 1e-09\]\) gets 0 of the epoch's"
+    with pytest.raises(ValueError, match=refused):
+        Mix([a, b], weights=[1, 1e-9])

@@ -61,7 +61,24 @@ pub(crate) async fn connect(url: &str, tls: &ClientTlsConfig) -> Result<Channel,
     } else if !target.starts_with("http://") {
         return Err(fail("unsupported scheme: use grpc:// or grpc+tls://".into()));
     }
-    endpoint.connect().await.map_err(|e| fail(e.to_string()))
+    endpoint.connect().await.map_err(|e| fail(with_sources(&e)))
+}
+
+/// An error and its sources, as one line: tonic's transport error alone says
+/// only "transport error", its sources say why (a refused certificate, a
+/// refused connection).
+fn with_sources(e: &dyn std::error::Error) -> String {
+    let mut line = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !line.ends_with(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        source = cause.source();
+    }
+    line
 }
 
 /// The channels of one client: its own, and one per other location, opened

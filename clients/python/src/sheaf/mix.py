@@ -117,6 +117,12 @@ class Mix(_Source):
             raise ValueError(f"epoch_rows must be at least 1, not {epoch_rows}")
         self.total_rows = int(epoch_rows)
         self.epoch_rows = [math.floor(epoch_rows * sh) for sh in shares]
+        for st, w, rows in zip(self.streams, weights, self.epoch_rows, strict=True):
+            if rows == 0:
+                raise ValueError(
+                    f"Mix: {st.name} (weight {w!r} of {list(weights)}) gets 0 of the epoch's {self.total_rows:,} "
+                    "rows: raise its weight or epoch_rows"
+                )
 
     @property
     def schema(self) -> pa.Schema:
