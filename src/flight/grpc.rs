@@ -6,8 +6,8 @@
 //! the protobuf fields before `data_body`) and the body's own buffers (the
 //! Arrow buffers themselves, see [`super::encode`]), sent as HTTP/2 data
 //! chunks that hyper writes out without copying. Messages the stream cache
-//! keeps are contiguous instead ([`contiguous`]: copied once, when recorded)
-//! and go out as one chunk each. Every other RPC goes to tonic's generated
+//! keeps become contiguous at their stream's first hit ([`contiguous`]:
+//! copied once) and then go out as one chunk each. Every other RPC goes to tonic's generated
 //! service unchanged.
 
 use super::SheafFlight;
@@ -65,9 +65,10 @@ pub fn frame(message: &WireMessage) -> Result<Bytes, Status> {
 /// `message` with its wire form in one buffer: the head [`frame`] makes and
 /// the body, copied together once. The stream cache keeps messages so
 /// (see [`super::cache`]): a cached message then goes out as one HTTP/2 data
-/// frame and one socket write instead of one per Arrow buffer, which halves
-/// the server's CPU for a repeated read, and the memory the cache holds is
-/// exactly what it sends (no decoded buffer kept alive by a slice of it).
+/// frame and one socket write instead of one per Arrow buffer (hyper writes
+/// each frame with its own `writev`: about 230 writes instead of 1,800 for a
+/// read of `benches/flight_read.py`'s table), and the memory the cache holds
+/// is exactly what it sends (no decoded buffer kept alive by a slice of it).
 pub fn contiguous(message: &WireMessage) -> Result<WireMessage, Status> {
     if message.framed.is_some() {
         return Ok(message.clone());
