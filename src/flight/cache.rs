@@ -296,9 +296,6 @@ impl StreamCache {
     /// the entry only if the entry still holds `messages`; reads already
     /// sending them finish with them.
     fn make_contiguous(self: &Arc<Self>, ticket: Vec<u8>, messages: Messages, bytes: u64) {
-        if messages.iter().all(|m| m.framed.is_some()) {
-            return;
-        }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         let cache = self.clone();
         runtime.spawn(async move {
